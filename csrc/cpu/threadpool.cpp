@@ -1,0 +1,161 @@
+#include "cpu/threadpool.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <string>
+#include <utility>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+namespace nm::cpu {
+
+namespace {
+thread_local bool t_in_pool_task = false;
+
+int read_int_file(const std::string& path, int fallback) {
+  std::ifstream f(path);
+  int v;
+  if (f >> v) return v;
+  return fallback;
+}
+}  // namespace
+
+int physical_core_count() {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    std::set<std::pair<int, int>> cores;  // (package, core) pairs we may run on
+    int logical = 0;
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (!CPU_ISSET(c, &set)) continue;
+      ++logical;
+      std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(c) + "/topology/";
+      int pkg = read_int_file(base + "physical_package_id", -1);
+      int core = read_int_file(base + "core_id", -1);
+      if (pkg < 0 || core < 0) { cores.clear(); break; }
+      cores.insert({pkg, core});
+    }
+    if (!cores.empty()) return (int)cores.size();
+    if (logical > 0) return logical;
+  }
+#endif
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc ? (int)hc : 1;
+}
+
+ThreadPool::ThreadPool(int threads) { start(threads); }
+ThreadPool::~ThreadPool() { stop(); }
+
+void ThreadPool::start(int threads) {
+  size_ = std::max(1, threads);
+  quit_ = false;
+  for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+}
+
+void ThreadPool::stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    quit_ = true;
+  }
+  cv_work_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void ThreadPool::resize(int threads) {
+  std::lock_guard<std::mutex> run_lk(run_mu_);
+  if (std::max(1, threads) == size_) return;
+  stop();
+  start(threads);
+}
+
+void ThreadPool::worker_main(int ith) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(int, int)>* fn;
+    int nth;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_work_.wait(lk, [&] { return quit_ || generation_ != seen; });
+      if (quit_) return;
+      seen = generation_;
+      fn = fn_;
+      nth = nth_;
+    }
+    if (ith < nth) {
+      t_in_pool_task = true;
+      try {
+        (*fn)(ith, nth);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+      t_in_pool_task = false;
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--pending_ == 0) cv_done_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
+  int nth = std::max(1, std::min(max_tasks, size_));
+  if (nth == 1 || t_in_pool_task) {
+    for (int i = 0; i < nth; ++i) fn(i, nth);
+    return;
+  }
+  std::lock_guard<std::mutex> run_lk(run_mu_);
+  nth = std::max(1, std::min(max_tasks, size_));
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    fn_ = &fn;
+    nth_ = nth;
+    pending_ = nth - 1;
+    error_ = nullptr;
+    ++generation_;
+  }
+  cv_work_.notify_all();
+  std::exception_ptr local;
+  t_in_pool_task = true;
+  try {
+    fn(0, nth);
+  } catch (...) {
+    local = std::current_exception();
+  }
+  t_in_pool_task = false;
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_done_.wait(lk, [&] { return pending_ == 0; });
+  fn_ = nullptr;
+  if (!local) local = error_;
+  error_ = nullptr;
+  lk.unlock();
+  if (local) std::rethrow_exception(local);
+}
+
+ThreadPool& pool() {
+  static ThreadPool* p = [] {
+    int n = physical_core_count();
+    if (const char* env = std::getenv("NODE_MAMBA_THREADS")) {
+      int v = std::atoi(env);
+      if (v > 0) n = v;
+    }
+    return new ThreadPool(n);  // never destroyed: workers may outlive static teardown order
+  }();
+  return *p;
+}
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  int64_t max_tasks = std::max<int64_t>(1, n / grain);
+  pool().run((int)std::min<int64_t>(max_tasks, 1 << 20), [&](int ith, int nth) {
+    int64_t begin = n * ith / nth, end = n * (ith + 1) / nth;
+    if (begin < end) fn(begin, end);
+  });
+}
+
+}  // namespace nm::cpu

@@ -1,0 +1,59 @@
+// Persistent worker threads. Kernels receive (ith, nth) and split their own
+// range; only this pool creates threads.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace nm::cpu {
+
+// Physical cores available to this process (affinity and SMT siblings taken
+// into account); at least 1.
+int physical_core_count();
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  // Threads that run work, the calling thread included.
+  int size() const { return size_; }
+  void resize(int threads);
+
+  // Runs fn(ith, nth) for every ith in [0, nth), nth = min(size(), max_tasks),
+  // the caller taking ith = 0, and returns when all have finished. Calls from
+  // several threads are serialised; a call from inside a task runs inline.
+  void run(int max_tasks, const std::function<void(int, int)>& fn);
+
+ private:
+  void start(int threads);
+  void stop();
+  void worker_main(int ith);
+
+  int size_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex run_mu_;  // one run() at a time
+  std::mutex mu_;
+  std::condition_variable cv_work_, cv_done_;
+  uint64_t generation_ = 0;
+  int nth_ = 0, pending_ = 0;
+  bool quit_ = false;
+  const std::function<void(int, int)>* fn_ = nullptr;
+  std::exception_ptr error_;
+};
+
+// The process-wide pool, sized to physical_core_count() on first use
+// (or NODE_MAMBA_THREADS if set).
+ThreadPool& pool();
+
+// Split [0, n) into contiguous ranges of at least `grain` items and run
+// fn(begin, end) on the pool.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace nm::cpu

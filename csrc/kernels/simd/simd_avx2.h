@@ -1,0 +1,67 @@
+// Eight-lane VF on AVX2 + FMA + F16C.
+#pragma once
+#if !(defined(__x86_64__) || defined(_M_X64))
+#include "kernels/simd/simd_scalar.h"
+#else
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+namespace nm {
+namespace NM_ISA {
+
+struct VF {
+  static constexpr int W = 8;
+  __m256 v;
+  static VF zero() { return VF{_mm256_setzero_ps()}; }
+  static VF set1(float x) { return VF{_mm256_set1_ps(x)}; }
+  static VF load(const float* p) { return VF{_mm256_loadu_ps(p)}; }
+  static __m256i tail_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static VF load_partial(const float* p, int n) { return VF{_mm256_maskload_ps(p, tail_mask(n))}; }
+  static VF load_f16(const uint16_t* p) {
+    return VF{_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p))};
+  }
+  static VF load_bf16(const uint16_t* p) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p));
+    return VF{_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
+  }
+  static VF load_f16_partial(const uint16_t* p, int n) {
+    uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(tmp, p, (size_t)(n < 8 ? n : 8) * 2);
+    return load_f16(tmp);
+  }
+  static VF load_bf16_partial(const uint16_t* p, int n) {
+    uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(tmp, p, (size_t)(n < 8 ? n : 8) * 2);
+    return load_bf16(tmp);
+  }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  void store_partial(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
+};
+
+static inline VF operator+(VF a, VF b) { return VF{_mm256_add_ps(a.v, b.v)}; }
+static inline VF operator-(VF a, VF b) { return VF{_mm256_sub_ps(a.v, b.v)}; }
+static inline VF operator*(VF a, VF b) { return VF{_mm256_mul_ps(a.v, b.v)}; }
+static inline VF fmadd(VF a, VF b, VF c) { return VF{_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+static inline VF vmax(VF a, VF b) { return VF{_mm256_max_ps(a.v, b.v)}; }
+static inline VF vmin(VF a, VF b) { return VF{_mm256_min_ps(a.v, b.v)}; }
+static inline float reduce_sum(VF a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+static inline VF vround(VF a) { return VF{_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+static inline VF vpow2i(VF n) {
+  __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
+  return VF{_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
+}
+static inline VF vrcp_exact(VF a) { return VF{_mm256_div_ps(_mm256_set1_ps(1.0f), a.v)}; }
+#include "kernels/simd/simd_exp_poly.h"
+
+}  // namespace NM_ISA
+}  // namespace nm
+#endif

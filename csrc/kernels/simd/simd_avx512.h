@@ -1,0 +1,56 @@
+// Sixteen-lane VF on AVX-512 F/BW/DQ/VL.
+#pragma once
+#if !(defined(__x86_64__) || defined(_M_X64))
+#include "kernels/simd/simd_scalar.h"
+#else
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+namespace nm {
+namespace NM_ISA {
+
+struct VF {
+  static constexpr int W = 16;
+  __m512 v;
+  static VF zero() { return VF{_mm512_setzero_ps()}; }
+  static VF set1(float x) { return VF{_mm512_set1_ps(x)}; }
+  static VF load(const float* p) { return VF{_mm512_loadu_ps(p)}; }
+  static __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n < 0 ? 0 : n)) - 1); }
+  static VF load_partial(const float* p, int n) { return VF{_mm512_maskz_loadu_ps(tail_mask(n), p)}; }
+  static VF load_f16(const uint16_t* p) {
+    return VF{_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p))};
+  }
+  static VF load_f16_partial(const uint16_t* p, int n) {
+    return VF{_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask(n), p))};
+  }
+  static VF load_bf16(const uint16_t* p) {
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p));
+    return VF{_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  }
+  static VF load_bf16_partial(const uint16_t* p, int n) {
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(tail_mask(n), p));
+    return VF{_mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
+  }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  void store_partial(float* p, int n) const { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+};
+
+static inline VF operator+(VF a, VF b) { return VF{_mm512_add_ps(a.v, b.v)}; }
+static inline VF operator-(VF a, VF b) { return VF{_mm512_sub_ps(a.v, b.v)}; }
+static inline VF operator*(VF a, VF b) { return VF{_mm512_mul_ps(a.v, b.v)}; }
+static inline VF fmadd(VF a, VF b, VF c) { return VF{_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+static inline VF vmax(VF a, VF b) { return VF{_mm512_max_ps(a.v, b.v)}; }
+static inline VF vmin(VF a, VF b) { return VF{_mm512_min_ps(a.v, b.v)}; }
+static inline float reduce_sum(VF a) { return _mm512_reduce_add_ps(a.v); }
+static inline VF vround(VF a) { return VF{_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+static inline VF vpow2i(VF n) {
+  __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
+  return VF{_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
+}
+static inline VF vrcp_exact(VF a) { return VF{_mm512_div_ps(_mm512_set1_ps(1.0f), a.v)}; }
+#include "kernels/simd/simd_exp_poly.h"
+
+}  // namespace NM_ISA
+}  // namespace nm
+#endif

@@ -1,0 +1,17 @@
+// The native module's export table. Each kernel family registers its own
+// functions (napi/<family>_binding.cpp); nothing here computes.
+#include <napi.h>
+
+#include "napi/bindings.h"
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  nm::napi::register_runtime(env, exports);
+  nm::napi::register_norm(env, exports);
+  nm::napi::register_conv1d(env, exports);
+  nm::napi::register_linear(env, exports);
+  nm::napi::register_selective_scan(env, exports);
+  nm::napi::register_ssd(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(node_mamba, Init)

@@ -1,0 +1,70 @@
+// Reading kernel arguments from a JS options object, with every check the
+// native side needs before touching memory. Each failure throws a JS
+// TypeError or RangeError whose message names the kernel and the argument.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace nm::napi {
+
+// Largest element count any one argument may have (also keeps every
+// product of sizes far from int64 overflow).
+constexpr int64_t kMaxElements = int64_t(1) << 40;
+
+struct ArgReader {
+  Napi::Env env;
+  Napi::Object obj;
+  std::string kernel;  // for messages: "rmsNorm"
+
+  [[noreturn]] void type_error(const std::string& name, const std::string& what) const;
+  [[noreturn]] void range_error(const std::string& name, const std::string& what) const;
+
+  bool has(const char* name) const;
+  // Integer in [min, max]; `def` when absent and not required.
+  int64_t integer(const char* name, int64_t min, int64_t max) const;
+  int64_t integer_or(const char* name, int64_t min, int64_t max, int64_t def) const;
+  double number_or(const char* name, double def) const;
+  bool boolean_or(const char* name, bool def) const;
+};
+
+// A typed array argument: Float32Array (f32), or Uint16Array holding f16 or
+// bf16 bits with the dtype given by the sibling property `<name>Dtype`
+// ('f16' | 'bf16'). Int32Array for index arguments.
+struct ArrayArg {
+  void* data = nullptr;
+  int64_t length = 0;  // elements
+  DType dtype = DType::F32;
+  bool present = false;
+  template <typename T> T* as() const { return static_cast<T*>(data); }
+};
+
+enum DTypeMask : unsigned { kF32 = 1, kF16 = 2, kBF16 = 4, kHalf = kF16 | kBF16, kAnyFloat = 7 };
+
+// Reads a float array of one of the allowed dtypes. When `expected` >= 0 the
+// length must equal it exactly; `shape` describes it for the message.
+ArrayArg float_array(const ArgReader& r, const char* name, unsigned allowed, bool required,
+                     int64_t expected, const std::string& shape);
+ArrayArg int32_array(const ArgReader& r, const char* name, bool required, int64_t expected,
+                     const std::string& shape);
+
+// Product of sizes, with a RangeError naming `what` when it exceeds kMaxElements.
+int64_t checked_product(const ArgReader& r, const char* what, std::initializer_list<int64_t> dims);
+
+// "[a, b, c]"
+std::string shape_str(std::initializer_list<int64_t> dims);
+
+// New Float32Array of n elements (n already bounded by checked_product).
+Napi::Float32Array new_f32(Napi::Env env, int64_t n);
+
+// Runs `body` and turns any C++ exception into a pending JS exception, so none
+// crosses the N-API boundary unconverted.
+Napi::Value guarded(const Napi::CallbackInfo& info, Napi::Value (*body)(const Napi::CallbackInfo&));
+
+ArgReader reader(const Napi::CallbackInfo& info, const char* kernel);
+
+}  // namespace nm::napi

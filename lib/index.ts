@@ -1,0 +1,4 @@
+// node-mamba public API.
+import * as kernels from './kernels';
+
+export { kernels };

@@ -1,0 +1,7 @@
+// The `kernels` namespace: every CPU kernel on typed arrays with explicit
+// shapes. Each call is synchronous (it runs on the thread pool while the
+// calling thread waits) and validates every argument before touching memory.
+export { runtimeInfo, setIsa, setThreads } from './runtime';
+export type { Isa, RuntimeInfo } from './runtime';
+export type { FloatData, HalfDtype } from './tensor';
+export * from './norm';

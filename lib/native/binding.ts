@@ -1,0 +1,26 @@
+// Loads the native addon: a local build (build/Release) first, then the
+// prebuild for this platform (prebuilds/<platform>-<arch>/), via node-gyp-build.
+import * as path from 'node:path';
+import type { NativeModule } from './types';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const nodeGypBuild: (dir: string) => unknown = require('node-gyp-build');
+
+/** Package root: this file is lib/native/binding.ts or dist/native/binding.js. */
+export const packageRoot = path.resolve(__dirname, '..', '..');
+
+function load(): NativeModule {
+  try {
+    return nodeGypBuild(packageRoot) as NativeModule;
+  } catch (err) {
+    const e = new Error(
+      `node-mamba: could not load the native addon (${(err as Error).message}). ` +
+        `No prebuild matches ${process.platform}-${process.arch}; build from source with ` +
+        '`npm run build:native` (needs cmake and a C++17 compiler).',
+    );
+    (e as Error & { cause?: unknown }).cause = err;
+    throw e;
+  }
+}
+
+export const native: NativeModule = load();

@@ -1,0 +1,146 @@
+// Helpers shared by the kernel tests: a seeded RNG, float64 math, half-float
+// conversions, tolerance checks and a loop over every instruction-set level.
+import { kernels } from '../../lib';
+
+/** mulberry32: small, seedable, good enough for test data. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Uniform floats in [lo, hi). */
+export function uniform(r: () => number, n: number, lo = -1, hi = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
+  return out;
+}
+
+/** Standard normal floats (Box-Muller), times `scale`. */
+export function randn(r: () => number, n: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(r(), 1e-12), v = r();
+    out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  return out;
+}
+
+export const silu = (x: number): number => x / (1 + Math.exp(-x));
+/** softplus with the threshold of the reference kernels (x > 20 -> x). */
+export const softplus = (x: number): number => (x <= 20 ? Math.log1p(Math.exp(x)) : x);
+
+const f32buf = new Float32Array(1);
+const u32buf = new Uint32Array(f32buf.buffer);
+
+/** float32 -> bfloat16 bits, round to nearest even. */
+export function toBf16(src: Float32Array): Uint16Array {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    f32buf[0] = src[i];
+    const x = u32buf[0];
+    out[i] = ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+  return out;
+}
+export function fromBf16(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    u32buf[0] = src[i] << 16;
+    out[i] = f32buf[0];
+  }
+  return out;
+}
+
+/** float32 -> IEEE half bits, round to nearest even (normal range and subnormals). */
+export function toF16(src: Float32Array): Uint16Array {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i];
+    const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
+    const a = Math.abs(v);
+    if (Number.isNaN(v)) { out[i] = 0x7e00; continue; }
+    if (a >= 65520) { out[i] = sign | 0x7c00; continue; }
+    if (a < 6.103515625e-5) {
+      // subnormal: units of 2^-24
+      out[i] = sign | roundHalfEven(a / 5.960464477539063e-8);
+      continue;
+    }
+    let e = Math.floor(Math.log2(a));
+    if (2 ** e > a) e--;
+    if (2 ** (e + 1) <= a) e++;
+    let m = roundHalfEven((a / 2 ** e - 1) * 1024);
+    if (m === 1024) { m = 0; e++; }
+    out[i] = e + 15 >= 31 ? sign | 0x7c00 : sign | ((e + 15) << 10) | m;
+  }
+  return out;
+}
+export function fromF16(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const h = src[i], s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return out;
+}
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x), d = x - f;
+  return d > 0.5 || (d === 0.5 && f % 2 === 1) ? f + 1 : f;
+}
+
+/**
+ * Largest |actual - expected| / (atol + rtol * |expected|) over all elements:
+ * <= 1 means within tolerance. Also returns where the worst element is.
+ */
+export function worstError(
+  actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number,
+): { ratio: number; index: number; actual: number; expected: number } {
+  let worst = { ratio: 0, index: -1, actual: 0, expected: 0 };
+  if (actual.length !== expected.length) return { ratio: Infinity, index: -1, actual: actual.length, expected: expected.length };
+  for (let i = 0; i < actual.length; i++) {
+    const err = Math.abs(actual[i] - expected[i]) / (atol + rtol * Math.abs(expected[i]));
+    if (!(err <= worst.ratio)) worst = { ratio: Number.isNaN(err) ? Infinity : err, index: i, actual: actual[i], expected: expected[i] };
+  }
+  return worst;
+}
+
+/** tap assertion: every element within atol + rtol*|expected|. */
+export function assertClose(
+  t: Tap.Test, actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number, msg: string,
+): void {
+  const w = worstError(actual, expected, atol, rtol);
+  t.ok(w.ratio <= 1, `${msg} (worst err/tol ${w.ratio.toPrecision(3)} at ${w.index}: ${w.actual} vs ${w.expected}; atol ${atol}, rtol ${rtol})`);
+}
+
+/** Instruction-set levels this CPU can run, lowest first. */
+export function availableIsas(): kernels.Isa[] {
+  const order: kernels.Isa[] = ['scalar', 'avx2', 'avx512'];
+  const top = order.indexOf(kernels.runtimeInfo().detectedIsa);
+  return order.slice(0, top + 1);
+}
+
+/** Runs fn once per available level (forced with setIsa), then restores the top level. */
+export function forEachIsa(fn: (isa: kernels.Isa) => void): void {
+  const isas = availableIsas();
+  try {
+    for (const isa of isas) {
+      const active = kernels.setIsa(isa);
+      if (active !== isa) throw new Error(`setIsa(${isa}) gave ${active}`);
+      fn(isa);
+    }
+  } finally {
+    kernels.setIsa(isas[isas.length - 1]);
+  }
+}
+
+export namespace Tap {
+  // Minimal structural type of a tap Test used by the helpers above.
+  export interface Test {
+    ok(v: unknown, msg?: string): void;
+  }
+}
