@@ -1,4 +1,5 @@
-// Loads the native addon: a local build (build/Release) first, then the
+// Loads the native addon: the file named by NODE_MAMBA_ADDON if set (a
+// sanitizer or debug build), else a local build (build/Release), else the
 // prebuild for this platform (prebuilds/<platform>-<arch>/), via node-gyp-build.
 import * as path from 'node:path';
 import type { NativeModule } from './types';
@@ -10,6 +11,8 @@ const nodeGypBuild: (dir: string) => unknown = require('node-gyp-build');
 export const packageRoot = path.resolve(__dirname, '..', '..');
 
 function load(): NativeModule {
+  const explicit = process.env.NODE_MAMBA_ADDON;
+  if (explicit) return require(path.resolve(explicit)) as NativeModule;
   try {
     return nodeGypBuild(packageRoot) as NativeModule;
   } catch (err) {
