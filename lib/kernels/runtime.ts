@@ -1,13 +1,16 @@
 // Which instruction set the kernels use and how many threads they run on.
-import { native } from '../native/binding';
+import { addonPath, native } from '../native/binding';
 import type { Isa, NativeRuntimeInfo } from '../native/types';
 
 export type { Isa };
-export type RuntimeInfo = NativeRuntimeInfo;
+export interface RuntimeInfo extends NativeRuntimeInfo {
+  /** The native addon file in use (local build, prebuild, or NODE_MAMBA_ADDON). */
+  addonPath: string;
+}
 
-/** The active and detected instruction-set levels and the thread-pool size. */
+/** The active and detected instruction-set levels, the thread-pool size and the addon file. */
 export function runtimeInfo(): RuntimeInfo {
-  return native.runtimeInfo();
+  return { ...native.runtimeInfo(), addonPath };
 }
 
 /**

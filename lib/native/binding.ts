@@ -5,16 +5,16 @@ import * as path from 'node:path';
 import type { NativeModule } from './types';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
-const nodeGypBuild: (dir: string) => unknown = require('node-gyp-build');
+const nodeGypBuild: { resolve(dir: string): string } = require('node-gyp-build');
 
 /** Package root: this file is lib/native/binding.ts or dist/native/binding.js. */
 export const packageRoot = path.resolve(__dirname, '..', '..');
 
-function load(): NativeModule {
+function resolveAddon(): string {
   const explicit = process.env.NODE_MAMBA_ADDON;
-  if (explicit) return require(path.resolve(explicit)) as NativeModule;
+  if (explicit) return path.resolve(explicit);
   try {
-    return nodeGypBuild(packageRoot) as NativeModule;
+    return nodeGypBuild.resolve(packageRoot);
   } catch (err) {
     const e = new Error(
       `node-mamba: could not load the native addon (${(err as Error).message}). ` +
@@ -26,4 +26,6 @@ function load(): NativeModule {
   }
 }
 
-export const native: NativeModule = load();
+/** Absolute path of the addon file that was loaded. */
+export const addonPath: string = resolveAddon();
+export const native: NativeModule = require(addonPath) as NativeModule;

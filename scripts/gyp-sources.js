@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+// Lists csrc/**/*.cpp for binding.gyp, split the way CMakeLists.txt splits
+// them: `base` (baseline flags), `avx2` (*_avx2.cpp), `avx512` (*_avx512.cpp).
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const kind = process.argv[2] || 'base';
+const files = [];
+(function walk(dir) {
+  for (const e of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
+    const rel = path.posix.join(dir, e.name);
+    if (e.isDirectory()) walk(rel);
+    else if (e.name.endsWith('.cpp')) files.push(rel);
+  }
+})('csrc');
+const pick = files.filter((f) => {
+  if (kind === 'avx2') return f.endsWith('_avx2.cpp');
+  if (kind === 'avx512') return f.endsWith('_avx512.cpp');
+  return !f.endsWith('_avx2.cpp') && !f.endsWith('_avx512.cpp');
+});
+process.stdout.write(pick.sort().join(' '));

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the addon with AddressSanitizer + UndefinedBehaviorSanitizer into
+# build-asan/ and runs the native tests (or the tap files given as arguments)
+# against it. Node itself is not instrumented, so the sanitizer runtimes are
+# preloaded; leak detection is off because Node keeps memory until exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+npx cmake-js build --out build-asan --CDNODE_MAMBA_ASAN=ON --CDCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+addon="$PWD/build-asan/Release/node_mamba.node"
+[ -f "$addon" ] || addon="$PWD/build-asan/RelWithDebInfo/node_mamba.node"
+
+asan_rt=$(g++ -print-file-name=libasan.so)
+ubsan_rt=$(g++ -print-file-name=libubsan.so)
+files=("$@")
+[ ${#files[@]} -gt 0 ] || files=(test/native test/runtime.test.ts)
+
+echo "test-asan: $addon"
+LD_PRELOAD="$asan_rt:$ubsan_rt" \
+ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1" \
+UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+NODE_MAMBA_ADDON="$addon" \
+  npx tap --disable-coverage --timeout=600 "${files[@]}"

@@ -1,0 +1,63 @@
+// The package as users get it: require() from CommonJS, import from ESM,
+// shipped types, and the linux-x64 prebuild loaded when no local build exists.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const root = path.resolve(__dirname, '..');
+const dist = path.join(root, 'dist');
+
+// A scratch project whose node_modules/node-mamba points at this checkout.
+function scratchProject(t: Tap.Test): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-pkg-'));
+  fs.mkdirSync(path.join(dir, 'node_modules'));
+  fs.symlinkSync(root, path.join(dir, 'node_modules', 'node-mamba'), 'dir');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+declare namespace Tap { type Test = { teardown(fn: () => void): void } }
+
+function run(cwd: string, args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, args, { cwd, env: { ...process.env, ...env }, encoding: 'utf8' });
+}
+
+t.test('the compiled package exists (npm run build)', (t) => {
+  t.ok(fs.existsSync(path.join(dist, 'index.js')), 'dist/index.js');
+  t.ok(fs.existsSync(path.join(dist, 'index.mjs')), 'dist/index.mjs');
+  t.ok(fs.existsSync(path.join(dist, 'index.d.ts')), 'dist/index.d.ts (types ship with the package)');
+  t.end();
+});
+
+t.test("require('node-mamba') works from CommonJS", (t) => {
+  const dir = scratchProject(t);
+  const r = run(dir, ['-e', "const m = require('node-mamba'); console.log(typeof m.kernels.rmsNorm, m.kernels.runtimeInfo().isa)"]);
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^function (scalar|avx2|avx512)/);
+  t.end();
+});
+
+t.test("import { kernels } from 'node-mamba' works from ESM", (t) => {
+  const dir = scratchProject(t);
+  const r = run(dir, ['--input-type=module', '-e', "import { kernels } from 'node-mamba'; console.log(typeof kernels.gatedRmsNorm)"]);
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^function/);
+  t.end();
+});
+
+t.test('the linux-x64 prebuild is what loads when no local build exists', (t) => {
+  const folder = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (!fs.existsSync(folder)) {
+    t.skip(`no ${folder}: run \`npm run prebuilds\` first (CI does)`);
+    t.end();
+    return;
+  }
+  const dir = scratchProject(t);
+  // PREBUILDS_ONLY makes node-gyp-build skip build/Release, as on a user's
+  // machine where only the published prebuilds exist.
+  const r = run(dir, ['-e', "const m = require('node-mamba'); const i = m.kernels.runtimeInfo(); console.log(i.addonPath); m.kernels.rmsNorm({ x: new Float32Array(4), weight: new Float32Array(4), rows: 1, dim: 4 })"], { PREBUILDS_ONLY: '1', NODE_MAMBA_ADDON: '' });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout.trim(), new RegExp(`prebuilds/${process.platform}-${process.arch}/node-mamba[^/]*\\.node$`));
+  t.end();
+});

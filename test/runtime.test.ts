@@ -1,0 +1,62 @@
+// Runtime controls: instruction-set cap, thread-pool size, and their
+// environment variables.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { kernels } from '../lib';
+import { availableIsas } from './helpers/reference';
+
+t.test('runtimeInfo reports levels, threads and the addon file', (t) => {
+  const info = kernels.runtimeInfo();
+  t.match(info.isa, /^(scalar|avx2|avx512)$/);
+  t.match(info.detectedIsa, /^(scalar|avx2|avx512)$/);
+  t.ok(Number.isInteger(info.threads) && info.threads >= 1);
+  t.ok(Number.isInteger(info.physicalCores) && info.physicalCores >= 1);
+  t.match(info.addonPath, /\.node$/);
+  t.end();
+});
+
+t.test('setIsa caps the dispatch and never goes above the CPU', (t) => {
+  const isas = availableIsas();
+  for (const isa of isas) {
+    t.equal(kernels.setIsa(isa), isa);
+    t.equal(kernels.runtimeInfo().isa, isa);
+  }
+  t.equal(kernels.setIsa('avx512'), isas[isas.length - 1]);
+  t.throws(() => kernels.setIsa('sse9' as kernels.Isa), { name: 'RangeError', message: /'isa'/ });
+  t.throws(() => kernels.setIsa(3 as unknown as kernels.Isa), { name: 'TypeError' });
+  t.end();
+});
+
+t.test('setThreads resizes the pool; results do not depend on it', (t) => {
+  const before = kernels.runtimeInfo().threads;
+  const x = new Float32Array(64 * 1000).map((_, i) => Math.sin(i));
+  const w = new Float32Array(1000).fill(1);
+  const ref = kernels.rmsNorm({ x, weight: w, rows: 64, dim: 1000 }).out;
+  for (const n of [1, 3, 2]) {
+    t.equal(kernels.setThreads(n), n);
+    t.same(kernels.rmsNorm({ x, weight: w, rows: 64, dim: 1000 }).out, ref, `same result with ${n} threads`);
+  }
+  t.throws(() => kernels.setThreads(0), { name: 'RangeError', message: /'threads'/ });
+  t.throws(() => kernels.setThreads(1.5), { name: 'RangeError' });
+  t.throws(() => kernels.setThreads('4' as unknown as number), { name: 'TypeError' });
+  kernels.setThreads(before);
+  t.end();
+});
+
+function childInfo(env: Record<string, string>) {
+  // The addon itself, as loaded here: the variables are read natively.
+  const addon = kernels.runtimeInfo().addonPath;
+  const code = `process.stdout.write(JSON.stringify(require(${JSON.stringify(addon)}).runtimeInfo()));`;
+  const r = spawnSync(process.execPath, ['-e', code], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+t.test('NODE_MAMBA_ISA and NODE_MAMBA_THREADS set the initial cap and pool size', (t) => {
+  t.equal(childInfo({ NODE_MAMBA_ISA: 'scalar' }).isa, 'scalar');
+  t.equal(childInfo({ NODE_MAMBA_THREADS: '3' }).threads, 3);
+  t.end();
+});
