@@ -5,3 +5,4 @@ export { runtimeInfo, setIsa, setThreads } from './runtime';
 export type { Isa, RuntimeInfo } from './runtime';
 export type { FloatData, HalfDtype } from './tensor';
 export * from './norm';
+export * from './linear';

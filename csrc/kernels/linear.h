@@ -1,0 +1,56 @@
+// Linear layer (PyTorch nn.Linear / F.linear):
+//
+//   y[m, n] = sum_k x[m, k] * w[n, k] + bias[n]      (y = x W^T + b)
+//
+// for m < M, n < N, k < K, computed and accumulated in float32 (weights and
+// bias in f16 / bf16 are widened exactly to float32 as they are read). This is
+// the in_proj / out_proj / lm_head of state-spaces/mamba (nn.Linear).
+//
+// Layouts (row-major, strides in ELEMENTS, the last axis contiguous):
+//   x    [M, K]  float32, row m at x + m * x_stride        (x_stride >= K)
+//   w    [N, K]  f32 / f16 / bf16 (w_dtype), row n at w + n * w_stride
+//                (w_stride >= K): the nn.Linear weight layout [out, in]
+//   bias [N]     optional (nullptr = none), f32 / f16 / bf16 (bias_dtype)
+//   y    [M, N]  float32, row m at y + m * y_stride        (y_stride >= N)
+// y must not overlap x, w or bias. Any M, N, K >= 0: K == 0 gives y = bias
+// (or 0); M == 0 or N == 0 writes nothing.
+//
+// Two algorithms (linear() picks by M, see kLinearGemvMaxRows):
+//   GEMV (decode, small M): each weight row is streamed from memory once and
+//     dotted with all M input rows at the same time; parallel over N.
+//   GEMM (prefill, large M): panels of W are packed (converted to f32,
+//     transposed into NR-wide strips) into per-thread scratch, cache-blocked
+//     over K, register-tiled micro-kernel; parallel over N (and M when N is
+//     small).
+// Both give the same result up to float32 summation order.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace nm {
+
+struct LinearArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const float* x = nullptr;      // [M, K] f32
+  int64_t x_stride = 0;
+  const void* w = nullptr;       // [N, K]
+  int64_t w_stride = 0;
+  DType w_dtype = DType::F32;
+  const void* bias = nullptr;    // optional [N]
+  DType bias_dtype = DType::F32;
+  float* y = nullptr;            // [M, N] f32
+  int64_t y_stride = 0;
+};
+
+enum class LinearAlgo : int32_t { Auto = 0, Gemv = 1, Gemm = 2 };
+
+// Largest M for which Auto uses the GEMV path (chosen by measurement on an
+// AVX-512 machine; see linear.cpp).
+constexpr int64_t kLinearGemvMaxRows = 8;
+
+// Multithreaded on the global pool. `algo` forces one path (both handle every
+// shape); Auto picks GEMV for M <= kLinearGemvMaxRows, else GEMM.
+void linear(const LinearArgs& a, LinearAlgo algo = LinearAlgo::Auto);
+
+}  // namespace nm

@@ -1,0 +1,262 @@
+// Per-level bodies of the linear kernel (see linear.h for semantics and
+// kernels/simd/README.md for how this file is compiled). Threading and
+// scratch allocation are in linear.cpp.
+#include "kernels/linear.h"
+
+namespace nm {
+namespace NM_ISA {
+
+static inline int64_t lin_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Weight / bias loads, dtype fixed at compile time (DT = int(DType)).
+template <int DT>
+static inline VF lin_load(const void* p, int64_t i) {
+  if (DT == (int)DType::F32) return VF::load(static_cast<const float*>(p) + i);
+  if (DT == (int)DType::F16) return VF::load_f16(static_cast<const uint16_t*>(p) + i);
+  return VF::load_bf16(static_cast<const uint16_t*>(p) + i);
+}
+template <int DT>
+static inline VF lin_load_partial(const void* p, int64_t i, int n) {
+  if (DT == (int)DType::F32) return VF::load_partial(static_cast<const float*>(p) + i, n);
+  if (DT == (int)DType::F16) return VF::load_f16_partial(static_cast<const uint16_t*>(p) + i, n);
+  return VF::load_bf16_partial(static_cast<const uint16_t*>(p) + i, n);
+}
+static inline const void* lin_row(const void* base, DType t, int64_t elem_offset) {
+  return static_cast<const char*>(base) + elem_offset * dtype_size(t);
+}
+
+// ---------------------------------------------------------------------------
+// GEMV path: a tile of R weight rows x MB input rows, accumulated over the
+// whole of K in R*MB vector registers. Each weight vector is loaded (and
+// converted) once and used for all MB input rows.
+
+// Accumulator registers a tile may use: AVX-512 has 32 vector registers,
+// AVX2 (and the scalar path's xmm) 16.
+constexpr int kGemvMB = VF::W == 16 ? 8 : 4;       // input rows per tile
+constexpr int kGemvAccBudget = VF::W == 16 ? 16 : 8;
+constexpr int kGemvGroup = 8;                       // weight rows per group
+
+template <int MB>
+struct GemvRows {
+  static constexpr int R = kGemvAccBudget / MB > 8 ? 8 : (kGemvAccBudget / MB < 1 ? 1 : kGemvAccBudget / MB);
+};
+
+template <int R, int MB, int DT>
+static inline void gemv_tile(const LinearArgs& a, int64_t n, int64_t m0) {
+  const int64_t K = a.K;
+  const void* wr[R];
+  const float* xr[MB];
+  for (int r = 0; r < R; ++r) wr[r] = lin_row(a.w, a.w_dtype, (n + r) * a.w_stride);
+  for (int m = 0; m < MB; ++m) xr[m] = a.x + (m0 + m) * a.x_stride;
+  VF acc[R][MB];
+  for (int r = 0; r < R; ++r)
+    for (int m = 0; m < MB; ++m) acc[r][m] = VF::zero();
+  int64_t k = 0;
+  for (; k + VF::W <= K; k += VF::W) {
+    VF wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = lin_load<DT>(wr[r], k);
+    for (int m = 0; m < MB; ++m) {
+      const VF xv = VF::load(xr[m] + k);
+      for (int r = 0; r < R; ++r) acc[r][m] = fmadd(wv[r], xv, acc[r][m]);
+    }
+  }
+  if (k < K) {
+    const int t = (int)(K - k);
+    VF wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = lin_load_partial<DT>(wr[r], k, t);
+    for (int m = 0; m < MB; ++m) {
+      const VF xv = VF::load_partial(xr[m] + k, t);
+      for (int r = 0; r < R; ++r) acc[r][m] = fmadd(wv[r], xv, acc[r][m]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float b = a.bias ? load_as_f32(a.bias, a.bias_dtype, n + r) : 0.0f;
+    for (int m = 0; m < MB; ++m) a.y[(m0 + m) * a.y_stride + n + r] = reduce_sum(acc[r][m]) + b;
+  }
+}
+
+// Rows [n, n + nt) of W against input rows [m0, m0 + MB).
+template <int MB, int DT>
+static void gemv_group(const LinearArgs& a, int64_t n, int64_t nt, int64_t m0) {
+  constexpr int R = GemvRows<MB>::R;
+  int64_t r = 0;
+  for (; r + R <= nt; r += R) gemv_tile<R, MB, DT>(a, n + r, m0);
+  for (; r < nt; ++r) gemv_tile<1, MB, DT>(a, n + r, m0);
+}
+
+// mb <= kGemvMB; larger cases are clamped only so that they compile.
+template <int DT>
+static void gemv_dispatch_mb(const LinearArgs& a, int64_t n, int64_t nt, int64_t m0, int mb) {
+#define NM_LIN_MB(c) (c <= kGemvMB ? c : kGemvMB)
+  switch (mb) {
+    case 1: gemv_group<1, DT>(a, n, nt, m0); break;
+    case 2: gemv_group<2, DT>(a, n, nt, m0); break;
+    case 3: gemv_group<3, DT>(a, n, nt, m0); break;
+    case 4: gemv_group<4, DT>(a, n, nt, m0); break;
+    case 5: gemv_group<NM_LIN_MB(5), DT>(a, n, nt, m0); break;
+    case 6: gemv_group<NM_LIN_MB(6), DT>(a, n, nt, m0); break;
+    case 7: gemv_group<NM_LIN_MB(7), DT>(a, n, nt, m0); break;
+    default: gemv_group<NM_LIN_MB(8), DT>(a, n, nt, m0); break;
+  }
+#undef NM_LIN_MB
+}
+
+template <int DT>
+static void gemv_rows_dt(const LinearArgs& a, int64_t n0, int64_t n1) {
+  // Weight rows in groups of kGemvGroup; for each group every chunk of input
+  // rows runs while the group's rows are still in L1/L2, so W is streamed
+  // from memory once whatever M is.
+  for (int64_t n = n0; n < n1; n += kGemvGroup) {
+    const int64_t nt = lin_min(kGemvGroup, n1 - n);
+    for (int64_t m0 = 0; m0 < a.M; m0 += kGemvMB)
+      gemv_dispatch_mb<DT>(a, n, nt, m0, (int)lin_min(kGemvMB, a.M - m0));
+  }
+}
+
+// y[:, n0:n1] for all M rows.
+void linear_gemv(const LinearArgs& a, int64_t n0, int64_t n1) {
+  switch (a.w_dtype) {
+    case DType::F32: gemv_rows_dt<(int)DType::F32>(a, n0, n1); break;
+    case DType::F16: gemv_rows_dt<(int)DType::F16>(a, n0, n1); break;
+    default: gemv_rows_dt<(int)DType::BF16>(a, n0, n1); break;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// GEMM path. Micro-kernel: kMR rows of x by kNR = kNV vectors of y columns,
+// kMR * kNV accumulators (AVX-512 12 x 32: 24 of 32 registers; AVX2 6 x 16:
+// 12 of 16; scalar 4 x 4).
+//   B panel (W block, converted): kc x nc, stored as strips of kNR columns,
+//     strip s at bp + s * kc * kNR, element [k][j] (j contiguous).
+//   A panel (x block): kMR x kc, element [k][i] (i contiguous), rows past M
+//     zero-padded.
+constexpr int kNV = VF::W == 1 ? 4 : 2;
+constexpr int kNR = kNV * VF::W;
+constexpr int kMR = VF::W == 16 ? 12 : VF::W == 8 ? 6 : 4;
+constexpr int64_t kKC = 256;   // K block: A panel 12 KiB (L1), B strip 32 KiB
+constexpr int64_t kNC = 256;   // N block: B panel kKC x kNC = 256 KiB (L2)
+static_assert(kNC % kNR == 0, "kNC must be a multiple of kNR");
+
+// Packs W[n0 : n0 + nc, k0 : k0 + kc] as float32 strips (columns past nc are 0).
+template <int DT>
+static void pack_b(const LinearArgs& a, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float* bp) {
+  float tmp[VF::W];
+  for (int64_t s = 0; s * kNR < nc; ++s) {
+    float* d = bp + s * kc * kNR;
+    for (int j = 0; j < kNR; ++j) {
+      const int64_t n = s * kNR + j;
+      if (n >= nc) {
+        for (int64_t k = 0; k < kc; ++k) d[k * kNR + j] = 0.0f;
+        continue;
+      }
+      const void* row = lin_row(a.w, a.w_dtype, (n0 + n) * a.w_stride + k0);
+      int64_t k = 0;
+      for (; k + VF::W <= kc; k += VF::W) {
+        lin_load<DT>(row, k).store(tmp);
+        for (int i = 0; i < VF::W; ++i) d[(k + i) * kNR + j] = tmp[i];
+      }
+      if (k < kc) {
+        const int t = (int)(kc - k);
+        lin_load_partial<DT>(row, k, t).store(tmp);
+        for (int i = 0; i < t; ++i) d[(k + i) * kNR + j] = tmp[i];
+      }
+    }
+  }
+}
+
+static void pack_a(const LinearArgs& a, int64_t m0, int mr, int64_t k0, int64_t kc, float* ap) {
+  for (int i = 0; i < kMR; ++i) {
+    if (i < mr) {
+      const float* xr = a.x + (m0 + i) * a.x_stride + k0;
+      for (int64_t k = 0; k < kc; ++k) ap[k * kMR + i] = xr[k];
+    } else {
+      for (int64_t k = 0; k < kc; ++k) ap[k * kMR + i] = 0.0f;
+    }
+  }
+}
+
+// C[mr x ncols] (row stride ys) = init + A panel * B strip, where init is the
+// current C (accumulate), else the bias strip (kNR floats), else 0.
+static inline void gemm_ukernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ys,
+                                int mr, int ncols, const float* bias, bool accumulate) {
+  VF acc[kMR][kNV];
+  if (accumulate) {
+    for (int i = 0; i < kMR; ++i)
+      for (int v = 0; v < kNV; ++v)
+        acc[i][v] = i < mr ? VF::load_partial(c + i * ys + v * VF::W, ncols - v * VF::W) : VF::zero();
+  } else {
+    for (int v = 0; v < kNV; ++v) {
+      const VF b = bias ? VF::load(bias + v * VF::W) : VF::zero();
+      for (int i = 0; i < kMR; ++i) acc[i][v] = b;
+    }
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    VF b[kNV];
+    for (int v = 0; v < kNV; ++v) b[v] = VF::load(bp + k * kNR + v * VF::W);
+    for (int i = 0; i < kMR; ++i) {
+      const VF av = VF::set1(ap[k * kMR + i]);
+      for (int v = 0; v < kNV; ++v) acc[i][v] = fmadd(av, b[v], acc[i][v]);
+    }
+  }
+  if (ncols == kNR) {
+    for (int i = 0; i < kMR; ++i)
+      if (i < mr)
+        for (int v = 0; v < kNV; ++v) acc[i][v].store(c + i * ys + v * VF::W);
+  } else {
+    for (int i = 0; i < kMR; ++i)
+      if (i < mr)
+        for (int v = 0; v < kNV; ++v) acc[i][v].store_partial(c + i * ys + v * VF::W, ncols - v * VF::W);
+  }
+}
+
+// Register/cache geometry for the dispatcher: micro-tile rows and columns,
+// and the per-thread scratch (floats) linear_gemm needs.
+void linear_gemm_geometry(int64_t* mr, int64_t* nr, int64_t* scratch_floats) {
+  *mr = kMR;
+  *nr = kNR;
+  *scratch_floats = kKC * kNC + kMR * kKC + kNC;
+}
+
+template <int DT>
+static void gemm_dt(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch) {
+  float* bp = scratch;                  // kKC * kNC
+  float* ap = bp + kKC * kNC;           // kMR * kKC
+  float* bias = ap + kMR * kKC;         // kNC
+  const int64_t K = a.K;
+  for (int64_t nb = n0; nb < n1; nb += kNC) {
+    const int64_t nc = lin_min(kNC, n1 - nb);
+    if (a.bias) {
+      const int64_t ncp = (nc + kNR - 1) / kNR * kNR;
+      for (int64_t j = 0; j < ncp; ++j) bias[j] = j < nc ? load_as_f32(a.bias, a.bias_dtype, nb + j) : 0.0f;
+    }
+    // One pass with kc = 0 when K == 0 so that y still gets the bias.
+    for (int64_t k0 = 0;; k0 += kKC) {
+      const int64_t kc = lin_min(kKC, K - k0);
+      const bool first = k0 == 0;
+      pack_b<DT>(a, nb, nc, k0, kc, bp);
+      for (int64_t m = m0; m < m1; m += kMR) {
+        const int mr = (int)lin_min(kMR, m1 - m);
+        pack_a(a, m, mr, k0, kc, ap);
+        for (int64_t s = 0; s * kNR < nc; ++s) {
+          const int ncols = (int)lin_min(kNR, nc - s * kNR);
+          gemm_ukernel(kc, ap, bp + s * kc * kNR, a.y + m * a.y_stride + nb + s * kNR, a.y_stride, mr, ncols,
+                       first && a.bias ? bias + s * kNR : nullptr, !first);
+        }
+      }
+      if (k0 + kKC >= K) break;
+    }
+  }
+}
+
+// y[m0:m1, n0:n1]; scratch: linear_gemm_geometry's scratch_floats, this
+// thread's own.
+void linear_gemm(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch) {
+  switch (a.w_dtype) {
+    case DType::F32: gemm_dt<(int)DType::F32>(a, m0, m1, n0, n1, scratch); break;
+    case DType::F16: gemm_dt<(int)DType::F16>(a, m0, m1, n0, n1, scratch); break;
+    default: gemm_dt<(int)DType::BF16>(a, m0, m1, n0, n1, scratch); break;
+  }
+}
+
+}  // namespace NM_ISA
+}  // namespace nm

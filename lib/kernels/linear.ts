@@ -1,0 +1,39 @@
+// Linear layer y = x Wᵀ + bias (nn.Linear), float32 accumulation.
+import { native } from '../native/binding';
+import { FloatData, floatArg } from './tensor';
+
+/** Which algorithm runs: 'auto' (default) picks by `rows`. */
+export type LinearAlgorithm = 'auto' | 'gemv' | 'gemm';
+
+export interface LinearOptions {
+  /** Input, float32, row-major [rows, inFeatures] (rows = tokens; inFeatures contiguous). */
+  x: Float32Array;
+  /**
+   * Weight in the PyTorch nn.Linear layout: row-major [outFeatures, inFeatures]
+   * (inFeatures contiguous), f32 / f16 / bf16. f16 / bf16 are widened exactly to float32.
+   */
+  weight: FloatData;
+  /** Optional bias, [outFeatures], f32 / f16 / bf16. */
+  bias?: FloatData;
+  /** M: number of input rows (>= 0). */
+  rows: number;
+  /** K: input features (>= 0; 0 gives y = bias, or zeros). */
+  inFeatures: number;
+  /** N: output features (>= 0). */
+  outFeatures: number;
+  /**
+   * 'gemv' streams each weight row once for all rows (decode, small `rows`);
+   * 'gemm' is the cache-blocked packed path (prefill). 'auto' (default) uses
+   * 'gemv' for rows <= 8. Both give the same result up to float32 summation
+   * order; forcing one is for tests and benchmarks.
+   */
+  algorithm?: LinearAlgorithm;
+}
+
+/**
+ * `y[m, n] = Σ_k x[m, k] · weight[n, k] + bias[n]` (PyTorch `F.linear`), accumulated
+ * in float32. Returns a new Float32Array, row-major [rows, outFeatures] (outFeatures contiguous).
+ */
+export function linear(opts: LinearOptions): Float32Array {
+  return native.linear({ ...opts, ...floatArg('weight', opts?.weight), ...floatArg('bias', opts?.bias) });
+}

@@ -1,0 +1,196 @@
+// linear (y = x Wᵀ + b) against a float64 reference, both algorithms, every ISA.
+import t from 'tap';
+import { kernels } from '../../lib';
+import { forEachIsa, randn, rng, toBf16, fromBf16, toF16, fromF16 } from '../helpers/reference';
+
+type Dt = 'f32' | 'f16' | 'bf16';
+
+/** The tensor as the kernel receives it, and its float32 values exactly as the kernel sees them. */
+function asDtype(v: Float32Array, dt: Dt): { arg: kernels.FloatData; eff: Float32Array } {
+  if (dt === 'f32') return { arg: v, eff: v };
+  const bits = dt === 'f16' ? toF16(v) : toBf16(v);
+  return { arg: { data: bits, dtype: dt }, eff: dt === 'f16' ? fromF16(bits) : fromBf16(bits) };
+}
+
+/** float64 reference: y[m,n] = Σ_k x[m,k]·w[n,k] + b[n], and the scale Σ_k |x[m,k]·w[n,k]| + |b[n]|. */
+function linearRef(x: Float32Array, w: Float32Array, b: Float32Array | null, M: number, N: number, K: number) {
+  const y = new Float64Array(M * N), mag = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0, a = 0;
+      for (let k = 0; k < K; k++) {
+        const p = x[m * K + k] * w[n * K + k];
+        s += p;
+        a += Math.abs(p);
+      }
+      const bn = b ? b[n] : 0;
+      y[m * N + n] = s + bn;
+      mag[m * N + n] = a + Math.abs(bn);
+    }
+  }
+  return { y, mag };
+}
+
+// Tolerance: the kernels sum in float32 in an order that differs from the
+// reference (vector lanes, K blocks, tree reduction), so the error is bounded
+// relative to the sum of magnitudes, not to |y|:
+//   |got - ref| <= RTOL * (Σ_k |x_k w_k| + |b|) + ATOL,  RTOL = 3e-6, ATOL = 1e-6.
+// (K <= 1024 terms, float32 eps 6e-8; the worst case observed is ~0.1 of this.)
+const RTOL = 3e-6, ATOL = 1e-6;
+
+function checkLinear(t: Tap.Test, got: Float32Array, ref: { y: Float64Array; mag: Float64Array }, msg: string) {
+  if (got.length !== ref.y.length) {
+    t.fail(`${msg}: length ${got.length}, expected ${ref.y.length}`);
+    return;
+  }
+  let worst = 0, at = -1;
+  for (let i = 0; i < got.length; i++) {
+    const r = Math.abs(got[i] - ref.y[i]) / (RTOL * ref.mag[i] + ATOL);
+    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
+  }
+  t.ok(worst <= 1, `${msg} (worst err/tol ${worst.toPrecision(3)}${at >= 0 ? ` at ${at}: ${got[at]} vs ${ref.y[at]}` : ''})`);
+}
+
+namespace Tap {
+  export interface Test { ok(v: unknown, msg?: string): void; fail(msg?: string): void }
+}
+
+const ALGOS = ['auto', 'gemv', 'gemm'] as const;
+
+t.test('linear matches the float64 reference: awkward shapes, f32/f16/bf16 weights, bias or not, both algorithms, every ISA', (t) => {
+  const r = rng(11);
+  const Ms = [1, 2, 3, 5, 8, 9, 17, 64, 129], Ns = [1, 7, 33, 100, 257], Ks = [1, 3, 15, 16, 17, 100, 769];
+  let idx = 0;
+  for (const M of Ms) {
+    for (const N of Ns) {
+      const K = Ks[idx % Ks.length];
+      const withBias = idx % 2 === 0;
+      idx++;
+      const x = randn(r, M * K), w32 = randn(r, N * K, 0.5), b32 = randn(r, N);
+      for (const dt of ['f32', 'f16', 'bf16'] as const) {
+        const w = asDtype(w32, dt);
+        // bias dtype cycles independently of the weight dtype
+        const b = withBias ? asDtype(b32, (['bf16', 'f32', 'f16'] as const)[idx % 3]) : null;
+        const ref = linearRef(x, w.eff, b ? b.eff : null, M, N, K);
+        forEachIsa((isa) => {
+          for (const algorithm of ALGOS) {
+            const got = kernels.linear({ x, weight: w.arg, bias: b?.arg, rows: M, inFeatures: K, outFeatures: N, algorithm });
+            checkLinear(t, got, ref, `M=${M} N=${N} K=${K} w=${dt} bias=${withBias} ${algorithm} ${isa}`);
+          }
+        });
+      }
+    }
+  }
+  t.end();
+});
+
+t.test('linear: block boundaries and threading splits (multi K/N blocks, M split for narrow N)', (t) => {
+  const r = rng(12);
+  // [M, N, K]: K and N over several 256 blocks with tails; N narrow with many
+  // rows (work split over M); large decode GEMV over many row groups.
+  for (const [M, N, K] of [[40, 600, 600], [300, 20, 300], [7, 1029, 513], [13, 33, 1024], [1, 2000, 300]]) {
+    const x = randn(r, M * K), w32 = randn(r, N * K, 0.5), b32 = randn(r, N);
+    for (const dt of ['f32', 'bf16'] as const) {
+      const w = asDtype(w32, dt);
+      const ref = linearRef(x, w.eff, b32, M, N, K);
+      forEachIsa((isa) => {
+        for (const algorithm of ALGOS) {
+          const got = kernels.linear({ x, weight: w.arg, bias: b32, rows: M, inFeatures: K, outFeatures: N, algorithm });
+          checkLinear(t, got, ref, `M=${M} N=${N} K=${K} w=${dt} ${algorithm} ${isa}`);
+        }
+      });
+    }
+  }
+  t.end();
+});
+
+t.test('linear: K = 0 gives the bias (or zeros); M = 0 or N = 0 gives an empty result', (t) => {
+  const b32 = new Float32Array([1.5, -2, 3.25, 0.5, -7]);
+  forEachIsa((isa) => {
+    for (const algorithm of ALGOS) {
+      for (const dt of ['f32', 'f16', 'bf16'] as const) {
+        const b = asDtype(b32, dt);
+        const got = kernels.linear({ x: new Float32Array(0), weight: new Float32Array(0), bias: b.arg, rows: 3, inFeatures: 0, outFeatures: 5, algorithm });
+        t.same(Array.from(got), [...b32, ...b32, ...b32], `K=0 bias ${dt} ${algorithm} ${isa}`);
+      }
+      const z = kernels.linear({ x: new Float32Array(0), weight: new Float32Array(0), rows: 2, inFeatures: 0, outFeatures: 4, algorithm });
+      t.same(Array.from(z), new Array(8).fill(0), `K=0 no bias ${algorithm} ${isa}`);
+      const e = kernels.linear({ x: new Float32Array(0), weight: new Float32Array(12), rows: 0, inFeatures: 3, outFeatures: 4, algorithm });
+      t.equal(e.length, 0, `M=0 ${algorithm} ${isa}`);
+      const e2 = kernels.linear({ x: new Float32Array(6), weight: new Float32Array(0), bias: new Float32Array(0), rows: 2, inFeatures: 3, outFeatures: 0, algorithm });
+      t.equal(e2.length, 0, `N=0 ${algorithm} ${isa}`);
+    }
+  });
+  t.end();
+});
+
+t.test('linear: GEMV and GEMM agree on the same inputs, and across the M=8 / M=9 switch', (t) => {
+  const r = rng(13);
+  const K = 300, N = 70;
+  const x9 = randn(r, 9 * K), w32 = randn(r, N * K, 0.5), b = randn(r, N);
+  x9.set(x9.subarray(0, K), 8 * K); // row 8 = row 0
+  const x8 = x9.slice(0, 8 * K);
+  for (const dt of ['f32', 'f16', 'bf16'] as const) {
+    const w = asDtype(w32, dt);
+    const ref9 = linearRef(x9, w.eff, b, 9, N, K);
+    const ref8 = { y: ref9.y.slice(0, 8 * N), mag: ref9.mag.slice(0, 8 * N) };
+    forEachIsa((isa) => {
+      const y8 = kernels.linear({ x: x8, weight: w.arg, bias: b, rows: 8, inFeatures: K, outFeatures: N }); // auto: GEMV
+      const y9 = kernels.linear({ x: x9, weight: w.arg, bias: b, rows: 9, inFeatures: K, outFeatures: N }); // auto: GEMM
+      checkLinear(t, y8, ref8, `M=8 auto ${dt} ${isa}`);
+      checkLinear(t, y9, ref9, `M=9 auto ${dt} ${isa}`);
+      // GEMV result of M=8 vs the first 8 rows of the GEMM result of M=9
+      checkLinear(t, y8, { y: Float64Array.from(y9.subarray(0, 8 * N)), mag: ref8.mag }, `M=8 vs M=9 rows agree ${dt} ${isa}`);
+      // the duplicated row gives the same output as row 0
+      checkLinear(t, y9.subarray(8 * N), { y: Float64Array.from(y9.subarray(0, N)), mag: ref9.mag.subarray(0, N) }, `duplicate row ${dt} ${isa}`);
+      for (const M of [1, 8, 9]) {
+        const x = x9.subarray(0, M * K);
+        const gv = kernels.linear({ x, weight: w.arg, bias: b, rows: M, inFeatures: K, outFeatures: N, algorithm: 'gemv' });
+        const gm = kernels.linear({ x, weight: w.arg, bias: b, rows: M, inFeatures: K, outFeatures: N, algorithm: 'gemm' });
+        checkLinear(t, gv, { y: Float64Array.from(gm), mag: ref9.mag.subarray(0, M * N) }, `gemv vs gemm M=${M} ${dt} ${isa}`);
+      }
+    });
+  }
+  t.end();
+});
+
+t.test('linear: the tolerance check can fail (a perturbed weight is caught)', (t) => {
+  const r = rng(14);
+  const M = 3, N = 5, K = 40;
+  const x = randn(r, M * K), w = randn(r, N * K);
+  const ref = linearRef(x, w, null, M, N, K);
+  const w2 = w.slice();
+  w2[K + 7] += 1e-3; // row 1, one element
+  const got = kernels.linear({ x, weight: w2, rows: M, inFeatures: K, outFeatures: N });
+  let bad = false;
+  for (let i = 0; i < got.length; i++) if (Math.abs(got[i] - ref.y[i]) > RTOL * ref.mag[i] + ATOL) bad = true;
+  t.ok(bad, 'a 1e-3 change in one weight exceeds the tolerance');
+  t.end();
+});
+
+t.test('linear rejects bad input with named errors', (t) => {
+  const x = new Float32Array(6), w = new Float32Array(12), b = new Float32Array(4);
+  const ok = { x, weight: w, bias: b, rows: 2, inFeatures: 3, outFeatures: 4 };
+  t.equal(kernels.linear(ok).length, 8, 'the valid call works');
+  t.throws(() => kernels.linear({ ...ok, x: new Float32Array(5) }), { name: 'RangeError', message: /'x' must have 6 elements/ });
+  t.throws(() => kernels.linear({ ...ok, weight: new Float32Array(11) }), { name: 'RangeError', message: /'weight' must have 12 elements/ });
+  t.throws(() => kernels.linear({ ...ok, weight: { data: new Uint16Array(13), dtype: 'bf16' } }), { name: 'RangeError', message: /'weight'/ });
+  t.throws(() => kernels.linear({ ...ok, bias: new Float32Array(3) }), { name: 'RangeError', message: /'bias' must have 4 elements/ });
+  t.throws(() => kernels.linear({ ...ok, x: new Float64Array(6) as unknown as Float32Array }), { name: 'TypeError', message: /'x'/ });
+  t.throws(() => kernels.linear({ ...ok, x: { data: new Uint16Array(6), dtype: 'bf16' } as unknown as Float32Array }), { name: 'TypeError', message: /'x'/ });
+  t.throws(() => kernels.linear({ ...ok, weight: new Uint16Array(12) as unknown as Float32Array }), { name: 'TypeError', message: /weightDtype/ });
+  t.throws(() => kernels.linear({ ...ok, weight: { data: new Uint16Array(12), dtype: 'f8' as 'f16' } }), { name: 'TypeError', message: /weightDtype/ });
+  t.throws(() => kernels.linear({ ...ok, bias: { data: new Uint16Array(4), dtype: 'int4' as 'f16' } }), { name: 'TypeError', message: /biasDtype/ });
+  t.throws(() => kernels.linear({ ...ok, weight: undefined as unknown as Float32Array }), { name: 'TypeError', message: /'weight' is required/ });
+  t.throws(() => kernels.linear({ ...ok, rows: -1 }), { name: 'RangeError', message: /'rows'/ });
+  t.throws(() => kernels.linear({ ...ok, inFeatures: 1.5 }), { name: 'TypeError', message: /'inFeatures'/ });
+  t.throws(() => kernels.linear({ ...ok, outFeatures: '4' as unknown as number }), { name: 'TypeError', message: /'outFeatures'/ });
+  t.throws(() => kernels.linear({ ...ok, rows: 2 ** 30, inFeatures: 2 ** 20 }), { name: 'RangeError', message: /'x' is too large/ });
+  t.throws(() => kernels.linear({ ...ok, outFeatures: 2 ** 30, inFeatures: 2 ** 20 }), { name: 'RangeError', message: /'weight' is too large/ });
+  // x and weight are empty (K = 0) but the output would exceed 2^40 elements
+  t.throws(() => kernels.linear({ x: new Float32Array(0), weight: new Float32Array(0), rows: 2 ** 21, inFeatures: 0, outFeatures: 2 ** 20 }), { name: 'RangeError', message: /'output' is too large/ });
+  t.throws(() => kernels.linear({ ...ok, algorithm: 'fast' as 'gemv' }), { name: 'TypeError', message: /'algorithm'/ });
+  t.throws(() => kernels.linear({ ...ok, algorithm: 1 as unknown as 'gemv' }), { name: 'TypeError', message: /'algorithm'/ });
+  t.throws(() => kernels.linear(undefined as never), { name: 'TypeError' });
+  t.end();
+});
