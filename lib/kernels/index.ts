@@ -6,3 +6,4 @@ export type { Isa, RuntimeInfo } from './runtime';
 export type { FloatData, HalfDtype } from './tensor';
 export * from './norm';
 export * from './linear';
+export * from './ssd';
