@@ -5,5 +5,6 @@ export { runtimeInfo, setIsa, setThreads } from './runtime';
 export type { Isa, RuntimeInfo } from './runtime';
 export type { FloatData, HalfDtype } from './tensor';
 export * from './norm';
+export * from './conv1d';
 export * from './linear';
 export * from './ssd';

@@ -1,0 +1,82 @@
+#include "kernels/conv1d.h"
+
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <vector>
+
+#include "cpu/threadpool.h"
+#include "kernels/isa_dispatch.h"
+
+namespace nm {
+
+NM_DECLARE_ISA_FN(void causal_conv1d_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1))
+NM_DECLARE_ISA_FN(void causal_conv1d_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1))
+
+namespace {
+
+// Channels per tile: a multiple of every vector width (16 floats = 1 cache line).
+constexpr int64_t kChannelBlock = 64;
+// Tokens per prefill tile: long sequences are split so that one long
+// sequence with few channels still uses every core.
+constexpr int64_t kTokenBlock = 256;
+// Below this many multiply-adds a call stays on the calling thread.
+constexpr int64_t kSerialWork = 1 << 16;
+
+struct TokenBlock {
+  int64_t seq, t0, t1;  // tokens [t0, t1) relative to the sequence start
+};
+
+}  // namespace
+
+void causal_conv1d(const CausalConv1dArgs& a) {
+  if (a.width < 1 || a.width > kConv1dMaxWidth) throw std::invalid_argument("causal_conv1d: width out of range");
+  if (!a.cu_seqlens && a.nseq != 1) throw std::invalid_argument("causal_conv1d: nseq must be 1 without cu_seqlens");
+  if (a.channels <= 0 || a.nseq <= 0) return;
+
+  // Every sequence gets at least one block (an empty one still writes its
+  // final state).
+  std::vector<TokenBlock> blocks;
+  for (int64_t s = 0; s < a.nseq; ++s) {
+    const int64_t len = a.cu_seqlens ? (int64_t)a.cu_seqlens[s + 1] - a.cu_seqlens[s] : a.tokens;
+    if (len <= 0) { blocks.push_back({s, 0, 0}); continue; }
+    for (int64_t t0 = 0; t0 < len; t0 += kTokenBlock) blocks.push_back({s, t0, std::min(len, t0 + kTokenBlock)});
+  }
+  const int64_t ncb = (a.channels + kChannelBlock - 1) / kChannelBlock;
+  const int64_t tiles = (int64_t)blocks.size() * ncb;
+  const int64_t work = std::max<int64_t>(a.tokens, 1) * a.channels * a.width;
+  const int64_t max_tasks = std::max<int64_t>(1, std::min<int64_t>(tiles, work / kSerialWork));
+
+  auto run_tile = [&](int64_t i) {
+    const TokenBlock& b = blocks[(size_t)(i / ncb)];
+    const int64_t c0 = (i % ncb) * kChannelBlock, c1 = std::min(a.channels, c0 + kChannelBlock);
+    NM_ISA_CALL(causal_conv1d_tile, a, b.seq, b.t0, b.t1, c0, c1);
+  };
+  if (max_tasks == 1) {
+    for (int64_t i = 0; i < tiles; ++i) run_tile(i);
+    return;
+  }
+  // Dynamic scheduling: sequences may have very different lengths.
+  std::atomic<int64_t> next{0};
+  cpu::pool().run((int)std::min<int64_t>(max_tasks, 1 << 20), [&](int, int) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < tiles;) run_tile(i);
+  });
+}
+
+void causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
+  if (a.width < 1 || a.width > kConv1dMaxWidth) throw std::invalid_argument("causal_conv1d_update: width out of range");
+  if (a.channels <= 0 || a.batch <= 0) return;
+  const int64_t ncb = (a.channels + kChannelBlock - 1) / kChannelBlock;
+  // Work per item ~ kChannelBlock * width multiply-adds plus the state gathers.
+  const int64_t grain = std::max<int64_t>(1, kSerialWork / 4 / (kChannelBlock * a.width));
+  cpu::parallel_for(a.batch * ncb, grain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1;) {
+      // Runs of channel blocks within one row go in one call.
+      const int64_t r = i / ncb, cb0 = i % ncb, cb1 = std::min(ncb, cb0 + (i1 - i));
+      NM_ISA_CALL(causal_conv1d_update_tile, a, r, r + 1, cb0 * kChannelBlock, std::min(a.channels, cb1 * kChannelBlock));
+      i += cb1 - cb0;
+    }
+  });
+}
+
+}  // namespace nm

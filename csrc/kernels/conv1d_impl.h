@@ -1,0 +1,151 @@
+// Per-level bodies of the causal conv1d kernels (see conv1d.h for semantics
+// and kernels/simd/README.md for how this file is compiled).
+//
+// Vectorised across channels (contiguous in x / out): a vector of VF::W
+// channels slides along the tokens with the last W-1 inputs held in
+// registers, so each input is loaded once and each weight once per tile.
+// Weights [channels, width] and the conv states [.., channels, W-1] are
+// channel-strided; they are gathered / scattered through small stack buffers
+// once per tile.
+#include "kernels/conv1d.h"
+
+namespace nm {
+namespace NM_ISA {
+
+// v[lane] = p[lane * stride] for lane < n, 0 beyond.
+static inline VF conv_gather(const float* p, int64_t stride, int n) {
+  float tmp[VF::W];
+  for (int l = 0; l < VF::W; ++l) tmp[l] = l < n ? p[l * stride] : 0.0f;
+  return VF::load(tmp);
+}
+
+// p[lane * stride] = v[lane] for lane < n.
+static inline void conv_scatter(VF v, float* p, int64_t stride, int n) {
+  float tmp[VF::W];
+  v.store(tmp);
+  for (int l = 0; l < n; ++l) p[l * stride] = tmp[l];
+}
+
+// Element (off + lane * stride) of a f32/f16/bf16 buffer for lane < n, 0 beyond.
+static inline VF conv_gather_any(const void* p, DType t, int64_t off, int64_t stride, int n) {
+  float tmp[VF::W];
+  for (int l = 0; l < VF::W; ++l) tmp[l] = l < n ? load_as_f32(p, t, off + l * stride) : 0.0f;
+  return VF::load(tmp);
+}
+
+// Contiguous [i, i+n) of a f32/f16/bf16 vector.
+static inline VF conv_load_any(const void* p, DType t, int64_t i, int n) {
+  if (t == DType::F32) return VF::load_partial(static_cast<const float*>(p) + i, n);
+  const uint16_t* h = static_cast<const uint16_t*>(p) + i;
+  return t == DType::F16 ? VF::load_f16_partial(h, n) : VF::load_bf16_partial(h, n);
+}
+
+// Tokens [t0, t1) (relative to the sequence start) of sequence `s`, channels
+// [c0, c1), for a compile-time width K.
+template <int K>
+static void conv_prefill_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+  const int64_t base = a.cu_seqlens ? a.cu_seqlens[s] : 0;
+  const int64_t len = a.cu_seqlens ? a.cu_seqlens[s + 1] - base : a.tokens;
+  const float* x = a.x + base * a.x_stride;
+  float* out = a.out + base * a.out_stride;
+  const int64_t xs = a.x_stride, os = a.out_stride;
+  const float* init = a.initial_state ? a.initial_state + s * a.init_seq_stride : nullptr;
+  const bool silu = a.silu;
+  for (int64_t c = c0; c < c1; c += VF::W) {
+    const int n = (int)(c1 - c < VF::W ? c1 - c : VF::W);
+    VF w[K];
+    for (int k = 0; k < K; ++k) w[k] = conv_gather_any(a.weight, a.weight_dtype, c * a.weight_stride + k, a.weight_stride, n);
+    const VF b = a.bias ? conv_load_any(a.bias, a.bias_dtype, c, n) : VF::zero();
+    // h[j] = in(t - (K-1) + j) for the current token t (starting at t0).
+    VF h[K];
+    for (int j = 0; j < K - 1; ++j) {
+      const int64_t p = t0 - (K - 1) + j;
+      if (p >= 0) h[j] = VF::load_partial(x + p * xs + c, n);
+      else if (init) h[j] = conv_gather(init + c * a.init_ch_stride + (K - 1 + p), a.init_ch_stride, n);
+      else h[j] = VF::zero();
+    }
+    const float* xp = x + t0 * xs + c;
+    float* op = out + t0 * os + c;
+    if (n == VF::W) {
+      for (int64_t t = t0; t < t1; ++t, xp += xs, op += os) {
+        const VF xt = VF::load(xp);
+        VF acc = fmadd(w[K - 1], xt, b);
+        for (int k = 0; k < K - 1; ++k) acc = fmadd(w[k], h[k], acc);
+        for (int k = 0; k + 1 < K - 1; ++k) h[k] = h[k + 1];
+        if (K > 1) h[K - 2] = xt;
+        if (silu) acc = vsilu(acc);
+        acc.store(op);
+      }
+    } else {
+      for (int64_t t = t0; t < t1; ++t, xp += xs, op += os) {
+        const VF xt = VF::load_partial(xp, n);
+        VF acc = fmadd(w[K - 1], xt, b);
+        for (int k = 0; k < K - 1; ++k) acc = fmadd(w[k], h[k], acc);
+        for (int k = 0; k + 1 < K - 1; ++k) h[k] = h[k + 1];
+        if (K > 1) h[K - 2] = xt;
+        if (silu) acc = vsilu(acc);
+        acc.store_partial(op, n);
+      }
+    }
+    // After the last token h holds in(len - (K-1) + j): the final state.
+    if (t1 == len && a.final_state) {
+      float* fs = a.final_state + s * a.final_seq_stride + c * a.final_ch_stride;
+      for (int j = 0; j < K - 1; ++j) conv_scatter(h[j], fs + j, a.final_ch_stride, n);
+    }
+  }
+}
+
+template <int K>
+static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t slot = a.state_indices ? a.state_indices[r] : r;
+    float* st = a.conv_state + slot * a.state_slot_stride;
+    const float* x = a.x + r * a.x_stride;
+    float* out = a.out + r * a.out_stride;
+    const int64_t cs = a.state_ch_stride;
+    for (int64_t c = c0; c < c1; c += VF::W) {
+      const int n = (int)(c1 - c < VF::W ? c1 - c : VF::W);
+      const VF xt = VF::load_partial(x + c, n);
+      VF acc = a.bias ? conv_load_any(a.bias, a.bias_dtype, c, n) : VF::zero();
+      acc = fmadd(conv_gather_any(a.weight, a.weight_dtype, c * a.weight_stride + (K - 1), a.weight_stride, n), xt, acc);
+      VF h[K];
+      for (int j = 0; j < K - 1; ++j) {
+        h[j] = conv_gather(st + c * cs + j, cs, n);
+        acc = fmadd(conv_gather_any(a.weight, a.weight_dtype, c * a.weight_stride + j, a.weight_stride, n), h[j], acc);
+      }
+      // New state: drop the oldest, append x.
+      for (int j = 0; j + 1 < K - 1; ++j) conv_scatter(h[j + 1], st + c * cs + j, cs, n);
+      if (K > 1) conv_scatter(xt, st + c * cs + (K - 2), cs, n);
+      if (a.silu) acc = vsilu(acc);
+      acc.store_partial(out + c, n);
+    }
+  }
+}
+
+static_assert(kConv1dMaxWidth == 8, "extend the width switch below");
+
+#define NM_CONV1D_WIDTH_SWITCH(fn, ...)      \
+  switch (a.width) {                         \
+    case 1: fn<1>(__VA_ARGS__); break;       \
+    case 2: fn<2>(__VA_ARGS__); break;       \
+    case 3: fn<3>(__VA_ARGS__); break;       \
+    case 4: fn<4>(__VA_ARGS__); break;       \
+    case 5: fn<5>(__VA_ARGS__); break;       \
+    case 6: fn<6>(__VA_ARGS__); break;       \
+    case 7: fn<7>(__VA_ARGS__); break;       \
+    case 8: fn<8>(__VA_ARGS__); break;       \
+    default: break;                          \
+  }
+
+void causal_conv1d_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+  NM_CONV1D_WIDTH_SWITCH(conv_prefill_tile, a, s, t0, t1, c0, c1)
+}
+
+void causal_conv1d_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  NM_CONV1D_WIDTH_SWITCH(conv_update_tile, a, r0, r1, c0, c1)
+}
+
+#undef NM_CONV1D_WIDTH_SWITCH
+
+}  // namespace NM_ISA
+}  // namespace nm

@@ -1,0 +1,4 @@
+// conv1d kernels compiled for the scalar level (see kernels/simd/README.md).
+#define NM_ISA scalar
+#include "kernels/simd/simd_scalar.h"
+#include "kernels/conv1d_impl.h"
