@@ -7,4 +7,5 @@ export type { FloatData, HalfDtype } from './tensor';
 export * from './norm';
 export * from './conv1d';
 export * from './linear';
+export * from './selective_scan';
 export * from './ssd';

@@ -1,0 +1,4 @@
+// selective_scan kernels compiled for the avx512 level (see kernels/simd/README.md).
+#define NM_ISA avx512
+#include "kernels/simd/simd_avx512.h"
+#include "kernels/selective_scan_impl.h"

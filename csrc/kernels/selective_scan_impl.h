@@ -1,0 +1,173 @@
+// Per-level bodies of the selective scan kernels (see selective_scan.h for the
+// semantics and kernels/simd/README.md for how this file is compiled).
+//
+// Prefill vectorises over channels: the token-major layout makes u, delta, z
+// and out contiguous over channels, B[n] and C[n] are one broadcast per
+// group, and the state of W channels x dstate stays on the stack (in
+// registers for dstate = 16), so no horizontal sums are needed. The decode
+// step vectorises over dstate, the state's contiguous axis.
+#include "kernels/selective_scan.h"
+
+namespace nm {
+namespace NM_ISA {
+
+// softplus(v) = max(v, 0) + log1p(exp(-|v|)), equal to the reference's
+// `v <= 20 ? log1p(exp(v)) : v` (above 20 the log1p term is below half an ulp
+// of v). log1p(t) = t * f(t) on t in (0, 1], f(t) = log1p(t) / t as a
+// degree-10 Chebyshev fit in s = 2t - 1 (relative error 8e-10 in exact
+// arithmetic, ~1.5 ulp in float32).
+static inline VF vsoftplus(VF v) {
+  const VF zero = VF::zero();
+  VF t = vexp(zero - vmax(v, zero - v));
+  VF s = fmadd(t, VF::set1(2.0f), VF::set1(-1.0f));
+  VF p = VF::set1(1.989932144e-06f);
+  p = fmadd(p, s, VF::set1(-6.360114209e-06f));
+  p = fmadd(p, s, VF::set1(1.554648915e-05f));
+  p = fmadd(p, s, VF::set1(-5.267940088e-05f));
+  p = fmadd(p, s, VF::set1(1.852294879e-04f));
+  p = fmadd(p, s, VF::set1(-6.428624500e-04f));
+  p = fmadd(p, s, VF::set1(2.288162944e-03f));
+  p = fmadd(p, s, VF::set1(-8.460951032e-03f));
+  p = fmadd(p, s, VF::set1(3.315244521e-02f));
+  p = fmadd(p, s, VF::set1(-1.442635561e-01f));
+  p = fmadd(p, s, VF::set1(8.109302161e-01f));
+  return fmadd(t, p, vmax(v, zero));
+}
+
+static inline VF ld(const float* p, int n) { return n == VF::W ? VF::load(p) : VF::load_partial(p, n); }
+static inline void st(VF v, float* p, int n) {
+  if (n == VF::W) v.store(p);
+  else v.store_partial(p, n);
+}
+
+// Channels [d0, d0 + nw) (nw <= W) of batch row b, all in group g, through
+// every token. NF > 0: dstate is the compile-time NF.
+template <int NF>
+static void scan_channels(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t d0, int nw) {
+  const int64_t N = NF > 0 ? NF : a.dstate;
+  VF At[NF > 0 ? NF : kSelectiveScanMaxDstate];  // At[n] lane j = A[d0 + j, n]
+  VF S[NF > 0 ? NF : kSelectiveScanMaxDstate];   // S[n] lane j = state[b, d0 + j, n]
+  float tmp[VF::W];
+  const float* init = a.initial_state ? a.initial_state + b * a.initial_state_batch_stride : nullptr;
+  for (int64_t n = 0; n < N; ++n) {
+    for (int j = 0; j < VF::W; ++j) tmp[j] = j < nw ? a.A[(d0 + j) * N + n] : 0.0f;
+    At[n] = VF::load(tmp);
+    for (int j = 0; j < VF::W; ++j) tmp[j] = (j < nw && init) ? init[(d0 + j) * N + n] : 0.0f;
+    S[n] = VF::load(tmp);
+  }
+  const VF Dv = a.D ? ld(a.D + d0, nw) : VF::zero();
+  const VF bias = a.delta_bias ? ld(a.delta_bias + d0, nw) : VF::zero();
+  const bool has_bias = a.delta_bias != nullptr, softplus = a.delta_softplus;
+
+  const float* u = a.u + b * a.u_batch_stride + d0;
+  const float* delta = a.delta + b * a.delta_batch_stride + d0;
+  const float* Bp = a.B + b * a.B_batch_stride + g * N;
+  const float* Cp = a.C + b * a.C_batch_stride + g * N;
+  const float* z = a.z ? a.z + b * a.z_batch_stride + d0 : nullptr;
+  float* out = a.out + b * a.out_batch_stride + d0;
+  for (int64_t l = 0; l < a.seqlen; ++l) {
+    VF dl = ld(delta + l * a.delta_token_stride, nw);
+    if (has_bias) dl = dl + bias;
+    if (softplus) dl = vsoftplus(dl);
+    const VF ul = ld(u + l * a.u_token_stride, nw);
+    const VF du = dl * ul;
+    const float* Bl = Bp + l * a.B_token_stride;
+    const float* Cl = Cp + l * a.C_token_stride;
+    VF y = VF::zero();
+    for (int64_t n = 0; n < N; ++n) {
+      VF s = fmadd(vexp(dl * At[n]), S[n], du * VF::set1(Bl[n]));
+      S[n] = s;
+      y = fmadd(s, VF::set1(Cl[n]), y);
+    }
+    VF o = fmadd(ul, Dv, y);
+    if (z) o = o * vsilu(ld(z + l * a.z_token_stride, nw));
+    st(o, out + l * a.out_token_stride, nw);
+  }
+
+  if (a.last_state) {
+    float* last = a.last_state + b * a.last_state_batch_stride;
+    for (int64_t n = 0; n < N; ++n) {
+      S[n].store(tmp);
+      for (int j = 0; j < nw; ++j) last[(d0 + j) * N + n] = tmp[j];
+    }
+  }
+}
+
+// Work units [u0, u1): unit = (b * ngroups + g) * blocks_per_group + k covers
+// channels [g*hd + k*block, min(g*hd + (k+1)*block, (g+1)*hd)), hd = dim/ngroups.
+void selective_scan_units(const SelectiveScanArgs& a, int64_t block, int64_t u0, int64_t u1) {
+  const int64_t hd = a.dim / a.ngroups, bpg = (hd + block - 1) / block;
+  for (int64_t unit = u0; unit < u1; ++unit) {
+    const int64_t k = unit % bpg, bg = unit / bpg, g = bg % a.ngroups, b = bg / a.ngroups;
+    const int64_t c0 = g * hd + k * block, c1 = (c0 + block < (g + 1) * hd) ? c0 + block : (g + 1) * hd;
+    for (int64_t d0 = c0; d0 < c1; d0 += VF::W) {
+      const int nw = (int)(c1 - d0 < VF::W ? c1 - d0 : VF::W);
+      if (a.dstate == 16) scan_channels<16>(a, b, g, d0, nw);
+      else scan_channels<0>(a, b, g, d0, nw);
+    }
+  }
+}
+
+// Work units [u0, u1): unit = b * blocks + k covers rows
+// [k*block, min((k+1)*block, nheads*headdim)) of batch row b; block <= 64.
+void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t block, int64_t u0, int64_t u1) {
+  const int64_t P = a.headdim, R = a.nheads * P, N = a.dstate;
+  const int64_t nblk = (R + block - 1) / block, heads_per_group = a.nheads / a.ngroups;
+  float dts[64 + 1 + VF::W], dAs[64 + 1 + VF::W], ys[64 + VF::W];
+  for (int64_t unit = u0; unit < u1; ++unit) {
+    const int64_t b = unit / nblk, r0 = (unit % nblk) * block, r1 = (r0 + block < R) ? r0 + block : R;
+    const int64_t h0 = r0 / P, h1 = (r1 - 1) / P + 1;
+    // dt (and exp(dt*A) for scalar A) of the heads [h0, h1) this block touches.
+    const float* dt = a.dt + b * a.dt_batch_stride;
+    for (int64_t h = h0; h < h1; h += VF::W) {
+      const int n = (int)(h1 - h < VF::W ? h1 - h : VF::W);
+      VF v = ld(dt + h, n);
+      if (a.dt_bias) v = v + ld(a.dt_bias + h, n);
+      if (a.dt_softplus) v = vsoftplus(v);
+      v.store_partial(dts + (h - h0), n);
+      if (!a.a_per_state) vexp(v * ld(a.A + h, n)).store_partial(dAs + (h - h0), n);
+    }
+    const int64_t slot = a.state_indices ? (int64_t)a.state_indices[b] : b;
+    float* state = a.state + slot * a.state_batch_stride;
+    const float* x = a.x + b * a.x_batch_stride;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t h = r / P, g = h / heads_per_group;
+      const float dtv = dts[h - h0], xv = x[r];
+      const float* Bp = a.B + b * a.B_batch_stride + g * N;
+      const float* Cp = a.C + b * a.C_batch_stride + g * N;
+      float* s = state + r * N;
+      const VF dtx = VF::set1(dtv * xv);
+      VF acc = VF::zero();
+      if (a.a_per_state) {
+        const float* Ar = a.A + h * N;
+        const VF dtvv = VF::set1(dtv);
+        for (int64_t n = 0; n < N; n += VF::W) {
+          const int nn = (int)(N - n < VF::W ? N - n : VF::W);
+          VF sv = fmadd(ld(s + n, nn), vexp(dtvv * ld(Ar + n, nn)), dtx * ld(Bp + n, nn));
+          st(sv, s + n, nn);
+          acc = fmadd(sv, ld(Cp + n, nn), acc);
+        }
+      } else {
+        const VF dA = VF::set1(dAs[h - h0]);
+        for (int64_t n = 0; n < N; n += VF::W) {
+          const int nn = (int)(N - n < VF::W ? N - n : VF::W);
+          VF sv = fmadd(ld(s + n, nn), dA, dtx * ld(Bp + n, nn));
+          st(sv, s + n, nn);
+          acc = fmadd(sv, ld(Cp + n, nn), acc);
+        }
+      }
+      ys[r - r0] = reduce_sum(acc) + (a.D ? xv * a.D[h] : 0.0f);
+    }
+    const float* z = a.z ? a.z + b * a.z_batch_stride : nullptr;
+    float* out = a.out + b * a.out_batch_stride;
+    for (int64_t r = r0; r < r1; r += VF::W) {
+      const int n = (int)(r1 - r < VF::W ? r1 - r : VF::W);
+      VF o = ld(ys + (r - r0), n);
+      if (z) o = o * vsilu(ld(z + r, n));
+      st(o, out + r, n);
+    }
+  }
+}
+
+}  // namespace NM_ISA
+}  // namespace nm
