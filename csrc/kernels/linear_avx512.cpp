@@ -4,5 +4,6 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #define NM_ISA avx512
+#define NM_LINEAR_LANES 16  // enables the in-register transpose in linear_impl.h
 #include "kernels/simd/simd_avx512.h"
 #include "kernels/linear_impl.h"

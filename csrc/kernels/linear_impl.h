@@ -137,28 +137,69 @@ constexpr int64_t kKC = 256;   // K block: A panel 12 KiB (L1), B strip 32 KiB
 constexpr int64_t kNC = 256;   // N block: B panel kKC x kNC = 256 KiB (L2)
 static_assert(kNC % kNR == 0, "kNC must be a multiple of kNR");
 
+// Transpose of a VF::W x VF::W tile held in registers (r[j] = row j becomes
+// r[i] = column i): log2(W) rounds of r'[2j] = lo(r[j], r[j + W/2]),
+// r'[2j+1] = hi(r[j], r[j + W/2]), where lo / hi interleave the low / high
+// halves of two vectors. Each round rotates the (row, column) bit index by
+// one, so log2(W) rounds swap row and column. Only the lane shuffle is
+// ISA-specific (NM_LINEAR_LANES is set by linear_avx2.cpp / linear_avx512.cpp);
+// the scalar level (W = 1) needs none.
+#if defined(NM_LINEAR_LANES) && NM_LINEAR_LANES == 16 && defined(__AVX512F__)
+#define NM_LINEAR_HAS_TRANSPOSE 1
+static inline void lin_interleave(VF a, VF b, VF& lo, VF& hi) {
+  const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  lo.v = _mm512_permutex2var_ps(a.v, il, b.v);
+  hi.v = _mm512_permutex2var_ps(a.v, ih, b.v);
+}
+#elif defined(NM_LINEAR_LANES) && NM_LINEAR_LANES == 8 && defined(__AVX2__)
+#define NM_LINEAR_HAS_TRANSPOSE 1
+static inline void lin_interleave(VF a, VF b, VF& lo, VF& hi) {
+  const __m256 l = _mm256_unpacklo_ps(a.v, b.v), h = _mm256_unpackhi_ps(a.v, b.v);
+  lo.v = _mm256_permute2f128_ps(l, h, 0x20);
+  hi.v = _mm256_permute2f128_ps(l, h, 0x31);
+}
+#endif
+
+#ifdef NM_LINEAR_HAS_TRANSPOSE
+static inline void lin_transpose(VF r[VF::W]) {
+  constexpr int H = VF::W / 2;
+  for (int round = 1; round < VF::W; round *= 2) {
+    VF t[VF::W];
+    for (int j = 0; j < H; ++j) lin_interleave(r[j], r[j + H], t[2 * j], t[2 * j + 1]);
+    for (int j = 0; j < VF::W; ++j) r[j] = t[j];
+  }
+}
+#endif
+
 // Packs W[n0 : n0 + nc, k0 : k0 + kc] as float32 strips (columns past nc are 0).
+// A strip is filled VF::W columns of k at a time: VF::W rows' vectors are
+// loaded (converted) and transposed so that the strip is written k-major.
 template <int DT>
 static void pack_b(const LinearArgs& a, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float* bp) {
-  float tmp[VF::W];
   for (int64_t s = 0; s * kNR < nc; ++s) {
     float* d = bp + s * kc * kNR;
-    for (int j = 0; j < kNR; ++j) {
-      const int64_t n = s * kNR + j;
-      if (n >= nc) {
-        for (int64_t k = 0; k < kc; ++k) d[k * kNR + j] = 0.0f;
-        continue;
-      }
-      const void* row = lin_row(a.w, a.w_dtype, (n0 + n) * a.w_stride + k0);
-      int64_t k = 0;
-      for (; k + VF::W <= kc; k += VF::W) {
-        lin_load<DT>(row, k).store(tmp);
-        for (int i = 0; i < VF::W; ++i) d[(k + i) * kNR + j] = tmp[i];
-      }
-      if (k < kc) {
-        const int t = (int)(kc - k);
-        lin_load_partial<DT>(row, k, t).store(tmp);
-        for (int i = 0; i < t; ++i) d[(k + i) * kNR + j] = tmp[i];
+    const int jn = (int)lin_min(kNR, nc - s * kNR);
+    const void* rows[kNR];
+    for (int j = 0; j < jn; ++j) rows[j] = lin_row(a.w, a.w_dtype, (n0 + s * kNR + j) * a.w_stride + k0);
+    for (int64_t k = 0; k < kc; k += VF::W) {
+      const int t = (int)lin_min(VF::W, kc - k);
+      float* dk = d + k * kNR;
+      for (int jb = 0; jb < kNR; jb += VF::W) {
+        VF r[VF::W];
+        for (int j = 0; j < VF::W; ++j)
+          r[j] = jb + j >= jn ? VF::zero()
+                 : t == VF::W ? lin_load<DT>(rows[jb + j], k)
+                              : lin_load_partial<DT>(rows[jb + j], k, t);
+#ifdef NM_LINEAR_HAS_TRANSPOSE
+        lin_transpose(r);
+        for (int i = 0; i < t; ++i) r[i].store(dk + i * kNR + jb);
+#else
+        float tmp[VF::W * VF::W];  // [j][i]
+        for (int j = 0; j < VF::W; ++j) r[j].store(tmp + j * VF::W);
+        for (int i = 0; i < t; ++i)
+          for (int j = 0; j < VF::W; ++j) dk[i * kNR + jb + j] = tmp[j * VF::W + i];
+#endif
       }
     }
   }

@@ -24,7 +24,7 @@ export interface LinearOptions {
   /**
    * 'gemv' streams each weight row once for all rows (decode, small `rows`);
    * 'gemm' is the cache-blocked packed path (prefill). 'auto' (default) uses
-   * 'gemv' for rows <= 8. Both give the same result up to float32 summation
+   * 'gemv' for rows <= 16. Both give the same result up to float32 summation
    * order; forcing one is for tests and benchmarks.
    */
   algorithm?: LinearAlgorithm;

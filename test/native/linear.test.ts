@@ -124,30 +124,30 @@ t.test('linear: K = 0 gives the bias (or zeros); M = 0 or N = 0 gives an empty r
   t.end();
 });
 
-t.test('linear: GEMV and GEMM agree on the same inputs, and across the M=8 / M=9 switch', (t) => {
+t.test('linear: GEMV and GEMM agree on the same inputs, and across the auto switch (M=16 GEMV / M=17 GEMM)', (t) => {
   const r = rng(13);
-  const K = 300, N = 70;
-  const x9 = randn(r, 9 * K), w32 = randn(r, N * K, 0.5), b = randn(r, N);
-  x9.set(x9.subarray(0, K), 8 * K); // row 8 = row 0
-  const x8 = x9.slice(0, 8 * K);
+  const K = 300, N = 70, T = 16; // T: largest M that 'auto' runs as GEMV (kLinearGemvMaxRows)
+  const xb = randn(r, (T + 1) * K), w32 = randn(r, N * K, 0.5), b = randn(r, N);
+  xb.set(xb.subarray(0, K), T * K); // last row = row 0
+  const xa = xb.slice(0, T * K);
   for (const dt of ['f32', 'f16', 'bf16'] as const) {
     const w = asDtype(w32, dt);
-    const ref9 = linearRef(x9, w.eff, b, 9, N, K);
-    const ref8 = { y: ref9.y.slice(0, 8 * N), mag: ref9.mag.slice(0, 8 * N) };
+    const refB = linearRef(xb, w.eff, b, T + 1, N, K);
+    const refA = { y: refB.y.slice(0, T * N), mag: refB.mag.slice(0, T * N) };
     forEachIsa((isa) => {
-      const y8 = kernels.linear({ x: x8, weight: w.arg, bias: b, rows: 8, inFeatures: K, outFeatures: N }); // auto: GEMV
-      const y9 = kernels.linear({ x: x9, weight: w.arg, bias: b, rows: 9, inFeatures: K, outFeatures: N }); // auto: GEMM
-      checkLinear(t, y8, ref8, `M=8 auto ${dt} ${isa}`);
-      checkLinear(t, y9, ref9, `M=9 auto ${dt} ${isa}`);
-      // GEMV result of M=8 vs the first 8 rows of the GEMM result of M=9
-      checkLinear(t, y8, { y: Float64Array.from(y9.subarray(0, 8 * N)), mag: ref8.mag }, `M=8 vs M=9 rows agree ${dt} ${isa}`);
+      const ya = kernels.linear({ x: xa, weight: w.arg, bias: b, rows: T, inFeatures: K, outFeatures: N }); // auto: GEMV
+      const yb = kernels.linear({ x: xb, weight: w.arg, bias: b, rows: T + 1, inFeatures: K, outFeatures: N }); // auto: GEMM
+      checkLinear(t, ya, refA, `M=${T} auto ${dt} ${isa}`);
+      checkLinear(t, yb, refB, `M=${T + 1} auto ${dt} ${isa}`);
+      // the M=T result vs the first T rows of the M=T+1 result
+      checkLinear(t, ya, { y: Float64Array.from(yb.subarray(0, T * N)), mag: refA.mag }, `M=${T} vs M=${T + 1} rows agree ${dt} ${isa}`);
       // the duplicated row gives the same output as row 0
-      checkLinear(t, y9.subarray(8 * N), { y: Float64Array.from(y9.subarray(0, N)), mag: ref9.mag.subarray(0, N) }, `duplicate row ${dt} ${isa}`);
-      for (const M of [1, 8, 9]) {
-        const x = x9.subarray(0, M * K);
+      checkLinear(t, yb.subarray(T * N), { y: Float64Array.from(yb.subarray(0, N)), mag: refB.mag.subarray(0, N) }, `duplicate row ${dt} ${isa}`);
+      for (const M of [1, 8, 9, T, T + 1]) {
+        const x = xb.subarray(0, M * K);
         const gv = kernels.linear({ x, weight: w.arg, bias: b, rows: M, inFeatures: K, outFeatures: N, algorithm: 'gemv' });
         const gm = kernels.linear({ x, weight: w.arg, bias: b, rows: M, inFeatures: K, outFeatures: N, algorithm: 'gemm' });
-        checkLinear(t, gv, { y: Float64Array.from(gm), mag: ref9.mag.subarray(0, M * N) }, `gemv vs gemm M=${M} ${dt} ${isa}`);
+        checkLinear(t, gv, { y: Float64Array.from(gm), mag: refB.mag.subarray(0, M * N) }, `gemv vs gemm M=${M} ${dt} ${isa}`);
       }
     });
   }
