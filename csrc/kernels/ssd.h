@@ -42,7 +42,7 @@ namespace nm {
 
 struct SsdChunkScanArgs {
   int64_t tokens = 0, nheads = 0, headdim = 0, ngroups = 0, dstate = 0, nseq = 0;
-  int64_t chunk_size = 256;  // >= 1
+  int64_t chunk_size = 64;  // >= 1 (the JS default; the GPU reference uses 256)
   const float* x = nullptr;
   int64_t x_stride = 0;
   const float* dt = nullptr;

@@ -4,7 +4,7 @@
 // Every product of the chunked algorithm is one small GEMM of the form
 //   Out[r, c] = beta * Out[r, c] + Σ_k A[r, k] * Bm[k, c]
 // with A read as broadcast scalars and Bm / Out as VF rows (the contiguous
-// axis is the vectorised one), on a register block of 4 rows × NV vectors:
+// axis is the vectorised one), on a register block of kSsdMR rows × NV vectors:
 //   C·Bᵀ        A = C rows (input),     Bm = Bᵀ [dstate, q]   (lower triangle only)
 //   diagonal    A = G [q, q] (lower),    Bm = dt*x [q, headdim]
 //   off-diag    A = exp(cum)*C [q, dstate], Bm = stateᵀ [dstate, headdim]
@@ -18,8 +18,13 @@ namespace NM_ISA {
 
 namespace {
 
-constexpr int kSsdMR = 4;                      // rows per register block
-constexpr int kSsdNV = VF::W == 8 ? 2 : 4;     // vectors per row (AVX2 has 16 registers)
+// Register block: kSsdMR rows × kSsdNV vectors of accumulators (AVX2: 12 of
+// 16 registers; AVX-512: 24 of 32).
+#ifndef NM_SSD_MR
+#define NM_SSD_MR (VF::W == 8 ? 6 : 4)
+#endif
+constexpr int kSsdMR = NM_SSD_MR;
+constexpr int kSsdNV = VF::W == 8 ? 2 : 4;
 
 inline int64_t ssd_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -66,7 +71,9 @@ SsdMkFn ssd_mk_pick(int mr, int nv) {
     case 1: return ssd_mk_nv<1>(nv);
     case 2: return ssd_mk_nv<2>(nv);
     case 3: return ssd_mk_nv<3>(nv);
-    default: return ssd_mk_nv<4>(nv);
+    case 4: return ssd_mk_nv<4>(nv);
+    case 5: return ssd_mk_nv<5>(nv);
+    default: return ssd_mk_nv<6>(nv);
   }
 }
 
@@ -74,9 +81,9 @@ enum SsdGemmMode { kFull = 0, kLowerA = 1, kLowerOut = 2 };
 
 // Out[M, ncols] = beta*Out + A[M, K] · Bm[K, ncols]. Bm and Out rows are
 // readable / writable up to ncols rounded up to W (padded scratch).
-//   kLowerA:   A is lower triangular: rows [i0, i0+4) use k < i0+4 (A must be
-//              zero above the diagonal inside the block).
-//   kLowerOut: only columns c < i0+4 of rows [i0, i0+4) are computed (the
+//   kLowerA:   A is lower triangular: rows [i0, i0+MR) use k < i0+MR (A must
+//              be zero above the diagonal inside the block).
+//   kLowerOut: only columns c < i0+MR of rows [i0, i0+MR) are computed (the
 //              lower triangle, plus a few entries right of it).
 void ssd_gemm(int64_t M, int64_t ncols, int64_t K, const float* A, int64_t lda, const float* Bm,
               int64_t ldb, float* Out, int64_t ldo, float beta, SsdGemmMode mode) {
@@ -154,7 +161,7 @@ void ssd_scan_task(const SsdChunkScanArgs& a, int64_t s, int64_t h0, int64_t h1,
         }
       }
       // G[i, j] = CB[i, j] * exp(cum_i - cum_j) for j <= i; zero to the end of
-      // the row's 4-row block (read by the kLowerA product).
+      // the row's kSsdMR-row block (read by the kLowerA product).
       for (int64_t i = 0; i < l; ++i) {
         const VF ci = VF::set1(w.cum[i]);
         for (int64_t j0 = 0; j0 <= i; j0 += W) {

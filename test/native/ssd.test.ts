@@ -132,13 +132,16 @@ t.test('ssdChunkScan matches the sequential float64 recurrence (awkward sizes, e
   t.end();
 });
 
-t.test('default options: one sequence, chunkSize 256, no softplus', (t) => {
+t.test('default options: one sequence, chunkSize SSD_CPU_CHUNK_SIZE (64), no softplus', (t) => {
   const c = makeCase(7, 300, 2, 8, 16, 1, { D: true });
   const ref = ssdRef(c);
   const got = kernels.ssdChunkScan({ x: c.x, dt: c.dt, A: c.A, B: c.B, C: c.C, D: c.D, tokens: 300, nheads: 2, headdim: 8, dstate: 16 });
   assertClose(t, got.out, ref.out, scaledAtol(ref.out), RTOL, 'out');
   assertClose(t, got.finalStates, ref.fin, scaledAtol(ref.fin), RTOL, 'finalStates');
   t.equal(got.finalStates.length, 2 * 8 * 16);
+  t.equal(kernels.SSD_CPU_CHUNK_SIZE, 64);
+  const explicit = kernels.ssdChunkScan({ ...c, dtSoftplus: undefined, chunkSize: kernels.SSD_CPU_CHUNK_SIZE });
+  t.same(Array.from(got.out), Array.from(explicit.out), 'default chunk is SSD_CPU_CHUNK_SIZE');
   t.end();
 });
 
