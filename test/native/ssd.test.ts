@@ -112,6 +112,7 @@ t.test('ssdChunkScan matches the sequential float64 recurrence (awkward sizes, e
     [257, 6, 16, 128, 2, [8, 256]],
     [100, 1, 64, 1, 1, [16, 64]],
     [64, 3, 1, 16, 1, [8, 64]],
+    [20, 2, 200, 256, 2, [8, 64]],
   ];
   let seed = 100;
   for (const [tokens, nheads, headdim, dstate, ngroups, chunks] of configs) {
