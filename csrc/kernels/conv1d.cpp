@@ -69,12 +69,14 @@ void causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
   const int64_t ncb = (a.channels + kChannelBlock - 1) / kChannelBlock;
   // Work per item ~ kChannelBlock * width multiply-adds plus the state gathers.
   const int64_t grain = std::max<int64_t>(1, kSerialWork / 4 / (kChannelBlock * a.width));
+  // Items are (channel block, row), rows fastest, so that a range of items
+  // shares the channel block's weights.
   cpu::parallel_for(a.batch * ncb, grain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1;) {
-      // Runs of channel blocks within one row go in one call.
-      const int64_t r = i / ncb, cb0 = i % ncb, cb1 = std::min(ncb, cb0 + (i1 - i));
-      NM_ISA_CALL(causal_conv1d_update_tile, a, r, r + 1, cb0 * kChannelBlock, std::min(a.channels, cb1 * kChannelBlock));
-      i += cb1 - cb0;
+      const int64_t cb = i / a.batch, r0 = i % a.batch, r1 = std::min(a.batch, r0 + (i1 - i));
+      const int64_t c0 = cb * kChannelBlock;
+      NM_ISA_CALL(causal_conv1d_update_tile, a, r0, r1, c0, std::min(a.channels, c0 + kChannelBlock));
+      i += r1 - r0;
     }
   });
 }

@@ -91,7 +91,8 @@ struct CausalConv1dUpdateArgs {
 // Multithreaded on the global pool over (sequence, token block, channel block)
 // tiles, dynamically scheduled.
 void causal_conv1d(const CausalConv1dArgs& a);
-// Multithreaded over (row, channel block).
+// Multithreaded over (channel block, row) items; weights are read once per
+// channel vector and row range.
 void causal_conv1d_update(const CausalConv1dUpdateArgs& a);
 
 }  // namespace nm

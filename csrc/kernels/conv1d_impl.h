@@ -29,7 +29,17 @@ static inline void conv_scatter(VF v, float* p, int64_t stride, int n) {
 // Element (off + lane * stride) of a f32/f16/bf16 buffer for lane < n, 0 beyond.
 static inline VF conv_gather_any(const void* p, DType t, int64_t off, int64_t stride, int n) {
   float tmp[VF::W];
-  for (int l = 0; l < VF::W; ++l) tmp[l] = l < n ? load_as_f32(p, t, off + l * stride) : 0.0f;
+  for (int l = n; l < VF::W; ++l) tmp[l] = 0.0f;
+  if (t == DType::F32) {
+    const float* q = static_cast<const float*>(p) + off;
+    for (int l = 0; l < n; ++l) tmp[l] = q[l * stride];
+  } else if (t == DType::F16) {
+    const uint16_t* q = static_cast<const uint16_t*>(p) + off;
+    for (int l = 0; l < n; ++l) tmp[l] = f16_to_f32(q[l * stride]);
+  } else {
+    const uint16_t* q = static_cast<const uint16_t*>(p) + off;
+    for (int l = 0; l < n; ++l) tmp[l] = bf16_to_f32(q[l * stride]);
+  }
   return VF::load(tmp);
 }
 
@@ -95,29 +105,31 @@ static void conv_prefill_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, 
   }
 }
 
+// Rows [r0, r1), channels [c0, c1): weights and bias are gathered once per
+// vector of channels and reused for every row.
 template <int K>
 static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t slot = a.state_indices ? a.state_indices[r] : r;
-    float* st = a.conv_state + slot * a.state_slot_stride;
-    const float* x = a.x + r * a.x_stride;
-    float* out = a.out + r * a.out_stride;
-    const int64_t cs = a.state_ch_stride;
-    for (int64_t c = c0; c < c1; c += VF::W) {
-      const int n = (int)(c1 - c < VF::W ? c1 - c : VF::W);
-      const VF xt = VF::load_partial(x + c, n);
-      VF acc = a.bias ? conv_load_any(a.bias, a.bias_dtype, c, n) : VF::zero();
-      acc = fmadd(conv_gather_any(a.weight, a.weight_dtype, c * a.weight_stride + (K - 1), a.weight_stride, n), xt, acc);
+  const int64_t cs = a.state_ch_stride;
+  for (int64_t c = c0; c < c1; c += VF::W) {
+    const int n = (int)(c1 - c < VF::W ? c1 - c : VF::W);
+    VF w[K];
+    for (int k = 0; k < K; ++k) w[k] = conv_gather_any(a.weight, a.weight_dtype, c * a.weight_stride + k, a.weight_stride, n);
+    const VF b = a.bias ? conv_load_any(a.bias, a.bias_dtype, c, n) : VF::zero();
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t slot = a.state_indices ? a.state_indices[r] : r;
+      float* st = a.conv_state + slot * a.state_slot_stride + c * cs;
+      const VF xt = VF::load_partial(a.x + r * a.x_stride + c, n);
+      VF acc = fmadd(w[K - 1], xt, b);
       VF h[K];
       for (int j = 0; j < K - 1; ++j) {
-        h[j] = conv_gather(st + c * cs + j, cs, n);
-        acc = fmadd(conv_gather_any(a.weight, a.weight_dtype, c * a.weight_stride + j, a.weight_stride, n), h[j], acc);
+        h[j] = conv_gather(st + j, cs, n);
+        acc = fmadd(w[j], h[j], acc);
       }
       // New state: drop the oldest, append x.
-      for (int j = 0; j + 1 < K - 1; ++j) conv_scatter(h[j + 1], st + c * cs + j, cs, n);
-      if (K > 1) conv_scatter(xt, st + c * cs + (K - 2), cs, n);
+      for (int j = 0; j + 1 < K - 1; ++j) conv_scatter(h[j + 1], st + j, cs, n);
+      if (K > 1) conv_scatter(xt, st + (K - 2), cs, n);
       if (a.silu) acc = vsilu(acc);
-      acc.store_partial(out + c, n);
+      acc.store_partial(a.out + r * a.out_stride + c, n);
     }
   }
 }
