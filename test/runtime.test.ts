@@ -36,6 +36,12 @@ t.test('setThreads resizes the pool; results do not depend on it', (t) => {
     t.equal(kernels.setThreads(n), n);
     t.same(kernels.rmsNorm({ x, weight: w, rows: 64, dim: 1000 }).out, ref, `same result with ${n} threads`);
   }
+  // Regression: workers created by a resize once took the previous run for new work.
+  for (let i = 0; i < 50; i++) {
+    kernels.setThreads(1 + (i % 3));
+    kernels.rmsNorm({ x, weight: w, rows: 64, dim: 1000 });
+  }
+  t.pass('resizing between runs is safe');
   t.throws(() => kernels.setThreads(0), { name: 'RangeError', message: /'threads'/ });
   t.throws(() => kernels.setThreads(1.5), { name: 'RangeError' });
   t.throws(() => kernels.setThreads('4' as unknown as number), { name: 'TypeError' });

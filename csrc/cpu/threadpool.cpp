@@ -54,7 +54,9 @@ ThreadPool::~ThreadPool() { stop(); }
 void ThreadPool::start(int threads) {
   size_ = std::max(1, threads);
   quit_ = false;
-  for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+  // New workers must not mistake the last finished run for pending work.
+  const uint64_t current = generation_;
+  for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i, current] { worker_main(i, current); });
 }
 
 void ThreadPool::stop() {
@@ -74,8 +76,7 @@ void ThreadPool::resize(int threads) {
   start(threads);
 }
 
-void ThreadPool::worker_main(int ith) {
-  uint64_t seen = 0;
+void ThreadPool::worker_main(int ith, uint64_t seen) {
   for (;;) {
     const std::function<void(int, int)>* fn;
     int nth;

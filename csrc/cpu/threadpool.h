@@ -34,7 +34,7 @@ class ThreadPool {
  private:
   void start(int threads);
   void stop();
-  void worker_main(int ith);
+  void worker_main(int ith, uint64_t seen);
 
   int size_ = 1;
   std::vector<std::thread> workers_;
