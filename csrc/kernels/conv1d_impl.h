@@ -74,27 +74,29 @@ static void conv_prefill_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, 
       else if (init) h[j] = conv_gather(init + c * a.init_ch_stride + (K - 1 + p), a.init_ch_stride, n);
       else h[j] = VF::zero();
     }
-    const float* xp = x + t0 * xs + c;
-    float* op = out + t0 * os + c;
-    if (n == VF::W) {
-      for (int64_t t = t0; t < t1; ++t, xp += xs, op += os) {
-        const VF xt = VF::load(xp);
-        VF acc = fmadd(w[K - 1], xt, b);
-        for (int k = 0; k < K - 1; ++k) acc = fmadd(w[k], h[k], acc);
-        for (int k = 0; k + 1 < K - 1; ++k) h[k] = h[k + 1];
-        if (K > 1) h[K - 2] = xt;
-        if (silu) acc = vsilu(acc);
-        acc.store(op);
-      }
-    } else {
-      for (int64_t t = t0; t < t1; ++t, xp += xs, op += os) {
-        const VF xt = VF::load_partial(xp, n);
-        VF acc = fmadd(w[K - 1], xt, b);
-        for (int k = 0; k < K - 1; ++k) acc = fmadd(w[k], h[k], acc);
-        for (int k = 0; k + 1 < K - 1; ++k) h[k] = h[k + 1];
-        if (K > 1) h[K - 2] = xt;
-        if (silu) acc = vsilu(acc);
-        acc.store_partial(op, n);
+    if (t1 > t0) {  // (x / out may be null for an empty sequence)
+      const float* xp = x + t0 * xs + c;
+      float* op = out + t0 * os + c;
+      if (n == VF::W) {
+        for (int64_t t = t0; t < t1; ++t, xp += xs, op += os) {
+          const VF xt = VF::load(xp);
+          VF acc = fmadd(w[K - 1], xt, b);
+          for (int k = 0; k < K - 1; ++k) acc = fmadd(w[k], h[k], acc);
+          for (int k = 0; k + 1 < K - 1; ++k) h[k] = h[k + 1];
+          if (K > 1) h[K - 2] = xt;
+          if (silu) acc = vsilu(acc);
+          acc.store(op);
+        }
+      } else {
+        for (int64_t t = t0; t < t1; ++t, xp += xs, op += os) {
+          const VF xt = VF::load_partial(xp, n);
+          VF acc = fmadd(w[K - 1], xt, b);
+          for (int k = 0; k < K - 1; ++k) acc = fmadd(w[k], h[k], acc);
+          for (int k = 0; k + 1 < K - 1; ++k) h[k] = h[k + 1];
+          if (K > 1) h[K - 2] = xt;
+          if (silu) acc = vsilu(acc);
+          acc.store_partial(op, n);
+        }
       }
     }
     // After the last token h holds in(len - (K-1) + j): the final state.
