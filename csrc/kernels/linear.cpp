@@ -16,9 +16,10 @@ NM_DECLARE_ISA_FN(void linear_gemm_geometry(int64_t* mr, int64_t* nr, int64_t* s
 namespace {
 
 void run_gemv(const LinearArgs& a) {
-  // Work is split over groups of 8 weight rows. A task should stream at
+  // Work is split over groups of 24 weight rows (the impl's kGemvGroup, so
+  // that tiles stay whole). A task should stream at
   // least ~64K weights (or do ~256K FMAs) to be worth a thread wake-up.
-  constexpr int64_t kGroup = 8;
+  constexpr int64_t kGroup = 24;
   const int64_t groups = (a.N + kGroup - 1) / kGroup;
   const int64_t per_group = kGroup * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / per_group);

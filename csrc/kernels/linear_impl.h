@@ -30,15 +30,17 @@ static inline const void* lin_row(const void* base, DType t, int64_t elem_offset
 // whole of K in R*MB vector registers. Each weight vector is loaded (and
 // converted) once and used for all MB input rows.
 
-// Accumulator registers a tile may use: AVX-512 has 32 vector registers,
-// AVX2 (and the scalar path's xmm) 16.
-constexpr int kGemvMB = VF::W == 16 ? 8 : 4;       // input rows per tile
-constexpr int kGemvAccBudget = VF::W == 16 ? 16 : 8;
-constexpr int kGemvGroup = 8;                       // weight rows per group
+// Tile shapes. A tile keeps R*MB accumulators, R weight vectors and one x
+// vector live: AVX-512 has 32 vector registers, AVX2 (and x86-64 scalar) 16.
+// Every R divides kGemvGroup so that groups split into whole tiles.
+constexpr int kGemvMB = VF::W == 16 ? 8 : 4;  // input rows per tile
+constexpr int kGemvGroup = 24;                // weight rows per group
 
 template <int MB>
 struct GemvRows {
-  static constexpr int R = kGemvAccBudget / MB > 8 ? 8 : (kGemvAccBudget / MB < 1 ? 1 : kGemvAccBudget / MB);
+  static constexpr int R = VF::W == 16 ? (MB <= 2 ? 8 : MB <= 4 ? 6 : MB <= 6 ? 4 : 3)
+                                       : (MB <= 1 ? 8 : MB <= 2 ? 6 : MB <= 3 ? 3 : 2);
+  static_assert(kGemvGroup % R == 0, "R must divide kGemvGroup");
 };
 
 template <int R, int MB, int DT>
@@ -104,8 +106,8 @@ static void gemv_dispatch_mb(const LinearArgs& a, int64_t n, int64_t nt, int64_t
 template <int DT>
 static void gemv_rows_dt(const LinearArgs& a, int64_t n0, int64_t n1) {
   // Weight rows in groups of kGemvGroup; for each group every chunk of input
-  // rows runs while the group's rows are still in L1/L2, so W is streamed
-  // from memory once whatever M is.
+  // rows runs while the group's rows are still in L2, so W is streamed from
+  // memory once whatever M is.
   for (int64_t n = n0; n < n1; n += kGemvGroup) {
     const int64_t nt = lin_min(kGemvGroup, n1 - n);
     for (int64_t m0 = 0; m0 < a.M; m0 += kGemvMB)
