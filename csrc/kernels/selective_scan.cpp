@@ -5,7 +5,7 @@
 
 namespace nm {
 
-NM_DECLARE_ISA_FN(void selective_scan_units(const SelectiveScanArgs& a, int64_t block, int64_t u0, int64_t u1))
+NM_DECLARE_ISA_FN(void selective_scan_units(const SelectiveScanArgs& a, int64_t u0, int64_t u1))
 NM_DECLARE_ISA_FN(void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t block, int64_t u0, int64_t u1))
 
 // A task should cover at least this many (token x channel x state) updates
@@ -14,12 +14,12 @@ static constexpr int64_t kMinWorkPerTask = 1 << 16;
 
 void selective_scan(const SelectiveScanArgs& a) {
   if (a.batch <= 0 || a.dim <= 0 || a.dstate <= 0 || a.ngroups <= 0) return;
-  // Units of 16 channels (a multiple of every vector width) within one group.
+  // Units of 16 channels within one group (kScanBlock in selective_scan_impl.h).
   const int64_t block = 16, hd = a.dim / a.ngroups, bpg = (hd + block - 1) / block;
   const int64_t units = a.batch * a.ngroups * bpg;
   const int64_t work = (a.seqlen > 0 ? a.seqlen : 1) * block * a.dstate;
   const int64_t grain = (kMinWorkPerTask + work - 1) / work;
-  cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_scan_units, a, block, u0, u1); });
+  cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_scan_units, a, u0, u1); });
 }
 
 void selective_state_update(const SelectiveStateUpdateArgs& a) {
