@@ -370,3 +370,24 @@ t.test('selective scan kernels reject bad input with named errors', (t) => {
   t.throws(u1({ batch: 2 ** 40, dim: 2 ** 20 }), { name: 'RangeError' });
   t.end();
 });
+
+t.test('results are bit-identical for any thread count (each element has one owner and a fixed order)', (t) => {
+  const before = kernels.runtimeInfo().threads;
+  const c = makeScan(31, 3, 40, 96, 16, 2, { D: true, z: true, bias: true, init: true, softplus: true });
+  const m = makeUpdate(32, 3, 12, 64, 64, 3, true, { D: true, z: true, bias: true, softplus: true });
+  try {
+    forEachIsa((isa) => {
+      kernels.setThreads(1);
+      const s1 = kernels.selectiveScan(c), u1 = kernels.selectiveStateUpdate(updateArgs(m, Float32Array.from(m.state)));
+      kernels.setThreads(3);
+      const s3 = kernels.selectiveScan(c), u3 = kernels.selectiveStateUpdate(updateArgs(m, Float32Array.from(m.state)));
+      sameBits(t, s3.out, s1.out, `scan out, 3 threads vs 1 ${isa}`);
+      sameBits(t, s3.lastState, s1.lastState, `scan lastState, 3 threads vs 1 ${isa}`);
+      sameBits(t, u3.out, u1.out, `update out, 3 threads vs 1 ${isa}`);
+      sameBits(t, u3.state, u1.state, `update state, 3 threads vs 1 ${isa}`);
+    });
+  } finally {
+    kernels.setThreads(before);
+  }
+  t.end();
+});
