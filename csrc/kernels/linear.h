@@ -47,7 +47,7 @@ enum class LinearAlgo : int32_t { Auto = 0, Gemv = 1, Gemm = 2 };
 
 // Largest M for which Auto uses the GEMV path. Measured on a 2-core AVX-512
 // Zen 4 (K=768, N=3072 and K=1536, N=768, f32 and bf16 weights): GEMV is
-// 1.3-1.8x faster than GEMM up to M=16, they tie around M=24-48, GEMM wins
+// 1.1-1.8x faster than GEMM up to M=16, they tie around M=24-32, GEMM wins
 // from M~48 on (its 12-row tiles and the W packing cost little there).
 constexpr int64_t kLinearGemvMaxRows = 16;
 

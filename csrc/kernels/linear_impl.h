@@ -3,8 +3,17 @@
 // scratch allocation are in linear.cpp.
 #include "kernels/linear.h"
 
+
 namespace nm {
 namespace NM_ISA {
+
+// Prefetch into L2 (an address as an integer, so that one past the end of
+// the weights is no pointer arithmetic on it).
+#if defined(__GNUC__) || defined(__clang__)
+#define NM_LIN_PREFETCH_L2(addr) __builtin_prefetch((const void*)(addr), 0, 2)
+#else
+#define NM_LIN_PREFETCH_L2(addr) ((void)(addr))
+#endif
 
 static inline int64_t lin_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -54,8 +63,17 @@ static inline void gemv_tile(const LinearArgs& a, int64_t n, int64_t m0) {
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < MB; ++m) acc[r][m] = VF::zero();
   int64_t k = 0;
+  // Prefetch (into L2) the same position of the next tile's rows, R rows on:
+  // weight rows are short (K elements), too short for the hardware
+  // prefetcher to ramp up on each one, but consecutive tiles form a regular
+  // pattern. Measured on Zen 4 (K=768, N=3072, weights from DRAM): M=1 bf16
+  // 290 -> 195 us, M=8 f32 670 -> 390 us. Prefetching past the end of W is
+  // harmless (a prefetch never faults).
+  const int64_t pf_off = R * a.w_stride * dtype_size(a.w_dtype);
+  constexpr int64_t kEl = DT == (int)DType::F32 ? 4 : 2;
   for (; k + VF::W <= K; k += VF::W) {
     VF wv[R];
+    for (int r = 0; r < R; ++r) NM_LIN_PREFETCH_L2((uintptr_t)wr[r] + (uintptr_t)(k * kEl + pf_off));
     for (int r = 0; r < R; ++r) wv[r] = lin_load<DT>(wr[r], k);
     for (int m = 0; m < MB; ++m) {
       const VF xv = VF::load(xr[m] + k);
