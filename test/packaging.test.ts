@@ -1,6 +1,6 @@
 // The package as users get it: require() from CommonJS, import from ESM,
 // shipped types, and the linux-x64 prebuild loaded when no local build exists.
-import t from 'tap';
+import t, { Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -10,14 +10,13 @@ const root = path.resolve(__dirname, '..');
 const dist = path.join(root, 'dist');
 
 // A scratch project whose node_modules/node-mamba points at this checkout.
-function scratchProject(t: Tap.Test): string {
+function scratchProject(t: Test): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-pkg-'));
   fs.mkdirSync(path.join(dir, 'node_modules'));
   fs.symlinkSync(root, path.join(dir, 'node_modules', 'node-mamba'), 'dir');
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
-declare namespace Tap { type Test = { teardown(fn: () => void): void } }
 
 function run(cwd: string, args: string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, args, { cwd, env: { ...process.env, ...env }, encoding: 'utf8' });
@@ -46,13 +45,10 @@ t.test("import { kernels } from 'node-mamba' works from ESM", (t) => {
   t.end();
 });
 
-t.test('the linux-x64 prebuild is what loads when no local build exists', (t) => {
-  const folder = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  if (!fs.existsSync(folder)) {
-    t.skip(`no ${folder}: run \`npm run prebuilds\` first (CI does)`);
-    t.end();
-    return;
-  }
+const prebuildFolder = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+const noPrebuild = !fs.existsSync(prebuildFolder) && `no ${prebuildFolder}: run \`npm run prebuilds\` first (CI does)`;
+
+t.test('the linux-x64 prebuild is what loads when no local build exists', { skip: noPrebuild }, (t) => {
   const dir = scratchProject(t);
   // PREBUILDS_ONLY makes node-gyp-build skip build/Release, as on a user's
   // machine where only the published prebuilds exist.

@@ -1,5 +1,6 @@
 // Helpers shared by the kernel tests: a seeded RNG, float64 math, half-float
 // conversions, tolerance checks and a loop over every instruction-set level.
+import type { Test } from 'tap';
 import { kernels } from '../../lib';
 
 /** mulberry32: small, seedable, good enough for test data. */
@@ -111,7 +112,7 @@ export function worstError(
 
 /** tap assertion: every element within atol + rtol*|expected|. */
 export function assertClose(
-  t: Tap.Test, actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number, msg: string,
+  t: Test, actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number, msg: string,
 ): void {
   const w = worstError(actual, expected, atol, rtol);
   t.ok(w.ratio <= 1, `${msg} (worst err/tol ${w.ratio.toPrecision(3)} at ${w.index}: ${w.actual} vs ${w.expected}; atol ${atol}, rtol ${rtol})`);
@@ -135,12 +136,5 @@ export function forEachIsa(fn: (isa: kernels.Isa) => void): void {
     }
   } finally {
     kernels.setIsa(isas[isas.length - 1]);
-  }
-}
-
-export namespace Tap {
-  // Minimal structural type of a tap Test used by the helpers above.
-  export interface Test {
-    ok(v: unknown, msg?: string): void;
   }
 }

@@ -1,5 +1,5 @@
 // linear (y = x Wᵀ + b) against a float64 reference, both algorithms, every ISA.
-import t from 'tap';
+import t, { Test } from 'tap';
 import { kernels } from '../../lib';
 import { forEachIsa, randn, rng, toBf16, fromBf16, toF16, fromF16 } from '../helpers/reference';
 
@@ -38,7 +38,7 @@ function linearRef(x: Float32Array, w: Float32Array, b: Float32Array | null, M: 
 // (K <= 1024 terms, float32 eps 6e-8; the worst case observed is ~0.1 of this.)
 const RTOL = 3e-6, ATOL = 1e-6;
 
-function checkLinear(t: Tap.Test, got: Float32Array, ref: { y: Float64Array; mag: Float64Array }, msg: string) {
+function checkLinear(t: Test, got: Float32Array, ref: { y: Float64Array; mag: Float64Array }, msg: string) {
   if (got.length !== ref.y.length) {
     t.fail(`${msg}: length ${got.length}, expected ${ref.y.length}`);
     return;
@@ -51,9 +51,6 @@ function checkLinear(t: Tap.Test, got: Float32Array, ref: { y: Float64Array; mag
   t.ok(worst <= 1, `${msg} (worst err/tol ${worst.toPrecision(3)}${at >= 0 ? ` at ${at}: ${got[at]} vs ${ref.y[at]}` : ''})`);
 }
 
-namespace Tap {
-  export interface Test { ok(v: unknown, msg?: string): void; fail(msg?: string): void }
-}
 
 const ALGOS = ['auto', 'gemv', 'gemm'] as const;
 

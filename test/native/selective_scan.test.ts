@@ -1,9 +1,9 @@
 // Selective scan (Mamba-1 prefill) and selective state update (Mamba-1 and
 // Mamba-2 decode) against float64 references written from the published
 // semantics (state-spaces/mamba selective_scan_ref / selective_state_update).
-import t from 'tap';
+import t, { Test } from 'tap';
 import { kernels } from '../../lib';
-import { assertClose, forEachIsa, randn, rng, silu, softplus, uniform, Tap } from '../helpers/reference';
+import { assertClose, forEachIsa, randn, rng, silu, softplus, uniform } from '../helpers/reference';
 
 // Tolerance. The kernels compute in float32 with a polynomial exp (~2 ulp on
 // AVX) and a polynomial softplus (~3 ulp); each step multiplies the state by
@@ -16,7 +16,7 @@ import { assertClose, forEachIsa, randn, rng, silu, softplus, uniform, Tap } fro
 const ATOL = 2e-5, RTOL = 2e-5;
 
 /** Bit-exact equality of two float arrays, as one assertion (tap's deep equality is slow on big typed arrays). */
-function sameBits(t: Tap.Test, a: ArrayLike<number>, b: ArrayLike<number>, msg: string): void {
+function sameBits(t: Test, a: ArrayLike<number>, b: ArrayLike<number>, msg: string): void {
   let bad = a.length === b.length ? -1 : 0;
   for (let i = 0; bad < 0 && i < a.length; i++) if (!Object.is(a[i], b[i])) bad = i;
   t.ok(bad < 0, bad < 0 ? msg : `${msg} (first difference at ${bad}: ${a[bad]} vs ${b[bad]}; lengths ${a.length}, ${b.length})`);
@@ -269,7 +269,7 @@ t.test('selectiveStateUpdate matches the float64 reference over several steps (M
       seed += 4;
       forEachIsa((isa) => {
         let refState: ArrayLike<number> = steps[0].state;
-        let state = Float32Array.from(steps[0].state);
+        let state: Float32Array = Float32Array.from(steps[0].state);
         for (let i = 0; i < steps.length; i++) {
           const c = { ...steps[i], A: steps[0].A, D: steps[0].D, dtBias: steps[0].dtBias };
           const ref = updateRef({ ...c, state: refState });

@@ -52,7 +52,8 @@ struct VF {
 static inline VF operator+(VF a, VF b) { return VF{a.v + b.v}; }
 static inline VF operator-(VF a, VF b) { return VF{a.v - b.v}; }
 static inline VF operator*(VF a, VF b) { return VF{a.v * b.v}; }
-static inline VF fmadd(VF a, VF b, VF c) { return VF{fmaf(a.v, b.v, c.v)}; }
+// Plain multiply-add: fmaf() is a slow libm call where the baseline has no FMA.
+static inline VF fmadd(VF a, VF b, VF c) { return VF{a.v * b.v + c.v}; }
 static inline VF vmax(VF a, VF b) { return VF{a.v > b.v ? a.v : b.v}; }
 static inline VF vmin(VF a, VF b) { return VF{a.v < b.v ? a.v : b.v}; }
 static inline float reduce_sum(VF a) { return a.v; }
