@@ -1,0 +1,308 @@
+// Mamba-1 and Mamba-2 blocks as sequences of kernel calls. Activations are
+// token-major float32; in_proj outputs are used through strided views
+// (x | z halves, and [z, xBC, dt] for Mamba-2), never copied.
+//
+// Block (state-spaces/mamba block.py, residual in float32):
+//   residual = h + residual;  hn = RMSNorm(residual);  h = mixer(hn)
+// and at the end logits = lm_head(RMSNorm_f(h + residual)).
+#include "engine/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/conv1d.h"
+#include "kernels/linear.h"
+#include "kernels/norm.h"
+#include "kernels/selective_scan.h"
+#include "kernels/ssd.h"
+
+namespace nm::engine {
+
+namespace {
+
+using Buf = std::vector<float>;
+
+// y[M, w.rows] = x[M, w.cols] (row stride xs) · wᵀ + bias
+void run_linear(const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y) {
+  LinearArgs a;
+  a.M = M; a.N = w.rows; a.K = w.cols;
+  a.x = x; a.x_stride = xs;
+  a.w = w.data; a.w_stride = w.cols; a.w_dtype = w.dtype;
+  if (bias && bias->data) { a.bias = bias->data; a.bias_dtype = bias->dtype; }
+  a.y = y; a.y_stride = w.rows;
+  linear(a);
+}
+
+void embed(const Model& m, const int32_t* tokens, int64_t n, float* h) {
+  const Weight& e = m.embedding();
+  const int64_t d = m.config().d_model;
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t base = (int64_t)tokens[t] * d;
+    float* row = h + t * d;
+    switch (e.dtype) {
+      case DType::F32: std::memcpy(row, static_cast<const float*>(e.data) + base, (size_t)d * 4); break;
+      default:
+        for (int64_t j = 0; j < d; ++j) row[j] = load_as_f32(e.data, e.dtype, base + j);
+    }
+  }
+}
+
+// residual = h + residual (or h for the first layer); out = RMSNorm(residual) * w.
+void add_norm(const Weight& w, float eps, const float* h, float* residual, bool first, int64_t n, int64_t d, float* out) {
+  RmsNormArgs a;
+  a.rows = n; a.dim = d;
+  a.x = h; a.x_stride = d;
+  a.residual_in = first ? nullptr : residual; a.residual_in_stride = d;
+  a.residual_out = residual; a.residual_out_stride = d;
+  a.weight = w.data; a.weight_dtype = w.dtype;
+  a.eps = eps;
+  a.out = out; a.out_stride = d;
+  rms_norm(a);
+}
+
+// Conv state of `slot` for one layer: [C, K-1] inside the state pool.
+struct ConvStateView {
+  float* base;        // pool + conv offset (slot 0)
+  int64_t slot_stride, ch_stride;
+};
+
+void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
+                          float* out) {
+  const ModelConfig& c = m.config();
+  const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, K = c.d_conv, xdim = R + 2 * N;
+  float* state = m.slot_state(slot);
+  Buf xz((size_t)(n * 2 * di)), xc((size_t)(n * di)), xdbl((size_t)(n * xdim)), delta((size_t)(n * di)),
+      y((size_t)(n * di)), conv_final((size_t)(di * (K - 1)));
+  run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, n, xz.data());
+
+  CausalConv1dArgs cv;
+  cv.tokens = n; cv.channels = di; cv.width = K; cv.nseq = 1;
+  cv.x = xz.data(); cv.x_stride = 2 * di;  // x = first half of in_proj
+  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
+  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
+  cv.initial_state = state + m.conv_offset(layer); cv.init_seq_stride = di * (K - 1); cv.init_ch_stride = K - 1;
+  cv.final_state = conv_final.data(); cv.final_seq_stride = di * (K - 1); cv.final_ch_stride = K - 1;
+  cv.silu = true;
+  cv.out = xc.data(); cv.out_stride = di;
+  causal_conv1d(cv);
+  std::copy(conv_final.begin(), conv_final.end(), state + m.conv_offset(layer));
+
+  run_linear(L.x_proj, nullptr, xc.data(), di, n, xdbl.data());             // [dt | B | C]
+  run_linear(L.dt_proj, nullptr, xdbl.data(), xdim, n, delta.data());        // bias goes to the scan
+
+  SelectiveScanArgs s;
+  s.batch = 1; s.seqlen = n; s.dim = di; s.dstate = N; s.ngroups = 1;
+  s.u = xc.data(); s.u_token_stride = di; s.u_batch_stride = n * di;
+  s.delta = delta.data(); s.delta_token_stride = di; s.delta_batch_stride = n * di;
+  s.B = xdbl.data() + R; s.B_token_stride = xdim; s.B_batch_stride = n * xdim;
+  s.C = xdbl.data() + R + N; s.C_token_stride = xdim; s.C_batch_stride = n * xdim;
+  s.z = xz.data() + di; s.z_token_stride = 2 * di; s.z_batch_stride = n * 2 * di;
+  s.out = y.data(); s.out_token_stride = di; s.out_batch_stride = n * di;
+  s.A = L.A.data(); s.D = L.D.data(); s.delta_bias = L.dt_bias.data(); s.delta_softplus = true;
+  s.initial_state = state + m.ssm_offset(layer); s.initial_state_batch_stride = di * N;
+  s.last_state = state + m.ssm_offset(layer); s.last_state_batch_stride = di * N;  // may alias
+  selective_scan(s);
+
+  run_linear(L.out_proj, &L.out_proj_bias, y.data(), di, n, out);
+}
+
+void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
+                          float* out) {
+  const ModelConfig& c = m.config();
+  const int64_t di = c.d_inner, N = c.d_state, K = c.d_conv, G = c.ngroups, H = c.nheads, Pd = c.headdim;
+  const int64_t C = c.conv_dim(), P = c.in_proj_dim();
+  float* state = m.slot_state(slot);
+  Buf zxbcdt((size_t)(n * P)), xbc((size_t)(n * C)), y((size_t)(n * di)), yn((size_t)(n * di)),
+      conv_final((size_t)(C * (K - 1))), ssm_final((size_t)(H * Pd * N));
+  run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, n, zxbcdt.data());
+
+  CausalConv1dArgs cv;
+  cv.tokens = n; cv.channels = C; cv.width = K; cv.nseq = 1;
+  cv.x = zxbcdt.data() + di; cv.x_stride = P;  // xBC follows z
+  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
+  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
+  cv.initial_state = state + m.conv_offset(layer); cv.init_seq_stride = C * (K - 1); cv.init_ch_stride = K - 1;
+  cv.final_state = conv_final.data(); cv.final_seq_stride = C * (K - 1); cv.final_ch_stride = K - 1;
+  cv.silu = true;
+  cv.out = xbc.data(); cv.out_stride = C;
+  causal_conv1d(cv);
+  std::copy(conv_final.begin(), conv_final.end(), state + m.conv_offset(layer));
+
+  const int32_t cu[2] = {0, (int32_t)n};
+  SsdChunkScanArgs s;
+  s.tokens = n; s.nheads = H; s.headdim = Pd; s.ngroups = G; s.dstate = N; s.nseq = 1;
+  s.x = xbc.data(); s.x_stride = C;
+  s.B = xbc.data() + di; s.B_stride = C;
+  s.C = xbc.data() + di + G * N; s.C_stride = C;
+  s.dt = zxbcdt.data() + di + C; s.dt_stride = P;
+  s.A = L.A.data(); s.D = L.D.data(); s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
+  s.dt_min = c.dt_min; s.dt_max = c.dt_max;
+  s.cu_seqlens = cu;
+  s.initial_states = state + m.ssm_offset(layer);
+  s.final_states = ssm_final.data();
+  s.out = y.data(); s.out_stride = di;
+  ssd_chunk_scan(s);
+  std::copy(ssm_final.begin(), ssm_final.end(), state + m.ssm_offset(layer));
+
+  GatedRmsNormArgs g;
+  g.rows = n; g.dim = di; g.group_size = di / G;
+  g.y = y.data(); g.y_stride = di;
+  g.z = zxbcdt.data(); g.z_stride = P;
+  g.weight = L.gated_norm.data; g.weight_dtype = L.gated_norm.dtype;
+  g.eps = c.norm_eps;
+  g.out = yn.data(); g.out_stride = di;
+  gated_rms_norm(g);
+
+  run_linear(L.out_proj, &L.out_proj_bias, yn.data(), di, n, out);
+}
+
+void mamba1_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* slots, const float* hn,
+                       int64_t B, float* out) {
+  const ModelConfig& c = m.config();
+  const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, K = c.d_conv, xdim = R + 2 * N;
+  Buf xz((size_t)(B * 2 * di)), xc((size_t)(B * di)), xdbl((size_t)(B * xdim)), delta((size_t)(B * di)),
+      y((size_t)(B * di));
+  run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, B, xz.data());
+
+  CausalConv1dUpdateArgs cv;
+  cv.batch = B; cv.channels = di; cv.width = K;
+  cv.x = xz.data(); cv.x_stride = 2 * di;
+  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
+  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
+  cv.conv_state = m.pool_base() + m.conv_offset(layer);
+  cv.state_slot_stride = m.state_floats(); cv.state_ch_stride = K - 1;
+  cv.state_indices = slots;
+  cv.silu = true;
+  cv.out = xc.data(); cv.out_stride = di;
+  causal_conv1d_update(cv);
+
+  run_linear(L.x_proj, nullptr, xc.data(), di, B, xdbl.data());
+  run_linear(L.dt_proj, nullptr, xdbl.data(), xdim, B, delta.data());
+
+  SelectiveStateUpdateArgs s;
+  s.batch = B; s.nheads = di; s.headdim = 1; s.dstate = N; s.ngroups = 1; s.a_per_state = true;
+  s.state = m.pool_base() + m.ssm_offset(layer); s.state_batch_stride = m.state_floats(); s.state_indices = slots;
+  s.x = xc.data(); s.x_batch_stride = di;
+  s.dt = delta.data(); s.dt_batch_stride = di;
+  s.B = xdbl.data() + R; s.B_batch_stride = xdim;
+  s.C = xdbl.data() + R + N; s.C_batch_stride = xdim;
+  s.z = xz.data() + di; s.z_batch_stride = 2 * di;
+  s.out = y.data(); s.out_batch_stride = di;
+  s.A = L.A.data(); s.D = L.D.data(); s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
+  selective_state_update(s);
+
+  run_linear(L.out_proj, &L.out_proj_bias, y.data(), di, B, out);
+}
+
+float softplus(float x) { return x <= 20.0f ? std::log1p(std::exp(x)) : x; }
+
+void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* slots, const float* hn,
+                       int64_t B, float* out) {
+  const ModelConfig& c = m.config();
+  const int64_t di = c.d_inner, N = c.d_state, K = c.d_conv, G = c.ngroups, H = c.nheads, Pd = c.headdim;
+  const int64_t C = c.conv_dim(), P = c.in_proj_dim();
+  Buf zxbcdt((size_t)(B * P)), xbc((size_t)(B * C)), y((size_t)(B * di)), yn((size_t)(B * di));
+  run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
+
+  CausalConv1dUpdateArgs cv;
+  cv.batch = B; cv.channels = C; cv.width = K;
+  cv.x = zxbcdt.data() + di; cv.x_stride = P;
+  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
+  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
+  cv.conv_state = m.pool_base() + m.conv_offset(layer);
+  cv.state_slot_stride = m.state_floats(); cv.state_ch_stride = K - 1;
+  cv.state_indices = slots;
+  cv.silu = true;
+  cv.out = xbc.data(); cv.out_stride = C;
+  causal_conv1d_update(cv);
+
+  SelectiveStateUpdateArgs s;
+  s.batch = B; s.nheads = H; s.headdim = Pd; s.dstate = N; s.ngroups = G; s.a_per_state = false;
+  s.state = m.pool_base() + m.ssm_offset(layer); s.state_batch_stride = m.state_floats(); s.state_indices = slots;
+  s.x = xbc.data(); s.x_batch_stride = C;
+  s.B = xbc.data() + di; s.B_batch_stride = C;
+  s.C = xbc.data() + di + G * N; s.C_batch_stride = C;
+  s.out = y.data(); s.out_batch_stride = di;
+  s.A = L.A.data(); s.D = L.D.data();
+  Buf dt;
+  const bool clamp = c.dt_min > 0.0f || std::isfinite(c.dt_max);
+  if (clamp) {  // time_step_limit: clamp after the softplus, so do both here
+    dt.resize((size_t)(B * H));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        float v = softplus(zxbcdt[(size_t)(b * P + di + C + h)] + L.dt_bias[(size_t)h]);
+        dt[(size_t)(b * H + h)] = std::min(std::max(v, c.dt_min), c.dt_max);
+      }
+    s.dt = dt.data(); s.dt_batch_stride = H; s.dt_softplus = false;
+  } else {
+    s.dt = zxbcdt.data() + di + C; s.dt_batch_stride = P;
+    s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
+  }
+  selective_state_update(s);
+
+  GatedRmsNormArgs g;
+  g.rows = B; g.dim = di; g.group_size = di / G;
+  g.y = y.data(); g.y_stride = di;
+  g.z = zxbcdt.data(); g.z_stride = P;
+  g.weight = L.gated_norm.data; g.weight_dtype = L.gated_norm.dtype;
+  g.eps = c.norm_eps;
+  g.out = yn.data(); g.out_stride = di;
+  gated_rms_norm(g);
+
+  run_linear(L.out_proj, &L.out_proj_bias, yn.data(), di, B, out);
+}
+
+// logits for rows [row0, row0 + rows) of h/residual.
+void head(const Model& m, const float* h, const float* residual, int64_t row0, int64_t rows, float* logits) {
+  const ModelConfig& c = m.config();
+  const int64_t d = c.d_model;
+  Buf hf((size_t)(rows * d)), res_out((size_t)(rows * d));
+  RmsNormArgs a;
+  a.rows = rows; a.dim = d;
+  a.x = h + row0 * d; a.x_stride = d;
+  a.residual_in = residual + row0 * d; a.residual_in_stride = d;
+  a.residual_out = res_out.data(); a.residual_out_stride = d;
+  a.weight = m.norm_f().data; a.weight_dtype = m.norm_f().dtype;
+  a.eps = c.norm_eps;
+  a.out = hf.data(); a.out_stride = d;
+  rms_norm(a);
+  run_linear(m.lm_head(), nullptr, hf.data(), d, rows, logits);
+}
+
+}  // namespace
+
+void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMode mode, float* logits) {
+  const ModelConfig& c = m.config();
+  const int64_t d = c.d_model, V = c.vocab;
+  for (int64_t t0 = 0; t0 < n; t0 += kPrefillChunk) {
+    const int64_t len = std::min(kPrefillChunk, n - t0);
+    Buf h((size_t)(len * d)), residual((size_t)(len * d)), hn((size_t)(len * d));
+    embed(m, tokens + t0, len, h.data());
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+      const LayerWeights& L = m.layers()[(size_t)l];
+      add_norm(L.norm, c.norm_eps, h.data(), residual.data(), l == 0, len, d, hn.data());
+      if (c.arch == Arch::Mamba1) mamba1_mixer_prefill(m, L, l, slot, hn.data(), len, h.data());
+      else mamba2_mixer_prefill(m, L, l, slot, hn.data(), len, h.data());
+    }
+    if (mode == LogitsMode::All) head(m, h.data(), residual.data(), 0, len, logits + t0 * V);
+    else if (mode == LogitsMode::Last && t0 + len == n) head(m, h.data(), residual.data(), len - 1, 1, logits);
+  }
+}
+
+void decode_step(Model& m, const int32_t* slots, const int32_t* tokens, int64_t batch, float* logits) {
+  const ModelConfig& c = m.config();
+  const int64_t d = c.d_model;
+  Buf h((size_t)(batch * d)), residual((size_t)(batch * d)), hn((size_t)(batch * d));
+  embed(m, tokens, batch, h.data());
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = m.layers()[(size_t)l];
+    add_norm(L.norm, c.norm_eps, h.data(), residual.data(), l == 0, batch, d, hn.data());
+    if (c.arch == Arch::Mamba1) mamba1_mixer_step(m, L, l, slots, hn.data(), batch, h.data());
+    else mamba2_mixer_step(m, L, l, slots, hn.data(), batch, h.data());
+  }
+  head(m, h.data(), residual.data(), 0, batch, logits);
+}
+
+}  // namespace nm::engine

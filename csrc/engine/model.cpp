@@ -1,0 +1,185 @@
+#include "engine/model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <sstream>
+
+namespace nm::engine {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << "]";
+  return os.str();
+}
+
+class TensorTable {
+ public:
+  TensorTable(const std::vector<std::unique_ptr<MappedFile>>& files, const std::vector<TensorSource>& tensors)
+      : files_(files) {
+    for (const auto& t : tensors) by_name_[t.name] = &t;
+  }
+
+  bool has(const std::string& name) const { return by_name_.count(name) > 0; }
+
+  // The tensor `name` with exactly `shape` (alternatives allowed), bounds-checked.
+  Weight get(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true) {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) {
+      if (!required) return Weight{};
+      throw LoadError("missing tensor " + name, files_.empty() ? "" : files_[0]->path(), name);
+    }
+    const TensorSource& t = *it->second;
+    if (t.file < 0 || (size_t)t.file >= files_.size())
+      throw LoadError("tensor " + name + " names file index " + std::to_string(t.file) + " out of range", "", name);
+    const MappedFile& f = *files_[t.file];
+    bool ok = false;
+    for (const auto& s : shapes) ok = ok || s == t.shape;
+    if (!ok)
+      throw LoadError("tensor " + name + " has shape " + shape_str(t.shape) + ", expected " + shape_str(shapes[0]),
+                      f.path(), name);
+    int64_t numel = 1;
+    for (int64_t d : t.shape) numel *= d;
+    uint64_t need = (uint64_t)numel * (uint64_t)dtype_size(t.dtype);
+    if (t.nbytes != need)
+      throw LoadError("tensor " + name + " has " + std::to_string(t.nbytes) + " bytes, its shape and dtype need " +
+                          std::to_string(need), f.path(), name);
+    if (t.offset > f.size() || f.size() - t.offset < t.nbytes)
+      throw LoadError("tensor " + name + " lies past the end of the file", f.path(), name);
+    if (t.dtype != DType::F32 && (t.offset % 2) != 0)
+      throw LoadError("tensor " + name + " is not 2-byte aligned", f.path(), name);
+    used_bytes_ += t.nbytes;
+    Weight w;
+    w.data = f.data() + t.offset;
+    w.dtype = t.dtype;
+    w.rows = t.shape.size() >= 2 ? t.shape[0] : 1;
+    w.cols = t.shape.empty() ? 1 : (t.shape.size() >= 2 ? numel / t.shape[0] : t.shape[0]);
+    return w;
+  }
+
+  std::vector<float> get_f32(const std::string& name, std::vector<int64_t> shape) {
+    Weight w = get(name, {shape});
+    int64_t n = w.rows * w.cols;
+    std::vector<float> out((size_t)n);
+    for (int64_t i = 0; i < n; ++i) out[(size_t)i] = load_as_f32(w.data, w.dtype, i);
+    return out;
+  }
+
+  uint64_t used_bytes() const { return used_bytes_; }
+
+ private:
+  const std::vector<std::unique_ptr<MappedFile>>& files_;
+  std::map<std::string, const TensorSource*> by_name_;
+  uint64_t used_bytes_ = 0;
+};
+
+}  // namespace
+
+std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std::string>& files,
+                                   const std::vector<TensorSource>& tensors) {
+  auto m = std::shared_ptr<Model>(new Model());
+  m->cfg_ = cfg;
+  const ModelConfig& c = m->cfg_;
+  if (c.d_model <= 0 || c.n_layer <= 0 || c.vocab <= 0 || c.d_state <= 0 || c.d_conv <= 0 || c.d_inner <= 0 ||
+      c.d_conv > 8)
+    throw LoadError("invalid model configuration", "", "config");
+  if (c.arch == Arch::Mamba1 && c.dt_rank <= 0) throw LoadError("invalid dt_rank", "", "time_step_rank");
+  if (c.arch == Arch::Mamba2 && (c.headdim <= 0 || c.nheads * c.headdim != c.d_inner || c.ngroups <= 0 ||
+                                 c.nheads % c.ngroups != 0 || c.d_inner % c.ngroups != 0))
+    throw LoadError("invalid Mamba-2 head / group configuration", "", "head_dim");
+
+  for (const auto& f : files) {
+    try {
+      m->files_.push_back(std::make_unique<MappedFile>(f));
+    } catch (const std::exception& e) {
+      throw LoadError(e.what(), f, "");
+    }
+  }
+  TensorTable tt(m->files_, tensors);
+  const int64_t d = c.d_model, di = c.d_inner, N = c.d_state, K = c.d_conv, V = c.vocab;
+  const int64_t C = c.conv_dim(), P = c.in_proj_dim();
+
+  m->embedding_ = tt.get("backbone.embeddings.weight", {{V, d}});
+  m->norm_f_ = tt.get("backbone.norm_f.weight", {{d}});
+  if (tt.has("lm_head.weight")) {
+    m->lm_head_ = tt.get("lm_head.weight", {{V, d}});
+  } else {
+    m->lm_head_ = m->embedding_;  // tied
+  }
+
+  m->layers_.resize((size_t)c.n_layer);
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    LayerWeights& L = m->layers_[(size_t)i];
+    const std::string pre = "backbone.layers." + std::to_string(i) + ".";
+    const std::string mx = pre + "mixer.";
+    L.norm = tt.get(pre + "norm.weight", {{d}});
+    L.in_proj = tt.get(mx + "in_proj.weight", {{P, d}});
+    L.in_proj_bias = tt.get(mx + "in_proj.bias", {{P}}, false);
+    L.conv_w = tt.get(mx + "conv1d.weight", {{C, 1, K}, {C, K}});
+    L.conv_b = tt.get(mx + "conv1d.bias", {{C}}, false);
+    L.out_proj = tt.get(mx + "out_proj.weight", {{d, di}});
+    L.out_proj_bias = tt.get(mx + "out_proj.bias", {{d}}, false);
+    if (c.arch == Arch::Mamba1) {
+      const int64_t R = c.dt_rank;
+      L.x_proj = tt.get(mx + "x_proj.weight", {{R + 2 * N, di}});
+      L.dt_proj = tt.get(mx + "dt_proj.weight", {{di, R}});
+      L.dt_bias = tt.get_f32(mx + "dt_proj.bias", {di});
+      L.A = tt.get_f32(mx + "A_log", {di, N});
+      L.D = tt.get_f32(mx + "D", {di});
+    } else {
+      const int64_t H = c.nheads;
+      L.dt_bias = tt.get_f32(mx + "dt_bias", {H});
+      L.A = tt.get_f32(mx + "A_log", {H});
+      L.D = tt.get_f32(mx + "D", {H});
+      L.gated_norm = tt.get(mx + "norm.weight", {{di}});
+    }
+    for (float& a : L.A) a = -std::exp(a);  // A = -exp(A_log)
+  }
+  m->weight_bytes_ = tt.used_bytes();
+
+  // State layout per sequence: for each layer, conv [C, K-1] then ssm.
+  const int64_t ssm = c.arch == Arch::Mamba1 ? di * N : c.nheads * c.headdim * N;
+  int64_t off = 0;
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    m->conv_off_.push_back(off);
+    off += C * (K - 1);
+    m->ssm_off_.push_back(off);
+    off += ssm;
+  }
+  m->state_floats_ = off;
+  return m;
+}
+
+int32_t Model::alloc_slot() {
+  for (size_t i = 0; i < slot_used_.size(); ++i) {
+    if (!slot_used_[i]) {
+      slot_used_[i] = 1;
+      std::fill_n(slot_state((int32_t)i), state_floats_, 0.0f);
+      return (int32_t)i;
+    }
+  }
+  size_t old = slot_used_.size(), grown = std::max<size_t>(4, old * 2);
+  if (grown > (size_t)INT32_MAX) throw std::runtime_error("too many sequences");
+  pool_.resize(grown * (size_t)state_floats_, 0.0f);  // keeps existing slots' states
+  slot_used_.resize(grown, 0);
+  slot_used_[old] = 1;
+  return (int32_t)old;
+}
+
+void Model::free_slot(int32_t slot) {
+  if (slot_live(slot)) slot_used_[(size_t)slot] = 0;
+}
+
+bool Model::slot_live(int32_t slot) const {
+  return slot >= 0 && (size_t)slot < slot_used_.size() && slot_used_[(size_t)slot];
+}
+
+int64_t Model::live_slots() const {
+  return std::count(slot_used_.begin(), slot_used_.end(), (uint8_t)1);
+}
+
+}  // namespace nm::engine

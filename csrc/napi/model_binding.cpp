@@ -1,0 +1,335 @@
+// JS surface of the engine: loadModel() and the NativeModel object
+// (lib/model/ wraps it). Arguments are checked here, on the JS thread; the
+// work runs in PromiseWorkers holding a shared_ptr to the model, so
+// dispose() frees the model as soon as no job is in flight.
+#include <napi.h>
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu/threadpool.h"
+#include "engine/forward.h"
+#include "engine/model.h"
+#include "napi/bindings.h"
+#include "napi/convert.h"
+#include "napi/promise_worker.h"
+
+namespace nm::napi {
+
+namespace {
+
+using engine::Model;
+
+DType parse_dtype(const ArgReader& r, const Napi::Value& v, const std::string& what) {
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (s == "f32") return DType::F32;
+  if (s == "f16") return DType::F16;
+  if (s == "bf16") return DType::BF16;
+  r.type_error(what, "must be 'f32', 'f16' or 'bf16'");
+}
+
+int64_t int_field(const ArgReader& r, const Napi::Object& o, const char* key, const std::string& what, int64_t min,
+                  int64_t max) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) r.type_error(what, "must be an integer");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= (double)min && d <= (double)max) || d != (double)(int64_t)d)
+    r.range_error(what, "must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  return (int64_t)d;
+}
+
+// Copies an Int32Array argument (the caller may change it while a job runs).
+std::vector<int32_t> copy_int32(const ArgReader& r, const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    r.type_error(name, "must be an Int32Array");
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::FunctionReference* ctor;
+
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function f = DefineClass(env, "NativeModel", {
+      InstanceMethod<&NativeModel::Info>("info"),
+      InstanceMethod<&NativeModel::AllocSequence>("allocSequence"),
+      InstanceMethod<&NativeModel::FreeSequence>("freeSequence"),
+      InstanceMethod<&NativeModel::ResetSequence>("resetSequence"),
+      InstanceMethod<&NativeModel::Prefill>("prefill"),
+      InstanceMethod<&NativeModel::Step>("step"),
+      InstanceMethod<&NativeModel::Snapshot>("snapshot"),
+      InstanceMethod<&NativeModel::Restore>("restore"),
+      InstanceMethod<&NativeModel::Dispose>("dispose"),
+    });
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    exports.Set("NativeModel", f);
+  }
+
+  NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    // Only loadModel() creates these, passing the model through an External.
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "node-mamba: NativeModel is created by loadModel()");
+    model_ = *info[0].As<Napi::External<std::shared_ptr<Model>>>().Data();
+  }
+
+ private:
+  std::shared_ptr<Model> model_;
+
+  std::shared_ptr<Model> live(const Napi::Env& env, const char* method) {
+    if (!model_) {
+      Napi::Error e = Napi::Error::New(env, std::string("node-mamba: ") + method + ": model has been disposed");
+      e.Set("code", "ERR_DISPOSED");
+      throw e;
+    }
+    return model_;
+  }
+
+  static int32_t slot_arg(const Napi::CallbackInfo& info, const char* method) {
+    ArgReader r{info.Env(), Napi::Object::New(info.Env()), method};
+    if (info.Length() < 1 || !info[0].IsNumber()) r.type_error("slot", "must be an integer");
+    double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= 2147483647.0) || d != (double)(int32_t)d) r.range_error("slot", "must be a sequence slot");
+    return (int32_t)d;
+  }
+
+  static void check_slot(Model& m, int32_t slot) {
+    if (!m.slot_live(slot)) throw std::out_of_range("node-mamba: sequence slot " + std::to_string(slot) + " is not live");
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    auto m = live(info.Env(), "info");
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("weightBytes", (double)m->weight_bytes());
+    o.Set("stateBytes", (double)m->state_floats() * 4);
+    return o;
+  }
+
+  Napi::Value AllocSequence(const Napi::CallbackInfo& info) {
+    auto m = live(info.Env(), "allocSequence");
+    auto slot = std::make_shared<int32_t>(-1);
+    return PromiseWorker::run(info.Env(), "node-mamba:allocSequence",
+        [m, slot] { std::lock_guard<std::mutex> lk(m->compute_mutex()); *slot = m->alloc_slot(); },
+        [slot](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *slot); });
+  }
+
+  Napi::Value FreeSequence(const Napi::CallbackInfo& info) {
+    int32_t slot = slot_arg(info, "freeSequence");
+    if (!model_) return info.Env().Undefined();  // freeing after dispose is a no-op
+    auto m = model_;
+    return PromiseWorker::run(info.Env(), "node-mamba:freeSequence",
+        [m, slot] { std::lock_guard<std::mutex> lk(m->compute_mutex()); m->free_slot(slot); },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
+
+  Napi::Value ResetSequence(const Napi::CallbackInfo& info) {
+    int32_t slot = slot_arg(info, "resetSequence");
+    auto m = live(info.Env(), "resetSequence");
+    return PromiseWorker::run(info.Env(), "node-mamba:resetSequence",
+        [m, slot] {
+          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          check_slot(*m, slot);
+          std::fill_n(m->slot_state(slot), m->state_floats(), 0.0f);
+        },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
+
+  // prefill(slot, tokens: Int32Array, logits: 'none' | 'last' | 'all') -> Promise<Float32Array | undefined>
+  Napi::Value Prefill(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int32_t slot = slot_arg(info, "prefill");
+    auto m = live(env, "prefill");
+    ArgReader r{env, Napi::Object::New(env), "prefill"};
+    std::vector<int32_t> tokens = copy_int32(r, info[1], "tokens");
+    const int64_t V = m->config().vocab;
+    for (size_t i = 0; i < tokens.size(); ++i)
+      if (tokens[i] < 0 || tokens[i] >= V)
+        r.range_error("tokens", "holds id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                                    ", outside the vocabulary [0, " + std::to_string(V) + ")");
+    std::string mode_s = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "last";
+    engine::LogitsMode mode = mode_s == "all" ? engine::LogitsMode::All
+                              : mode_s == "none" ? engine::LogitsMode::None : engine::LogitsMode::Last;
+    if (mode_s != "all" && mode_s != "none" && mode_s != "last") r.type_error("logits", "must be 'none', 'last' or 'all'");
+    if (mode == engine::LogitsMode::All) checked_product(r, "logits", {(int64_t)tokens.size(), V});
+    if (tokens.empty() && mode != engine::LogitsMode::None) r.range_error("tokens", "must not be empty when logits are requested");
+    auto out = std::make_shared<std::vector<float>>();
+    auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
+    return PromiseWorker::run(env, "node-mamba:prefill",
+        [m, slot, toks, mode, out, V] {
+          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          check_slot(*m, slot);
+          int64_t n = (int64_t)toks->size();
+          out->resize(mode == engine::LogitsMode::All ? (size_t)(n * V) : mode == engine::LogitsMode::Last ? (size_t)V : 0);
+          engine::prefill(*m, slot, toks->data(), n, mode, out->data());
+        },
+        [out, mode](Napi::Env env) -> Napi::Value {
+          if (mode == engine::LogitsMode::None) return env.Undefined();
+          Napi::Float32Array a = Napi::Float32Array::New(env, out->size());
+          std::memcpy(a.Data(), out->data(), out->size() * 4);
+          return a;
+        });
+  }
+
+  // step(slots: Int32Array, tokens: Int32Array) -> Promise<Float32Array [batch, vocab]>
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env, "step");
+    ArgReader r{env, Napi::Object::New(env), "step"};
+    auto slots = std::make_shared<std::vector<int32_t>>(copy_int32(r, info[0], "slots"));
+    auto tokens = std::make_shared<std::vector<int32_t>>(copy_int32(r, info[1], "tokens"));
+    if (slots->size() != tokens->size()) r.range_error("tokens", "must have one token per slot");
+    if (slots->empty()) r.range_error("slots", "must not be empty");
+    const int64_t V = m->config().vocab;
+    for (size_t i = 0; i < tokens->size(); ++i)
+      if ((*tokens)[i] < 0 || (*tokens)[i] >= V)
+        r.range_error("tokens", "holds id " + std::to_string((*tokens)[i]) + " at index " + std::to_string(i) +
+                                    ", outside the vocabulary [0, " + std::to_string(V) + ")");
+    std::vector<int32_t> sorted = *slots;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) r.range_error("slots", "must be distinct");
+    auto out = std::make_shared<std::vector<float>>();
+    return PromiseWorker::run(env, "node-mamba:step",
+        [m, slots, tokens, out, V] {
+          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          for (int32_t s : *slots) check_slot(*m, s);
+          out->resize(slots->size() * (size_t)V);
+          engine::decode_step(*m, slots->data(), tokens->data(), (int64_t)slots->size(), out->data());
+        },
+        [out](Napi::Env env) -> Napi::Value {
+          Napi::Float32Array a = Napi::Float32Array::New(env, out->size());
+          std::memcpy(a.Data(), out->data(), out->size() * 4);
+          return a;
+        });
+  }
+
+  Napi::Value Snapshot(const Napi::CallbackInfo& info) {
+    int32_t slot = slot_arg(info, "snapshot");
+    auto m = live(info.Env(), "snapshot");
+    auto out = std::make_shared<std::vector<float>>();
+    return PromiseWorker::run(info.Env(), "node-mamba:snapshot",
+        [m, slot, out] {
+          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          check_slot(*m, slot);
+          out->assign(m->slot_state(slot), m->slot_state(slot) + m->state_floats());
+        },
+        [out](Napi::Env env) -> Napi::Value {
+          Napi::Float32Array a = Napi::Float32Array::New(env, out->size());
+          std::memcpy(a.Data(), out->data(), out->size() * 4);
+          return a;
+        });
+  }
+
+  Napi::Value Restore(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int32_t slot = slot_arg(info, "restore");
+    auto m = live(env, "restore");
+    ArgReader r{env, Napi::Object::New(env), "restore"};
+    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      r.type_error("state", "must be a Float32Array from snapshot()");
+    Napi::Float32Array a = info[1].As<Napi::Float32Array>();
+    if ((int64_t)a.ElementLength() != m->state_floats())
+      r.range_error("state", "must have " + std::to_string(m->state_floats()) + " elements (this model's state), got " +
+                                 std::to_string(a.ElementLength()));
+    auto data = std::make_shared<std::vector<float>>(a.Data(), a.Data() + a.ElementLength());
+    return PromiseWorker::run(env, "node-mamba:restore",
+        [m, slot, data] {
+          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          check_slot(*m, slot);
+          std::copy(data->begin(), data->end(), m->slot_state(slot));
+        },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    model_.reset();  // freed now, or when the last in-flight job ends
+    return info.Env().Undefined();
+  }
+};
+
+Napi::FunctionReference* NativeModel::ctor = nullptr;
+
+// loadModel({ arch, dModel, ..., files: string[], tensors: [{ name, file, offset, nbytes, dtype, shape }] })
+Napi::Value load_model(const Napi::CallbackInfo& info) {
+  ArgReader r = reader(info, "loadModel");
+  Napi::Env env = r.env;
+  engine::ModelConfig cfg;
+  std::string arch = r.obj.Get("arch").IsString() ? r.obj.Get("arch").As<Napi::String>().Utf8Value() : "";
+  if (arch == "mamba") cfg.arch = engine::Arch::Mamba1;
+  else if (arch == "mamba2") cfg.arch = engine::Arch::Mamba2;
+  else r.type_error("arch", "must be 'mamba' or 'mamba2'");
+  const int64_t big = int64_t(1) << 31;
+  cfg.d_model = r.integer("dModel", 1, big);
+  cfg.n_layer = r.integer("nLayer", 1, 1 << 16);
+  cfg.vocab = r.integer("vocabSize", 1, big);
+  cfg.d_state = r.integer("dState", 1, 1024);
+  cfg.d_conv = r.integer("dConv", 1, 8);
+  cfg.d_inner = r.integer("dInner", 1, big);
+  cfg.dt_rank = r.integer_or("dtRank", 0, big, 0);
+  cfg.headdim = r.integer_or("headdim", 0, 1024, 0);
+  cfg.nheads = r.integer_or("nheads", 0, big, 0);
+  cfg.ngroups = r.integer_or("ngroups", 1, big, 1);
+  cfg.norm_eps = (float)r.number_or("normEps", 1e-5);
+  cfg.dt_min = (float)r.number_or("dtMin", 0.0);
+  cfg.dt_max = r.has("dtMax") ? (float)r.number_or("dtMax", 0) : INFINITY;
+  if (r.has("threads")) cpu::pool().resize((int)r.integer("threads", 1, 1024));
+
+  Napi::Value fv = r.obj.Get("files");
+  if (!fv.IsArray()) r.type_error("files", "must be an array of paths");
+  Napi::Array fa = fv.As<Napi::Array>();
+  std::vector<std::string> files;
+  for (uint32_t i = 0; i < fa.Length(); ++i) {
+    Napi::Value v = fa.Get(i);
+    if (!v.IsString()) r.type_error("files", "must hold strings");
+    files.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  Napi::Value tv = r.obj.Get("tensors");
+  if (!tv.IsArray()) r.type_error("tensors", "must be an array");
+  Napi::Array ta = tv.As<Napi::Array>();
+  std::vector<engine::TensorSource> tensors;
+  for (uint32_t i = 0; i < ta.Length(); ++i) {
+    Napi::Value v = ta.Get(i);
+    if (!v.IsObject()) r.type_error("tensors", "must hold objects");
+    Napi::Object o = v.As<Napi::Object>();
+    engine::TensorSource t;
+    if (!o.Get("name").IsString()) r.type_error("tensors[" + std::to_string(i) + "].name", "must be a string");
+    t.name = o.Get("name").As<Napi::String>().Utf8Value();
+    const std::string what = "tensors[" + t.name + "]";
+    t.file = (int32_t)int_field(r, o, "file", what + ".file", 0, (int64_t)files.size() - 1);
+    t.offset = (uint64_t)int_field(r, o, "offset", what + ".offset", 0, int64_t(1) << 53);
+    t.nbytes = (uint64_t)int_field(r, o, "nbytes", what + ".nbytes", 0, int64_t(1) << 53);
+    t.dtype = parse_dtype(r, o.Get("dtype"), what + ".dtype");
+    Napi::Value sv = o.Get("shape");
+    if (!sv.IsArray()) r.type_error(what + ".shape", "must be an array");
+    Napi::Array sa = sv.As<Napi::Array>();
+    if (sa.Length() > 8) r.range_error(what + ".shape", "has too many dimensions");
+    for (uint32_t k = 0; k < sa.Length(); ++k) {
+      Napi::Value dv = sa.Get(k);
+      if (!dv.IsNumber()) r.type_error(what + ".shape", "must hold integers");
+      double d = dv.As<Napi::Number>().DoubleValue();
+      if (!(d >= 0 && d <= (double)big) || d != (double)(int64_t)d) r.range_error(what + ".shape", "must hold sizes in [0, 2^31]");
+      t.shape.push_back((int64_t)d);
+    }
+    tensors.push_back(std::move(t));
+  }
+
+  auto model = std::make_shared<std::shared_ptr<Model>>();
+  return PromiseWorker::run(env, "node-mamba:loadModel",
+      [cfg, files, tensors, model] { *model = Model::load(cfg, files, tensors); },
+      [model](Napi::Env env) -> Napi::Value {
+        auto ext = Napi::External<std::shared_ptr<Model>>::New(env, model.get());
+        Napi::Object o = NativeModel::ctor->New({ext});
+        return o;
+      });
+}
+
+}  // namespace
+
+void register_model(Napi::Env env, Napi::Object exports) {
+  NativeModel::Init(env, exports);
+  exports.Set("loadModel", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return guarded(i, load_model); }));
+}
+
+}  // namespace nm::napi
