@@ -15,7 +15,33 @@ export interface NativeRuntimeInfo {
 /** Options objects as the native functions read them. */
 export type NativeArgs = Record<string, unknown>;
 
+/** The engine's model object (csrc/napi/model_binding.cpp). Every method that computes returns a Promise. */
+export interface NativeModel {
+  info(): { weightBytes: number; stateBytes: number };
+  allocSequence(): Promise<number>;
+  freeSequence(slot: number): Promise<void> | undefined;
+  resetSequence(slot: number): Promise<void>;
+  /** Runs tokens through the sequence in `slot`; logits of the last token, of all tokens, or none. */
+  prefill(slot: number, tokens: Int32Array, logits: 'none' | 'last' | 'all'): Promise<Float32Array | undefined>;
+  /** One decode step for several sequences: logits [slots.length, vocab]. */
+  step(slots: Int32Array, tokens: Int32Array): Promise<Float32Array>;
+  snapshot(slot: number): Promise<Float32Array>;
+  restore(slot: number, state: Float32Array): Promise<void>;
+  dispose(): void;
+}
+
+export interface NativeLoadArgs {
+  arch: 'mamba' | 'mamba2';
+  dModel: number; nLayer: number; vocabSize: number; dState: number; dConv: number; dInner: number;
+  dtRank: number; headdim: number; nheads: number; ngroups: number; normEps: number;
+  dtMin: number; dtMax?: number; threads?: number;
+  files: string[];
+  tensors: Array<{ name: string; file: number; offset: number; nbytes: number; dtype: 'f32' | 'f16' | 'bf16'; shape: number[] }>;
+}
+
 export interface NativeModule {
+  loadModel(args: NativeLoadArgs): Promise<NativeModel>;
+
   runtimeInfo(): NativeRuntimeInfo;
   setIsa(isa: string): Isa;
   setThreads(threads: number): number;

@@ -1,0 +1,116 @@
+// The generation loop: prefill the prompt, then sample and step one token at
+// a time, streaming text as it becomes final. Steps of concurrent
+// generations on one model are batched by the model (lib/model/batcher.ts).
+import type { Sequence } from '../model/sequence';
+import { StreamingDetokenizer, type Tokenizer } from '../tokenizer';
+import { createRng } from './rng';
+import { sampleToken, validateSamplingOptions, type SamplingOptions } from './sampling';
+import { StopMatcher } from './stop';
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Most tokens to generate (default 128). */
+  maxTokens?: number;
+  /** Seed of the sampler: the same seed gives the same output (default: random). */
+  seed?: number;
+  /** Stop when the generated text contains one of these; the stop string is not returned. */
+  stop?: string[];
+  /** Stop at the end-of-sequence token (default true; the id comes from the config or the tokenizer). */
+  stopAtEos?: boolean;
+  /** Aborting ends the generation within one step, frees its sequence and rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+export interface GenerationChunk {
+  /** The sampled token id (for the final chunk after an end-of-sequence token, that id). */
+  token: number;
+  /** Text that became final with this token ('' while a multi-byte character or a possible stop string is pending). */
+  text: string;
+}
+
+/** What generate() needs of a model. */
+export interface GenerationHost {
+  readonly tokenizer: Tokenizer;
+  readonly config: { eosTokenId?: number; bosTokenId?: number };
+  createSequence(): Promise<Sequence>;
+}
+
+function abortError(signal: AbortSignal): Error {
+  if (signal.reason instanceof Error) return signal.reason;
+  const e = new Error('node-mamba: generation aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+function checkOptions(o: GenerateOptions): void {
+  if (o === null || typeof o !== 'object') throw new TypeError("node-mamba: generate: 'options' must be an object");
+  if (o.maxTokens !== undefined && !(Number.isInteger(o.maxTokens) && o.maxTokens >= 0)) {
+    throw new RangeError("node-mamba: generate: 'maxTokens' must be an integer >= 0");
+  }
+  if (o.seed !== undefined && !Number.isFinite(o.seed)) throw new RangeError("node-mamba: generate: 'seed' must be a finite number");
+  if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== 'string' || s.length === 0))) {
+    throw new TypeError("node-mamba: generate: 'stop' must be an array of non-empty strings");
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError("node-mamba: generate: 'signal' must be an AbortSignal");
+  validateSamplingOptions(o);
+}
+
+export async function* generate(
+  model: GenerationHost, prompt: string | ArrayLike<number>, options: GenerateOptions = {},
+): AsyncGenerator<GenerationChunk, void, undefined> {
+  checkOptions(options);
+  const { maxTokens = 128, stop = [], stopAtEos = true, signal } = options;
+  const ids = typeof prompt === 'string' ? model.tokenizer.encode(prompt) : Array.from(prompt);
+  if (ids.length === 0) {
+    const bos = model.config.bosTokenId ?? model.tokenizer.bosTokenId ?? model.config.eosTokenId ?? model.tokenizer.eosTokenId;
+    if (bos === undefined) throw new RangeError("node-mamba: generate: 'prompt' is empty and the model has no BOS token");
+    ids.push(bos);
+  }
+  const eos = model.config.eosTokenId ?? model.tokenizer.eosTokenId;
+  const rng = createRng(options.seed ?? Math.floor(Math.random() * 2 ** 32));
+  if (signal?.aborted) throw abortError(signal);
+  if (maxTokens === 0) return;
+
+  const seq = await model.createSequence();
+  try {
+    let logits = await seq.prefill(ids);
+    const history = ids.slice();
+    const detok = new StreamingDetokenizer(model.tokenizer);
+    const stopper = new StopMatcher(stop);
+    // Text still held by the detokenizer or the stop matcher, at the end.
+    const rest = (): string => {
+      const r = stopper.push(detok.flush());
+      return r.stopped ? r.emit : r.emit + stopper.flush();
+    };
+    for (let i = 0; ; i++) {
+      if (signal?.aborted) throw abortError(signal);
+      const id = sampleToken(logits, { ...options, history }, rng);
+      history.push(id);
+      if (stopAtEos && id === eos) {
+        const tail = rest();
+        if (tail) yield { token: id, text: tail };
+        return;
+      }
+      const r = stopper.push(detok.push(id));
+      if (r.stopped) {
+        yield { token: id, text: r.emit };
+        return;
+      }
+      if (i + 1 >= maxTokens) {
+        yield { token: id, text: r.emit + rest() };
+        return;
+      }
+      yield { token: id, text: r.emit };
+      logits = await seq.step(id);
+    }
+  } finally {
+    await seq.dispose();
+  }
+}
+
+export async function complete(
+  model: GenerationHost, prompt: string | ArrayLike<number>, options: GenerateOptions = {},
+): Promise<string> {
+  let text = '';
+  for await (const chunk of generate(model, prompt, options)) text += chunk.text;
+  return text;
+}

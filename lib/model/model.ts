@@ -1,0 +1,176 @@
+// MambaModel: a loaded checkpoint, its tokenizer and its sequences.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DisposedError, MambaError, ModelLoadError } from '../errors';
+import { resolveCheckpoint, type Checkpoint } from '../loaders/checkpoint';
+import { native } from '../native/binding';
+import type { NativeModel } from '../native/types';
+import { loadTokenizer, type Tokenizer } from '../tokenizer';
+import { generate, complete, type GenerateOptions, type GenerationChunk } from '../generate/generate';
+import { DecodeBatcher } from './batcher';
+import type { MambaConfig } from './config';
+import { Sequence, type SequenceHost } from './sequence';
+import { toTokenArray } from './tokens';
+
+export interface LoadModelOptions {
+  /** Thread-pool size for the kernels (default: physical cores). Process-wide. */
+  threads?: number;
+  /** 'cpu' (default). CUDA arrives with a later release. */
+  device?: 'cpu';
+  /**
+   * Tokenizer: a Tokenizer object, or a path to a tokenizer.json (or a
+   * directory holding one). Default: the checkpoint's tokenizer.json, else
+   * the GPT-NeoX-20B tokenizer that state-spaces Mamba checkpoints use.
+   */
+  tokenizer?: Tokenizer | string;
+  /** Most sequences decoded together in one step (default 16). */
+  maxBatch?: number;
+}
+
+export class MambaModel implements SequenceHost {
+  readonly batcher: DecodeBatcher;
+  private native: NativeModel | undefined;
+  private readonly sequences = new Set<Sequence>();
+
+  /** @internal use loadModel() */
+  constructor(
+    nativeModel: NativeModel,
+    /** The normalised configuration. */
+    readonly config: MambaConfig,
+    readonly tokenizer: Tokenizer,
+    /** The checkpoint directory. */
+    readonly path: string,
+    maxBatch: number,
+  ) {
+    this.native = nativeModel;
+    this.batcher = new DecodeBatcher(() => this.nativeModel(), config.vocabSize, maxBatch);
+  }
+
+  /** Rows of the logits (the padded vocabulary of the checkpoint). */
+  get vocabSize(): number {
+    return this.config.vocabSize;
+  }
+
+  get isDisposed(): boolean {
+    return this.native === undefined;
+  }
+
+  /** Bytes of weights (memory-mapped) and of one sequence's state. */
+  get memory(): { weightBytes: number; stateBytesPerSequence: number } {
+    const i = this.nativeModel().info();
+    return { weightBytes: i.weightBytes, stateBytesPerSequence: i.stateBytes };
+  }
+
+  /** @internal */
+  nativeModel(): NativeModel {
+    if (!this.native) throw new DisposedError('model');
+    return this.native;
+  }
+
+  /** @internal */
+  onSequenceDisposed(seq: Sequence): void {
+    this.sequences.delete(seq);
+  }
+
+  /** A new sequence with an empty state. Dispose it when done (or use `await using`). */
+  async createSequence(): Promise<Sequence> {
+    const slot = await this.nativeModel().allocSequence();
+    const seq = new Sequence(this, slot);
+    this.sequences.add(seq);
+    return seq;
+  }
+
+  /**
+   * Logits of every position of `tokens` from an empty state, as one
+   * row-major Float32Array [tokens.length, vocabSize].
+   */
+  async forward(tokens: ArrayLike<number>): Promise<Float32Array> {
+    const ids = toTokenArray(tokens, this.vocabSize);
+    if (ids.length === 0) throw new RangeError("node-mamba: 'tokens' must not be empty");
+    const seq = await this.createSequence();
+    try {
+      return (await this.nativeModel().prefill(seq.slot, ids, 'all')) as Float32Array;
+    } finally {
+      await seq.dispose();
+    }
+  }
+
+  /** Streams generated tokens: an async iterable of { token, text } chunks. */
+  generate(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): AsyncIterable<GenerationChunk> {
+    return generate(this, prompt, options);
+  }
+
+  /** The generated text (prompt excluded). */
+  complete(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Promise<string> {
+    return complete(this, prompt, options);
+  }
+
+  /** Frees the weights' mappings and every sequence's state now. Safe to call twice. */
+  dispose(): void {
+    if (!this.native) return;
+    for (const s of [...this.sequences]) void s.dispose();
+    this.native.dispose();
+    this.native = undefined;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+}
+
+function nativeArgs(ck: Checkpoint, threads: number | undefined) {
+  const c = ck.config;
+  return {
+    arch: c.arch,
+    dModel: c.dModel, nLayer: c.nLayer, vocabSize: c.vocabSize, dState: c.dState, dConv: c.dConv,
+    dInner: c.dInner, dtRank: c.dtRank, headdim: c.headdim, nheads: c.nheads, ngroups: c.ngroups,
+    normEps: c.normEps,
+    dtMin: c.timeStepLimit[0],
+    ...(Number.isFinite(c.timeStepLimit[1]) ? { dtMax: c.timeStepLimit[1] } : {}),
+    ...(threads !== undefined ? { threads } : {}),
+    files: ck.files,
+    tensors: [...ck.tensors].map(([name, t]) => ({ name, file: t.file, offset: t.offset, nbytes: t.nbytes, dtype: t.dtype, shape: t.shape })),
+  };
+}
+
+function resolveTokenizer(dir: string, opt: Tokenizer | string | undefined): Tokenizer {
+  if (opt !== undefined && typeof opt !== 'string') return opt;
+  if (typeof opt === 'string') return loadTokenizer(opt);
+  return fs.existsSync(path.join(dir, 'tokenizer.json')) ? loadTokenizer(dir) : loadTokenizer();
+}
+
+/**
+ * Loads a checkpoint directory in the Hugging Face layout (config.json +
+ * model.safetensors, or shards with model.safetensors.index.json; both the
+ * Hugging Face and the original state-spaces config dialects). Weights stay
+ * memory-mapped in their stored dtype (f32, f16, bf16). Rejects with a
+ * ModelLoadError naming the file and the tensor or field at fault.
+ */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<MambaModel> {
+  if (typeof dir !== 'string') throw new TypeError("node-mamba: loadModel: 'path' must be a string");
+  const opts = options ?? {};
+  if (opts.device !== undefined && opts.device !== 'cpu') {
+    throw new RangeError(`node-mamba: loadModel: device '${String(opts.device)}' is not available in this build (only 'cpu')`);
+  }
+  if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1 && opts.threads <= 1024)) {
+    throw new RangeError("node-mamba: loadModel: 'threads' must be an integer in [1, 1024]");
+  }
+  const maxBatch = opts.maxBatch ?? 16;
+  if (!(Number.isInteger(maxBatch) && maxBatch >= 1 && maxBatch <= 256)) {
+    throw new RangeError("node-mamba: loadModel: 'maxBatch' must be an integer in [1, 256]");
+  }
+  const abs = path.resolve(dir);
+  const ck = resolveCheckpoint(abs);
+  const tokenizer = resolveTokenizer(abs, opts.tokenizer);
+  let nm: NativeModel;
+  try {
+    nm = await native.loadModel(nativeArgs(ck, opts.threads));
+  } catch (err) {
+    const e = err as Error & { code?: string; file?: string; field?: string };
+    if (e && e.code === 'ERR_MODEL_LOAD') {
+      throw new ModelLoadError(e.message, { file: e.file || ck.configFile, field: e.field || undefined, cause: err });
+    }
+    throw err instanceof Error ? err : new MambaError(String(err));
+  }
+  return new MambaModel(nm, ck.config, tokenizer, abs, maxBatch);
+}
