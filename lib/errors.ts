@@ -1,0 +1,72 @@
+// The error classes node-mamba throws. Every error the library raises on
+// purpose is a MambaError with a stable string `code`; the subclasses carry
+// what a caller needs to act on it (the file and tensor or field at fault).
+
+/** Base class of node-mamba's own errors; `code` is stable across versions. */
+export class MambaError extends Error {
+  readonly code: string;
+
+  constructor(message: string, code = 'ERR_MAMBA', options?: { cause?: unknown }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = 'MambaError';
+    this.code = code;
+  }
+}
+
+export interface ModelLoadErrorDetails {
+  /** The file at fault (absolute path when the loader knows it). */
+  file: string;
+  /** The tensor name or config key at fault, when there is one. */
+  field?: string;
+  /** What the loader expected (for example a shape), when that helps. */
+  expected?: unknown;
+  /** What it found. */
+  actual?: unknown;
+  cause?: unknown;
+}
+
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(describe).join(', ')}]`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  return String(v);
+}
+
+/**
+ * A checkpoint could not be loaded: a missing or unreadable file, a malformed
+ * safetensors header or config.json, a tensor that disagrees with the config.
+ * The message names the file and, when there is one, the tensor or field.
+ */
+export class ModelLoadError extends MambaError {
+  readonly file: string;
+  readonly field: string | undefined;
+  readonly expected: unknown;
+  readonly actual: unknown;
+  /** The reason alone, without the file and field. */
+  readonly reason: string;
+
+  constructor(reason: string, details: ModelLoadErrorDetails) {
+    const where = details.field !== undefined ? `${details.file}, field ${details.field}` : details.file;
+    let msg = `${reason} (in ${where})`;
+    if (details.expected !== undefined || details.actual !== undefined) {
+      msg += `: expected ${describe(details.expected)}, got ${describe(details.actual)}`;
+    }
+    super(msg, 'ERR_MODEL_LOAD', { cause: details.cause });
+    this.name = 'ModelLoadError';
+    this.reason = reason;
+    this.file = details.file;
+    this.field = details.field;
+    this.expected = details.expected;
+    this.actual = details.actual;
+  }
+}
+
+/** A model or sequence was used after dispose(). */
+export class DisposedError extends MambaError {
+  readonly what: 'model' | 'sequence';
+
+  constructor(what: 'model' | 'sequence' = 'model') {
+    super(`${what} has been disposed`, 'ERR_DISPOSED');
+    this.name = 'DisposedError';
+    this.what = what;
+  }
+}

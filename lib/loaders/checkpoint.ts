@@ -1,0 +1,324 @@
+// A checkpoint directory -> the normalised config plus, for every tensor the
+// architecture uses, where its bytes are (file, absolute offset, size), its
+// dtype and its shape. Reads headers only; the engine maps the data.
+//
+// Layout: config.json plus model.safetensors, or shards listed by
+// model.safetensors.index.json (weight_map: tensor name -> shard file). A
+// directory with exactly one other *.safetensors file is read as that file.
+//
+// Names: the Hugging Face names are canonical. A leading `model.` is stripped
+// and the original dialect's `backbone.embedding.weight` becomes
+// `backbone.embeddings.weight`. Tensors the architecture does not use are
+// ignored (for example in_proj.bias when the config says use_bias false, as
+// transformers ignores them).
+//
+// Tied heads: without lm_head.weight the head is the embedding; a config that
+// says untied is then an error naming lm_head.weight. With lm_head.weight
+// present the stored head is used even when the config says tied (original
+// checkpoints save the tied copy too), and the returned config has
+// tieEmbeddings false: tieEmbeddings is true exactly when the tensors map has
+// no lm_head.weight.
+//
+// Every shape is checked against the config; a mismatch is a ModelLoadError
+// naming the tensor, with the expected and actual shape and, where it tells
+// something, the size the tensor implies (d_inner, dt_rank, heads, groups,
+// vocab).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ModelLoadError } from '../errors';
+import type { MambaConfig } from '../model/config';
+import { normalizeConfig, parseConfigJson } from './config';
+import { readSafetensorsHeader, type SafetensorsFile, type SafetensorsDtype } from './safetensors';
+
+export type WeightDtype = 'f32' | 'f16' | 'bf16';
+
+export interface CheckpointTensor {
+  /** Index into Checkpoint.files. */
+  file: number;
+  /** Absolute path of that file. */
+  fileName: string;
+  /** Absolute byte offset of the data in the file. */
+  offset: number;
+  nbytes: number;
+  dtype: WeightDtype;
+  shape: number[];
+}
+
+export interface Checkpoint {
+  dir: string;
+  config: MambaConfig;
+  /** Absolute path of config.json. */
+  configFile: string;
+  /** Absolute paths of the safetensors files. */
+  files: string[];
+  /** Canonical name -> location, for exactly the tensors the architecture uses. */
+  tensors: Map<string, CheckpointTensor>;
+}
+
+const DTYPES: Partial<Record<SafetensorsDtype, WeightDtype>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+
+/** Canonical (Hugging Face) name of a stored tensor name. */
+export function canonicalTensorName(name: string): string {
+  let n = name.startsWith('model.') ? name.slice('model.'.length) : name;
+  if (n === 'backbone.embedding.weight') n = 'backbone.embeddings.weight';
+  return n;
+}
+
+export interface TensorSpec {
+  name: string;
+  shape: number[];
+  /** Explains a wrong actual shape in terms of the config size it implies. */
+  explain?: (actual: number[]) => string | undefined;
+}
+
+/**
+ * Every tensor the architecture needs, with the shape the config implies, in
+ * a stable order (embedding, layers in order, final norm, lm_head when untied).
+ */
+export function expectedTensors(c: MambaConfig): TensorSpec[] {
+  const d = c.dModel, di = c.dInner, N = c.dState, K = c.dConv;
+  const specs: TensorSpec[] = [{
+    name: 'backbone.embeddings.weight', shape: [c.vocabSize, d],
+    explain: (a) => (a.length === 2 && a[0] !== c.vocabSize ? `the embedding has ${a[0]} rows, the config's (padded) vocabulary is ${c.vocabSize}` : undefined),
+  }];
+  for (let i = 0; i < c.nLayer; i++) {
+    const p = `backbone.layers.${i}.`, m = `${p}mixer.`;
+    specs.push({ name: `${p}norm.weight`, shape: [d] });
+    if (c.arch === 'mamba') {
+      const R = c.dtRank;
+      specs.push({
+        name: `${m}in_proj.weight`, shape: [2 * di, d],
+        explain: (a) => (a[0] !== 2 * di && a[0] % 2 === 0 ? `its rows imply d_inner = ${a[0] / 2}, the config gives ${di}` : undefined),
+      });
+      if (c.useBias) specs.push({ name: `${m}in_proj.bias`, shape: [2 * di] });
+      specs.push({ name: `${m}conv1d.weight`, shape: [di, 1, K] });
+      if (c.convBias) specs.push({ name: `${m}conv1d.bias`, shape: [di] });
+      specs.push({
+        name: `${m}x_proj.weight`, shape: [R + 2 * N, di],
+        explain: (a) => (a[0] !== R + 2 * N ? `its rows imply dt_rank = ${a[0] - 2 * N} with d_state ${N}, the config gives dt_rank ${R}` : undefined),
+      });
+      specs.push({
+        name: `${m}dt_proj.weight`, shape: [di, R],
+        explain: (a) => (a.length === 2 && a[1] !== R ? `its columns imply dt_rank = ${a[1]}, the config gives ${R}` : undefined),
+      });
+      specs.push({ name: `${m}dt_proj.bias`, shape: [di] });
+      specs.push({
+        name: `${m}A_log`, shape: [di, N],
+        explain: (a) => (a.length === 2 && a[1] !== N ? `it implies d_state = ${a[1]}, the config gives ${N}` : undefined),
+      });
+      specs.push({ name: `${m}D`, shape: [di] });
+    } else {
+      const H = c.nheads, G = c.ngroups;
+      const convDim = di + 2 * G * N;
+      specs.push({
+        name: `${m}in_proj.weight`, shape: [2 * di + 2 * G * N + H, d],
+        explain: (a) => {
+          const g = (a[0] - 2 * di - H) / (2 * N);
+          return a[0] !== 2 * di + 2 * G * N + H && Number.isInteger(g) && g > 0
+            ? `its rows imply ngroups = ${g} (with d_inner ${di}, d_state ${N}, nheads ${H}), the config gives ${G}`
+            : undefined;
+        },
+      });
+      if (c.useBias) specs.push({ name: `${m}in_proj.bias`, shape: [2 * di + 2 * G * N + H] });
+      specs.push({
+        name: `${m}conv1d.weight`, shape: [convDim, 1, K],
+        explain: (a) => {
+          const g = (a[0] - di) / (2 * N);
+          return a[0] !== convDim && Number.isInteger(g) && g > 0 ? `its channels imply ngroups = ${g}, the config gives ${G}` : undefined;
+        },
+      });
+      if (c.convBias) specs.push({ name: `${m}conv1d.bias`, shape: [convDim] });
+      const heads = (a: number[]) => (a.length === 1 && a[0] !== H ? `it implies nheads = ${a[0]}, the config gives ${H}` : undefined);
+      specs.push({ name: `${m}dt_bias`, shape: [H], explain: heads });
+      specs.push({ name: `${m}A_log`, shape: [H], explain: heads });
+      specs.push({ name: `${m}D`, shape: [H], explain: heads });
+      specs.push({ name: `${m}norm.weight`, shape: [di] });
+    }
+    specs.push({
+      name: `${m}out_proj.weight`, shape: [d, di],
+      explain: (a) => (a.length === 2 && a[1] !== di ? `its columns imply d_inner = ${a[1]}, the config gives ${di}` : undefined),
+    });
+    if (c.useBias) specs.push({ name: `${m}out_proj.bias`, shape: [d] });
+  }
+  specs.push({ name: 'backbone.norm_f.weight', shape: [d] });
+  if (!c.tieEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, d] });
+  return specs;
+}
+
+interface Located {
+  file: number;
+  storedName: string;
+  info: { dtype: SafetensorsDtype; shape: number[]; offset: number; nbytes: number };
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function readJson(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ModelLoadError(code === 'ENOENT' ? `${what} not found` : `cannot read ${what} (${code ?? (err as Error).message})`, { file, cause: err });
+  }
+  return parseConfigJson(text, file);
+}
+
+export function resolveCheckpoint(dir: string): Checkpoint {
+  const root = path.resolve(dir);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(root);
+  } catch (err) {
+    throw new ModelLoadError('checkpoint directory not found', { file: root, cause: err });
+  }
+  if (!st.isDirectory()) throw new ModelLoadError('not a checkpoint directory (expected a directory with config.json)', { file: root });
+
+  const configFile = path.join(root, 'config.json');
+  const config = normalizeConfig(readJson(configFile, 'config.json'), configFile);
+
+  const { files, located, source } = locateTensors(root);
+
+  // lm_head: stored one wins; absent means tied, which an untied config forbids.
+  const head = located.get('lm_head.weight');
+  if (!head && !config.tieEmbeddings) {
+    throw new ModelLoadError('config says the head is not tied to the embedding (tie_word_embeddings / tie_embeddings false) but the checkpoint has no lm_head.weight', {
+      file: source, field: 'lm_head.weight',
+    });
+  }
+  if (head) config.tieEmbeddings = false;
+
+  const tensors = new Map<string, CheckpointTensor>();
+  for (const spec of expectedTensors(config)) {
+    const loc = located.get(spec.name);
+    if (!loc) {
+      throw new ModelLoadError(`tensor is missing from the checkpoint (${files.length > 1 ? 'in no shard' : 'not in the file'})`, {
+        file: source,
+        field: spec.name, expected: spec.shape,
+      });
+    }
+    const fileName = files[loc.file];
+    const { info } = loc;
+    const dtype = DTYPES[info.dtype];
+    if (!dtype) {
+      throw new ModelLoadError(`unsupported dtype ${info.dtype} (node-mamba reads F32, F16 and BF16 weights)`, {
+        file: fileName, field: loc.storedName,
+      });
+    }
+    const same = info.shape.length === spec.shape.length && info.shape.every((v, k) => v === spec.shape[k]);
+    if (!same) {
+      const why = spec.explain?.(info.shape);
+      throw new ModelLoadError(`tensor shape disagrees with config.json${why ? ` (${why})` : ''}`, {
+        file: fileName, field: loc.storedName, expected: spec.shape, actual: info.shape,
+      });
+    }
+    tensors.set(spec.name, { file: loc.file, fileName, offset: info.offset, nbytes: info.nbytes, dtype, shape: info.shape.slice() });
+  }
+  return { dir: root, config, configFile, files, tensors };
+}
+
+interface TensorIndex {
+  files: string[];
+  located: Map<string, Located>;
+  /** The file to name when a tensor is missing: the single file, or the index. */
+  source: string;
+}
+
+/** Finds the safetensors file(s) and maps canonical names to their locations. */
+function locateTensors(root: string): TensorIndex {
+  const single = path.join(root, 'model.safetensors');
+  const indexFile = path.join(root, 'model.safetensors.index.json');
+  if (isFile(single)) return fromSingle(single);
+  if (isFile(indexFile)) return fromIndex(root, indexFile);
+
+  let entries: string[] = [];
+  try {
+    entries = fs.readdirSync(root);
+  } catch {
+    // reported below as a missing model.safetensors
+  }
+  const others = entries.filter((e) => e.endsWith('.safetensors') && isFile(path.join(root, e)));
+  if (others.length === 1) return fromSingle(path.join(root, others[0]));
+  const bins = entries.filter((e) => /^pytorch_model.*\.bin$|\.pt$|\.pth$|\.ckpt$/.test(e));
+  if (bins.length > 0) {
+    throw new ModelLoadError(
+      `only PyTorch pickle weights found (${bins.join(', ')}); node-mamba reads safetensors only: convert them to safetensors ` +
+        '(for example transformers `model.save_pretrained(dir, safe_serialization=True)`, or safetensors.torch.save_file(state_dict))',
+      { file: path.join(root, bins[0]) },
+    );
+  }
+  throw new ModelLoadError(
+    others.length > 1
+      ? `no model.safetensors or model.safetensors.index.json, and several other .safetensors files (${others.join(', ')})`
+      : 'no model.safetensors or model.safetensors.index.json in the checkpoint directory',
+    { file: single },
+  );
+}
+
+function addTensors(st: SafetensorsFile, fileIndex: number, located: Map<string, Located>, only?: (name: string) => boolean): void {
+  for (const [storedName, info] of st.tensors) {
+    if (only && !only(storedName)) continue;
+    const name = canonicalTensorName(storedName);
+    const prev = located.get(name);
+    if (prev) {
+      throw new ModelLoadError(`tensor is stored twice (also as ${prev.storedName})`, { file: st.file, field: storedName });
+    }
+    located.set(name, { file: fileIndex, storedName, info });
+  }
+}
+
+function fromSingle(file: string): TensorIndex {
+  const located = new Map<string, Located>();
+  addTensors(readSafetensorsHeader(file), 0, located);
+  return { files: [file], located, source: file };
+}
+
+function fromIndex(root: string, indexFile: string): TensorIndex {
+  const index = readJson(indexFile, 'model.safetensors.index.json');
+  if (typeof index !== 'object' || index === null || Array.isArray(index)) {
+    throw new ModelLoadError('index is not a JSON object', { file: indexFile });
+  }
+  const weightMap = (index as Record<string, unknown>).weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new ModelLoadError('index has no weight_map object', { file: indexFile, field: 'weight_map' });
+  }
+  // shard file -> tensor names mapped to it
+  const byShard = new Map<string, Set<string>>();
+  for (const [name, shard] of Object.entries(weightMap as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard === '' || path.isAbsolute(shard) || shard.split(/[\\/]/).includes('..')) {
+      throw new ModelLoadError(`weight_map entry is not a shard file name inside the directory: ${JSON.stringify(shard)}`, {
+        file: indexFile, field: `weight_map.${name}`,
+      });
+    }
+    let set = byShard.get(shard);
+    if (!set) byShard.set(shard, (set = new Set()));
+    set.add(name);
+  }
+  if (byShard.size === 0) throw new ModelLoadError('weight_map is empty', { file: indexFile, field: 'weight_map' });
+
+  const files: string[] = [];
+  const located = new Map<string, Located>();
+  for (const [shard, names] of byShard) {
+    const file = path.join(root, shard);
+    if (!isFile(file)) {
+      throw new ModelLoadError(`shard listed in model.safetensors.index.json is missing (needed for ${names.values().next().value} and ${names.size - 1} more)`, {
+        file, field: names.values().next().value,
+      });
+    }
+    const st = readSafetensorsHeader(file);
+    for (const n of names) {
+      if (!st.tensors.has(n)) {
+        throw new ModelLoadError('tensor mapped to this shard by model.safetensors.index.json is not in it', { file, field: n });
+      }
+    }
+    files.push(file);
+    addTensors(st, files.length - 1, located, (n) => names.has(n));
+  }
+  return { files, located, source: indexFile };
+}
