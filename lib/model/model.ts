@@ -55,6 +55,11 @@ export class MambaModel implements SequenceHost {
     return this.native === undefined;
   }
 
+  /** Sequences created and not yet disposed (generate() disposes its own). */
+  get sequenceCount(): number {
+    return this.sequences.size;
+  }
+
   /** Bytes of weights (memory-mapped) and of one sequence's state. */
   get memory(): { weightBytes: number; stateBytesPerSequence: number } {
     const i = this.nativeModel().info();
