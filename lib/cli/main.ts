@@ -76,7 +76,7 @@ async function demo(p: ParsedArgs): Promise<void> {
         '[node-mamba] RANDOM WEIGHTS (Mamba-1, d_model 256, 8 layers, GPT-NeoX vocabulary) in the Hugging Face layout\n' +
         `[node-mamba] to ${dir}. Its output is noise; point --model at a real checkpoint (e.g. a local mamba-130m-hf) for text.\n`,
     );
-    writeRandomCheckpoint(dir, { arch: 'mamba', dModel: 256, nLayer: 8, vocabSize: 50277, padVocabMultiple: 8, dtype: 'f32', tied: true, dialect: 'hf', seed: 1 });
+    writeRandomCheckpoint(dir, { arch: 'mamba', dModel: 256, nLayer: 8, vocabSize: 50277, padVocabMultiple: 8, dtype: 'f32', tied: false, dialect: 'hf', seed: 1 });
   }
   try {
     const t0 = performance.now();
