@@ -77,6 +77,16 @@ class TensorTable {
   uint64_t used_bytes_ = 0;
 };
 
+// The state matrix A = -exp(A_log). Checkpoints store A_log (Hugging Face,
+// state-spaces); GGUF files store A itself, which the loader passes as
+// "<mixer>.A".
+std::vector<float> load_A(TensorTable& tt, const std::string& mixer, std::vector<int64_t> shape) {
+  if (tt.has(mixer + "A")) return tt.get_f32(mixer + "A", shape);
+  std::vector<float> a = tt.get_f32(mixer + "A_log", shape);
+  for (float& v : a) v = -std::exp(v);
+  return a;
+}
+
 }  // namespace
 
 std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std::string>& files,
@@ -128,16 +138,15 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
       L.x_proj = tt.get(mx + "x_proj.weight", {{R + 2 * N, di}});
       L.dt_proj = tt.get(mx + "dt_proj.weight", {{di, R}});
       L.dt_bias = tt.get_f32(mx + "dt_proj.bias", {di});
-      L.A = tt.get_f32(mx + "A_log", {di, N});
+      L.A = load_A(tt, mx, {di, N});
       L.D = tt.get_f32(mx + "D", {di});
     } else {
       const int64_t H = c.nheads;
       L.dt_bias = tt.get_f32(mx + "dt_bias", {H});
-      L.A = tt.get_f32(mx + "A_log", {H});
+      L.A = load_A(tt, mx, {H});
       L.D = tt.get_f32(mx + "D", {H});
       L.gated_norm = tt.get(mx + "norm.weight", {{di}});
     }
-    for (float& a : L.A) a = -std::exp(a);  // A = -exp(A_log)
   }
   m->weight_bytes_ = tt.used_bytes();
 
