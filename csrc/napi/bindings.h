@@ -10,4 +10,5 @@ void register_linear(Napi::Env env, Napi::Object exports);           // linear_b
 void register_selective_scan(Napi::Env env, Napi::Object exports);   // selective_scan_binding.cpp
 void register_ssd(Napi::Env env, Napi::Object exports);              // ssd_binding.cpp
 void register_model(Napi::Env env, Napi::Object exports);           // model_binding.cpp
+void register_bench(Napi::Env env, Napi::Object exports);           // bench_binding.cpp
 }  // namespace nm::napi

@@ -1,8 +1,8 @@
 // The `kernels` namespace: every CPU kernel on typed arrays with explicit
 // shapes. Each call is synchronous (it runs on the thread pool while the
 // calling thread waits) and validates every argument before touching memory.
-export { runtimeInfo, setIsa, setThreads } from './runtime';
-export type { Isa, RuntimeInfo } from './runtime';
+export { runtimeInfo, setIsa, setThreads, measureReadBandwidth } from './runtime';
+export type { Isa, RuntimeInfo, ReadBandwidth } from './runtime';
 export type { FloatData, HalfDtype } from './tensor';
 export * from './norm';
 export * from './conv1d';

@@ -22,6 +22,32 @@ export function setIsa(isa: Isa): Isa {
   return native.setIsa(isa);
 }
 
+/** Result of measureReadBandwidth (GB = 1e9 bytes). */
+export interface ReadBandwidth {
+  bestGBps: number;
+  medianGBps: number;
+  worstGBps: number;
+  /** Bytes streamed per repeat (rounded down to whole cache lines). */
+  bytes: number;
+  repeats: number;
+  threads: number;
+  /** The vector width used for the loads. */
+  isa: Isa;
+  /** Sum of the words read (keeps the loads observable; no meaning). */
+  checksum: number;
+}
+
+/**
+ * Measures memory read bandwidth: streams a buffer of `bytes` (default
+ * 256 MiB; make it much larger than the last-level cache) `repeats` times
+ * (default 10) with `threads` pool threads (default: all), each summing its
+ * own contiguous part with the active ISA's widest loads. Synchronous; for
+ * benchmarks (bench/), as the limit of a memory-bound decode step.
+ */
+export function measureReadBandwidth(options: { bytes?: number; repeats?: number; threads?: number } = {}): ReadBandwidth {
+  return native.measureReadBandwidth(options);
+}
+
 /** Sets the thread-pool size (default: physical cores, or NODE_MAMBA_THREADS). */
 export function setThreads(threads: number): number {
   return native.setThreads(threads);

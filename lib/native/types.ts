@@ -45,6 +45,7 @@ export interface NativeModule {
   runtimeInfo(): NativeRuntimeInfo;
   setIsa(isa: string): Isa;
   setThreads(threads: number): number;
+  measureReadBandwidth(args: { bytes?: number; repeats?: number; threads?: number }): import('../kernels/runtime').ReadBandwidth;
 
   rmsNorm(args: NativeArgs): { out: Float32Array; residual: Float32Array };
   gatedRmsNorm(args: NativeArgs): Float32Array;
