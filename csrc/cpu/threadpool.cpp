@@ -48,21 +48,35 @@ int physical_core_count() {
   return hc ? (int)hc : 1;
 }
 
+namespace {
+// Spin iterations before sleeping (~50-100 us): longer than the gap between
+// the kernel calls of one forward pass, far shorter than a scheduler tick.
+constexpr int kSpinIterations = 4000;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+}  // namespace
+
 ThreadPool::ThreadPool(int threads) { start(threads); }
 ThreadPool::~ThreadPool() { stop(); }
 
 void ThreadPool::start(int threads) {
   size_ = std::max(1, threads);
-  quit_ = false;
+  quit_.store(false);
   // New workers must not mistake the last finished run for pending work.
-  const uint64_t current = generation_;
+  const uint64_t current = generation_.load();
   for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i, current] { worker_main(i, current); });
 }
 
 void ThreadPool::stop() {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    quit_ = true;
+    quit_.store(true);
   }
   cv_work_.notify_all();
   for (auto& t : workers_) t.join();
@@ -78,27 +92,36 @@ void ThreadPool::resize(int threads) {
 
 void ThreadPool::worker_main(int ith, uint64_t seen) {
   for (;;) {
-    const std::function<void(int, int)>* fn;
-    int nth;
-    {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_work_.wait(lk, [&] { return quit_ || generation_ != seen; });
-      if (quit_) return;
-      seen = generation_;
-      fn = fn_;
-      nth = nth_;
+    // Wait for a new generation: spin first, then sleep.
+    uint64_t g = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; g == seen && spin < kSpinIterations && !quit_.load(std::memory_order_relaxed); ++spin) {
+      cpu_relax();
+      g = generation_.load(std::memory_order_acquire);
     }
+    if (g == seen) {
+      std::unique_lock<std::mutex> lk(mu_);
+      ++sleepers_;
+      cv_work_.wait(lk, [&] { return quit_.load() || generation_.load(std::memory_order_acquire) != seen; });
+      --sleepers_;
+      g = generation_.load(std::memory_order_acquire);
+    }
+    if (quit_.load()) return;
+    seen = g;
+    const int nth = nth_;
+    const std::function<void(int, int)>* fn = fn_;
     if (ith < nth) {
       t_in_pool_task = true;
       try {
         (*fn)(ith, nth);
       } catch (...) {
-        std::lock_guard<std::mutex> lk(mu_);
+        std::lock_guard<std::mutex> lk(error_mu_);
         if (!error_) error_ = std::current_exception();
       }
       t_in_pool_task = false;
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--pending_ == 0) cv_done_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (caller_waiting_) cv_done_.notify_one();
+      }
     }
   }
 }
@@ -111,15 +134,15 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
   }
   std::lock_guard<std::mutex> run_lk(run_mu_);
   nth = std::max(1, std::min(max_tasks, size_));
+  fn_ = &fn;
+  nth_ = nth;
+  error_ = nullptr;
+  pending_.store(nth - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);  // publishes fn_, nth_, pending_
   {
     std::lock_guard<std::mutex> lk(mu_);
-    fn_ = &fn;
-    nth_ = nth;
-    pending_ = nth - 1;
-    error_ = nullptr;
-    ++generation_;
+    if (sleepers_ > 0) cv_work_.notify_all();
   }
-  cv_work_.notify_all();
   std::exception_ptr local;
   t_in_pool_task = true;
   try {
@@ -128,12 +151,19 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
     local = std::current_exception();
   }
   t_in_pool_task = false;
-  std::unique_lock<std::mutex> lk(mu_);
-  cv_done_.wait(lk, [&] { return pending_ == 0; });
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0 && spin < kSpinIterations; ++spin) cpu_relax();
+  if (pending_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock<std::mutex> lk(mu_);
+    caller_waiting_ = true;
+    cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    caller_waiting_ = false;
+  }
   fn_ = nullptr;
-  if (!local) local = error_;
-  error_ = nullptr;
-  lk.unlock();
+  if (!local) {
+    std::lock_guard<std::mutex> lk(error_mu_);
+    local = error_;
+    error_ = nullptr;
+  }
   if (local) std::rethrow_exception(local);
 }
 

@@ -1,6 +1,13 @@
 // Persistent worker threads. Kernels receive (ith, nth) and split their own
 // range; only this pool creates threads.
+//
+// A decode step makes a few hundred short parallel calls, so workers spin
+// briefly on an atomic generation counter after each task (the next call
+// usually arrives within microseconds) and only then sleep on a condition
+// variable; the caller likewise spins briefly before sleeping while it waits
+// for the workers.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -39,12 +46,16 @@ class ThreadPool {
   int size_ = 1;
   std::vector<std::thread> workers_;
   std::mutex run_mu_;  // one run() at a time
-  std::mutex mu_;
+  std::mutex mu_;      // guards sleeping and waking
   std::condition_variable cv_work_, cv_done_;
-  uint64_t generation_ = 0;
-  int nth_ = 0, pending_ = 0;
-  bool quit_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> quit_{false};
+  int sleepers_ = 0;     // workers blocked on cv_work_ (under mu_)
+  bool caller_waiting_ = false;  // run() blocked on cv_done_ (under mu_)
+  int nth_ = 0;
   const std::function<void(int, int)>* fn_ = nullptr;
+  std::mutex error_mu_;
   std::exception_ptr error_;
 };
 
