@@ -8,4 +8,5 @@ export type { MambaConfig, Architecture } from './model/config';
 export type { GenerateOptions, GenerationChunk } from './generate/generate';
 export type { SamplingOptions } from './generate/sampling';
 export { loadTokenizer, StreamingDetokenizer, type Tokenizer } from './tokenizer';
+export { exportGguf, type ExportGgufOptions, type ExportGgufResult, type GgufExportType } from './export/export_gguf';
 export { MambaError, ModelLoadError, DisposedError } from './errors';

@@ -3,9 +3,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DisposedError, MambaError, ModelLoadError } from '../errors';
 import { resolveCheckpoint, type Checkpoint } from '../loaders/checkpoint';
+import { loadGgufCheckpoint, type GgufCheckpoint } from '../loaders/gguf_model';
+import { GGUF_MAGIC } from '../loaders/gguf';
 import { native } from '../native/binding';
 import type { NativeModel } from '../native/types';
 import { loadTokenizer, type Tokenizer } from '../tokenizer';
+import { ggufHasTokenizer, ggufTokenizer } from '../tokenizer/gguf_tokenizer';
 import { generate, complete, type GenerateOptions, type GenerationChunk } from '../generate/generate';
 import { DecodeBatcher } from './batcher';
 import type { MambaConfig } from './config';
@@ -144,12 +147,38 @@ function resolveTokenizer(dir: string, opt: Tokenizer | string | undefined): Tok
   return fs.existsSync(path.join(dir, 'tokenizer.json')) ? loadTokenizer(dir) : loadTokenizer();
 }
 
+/** The tokenizer of a GGUF model: the option, else the file's tokenizer.ggml.*, else the default. */
+function resolveGgufTokenizer(ck: GgufCheckpoint, opt: Tokenizer | string | undefined): Tokenizer {
+  if (opt !== undefined && typeof opt !== 'string') return opt;
+  if (typeof opt === 'string') return loadTokenizer(opt);
+  return ggufHasTokenizer(ck.gguf) ? ggufTokenizer(ck.gguf) : loadTokenizer();
+}
+
+/** A path to read as GGUF: a name ending in .gguf, or a regular file that starts with the GGUF magic. */
+function isGgufPath(p: string): boolean {
+  if (p.toLowerCase().endsWith('.gguf')) return true;
+  try {
+    if (!fs.statSync(p).isFile()) return false;
+    const fd = fs.openSync(p, 'r');
+    try {
+      const b = Buffer.alloc(4);
+      return fs.readSync(fd, b, 0, 4, 0) === 4 && b.readUInt32LE(0) === GGUF_MAGIC;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Loads a checkpoint directory in the Hugging Face layout (config.json +
  * model.safetensors, or shards with model.safetensors.index.json; both the
  * Hugging Face and the original state-spaces config dialects). Weights stay
- * memory-mapped in their stored dtype (f32, f16, bf16). Rejects with a
- * ModelLoadError naming the file and the tensor or field at fault.
+ * memory-mapped in their stored dtype (f32, f16, bf16). Also a llama.cpp GGUF
+ * file (architecture mamba or mamba2; tensor types F32, F16, BF16, Q8_0,
+ * Q4_0), with its tokenizer from the file's tokenizer.ggml.* keys. Rejects
+ * with a ModelLoadError naming the file and the tensor or field at fault.
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<MambaModel> {
   if (typeof dir !== 'string') throw new TypeError("node-mamba: loadModel: 'path' must be a string");
@@ -165,15 +194,25 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     throw new RangeError("node-mamba: loadModel: 'maxBatch' must be an integer in [1, 256]");
   }
   const abs = path.resolve(dir);
-  const ck = resolveCheckpoint(abs);
-  const tokenizer = resolveTokenizer(abs, opts.tokenizer);
+  let ck: Checkpoint;
+  let tokenizer: Tokenizer;
+  if (isGgufPath(abs)) {
+    const gck = loadGgufCheckpoint(abs);
+    ck = gck;
+    tokenizer = resolveGgufTokenizer(gck, opts.tokenizer);
+  } else {
+    ck = resolveCheckpoint(abs);
+    tokenizer = resolveTokenizer(abs, opts.tokenizer);
+  }
   let nm: NativeModel;
   try {
     nm = await native.loadModel(nativeArgs(ck, opts.threads));
   } catch (err) {
     const e = err as Error & { code?: string; file?: string; field?: string };
     if (e && e.code === 'ERR_MODEL_LOAD') {
-      throw new ModelLoadError(e.message, { file: e.file || ck.configFile, field: e.field || undefined, cause: err });
+      // For a GGUF file, name the tensor as the file does (blk.0.ssm_a, not backbone.layers.0.mixer.A).
+      const field = e.field ? ((ck as Partial<GgufCheckpoint>).ggufNames?.get(e.field) ?? e.field) : undefined;
+      throw new ModelLoadError(e.message, { file: e.file || ck.configFile, field, cause: err });
     }
     throw err instanceof Error ? err : new MambaError(String(err));
   }

@@ -1,0 +1,351 @@
+// exportGguf: a checkpoint directory (or a loaded MambaModel's checkpoint) ->
+// a GGUF file that llama.cpp (and so node-llama-cpp) loads as architecture
+// `mamba` or `mamba2`, so that both engines can run identical weights.
+//
+// What is written follows llama.cpp's converter (convert_hf_to_gguf.py,
+// shared/REFERENCE.md section 4):
+// - metadata: general.*, {arch}.context_length / embedding_length /
+//   block_count / attention.layer_norm_rms_epsilon / ssm.* (mamba2 also
+//   ssm.group_count), and the tokenizer as tokenizer.ggml.* ('gpt2' byte-level
+//   BPE; the token list padded to the embedding's rows with [PAD{i}] tokens of
+//   type UNUSED; merges; bos/eos ids; pre 'olmo' for the GPT-NeoX-20B
+//   tokenizer Mamba uses, whose split is GPT-2's, else 'gpt-2');
+// - tensors: names and ggml dims as llama.cpp expects them; ssm_a holds
+//   A = -exp(A_log) (computed in float64, stored as float32); conv1d squeezed
+//   to {K, C}; mamba2 A and D as {1, H}, the gated norm as {di/G, G}.
+// - types: the matrices token_embd, output, ssm_in and ssm_out get the
+//   requested type (q8_0 falls back to f16 for a matrix whose rows are not a
+//   multiple of 32, as the converter does); everything else stays F32 (norms,
+//   biases, conv, A, D, and for mamba ssm_x / ssm_dt, which llama.cpp's
+//   converter keeps in F32).
+// Q8_0 (ggml's reference quantizer): blocks of 32 consecutive values of a row,
+// d = max|w| / 127 (float32), q = round-half-away(w / d) with 1/d in float32,
+// d stored as f16; a value comes back as f16(d) * q.
+//
+// llama.cpp cannot represent in/out projection biases or a Mamba-1 expansion
+// other than 2, nor a Mamba-2 dt limit: such checkpoints are refused with a
+// ModelLoadError. A missing conv bias is written as zeros (llama.cpp requires one).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ModelLoadError } from '../errors';
+import { resolveCheckpoint, type Checkpoint, type CheckpointTensor } from '../loaders/checkpoint';
+import { GgufValueType, type GgmlType } from '../loaders/gguf';
+import type { MambaModel } from '../model/model';
+import { DEFAULT_TOKENIZER_FILE, loadTokenizer } from '../tokenizer/tokenizer';
+import { TOKEN_TYPE } from '../tokenizer/gguf_tokenizer';
+import { GgufWriter } from './gguf_writer';
+
+export type GgufExportType = 'f32' | 'f16' | 'q8_0';
+
+export interface ExportGgufOptions {
+  /** Type of the matrix weights (default 'f16'). */
+  type?: GgufExportType;
+  /** general.name (default: the checkpoint directory's name). */
+  name?: string;
+  /** tokenizer.json (or a directory holding one). Default: the checkpoint's, else the shipped GPT-NeoX-20B one. */
+  tokenizer?: string;
+  /** tokenizer.ggml.pre (default: 'olmo' for the GPT-NeoX-20B vocabulary, else 'gpt-2'). */
+  pre?: string;
+  /** {arch}.context_length (default 1048576: a recurrent model has no context limit). */
+  contextLength?: number;
+}
+
+export interface ExportGgufResult {
+  file: string;
+  type: GgufExportType;
+  /** Bytes written. */
+  bytes: number;
+  tensors: number;
+  /** Tokens in tokenizer.ggml.tokens (= embedding rows). */
+  vocabSize: number;
+}
+
+const LLAMA_FTYPE: Record<GgufExportType, number> = { f32: 0, f16: 1, q8_0: 7 };
+
+// ---------------------------------------------------------------- numbers
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** float32 -> IEEE half bits, round to nearest even (as ggml's converter). */
+export function f32ToF16Bits(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const abs = x & 0x7fffffff;
+  if (abs >= 0x7f800000) return sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0);
+  if (abs >= 0x477ff000) return sign | 0x7c00;
+  if (abs < 0x38800000) {
+    if (abs < 0x33000000) return sign;
+    const man = (abs & 0x7fffff) | 0x800000;
+    const shift = 126 - (abs >>> 23);
+    let r = man >>> shift;
+    const rem = man & ((1 << shift) - 1), half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (r & 1))) r++;
+    return sign | r;
+  }
+  let r = ((((abs >>> 23) - 112) << 10) | ((abs >>> 13) & 0x3ff)) >>> 0;
+  const rem = abs & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (r & 1))) r++;
+  return sign | r;
+}
+
+let F16_TABLE: Float32Array | undefined;
+/** IEEE half bits -> value (exact). */
+export function f16BitsToF32(h: number): number {
+  if (!F16_TABLE) {
+    F16_TABLE = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) {
+      const s = i & 0x8000 ? -1 : 1, e = (i >> 10) & 0x1f, m = i & 0x3ff;
+      F16_TABLE[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+    }
+  }
+  return F16_TABLE[h];
+}
+
+/** Values of a stored f32 / f16 / bf16 tensor, widened exactly to float32. */
+function toF32(bytes: Buffer, dtype: string, n: number, file: string, name: string): Float32Array {
+  const out = new Float32Array(n);
+  if (dtype === 'f32') {
+    for (let i = 0; i < n; i++) out[i] = bytes.readFloatLE(i * 4);
+  } else if (dtype === 'f16') {
+    for (let i = 0; i < n; i++) out[i] = f16BitsToF32(bytes.readUInt16LE(i * 2));
+  } else if (dtype === 'bf16') {
+    const o = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) o[i] = bytes.readUInt16LE(i * 2) << 16;
+  } else {
+    throw new ModelLoadError(`exportGguf reads f32, f16 and bf16 checkpoints; this tensor is ${dtype}`, { file, field: name });
+  }
+  return out;
+}
+
+/** Bytes of `x` (row-major, rows of `rowLen`) as ggml type `type`. */
+export function encodeGgml(x: Float32Array, type: GgmlType, rowLen: number): Uint8Array {
+  const n = x.length;
+  if (type === 'F32') return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+  if (type === 'F16') {
+    const h = new Uint16Array(n);
+    for (let i = 0; i < n; i++) h[i] = f32ToF16Bits(x[i]);
+    return new Uint8Array(h.buffer);
+  }
+  if (type === 'Q8_0') {
+    if (rowLen % 32 !== 0 || n % rowLen !== 0) throw new RangeError(`encodeGgml: Q8_0 rows must be a multiple of 32, got ${rowLen}`);
+    const blocks = n / 32;
+    const out = Buffer.alloc(blocks * 34);
+    for (let b = 0; b < blocks; b++) {
+      const base = b * 32;
+      let amax = 0;
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[base + j]));
+      const d = Math.fround(amax / 127);
+      const id = d !== 0 ? Math.fround(1 / d) : 0;
+      const o = b * 34;
+      out.writeUInt16LE(f32ToF16Bits(d), o);
+      for (let j = 0; j < 32; j++) {
+        const v = Math.fround(x[base + j] * id);
+        const q = Math.sign(v) * Math.floor(Math.abs(v) + 0.5); // roundf: half away from zero
+        out.writeInt8(q, o + 2 + j);
+      }
+    }
+    return out;
+  }
+  throw new RangeError(`encodeGgml: cannot encode ${type}`);
+}
+
+// ---------------------------------------------------------------- tokenizer
+
+interface GgufVocab {
+  tokens: string[];
+  types: number[];
+  merges: string[];
+  pre: string;
+  bos?: number;
+  eos?: number;
+}
+
+function tokenizerFileFor(ckDir: string, opt: string | undefined): string {
+  if (opt !== undefined) {
+    const p = path.resolve(opt);
+    try {
+      return fs.statSync(p).isDirectory() ? path.join(p, 'tokenizer.json') : p;
+    } catch (err) {
+      throw new ModelLoadError('tokenizer path not found', { file: p, cause: err });
+    }
+  }
+  const own = path.join(ckDir, 'tokenizer.json');
+  return fs.existsSync(own) ? own : DEFAULT_TOKENIZER_FILE;
+}
+
+function buildVocab(tokFile: string, rows: number, ck: Checkpoint, preOpt: string | undefined): GgufVocab {
+  const hf = loadTokenizer(tokFile); // validates the file, resolves bos/eos from tokenizer_config.json
+  const json = JSON.parse(fs.readFileSync(tokFile, 'utf8')) as Record<string, any>;
+  const model = json.model as Record<string, any>;
+  const bad = (reason: string, field: string): never => {
+    throw new ModelLoadError(`exportGguf: ${reason}`, { file: tokFile, field });
+  };
+  if (!model || model.type !== 'BPE') bad(`only byte-level BPE tokenizers can be written as llama.cpp 'gpt2' tokenizers, this one is ${JSON.stringify(model?.type)}`, 'model.type');
+  if (!JSON.stringify(json.pre_tokenizer ?? null).includes('"ByteLevel"')) {
+    bad('only byte-level BPE tokenizers (pre_tokenizer ByteLevel) can be written as llama.cpp \'gpt2\' tokenizers', 'pre_tokenizer');
+  }
+  const byId = new Map<number, { text: string; type: number }>();
+  for (const [text, id] of Object.entries(model.vocab as Record<string, number>)) {
+    if (!Number.isSafeInteger(id) || id < 0) bad(`token ${JSON.stringify(text)} has id ${id}`, 'model.vocab');
+    byId.set(id, { text, type: TOKEN_TYPE.NORMAL });
+  }
+  for (const a of (json.added_tokens ?? []) as Array<Record<string, any>>) {
+    const special = a.special === true || /^<\|.*\|>$/.test(String(a.content));
+    byId.set(a.id, { text: String(a.content), type: special ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED });
+  }
+  const n = Math.max(...byId.keys()) + 1;
+  if (n > rows) {
+    bad(`the tokenizer has ${n} tokens, more than the model's ${rows} embedding rows`, 'model.vocab');
+  }
+  const tokens: string[] = [], types: number[] = [];
+  for (let i = 0; i < rows; i++) {
+    const t = byId.get(i);
+    tokens.push(t ? t.text : `[PAD${i}]`);
+    types.push(t ? t.type : TOKEN_TYPE.UNUSED);
+  }
+  const merges = ((model.merges ?? []) as Array<string | string[]>).map((m) => (Array.isArray(m) ? m.join(' ') : m));
+  if (merges.length === 0) bad('the tokenizer has no merges (llama.cpp requires tokenizer.ggml.merges)', 'model.merges');
+  const neox = byId.get(0)?.text === '<|endoftext|>' && byId.get(1)?.text === '<|padding|>';
+  const bos = hf.bosTokenId ?? ck.config.bosTokenId;
+  const eos = hf.eosTokenId ?? ck.config.eosTokenId;
+  return {
+    tokens, types, merges, pre: preOpt ?? (neox ? 'olmo' : 'gpt-2'),
+    ...(bos !== undefined ? { bos } : {}), ...(eos !== undefined ? { eos } : {}),
+  };
+}
+
+// ---------------------------------------------------------------- export
+
+/** Reads one stored tensor's values as float32. */
+function readTensor(ck: Checkpoint, name: string): { values: Float32Array; shape: number[] } {
+  const t = ck.tensors.get(name) as CheckpointTensor;
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  const buf = Buffer.alloc(t.nbytes);
+  const fd = fs.openSync(t.fileName, 'r');
+  try {
+    let done = 0;
+    while (done < t.nbytes) {
+      const got = fs.readSync(fd, buf, done, t.nbytes - done, t.offset + done);
+      if (got === 0) throw new ModelLoadError('file ended while reading the tensor', { file: t.fileName, field: name });
+      done += got;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { values: toF32(buf, t.dtype, n, t.fileName, name), shape: t.shape };
+}
+
+function checkExportable(ck: Checkpoint): void {
+  const c = ck.config;
+  const fail = (reason: string, field: string): never => {
+    throw new ModelLoadError(`exportGguf: ${reason}`, { file: ck.configFile, field });
+  };
+  if (c.useBias) fail('llama.cpp has no in_proj / out_proj biases for mamba / mamba2 (use_bias true)', 'use_bias');
+  if (c.arch === 'mamba' && c.dInner !== 2 * c.dModel) fail(`llama.cpp's mamba supports only an expansion factor of 2 (d_inner ${c.dInner}, d_model ${c.dModel})`, 'expand');
+  if (c.arch === 'mamba2' && (c.timeStepLimit[0] !== 0 || c.timeStepLimit[1] !== Infinity)) {
+    fail(`llama.cpp's mamba2 has no dt limit (time_step_limit [${c.timeStepLimit.join(', ')}])`, 'time_step_limit');
+  }
+}
+
+/**
+ * Writes `modelOrDir`'s checkpoint as a GGUF file llama.cpp loads. The file is
+ * written under a temporary name and renamed: a failure leaves nothing behind.
+ */
+export async function exportGguf(modelOrDir: MambaModel | string, file: string, options: ExportGgufOptions = {}): Promise<ExportGgufResult> {
+  const type = options.type ?? 'f16';
+  if (!(type in LLAMA_FTYPE)) throw new RangeError(`exportGguf: type must be 'f32', 'f16' or 'q8_0', got ${String(type)}`);
+  if (typeof file !== 'string' || file === '') throw new TypeError('exportGguf: file must be a non-empty string');
+  const ctx = options.contextLength ?? 1048576;
+  if (!(Number.isInteger(ctx) && ctx >= 1 && ctx <= 0xffffffff)) throw new RangeError('exportGguf: contextLength must be a positive 32-bit integer');
+  const dir = typeof modelOrDir === 'string' ? modelOrDir : modelOrDir.path;
+  if (typeof dir !== 'string') throw new TypeError('exportGguf: expected a MambaModel or a checkpoint directory');
+  if (dir.toLowerCase().endsWith('.gguf')) {
+    throw new ModelLoadError('exportGguf: the model was loaded from a GGUF file; export from its checkpoint directory', { file: path.resolve(dir) });
+  }
+  const ck = resolveCheckpoint(dir);
+  checkExportable(ck);
+  const c = ck.config;
+  const a = c.arch;
+  const tokFile = tokenizerFileFor(ck.dir, options.tokenizer);
+  const vocab = buildVocab(tokFile, c.vocabSize, ck, options.pre);
+
+  const w = new GgufWriter();
+  w.string('general.architecture', a);
+  w.string('general.name', options.name ?? path.basename(ck.dir));
+  w.u32('general.file_type', LLAMA_FTYPE[type]);
+  if (type === 'q8_0') w.u32('general.quantization_version', 2);
+  w.u32(`${a}.context_length`, ctx);
+  w.u32(`${a}.embedding_length`, c.dModel);
+  w.u32(`${a}.feed_forward_length`, 0);
+  w.u32(`${a}.attention.head_count`, 0);
+  w.u32(`${a}.block_count`, c.nLayer);
+  w.f32(`${a}.attention.layer_norm_rms_epsilon`, c.normEps);
+  w.u32(`${a}.ssm.conv_kernel`, c.dConv);
+  w.u32(`${a}.ssm.inner_size`, c.dInner);
+  w.u32(`${a}.ssm.state_size`, c.dState);
+  w.u32(`${a}.ssm.time_step_rank`, a === 'mamba' ? c.dtRank : c.nheads);
+  if (a === 'mamba2') w.u32(`${a}.ssm.group_count`, c.ngroups);
+  else w.bool(`${a}.ssm.dt_b_c_rms`, false);
+  w.string('tokenizer.ggml.model', 'gpt2');
+  w.string('tokenizer.ggml.pre', vocab.pre);
+  w.array('tokenizer.ggml.tokens', GgufValueType.STRING, vocab.tokens);
+  w.array('tokenizer.ggml.token_type', GgufValueType.INT32, vocab.types);
+  w.array('tokenizer.ggml.merges', GgufValueType.STRING, vocab.merges);
+  if (vocab.bos !== undefined) w.u32('tokenizer.ggml.bos_token_id', vocab.bos);
+  if (vocab.eos !== undefined) w.u32('tokenizer.ggml.eos_token_id', vocab.eos);
+
+  const matrixType = (rowLen: number): GgmlType =>
+    type === 'f32' ? 'F32' : type === 'f16' ? 'F16' : rowLen % 32 === 0 ? 'Q8_0' : 'F16';
+  /** A tensor from the checkpoint: `conv` maps the values (A_log -> A), dims in ggml order. */
+  const put = (gguf: string, canonical: string, dims: number[], ggmlType: GgmlType, conv?: (v: Float32Array) => void) => {
+    w.tensor({
+      name: gguf, dims, type: ggmlType,
+      data: () => {
+        const { values } = readTensor(ck, canonical);
+        conv?.(values);
+        return encodeGgml(values, ggmlType, dims[0]);
+      },
+    });
+  };
+  const negExp = (v: Float32Array) => {
+    for (let i = 0; i < v.length; i++) v[i] = -Math.exp(v[i]);
+  };
+  const d = c.dModel, di = c.dInner, N = c.dState, K = c.dConv, V = c.vocabSize;
+
+  put('token_embd.weight', 'backbone.embeddings.weight', [d, V], matrixType(d));
+  for (let i = 0; i < c.nLayer; i++) {
+    const b = `blk.${i}.`, p = `backbone.layers.${i}.`, mx = `${p}mixer.`;
+    put(`${b}attn_norm.weight`, `${p}norm.weight`, [d], 'F32');
+    if (a === 'mamba') {
+      const R = c.dtRank;
+      put(`${b}ssm_in.weight`, `${mx}in_proj.weight`, [d, 2 * di], matrixType(d));
+      put(`${b}ssm_conv1d.weight`, `${mx}conv1d.weight`, [K, di], 'F32');
+      if (c.convBias) put(`${b}ssm_conv1d.bias`, `${mx}conv1d.bias`, [di], 'F32');
+      else w.tensor({ name: `${b}ssm_conv1d.bias`, dims: [di], type: 'F32', data: () => new Uint8Array(di * 4) });
+      put(`${b}ssm_x.weight`, `${mx}x_proj.weight`, [di, R + 2 * N], 'F32');
+      put(`${b}ssm_dt.weight`, `${mx}dt_proj.weight`, [R, di], 'F32');
+      put(`${b}ssm_dt.bias`, `${mx}dt_proj.bias`, [di], 'F32');
+      put(`${b}ssm_a`, `${mx}A_log`, [N, di], 'F32', negExp);
+      put(`${b}ssm_d`, `${mx}D`, [di], 'F32');
+    } else {
+      const H = c.nheads, G = c.ngroups, C = di + 2 * G * N;
+      put(`${b}ssm_in.weight`, `${mx}in_proj.weight`, [d, 2 * di + 2 * G * N + H], matrixType(d));
+      put(`${b}ssm_conv1d.weight`, `${mx}conv1d.weight`, [K, C], 'F32');
+      if (c.convBias) put(`${b}ssm_conv1d.bias`, `${mx}conv1d.bias`, [C], 'F32');
+      else w.tensor({ name: `${b}ssm_conv1d.bias`, dims: [C], type: 'F32', data: () => new Uint8Array(C * 4) });
+      put(`${b}ssm_dt.bias`, `${mx}dt_bias`, [H], 'F32');
+      put(`${b}ssm_a`, `${mx}A_log`, [1, H], 'F32', negExp);
+      put(`${b}ssm_d`, `${mx}D`, [1, H], 'F32');
+      put(`${b}ssm_norm.weight`, `${mx}norm.weight`, [di / G, G], 'F32');
+    }
+    put(`${b}ssm_out.weight`, `${mx}out_proj.weight`, [di, d], matrixType(di));
+  }
+  put('output_norm.weight', 'backbone.norm_f.weight', [d], 'F32');
+  if (!c.tieEmbeddings) put('output.weight', 'lm_head.weight', [d, V], matrixType(d));
+
+  const abs = path.resolve(file);
+  const bytes = await w.write(abs);
+  return { file: abs, type, bytes, tensors: w.tensorCount, vocabSize: V };
+}
