@@ -9,11 +9,50 @@
 
 namespace nm {
 
-enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2 };
+// F32 / F16 / BF16: one value per element. Q8_0 / Q4_0: ggml's block
+// formats (little-endian), blocks of kQuantBlock = 32 consecutive elements
+// along a row, so a quantized row's length must be a multiple of 32:
+//   Q8_0 block (34 bytes): fp16 scale d, then 32 int8 q;  value j = d * q[j]
+//   Q4_0 block (18 bytes): fp16 scale d, then 16 bytes qs: byte j holds
+//     element j in its low nibble and element j + 16 in its high nibble;
+//     value = d * (nibble - 8)
+// d * q is exact in float32 (an 11-bit significand times an integer of at
+// most 8 bits), so dequantised values are exact.
+enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, Q8_0 = 3, Q4_0 = 4 };
 
-static inline int64_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+constexpr int64_t kQuantBlock = 32;
+
+static inline bool dtype_is_quantized(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+// Elements per block: 32 for the quantized types, 1 otherwise.
+static inline int64_t dtype_block_elems(DType t) { return dtype_is_quantized(t) ? kQuantBlock : 1; }
+// Bytes per block (per element for F32 / F16 / BF16).
+static inline int64_t dtype_block_bytes(DType t) {
+  switch (t) {
+    case DType::F32: return 4;
+    case DType::Q8_0: return 2 + 32;
+    case DType::Q4_0: return 2 + 16;
+    default: return 2;
+  }
+}
+// Bytes of n consecutive elements of a row. For the quantized types n must
+// be a multiple of kQuantBlock (callers check; a remainder is not counted).
+static inline int64_t dtype_row_bytes(DType t, int64_t n) {
+  return n / dtype_block_elems(t) * dtype_block_bytes(t);
+}
+// Bytes per element of the unquantized types (0 for the block types: use
+// dtype_row_bytes).
+static inline int64_t dtype_size(DType t) {
+  return dtype_is_quantized(t) ? 0 : t == DType::F32 ? 4 : 2;
+}
 static inline const char* dtype_name(DType t) {
-  return t == DType::F32 ? "f32" : t == DType::F16 ? "f16" : "bf16";
+  switch (t) {
+    case DType::F32: return "f32";
+    case DType::F16: return "f16";
+    case DType::BF16: return "bf16";
+    case DType::Q8_0: return "q8_0";
+    case DType::Q4_0: return "q4_0";
+  }
+  return "?";
 }
 
 // IEEE 754 binary16 -> binary32, exact (handles subnormals, inf, NaN).
@@ -80,12 +119,54 @@ static inline uint16_t f32_to_bf16(float f) {
   return (uint16_t)(x >> 16);
 }
 
-// Read element i of a buffer of the given dtype as float32.
+// Element j (< 32) of the quantized block at `blk`, as float32 (exact).
+static inline float quant_block_value(const uint8_t* blk, DType t, int64_t j) {
+  uint16_t h;
+  std::memcpy(&h, blk, 2);
+  const float d = f16_to_f32(h);
+  if (t == DType::Q8_0) return d * (float)(int8_t)blk[2 + j];
+  const uint8_t b = blk[2 + (j & 15)];
+  return d * (float)((j < 16 ? (b & 0x0f) : (b >> 4)) - 8);
+}
+
+// Read element i of a buffer of the given dtype as float32 (for the
+// quantized types i counts elements from the start of a block-aligned run).
 static inline float load_as_f32(const void* p, DType t, int64_t i) {
   switch (t) {
     case DType::F32: return static_cast<const float*>(p)[i];
     case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    default: {
+      const uint8_t* blk = static_cast<const uint8_t*>(p) + (i / kQuantBlock) * dtype_block_bytes(t);
+      return quant_block_value(blk, t, i % kQuantBlock);
+    }
+  }
+}
+
+// out[0:n] = elements [i0, i0 + n) of a buffer of the given dtype, as
+// float32. For the quantized types i0 and n must be multiples of kQuantBlock.
+static inline void load_row_as_f32(const void* p, DType t, int64_t i0, int64_t n, float* out) {
+  if (t == DType::F32) {
+    std::memcpy(out, static_cast<const float*>(p) + i0, (size_t)n * 4);
+  } else if (!dtype_is_quantized(t)) {
+    for (int64_t j = 0; j < n; ++j) out[j] = load_as_f32(p, t, i0 + j);
+  } else {
+    const uint8_t* blk = static_cast<const uint8_t*>(p) + dtype_row_bytes(t, i0);
+    const int64_t bb = dtype_block_bytes(t);
+    for (int64_t b = 0; b < n / kQuantBlock; ++b, blk += bb) {
+      uint16_t h;
+      std::memcpy(&h, blk, 2);
+      const float d = f16_to_f32(h);
+      float* o = out + b * kQuantBlock;
+      if (t == DType::Q8_0) {
+        for (int j = 0; j < 32; ++j) o[j] = d * (float)(int8_t)blk[2 + j];
+      } else {
+        for (int j = 0; j < 16; ++j) {
+          o[j] = d * (float)((blk[2 + j] & 0x0f) - 8);
+          o[j + 16] = d * (float)((blk[2 + j] >> 4) - 8);
+        }
+      }
+    }
   }
 }
 

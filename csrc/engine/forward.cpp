@@ -35,18 +35,13 @@ void run_linear(const Weight& w, const Weight* bias, const float* x, int64_t xs,
   linear(a);
 }
 
+// h[t] = embedding row tokens[t], as float32: copied (f32), widened (f16 /
+// bf16) or dequantised block by block (Q8_0 / Q4_0; d_model is a multiple of
+// 32 for those, checked at load).
 void embed(const Model& m, const int32_t* tokens, int64_t n, float* h) {
   const Weight& e = m.embedding();
   const int64_t d = m.config().d_model;
-  for (int64_t t = 0; t < n; ++t) {
-    const int64_t base = (int64_t)tokens[t] * d;
-    float* row = h + t * d;
-    switch (e.dtype) {
-      case DType::F32: std::memcpy(row, static_cast<const float*>(e.data) + base, (size_t)d * 4); break;
-      default:
-        for (int64_t j = 0; j < d; ++j) row[j] = load_as_f32(e.data, e.dtype, base + j);
-    }
-  }
+  for (int64_t t = 0; t < n; ++t) load_row_as_f32(e.data, e.dtype, (int64_t)tokens[t] * d, d, h + t * d);
 }
 
 // residual = h + residual (or h for the first layer); out = RMSNorm(residual) * w.

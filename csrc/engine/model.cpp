@@ -27,7 +27,11 @@ class TensorTable {
   bool has(const std::string& name) const { return by_name_.count(name) > 0; }
 
   // The tensor `name` with exactly `shape` (alternatives allowed), bounds-checked.
-  Weight get(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true) {
+  // Quantized dtypes (Q8_0 / Q4_0) only where `quant_ok` (matrices read by
+  // the linear kernel or the embedding lookup), with a last dimension that is
+  // a multiple of 32 (the block length).
+  Weight get(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true,
+             bool quant_ok = false) {
     auto it = by_name_.find(name);
     if (it == by_name_.end()) {
       if (!required) return Weight{};
@@ -44,7 +48,18 @@ class TensorTable {
                       f.path(), name);
     int64_t numel = 1;
     for (int64_t d : t.shape) numel *= d;
-    uint64_t need = (uint64_t)numel * (uint64_t)dtype_size(t.dtype);
+    const int64_t last = t.shape.empty() ? 1 : t.shape.back();
+    if (dtype_is_quantized(t.dtype)) {
+      if (!quant_ok)
+        throw LoadError("tensor " + name + " has quantized dtype " + dtype_name(t.dtype) +
+                            "; node-mamba reads it only as f32, f16 or bf16", f.path(), name);
+      if (t.shape.size() != 2 || last % kQuantBlock != 0)
+        throw LoadError("tensor " + name + " has dtype " + dtype_name(t.dtype) + " but shape " + shape_str(t.shape) +
+                            ": quantized tensors must be matrices whose rows are a multiple of " +
+                            std::to_string(kQuantBlock) + " elements", f.path(), name);
+    }
+    // Bytes of all rows (dims before the last) of `last` elements each.
+    uint64_t need = last == 0 ? 0 : (uint64_t)(numel / last) * (uint64_t)dtype_row_bytes(t.dtype, last);
     if (t.nbytes != need)
       throw LoadError("tensor " + name + " has " + std::to_string(t.nbytes) + " bytes, its shape and dtype need " +
                           std::to_string(need), f.path(), name);
@@ -61,6 +76,8 @@ class TensorTable {
     return w;
   }
 
+  // Small parameters, converted to float32. Quantized dtypes are refused
+  // (get() throws a LoadError naming the tensor).
   std::vector<float> get_f32(const std::string& name, std::vector<int64_t> shape) {
     Weight w = get(name, {shape});
     int64_t n = w.rows * w.cols;
@@ -113,10 +130,10 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
   const int64_t d = c.d_model, di = c.d_inner, N = c.d_state, K = c.d_conv, V = c.vocab;
   const int64_t C = c.conv_dim(), P = c.in_proj_dim();
 
-  m->embedding_ = tt.get("backbone.embeddings.weight", {{V, d}});
+  m->embedding_ = tt.get("backbone.embeddings.weight", {{V, d}}, true, true);
   m->norm_f_ = tt.get("backbone.norm_f.weight", {{d}});
   if (tt.has("lm_head.weight")) {
-    m->lm_head_ = tt.get("lm_head.weight", {{V, d}});
+    m->lm_head_ = tt.get("lm_head.weight", {{V, d}}, true, true);
   } else {
     m->lm_head_ = m->embedding_;  // tied
   }
@@ -127,16 +144,16 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
     const std::string pre = "backbone.layers." + std::to_string(i) + ".";
     const std::string mx = pre + "mixer.";
     L.norm = tt.get(pre + "norm.weight", {{d}});
-    L.in_proj = tt.get(mx + "in_proj.weight", {{P, d}});
+    L.in_proj = tt.get(mx + "in_proj.weight", {{P, d}}, true, true);
     L.in_proj_bias = tt.get(mx + "in_proj.bias", {{P}}, false);
     L.conv_w = tt.get(mx + "conv1d.weight", {{C, 1, K}, {C, K}});
     L.conv_b = tt.get(mx + "conv1d.bias", {{C}}, false);
-    L.out_proj = tt.get(mx + "out_proj.weight", {{d, di}});
+    L.out_proj = tt.get(mx + "out_proj.weight", {{d, di}}, true, true);
     L.out_proj_bias = tt.get(mx + "out_proj.bias", {{d}}, false);
     if (c.arch == Arch::Mamba1) {
       const int64_t R = c.dt_rank;
-      L.x_proj = tt.get(mx + "x_proj.weight", {{R + 2 * N, di}});
-      L.dt_proj = tt.get(mx + "dt_proj.weight", {{di, R}});
+      L.x_proj = tt.get(mx + "x_proj.weight", {{R + 2 * N, di}}, true, true);
+      L.dt_proj = tt.get(mx + "dt_proj.weight", {{di, R}}, true, true);
       L.dt_bias = tt.get_f32(mx + "dt_proj.bias", {di});
       L.A = load_A(tt, mx, {di, N});
       L.D = tt.get_f32(mx + "D", {di});

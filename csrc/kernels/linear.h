@@ -8,12 +8,25 @@
 //
 // Layouts (row-major, strides in ELEMENTS, the last axis contiguous):
 //   x    [M, K]  float32, row m at x + m * x_stride        (x_stride >= K)
-//   w    [N, K]  f32 / f16 / bf16 (w_dtype), row n at w + n * w_stride
-//                (w_stride >= K): the nn.Linear weight layout [out, in]
+//   w    [N, K]  f32 / f16 / bf16 / q8_0 / q4_0 (w_dtype), row n at
+//                w + n * w_stride elements (w_stride >= K): the nn.Linear
+//                weight layout [out, in]
 //   bias [N]     optional (nullptr = none), f32 / f16 / bf16 (bias_dtype)
 //   y    [M, N]  float32, row m at y + m * y_stride        (y_stride >= N)
 // y must not overlap x, w or bias. Any M, N, K >= 0: K == 0 gives y = bias
 // (or 0); M == 0 or N == 0 writes nothing.
+//
+// Quantized weights (w_dtype Q8_0 / Q4_0, ggml block formats, core/dtype.h):
+// each row of W is K / 32 blocks of 32 weights along K, so K and w_stride
+// must be multiples of 32 (callers check; the kernel does not). w_stride
+// stays in ELEMENTS for every dtype: row n starts at byte
+// dtype_row_bytes(w_dtype, n * w_stride), i.e. n * (w_stride / 32) blocks
+// (34 bytes per block for Q8_0, 18 for Q4_0). Blocks are dequantised as they
+// are read (exactly: d * q is representable in float32), never expanded into
+// memory: GEMV dequantises each block in registers, GEMM into its packed f32
+// panels. Both visit K in the same order as for f32 weights, so a quantized
+// weight gives bit for bit the result of the same path on the dequantised
+// f32 weight. The bias is never quantized.
 //
 // Two algorithms (linear() picks by M, see kLinearGemvMaxRows):
 //   GEMV (decode, small M): each weight row is streamed from memory once and

@@ -3,6 +3,7 @@
 // scratch allocation are in linear.cpp.
 #include "kernels/linear.h"
 
+#include <string.h>
 
 namespace nm {
 namespace NM_ISA {
@@ -17,21 +18,89 @@ namespace NM_ISA {
 
 static inline int64_t lin_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Weight / bias loads, dtype fixed at compile time (DT = int(DType)).
+// ---------------------------------------------------------------------------
+// Quantized blocks (Q8_0 / Q4_0, see core/dtype.h): a block of 32 weights is
+// 32 / VF::W vectors; lin_qvec<DT>(blk, v) is vector v of the block as
+// integers converted to float (q for Q8_0, nibble - 8 for Q4_0), to be
+// multiplied by the block's scale lin_half(blk). Both steps are exact.
+constexpr int kQ8 = (int)DType::Q8_0, kQ4 = (int)DType::Q4_0;
+template <int DT> struct QuantTraits { static constexpr bool quant = false; static constexpr int64_t bytes = 0; };
+template <> struct QuantTraits<(int)DType::Q8_0> { static constexpr bool quant = true; static constexpr int64_t bytes = 34; };
+template <> struct QuantTraits<(int)DType::Q4_0> { static constexpr bool quant = true; static constexpr int64_t bytes = 18; };
+constexpr int kQVecs = (int)(kQuantBlock / VF::W);  // vectors per block
+
+#if defined(NM_LINEAR_LANES) && NM_LINEAR_LANES == 16 && defined(__AVX512F__)
+static inline float lin_half(const uint8_t* p) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+template <int DT>
+static inline VF lin_qvec(const uint8_t* blk, int v) {
+  if constexpr (DT == kQ8) return VF{_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(blk + 2 + 16 * v))))};
+  __m128i b = _mm_loadu_si128((const __m128i*)(blk + 2));
+  if (v) b = _mm_srli_epi16(b, 4);
+  b = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+  const __m512i q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(b), _mm512_set1_epi32(8));
+  return VF{_mm512_cvtepi32_ps(q)};
+}
+#elif defined(NM_LINEAR_LANES) && NM_LINEAR_LANES == 8 && defined(__AVX2__)
+static inline float lin_half(const uint8_t* p) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+template <int DT>
+static inline VF lin_qvec(const uint8_t* blk, int v) {
+  if constexpr (DT == kQ8) return VF{_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(blk + 2 + 8 * v))))};
+  // v = 0, 1: low nibbles of bytes 0-7, 8-15; v = 2, 3: their high nibbles.
+  __m128i b = _mm_loadl_epi64((const __m128i*)(blk + 2 + 8 * (v & 1)));
+  if (v & 2) b = _mm_srli_epi16(b, 4);
+  b = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+  const __m256i q = _mm256_sub_epi32(_mm256_cvtepu8_epi32(b), _mm256_set1_epi32(8));
+  return VF{_mm256_cvtepi32_ps(q)};
+}
+#else
+static inline float lin_half(const uint8_t* p) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+  return VF::load_f16(&h).v;  // one lane here (the scalar VF)
+}
+template <int DT>
+static inline VF lin_qvec(const uint8_t* blk, int v) {
+  static_assert(VF::W == 1, "generic quantized path is for the one-lane VF");
+  if constexpr (DT == kQ8) return VF{(float)(int8_t)blk[2 + v]};
+  const uint8_t b = blk[2 + (v & 15)];
+  return VF{(float)((v < 16 ? (b & 0x0f) : (b >> 4)) - 8)};
+}
+#endif
+
+// Weight / bias loads, dtype fixed at compile time (DT = int(DType)). For
+// the quantized types p is the start of a block-aligned run and i a multiple
+// of VF::W.
 template <int DT>
 static inline VF lin_load(const void* p, int64_t i) {
-  if (DT == (int)DType::F32) return VF::load(static_cast<const float*>(p) + i);
-  if (DT == (int)DType::F16) return VF::load_f16(static_cast<const uint16_t*>(p) + i);
+  if constexpr (DT == (int)DType::F32) return VF::load(static_cast<const float*>(p) + i);
+  if constexpr (DT == (int)DType::F16) return VF::load_f16(static_cast<const uint16_t*>(p) + i);
+  if constexpr (QuantTraits<DT>::quant) {
+    const uint8_t* blk = static_cast<const uint8_t*>(p) + (i / kQuantBlock) * QuantTraits<DT>::bytes;
+    return lin_qvec<DT>(blk, (int)((i % kQuantBlock) / VF::W)) * VF::set1(lin_half(blk));
+  }
   return VF::load_bf16(static_cast<const uint16_t*>(p) + i);
 }
+// Partial loads never happen for the quantized types (K and every K block
+// are multiples of 32, hence of VF::W).
 template <int DT>
 static inline VF lin_load_partial(const void* p, int64_t i, int n) {
-  if (DT == (int)DType::F32) return VF::load_partial(static_cast<const float*>(p) + i, n);
-  if (DT == (int)DType::F16) return VF::load_f16_partial(static_cast<const uint16_t*>(p) + i, n);
+  if constexpr (DT == (int)DType::F32) return VF::load_partial(static_cast<const float*>(p) + i, n);
+  if constexpr (DT == (int)DType::F16) return VF::load_f16_partial(static_cast<const uint16_t*>(p) + i, n);
+  if constexpr (QuantTraits<DT>::quant) return lin_load<DT>(p, i);
   return VF::load_bf16_partial(static_cast<const uint16_t*>(p) + i, n);
 }
+// Element offset -> address (for the quantized types the offset is a
+// multiple of 32, see linear.h).
 static inline const void* lin_row(const void* base, DType t, int64_t elem_offset) {
-  return static_cast<const char*>(base) + elem_offset * dtype_size(t);
+  return static_cast<const char*>(base) + dtype_row_bytes(t, elem_offset);
 }
 
 // ---------------------------------------------------------------------------
@@ -95,13 +164,59 @@ static inline void gemv_tile(const LinearArgs& a, int64_t n, int64_t m0) {
   }
 }
 
+// Quantized tile: the same accumulation as gemv_tile, block by block. Each
+// weight vector is dequantised in registers (integers -> float, times the
+// block scale, both exact) and then used for all MB input rows, in the same
+// k order as the f32 path, so the result equals the f32 path's on the
+// dequantised weights bit for bit.
+template <int R, int MB, int DT>
+static inline void gemv_tile_q(const LinearArgs& a, int64_t n, int64_t m0) {
+  constexpr int64_t BB = QuantTraits<DT>::bytes;
+  const int64_t row_bytes = dtype_row_bytes(a.w_dtype, a.w_stride);
+  const uint8_t* wr[R];
+  const float* xr[MB];
+  for (int r = 0; r < R; ++r) wr[r] = static_cast<const uint8_t*>(a.w) + (n + r) * row_bytes;
+  for (int m = 0; m < MB; ++m) xr[m] = a.x + (m0 + m) * a.x_stride;
+  VF acc[R][MB];
+  for (int r = 0; r < R; ++r)
+    for (int m = 0; m < MB; ++m) acc[r][m] = VF::zero();
+  const int64_t nb = a.K / kQuantBlock;
+  const int64_t pf_off = R * row_bytes;  // the next tile's rows (see gemv_tile)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t boff = b * BB;
+    VF d[R];
+    for (int r = 0; r < R; ++r) {
+      NM_LIN_PREFETCH_L2((uintptr_t)wr[r] + (uintptr_t)(boff + pf_off));
+      d[r] = VF::set1(lin_half(wr[r] + boff));
+    }
+    const int64_t k = b * kQuantBlock;
+    for (int v = 0; v < kQVecs; ++v) {
+      VF wv[R];
+      for (int r = 0; r < R; ++r) wv[r] = lin_qvec<DT>(wr[r] + boff, v) * d[r];
+      for (int m = 0; m < MB; ++m) {
+        const VF xv = VF::load(xr[m] + k + v * VF::W);
+        for (int r = 0; r < R; ++r) acc[r][m] = fmadd(wv[r], xv, acc[r][m]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float bs = a.bias ? load_as_f32(a.bias, a.bias_dtype, n + r) : 0.0f;
+    for (int m = 0; m < MB; ++m) a.y[(m0 + m) * a.y_stride + n + r] = reduce_sum(acc[r][m]) + bs;
+  }
+}
+
 // Rows [n, n + nt) of W against input rows [m0, m0 + MB).
 template <int MB, int DT>
 static void gemv_group(const LinearArgs& a, int64_t n, int64_t nt, int64_t m0) {
   constexpr int R = GemvRows<MB>::R;
   int64_t r = 0;
-  for (; r + R <= nt; r += R) gemv_tile<R, MB, DT>(a, n + r, m0);
-  for (; r < nt; ++r) gemv_tile<1, MB, DT>(a, n + r, m0);
+  if constexpr (QuantTraits<DT>::quant) {
+    for (; r + R <= nt; r += R) gemv_tile_q<R, MB, DT>(a, n + r, m0);
+    for (; r < nt; ++r) gemv_tile_q<1, MB, DT>(a, n + r, m0);
+  } else {
+    for (; r + R <= nt; r += R) gemv_tile<R, MB, DT>(a, n + r, m0);
+    for (; r < nt; ++r) gemv_tile<1, MB, DT>(a, n + r, m0);
+  }
 }
 
 // mb <= kGemvMB; larger cases are clamped only so that they compile.
@@ -138,6 +253,8 @@ void linear_gemv(const LinearArgs& a, int64_t n0, int64_t n1) {
   switch (a.w_dtype) {
     case DType::F32: gemv_rows_dt<(int)DType::F32>(a, n0, n1); break;
     case DType::F16: gemv_rows_dt<(int)DType::F16>(a, n0, n1); break;
+    case DType::Q8_0: gemv_rows_dt<kQ8>(a, n0, n1); break;
+    case DType::Q4_0: gemv_rows_dt<kQ4>(a, n0, n1); break;
     default: gemv_rows_dt<(int)DType::BF16>(a, n0, n1); break;
   }
 }
@@ -318,6 +435,8 @@ void linear_gemm(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_
   switch (a.w_dtype) {
     case DType::F32: gemm_dt<(int)DType::F32>(a, m0, m1, n0, n1, scratch); break;
     case DType::F16: gemm_dt<(int)DType::F16>(a, m0, m1, n0, n1, scratch); break;
+    case DType::Q8_0: gemm_dt<kQ8>(a, m0, m1, n0, n1, scratch); break;
+    case DType::Q4_0: gemm_dt<kQ4>(a, m0, m1, n0, n1, scratch); break;
     default: gemm_dt<(int)DType::BF16>(a, m0, m1, n0, n1, scratch); break;
   }
 }

@@ -22,7 +22,39 @@ LinearAlgo read_algo(const ArgReader& r) {
   r.type_error("algorithm", "must be 'auto', 'gemv' or 'gemm', got '" + s + "'");
 }
 
-// { x: f32 [rows, inFeatures], weight: f32|f16|bf16 [outFeatures, inFeatures],
+// A ggml block-quantized weight: weight is a Uint8Array of raw blocks and
+// weightDtype 'q8_0' | 'q4_0'. Returns false when the weight is not one.
+bool quant_weight(const ArgReader& r, int64_t N, int64_t K, ArrayArg* out) {
+  Napi::Value v = r.obj.Get("weight");
+  Napi::Value dt = r.obj.Get("weightDtype");
+  const std::string s = dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "";
+  const bool is_u8 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+  if (s != "q8_0" && s != "q4_0") {
+    if (is_u8) r.type_error("weight", "is a Uint8Array, so 'weightDtype' must be 'q8_0' or 'q4_0'");
+    return false;
+  }
+  if (!is_u8) r.type_error("weight", "with weightDtype '" + s + "' must be a Uint8Array of " + s + " blocks");
+  const DType t = s == "q8_0" ? DType::Q8_0 : DType::Q4_0;
+  if (K % kQuantBlock != 0)
+    r.range_error("inFeatures", "must be a multiple of " + std::to_string(kQuantBlock) + " for a " + s +
+                                    " weight (blocks of 32 along inFeatures), got " + std::to_string(K));
+  const int64_t bb = dtype_block_bytes(t), blocks = K / kQuantBlock;
+  // N * K <= 2^40 was checked, so N * blocks * bb stays far from overflow.
+  const int64_t need = N * blocks * bb;
+  Napi::Uint8Array u = v.As<Napi::Uint8Array>();
+  const int64_t got = (int64_t)u.ByteLength();
+  if (got != need)
+    r.range_error("weight", "must have " + std::to_string(need) + " bytes (" + s + ", shape " + shape_str({N, K}) +
+                                ": " + std::to_string(N) + " rows of " + std::to_string(blocks) + " blocks of " +
+                                std::to_string(bb) + " bytes), got " + std::to_string(got));
+  out->data = u.Data();
+  out->length = K == 0 ? 0 : got / bb * kQuantBlock;
+  out->dtype = t;
+  out->present = true;
+  return true;
+}
+
+// { x: f32 [rows, inFeatures], weight: f32|f16|bf16|q8_0|q4_0 [outFeatures, inFeatures],
 //   bias?: f32|f16|bf16 [outFeatures], rows, inFeatures, outFeatures,
 //   algorithm?: 'auto'|'gemv'|'gemm' } -> f32 [rows, outFeatures]
 Napi::Value linear_js(const Napi::CallbackInfo& info) {
@@ -34,7 +66,8 @@ Napi::Value linear_js(const Napi::CallbackInfo& info) {
   const int64_t nw = checked_product(r, "weight", {N, K});
   const int64_t ny = checked_product(r, "output", {M, N});
   ArrayArg x = float_array(r, "x", kF32, true, nx, shape_str({M, K}));
-  ArrayArg w = float_array(r, "weight", kAnyFloat, true, nw, shape_str({N, K}));
+  ArrayArg w;
+  if (!quant_weight(r, N, K, &w)) w = float_array(r, "weight", kAnyFloat, true, nw, shape_str({N, K}));
   ArrayArg b = float_array(r, "bias", kAnyFloat, false, N, shape_str({N}));
   const LinearAlgo algo = read_algo(r);
 

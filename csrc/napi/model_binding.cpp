@@ -28,7 +28,9 @@ DType parse_dtype(const ArgReader& r, const Napi::Value& v, const std::string& w
   if (s == "f32") return DType::F32;
   if (s == "f16") return DType::F16;
   if (s == "bf16") return DType::BF16;
-  r.type_error(what, "must be 'f32', 'f16' or 'bf16'");
+  if (s == "q8_0") return DType::Q8_0;
+  if (s == "q4_0") return DType::Q4_0;
+  r.type_error(what, "must be 'f32', 'f16', 'bf16', 'q8_0' or 'q4_0'");
 }
 
 int64_t int_field(const ArgReader& r, const Napi::Object& o, const char* key, const std::string& what, int64_t min,

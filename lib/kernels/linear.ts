@@ -1,6 +1,6 @@
 // Linear layer y = x Wᵀ + bias (nn.Linear), float32 accumulation.
 import { native } from '../native/binding';
-import { FloatData, floatArg } from './tensor';
+import { FloatData, QuantData, floatArg } from './tensor';
 
 /** Which algorithm runs: 'auto' (default) picks by `rows`. */
 export type LinearAlgorithm = 'auto' | 'gemv' | 'gemm';
@@ -11,8 +11,14 @@ export interface LinearOptions {
   /**
    * Weight in the PyTorch nn.Linear layout: row-major [outFeatures, inFeatures]
    * (inFeatures contiguous), f32 / f16 / bf16. f16 / bf16 are widened exactly to float32.
+   * Or ggml-quantized, `{ data: Uint8Array, dtype: 'q8_0' | 'q4_0' }`: each of the
+   * outFeatures rows is inFeatures / 32 blocks (34 bytes for q8_0, 18 for q4_0), so
+   * inFeatures must be a multiple of 32 (else a RangeError naming inFeatures) and
+   * `data` must be exactly outFeatures · inFeatures / 32 · blockBytes bytes. Blocks are
+   * dequantised as they are read (exactly), never expanded in memory; the result is bit
+   * for bit that of the same algorithm on the dequantised float32 weight.
    */
-  weight: FloatData;
+  weight: FloatData | QuantData;
   /** Optional bias, [outFeatures], f32 / f16 / bf16. */
   bias?: FloatData;
   /** M: number of input rows (>= 0). */

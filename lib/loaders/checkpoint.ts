@@ -30,7 +30,7 @@ import type { MambaConfig } from '../model/config';
 import { normalizeConfig, parseConfigJson } from './config';
 import { readSafetensorsHeader, type SafetensorsFile, type SafetensorsDtype } from './safetensors';
 
-export type WeightDtype = 'f32' | 'f16' | 'bf16';
+export type WeightDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 
 export interface CheckpointTensor {
   /** Index into Checkpoint.files. */

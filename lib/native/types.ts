@@ -36,7 +36,7 @@ export interface NativeLoadArgs {
   dtRank: number; headdim: number; nheads: number; ngroups: number; normEps: number;
   dtMin: number; dtMax?: number; threads?: number;
   files: string[];
-  tensors: Array<{ name: string; file: number; offset: number; nbytes: number; dtype: 'f32' | 'f16' | 'bf16'; shape: number[] }>;
+  tensors: Array<{ name: string; file: number; offset: number; nbytes: number; dtype: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0'; shape: number[] }>;
 }
 
 export interface NativeModule {
