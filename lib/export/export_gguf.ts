@@ -103,23 +103,31 @@ export function f16BitsToF32(h: number): number {
   return F16_TABLE[h];
 }
 
-/** Values of a stored f32 / f16 / bf16 tensor, widened exactly to float32. */
+/** Values of a stored f32 / f16 / bf16 tensor (little-endian bytes), widened exactly to float32. */
 function toF32(bytes: Buffer, dtype: string, n: number, file: string, name: string): Float32Array {
+  // A fresh copy at offset 0 of its own ArrayBuffer, so typed views are aligned.
+  const own = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  if (dtype === 'f32') return new Float32Array(own, 0, n);
+  const h = new Uint16Array(own, 0, n);
   const out = new Float32Array(n);
-  if (dtype === 'f32') {
-    for (let i = 0; i < n; i++) out[i] = bytes.readFloatLE(i * 4);
-  } else if (dtype === 'f16') {
-    for (let i = 0; i < n; i++) out[i] = f16BitsToF32(bytes.readUInt16LE(i * 2));
+  if (dtype === 'f16') {
+    f16BitsToF32(0); // builds the table
+    const table = F16_TABLE as Float32Array;
+    for (let i = 0; i < n; i++) out[i] = table[h[i]];
   } else if (dtype === 'bf16') {
     const o = new Uint32Array(out.buffer);
-    for (let i = 0; i < n; i++) o[i] = bytes.readUInt16LE(i * 2) << 16;
+    for (let i = 0; i < n; i++) o[i] = h[i] << 16;
   } else {
     throw new ModelLoadError(`exportGguf reads f32, f16 and bf16 checkpoints; this tensor is ${dtype}`, { file, field: name });
   }
   return out;
 }
 
-/** Bytes of `x` (row-major, rows of `rowLen`) as ggml type `type`. */
+/**
+ * Bytes of `x` (row-major, rows of `rowLen`) as ggml type `type`: F32, F16, BF16
+ * (round to nearest even), Q8_0 and Q4_0 (ggml's reference quantizers). exportGguf
+ * writes F32 / F16 / Q8_0; BF16 and Q4_0 serve tests and tools.
+ */
 export function encodeGgml(x: Float32Array, type: GgmlType, rowLen: number): Uint8Array {
   const n = x.length;
   if (type === 'F32') return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
@@ -132,6 +140,7 @@ export function encodeGgml(x: Float32Array, type: GgmlType, rowLen: number): Uin
     if (rowLen % 32 !== 0 || n % rowLen !== 0) throw new RangeError(`encodeGgml: Q8_0 rows must be a multiple of 32, got ${rowLen}`);
     const blocks = n / 32;
     const out = Buffer.alloc(blocks * 34);
+    const qs = new Int8Array(out.buffer, out.byteOffset, out.byteLength);
     for (let b = 0; b < blocks; b++) {
       const base = b * 32;
       let amax = 0;
@@ -142,8 +151,43 @@ export function encodeGgml(x: Float32Array, type: GgmlType, rowLen: number): Uin
       out.writeUInt16LE(f32ToF16Bits(d), o);
       for (let j = 0; j < 32; j++) {
         const v = Math.fround(x[base + j] * id);
-        const q = Math.sign(v) * Math.floor(Math.abs(v) + 0.5); // roundf: half away from zero
-        out.writeInt8(q, o + 2 + j);
+        qs[o + 2 + j] = v < 0 ? -Math.floor(-v + 0.5) : Math.floor(v + 0.5); // roundf: half away from zero
+      }
+    }
+    return out;
+  }
+  if (type === 'BF16') {
+    const h = new Uint16Array(n);
+    const bits = new Uint32Array(x.buffer, x.byteOffset, n);
+    for (let i = 0; i < n; i++) {
+      const v = bits[i];
+      h[i] = (v & 0x7fffffff) > 0x7f800000 ? (v >>> 16) | 0x40 : (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
+    }
+    return new Uint8Array(h.buffer);
+  }
+  if (type === 'Q4_0') {
+    // ggml's reference: d = (the value of largest magnitude) / -8, q = min(15, trunc(w / d + 8.5)), value d·(q - 8).
+    if (rowLen % 32 !== 0 || n % rowLen !== 0) throw new RangeError(`encodeGgml: Q4_0 rows must be a multiple of 32, got ${rowLen}`);
+    const blocks = n / 32;
+    const out = Buffer.alloc(blocks * 18);
+    for (let b = 0; b < blocks; b++) {
+      const base = b * 32;
+      let amax = 0, max = 0;
+      for (let j = 0; j < 32; j++) {
+        const v = x[base + j];
+        if (amax < Math.abs(v)) {
+          amax = Math.abs(v);
+          max = v;
+        }
+      }
+      const d = Math.fround(max / -8);
+      const id = d !== 0 ? Math.fround(1 / d) : 0;
+      const o = b * 18;
+      out.writeUInt16LE(f32ToF16Bits(d), o);
+      for (let j = 0; j < 16; j++) {
+        const lo = Math.min(15, Math.trunc(Math.fround(Math.fround(x[base + j] * id) + 8.5)));
+        const hi = Math.min(15, Math.trunc(Math.fround(Math.fround(x[base + 16 + j] * id) + 8.5)));
+        out[o + 2 + j] = lo | (hi << 4);
       }
     }
     return out;

@@ -1,0 +1,148 @@
+// GGUF files with F16, BF16, Q8_0 and Q4_0 matrices run in node-mamba exactly
+// as the float64 reference model does on the same (dequantised) weights: the
+// loader hands the engine the right bytes, layouts and shapes for every tensor
+// type, whatever the precision lost by quantizing. Files: exportGguf's q8_0
+// output, and f32 exports rewritten with their matrices (token_embd, output,
+// ssm_in, ssm_out, ssm_x, ssm_dt where the rows allow) in BF16 / Q4_0 / F16.
+//
+// Tolerance as test/model/logits.test.ts (engine float32 vs reference
+// float64 on identical weight values): |err| <= 2e-4 + 2e-4·|ref|. The
+// reference takes A_log: A = -exp(A_log) is read back as log(-A), exact to
+// float64 rounding.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { exportGguf, loadModel } from '../../lib';
+import { readGgufHeader, type GgmlType, type GgufTensorInfo } from '../../lib/loaders/gguf';
+import { ggufConfig, ggufTensorMap } from '../../lib/loaders/gguf_model';
+import { GgufWriter } from '../../lib/export/gguf_writer';
+import { encodeGgml, f16BitsToF32 } from '../../lib/export/export_gguf';
+import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../helpers/checkpoint_writer';
+import { writeTinyTokenizer } from '../helpers/gguf_fixtures';
+import { referenceForward } from '../helpers/reference_model';
+import { worstError } from '../helpers/reference';
+
+const ATOL = 2e-4, RTOL = 2e-4;
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-gguf-q-'));
+t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** A tensor's values from the file, dequantised to float64 (row-major, ggml order flattened). */
+function dequant(bytes: Buffer, ti: GgufTensorInfo): Float64Array {
+  const n = ti.dims.reduce((a, b) => a * b, 1);
+  const out = new Float64Array(n);
+  const b = bytes.subarray(ti.offset, ti.offset + ti.nbytes);
+  switch (ti.type) {
+    case 'F32': for (let i = 0; i < n; i++) out[i] = b.readFloatLE(4 * i); break;
+    case 'F16': for (let i = 0; i < n; i++) out[i] = f16BitsToF32(b.readUInt16LE(2 * i)); break;
+    case 'BF16': {
+      const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+      for (let i = 0; i < n; i++) {
+        u[0] = b.readUInt16LE(2 * i) << 16;
+        out[i] = f[0];
+      }
+      break;
+    }
+    case 'Q8_0':
+      for (let blk = 0; blk < n / 32; blk++) {
+        const d = f16BitsToF32(b.readUInt16LE(34 * blk));
+        for (let j = 0; j < 32; j++) out[32 * blk + j] = d * b.readInt8(34 * blk + 2 + j);
+      }
+      break;
+    case 'Q4_0':
+      for (let blk = 0; blk < n / 32; blk++) {
+        const d = f16BitsToF32(b.readUInt16LE(18 * blk));
+        for (let j = 0; j < 16; j++) {
+          const q = b[18 * blk + 2 + j];
+          out[32 * blk + j] = d * ((q & 15) - 8);
+          out[32 * blk + 16 + j] = d * ((q >> 4) - 8);
+        }
+      }
+      break;
+  }
+  return out;
+}
+
+/** The reference model's weights (canonical names, A as A_log) from a GGUF file. */
+function referenceWeights(file: string) {
+  const g = readGgufHeader(file);
+  const config = ggufConfig(g);
+  const bytes = fs.readFileSync(file);
+  const weights = new Map<string, Float64Array>();
+  for (const m of ggufTensorMap(config)) {
+    const ti = g.tensors.get(m.gguf);
+    if (!ti) continue;
+    let v = dequant(bytes, ti);
+    if (m.canonical.endsWith('.A')) {
+      v = v.map((a) => Math.log(-a));
+      weights.set(m.canonical.slice(0, -1) + 'A_log', v);
+    } else {
+      weights.set(m.canonical, v);
+    }
+  }
+  return { config, weights };
+}
+
+const MATRICES = /^(token_embd|output|blk\.\d+\.(ssm_in|ssm_out|ssm_x|ssm_dt))\.weight$/;
+
+/** Rewrites an f32 GGUF with its matrices (rows a multiple of 32 for the block types) in `type`. */
+async function retype(src: string, dst: string, type: GgmlType): Promise<number> {
+  const g = readGgufHeader(src);
+  const bytes = fs.readFileSync(src);
+  const w = new GgufWriter();
+  for (const [k, e] of g.metadata) w.add(k, e.type, e.value);
+  let changed = 0;
+  for (const ti of g.tensors.values()) {
+    const blocky = type === 'Q8_0' || type === 'Q4_0';
+    const to: GgmlType = MATRICES.test(ti.name) && (!blocky || ti.dims[0] % 32 === 0) ? type : 'F32';
+    if (to !== 'F32') changed++;
+    w.tensor({
+      name: ti.name, dims: ti.dims, type: to,
+      data: () => {
+        const raw = bytes.subarray(ti.offset, ti.offset + ti.nbytes);
+        const f = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+        return encodeGgml(f, to, ti.dims[0]);
+      },
+    });
+  }
+  await w.write(dst);
+  return changed;
+}
+
+const cases: Array<[string, Omit<RandomCheckpointOptions, 'seed'>]> = [
+  ['mamba untied', { arch: 'mamba', dModel: 64, nLayer: 2, vocabSize: 300, dtype: 'f32', tied: false, dialect: 'hf', dtRank: 32 }],
+  ['mamba2 tied groups=2', { arch: 'mamba2', dModel: 64, nLayer: 2, vocabSize: 300, dtype: 'f32', tied: true, dialect: 'hf', headdim: 16, dState: 16, ngroups: 2 }],
+];
+
+t.test('quantized and half-precision GGUF tensors run as the reference on the same values', async (t) => {
+  let seed = 40;
+  for (const [name, opts] of cases) {
+    const dir = path.join(root, name.replace(/\W+/g, '_'));
+    fs.mkdirSync(dir, { recursive: true });
+    writeTinyTokenizer(dir);
+    writeRandomCheckpoint(dir, { ...opts, seed: seed++ });
+    const f32 = path.join(dir, 'f32.gguf');
+    await exportGguf(dir, f32, { type: 'f32' });
+    const files: Array<[string, string]> = [];
+    const q8 = path.join(dir, 'q8_0.gguf');
+    await exportGguf(dir, q8, { type: 'q8_0' });
+    files.push(['exportGguf q8_0', q8]);
+    for (const type of ['F16', 'BF16', 'Q4_0', 'Q8_0'] as const) {
+      const file = path.join(dir, `${type}.gguf`);
+      const n = await retype(f32, file, type);
+      t.ok(n >= 2 * opts.nLayer + 1, `${name}: ${n} matrices rewritten as ${type}`);
+      files.push([`rewritten ${type}`, file]);
+    }
+    let s = seed * 104729;
+    for (const [what, file] of files) {
+      const { config, weights } = referenceWeights(file);
+      const tokens = Array.from({ length: 29 }, () => (s = (s * 48271) % 2147483647) % config.vocabSize);
+      const model = await loadModel(file);
+      const got = await model.forward(tokens);
+      model.dispose();
+      const ref = referenceForward(config, weights, tokens);
+      const w = worstError(got, ref, ATOL, RTOL);
+      t.ok(w.ratio <= 1, `${name}, ${what}: worst err/tol ${w.ratio.toPrecision(3)} at ${w.index} (${w.actual} vs ${w.expected})`);
+    }
+  }
+});
