@@ -22,7 +22,7 @@ import { GgufValueType, readGgufHeader, type GgmlType, type GgufFile, type GgufT
 
 export const GGUF_ARCHITECTURES = ['mamba', 'mamba2'] as const;
 
-const DTYPE_OF: Record<GgmlType, string> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
+const DTYPE_OF: Record<GgmlType, WeightDtype> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
 
 export interface GgufCheckpoint extends Checkpoint {
   /** The parsed header (metadata, tensor infos). */
@@ -249,7 +249,7 @@ export function loadGgufCheckpoint(file: string): GgufCheckpoint {
       });
     }
     // 'q8_0' / 'q4_0' pass through to the engine, which reads ggml's block layouts.
-    const dtype = DTYPE_OF[t.type] as WeightDtype;
+    const dtype = DTYPE_OF[t.type];
     tensors.set(m.canonical, { file: 0, fileName: abs, offset: t.offset, nbytes: t.nbytes, dtype, shape: m.shape.slice() });
     ggufNames.set(m.canonical, m.gguf);
   }

@@ -9,6 +9,9 @@
 // tokens), 5 unused (the [PAD{i}] rows of a padded vocabulary, left out here,
 // as they are not in the original tokenizer either). Anything else is a
 // ModelLoadError naming the key: pass { tokenizer } to loadModel instead.
+// No normalizer is applied, as llama.cpp applies none (GPT-NeoX-20B's
+// tokenizer.json has NFC: text that is not NFC-normalised may split differently
+// from the shipped tokenizer, exactly as it does in llama.cpp).
 import { ModelLoadError } from '../errors';
 import { GgufValueType, type GgufFile } from '../loaders/gguf';
 import { GgufMeta } from '../loaders/gguf_model';

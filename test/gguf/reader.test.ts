@@ -133,6 +133,9 @@ t.test('Q8_0 encoding is ggml\'s reference quantizer', async (t) => {
 
 t.test('malformed files are ModelLoadErrors naming the file and the field', async (t) => {
   t.ok(readGgufHeader(raw('ok.gguf', small())).tensors.get('w'), 'the base file reads');
+  const v2 = small().bytes();
+  v2.writeUInt32LE(2, 4);
+  t.equal(readGgufHeader(raw('v2.gguf', v2)).version, 2, 'version 2 reads (same layout as 3)');
 
   expectBad(t, raw('empty.gguf', Buffer.alloc(0)), 'magic', /too short/, 'empty file');
   expectBad(t, raw('magic.gguf', Buffer.concat([Buffer.from('GGML'), small().bytes().subarray(4)])), 'magic', /not a GGUF file/, 'bad magic');
