@@ -5,11 +5,12 @@
 // Bounds, relative to the logit scale s = max |logit| of the safetensors model:
 // - f32 export of an f32 checkpoint: bit-identical logits (max abs diff 0).
 //   Every weight is copied bit for bit except A, which the GGUF stores as
-//   -exp(A_log) (computed here in float64 and rounded to float32) where the
-//   engine computes -expf(A_log) from the checkpoint; both are the correctly
-//   rounded value for these inputs, and the engine runs the same f32 kernels
-//   on both. (If a libm's expf were off by an ulp somewhere, this would show
-//   up as a diff of ~1e-7·s: the test says which element.)
+//   -exp(A_log) computed here (float64 exp rounded to float32) where the
+//   engine computes -std::exp(float) from the checkpoint's A_log. The two give
+//   the same float32 for every A of these checkpoints (a glibc expf result
+//   can differ from the correctly rounded one by an ulp in rare cases: that
+//   would show here as a diff of ~1e-7·s, and the message names the element),
+//   and the engine runs the same f32 kernels on both.
 // - f32 export of an f16 / bf16 checkpoint: the values are widened exactly, so
 //   the weights are the same numbers; only the kernels' f32 path replaces the
 //   f16 / bf16 one: within 1e-5·s.
