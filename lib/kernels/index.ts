@@ -3,7 +3,8 @@
 // calling thread waits) and validates every argument before touching memory.
 export { runtimeInfo, setIsa, setThreads, measureReadBandwidth } from './runtime';
 export type { Isa, RuntimeInfo, ReadBandwidth } from './runtime';
-export type { FloatData, HalfDtype } from './tensor';
+export type { FloatData, HalfDtype, QuantData, QuantDtype } from './tensor';
+export { QUANT_BLOCK_BYTES } from './tensor';
 export * from './norm';
 export * from './conv1d';
 export * from './linear';
