@@ -172,21 +172,28 @@ async function prepare(o, model, precisions, errors) {
     }
     dirs[dtype] = dir;
   }
-  // GGUF exports go stale when the exporter changes.
-  let exporterMtime = 0;
-  try { exporterMtime = fs.statSync(path.join(C.distDir(), 'export', 'export_gguf.js')).mtimeMs; } catch { /* absent: the worker says so */ }
+  // GGUF exports go stale when the exporter (its compiled code) or the checkpoint changes.
+  let exporter = '';
+  try {
+    const h = require('node:crypto').createHash('sha256');
+    const dir = path.join(C.distDir(), 'export');
+    for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.js')).sort()) h.update(f).update(fs.readFileSync(path.join(dir, f)));
+    exporter = h.digest('hex');
+  } catch { /* absent: the worker says so */ }
   const wantGguf = new Set(precisions.map((p) => PRECISIONS[p].gguf).filter(Boolean));
   for (const type of ['f32', 'f16', 'q8_0']) {
     if (!wantGguf.has(type)) continue;
     const src = dirs[type === 'f16' ? 'f16' : 'f32'];
     if (!src) { errors[`gguf ${type}`] = 'no source checkpoint'; continue; }
     const file = path.join(base, `${model}-${type}.gguf`);
+    const stamp = `${exporter}:${fs.statSync(path.join(src, 'model.safetensors')).mtimeMs}`;
     let fresh = false;
-    try { fresh = fs.statSync(file).mtimeMs > Math.max(exporterMtime, fs.statSync(path.join(src, 'model.safetensors')).mtimeMs); } catch { /* missing */ }
+    try { fresh = fs.existsSync(file) && fs.readFileSync(`${file}.stamp`, 'utf8') === stamp; } catch { /* missing */ }
     if (!fresh) {
       log(`exporting ${model} ${type}.gguf`);
       const r = await runWorker({ mode: 'gguf', dir: src, file, type }, 900);
       if (r.error) { errors[`gguf ${type}`] = r.error.message; continue; }
+      fs.writeFileSync(`${file}.stamp`, stamp);
     }
     ggufs[type] = file;
   }
