@@ -21,7 +21,7 @@ const C = require('./common');
   const { loadModel } = C.requireDist();
   const model = await loadModel(dir, { threads });
   const seq = await model.createSequence();
-  let tok = C.argmax(await seq.prefill(C.randomTokens(64, 7)));
+  let tok = C.argmax(await seq.prefill(C.randomTokens(64, 7).map((t) => t % model.vocabSize)));
   const times = [];
   const nm = model.nativeModel();
   const slots = Int32Array.of(seq.slot);

@@ -379,7 +379,7 @@ async function main() {
   results.bandwidth.end = bwEnd;
   results.loadAverageEnd = os.loadavg();
   results.seconds = (Date.now() - t0) / 1000;
-  log(`read bandwidth at the end ${bwEnd.bestGBps.toFixed(1)} GB/s (best; median ${bwEnd.medianGBps.toFixed(1)}); the limits use the start's best`);
+  log(`read bandwidth at the end ${bwEnd.bestGBps.toFixed(1)} GB/s (best; median ${bwEnd.medianGBps.toFixed(1)}); the limits use the bandwidth sampled after each decode run`);
 
   const { text, failures } = buildTable(results);
   results.table = text;
