@@ -8,7 +8,8 @@ import { GGUF_MAGIC } from '../loaders/gguf';
 import { native } from '../native/binding';
 import type { NativeModel } from '../native/types';
 import { loadTokenizer, type Tokenizer } from '../tokenizer';
-import { ggufHasTokenizer, ggufTokenizer } from '../tokenizer/gguf_tokenizer';
+import { ggufHasTokenizer, ggufTokenizer, ggufTokenizerJson } from '../tokenizer/gguf_tokenizer';
+import { LazyTokenizer } from '../tokenizer/lazy';
 import { generate, complete, type GenerateOptions, type GenerationChunk } from '../generate/generate';
 import { DecodeBatcher } from './batcher';
 import type { MambaConfig } from './config';
@@ -141,17 +142,22 @@ function nativeArgs(ck: Checkpoint, threads: number | undefined) {
   };
 }
 
+// An explicit tokenizer path is read at load (its errors belong there); the
+// checkpoint's own or the default tokenizer is built on first use.
 function resolveTokenizer(dir: string, opt: Tokenizer | string | undefined): Tokenizer {
   if (opt !== undefined && typeof opt !== 'string') return opt;
   if (typeof opt === 'string') return loadTokenizer(opt);
-  return fs.existsSync(path.join(dir, 'tokenizer.json')) ? loadTokenizer(dir) : loadTokenizer();
+  const own = fs.existsSync(path.join(dir, 'tokenizer.json'));
+  return new LazyTokenizer(() => (own ? loadTokenizer(dir) : loadTokenizer()));
 }
 
 /** The tokenizer of a GGUF model: the option, else the file's tokenizer.ggml.*, else the default. */
 function resolveGgufTokenizer(ck: GgufCheckpoint, opt: Tokenizer | string | undefined): Tokenizer {
   if (opt !== undefined && typeof opt !== 'string') return opt;
   if (typeof opt === 'string') return loadTokenizer(opt);
-  return ggufHasTokenizer(ck.gguf) ? ggufTokenizer(ck.gguf) : loadTokenizer();
+  if (!ggufHasTokenizer(ck.gguf)) return new LazyTokenizer(() => loadTokenizer());
+  ggufTokenizerJson(ck.gguf); // checks the tokenizer.ggml.* keys now, so their errors come from loadModel
+  return new LazyTokenizer(() => ggufTokenizer(ck.gguf));
 }
 
 /** A path to read as GGUF: a name ending in .gguf, or a regular file that starts with the GGUF magic. */
