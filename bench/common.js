@@ -58,16 +58,9 @@ function summary(runs) {
   return { median: median(a), min: a.length ? Math.min(...a) : NaN, max: a.length ? Math.max(...a) : NaN, runs };
 }
 
-/** mulberry32: the same token streams for both engines. */
+/** mulberry32 (lib/testing/random_checkpoint.ts): the same token streams for both engines. */
 function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return requireDist('testing/random_checkpoint').rng(seed);
 }
 
 /** `n` token ids in [0, TOKENIZER_VOCAB), deterministic in `seed`. */

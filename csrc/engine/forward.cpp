@@ -63,26 +63,71 @@ struct ConvStateView {
   int64_t slot_stride, ch_stride;
 };
 
+// Causal conv (+ SiLU) over n tokens of one sequence, from and back into the
+// layer's conv state in `slot` (the kernel's final state may not alias its
+// initial state, hence the copy).
+void conv_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* x, int64_t x_stride,
+                  int64_t channels, int64_t n, float* out) {
+  const int64_t K = m.config().d_conv;
+  float* state = m.slot_state(slot) + m.conv_offset(layer);
+  Buf final_state((size_t)(channels * (K - 1)));
+  CausalConv1dArgs cv;
+  cv.tokens = n; cv.channels = channels; cv.width = K; cv.nseq = 1;
+  cv.x = x; cv.x_stride = x_stride;
+  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
+  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
+  cv.initial_state = state; cv.init_seq_stride = channels * (K - 1); cv.init_ch_stride = K - 1;
+  cv.final_state = final_state.data(); cv.final_seq_stride = channels * (K - 1); cv.final_ch_stride = K - 1;
+  cv.silu = true;
+  cv.out = out; cv.out_stride = channels;
+  causal_conv1d(cv);
+  std::copy(final_state.begin(), final_state.end(), state);
+}
+
+// One conv step (+ SiLU) for `batch` sequences, in place on their conv states.
+void conv_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* slots, const float* x, int64_t x_stride,
+               int64_t channels, int64_t batch, float* out) {
+  const int64_t K = m.config().d_conv;
+  CausalConv1dUpdateArgs cv;
+  cv.batch = batch; cv.channels = channels; cv.width = K;
+  cv.x = x; cv.x_stride = x_stride;
+  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
+  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
+  cv.conv_state = m.pool_base() + m.conv_offset(layer);
+  cv.state_slot_stride = m.state_floats(); cv.state_ch_stride = K - 1;
+  cv.state_indices = slots;
+  cv.silu = true;
+  cv.out = out; cv.out_stride = channels;
+  causal_conv1d_update(cv);
+}
+
+// Mamba-2 tail: gated RMSNorm of y with z (per group), then out_proj.
+void gated_norm_out_proj(const Model& m, const LayerWeights& L, const float* y, const float* z, int64_t z_stride,
+                         int64_t rows, float* out) {
+  const ModelConfig& c = m.config();
+  const int64_t di = c.d_inner;
+  Buf yn((size_t)(rows * di));
+  GatedRmsNormArgs g;
+  g.rows = rows; g.dim = di; g.group_size = di / c.ngroups;
+  g.y = y; g.y_stride = di;
+  g.z = z; g.z_stride = z_stride;
+  g.weight = L.gated_norm.data; g.weight_dtype = L.gated_norm.dtype;
+  g.eps = c.norm_eps;
+  g.out = yn.data(); g.out_stride = di;
+  gated_rms_norm(g);
+  run_linear(L.out_proj, &L.out_proj_bias, yn.data(), di, rows, out);
+}
+
 void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
                           float* out) {
   const ModelConfig& c = m.config();
-  const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, K = c.d_conv, xdim = R + 2 * N;
+  const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
   float* state = m.slot_state(slot);
   Buf xz((size_t)(n * 2 * di)), xc((size_t)(n * di)), xdbl((size_t)(n * xdim)), delta((size_t)(n * di)),
-      y((size_t)(n * di)), conv_final((size_t)(di * (K - 1)));
+      y((size_t)(n * di));
   run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, n, xz.data());
 
-  CausalConv1dArgs cv;
-  cv.tokens = n; cv.channels = di; cv.width = K; cv.nseq = 1;
-  cv.x = xz.data(); cv.x_stride = 2 * di;  // x = first half of in_proj
-  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
-  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
-  cv.initial_state = state + m.conv_offset(layer); cv.init_seq_stride = di * (K - 1); cv.init_ch_stride = K - 1;
-  cv.final_state = conv_final.data(); cv.final_seq_stride = di * (K - 1); cv.final_ch_stride = K - 1;
-  cv.silu = true;
-  cv.out = xc.data(); cv.out_stride = di;
-  causal_conv1d(cv);
-  std::copy(conv_final.begin(), conv_final.end(), state + m.conv_offset(layer));
+  conv_prefill(m, L, layer, slot, xz.data(), 2 * di, di, n, xc.data());  // x = first half of in_proj
 
   run_linear(L.x_proj, nullptr, xc.data(), di, n, xdbl.data());             // [dt | B | C]
   run_linear(L.dt_proj, nullptr, xdbl.data(), xdim, n, delta.data());        // bias goes to the scan
@@ -106,24 +151,13 @@ void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
 void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
                           float* out) {
   const ModelConfig& c = m.config();
-  const int64_t di = c.d_inner, N = c.d_state, K = c.d_conv, G = c.ngroups, H = c.nheads, Pd = c.headdim;
+  const int64_t di = c.d_inner, N = c.d_state, G = c.ngroups, H = c.nheads, Pd = c.headdim;
   const int64_t C = c.conv_dim(), P = c.in_proj_dim();
   float* state = m.slot_state(slot);
-  Buf zxbcdt((size_t)(n * P)), xbc((size_t)(n * C)), y((size_t)(n * di)), yn((size_t)(n * di)),
-      conv_final((size_t)(C * (K - 1))), ssm_final((size_t)(H * Pd * N));
+  Buf zxbcdt((size_t)(n * P)), xbc((size_t)(n * C)), y((size_t)(n * di)), ssm_final((size_t)(H * Pd * N));
   run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, n, zxbcdt.data());
 
-  CausalConv1dArgs cv;
-  cv.tokens = n; cv.channels = C; cv.width = K; cv.nseq = 1;
-  cv.x = zxbcdt.data() + di; cv.x_stride = P;  // xBC follows z
-  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
-  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
-  cv.initial_state = state + m.conv_offset(layer); cv.init_seq_stride = C * (K - 1); cv.init_ch_stride = K - 1;
-  cv.final_state = conv_final.data(); cv.final_seq_stride = C * (K - 1); cv.final_ch_stride = K - 1;
-  cv.silu = true;
-  cv.out = xbc.data(); cv.out_stride = C;
-  causal_conv1d(cv);
-  std::copy(conv_final.begin(), conv_final.end(), state + m.conv_offset(layer));
+  conv_prefill(m, L, layer, slot, zxbcdt.data() + di, P, C, n, xbc.data());  // xBC follows z
 
   const int32_t cu[2] = {0, (int32_t)n};
   SsdChunkScanArgs s;
@@ -141,37 +175,18 @@ void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   ssd_chunk_scan(s);
   std::copy(ssm_final.begin(), ssm_final.end(), state + m.ssm_offset(layer));
 
-  GatedRmsNormArgs g;
-  g.rows = n; g.dim = di; g.group_size = di / G;
-  g.y = y.data(); g.y_stride = di;
-  g.z = zxbcdt.data(); g.z_stride = P;
-  g.weight = L.gated_norm.data; g.weight_dtype = L.gated_norm.dtype;
-  g.eps = c.norm_eps;
-  g.out = yn.data(); g.out_stride = di;
-  gated_rms_norm(g);
-
-  run_linear(L.out_proj, &L.out_proj_bias, yn.data(), di, n, out);
+  gated_norm_out_proj(m, L, y.data(), zxbcdt.data(), P, n, out);
 }
 
 void mamba1_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* slots, const float* hn,
                        int64_t B, float* out) {
   const ModelConfig& c = m.config();
-  const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, K = c.d_conv, xdim = R + 2 * N;
+  const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
   Buf xz((size_t)(B * 2 * di)), xc((size_t)(B * di)), xdbl((size_t)(B * xdim)), delta((size_t)(B * di)),
       y((size_t)(B * di));
   run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, B, xz.data());
 
-  CausalConv1dUpdateArgs cv;
-  cv.batch = B; cv.channels = di; cv.width = K;
-  cv.x = xz.data(); cv.x_stride = 2 * di;
-  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
-  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
-  cv.conv_state = m.pool_base() + m.conv_offset(layer);
-  cv.state_slot_stride = m.state_floats(); cv.state_ch_stride = K - 1;
-  cv.state_indices = slots;
-  cv.silu = true;
-  cv.out = xc.data(); cv.out_stride = di;
-  causal_conv1d_update(cv);
+  conv_step(m, L, layer, slots, xz.data(), 2 * di, di, B, xc.data());
 
   run_linear(L.x_proj, nullptr, xc.data(), di, B, xdbl.data());
   run_linear(L.dt_proj, nullptr, xdbl.data(), xdim, B, delta.data());
@@ -196,22 +211,12 @@ float softplus(float x) { return x <= 20.0f ? std::log1p(std::exp(x)) : x; }
 void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* slots, const float* hn,
                        int64_t B, float* out) {
   const ModelConfig& c = m.config();
-  const int64_t di = c.d_inner, N = c.d_state, K = c.d_conv, G = c.ngroups, H = c.nheads, Pd = c.headdim;
+  const int64_t di = c.d_inner, N = c.d_state, G = c.ngroups, H = c.nheads, Pd = c.headdim;
   const int64_t C = c.conv_dim(), P = c.in_proj_dim();
-  Buf zxbcdt((size_t)(B * P)), xbc((size_t)(B * C)), y((size_t)(B * di)), yn((size_t)(B * di));
+  Buf zxbcdt((size_t)(B * P)), xbc((size_t)(B * C)), y((size_t)(B * di));
   run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
 
-  CausalConv1dUpdateArgs cv;
-  cv.batch = B; cv.channels = C; cv.width = K;
-  cv.x = zxbcdt.data() + di; cv.x_stride = P;
-  cv.weight = L.conv_w.data; cv.weight_dtype = L.conv_w.dtype; cv.weight_stride = K;
-  if (L.conv_b.data) { cv.bias = L.conv_b.data; cv.bias_dtype = L.conv_b.dtype; }
-  cv.conv_state = m.pool_base() + m.conv_offset(layer);
-  cv.state_slot_stride = m.state_floats(); cv.state_ch_stride = K - 1;
-  cv.state_indices = slots;
-  cv.silu = true;
-  cv.out = xbc.data(); cv.out_stride = C;
-  causal_conv1d_update(cv);
+  conv_step(m, L, layer, slots, zxbcdt.data() + di, P, C, B, xbc.data());
 
   SelectiveStateUpdateArgs s;
   s.batch = B; s.nheads = H; s.headdim = Pd; s.dstate = N; s.ngroups = G; s.a_per_state = false;
@@ -237,16 +242,7 @@ void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   }
   selective_state_update(s);
 
-  GatedRmsNormArgs g;
-  g.rows = B; g.dim = di; g.group_size = di / G;
-  g.y = y.data(); g.y_stride = di;
-  g.z = zxbcdt.data(); g.z_stride = P;
-  g.weight = L.gated_norm.data; g.weight_dtype = L.gated_norm.dtype;
-  g.eps = c.norm_eps;
-  g.out = yn.data(); g.out_stride = di;
-  gated_rms_norm(g);
-
-  run_linear(L.out_proj, &L.out_proj_bias, yn.data(), di, B, out);
+  gated_norm_out_proj(m, L, y.data(), zxbcdt.data(), P, B, out);
 }
 
 // logits for rows [row0, row0 + rows) of h/residual.

@@ -61,7 +61,7 @@ export interface RandomCheckpoint {
   storedNames: Map<string, string>;
 }
 
-/** mulberry32 (same generator as test/helpers/reference.ts). */
+/** mulberry32: a small seedable generator (also the tests' and the benchmark's). */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/dtype.h"
+
 namespace nm {
 namespace NM_ISA {
 
@@ -22,31 +24,10 @@ struct VF {
   void store(float* p) const { *p = v; }
   void store_partial(float* p, int n) const { if (n > 0) *p = v; }
 
-  static float b2f(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-  }
-  static float h2f(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-      if (man == 0) {
-        bits = sign;
-      } else {
-        int e = -1;
-        do { man <<= 1; ++e; } while ((man & 0x400) == 0);
-        bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-      }
-    } else if (exp == 0x1f) {
-      bits = sign | 0x7f800000u | (man << 13);
-    } else {
-      bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-  }
+  // dtype.h's conversions are static inline (internal linkage), so using them
+  // from an ISA translation unit is safe.
+  static float b2f(uint16_t h) { return ::nm::bf16_to_f32(h); }
+  static float h2f(uint16_t h) { return ::nm::f16_to_f32(h); }
 };
 
 static inline VF operator+(VF a, VF b) { return VF{a.v + b.v}; }
