@@ -11,20 +11,27 @@ namespace nm {
 
 NM_DECLARE_ISA_FN(void linear_gemv(const LinearArgs& a, int64_t n0, int64_t n1))
 NM_DECLARE_ISA_FN(void linear_gemm(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch))
+NM_DECLARE_ISA_FN(void linear_gemv_split_rows(int64_t M, int64_t* rows))
 NM_DECLARE_ISA_FN(void linear_gemm_geometry(int64_t* mr, int64_t* nr, int64_t* scratch_floats))
 
 namespace {
 
 void run_gemv(const LinearArgs& a) {
-  // Work is split over groups of 24 weight rows (the impl's kGemvGroup, so
-  // that tiles stay whole). A task should stream at
-  // least ~64K weights (or do ~256K FMAs) to be worth a thread wake-up.
-  constexpr int64_t kGroup = 24;
-  const int64_t groups = (a.N + kGroup - 1) / kGroup;
-  const int64_t per_group = kGroup * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / per_group);
-  cpu::parallel_for(groups, grain, [&](int64_t g0, int64_t g1) {
-    NM_ISA_CALL(linear_gemv, a, g0 * kGroup, std::min(a.N, g1 * kGroup));
+  // Work is split over units of weight rows that keep the impl's tiles
+  // whole: one tile (R rows) when all M input rows form one chunk, else a
+  // group of kGemvGroup (24) rows, whose rows stay in L2 for every chunk.
+  // Splitting by tiles evens out small N (x_proj, N = 80: 40 + 40 rows
+  // instead of 48 + 32 with 24-row groups). A task should stream at least
+  // ~16K weights (or do ~64K FMAs) to be worth a thread wake-up: at 64K,
+  // dt_proj [1536x48] (74K weights) ran on one thread, 1.4-1.7x slower
+  // than on two (bench/NOTES.md).
+  int64_t unit = 24;
+  NM_ISA_CALL(linear_gemv_split_rows, a.M, &unit);
+  const int64_t units = (a.N + unit - 1) / unit;
+  const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / per_unit);
+  cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) {
+    NM_ISA_CALL(linear_gemv, a, u0 * unit, std::min(a.N, u1 * unit));
   });
 }
 

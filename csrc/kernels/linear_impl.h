@@ -248,6 +248,23 @@ static void gemv_rows_dt(const LinearArgs& a, int64_t n0, int64_t n1) {
   }
 }
 
+// The unit linear.cpp splits N into for M input rows: the tile height R
+// when all M rows are one chunk (kGemvGroup only matters when several chunks
+// of input rows share a group's rows in L2), else kGemvGroup.
+static int64_t gemv_split_rows(int64_t M) {
+  switch (M) {
+    case 1: return GemvRows<1>::R;
+    case 2: return GemvRows<2>::R;
+    case 3: return GemvRows<(3 <= kGemvMB ? 3 : kGemvMB)>::R;
+    case 4: return GemvRows<(4 <= kGemvMB ? 4 : kGemvMB)>::R;
+    case 5: return GemvRows<(5 <= kGemvMB ? 5 : kGemvMB)>::R;
+    case 6: return GemvRows<(6 <= kGemvMB ? 6 : kGemvMB)>::R;
+    case 7: return GemvRows<(7 <= kGemvMB ? 7 : kGemvMB)>::R;
+    default: return M <= kGemvMB ? GemvRows<kGemvMB>::R : kGemvGroup;
+  }
+}
+void linear_gemv_split_rows(int64_t M, int64_t* rows) { *rows = gemv_split_rows(M); }
+
 // y[:, n0:n1] for all M rows.
 void linear_gemv(const LinearArgs& a, int64_t n0, int64_t n1) {
   switch (a.w_dtype) {
