@@ -206,8 +206,6 @@ void mamba1_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   run_linear(L.out_proj, &L.out_proj_bias, y.data(), di, B, out);
 }
 
-float softplus(float x) { return x <= 20.0f ? std::log1p(std::exp(x)) : x; }
-
 void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* slots, const float* hn,
                        int64_t B, float* out) {
   const ModelConfig& c = m.config();
@@ -226,20 +224,9 @@ void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   s.C = xbc.data() + di + G * N; s.C_batch_stride = C;
   s.out = y.data(); s.out_batch_stride = di;
   s.A = L.A.data(); s.D = L.D.data();
-  Buf dt;
-  const bool clamp = c.dt_min > 0.0f || std::isfinite(c.dt_max);
-  if (clamp) {  // time_step_limit: clamp after the softplus, so do both here
-    dt.resize((size_t)(B * H));
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < H; ++h) {
-        float v = softplus(zxbcdt[(size_t)(b * P + di + C + h)] + L.dt_bias[(size_t)h]);
-        dt[(size_t)(b * H + h)] = std::min(std::max(v, c.dt_min), c.dt_max);
-      }
-    s.dt = dt.data(); s.dt_batch_stride = H; s.dt_softplus = false;
-  } else {
-    s.dt = zxbcdt.data() + di + C; s.dt_batch_stride = P;
-    s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
-  }
+  s.dt = zxbcdt.data() + di + C; s.dt_batch_stride = P;
+  s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
+  s.dt_min = c.dt_min; s.dt_max = c.dt_max;
   selective_state_update(s);
 
   gated_norm_out_proj(m, L, y.data(), zxbcdt.data(), P, B, out);

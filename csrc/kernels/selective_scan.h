@@ -18,7 +18,8 @@
 // selective_state_update, one token, in place on the state. Rows r =
 // h * headdim + p (Mamba-1: nheads = dim, headdim = 1, a_per_state = true;
 // Mamba-2: a_per_state = false); head h uses group h / (nheads / ngroups):
-//   dt        = dt[b, h] (+ dt_bias[h]);  if dt_softplus: dt = softplus(dt)
+//   dt        = dt[b, h] (+ dt_bias[h]);  if dt_softplus: dt = softplus(dt);
+//               dt = min(max(dt, dt_min), dt_max)   (Mamba-2 dt_limit; default none)
 //   s         = state[slot(b), r, :]  (slot(b) = state_indices ? state_indices[b] : b)
 //   s[n]      = s[n] * exp(dt * A[h, n] or A[h]) + dt * B[b, g, n] * x[b, r]
 //   out[b, r] = (sum_n s[n] * C[b, g, n] + x[b, r] * D[h]) * silu(z[b, r])
@@ -26,6 +27,8 @@
 // A, D, delta_bias / dt_bias are float32 only: they are small per-layer
 // parameters that the engine converts to float32 once, at load.
 #pragma once
+#include <math.h>
+
 #include <cstdint>
 
 namespace nm {
@@ -91,6 +94,7 @@ struct SelectiveStateUpdateArgs {
   const float* D = nullptr;        // optional [nheads]
   const float* dt_bias = nullptr;  // optional [nheads]
   bool dt_softplus = false;
+  float dt_min = -INFINITY, dt_max = INFINITY;  // clamp after the softplus, as SsdChunkScanArgs
 };
 
 // Multithreaded on the global pool: the scan over (batch x channel blocks),

@@ -150,6 +150,8 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
   const int64_t P = a.headdim, R = a.nheads * P, N = a.dstate;
   const int64_t nblk = (R + block - 1) / block, heads_per_group = a.nheads / a.ngroups;
   float dts[64 + 1 + VF::W], dAs[64 + 1 + VF::W], ys[64 + VF::W];
+  const bool clamp = a.dt_min > -INFINITY || a.dt_max < INFINITY;
+  const VF dt_lo = VF::set1(a.dt_min), dt_hi = VF::set1(a.dt_max);
   for (int64_t unit = u0; unit < u1; ++unit) {
     const int64_t b = unit / nblk, r0 = (unit % nblk) * block, r1 = (r0 + block < R) ? r0 + block : R;
     const int64_t h0 = r0 / P, h1 = (r1 - 1) / P + 1;
@@ -160,6 +162,7 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
       VF v = ld(dt + h, n);
       if (a.dt_bias) v = v + ld(a.dt_bias + h, n);
       if (a.dt_softplus) v = vsoftplus(v);
+      if (clamp) v = vmin(vmax(v, dt_lo), dt_hi);
       v.store_partial(dts + (h - h0), n);
       if (!a.a_per_state) vexp(v * ld(a.A + h, n)).store_partial(dAs + (h - h0), n);
     }

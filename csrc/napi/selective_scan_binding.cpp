@@ -74,7 +74,7 @@ Napi::Value selective_scan_js(const Napi::CallbackInfo& info) {
 
 // Mamba-1 (no headdim): { state: f32 [slots, dim, dstate], x, z?: f32 [batch, dim],
 //   dt: f32 [batch, dim], A: f32 [dim, dstate], B, C: f32 [batch, ngroups, dstate],
-//   D?, dtBias?: f32 [dim], dtSoftplus?, batch, dim, dstate, ngroups?,
+//   D?, dtBias?: f32 [dim], dtSoftplus?, dtMin?, dtMax?, batch, dim, dstate, ngroups?,
 //   stateIndices?: i32 [batch], stateSlots? }
 // Mamba-2 (headdim given): state [slots, nheads, headdim, dstate], x, z? [batch, nheads,
 //   headdim], dt [batch, nheads], A [nheads], D?, dtBias? [nheads], nheads, headdim.
@@ -126,6 +126,9 @@ Napi::Value selective_state_update_js(const Napi::CallbackInfo& info) {
   ArrayArg z = float_array(r, "z", kF32, false, rows, x_shape);
   ArrayArg bias = float_array(r, "dtBias", kF32, false, nheads, head_shape);
   const bool softplus = r.boolean_or("dtSoftplus", false);
+  const bool has_min = r.has("dtMin"), has_max = r.has("dtMax");
+  const double dt_min = r.number_or("dtMin", 0.0), dt_max = r.number_or("dtMax", 0.0);
+  if (has_min && has_max && dt_min > dt_max) r.range_error("dtMax", "must be >= dtMin");
 
   ArrayArg idx;
   if (indexed) {
@@ -160,6 +163,8 @@ Napi::Value selective_state_update_js(const Napi::CallbackInfo& info) {
   a.D = D.present ? D.as<float>() : nullptr;
   a.dt_bias = bias.present ? bias.as<float>() : nullptr;
   a.dt_softplus = softplus;
+  if (has_min) a.dt_min = (float)dt_min;
+  if (has_max) a.dt_max = (float)dt_max;
   selective_state_update(a);
 
   Napi::Object o = Napi::Object::New(r.env);

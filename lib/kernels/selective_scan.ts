@@ -83,6 +83,10 @@ export interface SelectiveStateUpdateOptions {
   dtBias?: Float32Array;
   /** Apply softplus (threshold 20) to dt after the bias. Default false. */
   dtSoftplus?: boolean;
+  /** Lower clamp of dt after the softplus (Mamba-2 dt_limit[0]); default none. */
+  dtMin?: number;
+  /** Upper clamp of dt after the softplus (dt_limit[1]); default none. */
+  dtMax?: number;
   /** Batch rows, >= 0. */
   batch: number;
   /** Mamba-1 channels (d_inner). Required when `headdim` is absent; with Mamba-2 shapes, if given, must be nheads * headdim. */
@@ -113,7 +117,7 @@ export interface SelectiveStateUpdateResult {
 
 /**
  * One decode step (state-spaces/mamba `selective_state_update`):
- * `dt = dt + dtBias` (then softplus if `dtSoftplus`);
+ * `dt = dt + dtBias` (then softplus if `dtSoftplus`, then the `dtMin`/`dtMax` clamp);
  * `state = state·exp(dt·A) + dt·B·x`; `out = (Σₙ state·C + x·D)·silu(z)`.
  * Mamba-1 shapes when `headdim` is absent, Mamba-2 shapes (scalar A, dt, D and
  * dtBias per head) when it is given. Computed in float32.
