@@ -32,9 +32,17 @@
       }]]
     },
     {
+      "target_name": "nm_avx512vnni",
+      "type": "static_library",
+      "sources": ["<!@(node scripts/gyp-sources.js avx512vnni)"],
+      "conditions": [["nm_x86==1", {
+        "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx512vnni", "-mavx512bf16", "-mavx2", "-mfma", "-mf16c", "-Wno-maybe-uninitialized"]
+      }]]
+    },
+    {
       "target_name": "node_mamba",
       "sources": ["<!@(node scripts/gyp-sources.js base)"],
-      "dependencies": ["nm_avx2", "nm_avx512"],
+      "dependencies": ["nm_avx2", "nm_avx512", "nm_avx512vnni"],
       "libraries": ["-lpthread"]
     }
   ]

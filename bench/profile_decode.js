@@ -5,7 +5,7 @@
 // reports their median time; with --native, calls the native step directly
 // (no batcher, no logits copy into a new JS array), to separate JS overhead.
 //
-//   node bench/profile_decode.js <checkpoint dir | .gguf> [steps=64] [--native] [--threads N]
+//   node bench/profile_decode.js <checkpoint dir | .gguf> [steps=64] [--native] [--threads N] [--input-rounding auto|none]
 'use strict';
 const C = require('./common');
 
@@ -14,12 +14,13 @@ const C = require('./common');
   const native = args.includes('--native');
   const ti = args.indexOf('--threads');
   const threads = ti >= 0 ? Number(args[ti + 1]) : undefined;
-  const pos = args.filter((a, i) => !a.startsWith('--') && !(ti >= 0 && i === ti + 1));
+  const pos = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--threads', '--input-rounding'].includes(args[i - 1])));
   const dir = pos[0];
   const steps = Number(pos[1] || 64);
   if (!dir) throw new Error('usage: profile_decode.js <checkpoint> [steps] [--native] [--threads N]');
   const { loadModel } = C.requireDist();
-  const model = await loadModel(dir, { threads });
+  const ri = args.indexOf('--input-rounding');
+  const model = await loadModel(dir, { threads, ...(ri >= 0 ? { inputRounding: args[ri + 1] } : {}) });
   const seq = await model.createSequence();
   let tok = C.argmax(await seq.prefill(C.randomTokens(64, 7).map((t) => t % model.vocabSize)));
   const times = [];

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Lists csrc/**/*.cpp for binding.gyp, split the way CMakeLists.txt splits
-// them: `base` (baseline flags), `avx2` (*_avx2.cpp), `avx512` (*_avx512.cpp).
+// them: `base` (baseline flags), `avx2` (*_avx2.cpp), `avx512` (*_avx512.cpp),
+// `avx512vnni` (*_avx512vnni.cpp).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -18,6 +19,7 @@ const files = [];
 const pick = files.filter((f) => {
   if (kind === 'avx2') return f.endsWith('_avx2.cpp');
   if (kind === 'avx512') return f.endsWith('_avx512.cpp');
-  return !f.endsWith('_avx2.cpp') && !f.endsWith('_avx512.cpp');
+  if (kind === 'avx512vnni') return f.endsWith('_avx512vnni.cpp');
+  return !f.endsWith('_avx2.cpp') && !f.endsWith('_avx512.cpp') && !f.endsWith('_avx512vnni.cpp');
 });
 process.stdout.write(pick.sort().join(' '));

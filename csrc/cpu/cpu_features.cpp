@@ -57,16 +57,31 @@ Isa detect() {
   bool avx512f = (r[1] >> 16) & 1, avx512dq = (r[1] >> 17) & 1, avx512bw = (r[1] >> 30) & 1,
        avx512vl = (r[1] >> 31) & 1;
   if (!(ymm_os && avx2 && fma && f16c)) return Isa::Scalar;
-  if (zmm_os && avx512f && avx512dq && avx512bw && avx512vl) return Isa::Avx512;
+  const bool avx512vnni = (r[2] >> 11) & 1;
+  if (zmm_os && avx512f && avx512dq && avx512bw && avx512vl) return avx512vnni ? Isa::Avx512Vnni : Isa::Avx512;
   return Isa::Avx2;
 #else
   return Isa::Scalar;
 #endif
 }
 
+bool detect_bf16() {
+#if NM_X86
+  uint32_t r[4];
+  cpuid(0, 0, r);
+  if (r[0] < 7) return false;
+  cpuid(7, 0, r);
+  if (r[0] < 1) return false;  // no sub-leaf 1
+  cpuid(7, 1, r);
+  return (r[0] >> 5) & 1;      // EAX bit 5: AVX512_BF16
+#else
+  return false;
+#endif
+}
+
 Isa initial_cap() {
   const char* env = std::getenv("NODE_MAMBA_ISA");
-  Isa cap = Isa::Avx512;
+  Isa cap = Isa::Avx512Vnni;
   if (env && *env) parse_isa(env, &cap);
   return cap;
 }
@@ -80,6 +95,7 @@ std::atomic<int>& cap_ref() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::Avx512Vnni: return "avx512vnni";
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
     default: return "scalar";
@@ -90,12 +106,18 @@ bool parse_isa(const std::string& name, Isa* out) {
   if (name == "scalar" || name == "portable") { *out = Isa::Scalar; return true; }
   if (name == "avx2") { *out = Isa::Avx2; return true; }
   if (name == "avx512") { *out = Isa::Avx512; return true; }
+  if (name == "avx512vnni") { *out = Isa::Avx512Vnni; return true; }
   return false;
 }
 
 Isa detected_isa() {
   static const Isa isa = detect();
   return isa;
+}
+
+bool has_avx512_bf16() {
+  static const bool bf16 = detected_isa() == Isa::Avx512Vnni && detect_bf16();
+  return bf16;
 }
 
 Isa active_isa() {

@@ -4,7 +4,10 @@
 
 namespace nm::cpu {
 
-enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+// Avx512Vnni is AVX-512 plus the VNNI int8 dot product (vpdpbusd); only the
+// linear kernel's reduced-precision GEMV has code for it (linear.h), every
+// other kernel runs its avx512 copy at that level.
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Vnni = 3 };
 
 const char* isa_name(Isa isa);
 
@@ -12,14 +15,19 @@ const char* isa_name(Isa isa);
 Isa detected_isa();
 
 // Level the kernels use now: min(detected, cap). The cap starts from the
-// environment variable NODE_MAMBA_ISA (scalar | avx2 | avx512) if set.
+// environment variable NODE_MAMBA_ISA (scalar | avx2 | avx512 | avx512vnni)
+// if set.
 Isa active_isa();
 
 // Cap the dispatch at `cap` (never above what the CPU supports). Returns the
 // level now active. Tests use this to force the lower paths.
 Isa set_isa_cap(Isa cap);
 
-// Parse "scalar" / "avx2" / "avx512"; returns false on anything else.
+// Whether the CPU has AVX512_BF16 (vdpbf16ps). Used only at the Avx512Vnni
+// level (a cap below it turns it off too).
+bool has_avx512_bf16();
+
+// Parse "scalar" / "avx2" / "avx512" / "avx512vnni"; false on anything else.
 bool parse_isa(const std::string& name, Isa* out);
 
 }  // namespace nm::cpu

@@ -24,9 +24,19 @@ namespace {
 
 using Buf = std::vector<float>;
 
+// How the inputs of a linear layer with weights of type t are rounded
+// (ModelConfig::round_activations; kernels/linear.h "Rounded activations").
+ActRounding input_rounding(const Model& m, DType t) {
+  if (!m.config().round_activations) return ActRounding::None;
+  if (t == DType::BF16) return ActRounding::BF16;
+  if (t == DType::Q8_0 || t == DType::Q4_0) return ActRounding::Q8Block;
+  return ActRounding::None;
+}
+
 // y[M, w.rows] = x[M, w.cols] (row stride xs) · wᵀ + bias
-void run_linear(const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y) {
+void run_linear(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y) {
   LinearArgs a;
+  a.x_rounding = input_rounding(m, w.dtype);
   a.M = M; a.N = w.rows; a.K = w.cols;
   a.x = x; a.x_stride = xs;
   a.w = w.data; a.w_stride = w.cols; a.w_dtype = w.dtype;
@@ -115,7 +125,7 @@ void gated_norm_out_proj(const Model& m, const LayerWeights& L, const float* y, 
   g.eps = c.norm_eps;
   g.out = yn.data(); g.out_stride = di;
   gated_rms_norm(g);
-  run_linear(L.out_proj, &L.out_proj_bias, yn.data(), di, rows, out);
+  run_linear(m, L.out_proj, &L.out_proj_bias, yn.data(), di, rows, out);
 }
 
 void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
@@ -125,12 +135,12 @@ void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   float* state = m.slot_state(slot);
   Buf xz((size_t)(n * 2 * di)), xc((size_t)(n * di)), xdbl((size_t)(n * xdim)), delta((size_t)(n * di)),
       y((size_t)(n * di));
-  run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, n, xz.data());
+  run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, n, xz.data());
 
   conv_prefill(m, L, layer, slot, xz.data(), 2 * di, di, n, xc.data());  // x = first half of in_proj
 
-  run_linear(L.x_proj, nullptr, xc.data(), di, n, xdbl.data());             // [dt | B | C]
-  run_linear(L.dt_proj, nullptr, xdbl.data(), xdim, n, delta.data());        // bias goes to the scan
+  run_linear(m, L.x_proj, nullptr, xc.data(), di, n, xdbl.data());             // [dt | B | C]
+  run_linear(m, L.dt_proj, nullptr, xdbl.data(), xdim, n, delta.data());        // bias goes to the scan
 
   SelectiveScanArgs s;
   s.batch = 1; s.seqlen = n; s.dim = di; s.dstate = N; s.ngroups = 1;
@@ -145,7 +155,7 @@ void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   s.last_state = state + m.ssm_offset(layer); s.last_state_batch_stride = di * N;  // may alias
   selective_scan(s);
 
-  run_linear(L.out_proj, &L.out_proj_bias, y.data(), di, n, out);
+  run_linear(m, L.out_proj, &L.out_proj_bias, y.data(), di, n, out);
 }
 
 void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
@@ -155,7 +165,7 @@ void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   const int64_t C = c.conv_dim(), P = c.in_proj_dim();
   float* state = m.slot_state(slot);
   Buf zxbcdt((size_t)(n * P)), xbc((size_t)(n * C)), y((size_t)(n * di)), ssm_final((size_t)(H * Pd * N));
-  run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, n, zxbcdt.data());
+  run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, n, zxbcdt.data());
 
   conv_prefill(m, L, layer, slot, zxbcdt.data() + di, P, C, n, xbc.data());  // xBC follows z
 
@@ -184,12 +194,12 @@ void mamba1_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
   Buf xz((size_t)(B * 2 * di)), xc((size_t)(B * di)), xdbl((size_t)(B * xdim)), delta((size_t)(B * di)),
       y((size_t)(B * di));
-  run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, B, xz.data());
+  run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, xz.data());
 
   conv_step(m, L, layer, slots, xz.data(), 2 * di, di, B, xc.data());
 
-  run_linear(L.x_proj, nullptr, xc.data(), di, B, xdbl.data());
-  run_linear(L.dt_proj, nullptr, xdbl.data(), xdim, B, delta.data());
+  run_linear(m, L.x_proj, nullptr, xc.data(), di, B, xdbl.data());
+  run_linear(m, L.dt_proj, nullptr, xdbl.data(), xdim, B, delta.data());
 
   SelectiveStateUpdateArgs s;
   s.batch = B; s.nheads = di; s.headdim = 1; s.dstate = N; s.ngroups = 1; s.a_per_state = true;
@@ -203,7 +213,7 @@ void mamba1_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   s.A = L.A.data(); s.D = L.D.data(); s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
   selective_state_update(s);
 
-  run_linear(L.out_proj, &L.out_proj_bias, y.data(), di, B, out);
+  run_linear(m, L.out_proj, &L.out_proj_bias, y.data(), di, B, out);
 }
 
 void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* slots, const float* hn,
@@ -212,7 +222,7 @@ void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   const int64_t di = c.d_inner, N = c.d_state, G = c.ngroups, H = c.nheads, Pd = c.headdim;
   const int64_t C = c.conv_dim(), P = c.in_proj_dim();
   Buf zxbcdt((size_t)(B * P)), xbc((size_t)(B * C)), y((size_t)(B * di));
-  run_linear(L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
+  run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
 
   conv_step(m, L, layer, slots, zxbcdt.data() + di, P, C, B, xbc.data());
 
@@ -246,7 +256,7 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
   a.eps = c.norm_eps;
   a.out = hf.data(); a.out_stride = d;
   rms_norm(a);
-  run_linear(m.lm_head(), nullptr, hf.data(), d, rows, logits);
+  run_linear(m, m.lm_head(), nullptr, hf.data(), d, rows, logits);
 }
 
 }  // namespace

@@ -27,6 +27,10 @@ struct ModelConfig {
   float norm_eps = 1e-5f;
   float dt_min = 0.0f, dt_max = INFINITY;      // Mamba-2 time_step_limit
   bool tie_embeddings = true;
+  // Inputs of linear layers with bf16 weights rounded to bf16, with Q8_0 /
+  // Q4_0 weights quantized to int8 per 32 (as llama.cpp does; enables the
+  // dot-product GEMV). false: exact float32 inputs for every weight type.
+  bool round_activations = true;
   // Mamba-2 conv channels: d_inner + 2 * ngroups * d_state (Mamba-1: d_inner).
   int64_t conv_dim() const { return arch == Arch::Mamba2 ? d_inner + 2 * ngroups * d_state : d_inner; }
   // Mamba-2 in_proj rows: [z, xBC, dt] = 2 d_inner + 2 G N + H (Mamba-1: 2 d_inner).

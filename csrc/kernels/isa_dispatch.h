@@ -12,6 +12,7 @@
 #define NM_ISA_CALL(fn, ...)                                   \
   do {                                                         \
     switch (::nm::cpu::active_isa()) {                         \
+      case ::nm::cpu::Isa::Avx512Vnni:                         \
       case ::nm::cpu::Isa::Avx512: ::nm::avx512::fn(__VA_ARGS__); break; \
       case ::nm::cpu::Isa::Avx2: ::nm::avx2::fn(__VA_ARGS__); break;     \
       default: ::nm::scalar::fn(__VA_ARGS__); break;           \

@@ -1,11 +1,13 @@
 #include "kernels/linear.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "cpu/threadpool.h"
 #include "kernels/isa_dispatch.h"
+#include "kernels/linear_dot.h"
 
 namespace nm {
 
@@ -16,23 +18,58 @@ NM_DECLARE_ISA_FN(void linear_gemm_geometry(int64_t* mr, int64_t* nr, int64_t* s
 
 namespace {
 
+// Splits N over the pool in units of `unit` weight rows and calls
+// gemv(n0, n1) for each task's rows.
+template <typename Gemv>
+void split_gemv(const LinearArgs& a, int64_t unit, Gemv&& gemv) {
+  // A task should stream at least ~16K weights (or do ~64K FMAs) to be worth
+  // a thread wake-up: at 64K, dt_proj [1536x48] (74K weights) ran on one
+  // thread, 1.4-1.7x slower than on two (bench/NOTES.md).
+  const int64_t units = (a.N + unit - 1) / unit;
+  const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / per_unit);
+  cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) { gemv(u0 * unit, std::min(a.N, u1 * unit)); });
+}
+
 void run_gemv(const LinearArgs& a) {
   // Work is split over units of weight rows that keep the impl's tiles
   // whole: one tile (R rows) when all M input rows form one chunk, else a
   // group of kGemvGroup (24) rows, whose rows stay in L2 for every chunk.
   // Splitting by tiles evens out small N (x_proj, N = 80: 40 + 40 rows
-  // instead of 48 + 32 with 24-row groups). A task should stream at least
-  // ~16K weights (or do ~64K FMAs) to be worth a thread wake-up: at 64K,
-  // dt_proj [1536x48] (74K weights) ran on one thread, 1.4-1.7x slower
-  // than on two (bench/NOTES.md).
+  // instead of 48 + 32 with 24-row groups).
   int64_t unit = 24;
   NM_ISA_CALL(linear_gemv_split_rows, a.M, &unit);
-  const int64_t units = (a.N + unit - 1) / unit;
-  const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / per_unit);
-  cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) {
-    NM_ISA_CALL(linear_gemv, a, u0 * unit, std::min(a.N, u1 * unit));
-  });
+  split_gemv(a, unit, [&](int64_t n0, int64_t n1) { NM_ISA_CALL(linear_gemv, a, n0, n1); });
+}
+
+// Scratch of the calling thread, reused across calls (64-byte aligned).
+void* scratch_bytes(int64_t bytes) {
+  thread_local std::vector<char> buf;
+  if ((int64_t)buf.size() < bytes + 64) buf.resize((size_t)(bytes + 64));
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<void*>((p + 63) / 64 * 64);
+}
+
+// The GEMV with rounded activations on the dot-product instructions, where
+// the level, the CPU and the weight type allow it. Returns false otherwise.
+bool run_dot_gemv(const LinearArgs& a) {
+#if NM_LINEAR_DOT
+  if (cpu::active_isa() < cpu::Isa::Avx512Vnni) return false;
+  const int64_t unit = avx512vnni::dot_split_rows(a.M, a.w_dtype);
+  if (a.x_rounding == ActRounding::Q8Block && (a.w_dtype == DType::Q8_0 || a.w_dtype == DType::Q4_0)) {
+    const avx512vnni::Q8Rows q = avx512vnni::q8_rows_at(scratch_bytes(avx512vnni::q8_rows_bytes(a.M, a.K)), a.M, a.K);
+    avx512vnni::quantize_q8_rows(a.x, a.x_stride, a.M, a.K, q);
+    split_gemv(a, unit, [&](int64_t n0, int64_t n1) { avx512vnni::gemv_q8dot(a, q, n0, n1); });
+    return true;
+  }
+  if (a.x_rounding == ActRounding::BF16 && a.w_dtype == DType::BF16 && cpu::has_avx512_bf16()) {
+    auto* xb = static_cast<uint16_t*>(scratch_bytes(a.M * avx512vnni::bf16_row_elems(a.K) * 2));
+    avx512vnni::round_bf16_rows(a.x, a.x_stride, a.M, a.K, xb);
+    split_gemv(a, unit, [&](int64_t n0, int64_t n1) { avx512vnni::gemv_bf16dot(a, xb, n0, n1); });
+    return true;
+  }
+#endif
+  return false;
 }
 
 void run_gemm(const LinearArgs& a) {
@@ -63,9 +100,44 @@ void run_gemm(const LinearArgs& a) {
 
 }  // namespace
 
+void round_activations(ActRounding mode, const float* x, int64_t xs, int64_t M, int64_t K, float* out, int64_t os) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * xs;
+    float* o = out + m * os;
+    if (mode == ActRounding::BF16) {
+      for (int64_t k = 0; k < K; ++k) o[k] = bf16_to_f32(f32_to_bf16(xr[k]));
+    } else if (mode == ActRounding::Q8Block) {
+      for (int64_t b0 = 0; b0 < K; b0 += kQuantBlock) {
+        const int64_t n = std::min<int64_t>(kQuantBlock, K - b0);
+        float amax = 0.0f;
+        for (int64_t j = 0; j < n; ++j) amax = std::max(amax, std::fabs(xr[b0 + j]));
+        const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        for (int64_t j = 0; j < n; ++j) {
+          const float q = std::min(127.0f, std::max(-127.0f, std::nearbyint(xr[b0 + j] * id)));
+          o[b0 + j] = d * q;
+        }
+      }
+    } else {
+      for (int64_t k = 0; k < K; ++k) o[k] = xr[k];
+    }
+  }
+}
+
 void linear(const LinearArgs& a, LinearAlgo algo) {
   if (a.M <= 0 || a.N <= 0) return;
   if (algo == LinearAlgo::Auto) algo = a.M <= kLinearGemvMaxRows ? LinearAlgo::Gemv : LinearAlgo::Gemm;
+  if (a.x_rounding != ActRounding::None) {
+    if (algo == LinearAlgo::Gemv && run_dot_gemv(a)) return;
+    // Every other case: the exact kernels on a rounded copy of x.
+    float* xr = static_cast<float*>(scratch_bytes(a.M * a.K * (int64_t)sizeof(float)));
+    round_activations(a.x_rounding, a.x, a.x_stride, a.M, a.K, xr, a.K);
+    LinearArgs r = a;
+    r.x = xr;
+    r.x_stride = a.K;
+    r.x_rounding = ActRounding::None;
+    linear(r, algo);
+    return;
+  }
   if (algo == LinearAlgo::Gemv) run_gemv(a);
   else run_gemm(a);
 }

@@ -36,12 +36,29 @@
 //     over K, register-tiled micro-kernel; parallel over N (and M when N is
 //     small).
 // Both give the same result up to float32 summation order.
+//
+// Rounded activations (x_rounding, default None = exact float32 x): the
+// kernel computes y = round(x) W^T + b, where round() is
+//   BF16     each x[m, k] rounded to bfloat16 (nearest even);
+//   Q8Block  each run of 32 elements of a row of x (the last run of a row
+//            may be shorter) quantized to int8 with one float scale, as
+//            ggml's Q8_0: d = amax / 127, q = nearbyint(x * (127 / amax))
+//            (0 when amax == 0), round(x) = d * q.
+// This is what llama.cpp does for bf16 and Q8_0/Q4_0 weights, and it lets
+// the GEMV use integer / bf16 dot-product instructions where the CPU has
+// them (the Avx512Vnni level: vpdpbusd for Q8_0/Q4_0 weights with Q8Block,
+// vdpbf16ps for BF16 weights with BF16). Every other combination and level
+// rounds x into a float32 copy and runs the exact path on it, so all levels
+// agree up to float32 summation order. Rounding is per row, so a row's
+// result never depends on the other rows (batch invariance holds).
 #pragma once
 #include <cstdint>
 
 #include "core/dtype.h"
 
 namespace nm {
+
+enum class ActRounding : int32_t { None = 0, BF16 = 1, Q8Block = 2 };
 
 struct LinearArgs {
   int64_t M = 0, N = 0, K = 0;
@@ -54,7 +71,13 @@ struct LinearArgs {
   DType bias_dtype = DType::F32;
   float* y = nullptr;            // [M, N] f32
   int64_t y_stride = 0;
+  ActRounding x_rounding = ActRounding::None;  // see above
 };
+
+// round(x) of the rounded-activation modes above, as float32, for rows
+// [0, M) of x [M, K] (stride xs) into out [M, K] (stride os). Portable code;
+// the reference for the dot-product paths.
+void round_activations(ActRounding mode, const float* x, int64_t xs, int64_t M, int64_t K, float* out, int64_t os);
 
 enum class LinearAlgo : int32_t { Auto = 0, Gemv = 1, Gemm = 2 };
 

@@ -83,7 +83,7 @@ __attribute__((target("avx512f"))) uint64_t sum_avx512(const uint64_t* p, int64_
 
 uint64_t sum_words(cpu::Isa isa, const uint64_t* p, int64_t n) {
 #if defined(NM_BENCH_X86) && (defined(__GNUC__) || defined(__clang__))
-  if (isa == cpu::Isa::Avx512) return sum_avx512(p, n);
+  if (isa >= cpu::Isa::Avx512) return sum_avx512(p, n);
   if (isa == cpu::Isa::Avx2) return sum_avx2(p, n);
 #endif
   return sum_scalar(p, n);

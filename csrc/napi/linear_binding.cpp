@@ -22,6 +22,17 @@ LinearAlgo read_algo(const ArgReader& r) {
   r.type_error("algorithm", "must be 'auto', 'gemv' or 'gemm', got '" + s + "'");
 }
 
+ActRounding read_rounding(const ArgReader& r) {
+  if (!r.has("inputRounding")) return ActRounding::None;
+  Napi::Value v = r.obj.Get("inputRounding");
+  if (!v.IsString()) r.type_error("inputRounding", "must be 'none', 'bf16' or 'q8'");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s == "none") return ActRounding::None;
+  if (s == "bf16") return ActRounding::BF16;
+  if (s == "q8") return ActRounding::Q8Block;
+  r.type_error("inputRounding", "must be 'none', 'bf16' or 'q8', got '" + s + "'");
+}
+
 // A ggml block-quantized weight: weight is a Uint8Array of raw blocks and
 // weightDtype 'q8_0' | 'q4_0'. Returns false when the weight is not one.
 bool quant_weight(const ArgReader& r, int64_t N, int64_t K, ArrayArg* out) {
@@ -56,7 +67,8 @@ bool quant_weight(const ArgReader& r, int64_t N, int64_t K, ArrayArg* out) {
 
 // { x: f32 [rows, inFeatures], weight: f32|f16|bf16|q8_0|q4_0 [outFeatures, inFeatures],
 //   bias?: f32|f16|bf16 [outFeatures], rows, inFeatures, outFeatures,
-//   algorithm?: 'auto'|'gemv'|'gemm' } -> f32 [rows, outFeatures]
+//   algorithm?: 'auto'|'gemv'|'gemm', inputRounding?: 'none'|'bf16'|'q8' }
+//   -> f32 [rows, outFeatures]
 Napi::Value linear_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "linear");
   const int64_t M = r.integer("rows", 0, kMaxElements);
@@ -70,6 +82,7 @@ Napi::Value linear_js(const Napi::CallbackInfo& info) {
   if (!quant_weight(r, N, K, &w)) w = float_array(r, "weight", kAnyFloat, true, nw, shape_str({N, K}));
   ArrayArg b = float_array(r, "bias", kAnyFloat, false, N, shape_str({N}));
   const LinearAlgo algo = read_algo(r);
+  const ActRounding rounding = read_rounding(r);
 
   Napi::Float32Array y = new_f32(r.env, ny);
   LinearArgs a;
@@ -78,6 +91,7 @@ Napi::Value linear_js(const Napi::CallbackInfo& info) {
   a.w = w.data; a.w_stride = K; a.w_dtype = w.dtype;
   a.bias = b.present ? b.data : nullptr; a.bias_dtype = b.dtype;
   a.y = y.Data(); a.y_stride = N;
+  a.x_rounding = rounding;
   linear(a, algo);
   return y;
 }

@@ -276,6 +276,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   cfg.norm_eps = (float)r.number_or("normEps", 1e-5);
   cfg.dt_min = (float)r.number_or("dtMin", 0.0);
   cfg.dt_max = r.has("dtMax") ? (float)r.number_or("dtMax", 0) : INFINITY;
+  cfg.round_activations = r.boolean_or("roundActivations", true);
   if (r.has("threads")) cpu::pool().resize((int)r.integer("threads", 1, 1024));
 
   Napi::Value fv = r.obj.Get("files");

@@ -23,10 +23,10 @@ Napi::Value runtime_info(const Napi::CallbackInfo& info) {
 Napi::Value set_isa(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString())
-    throw Napi::TypeError::New(env, "node-mamba: setIsa: argument 'isa' must be 'scalar', 'avx2' or 'avx512'");
+    throw Napi::TypeError::New(env, "node-mamba: setIsa: argument 'isa' must be 'scalar', 'avx2', 'avx512' or 'avx512vnni'");
   cpu::Isa isa;
   if (!cpu::parse_isa(info[0].As<Napi::String>().Utf8Value(), &isa))
-    throw Napi::RangeError::New(env, "node-mamba: setIsa: argument 'isa' must be 'scalar', 'avx2' or 'avx512'");
+    throw Napi::RangeError::New(env, "node-mamba: setIsa: argument 'isa' must be 'scalar', 'avx2', 'avx512' or 'avx512vnni'");
   return Napi::String::New(env, cpu::isa_name(cpu::set_isa_cap(isa)));
 }
 

@@ -5,6 +5,21 @@ import { FloatData, QuantData, floatArg } from './tensor';
 /** Which algorithm runs: 'auto' (default) picks by `rows`. */
 export type LinearAlgorithm = 'auto' | 'gemv' | 'gemm';
 
+/**
+ * How x is rounded before the product (y = round(x) Wᵀ + b):
+ * - 'none' (default): exact float32 x.
+ * - 'bf16': each element rounded to bfloat16 (nearest even).
+ * - 'q8': each run of 32 elements of a row (the last run may be shorter) quantized to
+ *   int8 with one scale, as ggml's Q8_0: d = amax / 127, q = round(x · 127 / amax),
+ *   round(x) = d · q.
+ * This is what llama.cpp does for bf16 and q8_0 / q4_0 weights; it lets the GEMV use
+ * dot-product instructions at the 'avx512vnni' level (vdpbf16ps for bf16 weights with
+ * 'bf16' where the CPU has AVX512_BF16, vpdpbusd for q8_0 / q4_0 weights with 'q8').
+ * Other combinations and levels run the exact kernels on the rounded x, so every
+ * level gives the same result up to float32 summation order.
+ */
+export type InputRounding = 'none' | 'bf16' | 'q8';
+
 export interface LinearOptions {
   /** Input, float32, row-major [rows, inFeatures] (rows = tokens; inFeatures contiguous). */
   x: Float32Array;
@@ -34,6 +49,8 @@ export interface LinearOptions {
    * order; forcing one is for tests and benchmarks.
    */
   algorithm?: LinearAlgorithm;
+  /** Rounding of x before the product (see InputRounding); default 'none'. */
+  inputRounding?: InputRounding;
 }
 
 /**

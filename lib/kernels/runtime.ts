@@ -14,8 +14,11 @@ export function runtimeInfo(): RuntimeInfo {
 }
 
 /**
- * Caps the kernels' instruction-set level ('scalar' | 'avx2' | 'avx512'; never
- * above what the CPU has) and returns the level now active. The environment
+ * Caps the kernels' instruction-set level ('scalar' | 'avx2' | 'avx512' |
+ * 'avx512vnni'; never above what the CPU has) and returns the level now
+ * active. 'avx512vnni' adds the int8 (VNNI) and bf16 (AVX512_BF16, where the
+ * CPU has it) dot products of the linear layer's rounded-activation path;
+ * every other kernel runs its 'avx512' code there. The environment
  * variable NODE_MAMBA_ISA sets the initial cap.
  */
 export function setIsa(isa: Isa): Isa {

@@ -3,7 +3,7 @@
 // objects; every field is re-checked on the native side.
 
 export type HalfDtype = 'f16' | 'bf16';
-export type Isa = 'scalar' | 'avx2' | 'avx512';
+export type Isa = 'scalar' | 'avx2' | 'avx512' | 'avx512vnni';
 
 export interface NativeRuntimeInfo {
   isa: Isa;
@@ -34,7 +34,7 @@ export interface NativeLoadArgs {
   arch: 'mamba' | 'mamba2';
   dModel: number; nLayer: number; vocabSize: number; dState: number; dConv: number; dInner: number;
   dtRank: number; headdim: number; nheads: number; ngroups: number; normEps: number;
-  dtMin: number; dtMax?: number; threads?: number;
+  dtMin: number; dtMax?: number; threads?: number; roundActivations?: boolean;
   files: string[];
   tensors: Array<{ name: string; file: number; offset: number; nbytes: number; dtype: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0'; shape: number[] }>;
 }

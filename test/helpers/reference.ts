@@ -111,7 +111,7 @@ export function assertClose(
 
 /** Instruction-set levels this CPU can run, lowest first. */
 export function availableIsas(): kernels.Isa[] {
-  const order: kernels.Isa[] = ['scalar', 'avx2', 'avx512'];
+  const order: kernels.Isa[] = ['scalar', 'avx2', 'avx512', 'avx512vnni'];
   const top = order.indexOf(kernels.runtimeInfo().detectedIsa);
   return order.slice(0, top + 1);
 }

@@ -5,7 +5,8 @@ import t from 'tap';
 import { kernels } from '../../lib';
 
 const detected = kernels.runtimeInfo().detectedIsa;
-const isas = (['scalar', 'avx2', 'avx512'] as const).slice(0, ['scalar', 'avx2', 'avx512'].indexOf(detected) + 1);
+const levels = ['scalar', 'avx2', 'avx512', 'avx512vnni'] as const;
+const isas = levels.slice(0, levels.indexOf(detected) + 1);
 
 t.teardown(() => void kernels.setIsa(detected));
 

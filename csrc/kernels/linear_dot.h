@@ -1,0 +1,53 @@
+// GEMV with rounded activations on dot-product instructions (the Avx512Vnni
+// level; semantics in linear.h, "Rounded activations"). Compiled only in
+// linear_dot_avx512vnni.cpp (AVX-512 + VNNI + BF16 flags) and called by
+// linear.cpp only when that level is active, so nothing here runs on a CPU
+// without those instructions. x86-64 only (NM_LINEAR_DOT is 0 elsewhere).
+#pragma once
+#include <cstdint>
+
+#include "kernels/linear.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define NM_LINEAR_DOT 1
+#else
+#define NM_LINEAR_DOT 0
+#endif
+
+namespace nm::avx512vnni {
+
+// x quantized per 32-element block (ActRounding::Q8Block) in the layout the
+// int8 GEMV reads: for each pair p of blocks (p < pairs = ceil(K / 64)) and
+// each row m, a 192-byte record at base + (p * M + m) * kQ8Record:
+//   bytes 0-63     q, int8, the pair's 64 quantized inputs (0 past K)
+//   bytes 64-127   16 int32: -128 * (sum of each 4 consecutive q)
+//   bytes 128-191  16 float scales: lanes 0-7 block 2p, lanes 8-15 block 2p + 1
+// Rows of a pair are adjacent so that a tile reaches them through one pointer.
+constexpr int64_t kQ8Record = 192;
+struct Q8Rows {
+  char* base = nullptr;  // 64-byte aligned
+  int64_t M = 0, pairs = 0;
+};
+
+// Bytes of a Q8Rows buffer for M rows of K elements (carve with q8_rows_at).
+int64_t q8_rows_bytes(int64_t M, int64_t K);
+Q8Rows q8_rows_at(void* buf, int64_t M, int64_t K);  // buf 64-byte aligned
+
+// Quantizes rows [0, M) of x (stride xs), K a multiple of 32.
+void quantize_q8_rows(const float* x, int64_t xs, int64_t M, int64_t K, const Q8Rows& out);
+
+// x rounded to bfloat16 (nearest even), zero past K, interleaved by chunks of
+// 32: chunk c of row m at out + (c * M + m) * 32; M * bf16_row_elems(K)
+// values in all. out 64-byte aligned.
+int64_t bf16_row_elems(int64_t K);
+void round_bf16_rows(const float* x, int64_t xs, int64_t M, int64_t K, uint16_t* out);
+
+// Unit of weight rows linear.cpp splits N into (as linear_gemv_split_rows).
+int64_t dot_split_rows(int64_t M, DType w_dtype);
+
+// y[:, n0:n1] for all M rows of a: Q8_0 / Q4_0 weights against q (vpdpbusd),
+// or BF16 weights against xb (vdpbf16ps; CPU must have AVX512_BF16).
+void gemv_q8dot(const LinearArgs& a, const Q8Rows& q, int64_t n0, int64_t n1);
+void gemv_bf16dot(const LinearArgs& a, const uint16_t* xb, int64_t n0, int64_t n1);
+
+}  // namespace nm::avx512vnni
