@@ -16,6 +16,62 @@ import type { MambaConfig } from '../../lib/model/config';
 
 export type ReferenceWeights = Map<string, Float64Array>;
 
+/**
+ * How the input of the linear layer with weight `name` is rounded before the
+ * product (kernels/linear.h "Rounded activations"; the engine's inputRounding
+ * 'auto' rounds for bf16 weights to bf16 and for q8_0 / q4_0 weights to int8
+ * per 32 values). Default: none.
+ */
+export type InputRoundingRule = (weightName: string) => 'none' | 'bf16' | 'q8';
+
+const f32buf = new Float32Array(1);
+const u32buf = new Uint32Array(f32buf.buffer);
+/** float32 x rounded to bfloat16, nearest even (finite inputs). */
+function toBf16(x: number): number {
+  f32buf[0] = x;
+  const u = u32buf[0];
+  u32buf[0] = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+  return f32buf[0];
+}
+/** Round half to even (nearbyint in the default rounding mode). */
+function rne(v: number): number {
+  const f = Math.floor(v), r = v - f;
+  return r > 0.5 || (r === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+/**
+ * Rows [L, inDim] (row stride `stride`, from column `c0`) of x rounded as
+ * `mode`, into a new [L, inDim] array ('none': the values as they are). The engine's activations are float32,
+ * so x is first rounded to float32 and the scale arithmetic is float32:
+ *   bf16: x32 to bfloat16;
+ *   q8:   per run of 32 values, amax = max |x32|, d = f32(amax / 127),
+ *         q = rne(f32(x32 * f32(127 / amax))) clamped to [-127, 127], value d * q
+ *         (ggml's Q8_0 quantization of activations).
+ */
+export function roundRows(x: Float64Array, L: number, inDim: number, mode: 'none' | 'bf16' | 'q8', stride = inDim, c0 = 0): Float64Array {
+  if (mode === 'none' && stride === inDim && c0 === 0) return x;
+  const out = new Float64Array(L * inDim);
+  for (let t = 0; t < L; t++) {
+    if (mode === 'none') {
+      for (let i = 0; i < inDim; i++) out[t * inDim + i] = x[t * stride + c0 + i];
+      continue;
+    }
+    const row = Array.from({ length: inDim }, (_, i) => Math.fround(x[t * stride + c0 + i]));
+    for (let b = 0; b < inDim; b += 32) {
+      const e = Math.min(inDim, b + 32);
+      if (mode === 'bf16') {
+        for (let i = b; i < e; i++) out[t * inDim + i] = toBf16(row[i]);
+      } else if (mode === 'q8') {
+        let amax = 0;
+        for (let i = b; i < e; i++) amax = Math.max(amax, Math.abs(row[i]));
+        const d = Math.fround(amax / 127), id = amax > 0 ? Math.fround(127 / amax) : 0;
+        for (let i = b; i < e; i++) out[t * inDim + i] = d * Math.min(127, Math.max(-127, rne(Math.fround(row[i] * id))));
+      }
+    }
+  }
+  return out;
+}
+
 const silu = (x: number): number => x / (1 + Math.exp(-x));
 /** softplus with PyTorch's threshold (x > 20 -> x), as the reference kernels use. */
 const softplus = (x: number): number => (x <= 20 ? Math.log1p(Math.exp(x)) : x);
@@ -77,7 +133,10 @@ export function causalConvSilu(
 }
 
 /** Mamba-1 mixer (mamba_simple.py Mamba.forward, slow path): h [L, d] -> [L, d]. */
-export function mamba1Mixer(config: MambaConfig, weights: ReferenceWeights, prefix: string, h: Float64Array, L: number): Float64Array {
+export function mamba1Mixer(
+  config: MambaConfig, weights: ReferenceWeights, prefix: string, h: Float64Array, L: number, round: InputRoundingRule = () => 'none',
+): Float64Array {
+  const rin = (name: string, x: Float64Array, inDim: number, stride = inDim, c0 = 0) => roundRows(x, L, inDim, round(prefix + name), stride, c0);
   const d = config.dModel, di = config.dInner, N = config.dState, R = config.dtRank, K = config.dConv;
   const inW = need(weights, prefix + 'in_proj.weight', 2 * di * d);
   const inB = config.useBias ? maybe(weights, prefix + 'in_proj.bias', 2 * di) : undefined;
@@ -92,11 +151,12 @@ export function mamba1Mixer(config: MambaConfig, weights: ReferenceWeights, pref
   const outB = config.useBias ? maybe(weights, prefix + 'out_proj.bias', d) : undefined;
 
   // 1. in_proj -> [x (first di) | z (second di)]
-  const xz = linear(h, L, d, inW, 2 * di, inB);
+  const xz = linear(rin('in_proj.weight', h, d), L, d, inW, 2 * di, inB);
   // 2. x = silu(causal conv(x))
   const x = causalConvSilu(xz, L, 2 * di, 0, di, K, convW, convB);
   // 3. x_proj -> [dt (R) | B (N) | C (N)]
-  const xdbl = linear(x, L, di, xProjW, R + 2 * N);
+  const xdbl = linear(rin('x_proj.weight', x, di), L, di, xProjW, R + 2 * N);
+  const dtIn = rin('dt_proj.weight', xdbl, R, R + 2 * N, 0); // [L, R]: the dt part of each row
   // 4-5. delta = softplus(dt_proj.weight . dt + dt_proj.bias); A = -exp(A_log)
   const A = Alog.map((v) => -Math.exp(v));
   const y = new Float64Array(L * di);
@@ -105,7 +165,7 @@ export function mamba1Mixer(config: MambaConfig, weights: ReferenceWeights, pref
     const row = t * (R + 2 * N);
     for (let c = 0; c < di; c++) {
       let dtRaw = dtB ? dtB[c] : 0;
-      for (let r = 0; r < R; r++) dtRaw += dtW[c * R + r] * xdbl[row + r];
+      for (let r = 0; r < R; r++) dtRaw += dtW[c * R + r] * dtIn[t * R + r];
       const delta = softplus(dtRaw);
       const u = x[t * di + c];
       let acc = 0;
@@ -120,7 +180,7 @@ export function mamba1Mixer(config: MambaConfig, weights: ReferenceWeights, pref
     }
   }
   // 7. out_proj
-  return linear(y, L, di, outW, d, outB);
+  return linear(rin('out_proj.weight', y, di), L, di, outW, d, outB);
 }
 
 /**
@@ -134,7 +194,9 @@ export function mamba1Mixer(config: MambaConfig, weights: ReferenceWeights, pref
  * The norm's epsilon is config.normEps (state-spaces hard-codes 1e-5, HF uses
  * layer_norm_epsilon; both are 1e-5 in every published checkpoint).
  */
-export function mamba2Mixer(config: MambaConfig, weights: ReferenceWeights, prefix: string, h: Float64Array, L: number): Float64Array {
+export function mamba2Mixer(
+  config: MambaConfig, weights: ReferenceWeights, prefix: string, h: Float64Array, L: number, round: InputRoundingRule = () => 'none',
+): Float64Array {
   const d = config.dModel, di = config.dInner, N = config.dState, K = config.dConv;
   const H = config.nheads, P = config.headdim, G = config.ngroups;
   if (H * P !== di) throw new Error(`reference model: nheads ${H} * headdim ${P} != dInner ${di}`);
@@ -154,7 +216,7 @@ export function mamba2Mixer(config: MambaConfig, weights: ReferenceWeights, pref
   const [dtMin, dtMax] = config.timeStepLimit;
 
   // in_proj -> [z (di) | xBC (di + 2GN) | dt (H)]
-  const zxbcdt = linear(h, L, d, inW, projDim, inB);
+  const zxbcdt = linear(roundRows(h, L, d, round(prefix + 'in_proj.weight')), L, d, inW, projDim, inB);
   // silu(conv(xBC)) -> [x (di) | B (G*N) | C (G*N)]
   const xBC = causalConvSilu(zxbcdt, L, projDim, di, convDim, K, convW, convB);
   const A = Alog.map((v) => -Math.exp(v));
@@ -194,7 +256,7 @@ export function mamba2Mixer(config: MambaConfig, weights: ReferenceWeights, pref
       for (let j = g * gs; j < (g + 1) * gs; j++) y[t * di + j] *= s * normW[j];
     }
   }
-  return linear(y, L, di, outW, d, outB);
+  return linear(roundRows(y, L, di, round(prefix + 'out_proj.weight')), L, di, outW, d, outB);
 }
 
 /**
@@ -203,7 +265,9 @@ export function mamba2Mixer(config: MambaConfig, weights: ReferenceWeights, pref
  * h = mixer(RMSNorm(residual)) -> norm_f(h + residual) -> lm_head (tied to the
  * embedding when `lm_head.weight` is absent).
  */
-export function referenceForward(config: MambaConfig, weights: ReferenceWeights, tokens: number[]): Float64Array {
+export function referenceForward(
+  config: MambaConfig, weights: ReferenceWeights, tokens: number[], round: InputRoundingRule = () => 'none',
+): Float64Array {
   const d = config.dModel, V = config.vocabSize, L = tokens.length;
   const emb = need(weights, 'backbone.embeddings.weight', V * d);
   const lmHead = maybe(weights, 'lm_head.weight', V * d) ?? emb;
@@ -219,10 +283,11 @@ export function referenceForward(config: MambaConfig, weights: ReferenceWeights,
     for (let j = 0; j < L * d; j++) residual[j] += hidden[j];
     const normed = rmsNorm(residual, L, d, need(weights, p + 'norm.weight', d), config.normEps);
     hidden = config.arch === 'mamba'
-      ? mamba1Mixer(config, weights, p + 'mixer.', normed, L)
-      : mamba2Mixer(config, weights, p + 'mixer.', normed, L);
+      ? mamba1Mixer(config, weights, p + 'mixer.', normed, L, round)
+      : mamba2Mixer(config, weights, p + 'mixer.', normed, L, round);
   }
   for (let j = 0; j < L * d; j++) residual[j] += hidden[j];
   const final = rmsNorm(residual, L, d, need(weights, 'backbone.norm_f.weight', d), config.normEps);
-  return linear(final, L, d, lmHead, V);
+  const headName = weights.has('lm_head.weight') ? 'lm_head.weight' : 'backbone.embeddings.weight';
+  return linear(roundRows(final, L, d, round(headName)), L, d, lmHead, V);
 }
