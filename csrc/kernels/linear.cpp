@@ -109,8 +109,13 @@ void round_activations(ActRounding mode, const float* x, int64_t xs, int64_t M, 
     } else if (mode == ActRounding::Q8Block) {
       for (int64_t b0 = 0; b0 < K; b0 += kQuantBlock) {
         const int64_t n = std::min<int64_t>(kQuantBlock, K - b0);
+        // amax is NaN when the block holds a NaN, so that the scale d (and
+        // every output that reads the block) is NaN, never a silent 0.
         float amax = 0.0f;
-        for (int64_t j = 0; j < n; ++j) amax = std::max(amax, std::fabs(xr[b0 + j]));
+        for (int64_t j = 0; j < n; ++j) {
+          const float v = std::fabs(xr[b0 + j]);
+          if (v > amax || v != v) amax = v;
+        }
         const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
         for (int64_t j = 0; j < n; ++j) {
           const float q = std::min(127.0f, std::max(-127.0f, std::nearbyint(xr[b0 + j] * id)));

@@ -258,7 +258,9 @@ void quantize_q8_rows(const float* x, int64_t xs, int64_t M, int64_t K, const Q8
         qs[2 * h] = qs[2 * h + 1] = _mm_setzero_si128();
         if (b >= nb) continue;
         const __m512 v0 = _mm512_loadu_ps(xr + 32 * b), v1 = _mm512_loadu_ps(xr + 32 * b + 16);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+        // A NaN makes the block's scale NaN (as round_activations).
+        if (_mm512_cmp_ps_mask(v0, v0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v1, _CMP_UNORD_Q)) amax = NAN;
         // The same float operations as round_activations (linear.cpp); cvtps
         // rounds to nearest even (the default MXCSR mode), as nearbyint.
         scale[h] = amax / 127.0f;

@@ -131,6 +131,19 @@ t.test('rounding changes the result (the checks can fail), none is the default, 
       t.ok(caught, `${mode} x ${dt} ${isa}: the rounded result is outside the exact reference's tolerance`);
     });
   }
+  // A NaN input is never rounded away: its block's scale is NaN.
+  const xn = x.slice();
+  xn[5] = NaN;
+  for (const [mode, dt] of [['q8', 'q8_0'], ['q8', 'f32'], ['bf16', 'bf16']] as const) {
+    const { arg } = weightOf(r, dt, N, K);
+    forEachIsa((isa) => {
+      for (const algorithm of ['gemv', 'gemm'] as const) {
+        const got = kernels.linear({ x: xn, weight: arg, rows: M, inFeatures: K, outFeatures: N, algorithm, inputRounding: mode });
+        t.ok(got.subarray(0, N).every((v) => Number.isNaN(v)) && got.subarray(N).every((v) => Number.isFinite(v)),
+          `${mode} x ${dt} ${algorithm} ${isa}: a NaN in row 0 gives NaN in row 0 only`);
+      }
+    });
+  }
   const w = new Float32Array(N * K);
   t.throws(() => kernels.linear({ x, weight: w, rows: M, inFeatures: K, outFeatures: N, inputRounding: 'q4' as never }), { name: 'TypeError', message: /inputRounding/ });
   t.throws(() => kernels.linear({ x, weight: w, rows: M, inFeatures: K, outFeatures: N, inputRounding: 1 as never }), { name: 'TypeError', message: /inputRounding/ });
