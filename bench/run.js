@@ -386,7 +386,8 @@ async function main() {
   results.failures = failures;
   const header = `node-mamba vs llama.cpp ${llamaVersion || '(node-llama-cpp not installed)'} — ${machine.cpuModel}, ${threads} threads, ${machine.isa}; ` +
     `read bandwidth ${bwStart.bestGBps.toFixed(1)} GB/s (best of ${bwStart.repeats} at the start; ${bwEnd.bestGBps.toFixed(1)} at the end; medians ${bwStart.medianGBps.toFixed(1)}, ${bwEnd.medianGBps.toFixed(1)}); ` +
-    `commit ${git.commit.slice(0, 10)}${git.dirty ? '+dirty' : ''}; ${results.seconds.toFixed(0)} s; medians, ratio = node-mamba / llama.cpp`;
+    `commit ${git.commit.slice(0, 10)}${git.dirty ? '+dirty' : ''}; ${results.seconds.toFixed(0)} s; medians, ratio = node-mamba / llama.cpp; ` +
+    `node-mamba inputRounding 'auto' (bf16 / q8_0 matrices get bf16 / int8 inputs, as in llama.cpp)`;
   console.log(`${header}\n\n${text}`);
   if (/\d\*/.test(text)) console.log(`\n* other processes used more than ${100 * BUSY}% of the CPUs during that measurement (otherCpuShare in the JSON): noisy.`);
   if (failures.length) console.log(`\nNot measured:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
