@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "cpu/threadpool.h"
@@ -11,7 +12,8 @@
 
 namespace nm {
 
-NM_DECLARE_ISA_FN(void linear_gemv(const LinearArgs& a, int64_t n0, int64_t n1))
+NM_DECLARE_ISA_FN(void linear_gemv(const LinearArgs& a, const float* xp, int64_t n0, int64_t n1))
+NM_DECLARE_ISA_FN(void linear_gemv_x_layout(int64_t* lanes, int64_t* chunk_rows))
 NM_DECLARE_ISA_FN(void linear_gemm(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch))
 NM_DECLARE_ISA_FN(void linear_gemv_split_rows(int64_t M, int64_t* rows))
 NM_DECLARE_ISA_FN(void linear_gemm_geometry(int64_t* mr, int64_t* nr, int64_t* scratch_floats))
@@ -31,6 +33,42 @@ void split_gemv(const LinearArgs& a, int64_t unit, Gemv&& gemv) {
   cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) { gemv(u0 * unit, std::min(a.N, u1 * unit)); });
 }
 
+// Scratch of the calling thread, reused across calls (64-byte aligned).
+// Slot 0: the rounded copy of x (or the dot-product GEMV's quantized x),
+// slot 1: x interleaved for the GEMV; both can be live in one call.
+void* scratch_bytes(int64_t bytes, int slot = 0) {
+  thread_local std::vector<char> bufs[2];
+  std::vector<char>& buf = bufs[slot];
+  if ((int64_t)buf.size() < bytes + 64) buf.resize((size_t)(bytes + 64));
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<void*>((p + 63) / 64 * 64);
+}
+
+// x interleaved for the GEMV tiles (linear_impl.h gemv_rows_dt): chunks of
+// `rows` input rows, within a chunk of mb rows vector j of row m at
+// (j * mb + m) * lanes, zero past K; one pointer then reaches every row of a
+// tile. Packed once per call, by the calling thread, into its scratch.
+const float* pack_gemv_x(const LinearArgs& a) {
+  int64_t lanes = 1, rows = 1;
+  NM_ISA_CALL(linear_gemv_x_layout, &lanes, &rows);
+  const int64_t kv = (a.K + lanes - 1) / lanes, chunks = (a.M + rows - 1) / rows;
+  float* buf = static_cast<float*>(scratch_bytes(chunks * rows * kv * lanes * (int64_t)sizeof(float), 1));
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t m0 = c * rows, mb = std::min(rows, a.M - m0);
+    float* dst = buf + c * rows * kv * lanes;
+    for (int64_t m = 0; m < mb; ++m) {
+      const float* xr = a.x + (m0 + m) * a.x_stride;
+      for (int64_t j = 0; j < kv; ++j) {
+        float* d = dst + (j * mb + m) * lanes;
+        const int64_t k0 = j * lanes, t = std::min(lanes, a.K - k0);
+        std::memcpy(d, xr + k0, (size_t)t * sizeof(float));
+        for (int64_t i = t; i < lanes; ++i) d[i] = 0.0f;
+      }
+    }
+  }
+  return buf;
+}
+
 void run_gemv(const LinearArgs& a) {
   // Work is split over units of weight rows that keep the impl's tiles
   // whole: one tile (R rows) when all M input rows form one chunk, else a
@@ -39,15 +77,8 @@ void run_gemv(const LinearArgs& a) {
   // instead of 48 + 32 with 24-row groups).
   int64_t unit = 24;
   NM_ISA_CALL(linear_gemv_split_rows, a.M, &unit);
-  split_gemv(a, unit, [&](int64_t n0, int64_t n1) { NM_ISA_CALL(linear_gemv, a, n0, n1); });
-}
-
-// Scratch of the calling thread, reused across calls (64-byte aligned).
-void* scratch_bytes(int64_t bytes) {
-  thread_local std::vector<char> buf;
-  if ((int64_t)buf.size() < bytes + 64) buf.resize((size_t)(bytes + 64));
-  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return reinterpret_cast<void*>((p + 63) / 64 * 64);
+  const float* xp = a.M > 1 ? pack_gemv_x(a) : nullptr;
+  split_gemv(a, unit, [&](int64_t n0, int64_t n1) { NM_ISA_CALL(linear_gemv, a, xp, n0, n1); });
 }
 
 // The GEMV with rounded activations on the dot-product instructions, where

@@ -121,13 +121,22 @@ struct GemvRows {
   static_assert(kGemvGroup % R == 0, "R must divide kGemvGroup");
 };
 
+// The tile's MB input rows come interleaved by vectors (XTile): the vector
+// of row m at k is xt.p + (k / W) * MB * W + m * W, one pointer with constant
+// offsets for all rows (eight row pointers plus R weight pointers made GCC
+// spill pointers to the stack inside the loop). For MB = 1 that is the row
+// itself; for M > 1 linear.cpp packs the rows (gemv_rows_dt).
+struct XTile {
+  const float* p;
+};
+
 template <int R, int MB, int DT>
-static inline void gemv_tile(const LinearArgs& a, int64_t n, int64_t m0) {
+static inline void gemv_tile(const LinearArgs& a, int64_t n, XTile xt, int64_t m0) {
   const int64_t K = a.K;
+  constexpr int64_t XS = (int64_t)MB * VF::W;  // floats per k-vector of all rows
   const void* wr[R];
-  const float* xr[MB];
   for (int r = 0; r < R; ++r) wr[r] = lin_row(a.w, a.w_dtype, (n + r) * a.w_stride);
-  for (int m = 0; m < MB; ++m) xr[m] = a.x + (m0 + m) * a.x_stride;
+  const float* xk = xt.p;
   VF acc[R][MB];
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < MB; ++m) acc[r][m] = VF::zero();
@@ -140,12 +149,12 @@ static inline void gemv_tile(const LinearArgs& a, int64_t n, int64_t m0) {
   // harmless (a prefetch never faults).
   const int64_t pf_off = R * a.w_stride * dtype_size(a.w_dtype);
   constexpr int64_t kEl = DT == (int)DType::F32 ? 4 : 2;
-  for (; k + VF::W <= K; k += VF::W) {
+  for (; k + VF::W <= K; k += VF::W, xk += XS) {
     VF wv[R];
     for (int r = 0; r < R; ++r) NM_LIN_PREFETCH_L2((uintptr_t)wr[r] + (uintptr_t)(k * kEl + pf_off));
     for (int r = 0; r < R; ++r) wv[r] = lin_load<DT>(wr[r], k);
     for (int m = 0; m < MB; ++m) {
-      const VF xv = VF::load(xr[m] + k);
+      const VF xv = VF::load(xk + m * VF::W);
       for (int r = 0; r < R; ++r) acc[r][m] = fmadd(wv[r], xv, acc[r][m]);
     }
   }
@@ -154,7 +163,7 @@ static inline void gemv_tile(const LinearArgs& a, int64_t n, int64_t m0) {
     VF wv[R];
     for (int r = 0; r < R; ++r) wv[r] = lin_load_partial<DT>(wr[r], k, t);
     for (int m = 0; m < MB; ++m) {
-      const VF xv = VF::load_partial(xr[m] + k, t);
+      const VF xv = VF::load_partial(xk + m * VF::W, t);
       for (int r = 0; r < R; ++r) acc[r][m] = fmadd(wv[r], xv, acc[r][m]);
     }
   }
@@ -170,13 +179,12 @@ static inline void gemv_tile(const LinearArgs& a, int64_t n, int64_t m0) {
 // k order as the f32 path, so the result equals the f32 path's on the
 // dequantised weights bit for bit.
 template <int R, int MB, int DT>
-static inline void gemv_tile_q(const LinearArgs& a, int64_t n, int64_t m0) {
+static inline void gemv_tile_q(const LinearArgs& a, int64_t n, XTile xt, int64_t m0) {
   constexpr int64_t BB = QuantTraits<DT>::bytes;
+  constexpr int64_t XS = (int64_t)MB * VF::W;
   const int64_t row_bytes = dtype_row_bytes(a.w_dtype, a.w_stride);
   const uint8_t* wr[R];
-  const float* xr[MB];
   for (int r = 0; r < R; ++r) wr[r] = static_cast<const uint8_t*>(a.w) + (n + r) * row_bytes;
-  for (int m = 0; m < MB; ++m) xr[m] = a.x + (m0 + m) * a.x_stride;
   VF acc[R][MB];
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < MB; ++m) acc[r][m] = VF::zero();
@@ -193,8 +201,9 @@ static inline void gemv_tile_q(const LinearArgs& a, int64_t n, int64_t m0) {
     for (int v = 0; v < kQVecs; ++v) {
       VF wv[R];
       for (int r = 0; r < R; ++r) wv[r] = lin_qvec<DT>(wr[r] + boff, v) * d[r];
+      const float* xk = xt.p + (k / VF::W + v) * XS;
       for (int m = 0; m < MB; ++m) {
-        const VF xv = VF::load(xr[m] + k + v * VF::W);
+        const VF xv = VF::load(xk + m * VF::W);
         for (int r = 0; r < R; ++r) acc[r][m] = fmadd(wv[r], xv, acc[r][m]);
       }
     }
@@ -207,45 +216,59 @@ static inline void gemv_tile_q(const LinearArgs& a, int64_t n, int64_t m0) {
 
 // Rows [n, n + nt) of W against input rows [m0, m0 + MB).
 template <int MB, int DT>
-static void gemv_group(const LinearArgs& a, int64_t n, int64_t nt, int64_t m0) {
+static void gemv_group(const LinearArgs& a, int64_t n, int64_t nt, XTile xt, int64_t m0) {
   constexpr int R = GemvRows<MB>::R;
   int64_t r = 0;
   if constexpr (QuantTraits<DT>::quant) {
-    for (; r + R <= nt; r += R) gemv_tile_q<R, MB, DT>(a, n + r, m0);
-    for (; r < nt; ++r) gemv_tile_q<1, MB, DT>(a, n + r, m0);
+    for (; r + R <= nt; r += R) gemv_tile_q<R, MB, DT>(a, n + r, xt, m0);
+    for (; r < nt; ++r) gemv_tile_q<1, MB, DT>(a, n + r, xt, m0);
   } else {
-    for (; r + R <= nt; r += R) gemv_tile<R, MB, DT>(a, n + r, m0);
-    for (; r < nt; ++r) gemv_tile<1, MB, DT>(a, n + r, m0);
+    for (; r + R <= nt; r += R) gemv_tile<R, MB, DT>(a, n + r, xt, m0);
+    for (; r < nt; ++r) gemv_tile<1, MB, DT>(a, n + r, xt, m0);
   }
 }
 
 // mb <= kGemvMB; larger cases are clamped only so that they compile.
 template <int DT>
-static void gemv_dispatch_mb(const LinearArgs& a, int64_t n, int64_t nt, int64_t m0, int mb) {
+static void gemv_dispatch_mb(const LinearArgs& a, int64_t n, int64_t nt, XTile xt, int64_t m0, int mb) {
 #define NM_LIN_MB(c) (c <= kGemvMB ? c : kGemvMB)
   switch (mb) {
-    case 1: gemv_group<1, DT>(a, n, nt, m0); break;
-    case 2: gemv_group<2, DT>(a, n, nt, m0); break;
-    case 3: gemv_group<3, DT>(a, n, nt, m0); break;
-    case 4: gemv_group<4, DT>(a, n, nt, m0); break;
-    case 5: gemv_group<NM_LIN_MB(5), DT>(a, n, nt, m0); break;
-    case 6: gemv_group<NM_LIN_MB(6), DT>(a, n, nt, m0); break;
-    case 7: gemv_group<NM_LIN_MB(7), DT>(a, n, nt, m0); break;
-    default: gemv_group<NM_LIN_MB(8), DT>(a, n, nt, m0); break;
+    case 1: gemv_group<1, DT>(a, n, nt, xt, m0); break;
+    case 2: gemv_group<2, DT>(a, n, nt, xt, m0); break;
+    case 3: gemv_group<3, DT>(a, n, nt, xt, m0); break;
+    case 4: gemv_group<4, DT>(a, n, nt, xt, m0); break;
+    case 5: gemv_group<NM_LIN_MB(5), DT>(a, n, nt, xt, m0); break;
+    case 6: gemv_group<NM_LIN_MB(6), DT>(a, n, nt, xt, m0); break;
+    case 7: gemv_group<NM_LIN_MB(7), DT>(a, n, nt, xt, m0); break;
+    default: gemv_group<NM_LIN_MB(8), DT>(a, n, nt, xt, m0); break;
   }
 #undef NM_LIN_MB
 }
 
+// y[:, n0:n1] for all M rows; for M > 1, xp holds x interleaved by
+// linear.cpp (linear_gemv_x_layout): chunk c of kGemvMB rows at
+// xp + c * kGemvMB * ceil(K / W) * W, vector j of its row m at
+// + (j * mb + m) * W (mb = rows in the chunk), zero past K.
 template <int DT>
-static void gemv_rows_dt(const LinearArgs& a, int64_t n0, int64_t n1) {
+static void gemv_rows_dt(const LinearArgs& a, const float* xp, int64_t n0, int64_t n1) {
+  const int64_t chunks = (a.M + kGemvMB - 1) / kGemvMB;
+  const int64_t chunk_floats = kGemvMB * ((a.K + VF::W - 1) / VF::W) * VF::W;
   // Weight rows in groups of kGemvGroup; for each group every chunk of input
   // rows runs while the group's rows are still in L2, so W is streamed from
   // memory once whatever M is.
   for (int64_t n = n0; n < n1; n += kGemvGroup) {
     const int64_t nt = lin_min(kGemvGroup, n1 - n);
-    for (int64_t m0 = 0; m0 < a.M; m0 += kGemvMB)
-      gemv_dispatch_mb<DT>(a, n, nt, m0, (int)lin_min(kGemvMB, a.M - m0));
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t m0 = c * kGemvMB;
+      const XTile xt{a.M > 1 ? xp + c * chunk_floats : a.x};
+      gemv_dispatch_mb<DT>(a, n, nt, xt, m0, (int)lin_min(kGemvMB, a.M - m0));
+    }
   }
+}
+
+void linear_gemv_x_layout(int64_t* lanes, int64_t* chunk_rows) {
+  *lanes = VF::W;
+  *chunk_rows = kGemvMB;
 }
 
 // The unit linear.cpp splits N into for M input rows: the tile height R
@@ -265,14 +288,13 @@ static int64_t gemv_split_rows(int64_t M) {
 }
 void linear_gemv_split_rows(int64_t M, int64_t* rows) { *rows = gemv_split_rows(M); }
 
-// y[:, n0:n1] for all M rows.
-void linear_gemv(const LinearArgs& a, int64_t n0, int64_t n1) {
+void linear_gemv(const LinearArgs& a, const float* xp, int64_t n0, int64_t n1) {
   switch (a.w_dtype) {
-    case DType::F32: gemv_rows_dt<(int)DType::F32>(a, n0, n1); break;
-    case DType::F16: gemv_rows_dt<(int)DType::F16>(a, n0, n1); break;
-    case DType::Q8_0: gemv_rows_dt<kQ8>(a, n0, n1); break;
-    case DType::Q4_0: gemv_rows_dt<kQ4>(a, n0, n1); break;
-    default: gemv_rows_dt<(int)DType::BF16>(a, n0, n1); break;
+    case DType::F32: gemv_rows_dt<(int)DType::F32>(a, xp, n0, n1); break;
+    case DType::F16: gemv_rows_dt<(int)DType::F16>(a, xp, n0, n1); break;
+    case DType::Q8_0: gemv_rows_dt<kQ8>(a, xp, n0, n1); break;
+    case DType::Q4_0: gemv_rows_dt<kQ4>(a, xp, n0, n1); break;
+    default: gemv_rows_dt<(int)DType::BF16>(a, xp, n0, n1); break;
   }
 }
 
