@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "cpu/threadpool.h"
@@ -113,8 +114,10 @@ void run_gemm(const LinearArgs& a) {
   const int64_t want = std::min<int64_t>(max_tasks, cpu::pool().size());
   // Per-thread scratch, each slice 64-byte aligned.
   const int64_t slice = (scratch_floats + 15) / 16 * 16;
-  std::vector<float> scratch((size_t)(slice * want + 16));
-  float* base = scratch.data();
+  // Not zeroed: every element is written before it is read (pack_a, pack_b
+  // and the bias strip fill what the micro-kernel reads).
+  std::unique_ptr<float[]> scratch(new float[(size_t)(slice * want + 16)]);
+  float* base = scratch.get();
   base += (16 - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % 16) % 16;
   cpu::pool().run((int)want, [&](int ith, int nth) {
     // Split N across threads while there are enough column strips, and M

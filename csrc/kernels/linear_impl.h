@@ -429,38 +429,51 @@ static inline void gemm_ukernel(int64_t kc, const float* ap, const float* bp, fl
   }
 }
 
+// Rows of x per A block: the A panels of kMC rows for one K block are packed
+// once and reused for every N block (kMC * kKC floats: 512 KiB on AVX-512).
+constexpr int64_t kMC = 64 * kMR;
+static_assert(kMC % kMR == 0, "kMC must be a multiple of kMR");
+
 // Register/cache geometry for the dispatcher: micro-tile rows and columns,
 // and the per-thread scratch (floats) linear_gemm needs.
 void linear_gemm_geometry(int64_t* mr, int64_t* nr, int64_t* scratch_floats) {
   *mr = kMR;
   *nr = kNR;
-  *scratch_floats = kKC * kNC + kMR * kKC + kNC;
+  *scratch_floats = kKC * kNC + kMC * kKC + kNC;
 }
 
+// Loop nest: M blocks of kMC rows > K blocks of kKC > (pack the A panels of
+// the M block) > N blocks of kNC > pack B > micro-tiles. Each element of y
+// still sums its K blocks in ascending order (the first one adds the bias),
+// so the order of the N and K loops does not change any result.
 template <int DT>
 static void gemm_dt(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch) {
   float* bp = scratch;                  // kKC * kNC
-  float* ap = bp + kKC * kNC;           // kMR * kKC
-  float* bias = ap + kMR * kKC;         // kNC
+  float* ap = bp + kKC * kNC;           // kMC * kKC: A panels, kMR * kc each
+  float* bias = ap + kMC * kKC;         // kNC
   const int64_t K = a.K;
-  for (int64_t nb = n0; nb < n1; nb += kNC) {
-    const int64_t nc = lin_min(kNC, n1 - nb);
-    if (a.bias) {
-      const int64_t ncp = (nc + kNR - 1) / kNR * kNR;
-      for (int64_t j = 0; j < ncp; ++j) bias[j] = j < nc ? load_as_f32(a.bias, a.bias_dtype, nb + j) : 0.0f;
-    }
+  for (int64_t mb = m0; mb < m1; mb += kMC) {
+    const int64_t me = lin_min(m1, mb + kMC);
     // One pass with kc = 0 when K == 0 so that y still gets the bias.
     for (int64_t k0 = 0;; k0 += kKC) {
       const int64_t kc = lin_min(kKC, K - k0);
       const bool first = k0 == 0;
-      pack_b<DT>(a, nb, nc, k0, kc, bp);
-      for (int64_t m = m0; m < m1; m += kMR) {
-        const int mr = (int)lin_min(kMR, m1 - m);
-        pack_a(a, m, mr, k0, kc, ap);
-        for (int64_t s = 0; s * kNR < nc; ++s) {
-          const int ncols = (int)lin_min(kNR, nc - s * kNR);
-          gemm_ukernel(kc, ap, bp + s * kc * kNR, a.y + m * a.y_stride + nb + s * kNR, a.y_stride, mr, ncols,
-                       first && a.bias ? bias + s * kNR : nullptr, !first);
+      for (int64_t m = mb; m < me; m += kMR)
+        pack_a(a, m, (int)lin_min(kMR, me - m), k0, kc, ap + (m - mb) * kKC);
+      for (int64_t nb = n0; nb < n1; nb += kNC) {
+        const int64_t nc = lin_min(kNC, n1 - nb);
+        if (first && a.bias) {
+          const int64_t ncp = (nc + kNR - 1) / kNR * kNR;
+          for (int64_t j = 0; j < ncp; ++j) bias[j] = j < nc ? load_as_f32(a.bias, a.bias_dtype, nb + j) : 0.0f;
+        }
+        pack_b<DT>(a, nb, nc, k0, kc, bp);
+        for (int64_t m = mb; m < me; m += kMR) {
+          const int mr = (int)lin_min(kMR, me - m);
+          for (int64_t s = 0; s * kNR < nc; ++s) {
+            const int ncols = (int)lin_min(kNR, nc - s * kNR);
+            gemm_ukernel(kc, ap + (m - mb) * kKC, bp + s * kc * kNR, a.y + m * a.y_stride + nb + s * kNR, a.y_stride, mr,
+                         ncols, first && a.bias ? bias + s * kNR : nullptr, !first);
+          }
         }
       }
       if (k0 + kKC >= K) break;
