@@ -384,13 +384,26 @@ static void pack_b(const LinearArgs& a, int64_t n0, int64_t nc, int64_t k0, int6
   }
 }
 
+// A panel: x[m0 : m0 + mr, k0 : k0 + kc] as ap[k * kMR + i], rows past mr
+// zero. With a lane shuffle, VF::W columns at a time: W rows' vectors
+// (rows past mr zero) transposed in registers, kMR lanes of each stored.
 static void pack_a(const LinearArgs& a, int64_t m0, int mr, int64_t k0, int64_t kc, float* ap) {
+  int64_t k = 0;
+#ifdef NM_LINEAR_HAS_TRANSPOSE
+  static_assert(kMR <= VF::W, "pack_a transposes kMR rows within one vector");
+  for (; k + VF::W <= kc; k += VF::W) {
+    VF r[VF::W];
+    for (int i = 0; i < VF::W; ++i) r[i] = i < mr ? VF::load(a.x + (m0 + i) * a.x_stride + k0 + k) : VF::zero();
+    lin_transpose(r);
+    for (int j = 0; j < VF::W; ++j) r[j].store_partial(ap + (k + j) * kMR, kMR);
+  }
+#endif
   for (int i = 0; i < kMR; ++i) {
     if (i < mr) {
       const float* xr = a.x + (m0 + i) * a.x_stride + k0;
-      for (int64_t k = 0; k < kc; ++k) ap[k * kMR + i] = xr[k];
+      for (int64_t kk = k; kk < kc; ++kk) ap[kk * kMR + i] = xr[kk];
     } else {
-      for (int64_t k = 0; k < kc; ++k) ap[k * kMR + i] = 0.0f;
+      for (int64_t kk = k; kk < kc; ++kk) ap[kk * kMR + i] = 0.0f;
     }
   }
 }
