@@ -1,6 +1,6 @@
-// ggml block-quantized weights for the linear tests (linear_quant.test.ts,
-// linear_rounding.test.ts): random blocks, exact dequantisation, the float64
-// reference linear and its tolerance check.
+// For the linear tests (linear.test.ts, linear_quant.test.ts,
+// linear_rounding.test.ts): ggml block-quantized weights (random blocks, exact
+// dequantisation), the float64 reference linear and its tolerance check.
 //
 // Block formats (ggml, little-endian, 32 weights along a row):
 //   q8_0: fp16 d, 32 × int8 q            (34 bytes)  value = d · q
@@ -66,7 +66,7 @@ export function randomBlocks(r: () => number, rows: number, K: number, dt: QDt, 
 }
 
 /** float64 reference y = x Wᵀ + b and the scale Σ|x·w| + |b| (as in linear.test.ts). */
-export function linearRef(x: Float32Array, w: Float64Array, b: Float32Array | null, M: number, N: number, K: number) {
+export function linearRef(x: ArrayLike<number>, w: ArrayLike<number>, b: ArrayLike<number> | null, M: number, N: number, K: number) {
   const y = new Float64Array(M * N), mag = new Float64Array(M * N);
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {

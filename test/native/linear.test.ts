@@ -2,6 +2,7 @@
 import t, { Test } from 'tap';
 import { kernels } from '../../lib';
 import { forEachIsa, randn, rng, toBf16, fromBf16, toF16, fromF16 } from '../helpers/reference';
+import { ATOL, RTOL, checkLinear, linearRef } from '../helpers/quant_blocks';
 
 type Dt = 'f32' | 'f16' | 'bf16';
 
@@ -12,46 +13,12 @@ function asDtype(v: Float32Array, dt: Dt): { arg: kernels.FloatData; eff: Float3
   return { arg: { data: bits, dtype: dt }, eff: dt === 'f16' ? fromF16(bits) : fromBf16(bits) };
 }
 
-/** float64 reference: y[m,n] = Σ_k x[m,k]·w[n,k] + b[n], and the scale Σ_k |x[m,k]·w[n,k]| + |b[n]|. */
-function linearRef(x: Float32Array, w: Float32Array, b: Float32Array | null, M: number, N: number, K: number) {
-  const y = new Float64Array(M * N), mag = new Float64Array(M * N);
-  for (let m = 0; m < M; m++) {
-    for (let n = 0; n < N; n++) {
-      let s = 0, a = 0;
-      for (let k = 0; k < K; k++) {
-        const p = x[m * K + k] * w[n * K + k];
-        s += p;
-        a += Math.abs(p);
-      }
-      const bn = b ? b[n] : 0;
-      y[m * N + n] = s + bn;
-      mag[m * N + n] = a + Math.abs(bn);
-    }
-  }
-  return { y, mag };
-}
-
-// Tolerance: the kernels sum in float32 in an order that differs from the
-// reference (vector lanes, K blocks, tree reduction), so the error is bounded
-// relative to the sum of magnitudes, not to |y|:
-//   |got - ref| <= RTOL * (Σ_k |x_k w_k| + |b|) + ATOL,  RTOL = 3e-6, ATOL = 1e-6.
-// (K <= 1024 terms, float32 eps 6e-8; the worst case observed is ~0.1 of this.)
-const RTOL = 3e-6, ATOL = 1e-6;
-
-function checkLinear(t: Test, got: Float32Array, ref: { y: Float64Array; mag: Float64Array }, msg: string) {
-  if (got.length !== ref.y.length) {
-    t.fail(`${msg}: length ${got.length}, expected ${ref.y.length}`);
-    return;
-  }
-  let worst = 0, at = -1;
-  for (let i = 0; i < got.length; i++) {
-    const r = Math.abs(got[i] - ref.y[i]) / (RTOL * ref.mag[i] + ATOL);
-    if (!(r <= worst)) { worst = Number.isNaN(r) ? Infinity : r; at = i; }
-  }
-  t.ok(worst <= 1, `${msg} (worst err/tol ${worst.toPrecision(3)}${at >= 0 ? ` at ${at}: ${got[at]} vs ${ref.y[at]}` : ''})`);
-}
-
-
+// Tolerance (checkLinear, test/helpers/quant_blocks.ts): the kernels sum in
+// float32 in an order that differs from the reference (vector lanes, K blocks,
+// tree reduction), so the error is bounded relative to the sum of magnitudes,
+// not to |y|: |got - ref| <= RTOL * (Σ_k |x_k w_k| + |b|) + ATOL, RTOL = 3e-6,
+// ATOL = 1e-6. (K <= 1024 terms, float32 eps 6e-8; the worst case observed is
+// ~0.1 of this.)
 const ALGOS = ['auto', 'gemv', 'gemm'] as const;
 
 t.test('linear matches the float64 reference: awkward shapes, f32/f16/bf16 weights, bias or not, both algorithms, every ISA', (t) => {

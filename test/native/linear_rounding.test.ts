@@ -15,7 +15,7 @@
 // reference.
 import t from 'tap';
 import { kernels } from '../../lib';
-import { forEachIsa, randn, rng, toF16 } from '../helpers/reference';
+import { forEachIsa, fromBf16, fromF16, randn, rng, toBf16, toF16 } from '../helpers/reference';
 import { checkLinear, dequant, firstBitDiff, linearRef, randomBlocks, type QDt } from '../helpers/quant_blocks';
 import { roundRows } from '../helpers/reference_model';
 
@@ -30,29 +30,8 @@ function weightOf(r: () => number, dt: WDt, N: number, K: number) {
   }
   const f = randn(r, N * K, 0.5);
   if (dt === 'f32') return { arg: f, values: Float64Array.from(f) };
-  if (dt === 'f16') {
-    const h = toF16(f);
-    const back = new Float32Array(h.length);
-    // Exact widening of each half.
-    for (let i = 0; i < h.length; i++) back[i] = f16ToF32(h[i]);
-    return { arg: { data: h, dtype: 'f16' } as const, values: Float64Array.from(back) };
-  }
-  const u = new Uint32Array(f.buffer.slice(0));
-  const b = new Uint16Array(u.length);
-  const back = new Float32Array(u.length);
-  const bu = new Uint32Array(back.buffer);
-  for (let i = 0; i < u.length; i++) {
-    b[i] = (u[i] + 0x7fff + ((u[i] >>> 16) & 1)) >>> 16;
-    bu[i] = b[i] << 16;
-  }
-  return { arg: { data: b, dtype: 'bf16' } as const, values: Float64Array.from(back) };
-}
-
-function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, m = h & 1023;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
+  const bits = dt === 'f16' ? toF16(f) : toBf16(f);
+  return { arg: { data: bits, dtype: dt } as const, values: Float64Array.from(dt === 'f16' ? fromF16(bits) : fromBf16(bits)) };
 }
 
 /** x [M, K] rounded as `mode`, as the float32 array the reference multiplies. */
