@@ -19,7 +19,8 @@ commands:
   info     --model DIR                 prints the normalised config and memory use (JSON)
   logits   --model DIR --tokens 1,2,3 [--out FILE]
            logits of every position: JSON to stdout, or raw little-endian float32 to FILE
-  options for every command: --threads N`;
+  options for every command: --threads N, --input-rounding auto|none
+           (none: exact float32 inputs for bf16 / q8_0 / q4_0 matrices; default auto)`;
 
 function generateOptions(p: ParsedArgs): GenerateOptions {
   const o: GenerateOptions = {};
@@ -40,7 +41,14 @@ function generateOptions(p: ParsedArgs): GenerateOptions {
 
 async function open(p: ParsedArgs, dir: string): Promise<MambaModel> {
   const threads = numberFlag(p, 'threads');
-  return loadModel(dir, threads !== undefined ? { threads } : {});
+  const rounding = stringFlag(p, 'input-rounding');
+  if (rounding !== undefined && rounding !== 'auto' && rounding !== 'none') {
+    throw new UsageError(`--input-rounding must be 'auto' or 'none', got '${rounding}'`);
+  }
+  return loadModel(dir, {
+    ...(threads !== undefined ? { threads } : {}),
+    ...(rounding !== undefined ? { inputRounding: rounding } : {}),
+  });
 }
 
 async function stream(model: MambaModel, prompt: string, opts: GenerateOptions, out: NodeJS.WritableStream): Promise<void> {

@@ -53,6 +53,23 @@ t.test('logits to stdout and to a file agree', (t) => {
   t.end();
 });
 
+t.test('--input-rounding: auto (default) rounds the inputs of bf16 matrices, none keeps them exact', (t) => {
+  const bf = path.join(dir, 'bf16');
+  writeRandomCheckpoint(bf, { arch: 'mamba', dModel: 64, nLayer: 2, vocabSize: 300, dtype: 'bf16', tied: true, dialect: 'hf', seed: 5 });
+  const logits = (...extra: string[]) => {
+    const r = run('logits', '--model', bf, '--tokens', '1,2,3', ...extra);
+    t.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout).logits as number[];
+  };
+  const auto = logits(), autoFlag = logits('--input-rounding', 'auto'), none = logits('--input-rounding', 'none');
+  t.same(autoFlag, auto, 'auto is the default');
+  t.ok(none.some((v, i) => v !== auto[i]), 'none gives other logits');
+  const bad = run('logits', '--model', bf, '--tokens', '1', '--input-rounding', 'fast');
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /--input-rounding must be 'auto' or 'none'/);
+  t.end();
+});
+
 t.test('generate streams to stdout', (t) => {
   const r = run('generate', '--model', model, '--prompt', 'abc', '--max-tokens', '5', '--seed', '1', '--temperature', '0');
   t.equal(r.status, 0, r.stderr);
