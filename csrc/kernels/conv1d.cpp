@@ -68,7 +68,9 @@ void causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
   if (a.channels <= 0 || a.batch <= 0) return;
   const int64_t ncb = (a.channels + kChannelBlock - 1) / kChannelBlock;
   // Work per item ~ kChannelBlock * width multiply-adds plus the state gathers.
-  const int64_t grain = std::max<int64_t>(1, kSerialWork / 4 / (kChannelBlock * a.width));
+  // Low bar: at batch 1 this is ~10 us of state and weight reads per layer,
+  // serial unless split (bench/NOTES.md).
+  const int64_t grain = std::max<int64_t>(1, kSerialWork / 16 / (kChannelBlock * a.width));
   // Items are (channel block, row), rows fastest, so that a range of items
   // shares the channel block's weights.
   cpu::parallel_for(a.batch * ncb, grain, [&](int64_t i0, int64_t i1) {
