@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include <string>
+#include <utility>
 
 #include "kernels/linear.h"
 #include "napi/bindings.h"
@@ -11,27 +12,25 @@ namespace nm::napi {
 
 namespace {
 
-LinearAlgo read_algo(const ArgReader& r) {
-  if (!r.has("algorithm")) return LinearAlgo::Auto;
-  Napi::Value v = r.obj.Get("algorithm");
-  if (!v.IsString()) r.type_error("algorithm", "must be 'auto', 'gemv' or 'gemm'");
-  std::string s = v.As<Napi::String>().Utf8Value();
-  if (s == "auto") return LinearAlgo::Auto;
-  if (s == "gemv") return LinearAlgo::Gemv;
-  if (s == "gemm") return LinearAlgo::Gemm;
-  r.type_error("algorithm", "must be 'auto', 'gemv' or 'gemm', got '" + s + "'");
+// An optional string option `name` mapped through `choices` (first = the
+// default when absent); anything else is a TypeError naming the option.
+template <typename E, size_t N>
+E read_choice(const ArgReader& r, const char* name, const std::pair<const char*, E> (&choices)[N]) {
+  if (!r.has(name)) return choices[0].second;
+  std::string list;
+  for (size_t i = 0; i < N; ++i) list += (i ? (i + 1 == N ? " or '" : ", '") : "'") + std::string(choices[i].first) + "'";
+  Napi::Value v = r.obj.Get(name);
+  if (!v.IsString()) r.type_error(name, "must be " + list);
+  const std::string s = v.As<Napi::String>().Utf8Value();
+  for (const auto& c : choices)
+    if (s == c.first) return c.second;
+  r.type_error(name, "must be " + list + ", got '" + s + "'");
 }
 
-ActRounding read_rounding(const ArgReader& r) {
-  if (!r.has("inputRounding")) return ActRounding::None;
-  Napi::Value v = r.obj.Get("inputRounding");
-  if (!v.IsString()) r.type_error("inputRounding", "must be 'none', 'bf16' or 'q8'");
-  std::string s = v.As<Napi::String>().Utf8Value();
-  if (s == "none") return ActRounding::None;
-  if (s == "bf16") return ActRounding::BF16;
-  if (s == "q8") return ActRounding::Q8Block;
-  r.type_error("inputRounding", "must be 'none', 'bf16' or 'q8', got '" + s + "'");
-}
+constexpr std::pair<const char*, LinearAlgo> kAlgos[] = {
+    {"auto", LinearAlgo::Auto}, {"gemv", LinearAlgo::Gemv}, {"gemm", LinearAlgo::Gemm}};
+constexpr std::pair<const char*, ActRounding> kRoundings[] = {
+    {"none", ActRounding::None}, {"bf16", ActRounding::BF16}, {"q8", ActRounding::Q8Block}};
 
 // A ggml block-quantized weight: weight is a Uint8Array of raw blocks and
 // weightDtype 'q8_0' | 'q4_0'. Returns false when the weight is not one.
@@ -81,8 +80,8 @@ Napi::Value linear_js(const Napi::CallbackInfo& info) {
   ArrayArg w;
   if (!quant_weight(r, N, K, &w)) w = float_array(r, "weight", kAnyFloat, true, nw, shape_str({N, K}));
   ArrayArg b = float_array(r, "bias", kAnyFloat, false, N, shape_str({N}));
-  const LinearAlgo algo = read_algo(r);
-  const ActRounding rounding = read_rounding(r);
+  const LinearAlgo algo = read_choice(r, "algorithm", kAlgos);
+  const ActRounding rounding = read_choice(r, "inputRounding", kRoundings);
 
   Napi::Float32Array y = new_f32(r.env, ny);
   LinearArgs a;
