@@ -29,12 +29,16 @@ template <> struct QuantTraits<(int)DType::Q8_0> { static constexpr bool quant =
 template <> struct QuantTraits<(int)DType::Q4_0> { static constexpr bool quant = true; static constexpr int64_t bytes = 18; };
 constexpr int kQVecs = (int)(kQuantBlock / VF::W);  // vectors per block
 
-#if defined(NM_LINEAR_LANES) && NM_LINEAR_LANES == 16 && defined(__AVX512F__)
+#if defined(NM_LINEAR_LANES) && (defined(__AVX512F__) || defined(__AVX2__))
+// The block scale (fp16) as float32, with F16C (both x86 levels have it).
 static inline float lin_half(const uint8_t* p) {
   uint16_t h;
   memcpy(&h, p, 2);
   return _cvtsh_ss(h);
 }
+#endif
+
+#if defined(NM_LINEAR_LANES) && NM_LINEAR_LANES == 16 && defined(__AVX512F__)
 template <int DT>
 static inline VF lin_qvec(const uint8_t* blk, int v) {
   if constexpr (DT == kQ8) return VF{_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(blk + 2 + 16 * v))))};
@@ -45,11 +49,6 @@ static inline VF lin_qvec(const uint8_t* blk, int v) {
   return VF{_mm512_cvtepi32_ps(q)};
 }
 #elif defined(NM_LINEAR_LANES) && NM_LINEAR_LANES == 8 && defined(__AVX2__)
-static inline float lin_half(const uint8_t* p) {
-  uint16_t h;
-  memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
 template <int DT>
 static inline VF lin_qvec(const uint8_t* blk, int v) {
   if constexpr (DT == kQ8) return VF{_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(blk + 2 + 8 * v))))};

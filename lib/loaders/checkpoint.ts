@@ -28,6 +28,7 @@ import * as path from 'node:path';
 import { ModelLoadError } from '../errors';
 import type { MambaConfig } from '../model/config';
 import { normalizeConfig, parseConfigJson } from './config';
+import { readTextFile } from './text_file';
 import { readSafetensorsHeader, type SafetensorsFile, type SafetensorsDtype } from './safetensors';
 
 export type WeightDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
@@ -160,14 +161,7 @@ function isFile(p: string): boolean {
 }
 
 function readJson(file: string, what: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ModelLoadError(code === 'ENOENT' ? `${what} not found` : `cannot read ${what} (${code ?? (err as Error).message})`, { file, cause: err });
-  }
-  return parseConfigJson(text, file);
+  return parseConfigJson(readTextFile(file, what), file);
 }
 
 export function resolveCheckpoint(dir: string): Checkpoint {

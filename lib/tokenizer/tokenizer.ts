@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Tokenizer as HfTokenizerCore } from '@huggingface/tokenizers';
 import { ModelLoadError } from '../errors';
+import { readTextFile } from '../loaders/text_file';
 
 /** What the engine needs from a tokenizer; any object of this shape can stand in for the built-in one. */
 export interface Tokenizer {
@@ -120,13 +121,7 @@ export class HfTokenizer implements Tokenizer {
 }
 
 function readJson(file: string, what: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ModelLoadError(code === 'ENOENT' ? `${what} not found` : `${what} could not be read (${code ?? (err as Error).message})`, { file, cause: err });
-  }
+  const text = readTextFile(file, what);
   try {
     return JSON.parse(text);
   } catch (err) {

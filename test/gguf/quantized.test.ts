@@ -8,7 +8,7 @@
 // Tolerance as test/model/logits.test.ts (engine float32 vs reference
 // float64 on identical weight values): |err| <= 2e-4 + 2e-4·|ref|, with
 // inputRounding 'none'. With the default rounded inputs the reference rounds
-// the inputs of each linear layer the same way (RATOL / RRTOL below). The
+// the inputs of each linear layer the same way (ROUNDED below). The
 // reference takes A_log: A = -exp(A_log) is read back as log(-A), exact to
 // float64 rounding.
 import t from 'tap';
@@ -16,13 +16,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { exportGguf, loadModel } from '../../lib';
-import { readGgufHeader, type GgmlType, type GgufTensorInfo } from '../../lib/loaders/gguf';
-import { ggufConfig, ggufTensorMap } from '../../lib/loaders/gguf_model';
+import { readGgufHeader, type GgmlType } from '../../lib/loaders/gguf';
 import { GgufWriter } from '../../lib/export/gguf_writer';
-import { encodeGgml, f16BitsToF32 } from '../../lib/export/export_gguf';
+import { encodeGgml } from '../../lib/export/export_gguf';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../helpers/checkpoint_writer';
 import { writeTinyTokenizer } from '../helpers/gguf_fixtures';
-import { referenceForward, type InputRoundingRule } from '../helpers/reference_model';
+import { referenceForward } from '../helpers/reference_model';
+import { ggufReferenceWeights } from '../helpers/gguf_reference';
 import { assertRoundedClose, worstError } from '../helpers/reference';
 
 const ATOL = 2e-4, RTOL = 2e-4;
@@ -35,69 +35,6 @@ const ATOL = 2e-4, RTOL = 2e-4;
 const ROUNDED = { atol: 2e-3, rtol: 2e-3, loose: 5e-2, maxOffFraction: 0.25 };
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-gguf-q-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
-
-/** A tensor's values from the file, dequantised to float64 (row-major, ggml order flattened). */
-function dequant(bytes: Buffer, ti: GgufTensorInfo): Float64Array {
-  const n = ti.dims.reduce((a, b) => a * b, 1);
-  const out = new Float64Array(n);
-  const b = bytes.subarray(ti.offset, ti.offset + ti.nbytes);
-  switch (ti.type) {
-    case 'F32': for (let i = 0; i < n; i++) out[i] = b.readFloatLE(4 * i); break;
-    case 'F16': for (let i = 0; i < n; i++) out[i] = f16BitsToF32(b.readUInt16LE(2 * i)); break;
-    case 'BF16': {
-      const f = new Float32Array(1), u = new Uint32Array(f.buffer);
-      for (let i = 0; i < n; i++) {
-        u[0] = b.readUInt16LE(2 * i) << 16;
-        out[i] = f[0];
-      }
-      break;
-    }
-    case 'Q8_0':
-      for (let blk = 0; blk < n / 32; blk++) {
-        const d = f16BitsToF32(b.readUInt16LE(34 * blk));
-        for (let j = 0; j < 32; j++) out[32 * blk + j] = d * b.readInt8(34 * blk + 2 + j);
-      }
-      break;
-    case 'Q4_0':
-      for (let blk = 0; blk < n / 32; blk++) {
-        const d = f16BitsToF32(b.readUInt16LE(18 * blk));
-        for (let j = 0; j < 16; j++) {
-          const q = b[18 * blk + 2 + j];
-          out[32 * blk + j] = d * ((q & 15) - 8);
-          out[32 * blk + 16 + j] = d * ((q >> 4) - 8);
-        }
-      }
-      break;
-  }
-  return out;
-}
-
-/** The reference model's weights (canonical names, A as A_log) from a GGUF file, and each one's tensor type. */
-function referenceWeights(file: string) {
-  const g = readGgufHeader(file);
-  const config = ggufConfig(g);
-  const bytes = fs.readFileSync(file);
-  const weights = new Map<string, Float64Array>();
-  const types = new Map<string, GgmlType>();
-  for (const m of ggufTensorMap(config)) {
-    const ti = g.tensors.get(m.gguf);
-    if (!ti) continue;
-    types.set(m.canonical, ti.type);
-    let v = dequant(bytes, ti);
-    if (m.canonical.endsWith('.A')) {
-      v = v.map((a) => Math.log(-a));
-      weights.set(m.canonical.slice(0, -1) + 'A_log', v);
-    } else {
-      weights.set(m.canonical, v);
-    }
-  }
-  // inputRounding 'auto': bf16 weights get bf16 inputs, q8_0 / q4_0 weights int8 inputs.
-  const rounding: InputRoundingRule = (name) => {
-    const ty = types.get(name);
-    return ty === 'BF16' ? 'bf16' : ty === 'Q8_0' || ty === 'Q4_0' ? 'q8' : 'none';
-  };
-  return { config, weights, rounding };
-}
 
 const MATRICES = /^(token_embd|output|blk\.\d+\.(ssm_in|ssm_out|ssm_x|ssm_dt))\.weight$/;
 
@@ -151,7 +88,7 @@ t.test('quantized and half-precision GGUF tensors run as the reference on the sa
     }
     let s = seed * 104729;
     for (const [what, file] of files) {
-      const { config, weights, rounding } = referenceWeights(file);
+      const { config, weights, rounding } = ggufReferenceWeights(file);
       const tokens = Array.from({ length: 29 }, () => (s = (s * 48271) % 2147483647) % config.vocabSize);
       const exact = await loadModel(file, { inputRounding: 'none' });
       const got = await exact.forward(tokens);

@@ -24,6 +24,10 @@ export type ReferenceWeights = Map<string, Float64Array>;
  */
 export type InputRoundingRule = (weightName: string) => 'none' | 'bf16' | 'q8';
 
+/** The rule of inputRounding 'auto' for a checkpoint whose matrices are all bf16. */
+export const bf16MatrixInputs: InputRoundingRule = (name) =>
+  /(in_proj|x_proj|dt_proj|out_proj)\.weight$|^lm_head\.weight$|^backbone\.embeddings\.weight$/.test(name) ? 'bf16' : 'none';
+
 const f32buf = new Float32Array(1);
 const u32buf = new Uint32Array(f32buf.buffer);
 /** float32 x rounded to bfloat16, nearest even (finite inputs). */

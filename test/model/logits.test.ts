@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModel } from '../../lib';
 import { writeRandomCheckpoint, type RandomCheckpointOptions } from '../helpers/checkpoint_writer';
-import { referenceForward, type InputRoundingRule } from '../helpers/reference_model';
+import { bf16MatrixInputs, referenceForward } from '../helpers/reference_model';
 import { assertRoundedClose, worstError } from '../helpers/reference';
 
 // Tolerance: the engine computes in float32 (weights widened exactly from
@@ -25,8 +25,6 @@ const ATOL = 2e-4, RTOL = 2e-4;
 // within float32 noise of a bf16 boundary rounds one ulp apart now and then:
 // on 'mamba bf16 original untied' one did, moving 4 token rows by ~4e-3).
 const ROUNDED = { atol: ATOL, rtol: RTOL, loose: 2e-2, maxOffFraction: 0.25 };
-const MATRIX = /(in_proj|x_proj|dt_proj|out_proj)\.weight$|^lm_head\.weight$|^backbone\.embeddings\.weight$/;
-const bf16Inputs: InputRoundingRule = (name) => (MATRIX.test(name) ? 'bf16' : 'none');
 
 const cases: Array<[string, Omit<RandomCheckpointOptions, 'seed'>, number]> = [
   ['mamba f32 hf tied', { arch: 'mamba', dModel: 48, nLayer: 2, vocabSize: 97, dtype: 'f32', tied: true, dialect: 'hf' }, 37],
@@ -59,7 +57,7 @@ t.test('forward() logits match the float64 reference', async (t) => {
       const rounded = await loadModel(dir);
       const gotR = await rounded.forward(tokens);
       rounded.dispose();
-      const refR = referenceForward(ck.config, ck.weights, tokens, bf16Inputs);
+      const refR = referenceForward(ck.config, ck.weights, tokens, bf16MatrixInputs);
       assertRoundedClose(t, gotR, refR, V, ROUNDED, `${name}, bf16-rounded inputs (default), L=${L}`);
       const wx = worstError(gotR, ref, ATOL, RTOL);
       t.ok(wx.ratio > 1, `${name}: rounding the inputs changes the logits (err/tol ${wx.ratio.toPrecision(3)} against the exact reference)`);

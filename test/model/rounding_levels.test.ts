@@ -22,10 +22,9 @@ import * as path from 'node:path';
 import { exportGguf, kernels, loadModel } from '../../lib';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
 import { writeTinyTokenizer } from '../helpers/gguf_fixtures';
-import { referenceForward, type InputRoundingRule } from '../helpers/reference_model';
+import { bf16MatrixInputs, referenceForward } from '../helpers/reference_model';
+import { ggufReferenceWeights } from '../helpers/gguf_reference';
 import { assertRoundedClose, availableIsas } from '../helpers/reference';
-import { dequant } from '../helpers/quant_blocks';
-import { readGgufHeader } from '../../lib/loaders/gguf';
 
 const ROUNDED = { atol: 2e-3, rtol: 2e-3, loose: 5e-2, maxOffFraction: 0.5 };
 
@@ -34,7 +33,6 @@ function meanAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
   return s / a.length;
 }
-const MATRIX = /(in_proj|x_proj|dt_proj|out_proj)\.weight$|^lm_head\.weight$|^backbone\.embeddings\.weight$/;
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-round-isa-'));
 t.teardown(() => {
@@ -57,41 +55,23 @@ async function run(file: string, tokens: number[]) {
 
 t.test('q8_0 GGUF (int8 inputs) and bf16 checkpoint (bf16 inputs) on every level', async (t) => {
   // q8_0: the checkpoint's weights quantized by exportGguf; the reference
-  // takes the dequantised matrices from the file and the f32 rest.
+  // reads the file's (dequantised) tensors.
   const q8dir = path.join(root, 'q8');
   fs.mkdirSync(q8dir, { recursive: true });
   writeTinyTokenizer(q8dir);
-  const q8ck = writeRandomCheckpoint(q8dir, { arch: 'mamba', dModel: 64, nLayer: 2, vocabSize: 300, dtype: 'f32', tied: false, dialect: 'hf', dtRank: 32, seed: 81 });
+  writeRandomCheckpoint(q8dir, { arch: 'mamba', dModel: 64, nLayer: 2, vocabSize: 300, dtype: 'f32', tied: false, dialect: 'hf', dtRank: 32, seed: 81 });
   const q8file = path.join(root, 'm.q8_0.gguf');
   await exportGguf(q8dir, q8file, { type: 'q8_0' });
-  const g = readGgufHeader(q8file);
-  const bytes = fs.readFileSync(q8file);
-  const q8weights = new Map(q8ck.weights);
-  const ggufToCanonical: Record<string, string> = { 'output.weight': 'lm_head.weight', 'token_embd.weight': 'backbone.embeddings.weight' };
-  for (let l = 0; l < 2; l++) {
-    for (const [gg, hf] of [['ssm_in', 'in_proj'], ['ssm_out', 'out_proj'], ['ssm_x', 'x_proj'], ['ssm_dt', 'dt_proj']]) {
-      ggufToCanonical[`blk.${l}.${gg}.weight`] = `backbone.layers.${l}.mixer.${hf}.weight`;
-    }
-  }
-  const quantized = new Set<string>();
-  for (const [name, ti] of g.tensors) {
-    if (ti.type !== 'Q8_0') continue;
-    const canonical = ggufToCanonical[name];
-    if (!canonical) continue;
-    const n = ti.dims.reduce((a, b) => a * b, 1);
-    q8weights.set(canonical, dequant(bytes.subarray(ti.offset, ti.offset + ti.nbytes), n / ti.dims[0], ti.dims[0], 'q8_0'));
-    quantized.add(canonical);
-  }
-  t.ok(quantized.size >= 5, `${quantized.size} matrices are Q8_0 in the export`);
-  const q8rule: InputRoundingRule = (name) => (quantized.has(name) ? 'q8' : 'none');
+  const q8 = ggufReferenceWeights(q8file);
+  const quantized = [...q8.types.values()].filter((ty) => ty === 'Q8_0').length;
+  t.ok(quantized >= 5, `${quantized} matrices are Q8_0 in the export`);
 
   const bfdir = path.join(root, 'bf16');
   const bfck = writeRandomCheckpoint(bfdir, { arch: 'mamba2', dModel: 64, nLayer: 2, vocabSize: 90, dtype: 'bf16', tied: true, dialect: 'hf', headdim: 16, dState: 16, ngroups: 2, seed: 82 });
-  const bfrule: InputRoundingRule = (name) => (MATRIX.test(name) ? 'bf16' : 'none');
 
   for (const [what, file, config, weights, rule, vocab] of [
-    ['q8_0 GGUF', q8file, q8ck.config, q8weights, q8rule, 300],
-    ['bf16 checkpoint', bfdir, bfck.config, bfck.weights, bfrule, 90],
+    ['q8_0 GGUF', q8file, q8.config, q8.weights, q8.rounding, 300],
+    ['bf16 checkpoint', bfdir, bfck.config, bfck.weights, bf16MatrixInputs, 90],
   ] as const) {
     let s = 7;
     const tokens = Array.from({ length: 21 }, () => (s = (s * 48271) % 2147483647) % vocab);
