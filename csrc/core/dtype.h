@@ -9,50 +9,122 @@
 
 namespace nm {
 
-// F32 / F16 / BF16: one value per element. Q8_0 / Q4_0: ggml's block
-// formats (little-endian), blocks of kQuantBlock = 32 consecutive elements
-// along a row, so a quantized row's length must be a multiple of 32:
+// The weight formats, as one table (kDTypeTable below): each format declares
+// how a row of K elements is stored (blocks of block_elems elements in
+// block_bytes bytes), where its scales live and which kernels read it. Every
+// lookup of a value outside the table throws (dtype_info); no switch falls
+// through to a default format.
+//
+// F32 / F16 / BF16: one value per element.
+// Q8_0 / Q4_0: ggml's block formats (little-endian), blocks of kQuantBlock =
+// 32 consecutive elements along a row, so a quantized row's length must be a
+// multiple of 32; the scale is inside the block:
 //   Q8_0 block (34 bytes): fp16 scale d, then 32 int8 q;  value j = d * q[j]
 //   Q4_0 block (18 bytes): fp16 scale d, then 16 bytes qs: byte j holds
 //     element j in its low nibble and element j + 16 in its high nibble;
 //     value = d * (nibble - 8)
 // d * q is exact in float32 (an 11-bit significand times an integer of at
 // most 8 bits), so dequantised values are exact.
-enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, Q8_0 = 3, Q4_0 = 4 };
+// I8 / I4: the Quamba-style formats (kernels/qlinear.h), whose scales are a
+// separate float32 tensor:
+//   I8  one int8 q per element (symmetric, -127..127); one scale per row:
+//       value = scale[row] * q.
+//   I4  4-bit, in chunks of kI4Chunk = 64 elements stored in 32 bytes: byte j
+//       of a chunk holds element j in its low nibble and element j + 32 in
+//       its high nibble, each as q + 8 (q in -8..7). A row of K elements
+//       takes ceil(K / 64) chunks; nibbles past K hold 8 (q = 0). One scale
+//       per group of kI4Group = 128 elements along the row (the last group
+//       of a row may be shorter): scales [rows, ceil(K / 128)],
+//       value = scale[row, k / 128] * q.
+enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, Q8_0 = 3, Q4_0 = 4, I8 = 5, I4 = 6 };
 
 constexpr int64_t kQuantBlock = 32;
+constexpr int64_t kI4Chunk = 64;
+constexpr int64_t kI4Group = 128;
 
-static inline bool dtype_is_quantized(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
-// Elements per block: 32 for the quantized types, 1 otherwise.
-static inline int64_t dtype_block_elems(DType t) { return dtype_is_quantized(t) ? kQuantBlock : 1; }
-// Bytes per block (per element for F32 / F16 / BF16).
-static inline int64_t dtype_block_bytes(DType t) {
-  switch (t) {
-    case DType::F32: return 4;
-    case DType::Q8_0: return 2 + 32;
-    case DType::Q4_0: return 2 + 16;
-    default: return 2;
-  }
+// Where a format's scales are.
+enum class ScaleLayout : int32_t {
+  None = 0,      // plain values (F32 / F16 / BF16)
+  InBlock = 1,   // fp16 scale at the start of each block (Q8_0 / Q4_0)
+  PerRow = 2,    // separate float32 tensor [rows] (I8)
+  PerGroup = 3,  // separate float32 tensor [rows, ceil(cols / group)] (I4)
+};
+
+// Which linear kernel family reads a format as weights.
+enum class LinearKernel : int32_t {
+  Float = 0,   // kernels/linear.h: f32 / f16 / bf16 / ggml blocks
+  Quamba = 1,  // kernels/qlinear.h: I8 / I4 with int8 or float32 activations
+};
+
+struct DTypeInfo {
+  DType type;
+  const char* name;
+  int64_t block_elems;  // elements per storage block along a row
+  int64_t block_bytes;  // bytes per storage block
+  ScaleLayout scales;
+  int64_t group;        // elements per scale (PerGroup); 0 otherwise
+  LinearKernel linear;
+  bool plain_float;     // F32 / F16 / BF16: usable for any tensor (norms, conv, biases)
+};
+
+constexpr DTypeInfo kDTypeTable[] = {
+    {DType::F32, "f32", 1, 4, ScaleLayout::None, 0, LinearKernel::Float, true},
+    {DType::F16, "f16", 1, 2, ScaleLayout::None, 0, LinearKernel::Float, true},
+    {DType::BF16, "bf16", 1, 2, ScaleLayout::None, 0, LinearKernel::Float, true},
+    {DType::Q8_0, "q8_0", kQuantBlock, 2 + 32, ScaleLayout::InBlock, 0, LinearKernel::Float, false},
+    {DType::Q4_0, "q4_0", kQuantBlock, 2 + 16, ScaleLayout::InBlock, 0, LinearKernel::Float, false},
+    {DType::I8, "i8", 1, 1, ScaleLayout::PerRow, 0, LinearKernel::Quamba, false},
+    {DType::I4, "i4", kI4Chunk, kI4Chunk / 2, ScaleLayout::PerGroup, kI4Group, LinearKernel::Quamba, false},
+};
+constexpr int32_t kDTypeCount = (int32_t)(sizeof(kDTypeTable) / sizeof(kDTypeTable[0]));
+
+constexpr bool dtype_table_in_order() {
+  for (int32_t i = 0; i < kDTypeCount; ++i)
+    if ((int32_t)kDTypeTable[i].type != i) return false;
+  return true;
 }
-// Bytes of n consecutive elements of a row. For the quantized types n must
-// be a multiple of kQuantBlock (callers check; a remainder is not counted).
+static_assert(dtype_table_in_order(), "kDTypeTable rows must be in DType order");
+
+// Throws std::invalid_argument naming the numeric id.
+[[noreturn]] void throw_unknown_dtype(DType t);
+
+// The table entry of t; throws std::invalid_argument for a value outside the
+// table (a corrupt or future format id), never a silent default.
+static inline const DTypeInfo& dtype_info(DType t) {
+  const int32_t i = (int32_t)t;
+  if (i < 0 || i >= kDTypeCount) throw_unknown_dtype(t);
+  return kDTypeTable[i];
+}
+// The format named `name` ("f32", "q8_0", "i4", ...); false if none is.
+bool dtype_from_name(const char* name, DType* out);
+
+// ggml block formats (scale inside 32-element blocks).
+static inline bool dtype_is_quantized(DType t) { return dtype_info(t).scales == ScaleLayout::InBlock; }
+// Elements per block: 32 for the ggml block types, 64 for I4, 1 otherwise.
+static inline int64_t dtype_block_elems(DType t) { return dtype_info(t).block_elems; }
+// Bytes per block (per element for F32 / F16 / BF16 / I8).
+static inline int64_t dtype_block_bytes(DType t) { return dtype_info(t).block_bytes; }
+// Bytes of n consecutive elements of a row. For the ggml block types n must
+// be a multiple of kQuantBlock (callers check; a remainder is not counted);
+// for I4 a partial last chunk counts as a whole chunk (rows are padded).
 static inline int64_t dtype_row_bytes(DType t, int64_t n) {
-  return n / dtype_block_elems(t) * dtype_block_bytes(t);
+  const DTypeInfo& f = dtype_info(t);
+  if (f.scales == ScaleLayout::InBlock) return n / f.block_elems * f.block_bytes;
+  return (n + f.block_elems - 1) / f.block_elems * f.block_bytes;
 }
-// Bytes per element of the unquantized types (0 for the block types: use
+// Bytes per element of the plain float types (0 for the others: use
 // dtype_row_bytes).
 static inline int64_t dtype_size(DType t) {
-  return dtype_is_quantized(t) ? 0 : t == DType::F32 ? 4 : 2;
+  const DTypeInfo& f = dtype_info(t);
+  return f.plain_float ? f.block_bytes : 0;
 }
-static inline const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "f32";
-    case DType::F16: return "f16";
-    case DType::BF16: return "bf16";
-    case DType::Q8_0: return "q8_0";
-    case DType::Q4_0: return "q4_0";
-  }
-  return "?";
+static inline const char* dtype_name(DType t) { return dtype_info(t).name; }
+// Scale elements of a [rows, cols] weight of type t (0: no separate scales).
+static inline int64_t dtype_scale_count(DType t, int64_t rows, int64_t cols) {
+  const DTypeInfo& f = dtype_info(t);
+  if (f.scales == ScaleLayout::PerRow) return rows;
+  if (f.scales == ScaleLayout::PerGroup) return rows * ((cols + f.group - 1) / f.group);
+  return 0;
 }
 
 // IEEE 754 binary16 -> binary32, exact (handles subnormals, inf, NaN).
@@ -129,6 +201,10 @@ static inline float quant_block_value(const uint8_t* blk, DType t, int64_t j) {
   return d * (float)((j < 16 ? (b & 0x0f) : (b >> 4)) - 8);
 }
 
+// Throws std::invalid_argument naming t (a format that load_as_f32 /
+// load_row_as_f32 cannot read without its scale tensor).
+[[noreturn]] void throw_unreadable_dtype(DType t);
+
 // Read element i of a buffer of the given dtype as float32 (for the
 // quantized types i counts elements from the start of a block-aligned run).
 static inline float load_as_f32(const void* p, DType t, int64_t i) {
@@ -136,11 +212,15 @@ static inline float load_as_f32(const void* p, DType t, int64_t i) {
     case DType::F32: return static_cast<const float*>(p)[i];
     case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
     case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: {
+    case DType::Q8_0:
+    case DType::Q4_0: {
       const uint8_t* blk = static_cast<const uint8_t*>(p) + (i / kQuantBlock) * dtype_block_bytes(t);
       return quant_block_value(blk, t, i % kQuantBlock);
     }
+    default: break;
   }
+  // I8 / I4 values need their separate scales: not readable element-wise.
+  throw_unreadable_dtype(t);
 }
 
 // out[0:n] = elements [i0, i0 + n) of a buffer of the given dtype, as
@@ -148,8 +228,10 @@ static inline float load_as_f32(const void* p, DType t, int64_t i) {
 static inline void load_row_as_f32(const void* p, DType t, int64_t i0, int64_t n, float* out) {
   if (t == DType::F32) {
     std::memcpy(out, static_cast<const float*>(p) + i0, (size_t)n * 4);
-  } else if (!dtype_is_quantized(t)) {
+  } else if (dtype_info(t).plain_float) {
     for (int64_t j = 0; j < n; ++j) out[j] = load_as_f32(p, t, i0 + j);
+  } else if (!dtype_is_quantized(t)) {
+    throw_unreadable_dtype(t);
   } else {
     const uint8_t* blk = static_cast<const uint8_t*>(p) + dtype_row_bytes(t, i0);
     const int64_t bb = dtype_block_bytes(t);

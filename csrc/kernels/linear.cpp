@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cpu/threadpool.h"
@@ -163,6 +165,9 @@ void round_activations(ActRounding mode, const float* x, int64_t xs, int64_t M, 
 }
 
 void linear(const LinearArgs& a, LinearAlgo algo) {
+  if (dtype_info(a.w_dtype).linear != LinearKernel::Float)
+    throw std::invalid_argument(std::string("node-mamba: linear: weight format ") + dtype_name(a.w_dtype) +
+                                " is read by qlinear, not linear");
   if (a.M <= 0 || a.N <= 0) return;
   if (algo == LinearAlgo::Auto) algo = a.M <= kLinearGemvMaxRows ? LinearAlgo::Gemv : LinearAlgo::Gemm;
   if (a.x_rounding != ActRounding::None) {

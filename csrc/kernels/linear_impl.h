@@ -293,7 +293,8 @@ void linear_gemv(const LinearArgs& a, const float* xp, int64_t n0, int64_t n1) {
     case DType::F16: gemv_rows_dt<(int)DType::F16>(a, xp, n0, n1); break;
     case DType::Q8_0: gemv_rows_dt<kQ8>(a, xp, n0, n1); break;
     case DType::Q4_0: gemv_rows_dt<kQ4>(a, xp, n0, n1); break;
-    default: gemv_rows_dt<(int)DType::BF16>(a, xp, n0, n1); break;
+    case DType::BF16: gemv_rows_dt<(int)DType::BF16>(a, xp, n0, n1); break;
+    default: throw_unknown_dtype(a.w_dtype);  // linear() admits only the Float-kernel formats
   }
 }
 
@@ -501,7 +502,8 @@ void linear_gemm(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_
     case DType::F16: gemm_dt<(int)DType::F16>(a, m0, m1, n0, n1, scratch); break;
     case DType::Q8_0: gemm_dt<kQ8>(a, m0, m1, n0, n1, scratch); break;
     case DType::Q4_0: gemm_dt<kQ4>(a, m0, m1, n0, n1, scratch); break;
-    default: gemm_dt<(int)DType::BF16>(a, m0, m1, n0, n1, scratch); break;
+    case DType::BF16: gemm_dt<(int)DType::BF16>(a, m0, m1, n0, n1, scratch); break;
+    default: throw_unknown_dtype(a.w_dtype);
   }
 }
 

@@ -6,7 +6,8 @@ namespace nm::napi {
 void register_runtime(Napi::Env env, Napi::Object exports);          // runtime_binding.cpp
 void register_norm(Napi::Env env, Napi::Object exports);             // norm_binding.cpp
 void register_conv1d(Napi::Env env, Napi::Object exports);           // conv1d_binding.cpp
-void register_linear(Napi::Env env, Napi::Object exports);           // linear_binding.cpp
+void register_linear(Napi::Env env, Napi::Object exports);
+void register_qlinear(Napi::Env env, Napi::Object exports);          // qlinear_binding.cpp
 void register_selective_scan(Napi::Env env, Napi::Object exports);   // selective_scan_binding.cpp
 void register_ssd(Napi::Env env, Napi::Object exports);              // ssd_binding.cpp
 void register_model(Napi::Env env, Napi::Object exports);           // model_binding.cpp

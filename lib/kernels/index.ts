@@ -8,5 +8,6 @@ export { QUANT_BLOCK_BYTES } from './tensor';
 export * from './norm';
 export * from './conv1d';
 export * from './linear';
+export * from './qlinear';
 export * from './selective_scan';
 export * from './ssd';

@@ -52,6 +52,8 @@ export interface NativeModule {
   causalConv1d(args: NativeArgs): { out: Float32Array; convState: Float32Array };
   causalConv1dUpdate(args: NativeArgs): { out: Float32Array; convState: Float32Array };
   linear(args: NativeArgs): Float32Array;
+  qlinear(args: NativeArgs): Float32Array;
+  quantizeInt8(args: NativeArgs): Int8Array;
   selectiveScan(args: NativeArgs): { out: Float32Array; lastState: Float32Array };
   selectiveStateUpdate(args: NativeArgs): { out: Float32Array; state: Float32Array };
   ssdChunkScan(args: NativeArgs): { out: Float32Array; finalStates: Float32Array };

@@ -117,8 +117,16 @@ export function availableIsas(): kernels.Isa[] {
 }
 
 /** Runs fn once per available level (forced with setIsa), then restores the top level. */
+let skipNoted = false;
 export function forEachIsa(fn: (isa: kernels.Isa) => void): void {
   const isas = availableIsas();
+  if (!skipNoted && isas.length < 4) {
+    // Say so instead of skipping silently: these levels are not tested here.
+    skipNoted = true;
+    const all: kernels.Isa[] = ['scalar', 'avx2', 'avx512', 'avx512vnni'];
+    const missing = all.filter((i) => !isas.includes(i));
+    process.stdout.write(`# ISA levels this CPU cannot run, not tested on this machine: ${missing.join(', ')}\n`);
+  }
   try {
     for (const isa of isas) {
       const active = kernels.setIsa(isa);

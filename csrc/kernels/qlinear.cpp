@@ -1,0 +1,120 @@
+// qlinear: input preparation (quantize / pad once per call), level dispatch
+// and threading over weight rows. Kernels: qlinear_impl.h.
+#include "kernels/qlinear.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu/cpu_features.h"
+#include "cpu/threadpool.h"
+#include "kernels/qlinear_input.h"
+
+namespace nm {
+
+namespace scalar { void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); }
+#if defined(__x86_64__) || defined(_M_X64)
+namespace avx2 { void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); }
+namespace avx512 { void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); }
+namespace avx512vnni { void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); }
+#endif
+
+namespace {
+
+void rows_for_level(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  switch (cpu::active_isa()) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case cpu::Isa::Avx512Vnni: avx512vnni::qlinear_rows(a, in, n0, n1); break;
+    case cpu::Isa::Avx512: avx512::qlinear_rows(a, in, n0, n1); break;
+    case cpu::Isa::Avx2: avx2::qlinear_rows(a, in, n0, n1); break;
+#endif
+    default: scalar::qlinear_rows(a, in, n0, n1); break;
+  }
+}
+
+// Per-thread scratch reused across calls (64-byte aligned).
+template <typename T>
+T* scratch(std::vector<char>& buf, int64_t count) {
+  const int64_t bytes = count * (int64_t)sizeof(T) + 64;
+  if ((int64_t)buf.size() < bytes) buf.resize((size_t)bytes);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<T*>((p + 63) / 64 * 64);
+}
+
+}  // namespace
+
+void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float inv_scale, int8_t* q, int64_t qs) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * xs;
+    int8_t* qr = q + m * qs;
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = std::nearbyint(xr[k] * inv_scale);
+      qr[k] = v != v ? 0 : (int8_t)std::min(127.0f, std::max(-127.0f, v));
+    }
+  }
+}
+
+void qlinear(const QLinearArgs& a) {
+  const DTypeInfo& f = dtype_info(a.w_dtype);
+  if (f.linear != LinearKernel::Quamba)
+    throw std::invalid_argument(std::string("node-mamba: qlinear: weight format ") + f.name +
+                                " is read by linear, not qlinear");
+  const bool int8_in = a.x_scale > 0.0f;
+  if (!int8_in && a.w_dtype == DType::I8)
+    throw std::invalid_argument("node-mamba: qlinear: i8 weights need int8 inputs (x_scale > 0)");
+  if (a.M <= 0 || a.N <= 0) return;
+
+  thread_local std::vector<char> qbuf, sbuf, fbuf;
+  QInput in;
+  in.Kp = (a.K + 63) / 64 * 64;
+  in.groups = (a.K + kI4Group - 1) / kI4Group;
+  if (int8_in) {
+    int8_t* q = scratch<int8_t>(qbuf, a.M * in.Kp);
+    const int64_t G = std::max<int64_t>(in.groups, 1);
+    int32_t* sums = scratch<int32_t>(sbuf, a.M * (G + 1) + (a.M + 3) / 4);
+    int32_t* gsum = sums, *rowsum = sums + a.M * G;
+    uint8_t* nan_row = reinterpret_cast<uint8_t*>(rowsum + a.M);
+    const float inv = 1.0f / a.x_scale;
+    for (int64_t m = 0; m < a.M; ++m) {
+      int8_t* qr = q + m * in.Kp;
+      nan_row[m] = 0;
+      if (a.xq) {
+        std::copy(a.xq + m * a.xq_stride, a.xq + m * a.xq_stride + a.K, qr);
+      } else {
+        const float* xr = a.x + m * a.x_stride;
+        quantize_act_int8(xr, 0, 1, a.K, inv, qr, 0);
+        for (int64_t k = 0; k < a.K; ++k) nan_row[m] |= xr[k] != xr[k];
+      }
+      std::fill(qr + a.K, qr + in.Kp, (int8_t)0);
+      int32_t total = 0;
+      for (int64_t g = 0; g < in.groups; ++g) {
+        int32_t s = 0;
+        for (int64_t k = g * kI4Group; k < std::min(a.K, (g + 1) * kI4Group); ++k) s += qr[k];
+        gsum[m * G + g] = s;
+        total += s;
+      }
+      rowsum[m] = total;
+    }
+    in.q = q; in.gsum = gsum; in.rowsum = rowsum; in.nan_row = nan_row;
+  } else {
+    float* xf = scratch<float>(fbuf, a.M * in.Kp);
+    for (int64_t m = 0; m < a.M; ++m) {
+      std::copy(a.x + m * a.x_stride, a.x + m * a.x_stride + a.K, xf + m * in.Kp);
+      std::fill(xf + m * in.Kp + a.K, xf + (m + 1) * in.Kp, 0.0f);
+    }
+    in.xf = xf;
+  }
+
+  // Units of 4 weight rows (every level's tile height divides 4); a task
+  // should read at least ~16K weights or do ~64K products.
+  const int64_t unit = 4, units = (a.N + unit - 1) / unit;
+  const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / per_unit);
+  cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) {
+    rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit));
+  });
+}
+
+}  // namespace nm

@@ -1,0 +1,58 @@
+// qlinear compiled for the avx512vnni level: vpdpbusd multiplies unsigned by
+// signed bytes and sums each four into an int32 lane in one instruction.
+//   I8 x I8: weights offset to w + 128 (0..255, exact; one xor per weight
+//            vector, shared by every input row); Σ (w + 128)·x - 128·Σ x is
+//            taken back with the input's row sum (kI8Offset).
+//   U4 x I8: the nibble is already unsigned.
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <cstdint>
+
+// GCC 12 reports a false -Wuninitialized inside _mm512_reduce_add_ps.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace nm::avx512vnni {
+namespace {
+
+struct O {
+  using I = __m512i;
+  using A = __m512i;
+  using F = __m512;
+  static constexpr int FW = 16;
+  static constexpr int32_t kI8Offset = 128;
+  static constexpr int kRowsI8 = 4, kRowsI4 = 4, kInRows = 4, kInRowsF = 2;
+  static A azero() { return _mm512_setzero_si512(); }
+  static F fzero() { return _mm512_setzero_ps(); }
+  static I load_i8(const int8_t* p) { return _mm512_loadu_si512((const void*)p); }
+  static I load_u4(const uint8_t* p) {
+    const __m256i b = _mm256_loadu_si256((const __m256i*)p), m = _mm256_set1_epi8(0x0f);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(b, m)),
+                              _mm256_and_si256(_mm256_srli_epi16(b, 4), m), 1);
+  }
+  static A dot_i8(A acc, I w, I x) { return _mm512_dpbusd_epi32(acc, _mm512_xor_si512(w, _mm512_set1_epi8(-128)), x); }
+  static A dot_u4(A acc, I u, I x) { return _mm512_dpbusd_epi32(acc, u, x); }
+  static A sub_lane0(A acc, int32_t v) { return _mm512_sub_epi32(acc, _mm512_zextsi128_si512(_mm_cvtsi32_si128(v))); }
+  static int32_t hsum(A acc) { return _mm512_reduce_add_epi32(acc); }
+  static F fma_cvt(F f, A acc, float s) { return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(s), f); }
+  static void u4_to_f(const uint8_t* p, F* out) {
+    const __m512i q = _mm512_sub_epi8(load_u4(p), _mm512_set1_epi8(8));
+    out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(q)));
+    out[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 1)));
+    out[2] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 2)));
+    out[3] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 3)));
+  }
+  static F fload(const float* p) { return _mm512_loadu_ps(p); }
+  static F fset1(float s) { return _mm512_set1_ps(s); }
+  static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static float hsumf(F f) { return _mm512_reduce_add_ps(f); }
+};
+
+}  // namespace
+}  // namespace nm::avx512vnni
+
+#define NM_QLINEAR_NS avx512vnni
+#include "kernels/qlinear_impl.h"
+#endif

@@ -1,0 +1,18 @@
+// The inputs of qlinear as its per-level kernels read them (prepared once per
+// call by qlinear.cpp): rows padded with zeros to Kp = ceil(K / 64) * 64.
+#pragma once
+#include <cstdint>
+
+namespace nm {
+
+struct QInput {
+  int64_t Kp = 0;              // padded row length (multiple of 64)
+  int64_t groups = 0;          // ceil(K / 128)
+  const int8_t* q = nullptr;   // int8 schemes: [M, Kp] quantized inputs, 0 past K
+  const int32_t* gsum = nullptr;    // [M, groups] Σ q over each group of 128
+  const int32_t* rowsum = nullptr;  // [M] Σ q over the row
+  const uint8_t* nan_row = nullptr; // [M] 1 where the float row held a NaN
+  const float* xf = nullptr;   // W4A16: [M, Kp] float inputs, 0 past K
+};
+
+}  // namespace nm

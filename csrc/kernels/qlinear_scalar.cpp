@@ -1,0 +1,48 @@
+// qlinear for the portable level: plain loops (one int32 / float lane).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "core/dtype.h"
+
+namespace nm::scalar {
+namespace {
+
+struct O {
+  struct I { int8_t v[64]; };
+  using A = int32_t;
+  using F = float;
+  static constexpr int FW = 1;
+  static constexpr int32_t kI8Offset = 0;
+  static constexpr int kRowsI8 = 4, kRowsI4 = 2, kInRows = 4, kInRowsF = 2;
+
+  static A azero() { return 0; }
+  static F fzero() { return 0.0f; }
+  static I load_i8(const int8_t* p) { I r; std::memcpy(r.v, p, 64); return r; }
+  static I load_u4(const uint8_t* p) {
+    I r;
+    for (int j = 0; j < 32; ++j) { r.v[j] = (int8_t)(p[j] & 0x0f); r.v[j + 32] = (int8_t)(p[j] >> 4); }
+    return r;
+  }
+  static A dot_i8(A acc, const I& w, const I& x) {
+    for (int j = 0; j < 64; ++j) acc += (int32_t)w.v[j] * (int32_t)x.v[j];
+    return acc;
+  }
+  static A dot_u4(A acc, const I& u, const I& x) { return dot_i8(acc, u, x); }
+  static A sub_lane0(A acc, int32_t v) { return acc - v; }
+  static int32_t hsum(A acc) { return acc; }
+  static F fma_cvt(F f, A acc, float s) { return std::fma((float)acc, s, f); }
+  static void u4_to_f(const uint8_t* p, F* out) {
+    for (int j = 0; j < 32; ++j) { out[j] = (float)((p[j] & 0x0f) - 8); out[j + 32] = (float)((p[j] >> 4) - 8); }
+  }
+  static F fload(const float* p) { return *p; }
+  static F fset1(float s) { return s; }
+  static F fmadd(F a, F b, F c) { return std::fma(a, b, c); }
+  static float hsumf(F f) { return f; }
+};
+
+}  // namespace
+}  // namespace nm::scalar
+
+#define NM_QLINEAR_NS scalar
+#include "kernels/qlinear_impl.h"
