@@ -70,3 +70,22 @@ export class DisposedError extends MambaError {
     this.what = what;
   }
 }
+
+/**
+ * quantize() refused its input or options: an already quantized model, an
+ * unknown scheme or recipe switch, calibration data that is empty or too
+ * short, a size the Hadamard rotation cannot serve, an output path that is a
+ * file. Raised before anything is written. `field` names the option (or the
+ * tensor / config key) at fault.
+ */
+export class QuantizeError extends MambaError {
+  readonly field: string | undefined;
+  readonly file: string | undefined;
+
+  constructor(message: string, details: { field?: string; file?: string; cause?: unknown } = {}) {
+    super(`node-mamba: quantize: ${message}`, 'ERR_QUANTIZE', { cause: details.cause });
+    this.name = 'QuantizeError';
+    this.field = details.field;
+    this.file = details.file;
+  }
+}

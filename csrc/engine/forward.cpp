@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "kernels/conv1d.h"
+#include "kernels/hadamard.h"
 #include "kernels/linear.h"
 #include "kernels/norm.h"
+#include "kernels/qlinear.h"
 #include "kernels/selective_scan.h"
 #include "kernels/ssd.h"
 
@@ -86,6 +88,31 @@ class Buf {
   BufPool* pool_;
 };
 
+thread_local ActivationObserver* t_observer = nullptr;
+
+// Records the statistics of a linear layer's input rows x [M, K] (stride xs).
+void observe(const Weight& w, const float* x, int64_t xs, int64_t M, int64_t K) {
+  TapStats& st = t_observer->taps[&w];
+  std::vector<float> mags;
+  if (t_observer->percentile > 0.0) mags.reserve((size_t)(M * K));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = std::fabs(x[m * xs + k]);
+      if (v > st.absmax) st.absmax = v;
+      if (t_observer->percentile > 0.0) mags.push_back(v);
+    }
+  }
+  if (!mags.empty()) {
+    // Nearest rank: the smallest value with at least `percentile` of the
+    // elements at or below it.
+    const size_t n = mags.size();
+    size_t rank = (size_t)std::ceil(t_observer->percentile * (double)n);
+    rank = std::min(n, std::max<size_t>(rank, 1)) - 1;
+    std::nth_element(mags.begin(), mags.begin() + (std::ptrdiff_t)rank, mags.end());
+    st.quantiles.push_back(mags[rank]);
+  }
+}
+
 // How the inputs of a linear layer with weights of type t are rounded
 // (ModelConfig::round_activations; kernels/linear.h "Rounded activations").
 ActRounding input_rounding(const Model& m, DType t) {
@@ -97,6 +124,17 @@ ActRounding input_rounding(const Model& m, DType t) {
 
 // y[M, w.rows] = x[M, w.cols] (row stride xs) · wᵀ + bias
 void run_linear(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y) {
+  if (t_observer) observe(w, x, xs, M, w.cols);
+  if (dtype_info(w.dtype).linear == LinearKernel::Quamba) {
+    QLinearArgs q;
+    q.M = M; q.N = w.rows; q.K = w.cols;
+    q.x = x; q.x_stride = xs; q.x_scale = w.act_scale;
+    q.w = w.data; q.w_stride = dtype_row_bytes(w.dtype, w.cols); q.w_dtype = w.dtype; q.w_scales = w.scales;
+    if (bias && bias->data) { q.bias = bias->data; q.bias_dtype = bias->dtype; }
+    q.y = y; q.y_stride = w.rows;
+    qlinear(q);
+    return;
+  }
   LinearArgs a;
   a.x_rounding = input_rounding(m, w.dtype);
   a.M = M; a.N = w.rows; a.K = w.cols;
@@ -105,6 +143,41 @@ void run_linear(const Model& m, const Weight& w, const Weight* bias, const float
   if (bias && bias->data) { a.bias = bias->data; a.bias_dtype = bias->dtype; }
   a.y = y; a.y_stride = w.rows;
   linear(a);
+}
+
+// out_proj of y [M, d_inner]. With the online rotation (hadamard_out) y is
+// replaced by T(y) first: fused with the int8 quantization when out_proj is
+// W8A8 / W4A8 (hadamard_quantize, then qlinear on the int8 rows), else as a
+// float transform (W4A16, float weights, and calibration, which observes
+// the rotated float input).
+void run_out_proj(const Model& m, const LayerWeights& L, const float* y, int64_t M, float* out) {
+  const ModelConfig& c = m.config();
+  const Weight& w = L.out_proj;
+  const int64_t di = c.d_inner;
+  if (!c.hadamard_out) {
+    run_linear(m, w, &L.out_proj_bias, y, di, M, out);
+    return;
+  }
+  if (dtype_info(w.dtype).linear == LinearKernel::Quamba && w.act_scale > 0.0f && !t_observer) {
+    std::unique_ptr<int8_t[]> q(new int8_t[(size_t)(M * di)]);
+    HadamardQuantArgs h;
+    h.rows = M; h.n = di; h.x = y; h.x_stride = di; h.inv_scale = 1.0f / w.act_scale;
+    h.out = q.get(); h.out_stride = di;
+    hadamard_quantize(h);
+    QLinearArgs a;
+    a.M = M; a.N = w.rows; a.K = w.cols;
+    a.xq = q.get(); a.xq_stride = di; a.x_scale = w.act_scale;
+    a.w = w.data; a.w_stride = dtype_row_bytes(w.dtype, w.cols); a.w_dtype = w.dtype; a.w_scales = w.scales;
+    if (L.out_proj_bias.data) { a.bias = L.out_proj_bias.data; a.bias_dtype = L.out_proj_bias.dtype; }
+    a.y = out; a.y_stride = w.rows;
+    qlinear(a);
+    return;
+  }
+  Buf ry((size_t)(M * di));
+  HadamardArgs h;
+  h.rows = M; h.n = di; h.x = y; h.x_stride = di; h.out = ry.data(); h.out_stride = di;
+  hadamard_transform(h);
+  run_linear(m, w, &L.out_proj_bias, ry.data(), di, M, out);
 }
 
 // h[t] = embedding row tokens[t], as float32: copied (f32), widened (f16 /
@@ -187,7 +260,7 @@ void gated_norm_out_proj(const Model& m, const LayerWeights& L, const float* y, 
   g.eps = c.norm_eps;
   g.out = yn.data(); g.out_stride = di;
   gated_rms_norm(g);
-  run_linear(m, L.out_proj, &L.out_proj_bias, yn.data(), di, rows, out);
+  run_out_proj(m, L, yn.data(), rows, out);
 }
 
 void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
@@ -217,7 +290,7 @@ void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   s.last_state = state + m.ssm_offset(layer); s.last_state_batch_stride = di * N;  // may alias
   selective_scan(s);
 
-  run_linear(m, L.out_proj, &L.out_proj_bias, y.data(), di, n, out);
+  run_out_proj(m, L, y.data(), n, out);
 }
 
 void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
@@ -275,7 +348,7 @@ void mamba1_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   s.A = L.A.data(); s.D = L.D.data(); s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
   selective_state_update(s);
 
-  run_linear(m, L.out_proj, &L.out_proj_bias, y.data(), di, B, out);
+  run_out_proj(m, L, y.data(), B, out);
 }
 
 void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* slots, const float* hn,
@@ -322,6 +395,9 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
 }
 
 }  // namespace
+
+ObserverScope::ObserverScope(ActivationObserver* obs) : prev_(t_observer) { t_observer = obs; }
+ObserverScope::~ObserverScope() { t_observer = prev_; }
 
 void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMode mode, float* logits) {
   BufScope buffers;

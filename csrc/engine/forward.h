@@ -3,6 +3,8 @@
 // slots (napi/model_binding.cpp).
 #pragma once
 #include <cstdint>
+#include <map>
+#include <vector>
 
 #include "engine/model.h"
 
@@ -22,5 +24,34 @@ void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMod
 void decode_step(Model& m, const int32_t* slots, const int32_t* tokens, int64_t batch, float* logits);
 
 constexpr int64_t kPrefillChunk = 512;
+
+// Calibration (Quamba's static activation scales): while an observer is
+// installed on the calling thread, every linear layer records statistics of
+// its input as the layer sees it (after the online Hadamard rotation for
+// out_proj) on each call:
+//   absmax       max |x| over every call
+//   quantiles    per call, the `percentile` quantile of |x| over the call's
+//                elements (nearest rank; only when percentile > 0)
+// keyed by the layer's Weight (Model::linear_layers() names them).
+struct TapStats {
+  float absmax = 0.0f;
+  std::vector<float> quantiles;
+};
+struct ActivationObserver {
+  double percentile = 0.0;  // in (0, 1]; 0: no quantiles
+  std::map<const Weight*, TapStats> taps;
+};
+
+// Installs `obs` for the forward passes of this thread until the scope ends.
+class ObserverScope {
+ public:
+  explicit ObserverScope(ActivationObserver* obs);
+  ~ObserverScope();
+  ObserverScope(const ObserverScope&) = delete;
+  ObserverScope& operator=(const ObserverScope&) = delete;
+
+ private:
+  ActivationObserver* prev_;
+};
 
 }  // namespace nm::engine

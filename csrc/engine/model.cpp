@@ -1,6 +1,7 @@
 #include "engine/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -19,19 +20,22 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 class TensorTable {
  public:
-  TensorTable(const std::vector<std::unique_ptr<MappedFile>>& files, const std::vector<TensorSource>& tensors)
-      : files_(files) {
+  TensorTable(const std::vector<std::unique_ptr<MappedFile>>& files, const std::vector<TensorSource>& tensors,
+              std::vector<std::vector<float>>& scale_store)
+      : files_(files), scale_store_(scale_store) {
     for (const auto& t : tensors) by_name_[t.name] = &t;
   }
 
   bool has(const std::string& name) const { return by_name_.count(name) > 0; }
 
   // The tensor `name` with exactly `shape` (alternatives allowed), bounds-checked.
-  // Quantized dtypes (Q8_0 / Q4_0) only where `quant_ok` (matrices read by
-  // the linear kernel or the embedding lookup), with a last dimension that is
-  // a multiple of 32 (the block length).
+  // Block formats only where `quant` allows them: Ggml (Q8_0 / Q4_0, for
+  // matrices read by the linear kernel or the embedding lookup, with a last
+  // dimension that is a multiple of 32) or Any (also I8 / I4, for matrices
+  // read by the linear layers, whose scale tensors are loaded with them).
+  enum class Quant { None, Ggml, Any };
   Weight get(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true,
-             bool quant_ok = false) {
+             Quant quant = Quant::None) {
     auto it = by_name_.find(name);
     if (it == by_name_.end()) {
       if (!required) return Weight{};
@@ -49,11 +53,17 @@ class TensorTable {
     int64_t numel = 1;
     for (int64_t d : t.shape) numel *= d;
     const int64_t last = t.shape.empty() ? 1 : t.shape.back();
-    if (dtype_is_quantized(t.dtype)) {
-      if (!quant_ok)
-        throw LoadError("tensor " + name + " has quantized dtype " + dtype_name(t.dtype) +
-                            "; node-mamba reads it only as f32, f16 or bf16", f.path(), name);
-      if (t.shape.size() != 2 || last % kQuantBlock != 0)
+    const DTypeInfo& fmt = dtype_info(t.dtype);
+    if (!fmt.plain_float) {
+      const bool allowed = quant == Quant::Any || (quant == Quant::Ggml && fmt.scales == ScaleLayout::InBlock);
+      if (!allowed)
+        throw LoadError("tensor " + name + " has quantized dtype " + dtype_name(t.dtype) + "; node-mamba reads it only as " +
+                            (quant == Quant::Ggml ? "f32, f16, bf16, q8_0 or q4_0" : "f32, f16 or bf16"),
+                        f.path(), name);
+      if (t.shape.size() != 2)
+        throw LoadError("tensor " + name + " has dtype " + dtype_name(t.dtype) + " but shape " + shape_str(t.shape) +
+                            ": quantized tensors must be matrices", f.path(), name);
+      if (fmt.scales == ScaleLayout::InBlock && last % kQuantBlock != 0)
         throw LoadError("tensor " + name + " has dtype " + dtype_name(t.dtype) + " but shape " + shape_str(t.shape) +
                             ": quantized tensors must be matrices whose rows are a multiple of " +
                             std::to_string(kQuantBlock) + " elements", f.path(), name);
@@ -65,7 +75,7 @@ class TensorTable {
                           std::to_string(need), f.path(), name);
     if (t.offset > f.size() || f.size() - t.offset < t.nbytes)
       throw LoadError("tensor " + name + " lies past the end of the file", f.path(), name);
-    if (t.dtype != DType::F32 && (t.offset % 2) != 0)
+    if (fmt.block_bytes % 2 == 0 && t.dtype != DType::F32 && (t.offset % 2) != 0)
       throw LoadError("tensor " + name + " is not 2-byte aligned", f.path(), name);
     used_bytes_ += t.nbytes;
     Weight w;
@@ -73,13 +83,54 @@ class TensorTable {
     w.dtype = t.dtype;
     w.rows = t.shape.size() >= 2 ? t.shape[0] : 1;
     w.cols = t.shape.empty() ? 1 : (t.shape.size() >= 2 ? numel / t.shape[0] : t.shape[0]);
+    if (fmt.scales == ScaleLayout::PerRow || fmt.scales == ScaleLayout::PerGroup) load_scales(name, w);
     return w;
+  }
+
+  // The scale tensors of an I8 / I4 weight `name` ("<base>.weight"):
+  // <base>.weight_scale [rows] (I8) or [rows, ceil(cols / 128)] (I4), finite
+  // and >= 0; <base>.input_scale [] or [1], finite and > 0, required for I8
+  // (W8A8), absent for float inputs (W4A16).
+  void load_scales(const std::string& name, Weight& w) {
+    const std::string base = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0
+                                 ? name.substr(0, name.size() - 7) : name;
+    const int64_t n = dtype_scale_count(w.dtype, w.rows, w.cols);
+    std::vector<std::vector<int64_t>> shapes = {{w.rows}};
+    if (w.dtype == DType::I4) shapes = {{w.rows, n / w.rows}};
+    std::vector<float> s = get_f32_any(base + ".weight_scale", shapes);
+    for (size_t i = 0; i < s.size(); ++i)
+      if (!(s[i] >= 0.0f) || !std::isfinite(s[i]))
+        throw LoadError("tensor " + base + ".weight_scale holds " + std::to_string(s[i]) + " at index " +
+                            std::to_string(i) + "; scales must be finite and >= 0", path_of(base + ".weight_scale"),
+                        base + ".weight_scale");
+    scale_store_.push_back(std::move(s));
+    w.scales = scale_store_.back().data();
+    if (has(base + ".input_scale")) {
+      std::vector<float> a = get_f32_any(base + ".input_scale", {{}, {1}});
+      if (!(a[0] > 0.0f) || !std::isfinite(a[0]))
+        throw LoadError("tensor " + base + ".input_scale is " + std::to_string(a[0]) + "; it must be finite and > 0",
+                        path_of(base + ".input_scale"), base + ".input_scale");
+      w.act_scale = a[0];
+    } else if (w.dtype == DType::I8) {
+      throw LoadError("missing tensor " + base + ".input_scale (an i8 weight needs the static scale of its input)",
+                      path_of(name), base + ".input_scale");
+    }
+  }
+
+  std::string path_of(const std::string& name) const {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end() || it->second->file < 0 || (size_t)it->second->file >= files_.size())
+      return files_.empty() ? "" : files_[0]->path();
+    return files_[it->second->file]->path();
   }
 
   // Small parameters, converted to float32. Quantized dtypes are refused
   // (get() throws a LoadError naming the tensor).
   std::vector<float> get_f32(const std::string& name, std::vector<int64_t> shape) {
-    Weight w = get(name, {shape});
+    return get_f32_any(name, {std::move(shape)});
+  }
+  std::vector<float> get_f32_any(const std::string& name, std::vector<std::vector<int64_t>> shapes) {
+    Weight w = get(name, std::move(shapes));
     int64_t n = w.rows * w.cols;
     std::vector<float> out((size_t)n);
     for (int64_t i = 0; i < n; ++i) out[(size_t)i] = load_as_f32(w.data, w.dtype, i);
@@ -90,6 +141,7 @@ class TensorTable {
 
  private:
   const std::vector<std::unique_ptr<MappedFile>>& files_;
+  std::vector<std::vector<float>>& scale_store_;
   std::map<std::string, const TensorSource*> by_name_;
   uint64_t used_bytes_ = 0;
 };
@@ -126,14 +178,15 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
       throw LoadError(e.what(), f, "");
     }
   }
-  TensorTable tt(m->files_, tensors);
+  TensorTable tt(m->files_, tensors, m->scale_store_);
+  using Q = TensorTable::Quant;
   const int64_t d = c.d_model, di = c.d_inner, N = c.d_state, K = c.d_conv, V = c.vocab;
   const int64_t C = c.conv_dim(), P = c.in_proj_dim();
 
-  m->embedding_ = tt.get("backbone.embeddings.weight", {{V, d}}, true, true);
+  m->embedding_ = tt.get("backbone.embeddings.weight", {{V, d}}, true, Q::Ggml);
   m->norm_f_ = tt.get("backbone.norm_f.weight", {{d}});
   if (tt.has("lm_head.weight")) {
-    m->lm_head_ = tt.get("lm_head.weight", {{V, d}}, true, true);
+    m->lm_head_ = tt.get("lm_head.weight", {{V, d}}, true, Q::Any);
   } else {
     m->lm_head_ = m->embedding_;  // tied
   }
@@ -144,16 +197,16 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
     const std::string pre = "backbone.layers." + std::to_string(i) + ".";
     const std::string mx = pre + "mixer.";
     L.norm = tt.get(pre + "norm.weight", {{d}});
-    L.in_proj = tt.get(mx + "in_proj.weight", {{P, d}}, true, true);
+    L.in_proj = tt.get(mx + "in_proj.weight", {{P, d}}, true, Q::Any);
     L.in_proj_bias = tt.get(mx + "in_proj.bias", {{P}}, false);
     L.conv_w = tt.get(mx + "conv1d.weight", {{C, 1, K}, {C, K}});
     L.conv_b = tt.get(mx + "conv1d.bias", {{C}}, false);
-    L.out_proj = tt.get(mx + "out_proj.weight", {{d, di}}, true, true);
+    L.out_proj = tt.get(mx + "out_proj.weight", {{d, di}}, true, Q::Any);
     L.out_proj_bias = tt.get(mx + "out_proj.bias", {{d}}, false);
     if (c.arch == Arch::Mamba1) {
       const int64_t R = c.dt_rank;
-      L.x_proj = tt.get(mx + "x_proj.weight", {{R + 2 * N, di}}, true, true);
-      L.dt_proj = tt.get(mx + "dt_proj.weight", {{di, R}}, true, true);
+      L.x_proj = tt.get(mx + "x_proj.weight", {{R + 2 * N, di}}, true, Q::Any);
+      L.dt_proj = tt.get(mx + "dt_proj.weight", {{di, R}}, true, Q::Any);
       L.dt_bias = tt.get_f32(mx + "dt_proj.bias", {di});
       L.A = load_A(tt, mx, {di, N});
       L.D = tt.get_f32(mx + "D", {di});
@@ -178,6 +231,22 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
   }
   m->state_floats_ = off;
   return m;
+}
+
+std::vector<std::pair<std::string, const Weight*>> Model::linear_layers() const {
+  std::vector<std::pair<std::string, const Weight*>> out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const LayerWeights& L = layers_[i];
+    const std::string mx = "backbone.layers." + std::to_string(i) + ".mixer.";
+    out.emplace_back(mx + "in_proj", &L.in_proj);
+    if (cfg_.arch == Arch::Mamba1) {
+      out.emplace_back(mx + "x_proj", &L.x_proj);
+      out.emplace_back(mx + "dt_proj", &L.dt_proj);
+    }
+    out.emplace_back(mx + "out_proj", &L.out_proj);
+  }
+  out.emplace_back("lm_head", &lm_head_);
+  return out;
 }
 
 int32_t Model::alloc_slot() {

@@ -31,6 +31,10 @@ struct ModelConfig {
   // Q4_0 weights quantized to int8 per 32 (as llama.cpp does; enables the
   // dot-product GEMV). false: exact float32 inputs for every weight type.
   bool round_activations = true;
+  // Quamba-style checkpoints (quantization_config.hadamard): the out_proj
+  // input is rotated online, y <- T(y) = H·y / sqrt(d_inner) (kernels/
+  // hadamard.h), its transpose folded into out_proj offline.
+  bool hadamard_out = false;
   // Mamba-2 conv channels: d_inner + 2 * ngroups * d_state (Mamba-1: d_inner).
   int64_t conv_dim() const { return arch == Arch::Mamba2 ? d_inner + 2 * ngroups * d_state : d_inner; }
   // Mamba-2 in_proj rows: [z, xBC, dt] = 2 d_inner + 2 G N + H (Mamba-1: 2 d_inner).
@@ -57,6 +61,11 @@ struct Weight {
   const void* data = nullptr;
   DType dtype = DType::F32;
   int64_t rows = 0, cols = 0;  // 1-D tensors: rows = 1
+  // Formats with separate scales (I8 / I4, core/dtype.h): the weight scales
+  // (<name>_scale: [rows] or [rows, groups]) and the static input scale
+  // (input_scale; 0 = float32 inputs, W4A16), owned by the Model.
+  const float* scales = nullptr;
+  float act_scale = 0.0f;
 };
 
 struct LayerWeights {
@@ -103,12 +112,17 @@ class Model {
 
   std::mutex& compute_mutex() { return compute_mu_; }
 
+  // Every linear layer with its checkpoint name (without ".weight"), in
+  // model order: the taps of calibration (forward.h ActivationObserver).
+  std::vector<std::pair<std::string, const Weight*>> linear_layers() const;
+
  private:
   ModelConfig cfg_;
   std::vector<std::unique_ptr<MappedFile>> files_;
   Weight embedding_, norm_f_, lm_head_;
   std::vector<LayerWeights> layers_;
   uint64_t weight_bytes_ = 0;
+  std::vector<std::vector<float>> scale_store_;  // Weight::scales point here
 
   int64_t state_floats_ = 0;
   std::vector<int64_t> conv_off_, ssm_off_;

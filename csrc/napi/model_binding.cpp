@@ -25,12 +25,11 @@ using engine::Model;
 
 DType parse_dtype(const ArgReader& r, const Napi::Value& v, const std::string& what) {
   std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (s == "f32") return DType::F32;
-  if (s == "f16") return DType::F16;
-  if (s == "bf16") return DType::BF16;
-  if (s == "q8_0") return DType::Q8_0;
-  if (s == "q4_0") return DType::Q4_0;
-  r.type_error(what, "must be 'f32', 'f16', 'bf16', 'q8_0' or 'q4_0'");
+  DType t;
+  if (dtype_from_name(s.c_str(), &t)) return t;
+  std::string names;
+  for (int32_t i = 0; i < kDTypeCount; ++i) names += (i ? ", '" : "'") + std::string(kDTypeTable[i].name) + "'";
+  r.type_error(what, "must be one of " + names + (s.empty() ? "" : ", got '" + s + "'"));
 }
 
 int64_t int_field(const ArgReader& r, const Napi::Object& o, const char* key, const std::string& what, int64_t min,
@@ -65,6 +64,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       InstanceMethod<&NativeModel::Step>("step"),
       InstanceMethod<&NativeModel::Snapshot>("snapshot"),
       InstanceMethod<&NativeModel::Restore>("restore"),
+      InstanceMethod<&NativeModel::Calibrate>("calibrate"),
       InstanceMethod<&NativeModel::Dispose>("dispose"),
     });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
@@ -245,6 +245,60 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
+  // calibrate(tokens: Int32Array, percentile: number in [0, 1]) -> Promise<{ names, absmax, quantiles }>:
+  // one calibration sample through a fresh sequence (engine/forward.h
+  // ActivationObserver); quantiles[i] holds one value per 512-token chunk.
+  Napi::Value Calibrate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env, "calibrate");
+    ArgReader r{env, Napi::Object::New(env), "calibrate"};
+    std::vector<int32_t> tokens = copy_int32(r, info[0], "tokens");
+    const int64_t V = m->config().vocab;
+    if (tokens.empty()) r.range_error("tokens", "must not be empty");
+    for (size_t i = 0; i < tokens.size(); ++i)
+      if (tokens[i] < 0 || tokens[i] >= V)
+        r.range_error("tokens", "holds id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                                    ", outside the vocabulary [0, " + std::to_string(V) + ")");
+    const double pct = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0.0;
+    if (!(pct >= 0.0 && pct <= 1.0)) r.range_error("percentile", "must be a number in [0, 1]");
+    auto obs = std::make_shared<engine::ActivationObserver>();
+    obs->percentile = pct;
+    auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
+    return PromiseWorker::run(env, "node-mamba:calibrate",
+        [m, toks, obs] {
+          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          const int32_t slot = m->alloc_slot();
+          try {
+            engine::ObserverScope scope(obs.get());
+            engine::prefill(*m, slot, toks->data(), (int64_t)toks->size(), engine::LogitsMode::None, nullptr);
+          } catch (...) {
+            m->free_slot(slot);
+            throw;
+          }
+          m->free_slot(slot);
+        },
+        [m, obs](Napi::Env env) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          const auto layers = m->linear_layers();
+          Napi::Array names = Napi::Array::New(env), absmax = Napi::Array::New(env), quant = Napi::Array::New(env);
+          uint32_t i = 0;
+          for (const auto& [name, w] : layers) {
+            auto it = obs->taps.find(w);
+            if (it == obs->taps.end()) continue;
+            names.Set(i, name);
+            absmax.Set(i, (double)it->second.absmax);
+            Napi::Array q = Napi::Array::New(env, it->second.quantiles.size());
+            for (size_t k = 0; k < it->second.quantiles.size(); ++k) q.Set((uint32_t)k, (double)it->second.quantiles[k]);
+            quant.Set(i, q);
+            ++i;
+          }
+          o.Set("names", names);
+          o.Set("absmax", absmax);
+          o.Set("quantiles", quant);
+          return o;
+        });
+  }
+
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     model_.reset();  // freed now, or when the last in-flight job ends
     return info.Env().Undefined();
@@ -277,6 +331,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   cfg.dt_min = (float)r.number_or("dtMin", 0.0);
   cfg.dt_max = r.has("dtMax") ? (float)r.number_or("dtMax", 0) : INFINITY;
   cfg.round_activations = r.boolean_or("roundActivations", true);
+  cfg.hadamard_out = r.boolean_or("hadamardOut", false);
   if (r.has("threads")) cpu::pool().resize((int)r.integer("threads", 1, 1024));
 
   Napi::Value fv = r.obj.Get("files");

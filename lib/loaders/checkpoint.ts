@@ -30,8 +30,9 @@ import type { MambaConfig } from '../model/config';
 import { normalizeConfig, parseConfigJson } from './config';
 import { readTextFile } from './text_file';
 import { readSafetensorsHeader, type SafetensorsFile, type SafetensorsDtype } from './safetensors';
+import { i4RowBytes, quantScaleShape } from '../quant/formats';
 
-export type WeightDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+export type WeightDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'i8' | 'i4';
 
 export interface CheckpointTensor {
   /** Index into Checkpoint.files. */
@@ -70,6 +71,8 @@ export interface TensorSpec {
   shape: number[];
   /** Explains a wrong actual shape in terms of the config size it implies. */
   explain?: (actual: number[]) => string | undefined;
+  /** A matrix read by the linear layers: may be i8 / i4 in a quantized checkpoint. */
+  linear?: boolean;
 }
 
 /**
@@ -88,18 +91,18 @@ export function expectedTensors(c: MambaConfig): TensorSpec[] {
     if (c.arch === 'mamba') {
       const R = c.dtRank;
       specs.push({
-        name: `${m}in_proj.weight`, shape: [2 * di, d],
+        name: `${m}in_proj.weight`, shape: [2 * di, d], linear: true,
         explain: (a) => (a[0] !== 2 * di && a[0] % 2 === 0 ? `its rows imply d_inner = ${a[0] / 2}, the config gives ${di}` : undefined),
       });
       if (c.useBias) specs.push({ name: `${m}in_proj.bias`, shape: [2 * di] });
       specs.push({ name: `${m}conv1d.weight`, shape: [di, 1, K] });
       if (c.convBias) specs.push({ name: `${m}conv1d.bias`, shape: [di] });
       specs.push({
-        name: `${m}x_proj.weight`, shape: [R + 2 * N, di],
+        name: `${m}x_proj.weight`, shape: [R + 2 * N, di], linear: true,
         explain: (a) => (a[0] !== R + 2 * N ? `its rows imply dt_rank = ${a[0] - 2 * N} with d_state ${N}, the config gives dt_rank ${R}` : undefined),
       });
       specs.push({
-        name: `${m}dt_proj.weight`, shape: [di, R],
+        name: `${m}dt_proj.weight`, shape: [di, R], linear: true,
         explain: (a) => (a.length === 2 && a[1] !== R ? `its columns imply dt_rank = ${a[1]}, the config gives ${R}` : undefined),
       });
       specs.push({ name: `${m}dt_proj.bias`, shape: [di] });
@@ -112,7 +115,7 @@ export function expectedTensors(c: MambaConfig): TensorSpec[] {
       const H = c.nheads, G = c.ngroups;
       const convDim = di + 2 * G * N;
       specs.push({
-        name: `${m}in_proj.weight`, shape: [2 * di + 2 * G * N + H, d],
+        name: `${m}in_proj.weight`, shape: [2 * di + 2 * G * N + H, d], linear: true,
         explain: (a) => {
           const g = (a[0] - 2 * di - H) / (2 * N);
           return a[0] !== 2 * di + 2 * G * N + H && Number.isInteger(g) && g > 0
@@ -136,13 +139,13 @@ export function expectedTensors(c: MambaConfig): TensorSpec[] {
       specs.push({ name: `${m}norm.weight`, shape: [di] });
     }
     specs.push({
-      name: `${m}out_proj.weight`, shape: [d, di],
+      name: `${m}out_proj.weight`, shape: [d, di], linear: true,
       explain: (a) => (a.length === 2 && a[1] !== di ? `its columns imply d_inner = ${a[1]}, the config gives ${di}` : undefined),
     });
     if (c.useBias) specs.push({ name: `${m}out_proj.bias`, shape: [d] });
   }
   specs.push({ name: 'backbone.norm_f.weight', shape: [d] });
-  if (!c.tieEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, d] });
+  if (!c.tieEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, d], linear: true });
   return specs;
 }
 
@@ -199,9 +202,15 @@ export function resolveCheckpoint(dir: string): Checkpoint {
     }
     const fileName = files[loc.file];
     const { info } = loc;
+    const quantized = spec.linear && config.quantization ? quantizedWeight(spec, loc, fileName) : undefined;
+    if (quantized) {
+      tensors.set(spec.name, { file: loc.file, fileName, offset: info.offset, nbytes: info.nbytes, dtype: quantized, shape: spec.shape.slice() });
+      addScaleTensors(spec, quantized, located, files, source, tensors);
+      continue;
+    }
     const dtype = DTYPES[info.dtype];
     if (!dtype) {
-      throw new ModelLoadError(`unsupported dtype ${info.dtype} (node-mamba reads F32, F16 and BF16 weights)`, {
+      throw new ModelLoadError(`unsupported dtype ${info.dtype} (node-mamba reads F32, F16 and BF16 weights${spec.linear ? ', and I8 / U8 (i4) linear weights in checkpoints with a quantization_config' : ''})`, {
         file: fileName, field: loc.storedName,
       });
     }
@@ -215,6 +224,63 @@ export function resolveCheckpoint(dir: string): Checkpoint {
     tensors.set(spec.name, { file: loc.file, fileName, offset: info.offset, nbytes: info.nbytes, dtype, shape: info.shape.slice() });
   }
   return { dir: root, config, configFile, files, tensors };
+}
+
+/**
+ * A linear weight of a quantized checkpoint stored as I8 [rows, cols] (i8) or
+ * as U8 [rows, ceil(cols / 64) · 32] (i4, packed nibbles): its format, or
+ * undefined for a float weight. Any other integer layout is an error.
+ */
+function quantizedWeight(spec: TensorSpec, loc: Located, fileName: string): 'i8' | 'i4' | undefined {
+  const { info } = loc;
+  const [rows, cols] = spec.shape;
+  const stored = (shape: number[]) => info.shape.length === 2 && info.shape[0] === shape[0] && info.shape[1] === shape[1];
+  if (info.dtype === 'I8') {
+    if (!stored([rows, cols])) {
+      throw new ModelLoadError('i8 weight shape disagrees with config.json', { file: fileName, field: loc.storedName, expected: spec.shape, actual: info.shape });
+    }
+    return 'i8';
+  }
+  if (info.dtype === 'U8') {
+    const packed = [rows, i4RowBytes(cols)];
+    if (!stored(packed)) {
+      throw new ModelLoadError(`i4 weight (packed nibbles) must have shape [${packed.join(', ')}] for a [${spec.shape.join(', ')}] matrix`, {
+        file: fileName, field: loc.storedName, expected: packed, actual: info.shape,
+      });
+    }
+    return 'i4';
+  }
+  return undefined;
+}
+
+/**
+ * The scale tensors of a quantized linear weight "<base>.weight": "<base>.weight_scale"
+ * (F32, [rows] for i8, [rows, ceil(cols / 128)] for i4; required) and
+ * "<base>.input_scale" (F32, [] or [1]; required for i8, absent for float inputs).
+ */
+function addScaleTensors(spec: TensorSpec, dtype: 'i8' | 'i4', located: Map<string, Located>, files: string[], source: string,
+  tensors: Map<string, CheckpointTensor>): void {
+  const base = spec.name.replace(/\.weight$/, '');
+  const want: Array<[string, number[][], boolean]> = [
+    [`${base}.weight_scale`, [quantScaleShape(dtype, spec.shape[0], spec.shape[1])], true],
+    [`${base}.input_scale`, [[], [1]], dtype === 'i8'],
+  ];
+  for (const [name, shapes, required] of want) {
+    const loc = located.get(name);
+    if (!loc) {
+      if (!required) continue;
+      throw new ModelLoadError(`scale tensor of the ${dtype} weight ${spec.name} is missing`, { file: source, field: name, expected: shapes[0] });
+    }
+    const fileName = files[loc.file];
+    if (loc.info.dtype !== 'F32') {
+      throw new ModelLoadError(`scale tensors must be F32, got ${loc.info.dtype}`, { file: fileName, field: loc.storedName });
+    }
+    const ok = shapes.some((s) => s.length === loc.info.shape.length && s.every((v, k) => v === loc.info.shape[k]));
+    if (!ok) {
+      throw new ModelLoadError('scale tensor has the wrong shape', { file: fileName, field: loc.storedName, expected: shapes[0], actual: loc.info.shape });
+    }
+    tensors.set(name, { file: loc.file, fileName, offset: loc.info.offset, nbytes: loc.info.nbytes, dtype: 'f32', shape: loc.info.shape.slice() });
+  }
 }
 
 interface TensorIndex {

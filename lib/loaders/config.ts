@@ -17,6 +17,7 @@
 // ModelLoadError naming the config key (dotted for nested keys: ssm_cfg.d_state).
 import { ModelLoadError } from '../errors';
 import type { MambaConfig } from '../model/config';
+import { parseQuantizationConfig } from '../quant/config';
 
 type Obj = Record<string, unknown>;
 
@@ -172,8 +173,14 @@ const SUPPORTED_MODEL_TYPES = ['mamba', 'mamba2'];
  */
 export function normalizeConfig(raw: unknown, file: string): MambaConfig {
   if (!isPlainObject(raw)) throw new ModelLoadError('config is not a JSON object', { file });
-  if (raw.model_type !== undefined) return fromHuggingFace(new Reader(raw, file));
-  if (raw.d_model !== undefined) return fromOriginal(new Reader(raw, file));
+  const withQuant = (c: MambaConfig): MambaConfig => {
+    if (raw.quantization_config !== undefined && raw.quantization_config !== null) {
+      c.quantization = parseQuantizationConfig(raw.quantization_config, file);
+    }
+    return c;
+  };
+  if (raw.model_type !== undefined) return withQuant(fromHuggingFace(new Reader(raw, file)));
+  if (raw.d_model !== undefined) return withQuant(fromOriginal(new Reader(raw, file)));
   throw new ModelLoadError(
     'config has neither model_type (Hugging Face dialect) nor d_model (state-spaces dialect)',
     { file, field: 'model_type' },

@@ -2,6 +2,8 @@
 // dialect the checkpoint's config.json was written in (lib/loaders/config.ts
 // reads both). Names follow state-spaces/mamba's (d_model, n_layer, ...) in camelCase.
 
+import type { QuantizationConfig } from '../quant/config';
+
 export type Architecture = 'mamba' | 'mamba2';
 
 export interface MambaConfig {
@@ -43,4 +45,6 @@ export interface MambaConfig {
   bosTokenId?: number;
   eosTokenId?: number;
   padTokenId?: number;
+  /** Quamba-style checkpoints (config.json `quantization_config`, lib/quant/config.ts). */
+  quantization?: QuantizationConfig;
 }

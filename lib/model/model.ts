@@ -149,6 +149,7 @@ function nativeArgs(ck: Checkpoint, threads: number | undefined, roundActivation
     ...(Number.isFinite(c.timeStepLimit[1]) ? { dtMax: c.timeStepLimit[1] } : {}),
     ...(threads !== undefined ? { threads } : {}),
     roundActivations,
+    hadamardOut: c.quantization?.hadamard ?? false,
     files: ck.files,
     tensors: [...ck.tensors].map(([name, t]) => ({ name, file: t.file, offset: t.offset, nbytes: t.nbytes, dtype: t.dtype, shape: t.shape })),
   };

@@ -27,6 +27,8 @@ export interface NativeModel {
   step(slots: Int32Array, tokens: Int32Array): Promise<Float32Array>;
   snapshot(slot: number): Promise<Float32Array>;
   restore(slot: number, state: Float32Array): Promise<void>;
+  /** One calibration sample (engine/forward.h ActivationObserver): input statistics of every linear layer. */
+  calibrate(tokens: Int32Array, percentile: number): Promise<{ names: string[]; absmax: number[]; quantiles: number[][] }>;
   dispose(): void;
 }
 
@@ -34,9 +36,9 @@ export interface NativeLoadArgs {
   arch: 'mamba' | 'mamba2';
   dModel: number; nLayer: number; vocabSize: number; dState: number; dConv: number; dInner: number;
   dtRank: number; headdim: number; nheads: number; ngroups: number; normEps: number;
-  dtMin: number; dtMax?: number; threads?: number; roundActivations?: boolean;
+  dtMin: number; dtMax?: number; threads?: number; roundActivations?: boolean; hadamardOut?: boolean;
   files: string[];
-  tensors: Array<{ name: string; file: number; offset: number; nbytes: number; dtype: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0'; shape: number[] }>;
+  tensors: Array<{ name: string; file: number; offset: number; nbytes: number; dtype: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'i8' | 'i4'; shape: number[] }>;
 }
 
 export interface NativeModule {

@@ -62,11 +62,14 @@ function absmax(w: ArrayLike<number>, i0: number, i1: number): number {
   return m;
 }
 
-/** w row-major [rows, cols] -> i8 with one scale per row. */
-export function quantizeI8(w: ArrayLike<number>, rows: number, cols: number): QuantizedWeight {
-  const data = new Int8Array(rows * cols), scales = new Float32Array(rows);
+/**
+ * w row-major [rows, cols] -> i8 with one scale per row (absmax / 127, or the
+ * given `scales`, e.g. one per-tensor scale repeated: the naive baseline).
+ */
+export function quantizeI8(w: ArrayLike<number>, rows: number, cols: number, opts: { scales?: Float32Array } = {}): QuantizedWeight {
+  const data = new Int8Array(rows * cols), scales = opts.scales ?? new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
-    const s = Math.fround(absmax(w, r * cols, (r + 1) * cols) / 127);
+    const s = opts.scales ? scales[r] : Math.fround(absmax(w, r * cols, (r + 1) * cols) / 127);
     scales[r] = s;
     if (s === 0) continue;
     for (let k = 0; k < cols; k++) data[r * cols + k] = Math.max(-127, Math.min(127, roundHalfEven(w[r * cols + k] / s)));

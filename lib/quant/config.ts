@@ -1,0 +1,61 @@
+// The `quantization_config` section of a Quamba-style checkpoint's
+// config.json (the key Hugging Face uses for quantized checkpoints), written
+// by quantize() and read by the loader:
+//   {
+//     "quant_method": "quamba", "format": "node-mamba", "format_version": 1,
+//     "scheme": "w8a8" | "w4a8" | "w4a16",
+//     "hadamard": true | false,        // residual stream rotated offline, out_proj input online
+//     "recipe": { ...the switches the checkpoint was made with (informational) }
+//   }
+// The tensors say the rest: an I8 / I4 weight `<layer>.weight` comes with
+// `<layer>.weight_scale` and (int8 inputs) `<layer>.input_scale`.
+import { ModelLoadError } from '../errors';
+
+export type QuantScheme = 'w8a8' | 'w4a8' | 'w4a16';
+export const QUANT_SCHEMES: readonly QuantScheme[] = ['w8a8', 'w4a8', 'w4a16'];
+export const QUANT_FORMAT_VERSION = 1;
+
+export interface QuantizationConfig {
+  quantMethod: 'quamba';
+  formatVersion: number;
+  scheme: QuantScheme;
+  /** The out_proj input is rotated online (and the residual stream offline). */
+  hadamard: boolean;
+  recipe: Record<string, unknown>;
+}
+
+export function parseQuantizationConfig(raw: unknown, file: string): QuantizationConfig {
+  const field = (k: string) => `quantization_config.${k}`;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ModelLoadError('quantization_config is not a JSON object', { file, field: 'quantization_config' });
+  }
+  const o = raw as Record<string, unknown>;
+  if (o.quant_method !== 'quamba') {
+    throw new ModelLoadError(`unsupported quantization method ${JSON.stringify(o.quant_method)} (node-mamba reads its own "quamba" checkpoints; GGUF files carry their own quantization)`, {
+      file, field: field('quant_method'),
+    });
+  }
+  const v = o.format_version;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+    throw new ModelLoadError(`format_version must be a positive integer, got ${JSON.stringify(v)}`, { file, field: field('format_version') });
+  }
+  if (v > QUANT_FORMAT_VERSION) {
+    throw new ModelLoadError(`format_version ${v} is newer than this node-mamba reads (${QUANT_FORMAT_VERSION}): update node-mamba`, { file, field: field('format_version') });
+  }
+  if (typeof o.scheme !== 'string' || !(QUANT_SCHEMES as readonly string[]).includes(o.scheme)) {
+    throw new ModelLoadError(`unknown scheme ${JSON.stringify(o.scheme)} (expected ${QUANT_SCHEMES.join(', ')})`, { file, field: field('scheme') });
+  }
+  if (typeof o.hadamard !== 'boolean') {
+    throw new ModelLoadError(`hadamard must be true or false, got ${JSON.stringify(o.hadamard)}`, { file, field: field('hadamard') });
+  }
+  const recipe = o.recipe === undefined ? {} : o.recipe;
+  if (typeof recipe !== 'object' || recipe === null || Array.isArray(recipe)) {
+    throw new ModelLoadError('recipe must be an object', { file, field: field('recipe') });
+  }
+  return { quantMethod: 'quamba', formatVersion: v, scheme: o.scheme as QuantScheme, hadamard: o.hadamard, recipe: recipe as Record<string, unknown> };
+}
+
+/** The config.json section for a QuantizationConfig. */
+export function quantizationConfigJson(q: QuantizationConfig): Record<string, unknown> {
+  return { quant_method: q.quantMethod, format: 'node-mamba', format_version: q.formatVersion, scheme: q.scheme, hadamard: q.hadamard, recipe: q.recipe };
+}

@@ -1,0 +1,463 @@
+// quantize(): a float checkpoint -> a Quamba-style W8A8 / W4A8 / W4A16
+// checkpoint (Quamba, arXiv:2410.13229; Quamba2, arXiv:2503.22879; the
+// recipe as ../REFERENCE.md section 6 summarises it), from code.
+//
+// Stages:
+//   read       every tensor of the source checkpoint as float32
+//   rotate     Hadamard rotation of the residual stream (lib/quant/rotate.ts)
+//   calibrate  the rotated float model runs the calibration samples; every
+//              linear layer's input absmax is recorded (static per-tensor
+//              scales s = absmax / 127), with Quamba's percentile clipping on
+//              the SSM input x (Mamba-1: the x_proj input)
+//   quantize   weights to i8 (per output channel) / i4 (groups of 128)
+//   write      config.json (+ quantization_config), model.safetensors with
+//              every scale as a tensor, tokenizer.json; into a temporary
+//              directory renamed into place, so a failure or an abort leaves
+//              nothing behind and an existing output is replaced whole.
+//
+// Which layers (Quamba2's choices): w8a8 in_proj, x_proj, dt_proj, out_proj
+// (i8, int8 inputs); w4a8 in_proj, x_proj, out_proj i4 with int8 inputs and
+// dt_proj i8 (W8A8); w4a16 in_proj and out_proj i4 with float inputs. The
+// embedding, lm_head, conv, A, D, dt bias and norms stay float32 (lm_head
+// too is quantized with quantizeLmHead).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MambaError, QuantizeError } from '../errors';
+import { resolveCheckpoint, type Checkpoint } from '../loaders/checkpoint';
+import { loadGgufCheckpoint } from '../loaders/gguf_model';
+import type { MambaConfig } from '../model/config';
+import { loadModel } from '../model/model';
+import { loadTokenizer, type Tokenizer } from '../tokenizer';
+import { ggufHasTokenizer, ggufTokenizer, ggufTokenizerJson } from '../tokenizer/gguf_tokenizer';
+import { writeSafetensors, type StTensor } from '../testing/safetensors_writer';
+import { QUANT_FORMAT_VERSION, QUANT_SCHEMES, quantizationConfigJson, type QuantizationConfig, type QuantScheme } from './config';
+import { quantizeI4, quantizeI8, type QuantizedWeight } from './formats';
+import { isHadamardSize } from './hadamard';
+import { hfConfigJson } from './hf_config';
+import { rotateModel, type FloatTensor } from './rotate';
+import { readFloatTensor } from './tensor_io';
+
+export type QuantizeStage = 'read' | 'rotate' | 'calibrate' | 'quantize' | 'write';
+
+/** Recipe switches; every one defaults to the papers' choice. */
+export interface QuantRecipe {
+  /** Hadamard rotation (residual stream offline, out_proj input online). Default true. */
+  hadamard?: boolean;
+  /**
+   * Percentile clipping of the SSM input x's scale (Quamba): the per-sample
+   * quantile of |x| at this level, averaged over samples (EMA, weight 0.01), instead
+   * of the absmax. Default 0.9995 (Quamba's); false: absmax. Mamba-1 only (Mamba-2's x
+   * is not a linear input in this engine).
+   */
+  percentile?: number | false;
+  /** Mamba-2 sort-and-cluster of x: not available yet (the SSD runs in float32 here). */
+  sortAndCluster?: boolean;
+  /** GPTQ for 4-bit weights: not available yet. */
+  gptq?: boolean;
+  /** Mamba-2 per-state-group scales of B and C: not available yet (B / C stay float32). */
+  perStateGroup?: boolean;
+  /** Quantize the embedding: not available yet. */
+  quantizeEmbedding?: boolean;
+  /** Quantize lm_head with the scheme's weight format. Default false. */
+  quantizeLmHead?: boolean;
+}
+
+const RECIPE_KEYS: ReadonlyArray<keyof QuantRecipe> = ['hadamard', 'percentile', 'sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding', 'quantizeLmHead'];
+const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding'];
+
+export interface QuantizeProgress {
+  stage: QuantizeStage;
+  done: number;
+  total: number;
+}
+
+export interface QuantizeOptions {
+  /** A float checkpoint directory (f32 / f16 / bf16) or a GGUF file with float tensors. */
+  model: string;
+  /** Output directory (created; an existing one is replaced whole at the end). */
+  output: string;
+  scheme: QuantScheme;
+  /**
+   * Calibration data (the int8 schemes need it; w4a16 ignores it): a text (cut into
+   * `samples` windows of `sequenceLength` tokens), an array of texts (one sample each,
+   * truncated), or arrays of token ids (one sample each, truncated).
+   */
+  calibration?: string | string[] | ArrayLike<number>[];
+  /** Most calibration samples (default 512, as the papers). */
+  samples?: number;
+  /** Tokens per sample (default 512, as the papers). */
+  sequenceLength?: number;
+  /** Switches, or 'naive': plain per-tensor min-max W8A8 (no rotation, no clipping; the baseline). */
+  recipe?: QuantRecipe | 'naive';
+  threads?: number;
+  onProgress?: (p: QuantizeProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface QuantizeSummary {
+  output: string;
+  scheme: QuantScheme;
+  recipe: ResolvedRecipe;
+  /** Bytes of the source's weight files and of the output's. */
+  bytesBefore: number;
+  bytesAfter: number;
+  samples: number;
+  sequenceLength: number;
+  /** Seconds per stage. */
+  seconds: Record<QuantizeStage, number>;
+}
+
+export interface ResolvedRecipe {
+  naive: boolean;
+  hadamard: boolean;
+  percentile: number | false;
+  sortAndCluster: boolean;
+  gptq: boolean;
+  perStateGroup: boolean;
+  quantizeEmbedding: boolean;
+  quantizeLmHead: boolean;
+}
+
+/** Fewest calibration tokens accepted (in all samples together). */
+export const MIN_CALIBRATION_TOKENS = 64;
+
+function abortError(signal: AbortSignal): Error {
+  if (signal.reason instanceof Error) return signal.reason;
+  const e = new Error('node-mamba: quantize aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+function resolveRecipe(scheme: QuantScheme, recipe: QuantizeOptions['recipe']): ResolvedRecipe {
+  if (recipe === 'naive') {
+    if (scheme !== 'w8a8') throw new QuantizeError(`recipe 'naive' is plain per-tensor W8A8; scheme must be 'w8a8', got '${scheme}'`, { field: 'recipe' });
+    return { naive: true, hadamard: false, percentile: false, sortAndCluster: false, gptq: false, perStateGroup: false, quantizeEmbedding: false, quantizeLmHead: false };
+  }
+  const r = recipe ?? {};
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new QuantizeError("'recipe' must be an object of switches or 'naive'", { field: 'recipe' });
+  for (const k of Object.keys(r)) {
+    if (!(RECIPE_KEYS as readonly string[]).includes(k)) {
+      throw new QuantizeError(`unknown recipe switch '${k}' (known: ${RECIPE_KEYS.join(', ')})`, { field: `recipe.${k}` });
+    }
+  }
+  const rr = r as QuantRecipe;
+  for (const k of RECIPE_KEYS) {
+    const v = rr[k];
+    if (v === undefined || k === 'percentile') continue;
+    if (typeof v !== 'boolean') throw new QuantizeError(`recipe.${k} must be true or false`, { field: `recipe.${k}` });
+  }
+  for (const k of NOT_YET) {
+    if (rr[k] === true) throw new QuantizeError(`recipe.${k} is not available in this version of node-mamba`, { field: `recipe.${k}` });
+  }
+  const p = rr.percentile === undefined ? 0.9995 : rr.percentile;
+  if (p !== false && !(typeof p === 'number' && p > 0 && p <= 1)) {
+    throw new QuantizeError('recipe.percentile must be a number in (0, 1] or false', { field: 'recipe.percentile' });
+  }
+  return {
+    naive: false, hadamard: rr.hadamard ?? true, percentile: p, sortAndCluster: false, gptq: false, perStateGroup: false,
+    quantizeEmbedding: false, quantizeLmHead: rr.quantizeLmHead ?? false,
+  };
+}
+
+function positiveInt(v: unknown, name: string, def: number): number {
+  if (v === undefined) return def;
+  if (!(typeof v === 'number' && Number.isInteger(v) && v >= 1)) throw new QuantizeError(`'${name}' must be a positive integer`, { field: name });
+  return v;
+}
+
+function checkOptions(o: QuantizeOptions) {
+  if (o === null || typeof o !== 'object') throw new QuantizeError("'options' must be an object");
+  if (typeof o.model !== 'string' || o.model === '') throw new QuantizeError("'model' must be a path", { field: 'model' });
+  if (typeof o.output !== 'string' || o.output === '') throw new QuantizeError("'output' must be a path", { field: 'output' });
+  if (!(QUANT_SCHEMES as readonly string[]).includes(o.scheme as string)) {
+    throw new QuantizeError(`unknown scheme ${JSON.stringify(o.scheme)} (expected ${QUANT_SCHEMES.join(', ')})`, { field: 'scheme' });
+  }
+  const recipe = resolveRecipe(o.scheme, o.recipe);
+  const samples = positiveInt(o.samples, 'samples', 512);
+  const sequenceLength = positiveInt(o.sequenceLength, 'sequenceLength', 512);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new QuantizeError("'onProgress' must be a function", { field: 'onProgress' });
+  if (o.signal !== undefined && (typeof o.signal !== 'object' || o.signal === null || typeof o.signal.aborted !== 'boolean')) {
+    throw new QuantizeError("'signal' must be an AbortSignal", { field: 'signal' });
+  }
+  const out = path.resolve(o.output);
+  let st: fs.Stats | undefined;
+  try { st = fs.statSync(out); } catch { st = undefined; }
+  if (st && !st.isDirectory()) throw new QuantizeError('output path exists and is not a directory', { field: 'output', file: out });
+  if (path.resolve(o.model) === out) throw new QuantizeError('output must not be the model itself', { field: 'output', file: out });
+  return { recipe, samples, sequenceLength, out };
+}
+
+interface Source {
+  ck: Checkpoint;
+  /** tokenizer.json text for the output, when the source has a tokenizer. */
+  tokenizerText?: string;
+  tokenizer: () => Tokenizer;
+}
+
+function openCheckpoint(model: string): Source {
+  const abs = path.resolve(model);
+  let isFile = false;
+  try { isFile = fs.statSync(abs).isFile(); } catch { /* resolveCheckpoint names it */ }
+  let tok: Tokenizer | undefined;
+  if (isFile) {
+    const ck = loadGgufCheckpoint(abs);
+    const has = ggufHasTokenizer(ck.gguf);
+    return {
+      ck,
+      tokenizerText: has ? JSON.stringify(ggufTokenizerJson(ck.gguf).tokenizerJson) : undefined,
+      tokenizer: () => (tok ??= ggufTokenizer(ck.gguf)),
+    };
+  }
+  const ck = resolveCheckpoint(abs);
+  const tj = path.join(abs, 'tokenizer.json');
+  const has = fs.existsSync(tj);
+  return { ck, tokenizerText: has ? fs.readFileSync(tj, 'utf8') : undefined, tokenizer: () => (tok ??= loadTokenizer(has ? tj : abs)) };
+}
+
+/** Token windows for calibration. */
+function calibrationSamples(data: QuantizeOptions['calibration'], tokenizer: () => Tokenizer, vocab: number,
+  samples: number, seqLen: number): Int32Array[] {
+  if (data === undefined) throw new QuantizeError("'calibration' is required for the int8 schemes (w8a8, w4a8)", { field: 'calibration' });
+  const out: Int32Array[] = [];
+  const checkIds = (ids: ArrayLike<number>, where: string) => {
+    for (let i = 0; i < ids.length; i++) {
+      const v = ids[i];
+      if (!(Number.isInteger(v) && v >= 0 && v < vocab)) {
+        throw new QuantizeError(`calibration ${where} holds ${v} at index ${i}, outside the vocabulary [0, ${vocab})`, { field: 'calibration' });
+      }
+    }
+  };
+  if (typeof data === 'string') {
+    const ids = tokenizer().encode(data);
+    for (let s = 0; s < samples && (s + 1) * seqLen <= ids.length; s++) out.push(Int32Array.from(ids.slice(s * seqLen, (s + 1) * seqLen)));
+    // Scaled down to what the data holds: a text shorter than one window is one sample.
+    if (out.length === 0 && ids.length > 0) out.push(Int32Array.from(ids));
+  } else if (Array.isArray(data)) {
+    for (let i = 0; i < data.length && out.length < samples; i++) {
+      const item = data[i];
+      let ids: ArrayLike<number>;
+      if (typeof item === 'string') ids = tokenizer().encode(item);
+      else if (item && typeof item === 'object' && typeof (item as ArrayLike<number>).length === 'number') {
+        ids = item as ArrayLike<number>;
+        checkIds(ids, `sample ${i}`);
+      } else throw new QuantizeError(`calibration[${i}] must be a string or an array of token ids`, { field: 'calibration' });
+      if (ids.length > 0) out.push(Int32Array.from(Array.prototype.slice.call(ids, 0, seqLen) as number[]));
+    }
+  } else {
+    throw new QuantizeError("'calibration' must be a string, an array of strings or an array of token-id arrays", { field: 'calibration' });
+  }
+  const total = out.reduce((a, s) => a + s.length, 0);
+  if (total < MIN_CALIBRATION_TOKENS) {
+    throw new QuantizeError(`calibration data is too short: ${total} tokens, at least ${MIN_CALIBRATION_TOKENS} are needed`, { field: 'calibration' });
+  }
+  return out;
+}
+
+/** Which format each linear layer gets, and whether its input is int8. */
+function layerPlan(c: MambaConfig, scheme: QuantScheme, recipe: ResolvedRecipe): Map<string, { dtype: 'i8' | 'i4'; int8Input: boolean }> {
+  const plan = new Map<string, { dtype: 'i8' | 'i4'; int8Input: boolean }>();
+  const w4 = scheme !== 'w8a8';
+  const a8 = scheme !== 'w4a16';
+  for (let i = 0; i < c.nLayer; i++) {
+    const m = `backbone.layers.${i}.mixer.`;
+    plan.set(`${m}in_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
+    plan.set(`${m}out_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
+    if (c.arch === 'mamba' && a8) {
+      plan.set(`${m}x_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: true });
+      plan.set(`${m}dt_proj`, { dtype: 'i8', int8Input: true });
+    }
+  }
+  if (recipe.quantizeLmHead) plan.set('lm_head', { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
+  return plan;
+}
+
+interface TensorOut { name: string; tensor: StTensor }
+
+function f32Tensor(name: string, t: FloatTensor): TensorOut {
+  return { name, tensor: { name, dtype: 'F32', shape: t.shape, data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) } };
+}
+
+function scalarF32(name: string, v: number): TensorOut {
+  const a = new Float32Array([v]);
+  return { name, tensor: { name, dtype: 'F32', shape: [], data: new Uint8Array(a.buffer) } };
+}
+
+/** Writes config.json, model.safetensors (float tensors first: 4-byte aligned) and the tokenizer into dir. */
+function writeCheckpoint(dir: string, config: Record<string, unknown>, tensors: TensorOut[], tokenizerJson: string | undefined): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const rank = (t: StTensor) => (t.dtype === 'F32' ? 0 : 1);
+  const sorted = tensors.map((t) => t.tensor).sort((a, b) => rank(a) - rank(b));
+  writeSafetensors(path.join(dir, 'model.safetensors'), sorted, { format: 'pt' });
+  fs.writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  if (tokenizerJson !== undefined) fs.writeFileSync(path.join(dir, 'tokenizer.json'), tokenizerJson);
+}
+
+function dirBytes(dir: string): number {
+  let n = 0;
+  for (const e of fs.readdirSync(dir)) if (e.endsWith('.safetensors')) n += fs.statSync(path.join(dir, e)).size;
+  return n;
+}
+
+/** Quantizes a float checkpoint into `output`. See QuantizeOptions. */
+export async function quantize(options: QuantizeOptions): Promise<QuantizeSummary> {
+  const { recipe, samples, sequenceLength, out } = checkOptions(options);
+  const { scheme, signal, onProgress } = options;
+  const progress = (stage: QuantizeStage, done: number, total: number) => onProgress?.({ stage, done, total });
+  const checkAbort = () => { if (signal?.aborted) throw abortError(signal); };
+  const seconds: Record<QuantizeStage, number> = { read: 0, rotate: 0, calibrate: 0, quantize: 0, write: 0 };
+  const timed = async <T>(stage: QuantizeStage, fn: () => Promise<T> | T): Promise<T> => {
+    checkAbort();
+    const t0 = performance.now();
+    try { return await fn(); } finally { seconds[stage] += (performance.now() - t0) / 1000; }
+  };
+
+  const { ck, tokenizerText, tokenizer } = openCheckpoint(options.model);
+  const c0 = ck.config;
+  if (c0.quantization) {
+    throw new QuantizeError('the model is already quantized (its config.json has a quantization_config); quantize its float original', {
+      field: 'model', file: ck.configFile,
+    });
+  }
+  for (const [name, t] of ck.tensors) {
+    if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
+      throw new QuantizeError(`the model must have float weights (f32, f16, bf16); ${name} is ${t.dtype}`, { field: 'model', file: t.fileName });
+    }
+  }
+  if (recipe.hadamard) {
+    for (const [n, what] of [[c0.dModel, 'd_model'], [c0.dInner, 'd_inner']] as const) {
+      if (!isHadamardSize(n)) {
+        throw new QuantizeError(`${what} = ${n} is not a size the Hadamard rotation serves (2^k, 12·2^k or 40·2^k); pass recipe: { hadamard: false }`, {
+          field: 'recipe.hadamard', file: ck.configFile,
+        });
+      }
+    }
+  }
+  const a8 = scheme !== 'w4a16';
+  const calib = a8 ? calibrationSamples(options.calibration, tokenizer, c0.vocabSize, samples, sequenceLength) : [];
+
+  const parent = path.dirname(out);
+  fs.mkdirSync(parent, { recursive: true });
+  const work = fs.mkdtempSync(path.join(parent, `.${path.basename(out)}.tmp-`));
+  try {
+    // read
+    const weights = await timed('read', () => {
+      const w = new Map<string, FloatTensor>();
+      let i = 0;
+      for (const [name, t] of ck.tensors) {
+        let data = readFloatTensor(t, name);
+        let outName = name, shape = t.shape.slice();
+        // GGUF files store A itself (mixer.A = -exp(A_log)) and conv as [C, K].
+        if (name.endsWith('.mixer.A')) { outName = name.replace(/\.A$/, '.A_log'); data = data.map((v) => Math.log(-v)); }
+        if (name.endsWith('conv1d.weight') && shape.length === 2) shape = [shape[0], 1, shape[1]];
+        w.set(outName, { data, shape });
+        progress('read', ++i, ck.tensors.size);
+      }
+      return w;
+    });
+
+    // rotate
+    let config = c0;
+    if (recipe.hadamard) config = await timed('rotate', () => { const r = rotateModel(c0, weights); progress('rotate', 1, 1); return r; });
+    const qc: QuantizationConfig = {
+      quantMethod: 'quamba', formatVersion: QUANT_FORMAT_VERSION, scheme, hadamard: recipe.hadamard, recipe: { ...recipe },
+    };
+
+    // calibrate: the (rotated) float model, with the online rotation, sees the samples.
+    const inputAbsmax = new Map<string, number>();
+    const clipped = new Map<string, number>();
+    if (a8) {
+      await timed('calibrate', async () => {
+        const floatDir = path.join(work, 'float');
+        writeCheckpoint(floatDir, { ...hfConfigJson(config), quantization_config: quantizationConfigJson(qc) },
+          [...weights].map(([n, t]) => f32Tensor(n, t)), undefined);
+        const model = await loadModel(floatDir, { threads: options.threads });
+        try {
+          const clipTaps = new Set<string>();
+          if (recipe.percentile !== false && config.arch === 'mamba') {
+            for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.x_proj`);
+          }
+          const pct = recipe.percentile === false ? 0 : recipe.percentile;
+          for (let s = 0; s < calib.length; s++) {
+            checkAbort();
+            const r = await model.nativeModel().calibrate(calib[s], clipTaps.size > 0 ? pct : 0);
+            r.names.forEach((name, i) => {
+              inputAbsmax.set(name, Math.max(inputAbsmax.get(name) ?? 0, r.absmax[i]));
+              if (!clipTaps.has(name)) return;
+              // Quamba's PerTensorPercentileObserver: the first observation
+              // sets w, then w <- w + 0.01 (q - w).
+              for (const q of r.quantiles[i]) {
+                const w = clipped.get(name);
+                clipped.set(name, w === undefined ? q : w + 0.01 * (q - w));
+              }
+            });
+            progress('calibrate', s + 1, calib.length);
+          }
+        } finally {
+          model.dispose();
+        }
+      });
+    }
+
+    // quantize
+    const plan = layerPlan(config, scheme, recipe);
+    const tensorsOut: TensorOut[] = [];
+    await timed('quantize', () => {
+      let done = 0;
+      for (const [name, t] of weights) {
+        const base = name.replace(/\.weight$/, '');
+        const p = name.endsWith('.weight') ? plan.get(base) : undefined;
+        if (!p) { tensorsOut.push(f32Tensor(name, t)); continue; }
+        const [rows, cols] = t.shape;
+        let qw: QuantizedWeight;
+        if (p.dtype === 'i8') {
+          if (!recipe.naive) {
+            qw = quantizeI8(t.data, rows, cols);
+          } else {
+            // per-tensor min-max: one scale for the whole matrix
+            let amax = 0;
+            for (const v of t.data) amax = Math.max(amax, Math.abs(v));
+            qw = quantizeI8(t.data, rows, cols, { scales: new Float32Array(rows).fill(Math.fround(amax / 127)) });
+          }
+        } else {
+          qw = quantizeI4(t.data, rows, cols);
+        }
+        tensorsOut.push({ name, tensor: { name, dtype: p.dtype === 'i8' ? 'I8' : 'U8', shape: p.dtype === 'i8' ? [rows, cols] : [rows, qw.data.length / rows], data: new Uint8Array(qw.data.buffer, qw.data.byteOffset, qw.data.byteLength) } });
+        tensorsOut.push(f32Tensor(`${base}.weight_scale`, { data: qw.scales, shape: p.dtype === 'i8' ? [rows] : [rows, qw.scales.length / rows] }));
+        if (p.int8Input) {
+          const v = clipped.get(base) ?? inputAbsmax.get(base);
+          if (v === undefined) throw new MambaError(`node-mamba: quantize: calibration saw no input of ${base}`);
+          tensorsOut.push(scalarF32(`${base}.input_scale`, Math.max(Math.max(v, 1e-5) / 127, 1e-6)));
+        }
+        progress('quantize', ++done, plan.size);
+      }
+    });
+
+    // write
+    await timed('write', () => {
+      const staged = path.join(work, 'out');
+      writeCheckpoint(staged, { ...hfConfigJson(config), quantization_config: quantizationConfigJson(qc) }, tensorsOut, tokenizerText);
+      checkAbort();
+      // Swap into place: an existing output is moved aside first and removed
+      // only once the new one is in place.
+      let old: string | undefined;
+      if (fs.existsSync(out)) {
+        old = path.join(work, 'previous');
+        fs.renameSync(out, old);
+      }
+      try {
+        fs.renameSync(staged, out);
+      } catch (err) {
+        if (old) fs.renameSync(old, out);
+        throw err;
+      }
+      progress('write', 1, 1);
+    });
+    return {
+      output: out, scheme, recipe, bytesBefore: ck.files.reduce((a, f) => a + fs.statSync(f).size, 0), bytesAfter: dirBytes(out),
+      samples: calib.length, sequenceLength, seconds,
+    };
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
