@@ -7,9 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  evaluate, loadModel, MambaModel, VocabularyMismatchError, type EvaluateProgress, type Tokenizer,
+  evaluate, exportGguf, loadModel, MambaModel, VocabularyMismatchError, type EvaluateProgress, type Tokenizer,
 } from '../../lib';
 import { rng, writeRandomCheckpoint } from '../helpers/checkpoint_writer';
+import { writeTinyTokenizer } from '../helpers/gguf_fixtures';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-eval-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -230,6 +231,22 @@ t.test('string input: tokenized with the model tokenizer; bits per byte by its d
   t.equal(several.bytes, bytes, 'several windows: the bytes of each window\'s decoded targets');
   t.ok(bytes < Buffer.byteLength(prose));
   close(t, several.bitsPerByte, (several.nll * several.tokens) / Math.LN2 / bytes, 'bits per byte');
+});
+
+t.test('the use it is for: a q8_0 GGUF export measured against its f32 checkpoint, both given as paths', async (t) => {
+  const dir = path.join(root, 'q');
+  writeRandomCheckpoint(dir, { arch: 'mamba', dModel: 64, nLayer: 2, vocabSize: 300, dtype: 'f32', tied: false, dialect: 'hf', seed: 35 });
+  writeTinyTokenizer(dir); // byte-level BPE, 263 tokens
+  const gguf = path.join(root, 'q8_0.gguf');
+  await exportGguf(dir, gguf, { type: 'q8_0' });
+  const text = 'the thin thread in the sand is the seat of the state space; it sits in the sun. '.repeat(3);
+  const r = await evaluate({ model: gguf, reference: dir, text, windowSize: 32, stride: 16 });
+  const self = await evaluate({ model: dir, text, windowSize: 32, stride: 16 });
+  t.equal(r.tokens, r.textTokens - 1);
+  t.equal(r.reference!.referenceNll, self.nll, 'the reference scores as it does alone');
+  t.ok(r.reference!.klDivergence > 0 && r.reference!.klDivergence < 5e-3, `KL(f32 || q8_0) = ${r.reference!.klDivergence}: small, not 0`);
+  t.ok(r.reference!.top1Agreement > 0.9, `top-1 agreement ${r.reference!.top1Agreement}`);
+  t.ok(Math.abs(r.nll - self.nll) < 0.05, `nll q8_0 ${r.nll} vs f32 ${self.nll}`);
 });
 
 t.test('bad input: typed errors', async (t) => {
