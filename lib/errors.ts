@@ -87,5 +87,22 @@ export class QuantizeError extends MambaError {
     this.name = 'QuantizeError';
     this.field = details.field;
     this.file = details.file;
+
+ * Two models that must share a vocabulary (a model and the reference it is
+ * evaluated against) have logits of different sizes.
+ */
+export class VocabularyMismatchError extends MambaError {
+  readonly modelVocabSize: number;
+  readonly referenceVocabSize: number;
+
+  constructor(modelVocabSize: number, referenceVocabSize: number) {
+    super(
+      `the model's vocabulary has ${modelVocabSize} entries and the reference's ${referenceVocabSize}; ` +
+        'comparing them token by token needs the same vocabulary',
+      'ERR_VOCAB_MISMATCH',
+    );
+    this.name = 'VocabularyMismatchError';
+    this.modelVocabSize = modelVocabSize;
+    this.referenceVocabSize = referenceVocabSize;
   }
 }

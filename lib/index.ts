@@ -9,4 +9,7 @@ export type { GenerateOptions, GenerationChunk } from './generate/generate';
 export type { SamplingOptions } from './generate/sampling';
 export { loadTokenizer, StreamingDetokenizer, type Tokenizer } from './tokenizer';
 export { exportGguf, type ExportGgufOptions, type ExportGgufResult, type GgufExportType } from './export/export_gguf';
-export { MambaError, ModelLoadError, DisposedError } from './errors';
+export {
+  evaluate, type EvaluateOptions, type EvaluateResult, type EvaluateProgress, type ReferenceComparison,
+} from './eval/evaluate';
+export { MambaError, ModelLoadError, DisposedError, VocabularyMismatchError } from './errors';

@@ -56,3 +56,11 @@ export function numberFlag(p: ParsedArgs, name: string): number | undefined {
   if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${v}'`);
   return n;
 }
+
+/** A switch: absent -> false; `--name`, `--name=true` -> true; `--name=false` -> false. */
+export function booleanFlag(p: ParsedArgs, name: string): boolean {
+  const v = p.flags.get(name);
+  if (v === undefined || v === 'false') return false;
+  if (v === true || v === 'true') return true;
+  throw new UsageError(`--${name} takes no value, got '${v}'`);
+}

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// node-mamba command line: generate, info, logits, demo. Uses only the public API.
+// node-mamba command line: generate, info, logits, eval, demo. Uses only the public API.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadModel, type GenerateOptions, type MambaModel } from '../index';
-import { numberFlag, parseArgs, stringFlag, UsageError, type ParsedArgs } from './args';
+import { evaluate, loadModel, type EvaluateResult, type GenerateOptions, type MambaModel } from '../index';
+import { booleanFlag, numberFlag, parseArgs, stringFlag, UsageError, type ParsedArgs } from './args';
 import { writeRandomCheckpoint } from '../testing/random_checkpoint';
 
 const USAGE = `usage: node-mamba <command> [options]
@@ -19,6 +19,13 @@ commands:
   info     --model DIR                 prints the normalised config and memory use (JSON)
   logits   --model DIR --tokens 1,2,3 [--out FILE]
            logits of every position: JSON to stdout, or raw little-endian float32 to FILE
+  eval     --model DIR --text FILE [--reference DIR] [--window N] [--stride N]
+           [--max-tokens N] [--json]
+           perplexity and bits per byte of the model over the UTF-8 text FILE, in windows of
+           N tokens (default 1024; --stride < N: overlapping windows, only the last stride
+           tokens of each later window scored); with --reference, the mean KL divergence
+           KL(reference || model) and top-1 agreement per token, and the reference's perplexity.
+           --json prints the result object
   options for every command: --threads N, --input-rounding auto|none
            (none: exact float32 inputs for bf16 / q8_0 / q4_0 matrices; default auto)`;
 
@@ -133,6 +140,62 @@ async function logits(p: ParsedArgs): Promise<void> {
   model.dispose();
 }
 
+/** 6 significant digits; exponent form for magnitudes below 1e-3 or from 1e6. */
+function figure(x: number): string {
+  if (x === 0 || !Number.isFinite(x)) return String(x);
+  const a = Math.abs(x);
+  return a >= 1e-3 && a < 1e6 ? x.toPrecision(6) : x.toExponential(5);
+}
+
+function evalReport(r: EvaluateResult): string {
+  const lines: Array<[string, string]> = [
+    ['perplexity', figure(r.perplexity)],
+    ['bits per byte', figure(r.bitsPerByte)],
+    ['nll', `${figure(r.nll)} nats/token`],
+    ['tokens scored', `${r.tokens} of ${r.textTokens} (${r.windows} window${r.windows === 1 ? '' : 's'} of ${r.windowSize}, stride ${r.stride}; ${r.bytes} bytes)`],
+    ['time', `${r.seconds.toFixed(2)} s`],
+  ];
+  if (r.reference) {
+    lines.push(
+      ['reference perplexity', figure(r.reference.referencePerplexity)],
+      ['KL divergence', `${figure(r.reference.klDivergence)} nats/token, KL(reference || model)`],
+      ['top-1 agreement', `${(100 * r.reference.top1Agreement).toFixed(2)}%`],
+    );
+  }
+  return lines.map(([k, v]) => `${k.padEnd(21)} ${v}`).join('\n') + '\n';
+}
+
+async function evalCmd(p: ParsedArgs): Promise<void> {
+  const modelDir = stringFlag(p, 'model', true);
+  const textFile = stringFlag(p, 'text', true);
+  const referenceDir = stringFlag(p, 'reference');
+  const windowSize = numberFlag(p, 'window');
+  const stride = numberFlag(p, 'stride');
+  const maxTokens = numberFlag(p, 'max-tokens');
+  const json = booleanFlag(p, 'json');
+  const text = fs.readFileSync(textFile, 'utf8');
+  const model = await open(p, modelDir);
+  let reference: MambaModel | undefined;
+  try {
+    if (referenceDir !== undefined) reference = await open(p, referenceDir);
+    const progress = process.stderr.isTTY
+      ? ({ done, total }: { done: number; total: number }) => process.stderr.write(`\r[node-mamba] window ${done}/${total}${done === total ? '\n' : ''}`)
+      : undefined;
+    const r = await evaluate({
+      model, text,
+      ...(reference ? { reference } : {}),
+      ...(windowSize !== undefined ? { windowSize } : {}),
+      ...(stride !== undefined ? { stride } : {}),
+      ...(maxTokens !== undefined ? { maxTokens } : {}),
+      ...(progress ? { onProgress: progress } : {}),
+    });
+    process.stdout.write(json ? JSON.stringify(r, null, 2) + '\n' : evalReport(r));
+  } finally {
+    reference?.dispose();
+    model.dispose();
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const p = parseArgs(argv);
   try {
@@ -141,6 +204,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'generate': await generateCmd(p); break;
       case 'info': await info(p); break;
       case 'logits': await logits(p); break;
+      case 'eval': await evalCmd(p); break;
       case undefined: case 'help': case '--help': process.stdout.write(USAGE + '\n'); return p.command ? 0 : 2;
       default: throw new UsageError(`unknown command '${p.command}'`);
     }

@@ -1,4 +1,4 @@
-// The node-mamba CLI (dist/cli/main.js, as installed): demo, info, logits,
+// The node-mamba CLI (dist/cli/main.js, as installed): demo, info, logits, eval,
 // generate, and its errors.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -89,5 +89,74 @@ t.test('errors: missing flag, missing model directory, bad token id', (t) => {
   t.match(c.stderr, /RangeError: .*tokens\[1\]/);
   const d = run('frobnicate');
   t.equal(d.status, 2);
+  t.end();
+});
+
+t.test('eval: perplexity, bits per byte and tokens; --json; --reference', (t) => {
+  const textFile = path.join(dir, 'text.txt');
+  const text = 'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n'
+    + 'First Citizen:\nYou are all resolved rather to die than to famish?\n';
+  fs.writeFileSync(textFile, text);
+  const human = run('eval', '--model', model, '--text', textFile, '--window', '16');
+  t.equal(human.status, 0, human.stderr);
+  t.match(human.stdout, /^perplexity\s+[\d.e+]+$/m);
+  t.match(human.stdout, /^bits per byte\s+[\d.e+]+$/m);
+  t.match(human.stdout, /^tokens scored\s+\d+ of \d+ \(\d+ windows of 16, stride 16; \d+ bytes\)$/m);
+  t.notMatch(human.stdout, /KL divergence/);
+
+  const json = run('eval', '--model', model, '--text', textFile, '--window', '16', '--json');
+  t.equal(json.status, 0, json.stderr);
+  const r = JSON.parse(json.stdout);
+  t.equal(r.tokens, r.textTokens - r.windows, 'every token but the first of each window');
+  t.ok(Math.abs(r.perplexity - Math.exp(r.nll)) <= 1e-9 * r.perplexity);
+  t.ok(Math.abs(r.bitsPerByte - (r.nll * r.tokens) / Math.LN2 / r.bytes) <= 1e-12 * r.bitsPerByte);
+  t.ok(r.bytes > 0 && r.bytes < Buffer.byteLength(text));
+  const shown = Number(/^perplexity\s+(\S+)$/m.exec(human.stdout)![1]);
+  t.ok(Math.abs(shown - r.perplexity) <= 1e-5 * r.perplexity, `the same perplexity in both forms (${shown}, ${r.perplexity})`);
+
+  const opts = run('eval', '--model', model, '--text', textFile, '--window', '8', '--stride', '4', '--max-tokens', '20', '--json');
+  t.equal(opts.status, 0, opts.stderr);
+  const o = JSON.parse(opts.stdout);
+  t.same([o.textTokens, o.windows, o.tokens, o.windowSize, o.stride], [20, 4, 19, 8, 4], 'windows [0,8) [4,12) [8,16) [12,20): tokens 1..19');
+
+  const self = run('eval', '--model', model, '--text', textFile, '--reference', model, '--window', '16', '--json');
+  t.equal(self.status, 0, self.stderr);
+  const s = JSON.parse(self.stdout);
+  t.ok(Math.abs(s.reference.klDivergence) <= 1e-9, 'KL against itself is 0');
+  t.equal(s.reference.top1Agreement, 1);
+  t.equal(s.reference.referencePerplexity, s.perplexity);
+
+  const other = path.join(dir, 'other');
+  writeRandomCheckpoint(other, { arch: 'mamba', dModel: 32, nLayer: 1, vocabSize: 50277, padVocabMultiple: 8, dtype: 'f16', tied: true, dialect: 'hf', seed: 6 });
+  const ref = run('eval', '--model', model, '--text', textFile, '--reference', other, '--window', '16');
+  t.equal(ref.status, 0, ref.stderr);
+  t.match(ref.stdout, /^reference perplexity\s+[\d.e+]+$/m);
+  t.match(ref.stdout, /^KL divergence\s+[\d.e+-]+ nats\/token/m);
+  t.match(ref.stdout, /^top-1 agreement\s+[\d.]+%$/m);
+  const kl = Number(/^KL divergence\s+(\S+)/m.exec(ref.stdout)![1]);
+  t.ok(kl > 0, `KL against another model: ${kl}`);
+  t.end();
+});
+
+t.test('eval errors: missing flags, bad window, vocabulary mismatch, --json with a value', (t) => {
+  const textFile = path.join(dir, 'short.txt');
+  fs.writeFileSync(textFile, 'Hello there, general Kenobi.');
+  const a = run('eval', '--model', model);
+  t.equal(a.status, 2);
+  t.match(a.stderr, /missing --text/);
+  const b = run('eval', '--model', model, '--text', textFile, '--window', '1');
+  t.equal(b.status, 1);
+  t.match(b.stderr, /RangeError: .*'windowSize' must be an integer >= 2/);
+  const small = path.join(dir, 'small-vocab');
+  writeRandomCheckpoint(small, { arch: 'mamba', dModel: 16, nLayer: 1, vocabSize: 300, dtype: 'f32', tied: true, dialect: 'hf', seed: 7 });
+  const c = run('eval', '--model', small, '--text', textFile, '--reference', model);
+  t.equal(c.status, 1);
+  t.match(c.stderr, /VocabularyMismatchError: .*300.*50280/);
+  const d = run('eval', '--model', model, '--text', textFile, '--json', 'yes');
+  t.equal(d.status, 2);
+  t.match(d.stderr, /--json takes no value/);
+  const e = run('eval', '--model', model, '--text', path.join(dir, 'no-such.txt'));
+  t.equal(e.status, 1);
+  t.match(e.stderr, /no-such\.txt/);
   t.end();
 });
