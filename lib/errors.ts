@@ -87,7 +87,10 @@ export class QuantizeError extends MambaError {
     this.name = 'QuantizeError';
     this.field = details.field;
     this.file = details.file;
+  }
+}
 
+/**
  * Two models that must share a vocabulary (a model and the reference it is
  * evaluated against) have logits of different sizes.
  */
