@@ -10,3 +10,4 @@ export * from './conv1d';
 export * from './linear';
 export * from './selective_scan';
 export * from './ssd';
+export * from './hadamard';
