@@ -11,3 +11,4 @@ export * from './linear';
 export * from './qlinear';
 export * from './selective_scan';
 export * from './ssd';
+export * from './hadamard';

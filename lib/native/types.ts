@@ -59,4 +59,6 @@ export interface NativeModule {
   selectiveScan(args: NativeArgs): { out: Float32Array; lastState: Float32Array };
   selectiveStateUpdate(args: NativeArgs): { out: Float32Array; state: Float32Array };
   ssdChunkScan(args: NativeArgs): { out: Float32Array; finalStates: Float32Array };
+  hadamard(args: NativeArgs): Float32Array;
+  hadamardQuantize(args: NativeArgs): Int8Array;
 }

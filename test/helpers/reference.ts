@@ -1,6 +1,6 @@
 // Helpers shared by the kernel tests: a seeded RNG, float64 math, half-float
 // conversions, tolerance checks and a loop over every instruction-set level.
-import type { Test } from 'tap';
+import tap, { type Test } from 'tap';
 import { kernels } from '../../lib';
 
 /** mulberry32, seedable (one implementation: lib/testing/random_checkpoint.ts). */
@@ -109,23 +109,34 @@ export function assertClose(
   t.ok(w.ratio <= 1, `${msg} (worst err/tol ${w.ratio.toPrecision(3)} at ${w.index}: ${w.actual} vs ${w.expected}; atol ${atol}, rtol ${rtol})`);
 }
 
+const ISA_ORDER: kernels.Isa[] = ['scalar', 'avx2', 'avx512', 'avx512vnni'];
+
 /** Instruction-set levels this CPU can run, lowest first. */
 export function availableIsas(): kernels.Isa[] {
-  const order: kernels.Isa[] = ['scalar', 'avx2', 'avx512', 'avx512vnni'];
-  const top = order.indexOf(kernels.runtimeInfo().detectedIsa);
-  return order.slice(0, top + 1);
+  const top = ISA_ORDER.indexOf(kernels.runtimeInfo().detectedIsa);
+  return ISA_ORDER.slice(0, top + 1);
 }
 
-/** Runs fn once per available level (forced with setIsa), then restores the top level. */
+/** The note forEachIsa prints when the CPU lacks levels (null when it has them all). */
+export function isaSkipNote(detected: kernels.Isa = kernels.runtimeInfo().detectedIsa): string | null {
+  const missing = ISA_ORDER.slice(ISA_ORDER.indexOf(detected) + 1);
+  return missing.length === 0 ? null
+    : `forEachIsa: skipping ${missing.join(', ')}: this CPU's best level is ${detected}, so those paths are not tested here`;
+}
+
 let skipNoted = false;
+
+/**
+ * Runs fn once per available level (forced with setIsa), then restores the
+ * top level. Levels the CPU lacks are skipped, with a TAP comment (once per
+ * test file) that names them.
+ */
 export function forEachIsa(fn: (isa: kernels.Isa) => void): void {
   const isas = availableIsas();
-  if (!skipNoted && isas.length < 4) {
-    // Say so instead of skipping silently: these levels are not tested here.
+  const note = skipNoted ? null : isaSkipNote();
+  if (note) {
+    tap.comment(note);
     skipNoted = true;
-    const all: kernels.Isa[] = ['scalar', 'avx2', 'avx512', 'avx512vnni'];
-    const missing = all.filter((i) => !isas.includes(i));
-    process.stdout.write(`# ISA levels this CPU cannot run, not tested on this machine: ${missing.join(', ')}\n`);
   }
   try {
     for (const isa of isas) {

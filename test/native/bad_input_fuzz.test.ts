@@ -19,6 +19,8 @@ const valid: Record<string, () => Args> = {
   selectiveScan: () => ({ u: f32(12), delta: f32(12), A: f32(6), B: f32(18), C: f32(18), D: f32(2), z: f32(12), deltaBias: f32(2), initialState: f32(12), batch: 2, seqlen: 3, dim: 2, dstate: 3, ngroups: 1, deltaSoftplus: true }),
   selectiveStateUpdate: () => ({ state: f32(3 * 2 * 2 * 4), x: f32(8), dt: f32(4), A: f32(2), B: f32(8), C: f32(8), D: f32(2), z: f32(8), dtBias: f32(2), batch: 2, nheads: 2, headdim: 2, dstate: 4, ngroups: 1, stateIndices: Int32Array.from([1, 2]), stateSlots: 3, dtSoftplus: true }),
   ssdChunkScan: () => ({ x: f32(5 * 2 * 3), dt: f32(10), A: f32(2), B: f32(5 * 4), C: f32(5 * 4), D: f32(2), z: f32(30), dtBias: f32(2), cuSeqlens: Int32Array.from([0, 1, 5]), initialStates: f32(2 * 2 * 3 * 4), tokens: 5, nheads: 2, headdim: 3, ngroups: 1, dstate: 4, chunkSize: 2, dtSoftplus: true }),
+  hadamard: () => ({ x: f32(2 * 14), rows: 2, n: 12, xStride: 14, transpose: true, inPlace: false }),
+  hadamardQuantize: () => ({ x: f32(3 * 40), rows: 3, n: 40, scale: 0.5, xStride: 40 }),
 };
 
 function mutations(v: unknown, r: () => number): unknown[] {

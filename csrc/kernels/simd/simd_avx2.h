@@ -60,6 +60,19 @@ static inline VF vpow2i(VF n) {
   return VF{_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
 }
 static inline VF vrcp_exact(VF a) { return VF{_mm256_div_ps(_mm256_set1_ps(1.0f), a.v)}; }
+// Walsh-Hadamard transform across the 8 lanes, unnormalised: butterfly stages
+// of lane stride 1, 2, 4, each lane pair (u, v) -> (u + v, u - v). Each stage
+// is the partner lane plus or minus this lane (an exact fma by +-1), so the
+// result is bit for bit that of the scalar butterflies.
+static inline VF vfwht(VF a) {
+  const __m256 s1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
+  const __m256 s2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
+  const __m256 s4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
+  __m256 v = _mm256_fmadd_ps(a.v, s1, _mm256_permute_ps(a.v, 0xB1));  // partner lane i ^ 1
+  v = _mm256_fmadd_ps(v, s2, _mm256_permute_ps(v, 0x4E));             // i ^ 2
+  v = _mm256_fmadd_ps(v, s4, _mm256_permute2f128_ps(v, v, 0x01));     // i ^ 4
+  return VF{v};
+}
 #include "kernels/simd/simd_exp_poly.h"
 
 }  // namespace NM_ISA

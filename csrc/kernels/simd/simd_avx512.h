@@ -49,6 +49,21 @@ static inline VF vpow2i(VF n) {
   return VF{_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
 }
 static inline VF vrcp_exact(VF a) { return VF{_mm512_div_ps(_mm512_set1_ps(1.0f), a.v)}; }
+// Walsh-Hadamard transform across the 16 lanes, unnormalised: butterfly stages
+// of lane stride 1, 2, 4, 8, each lane pair (u, v) -> (u + v, u - v). Each
+// stage is the partner lane plus or minus this lane (an exact fma by +-1), so
+// the result is bit for bit that of the scalar butterflies.
+static inline VF vfwht(VF a) {
+  const __m512 s1 = _mm512_setr_ps(1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1);
+  const __m512 s2 = _mm512_setr_ps(1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1);
+  const __m512 s4 = _mm512_setr_ps(1, 1, 1, 1, -1, -1, -1, -1, 1, 1, 1, 1, -1, -1, -1, -1);
+  const __m512 s8 = _mm512_setr_ps(1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1);
+  __m512 v = _mm512_fmadd_ps(a.v, s1, _mm512_permute_ps(a.v, 0xB1));  // partner lane i ^ 1
+  v = _mm512_fmadd_ps(v, s2, _mm512_permute_ps(v, 0x4E));             // i ^ 2
+  v = _mm512_fmadd_ps(v, s4, _mm512_shuffle_f32x4(v, v, 0xB1));       // i ^ 4 (128-bit lanes 1,0,3,2)
+  v = _mm512_fmadd_ps(v, s8, _mm512_shuffle_f32x4(v, v, 0x4E));       // i ^ 8 (128-bit lanes 2,3,0,1)
+  return VF{v};
+}
 #include "kernels/simd/simd_exp_poly.h"
 
 }  // namespace NM_ISA

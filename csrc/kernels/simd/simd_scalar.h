@@ -40,6 +40,10 @@ static inline VF vmin(VF a, VF b) { return VF{a.v < b.v ? a.v : b.v}; }
 static inline float reduce_sum(VF a) { return a.v; }
 static inline VF vexp(VF a) { return VF{expf(a.v)}; }
 static inline VF vsilu(VF a) { return VF{a.v / (1.0f + expf(-a.v))}; }
+// Round to nearest, ties to even (the default rounding mode), as the AVX vround.
+static inline VF vround(VF a) { return VF{nearbyintf(a.v)}; }
+// Walsh-Hadamard transform across the lanes: nothing to do for one lane.
+static inline VF vfwht(VF a) { return a; }
 
 }  // namespace NM_ISA
 }  // namespace nm
