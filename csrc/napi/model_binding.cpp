@@ -245,7 +245,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
-  // calibrate(tokens: Int32Array, percentile: number in [0, 1]) -> Promise<{ names, absmax, quantiles }>:
+  // calibrate(tokens: Int32Array, percentile: number in [0, 1], withHead: boolean)
+  //   -> Promise<{ names, absmax, quantiles }>:
   // one calibration sample through a fresh sequence (engine/forward.h
   // ActivationObserver); quantiles[i] holds one value per 512-token chunk.
   Napi::Value Calibrate(const Napi::CallbackInfo& info) {
@@ -261,16 +262,21 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                                     ", outside the vocabulary [0, " + std::to_string(V) + ")");
     const double pct = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0.0;
     if (!(pct >= 0.0 && pct <= 1.0)) r.range_error("percentile", "must be a number in [0, 1]");
+    // The head runs (all logits computed) only when its input is wanted.
+    const bool with_head = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
     auto obs = std::make_shared<engine::ActivationObserver>();
     obs->percentile = pct;
     auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
     return PromiseWorker::run(env, "node-mamba:calibrate",
-        [m, toks, obs] {
+        [m, toks, obs, with_head, V] {
           std::lock_guard<std::mutex> lk(m->compute_mutex());
           const int32_t slot = m->alloc_slot();
           try {
             engine::ObserverScope scope(obs.get());
-            engine::prefill(*m, slot, toks->data(), (int64_t)toks->size(), engine::LogitsMode::None, nullptr);
+            const int64_t n = (int64_t)toks->size();
+            std::vector<float> logits(with_head ? (size_t)(n * V) : 0);
+            engine::prefill(*m, slot, toks->data(), n, with_head ? engine::LogitsMode::All : engine::LogitsMode::None,
+                            logits.data());
           } catch (...) {
             m->free_slot(slot);
             throw;

@@ -28,7 +28,7 @@ export interface NativeModel {
   snapshot(slot: number): Promise<Float32Array>;
   restore(slot: number, state: Float32Array): Promise<void>;
   /** One calibration sample (engine/forward.h ActivationObserver): input statistics of every linear layer. */
-  calibrate(tokens: Int32Array, percentile: number): Promise<{ names: string[]; absmax: number[]; quantiles: number[][] }>;
+  calibrate(tokens: Int32Array, percentile: number, withHead: boolean): Promise<{ names: string[]; absmax: number[]; quantiles: number[][] }>;
   dispose(): void;
 }
 

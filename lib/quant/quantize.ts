@@ -379,7 +379,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
           const pct = recipe.percentile === false ? 0 : recipe.percentile;
           for (let s = 0; s < calib.length; s++) {
             checkAbort();
-            const r = await model.nativeModel().calibrate(calib[s], clipTaps.size > 0 ? pct : 0);
+            const r = await model.nativeModel().calibrate(calib[s], clipTaps.size > 0 ? pct : 0, recipe.quantizeLmHead);
             r.names.forEach((name, i) => {
               inputAbsmax.set(name, Math.max(inputAbsmax.get(name) ?? 0, r.absmax[i]));
               if (!clipTaps.has(name)) return;

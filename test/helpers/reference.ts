@@ -189,3 +189,22 @@ export function assertRoundedClose(
   t.ok(w.off <= w.rows * tol.maxOffFraction && w.worstLoose <= 1,
     `${msg}: ${w.off} of ${w.rows} token rows past the tight tolerance (worst ${w.worstTight.toPrecision(3)}; at most ${tol.maxOffFraction} of rows), worst err/loose tol ${w.worstLoose.toPrecision(3)}`);
 }
+
+/** forEachIsa for async bodies: one level at a time, then restores the top level. */
+export async function forEachIsaAsync(fn: (isa: kernels.Isa) => Promise<void>): Promise<void> {
+  const isas = availableIsas();
+  const note = skipNoted ? null : isaSkipNote();
+  if (note) {
+    tap.comment(note);
+    skipNoted = true;
+  }
+  try {
+    for (const isa of isas) {
+      const active = kernels.setIsa(isa);
+      if (active !== isa) throw new Error(`setIsa(${isa}) gave ${active}`);
+      await fn(isa);
+    }
+  } finally {
+    kernels.setIsa(isas[isas.length - 1]);
+  }
+}

@@ -22,7 +22,9 @@ export type ReferenceWeights = Map<string, Float64Array>;
  * 'auto' rounds for bf16 weights to bf16 and for q8_0 / q4_0 weights to int8
  * per 32 values). Default: none.
  */
-export type InputRoundingRule = (weightName: string) => 'none' | 'bf16' | 'q8';
+export type InputRoundingRule = (weightName: string) => RoundMode;
+/** 'none', 'bf16', 'q8', or any per-row map of the float32-rounded input row (quantized schemes). */
+export type RoundMode = 'none' | 'bf16' | 'q8' | ((row: Float64Array) => Float64Array);
 
 /** The rule of inputRounding 'auto' for a checkpoint whose matrices are all bf16. */
 export const bf16MatrixInputs: InputRoundingRule = (name) =>
@@ -52,7 +54,7 @@ function rne(v: number): number {
  *         q = rne(f32(x32 * f32(127 / amax))) clamped to [-127, 127], value d * q
  *         (ggml's Q8_0 quantization of activations).
  */
-export function roundRows(x: Float64Array, L: number, inDim: number, mode: 'none' | 'bf16' | 'q8', stride = inDim, c0 = 0): Float64Array {
+export function roundRows(x: Float64Array, L: number, inDim: number, mode: RoundMode, stride = inDim, c0 = 0): Float64Array {
   if (mode === 'none' && stride === inDim && c0 === 0) return x;
   const out = new Float64Array(L * inDim);
   for (let t = 0; t < L; t++) {
@@ -61,6 +63,10 @@ export function roundRows(x: Float64Array, L: number, inDim: number, mode: 'none
       continue;
     }
     const row = Array.from({ length: inDim }, (_, i) => Math.fround(x[t * stride + c0 + i]));
+    if (typeof mode === 'function') {
+      out.set(mode(Float64Array.from(row)), t * inDim);
+      continue;
+    }
     for (let b = 0; b < inDim; b += 32) {
       const e = Math.min(inDim, b + 32);
       if (mode === 'bf16') {
