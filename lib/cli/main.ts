@@ -3,7 +3,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { evaluate, loadModel, type EvaluateResult, type GenerateOptions, type MambaModel } from '../index';
+import { evaluate, loadModel, quantize, type EvaluateResult, type GenerateOptions, type MambaModel, type QuantRecipe, type QuantScheme } from '../index';
+import { progressReporter } from './progress';
 import { booleanFlag, numberFlag, parseArgs, stringFlag, UsageError, type ParsedArgs } from './args';
 import { writeRandomCheckpoint } from '../testing/random_checkpoint';
 
@@ -26,6 +27,10 @@ commands:
            tokens of each later window scored); with --reference, the mean KL divergence
            KL(reference || model) and top-1 agreement per token, and the reference's perplexity.
            --json prints the result object
+  quantize --model IN --out OUT --scheme w8a8|w4a8|w4a16 [--calib FILE] [--samples N]
+           [--seq-len L] [--recipe naive] [--no-hadamard] [--percentile P|off] [--quantize-lm-head]
+           Quamba-style quantization of a float checkpoint (directory or GGUF) into OUT; the int8
+           schemes calibrate on the UTF-8 text FILE. Progress bar with ETA on a terminal.
   options for every command: --threads N, --input-rounding auto|none
            (none: exact float32 inputs for bf16 / q8_0 / q4_0 matrices; default auto)`;
 
@@ -196,6 +201,51 @@ async function evalCmd(p: ParsedArgs): Promise<void> {
   }
 }
 
+async function quantizeCmd(p: ParsedArgs): Promise<void> {
+  const model = stringFlag(p, 'model', true);
+  const output = stringFlag(p, 'out', true);
+  const scheme = stringFlag(p, 'scheme', true) as QuantScheme;
+  const calibFile = stringFlag(p, 'calib');
+  const samples = numberFlag(p, 'samples');
+  const sequenceLength = numberFlag(p, 'seq-len');
+  const threads = numberFlag(p, 'threads');
+  let recipe: QuantRecipe | 'naive' = {};
+  const named = stringFlag(p, 'recipe');
+  if (named !== undefined) {
+    if (named !== 'naive') throw new UsageError(`--recipe must be 'naive' (or absent for the full recipe), got '${named}'`);
+    recipe = 'naive';
+  } else {
+    if (booleanFlag(p, 'no-hadamard')) recipe.hadamard = false;
+    if (booleanFlag(p, 'quantize-lm-head')) recipe.quantizeLmHead = true;
+    const pct = stringFlag(p, 'percentile');
+    if (pct !== undefined) {
+      const v = Number(pct);
+      if (pct !== 'off' && !(v > 0 && v <= 1)) throw new UsageError(`--percentile must be a number in (0, 1] or 'off', got '${pct}'`);
+      recipe.percentile = pct === 'off' ? false : v;
+    }
+  }
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    const s = await quantize({
+      model, output, scheme, recipe,
+      ...(calibFile !== undefined ? { calibration: fs.readFileSync(calibFile, 'utf8') } : {}),
+      ...(samples !== undefined ? { samples } : {}),
+      ...(sequenceLength !== undefined ? { sequenceLength } : {}),
+      ...(threads !== undefined ? { threads } : {}),
+      onProgress: progressReporter(process.stderr),
+      signal: controller.signal,
+    });
+    const mb = (b: number) => `${(b / 1048576).toFixed(2)} MiB`;
+    process.stdout.write(`${s.output}: ${s.scheme}, ${mb(s.bytesBefore)} -> ${mb(s.bytesAfter)} (${(s.bytesAfter / s.bytesBefore).toFixed(3)}x), ` +
+      `${s.samples} calibration sample${s.samples === 1 ? '' : 's'}; ` +
+      Object.entries(s.seconds).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ') + '\n');
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const p = parseArgs(argv);
   try {
@@ -205,6 +255,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'info': await info(p); break;
       case 'logits': await logits(p); break;
       case 'eval': await evalCmd(p); break;
+      case 'quantize': await quantizeCmd(p); break;
       case undefined: case 'help': case '--help': process.stdout.write(USAGE + '\n'); return p.command ? 0 : 2;
       default: throw new UsageError(`unknown command '${p.command}'`);
     }

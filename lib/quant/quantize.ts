@@ -27,7 +27,7 @@ import { resolveCheckpoint, type Checkpoint } from '../loaders/checkpoint';
 import { loadGgufCheckpoint } from '../loaders/gguf_model';
 import type { MambaConfig } from '../model/config';
 import { loadModel } from '../model/model';
-import { loadTokenizer, type Tokenizer } from '../tokenizer';
+import { DEFAULT_TOKENIZER_FILE, loadTokenizer, type Tokenizer } from '../tokenizer';
 import { ggufHasTokenizer, ggufTokenizer, ggufTokenizerJson } from '../tokenizer/gguf_tokenizer';
 import { writeSafetensors, type StTensor } from '../testing/safetensors_writer';
 import { QUANT_FORMAT_VERSION, QUANT_SCHEMES, quantizationConfigJson, type QuantizationConfig, type QuantScheme } from './config';
@@ -211,7 +211,8 @@ function openCheckpoint(model: string): Source {
   const ck = resolveCheckpoint(abs);
   const tj = path.join(abs, 'tokenizer.json');
   const has = fs.existsSync(tj);
-  return { ck, tokenizerText: has ? fs.readFileSync(tj, 'utf8') : undefined, tokenizer: () => (tok ??= loadTokenizer(has ? tj : abs)) };
+  // Without a tokenizer.json the engine uses the shipped GPT-NeoX-20B tokenizer (as loadModel does).
+  return { ck, tokenizerText: has ? fs.readFileSync(tj, 'utf8') : undefined, tokenizer: () => (tok ??= loadTokenizer(has ? tj : DEFAULT_TOKENIZER_FILE)) };
 }
 
 /** Token windows for calibration. */

@@ -160,3 +160,26 @@ t.test('eval errors: missing flags, bad window, vocabulary mismatch, --json with
   t.match(e.stderr, /no-such\.txt/);
   t.end();
 });
+
+t.test('quantize writes a checkpoint that eval reads, with plain progress lines off a terminal', (t) => {
+  const text = path.join(dir, 'calib.txt');
+  fs.writeFileSync(text, 'The quick brown fox jumps over the lazy dog. '.repeat(40));
+  const out = path.join(dir, 'q-w8a8');
+  const r = run('quantize', '--model', model, '--out', out, '--scheme', 'w8a8', '--calib', text, '--samples', '4', '--seq-len', '64');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stderr, /\[node-mamba\] calibrate: 4\/4 done in/);
+  t.match(r.stdout, /w8a8, [\d.]+ MiB -> [\d.]+ MiB/);
+  const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+  t.equal(cfg.quantization_config.scheme, 'w8a8');
+  const e = run('eval', '--model', out, '--text', text, '--reference', model, '--window', '64', '--json');
+  t.equal(e.status, 0, e.stderr);
+  const o = JSON.parse(e.stdout);
+  t.ok(o.reference.top1Agreement > 0.5 && o.reference.klDivergence >= 0, `agreement ${o.reference.top1Agreement}, KL ${o.reference.klDivergence}`);
+  const bad = run('quantize', '--model', model, '--out', path.join(dir, 'q-bad'), '--scheme', 'w9a9', '--calib', text);
+  t.equal(bad.status, 1);
+  t.match(bad.stderr, /QuantizeError: node-mamba: quantize: unknown scheme "w9a9"/);
+  t.notOk(fs.existsSync(path.join(dir, 'q-bad')));
+  const usage = run('quantize', '--model', model, '--out', path.join(dir, 'q-bad'), '--scheme', 'w8a8', '--percentile', '7');
+  t.equal(usage.status, 2);
+  t.end();
+});
