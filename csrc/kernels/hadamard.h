@@ -38,7 +38,8 @@ struct HadamardArgs {
 // is formed once per element as T·(inv_scale / sqrt(n)) with that factor
 // rounded to float32. NaN: a NaN anywhere in a row makes every element of its
 // transform NaN (each output mixes all inputs), and a NaN quantizes to 0, so
-// such a row comes out all zeros; ±Inf saturates to ±127.
+// such a row comes out all zeros. One ±Inf in a row makes every output ±Inf,
+// which saturates to ±127 (two can meet as Inf - Inf = NaN, hence 0).
 struct HadamardQuantArgs {
   int64_t rows = 0, n = 0;
   const float* x = nullptr;  // [rows, n]

@@ -56,8 +56,9 @@ export interface HadamardQuantizeOptions {
  * `inv = Math.fround(1 / scale)`, rounding half to even, in float32 (the
  * factor `inv / √n` is rounded to float32 once and applied where the transform
  * scales). A NaN anywhere in a row makes its whole transform NaN, and NaN
- * quantizes to 0, so that row comes out all zeros; ±Infinity saturates to
- * ±127. Returns int8 [rows, n].
+ * quantizes to 0, so that row comes out all zeros. One ±Infinity in a row
+ * makes every output ±Infinity, which saturates to ±127 (two can meet as
+ * ∞ − ∞ = NaN, hence 0). Returns int8 [rows, n].
  */
 export function hadamardQuantize(opts: HadamardQuantizeOptions): Int8Array {
   return native.hadamardQuantize(opts as unknown as NativeArgs);

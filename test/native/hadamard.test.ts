@@ -43,12 +43,20 @@ function rowTol(x: ArrayLike<number>, off: number, n: number, d = depth(n)): num
 function denseRef(h: Int8Array, x: ArrayLike<number>, rows: number, n: number, stride: number, transpose: boolean): Float64Array {
   const y = new Float64Array(rows * n), s = 1 / Math.sqrt(n);
   for (let r = 0; r < rows; r++) {
-    const xo = r * stride;
-    for (let i = 0; i < n; i++) {
-      let acc = 0;
-      if (transpose) for (let j = 0; j < n; j++) acc += h[j * n + i] * x[xo + j];
-      else for (let j = 0, ho = i * n; j < n; j++) acc += h[ho + j] * x[xo + j];
-      y[r * n + i] = acc * s;
+    const xo = r * stride, yo = r * n;
+    if (transpose) {
+      // y = Σ_j x_j·(row j of H), reading H row by row
+      for (let j = 0; j < n; j++) {
+        const xj = x[xo + j], ho = j * n;
+        for (let i = 0; i < n; i++) y[yo + i] += h[ho + i] * xj;
+      }
+      for (let i = 0; i < n; i++) y[yo + i] *= s;
+    } else {
+      for (let i = 0; i < n; i++) {
+        let acc = 0;
+        for (let j = 0, ho = i * n; j < n; j++) acc += h[ho + j] * x[xo + j];
+        y[yo + i] = acc * s;
+      }
     }
   }
   return y;
