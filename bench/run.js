@@ -2,7 +2,7 @@
 // node-mamba vs llama.cpp (node-llama-cpp) on the same random-weight
 // checkpoints of real shapes, in one run, on this machine. See bench/README.md.
 //
-//   npm run bench [-- --quick] [--models a,b] [--precisions f32,f16,bf16,q8_0]
+//   npm run bench [-- --quick] [--models a,b] [--precisions f32,f16,bf16,q8_0,w8a8,w4a8,w4a16]
 //                 [--engines node-mamba,llama.cpp] [--threads N] [--no-save]
 'use strict';
 const fs = require('node:fs');
@@ -40,7 +40,7 @@ function parseArgs(argv) {
   }
   o.models = o.models || (o.quick ? ['mamba-130m'] : Object.keys(C.MODELS));
   for (const m of o.models) if (!C.MODELS[m]) throw new Error(`unknown model ${m} (${Object.keys(C.MODELS).join(', ')})`);
-  o.precisions = o.precisions || ['f32', 'f16', 'bf16', 'q8_0'];
+  o.precisions = o.precisions || Object.keys(PRECISIONS);
   for (const p of o.precisions) if (!PRECISIONS[p]) throw new Error(`unknown precision ${p}`);
   // Repeats: a full run stays under 10 minutes on a 2-core machine.
   // Runs repeat up to `repeats` times but start no new run after `budgetSeconds`
@@ -61,12 +61,20 @@ function parseArgs(argv) {
   return o;
 }
 
-/** What each engine loads for each precision; prefill is measured at f32 only (compute-bound). */
+/**
+ * What each engine loads for each precision; prefill is measured at f32 and
+ * w8a8 only (compute-bound). The Quamba-style schemes (w8a8, w4a8, w4a16) are
+ * node-mamba's quantize() of the f32 checkpoint, measured against llama.cpp's
+ * own 8-bit (Q8_0) and 4-bit (Q4_0) files of the same weights.
+ */
 const PRECISIONS = {
   f32: { checkpoint: 'f32', nodeMamba: 'dir', gguf: 'f32', prefill: true },
   f16: { checkpoint: 'f16', nodeMamba: 'dir', gguf: 'f16', prefill: false },
   bf16: { checkpoint: 'bf16', nodeMamba: 'dir', gguf: null, prefill: false },
   q8_0: { checkpoint: 'f32', nodeMamba: 'gguf', gguf: 'q8_0', prefill: false },
+  w8a8: { checkpoint: 'f32', nodeMamba: 'quant', scheme: 'w8a8', gguf: 'q8_0', prefill: true },
+  w4a8: { checkpoint: 'f32', nodeMamba: 'quant', scheme: 'w4a8', gguf: 'q4_0', prefill: false },
+  w4a16: { checkpoint: 'f32', nodeMamba: 'quant', scheme: 'w4a16', gguf: 'q4_0', prefill: false },
 };
 
 // ---------------------------------------------------------------- children
@@ -181,7 +189,7 @@ async function prepare(o, model, precisions, errors) {
     exporter = h.digest('hex');
   } catch { /* absent: the worker says so */ }
   const wantGguf = new Set(precisions.map((p) => PRECISIONS[p].gguf).filter(Boolean));
-  for (const type of ['f32', 'f16', 'q8_0']) {
+  for (const type of ['f32', 'f16', 'q8_0', 'q4_0']) {
     if (!wantGguf.has(type)) continue;
     const src = dirs[type === 'f16' ? 'f16' : 'f32'];
     if (!src) { errors[`gguf ${type}`] = 'no source checkpoint'; continue; }
@@ -197,7 +205,33 @@ async function prepare(o, model, precisions, errors) {
     }
     ggufs[type] = file;
   }
-  return { dirs, ggufs };
+  // Quamba-style checkpoints: quantize() of the f32 checkpoint (calibrated on
+  // random tokens: the weights are random too), redone when the quantizer
+  // (its compiled code) or the checkpoint changes.
+  const quants = {};
+  let quantizer = '';
+  try {
+    const h = require('node:crypto').createHash('sha256');
+    const dir = path.join(C.distDir(), 'quant');
+    for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.js')).sort()) h.update(f).update(fs.readFileSync(path.join(dir, f)));
+    quantizer = h.digest('hex');
+  } catch { /* absent: the worker says so */ }
+  for (const scheme of new Set(precisions.map((p) => PRECISIONS[p].scheme).filter(Boolean))) {
+    const src = dirs.f32;
+    if (!src) { errors[`quantize ${scheme}`] = 'no f32 checkpoint'; continue; }
+    const out = path.join(base, `${model}-${scheme}`);
+    const stamp = `${quantizer}:${fs.statSync(path.join(src, 'model.safetensors')).mtimeMs}`;
+    let fresh = false;
+    try { fresh = fs.readFileSync(`${out}.stamp`, 'utf8') === stamp && fs.existsSync(path.join(out, 'config.json')); } catch { /* missing */ }
+    if (!fresh) {
+      log(`quantizing ${model} to ${scheme}`);
+      const r = await runWorker({ mode: 'quantize', dir: src, out, scheme, seed: o.seed }, 1800);
+      if (r.error) { errors[`quantize ${scheme}`] = r.error.message; continue; }
+      fs.writeFileSync(`${out}.stamp`, stamp);
+    }
+    quants[scheme] = out;
+  }
+  return { dirs, ggufs, quants };
 }
 
 // ---------------------------------------------------------------- table
@@ -228,6 +262,10 @@ function cellValue(cell, key) {
   return { v: t.median };
 }
 
+/** Which llama.cpp file a row compares against, where it is not the same precision. */
+const P_GGUF_NOTE = {};
+for (const [p, P] of Object.entries(PRECISIONS)) if (P.scheme) P_GGUF_NOTE[p] = ` (llama.cpp: ${P.gguf.toUpperCase()})`;
+
 function buildTable(results) {
   const rows = [];  // [label, nm, llama, ratio, note]
   const failures = [];
@@ -246,14 +284,16 @@ function buildTable(results) {
       const a = cellValue(c['node-mamba'], 'decode'), b = cellValue(c['llama.cpp'], 'decode');
       const lim = m.limits[p];
       rows.push([`decode b1 ${p} tok/s`, show(c['node-mamba'], 'decode'), show(c['llama.cpp'], 'decode'), fmt(ratio(a.v, b.v), 2),
-        lim ? `limit ${fmt(lim.tokensPerSecond)} tok/s (${mb(lim.weightBytes)} MB/token at ${fmt(lim.bandwidthGBps)} GB/s); of the limit: node-mamba ${frac(c['node-mamba']) || '—'}` +
-          (c['llama.cpp'] ? `, llama.cpp ${frac(c['llama.cpp']) || '—'}` : '') : '']);
+        (P_GGUF_NOTE[p] ? `${P_GGUF_NOTE[p].trim()} ` : '') + (lim ? `limit ${fmt(lim.tokensPerSecond)} tok/s (${mb(lim.weightBytes)} MB/token at ${fmt(lim.bandwidthGBps)} GB/s); of the limit: node-mamba ${frac(c['node-mamba']) || '—'}` +
+          (c['llama.cpp'] ? `, llama.cpp ${frac(c['llama.cpp']) || '—'}` : '') : '')]);
     }
     for (const p of ps.filter((q) => PRECISIONS[q].prefill)) {
       for (const len of [512, 2048]) {
         const c = m.cells[p];
         const a = cellValue(c['node-mamba'], `prefill${len}`), b = cellValue(c['llama.cpp'], `prefill${len}`);
-        rows.push([`prefill ${len} ${p} tok/s`, show(c['node-mamba'], `prefill${len}`), show(c['llama.cpp'], `prefill${len}`), fmt(ratio(a.v, b.v), 2), '']);
+        const f32 = p !== 'f32' && m.cells.f32 ? cellValue(m.cells.f32['node-mamba'], `prefill${len}`).v : NaN;
+        rows.push([`prefill ${len} ${p} tok/s`, show(c['node-mamba'], `prefill${len}`), show(c['llama.cpp'], `prefill${len}`), fmt(ratio(a.v, b.v), 2),
+          Number.isFinite(f32) ? `x node-mamba f32: ${fmt(ratio(a.v, f32), 2)}` + (P_GGUF_NOTE[p] || '') : (P_GGUF_NOTE[p] || '')]);
       }
     }
     for (const p of ps) {
@@ -326,18 +366,18 @@ async function main() {
   for (const name of o.models) {
     const m = { cells: {}, limits: {}, memoryReference: {}, errors: {} };
     results.models[name] = m;
-    const { dirs, ggufs } = await prepare(o, name, o.precisions, m.errors);
+    const { dirs, ggufs, quants } = await prepare(o, name, o.precisions, m.errors);
     for (const p of o.precisions) {
       const P = PRECISIONS[p];
       const cell = {};
       m.cells[p] = cell;
       const common = { threads, seed: o.seed, decode: o.plan.decode, prefill: P.prefill ? o.plan.prefill : null, batch: o.plan.batch };
       if (o.engines.includes('node-mamba')) {
-        const src = P.nodeMamba === 'dir' ? dirs[P.checkpoint] : ggufs[P.gguf];
+        const src = P.nodeMamba === 'dir' ? dirs[P.checkpoint] : P.nodeMamba === 'quant' ? quants[P.scheme] : ggufs[P.gguf];
         await quiet(o);
         log(`${name} ${p}: node-mamba`);
         cell['node-mamba'] = src ? await runWorker({ mode: 'node-mamba', model: src, ...common }, o.timeout)
-          : { error: { message: `no ${P.nodeMamba === 'dir' ? `${P.checkpoint} checkpoint` : `${P.gguf} GGUF`}` } };
+          : { error: { message: `no ${P.nodeMamba === 'dir' ? `${P.checkpoint} checkpoint` : P.nodeMamba === 'quant' ? `${P.scheme} checkpoint` : `${P.gguf} GGUF`}` } };
       }
       if (o.engines.includes('llama.cpp') && P.gguf) {
         await quiet(o);
@@ -345,12 +385,14 @@ async function main() {
         cell['llama.cpp'] = ggufs[P.gguf] ? await runWorker({ mode: 'llama.cpp', model: ggufs[P.gguf], ...common }, o.timeout)
           : { error: { message: `no ${P.gguf} GGUF` } };
       }
-      // Bytes read per decoded token: every weight once (nothing excluded).
+      // Bytes read per decoded token: every weight once, except an untied
+      // embedding (one row per token; the quantized checkpoints untie it).
       const nm = cell['node-mamba'];
-      let weightBytes = nm && !nm.error ? nm.weightBytes : NaN;
+      let weightBytes = nm && !nm.error ? (nm.decodeBytesPerToken ?? nm.weightBytes) : NaN;
       if (!Number.isFinite(weightBytes)) {
         try {
-          weightBytes = P.nodeMamba === 'dir' ? fs.statSync(path.join(dirs[P.checkpoint], 'model.safetensors')).size : fs.statSync(ggufs[P.gguf]).size;
+          weightBytes = P.nodeMamba === 'gguf' ? fs.statSync(ggufs[P.gguf]).size
+            : fs.statSync(path.join(P.nodeMamba === 'quant' ? quants[P.scheme] : dirs[P.checkpoint], 'model.safetensors')).size;
         } catch { /* unknown */ }
       }
       if (Number.isFinite(weightBytes)) {

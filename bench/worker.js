@@ -70,6 +70,15 @@ async function exportGgufFile() {
   return { file: spec.file, bytes: fs.statSync(spec.file).size };
 }
 
+async function quantizeCheckpoint() {
+  const { quantize } = C.requireDist();
+  // Random weights: calibration on random tokens (16 samples of 256) is as good as any text.
+  // lm_head quantized too, as llama.cpp's Q8_0 / Q4_0 files quantize their output matrix.
+  const calibration = Array.from({ length: 16 }, (_, i) => C.randomTokens(256, spec.seed + 500 + i));
+  const s = await quantize({ model: spec.dir, output: spec.out, scheme: spec.scheme, calibration, recipe: { quantizeLmHead: true } });
+  return { dir: spec.out, bytes: s.bytesAfter, seconds: s.seconds };
+}
+
 // ---------------------------------------------------------------- bandwidth
 //
 // This VM's memory bandwidth moves between regimes within seconds (about 30
@@ -186,6 +195,7 @@ async function runNodeMamba() {
   result.isa = lib.kernels.runtimeInfo().isa;
   const mem = model.memory;
   result.weightBytes = mem.weightBytes;
+  result.decodeBytesPerToken = mem.decodeBytesPerToken;
   result.stateBytesPerSequence = mem.stateBytesPerSequence;
   result.vocabSize = model.vocabSize;
 
@@ -286,6 +296,7 @@ async function runLlamaCpp() {
   try {
     if (spec.mode === 'checkpoint') result = prepareCheckpoint();
     else if (spec.mode === 'gguf') result = await exportGgufFile();
+    else if (spec.mode === 'quantize') result = await quantizeCheckpoint();
     else if (spec.mode === 'node-mamba') result = await runNodeMamba();
     else if (spec.mode === 'llama.cpp') result = await runLlamaCpp();
     else throw new Error(`unknown mode ${spec.mode}`);

@@ -224,6 +224,9 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
     }
   }
   m->weight_bytes_ = tt.used_bytes();
+  m->decode_bytes_ = m->weight_bytes_;
+  if (m->lm_head_.data != m->embedding_.data)
+    m->decode_bytes_ -= (uint64_t)V * (uint64_t)dtype_row_bytes(m->embedding_.dtype, d);
 
   // State layout per sequence: for each layer, conv [C, K-1] then ssm.
   const int64_t ssm = c.arch == Arch::Mamba1 ? di * N : c.nheads * c.headdim * N;

@@ -96,6 +96,9 @@ class Model {
   const Weight& norm_f() const { return norm_f_; }
   const Weight& lm_head() const { return lm_head_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // Weight bytes one decode step reads: all of them, except an untied
+  // embedding, of which a step reads only its tokens' rows.
+  uint64_t decode_bytes() const { return decode_bytes_; }
 
   // --- per-sequence state pool (callers hold compute_mutex()) ---
   // Floats of one sequence's state: per layer conv [conv_dim, d_conv-1] then ssm.
@@ -121,7 +124,7 @@ class Model {
   std::vector<std::unique_ptr<MappedFile>> files_;
   Weight embedding_, norm_f_, lm_head_;
   std::vector<LayerWeights> layers_;
-  uint64_t weight_bytes_ = 0;
+  uint64_t weight_bytes_ = 0, decode_bytes_ = 0;
   std::vector<std::vector<float>> scale_store_;  // Weight::scales point here
 
   int64_t state_floats_ = 0;

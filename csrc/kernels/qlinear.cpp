@@ -14,11 +14,14 @@
 
 namespace nm {
 
-namespace scalar { void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); }
+#define NM_QLINEAR_DECLS                                                               \
+  void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); \
+  bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q);
+namespace scalar { NM_QLINEAR_DECLS }
 #if defined(__x86_64__) || defined(_M_X64)
-namespace avx2 { void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); }
-namespace avx512 { void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); }
-namespace avx512vnni { void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); }
+namespace avx2 { NM_QLINEAR_DECLS }
+namespace avx512 { NM_QLINEAR_DECLS }
+namespace avx512vnni { NM_QLINEAR_DECLS }
 #endif
 
 namespace {
@@ -31,6 +34,17 @@ void rows_for_level(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t 
     case cpu::Isa::Avx2: avx2::qlinear_rows(a, in, n0, n1); break;
 #endif
     default: scalar::qlinear_rows(a, in, n0, n1); break;
+  }
+}
+
+bool quantize_row_for_level(const float* x, int64_t K, float inv, int8_t* q) {
+  switch (cpu::active_isa()) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case cpu::Isa::Avx512Vnni: return avx512vnni::qlinear_quantize_row(x, K, inv, q);
+    case cpu::Isa::Avx512: return avx512::qlinear_quantize_row(x, K, inv, q);
+    case cpu::Isa::Avx2: return avx2::qlinear_quantize_row(x, K, inv, q);
+#endif
+    default: return scalar::qlinear_quantize_row(x, K, inv, q);
   }
 }
 
@@ -83,9 +97,7 @@ void qlinear(const QLinearArgs& a) {
       if (a.xq) {
         std::copy(a.xq + m * a.xq_stride, a.xq + m * a.xq_stride + a.K, qr);
       } else {
-        const float* xr = a.x + m * a.x_stride;
-        quantize_act_int8(xr, 0, 1, a.K, inv, qr, 0);
-        for (int64_t k = 0; k < a.K; ++k) nan_row[m] |= xr[k] != xr[k];
+        nan_row[m] = quantize_row_for_level(a.x + m * a.x_stride, a.K, inv, qr) ? 1 : 0;
       }
       std::fill(qr + a.K, qr + in.Kp, (int8_t)0);
       int32_t total = 0;

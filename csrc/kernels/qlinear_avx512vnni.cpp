@@ -23,7 +23,7 @@ struct O {
   using F = __m512;
   static constexpr int FW = 16;
   static constexpr int32_t kI8Offset = 128;
-  static constexpr int kRowsI8 = 4, kRowsI4 = 4, kInRows = 4, kInRowsF = 2;
+  static constexpr int kRowsI8 = 4, kInRowsI8 = 4, kRowsI4 = 4, kInRowsI4 = 2, kRowsF = 4, kInRowsF = 2;
   static A azero() { return _mm512_setzero_si512(); }
   static F fzero() { return _mm512_setzero_ps(); }
   static I load_i8(const int8_t* p) { return _mm512_loadu_si512((const void*)p); }
@@ -45,9 +45,23 @@ struct O {
     out[3] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 3)));
   }
   static F fload(const float* p) { return _mm512_loadu_ps(p); }
+  static F fmul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F fset1(float s) { return _mm512_set1_ps(s); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsumf(F f) { return _mm512_reduce_add_ps(f); }
+  // As the avx512 level's (qlinear_x86_ops.h).
+  static bool quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
+    const __m512 vi = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    __mmask16 nan = 0;
+    for (int64_t k = 0; k < K; k += 16) {
+      const __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(m, x + k);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, vi), lo), hi);
+      _mm_mask_storeu_epi8(q + k, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(c)));
+    }
+    return nan != 0;
+  }
 };
 
 }  // namespace

@@ -11,7 +11,11 @@
 //   hsum(acc)           Σ lanes (int32, exact)
 //   fma_cvt(f, acc, s)  f + float(acc)·s, lanewise
 //   u4_to_f(p, out)     the 64 values (nibble - 8) of a chunk as 64 / FW F's
-//   F ops: fzero, fload(p), fmadd(a, b, c) = a·b + c, fmul_s(f, s), hsumf
+//   F ops: fzero, fload(p), fset1, fmul, fmadd(a, b, c) = a·b + c, hsumf
+//   tile shapes (weight rows x input rows) per scheme, sized so that the
+//   accumulators fit the level's registers: kRowsI8 x kInRowsI8 (W8A8),
+//   kRowsI4 x kInRowsI4 (W4A8: int and float accumulators), kRowsF x
+//   kInRowsF (W4A16), every input-row count at most 4
 // Everything here has internal linkage (anonymous namespace): an ISA object
 // must not define weak symbols (scripts/check-isa-symbols.sh).
 #include <cmath>
@@ -31,30 +35,37 @@ inline float bias_at(const QLinearArgs& a, int64_t n) {
   return load_as_f32(a.bias, a.bias_dtype, n);
 }
 
-// Pointer to chunk c of I8 weight row n, through a zero-padded copy when the
-// chunk runs past K (rows are only K bytes long).
-inline const int8_t* i8_chunk(const QLinearArgs& a, int64_t n, int64_t c, int8_t* tail) {
-  const int8_t* row = static_cast<const int8_t*>(a.w) + n * a.w_stride;
-  const int64_t k0 = c * kChunk;
-  if (k0 + kChunk <= a.K) return row + k0;
-  std::memset(tail, 0, kChunk);
-  std::memcpy(tail, row + k0, (size_t)(a.K - k0));
-  return tail;
-}
-
-// W8A8: R weight rows from n x MB input rows from m0.
+// W8A8: R weight rows from n x MB input rows from m0. The chunk loop makes
+// no calls and takes no addresses, so the accumulators stay in registers;
+// the last chunk of a row whose K is not a multiple of 64 is read through a
+// zero-padded copy (rows are only K bytes long), after the loop.
 template <int R, int MB>
 void tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   typename O::A acc[R][MB];
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < MB; ++m) acc[r][m] = O::azero();
-  alignas(64) int8_t tail[R][kChunk];
-  const int64_t chunks = in.Kp / kChunk;
-  for (int64_t c = 0; c < chunks; ++c) {
+  const int8_t* w0 = static_cast<const int8_t*>(a.w) + n * a.w_stride;
+  const int8_t* x0 = in.q + m0 * in.Kp;
+  const int64_t full = a.K / kChunk;
+  for (int64_t c = 0; c < full; ++c) {
     typename O::I x[MB];
-    for (int m = 0; m < MB; ++m) x[m] = O::load_i8(in.q + (m0 + m) * in.Kp + c * kChunk);
+    for (int m = 0; m < MB; ++m) x[m] = O::load_i8(x0 + m * in.Kp + c * kChunk);
     for (int r = 0; r < R; ++r) {
-      const typename O::I w = O::load_i8(i8_chunk(a, n + r, c, tail[r]));
+      const typename O::I w = O::load_i8(w0 + r * a.w_stride + c * kChunk);
+      for (int m = 0; m < MB; ++m) acc[r][m] = O::dot_i8(acc[r][m], w, x[m]);
+    }
+  }
+  const int64_t rest = a.K - full * kChunk;
+  if (rest > 0) {
+    alignas(64) int8_t tail[R][kChunk];
+    for (int r = 0; r < R; ++r) {
+      std::memset(tail[r], 0, kChunk);
+      std::memcpy(tail[r], w0 + r * a.w_stride + full * kChunk, (size_t)rest);
+    }
+    typename O::I x[MB];
+    for (int m = 0; m < MB; ++m) x[m] = O::load_i8(x0 + m * in.Kp + full * kChunk);
+    for (int r = 0; r < R; ++r) {
+      const typename O::I w = O::load_i8(tail[r]);
       for (int m = 0; m < MB; ++m) acc[r][m] = O::dot_i8(acc[r][m], w, x[m]);
     }
   }
@@ -80,25 +91,25 @@ void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
     for (int m = 0; m < MB; ++m) f[r][m] = O::fzero();
   const int64_t chunks = in.Kp / kChunk, G = in.groups;
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+  const int8_t* x0 = in.q + m0 * in.Kp;
+  const float* s0 = a.w_scales + n * G;
+  const int32_t* gs0 = in.gsum + m0 * G;
   for (int64_t g = 0; g < G; ++g) {
     typename O::A acc[R][MB];
     for (int r = 0; r < R; ++r)
-      for (int m = 0; m < MB; ++m) acc[r][m] = O::azero();
+      for (int m = 0; m < MB; ++m) acc[r][m] = O::sub_lane0(O::azero(), 8 * gs0[m * G + g]);
     const int64_t c1 = (g + 1) * 2 < chunks ? (g + 1) * 2 : chunks;
     for (int64_t c = g * 2; c < c1; ++c) {
       typename O::I x[MB];
-      for (int m = 0; m < MB; ++m) x[m] = O::load_i8(in.q + (m0 + m) * in.Kp + c * kChunk);
+      for (int m = 0; m < MB; ++m) x[m] = O::load_i8(x0 + m * in.Kp + c * kChunk);
       for (int r = 0; r < R; ++r) {
         const typename O::I u = O::load_u4(w0 + r * a.w_stride + c * (kChunk / 2));
         for (int m = 0; m < MB; ++m) acc[r][m] = O::dot_u4(acc[r][m], u, x[m]);
       }
     }
     for (int r = 0; r < R; ++r) {
-      const float s = a.w_scales[(n + r) * G + g];
-      for (int m = 0; m < MB; ++m) {
-        const typename O::A exact = O::sub_lane0(acc[r][m], 8 * in.gsum[(m0 + m) * G + g]);
-        f[r][m] = O::fma_cvt(f[r][m], exact, s);
-      }
+      const float s = s0[r * G + g];
+      for (int m = 0; m < MB; ++m) f[r][m] = O::fma_cvt(f[r][m], acc[r][m], s);
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -111,8 +122,8 @@ void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   }
 }
 
-// W4A16: per group, Σ (nibble - 8)·x in float lanes, then times the group
-// scale.
+// W4A16: the nibbles (q = nibble - 8) widened to float and multiplied by
+// their group's scale, then dotted with x in float lanes.
 template <int R, int MB>
 void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   constexpr int kF = (int)(kChunk / O::FW);
@@ -121,24 +132,17 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
     for (int m = 0; m < MB; ++m) f[r][m] = O::fzero();
   const int64_t chunks = in.Kp / kChunk, G = in.groups;
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
-  for (int64_t g = 0; g < G; ++g) {
-    typename O::F part[R][MB];
-    for (int r = 0; r < R; ++r)
-      for (int m = 0; m < MB; ++m) part[r][m] = O::fzero();
-    const int64_t c1 = (g + 1) * 2 < chunks ? (g + 1) * 2 : chunks;
-    for (int64_t c = g * 2; c < c1; ++c) {
-      for (int r = 0; r < R; ++r) {
-        typename O::F wv[kF];
-        O::u4_to_f(w0 + r * a.w_stride + c * (kChunk / 2), wv);
-        for (int m = 0; m < MB; ++m) {
-          const float* xr = in.xf + (m0 + m) * in.Kp + c * kChunk;
-          for (int j = 0; j < kF; ++j) part[r][m] = O::fmadd(wv[j], O::fload(xr + j * O::FW), part[r][m]);
-        }
-      }
-    }
+  const float* x0 = in.xf + m0 * in.Kp;
+  for (int64_t c = 0; c < chunks; ++c) {
     for (int r = 0; r < R; ++r) {
-      const float s = a.w_scales[(n + r) * G + g];
-      for (int m = 0; m < MB; ++m) f[r][m] = O::fmadd(part[r][m], O::fset1(s), f[r][m]);
+      typename O::F wv[kF];
+      O::u4_to_f(w0 + r * a.w_stride + c * (kChunk / 2), wv);
+      const typename O::F s = O::fset1(a.w_scales[(n + r) * G + c / 2]);
+      for (int j = 0; j < kF; ++j) wv[j] = O::fmul(wv[j], s);
+      for (int m = 0; m < MB; ++m) {
+        const float* xr = x0 + m * in.Kp + c * kChunk;
+        for (int j = 0; j < kF; ++j) f[r][m] = O::fmadd(wv[j], O::fload(xr + j * O::FW), f[r][m]);
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -159,7 +163,7 @@ inline void tile(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) 
 // Weight rows [n0, n1) in tiles of R against input rows [m0, m0 + MB).
 template <Scheme S, int MB>
 void rows_mb(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, int64_t m0) {
-  constexpr int R = S == Scheme::W8A8 ? O::kRowsI8 : O::kRowsI4;
+  constexpr int R = S == Scheme::W8A8 ? O::kRowsI8 : S == Scheme::W4A8 ? O::kRowsI4 : O::kRowsF;
   int64_t n = n0;
   for (; n + R <= n1; n += R) tile<S, R, MB>(a, in, n, m0);
   for (; n < n1; ++n) tile<S, 1, MB>(a, in, n, m0);
@@ -167,7 +171,7 @@ void rows_mb(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, int
 
 template <Scheme S>
 void rows_all_m(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
-  constexpr int MB = S == Scheme::W4A16 ? O::kInRowsF : O::kInRows;
+  constexpr int MB = S == Scheme::W8A8 ? O::kInRowsI8 : S == Scheme::W4A8 ? O::kInRowsI4 : O::kInRowsF;
   static_assert(MB >= 1 && MB <= 4, "tails below assume at most 4 input rows per tile");
   // Blocks of weight rows small enough to stay in L1 / L2 while every
   // chunk of MB input rows passes over them (at decode M <= MB: one pass).
@@ -189,6 +193,13 @@ void rows_all_m(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) 
 }
 
 }  // namespace
+
+// Row x [K] quantized into q [K] (symmetric int8, inv = 1 / s_x); returns
+// whether the row holds a NaN (its q values are then meaningless: qlinear
+// makes the output row NaN).
+bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
+  return O::quantize_row(x, K, inv, q);
+}
 
 // Weight rows [n0, n1) for all M input rows.
 void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {

@@ -14,7 +14,7 @@ struct O {
   using F = float;
   static constexpr int FW = 1;
   static constexpr int32_t kI8Offset = 0;
-  static constexpr int kRowsI8 = 4, kRowsI4 = 2, kInRows = 4, kInRowsF = 2;
+  static constexpr int kRowsI8 = 4, kInRowsI8 = 4, kRowsI4 = 2, kInRowsI4 = 2, kRowsF = 2, kInRowsF = 2;
 
   static A azero() { return 0; }
   static F fzero() { return 0.0f; }
@@ -36,9 +36,19 @@ struct O {
     for (int j = 0; j < 32; ++j) { out[j] = (float)((p[j] & 0x0f) - 8); out[j + 32] = (float)((p[j] >> 4) - 8); }
   }
   static F fload(const float* p) { return *p; }
+  static F fmul(F a, F b) { return a * b; }
   static F fset1(float s) { return s; }
   static F fmadd(F a, F b, F c) { return std::fma(a, b, c); }
   static float hsumf(F f) { return f; }
+  static bool quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
+    bool nan = false;
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = std::nearbyint(x[k] * inv);
+      nan |= v != v;
+      q[k] = v != v ? 0 : (int8_t)std::fmin(127.0f, std::fmax(-127.0f, v));
+    }
+    return nan;
+  }
 };
 
 }  // namespace

@@ -21,7 +21,7 @@ struct O {
   using F = __m512;
   static constexpr int FW = 16;
   static constexpr int32_t kI8Offset = 0;
-  static constexpr int kRowsI8 = 4, kRowsI4 = 4, kInRows = 4, kInRowsF = 2;
+  static constexpr int kRowsI8 = 4, kInRowsI8 = 4, kRowsI4 = 4, kInRowsI4 = 2, kRowsF = 4, kInRowsF = 2;
   static A azero() { return _mm512_setzero_si512(); }
   static F fzero() { return _mm512_setzero_ps(); }
   static I load_i8(const int8_t* p) { return _mm512_loadu_si512((const void*)p); }
@@ -50,9 +50,24 @@ struct O {
     out[3] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 3)));
   }
   static F fload(const float* p) { return _mm512_loadu_ps(p); }
+  static F fmul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F fset1(float s) { return _mm512_set1_ps(s); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsumf(F f) { return _mm512_reduce_add_ps(f); }
+  // x · inv rounded to nearest even (MXCSR's default mode) after clamping to
+  // ±127 in float (so that no value overflows the conversion).
+  static bool quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
+    const __m512 vi = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    __mmask16 nan = 0;
+    for (int64_t k = 0; k < K; k += 16) {
+      const __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(m, x + k);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, vi), lo), hi);
+      _mm_mask_storeu_epi8(q + k, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(c)));
+    }
+    return nan != 0;
+  }
 };
 #else
 struct O {
@@ -61,7 +76,7 @@ struct O {
   using F = __m256;
   static constexpr int FW = 8;
   static constexpr int32_t kI8Offset = 0;
-  static constexpr int kRowsI8 = 4, kRowsI4 = 2, kInRows = 2, kInRowsF = 2;
+  static constexpr int kRowsI8 = 2, kInRowsI8 = 2, kRowsI4 = 2, kInRowsI4 = 2, kRowsF = 2, kInRowsF = 2;
   static A azero() { return _mm256_setzero_si256(); }
   static F fzero() { return _mm256_setzero_ps(); }
   static I load_i8(const int8_t* p) {
@@ -103,6 +118,7 @@ struct O {
     }
   }
   static F fload(const float* p) { return _mm256_loadu_ps(p); }
+  static F fmul(F a, F b) { return _mm256_mul_ps(a, b); }
   static F fset1(float s) { return _mm256_set1_ps(s); }
   static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static float hsumf(F f) {
@@ -110,6 +126,26 @@ struct O {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  // As the AVX-512 version; the tail of fewer than 8 elements is scalar.
+  static bool quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
+    const __m256 vi = _mm256_set1_ps(inv), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    int nan = 0;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+      const __m256 v = _mm256_loadu_ps(x + k);
+      nan |= _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      const __m256i i = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, vi), lo), hi));
+      const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+      _mm_storel_epi64((__m128i*)(q + k), _mm_packs_epi16(w, w));
+    }
+    for (; k < K; ++k) {
+      const float v = x[k] * inv;
+      nan |= v != v;
+      const __m128 c = _mm_min_ss(_mm_max_ss(_mm_set_ss(v), _mm_set_ss(-127.0f)), _mm_set_ss(127.0f));
+      q[k] = (int8_t)_mm_cvtss_si32(c);
+    }
+    return nan != 0;
   }
 };
 #endif

@@ -106,6 +106,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto m = live(info.Env(), "info");
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("weightBytes", (double)m->weight_bytes());
+    o.Set("decodeBytes", (double)m->decode_bytes());
     o.Set("stateBytes", (double)m->state_floats() * 4);
     return o;
   }

@@ -14,7 +14,7 @@
 //   A = -exp(A_log) (computed in float64, stored as float32); conv1d squeezed
 //   to {K, C}; mamba2 A and D as {1, H}, the gated norm as {di/G, G}.
 // - types: the matrices token_embd, output, ssm_in and ssm_out get the
-//   requested type (q8_0 falls back to f16 for a matrix whose rows are not a
+//   requested type (q8_0 / q4_0 fall back to f16 for a matrix whose rows are not a
 //   multiple of 32, as the converter does); everything else stays F32 (norms,
 //   biases, conv, A, D, and for mamba ssm_x / ssm_dt, which llama.cpp's
 //   converter keeps in F32).
@@ -35,7 +35,7 @@ import { DEFAULT_TOKENIZER_FILE, loadTokenizer } from '../tokenizer/tokenizer';
 import { TOKEN_TYPE } from '../tokenizer/gguf_tokenizer';
 import { GgufWriter } from './gguf_writer';
 
-export type GgufExportType = 'f32' | 'f16' | 'q8_0';
+export type GgufExportType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 
 export interface ExportGgufOptions {
   /** Type of the matrix weights (default 'f16'). */
@@ -60,7 +60,7 @@ export interface ExportGgufResult {
   vocabSize: number;
 }
 
-const LLAMA_FTYPE: Record<GgufExportType, number> = { f32: 0, f16: 1, q8_0: 7 };
+const LLAMA_FTYPE: Record<GgufExportType, number> = { f32: 0, f16: 1, q8_0: 7, q4_0: 2 };
 
 // ---------------------------------------------------------------- numbers
 
@@ -126,7 +126,7 @@ function toF32(bytes: Buffer, dtype: string, n: number, file: string, name: stri
 /**
  * Bytes of `x` (row-major, rows of `rowLen`) as ggml type `type`: F32, F16, BF16
  * (round to nearest even), Q8_0 and Q4_0 (ggml's reference quantizers). exportGguf
- * writes F32 / F16 / Q8_0; BF16 and Q4_0 serve tests and tools.
+ * writes F32 / F16 / Q8_0 / Q4_0; BF16 serves tests and tools.
  */
 export function encodeGgml(x: Float32Array, type: GgmlType, rowLen: number): Uint8Array {
   const n = x.length;
@@ -299,7 +299,7 @@ function checkExportable(ck: Checkpoint): void {
  */
 export async function exportGguf(modelOrDir: MambaModel | string, file: string, options: ExportGgufOptions = {}): Promise<ExportGgufResult> {
   const type = options.type ?? 'f16';
-  if (!(type in LLAMA_FTYPE)) throw new RangeError(`exportGguf: type must be 'f32', 'f16' or 'q8_0', got ${String(type)}`);
+  if (!(type in LLAMA_FTYPE)) throw new RangeError(`exportGguf: type must be 'f32', 'f16', 'q8_0' or 'q4_0', got ${String(type)}`);
   if (typeof file !== 'string' || file === '') throw new TypeError('exportGguf: file must be a non-empty string');
   const ctx = options.contextLength ?? 1048576;
   if (!(Number.isInteger(ctx) && ctx >= 1 && ctx <= 0xffffffff)) throw new RangeError('exportGguf: contextLength must be a positive 32-bit integer');
@@ -319,7 +319,7 @@ export async function exportGguf(modelOrDir: MambaModel | string, file: string, 
   w.string('general.architecture', a);
   w.string('general.name', options.name ?? path.basename(ck.dir));
   w.u32('general.file_type', LLAMA_FTYPE[type]);
-  if (type === 'q8_0') w.u32('general.quantization_version', 2);
+  if (type === 'q8_0' || type === 'q4_0') w.u32('general.quantization_version', 2);
   w.u32(`${a}.context_length`, ctx);
   w.u32(`${a}.embedding_length`, c.dModel);
   w.u32(`${a}.feed_forward_length`, 0);
@@ -341,7 +341,7 @@ export async function exportGguf(modelOrDir: MambaModel | string, file: string, 
   if (vocab.eos !== undefined) w.u32('tokenizer.ggml.eos_token_id', vocab.eos);
 
   const matrixType = (rowLen: number): GgmlType =>
-    type === 'f32' ? 'F32' : type === 'f16' ? 'F16' : rowLen % 32 === 0 ? 'Q8_0' : 'F16';
+    type === 'f32' ? 'F32' : type === 'f16' ? 'F16' : rowLen % 32 !== 0 ? 'F16' : type === 'q8_0' ? 'Q8_0' : 'Q4_0';
   /** A tensor from the checkpoint: `conv` maps the values (A_log -> A), dims in ggml order. */
   const put = (gguf: string, canonical: string, dims: number[], ggmlType: GgmlType, conv?: (v: Float32Array) => void) => {
     w.tensor({

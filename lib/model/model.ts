@@ -75,10 +75,13 @@ export class MambaModel implements SequenceHost {
     return this.sequences.size;
   }
 
-  /** Bytes of weights (memory-mapped) and of one sequence's state. */
-  get memory(): { weightBytes: number; stateBytesPerSequence: number } {
+  /**
+   * Bytes of weights (memory-mapped), of the weights one decode step reads (all but an
+   * untied embedding, of which a step reads its tokens' rows) and of one sequence's state.
+   */
+  get memory(): { weightBytes: number; decodeBytesPerToken: number; stateBytesPerSequence: number } {
     const i = this.nativeModel().info();
-    return { weightBytes: i.weightBytes, stateBytesPerSequence: i.stateBytes };
+    return { weightBytes: i.weightBytes, decodeBytesPerToken: i.decodeBytes, stateBytesPerSequence: i.stateBytes };
   }
 
   /** @internal */

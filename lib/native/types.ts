@@ -17,7 +17,7 @@ export type NativeArgs = Record<string, unknown>;
 
 /** The engine's model object (csrc/napi/model_binding.cpp). Every method that computes returns a Promise. */
 export interface NativeModel {
-  info(): { weightBytes: number; stateBytes: number };
+  info(): { weightBytes: number; decodeBytes: number; stateBytes: number };
   allocSequence(): Promise<number>;
   freeSequence(slot: number): Promise<void> | undefined;
   resetSequence(slot: number): Promise<void>;
