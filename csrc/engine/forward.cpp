@@ -187,6 +187,12 @@ void embed(const Model& m, const int32_t* tokens, int64_t n, float* h) {
   const Weight& e = m.embedding();
   const int64_t d = m.config().d_model;
   for (int64_t t = 0; t < n; ++t) load_row_as_f32(e.data, e.dtype, (int64_t)tokens[t] * d, d, h + t * d);
+  if (m.config().hadamard_residual) {
+    // The residual stream lives in the rotated basis: h <- T(h).
+    HadamardArgs r;
+    r.rows = n; r.n = d; r.x = h; r.x_stride = d; r.out = h; r.out_stride = d;
+    hadamard_transform(r);
+  }
 }
 
 // residual = h + residual (or h for the first layer); out = RMSNorm(residual) * w.
@@ -386,6 +392,17 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
   a.rows = rows; a.dim = d;
   a.x = h + row0 * d; a.x_stride = d;
   a.residual_in = residual + row0 * d; a.residual_in_stride = d;
+  Buf back((size_t)(c.hadamard_residual ? rows * d : 0));
+  if (c.hadamard_residual) {
+    // Back from the rotated basis before the final norm (whose weight and
+    // the tied head are the checkpoint's own): r <- Tᵀ(h + residual).
+    for (int64_t i = 0; i < rows * d; ++i) back.data()[i] = h[row0 * d + i] + residual[row0 * d + i];
+    HadamardArgs r;
+    r.rows = rows; r.n = d; r.x = back.data(); r.x_stride = d; r.transpose = true; r.out = back.data(); r.out_stride = d;
+    hadamard_transform(r);
+    a.x = back.data();
+    a.residual_in = nullptr;
+  }
   a.residual_out = res_out.data(); a.residual_out_stride = d;
   a.weight = m.norm_f().data; a.weight_dtype = m.norm_f().dtype;
   a.eps = c.norm_eps;

@@ -172,6 +172,9 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
   if (c.arch == Arch::Mamba2 && (c.headdim <= 0 || c.nheads * c.headdim != c.d_inner || c.ngroups <= 0 ||
                                  c.nheads % c.ngroups != 0 || c.d_inner % c.ngroups != 0))
     throw LoadError("invalid Mamba-2 head / group configuration", "", "head_dim");
+  if (c.hadamard_residual && !hadamard_size_supported(c.d_model))
+    throw LoadError("quantization_config.residual_rotation \"online\" needs d_model = 2^k, 12·2^k or 40·2^k, got " +
+                        std::to_string(c.d_model), "", "quantization_config.residual_rotation");
   if (c.hadamard_out && !hadamard_size_supported(c.d_inner))
     throw LoadError("quantization_config.hadamard needs d_inner = 2^k, 12·2^k or 40·2^k, got " +
                         std::to_string(c.d_inner), "", "quantization_config.hadamard");

@@ -35,6 +35,11 @@ struct ModelConfig {
   // input is rotated online, y <- T(y) = H·y / sqrt(d_inner) (kernels/
   // hadamard.h), its transpose folded into out_proj offline.
   bool hadamard_out = false;
+  // quantization_config.residual_rotation "online": the embedding output is
+  // rotated (h <- T(h), n = d_model) and the final residual rotated back
+  // (Tᵀ) before norm_f, so that the embedding, norm_f and a tied head stay
+  // as trained while every block sees the rotated stream.
+  bool hadamard_residual = false;
   // Mamba-2 conv channels: d_inner + 2 * ngroups * d_state (Mamba-1: d_inner).
   int64_t conv_dim() const { return arch == Arch::Mamba2 ? d_inner + 2 * ngroups * d_state : d_inner; }
   // Mamba-2 in_proj rows: [z, xBC, dt] = 2 d_inner + 2 G N + H (Mamba-1: 2 d_inner).

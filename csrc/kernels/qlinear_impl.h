@@ -12,6 +12,7 @@
 //   fma_cvt(f, acc, s)  f + float(acc)·s, lanewise
 //   u4_to_f(p, out)     the 64 values (nibble - 8) of a chunk as 64 / FW F's
 //   F ops: fzero, fload(p), fset1, fmul, fmadd(a, b, c) = a·b + c, hsumf
+//   prefetch(p)         a hint to load the line at p (any address: never faults)
 //   tile shapes (weight rows x input rows) per scheme, sized so that the
 //   accumulators fit the level's registers: kRowsI8 x kInRowsI8 (W8A8),
 //   kRowsI4 x kInRowsI4 (W4A8: int and float accumulators), kRowsF x
@@ -29,6 +30,10 @@ namespace NM_QLINEAR_NS {
 namespace {
 
 constexpr int64_t kChunk = 64;
+// Weight rows prefetched ahead of the tile being read: the rows are short
+// (K bytes, or K / 2), so a tile ends before the hardware prefetcher has
+// picked up its streams; two tiles ahead covers the memory latency.
+constexpr int64_t kPrefetchTiles = 2;
 
 inline float bias_at(const QLinearArgs& a, int64_t n) {
   if (!a.bias) return 0.0f;
@@ -47,9 +52,11 @@ void tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   const int8_t* w0 = static_cast<const int8_t*>(a.w) + n * a.w_stride;
   const int8_t* x0 = in.q + m0 * in.Kp;
   const int64_t full = a.K / kChunk;
+  const int8_t* pf = w0 + kPrefetchTiles * R * a.w_stride;
   for (int64_t c = 0; c < full; ++c) {
     typename O::I x[MB];
     for (int m = 0; m < MB; ++m) x[m] = O::load_i8(x0 + m * in.Kp + c * kChunk);
+    for (int r = 0; r < R; ++r) O::prefetch(pf + r * a.w_stride + c * kChunk);
     for (int r = 0; r < R; ++r) {
       const typename O::I w = O::load_i8(w0 + r * a.w_stride + c * kChunk);
       for (int m = 0; m < MB; ++m) acc[r][m] = O::dot_i8(acc[r][m], w, x[m]);
@@ -99,6 +106,8 @@ void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
     for (int r = 0; r < R; ++r)
       for (int m = 0; m < MB; ++m) acc[r][m] = O::sub_lane0(O::azero(), 8 * gs0[m * G + g]);
     const int64_t c1 = (g + 1) * 2 < chunks ? (g + 1) * 2 : chunks;
+    // a group's two chunks are one 64-byte line of each row
+    for (int r = 0; r < R; ++r) O::prefetch(w0 + (kPrefetchTiles * R + r) * a.w_stride + g * kChunk);
     for (int64_t c = g * 2; c < c1; ++c) {
       typename O::I x[MB];
       for (int m = 0; m < MB; ++m) x[m] = O::load_i8(x0 + m * in.Kp + c * kChunk);
@@ -134,6 +143,8 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
   const float* x0 = in.xf + m0 * in.Kp;
   for (int64_t c = 0; c < chunks; ++c) {
+    if (c % 2 == 0)
+      for (int r = 0; r < R; ++r) O::prefetch(w0 + (kPrefetchTiles * R + r) * a.w_stride + c * (kChunk / 2));
     for (int r = 0; r < R; ++r) {
       typename O::F wv[kF];
       O::u4_to_f(w0 + r * a.w_stride + c * (kChunk / 2), wv);

@@ -16,6 +16,7 @@ struct O {
   static constexpr int32_t kI8Offset = 0;
   static constexpr int kRowsI8 = 4, kInRowsI8 = 4, kRowsI4 = 2, kInRowsI4 = 2, kRowsF = 2, kInRowsF = 2;
 
+  static void prefetch(const void*) {}
   static A azero() { return 0; }
   static F fzero() { return 0.0f; }
   static I load_i8(const int8_t* p) { I r; std::memcpy(r.v, p, 64); return r; }

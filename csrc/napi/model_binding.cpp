@@ -339,6 +339,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   cfg.dt_max = r.has("dtMax") ? (float)r.number_or("dtMax", 0) : INFINITY;
   cfg.round_activations = r.boolean_or("roundActivations", true);
   cfg.hadamard_out = r.boolean_or("hadamardOut", false);
+  cfg.hadamard_residual = r.boolean_or("hadamardResidual", false);
   if (r.has("threads")) cpu::pool().resize((int)r.integer("threads", 1, 1024));
 
   Napi::Value fv = r.obj.Get("files");

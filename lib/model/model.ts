@@ -153,6 +153,7 @@ function nativeArgs(ck: Checkpoint, threads: number | undefined, roundActivation
     ...(threads !== undefined ? { threads } : {}),
     roundActivations,
     hadamardOut: c.quantization?.hadamard ?? false,
+    hadamardResidual: c.quantization?.residualRotation === 'online',
     files: ck.files,
     tensors: [...ck.tensors].map(([name, t]) => ({ name, file: t.file, offset: t.offset, nbytes: t.nbytes, dtype: t.dtype, shape: t.shape })),
   };

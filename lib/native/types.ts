@@ -36,7 +36,7 @@ export interface NativeLoadArgs {
   arch: 'mamba' | 'mamba2';
   dModel: number; nLayer: number; vocabSize: number; dState: number; dConv: number; dInner: number;
   dtRank: number; headdim: number; nheads: number; ngroups: number; normEps: number;
-  dtMin: number; dtMax?: number; threads?: number; roundActivations?: boolean; hadamardOut?: boolean;
+  dtMin: number; dtMax?: number; threads?: number; roundActivations?: boolean; hadamardOut?: boolean; hadamardResidual?: boolean;
   files: string[];
   tensors: Array<{ name: string; file: number; offset: number; nbytes: number; dtype: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'i8' | 'i4'; shape: number[] }>;
 }

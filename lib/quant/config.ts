@@ -4,7 +4,12 @@
 //   {
 //     "quant_method": "quamba", "format": "node-mamba", "format_version": 1,
 //     "scheme": "w8a8" | "w4a8" | "w4a16",
-//     "hadamard": true | false,        // residual stream rotated offline, out_proj input online
+//     "hadamard": true | false,        // out_proj input rotated online (and the residual stream)
+//     "residual_rotation": "folded" | "online" | "none",
+//                                      // folded: embedding rows and lm_head rotated offline (Quamba;
+//                                      // the head untied); online: the engine rotates the embedding
+//                                      // output and rotates back before norm_f (embedding, norm_f and a
+//                                      // tied head unchanged); none: no rotation (hadamard false)
 //     "recipe": { ...the switches the checkpoint was made with (informational) }
 //   }
 // The tensors say the rest: an I8 / I4 weight `<layer>.weight` comes with
@@ -19,8 +24,10 @@ export interface QuantizationConfig {
   quantMethod: 'quamba';
   formatVersion: number;
   scheme: QuantScheme;
-  /** The out_proj input is rotated online (and the residual stream offline). */
+  /** The out_proj input is rotated online (and the residual stream, see residualRotation). */
   hadamard: boolean;
+  /** How the residual stream is rotated: offline into embedding and head ('folded'), or at both ends by the engine ('online'). */
+  residualRotation: 'folded' | 'online' | 'none';
   recipe: Record<string, unknown>;
 }
 
@@ -48,14 +55,24 @@ export function parseQuantizationConfig(raw: unknown, file: string): Quantizatio
   if (typeof o.hadamard !== 'boolean') {
     throw new ModelLoadError(`hadamard must be true or false, got ${JSON.stringify(o.hadamard)}`, { file, field: field('hadamard') });
   }
+  const rr = o.residual_rotation === undefined ? (o.hadamard ? 'folded' : 'none') : o.residual_rotation;
+  if (rr !== 'folded' && rr !== 'online' && rr !== 'none') {
+    throw new ModelLoadError(`residual_rotation must be "folded", "online" or "none", got ${JSON.stringify(rr)}`, { file, field: field('residual_rotation') });
+  }
+  if ((rr === 'none') === o.hadamard) {
+    throw new ModelLoadError(`residual_rotation ${JSON.stringify(rr)} contradicts hadamard ${o.hadamard}`, { file, field: field('residual_rotation') });
+  }
   const recipe = o.recipe === undefined ? {} : o.recipe;
   if (typeof recipe !== 'object' || recipe === null || Array.isArray(recipe)) {
     throw new ModelLoadError('recipe must be an object', { file, field: field('recipe') });
   }
-  return { quantMethod: 'quamba', formatVersion: v, scheme: o.scheme as QuantScheme, hadamard: o.hadamard, recipe: recipe as Record<string, unknown> };
+  return { quantMethod: 'quamba', formatVersion: v, scheme: o.scheme as QuantScheme, hadamard: o.hadamard, residualRotation: rr, recipe: recipe as Record<string, unknown> };
 }
 
 /** The config.json section for a QuantizationConfig. */
 export function quantizationConfigJson(q: QuantizationConfig): Record<string, unknown> {
-  return { quant_method: q.quantMethod, format: 'node-mamba', format_version: q.formatVersion, scheme: q.scheme, hadamard: q.hadamard, recipe: q.recipe };
+  return {
+    quant_method: q.quantMethod, format: 'node-mamba', format_version: q.formatVersion, scheme: q.scheme,
+    hadamard: q.hadamard, residual_rotation: q.residualRotation, recipe: q.recipe,
+  };
 }

@@ -17,9 +17,10 @@
 //
 // Which layers (Quamba2's choices): w8a8 in_proj, x_proj, dt_proj, out_proj
 // (i8, int8 inputs); w4a8 in_proj, x_proj, out_proj i4 with int8 inputs and
-// dt_proj i8 (W8A8); w4a16 in_proj and out_proj i4 with float inputs. The
-// embedding, lm_head, conv, A, D, dt bias and norms stay float32 (lm_head
-// too is quantized with quantizeLmHead).
+// dt_proj i8 (W8A8); w4a16 in_proj, x_proj and out_proj i4 with float inputs,
+// dt_proj float. The embedding and lm_head keep the source's precision (lm_head
+// is quantized with quantizeLmHead); conv, A, D, dt bias and norms are stored
+// in f16 (keptDtype).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MambaError, QuantizeError } from '../errors';
@@ -30,6 +31,7 @@ import { loadModel } from '../model/model';
 import { DEFAULT_TOKENIZER_FILE, loadTokenizer, type Tokenizer } from '../tokenizer';
 import { ggufHasTokenizer, ggufTokenizer, ggufTokenizerJson } from '../tokenizer/gguf_tokenizer';
 import { writeSafetensors, type StTensor } from '../testing/safetensors_writer';
+import { encode } from '../testing/random_checkpoint';
 import { QUANT_FORMAT_VERSION, QUANT_SCHEMES, quantizationConfigJson, type QuantizationConfig, type QuantScheme } from './config';
 import { quantizeI4, quantizeI8, type QuantizedWeight } from './formats';
 import { isHadamardSize } from './hadamard';
@@ -263,9 +265,11 @@ function layerPlan(c: MambaConfig, scheme: QuantScheme, recipe: ResolvedRecipe):
     const m = `backbone.layers.${i}.mixer.`;
     plan.set(`${m}in_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
     plan.set(`${m}out_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
-    if (c.arch === 'mamba' && a8) {
-      plan.set(`${m}x_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: true });
-      plan.set(`${m}dt_proj`, { dtype: 'i8', int8Input: true });
+    if (c.arch === 'mamba') {
+      // x_proj follows the scheme; dt_proj (K = dt_rank, small) is W8A8 in the
+      // int8 schemes (Quamba2's W4A8 keeps it 8-bit) and float in w4a16.
+      plan.set(`${m}x_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
+      if (a8) plan.set(`${m}dt_proj`, { dtype: 'i8', int8Input: true });
     }
   }
   if (recipe.quantizeLmHead) plan.set('lm_head', { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
@@ -278,6 +282,24 @@ function f32Tensor(name: string, t: FloatTensor): TensorOut {
   return { name, tensor: { name, dtype: 'F32', shape: t.shape, data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) } };
 }
 
+/** A float tensor in the given storage dtype. */
+function floatTensor(name: string, t: FloatTensor, dtype: 'f32' | 'f16' | 'bf16'): TensorOut {
+  if (dtype === 'f32') return f32Tensor(name, t);
+  return { name, tensor: { name, dtype: dtype === 'f16' ? 'F16' : 'BF16', shape: t.shape, data: encode(t.data, dtype).bytes } };
+}
+
+/**
+ * Storage of the tensors that stay float in a quantized checkpoint: the
+ * embedding and lm_head keep the source's dtype ("their original precision");
+ * the small per-layer parameters (conv, A_log, D, dt bias, norms, and a
+ * projection the scheme leaves in float) are stored in f16, as Quamba keeps
+ * them in half precision (the engine widens them to float32 as it reads them).
+ */
+function keptDtype(name: string, source: string | undefined): 'f32' | 'f16' | 'bf16' {
+  if (name === 'backbone.embeddings.weight' || name === 'lm_head.weight') return source === 'f16' || source === 'bf16' ? source : 'f32';
+  return 'f16';
+}
+
 function scalarF32(name: string, v: number): TensorOut {
   const a = new Float32Array([v]);
   return { name, tensor: { name, dtype: 'F32', shape: [], data: new Uint8Array(a.buffer) } };
@@ -286,7 +308,8 @@ function scalarF32(name: string, v: number): TensorOut {
 /** Writes config.json, model.safetensors (float tensors first: 4-byte aligned) and the tokenizer into dir. */
 function writeCheckpoint(dir: string, config: Record<string, unknown>, tensors: TensorOut[], tokenizerJson: string | undefined): void {
   fs.mkdirSync(dir, { recursive: true });
-  const rank = (t: StTensor) => (t.dtype === 'F32' ? 0 : 1);
+  // 4-byte, then 2-byte, then 1-byte elements: every tensor stays aligned to its element size.
+  const rank = (t: StTensor) => (t.dtype === 'F32' ? 0 : t.dtype === 'F16' || t.dtype === 'BF16' ? 1 : 2);
   const sorted = tensors.map((t) => t.tensor).sort((a, b) => rank(a) - rank(b));
   writeSafetensors(path.join(dir, 'model.safetensors'), sorted, { format: 'pt' });
   fs.writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
@@ -357,10 +380,21 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     });
 
     // rotate
+    // The residual stream is rotated at both ends by the engine, keeping the
+    // embedding, final norm and a tied head as they are, unless lm_head is
+    // quantized: then its input must be rotated too, and the rotation is
+    // folded into embedding and head (Quamba's way).
+    const residualRotation = !recipe.hadamard ? 'none' : recipe.quantizeLmHead ? 'folded' : 'online';
     let config = c0;
-    if (recipe.hadamard) config = await timed('rotate', () => { const r = rotateModel(c0, weights); progress('rotate', 1, 1); return r; });
+    if (recipe.hadamard) {
+      config = await timed('rotate', () => {
+        const r = rotateModel(c0, weights, residualRotation === 'folded' ? 'folded' : 'online');
+        progress('rotate', 1, 1);
+        return r;
+      });
+    }
     const qc: QuantizationConfig = {
-      quantMethod: 'quamba', formatVersion: QUANT_FORMAT_VERSION, scheme, hadamard: recipe.hadamard, recipe: { ...recipe },
+      quantMethod: 'quamba', formatVersion: QUANT_FORMAT_VERSION, scheme, hadamard: recipe.hadamard, residualRotation, recipe: { ...recipe },
     };
 
     // calibrate: the (rotated) float model, with the online rotation, sees the samples.
@@ -407,7 +441,11 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
       for (const [name, t] of weights) {
         const base = name.replace(/\.weight$/, '');
         const p = name.endsWith('.weight') ? plan.get(base) : undefined;
-        if (!p) { tensorsOut.push(f32Tensor(name, t)); continue; }
+        if (!p) {
+          const src = ck.tensors.get(name)?.dtype ?? (name === 'lm_head.weight' ? ck.tensors.get('backbone.embeddings.weight')?.dtype : undefined);
+          tensorsOut.push(floatTensor(name, t, keptDtype(name, src)));
+          continue;
+        }
         const [rows, cols] = t.shape;
         let qw: QuantizedWeight;
         if (p.dtype === 'i8') {

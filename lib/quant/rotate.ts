@@ -2,7 +2,9 @@
 // float weights. With T(v) = H·v / sqrt(n) (lib/quant/hadamard.ts), Q_n its
 // orthogonal matrix:
 //   - the residual stream lives in the rotated basis r' = Q_d·r: every
-//     embedding row e <- T(e) and every out_proj output is rotated too;
+//     embedding row e <- T(e) and every out_proj output is rotated too (or,
+//     'online', the engine rotates the embedding output and rotates the
+//     final residual back, keeping embedding, final norm and a tied head);
 //   - RMSNorm of a unit-weight norm commutes with Q (rms(Q·r) = rms(r)), so
 //     each block's norm weight γ is folded into the next projection and set to
 //     1: in_proj W <- W·diag(γ)·Q_dᵀ (each row w <- T(w ∘ γ)); likewise the
@@ -39,17 +41,23 @@ function scaleColumns(m: Float32Array, rows: number, cols: number, g: Float32Arr
 }
 
 /**
- * Rotates a float model in place (tensors by canonical name). Returns the
- * config with the head untied. Callers check that d_model and d_inner are
- * Hadamard sizes.
+ * Rotates a float model in place (tensors by canonical name). `residual`:
+ * 'folded' rotates the embedding rows and the head offline (Quamba; the head
+ * is untied and the final norm folded into it); 'online' leaves embedding,
+ * final norm and head as they are (the engine rotates the embedding output
+ * and rotates the final residual back: quantization_config.residual_rotation).
+ * Returns the config (untied head when folded). Callers check that d_model
+ * and d_inner are Hadamard sizes.
  */
-export function rotateModel(c: MambaConfig, w: Map<string, FloatTensor>): MambaConfig {
+export function rotateModel(c: MambaConfig, w: Map<string, FloatTensor>, residual: 'folded' | 'online' = 'folded'): MambaConfig {
   const d = c.dModel, di = c.dInner, V = c.vocabSize;
   const get = (name: string): FloatTensor => {
     const t = w.get(name);
     if (!t) throw new Error(`rotateModel: missing ${name}`);
     return t;
   };
+  rotateBlocks(c, w, get);
+  if (residual === 'online') return c;
   // lm_head from the original (unrotated) embedding when tied.
   const emb = get('backbone.embeddings.weight');
   const head = c.tieEmbeddings ? { data: emb.data.slice(), shape: emb.shape.slice() } : get('lm_head.weight');
@@ -59,7 +67,12 @@ export function rotateModel(c: MambaConfig, w: Map<string, FloatTensor>): MambaC
   normF.data.fill(1);
   w.set('lm_head.weight', head);
   rotateRows(emb.data, V, d);
+  return { ...c, tieEmbeddings: false };
+}
 
+/** in_proj (norm folded) and out_proj of every block. */
+function rotateBlocks(c: MambaConfig, w: Map<string, FloatTensor>, get: (name: string) => FloatTensor): void {
+  const d = c.dModel, di = c.dInner;
   for (let i = 0; i < c.nLayer; i++) {
     const p = `backbone.layers.${i}.`, m = `${p}mixer.`;
     const norm = get(`${p}norm.weight`);
@@ -74,5 +87,4 @@ export function rotateModel(c: MambaConfig, w: Map<string, FloatTensor>): MambaC
     const bias = w.get(`${m}out_proj.bias`);
     if (bias) rotateRows(bias.data, 1, d);
   }
-  return { ...c, tieEmbeddings: false };
 }

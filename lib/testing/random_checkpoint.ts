@@ -49,6 +49,13 @@ export interface RandomCheckpointOptions {
   convBias?: boolean;
   /** Pads vocabSize up to a multiple of this. Default: none for hf, 8 (mamba) / 16 (mamba2) for original. */
   padVocabMultiple?: number;
+  /**
+   * Outlier channels, as trained LLMs have them (the case activation quantization
+   * struggles with): these channel indices of every block's input norm weight (the
+   * in_proj input) and of the inner stream (Mamba-1: their conv1d rows, Mamba-2: their
+   * gated-norm weight; the out_proj input) are multiplied by `scale`.
+   */
+  outliers?: { channels: number[]; scale: number };
 }
 
 export interface RandomCheckpoint {
@@ -224,6 +231,24 @@ export function writeRandomCheckpoint(dir: string, opts: RandomCheckpointOptions
   }
   add('backbone.norm_f.weight', [d], normal(d, 0.1, 1));
   if (!tied) add('lm_head.weight', [V, d], linear(V, d));
+  if (opts.outliers) {
+    const { channels, scale } = opts.outliers;
+    const byName = new Map(specs.map((x) => [x.name, x.values]));
+    for (let i = 0; i < nLayer; i++) {
+      const p = `backbone.layers.${i}.`, m = `${p}mixer.`;
+      for (const c of channels) {
+        if (c < 0 || c >= d) throw new Error('writeRandomCheckpoint: outlier channel out of range');
+        byName.get(`${p}norm.weight`)![c] *= scale;
+        if (arch === 'mamba') {
+          for (let k = 0; k < dConv; k++) byName.get(`${m}conv1d.weight`)![c * dConv + k] *= scale;
+          const cb = byName.get(`${m}conv1d.bias`);
+          if (cb) cb[c] *= scale;
+        } else {
+          byName.get(`${m}norm.weight`)![c] *= scale;
+        }
+      }
+    }
+  }
 
   // Encode and name as stored.
   const weights = new Map<string, Float64Array>();

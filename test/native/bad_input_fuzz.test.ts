@@ -20,6 +20,9 @@ const valid: Record<string, () => Args> = {
   selectiveStateUpdate: () => ({ state: f32(3 * 2 * 2 * 4), x: f32(8), dt: f32(4), A: f32(2), B: f32(8), C: f32(8), D: f32(2), z: f32(8), dtBias: f32(2), batch: 2, nheads: 2, headdim: 2, dstate: 4, ngroups: 1, stateIndices: Int32Array.from([1, 2]), stateSlots: 3, dtSoftplus: true }),
   ssdChunkScan: () => ({ x: f32(5 * 2 * 3), dt: f32(10), A: f32(2), B: f32(5 * 4), C: f32(5 * 4), D: f32(2), z: f32(30), dtBias: f32(2), cuSeqlens: Int32Array.from([0, 1, 5]), initialStates: f32(2 * 2 * 3 * 4), tokens: 5, nheads: 2, headdim: 3, ngroups: 1, dstate: 4, chunkSize: 2, dtSoftplus: true }),
   hadamard: () => ({ x: f32(2 * 14), rows: 2, n: 12, xStride: 14, transpose: true, inPlace: false }),
+  qlinear: () => ({ x: f32(2 * 70), xScale: 0.1, weight: { dtype: 'i8', data: new Int8Array(4 * 70).fill(3), scales: f32(4) }, bias: f32(4), rows: 2, inFeatures: 70, outFeatures: 4 }),
+  qlinearW4: () => ({ x: f32(2 * 130), weight: { dtype: 'i4', data: new Uint8Array(3 * 96).fill(0x88), scales: f32(3 * 2) }, rows: 2, inFeatures: 130, outFeatures: 3 }),
+  quantizeInt8: () => ({ x: f32(6), rows: 2, cols: 3, scale: 0.5 }),
   hadamardQuantize: () => ({ x: f32(3 * 40), rows: 3, n: 40, scale: 0.5, xStride: 40 }),
 };
 
@@ -37,7 +40,7 @@ function mutations(v: unknown, r: () => number): unknown[] {
   return out;
 }
 
-const callable = kernels as unknown as Record<string, (a: Args) => unknown>;
+const callable = { ...kernels, qlinearW4: kernels.qlinear } as unknown as Record<string, (a: Args) => unknown>;
 
 for (const [name, make] of Object.entries(valid)) {
   t.test(`${name}: mutated arguments compute or throw a named TypeError/RangeError`, (t) => {

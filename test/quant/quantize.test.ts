@@ -14,7 +14,7 @@ import { dequantize, roundHalfEven, type QuantizedWeight } from '../../lib/quant
 import { hadamardRows } from '../../lib/quant/hadamard';
 import { rotateModel, type FloatTensor } from '../../lib/quant/rotate';
 import type { MambaConfig } from '../../lib/model/config';
-import { writeRandomCheckpoint, type RandomCheckpoint } from '../../lib/testing/random_checkpoint';
+import { bf16Value, f16Value, writeRandomCheckpoint, type RandomCheckpoint } from '../../lib/testing/random_checkpoint';
 import { writeSafetensors } from '../../lib/testing/safetensors_writer';
 import { hfConfigJson } from '../../lib/quant/hf_config';
 import { referenceForward, type ReferenceWeights, type RoundMode } from '../helpers/reference_model';
@@ -78,6 +78,12 @@ function readTensors(dir: string) {
 }
 
 const f32Of = (b: Uint8Array) => new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+/** F32 / F16 / BF16 tensor bytes as float64 values. */
+function floatOf(dtype: string, b: Uint8Array): Float64Array {
+  if (dtype === 'F32') return Float64Array.from(f32Of(b));
+  const u = new Uint16Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  return Float64Array.from(u, (h) => (dtype === 'F16' ? f16Value(h) : bf16Value(h)));
+}
 
 /**
  * The float64 reference of a quantized checkpoint: dequantized weights, and for
@@ -91,7 +97,7 @@ function quantizedReference(dir: string, config: MambaConfig) {
   const inputScale = new Map<string, number>();
   for (const [name, t] of ts) {
     if (name.endsWith('.weight_scale') || name.endsWith('.input_scale')) continue;
-    if (t.dtype === 'F32') { weights.set(name, Float64Array.from(f32Of(t.data))); continue; }
+    if (t.dtype === 'F32' || t.dtype === 'F16' || t.dtype === 'BF16') { weights.set(name, floatOf(t.dtype, t.data)); continue; }
     const base = name.replace(/\.weight$/, '');
     const scales = f32Of(ts.get(`${base}.weight_scale`)!.data);
     const rows = t.shape[0];
@@ -104,6 +110,7 @@ function quantizedReference(dir: string, config: MambaConfig) {
     if (is) inputScale.set(name, f32Of(is.data)[0]);
   }
   const hadamard = config.quantization?.hadamard ?? false;
+  const online = config.quantization?.residualRotation === 'online';
   const rule = (name: string): RoundMode => {
     const rotate = hadamard && name.endsWith('out_proj.weight');
     const s = inputScale.get(name);
@@ -116,7 +123,30 @@ function quantizedReference(dir: string, config: MambaConfig) {
       return r.map((v) => s * Math.max(-127, Math.min(127, roundHalfEven(Math.fround(Math.fround(v) * inv)))));
     };
   };
-  return (tokens: number[]) => referenceForward(config, weights, tokens, rule);
+  return (tokens: number[]) => (online ? onlineRotatedForward(config, weights, tokens, rule) : referenceForward(config, weights, tokens, rule));
+}
+
+/**
+ * referenceForward for residual_rotation "online" (the engine rotates the
+ * embedding output by T and the final residual back by Tᵀ before norm_f),
+ * computed as the equivalent folded model: embedding rows rotated, head rows
+ * T(w ∘ γ_f) with a unit final norm (RMSNorm commutes with the rotation:
+ * W·diag(γ)·rmsnorm(Tᵀ r) = (W·diag(γ)·Qᵀ)·rmsnorm(r)).
+ */
+function onlineRotatedForward(config: MambaConfig, weights: ReferenceWeights, tokens: number[], rule: (name: string) => RoundMode) {
+  const d = config.dModel, V = config.vocabSize;
+  const emb = weights.get('backbone.embeddings.weight')!;
+  const rotEmb = Float64Array.from(emb);
+  hadamardRows(rotEmb, V, d);
+  const gamma = weights.get('backbone.norm_f.weight')!;
+  const head = Float64Array.from(weights.get('lm_head.weight') ?? emb);
+  for (let v = 0; v < V; v++) for (let k = 0; k < d; k++) head[v * d + k] *= gamma[k];
+  hadamardRows(head, V, d);
+  const w2: ReferenceWeights = new Map(weights);
+  w2.set('backbone.embeddings.weight', rotEmb);
+  w2.set('lm_head.weight', head);
+  w2.set('backbone.norm_f.weight', new Float64Array(d).fill(1));
+  return referenceForward({ ...config, tieEmbeddings: false }, w2, tokens, rule);
 }
 
 // A rounding flip (an input within float32 noise of a quantization boundary
