@@ -52,8 +52,8 @@ export interface RandomCheckpointOptions {
   /**
    * Outlier channels, as trained LLMs have them (the case activation quantization
    * struggles with): these channel indices of every block's input norm weight (the
-   * in_proj input) and of the inner stream (Mamba-1: their conv1d rows, Mamba-2: their
-   * gated-norm weight; the out_proj input) are multiplied by `scale`.
+   * in_proj input) and of the inner stream (Mamba-1: their skip weight D, Mamba-2:
+   * their gated-norm weight; the out_proj input) are multiplied by `scale`.
    */
   outliers?: { channels: number[]; scale: number };
 }
@@ -240,9 +240,7 @@ export function writeRandomCheckpoint(dir: string, opts: RandomCheckpointOptions
         if (c < 0 || c >= d) throw new Error('writeRandomCheckpoint: outlier channel out of range');
         byName.get(`${p}norm.weight`)![c] *= scale;
         if (arch === 'mamba') {
-          for (let k = 0; k < dConv; k++) byName.get(`${m}conv1d.weight`)![c * dConv + k] *= scale;
-          const cb = byName.get(`${m}conv1d.bias`);
-          if (cb) cb[c] *= scale;
+          byName.get(`${m}D`)![c] *= scale;
         } else {
           byName.get(`${m}norm.weight`)![c] *= scale;
         }
