@@ -24,7 +24,7 @@ struct O {
   static constexpr int FW = 16;
   static constexpr int32_t kI8Offset = 128;
   static constexpr int kRowsI8 = 4, kInRowsI8 = 4, kRowsI4 = 4, kInRowsI4 = 2, kRowsF = 4, kInRowsF = 2;
-  static void prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+  static void prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T1); }
   static A azero() { return _mm512_setzero_si512(); }
   static F fzero() { return _mm512_setzero_ps(); }
   static I load_i8(const int8_t* p) { return _mm512_loadu_si512((const void*)p); }

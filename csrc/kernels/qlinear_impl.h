@@ -30,10 +30,17 @@ namespace NM_QLINEAR_NS {
 namespace {
 
 constexpr int64_t kChunk = 64;
-// Weight rows prefetched ahead of the tile being read: the rows are short
-// (K bytes, or K / 2), so a tile ends before the hardware prefetcher has
-// picked up its streams; two tiles ahead covers the memory latency.
-constexpr int64_t kPrefetchTiles = 2;
+// Weight rows are prefetched (into L2) about kPrefetchBytes ahead of the
+// tile being read: the rows are short (K bytes, or K / 2), so a tile ends
+// before the hardware prefetcher has picked up its streams. Distances are in
+// bench/NOTES.md.
+constexpr int64_t kPrefetchBytes = 8192;
+// Offset (bytes) from a tile's first row to the rows prefetched meanwhile:
+// whole rows, at least one tile of R rows ahead.
+inline int64_t prefetch_offset(int64_t R, int64_t row_bytes) {
+  const int64_t rows = (kPrefetchBytes + row_bytes - 1) / (row_bytes > 0 ? row_bytes : 1);
+  return (rows > R ? rows : R) * row_bytes;
+}
 
 inline float bias_at(const QLinearArgs& a, int64_t n) {
   if (!a.bias) return 0.0f;
@@ -52,7 +59,7 @@ void tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   const int8_t* w0 = static_cast<const int8_t*>(a.w) + n * a.w_stride;
   const int8_t* x0 = in.q + m0 * in.Kp;
   const int64_t full = a.K / kChunk;
-  const int8_t* pf = w0 + kPrefetchTiles * R * a.w_stride;
+  const int8_t* pf = w0 + prefetch_offset(R, a.w_stride);
   for (int64_t c = 0; c < full; ++c) {
     typename O::I x[MB];
     for (int m = 0; m < MB; ++m) x[m] = O::load_i8(x0 + m * in.Kp + c * kChunk);
@@ -100,6 +107,7 @@ void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
   const int8_t* x0 = in.q + m0 * in.Kp;
   const float* s0 = a.w_scales + n * G;
+  const int64_t pf_off = prefetch_offset(R, a.w_stride);
   const int32_t* gs0 = in.gsum + m0 * G;
   for (int64_t g = 0; g < G; ++g) {
     typename O::A acc[R][MB];
@@ -107,7 +115,7 @@ void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
       for (int m = 0; m < MB; ++m) acc[r][m] = O::sub_lane0(O::azero(), 8 * gs0[m * G + g]);
     const int64_t c1 = (g + 1) * 2 < chunks ? (g + 1) * 2 : chunks;
     // a group's two chunks are one 64-byte line of each row
-    for (int r = 0; r < R; ++r) O::prefetch(w0 + (kPrefetchTiles * R + r) * a.w_stride + g * kChunk);
+    for (int r = 0; r < R; ++r) O::prefetch(w0 + pf_off + r * a.w_stride + g * kChunk);
     for (int64_t c = g * 2; c < c1; ++c) {
       typename O::I x[MB];
       for (int m = 0; m < MB; ++m) x[m] = O::load_i8(x0 + m * in.Kp + c * kChunk);
@@ -142,9 +150,10 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   const int64_t chunks = in.Kp / kChunk, G = in.groups;
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
   const float* x0 = in.xf + m0 * in.Kp;
+  const int64_t pf_off = prefetch_offset(R, a.w_stride);
   for (int64_t c = 0; c < chunks; ++c) {
     if (c % 2 == 0)
-      for (int r = 0; r < R; ++r) O::prefetch(w0 + (kPrefetchTiles * R + r) * a.w_stride + c * (kChunk / 2));
+      for (int r = 0; r < R; ++r) O::prefetch(w0 + pf_off + r * a.w_stride + c * (kChunk / 2));
     for (int r = 0; r < R; ++r) {
       typename O::F wv[kF];
       O::u4_to_f(w0 + r * a.w_stride + c * (kChunk / 2), wv);
