@@ -10,7 +10,8 @@
 //   sub_lane0(acc, v)   acc with v subtracted from one lane (exact)
 //   hsum(acc)           Σ lanes (int32, exact)
 //   fma_cvt(f, acc, s)  f + float(acc)·s, lanewise
-//   u4_to_f(p, out)     the 64 values (nibble - 8) of a chunk as 64 / FW F's
+//   u4_table(s)         T: what u4_to_f needs to produce s·(nibble - 8)
+//   u4_to_f(p, t, out)  the 64 values s·(nibble - 8) of a chunk as 64 / FW F's
 //   F ops: fzero, fload(p), fset1, fmul, fmadd(a, b, c) = a·b + c, hsumf
 //   prefetch(p)         a hint to load the line at p (any address: never faults)
 //   tile shapes (weight rows x input rows) per scheme, sized so that the
@@ -139,8 +140,9 @@ void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   }
 }
 
-// W4A16: the nibbles (q = nibble - 8) widened to float and multiplied by
-// their group's scale, then dotted with x in float lanes.
+// W4A16: the nibbles widened to float already multiplied by their group's
+// scale (O::u4_table: s·(j - 8) for each nibble value j), then dotted with x
+// in float lanes.
 template <int R, int MB>
 void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   constexpr int kF = (int)(kChunk / O::FW);
@@ -151,17 +153,21 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
   const float* x0 = in.xf + m0 * in.Kp;
   const int64_t pf_off = prefetch_offset(R, a.w_stride);
-  for (int64_t c = 0; c < chunks; ++c) {
-    if (c % 2 == 0)
-      for (int r = 0; r < R; ++r) O::prefetch(w0 + pf_off + r * a.w_stride + c * (kChunk / 2));
+  for (int64_t g = 0; g < G; ++g) {
+    typename O::T table[R];
     for (int r = 0; r < R; ++r) {
-      typename O::F wv[kF];
-      O::u4_to_f(w0 + r * a.w_stride + c * (kChunk / 2), wv);
-      const typename O::F s = O::fset1(a.w_scales[(n + r) * G + c / 2]);
-      for (int j = 0; j < kF; ++j) wv[j] = O::fmul(wv[j], s);
-      for (int m = 0; m < MB; ++m) {
-        const float* xr = x0 + m * in.Kp + c * kChunk;
-        for (int j = 0; j < kF; ++j) f[r][m] = O::fmadd(wv[j], O::fload(xr + j * O::FW), f[r][m]);
+      table[r] = O::u4_table(a.w_scales[(n + r) * G + g]);
+      O::prefetch(w0 + pf_off + r * a.w_stride + g * kChunk);
+    }
+    const int64_t c1 = (g + 1) * 2 < chunks ? (g + 1) * 2 : chunks;
+    for (int64_t c = g * 2; c < c1; ++c) {
+      for (int r = 0; r < R; ++r) {
+        typename O::F wv[kF];
+        O::u4_to_f(w0 + r * a.w_stride + c * (kChunk / 2), table[r], wv);
+        for (int m = 0; m < MB; ++m) {
+          const float* xr = x0 + m * in.Kp + c * kChunk;
+          for (int j = 0; j < kF; ++j) f[r][m] = O::fmadd(wv[j], O::fload(xr + j * O::FW), f[r][m]);
+        }
       }
     }
   }

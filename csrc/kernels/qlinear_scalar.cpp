@@ -33,8 +33,10 @@ struct O {
   static A sub_lane0(A acc, int32_t v) { return acc - v; }
   static int32_t hsum(A acc) { return acc; }
   static F fma_cvt(F f, A acc, float s) { return std::fma((float)acc, s, f); }
-  static void u4_to_f(const uint8_t* p, F* out) {
-    for (int j = 0; j < 32; ++j) { out[j] = (float)((p[j] & 0x0f) - 8); out[j + 32] = (float)((p[j] >> 4) - 8); }
+  using T = float;
+  static T u4_table(float s) { return s; }
+  static void u4_to_f(const uint8_t* p, T s, F* out) {
+    for (int j = 0; j < 32; ++j) { out[j] = s * (float)((p[j] & 0x0f) - 8); out[j + 32] = s * (float)((p[j] >> 4) - 8); }
   }
   static F fload(const float* p) { return *p; }
   static F fmul(F a, F b) { return a * b; }

@@ -43,12 +43,18 @@ struct O {
   static A sub_lane0(A acc, int32_t v) { return _mm512_sub_epi32(acc, _mm512_zextsi128_si512(_mm_cvtsi32_si128(v))); }
   static int32_t hsum(A acc) { return _mm512_reduce_add_epi32(acc); }
   static F fma_cvt(F f, A acc, float s) { return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(s), f); }
-  static void u4_to_f(const uint8_t* p, F* out) {
-    const __m512i q = _mm512_sub_epi8(load_u4(p), _mm512_set1_epi8(8));
-    out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(q)));
-    out[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 1)));
-    out[2] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 2)));
-    out[3] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 3)));
+  // The 16 values s·(j - 8) in one register; a nibble selects its lane.
+  using T = __m512;
+  static T u4_table(float s) {
+    return _mm512_mul_ps(_mm512_set1_ps(s), _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static void u4_to_f(const uint8_t* p, const T& t, F* out) {
+    const __m256i b = _mm256_loadu_si256((const __m256i*)p), m = _mm256_set1_epi8(0x0f);
+    const __m256i lo = _mm256_and_si256(b, m), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m);
+    out[0] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(lo)), t);
+    out[1] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(lo, 1)), t);
+    out[2] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(hi)), t);
+    out[3] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1)), t);
   }
   static F fload(const float* p) { return _mm512_loadu_ps(p); }
   static F fmul(F a, F b) { return _mm512_mul_ps(a, b); }
@@ -108,15 +114,17 @@ struct O {
     return _mm_cvtsi128_si32(s);
   }
   static F fma_cvt(F f, A acc, float s) { return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(s), f); }
-  static void u4_to_f(const uint8_t* p, F* out) {
+  using T = __m256;  // the group scale, broadcast
+  static T u4_table(float s) { return _mm256_set1_ps(s); }
+  static void u4_to_f(const uint8_t* p, const T& s, F* out) {
     const I u = load_u4(p);
     const __m256i e8 = _mm256_set1_epi8(8);
     const __m256i lo = _mm256_sub_epi8(u.lo, e8), hi = _mm256_sub_epi8(u.hi, e8);
     const __m128i parts[4] = {_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1),
                               _mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1)};
     for (int j = 0; j < 4; ++j) {
-      out[2 * j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[j]));
-      out[2 * j + 1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(parts[j], 8)));
+      out[2 * j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[j])), s);
+      out[2 * j + 1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(parts[j], 8))), s);
     }
   }
   static F fload(const float* p) { return _mm256_loadu_ps(p); }
