@@ -411,7 +411,9 @@ async function main() {
         const bw = nmd && Number.isFinite(nmd.medianBandwidthGBps) ? nmd.medianBandwidthGBps : bwStart.bestGBps;
         m.limits[p] = { weightBytes, bandwidthGBps: bw, tokensPerSecond: (bw * 1e9) / weightBytes };
         const state = nm && !nm.error ? nm.stateBytesPerSequence : 0;
-        m.memoryReference[p] = weightBytes + o.plan.batch.n * state;
+        // Memory holds every weight (the untied embedding too), not only the bytes a step reads.
+        const allWeights = nm && !nm.error && Number.isFinite(nm.weightBytes) ? nm.weightBytes : weightBytes;
+        m.memoryReference[p] = allWeights + o.plan.batch.n * state;
       }
     }
     if (Object.keys(m.errors).length === 0) delete m.errors;
