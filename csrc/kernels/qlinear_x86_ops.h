@@ -4,7 +4,9 @@
 //   I8 x I8: |x| times w with x's sign moved onto it; |x|, |w| <= 127, so a
 //            pair sums to at most 2·127·127 = 32258 < 2^15: no saturation.
 //   U4 x I8: nibble (0..15) times x: a pair is at most 2·15·127.
-// Included by qlinear_avx2.cpp and qlinear_avx512.cpp with their flags.
+// Included by qlinear_avx2.cpp and qlinear_avx512.cpp with their flags; the
+// avx512vnni unit (qlinear_avx512vnni.cpp) derives from the 512-bit ops and
+// replaces the two dot products.
 #pragma once
 #include <immintrin.h>
 
@@ -15,7 +17,7 @@ namespace NM_QLINEAR_NS {
 namespace {
 
 #if defined(NM_QLINEAR_512)
-struct O {
+struct Ops512 {
   using I = __m512i;
   using A = __m512i;
   using F = __m512;
@@ -76,6 +78,9 @@ struct O {
     return nan != 0;
   }
 };
+#if !defined(NM_QLINEAR_VNNI)
+struct O : Ops512 {};
+#endif
 #else
 struct O {
   struct I { __m256i lo, hi; };

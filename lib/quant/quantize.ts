@@ -37,7 +37,7 @@ import { quantizeI4, quantizeI8, type QuantizedWeight } from './formats';
 import { isHadamardSize } from './hadamard';
 import { hfConfigJson } from './hf_config';
 import { rotateModel, type FloatTensor } from './rotate';
-import { readFloatTensor } from './tensor_io';
+import { readFloatTensor } from '../loaders/tensor_data';
 
 export type QuantizeStage = 'read' | 'rotate' | 'calibrate' | 'quantize' | 'write';
 

@@ -126,23 +126,46 @@ export function isaSkipNote(detected: kernels.Isa = kernels.runtimeInfo().detect
 
 let skipNoted = false;
 
+/** The levels to run, after the once-per-file TAP comment naming those the CPU lacks. */
+function levelsToRun(): kernels.Isa[] {
+  const note = skipNoted ? null : isaSkipNote();
+  if (note) {
+    tap.comment(note);
+    skipNoted = true;
+  }
+  return availableIsas();
+}
+
+/** Forces `isa`, checking that the addon took it. */
+function forceIsa(isa: kernels.Isa): void {
+  const active = kernels.setIsa(isa);
+  if (active !== isa) throw new Error(`setIsa(${isa}) gave ${active}`);
+}
+
 /**
  * Runs fn once per available level (forced with setIsa), then restores the
  * top level. Levels the CPU lacks are skipped, with a TAP comment (once per
  * test file) that names them.
  */
 export function forEachIsa(fn: (isa: kernels.Isa) => void): void {
-  const isas = availableIsas();
-  const note = skipNoted ? null : isaSkipNote();
-  if (note) {
-    tap.comment(note);
-    skipNoted = true;
-  }
+  const isas = levelsToRun();
   try {
     for (const isa of isas) {
-      const active = kernels.setIsa(isa);
-      if (active !== isa) throw new Error(`setIsa(${isa}) gave ${active}`);
+      forceIsa(isa);
       fn(isa);
+    }
+  } finally {
+    kernels.setIsa(isas[isas.length - 1]);
+  }
+}
+
+/** forEachIsa for async bodies: one level at a time, then restores the top level. */
+export async function forEachIsaAsync(fn: (isa: kernels.Isa) => Promise<void>): Promise<void> {
+  const isas = levelsToRun();
+  try {
+    for (const isa of isas) {
+      forceIsa(isa);
+      await fn(isa);
     }
   } finally {
     kernels.setIsa(isas[isas.length - 1]);
@@ -190,21 +213,3 @@ export function assertRoundedClose(
     `${msg}: ${w.off} of ${w.rows} token rows past the tight tolerance (worst ${w.worstTight.toPrecision(3)}; at most ${tol.maxOffFraction} of rows), worst err/loose tol ${w.worstLoose.toPrecision(3)}`);
 }
 
-/** forEachIsa for async bodies: one level at a time, then restores the top level. */
-export async function forEachIsaAsync(fn: (isa: kernels.Isa) => Promise<void>): Promise<void> {
-  const isas = availableIsas();
-  const note = skipNoted ? null : isaSkipNote();
-  if (note) {
-    tap.comment(note);
-    skipNoted = true;
-  }
-  try {
-    for (const isa of isas) {
-      const active = kernels.setIsa(isa);
-      if (active !== isa) throw new Error(`setIsa(${isa}) gave ${active}`);
-      await fn(isa);
-    }
-  } finally {
-    kernels.setIsa(isas[isas.length - 1]);
-  }
-}
