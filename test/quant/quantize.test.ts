@@ -8,7 +8,8 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { kernels, loadModel, quantize, QuantizeError, ModelLoadError } from '../../lib';
+import { exportGguf, kernels, loadModel, quantize, QuantizeError, ModelLoadError } from '../../lib';
+import { writeTinyTokenizer } from '../helpers/gguf_fixtures';
 import { readSafetensorsHeader } from '../../lib/loaders/safetensors';
 import { dequantize, roundHalfEven, type QuantizedWeight } from '../../lib/quant/formats';
 import { hadamardRows } from '../../lib/quant/hadamard';
@@ -329,4 +330,27 @@ t.test('an abort leaves nothing behind; an existing output is replaced whole', a
   t.equal(m.config.quantization?.scheme, 'w4a16');
   m.dispose();
   t.ok(kernels.runtimeInfo().isa === availableIsas()[availableIsas().length - 1]);
+});
+
+t.test('a float GGUF file quantizes like its checkpoint directory', async (t) => {
+  const dir = path.join(root, 'gguf-src');
+  fs.mkdirSync(dir, { recursive: true });
+  writeTinyTokenizer(dir); // 263 tokens
+  writeRandomCheckpoint(dir, { arch: 'mamba2', dModel: 64, nLayer: 2, vocabSize: 300, dtype: 'f32', tied: true, dialect: 'hf', seed: 8, dState: 16, headdim: 16, ngroups: 2 });
+  const ck = { dir };
+  const gguf = path.join(root, 'gguf-src.f32.gguf');
+  await exportGguf(ck.dir, gguf, { type: 'f32' });
+  const fromDir = path.join(root, 'gguf-q-dir'), fromGguf = path.join(root, 'gguf-q-gguf');
+  await quantize({ model: ck.dir, output: fromDir, scheme: 'w4a8', calibration: CALIB });
+  await quantize({ model: gguf, output: fromGguf, scheme: 'w4a8', calibration: CALIB });
+  const a = await loadModel(fromDir), b = await loadModel(fromGguf);
+  const tokens = tokensOf(24, 3);
+  const x = await a.forward(tokens), y = await b.forward(tokens);
+  let worst = 0, scale = 0;
+  for (let i = 0; i < x.length; i++) { worst = Math.max(worst, Math.abs(x[i] - y[i])); scale = Math.max(scale, Math.abs(x[i])); }
+  // The GGUF stores A = -exp(A_log); the quantizer takes log(-A) back (float32 round trips), so the two differ by rounding only.
+  t.ok(worst <= 1e-3 * scale, `logits agree (max diff ${worst.toExponential(2)} of ${scale.toFixed(2)})`);
+  t.ok(fs.existsSync(path.join(fromGguf, 'tokenizer.json')), 'the GGUF tokenizer is written as tokenizer.json');
+  a.dispose();
+  b.dispose();
 });
