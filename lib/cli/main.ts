@@ -1,19 +1,17 @@
 #!/usr/bin/env node
 // node-mamba command line: generate, info, logits, eval, demo. Uses only the public API.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { evaluate, loadModel, quantize, type EvaluateResult, type GenerateOptions, type MambaModel, type QuantRecipe, type QuantScheme } from '../index';
 import { progressReporter } from './progress';
 import { booleanFlag, numberFlag, parseArgs, stringFlag, UsageError, type ParsedArgs } from './args';
-import { writeRandomCheckpoint } from '../testing/random_checkpoint';
 
 const USAGE = `usage: node-mamba <command> [options]
 
 commands:
   demo     [--model DIR] [--prompt TEXT] [--max-tokens N]
-           with no --model: writes a small RANDOM-WEIGHT checkpoint, loads it and streams
-           tokens (its text is noise); with --model: runs that checkpoint. Prints tokens/s.
+           with no --model: streams text from the small byte-level model the package ships
+           (trained on Tiny Shakespeare); with --model: runs that checkpoint. Prints tokens/s.
   generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
            [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]
            streams the continuation to stdout; timing to stderr
@@ -85,31 +83,28 @@ async function stream(model: MambaModel, prompt: string, opts: GenerateOptions, 
   process.stderr.write(`\n[node-mamba] ${n} tokens; first token after ${(first - t0).toFixed(0)} ms; decode ${decodeRate} tokens/s\n`);
 }
 
+/** The small trained model the package ships for the demo (assets/models). */
+const DEMO_MODEL = path.join(__dirname, '..', '..', 'assets', 'models', 'tiny-shakespeare-mamba');
+
 async function demo(p: ParsedArgs): Promise<void> {
   let dir = stringFlag(p, 'model');
-  let scratch: string | undefined;
+  const shipped = dir === undefined;
   if (dir === undefined) {
-    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-demo-'));
-    dir = scratch;
+    dir = DEMO_MODEL;
     process.stderr.write(
-      '[node-mamba] No --model given, and no weights can be downloaded here: writing a small checkpoint with\n' +
-        '[node-mamba] RANDOM WEIGHTS (Mamba-1, d_model 256, 8 layers, GPT-NeoX vocabulary) in the Hugging Face layout\n' +
-        `[node-mamba] to ${dir}. Its output is noise; point --model at a real checkpoint (e.g. a local mamba-130m-hf) for text.\n`,
+      '[node-mamba] No --model given, and no weights can be downloaded here: running the small model the package ships\n' +
+        `[node-mamba] (${dir}: a byte-level Mamba, 0.5M parameters, trained on Tiny Shakespeare by scripts/train_byte_mamba.py).\n` +
+        '[node-mamba] Point --model at a real checkpoint (e.g. a local mamba-130m-hf) for more.\n',
     );
-    writeRandomCheckpoint(dir, { arch: 'mamba', dModel: 256, nLayer: 8, vocabSize: 50277, padVocabMultiple: 8, dtype: 'f32', tied: false, dialect: 'hf', seed: 1 });
   }
-  try {
-    const t0 = performance.now();
-    const model = await open(p, dir);
-    const c = model.config;
-    process.stderr.write(`[node-mamba] loaded ${c.arch} (d_model ${c.dModel}, ${c.nLayer} layers, vocab ${c.vocabSize}) in ${(performance.now() - t0).toFixed(0)} ms\n`);
-    const prompt = stringFlag(p, 'prompt') ?? 'The state space model';
-    process.stdout.write(prompt);
-    await stream(model, prompt, { maxTokens: 64, temperature: 0.8, seed: 1, ...generateOptions(p) }, process.stdout);
-    model.dispose();
-  } finally {
-    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
-  }
+  const t0 = performance.now();
+  const model = await open(p, dir);
+  const c = model.config;
+  process.stderr.write(`[node-mamba] loaded ${c.arch} (d_model ${c.dModel}, ${c.nLayer} layers, vocab ${c.vocabSize}) in ${(performance.now() - t0).toFixed(0)} ms\n`);
+  const prompt = stringFlag(p, 'prompt') ?? (shipped ? 'ROMEO:\n' : 'The state space model');
+  process.stdout.write(prompt);
+  await stream(model, prompt, { maxTokens: shipped ? 300 : 64, temperature: 0.8, seed: 1, ...generateOptions(p) }, process.stdout);
+  model.dispose();
 }
 
 async function generateCmd(p: ParsedArgs): Promise<void> {
