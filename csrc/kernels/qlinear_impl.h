@@ -4,7 +4,8 @@
 //   I           64 int8 lanes (a chunk of 64 elements along K)
 //   A           int32 accumulator lanes;  F  float32 lanes, FW of them
 //   load_i8(p)  64 int8 at p;   load_u4(p)  the 64 nibbles (0..15) of an I4
-//               chunk of 32 bytes at p, in element order
+//               chunk of 32 bytes at p, in element order; store_u4(p, out)
+//               writes them as 64 bytes to out
 //   dot_i8(acc, w, x)   acc + Σ (w + kI8Offset)·x over groups of lanes
 //   dot_u4(acc, u, x)   acc + Σ u·x (u unsigned 0..15)
 //   sub_lane0(acc, v)   acc with v subtracted from one lane (exact)
@@ -22,6 +23,7 @@
 // must not define weak symbols (scripts/check-isa-symbols.sh).
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/qlinear.h"
 #include "kernels/qlinear_input.h"
@@ -99,29 +101,35 @@ void tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
 // W4A8: per group of 128 (two chunks) an exact int32 sum, corrected for the
 // +8 nibble offset (8·Σ q_x over the group, subtracted in one lane), then
 // scaled by the group's weight scale into float lanes.
-template <int R, int MB>
-void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
+//
+// Unpacked: the weights were widened beforehand to one byte per nibble
+// (0..15, rows of Kp bytes at w0, `ws` apart: unpack_u4_rows), as the
+// prefill and batched paths do once per block of rows instead of once per
+// tile of input rows.
+template <int R, int MB, bool Unpacked = false>
+void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, const uint8_t* w0, int64_t ws) {
   typename O::F f[R][MB];
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < MB; ++m) f[r][m] = O::fzero();
   const int64_t chunks = in.Kp / kChunk, G = in.groups;
-  const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
   const int8_t* x0 = in.q + m0 * in.Kp;
   const float* s0 = a.w_scales + n * G;
-  const int64_t pf_off = prefetch_offset(R, a.w_stride);
+  const int64_t pf_off = prefetch_offset(R, ws);
   const int32_t* gs0 = in.gsum + m0 * G;
   for (int64_t g = 0; g < G; ++g) {
     typename O::A acc[R][MB];
     for (int r = 0; r < R; ++r)
       for (int m = 0; m < MB; ++m) acc[r][m] = O::sub_lane0(O::azero(), 8 * gs0[m * G + g]);
     const int64_t c1 = (g + 1) * 2 < chunks ? (g + 1) * 2 : chunks;
-    // a group's two chunks are one 64-byte line of each row
-    for (int r = 0; r < R; ++r) O::prefetch(w0 + pf_off + r * a.w_stride + g * kChunk);
+    // a group's two chunks are one 64-byte line of each packed row
+    if (!Unpacked)
+      for (int r = 0; r < R; ++r) O::prefetch(w0 + pf_off + r * ws + g * kChunk);
     for (int64_t c = g * 2; c < c1; ++c) {
       typename O::I x[MB];
       for (int m = 0; m < MB; ++m) x[m] = O::load_i8(x0 + m * in.Kp + c * kChunk);
       for (int r = 0; r < R; ++r) {
-        const typename O::I u = O::load_u4(w0 + r * a.w_stride + c * (kChunk / 2));
+        const typename O::I u = Unpacked ? O::load_i8(reinterpret_cast<const int8_t*>(w0 + r * ws + c * kChunk))
+                                         : O::load_u4(w0 + r * ws + c * (kChunk / 2));
         for (int m = 0; m < MB; ++m) acc[r][m] = O::dot_u4(acc[r][m], u, x[m]);
       }
     }
@@ -177,12 +185,24 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   }
 }
 
+// Rows [n0, n1) of an I4 weight widened to one byte per nibble (0..15), rows
+// of Kp bytes in out (nibbles past the row's chunks: 8, i.e. q = 0).
+inline void unpack_u4_rows(const QLinearArgs& a, int64_t Kp, int64_t n0, int64_t n1, uint8_t* out) {
+  const int64_t chunks = (a.K + kChunk - 1) / kChunk;
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* src = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+    uint8_t* dst = out + (n - n0) * Kp;
+    for (int64_t c = 0; c < chunks; ++c) O::store_u4(src + c * (kChunk / 2), dst + c * kChunk);
+    std::memset(dst + chunks * kChunk, 8, (size_t)(Kp - chunks * kChunk));
+  }
+}
+
 enum class Scheme { W8A8, W4A8, W4A16 };
 
 template <Scheme S, int R, int MB>
 inline void tile(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   if constexpr (S == Scheme::W8A8) tile_w8a8<R, MB>(a, in, n, m0);
-  else if constexpr (S == Scheme::W4A8) tile_w4a8<R, MB>(a, in, n, m0);
+  else if constexpr (S == Scheme::W4A8) tile_w4a8<R, MB>(a, in, n, m0, static_cast<const uint8_t*>(a.w) + n * a.w_stride, a.w_stride);
   else tile_w4a16<R, MB>(a, in, n, m0);
 }
 
@@ -193,6 +213,37 @@ void rows_mb(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, int
   int64_t n = n0;
   for (; n + R <= n1; n += R) tile<S, R, MB>(a, in, n, m0);
   for (; n < n1; ++n) tile<S, 1, MB>(a, in, n, m0);
+}
+
+// W4A8 with more input rows than one tile takes: each block of weight rows
+// is unpacked once, and every tile of input rows reads the bytes.
+template <int MB>
+void rows_mb_unpacked(const QLinearArgs& a, const QInput& in, int64_t b0, int64_t b1, int64_t m0, const uint8_t* ub) {
+  constexpr int R = O::kRowsI4;
+  int64_t n = b0;
+  for (; n + R <= b1; n += R) tile_w4a8<R, MB, true>(a, in, n, m0, ub + (n - b0) * in.Kp, in.Kp);
+  for (; n < b1; ++n) tile_w4a8<1, MB, true>(a, in, n, m0, ub + (n - b0) * in.Kp, in.Kp);
+}
+
+void rows_all_m_w4a8_unpacked(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  constexpr int MB = O::kInRowsI4;
+  const int64_t block = 32;
+  thread_local std::vector<uint8_t> buf;
+  if ((int64_t)buf.size() < block * in.Kp + 64) buf.resize((size_t)(block * in.Kp + 64));
+  uint8_t* ub = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) / 64 * 64);
+  for (int64_t b0 = n0; b0 < n1; b0 += block) {
+    const int64_t b1 = b0 + block < n1 ? b0 + block : n1;
+    unpack_u4_rows(a, in.Kp, b0, b1, ub);
+    int64_t m0 = 0;
+    for (; m0 + MB <= a.M; m0 += MB) rows_mb_unpacked<MB>(a, in, b0, b1, m0, ub);
+    if constexpr (MB > 3) {
+      if (a.M - m0 == 3) { rows_mb_unpacked<3>(a, in, b0, b1, m0, ub); continue; }
+    }
+    if constexpr (MB > 2) {
+      if (a.M - m0 == 2) { rows_mb_unpacked<2>(a, in, b0, b1, m0, ub); continue; }
+    }
+    for (int64_t m = m0; m < a.M; ++m) rows_mb_unpacked<1>(a, in, b0, b1, m, ub);
+  }
 }
 
 template <Scheme S>
@@ -230,6 +281,7 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
 // Weight rows [n0, n1) for all M input rows.
 void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
   if (a.w_dtype == DType::I8) rows_all_m<Scheme::W8A8>(a, in, n0, n1);
+  else if (in.q && a.M > O::kInRowsI4) rows_all_m_w4a8_unpacked(a, in, n0, n1);
   else if (in.q) rows_all_m<Scheme::W4A8>(a, in, n0, n1);
   else rows_all_m<Scheme::W4A16>(a, in, n0, n1);
 }

@@ -25,6 +25,7 @@ struct O {
     for (int j = 0; j < 32; ++j) { r.v[j] = (int8_t)(p[j] & 0x0f); r.v[j + 32] = (int8_t)(p[j] >> 4); }
     return r;
   }
+  static void store_u4(const uint8_t* p, uint8_t* out) { std::memcpy(out, load_u4(p).v, 64); }
   static A dot_i8(A acc, const I& w, const I& x) {
     for (int j = 0; j < 64; ++j) acc += (int32_t)w.v[j] * (int32_t)x.v[j];
     return acc;

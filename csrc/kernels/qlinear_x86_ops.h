@@ -33,6 +33,7 @@ struct Ops512 {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(b, m)),
                               _mm256_and_si256(_mm256_srli_epi16(b, 4), m), 1);
   }
+  static void store_u4(const uint8_t* p, uint8_t* out) { _mm512_storeu_si512((void*)out, load_u4(p)); }
   static A dot_i8(A acc, I w, I x) {
     const __mmask64 neg = _mm512_movepi8_mask(x);
     const __m512i sw = _mm512_mask_sub_epi8(w, neg, _mm512_setzero_si512(), w);
@@ -98,6 +99,11 @@ struct O {
   static I load_u4(const uint8_t* p) {
     const __m256i b = _mm256_loadu_si256((const __m256i*)p), m = _mm256_set1_epi8(0x0f);
     return {_mm256_and_si256(b, m), _mm256_and_si256(_mm256_srli_epi16(b, 4), m)};
+  }
+  static void store_u4(const uint8_t* p, uint8_t* out) {
+    const I u = load_u4(p);
+    _mm256_storeu_si256((__m256i*)out, u.lo);
+    _mm256_storeu_si256((__m256i*)(out + 32), u.hi);
   }
   static __m256i dot32(__m256i w, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x)),
