@@ -13,7 +13,7 @@
 //   fma_cvt(f, acc, s)  f + float(acc)·s, lanewise
 //   u4_table(s)         T: what u4_to_f needs to produce s·(nibble - 8)
 //   u4_to_f(p, t, out)  the 64 values s·(nibble - 8) of a chunk as 64 / FW F's
-//   F ops: fzero, fload(p), fset1, fmul, fmadd(a, b, c) = a·b + c, hsumf
+//   F ops: fzero, fload(p), fstore(p, f), fset1, fmul, fmadd(a, b, c) = a·b + c, hsumf
 //   prefetch(p)         a hint to load the line at p (any address: never faults)
 //   tile shapes (weight rows x input rows) per scheme, sized so that the
 //   accumulators fit the level's registers: kRowsI8 x kInRowsI8 (W8A8),
@@ -151,27 +151,35 @@ void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, co
 // W4A16: the nibbles widened to float already multiplied by their group's
 // scale (O::u4_table: s·(j - 8) for each nibble value j), then dotted with x
 // in float lanes.
-template <int R, int MB>
-void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
+//
+// Unpacked: the weights were widened beforehand to float32 s·q (rows of Kp
+// floats at w0, `ws` bytes apart: unpack_f_rows), once per block of rows.
+template <int R, int MB, bool Unpacked = false>
+void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, const uint8_t* w0, int64_t ws) {
   constexpr int kF = (int)(kChunk / O::FW);
   typename O::F f[R][MB];
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < MB; ++m) f[r][m] = O::fzero();
   const int64_t chunks = in.Kp / kChunk, G = in.groups;
-  const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
   const float* x0 = in.xf + m0 * in.Kp;
-  const int64_t pf_off = prefetch_offset(R, a.w_stride);
+  const int64_t pf_off = prefetch_offset(R, ws);
   for (int64_t g = 0; g < G; ++g) {
     typename O::T table[R];
     for (int r = 0; r < R; ++r) {
+      if (Unpacked) continue;
       table[r] = O::u4_table(a.w_scales[(n + r) * G + g]);
-      O::prefetch(w0 + pf_off + r * a.w_stride + g * kChunk);
+      O::prefetch(w0 + pf_off + r * ws + g * kChunk);
     }
     const int64_t c1 = (g + 1) * 2 < chunks ? (g + 1) * 2 : chunks;
     for (int64_t c = g * 2; c < c1; ++c) {
       for (int r = 0; r < R; ++r) {
         typename O::F wv[kF];
-        O::u4_to_f(w0 + r * a.w_stride + c * (kChunk / 2), table[r], wv);
+        if (Unpacked) {
+          const float* wf = reinterpret_cast<const float*>(w0 + r * ws) + c * kChunk;
+          for (int j = 0; j < kF; ++j) wv[j] = O::fload(wf + j * O::FW);
+        } else {
+          O::u4_to_f(w0 + r * ws + c * (kChunk / 2), table[r], wv);
+        }
         for (int m = 0; m < MB; ++m) {
           const float* xr = x0 + m * in.Kp + c * kChunk;
           for (int j = 0; j < kF; ++j) f[r][m] = O::fmadd(wv[j], O::fload(xr + j * O::FW), f[r][m]);
@@ -182,6 +190,22 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   for (int r = 0; r < R; ++r) {
     const float b = bias_at(a, n + r);
     for (int m = 0; m < MB; ++m) a.y[(m0 + m) * a.y_stride + n + r] = O::hsumf(f[r][m]) + b;
+  }
+}
+
+// Rows [n0, n1) of an I4 weight widened to float32 s·q, rows of Kp floats.
+inline void unpack_f_rows(const QLinearArgs& a, int64_t Kp, int64_t G, int64_t n0, int64_t n1, float* out) {
+  constexpr int kF = (int)(kChunk / O::FW);
+  const int64_t chunks = Kp / kChunk;
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* src = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+    float* dst = out + (n - n0) * Kp;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const typename O::T t = O::u4_table(a.w_scales[n * G + c / 2]);
+      typename O::F wv[kF];
+      O::u4_to_f(src + c * (kChunk / 2), t, wv);
+      for (int j = 0; j < kF; ++j) O::fstore(dst + c * kChunk + j * O::FW, wv[j]);
+    }
   }
 }
 
@@ -203,7 +227,7 @@ template <Scheme S, int R, int MB>
 inline void tile(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   if constexpr (S == Scheme::W8A8) tile_w8a8<R, MB>(a, in, n, m0);
   else if constexpr (S == Scheme::W4A8) tile_w4a8<R, MB>(a, in, n, m0, static_cast<const uint8_t*>(a.w) + n * a.w_stride, a.w_stride);
-  else tile_w4a16<R, MB>(a, in, n, m0);
+  else tile_w4a16<R, MB>(a, in, n, m0, static_cast<const uint8_t*>(a.w) + n * a.w_stride, a.w_stride);
 }
 
 // Weight rows [n0, n1) in tiles of R against input rows [m0, m0 + MB).
@@ -215,34 +239,44 @@ void rows_mb(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, int
   for (; n < n1; ++n) tile<S, 1, MB>(a, in, n, m0);
 }
 
-// W4A8 with more input rows than one tile takes: each block of weight rows
-// is unpacked once, and every tile of input rows reads the bytes.
-template <int MB>
-void rows_mb_unpacked(const QLinearArgs& a, const QInput& in, int64_t b0, int64_t b1, int64_t m0, const uint8_t* ub) {
-  constexpr int R = O::kRowsI4;
+// I4 weights with more input rows than one tile takes: each block of weight
+// rows is unpacked once (W4A8: to bytes 0..15; W4A16: to floats s·q), and
+// every tile of input rows reads the unpacked block from cache.
+template <Scheme S, int MB>
+void rows_mb_unpacked(const QLinearArgs& a, const QInput& in, int64_t b0, int64_t b1, int64_t m0, const uint8_t* ub, int64_t ws) {
+  constexpr int R = S == Scheme::W4A8 ? O::kRowsI4 : O::kRowsF;
   int64_t n = b0;
-  for (; n + R <= b1; n += R) tile_w4a8<R, MB, true>(a, in, n, m0, ub + (n - b0) * in.Kp, in.Kp);
-  for (; n < b1; ++n) tile_w4a8<1, MB, true>(a, in, n, m0, ub + (n - b0) * in.Kp, in.Kp);
+  for (; n + R <= b1; n += R) {
+    if constexpr (S == Scheme::W4A8) tile_w4a8<R, MB, true>(a, in, n, m0, ub + (n - b0) * ws, ws);
+    else tile_w4a16<R, MB, true>(a, in, n, m0, ub + (n - b0) * ws, ws);
+  }
+  for (; n < b1; ++n) {
+    if constexpr (S == Scheme::W4A8) tile_w4a8<1, MB, true>(a, in, n, m0, ub + (n - b0) * ws, ws);
+    else tile_w4a16<1, MB, true>(a, in, n, m0, ub + (n - b0) * ws, ws);
+  }
 }
 
-void rows_all_m_w4a8_unpacked(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
-  constexpr int MB = O::kInRowsI4;
+template <Scheme S>
+void rows_all_m_unpacked(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  constexpr int MB = S == Scheme::W4A8 ? O::kInRowsI4 : O::kInRowsF;
   const int64_t block = 32;
+  const int64_t ws = S == Scheme::W4A8 ? in.Kp : in.Kp * (int64_t)sizeof(float);  // bytes per unpacked row
   thread_local std::vector<uint8_t> buf;
-  if ((int64_t)buf.size() < block * in.Kp + 64) buf.resize((size_t)(block * in.Kp + 64));
+  if ((int64_t)buf.size() < block * ws + 64) buf.resize((size_t)(block * ws + 64));
   uint8_t* ub = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) / 64 * 64);
   for (int64_t b0 = n0; b0 < n1; b0 += block) {
     const int64_t b1 = b0 + block < n1 ? b0 + block : n1;
-    unpack_u4_rows(a, in.Kp, b0, b1, ub);
+    if constexpr (S == Scheme::W4A8) unpack_u4_rows(a, in.Kp, b0, b1, ub);
+    else unpack_f_rows(a, in.Kp, in.groups, b0, b1, reinterpret_cast<float*>(ub));
     int64_t m0 = 0;
-    for (; m0 + MB <= a.M; m0 += MB) rows_mb_unpacked<MB>(a, in, b0, b1, m0, ub);
+    for (; m0 + MB <= a.M; m0 += MB) rows_mb_unpacked<S, MB>(a, in, b0, b1, m0, ub, ws);
     if constexpr (MB > 3) {
-      if (a.M - m0 == 3) { rows_mb_unpacked<3>(a, in, b0, b1, m0, ub); continue; }
+      if (a.M - m0 == 3) { rows_mb_unpacked<S, 3>(a, in, b0, b1, m0, ub, ws); continue; }
     }
     if constexpr (MB > 2) {
-      if (a.M - m0 == 2) { rows_mb_unpacked<2>(a, in, b0, b1, m0, ub); continue; }
+      if (a.M - m0 == 2) { rows_mb_unpacked<S, 2>(a, in, b0, b1, m0, ub, ws); continue; }
     }
-    for (int64_t m = m0; m < a.M; ++m) rows_mb_unpacked<1>(a, in, b0, b1, m, ub);
+    for (int64_t m = m0; m < a.M; ++m) rows_mb_unpacked<S, 1>(a, in, b0, b1, m, ub, ws);
   }
 }
 
@@ -281,8 +315,9 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
 // Weight rows [n0, n1) for all M input rows.
 void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
   if (a.w_dtype == DType::I8) rows_all_m<Scheme::W8A8>(a, in, n0, n1);
-  else if (in.q && a.M > O::kInRowsI4) rows_all_m_w4a8_unpacked(a, in, n0, n1);
+  else if (in.q && a.M > O::kInRowsI4) rows_all_m_unpacked<Scheme::W4A8>(a, in, n0, n1);
   else if (in.q) rows_all_m<Scheme::W4A8>(a, in, n0, n1);
+  else if (a.M > O::kInRowsF) rows_all_m_unpacked<Scheme::W4A16>(a, in, n0, n1);
   else rows_all_m<Scheme::W4A16>(a, in, n0, n1);
 }
 

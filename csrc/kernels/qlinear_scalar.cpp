@@ -39,6 +39,7 @@ struct O {
   static void u4_to_f(const uint8_t* p, T s, F* out) {
     for (int j = 0; j < 32; ++j) { out[j] = s * (float)((p[j] & 0x0f) - 8); out[j + 32] = s * (float)((p[j] >> 4) - 8); }
   }
+  static void fstore(float* p, F f) { *p = f; }
   static F fload(const float* p) { return *p; }
   static F fmul(F a, F b) { return a * b; }
   static F fset1(float s) { return s; }

@@ -60,6 +60,7 @@ struct Ops512 {
     out[3] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1)), t);
   }
   static F fload(const float* p) { return _mm512_loadu_ps(p); }
+  static void fstore(float* p, F f) { _mm512_storeu_ps(p, f); }
   static F fmul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F fset1(float s) { return _mm512_set1_ps(s); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
@@ -139,6 +140,7 @@ struct O {
     }
   }
   static F fload(const float* p) { return _mm256_loadu_ps(p); }
+  static void fstore(float* p, F f) { _mm256_storeu_ps(p, f); }
   static F fmul(F a, F b) { return _mm256_mul_ps(a, b); }
   static F fset1(float s) { return _mm256_set1_ps(s); }
   static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
