@@ -15,7 +15,7 @@
 namespace nm {
 
 #define NM_QLINEAR_DECLS                                                               \
-  void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1); \
+  void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch); \
   bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q);
 namespace scalar { NM_QLINEAR_DECLS }
 #if defined(__x86_64__) || defined(_M_X64)
@@ -26,14 +26,14 @@ namespace avx512vnni { NM_QLINEAR_DECLS }
 
 namespace {
 
-void rows_for_level(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+void rows_for_level(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
   switch (cpu::active_isa()) {
 #if defined(__x86_64__) || defined(_M_X64)
-    case cpu::Isa::Avx512Vnni: avx512vnni::qlinear_rows(a, in, n0, n1); break;
-    case cpu::Isa::Avx512: avx512::qlinear_rows(a, in, n0, n1); break;
-    case cpu::Isa::Avx2: avx2::qlinear_rows(a, in, n0, n1); break;
+    case cpu::Isa::Avx512Vnni: avx512vnni::qlinear_rows(a, in, n0, n1, scratch); break;
+    case cpu::Isa::Avx512: avx512::qlinear_rows(a, in, n0, n1, scratch); break;
+    case cpu::Isa::Avx2: avx2::qlinear_rows(a, in, n0, n1, scratch); break;
 #endif
-    default: scalar::qlinear_rows(a, in, n0, n1); break;
+    default: scalar::qlinear_rows(a, in, n0, n1, scratch); break;
   }
 }
 
@@ -124,8 +124,14 @@ void qlinear(const QLinearArgs& a) {
   const int64_t unit = 4, units = (a.N + unit - 1) / unit;
   const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / per_unit);
+  // Each task's scratch for the batched 4-bit paths (kQLinearUnpackRows rows
+  // of Kp floats), reused across calls.
+  const bool unpack = a.w_dtype == DType::I4 && a.M > 1;  // the levels unpack above their tile height (>= 1)
+  const int64_t scratch_bytes = unpack ? kQLinearUnpackRows * in.Kp * (int64_t)sizeof(float) : 0;
   cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) {
-    rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit));
+    thread_local std::vector<char> ubuf;
+    uint8_t* ub = unpack ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4)) : nullptr;
+    rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
   });
 }
 

@@ -23,7 +23,6 @@
 // must not define weak symbols (scripts/check-isa-symbols.sh).
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "kernels/qlinear.h"
 #include "kernels/qlinear_input.h"
@@ -256,14 +255,14 @@ void rows_mb_unpacked(const QLinearArgs& a, const QInput& in, int64_t b0, int64_
   }
 }
 
+// ub: the calling task's scratch (qlinear.h kQLinearUnpackRows rows of Kp
+// floats; allocated by qlinear.cpp: an ISA object must not instantiate
+// std::vector's weak symbols).
 template <Scheme S>
-void rows_all_m_unpacked(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+void rows_all_m_unpacked(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* ub) {
   constexpr int MB = S == Scheme::W4A8 ? O::kInRowsI4 : O::kInRowsF;
-  const int64_t block = 32;
+  constexpr int64_t block = kQLinearUnpackRows;
   const int64_t ws = S == Scheme::W4A8 ? in.Kp : in.Kp * (int64_t)sizeof(float);  // bytes per unpacked row
-  thread_local std::vector<uint8_t> buf;
-  if ((int64_t)buf.size() < block * ws + 64) buf.resize((size_t)(block * ws + 64));
-  uint8_t* ub = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) / 64 * 64);
   for (int64_t b0 = n0; b0 < n1; b0 += block) {
     const int64_t b1 = b0 + block < n1 ? b0 + block : n1;
     if constexpr (S == Scheme::W4A8) unpack_u4_rows(a, in.Kp, b0, b1, ub);
@@ -312,12 +311,12 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
   return O::quantize_row(x, K, inv, q);
 }
 
-// Weight rows [n0, n1) for all M input rows.
-void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+// Weight rows [n0, n1) for all M input rows; scratch: see rows_all_m_unpacked.
+void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
   if (a.w_dtype == DType::I8) rows_all_m<Scheme::W8A8>(a, in, n0, n1);
-  else if (in.q && a.M > O::kInRowsI4) rows_all_m_unpacked<Scheme::W4A8>(a, in, n0, n1);
+  else if (in.q && a.M > O::kInRowsI4) rows_all_m_unpacked<Scheme::W4A8>(a, in, n0, n1, scratch);
   else if (in.q) rows_all_m<Scheme::W4A8>(a, in, n0, n1);
-  else if (a.M > O::kInRowsF) rows_all_m_unpacked<Scheme::W4A16>(a, in, n0, n1);
+  else if (a.M > O::kInRowsF) rows_all_m_unpacked<Scheme::W4A16>(a, in, n0, n1, scratch);
   else rows_all_m<Scheme::W4A16>(a, in, n0, n1);
 }
 

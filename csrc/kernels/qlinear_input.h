@@ -5,6 +5,10 @@
 
 namespace nm {
 
+// Weight rows the batched 4-bit paths unpack at a time (qlinear_impl.h); the
+// per-task scratch holds that many rows of Kp floats.
+constexpr int64_t kQLinearUnpackRows = 32;
+
 struct QInput {
   int64_t Kp = 0;              // padded row length (multiple of 64)
   int64_t groups = 0;          // ceil(K / 128)
