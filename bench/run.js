@@ -165,6 +165,18 @@ function gitCommit() {
 
 // ---------------------------------------------------------------- preparing
 
+/** A hash of the compiled code in dist/<sub> ('' when absent: the worker says so). */
+function distHash(sub) {
+  try {
+    const h = require('node:crypto').createHash('sha256');
+    const dir = path.join(C.distDir(), sub);
+    for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.js')).sort()) h.update(f).update(fs.readFileSync(path.join(dir, f)));
+    return h.digest('hex');
+  } catch {
+    return '';
+  }
+}
+
 async function prepare(o, model, precisions, errors) {
   const base = path.join(o.cache, `v${C.CACHE_VERSION}`);
   fs.mkdirSync(base, { recursive: true });
@@ -181,13 +193,7 @@ async function prepare(o, model, precisions, errors) {
     dirs[dtype] = dir;
   }
   // GGUF exports go stale when the exporter (its compiled code) or the checkpoint changes.
-  let exporter = '';
-  try {
-    const h = require('node:crypto').createHash('sha256');
-    const dir = path.join(C.distDir(), 'export');
-    for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.js')).sort()) h.update(f).update(fs.readFileSync(path.join(dir, f)));
-    exporter = h.digest('hex');
-  } catch { /* absent: the worker says so */ }
+  const exporter = distHash('export');
   const wantGguf = new Set(precisions.map((p) => PRECISIONS[p].gguf).filter(Boolean));
   for (const type of ['f32', 'f16', 'q8_0', 'q4_0']) {
     if (!wantGguf.has(type)) continue;
@@ -209,13 +215,7 @@ async function prepare(o, model, precisions, errors) {
   // random tokens: the weights are random too), redone when the quantizer
   // (its compiled code) or the checkpoint changes.
   const quants = {};
-  let quantizer = '';
-  try {
-    const h = require('node:crypto').createHash('sha256');
-    const dir = path.join(C.distDir(), 'quant');
-    for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.js')).sort()) h.update(f).update(fs.readFileSync(path.join(dir, f)));
-    quantizer = h.digest('hex');
-  } catch { /* absent: the worker says so */ }
+  const quantizer = distHash('quant');
   for (const scheme of new Set(precisions.map((p) => PRECISIONS[p].scheme).filter(Boolean))) {
     const src = dirs.f32;
     if (!src) { errors[`quantize ${scheme}`] = 'no f32 checkpoint'; continue; }

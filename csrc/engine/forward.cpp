@@ -122,16 +122,23 @@ ActRounding input_rounding(const Model& m, DType t) {
   return ActRounding::None;
 }
 
+// The weight side of a qlinear call on an I8 / I4 Weight (inputs set by the caller).
+QLinearArgs qlinear_args(const Weight& w, const Weight* bias, int64_t M, float* y) {
+  QLinearArgs q;
+  q.M = M; q.N = w.rows; q.K = w.cols;
+  q.x_scale = w.act_scale;
+  q.w = w.data; q.w_stride = dtype_row_bytes(w.dtype, w.cols); q.w_dtype = w.dtype; q.w_scales = w.scales;
+  if (bias && bias->data) { q.bias = bias->data; q.bias_dtype = bias->dtype; }
+  q.y = y; q.y_stride = w.rows;
+  return q;
+}
+
 // y[M, w.rows] = x[M, w.cols] (row stride xs) · wᵀ + bias
 void run_linear(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y) {
   if (t_observer) observe(w, x, xs, M, w.cols);
   if (dtype_info(w.dtype).linear == LinearKernel::Quamba) {
-    QLinearArgs q;
-    q.M = M; q.N = w.rows; q.K = w.cols;
-    q.x = x; q.x_stride = xs; q.x_scale = w.act_scale;
-    q.w = w.data; q.w_stride = dtype_row_bytes(w.dtype, w.cols); q.w_dtype = w.dtype; q.w_scales = w.scales;
-    if (bias && bias->data) { q.bias = bias->data; q.bias_dtype = bias->dtype; }
-    q.y = y; q.y_stride = w.rows;
+    QLinearArgs q = qlinear_args(w, bias, M, y);
+    q.x = x; q.x_stride = xs;
     qlinear(q);
     return;
   }
@@ -159,17 +166,15 @@ void run_out_proj(const Model& m, const LayerWeights& L, const float* y, int64_t
     return;
   }
   if (dtype_info(w.dtype).linear == LinearKernel::Quamba && w.act_scale > 0.0f && !t_observer) {
-    std::unique_ptr<int8_t[]> q(new int8_t[(size_t)(M * di)]);
+    // int8 rows from the call's buffer pool (a float buffer of a quarter the count)
+    Buf qbuf((size_t)((M * di + 3) / 4));
+    int8_t* q = reinterpret_cast<int8_t*>(qbuf.data());
     HadamardQuantArgs h;
     h.rows = M; h.n = di; h.x = y; h.x_stride = di; h.inv_scale = 1.0f / w.act_scale;
-    h.out = q.get(); h.out_stride = di;
+    h.out = q; h.out_stride = di;
     hadamard_quantize(h);
-    QLinearArgs a;
-    a.M = M; a.N = w.rows; a.K = w.cols;
-    a.xq = q.get(); a.xq_stride = di; a.x_scale = w.act_scale;
-    a.w = w.data; a.w_stride = dtype_row_bytes(w.dtype, w.cols); a.w_dtype = w.dtype; a.w_scales = w.scales;
-    if (L.out_proj_bias.data) { a.bias = L.out_proj_bias.data; a.bias_dtype = L.out_proj_bias.dtype; }
-    a.y = out; a.y_stride = w.rows;
+    QLinearArgs a = qlinear_args(w, &L.out_proj_bias, M, out);
+    a.xq = q; a.xq_stride = di;
     qlinear(a);
     return;
   }

@@ -60,14 +60,9 @@ T* scratch(std::vector<char>& buf, int64_t count) {
 }  // namespace
 
 void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float inv_scale, int8_t* q, int64_t qs) {
-  for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x + m * xs;
-    int8_t* qr = q + m * qs;
-    for (int64_t k = 0; k < K; ++k) {
-      const float v = std::nearbyint(xr[k] * inv_scale);
-      qr[k] = v != v ? 0 : (int8_t)std::min(127.0f, std::max(-127.0f, v));
-    }
-  }
+  // The portable row quantizer (a NaN becomes 0, as documented; the vector
+  // levels' rows may hold any value for a NaN, which qlinear never reads).
+  for (int64_t m = 0; m < M; ++m) scalar::qlinear_quantize_row(x + m * xs, K, inv_scale, q + m * qs);
 }
 
 void qlinear(const QLinearArgs& a) {
@@ -93,12 +88,8 @@ void qlinear(const QLinearArgs& a) {
     const float inv = 1.0f / a.x_scale;
     for (int64_t m = 0; m < a.M; ++m) {
       int8_t* qr = q + m * in.Kp;
-      nan_row[m] = 0;
-      if (a.xq) {
-        std::copy(a.xq + m * a.xq_stride, a.xq + m * a.xq_stride + a.K, qr);
-      } else {
-        nan_row[m] = quantize_row_for_level(a.x + m * a.x_stride, a.K, inv, qr) ? 1 : 0;
-      }
+      if (a.xq) std::copy(a.xq + m * a.xq_stride, a.xq + m * a.xq_stride + a.K, qr);
+      nan_row[m] = a.xq ? 0 : quantize_row_for_level(a.x + m * a.x_stride, a.K, inv, qr) ? 1 : 0;
       std::fill(qr + a.K, qr + in.Kp, (int8_t)0);
       int32_t total = 0;
       for (int64_t g = 0; g < in.groups; ++g) {

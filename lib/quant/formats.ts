@@ -105,24 +105,17 @@ export function unpackI4(data: Uint8Array, rows: number, cols: number): Int8Arra
   return q;
 }
 
-/**
- * w row-major [rows, cols] -> i4 with one scale per group of 128. `values`, when
- * given, replaces round-to-nearest (GPTQ passes its own integer choices).
- */
-export function quantizeI4(w: ArrayLike<number>, rows: number, cols: number,
-  opts: { scales?: Float32Array; values?: ArrayLike<number> } = {}): QuantizedWeight {
+/** w row-major [rows, cols] -> i4 with one scale per group of 128 (round to nearest). */
+export function quantizeI4(w: ArrayLike<number>, rows: number, cols: number): QuantizedWeight {
   const G = i4Groups(cols);
-  const scales = opts.scales ?? new Float32Array(rows * G);
+  const scales = new Float32Array(rows * G);
   const q = new Int8Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     for (let g = 0; g < G; g++) {
       const k0 = g * I4_GROUP, k1 = Math.min(cols, k0 + I4_GROUP);
-      if (!opts.scales) scales[r * G + g] = Math.fround(absmax(w, r * cols + k0, r * cols + k1) * 2 / 15);
-      const s = scales[r * G + g];
-      for (let k = k0; k < k1; k++) {
-        q[r * cols + k] = opts.values ? opts.values[r * cols + k]
-          : s === 0 ? 0 : Math.max(-8, Math.min(7, roundHalfEven(w[r * cols + k] / s)));
-      }
+      const s = Math.fround(absmax(w, r * cols + k0, r * cols + k1) * 2 / 15);
+      scales[r * G + g] = s;
+      for (let k = k0; k < k1; k++) q[r * cols + k] = s === 0 ? 0 : Math.max(-8, Math.min(7, roundHalfEven(w[r * cols + k] / s)));
     }
   }
   return { dtype: 'i4', rows, cols, data: packI4(q, rows, cols), scales };
