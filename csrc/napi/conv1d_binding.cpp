@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/conv1d.h"
+#include "kernels/ssm_q8.h"
 #include "napi/bindings.h"
 #include "napi/convert.h"
 
@@ -30,6 +31,8 @@ bool read_activation(const ArgReader& r) {
 //   cuSeqlens?: i32 [nseq+1], initialState?: f32 [nseq, channels, width-1],
 //   activation?: 'silu'|'none' }
 //   -> { out: f32 [tokens, channels], convState: f32 [nseq, channels, width-1] }
+// int8 form (kernels/ssm_q8.h): x: Int8Array with xScale, outScale: f32
+// [channels]; out is then an Int8Array quantized with outScale.
 Napi::Value causal_conv1d_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "causalConv1d");
   int64_t tokens = r.integer("tokens", 0, kMaxElements);
@@ -37,7 +40,14 @@ Napi::Value causal_conv1d_js(const Napi::CallbackInfo& info) {
   int64_t width = r.integer("width", 1, kConv1dMaxWidth);
   const int64_t sw = width - 1;
   int64_t n = checked_product(r, "x", {tokens, channels});
-  ArrayArg x = float_array(r, "x", kF32, true, n, shape_str({tokens, channels}));
+  const bool q8 = is_int8_array(r, "x");
+  ArrayArg x = q8 ? int8_array(r, "x", true, n, shape_str({tokens, channels}))
+                  : float_array(r, "x", kF32, true, n, shape_str({tokens, channels}));
+  ArrayArg x_scale, out_scale;
+  if (q8) {
+    x_scale = scale_array(r, "xScale", channels);
+    out_scale = scale_array(r, "outScale", channels);
+  }
   int64_t nw = checked_product(r, "weight", {channels, width});
   ArrayArg w = float_array(r, "weight", kAnyFloat, true, nw, shape_str({channels, width}));
   ArrayArg bias = float_array(r, "bias", kAnyFloat, false, channels, shape_str({channels}));
@@ -68,7 +78,8 @@ Napi::Value causal_conv1d_js(const Napi::CallbackInfo& info) {
   ArrayArg init = float_array(r, "initialState", kF32, false, ns, sshape);
   bool silu = read_activation(r);
 
-  Napi::Float32Array out = new_f32(r.env, n), state = new_f32(r.env, ns);
+  Napi::Float32Array out = new_f32(r.env, q8 ? 0 : n), state = new_f32(r.env, ns);
+  Napi::Int8Array outq = Napi::Int8Array::New(r.env, q8 ? (size_t)n : 0);
   CausalConv1dArgs a;
   a.tokens = tokens; a.channels = channels; a.width = width; a.nseq = nseq;
   a.cu_seqlens = cu;
@@ -80,9 +91,18 @@ Napi::Value causal_conv1d_js(const Napi::CallbackInfo& info) {
   a.final_state = state.Data(); a.final_seq_stride = channels * sw; a.final_ch_stride = sw;
   a.silu = silu;
   a.out = out.Data(); a.out_stride = channels;
-  causal_conv1d(a);
+  if (q8) {
+    CausalConv1dQ8Args q;
+    q.conv = a;
+    q.xq = x.as<int8_t>(); q.xq_stride = channels; q.x_scale = x_scale.as<float>();
+    q.outq = outq.Data(); q.outq_stride = channels; q.out_scale = out_scale.as<float>();
+    causal_conv1d_q8(q);
+  } else {
+    causal_conv1d(a);
+  }
   Napi::Object o = Napi::Object::New(r.env);
-  o.Set("out", out);
+  if (q8) o.Set("out", outq);
+  else o.Set("out", out);
   o.Set("convState", state);
   return o;
 }
@@ -92,6 +112,7 @@ Napi::Value causal_conv1d_js(const Napi::CallbackInfo& info) {
 //   channels, width, stateIndices?: i32 [batch], stateSlots? (default batch),
 //   activation? }
 //   -> { out: f32 [batch, channels], convState: f32 [stateSlots, channels, width-1] }
+// int8 form as causalConv1d's (x: Int8Array, xScale, outScale; out: Int8Array).
 Napi::Value causal_conv1d_update_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "causalConv1dUpdate");
   int64_t batch = r.integer("batch", 0, kMaxElements);
@@ -101,7 +122,14 @@ Napi::Value causal_conv1d_update_js(const Napi::CallbackInfo& info) {
   // Slot indices are int32, so at most 2^31 slots.
   int64_t slots = r.integer_or("stateSlots", 0, INT32_MAX, batch);
   int64_t n = checked_product(r, "x", {batch, channels});
-  ArrayArg x = float_array(r, "x", kF32, true, n, shape_str({batch, channels}));
+  const bool q8 = is_int8_array(r, "x");
+  ArrayArg x = q8 ? int8_array(r, "x", true, n, shape_str({batch, channels}))
+                  : float_array(r, "x", kF32, true, n, shape_str({batch, channels}));
+  ArrayArg x_scale, out_scale;
+  if (q8) {
+    x_scale = scale_array(r, "xScale", channels);
+    out_scale = scale_array(r, "outScale", channels);
+  }
   int64_t nw = checked_product(r, "weight", {channels, width});
   ArrayArg w = float_array(r, "weight", kAnyFloat, true, nw, shape_str({channels, width}));
   ArrayArg bias = float_array(r, "bias", kAnyFloat, false, channels, shape_str({channels}));
@@ -127,7 +155,8 @@ Napi::Value causal_conv1d_update_js(const Napi::CallbackInfo& info) {
   }
   bool silu = read_activation(r);
 
-  Napi::Float32Array out = new_f32(r.env, n), state = new_f32(r.env, ns);
+  Napi::Float32Array out = new_f32(r.env, q8 ? 0 : n), state = new_f32(r.env, ns);
+  Napi::Int8Array outq = Napi::Int8Array::New(r.env, q8 ? (size_t)n : 0);
   if (ns > 0) std::memcpy(state.Data(), st.data, (size_t)ns * sizeof(float));
   CausalConv1dUpdateArgs a;
   a.batch = batch; a.channels = channels; a.width = width;
@@ -138,9 +167,18 @@ Napi::Value causal_conv1d_update_js(const Napi::CallbackInfo& info) {
   a.state_indices = idx.present ? ix.data() : nullptr;
   a.silu = silu;
   a.out = out.Data(); a.out_stride = channels;
-  causal_conv1d_update(a);
+  if (q8) {
+    CausalConv1dUpdateQ8Args q;
+    q.conv = a;
+    q.xq = x.as<int8_t>(); q.xq_stride = channels; q.x_scale = x_scale.as<float>();
+    q.outq = outq.Data(); q.outq_stride = channels; q.out_scale = out_scale.as<float>();
+    causal_conv1d_update_q8(q);
+  } else {
+    causal_conv1d_update(a);
+  }
   Napi::Object o = Napi::Object::New(r.env);
-  o.Set("out", out);
+  if (q8) o.Set("out", outq);
+  else o.Set("out", out);
   o.Set("convState", state);
   return o;
 }

@@ -146,6 +146,40 @@ ArrayArg int32_array(const ArgReader& r, const char* name, bool required, int64_
   return a;
 }
 
+bool is_int8_array(const ArgReader& r, const char* name) {
+  Napi::Value v = r.obj.Get(name);
+  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int8_array;
+}
+
+ArrayArg int8_array(const ArgReader& r, const char* name, bool required, int64_t expected,
+                    const std::string& shape) {
+  ArrayArg a;
+  Napi::Value v = r.obj.Get(name);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) r.type_error(name, "is required (an Int8Array of shape " + shape + ")");
+    return a;
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int8_array)
+    r.type_error(name, "must be an Int8Array (the other int8 operands are)");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  a.length = (int64_t)ta.ElementLength();
+  a.data = typed_array_data(r, ta, name);
+  a.dtype = DType::I8;
+  a.present = true;
+  if (expected >= 0 && a.length != expected) r.range_error(name, length_msg(expected, shape, a.length));
+  return a;
+}
+
+ArrayArg scale_array(const ArgReader& r, const char* name, int64_t n) {
+  ArrayArg a = float_array(r, name, kF32, true, n, "[" + std::to_string(n) + "]");
+  const float* p = a.as<float>();
+  for (int64_t i = 0; i < n; ++i)
+    if (!(p[i] > 0.0f) || !std::isfinite(p[i]))
+      r.range_error(name, "element " + std::to_string(i) + " is " + std::to_string(p[i]) +
+                              "; int8 scales must be finite and > 0");
+  return a;
+}
+
 Napi::Float32Array new_f32(Napi::Env env, int64_t n) {
   return Napi::Float32Array::New(env, (size_t)n);
 }

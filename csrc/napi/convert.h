@@ -52,6 +52,14 @@ ArrayArg float_array(const ArgReader& r, const char* name, unsigned allowed, boo
 ArrayArg int32_array(const ArgReader& r, const char* name, bool required, int64_t expected,
                      const std::string& shape);
 
+// Int8Array arguments (activations quantized with per-channel scales,
+// kernels/ssm_q8.h), and whether `name` holds one.
+bool is_int8_array(const ArgReader& r, const char* name);
+ArrayArg int8_array(const ArgReader& r, const char* name, bool required, int64_t expected,
+                    const std::string& shape);
+// Per-channel int8 scales: a Float32Array of exactly n finite values > 0.
+ArrayArg scale_array(const ArgReader& r, const char* name, int64_t n);
+
 // Product of sizes, with a RangeError naming `what` when it exceeds kMaxElements.
 int64_t checked_product(const ArgReader& r, const char* what, std::initializer_list<int64_t> dims);
 

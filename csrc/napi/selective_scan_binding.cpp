@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/selective_scan.h"
+#include "kernels/ssm_q8.h"
 #include "napi/bindings.h"
 #include "napi/convert.h"
 
@@ -20,6 +21,8 @@ namespace {
 //   deltaBias?: f32 [dim], deltaSoftplus?, initialState?: f32 [batch, dim, dstate],
 //   batch, seqlen, dim, dstate, ngroups? }
 //   -> { out: f32 [batch, seqlen, dim], lastState: f32 [batch, dim, dstate] }
+// int8 form (kernels/ssm_q8.h): u, B, C Int8Arrays with uScale f32 [dim],
+// BScale, CScale f32 [ngroups * dstate].
 Napi::Value selective_scan_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "selectiveScan");
   const int64_t batch = r.integer("batch", 0, kMaxElements);
@@ -37,11 +40,18 @@ Napi::Value selective_scan_js(const Napi::CallbackInfo& info) {
   const std::string tok_shape = shape_str({batch, seqlen, dim}), bc_shape = shape_str({batch, seqlen, ngroups, dstate});
   const std::string dim_shape = shape_str({dim}), state_shape = shape_str({batch, dim, dstate});
 
-  ArrayArg u = float_array(r, "u", kF32, true, n_tok, tok_shape);
+  const bool q8 = is_int8_array(r, "u");
+  ArrayArg u = q8 ? int8_array(r, "u", true, n_tok, tok_shape) : float_array(r, "u", kF32, true, n_tok, tok_shape);
   ArrayArg delta = float_array(r, "delta", kF32, true, n_tok, tok_shape);
   ArrayArg A = float_array(r, "A", kF32, true, n_a, shape_str({dim, dstate}));
-  ArrayArg B = float_array(r, "B", kF32, true, n_bc, bc_shape);
-  ArrayArg C = float_array(r, "C", kF32, true, n_bc, bc_shape);
+  ArrayArg B = q8 ? int8_array(r, "B", true, n_bc, bc_shape) : float_array(r, "B", kF32, true, n_bc, bc_shape);
+  ArrayArg C = q8 ? int8_array(r, "C", true, n_bc, bc_shape) : float_array(r, "C", kF32, true, n_bc, bc_shape);
+  ArrayArg u_scale, B_scale, C_scale;
+  if (q8) {
+    u_scale = scale_array(r, "uScale", dim);
+    B_scale = scale_array(r, "BScale", checked_product(r, "BScale", {ngroups, dstate}));
+    C_scale = scale_array(r, "CScale", checked_product(r, "CScale", {ngroups, dstate}));
+  }
   ArrayArg D = float_array(r, "D", kF32, false, dim, dim_shape);
   ArrayArg z = float_array(r, "z", kF32, false, n_tok, tok_shape);
   ArrayArg bias = float_array(r, "deltaBias", kF32, false, dim, dim_shape);
@@ -52,10 +62,10 @@ Napi::Value selective_scan_js(const Napi::CallbackInfo& info) {
   SelectiveScanArgs a;
   a.batch = batch; a.seqlen = seqlen; a.dim = dim; a.dstate = dstate; a.ngroups = ngroups;
   const int64_t tb = seqlen * dim, bb = seqlen * ngroups * dstate;
-  a.u = u.as<float>(); a.u_batch_stride = tb; a.u_token_stride = dim;
+  a.u = q8 ? nullptr : u.as<float>(); a.u_batch_stride = tb; a.u_token_stride = dim;
   a.delta = delta.as<float>(); a.delta_batch_stride = tb; a.delta_token_stride = dim;
-  a.B = B.as<float>(); a.B_batch_stride = bb; a.B_token_stride = ngroups * dstate;
-  a.C = C.as<float>(); a.C_batch_stride = bb; a.C_token_stride = ngroups * dstate;
+  a.B = q8 ? nullptr : B.as<float>(); a.B_batch_stride = bb; a.B_token_stride = ngroups * dstate;
+  a.C = q8 ? nullptr : C.as<float>(); a.C_batch_stride = bb; a.C_token_stride = ngroups * dstate;
   a.z = z.present ? z.as<float>() : nullptr; a.z_batch_stride = tb; a.z_token_stride = dim;
   a.out = out.Data(); a.out_batch_stride = tb; a.out_token_stride = dim;
   a.A = A.as<float>();
@@ -64,7 +74,16 @@ Napi::Value selective_scan_js(const Napi::CallbackInfo& info) {
   a.delta_softplus = softplus;
   a.initial_state = init.present ? init.as<float>() : nullptr; a.initial_state_batch_stride = dim * dstate;
   a.last_state = last.Data(); a.last_state_batch_stride = dim * dstate;
-  selective_scan(a);
+  if (q8) {
+    SelectiveScanQ8Args q;
+    q.scan = a;
+    q.uq = u.as<int8_t>(); q.uq_batch_stride = tb; q.uq_token_stride = dim; q.u_scale = u_scale.as<float>();
+    q.Bq = B.as<int8_t>(); q.Bq_batch_stride = bb; q.Bq_token_stride = ngroups * dstate; q.B_scale = B_scale.as<float>();
+    q.Cq = C.as<int8_t>(); q.Cq_batch_stride = bb; q.Cq_token_stride = ngroups * dstate; q.C_scale = C_scale.as<float>();
+    selective_scan_q8(q);
+  } else {
+    selective_scan(a);
+  }
 
   Napi::Object o = Napi::Object::New(r.env);
   o.Set("out", out);
@@ -79,6 +98,8 @@ Napi::Value selective_scan_js(const Napi::CallbackInfo& info) {
 // Mamba-2 (headdim given): state [slots, nheads, headdim, dstate], x, z? [batch, nheads,
 //   headdim], dt [batch, nheads], A [nheads], D?, dtBias? [nheads], nheads, headdim.
 //   -> { out: x's shape, state: a fresh copy of the state, updated }
+// int8 form (kernels/ssm_q8.h): x, B, C Int8Arrays with xScale f32
+// [nheads * headdim] and BScale, CScale f32 [ngroups * dstate].
 Napi::Value selective_state_update_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "selectiveStateUpdate");
   const bool mamba2 = r.has("headdim");
@@ -115,13 +136,20 @@ Napi::Value selective_state_update_js(const Napi::CallbackInfo& info) {
   const std::string bc_shape = shape_str({batch, ngroups, dstate}), head_shape = shape_str({nheads});
 
   ArrayArg state = float_array(r, "state", kF32, true, n_state, state_shape);
-  ArrayArg x = float_array(r, "x", kF32, true, rows, x_shape);
+  const bool q8 = is_int8_array(r, "x");
+  ArrayArg x = q8 ? int8_array(r, "x", true, rows, x_shape) : float_array(r, "x", kF32, true, rows, x_shape);
   ArrayArg dt = float_array(r, "dt", kF32, true, checked_product(r, "dt", {batch, nheads}), shape_str({batch, nheads}));
   ArrayArg A = mamba2 ? float_array(r, "A", kF32, true, nheads, head_shape)
                       : float_array(r, "A", kF32, true, checked_product(r, "A", {nheads, dstate}),
                                     shape_str({nheads, dstate}));
-  ArrayArg B = float_array(r, "B", kF32, true, n_bc, bc_shape);
-  ArrayArg C = float_array(r, "C", kF32, true, n_bc, bc_shape);
+  ArrayArg B = q8 ? int8_array(r, "B", true, n_bc, bc_shape) : float_array(r, "B", kF32, true, n_bc, bc_shape);
+  ArrayArg C = q8 ? int8_array(r, "C", true, n_bc, bc_shape) : float_array(r, "C", kF32, true, n_bc, bc_shape);
+  ArrayArg x_scale, B_scale, C_scale;
+  if (q8) {
+    x_scale = scale_array(r, "xScale", nheads * headdim);
+    B_scale = scale_array(r, "BScale", checked_product(r, "BScale", {ngroups, dstate}));
+    C_scale = scale_array(r, "CScale", checked_product(r, "CScale", {ngroups, dstate}));
+  }
   ArrayArg D = float_array(r, "D", kF32, false, nheads, head_shape);
   ArrayArg z = float_array(r, "z", kF32, false, rows, x_shape);
   ArrayArg bias = float_array(r, "dtBias", kF32, false, nheads, head_shape);
@@ -153,10 +181,10 @@ Napi::Value selective_state_update_js(const Napi::CallbackInfo& info) {
   a.a_per_state = !mamba2;
   a.state = new_state.Data(); a.state_batch_stride = per_slot;
   a.state_indices = indexed ? idx.as<int32_t>() : nullptr;
-  a.x = x.as<float>(); a.x_batch_stride = nheads * headdim;
+  a.x = q8 ? nullptr : x.as<float>(); a.x_batch_stride = nheads * headdim;
   a.dt = dt.as<float>(); a.dt_batch_stride = nheads;
-  a.B = B.as<float>(); a.B_batch_stride = ngroups * dstate;
-  a.C = C.as<float>(); a.C_batch_stride = ngroups * dstate;
+  a.B = q8 ? nullptr : B.as<float>(); a.B_batch_stride = ngroups * dstate;
+  a.C = q8 ? nullptr : C.as<float>(); a.C_batch_stride = ngroups * dstate;
   a.z = z.present ? z.as<float>() : nullptr; a.z_batch_stride = nheads * headdim;
   a.out = out.Data(); a.out_batch_stride = nheads * headdim;
   a.A = A.as<float>();
@@ -165,7 +193,16 @@ Napi::Value selective_state_update_js(const Napi::CallbackInfo& info) {
   a.dt_softplus = softplus;
   if (has_min) a.dt_min = (float)dt_min;
   if (has_max) a.dt_max = (float)dt_max;
-  selective_state_update(a);
+  if (q8) {
+    SelectiveStateUpdateQ8Args q;
+    q.upd = a;
+    q.xq = x.as<int8_t>(); q.xq_batch_stride = nheads * headdim; q.x_scale = x_scale.as<float>();
+    q.Bq = B.as<int8_t>(); q.Bq_batch_stride = ngroups * dstate; q.B_scale = B_scale.as<float>();
+    q.Cq = C.as<int8_t>(); q.Cq_batch_stride = ngroups * dstate; q.C_scale = C_scale.as<float>();
+    selective_state_update_q8(q);
+  } else {
+    selective_state_update(a);
+  }
 
   Napi::Object o = Napi::Object::New(r.env);
   o.Set("out", out);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kernels/ssd.h"
+#include "kernels/ssm_q8.h"
 #include "napi/bindings.h"
 #include "napi/convert.h"
 
@@ -21,6 +22,8 @@ constexpr int64_t kDefaultChunk = 64;
 // { x, dt, A, B, C, D?, z?, dtBias?, cuSeqlens?, initialStates?, tokens, nheads,
 //   headdim, ngroups?, dstate, chunkSize?, dtSoftplus?, dtMin?, dtMax? }
 //   -> { out: f32 [tokens, nheads, headdim], finalStates: f32 [nseq, nheads, headdim, dstate] }
+// int8 form (kernels/ssm_q8.h): x, B, C Int8Arrays with xScale f32
+// [nheads * headdim], BScale, CScale f32 [ngroups * dstate].
 Napi::Value ssd_chunk_scan_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "ssdChunkScan");
   const int64_t tokens = r.integer("tokens", 0, INT32_MAX);
@@ -43,11 +46,18 @@ Napi::Value ssd_chunk_scan_js(const Napi::CallbackInfo& info) {
   const int64_t n_dt = checked_product(r, "dt", {tokens, nheads});
   const std::string shp_h = shape_str({nheads});
 
-  ArrayArg x = float_array(r, "x", kF32, true, n_x, shp_x);
+  const bool q8 = is_int8_array(r, "x");
+  ArrayArg x = q8 ? int8_array(r, "x", true, n_x, shp_x) : float_array(r, "x", kF32, true, n_x, shp_x);
   ArrayArg dt = float_array(r, "dt", kF32, true, n_dt, shape_str({tokens, nheads}));
   ArrayArg A = float_array(r, "A", kF32, true, nheads, shp_h);
-  ArrayArg B = float_array(r, "B", kF32, true, n_bc, shp_bc);
-  ArrayArg C = float_array(r, "C", kF32, true, n_bc, shp_bc);
+  ArrayArg B = q8 ? int8_array(r, "B", true, n_bc, shp_bc) : float_array(r, "B", kF32, true, n_bc, shp_bc);
+  ArrayArg C = q8 ? int8_array(r, "C", true, n_bc, shp_bc) : float_array(r, "C", kF32, true, n_bc, shp_bc);
+  ArrayArg x_scale, B_scale, C_scale;
+  if (q8) {
+    x_scale = scale_array(r, "xScale", checked_product(r, "xScale", {nheads, headdim}));
+    B_scale = scale_array(r, "BScale", checked_product(r, "BScale", {ngroups, dstate}));
+    C_scale = scale_array(r, "CScale", checked_product(r, "CScale", {ngroups, dstate}));
+  }
   ArrayArg D = float_array(r, "D", kF32, false, nheads, shp_h);
   ArrayArg z = float_array(r, "z", kF32, false, n_x, shp_x);
   ArrayArg bias = float_array(r, "dtBias", kF32, false, nheads, shp_h);
@@ -83,11 +93,11 @@ Napi::Value ssd_chunk_scan_js(const Napi::CallbackInfo& info) {
   SsdChunkScanArgs a;
   a.tokens = tokens; a.nheads = nheads; a.headdim = headdim; a.ngroups = ngroups; a.dstate = dstate;
   a.nseq = nseq; a.chunk_size = chunk;
-  a.x = x.as<float>(); a.x_stride = nheads * headdim;
+  a.x = q8 ? nullptr : x.as<float>(); a.x_stride = nheads * headdim;
   a.dt = dt.as<float>(); a.dt_stride = nheads;
   a.A = A.as<float>();
-  a.B = B.as<float>(); a.B_stride = ngroups * dstate;
-  a.C = C.as<float>(); a.C_stride = ngroups * dstate;
+  a.B = q8 ? nullptr : B.as<float>(); a.B_stride = ngroups * dstate;
+  a.C = q8 ? nullptr : C.as<float>(); a.C_stride = ngroups * dstate;
   a.D = D.present ? D.as<float>() : nullptr;
   a.z = z.present ? z.as<float>() : nullptr; a.z_stride = nheads * headdim;
   a.dt_bias = bias.present ? bias.as<float>() : nullptr;
@@ -98,7 +108,16 @@ Napi::Value ssd_chunk_scan_js(const Napi::CallbackInfo& info) {
   a.initial_states = init.present ? init.as<float>() : nullptr;
   a.out = out.Data(); a.out_stride = nheads * headdim;
   a.final_states = fin.Data();
-  ssd_chunk_scan(a);
+  if (q8) {
+    SsdChunkScanQ8Args q;
+    q.ssd = a;
+    q.xq = x.as<int8_t>(); q.xq_stride = nheads * headdim; q.x_scale = x_scale.as<float>();
+    q.Bq = B.as<int8_t>(); q.Bq_stride = ngroups * dstate; q.B_scale = B_scale.as<float>();
+    q.Cq = C.as<int8_t>(); q.Cq_stride = ngroups * dstate; q.C_scale = C_scale.as<float>();
+    ssd_chunk_scan_q8(q);
+  } else {
+    ssd_chunk_scan(a);
+  }
 
   Napi::Object o = Napi::Object::New(r.env);
   o.Set("out", out);

@@ -12,3 +12,4 @@ export * from './qlinear';
 export * from './selective_scan';
 export * from './ssd';
 export * from './hadamard';
+export * from './ssm_q8';

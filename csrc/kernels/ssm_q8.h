@@ -1,0 +1,118 @@
+// Int8-activation forms of the SSM kernels (Quamba's quantized conv1d and
+// scans, arXiv:2410.13229 §4, Quamba2 arXiv:2503.22879 §4.1): the tensors
+// that flow between the mixer's kernels are int8 with static scales, the
+// recurrence and every accumulation stay float32.
+//
+// Quantization, per channel c of a token row (scale s[c] > 0, its inverse
+// taken in float32 as qlinear does):
+//   q = clamp(nearbyint(x · (1 / s[c])), -127, 127)      (round half to even)
+//   x̂ = q · s[c]                                          (float32, exact)
+// A NaN quantizes to 0 (a NaN in the mixer also reaches the output through
+// the float gate z, which these kernels leave in float32).
+//
+// Semantics, given the float kernels' (conv1d.h, selective_scan.h, ssd.h):
+//   causal_conv1d_q8:  out_q = quantize(conv(x̂) [+ SiLU], out_scale)
+//                      the conv state holds the dequantized inputs x̂.
+//   selective_scan_q8 / selective_state_update_q8 / ssd_chunk_scan_q8:
+//                      the float kernel on û, B̂, Ĉ (x̂ for Mamba-2), with
+//                      delta / dt, z, A, D, biases and states as given.
+// Scales are per channel so that one interface serves a per-tensor scale
+// (all equal), per-state-group scales of B / C (Quamba2 §4.1: equal within
+// a group's dstate values) and the per-(head group, channel range) x scales
+// of sort-and-cluster.
+//
+// Each call dequantizes its int8 operands into float32 scratch and runs the
+// float kernel, then requantizes the conv output: the numerics are exactly
+// the quantized semantics above; the activations are small next to the
+// weights, so the extra passes cost little on a CPU.
+#pragma once
+#include <cstdint>
+
+#include "kernels/conv1d.h"
+#include "kernels/selective_scan.h"
+#include "kernels/ssd.h"
+
+namespace nm {
+
+// q[r, c] = quantize(x[r, c], scale[c]) for rows × channels (strides in elements).
+void quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride, const float* scale,
+                            int8_t* q, int64_t q_stride);
+// x[r, c] = q[r, c] · scale[c].
+void dequantize_channels_int8(int64_t rows, int64_t channels, const int8_t* q, int64_t q_stride, const float* scale,
+                              float* x, int64_t x_stride);
+
+// `conv` as for causal_conv1d, except that conv.x and conv.out are ignored:
+// the input is xq (with x_scale [channels]) and the output outq (quantized
+// with out_scale [channels]). States are float32 (dequantized inputs).
+struct CausalConv1dQ8Args {
+  CausalConv1dArgs conv;
+  const int8_t* xq = nullptr;
+  int64_t xq_stride = 0;
+  const float* x_scale = nullptr;
+  int8_t* outq = nullptr;
+  int64_t outq_stride = 0;
+  const float* out_scale = nullptr;
+};
+void causal_conv1d_q8(const CausalConv1dQ8Args& a);
+
+struct CausalConv1dUpdateQ8Args {
+  CausalConv1dUpdateArgs conv;  // conv.x / conv.out ignored
+  const int8_t* xq = nullptr;
+  int64_t xq_stride = 0;
+  const float* x_scale = nullptr;
+  int8_t* outq = nullptr;
+  int64_t outq_stride = 0;
+  const float* out_scale = nullptr;
+};
+void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a);
+
+// `scan` as for selective_scan, except that scan.u, scan.B and scan.C are
+// replaced by uq (u_scale [dim]), Bq and Cq (B_scale, C_scale
+// [ngroups * dstate]), with the same strides as the float tensors would have.
+struct SelectiveScanQ8Args {
+  SelectiveScanArgs scan;
+  const int8_t* uq = nullptr;
+  int64_t uq_batch_stride = 0, uq_token_stride = 0;
+  const float* u_scale = nullptr;
+  const int8_t* Bq = nullptr;
+  int64_t Bq_batch_stride = 0, Bq_token_stride = 0;
+  const float* B_scale = nullptr;
+  const int8_t* Cq = nullptr;
+  int64_t Cq_batch_stride = 0, Cq_token_stride = 0;
+  const float* C_scale = nullptr;
+};
+void selective_scan_q8(const SelectiveScanQ8Args& a);
+
+// `upd` as for selective_state_update, with upd.x, upd.B, upd.C replaced by
+// xq (x_scale [nheads * headdim]), Bq, Cq (B_scale, C_scale [ngroups * dstate]).
+struct SelectiveStateUpdateQ8Args {
+  SelectiveStateUpdateArgs upd;
+  const int8_t* xq = nullptr;
+  int64_t xq_batch_stride = 0;
+  const float* x_scale = nullptr;
+  const int8_t* Bq = nullptr;
+  int64_t Bq_batch_stride = 0;
+  const float* B_scale = nullptr;
+  const int8_t* Cq = nullptr;
+  int64_t Cq_batch_stride = 0;
+  const float* C_scale = nullptr;
+};
+void selective_state_update_q8(const SelectiveStateUpdateQ8Args& a);
+
+// `ssd` as for ssd_chunk_scan, with ssd.x, ssd.B, ssd.C replaced by xq
+// (x_scale [nheads * headdim]), Bq, Cq (B_scale, C_scale [ngroups * dstate]).
+struct SsdChunkScanQ8Args {
+  SsdChunkScanArgs ssd;
+  const int8_t* xq = nullptr;
+  int64_t xq_stride = 0;
+  const float* x_scale = nullptr;
+  const int8_t* Bq = nullptr;
+  int64_t Bq_stride = 0;
+  const float* B_scale = nullptr;
+  const int8_t* Cq = nullptr;
+  int64_t Cq_stride = 0;
+  const float* C_scale = nullptr;
+};
+void ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a);
+
+}  // namespace nm
