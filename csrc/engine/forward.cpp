@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/conv1d.h"
@@ -20,6 +22,7 @@
 #include "kernels/qlinear.h"
 #include "kernels/selective_scan.h"
 #include "kernels/ssd.h"
+#include "kernels/ssm_q8.h"
 
 namespace nm::engine {
 
@@ -88,7 +91,47 @@ class Buf {
   BufPool* pool_;
 };
 
+// int8 activations from the same pool (a float buffer of a quarter the count).
+class I8Buf {
+ public:
+  explicit I8Buf(size_t n) : buf_((n + 3) / 4) {}
+  int8_t* data() { return reinterpret_cast<int8_t*>(buf_.data()); }
+
+ private:
+  Buf buf_;
+};
+
 thread_local ActivationObserver* t_observer = nullptr;
+
+// Nearest rank: the smallest value with at least `percentile` of the elements at or below it.
+float quantile_of(std::vector<float>& mags, double percentile) {
+  const size_t n = mags.size();
+  size_t rank = (size_t)std::ceil(percentile * (double)n);
+  rank = std::min(n, std::max<size_t>(rank, 1)) - 1;
+  std::nth_element(mags.begin(), mags.begin() + (std::ptrdiff_t)rank, mags.end());
+  return mags[rank];
+}
+
+// Records per-channel statistics of x [M, C] (stride xs) under `name`, with
+// a quantile of |x| over channels [q0, q1) (forward.h ChannelStats).
+void observe_channels(const std::string& name, const float* x, int64_t xs, int64_t M, int64_t C, int64_t q0 = 0,
+                      int64_t q1 = 0) {
+  ChannelStats& st = t_observer->channels[name];
+  if (st.absmax.empty()) st.absmax.assign((size_t)C, 0.0f);
+  const bool want_q = t_observer->percentile > 0.0 && q1 > q0;
+  std::vector<float> mags;
+  if (want_q) mags.reserve((size_t)(M * (q1 - q0)));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = std::fabs(x[m * xs + c]);
+      if (v > st.absmax[(size_t)c]) st.absmax[(size_t)c] = v;
+      if (want_q && c >= q0 && c < q1) mags.push_back(v);
+    }
+  }
+  if (!mags.empty()) st.quantiles.push_back(quantile_of(mags, t_observer->percentile));
+}
+
+std::string mixer_name(int64_t layer) { return "backbone.layers." + std::to_string(layer) + ".mixer."; }
 
 // Records the statistics of a linear layer's input rows x [M, K] (stride xs).
 void observe(const Weight& w, const float* x, int64_t xs, int64_t M, int64_t K) {
@@ -102,15 +145,7 @@ void observe(const Weight& w, const float* x, int64_t xs, int64_t M, int64_t K) 
       if (t_observer->percentile > 0.0) mags.push_back(v);
     }
   }
-  if (!mags.empty()) {
-    // Nearest rank: the smallest value with at least `percentile` of the
-    // elements at or below it.
-    const size_t n = mags.size();
-    size_t rank = (size_t)std::ceil(t_observer->percentile * (double)n);
-    rank = std::min(n, std::max<size_t>(rank, 1)) - 1;
-    std::nth_element(mags.begin(), mags.begin() + (std::ptrdiff_t)rank, mags.end());
-    st.quantiles.push_back(mags[rank]);
-  }
+  if (!mags.empty()) st.quantiles.push_back(quantile_of(mags, t_observer->percentile));
 }
 
 // How the inputs of a linear layer with weights of type t are rounded
@@ -213,17 +248,19 @@ void add_norm(const Weight& w, float eps, const float* h, float* residual, bool 
   rms_norm(a);
 }
 
-// Conv state of `slot` for one layer: [C, K-1] inside the state pool.
-struct ConvStateView {
-  float* base;        // pool + conv offset (slot 0)
-  int64_t slot_stride, ch_stride;
+// int8 input and output of the conv on the int8 SSM path (nullptr xq: float).
+struct ConvInt8 {
+  const int8_t* xq = nullptr;
+  int64_t xq_stride = 0;
+  int8_t* outq = nullptr;  // [n, channels], dense
 };
 
 // Causal conv (+ SiLU) over n tokens of one sequence, from and back into the
 // layer's conv state in `slot` (the kernel's final state may not alias its
-// initial state, hence the copy).
+// initial state, hence the copy). On the int8 path (q.xq) it reads int8
+// inputs and writes int8 outputs with the layer's conv scales.
 void conv_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* x, int64_t x_stride,
-                  int64_t channels, int64_t n, float* out) {
+                  int64_t channels, int64_t n, float* out, const ConvInt8& q = {}) {
   const int64_t K = m.config().d_conv;
   float* state = m.slot_state(slot) + m.conv_offset(layer);
   Buf final_state((size_t)(channels * (K - 1)));
@@ -236,13 +273,22 @@ void conv_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, 
   cv.final_state = final_state.data(); cv.final_seq_stride = channels * (K - 1); cv.final_ch_stride = K - 1;
   cv.silu = true;
   cv.out = out; cv.out_stride = channels;
-  causal_conv1d(cv);
+  if (q.xq) {
+    CausalConv1dQ8Args a;
+    a.conv = cv;
+    a.xq = q.xq; a.xq_stride = q.xq_stride; a.x_scale = L.conv_in_scale.data();
+    a.outq = q.outq; a.outq_stride = channels; a.out_scale = L.conv_out_scale.data();
+    causal_conv1d_q8(a);
+  } else {
+    causal_conv1d(cv);
+  }
   std::copy(final_state.begin(), final_state.end(), state);
 }
 
-// One conv step (+ SiLU) for `batch` sequences, in place on their conv states.
+// One conv step (+ SiLU) for `batch` sequences, in place on their conv states
+// (int8 path as conv_prefill).
 void conv_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* slots, const float* x, int64_t x_stride,
-               int64_t channels, int64_t batch, float* out) {
+               int64_t channels, int64_t batch, float* out, const ConvInt8& q = {}) {
   const int64_t K = m.config().d_conv;
   CausalConv1dUpdateArgs cv;
   cv.batch = batch; cv.channels = channels; cv.width = K;
@@ -254,8 +300,20 @@ void conv_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* sl
   cv.state_indices = slots;
   cv.silu = true;
   cv.out = out; cv.out_stride = channels;
-  causal_conv1d_update(cv);
+  if (q.xq) {
+    CausalConv1dUpdateQ8Args a;
+    a.conv = cv;
+    a.xq = q.xq; a.xq_stride = q.xq_stride; a.x_scale = L.conv_in_scale.data();
+    a.outq = q.outq; a.outq_stride = channels; a.out_scale = L.conv_out_scale.data();
+    causal_conv1d_update_q8(a);
+  } else {
+    causal_conv1d_update(cv);
+  }
 }
+
+// The int8 SSM path runs for checkpoints that have it, except while
+// calibrating (the observer sees the float model).
+bool ssm_int8(const Model& m) { return m.config().ssm_int8 && !t_observer; }
 
 // Mamba-2 tail: gated RMSNorm of y with z (per group), then out_proj.
 void gated_norm_out_proj(const Model& m, const LayerWeights& L, const float* y, const float* z, int64_t z_stride,
@@ -274,19 +332,55 @@ void gated_norm_out_proj(const Model& m, const LayerWeights& L, const float* y, 
   run_out_proj(m, L, yn.data(), rows, out);
 }
 
+// Mamba-1 front half shared by prefill and decode: in_proj, conv (+ SiLU),
+// x_proj and dt_proj for M rows. Float path: xc holds u; int8 path: uq holds
+// u (the conv's int8 output, x_proj's input) and bq / cq the quantized B, C.
+struct Mamba1Front {
+  float* xz;    // [M, 2 di]  x | z
+  float* xc;    // [M, di]    u (float path)
+  float* xdbl;  // [M, R+2N]  dt | B | C
+  float* delta; // [M, di]
+  int8_t *xq, *uq, *bq, *cq;  // int8 path: [M, di], [M, di], [M, N], [M, N]
+};
+
+void mamba1_front(Model& m, const LayerWeights& L, int64_t layer, const float* hn, int64_t M, const Mamba1Front& f,
+                  bool q8, const std::function<void(const ConvInt8&)>& conv) {
+  const ModelConfig& c = m.config();
+  const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
+  run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz);
+  if (t_observer) observe_channels(mixer_name(layer) + "conv1d:input", f.xz, 2 * di, M, di);
+  if (q8) {
+    quantize_channels_int8(M, di, f.xz, 2 * di, L.conv_in_scale.data(), f.xq, di);
+    conv(ConvInt8{f.xq, di, f.uq});
+    QLinearArgs q = qlinear_args(L.x_proj, nullptr, M, f.xdbl);  // [dt | B | C]
+    q.xq = f.uq; q.xq_stride = di;
+    qlinear(q);
+  } else {
+    conv(ConvInt8{});
+    run_linear(m, L.x_proj, nullptr, f.xc, di, M, f.xdbl);
+  }
+  if (t_observer) observe_channels(mixer_name(layer) + "x_proj:output", f.xdbl, xdim, M, xdim);
+  run_linear(m, L.dt_proj, nullptr, f.xdbl, xdim, M, f.delta);  // bias goes to the scan
+  if (q8) {
+    quantize_channels_int8(M, N, f.xdbl + R, xdim, L.B_scale.data(), f.bq, N);
+    quantize_channels_int8(M, N, f.xdbl + R + N, xdim, L.C_scale.data(), f.cq, N);
+  }
+}
+
 void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
                           float* out) {
   const ModelConfig& c = m.config();
   const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
+  const bool q8 = ssm_int8(m);
   float* state = m.slot_state(slot);
-  Buf xz((size_t)(n * 2 * di)), xc((size_t)(n * di)), xdbl((size_t)(n * xdim)), delta((size_t)(n * di)),
+  Buf xz((size_t)(n * 2 * di)), xc((size_t)(q8 ? 0 : n * di)), xdbl((size_t)(n * xdim)), delta((size_t)(n * di)),
       y((size_t)(n * di));
-  run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, n, xz.data());
-
-  conv_prefill(m, L, layer, slot, xz.data(), 2 * di, di, n, xc.data());  // x = first half of in_proj
-
-  run_linear(m, L.x_proj, nullptr, xc.data(), di, n, xdbl.data());             // [dt | B | C]
-  run_linear(m, L.dt_proj, nullptr, xdbl.data(), xdim, n, delta.data());        // bias goes to the scan
+  I8Buf xq((size_t)(q8 ? n * di : 0)), uq((size_t)(q8 ? n * di : 0)), bq((size_t)(q8 ? n * N : 0)),
+      cq((size_t)(q8 ? n * N : 0));
+  const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bq.data(), cq.data()};
+  mamba1_front(m, L, layer, hn, n, f, q8, [&](const ConvInt8& q) {
+    conv_prefill(m, L, layer, slot, xz.data(), 2 * di, di, n, xc.data(), q);  // x = first half of in_proj
+  });
 
   SelectiveScanArgs s;
   s.batch = 1; s.seqlen = n; s.dim = di; s.dstate = N; s.ngroups = 1;
@@ -299,9 +393,30 @@ void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   s.A = L.A.data(); s.D = L.D.data(); s.delta_bias = L.dt_bias.data(); s.delta_softplus = true;
   s.initial_state = state + m.ssm_offset(layer); s.initial_state_batch_stride = di * N;
   s.last_state = state + m.ssm_offset(layer); s.last_state_batch_stride = di * N;  // may alias
-  selective_scan(s);
+  if (q8) {
+    SelectiveScanQ8Args q;
+    q.scan = s;
+    q.uq = uq.data(); q.uq_token_stride = di; q.uq_batch_stride = n * di; q.u_scale = L.conv_out_scale.data();
+    q.Bq = bq.data(); q.Bq_token_stride = N; q.Bq_batch_stride = n * N; q.B_scale = L.B_scale.data();
+    q.Cq = cq.data(); q.Cq_token_stride = N; q.Cq_batch_stride = n * N; q.C_scale = L.C_scale.data();
+    selective_scan_q8(q);
+  } else {
+    selective_scan(s);
+  }
 
   run_out_proj(m, L, y.data(), n, out);
+}
+
+// The SSD / state update's int8 operands: the int8 conv output [M, conv_dim]
+// holds x, then B and C, with the conv's output scales.
+struct Mamba2Int8 {
+  const int8_t *x, *B, *C;
+  const float *x_scale, *B_scale, *C_scale;
+};
+Mamba2Int8 mamba2_int8(const ModelConfig& c, const LayerWeights& L, const int8_t* xbc) {
+  const int64_t di = c.d_inner, GN = c.ngroups * c.d_state;
+  const float* s = L.conv_out_scale.data();
+  return {xbc, xbc + di, xbc + di + GN, s, s + di, s + di + GN};
 }
 
 void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
@@ -309,11 +424,20 @@ void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   const ModelConfig& c = m.config();
   const int64_t di = c.d_inner, N = c.d_state, G = c.ngroups, H = c.nheads, Pd = c.headdim;
   const int64_t C = c.conv_dim(), P = c.in_proj_dim();
+  const bool q8 = ssm_int8(m);
   float* state = m.slot_state(slot);
-  Buf zxbcdt((size_t)(n * P)), xbc((size_t)(n * C)), y((size_t)(n * di)), ssm_final((size_t)(H * Pd * N));
+  Buf zxbcdt((size_t)(n * P)), xbc((size_t)(q8 ? 0 : n * C)), y((size_t)(n * di)), ssm_final((size_t)(H * Pd * N));
+  I8Buf xbc_in((size_t)(q8 ? n * C : 0)), xbc_q((size_t)(q8 ? n * C : 0));
   run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, n, zxbcdt.data());
+  if (t_observer) observe_channels(mixer_name(layer) + "conv1d:input", zxbcdt.data() + di, P, n, C);
 
-  conv_prefill(m, L, layer, slot, zxbcdt.data() + di, P, C, n, xbc.data());  // xBC follows z
+  if (q8) {
+    quantize_channels_int8(n, C, zxbcdt.data() + di, P, L.conv_in_scale.data(), xbc_in.data(), C);
+    conv_prefill(m, L, layer, slot, nullptr, 0, C, n, nullptr, ConvInt8{xbc_in.data(), C, xbc_q.data()});
+  } else {
+    conv_prefill(m, L, layer, slot, zxbcdt.data() + di, P, C, n, xbc.data());  // xBC follows z
+  }
+  if (t_observer) observe_channels(mixer_name(layer) + "conv1d:output", xbc.data(), C, n, C, 0, di);
 
   const int32_t cu[2] = {0, (int32_t)n};
   SsdChunkScanArgs s;
@@ -328,7 +452,17 @@ void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   s.initial_states = state + m.ssm_offset(layer);
   s.final_states = ssm_final.data();
   s.out = y.data(); s.out_stride = di;
-  ssd_chunk_scan(s);
+  if (q8) {
+    const Mamba2Int8 v = mamba2_int8(c, L, xbc_q.data());
+    SsdChunkScanQ8Args q;
+    q.ssd = s;
+    q.xq = v.x; q.xq_stride = C; q.x_scale = v.x_scale;
+    q.Bq = v.B; q.Bq_stride = C; q.B_scale = v.B_scale;
+    q.Cq = v.C; q.Cq_stride = C; q.C_scale = v.C_scale;
+    ssd_chunk_scan_q8(q);
+  } else {
+    ssd_chunk_scan(s);
+  }
   std::copy(ssm_final.begin(), ssm_final.end(), state + m.ssm_offset(layer));
 
   gated_norm_out_proj(m, L, y.data(), zxbcdt.data(), P, n, out);
@@ -338,14 +472,15 @@ void mamba1_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
                        int64_t B, float* out) {
   const ModelConfig& c = m.config();
   const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
-  Buf xz((size_t)(B * 2 * di)), xc((size_t)(B * di)), xdbl((size_t)(B * xdim)), delta((size_t)(B * di)),
+  const bool q8 = ssm_int8(m);
+  Buf xz((size_t)(B * 2 * di)), xc((size_t)(q8 ? 0 : B * di)), xdbl((size_t)(B * xdim)), delta((size_t)(B * di)),
       y((size_t)(B * di));
-  run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, xz.data());
-
-  conv_step(m, L, layer, slots, xz.data(), 2 * di, di, B, xc.data());
-
-  run_linear(m, L.x_proj, nullptr, xc.data(), di, B, xdbl.data());
-  run_linear(m, L.dt_proj, nullptr, xdbl.data(), xdim, B, delta.data());
+  I8Buf xq((size_t)(q8 ? B * di : 0)), uq((size_t)(q8 ? B * di : 0)), bq((size_t)(q8 ? B * N : 0)),
+      cq((size_t)(q8 ? B * N : 0));
+  const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bq.data(), cq.data()};
+  mamba1_front(m, L, layer, hn, B, f, q8, [&](const ConvInt8& q) {
+    conv_step(m, L, layer, slots, xz.data(), 2 * di, di, B, xc.data(), q);
+  });
 
   SelectiveStateUpdateArgs s;
   s.batch = B; s.nheads = di; s.headdim = 1; s.dstate = N; s.ngroups = 1; s.a_per_state = true;
@@ -357,7 +492,16 @@ void mamba1_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   s.z = xz.data() + di; s.z_batch_stride = 2 * di;
   s.out = y.data(); s.out_batch_stride = di;
   s.A = L.A.data(); s.D = L.D.data(); s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
-  selective_state_update(s);
+  if (q8) {
+    SelectiveStateUpdateQ8Args q;
+    q.upd = s;
+    q.xq = uq.data(); q.xq_batch_stride = di; q.x_scale = L.conv_out_scale.data();
+    q.Bq = bq.data(); q.Bq_batch_stride = N; q.B_scale = L.B_scale.data();
+    q.Cq = cq.data(); q.Cq_batch_stride = N; q.C_scale = L.C_scale.data();
+    selective_state_update_q8(q);
+  } else {
+    selective_state_update(s);
+  }
 
   run_out_proj(m, L, y.data(), B, out);
 }
@@ -367,10 +511,17 @@ void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   const ModelConfig& c = m.config();
   const int64_t di = c.d_inner, N = c.d_state, G = c.ngroups, H = c.nheads, Pd = c.headdim;
   const int64_t C = c.conv_dim(), P = c.in_proj_dim();
-  Buf zxbcdt((size_t)(B * P)), xbc((size_t)(B * C)), y((size_t)(B * di));
+  const bool q8 = ssm_int8(m);
+  Buf zxbcdt((size_t)(B * P)), xbc((size_t)(q8 ? 0 : B * C)), y((size_t)(B * di));
+  I8Buf xbc_in((size_t)(q8 ? B * C : 0)), xbc_q((size_t)(q8 ? B * C : 0));
   run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
 
-  conv_step(m, L, layer, slots, zxbcdt.data() + di, P, C, B, xbc.data());
+  if (q8) {
+    quantize_channels_int8(B, C, zxbcdt.data() + di, P, L.conv_in_scale.data(), xbc_in.data(), C);
+    conv_step(m, L, layer, slots, nullptr, 0, C, B, nullptr, ConvInt8{xbc_in.data(), C, xbc_q.data()});
+  } else {
+    conv_step(m, L, layer, slots, zxbcdt.data() + di, P, C, B, xbc.data());
+  }
 
   SelectiveStateUpdateArgs s;
   s.batch = B; s.nheads = H; s.headdim = Pd; s.dstate = N; s.ngroups = G; s.a_per_state = false;
@@ -383,7 +534,17 @@ void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   s.dt = zxbcdt.data() + di + C; s.dt_batch_stride = P;
   s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
   s.dt_min = c.dt_min; s.dt_max = c.dt_max;
-  selective_state_update(s);
+  if (q8) {
+    const Mamba2Int8 v = mamba2_int8(c, L, xbc_q.data());
+    SelectiveStateUpdateQ8Args q;
+    q.upd = s;
+    q.xq = v.x; q.xq_batch_stride = C; q.x_scale = v.x_scale;
+    q.Bq = v.B; q.Bq_batch_stride = C; q.B_scale = v.B_scale;
+    q.Cq = v.C; q.Cq_batch_stride = C; q.C_scale = v.C_scale;
+    selective_state_update_q8(q);
+  } else {
+    selective_state_update(s);
+  }
 
   gated_norm_out_proj(m, L, y.data(), zxbcdt.data(), P, B, out);
 }

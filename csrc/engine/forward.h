@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "engine/model.h"
@@ -37,9 +38,20 @@ struct TapStats {
   float absmax = 0.0f;
   std::vector<float> quantiles;
 };
+// Channel taps of the SSM path (for its int8 scales), named
+// "<mixer>conv1d:input" (conv input channels), Mamba-2 "<mixer>conv1d:output"
+// (conv output after SiLU; quantiles over its x channels) and Mamba-1
+// "<mixer>x_proj:output" ([dt | B | C]), <mixer> = "backbone.layers.<i>.mixer.":
+//   absmax       per channel, max |x| over every call
+//   quantiles    as TapStats (only where named above, when percentile > 0)
+struct ChannelStats {
+  std::vector<float> absmax;
+  std::vector<float> quantiles;
+};
 struct ActivationObserver {
   double percentile = 0.0;  // in (0, 1]; 0: no quantiles
   std::map<const Weight*, TapStats> taps;
+  std::map<std::string, ChannelStats> channels;
 };
 
 // Installs `obs` for the forward passes of this thread until the scope ends.

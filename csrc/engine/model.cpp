@@ -139,6 +139,18 @@ class TensorTable {
     return out;
   }
 
+  // A static int8 activation scale of `n` channels, stored as [] / [1] (one
+  // for all) or [n]; finite and > 0.
+  std::vector<float> get_act_scales(const std::string& name, int64_t n) {
+    std::vector<float> s = get_f32_any(name, {{}, {1}, {n}});
+    for (size_t i = 0; i < s.size(); ++i)
+      if (!(s[i] > 0.0f) || !std::isfinite(s[i]))
+        throw LoadError("tensor " + name + " holds " + std::to_string(s[i]) + " at index " + std::to_string(i) +
+                            "; activation scales must be finite and > 0", path_of(name), name);
+    if ((int64_t)s.size() != n) s.assign((size_t)n, s[0]);
+    return s;
+  }
+
   uint64_t used_bytes() const { return used_bytes_; }
 
  private:
@@ -224,6 +236,20 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
       L.A = load_A(tt, mx, {H});
       L.D = tt.get_f32(mx + "D", {H});
       L.gated_norm = tt.get(mx + "norm.weight", {{di}});
+    }
+    if (c.ssm_int8) {
+      L.conv_in_scale = tt.get_act_scales(mx + "conv1d.input_scale", C);
+      if (c.arch == Arch::Mamba2) {
+        L.conv_out_scale = tt.get_act_scales(mx + "conv1d.output_scale", C);
+      } else {
+        // The conv output is x_proj's int8 input.
+        if (dtype_info(L.x_proj.dtype).linear != LinearKernel::Quamba || !(L.x_proj.act_scale > 0.0f))
+          throw LoadError("int8 SSM activations need x_proj with int8 inputs (an i8 / i4 weight with input_scale)",
+                          tt.path_of(mx + "x_proj.weight"), mx + "x_proj.input_scale");
+        L.conv_out_scale.assign((size_t)C, L.x_proj.act_scale);
+        L.B_scale = tt.get_act_scales(mx + "B_scale", N);
+        L.C_scale = tt.get_act_scales(mx + "C_scale", N);
+      }
     }
   }
   m->weight_bytes_ = tt.used_bytes();

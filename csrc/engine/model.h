@@ -40,6 +40,10 @@ struct ModelConfig {
   // (Tᵀ) before norm_f, so that the embedding, norm_f and a tied head stay
   // as trained while every block sees the rotated stream.
   bool hadamard_residual = false;
+  // quantization_config.ssm_activations "int8": the conv1d input and output
+  // and the scan's x, B, C are int8 with static per-channel scales
+  // (kernels/ssm_q8.h; LayerWeights::*_scale).
+  bool ssm_int8 = false;
   // Mamba-2 conv channels: d_inner + 2 * ngroups * d_state (Mamba-1: d_inner).
   int64_t conv_dim() const { return arch == Arch::Mamba2 ? d_inner + 2 * ngroups * d_state : d_inner; }
   // Mamba-2 in_proj rows: [z, xBC, dt] = 2 d_inner + 2 G N + H (Mamba-1: 2 d_inner).
@@ -86,6 +90,11 @@ struct LayerWeights {
   // float32 copies of small parameters: A = -exp(A_log) ([d_inner, N] or [H]),
   // D ([d_inner] or [H]), dt bias (dt_proj.bias [d_inner] or dt_bias [H]).
   std::vector<float> A, D, dt_bias;
+  // Int8 SSM path (ModelConfig::ssm_int8), per channel: conv input
+  // [conv_dim], conv output [conv_dim] (Mamba-2: x, then B and C per group
+  // and state; Mamba-1: x_proj's input scale, repeated), Mamba-1 B and C
+  // [d_state]. Empty otherwise.
+  std::vector<float> conv_in_scale, conv_out_scale, B_scale, C_scale;
 };
 
 class Model {

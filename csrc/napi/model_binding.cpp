@@ -247,7 +247,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   // calibrate(tokens: Int32Array, percentile: number in [0, 1], withHead: boolean)
-  //   -> Promise<{ names, absmax, quantiles }>:
+  //   -> Promise<{ names, absmax, quantiles, channels: [{ name, absmax: Float32Array, quantiles }] }>:
   // one calibration sample through a fresh sequence (engine/forward.h
   // ActivationObserver); quantiles[i] holds one value per 512-token chunk.
   Napi::Value Calibrate(const Napi::CallbackInfo& info) {
@@ -302,6 +302,21 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           o.Set("names", names);
           o.Set("absmax", absmax);
           o.Set("quantiles", quant);
+          // The SSM path's channel taps (forward.h ChannelStats).
+          Napi::Array channels = Napi::Array::New(env, obs->channels.size());
+          uint32_t k = 0;
+          for (const auto& [name, st] : obs->channels) {
+            Napi::Object c = Napi::Object::New(env);
+            c.Set("name", name);
+            Napi::Float32Array a = Napi::Float32Array::New(env, st.absmax.size());
+            std::copy(st.absmax.begin(), st.absmax.end(), a.Data());
+            c.Set("absmax", a);
+            Napi::Array q = Napi::Array::New(env, st.quantiles.size());
+            for (size_t j = 0; j < st.quantiles.size(); ++j) q.Set((uint32_t)j, (double)st.quantiles[j]);
+            c.Set("quantiles", q);
+            channels.Set(k++, c);
+          }
+          o.Set("channels", channels);
           return o;
         });
   }
@@ -340,6 +355,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   cfg.round_activations = r.boolean_or("roundActivations", true);
   cfg.hadamard_out = r.boolean_or("hadamardOut", false);
   cfg.hadamard_residual = r.boolean_or("hadamardResidual", false);
+  cfg.ssm_int8 = r.boolean_or("ssmInt8", false);
   if (r.has("threads")) cpu::pool().resize((int)r.integer("threads", 1, 1024));
 
   Napi::Value fv = r.obj.Get("files");

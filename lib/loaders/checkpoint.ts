@@ -223,6 +223,7 @@ export function resolveCheckpoint(dir: string): Checkpoint {
     }
     tensors.set(spec.name, { file: loc.file, fileName, offset: info.offset, nbytes: info.nbytes, dtype, shape: info.shape.slice() });
   }
+  if (config.quantization?.ssmActivations === 'int8') addSsmScaleTensors(config, located, files, source, tensors);
   return { dir: root, config, configFile, files, tensors };
 }
 
@@ -261,26 +262,45 @@ function quantizedWeight(spec: TensorSpec, loc: Located, fileName: string): 'i8'
 function addScaleTensors(spec: TensorSpec, dtype: 'i8' | 'i4', located: Map<string, Located>, files: string[], source: string,
   tensors: Map<string, CheckpointTensor>): void {
   const base = spec.name.replace(/\.weight$/, '');
-  const want: Array<[string, number[][], boolean]> = [
-    [`${base}.weight_scale`, [quantScaleShape(dtype, spec.shape[0], spec.shape[1])], true],
-    [`${base}.input_scale`, [[], [1]], dtype === 'i8'],
-  ];
-  for (const [name, shapes, required] of want) {
-    const loc = located.get(name);
-    if (!loc) {
-      if (!required) continue;
-      throw new ModelLoadError(`scale tensor of the ${dtype} weight ${spec.name} is missing`, { file: source, field: name, expected: shapes[0] });
-    }
-    const fileName = files[loc.file];
-    if (loc.info.dtype !== 'F32') {
-      throw new ModelLoadError(`scale tensors must be F32, got ${loc.info.dtype}`, { file: fileName, field: loc.storedName });
-    }
-    const ok = shapes.some((s) => s.length === loc.info.shape.length && s.every((v, k) => v === loc.info.shape[k]));
-    if (!ok) {
-      throw new ModelLoadError('scale tensor has the wrong shape', { file: fileName, field: loc.storedName, expected: shapes[0], actual: loc.info.shape });
-    }
-    tensors.set(name, { file: loc.file, fileName, offset: loc.info.offset, nbytes: loc.info.nbytes, dtype: 'f32', shape: loc.info.shape.slice() });
+  addScaleTensor(`${base}.weight_scale`, [quantScaleShape(dtype, spec.shape[0], spec.shape[1])], true, located, files, source, tensors, `of the ${dtype} weight ${spec.name}`);
+  addScaleTensor(`${base}.input_scale`, [[], [1]], dtype === 'i8', located, files, source, tensors, `of the ${dtype} weight ${spec.name}`);
+}
+
+/**
+ * The static activation scales of int8 SSM paths (quantization_config
+ * ssm_activations "int8", lib/quant/config.ts): per layer
+ * "mixer.conv1d.input_scale" ([] or [conv_dim]), and Mamba-2
+ * "mixer.conv1d.output_scale" ([] or [conv_dim]) or Mamba-1 "mixer.B_scale"
+ * and "mixer.C_scale" ([] or [d_state]); all F32.
+ */
+function addSsmScaleTensors(config: MambaConfig, located: Map<string, Located>, files: string[], source: string,
+  tensors: Map<string, CheckpointTensor>): void {
+  const convDim = config.arch === 'mamba2' ? config.dInner + 2 * config.ngroups * config.dState : config.dInner;
+  for (let i = 0; i < config.nLayer; i++) {
+    const mx = `backbone.layers.${i}.mixer.`;
+    const names: Array<[string, number]> = config.arch === 'mamba2'
+      ? [['conv1d.input_scale', convDim], ['conv1d.output_scale', convDim]]
+      : [['conv1d.input_scale', convDim], ['B_scale', config.dState], ['C_scale', config.dState]];
+    for (const [n, len] of names) addScaleTensor(mx + n, [[], [1], [len]], true, located, files, source, tensors, 'of the int8 SSM path');
   }
+}
+
+function addScaleTensor(name: string, shapes: number[][], required: boolean, located: Map<string, Located>, files: string[], source: string,
+  tensors: Map<string, CheckpointTensor>, what: string): void {
+  const loc = located.get(name);
+  if (!loc) {
+    if (!required) return;
+    throw new ModelLoadError(`scale tensor ${what} is missing`, { file: source, field: name, expected: shapes[0] });
+  }
+  const fileName = files[loc.file];
+  if (loc.info.dtype !== 'F32') {
+    throw new ModelLoadError(`scale tensors must be F32, got ${loc.info.dtype}`, { file: fileName, field: loc.storedName });
+  }
+  const ok = shapes.some((s) => s.length === loc.info.shape.length && s.every((v, k) => v === loc.info.shape[k]));
+  if (!ok) {
+    throw new ModelLoadError('scale tensor has the wrong shape', { file: fileName, field: loc.storedName, expected: shapes[shapes.length - 1], actual: loc.info.shape });
+  }
+  tensors.set(name, { file: loc.file, fileName, offset: loc.info.offset, nbytes: loc.info.nbytes, dtype: 'f32', shape: loc.info.shape.slice() });
 }
 
 interface TensorIndex {

@@ -154,6 +154,7 @@ function nativeArgs(ck: Checkpoint, threads: number | undefined, roundActivation
     roundActivations,
     hadamardOut: c.quantization?.hadamard ?? false,
     hadamardResidual: c.quantization?.residualRotation === 'online',
+    ssmInt8: c.quantization?.ssmActivations === 'int8',
     files: ck.files,
     tensors: [...ck.tensors].map(([name, t]) => ({ name, file: t.file, offset: t.offset, nbytes: t.nbytes, dtype: t.dtype, shape: t.shape })),
   };

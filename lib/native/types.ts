@@ -28,7 +28,11 @@ export interface NativeModel {
   snapshot(slot: number): Promise<Float32Array>;
   restore(slot: number, state: Float32Array): Promise<void>;
   /** One calibration sample (engine/forward.h ActivationObserver): input statistics of every linear layer. */
-  calibrate(tokens: Int32Array, percentile: number, withHead: boolean): Promise<{ names: string[]; absmax: number[]; quantiles: number[][] }>;
+  calibrate(tokens: Int32Array, percentile: number, withHead: boolean): Promise<{
+    names: string[]; absmax: number[]; quantiles: number[][];
+    /** The SSM path's channel taps (csrc/engine/forward.h ChannelStats). */
+    channels: Array<{ name: string; absmax: Float32Array; quantiles: number[] }>;
+  }>;
   dispose(): void;
 }
 
@@ -36,7 +40,7 @@ export interface NativeLoadArgs {
   arch: 'mamba' | 'mamba2';
   dModel: number; nLayer: number; vocabSize: number; dState: number; dConv: number; dInner: number;
   dtRank: number; headdim: number; nheads: number; ngroups: number; normEps: number;
-  dtMin: number; dtMax?: number; threads?: number; roundActivations?: boolean; hadamardOut?: boolean; hadamardResidual?: boolean;
+  dtMin: number; dtMax?: number; threads?: number; roundActivations?: boolean; hadamardOut?: boolean; hadamardResidual?: boolean; ssmInt8?: boolean;
   files: string[];
   tensors: Array<{ name: string; file: number; offset: number; nbytes: number; dtype: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'i8' | 'i4'; shape: number[] }>;
 }

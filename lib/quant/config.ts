@@ -10,15 +10,22 @@
 //                                      // the head untied); online: the engine rotates the embedding
 //                                      // output and rotates back before norm_f (embedding, norm_f and a
 //                                      // tied head unchanged); none: no rotation (hadamard false)
+//     "ssm_activations": "int8" | "float",   // format_version 2; absent = "float"
+//                                      // int8: the mixer's conv1d input and output, and the scan's
+//                                      // x, B, C are int8 with static scales (kernels/ssm_q8.h)
 //     "recipe": { ...the switches the checkpoint was made with (informational) }
 //   }
 // The tensors say the rest: an I8 / I4 weight `<layer>.weight` comes with
-// `<layer>.weight_scale` and (int8 inputs) `<layer>.input_scale`.
+// `<layer>.weight_scale` and (int8 inputs) `<layer>.input_scale`. With int8
+// SSM activations every layer's mixer has `conv1d.input_scale` ([] or
+// [conv_dim]); Mamba-2 `conv1d.output_scale` ([] or [conv_dim]: x, then B and
+// C per group and state); Mamba-1 `B_scale` and `C_scale` ([] or [d_state]),
+// its conv output being x_proj's int8 input (scale `x_proj.input_scale`).
 import { ModelLoadError } from '../errors';
 
 export type QuantScheme = 'w8a8' | 'w4a8' | 'w4a16';
 export const QUANT_SCHEMES: readonly QuantScheme[] = ['w8a8', 'w4a8', 'w4a16'];
-export const QUANT_FORMAT_VERSION = 1;
+export const QUANT_FORMAT_VERSION = 2;
 
 export interface QuantizationConfig {
   quantMethod: 'quamba';
@@ -28,6 +35,8 @@ export interface QuantizationConfig {
   hadamard: boolean;
   /** How the residual stream is rotated: offline into embedding and head ('folded'), or at both ends by the engine ('online'). */
   residualRotation: 'folded' | 'online' | 'none';
+  /** int8: the SSM path's activations are int8 with static scales (format_version 2). */
+  ssmActivations: 'int8' | 'float';
   recipe: Record<string, unknown>;
 }
 
@@ -62,17 +71,24 @@ export function parseQuantizationConfig(raw: unknown, file: string): Quantizatio
   if ((rr === 'none') === o.hadamard) {
     throw new ModelLoadError(`residual_rotation ${JSON.stringify(rr)} contradicts hadamard ${o.hadamard}`, { file, field: field('residual_rotation') });
   }
+  const ssm = o.ssm_activations === undefined ? 'float' : o.ssm_activations;
+  if (ssm !== 'int8' && ssm !== 'float') {
+    throw new ModelLoadError(`ssm_activations must be "int8" or "float", got ${JSON.stringify(ssm)}`, { file, field: field('ssm_activations') });
+  }
+  if (ssm === 'int8' && o.scheme === 'w4a16') {
+    throw new ModelLoadError('ssm_activations "int8" contradicts scheme "w4a16" (float activations)', { file, field: field('ssm_activations') });
+  }
   const recipe = o.recipe === undefined ? {} : o.recipe;
   if (typeof recipe !== 'object' || recipe === null || Array.isArray(recipe)) {
     throw new ModelLoadError('recipe must be an object', { file, field: field('recipe') });
   }
-  return { quantMethod: 'quamba', formatVersion: v, scheme: o.scheme as QuantScheme, hadamard: o.hadamard, residualRotation: rr, recipe: recipe as Record<string, unknown> };
+  return { quantMethod: 'quamba', formatVersion: v, scheme: o.scheme as QuantScheme, hadamard: o.hadamard, residualRotation: rr, ssmActivations: ssm, recipe: recipe as Record<string, unknown> };
 }
 
 /** The config.json section for a QuantizationConfig. */
 export function quantizationConfigJson(q: QuantizationConfig): Record<string, unknown> {
   return {
     quant_method: q.quantMethod, format: 'node-mamba', format_version: q.formatVersion, scheme: q.scheme,
-    hadamard: q.hadamard, residual_rotation: q.residualRotation, recipe: q.recipe,
+    hadamard: q.hadamard, residual_rotation: q.residualRotation, ssm_activations: q.ssmActivations, recipe: q.recipe,
   };
 }

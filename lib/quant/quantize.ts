@@ -48,15 +48,25 @@ export interface QuantRecipe {
   /**
    * Percentile clipping of the SSM input x's scale (Quamba): the per-sample
    * quantile of |x| at this level, averaged over samples (EMA, weight 0.01), instead
-   * of the absmax. Default 0.9995 (Quamba's); false: absmax. Mamba-1 only (Mamba-2's x
-   * is not a linear input in this engine).
+   * of the absmax. Default 0.9995 (Quamba's); false: absmax. Mamba-1: x_proj's input
+   * (the conv output); Mamba-2: the x channels of the conv output (with quantizeSsm).
    */
   percentile?: number | false;
-  /** Mamba-2 sort-and-cluster of x: not available yet (the SSD runs in float32 here). */
+  /**
+   * int8 activations on the SSM path (w8a8 / w4a8): the conv1d input and output and
+   * the scan's x, B and C are int8 with static scales from calibration, as Quamba
+   * runs them (the recurrence stays float32). Default true for the int8 schemes;
+   * false keeps that path in float32 (only the linear layers' inputs are int8).
+   */
+  quantizeSsm?: boolean;
+  /** Mamba-2 sort-and-cluster of x: not available yet. */
   sortAndCluster?: boolean;
   /** GPTQ for 4-bit weights: not available yet. */
   gptq?: boolean;
-  /** Mamba-2 per-state-group scales of B and C: not available yet (B / C stay float32). */
+  /**
+   * Mamba-2 per-state-group scales of B and C (Quamba2 §4.1; with quantizeSsm): one
+   * scale per SSD group instead of one per tensor. Default true; a no-op with one group.
+   */
   perStateGroup?: boolean;
   /** Quantize the embedding: not available yet. */
   quantizeEmbedding?: boolean;
@@ -64,8 +74,8 @@ export interface QuantRecipe {
   quantizeLmHead?: boolean;
 }
 
-const RECIPE_KEYS: ReadonlyArray<keyof QuantRecipe> = ['hadamard', 'percentile', 'sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding', 'quantizeLmHead'];
-const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding'];
+const RECIPE_KEYS: ReadonlyArray<keyof QuantRecipe> = ['hadamard', 'percentile', 'quantizeSsm', 'sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding', 'quantizeLmHead'];
+const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['sortAndCluster', 'gptq', 'quantizeEmbedding'];
 
 export interface QuantizeProgress {
   stage: QuantizeStage;
@@ -113,6 +123,7 @@ export interface ResolvedRecipe {
   naive: boolean;
   hadamard: boolean;
   percentile: number | false;
+  quantizeSsm: boolean;
   sortAndCluster: boolean;
   gptq: boolean;
   perStateGroup: boolean;
@@ -133,7 +144,8 @@ function abortError(signal: AbortSignal): Error {
 function resolveRecipe(scheme: QuantScheme, recipe: QuantizeOptions['recipe']): ResolvedRecipe {
   if (recipe === 'naive') {
     if (scheme !== 'w8a8') throw new QuantizeError(`recipe 'naive' is plain per-tensor W8A8; scheme must be 'w8a8', got '${scheme}'`, { field: 'recipe' });
-    return { naive: true, hadamard: false, percentile: false, sortAndCluster: false, gptq: false, perStateGroup: false, quantizeEmbedding: false, quantizeLmHead: false };
+    // Plain per-tensor min-max everywhere, the SSM path included.
+    return { naive: true, hadamard: false, percentile: false, quantizeSsm: true, sortAndCluster: false, gptq: false, perStateGroup: false, quantizeEmbedding: false, quantizeLmHead: false };
   }
   const r = recipe ?? {};
   if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new QuantizeError("'recipe' must be an object of switches or 'naive'", { field: 'recipe' });
@@ -155,8 +167,12 @@ function resolveRecipe(scheme: QuantScheme, recipe: QuantizeOptions['recipe']): 
   if (p !== false && !(typeof p === 'number' && p > 0 && p <= 1)) {
     throw new QuantizeError('recipe.percentile must be a number in (0, 1] or false', { field: 'recipe.percentile' });
   }
+  if (rr.quantizeSsm === true && scheme === 'w4a16') {
+    throw new QuantizeError("recipe.quantizeSsm needs int8 activations; scheme 'w4a16' keeps them float", { field: 'recipe.quantizeSsm' });
+  }
   return {
-    naive: false, hadamard: rr.hadamard ?? true, percentile: p, sortAndCluster: false, gptq: false, perStateGroup: false,
+    naive: false, hadamard: rr.hadamard ?? true, percentile: p, quantizeSsm: scheme !== 'w4a16' && (rr.quantizeSsm ?? true),
+    sortAndCluster: false, gptq: false, perStateGroup: rr.perStateGroup ?? true,
     quantizeEmbedding: false, quantizeLmHead: rr.quantizeLmHead ?? false,
   };
 }
@@ -300,6 +316,61 @@ function keptDtype(name: string, source: string | undefined): 'f32' | 'f16' | 'b
   return 'f16';
 }
 
+/** Quamba's static scale: s = max(absmax, 1e-5) / 127, at least 1e-6. */
+function actScale(absmax: number): number {
+  return Math.max(Math.max(absmax, 1e-5) / 127, 1e-6);
+}
+
+/**
+ * The static scales of the int8 SSM path (lib/quant/config.ts ssm_activations)
+ * from the calibration's channel taps (csrc/engine/forward.h ChannelStats):
+ * per tensor (the max of its channels' absmax) for x and Mamba-1's B / C; per
+ * SSD group for Mamba-2's B / C with perStateGroup (else per tensor). The SSM
+ * input x uses the percentile-clipped value where calibration made one.
+ */
+function ssmScaleTensors(c: MambaConfig, recipe: ResolvedRecipe, channels: Map<string, Float32Array>,
+  linearInput: (base: string) => number | undefined): TensorOut[] {
+  const out: TensorOut[] = [];
+  const tap = (name: string) => {
+    const v = channels.get(name);
+    if (!v) throw new MambaError(`node-mamba: quantize: calibration saw no ${name}`);
+    return v;
+  };
+  const maxOf = (v: Float32Array, a: number, b: number) => { let m = 0; for (let i = a; i < b; i++) m = Math.max(m, v[i]); return m; };
+  const di = c.dInner, N = c.dState;
+  for (let i = 0; i < c.nLayer; i++) {
+    const mx = `backbone.layers.${i}.mixer.`;
+    const convIn = tap(`${mx}conv1d:input`);
+    if (c.arch === 'mamba') {
+      const xdbl = tap(`${mx}x_proj:output`), R = c.dtRank;
+      out.push(scalarF32(`${mx}conv1d.input_scale`, actScale(maxOf(convIn, 0, di))));
+      out.push(scalarF32(`${mx}B_scale`, actScale(maxOf(xdbl, R, R + N))));
+      out.push(scalarF32(`${mx}C_scale`, actScale(maxOf(xdbl, R + N, R + 2 * N))));
+      // The conv output's scale is x_proj.input_scale (written with x_proj).
+      if (linearInput(`${mx}x_proj`) === undefined) throw new MambaError(`node-mamba: quantize: calibration saw no input of ${mx}x_proj`);
+      continue;
+    }
+    // Mamba-2: per-channel vectors [x (di) | B (G·N) | C (G·N)].
+    const G = c.ngroups, convOut = tap(`${mx}conv1d:output`);
+    const vector = (absmax: Float32Array, xAbsmax: number) => {
+      const v = new Float32Array(di + 2 * G * N);
+      v.fill(actScale(xAbsmax), 0, di);
+      for (const base of [di, di + G * N]) {
+        const whole = maxOf(absmax, base, base + G * N);
+        for (let g = 0; g < G; g++) {
+          const s = actScale(recipe.perStateGroup ? maxOf(absmax, base + g * N, base + (g + 1) * N) : whole);
+          v.fill(s, base + g * N, base + (g + 1) * N);
+        }
+      }
+      return v;
+    };
+    out.push(f32Tensor(`${mx}conv1d.input_scale`, { data: vector(convIn, maxOf(convIn, 0, di)), shape: [di + 2 * G * N] }));
+    const clippedX = linearInput(`${mx}conv1d:output`);
+    out.push(f32Tensor(`${mx}conv1d.output_scale`, { data: vector(convOut, clippedX ?? maxOf(convOut, 0, di)), shape: [di + 2 * G * N] }));
+  }
+  return out;
+}
+
 function scalarF32(name: string, v: number): TensorOut {
   const a = new Float32Array([v]);
   return { name, tensor: { name, dtype: 'F32', shape: [], data: new Uint8Array(a.buffer) } };
@@ -393,38 +464,53 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
         return r;
       });
     }
+    const ssmInt8 = a8 && recipe.quantizeSsm;
     const qc: QuantizationConfig = {
-      quantMethod: 'quamba', formatVersion: QUANT_FORMAT_VERSION, scheme, hadamard: recipe.hadamard, residualRotation, recipe: { ...recipe },
+      quantMethod: 'quamba', formatVersion: QUANT_FORMAT_VERSION, scheme, hadamard: recipe.hadamard, residualRotation,
+      ssmActivations: ssmInt8 ? 'int8' : 'float', recipe: { ...recipe },
     };
 
     // calibrate: the (rotated) float model, with the online rotation, sees the samples.
     const inputAbsmax = new Map<string, number>();
     const clipped = new Map<string, number>();
+    const channels = new Map<string, Float32Array>();  // SSM channel taps: absmax per channel
     if (a8) {
       await timed('calibrate', async () => {
         const floatDir = path.join(work, 'float');
-        writeCheckpoint(floatDir, { ...hfConfigJson(config), quantization_config: quantizationConfigJson(qc) },
+        // (the float model: its SSM path float32, observed)
+        writeCheckpoint(floatDir, { ...hfConfigJson(config), quantization_config: quantizationConfigJson({ ...qc, ssmActivations: 'float' }) },
           [...weights].map(([n, t]) => f32Tensor(n, t)), undefined);
         const model = await loadModel(floatDir, { threads: options.threads });
         try {
+          // Percentile clipping of the SSM input x: Mamba-1's x_proj input, Mamba-2's conv output x channels.
           const clipTaps = new Set<string>();
           if (recipe.percentile !== false && config.arch === 'mamba') {
             for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.x_proj`);
           }
+          if (recipe.percentile !== false && config.arch === 'mamba2' && ssmInt8) {
+            for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.conv1d:output`);
+          }
+          // Quamba's PerTensorPercentileObserver: the first observation sets w, then w <- w + 0.01 (q - w).
+          const ema = (name: string, qs: number[]) => {
+            for (const q of qs) {
+              const w = clipped.get(name);
+              clipped.set(name, w === undefined ? q : w + 0.01 * (q - w));
+            }
+          };
           const pct = recipe.percentile === false ? 0 : recipe.percentile;
           for (let s = 0; s < calib.length; s++) {
             checkAbort();
             const r = await model.nativeModel().calibrate(calib[s], clipTaps.size > 0 ? pct : 0, recipe.quantizeLmHead);
             r.names.forEach((name, i) => {
               inputAbsmax.set(name, Math.max(inputAbsmax.get(name) ?? 0, r.absmax[i]));
-              if (!clipTaps.has(name)) return;
-              // Quamba's PerTensorPercentileObserver: the first observation
-              // sets w, then w <- w + 0.01 (q - w).
-              for (const q of r.quantiles[i]) {
-                const w = clipped.get(name);
-                clipped.set(name, w === undefined ? q : w + 0.01 * (q - w));
-              }
+              if (clipTaps.has(name)) ema(name, r.quantiles[i]);
             });
+            for (const ch of r.channels) {
+              const acc = channels.get(ch.name);
+              if (!acc) channels.set(ch.name, Float32Array.from(ch.absmax));
+              else for (let k = 0; k < acc.length; k++) acc[k] = Math.max(acc[k], ch.absmax[k]);
+              if (clipTaps.has(ch.name)) ema(ch.name, ch.quantiles);
+            }
             progress('calibrate', s + 1, calib.length);
           }
         } finally {
@@ -465,11 +551,13 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
         if (p.int8Input) {
           const v = clipped.get(base) ?? inputAbsmax.get(base);
           if (v === undefined) throw new MambaError(`node-mamba: quantize: calibration saw no input of ${base}`);
-          tensorsOut.push(scalarF32(`${base}.input_scale`, Math.max(Math.max(v, 1e-5) / 127, 1e-6)));
+          tensorsOut.push(scalarF32(`${base}.input_scale`, actScale(v)));
         }
         progress('quantize', ++done, plan.size);
       }
     });
+
+    if (ssmInt8) tensorsOut.push(...ssmScaleTensors(config, recipe, channels, (base) => clipped.get(base) ?? inputAbsmax.get(base)));
 
     // write
     await timed('write', () => {

@@ -23,6 +23,16 @@ export type ReferenceWeights = Map<string, Float64Array>;
  * per 32 values). Default: none.
  */
 export type InputRoundingRule = (weightName: string) => RoundMode;
+// The int8 SSM path (csrc/kernels/ssm_q8.h) asks the same rule for the
+// mixer's activation taps, named `<mixer prefix>conv1d:input` (the conv's
+// input channels), `conv1d:output` (after SiLU) and, Mamba-1, `B` / `C`.
+
+/** Columns [c0, c0 + width) of x [L, stride] replaced by their rounding under `mode` (no-op for 'none'). */
+function roundColumns(x: Float64Array, L: number, stride: number, c0: number, width: number, mode: RoundMode): void {
+  if (mode === 'none') return;
+  const r = roundRows(x, L, width, mode, stride, c0);
+  for (let t = 0; t < L; t++) for (let c = 0; c < width; c++) x[t * stride + c0 + c] = r[t * width + c];
+}
 /** 'none', 'bf16', 'q8', or any per-row map of the float32-rounded input row (quantized schemes). */
 export type RoundMode = 'none' | 'bf16' | 'q8' | ((row: Float64Array) => Float64Array);
 
@@ -162,11 +172,17 @@ export function mamba1Mixer(
 
   // 1. in_proj -> [x (first di) | z (second di)]
   const xz = linear(rin('in_proj.weight', h, d), L, d, inW, 2 * di, inB);
-  // 2. x = silu(causal conv(x))
-  const x = causalConvSilu(xz, L, 2 * di, 0, di, K, convW, convB);
+  // 2. x = silu(causal conv(x)) (int8 SSM path: its input and output rounded)
+  const xzc = Float64Array.from(xz);
+  roundColumns(xzc, L, 2 * di, 0, di, round(prefix + 'conv1d:input'));
+  const x = causalConvSilu(xzc, L, 2 * di, 0, di, K, convW, convB);
+  roundColumns(x, L, di, 0, di, round(prefix + 'conv1d:output'));
   // 3. x_proj -> [dt (R) | B (N) | C (N)]
   const xdbl = linear(rin('x_proj.weight', x, di), L, di, xProjW, R + 2 * N);
-  const dtIn = rin('dt_proj.weight', xdbl, R, R + 2 * N, 0); // [L, R]: the dt part of each row
+  const dtInRaw = Float64Array.from(xdbl);
+  roundColumns(xdbl, L, R + 2 * N, R, N, round(prefix + 'B'));
+  roundColumns(xdbl, L, R + 2 * N, R + N, N, round(prefix + 'C'));
+  const dtIn = rin('dt_proj.weight', dtInRaw, R, R + 2 * N, 0); // [L, R]: the dt part of each row
   // 4-5. delta = softplus(dt_proj.weight . dt + dt_proj.bias); A = -exp(A_log)
   const A = Alog.map((v) => -Math.exp(v));
   const y = new Float64Array(L * di);
@@ -228,7 +244,11 @@ export function mamba2Mixer(
   // in_proj -> [z (di) | xBC (di + 2GN) | dt (H)]
   const zxbcdt = linear(roundRows(h, L, d, round(prefix + 'in_proj.weight')), L, d, inW, projDim, inB);
   // silu(conv(xBC)) -> [x (di) | B (G*N) | C (G*N)]
-  const xBC = causalConvSilu(zxbcdt, L, projDim, di, convDim, K, convW, convB);
+  // (int8 SSM path: the conv's input and output rounded)
+  const zxc = Float64Array.from(zxbcdt);
+  roundColumns(zxc, L, projDim, di, convDim, round(prefix + 'conv1d:input'));
+  const xBC = causalConvSilu(zxc, L, projDim, di, convDim, K, convW, convB);
+  roundColumns(xBC, L, convDim, 0, convDim, round(prefix + 'conv1d:output'));
   const A = Alog.map((v) => -Math.exp(v));
   const headsPerGroup = H / G;
   const state = new Float64Array(H * P * N); // [H, P, N], starts at zero

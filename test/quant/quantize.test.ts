@@ -96,7 +96,16 @@ function quantizedReference(dir: string, config: MambaConfig) {
   const ts = readTensors(dir);
   const weights: ReferenceWeights = new Map();
   const inputScale = new Map<string, number>();
+  // int8 SSM path: per-channel activation scales of the mixer's taps (reference_model.ts names)
+  const tapScales = new Map<string, Float32Array>();
+  const ssmInt8 = config.quantization?.ssmActivations === 'int8';
   for (const [name, t] of ts) {
+    const tap = /^(.*mixer\.)(conv1d\.input_scale|conv1d\.output_scale|B_scale|C_scale)$/.exec(name);
+    if (tap) {
+      const key = { 'conv1d.input_scale': 'conv1d:input', 'conv1d.output_scale': 'conv1d:output', B_scale: 'B', C_scale: 'C' }[tap[2]]!;
+      tapScales.set(tap[1] + key, f32Of(t.data));
+      continue;
+    }
     if (name.endsWith('.weight_scale') || name.endsWith('.input_scale')) continue;
     if (t.dtype === 'F32' || t.dtype === 'F16' || t.dtype === 'BF16') { weights.set(name, floatOf(t.dtype, t.data)); continue; }
     const base = name.replace(/\.weight$/, '');
@@ -112,7 +121,21 @@ function quantizedReference(dir: string, config: MambaConfig) {
   }
   const hadamard = config.quantization?.hadamard ?? false;
   const online = config.quantization?.residualRotation === 'online';
+  // Mamba-1's conv output is x_proj's int8 input: its scale is x_proj.input_scale.
+  if (ssmInt8 && config.arch === 'mamba') {
+    for (let i = 0; i < config.nLayer; i++) {
+      const mx = `backbone.layers.${i}.mixer.`;
+      tapScales.set(`${mx}conv1d:output`, new Float32Array([inputScale.get(`${mx}x_proj.weight`)!]));
+    }
+  }
+  const perChannel = (scales: Float32Array) => (row: Float64Array) =>
+    row.map((v, c) => {
+      const s = scales.length === 1 ? scales[0] : scales[c];
+      return Math.fround(s * Math.max(-127, Math.min(127, roundHalfEven(Math.fround(Math.fround(v) * Math.fround(1 / s))))));
+    });
   const rule = (name: string): RoundMode => {
+    const tap = tapScales.get(name);
+    if (tap) return perChannel(tap);
     const rotate = hadamard && name.endsWith('out_proj.weight');
     const s = inputScale.get(name);
     if (!rotate && s === undefined) return 'none';
@@ -202,6 +225,7 @@ for (const arch of ['mamba', 'mamba2'] as const) {
     const cases: Array<[string, 'w8a8' | 'w4a8' | 'w4a16', Parameters<typeof quantize>[0]['recipe']]> = [
       ['naive', 'w8a8', 'naive'], ['w8a8', 'w8a8', {}], ['w8a8-nohad', 'w8a8', { hadamard: false, percentile: false }],
       ['w4a8', 'w4a8', {}], ['w4a16', 'w4a16', {}], ['w8a8-head', 'w8a8', { quantizeLmHead: true }],
+      ['w8a8-floatssm', 'w8a8', { quantizeSsm: false }], ['w8a8-tensorbc', 'w8a8', { perStateGroup: false }],
     ];
     for (const [label, scheme, recipe] of cases) {
       const out = path.join(root, `q-${arch}-${label}`);
@@ -213,6 +237,16 @@ for (const arch of ['mamba', 'mamba2'] as const) {
       const config = m0.config;
       m0.dispose();
       t.equal(config.quantization?.scheme, scheme, `${label}: quantization_config read back`);
+      const ssm = scheme !== 'w4a16' && !(typeof recipe === 'object' && recipe?.quantizeSsm === false);
+      t.equal(config.quantization?.ssmActivations, ssm ? 'int8' : 'float', `${label}: ssm_activations`);
+      if (ssm && arch === 'mamba2') {
+        // B / C scales: one per SSD group (perStateGroup), or one per tensor
+        const os = f32Of(readTensors(out).get('backbone.layers.0.mixer.conv1d.output_scale')!.data);
+        const di = config.dInner, N = config.dState;
+        const groupsDiffer = os[di] !== os[di + N] || os[di + 2 * N] !== os[di + 3 * N];
+        const perGroup = !(typeof recipe === 'object' && recipe?.perStateGroup === false) && recipe !== 'naive';
+        t.equal(groupsDiffer, perGroup, `${label}: B / C scales ${perGroup ? 'per state group' : 'per tensor'} (${Array.from(os.slice(di, di + 4 * N).filter((_, i) => i % N === 0)).map((v) => v.toExponential(2)).join(' ')})`);
+      }
       const ref = quantizedReference(out, config)(tokens);
       // the quantized reference differs from the float model: quantization is real
       let qd = 0;
@@ -251,6 +285,7 @@ t.test('bad input: typed errors before anything is written', async (t) => {
   await expectErr({ recipe: { gptq: true } }, 'recipe.gptq', 'a switch that is not available yet says so');
   await expectErr({ recipe: { percentile: 2 } }, 'recipe.percentile', 'percentile out of range');
   await expectErr({ scheme: 'w4a8', recipe: 'naive' }, 'recipe', 'naive is W8A8 only');
+  await expectErr({ scheme: 'w4a16', recipe: { quantizeSsm: true } }, 'recipe.quantizeSsm', 'int8 SSM activations need an int8 scheme');
   await expectErr({ calibration: [] }, 'calibration', 'empty calibration');
   await expectErr({ calibration: [[1, 2, 3]] }, 'calibration', 'too short calibration');
   await expectErr({ calibration: undefined }, 'calibration', 'missing calibration');
@@ -300,9 +335,30 @@ t.test('a quantized checkpoint with a missing or mis-shaped scale tensor is a Mo
   writeSafetensors(path.join(root, 'scales-w8-missing', 'model.safetensors'),
     [...t8].filter(([n]) => n !== `${victim}.input_scale`).map(([name, v]) => ({ name, dtype: v.dtype as 'F32', shape: v.shape, data: v.data })));
   await rejectsWith(t, loadModel(path.join(root, 'scales-w8-missing')), (e: unknown) => e instanceof ModelLoadError && e.field === `${victim}.input_scale`, 'missing input_scale of an i8 weight');
-  // an unknown quant_method / a newer format
+  // the int8 SSM path's scales: missing, mis-shaped, not positive
+  const ssmVictim = 'backbone.layers.1.mixer.conv1d.output_scale';
+  const withSsm = (label: string, edit: (name: string, v: { dtype: string; shape: number[]; data: Uint8Array }) => { dtype: string; shape: number[]; data: Uint8Array } | undefined) => {
+    const d = path.join(root, `ssm-${label}`);
+    fs.mkdirSync(d);
+    fs.copyFileSync(path.join(w8, 'config.json'), path.join(d, 'config.json'));
+    const list = [];
+    for (const [name, v] of t8) {
+      const e = edit(name, v);
+      if (e) list.push({ name, dtype: e.dtype as 'F32', shape: e.shape, data: e.data });
+    }
+    writeSafetensors(path.join(d, 'model.safetensors'), list);
+    return d;
+  };
+  await rejectsWith(t, loadModel(withSsm('missing', (n, v) => (n === ssmVictim ? undefined : v))),
+    (e: unknown) => e instanceof ModelLoadError && e.field === ssmVictim, 'missing conv1d.output_scale');
+  await rejectsWith(t, loadModel(withSsm('shape', (n, v) => (n === ssmVictim ? { ...v, shape: [v.shape[0] - 1], data: v.data.subarray(0, v.data.length - 4) } : v))),
+    (e: unknown) => e instanceof ModelLoadError && e.field === ssmVictim, 'mis-shaped conv1d.output_scale');
+  await rejectsWith(t, loadModel(withSsm('zero', (n, v) => (n === ssmVictim ? { ...v, data: new Uint8Array(v.data.length) } : v))),
+    (e: unknown) => e instanceof ModelLoadError && e.field === ssmVictim && /> 0/.test(e.message), 'a zero activation scale');
+  // an unknown quant_method / a newer format / an unknown ssm_activations
   const cfg = JSON.parse(fs.readFileSync(path.join(good, 'config.json'), 'utf8'));
-  for (const [label, patch, field] of [['method', { quant_method: 'gptq' }, 'quantization_config.quant_method'], ['version', { format_version: 99 }, 'quantization_config.format_version']] as const) {
+  for (const [label, patch, field] of [['method', { quant_method: 'gptq' }, 'quantization_config.quant_method'], ['version', { format_version: 99 }, 'quantization_config.format_version'],
+    ['ssm', { ssm_activations: 'int4' }, 'quantization_config.ssm_activations']] as const) {
     const d = path.join(root, `cfg-${label}`);
     fs.mkdirSync(d);
     fs.copyFileSync(path.join(good, 'model.safetensors'), path.join(d, 'model.safetensors'));

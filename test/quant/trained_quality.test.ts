@@ -25,6 +25,8 @@ const CASES: Case[] = [
   { label: 'w8a8', scheme: 'w8a8', recipe: {}, maxIncrease: 0.005, maxSize: 0.35 },
   { label: 'w8a8 no hadamard', scheme: 'w8a8', recipe: { hadamard: false } },
   { label: 'w8a8 no percentile', scheme: 'w8a8', recipe: { percentile: false } },
+  { label: 'w8a8 float ssm', scheme: 'w8a8', recipe: { quantizeSsm: false } },
+  { label: 'w8a8 per-tensor B/C', scheme: 'w8a8', recipe: { perStateGroup: false } },
   { label: 'w4a8', scheme: 'w4a8', recipe: {}, maxIncrease: 0.02, maxSize: 0.22 },
   { label: 'w4a8 no hadamard', scheme: 'w4a8', recipe: { hadamard: false } },
   { label: 'w4a16', scheme: 'w4a16', recipe: {}, maxIncrease: 0.015, maxSize: 0.22 },
