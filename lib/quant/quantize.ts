@@ -37,6 +37,7 @@ import { quantizeI4, quantizeI8, type QuantizedWeight } from './formats';
 import { isHadamardSize } from './hadamard';
 import { hfConfigJson } from './hf_config';
 import { rotateModel, type FloatTensor } from './rotate';
+import { blockMaxima, permuteMamba2Layer, sortAndCluster, type SortAndClusterLayout } from './sort_cluster';
 import { readFloatTensor } from '../loaders/tensor_data';
 
 export type QuantizeStage = 'read' | 'rotate' | 'calibrate' | 'quantize' | 'write';
@@ -59,7 +60,12 @@ export interface QuantRecipe {
    * false keeps that path in float32 (only the linear layers' inputs are int8).
    */
   quantizeSsm?: boolean;
-  /** Mamba-2 sort-and-cluster of x: not available yet. */
+  /**
+   * Mamba-2 sort-and-cluster of the SSM input x (Quamba2 §4.1; with quantizeSsm): heads
+   * clustered and channels sorted and grouped, the weights permuted offline, one x scale
+   * per (SSD group, head group, channel range). Default true for Mamba-2 (an error for
+   * Mamba-1 or w4a16). Its x scales are absmax (percentile applies without it).
+   */
   sortAndCluster?: boolean;
   /** GPTQ for 4-bit weights: not available yet. */
   gptq?: boolean;
@@ -75,7 +81,7 @@ export interface QuantRecipe {
 }
 
 const RECIPE_KEYS: ReadonlyArray<keyof QuantRecipe> = ['hadamard', 'percentile', 'quantizeSsm', 'sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding', 'quantizeLmHead'];
-const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['sortAndCluster', 'gptq', 'quantizeEmbedding'];
+const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['gptq', 'quantizeEmbedding'];
 
 export interface QuantizeProgress {
   stage: QuantizeStage;
@@ -172,7 +178,7 @@ function resolveRecipe(scheme: QuantScheme, recipe: QuantizeOptions['recipe']): 
   }
   return {
     naive: false, hadamard: rr.hadamard ?? true, percentile: p, quantizeSsm: scheme !== 'w4a16' && (rr.quantizeSsm ?? true),
-    sortAndCluster: false, gptq: false, perStateGroup: rr.perStateGroup ?? true,
+    sortAndCluster: rr.sortAndCluster ?? true, gptq: false, perStateGroup: rr.perStateGroup ?? true,
     quantizeEmbedding: false, quantizeLmHead: rr.quantizeLmHead ?? false,
   };
 }
@@ -316,6 +322,68 @@ function keptDtype(name: string, source: string | undefined): 'f32' | 'f16' | 'b
   return 'f16';
 }
 
+interface CalibrationStats {
+  /** Linear layers' input absmax, by layer name. */
+  inputAbsmax: Map<string, number>;
+  /** Percentile-clipped values (EMA over samples) of the clipped taps. */
+  clipped: Map<string, number>;
+  /** SSM channel taps: absmax per channel (csrc/engine/forward.h ChannelStats). */
+  channels: Map<string, Float32Array>;
+}
+
+/**
+ * Runs the calibration samples through the float model `weights` (written to
+ * `dir` with `configJson`) with the native observer, accumulating maxima over
+ * samples and Quamba's percentile EMA on `clipTaps`
+ * (PerTensorPercentileObserver: the first observation sets w, then
+ * w <- w + 0.01 (q - w)).
+ */
+async function calibrateFloat(dir: string, configJson: Record<string, unknown>, weights: Map<string, FloatTensor>, samples: Int32Array[],
+  o: { clipTaps: Set<string>; percentile: number; withHead: boolean; threads?: number; checkAbort: () => void; onSample: (done: number) => void }): Promise<CalibrationStats> {
+  const st: CalibrationStats = { inputAbsmax: new Map(), clipped: new Map(), channels: new Map() };
+  writeCheckpoint(dir, configJson, [...weights].map(([n, t]) => f32Tensor(n, t)), undefined);
+  const model = await loadModel(dir, { threads: o.threads });
+  const ema = (name: string, qs: number[]) => {
+    for (const q of qs) {
+      const w = st.clipped.get(name);
+      st.clipped.set(name, w === undefined ? q : w + 0.01 * (q - w));
+    }
+  };
+  try {
+    for (let s = 0; s < samples.length; s++) {
+      o.checkAbort();
+      const r = await model.nativeModel().calibrate(samples[s], o.clipTaps.size > 0 ? o.percentile : 0, o.withHead);
+      r.names.forEach((name, i) => {
+        st.inputAbsmax.set(name, Math.max(st.inputAbsmax.get(name) ?? 0, r.absmax[i]));
+        if (o.clipTaps.has(name)) ema(name, r.quantiles[i]);
+      });
+      for (const ch of r.channels) {
+        const acc = st.channels.get(ch.name);
+        if (!acc) st.channels.set(ch.name, Float32Array.from(ch.absmax));
+        else for (let k = 0; k < acc.length; k++) acc[k] = Math.max(acc[k], ch.absmax[k]);
+        if (o.clipTaps.has(ch.name)) ema(ch.name, ch.quantiles);
+      }
+      o.onSample(s + 1);
+    }
+  } finally {
+    model.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return st;
+}
+
+/** A sort-and-cluster layout as int32 tensors (informational: the weights are already permuted). */
+function layoutTensors(mx: string, l: SortAndClusterLayout): TensorOut[] {
+  const i32 = (name: string, a: Int32Array, shape: number[]): TensorOut =>
+    ({ name: mx + name, tensor: { name: mx + name, dtype: 'I32', shape, data: new Uint8Array(a.buffer, a.byteOffset, a.byteLength) } });
+  return [
+    i32('x_head_index', l.headIndex, [l.nheads]),
+    i32('x_channel_index', l.channelIndex, [l.nheads * l.headdim]),
+    i32('x_head_group_range', l.headGroupRange, [l.ngroups, l.m]),
+    i32('x_dim_group_range', l.dimGroupRange, [l.ngroups, l.m, l.n]),
+  ];
+}
+
 /** Quamba's static scale: s = max(absmax, 1e-5) / 127, at least 1e-6. */
 function actScale(absmax: number): number {
   return Math.max(Math.max(absmax, 1e-5) / 127, 1e-6);
@@ -329,7 +397,7 @@ function actScale(absmax: number): number {
  * input x uses the percentile-clipped value where calibration made one.
  */
 function ssmScaleTensors(c: MambaConfig, recipe: ResolvedRecipe, channels: Map<string, Float32Array>,
-  linearInput: (base: string) => number | undefined): TensorOut[] {
+  linearInput: (base: string) => number | undefined, layouts?: SortAndClusterLayout[]): TensorOut[] {
   const out: TensorOut[] = [];
   const tap = (name: string) => {
     const v = channels.get(name);
@@ -366,7 +434,10 @@ function ssmScaleTensors(c: MambaConfig, recipe: ResolvedRecipe, channels: Map<s
     };
     out.push(f32Tensor(`${mx}conv1d.input_scale`, { data: vector(convIn, maxOf(convIn, 0, di)), shape: [di + 2 * G * N] }));
     const clippedX = linearInput(`${mx}conv1d:output`);
-    out.push(f32Tensor(`${mx}conv1d.output_scale`, { data: vector(convOut, clippedX ?? maxOf(convOut, 0, di)), shape: [di + 2 * G * N] }));
+    const outScale = vector(convOut, clippedX ?? maxOf(convOut, 0, di));
+    // sort-and-cluster: x scales per (SSD group, head group, channel range)
+    if (layouts) blockMaxima(convOut.subarray(0, di), layouts[i]).forEach((v, k) => { outScale[k] = actScale(v); });
+    out.push(f32Tensor(`${mx}conv1d.output_scale`, { data: outScale, shape: [di + 2 * G * N] }));
   }
   return out;
 }
@@ -380,7 +451,7 @@ function scalarF32(name: string, v: number): TensorOut {
 function writeCheckpoint(dir: string, config: Record<string, unknown>, tensors: TensorOut[], tokenizerJson: string | undefined): void {
   fs.mkdirSync(dir, { recursive: true });
   // 4-byte, then 2-byte, then 1-byte elements: every tensor stays aligned to its element size.
-  const rank = (t: StTensor) => (t.dtype === 'F32' ? 0 : t.dtype === 'F16' || t.dtype === 'BF16' ? 1 : 2);
+  const rank = (t: StTensor) => (t.dtype === 'F32' || t.dtype === 'I32' ? 0 : t.dtype === 'F16' || t.dtype === 'BF16' ? 1 : 2);
   const sorted = tensors.map((t) => t.tensor).sort((a, b) => rank(a) - rank(b));
   writeSafetensors(path.join(dir, 'model.safetensors'), sorted, { format: 'pt' });
   fs.writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
@@ -428,6 +499,16 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     }
   }
   const a8 = scheme !== 'w4a16';
+  const ssmInt8 = a8 && recipe.quantizeSsm;
+  // Sort-and-cluster applies to Mamba-2's int8 SSM input; on by default there.
+  const askedSort = typeof options.recipe === 'object' ? options.recipe?.sortAndCluster : undefined;
+  if (askedSort === true && (c0.arch !== 'mamba2' || !ssmInt8)) {
+    throw new QuantizeError(`recipe.sortAndCluster applies to Mamba-2 with int8 SSM activations (this is ${c0.arch === 'mamba2' ? `scheme ${scheme}${a8 ? ' with quantizeSsm: false' : ''}` : 'a Mamba-1 model'})`, {
+      field: 'recipe.sortAndCluster', file: ck.configFile,
+    });
+  }
+  const sortCluster = !recipe.naive && askedSort !== false && c0.arch === 'mamba2' && ssmInt8;
+  recipe.sortAndCluster = sortCluster;
   const calib = a8 ? calibrationSamples(options.calibration, tokenizer, c0.vocabSize, samples, sequenceLength) : [];
 
   const parent = path.dirname(out);
@@ -450,6 +531,26 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
       return w;
     });
 
+    // sort-and-cluster (Mamba-2 with int8 SSM activations): a first calibration pass over the
+    // unrotated float model measures x per channel; the weights are permuted before the rotation.
+    const calibTotal = (sortCluster ? 2 : 1) * calib.length;
+    let calibDone = 0;
+    let layouts: SortAndClusterLayout[] | undefined;
+    if (sortCluster) {
+      layouts = await timed('calibrate', async () => {
+        const st = await calibrateFloat(path.join(work, 'float-reorder'), hfConfigJson(c0), weights, calib, {
+          clipTaps: new Set(), percentile: 0, withHead: false, threads: options.threads, checkAbort, onSample: (s) => progress('calibrate', s, calibTotal),
+        });
+        calibDone = calib.length;
+        return Array.from({ length: c0.nLayer }, (_, i) => {
+          const x = st.channels.get(`backbone.layers.${i}.mixer.conv1d:output`);
+          if (!x) throw new MambaError(`node-mamba: quantize: calibration saw no conv output of layer ${i}`);
+          return sortAndCluster(x.subarray(0, c0.dInner), c0.nheads, c0.headdim, c0.ngroups);
+        });
+      });
+      layouts.forEach((l, i) => permuteMamba2Layer(weights, `backbone.layers.${i}.mixer.`, c0, l));
+    }
+
     // rotate
     // The residual stream is rotated at both ends by the engine, keeping the
     // embedding, final norm and a tied head as they are, unless lm_head is
@@ -464,60 +565,29 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
         return r;
       });
     }
-    const ssmInt8 = a8 && recipe.quantizeSsm;
     const qc: QuantizationConfig = {
       quantMethod: 'quamba', formatVersion: QUANT_FORMAT_VERSION, scheme, hadamard: recipe.hadamard, residualRotation,
       ssmActivations: ssmInt8 ? 'int8' : 'float', recipe: { ...recipe },
     };
 
     // calibrate: the (rotated) float model, with the online rotation, sees the samples.
-    const inputAbsmax = new Map<string, number>();
-    const clipped = new Map<string, number>();
-    const channels = new Map<string, Float32Array>();  // SSM channel taps: absmax per channel
-    if (a8) {
-      await timed('calibrate', async () => {
-        const floatDir = path.join(work, 'float');
-        // (the float model: its SSM path float32, observed)
-        writeCheckpoint(floatDir, { ...hfConfigJson(config), quantization_config: quantizationConfigJson({ ...qc, ssmActivations: 'float' }) },
-          [...weights].map(([n, t]) => f32Tensor(n, t)), undefined);
-        const model = await loadModel(floatDir, { threads: options.threads });
-        try {
-          // Percentile clipping of the SSM input x: Mamba-1's x_proj input, Mamba-2's conv output x channels.
-          const clipTaps = new Set<string>();
-          if (recipe.percentile !== false && config.arch === 'mamba') {
-            for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.x_proj`);
-          }
-          if (recipe.percentile !== false && config.arch === 'mamba2' && ssmInt8) {
-            for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.conv1d:output`);
-          }
-          // Quamba's PerTensorPercentileObserver: the first observation sets w, then w <- w + 0.01 (q - w).
-          const ema = (name: string, qs: number[]) => {
-            for (const q of qs) {
-              const w = clipped.get(name);
-              clipped.set(name, w === undefined ? q : w + 0.01 * (q - w));
-            }
-          };
-          const pct = recipe.percentile === false ? 0 : recipe.percentile;
-          for (let s = 0; s < calib.length; s++) {
-            checkAbort();
-            const r = await model.nativeModel().calibrate(calib[s], clipTaps.size > 0 ? pct : 0, recipe.quantizeLmHead);
-            r.names.forEach((name, i) => {
-              inputAbsmax.set(name, Math.max(inputAbsmax.get(name) ?? 0, r.absmax[i]));
-              if (clipTaps.has(name)) ema(name, r.quantiles[i]);
-            });
-            for (const ch of r.channels) {
-              const acc = channels.get(ch.name);
-              if (!acc) channels.set(ch.name, Float32Array.from(ch.absmax));
-              else for (let k = 0; k < acc.length; k++) acc[k] = Math.max(acc[k], ch.absmax[k]);
-              if (clipTaps.has(ch.name)) ema(ch.name, ch.quantiles);
-            }
-            progress('calibrate', s + 1, calib.length);
-          }
-        } finally {
-          model.dispose();
-        }
-      });
+    // Percentile clipping of the SSM input x: Mamba-1's x_proj input, Mamba-2's conv output x
+    // channels (not with sort-and-cluster, whose grouped x scales are absmax, as Quamba2's).
+    const clipTaps = new Set<string>();
+    if (recipe.percentile !== false && config.arch === 'mamba') {
+      for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.x_proj`);
     }
+    if (recipe.percentile !== false && config.arch === 'mamba2' && ssmInt8 && !layouts) {
+      for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.conv1d:output`);
+    }
+    const stats: CalibrationStats = a8
+      ? await timed('calibrate', () => calibrateFloat(path.join(work, 'float'), { ...hfConfigJson(config), quantization_config: quantizationConfigJson({ ...qc, ssmActivations: 'float' }) },
+        weights, calib, {
+          clipTaps, percentile: recipe.percentile === false ? 0 : recipe.percentile, withHead: recipe.quantizeLmHead, threads: options.threads, checkAbort,
+          onSample: (s) => progress('calibrate', calibDone + s, calibTotal),
+        }))
+      : { inputAbsmax: new Map(), clipped: new Map(), channels: new Map() };
+    const { inputAbsmax, clipped, channels } = stats;
 
     // quantize
     const plan = layerPlan(config, scheme, recipe);
@@ -557,7 +627,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
       }
     });
 
-    if (ssmInt8) tensorsOut.push(...ssmScaleTensors(config, recipe, channels, (base) => clipped.get(base) ?? inputAbsmax.get(base)));
+    if (ssmInt8) tensorsOut.push(...ssmScaleTensors(config, recipe, channels, (base) => clipped.get(base) ?? inputAbsmax.get(base), layouts));
+    layouts?.forEach((l, i) => tensorsOut.push(...layoutTensors(`backbone.layers.${i}.mixer.`, l)));
 
     // write
     await timed('write', () => {

@@ -107,6 +107,7 @@ function quantizedReference(dir: string, config: MambaConfig) {
       continue;
     }
     if (name.endsWith('.weight_scale') || name.endsWith('.input_scale')) continue;
+    if (t.dtype === 'I32') continue;  // sort-and-cluster layout (informational: the weights are permuted)
     if (t.dtype === 'F32' || t.dtype === 'F16' || t.dtype === 'BF16') { weights.set(name, floatOf(t.dtype, t.data)); continue; }
     const base = name.replace(/\.weight$/, '');
     const scales = f32Of(ts.get(`${base}.weight_scale`)!.data);
@@ -239,6 +240,8 @@ for (const arch of ['mamba', 'mamba2'] as const) {
       t.equal(config.quantization?.scheme, scheme, `${label}: quantization_config read back`);
       const ssm = scheme !== 'w4a16' && !(typeof recipe === 'object' && recipe?.quantizeSsm === false);
       t.equal(config.quantization?.ssmActivations, ssm ? 'int8' : 'float', `${label}: ssm_activations`);
+      const sorted = ssm && arch === 'mamba2' && recipe !== 'naive';
+      t.equal(readTensors(out).has('backbone.layers.0.mixer.x_channel_index'), sorted, `${label}: sort-and-cluster layout tensors ${sorted ? 'written' : 'absent'}`);
       if (ssm && arch === 'mamba2') {
         // B / C scales: one per SSD group (perStateGroup), or one per tensor
         const os = f32Of(readTensors(out).get('backbone.layers.0.mixer.conv1d.output_scale')!.data);
@@ -286,6 +289,7 @@ t.test('bad input: typed errors before anything is written', async (t) => {
   await expectErr({ recipe: { percentile: 2 } }, 'recipe.percentile', 'percentile out of range');
   await expectErr({ scheme: 'w4a8', recipe: 'naive' }, 'recipe', 'naive is W8A8 only');
   await expectErr({ scheme: 'w4a16', recipe: { quantizeSsm: true } }, 'recipe.quantizeSsm', 'int8 SSM activations need an int8 scheme');
+  await expectErr({ recipe: { sortAndCluster: true } }, 'recipe.sortAndCluster', 'sort-and-cluster is for Mamba-2 (this model is Mamba-1)');
   await expectErr({ calibration: [] }, 'calibration', 'empty calibration');
   await expectErr({ calibration: [[1, 2, 3]] }, 'calibration', 'too short calibration');
   await expectErr({ calibration: undefined }, 'calibration', 'missing calibration');
