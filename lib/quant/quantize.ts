@@ -8,8 +8,10 @@
 //   calibrate  the rotated float model runs the calibration samples; every
 //              linear layer's input absmax is recorded (static per-tensor
 //              scales s = absmax / 127), with Quamba's percentile clipping on
-//              the SSM input x (Mamba-1: the x_proj input)
-//   quantize   weights to i8 (per output channel) / i4 (groups of 128)
+//              the SSM input x (Mamba-1: the x_proj input); with recipe.gptq
+//              also each layer's Hessian H = 2/N · Σ xᵀx over its inputs
+//   quantize   weights to i8 (per output channel) / i4 (groups of 128; round
+//              to nearest, or GPTQ with recipe.gptq: lib/quant/gptq.ts)
 //   write      config.json (+ quantization_config), model.safetensors with
 //              every scale as a tensor, tokenizer.json; into a temporary
 //              directory renamed into place, so a failure or an abort leaves
@@ -21,6 +23,13 @@
 // dt_proj float. The embedding and lm_head keep the source's precision (lm_head
 // is quantized with quantizeLmHead); conv, A, D, dt bias and norms are stored
 // in f16 (keptDtype).
+//
+// GPTQ (recipe.gptq, 4-bit schemes only): every i4 layer (in_proj, x_proj,
+// out_proj, and lm_head with quantizeLmHead) is quantized by GPTQ with the
+// Hessian of its inputs as the layer sees them (after the online Hadamard
+// rotation for out_proj). Known simplification: the Hessians come from one
+// pass of the float (rotated) model over the samples, not layer by layer with
+// the layers before already quantized as in the paper and Quamba.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MambaError, QuantizeError } from '../errors';
@@ -34,6 +43,7 @@ import { writeSafetensors, type StTensor } from '../testing/safetensors_writer';
 import { encode } from '../testing/random_checkpoint';
 import { QUANT_FORMAT_VERSION, QUANT_SCHEMES, quantizationConfigJson, type QuantizationConfig, type QuantScheme } from './config';
 import { quantizeI4, quantizeI8, type QuantizedWeight } from './formats';
+import { gptqQuantizeI4 } from './gptq';
 import { isHadamardSize } from './hadamard';
 import { hfConfigJson } from './hf_config';
 import { rotateModel, type FloatTensor } from './rotate';
@@ -54,7 +64,10 @@ export interface QuantRecipe {
   percentile?: number | false;
   /** Mamba-2 sort-and-cluster of x: not available yet (the SSD runs in float32 here). */
   sortAndCluster?: boolean;
-  /** GPTQ for 4-bit weights: not available yet. */
+  /**
+   * GPTQ (arXiv:2210.17323) for the 4-bit weights, group 128, percdamp 0.01, no act-order;
+   * needs calibration data, also for w4a16. 4-bit schemes only (Quamba uses it for W4). Default false.
+   */
   gptq?: boolean;
   /** Mamba-2 per-state-group scales of B and C: not available yet (B / C stay float32). */
   perStateGroup?: boolean;
@@ -65,7 +78,7 @@ export interface QuantRecipe {
 }
 
 const RECIPE_KEYS: ReadonlyArray<keyof QuantRecipe> = ['hadamard', 'percentile', 'sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding', 'quantizeLmHead'];
-const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding'];
+const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['sortAndCluster', 'perStateGroup', 'quantizeEmbedding'];
 
 export interface QuantizeProgress {
   stage: QuantizeStage;
@@ -80,7 +93,7 @@ export interface QuantizeOptions {
   output: string;
   scheme: QuantScheme;
   /**
-   * Calibration data (the int8 schemes need it; w4a16 ignores it): a text (cut into
+   * Calibration data (the int8 schemes and recipe.gptq need it; plain w4a16 ignores it): a text (cut into
    * `samples` windows of `sequenceLength` tokens), an array of texts (one sample each,
    * truncated), or arrays of token ids (one sample each, truncated).
    */
@@ -151,12 +164,15 @@ function resolveRecipe(scheme: QuantScheme, recipe: QuantizeOptions['recipe']): 
   for (const k of NOT_YET) {
     if (rr[k] === true) throw new QuantizeError(`recipe.${k} is not available in this version of node-mamba`, { field: `recipe.${k}` });
   }
+  if (rr.gptq === true && scheme === 'w8a8') {
+    throw new QuantizeError("recipe.gptq applies to the 4-bit weight schemes (w4a8, w4a16), as in Quamba; scheme is 'w8a8'", { field: 'recipe.gptq' });
+  }
   const p = rr.percentile === undefined ? 0.9995 : rr.percentile;
   if (p !== false && !(typeof p === 'number' && p > 0 && p <= 1)) {
     throw new QuantizeError('recipe.percentile must be a number in (0, 1] or false', { field: 'recipe.percentile' });
   }
   return {
-    naive: false, hadamard: rr.hadamard ?? true, percentile: p, sortAndCluster: false, gptq: false, perStateGroup: false,
+    naive: false, hadamard: rr.hadamard ?? true, percentile: p, sortAndCluster: false, gptq: rr.gptq ?? false, perStateGroup: false,
     quantizeEmbedding: false, quantizeLmHead: rr.quantizeLmHead ?? false,
   };
 }
@@ -220,7 +236,7 @@ function openCheckpoint(model: string): Source {
 /** Token windows for calibration. */
 function calibrationSamples(data: QuantizeOptions['calibration'], tokenizer: () => Tokenizer, vocab: number,
   samples: number, seqLen: number): Int32Array[] {
-  if (data === undefined) throw new QuantizeError("'calibration' is required for the int8 schemes (w8a8, w4a8)", { field: 'calibration' });
+  if (data === undefined) throw new QuantizeError("'calibration' is required for the int8 schemes (w8a8, w4a8) and for recipe.gptq", { field: 'calibration' });
   const out: Int32Array[] = [];
   const checkIds = (ids: ArrayLike<number>, where: string) => {
     for (let i = 0; i < ids.length; i++) {
@@ -322,6 +338,28 @@ function dirBytes(dir: string): number {
   return n;
 }
 
+/** Adds one sample's Gram matrices (NativeModel.calibrate's grams) to the sums per layer. */
+function addGrams(sums: Map<string, Float64Array>, names: string[], grams: Float64Array[]): void {
+  names.forEach((name, i) => {
+    const g = grams[i], acc = sums.get(name);
+    if (!acc) { sums.set(name, Float64Array.from(g)); return; }
+    for (let k = 0; k < g.length; k++) acc[k] += g[k];
+  });
+}
+
+/** GPTQ of one i4 layer with H = 2/N · Σ xᵀx (N: the calibration tokens, each layer sees every one). */
+function gptqLayer(base: string, w: Float32Array, rows: number, cols: number, grams: Map<string, Float64Array>, calib: Int32Array[]): QuantizedWeight {
+  const g = grams.get(base);
+  if (!g || g.length !== cols * cols) throw new MambaError(`node-mamba: quantize: calibration saw no input of ${base}`);
+  const n = calib.reduce((a, x) => a + x.length, 0);
+  const h = g.map((v) => (2 / n) * v);
+  try {
+    return gptqQuantizeI4(w, rows, cols, h);
+  } catch (err) {
+    throw new QuantizeError(`GPTQ of ${base} failed: ${(err as Error).message}`, { field: 'recipe.gptq', cause: err });
+  }
+}
+
 /** Quantizes a float checkpoint into `output`. See QuantizeOptions. */
 export async function quantize(options: QuantizeOptions): Promise<QuantizeSummary> {
   const { recipe, samples, sequenceLength, out } = checkOptions(options);
@@ -357,7 +395,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     }
   }
   const a8 = scheme !== 'w4a16';
-  const calib = a8 ? calibrationSamples(options.calibration, tokenizer, c0.vocabSize, samples, sequenceLength) : [];
+  const calib = a8 || recipe.gptq ? calibrationSamples(options.calibration, tokenizer, c0.vocabSize, samples, sequenceLength) : [];
 
   const parent = path.dirname(out);
   fs.mkdirSync(parent, { recursive: true });
@@ -400,7 +438,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     // calibrate: the (rotated) float model, with the online rotation, sees the samples.
     const inputAbsmax = new Map<string, number>();
     const clipped = new Map<string, number>();
-    if (a8) {
+    const hessians = new Map<string, Float64Array>();  // Σ xᵀx; H = 2/N of it
+    if (a8 || recipe.gptq) {
       await timed('calibrate', async () => {
         const floatDir = path.join(work, 'float');
         writeCheckpoint(floatDir, { ...hfConfigJson(config), quantization_config: quantizationConfigJson(qc) },
@@ -408,13 +447,14 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
         const model = await loadModel(floatDir, { threads: options.threads });
         try {
           const clipTaps = new Set<string>();
-          if (recipe.percentile !== false && config.arch === 'mamba') {
+          if (a8 && recipe.percentile !== false && config.arch === 'mamba') {
             for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.x_proj`);
           }
           const pct = recipe.percentile === false ? 0 : recipe.percentile;
           for (let s = 0; s < calib.length; s++) {
             checkAbort();
-            const r = await model.nativeModel().calibrate(calib[s], clipTaps.size > 0 ? pct : 0, recipe.quantizeLmHead);
+            const r = await model.nativeModel().calibrate(calib[s], clipTaps.size > 0 ? pct : 0, recipe.quantizeLmHead, recipe.gptq);
+            if (r.grams) addGrams(hessians, r.names, r.grams);
             r.names.forEach((name, i) => {
               inputAbsmax.set(name, Math.max(inputAbsmax.get(name) ?? 0, r.absmax[i]));
               if (!clipTaps.has(name)) return;
@@ -457,6 +497,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
             for (const v of t.data) amax = Math.max(amax, Math.abs(v));
             qw = quantizeI8(t.data, rows, cols, { scales: new Float32Array(rows).fill(Math.fround(amax / 127)) });
           }
+        } else if (recipe.gptq) {
+          qw = gptqLayer(base, t.data, rows, cols, hessians, calib);
         } else {
           qw = quantizeI4(t.data, rows, cols);
         }
