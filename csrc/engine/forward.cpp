@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/threadpool.h"
 #include "kernels/conv1d.h"
 #include "kernels/hadamard.h"
 #include "kernels/linear.h"
@@ -133,9 +134,56 @@ void observe_channels(const std::string& name, const float* x, int64_t xs, int64
 
 std::string mixer_name(int64_t layer) { return "backbone.layers." + std::to_string(layer) + ".mixer."; }
 
+// G[K, K] += Σ_m x[m]ᵀ x[m] over the rows x [M, K] (stride xs), in double.
+// Rows go in blocks of 64, widened to double once; the pool's tasks take
+// 4-row bands of G (interleaved, as a band's cost falls with its row) and
+// sum a 4 × 8 tile over the block's rows in registers. Only tiles on or
+// above the diagonal are computed; the lower triangle is mirrored at the end.
+void accumulate_gram(double* G, const float* x, int64_t xs, int64_t M, int64_t K) {
+  constexpr int64_t MB = 64, TI = 4, TJ = 8;
+  std::vector<double> xd((size_t)(std::min(M, MB) * K));
+  const int64_t bands = (K + TI - 1) / TI;
+  for (int64_t m0 = 0; m0 < M; m0 += MB) {
+    const int64_t mb = std::min(MB, M - m0);
+    for (int64_t m = 0; m < mb; ++m)
+      for (int64_t k = 0; k < K; ++k) xd[(size_t)(m * K + k)] = (double)x[(m0 + m) * xs + k];
+    const double work = (double)mb * (double)K * (double)K / 2;
+    cpu::pool().run(work < 65536.0 ? 1 : (int)std::min<int64_t>(bands, 1 << 20), [&](int ith, int nth) {
+      for (int64_t b = ith; b < bands; b += nth) {
+        const int64_t i0 = b * TI, ni = std::min(TI, K - i0);
+        for (int64_t j0 = i0 / TJ * TJ; j0 < K; j0 += TJ) {
+          const int64_t nj = std::min(TJ, K - j0);
+          double acc[TI][TJ] = {};
+          if (ni == TI && nj == TJ) {
+            for (int64_t m = 0; m < mb; ++m) {
+              const double* r = xd.data() + m * K;
+              for (int64_t a = 0; a < TI; ++a)
+                for (int64_t c = 0; c < TJ; ++c) acc[a][c] += r[i0 + a] * r[j0 + c];
+            }
+          } else {
+            for (int64_t m = 0; m < mb; ++m) {
+              const double* r = xd.data() + m * K;
+              for (int64_t a = 0; a < ni; ++a)
+                for (int64_t c = 0; c < nj; ++c) acc[a][c] += r[i0 + a] * r[j0 + c];
+            }
+          }
+          for (int64_t a = 0; a < ni; ++a)
+            for (int64_t c = 0; c < nj; ++c) G[(i0 + a) * K + j0 + c] += acc[a][c];
+        }
+      }
+    });
+  }
+  for (int64_t i = 1; i < K; ++i)
+    for (int64_t j = 0; j < i; ++j) G[i * K + j] = G[j * K + i];
+}
+
 // Records the statistics of a linear layer's input rows x [M, K] (stride xs).
 void observe(const Weight& w, const float* x, int64_t xs, int64_t M, int64_t K) {
   TapStats& st = t_observer->taps[&w];
+  if (t_observer->gram) {
+    if (st.gram.empty()) st.gram.assign((size_t)(K * K), 0.0);
+    accumulate_gram(st.gram.data(), x, xs, M, K);
+  }
   std::vector<float> mags;
   if (t_observer->percentile > 0.0) mags.reserve((size_t)(M * K));
   for (int64_t m = 0; m < M; ++m) {

@@ -33,10 +33,14 @@ constexpr int64_t kPrefillChunk = 512;
 //   absmax       max |x| over every call
 //   quantiles    per call, the `percentile` quantile of |x| over the call's
 //                elements (nearest rank; only when percentile > 0)
+//   gram         Σ xᵀx over every input row x, [K, K] row-major in double,
+//                symmetric (only when the observer's `gram` is set: GPTQ's
+//                Hessians, H = 2/N · gram)
 // keyed by the layer's Weight (Model::linear_layers() names them).
 struct TapStats {
   float absmax = 0.0f;
   std::vector<float> quantiles;
+  std::vector<double> gram;
 };
 // Channel taps of the SSM path (for its int8 scales), named
 // "<mixer>conv1d:input" (conv input channels), Mamba-2 "<mixer>conv1d:output"
@@ -50,6 +54,7 @@ struct ChannelStats {
 };
 struct ActivationObserver {
   double percentile = 0.0;  // in (0, 1]; 0: no quantiles
+  bool gram = false;        // accumulate TapStats::gram
   std::map<const Weight*, TapStats> taps;
   std::map<std::string, ChannelStats> channels;
 };

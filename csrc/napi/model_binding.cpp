@@ -4,6 +4,7 @@
 // dispose() frees the model as soon as no job is in flight.
 #include <napi.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -246,10 +247,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
-  // calibrate(tokens: Int32Array, percentile: number in [0, 1], withHead: boolean)
-  //   -> Promise<{ names, absmax, quantiles, channels: [{ name, absmax: Float32Array, quantiles }] }>:
+  // calibrate(tokens: Int32Array, percentile: number in [0, 1], withHead: boolean, gram?: boolean)
+  //   -> Promise<{ names, absmax, quantiles, grams?, channels: [{ name, absmax: Float32Array, quantiles }] }>:
   // one calibration sample through a fresh sequence (engine/forward.h
-  // ActivationObserver); quantiles[i] holds one value per 512-token chunk.
+  // ActivationObserver); quantiles[i] holds one value per 512-token chunk;
+  // with gram, grams[i] is the layer's Σ xᵀx, a Float64Array [K, K].
   Napi::Value Calibrate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto m = live(env, "calibrate");
@@ -265,8 +267,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (!(pct >= 0.0 && pct <= 1.0)) r.range_error("percentile", "must be a number in [0, 1]");
     // The head runs (all logits computed) only when its input is wanted.
     const bool with_head = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+    const bool gram = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
     auto obs = std::make_shared<engine::ActivationObserver>();
     obs->percentile = pct;
+    obs->gram = gram;
     auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
     return PromiseWorker::run(env, "node-mamba:calibrate",
         [m, toks, obs, with_head, V] {
@@ -288,6 +292,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           Napi::Object o = Napi::Object::New(env);
           const auto layers = m->linear_layers();
           Napi::Array names = Napi::Array::New(env), absmax = Napi::Array::New(env), quant = Napi::Array::New(env);
+          Napi::Array grams = Napi::Array::New(env);
           uint32_t i = 0;
           for (const auto& [name, w] : layers) {
             auto it = obs->taps.find(w);
@@ -297,6 +302,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             Napi::Array q = Napi::Array::New(env, it->second.quantiles.size());
             for (size_t k = 0; k < it->second.quantiles.size(); ++k) q.Set((uint32_t)k, (double)it->second.quantiles[k]);
             quant.Set(i, q);
+            if (obs->gram) {
+              const std::vector<double>& g = it->second.gram;
+              Napi::Float64Array ga = Napi::Float64Array::New(env, g.size());
+              std::copy(g.begin(), g.end(), ga.Data());
+              grams.Set(i, ga);
+            }
             ++i;
           }
           o.Set("names", names);
@@ -317,6 +328,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             channels.Set(k++, c);
           }
           o.Set("channels", channels);
+          if (obs->gram) o.Set("grams", grams);
           return o;
         });
   }

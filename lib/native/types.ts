@@ -27,9 +27,12 @@ export interface NativeModel {
   step(slots: Int32Array, tokens: Int32Array): Promise<Float32Array>;
   snapshot(slot: number): Promise<Float32Array>;
   restore(slot: number, state: Float32Array): Promise<void>;
-  /** One calibration sample (engine/forward.h ActivationObserver): input statistics of every linear layer. */
-  calibrate(tokens: Int32Array, percentile: number, withHead: boolean): Promise<{
-    names: string[]; absmax: number[]; quantiles: number[][];
+  /**
+   * One calibration sample (engine/forward.h ActivationObserver): input statistics of every linear layer;
+   * with `gram`, also each layer's Σ xᵀx over its input rows ([K, K] row-major, float64).
+   */
+  calibrate(tokens: Int32Array, percentile: number, withHead: boolean, gram?: boolean): Promise<{
+    names: string[]; absmax: number[]; quantiles: number[][]; grams?: Float64Array[];
     /** The SSM path's channel taps (csrc/engine/forward.h ChannelStats). */
     channels: Array<{ name: string; absmax: Float32Array; quantiles: number[] }>;
   }>;

@@ -8,8 +8,10 @@
 //   calibrate  the rotated float model runs the calibration samples; every
 //              linear layer's input absmax is recorded (static per-tensor
 //              scales s = absmax / 127), with Quamba's percentile clipping on
-//              the SSM input x (Mamba-1: the x_proj input)
-//   quantize   weights to i8 (per output channel) / i4 (groups of 128)
+//              the SSM input x (Mamba-1: the x_proj input); with recipe.gptq
+//              also each layer's Hessian H = 2/N · Σ xᵀx over its inputs
+//   quantize   weights to i8 (per output channel) / i4 (groups of 128; round
+//              to nearest, or GPTQ with recipe.gptq: lib/quant/gptq.ts)
 //   write      config.json (+ quantization_config), model.safetensors with
 //              every scale as a tensor, tokenizer.json; into a temporary
 //              directory renamed into place, so a failure or an abort leaves
@@ -21,6 +23,13 @@
 // dt_proj float. The embedding and lm_head keep the source's precision (lm_head
 // is quantized with quantizeLmHead); conv, A, D, dt bias and norms are stored
 // in f16 (keptDtype).
+//
+// GPTQ (recipe.gptq, 4-bit schemes only): every i4 layer (in_proj, x_proj,
+// out_proj, and lm_head with quantizeLmHead) is quantized by GPTQ with the
+// Hessian of its inputs as the layer sees them (after the online Hadamard
+// rotation for out_proj). Known simplification: the Hessians come from one
+// pass of the float (rotated) model over the samples, not layer by layer with
+// the layers before already quantized as in the paper and Quamba.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MambaError, QuantizeError } from '../errors';
@@ -34,6 +43,7 @@ import { writeSafetensors, type StTensor } from '../testing/safetensors_writer';
 import { encode } from '../testing/random_checkpoint';
 import { QUANT_FORMAT_VERSION, QUANT_SCHEMES, quantizationConfigJson, type QuantizationConfig, type QuantScheme } from './config';
 import { quantizeI4, quantizeI8, type QuantizedWeight } from './formats';
+import { gptqQuantizeI4 } from './gptq';
 import { isHadamardSize } from './hadamard';
 import { hfConfigJson } from './hf_config';
 import { rotateModel, type FloatTensor } from './rotate';
@@ -67,7 +77,10 @@ export interface QuantRecipe {
    * Mamba-1 or w4a16). Its x scales are absmax (percentile applies without it).
    */
   sortAndCluster?: boolean;
-  /** GPTQ for 4-bit weights: not available yet. */
+  /**
+   * GPTQ (arXiv:2210.17323) for the 4-bit weights, group 128, percdamp 0.01, no act-order;
+   * needs calibration data, also for w4a16. 4-bit schemes only (Quamba uses it for W4). Default false.
+   */
   gptq?: boolean;
   /**
    * Mamba-2 per-state-group scales of B and C (Quamba2 §4.1; with quantizeSsm): one
@@ -81,7 +94,7 @@ export interface QuantRecipe {
 }
 
 const RECIPE_KEYS: ReadonlyArray<keyof QuantRecipe> = ['hadamard', 'percentile', 'quantizeSsm', 'sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding', 'quantizeLmHead'];
-const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['gptq', 'quantizeEmbedding'];
+const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['quantizeEmbedding'];
 
 export interface QuantizeProgress {
   stage: QuantizeStage;
@@ -96,7 +109,7 @@ export interface QuantizeOptions {
   output: string;
   scheme: QuantScheme;
   /**
-   * Calibration data (the int8 schemes need it; w4a16 ignores it): a text (cut into
+   * Calibration data (the int8 schemes and recipe.gptq need it; plain w4a16 ignores it): a text (cut into
    * `samples` windows of `sequenceLength` tokens), an array of texts (one sample each,
    * truncated), or arrays of token ids (one sample each, truncated).
    */
@@ -169,6 +182,9 @@ function resolveRecipe(scheme: QuantScheme, recipe: QuantizeOptions['recipe']): 
   for (const k of NOT_YET) {
     if (rr[k] === true) throw new QuantizeError(`recipe.${k} is not available in this version of node-mamba`, { field: `recipe.${k}` });
   }
+  if (rr.gptq === true && scheme === 'w8a8') {
+    throw new QuantizeError("recipe.gptq applies to the 4-bit weight schemes (w4a8, w4a16), as in Quamba; scheme is 'w8a8'", { field: 'recipe.gptq' });
+  }
   const p = rr.percentile === undefined ? 0.9995 : rr.percentile;
   if (p !== false && !(typeof p === 'number' && p > 0 && p <= 1)) {
     throw new QuantizeError('recipe.percentile must be a number in (0, 1] or false', { field: 'recipe.percentile' });
@@ -178,7 +194,7 @@ function resolveRecipe(scheme: QuantScheme, recipe: QuantizeOptions['recipe']): 
   }
   return {
     naive: false, hadamard: rr.hadamard ?? true, percentile: p, quantizeSsm: scheme !== 'w4a16' && (rr.quantizeSsm ?? true),
-    sortAndCluster: rr.sortAndCluster ?? true, gptq: false, perStateGroup: rr.perStateGroup ?? true,
+    sortAndCluster: rr.sortAndCluster ?? true, gptq: rr.gptq ?? false, perStateGroup: rr.perStateGroup ?? true,
     quantizeEmbedding: false, quantizeLmHead: rr.quantizeLmHead ?? false,
   };
 }
@@ -242,7 +258,7 @@ function openCheckpoint(model: string): Source {
 /** Token windows for calibration. */
 function calibrationSamples(data: QuantizeOptions['calibration'], tokenizer: () => Tokenizer, vocab: number,
   samples: number, seqLen: number): Int32Array[] {
-  if (data === undefined) throw new QuantizeError("'calibration' is required for the int8 schemes (w8a8, w4a8)", { field: 'calibration' });
+  if (data === undefined) throw new QuantizeError("'calibration' is required for the int8 schemes (w8a8, w4a8) and for recipe.gptq", { field: 'calibration' });
   const out: Int32Array[] = [];
   const checkIds = (ids: ArrayLike<number>, where: string) => {
     for (let i = 0; i < ids.length; i++) {
@@ -329,6 +345,8 @@ interface CalibrationStats {
   clipped: Map<string, number>;
   /** SSM channel taps: absmax per channel (csrc/engine/forward.h ChannelStats). */
   channels: Map<string, Float32Array>;
+  /** With gram: each linear layer's Σ xᵀx over the samples (GPTQ's H = 2/N of it). */
+  hessians: Map<string, Float64Array>;
 }
 
 /**
@@ -339,8 +357,8 @@ interface CalibrationStats {
  * w <- w + 0.01 (q - w)).
  */
 async function calibrateFloat(dir: string, configJson: Record<string, unknown>, weights: Map<string, FloatTensor>, samples: Int32Array[],
-  o: { clipTaps: Set<string>; percentile: number; withHead: boolean; threads?: number; checkAbort: () => void; onSample: (done: number) => void }): Promise<CalibrationStats> {
-  const st: CalibrationStats = { inputAbsmax: new Map(), clipped: new Map(), channels: new Map() };
+  o: { clipTaps: Set<string>; percentile: number; withHead: boolean; gram?: boolean; threads?: number; checkAbort: () => void; onSample: (done: number) => void }): Promise<CalibrationStats> {
+  const st: CalibrationStats = { inputAbsmax: new Map(), clipped: new Map(), channels: new Map(), hessians: new Map() };
   writeCheckpoint(dir, configJson, [...weights].map(([n, t]) => f32Tensor(n, t)), undefined);
   const model = await loadModel(dir, { threads: o.threads });
   const ema = (name: string, qs: number[]) => {
@@ -352,7 +370,8 @@ async function calibrateFloat(dir: string, configJson: Record<string, unknown>, 
   try {
     for (let s = 0; s < samples.length; s++) {
       o.checkAbort();
-      const r = await model.nativeModel().calibrate(samples[s], o.clipTaps.size > 0 ? o.percentile : 0, o.withHead);
+      const r = await model.nativeModel().calibrate(samples[s], o.clipTaps.size > 0 ? o.percentile : 0, o.withHead, o.gram ?? false);
+      if (r.grams) addGrams(st.hessians, r.names, r.grams);
       r.names.forEach((name, i) => {
         st.inputAbsmax.set(name, Math.max(st.inputAbsmax.get(name) ?? 0, r.absmax[i]));
         if (o.clipTaps.has(name)) ema(name, r.quantiles[i]);
@@ -464,6 +483,28 @@ function dirBytes(dir: string): number {
   return n;
 }
 
+/** Adds one sample's Gram matrices (NativeModel.calibrate's grams) to the sums per layer. */
+function addGrams(sums: Map<string, Float64Array>, names: string[], grams: Float64Array[]): void {
+  names.forEach((name, i) => {
+    const g = grams[i], acc = sums.get(name);
+    if (!acc) { sums.set(name, Float64Array.from(g)); return; }
+    for (let k = 0; k < g.length; k++) acc[k] += g[k];
+  });
+}
+
+/** GPTQ of one i4 layer with H = 2/N · Σ xᵀx (N: the calibration tokens, each layer sees every one). */
+function gptqLayer(base: string, w: Float32Array, rows: number, cols: number, grams: Map<string, Float64Array>, calib: Int32Array[]): QuantizedWeight {
+  const g = grams.get(base);
+  if (!g || g.length !== cols * cols) throw new MambaError(`node-mamba: quantize: calibration saw no input of ${base}`);
+  const n = calib.reduce((a, x) => a + x.length, 0);
+  const h = g.map((v) => (2 / n) * v);
+  try {
+    return gptqQuantizeI4(w, rows, cols, h);
+  } catch (err) {
+    throw new QuantizeError(`GPTQ of ${base} failed: ${(err as Error).message}`, { field: 'recipe.gptq', cause: err });
+  }
+}
+
 /** Quantizes a float checkpoint into `output`. See QuantizeOptions. */
 export async function quantize(options: QuantizeOptions): Promise<QuantizeSummary> {
   const { recipe, samples, sequenceLength, out } = checkOptions(options);
@@ -509,7 +550,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
   }
   const sortCluster = !recipe.naive && askedSort !== false && c0.arch === 'mamba2' && ssmInt8;
   recipe.sortAndCluster = sortCluster;
-  const calib = a8 ? calibrationSamples(options.calibration, tokenizer, c0.vocabSize, samples, sequenceLength) : [];
+  const calib = a8 || recipe.gptq ? calibrationSamples(options.calibration, tokenizer, c0.vocabSize, samples, sequenceLength) : [];
 
   const parent = path.dirname(out);
   fs.mkdirSync(parent, { recursive: true });
@@ -574,20 +615,20 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     // Percentile clipping of the SSM input x: Mamba-1's x_proj input, Mamba-2's conv output x
     // channels (not with sort-and-cluster, whose grouped x scales are absmax, as Quamba2's).
     const clipTaps = new Set<string>();
-    if (recipe.percentile !== false && config.arch === 'mamba') {
+    if (a8 && recipe.percentile !== false && config.arch === 'mamba') {
       for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.x_proj`);
     }
     if (recipe.percentile !== false && config.arch === 'mamba2' && ssmInt8 && !layouts) {
       for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.conv1d:output`);
     }
-    const stats: CalibrationStats = a8
+    const stats: CalibrationStats = a8 || recipe.gptq
       ? await timed('calibrate', () => calibrateFloat(path.join(work, 'float'), { ...hfConfigJson(config), quantization_config: quantizationConfigJson({ ...qc, ssmActivations: 'float' }) },
         weights, calib, {
-          clipTaps, percentile: recipe.percentile === false ? 0 : recipe.percentile, withHead: recipe.quantizeLmHead, threads: options.threads, checkAbort,
+          clipTaps, percentile: recipe.percentile === false ? 0 : recipe.percentile, withHead: recipe.quantizeLmHead, gram: recipe.gptq, threads: options.threads, checkAbort,
           onSample: (s) => progress('calibrate', calibDone + s, calibTotal),
         }))
-      : { inputAbsmax: new Map(), clipped: new Map(), channels: new Map() };
-    const { inputAbsmax, clipped, channels } = stats;
+      : { inputAbsmax: new Map(), clipped: new Map(), channels: new Map(), hessians: new Map() };
+    const { inputAbsmax, clipped, channels, hessians } = stats;
 
     // quantize
     const plan = layerPlan(config, scheme, recipe);
@@ -613,6 +654,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
             for (const v of t.data) amax = Math.max(amax, Math.abs(v));
             qw = quantizeI8(t.data, rows, cols, { scales: new Float32Array(rows).fill(Math.fround(amax / 127)) });
           }
+        } else if (recipe.gptq) {
+          qw = gptqLayer(base, t.data, rows, cols, hessians, calib);
         } else {
           qw = quantizeI4(t.data, rows, cols);
         }

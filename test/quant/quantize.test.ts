@@ -285,7 +285,8 @@ t.test('bad input: typed errors before anything is written', async (t) => {
   };
   await expectErr({ scheme: 'w3a3' }, 'scheme', 'unknown scheme');
   await expectErr({ recipe: { hadamrd: true } }, 'recipe.hadamrd', 'unknown recipe switch');
-  await expectErr({ recipe: { gptq: true } }, 'recipe.gptq', 'a switch that is not available yet says so');
+  await expectErr({ recipe: { quantizeEmbedding: true } }, 'recipe.quantizeEmbedding', 'a switch that is not available yet says so');
+  await expectErr({ recipe: { gptq: true } }, 'recipe.gptq', 'gptq is for the 4-bit schemes');
   await expectErr({ recipe: { percentile: 2 } }, 'recipe.percentile', 'percentile out of range');
   await expectErr({ scheme: 'w4a8', recipe: 'naive' }, 'recipe', 'naive is W8A8 only');
   await expectErr({ scheme: 'w4a16', recipe: { quantizeSsm: true } }, 'recipe.quantizeSsm', 'int8 SSM activations need an int8 scheme');
