@@ -27,8 +27,10 @@ commands:
            --json prints the result object
   quantize --model IN --out OUT --scheme w8a8|w4a8|w4a16 [--calib FILE] [--samples N]
            [--seq-len L] [--recipe naive] [--no-hadamard] [--percentile P|off] [--quantize-lm-head]
+           [--gptq] [--float-ssm] [--no-sort-and-cluster] [--no-per-state-group]
            Quamba-style quantization of a float checkpoint (directory or GGUF) into OUT; the int8
-           schemes calibrate on the UTF-8 text FILE. Progress bar with ETA on a terminal.
+           schemes (and --gptq) calibrate on the UTF-8 text FILE. Progress bar with ETA on a
+           terminal. --float-ssm keeps the conv / scan activations float32 (int8 by default).
   options for every command: --threads N, --input-rounding auto|none
            (none: exact float32 inputs for bf16 / q8_0 / q4_0 matrices; default auto)`;
 
@@ -212,6 +214,10 @@ async function quantizeCmd(p: ParsedArgs): Promise<void> {
   } else {
     if (booleanFlag(p, 'no-hadamard')) recipe.hadamard = false;
     if (booleanFlag(p, 'quantize-lm-head')) recipe.quantizeLmHead = true;
+    if (booleanFlag(p, 'gptq')) recipe.gptq = true;
+    if (booleanFlag(p, 'float-ssm')) recipe.quantizeSsm = false;
+    if (booleanFlag(p, 'no-sort-and-cluster')) recipe.sortAndCluster = false;
+    if (booleanFlag(p, 'no-per-state-group')) recipe.perStateGroup = false;
     const pct = stringFlag(p, 'percentile');
     if (pct !== undefined) {
       const v = Number(pct);

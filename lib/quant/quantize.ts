@@ -50,7 +50,8 @@ import { rotateModel, type FloatTensor } from './rotate';
 import { blockMaxima, permuteMamba2Layer, sortAndCluster, type SortAndClusterLayout } from './sort_cluster';
 import { readFloatTensor } from '../loaders/tensor_data';
 
-export type QuantizeStage = 'read' | 'rotate' | 'calibrate' | 'quantize' | 'write';
+/** Stages in order; 'reorder' (sort-and-cluster: its calibration pass and the permutation) only for Mamba-2 with it. */
+export type QuantizeStage = 'read' | 'reorder' | 'rotate' | 'calibrate' | 'quantize' | 'write';
 
 /** Recipe switches; every one defaults to the papers' choice. */
 export interface QuantRecipe {
@@ -511,7 +512,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
   const { scheme, signal, onProgress } = options;
   const progress = (stage: QuantizeStage, done: number, total: number) => onProgress?.({ stage, done, total });
   const checkAbort = () => { if (signal?.aborted) throw abortError(signal); };
-  const seconds: Record<QuantizeStage, number> = { read: 0, rotate: 0, calibrate: 0, quantize: 0, write: 0 };
+  const seconds: Record<QuantizeStage, number> = { read: 0, reorder: 0, rotate: 0, calibrate: 0, quantize: 0, write: 0 };
   const timed = async <T>(stage: QuantizeStage, fn: () => Promise<T> | T): Promise<T> => {
     checkAbort();
     const t0 = performance.now();
@@ -574,22 +575,21 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
 
     // sort-and-cluster (Mamba-2 with int8 SSM activations): a first calibration pass over the
     // unrotated float model measures x per channel; the weights are permuted before the rotation.
-    const calibTotal = (sortCluster ? 2 : 1) * calib.length;
-    let calibDone = 0;
     let layouts: SortAndClusterLayout[] | undefined;
     if (sortCluster) {
-      layouts = await timed('calibrate', async () => {
+      layouts = await timed('reorder', async () => {
         const st = await calibrateFloat(path.join(work, 'float-reorder'), hfConfigJson(c0), weights, calib, {
-          clipTaps: new Set(), percentile: 0, withHead: false, threads: options.threads, checkAbort, onSample: (s) => progress('calibrate', s, calibTotal),
+          clipTaps: new Set(), percentile: 0, withHead: false, threads: options.threads, checkAbort, onSample: (s) => progress('reorder', s, calib.length + 1),
         });
-        calibDone = calib.length;
-        return Array.from({ length: c0.nLayer }, (_, i) => {
+        const ls = Array.from({ length: c0.nLayer }, (_, i) => {
           const x = st.channels.get(`backbone.layers.${i}.mixer.conv1d:output`);
           if (!x) throw new MambaError(`node-mamba: quantize: calibration saw no conv output of layer ${i}`);
           return sortAndCluster(x.subarray(0, c0.dInner), c0.nheads, c0.headdim, c0.ngroups);
         });
+        ls.forEach((l, i) => permuteMamba2Layer(weights, `backbone.layers.${i}.mixer.`, c0, l));
+        progress('reorder', calib.length + 1, calib.length + 1);
+        return ls;
       });
-      layouts.forEach((l, i) => permuteMamba2Layer(weights, `backbone.layers.${i}.mixer.`, c0, l));
     }
 
     // rotate
@@ -625,7 +625,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
       ? await timed('calibrate', () => calibrateFloat(path.join(work, 'float'), { ...hfConfigJson(config), quantization_config: quantizationConfigJson({ ...qc, ssmActivations: 'float' }) },
         weights, calib, {
           clipTaps, percentile: recipe.percentile === false ? 0 : recipe.percentile, withHead: recipe.quantizeLmHead, gram: recipe.gptq, threads: options.threads, checkAbort,
-          onSample: (s) => progress('calibrate', calibDone + s, calibTotal),
+          onSample: (s) => progress('calibrate', s, calib.length),
         }))
       : { inputAbsmax: new Map(), clipped: new Map(), channels: new Map(), hessians: new Map() };
     const { inputAbsmax, clipped, channels, hessians } = stats;

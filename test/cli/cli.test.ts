@@ -186,5 +186,14 @@ t.test('quantize writes a checkpoint that eval reads, with plain progress lines 
   t.notOk(fs.existsSync(path.join(dir, 'q-bad')));
   const usage = run('quantize', '--model', model, '--out', path.join(dir, 'q-bad'), '--scheme', 'w8a8', '--percentile', '7');
   t.equal(usage.status, 2);
+  // recipe flags reach the recipe
+  const g = path.join(dir, 'q-w4a16-gptq');
+  const rg = run('quantize', '--model', model, '--out', g, '--scheme', 'w4a16', '--gptq', '--calib', text, '--samples', '2', '--seq-len', '64');
+  t.equal(rg.status, 0, rg.stderr);
+  t.equal(JSON.parse(fs.readFileSync(path.join(g, 'config.json'), 'utf8')).quantization_config.recipe.gptq, true, '--gptq');
+  const f = path.join(dir, 'q-w8a8-float-ssm');
+  const rf = run('quantize', '--model', model, '--out', f, '--scheme', 'w8a8', '--float-ssm', '--calib', text, '--samples', '2', '--seq-len', '64');
+  t.equal(rf.status, 0, rf.stderr);
+  t.equal(JSON.parse(fs.readFileSync(path.join(f, 'config.json'), 'utf8')).quantization_config.ssm_activations, 'float', '--float-ssm');
   t.end();
 });

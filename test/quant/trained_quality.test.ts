@@ -28,6 +28,7 @@ const CASES: Case[] = [
   { label: 'w8a8 no percentile', scheme: 'w8a8', recipe: { percentile: false } },
   { label: 'w8a8 float ssm', scheme: 'w8a8', recipe: { quantizeSsm: false } },
   { label: 'w8a8 per-tensor B/C', scheme: 'w8a8', recipe: { perStateGroup: false } },
+  { label: 'w8a8 no sort/cluster', scheme: 'w8a8', recipe: { sortAndCluster: false } },
   { label: 'w4a8', scheme: 'w4a8', recipe: {}, maxIncrease: 0.02, maxSize: 0.22 },
   { label: 'w4a8 no hadamard', scheme: 'w4a8', recipe: { hadamard: false } },
   { label: 'w4a8 gptq', scheme: 'w4a8', recipe: { gptq: true } },
@@ -50,7 +51,7 @@ for (const name of ['mamba1-bytes', 'mamba2-bytes']) {
       const r = await evaluate({ model: out, text: heldout, windowSize: 1024, reference: float });
       const inc = r.perplexity / base.perplexity - 1, size = s.bytesAfter / s.bytesBefore;
       kl[c.label] = r.reference!.klDivergence;
-      rows.push(`  ${c.label.padEnd(20)} ppl ${r.perplexity.toFixed(4)} (${(100 * inc >= 0 ? '+' : '') + (100 * inc).toFixed(3)}%)  KL ${r.reference!.klDivergence.toExponential(2)}  top-1 ${(100 * r.reference!.top1Agreement).toFixed(1)}%  size ${size.toFixed(3)}x`);
+      rows.push(`  ${c.label.padEnd(21)} ppl ${r.perplexity.toFixed(4)} (${(100 * inc >= 0 ? '+' : '') + (100 * inc).toFixed(3)}%)  KL ${r.reference!.klDivergence.toExponential(2)}  top-1 ${(100 * r.reference!.top1Agreement).toFixed(1)}%  size ${size.toFixed(3)}x`);
       if (c.maxIncrease !== undefined) t.ok(inc <= c.maxIncrease, `${c.label}: perplexity +${(100 * inc).toFixed(3)}% (target at most +${100 * c.maxIncrease}%)`);
       if (c.maxSize !== undefined) t.ok(size <= c.maxSize, `${c.label}: ${size.toFixed(3)}x of the f32 checkpoint (target at most ${c.maxSize}x)`);
     }
