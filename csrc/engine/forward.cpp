@@ -444,9 +444,9 @@ void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   if (q8) {
     SelectiveScanQ8Args q;
     q.scan = s;
-    q.uq = uq.data(); q.uq_token_stride = di; q.uq_batch_stride = n * di; q.u_scale = L.conv_out_scale.data();
-    q.Bq = bq.data(); q.Bq_token_stride = N; q.Bq_batch_stride = n * N; q.B_scale = L.B_scale.data();
-    q.Cq = cq.data(); q.Cq_token_stride = N; q.Cq_batch_stride = n * N; q.C_scale = L.C_scale.data();
+    q.u = {uq.data(), n * di, di, L.conv_out_scale.data()};
+    q.B = {bq.data(), n * N, N, L.B_scale.data()};
+    q.C = {cq.data(), n * N, N, L.C_scale.data()};
     selective_scan_q8(q);
   } else {
     selective_scan(s);
@@ -455,16 +455,19 @@ void mamba1_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   run_out_proj(m, L, y.data(), n, out);
 }
 
-// The SSD / state update's int8 operands: the int8 conv output [M, conv_dim]
-// holds x, then B and C, with the conv's output scales.
+// The SSD / state update's int8 operands x, B, C: columns of the int8 conv
+// output [M, conv_dim] (row stride conv_dim, as token stride for the SSD and
+// batch stride for the update), with the conv's output scales.
 struct Mamba2Int8 {
-  const int8_t *x, *B, *C;
-  const float *x_scale, *B_scale, *C_scale;
+  Int8Operand x, B, C;
 };
-Mamba2Int8 mamba2_int8(const ModelConfig& c, const LayerWeights& L, const int8_t* xbc) {
-  const int64_t di = c.d_inner, GN = c.ngroups * c.d_state;
+Mamba2Int8 mamba2_int8(const ModelConfig& c, const LayerWeights& L, const int8_t* xbc, bool rows_are_tokens) {
+  const int64_t di = c.d_inner, GN = c.ngroups * c.d_state, C = c.conv_dim();
   const float* s = L.conv_out_scale.data();
-  return {xbc, xbc + di, xbc + di + GN, s, s + di, s + di + GN};
+  auto op = [&](int64_t off) {
+    return rows_are_tokens ? Int8Operand{xbc + off, 0, C, s + off} : Int8Operand{xbc + off, C, 0, s + off};
+  };
+  return {op(0), op(di), op(di + GN)};
 }
 
 void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, const float* hn, int64_t n,
@@ -501,13 +504,8 @@ void mamba2_mixer_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_
   s.final_states = ssm_final.data();
   s.out = y.data(); s.out_stride = di;
   if (q8) {
-    const Mamba2Int8 v = mamba2_int8(c, L, xbc_q.data());
-    SsdChunkScanQ8Args q;
-    q.ssd = s;
-    q.xq = v.x; q.xq_stride = C; q.x_scale = v.x_scale;
-    q.Bq = v.B; q.Bq_stride = C; q.B_scale = v.B_scale;
-    q.Cq = v.C; q.Cq_stride = C; q.C_scale = v.C_scale;
-    ssd_chunk_scan_q8(q);
+    const Mamba2Int8 v = mamba2_int8(c, L, xbc_q.data(), true);
+    ssd_chunk_scan_q8(SsdChunkScanQ8Args{s, v.x, v.B, v.C});
   } else {
     ssd_chunk_scan(s);
   }
@@ -543,9 +541,9 @@ void mamba1_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   if (q8) {
     SelectiveStateUpdateQ8Args q;
     q.upd = s;
-    q.xq = uq.data(); q.xq_batch_stride = di; q.x_scale = L.conv_out_scale.data();
-    q.Bq = bq.data(); q.Bq_batch_stride = N; q.B_scale = L.B_scale.data();
-    q.Cq = cq.data(); q.Cq_batch_stride = N; q.C_scale = L.C_scale.data();
+    q.x = {uq.data(), di, 0, L.conv_out_scale.data()};
+    q.B = {bq.data(), N, 0, L.B_scale.data()};
+    q.C = {cq.data(), N, 0, L.C_scale.data()};
     selective_state_update_q8(q);
   } else {
     selective_state_update(s);
@@ -583,13 +581,8 @@ void mamba2_mixer_step(Model& m, const LayerWeights& L, int64_t layer, const int
   s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
   s.dt_min = c.dt_min; s.dt_max = c.dt_max;
   if (q8) {
-    const Mamba2Int8 v = mamba2_int8(c, L, xbc_q.data());
-    SelectiveStateUpdateQ8Args q;
-    q.upd = s;
-    q.xq = v.x; q.xq_batch_stride = C; q.x_scale = v.x_scale;
-    q.Bq = v.B; q.Bq_batch_stride = C; q.B_scale = v.B_scale;
-    q.Cq = v.C; q.Cq_batch_stride = C; q.C_scale = v.C_scale;
-    selective_state_update_q8(q);
+    const Mamba2Int8 v = mamba2_int8(c, L, xbc_q.data(), false);
+    selective_state_update_q8(SelectiveStateUpdateQ8Args{s, v.x, v.B, v.C});
   } else {
     selective_state_update(s);
   }

@@ -66,52 +66,39 @@ struct CausalConv1dUpdateQ8Args {
 };
 void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a);
 
+// An int8 activation operand of the scans: values q with element strides
+// per batch row and per token (whichever the kernel's layout has) and one
+// scale per channel of a token's row.
+struct Int8Operand {
+  const int8_t* q = nullptr;
+  int64_t batch_stride = 0, token_stride = 0;
+  const float* scale = nullptr;
+};
+
 // `scan` as for selective_scan, except that scan.u, scan.B and scan.C are
-// replaced by uq (u_scale [dim]), Bq and Cq (B_scale, C_scale
-// [ngroups * dstate]), with the same strides as the float tensors would have.
+// replaced by u (scale [dim]), B and C (scales [ngroups * dstate]), with
+// batch and token strides.
 struct SelectiveScanQ8Args {
   SelectiveScanArgs scan;
-  const int8_t* uq = nullptr;
-  int64_t uq_batch_stride = 0, uq_token_stride = 0;
-  const float* u_scale = nullptr;
-  const int8_t* Bq = nullptr;
-  int64_t Bq_batch_stride = 0, Bq_token_stride = 0;
-  const float* B_scale = nullptr;
-  const int8_t* Cq = nullptr;
-  int64_t Cq_batch_stride = 0, Cq_token_stride = 0;
-  const float* C_scale = nullptr;
+  Int8Operand u, B, C;
 };
 void selective_scan_q8(const SelectiveScanQ8Args& a);
 
 // `upd` as for selective_state_update, with upd.x, upd.B, upd.C replaced by
-// xq (x_scale [nheads * headdim]), Bq, Cq (B_scale, C_scale [ngroups * dstate]).
+// x (scale [nheads * headdim]), B and C (scales [ngroups * dstate]); batch
+// strides only.
 struct SelectiveStateUpdateQ8Args {
   SelectiveStateUpdateArgs upd;
-  const int8_t* xq = nullptr;
-  int64_t xq_batch_stride = 0;
-  const float* x_scale = nullptr;
-  const int8_t* Bq = nullptr;
-  int64_t Bq_batch_stride = 0;
-  const float* B_scale = nullptr;
-  const int8_t* Cq = nullptr;
-  int64_t Cq_batch_stride = 0;
-  const float* C_scale = nullptr;
+  Int8Operand x, B, C;
 };
 void selective_state_update_q8(const SelectiveStateUpdateQ8Args& a);
 
-// `ssd` as for ssd_chunk_scan, with ssd.x, ssd.B, ssd.C replaced by xq
-// (x_scale [nheads * headdim]), Bq, Cq (B_scale, C_scale [ngroups * dstate]).
+// `ssd` as for ssd_chunk_scan, with ssd.x, ssd.B, ssd.C replaced by x
+// (scale [nheads * headdim]), B and C (scales [ngroups * dstate]); token
+// strides only.
 struct SsdChunkScanQ8Args {
   SsdChunkScanArgs ssd;
-  const int8_t* xq = nullptr;
-  int64_t xq_stride = 0;
-  const float* x_scale = nullptr;
-  const int8_t* Bq = nullptr;
-  int64_t Bq_stride = 0;
-  const float* B_scale = nullptr;
-  const int8_t* Cq = nullptr;
-  int64_t Cq_stride = 0;
-  const float* C_scale = nullptr;
+  Int8Operand x, B, C;
 };
 void ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a);
 

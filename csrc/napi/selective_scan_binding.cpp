@@ -77,9 +77,9 @@ Napi::Value selective_scan_js(const Napi::CallbackInfo& info) {
   if (q8) {
     SelectiveScanQ8Args q;
     q.scan = a;
-    q.uq = u.as<int8_t>(); q.uq_batch_stride = tb; q.uq_token_stride = dim; q.u_scale = u_scale.as<float>();
-    q.Bq = B.as<int8_t>(); q.Bq_batch_stride = bb; q.Bq_token_stride = ngroups * dstate; q.B_scale = B_scale.as<float>();
-    q.Cq = C.as<int8_t>(); q.Cq_batch_stride = bb; q.Cq_token_stride = ngroups * dstate; q.C_scale = C_scale.as<float>();
+    q.u = {u.as<int8_t>(), tb, dim, u_scale.as<float>()};
+    q.B = {B.as<int8_t>(), bb, ngroups * dstate, B_scale.as<float>()};
+    q.C = {C.as<int8_t>(), bb, ngroups * dstate, C_scale.as<float>()};
     selective_scan_q8(q);
   } else {
     selective_scan(a);
@@ -196,9 +196,9 @@ Napi::Value selective_state_update_js(const Napi::CallbackInfo& info) {
   if (q8) {
     SelectiveStateUpdateQ8Args q;
     q.upd = a;
-    q.xq = x.as<int8_t>(); q.xq_batch_stride = nheads * headdim; q.x_scale = x_scale.as<float>();
-    q.Bq = B.as<int8_t>(); q.Bq_batch_stride = ngroups * dstate; q.B_scale = B_scale.as<float>();
-    q.Cq = C.as<int8_t>(); q.Cq_batch_stride = ngroups * dstate; q.C_scale = C_scale.as<float>();
+    q.x = {x.as<int8_t>(), nheads * headdim, 0, x_scale.as<float>()};
+    q.B = {B.as<int8_t>(), ngroups * dstate, 0, B_scale.as<float>()};
+    q.C = {C.as<int8_t>(), ngroups * dstate, 0, C_scale.as<float>()};
     selective_state_update_q8(q);
   } else {
     selective_state_update(a);

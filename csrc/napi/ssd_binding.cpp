@@ -111,9 +111,9 @@ Napi::Value ssd_chunk_scan_js(const Napi::CallbackInfo& info) {
   if (q8) {
     SsdChunkScanQ8Args q;
     q.ssd = a;
-    q.xq = x.as<int8_t>(); q.xq_stride = nheads * headdim; q.x_scale = x_scale.as<float>();
-    q.Bq = B.as<int8_t>(); q.Bq_stride = ngroups * dstate; q.B_scale = B_scale.as<float>();
-    q.Cq = C.as<int8_t>(); q.Cq_stride = ngroups * dstate; q.C_scale = C_scale.as<float>();
+    q.x = {x.as<int8_t>(), 0, nheads * headdim, x_scale.as<float>()};
+    q.B = {B.as<int8_t>(), 0, ngroups * dstate, B_scale.as<float>()};
+    q.C = {C.as<int8_t>(), 0, ngroups * dstate, C_scale.as<float>()};
     ssd_chunk_scan_q8(q);
   } else {
     ssd_chunk_scan(a);
