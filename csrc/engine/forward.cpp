@@ -270,11 +270,16 @@ void run_out_proj(const Model& m, const LayerWeights& L, const float* y, int64_t
 
 // h[t] = embedding row tokens[t], as float32: copied (f32), widened (f16 /
 // bf16) or dequantised block by block (Q8_0 / Q4_0; d_model is a multiple of
-// 32 for those, checked at load).
+// 32 for those, checked at load), or with its scales (I8 / I4).
 void embed(const Model& m, const int32_t* tokens, int64_t n, float* h) {
   const Weight& e = m.embedding();
   const int64_t d = m.config().d_model;
-  for (int64_t t = 0; t < n; ++t) load_row_as_f32(e.data, e.dtype, (int64_t)tokens[t] * d, d, h + t * d);
+  if (dtype_info(e.dtype).linear == LinearKernel::Quamba) {
+    const int64_t stride = dtype_row_bytes(e.dtype, d);
+    for (int64_t t = 0; t < n; ++t) qweight_row_to_f32(e.data, e.dtype, stride, e.scales, tokens[t], d, h + t * d);
+  } else {
+    for (int64_t t = 0; t < n; ++t) load_row_as_f32(e.data, e.dtype, (int64_t)tokens[t] * d, d, h + t * d);
+  }
   if (m.config().hadamard_residual) {
     // The residual stream lives in the rotated basis: h <- T(h).
     HadamardArgs r;

@@ -33,9 +33,10 @@ class TensorTable {
   // The tensor `name` with exactly `shape` (alternatives allowed), bounds-checked.
   // Block formats only where `quant` allows them: Ggml (Q8_0 / Q4_0, for
   // matrices read by the linear kernel or the embedding lookup, with a last
-  // dimension that is a multiple of 32) or Any (also I8 / I4, for matrices
-  // read by the linear layers, whose scale tensors are loaded with them).
-  enum class Quant { None, Ggml, Any };
+  // dimension that is a multiple of 32), Any (also I8 / I4, for matrices
+  // read by the linear layers, whose scale tensors are loaded with them) or
+  // Embedding (as Any, without the input scale: a lookup has no input).
+  enum class Quant { None, Ggml, Any, Embedding };
   Weight get(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true,
              Quant quant = Quant::None) {
     auto it = by_name_.find(name);
@@ -57,7 +58,8 @@ class TensorTable {
     const int64_t last = t.shape.empty() ? 1 : t.shape.back();
     const DTypeInfo& fmt = dtype_info(t.dtype);
     if (!fmt.plain_float) {
-      const bool allowed = quant == Quant::Any || (quant == Quant::Ggml && fmt.scales == ScaleLayout::InBlock);
+      const bool allowed = quant == Quant::Any || quant == Quant::Embedding ||
+                           (quant == Quant::Ggml && fmt.scales == ScaleLayout::InBlock);
       if (!allowed)
         throw LoadError("tensor " + name + " has quantized dtype " + dtype_name(t.dtype) + "; node-mamba reads it only as " +
                             (quant == Quant::Ggml ? "f32, f16, bf16, q8_0 or q4_0" : "f32, f16 or bf16"),
@@ -85,7 +87,8 @@ class TensorTable {
     w.dtype = t.dtype;
     w.rows = t.shape.size() >= 2 ? t.shape[0] : 1;
     w.cols = t.shape.empty() ? 1 : (t.shape.size() >= 2 ? numel / t.shape[0] : t.shape[0]);
-    if (fmt.scales == ScaleLayout::PerRow || fmt.scales == ScaleLayout::PerGroup) load_scales(name, w);
+    if (fmt.scales == ScaleLayout::PerRow || fmt.scales == ScaleLayout::PerGroup)
+      load_scales(name, w, quant != Quant::Embedding);
     return w;
   }
 
@@ -93,7 +96,7 @@ class TensorTable {
   // <base>.weight_scale [rows] (I8) or [rows, ceil(cols / 128)] (I4), finite
   // and >= 0; <base>.input_scale [] or [1], finite and > 0, required for I8
   // (W8A8), absent for float inputs (W4A16).
-  void load_scales(const std::string& name, Weight& w) {
+  void load_scales(const std::string& name, Weight& w, bool input_scale) {
     const std::string base = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0
                                  ? name.substr(0, name.size() - 7) : name;
     const int64_t n = dtype_scale_count(w.dtype, w.rows, w.cols);
@@ -107,6 +110,7 @@ class TensorTable {
                         base + ".weight_scale");
     scale_store_.push_back(std::move(s));
     w.scales = scale_store_.back().data();
+    if (!input_scale) return;
     if (has(base + ".input_scale")) {
       std::vector<float> a = get_f32_any(base + ".input_scale", {{}, {1}});
       if (!(a[0] > 0.0f) || !std::isfinite(a[0]))
@@ -203,10 +207,14 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
   const int64_t d = c.d_model, di = c.d_inner, N = c.d_state, K = c.d_conv, V = c.vocab;
   const int64_t C = c.conv_dim(), P = c.in_proj_dim();
 
-  m->embedding_ = tt.get("backbone.embeddings.weight", {{V, d}}, true, Q::Ggml);
+  m->embedding_ = tt.get("backbone.embeddings.weight", {{V, d}}, true, Q::Embedding);
   m->norm_f_ = tt.get("backbone.norm_f.weight", {{d}});
   if (tt.has("lm_head.weight")) {
     m->lm_head_ = tt.get("lm_head.weight", {{V, d}}, true, Q::Any);
+  } else if (dtype_info(m->embedding_.dtype).linear == LinearKernel::Quamba) {
+    throw LoadError("the embedding is " + std::string(dtype_name(m->embedding_.dtype)) +
+                        " and the head is tied to it: a quantized embedding needs its own lm_head.weight",
+                    tt.path_of("backbone.embeddings.weight"), "lm_head.weight");
   } else {
     m->lm_head_ = m->embedding_;  // tied
   }

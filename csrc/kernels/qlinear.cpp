@@ -65,6 +65,25 @@ void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float i
   for (int64_t m = 0; m < M; ++m) scalar::qlinear_quantize_row(x + m * xs, K, inv_scale, q + m * qs);
 }
 
+void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* scales, int64_t row, int64_t K,
+                        float* out) {
+  const uint8_t* r = static_cast<const uint8_t*>(w) + row * w_stride;
+  if (t == DType::I8) {
+    const float s = scales[row];
+    for (int64_t k = 0; k < K; ++k) out[k] = (float)(int8_t)r[k] * s;
+  } else if (t == DType::I4) {
+    // 64-element chunks of 32 bytes: byte j holds element j (low nibble) and j + 32 (high), stored q + 8.
+    const int64_t G = (K + kI4Group - 1) / kI4Group;
+    for (int64_t k = 0; k < K; ++k) {
+      const uint8_t b = r[(k / kI4Chunk) * (kI4Chunk / 2) + (k % kI4Chunk) % 32];
+      const int q = ((k % kI4Chunk) < 32 ? (b & 0x0f) : (b >> 4)) - 8;
+      out[k] = (float)q * scales[row * G + k / kI4Group];
+    }
+  } else {
+    throw std::invalid_argument(std::string("node-mamba: qweight_row_to_f32: ") + dtype_name(t) + " is not an I8 / I4 format");
+  }
+}
+
 void qlinear(const QLinearArgs& a) {
   const DTypeInfo& f = dtype_info(a.w_dtype);
   if (f.linear != LinearKernel::Quamba)

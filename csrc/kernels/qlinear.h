@@ -63,6 +63,11 @@ struct QLinearArgs {
 // propagate NaN check the row, as qlinear does).
 void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float inv_scale, int8_t* q, int64_t qs);
 
+// out[0:K] = row `row` of an I8 / I4 weight as float32: q · s (I8: the row's
+// scale; I4: its group's), e.g. a quantized embedding's lookup.
+void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* scales, int64_t row, int64_t K,
+                        float* out);
+
 // Multithreaded on the global pool. Throws std::invalid_argument for a
 // weight format that is not I8 / I4, or float inputs with I8 weights.
 void qlinear(const QLinearArgs& a);

@@ -73,6 +73,8 @@ export interface TensorSpec {
   explain?: (actual: number[]) => string | undefined;
   /** A matrix read by the linear layers: may be i8 / i4 in a quantized checkpoint. */
   linear?: boolean;
+  /** With linear: a lookup table (the embedding), whose i8 form has no input scale. */
+  lookup?: boolean;
 }
 
 /**
@@ -82,7 +84,7 @@ export interface TensorSpec {
 export function expectedTensors(c: MambaConfig): TensorSpec[] {
   const d = c.dModel, di = c.dInner, N = c.dState, K = c.dConv;
   const specs: TensorSpec[] = [{
-    name: 'backbone.embeddings.weight', shape: [c.vocabSize, d],
+    name: 'backbone.embeddings.weight', shape: [c.vocabSize, d], linear: true, lookup: true,
     explain: (a) => (a.length === 2 && a[0] !== c.vocabSize ? `the embedding has ${a[0]} rows, the config's (padded) vocabulary is ${c.vocabSize}` : undefined),
   }];
   for (let i = 0; i < c.nLayer; i++) {
@@ -257,13 +259,14 @@ function quantizedWeight(spec: TensorSpec, loc: Located, fileName: string): 'i8'
 /**
  * The scale tensors of a quantized linear weight "<base>.weight": "<base>.weight_scale"
  * (F32, [rows] for i8, [rows, ceil(cols / 128)] for i4; required) and
- * "<base>.input_scale" (F32, [] or [1]; required for i8, absent for float inputs).
+ * "<base>.input_scale" (F32, [] or [1]; required for i8, absent for float inputs;
+ * none for the embedding, a lookup).
  */
 function addScaleTensors(spec: TensorSpec, dtype: 'i8' | 'i4', located: Map<string, Located>, files: string[], source: string,
   tensors: Map<string, CheckpointTensor>): void {
   const base = spec.name.replace(/\.weight$/, '');
   addScaleTensor(`${base}.weight_scale`, [quantScaleShape(dtype, spec.shape[0], spec.shape[1])], true, located, files, source, tensors, `of the ${dtype} weight ${spec.name}`);
-  addScaleTensor(`${base}.input_scale`, [[], [1]], dtype === 'i8', located, files, source, tensors, `of the ${dtype} weight ${spec.name}`);
+  if (!spec.lookup) addScaleTensor(`${base}.input_scale`, [[], [1]], dtype === 'i8', located, files, source, tensors, `of the ${dtype} weight ${spec.name}`);
 }
 
 /**

@@ -88,14 +88,19 @@ export interface QuantRecipe {
    * scale per SSD group instead of one per tensor. Default true; a no-op with one group.
    */
   perStateGroup?: boolean;
-  /** Quantize the embedding: not available yet. */
+  /**
+   * Quantize the embedding with the scheme's weight format (8-bit per row, or 4-bit in
+   * groups of 128), looked up and dequantized per token. A head tied to the embedding
+   * then gets its own float copy (lm_head stays as trained unless quantizeLmHead).
+   * Default false.
+   */
   quantizeEmbedding?: boolean;
   /** Quantize lm_head with the scheme's weight format. Default false. */
   quantizeLmHead?: boolean;
 }
 
 const RECIPE_KEYS: ReadonlyArray<keyof QuantRecipe> = ['hadamard', 'percentile', 'quantizeSsm', 'sortAndCluster', 'gptq', 'perStateGroup', 'quantizeEmbedding', 'quantizeLmHead'];
-const NOT_YET: ReadonlyArray<keyof QuantRecipe> = ['quantizeEmbedding'];
+const NOT_YET: ReadonlyArray<keyof QuantRecipe> = [];
 
 export interface QuantizeProgress {
   stage: QuantizeStage;
@@ -196,7 +201,7 @@ function resolveRecipe(scheme: QuantScheme, recipe: QuantizeOptions['recipe']): 
   return {
     naive: false, hadamard: rr.hadamard ?? true, percentile: p, quantizeSsm: scheme !== 'w4a16' && (rr.quantizeSsm ?? true),
     sortAndCluster: rr.sortAndCluster ?? true, gptq: rr.gptq ?? false, perStateGroup: rr.perStateGroup ?? true,
-    quantizeEmbedding: false, quantizeLmHead: rr.quantizeLmHead ?? false,
+    quantizeEmbedding: rr.quantizeEmbedding ?? false, quantizeLmHead: rr.quantizeLmHead ?? false,
   };
 }
 
@@ -312,6 +317,8 @@ function layerPlan(c: MambaConfig, scheme: QuantScheme, recipe: ResolvedRecipe):
     }
   }
   if (recipe.quantizeLmHead) plan.set('lm_head', { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
+  // (a lookup: no input)
+  if (recipe.quantizeEmbedding) plan.set('backbone.embeddings', { dtype: w4 ? 'i4' : 'i8', int8Input: false });
   return plan;
 }
 
@@ -605,6 +612,12 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
         progress('rotate', 1, 1);
         return r;
       });
+    }
+    // A quantized embedding cannot double as the head: a tied head gets its float copy.
+    if (recipe.quantizeEmbedding && config.tieEmbeddings) {
+      const e = weights.get('backbone.embeddings.weight')!;
+      weights.set('lm_head.weight', { data: Float32Array.from(e.data), shape: e.shape.slice() });
+      config = { ...config, tieEmbeddings: false };
     }
     const qc: QuantizationConfig = {
       quantMethod: 'quamba', formatVersion: QUANT_FORMAT_VERSION, scheme, hadamard: recipe.hadamard, residualRotation,

@@ -227,6 +227,7 @@ for (const arch of ['mamba', 'mamba2'] as const) {
       ['naive', 'w8a8', 'naive'], ['w8a8', 'w8a8', {}], ['w8a8-nohad', 'w8a8', { hadamard: false, percentile: false }],
       ['w4a8', 'w4a8', {}], ['w4a16', 'w4a16', {}], ['w8a8-head', 'w8a8', { quantizeLmHead: true }],
       ['w8a8-floatssm', 'w8a8', { quantizeSsm: false }], ['w8a8-tensorbc', 'w8a8', { perStateGroup: false }],
+      ['w8a8-emb', 'w8a8', { quantizeEmbedding: true }], ['w4a16-emb', 'w4a16', { quantizeEmbedding: true, quantizeLmHead: true }],
     ];
     for (const [label, scheme, recipe] of cases) {
       const out = path.join(root, `q-${arch}-${label}`);
@@ -240,6 +241,11 @@ for (const arch of ['mamba', 'mamba2'] as const) {
       t.equal(config.quantization?.scheme, scheme, `${label}: quantization_config read back`);
       const ssm = scheme !== 'w4a16' && !(typeof recipe === 'object' && recipe?.quantizeSsm === false);
       t.equal(config.quantization?.ssmActivations, ssm ? 'int8' : 'float', `${label}: ssm_activations`);
+      if (typeof recipe === 'object' && recipe.quantizeEmbedding) {
+        const e = readTensors(out).get('backbone.embeddings.weight')!;
+        t.equal(e.dtype, scheme === 'w8a8' ? 'I8' : 'U8', `${label}: the embedding is quantized`);
+        t.equal(config.tieEmbeddings, false, `${label}: the head is untied from it`);
+      }
       const sorted = ssm && arch === 'mamba2' && recipe !== 'naive';
       t.equal(readTensors(out).has('backbone.layers.0.mixer.x_channel_index'), sorted, `${label}: sort-and-cluster layout tensors ${sorted ? 'written' : 'absent'}`);
       if (ssm && arch === 'mamba2') {
@@ -285,7 +291,7 @@ t.test('bad input: typed errors before anything is written', async (t) => {
   };
   await expectErr({ scheme: 'w3a3' }, 'scheme', 'unknown scheme');
   await expectErr({ recipe: { hadamrd: true } }, 'recipe.hadamrd', 'unknown recipe switch');
-  await expectErr({ recipe: { quantizeEmbedding: true } }, 'recipe.quantizeEmbedding', 'a switch that is not available yet says so');
+  await expectErr({ recipe: { quantizeEmbedding: 'yes' } }, 'recipe.quantizeEmbedding', 'a switch must be a boolean');
   await expectErr({ recipe: { gptq: true } }, 'recipe.gptq', 'gptq is for the 4-bit schemes');
   await expectErr({ recipe: { percentile: 2 } }, 'recipe.percentile', 'percentile out of range');
   await expectErr({ scheme: 'w4a8', recipe: 'naive' }, 'recipe', 'naive is W8A8 only');
@@ -340,6 +346,17 @@ t.test('a quantized checkpoint with a missing or mis-shaped scale tensor is a Mo
   writeSafetensors(path.join(root, 'scales-w8-missing', 'model.safetensors'),
     [...t8].filter(([n]) => n !== `${victim}.input_scale`).map(([name, v]) => ({ name, dtype: v.dtype as 'F32', shape: v.shape, data: v.data })));
   await rejectsWith(t, loadModel(path.join(root, 'scales-w8-missing')), (e: unknown) => e instanceof ModelLoadError && e.field === `${victim}.input_scale`, 'missing input_scale of an i8 weight');
+  // a quantized embedding with the head tied to it
+  const emb = path.join(root, 'scales-emb');
+  await quantize({ model: ck.dir, output: emb, scheme: 'w8a8', calibration: CALIB, recipe: { quantizeEmbedding: true } });
+  const te = readTensors(emb);
+  const tiedDir = path.join(root, 'scales-emb-tied');
+  fs.mkdirSync(tiedDir);
+  const ecfg = JSON.parse(fs.readFileSync(path.join(emb, 'config.json'), 'utf8'));
+  fs.writeFileSync(path.join(tiedDir, 'config.json'), JSON.stringify({ ...ecfg, tie_word_embeddings: true }));
+  writeSafetensors(path.join(tiedDir, 'model.safetensors'),
+    [...te].filter(([n]) => n !== 'lm_head.weight').map(([name, v]) => ({ name, dtype: v.dtype as 'F32', shape: v.shape, data: v.data })));
+  await rejectsWith(t, loadModel(tiedDir), (e: unknown) => e instanceof ModelLoadError && e.field === 'lm_head.weight' && /quantized embedding/.test(e.message), 'a quantized embedding as a tied head');
   // the int8 SSM path's scales: missing, mis-shaped, not positive
   const ssmVictim = 'backbone.layers.1.mixer.conv1d.output_scale';
   const withSsm = (label: string, edit: (name: string, v: { dtype: string; shape: number[]; data: Uint8Array }) => { dtype: string; shape: number[]; data: Uint8Array } | undefined) => {

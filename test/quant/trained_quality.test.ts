@@ -35,6 +35,8 @@ const CASES: Case[] = [
   { label: 'w4a16', scheme: 'w4a16', recipe: {}, maxIncrease: 0.015, maxSize: 0.22 },
   { label: 'w4a16 no hadamard', scheme: 'w4a16', recipe: { hadamard: false } },
   { label: 'w4a16 gptq', scheme: 'w4a16', recipe: { gptq: true } },
+  { label: 'w8a8 +emb', scheme: 'w8a8', recipe: { quantizeEmbedding: true } },
+  { label: 'w4a8 gptq +emb +head', scheme: 'w4a8', recipe: { gptq: true, quantizeEmbedding: true, quantizeLmHead: true } },
 ];
 
 for (const name of ['mamba1-bytes', 'mamba2-bytes']) {
