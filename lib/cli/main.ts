@@ -26,7 +26,7 @@ commands:
            KL(reference || model) and top-1 agreement per token, and the reference's perplexity.
            --json prints the result object
   quantize --model IN --out OUT --scheme w8a8|w4a8|w4a16 [--calib FILE] [--samples N]
-           [--seq-len L] [--recipe naive] [--no-hadamard] [--percentile P|off] [--quantize-lm-head]
+           [--seq-len L] [--recipe naive] [--no-hadamard] [--percentile P|off] [--quantize-lm-head] [--quantize-embedding]
            [--gptq] [--float-ssm] [--no-sort-and-cluster] [--no-per-state-group]
            Quamba-style quantization of a float checkpoint (directory or GGUF) into OUT; the int8
            schemes (and --gptq) calibrate on the UTF-8 text FILE. Progress bar with ETA on a
@@ -214,6 +214,7 @@ async function quantizeCmd(p: ParsedArgs): Promise<void> {
   } else {
     if (booleanFlag(p, 'no-hadamard')) recipe.hadamard = false;
     if (booleanFlag(p, 'quantize-lm-head')) recipe.quantizeLmHead = true;
+    if (booleanFlag(p, 'quantize-embedding')) recipe.quantizeEmbedding = true;
     if (booleanFlag(p, 'gptq')) recipe.gptq = true;
     if (booleanFlag(p, 'float-ssm')) recipe.quantizeSsm = false;
     if (booleanFlag(p, 'no-sort-and-cluster')) recipe.sortAndCluster = false;
