@@ -303,6 +303,14 @@ function buildTable(results) {
       rows.push([`8 seqs ${p} tok/s (sum)`, show(c['node-mamba'], 'batch'), show(c['llama.cpp'], 'batch'), fmt(ratio(a.v, b.v), 2),
         `x b1: node-mamba ${fmt(ratio(a.v, a1), 2)}, llama.cpp ${fmt(ratio(b.v, b1), 2)}`]);
     }
+    // f16 size: half the f32 checkpoint's (the issue's "a quarter of the f16 size" for 4 bits)
+    const f16 = m.fileBytes && m.fileBytes.f32 ? m.fileBytes.f32.nm / 2 : NaN;
+    for (const p of ps) {
+      const fb = m.fileBytes && m.fileBytes[p];
+      if (!fb) continue;
+      rows.push([`file ${p} MB`, Number.isFinite(fb.nm) ? mb(fb.nm) : '—', Number.isFinite(fb.llama) ? mb(fb.llama) : 'n/a', fmt(ratio(fb.nm, fb.llama), 2),
+        Number.isFinite(f16) ? `x f16 size: node-mamba ${fmt(fb.nm / f16, 3)}${Number.isFinite(fb.llama) ? `, llama.cpp ${fmt(fb.llama / f16, 3)}` : ''}` : '']);
+    }
     for (const p of ps) {
       const c = m.cells[p];
       const x = c['node-mamba'], y = c['llama.cpp'];
@@ -364,7 +372,7 @@ async function main() {
   };
 
   for (const name of o.models) {
-    const m = { cells: {}, limits: {}, memoryReference: {}, errors: {} };
+    const m = { cells: {}, limits: {}, memoryReference: {}, fileBytes: {}, errors: {} };
     results.models[name] = m;
     const { dirs, ggufs, quants } = await prepare(o, name, o.precisions, m.errors);
     for (const p of o.precisions) {
@@ -385,6 +393,12 @@ async function main() {
         cell['llama.cpp'] = ggufs[P.gguf] ? await runWorker({ mode: 'llama.cpp', model: ggufs[P.gguf], ...common }, o.timeout)
           : { error: { message: `no ${P.gguf} GGUF` } };
       }
+      // The files each engine loads (node-mamba: its safetensors or GGUF; llama.cpp: its GGUF).
+      const sizeOf = (f) => { try { return fs.statSync(f).size; } catch { return NaN; } };
+      m.fileBytes[p] = {
+        nm: sizeOf(P.nodeMamba === 'gguf' ? ggufs[P.gguf] : path.join(P.nodeMamba === 'quant' ? quants[P.scheme] : dirs[P.checkpoint], 'model.safetensors')),
+        llama: P.gguf ? sizeOf(ggufs[P.gguf]) : NaN,
+      };
       // Bytes read per decoded token: every weight once, except an untied
       // embedding (one row per token; the quantized checkpoints untie it).
       const nm = cell['node-mamba'];

@@ -73,9 +73,10 @@ async function exportGgufFile() {
 async function quantizeCheckpoint() {
   const { quantize } = C.requireDist();
   // Random weights: calibration on random tokens (16 samples of 256) is as good as any text.
-  // lm_head quantized too, as llama.cpp's Q8_0 / Q4_0 files quantize their output matrix.
+  // lm_head and the embedding quantized too, as llama.cpp's Q8_0 / Q4_0 files quantize their
+  // output matrix and token embedding.
   const calibration = Array.from({ length: 16 }, (_, i) => C.randomTokens(256, spec.seed + 500 + i));
-  const s = await quantize({ model: spec.dir, output: spec.out, scheme: spec.scheme, calibration, recipe: { quantizeLmHead: true } });
+  const s = await quantize({ model: spec.dir, output: spec.out, scheme: spec.scheme, calibration, recipe: { quantizeLmHead: true, quantizeEmbedding: true } });
   return { dir: spec.out, bytes: s.bytesAfter, seconds: s.seconds };
 }
 
