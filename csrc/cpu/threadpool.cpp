@@ -1,5 +1,7 @@
 #include "cpu/threadpool.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -186,6 +188,17 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   pool().run((int)std::min<int64_t>(max_tasks, 1 << 20), [&](int ith, int nth) {
     int64_t begin = n * ith / nth, end = n * (ith + 1) / nth;
     if (begin < end) fn(begin, end);
+  });
+}
+
+void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(1, chunk);
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  std::atomic<int64_t> next{0};
+  pool().run((int)std::min<int64_t>(chunks, 1 << 20), [&](int, int) {
+    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;)
+      fn(c * chunk, std::min(n, (c + 1) * chunk));
   });
 }
 

@@ -67,4 +67,10 @@ ThreadPool& pool();
 // fn(begin, end) on the pool.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// Split [0, n) into chunks of `chunk` items that the pool's threads take in
+// turn until none is left: a thread that starts late or runs slower takes
+// fewer (short calls, such as a decode step's matrix-vector products, where
+// a static split waits for the slowest thread).
+void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
+
 }  // namespace nm::cpu

@@ -227,8 +227,8 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
     L.norm = tt.get(pre + "norm.weight", {{d}});
     L.in_proj = tt.get(mx + "in_proj.weight", {{P, d}}, true, Q::Any);
     L.in_proj_bias = tt.get(mx + "in_proj.bias", {{P}}, false);
-    L.conv_w = tt.get(mx + "conv1d.weight", {{C, 1, K}, {C, K}});
-    L.conv_b = tt.get(mx + "conv1d.bias", {{C}}, false);
+    L.conv_w = m->as_f32(tt.get(mx + "conv1d.weight", {{C, 1, K}, {C, K}}));
+    L.conv_b = m->as_f32(tt.get(mx + "conv1d.bias", {{C}}, false));
     L.out_proj = tt.get(mx + "out_proj.weight", {{d, di}}, true, Q::Any);
     L.out_proj_bias = tt.get(mx + "out_proj.bias", {{d}}, false);
     if (c.arch == Arch::Mamba1) {
@@ -276,6 +276,18 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
   }
   m->state_floats_ = off;
   return m;
+}
+
+Weight Model::as_f32(const Weight& w) {
+  if (!w.data || w.dtype == DType::F32) return w;
+  const int64_t n = w.rows * w.cols;
+  std::vector<float> v((size_t)n);
+  for (int64_t i = 0; i < n; ++i) v[(size_t)i] = load_as_f32(w.data, w.dtype, i);
+  scale_store_.push_back(std::move(v));
+  Weight f = w;
+  f.data = scale_store_.back().data();
+  f.dtype = DType::F32;
+  return f;
 }
 
 std::vector<std::pair<std::string, const Weight*>> Model::linear_layers() const {

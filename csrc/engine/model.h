@@ -80,7 +80,7 @@ struct Weight {
 struct LayerWeights {
   Weight norm;                   // [d_model]
   Weight in_proj, in_proj_bias;  // [in_proj_dim, d_model], optional [in_proj_dim]
-  Weight conv_w, conv_b;         // [conv_dim, d_conv] (stored [C,1,K]), optional [conv_dim]
+  Weight conv_w, conv_b;         // [conv_dim, d_conv] (stored [C,1,K]), optional [conv_dim]; float32 copies
   Weight out_proj, out_proj_bias;
   // Mamba-1
   Weight x_proj;                 // [dt_rank + 2N, d_inner]
@@ -134,12 +134,16 @@ class Model {
   std::vector<std::pair<std::string, const Weight*>> linear_layers() const;
 
  private:
+  // A small tensor as a float32 copy the Model owns (f16 / bf16 conv weights
+  // would be widened element by element in every decode step's conv update).
+  Weight as_f32(const Weight& w);
+
   ModelConfig cfg_;
   std::vector<std::unique_ptr<MappedFile>> files_;
   Weight embedding_, norm_f_, lm_head_;
   std::vector<LayerWeights> layers_;
   uint64_t weight_bytes_ = 0, decode_bytes_ = 0;
-  std::vector<std::vector<float>> scale_store_;  // Weight::scales point here
+  std::vector<std::vector<float>> scale_store_;  // Weight::scales and float32 copies point here
 
   int64_t state_floats_ = 0;
   std::vector<int64_t> conv_off_, ssm_off_;

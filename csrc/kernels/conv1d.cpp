@@ -67,10 +67,11 @@ void causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
   if (a.width < 1 || a.width > kConv1dMaxWidth) throw std::invalid_argument("causal_conv1d_update: width out of range");
   if (a.channels <= 0 || a.batch <= 0) return;
   const int64_t ncb = (a.channels + kChannelBlock - 1) / kChannelBlock;
-  // Work per item ~ kChannelBlock * width multiply-adds plus the state gathers.
-  // Low bar: at batch 1 this is ~10 us of state and weight reads per layer,
-  // serial unless split (bench/NOTES.md).
-  const int64_t grain = std::max<int64_t>(1, kSerialWork / 16 / (kChannelBlock * a.width));
+  // Work per item ~ kChannelBlock * width multiply-adds plus the state gathers
+  // and scatters (channel-strided, element by element). Low bar: at batch 1
+  // a layer's update is ~10 us, serial unless split, and a decode step runs
+  // one per layer (a d_inner of 1536 splits in 6 items of 4 blocks).
+  const int64_t grain = std::max<int64_t>(1, kSerialWork / 64 / (kChannelBlock * a.width));
   // Items are (channel block, row), rows fastest, so that a range of items
   // shares the channel block's weights.
   cpu::parallel_for(a.batch * ncb, grain, [&](int64_t i0, int64_t i1) {

@@ -138,7 +138,12 @@ void qlinear(const QLinearArgs& a) {
   // of Kp floats), reused across calls.
   const bool unpack = a.w_dtype == DType::I4 && a.M > 1;  // the levels unpack above their tile height (>= 1)
   const int64_t scratch_bytes = unpack ? kQLinearUnpackRows * in.Kp * (int64_t)sizeof(float) : 0;
-  cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) {
+  // Dynamically scheduled in chunks of about an eighth of a thread's share
+  // (at least `grain`): a decode step makes ~170 of these calls, and with a
+  // static split each waits for the slower thread.
+  const int64_t nth = cpu::pool().size();
+  const int64_t chunk = std::max(grain, units / std::max<int64_t>(1, 8 * nth));
+  cpu::parallel_for_dynamic(units, chunk, [&](int64_t u0, int64_t u1) {
     thread_local std::vector<char> ubuf;
     uint8_t* ub = unpack ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4)) : nullptr;
     rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
