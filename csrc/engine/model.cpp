@@ -212,9 +212,19 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
   if (tt.has("lm_head.weight")) {
     m->lm_head_ = tt.get("lm_head.weight", {{V, d}}, true, Q::Any);
   } else if (dtype_info(m->embedding_.dtype).linear == LinearKernel::Quamba) {
-    throw LoadError("the embedding is " + std::string(dtype_name(m->embedding_.dtype)) +
-                        " and the head is tied to it: a quantized embedding needs its own lm_head.weight",
-                    tt.path_of("backbone.embeddings.weight"), "lm_head.weight");
+    // A quantized embedding as the tied head: its input scale (int8 head
+    // inputs) is backbone.embeddings.input_scale; an i8 head needs one.
+    m->lm_head_ = m->embedding_;
+    const std::string is = "backbone.embeddings.input_scale";
+    if (tt.has(is)) {
+      std::vector<float> a = tt.get_f32_any(is, {{}, {1}});
+      if (!(a[0] > 0.0f) || !std::isfinite(a[0]))
+        throw LoadError("tensor " + is + " is " + std::to_string(a[0]) + "; it must be finite and > 0", tt.path_of(is), is);
+      m->lm_head_.act_scale = a[0];
+    } else if (m->embedding_.dtype == DType::I8) {
+      throw LoadError("the embedding is i8 and the head is tied to it: the head needs " + is +
+                          " (or its own lm_head.weight)", tt.path_of("backbone.embeddings.weight"), is);
+    }
   } else {
     m->lm_head_ = m->embedding_;  // tied
   }

@@ -260,13 +260,14 @@ function quantizedWeight(spec: TensorSpec, loc: Located, fileName: string): 'i8'
  * The scale tensors of a quantized linear weight "<base>.weight": "<base>.weight_scale"
  * (F32, [rows] for i8, [rows, ceil(cols / 128)] for i4; required) and
  * "<base>.input_scale" (F32, [] or [1]; required for i8, absent for float inputs;
- * none for the embedding, a lookup).
+ * for the embedding, a lookup, only as the input scale of a head tied to it).
  */
 function addScaleTensors(spec: TensorSpec, dtype: 'i8' | 'i4', located: Map<string, Located>, files: string[], source: string,
   tensors: Map<string, CheckpointTensor>): void {
   const base = spec.name.replace(/\.weight$/, '');
   addScaleTensor(`${base}.weight_scale`, [quantScaleShape(dtype, spec.shape[0], spec.shape[1])], true, located, files, source, tensors, `of the ${dtype} weight ${spec.name}`);
-  if (!spec.lookup) addScaleTensor(`${base}.input_scale`, [[], [1]], dtype === 'i8', located, files, source, tensors, `of the ${dtype} weight ${spec.name}`);
+  // (a lookup's input scale is its tied head's, when the head is the quantized embedding)
+  addScaleTensor(`${base}.input_scale`, [[], [1]], dtype === 'i8' && !spec.lookup, located, files, source, tensors, `of the ${dtype} weight ${spec.name}`);
 }
 
 /**

@@ -300,9 +300,22 @@ function calibrationSamples(data: QuantizeOptions['calibration'], tokenizer: () 
   return out;
 }
 
-/** Which format each linear layer gets, and whether its input is int8. */
-function layerPlan(c: MambaConfig, scheme: QuantScheme, recipe: ResolvedRecipe): Map<string, { dtype: 'i8' | 'i4'; int8Input: boolean }> {
-  const plan = new Map<string, { dtype: 'i8' | 'i4'; int8Input: boolean }>();
+interface LayerPlan {
+  dtype: 'i8' | 'i4';
+  /** Static int8 input scale (from the calibration tap `tap`, the layer's own name unless given). */
+  int8Input: boolean;
+  tap?: string;
+  /** A lookup table (the embedding): round to nearest, never GPTQ. */
+  lookup?: boolean;
+}
+
+/**
+ * Which format each quantized matrix gets, and whether its input is int8.
+ * `tiedHead`: the embedding (quantized) also serves as the head, whose input
+ * scale is the lm_head tap's.
+ */
+function layerPlan(c: MambaConfig, scheme: QuantScheme, recipe: ResolvedRecipe, tiedHead: boolean): Map<string, LayerPlan> {
+  const plan = new Map<string, LayerPlan>();
   const w4 = scheme !== 'w8a8';
   const a8 = scheme !== 'w4a16';
   for (let i = 0; i < c.nLayer; i++) {
@@ -316,9 +329,10 @@ function layerPlan(c: MambaConfig, scheme: QuantScheme, recipe: ResolvedRecipe):
       if (a8) plan.set(`${m}dt_proj`, { dtype: 'i8', int8Input: true });
     }
   }
-  if (recipe.quantizeLmHead) plan.set('lm_head', { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
-  // (a lookup: no input)
-  if (recipe.quantizeEmbedding) plan.set('backbone.embeddings', { dtype: w4 ? 'i4' : 'i8', int8Input: false });
+  if (recipe.quantizeLmHead && !tiedHead) plan.set('lm_head', { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
+  if (recipe.quantizeEmbedding) {
+    plan.set('backbone.embeddings', { dtype: w4 ? 'i4' : 'i8', int8Input: a8 && tiedHead, tap: 'lm_head', lookup: true });
+  }
   return plan;
 }
 
@@ -604,7 +618,11 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     // embedding, final norm and a tied head as they are, unless lm_head is
     // quantized: then its input must be rotated too, and the rotation is
     // folded into embedding and head (Quamba's way).
-    const residualRotation = !recipe.hadamard ? 'none' : recipe.quantizeLmHead ? 'folded' : 'online';
+    // A tied head with both embedding and head quantized stays tied: one quantized matrix
+    // serves the lookup and the head, so the residual stream is rotated online (the head's
+    // input then unrotated; folding would make the head T(w ∘ γ_f), no longer the embedding).
+    const tiedQuantHead = c0.tieEmbeddings && recipe.quantizeEmbedding && recipe.quantizeLmHead;
+    const residualRotation = !recipe.hadamard ? 'none' : recipe.quantizeLmHead && !tiedQuantHead ? 'folded' : 'online';
     let config = c0;
     if (recipe.hadamard) {
       config = await timed('rotate', () => {
@@ -613,8 +631,9 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
         return r;
       });
     }
-    // A quantized embedding cannot double as the head: a tied head gets its float copy.
-    if (recipe.quantizeEmbedding && config.tieEmbeddings) {
+    // A quantized embedding doubles as the head only when the head is quantized too;
+    // otherwise a tied head gets its float copy.
+    if (recipe.quantizeEmbedding && config.tieEmbeddings && !tiedQuantHead) {
       const e = weights.get('backbone.embeddings.weight')!;
       weights.set('lm_head.weight', { data: Float32Array.from(e.data), shape: e.shape.slice() });
       config = { ...config, tieEmbeddings: false };
@@ -644,7 +663,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     const { inputAbsmax, clipped, channels, hessians } = stats;
 
     // quantize
-    const plan = layerPlan(config, scheme, recipe);
+    const plan = layerPlan(config, scheme, recipe, tiedQuantHead);
     const tensorsOut: TensorOut[] = [];
     await timed('quantize', () => {
       let done = 0;
@@ -667,7 +686,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
             for (const v of t.data) amax = Math.max(amax, Math.abs(v));
             qw = quantizeI8(t.data, rows, cols, { scales: new Float32Array(rows).fill(Math.fround(amax / 127)) });
           }
-        } else if (recipe.gptq) {
+        } else if (recipe.gptq && !p.lookup) {
           qw = gptqLayer(base, t.data, rows, cols, hessians, calib);
         } else {
           qw = quantizeI4(t.data, rows, cols);
@@ -675,8 +694,9 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
         tensorsOut.push({ name, tensor: { name, dtype: p.dtype === 'i8' ? 'I8' : 'U8', shape: p.dtype === 'i8' ? [rows, cols] : [rows, qw.data.length / rows], data: new Uint8Array(qw.data.buffer, qw.data.byteOffset, qw.data.byteLength) } });
         tensorsOut.push(f32Tensor(`${base}.weight_scale`, { data: qw.scales, shape: p.dtype === 'i8' ? [rows] : [rows, qw.scales.length / rows] }));
         if (p.int8Input) {
-          const v = clipped.get(base) ?? inputAbsmax.get(base);
-          if (v === undefined) throw new MambaError(`node-mamba: quantize: calibration saw no input of ${base}`);
+          const tap = p.tap ?? base;
+          const v = clipped.get(tap) ?? inputAbsmax.get(tap);
+          if (v === undefined) throw new MambaError(`node-mamba: quantize: calibration saw no input of ${tap}`);
           tensorsOut.push(scalarF32(`${base}.input_scale`, actScale(v)));
         }
         progress('quantize', ++done, plan.size);

@@ -290,6 +290,16 @@ export function mamba2Mixer(
 }
 
 /**
+ * The engine's online rotation of the residual stream (quantization_config
+ * residual_rotation "online"): `forward` on the embedding output, `back` on
+ * the final residual before norm_f, both in place on [rows, n].
+ */
+export interface ResidualRotation {
+  forward(x: Float64Array, rows: number, n: number): void;
+  back(x: Float64Array, rows: number, n: number): void;
+}
+
+/**
  * Logits [L, vocabSize] (row-major) of the whole model for one sequence, in float64.
  * embedding -> per layer: residual = h + residual (the embedding at layer 0),
  * h = mixer(RMSNorm(residual)) -> norm_f(h + residual) -> lm_head (tied to the
@@ -297,6 +307,7 @@ export function mamba2Mixer(
  */
 export function referenceForward(
   config: MambaConfig, weights: ReferenceWeights, tokens: number[], round: InputRoundingRule = () => 'none',
+  rotation?: ResidualRotation,
 ): Float64Array {
   const d = config.dModel, V = config.vocabSize, L = tokens.length;
   const emb = need(weights, 'backbone.embeddings.weight', V * d);
@@ -307,6 +318,7 @@ export function referenceForward(
     if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`reference model: token ${id} at ${t} outside [0, ${V})`);
     hidden.set(emb.subarray(id * d, (id + 1) * d), t * d);
   }
+  rotation?.forward(hidden, L, d);
   let residual = new Float64Array(L * d); // zero: the first layer's residual is the embedding
   for (let i = 0; i < config.nLayer; i++) {
     const p = `backbone.layers.${i}.`;
@@ -317,6 +329,7 @@ export function referenceForward(
       : mamba2Mixer(config, weights, p + 'mixer.', normed, L, round);
   }
   for (let j = 0; j < L * d; j++) residual[j] += hidden[j];
+  rotation?.back(residual, L, d);
   const final = rmsNorm(residual, L, d, need(weights, 'backbone.norm_f.weight', d), config.normEps);
   const headName = weights.has('lm_head.weight') ? 'lm_head.weight' : 'backbone.embeddings.weight';
   return linear(roundRows(final, L, d, round(headName)), L, d, lmHead, V);

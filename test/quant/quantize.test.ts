@@ -122,6 +122,8 @@ function quantizedReference(dir: string, config: MambaConfig) {
   }
   const hadamard = config.quantization?.hadamard ?? false;
   const online = config.quantization?.residualRotation === 'online';
+  // A quantized embedding as the tied head: its input scale is the head's.
+  if (!ts.has('lm_head.weight') && inputScale.has('backbone.embeddings.weight')) inputScale.set('lm_head.weight', inputScale.get('backbone.embeddings.weight')!);
   // Mamba-1's conv output is x_proj's int8 input: its scale is x_proj.input_scale.
   if (ssmInt8 && config.arch === 'mamba') {
     for (let i = 0; i < config.nLayer; i++) {
@@ -151,27 +153,12 @@ function quantizedReference(dir: string, config: MambaConfig) {
   return (tokens: number[]) => (online ? onlineRotatedForward(config, weights, tokens, rule) : referenceForward(config, weights, tokens, rule));
 }
 
-/**
- * referenceForward for residual_rotation "online" (the engine rotates the
- * embedding output by T and the final residual back by Tᵀ before norm_f),
- * computed as the equivalent folded model: embedding rows rotated, head rows
- * T(w ∘ γ_f) with a unit final norm (RMSNorm commutes with the rotation:
- * W·diag(γ)·rmsnorm(Tᵀ r) = (W·diag(γ)·Qᵀ)·rmsnorm(r)).
- */
+/** referenceForward for residual_rotation "online": the engine rotates the embedding output by T and the final residual back by Tᵀ before norm_f. */
 function onlineRotatedForward(config: MambaConfig, weights: ReferenceWeights, tokens: number[], rule: (name: string) => RoundMode) {
-  const d = config.dModel, V = config.vocabSize;
-  const emb = weights.get('backbone.embeddings.weight')!;
-  const rotEmb = Float64Array.from(emb);
-  hadamardRows(rotEmb, V, d);
-  const gamma = weights.get('backbone.norm_f.weight')!;
-  const head = Float64Array.from(weights.get('lm_head.weight') ?? emb);
-  for (let v = 0; v < V; v++) for (let k = 0; k < d; k++) head[v * d + k] *= gamma[k];
-  hadamardRows(head, V, d);
-  const w2: ReferenceWeights = new Map(weights);
-  w2.set('backbone.embeddings.weight', rotEmb);
-  w2.set('lm_head.weight', head);
-  w2.set('backbone.norm_f.weight', new Float64Array(d).fill(1));
-  return referenceForward({ ...config, tieEmbeddings: false }, w2, tokens, rule);
+  return referenceForward(config, weights, tokens, rule, {
+    forward: (x, rows, n) => hadamardRows(x, rows, n),
+    back: (x, rows, n) => hadamardRows(x, rows, n, true),
+  });
 }
 
 // A rounding flip (an input within float32 noise of a quantization boundary
@@ -228,6 +215,7 @@ for (const arch of ['mamba', 'mamba2'] as const) {
       ['w4a8', 'w4a8', {}], ['w4a16', 'w4a16', {}], ['w8a8-head', 'w8a8', { quantizeLmHead: true }],
       ['w8a8-floatssm', 'w8a8', { quantizeSsm: false }], ['w8a8-tensorbc', 'w8a8', { perStateGroup: false }],
       ['w8a8-emb', 'w8a8', { quantizeEmbedding: true }], ['w4a16-emb', 'w4a16', { quantizeEmbedding: true, quantizeLmHead: true }],
+      ['w8a8-emb-head', 'w8a8', { quantizeEmbedding: true, quantizeLmHead: true }], ['w4a8-emb-head-gptq', 'w4a8', { quantizeEmbedding: true, quantizeLmHead: true, gptq: true }],
     ];
     for (const [label, scheme, recipe] of cases) {
       const out = path.join(root, `q-${arch}-${label}`);
@@ -244,7 +232,9 @@ for (const arch of ['mamba', 'mamba2'] as const) {
       if (typeof recipe === 'object' && recipe.quantizeEmbedding) {
         const e = readTensors(out).get('backbone.embeddings.weight')!;
         t.equal(e.dtype, scheme === 'w8a8' ? 'I8' : 'U8', `${label}: the embedding is quantized`);
-        t.equal(config.tieEmbeddings, false, `${label}: the head is untied from it`);
+        const tiedQuant = recipe.quantizeLmHead === true;  // the models here are tied
+        t.equal(config.tieEmbeddings, tiedQuant, `${label}: the head ${tiedQuant ? 'is the quantized embedding' : 'is untied from it (a float copy)'}`);
+        if (tiedQuant) t.equal(config.quantization?.residualRotation, 'online', `${label}: the residual stream rotated online (the tied head reads it unrotated)`);
       }
       const sorted = ssm && arch === 'mamba2' && recipe !== 'naive';
       t.equal(readTensors(out).has('backbone.layers.0.mixer.x_channel_index'), sorted, `${label}: sort-and-cluster layout tensors ${sorted ? 'written' : 'absent'}`);
@@ -356,7 +346,7 @@ t.test('a quantized checkpoint with a missing or mis-shaped scale tensor is a Mo
   fs.writeFileSync(path.join(tiedDir, 'config.json'), JSON.stringify({ ...ecfg, tie_word_embeddings: true }));
   writeSafetensors(path.join(tiedDir, 'model.safetensors'),
     [...te].filter(([n]) => n !== 'lm_head.weight').map(([name, v]) => ({ name, dtype: v.dtype as 'F32', shape: v.shape, data: v.data })));
-  await rejectsWith(t, loadModel(tiedDir), (e: unknown) => e instanceof ModelLoadError && e.field === 'lm_head.weight' && /quantized embedding/.test(e.message), 'a quantized embedding as a tied head');
+  await rejectsWith(t, loadModel(tiedDir), (e: unknown) => e instanceof ModelLoadError && e.field === 'backbone.embeddings.input_scale', 'an i8 embedding as a tied head without its input scale');
   // the int8 SSM path's scales: missing, mis-shaped, not positive
   const ssmVictim = 'backbone.layers.1.mixer.conv1d.output_scale';
   const withSsm = (label: string, edit: (name: string, v: { dtype: string; shape: number[]; data: Uint8Array }) => { dtype: string; shape: number[]; data: Uint8Array } | undefined) => {
