@@ -13,7 +13,7 @@ addon="$PWD/build-asan/Release/node_mamba.node"
 asan_rt=$(g++ -print-file-name=libasan.so)
 ubsan_rt=$(g++ -print-file-name=libubsan.so)
 files=("$@")
-[ ${#files[@]} -gt 0 ] || files=(test/native test/model test/quant/quantize.test.ts test/quant/hadamard.test.ts test/runtime.test.ts)
+[ ${#files[@]} -gt 0 ] || files=(test/native test/model test/quant/quantize.test.ts test/quant/hadamard.test.ts test/quant/gptq.test.ts test/runtime.test.ts)
 
 echo "test-asan: $addon"
 LD_PRELOAD="$asan_rt:$ubsan_rt" \
