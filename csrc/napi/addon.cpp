@@ -12,6 +12,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nm::napi::register_qlinear(env, exports);
   nm::napi::register_selective_scan(env, exports);
   nm::napi::register_ssd(env, exports);
+  nm::napi::register_attention(env, exports);
   nm::napi::register_hadamard(env, exports);
   nm::napi::register_model(env, exports);
   nm::napi::register_bench(env, exports);

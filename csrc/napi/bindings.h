@@ -10,6 +10,7 @@ void register_linear(Napi::Env env, Napi::Object exports);
 void register_qlinear(Napi::Env env, Napi::Object exports);          // qlinear_binding.cpp
 void register_selective_scan(Napi::Env env, Napi::Object exports);   // selective_scan_binding.cpp
 void register_ssd(Napi::Env env, Napi::Object exports);              // ssd_binding.cpp
+void register_attention(Napi::Env env, Napi::Object exports);        // attention_binding.cpp
 void register_hadamard(Napi::Env env, Napi::Object exports);         // hadamard_binding.cpp
 void register_model(Napi::Env env, Napi::Object exports);           // model_binding.cpp
 void register_bench(Napi::Env env, Napi::Object exports);           // bench_binding.cpp

@@ -11,5 +11,6 @@ export * from './linear';
 export * from './qlinear';
 export * from './selective_scan';
 export * from './ssd';
+export * from './attention';
 export * from './hadamard';
 export * from './ssm_q8';

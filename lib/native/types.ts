@@ -66,6 +66,9 @@ export interface NativeModule {
   selectiveScan(args: NativeArgs): { out: Float32Array; lastState: Float32Array };
   selectiveStateUpdate(args: NativeArgs): { out: Float32Array; state: Float32Array };
   ssdChunkScan(args: NativeArgs): { out: Float32Array; finalStates: Float32Array };
+  kvCacheAppend(args: NativeArgs): { kCache: Float32Array | Uint16Array; vCache: Float32Array | Uint16Array };
+  pagedAttention(args: NativeArgs): Float32Array;
+  rope(args: NativeArgs): Float32Array;
   hadamard(args: NativeArgs): Float32Array;
   hadamardQuantize(args: NativeArgs): Int8Array;
 }
