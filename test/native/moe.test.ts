@@ -110,7 +110,9 @@ function moeRef(x: Float32Array, T: number, d: number, I: number, k: number, ids
   return { y, mag };
 }
 
-const RTOL = 1e-5, ATOL = 1e-6;
+// The error is bounded relative to the L1 size of the terms (mag), as in the linear tests; the worst
+// case seen is < 0.1 of this.
+const RTOL = 2e-6, ATOL = 1e-6;
 
 function check(t: Test, got: Float32Array, ref: Ref, msg: string) {
   if (got.length !== ref.y.length) { t.fail(`${msg}: length ${got.length} vs ${ref.y.length}`); return; }
@@ -327,6 +329,7 @@ t.test('moe: quantized experts (q8_0, q4_0, i8 W8A8, i4 W4A8, i4 W4A16) match th
         check(t, got, ref, `${JSON.stringify(c)} ${dg}/${dd} ${isa}`);
         const pk = kernels.moe({ ...base(c), x: p.x, ids: p.ids, weights: p.weights, gateUp: packed.arg, down: p.down.arg });
         check(t, pk, refP, `${JSON.stringify(c)} ${dg}/${dd} packed ${isa}`);
+        bitEqual(t, pk, got, `${JSON.stringify(c)} ${dg}/${dd} packed == separate ${isa}`);
       });
     }
   }
