@@ -10,6 +10,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nm::napi::register_conv1d(env, exports);
   nm::napi::register_linear(env, exports);
   nm::napi::register_qlinear(env, exports);
+  nm::napi::register_moe(env, exports);
   nm::napi::register_selective_scan(env, exports);
   nm::napi::register_ssd(env, exports);
   nm::napi::register_attention(env, exports);

@@ -7,6 +7,7 @@ void register_runtime(Napi::Env env, Napi::Object exports);          // runtime_
 void register_norm(Napi::Env env, Napi::Object exports);             // norm_binding.cpp
 void register_conv1d(Napi::Env env, Napi::Object exports);           // conv1d_binding.cpp
 void register_linear(Napi::Env env, Napi::Object exports);
+void register_moe(Napi::Env env, Napi::Object exports);              // moe_binding.cpp
 void register_qlinear(Napi::Env env, Napi::Object exports);          // qlinear_binding.cpp
 void register_selective_scan(Napi::Env env, Napi::Object exports);   // selective_scan_binding.cpp
 void register_ssd(Napi::Env env, Napi::Object exports);              // ssd_binding.cpp

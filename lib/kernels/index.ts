@@ -9,6 +9,7 @@ export * from './norm';
 export * from './conv1d';
 export * from './linear';
 export * from './qlinear';
+export * from './moe';
 export * from './selective_scan';
 export * from './ssd';
 export * from './attention';

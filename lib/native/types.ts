@@ -63,6 +63,8 @@ export interface NativeModule {
   linear(args: NativeArgs): Float32Array;
   qlinear(args: NativeArgs): Float32Array;
   quantizeInt8(args: NativeArgs): Int8Array;
+  moeRoute(args: NativeArgs): { ids: Int32Array; weights: Float32Array };
+  moe(args: NativeArgs): Float32Array;
   selectiveScan(args: NativeArgs): { out: Float32Array; lastState: Float32Array };
   selectiveStateUpdate(args: NativeArgs): { out: Float32Array; state: Float32Array };
   ssdChunkScan(args: NativeArgs): { out: Float32Array; finalStates: Float32Array };
