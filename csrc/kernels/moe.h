@@ -1,5 +1,5 @@
 // Mixture-of-experts feed-forward (Jamba, Granite 4.0-H, Nemotron-H; see
-// /work/shared/REFERENCE.md section 7): a router picks k of E experts per
+// the shared REFERENCE.md section 7): a router picks k of E experts per
 // token, each a SwiGLU MLP
 //
 //   y_e(x) = W2_e · (silu(W_gate_e · x) ∘ (W_up_e · x)),
