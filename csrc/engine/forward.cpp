@@ -329,8 +329,7 @@ void conv_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, 
   if (q.xq) {
     CausalConv1dQ8Args a;
     a.conv = cv;
-    a.xq = q.xq; a.xq_stride = q.xq_stride; a.x_scale = L.conv_in_scale.data();
-    a.outq = q.outq; a.outq_stride = channels; a.out_scale = L.conv_out_scale.data();
+    a.io = {q.xq, q.xq_stride, L.conv_in_scale.data(), q.outq, channels, L.conv_out_scale.data()};
     causal_conv1d_q8(a);
   } else {
     causal_conv1d(cv);
@@ -356,8 +355,7 @@ void conv_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* sl
   if (q.xq) {
     CausalConv1dUpdateQ8Args a;
     a.conv = cv;
-    a.xq = q.xq; a.xq_stride = q.xq_stride; a.x_scale = L.conv_in_scale.data();
-    a.outq = q.outq; a.outq_stride = channels; a.out_scale = L.conv_out_scale.data();
+    a.io = {q.xq, q.xq_stride, L.conv_in_scale.data(), q.outq, channels, L.conv_out_scale.data()};
     causal_conv1d_update_q8(a);
   } else {
     causal_conv1d_update(cv);

@@ -90,23 +90,23 @@ void causal_conv1d_q8(const CausalConv1dQ8Args& a) {
   const int64_t T = a.conv.tokens, C = a.conv.channels;
   float* x = scratch(0, T * C);
   float* out = scratch(1, T * C);
-  dequantize_channels_int8(T, C, a.xq, a.xq_stride, a.x_scale, x, C);
+  dequantize_channels_int8(T, C, a.io.xq, a.io.xq_stride, a.io.x_scale, x, C);
   CausalConv1dArgs cv = a.conv;
   cv.x = x; cv.x_stride = C;
   cv.out = out; cv.out_stride = C;
   causal_conv1d(cv);
-  quantize_channels_int8(T, C, out, C, a.out_scale, a.outq, a.outq_stride);
+  quantize_channels_int8(T, C, out, C, a.io.out_scale, a.io.outq, a.io.outq_stride);
 }
 
 void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) {
   const int64_t B = a.conv.batch, C = a.conv.channels;
   float* x = scratch(0, B * C);
-  dequantize_channels_int8(B, C, a.xq, a.xq_stride, a.x_scale, x, C);
+  dequantize_channels_int8(B, C, a.io.xq, a.io.xq_stride, a.io.x_scale, x, C);
   CausalConv1dUpdateArgs cv = a.conv;
   cv.x = x; cv.x_stride = C;
   cv.out = x; cv.out_stride = C;  // in place (allowed: same stride)
   causal_conv1d_update(cv);
-  quantize_channels_int8(B, C, x, C, a.out_scale, a.outq, a.outq_stride);
+  quantize_channels_int8(B, C, x, C, a.io.out_scale, a.io.outq, a.io.outq_stride);
 }
 
 void selective_scan_q8(const SelectiveScanQ8Args& a) {

@@ -41,11 +41,9 @@ void quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int6
 void dequantize_channels_int8(int64_t rows, int64_t channels, const int8_t* q, int64_t q_stride, const float* scale,
                               float* x, int64_t x_stride);
 
-// `conv` as for causal_conv1d, except that conv.x and conv.out are ignored:
-// the input is xq (with x_scale [channels]) and the output outq (quantized
-// with out_scale [channels]). States are float32 (dequantized inputs).
-struct CausalConv1dQ8Args {
-  CausalConv1dArgs conv;
+// The conv's int8 input xq (scale x_scale [channels]) and output outq
+// (quantized with out_scale [channels]), rows `*_stride` elements apart.
+struct ConvInt8Io {
   const int8_t* xq = nullptr;
   int64_t xq_stride = 0;
   const float* x_scale = nullptr;
@@ -53,16 +51,19 @@ struct CausalConv1dQ8Args {
   int64_t outq_stride = 0;
   const float* out_scale = nullptr;
 };
+
+// `conv` as for causal_conv1d / causal_conv1d_update, except that conv.x and
+// conv.out are ignored: the input and output are io's. States are float32
+// (dequantized inputs).
+struct CausalConv1dQ8Args {
+  CausalConv1dArgs conv;
+  ConvInt8Io io;
+};
 void causal_conv1d_q8(const CausalConv1dQ8Args& a);
 
 struct CausalConv1dUpdateQ8Args {
-  CausalConv1dUpdateArgs conv;  // conv.x / conv.out ignored
-  const int8_t* xq = nullptr;
-  int64_t xq_stride = 0;
-  const float* x_scale = nullptr;
-  int8_t* outq = nullptr;
-  int64_t outq_stride = 0;
-  const float* out_scale = nullptr;
+  CausalConv1dUpdateArgs conv;
+  ConvInt8Io io;
 };
 void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a);
 

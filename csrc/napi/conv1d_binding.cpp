@@ -94,8 +94,7 @@ Napi::Value causal_conv1d_js(const Napi::CallbackInfo& info) {
   if (q8) {
     CausalConv1dQ8Args q;
     q.conv = a;
-    q.xq = x.as<int8_t>(); q.xq_stride = channels; q.x_scale = x_scale.as<float>();
-    q.outq = outq.Data(); q.outq_stride = channels; q.out_scale = out_scale.as<float>();
+    q.io = {x.as<int8_t>(), channels, x_scale.as<float>(), outq.Data(), channels, out_scale.as<float>()};
     causal_conv1d_q8(q);
   } else {
     causal_conv1d(a);
@@ -170,8 +169,7 @@ Napi::Value causal_conv1d_update_js(const Napi::CallbackInfo& info) {
   if (q8) {
     CausalConv1dUpdateQ8Args q;
     q.conv = a;
-    q.xq = x.as<int8_t>(); q.xq_stride = channels; q.x_scale = x_scale.as<float>();
-    q.outq = outq.Data(); q.outq_stride = channels; q.out_scale = out_scale.as<float>();
+    q.io = {x.as<int8_t>(), channels, x_scale.as<float>(), outq.Data(), channels, out_scale.as<float>()};
     causal_conv1d_update_q8(q);
   } else {
     causal_conv1d_update(a);
