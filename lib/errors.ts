@@ -109,3 +109,20 @@ export class VocabularyMismatchError extends MambaError {
     this.referenceVocabSize = referenceVocabSize;
   }
 }
+
+/**
+ * Bytes given to `Sequence.restore` are not a snapshot this model can take:
+ * not a node-mamba snapshot, a newer format, corrupt (the checksum or the
+ * lengths disagree), or made by another model (its fingerprint differs).
+ * `field` names the part at fault: 'magic', 'version', 'checksum', 'header',
+ * 'fingerprint' or 'layout'.
+ */
+export class SnapshotError extends MambaError {
+  readonly field: string;
+
+  constructor(message: string, field: string) {
+    super(`node-mamba: restore: ${message}`, 'ERR_SNAPSHOT');
+    this.name = 'SnapshotError';
+    this.field = field;
+  }
+}

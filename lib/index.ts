@@ -12,7 +12,7 @@ export { exportGguf, type ExportGgufOptions, type ExportGgufResult, type GgufExp
 export {
   evaluate, type EvaluateOptions, type EvaluateResult, type EvaluateProgress, type ReferenceComparison,
 } from './eval/evaluate';
-export { MambaError, ModelLoadError, DisposedError, VocabularyMismatchError, QuantizeError } from './errors';
+export { MambaError, ModelLoadError, DisposedError, VocabularyMismatchError, QuantizeError, SnapshotError } from './errors';
 export {
   quantize, MIN_CALIBRATION_TOKENS,
   type QuantizeOptions, type QuantizeSummary, type QuantizeProgress, type QuantizeStage, type QuantRecipe, type ResolvedRecipe,

@@ -13,7 +13,8 @@ import { LazyTokenizer } from '../tokenizer/lazy';
 import { generate, complete, type GenerateOptions, type GenerationChunk } from '../generate/generate';
 import { DecodeBatcher } from './batcher';
 import type { MambaConfig } from './config';
-import { Sequence, type SequenceHost } from './sequence';
+import { Sequence, type SequenceHost, type SnapshotInfo } from './sequence';
+import { modelFingerprint, type FingerprintTensor } from './fingerprint';
 import { toTokenArray } from './tokens';
 
 export interface LoadModelOptions {
@@ -46,6 +47,7 @@ export class MambaModel implements SequenceHost {
   readonly batcher: DecodeBatcher;
   private native: NativeModel | undefined;
   private readonly sequences = new Set<Sequence>();
+  private snapshotMeta: SnapshotInfo | undefined;
 
   /** @internal use loadModel() */
   constructor(
@@ -56,6 +58,8 @@ export class MambaModel implements SequenceHost {
     /** The checkpoint directory. */
     readonly path: string,
     maxBatch: number,
+    /** The weight files and tensor table (for the snapshot fingerprint). */
+    private readonly source: { files: string[]; tensors: Map<string, FingerprintTensor> },
   ) {
     this.native = nativeModel;
     this.batcher = new DecodeBatcher(() => this.nativeModel(), config.vocabSize, maxBatch);
@@ -88,6 +92,21 @@ export class MambaModel implements SequenceHost {
   nativeModel(): NativeModel {
     if (!this.native) throw new DisposedError('model');
     return this.native;
+  }
+
+  /** @internal the fingerprint (computed once) and state layout snapshots carry */
+  snapshotInfo(): SnapshotInfo {
+    if (!this.snapshotMeta) {
+      const c = this.config, K = c.dConv;
+      const conv = c.arch === 'mamba2' ? c.dInner + 2 * c.ngroups * c.dState : c.dInner;
+      const ssm = c.arch === 'mamba2' ? [c.nheads, c.headdim, c.dState] : [c.dInner, c.dState];
+      const layers = Array.from({ length: c.nLayer }, () => ({ kind: 'mamba' as const, conv: [conv, K - 1], ssm }));
+      const stateFloats = this.nativeModel().info().stateBytes / 4;
+      const perLayer = conv * (K - 1) + ssm.reduce((a, b) => a * b, 1);
+      if (perLayer * c.nLayer !== stateFloats) throw new MambaError(`node-mamba: internal error: state of ${stateFloats} floats, layers describe ${perLayer * c.nLayer}`);
+      this.snapshotMeta = { fingerprint: modelFingerprint(c, this.source.files, this.source.tensors), layers, stateFloats };
+    }
+    return this.snapshotMeta;
   }
 
   /** @internal */
@@ -244,5 +263,5 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     }
     throw err instanceof Error ? err : new MambaError(String(err));
   }
-  return new MambaModel(nm, ck.config, tokenizer, abs, maxBatch);
+  return new MambaModel(nm, ck.config, tokenizer, abs, maxBatch, { files: ck.files, tensors: ck.tensors });
 }

@@ -5,16 +5,22 @@
 import { DisposedError } from '../errors';
 import type { NativeModel } from '../native/types';
 import type { DecodeBatcher } from './batcher';
+import { decodeSnapshot, encodeSnapshot, type SnapshotLayer } from './snapshot';
 import { toTokenArray } from './tokens';
 
-/** A copy of a sequence's state, from `Sequence.snapshot()`. */
-export interface SequenceState {
-  /** Raw float32 state (layout private to the model that made it). */
-  readonly data: Float32Array;
-  /** Tokens the sequence had consumed. */
-  readonly length: number;
-  /** Logits after the last token, when there was one. */
-  readonly lastLogits: Float32Array | undefined;
+/**
+ * A sequence's state from `Sequence.snapshot()`: self-describing bytes (format
+ * version, the model's fingerprint, every layer's state, the position and the
+ * last logits; lib/model/snapshot.ts) that `restore` takes back in this or
+ * another process holding the same model.
+ */
+export type SequenceState = Uint8Array;
+
+/** What snapshots need to know of the model. */
+export interface SnapshotInfo {
+  fingerprint: string;
+  layers: SnapshotLayer[];
+  stateFloats: number;
 }
 
 /** What a Sequence needs from its model (kept narrow to avoid an import cycle). */
@@ -24,6 +30,7 @@ export interface SequenceHost {
   nativeModel(): NativeModel;
   readonly batcher: DecodeBatcher;
   onSequenceDisposed(seq: Sequence): void;
+  snapshotInfo(): SnapshotInfo;
 }
 
 export class Sequence {
@@ -78,22 +85,32 @@ export class Sequence {
     return logits;
   }
 
-  /** A copy of the state (and of the last logits), to restore later into this or another sequence of the same model. */
+  /**
+   * The state as self-describing bytes (see SequenceState), to restore later into this or
+   * another sequence of the same model, in this process or another.
+   */
   async snapshot(): Promise<SequenceState> {
     this.ensureLive();
     const data = await this.host.nativeModel().snapshot(this.slot);
-    return { data, length: this.consumed, lastLogits: this.last && Float32Array.from(this.last) };
+    const info = this.host.snapshotInfo();
+    const last = this.last;
+    return encodeSnapshot({
+      fingerprint: info.fingerprint, position: this.consumed, layers: info.layers, stateFloats: data.length, logits: last ? last.length : 0,
+    }, data, last);
   }
 
-  /** Replaces the state with a snapshot's. */
-  async restore(state: SequenceState): Promise<void> {
+  /**
+   * Replaces the state with a snapshot's. A snapshot of another model, of another format
+   * version, or corrupt bytes are a SnapshotError (nothing changes); anything but a
+   * Uint8Array is a TypeError.
+   */
+  async restore(snapshot: SequenceState): Promise<void> {
     this.ensureLive();
-    if (!state || !(state.data instanceof Float32Array)) {
-      throw new TypeError("node-mamba: 'state' must come from Sequence.snapshot()");
-    }
-    await this.host.nativeModel().restore(this.slot, state.data);
-    this.consumed = state.length;
-    this.last = state.lastLogits && Float32Array.from(state.lastLogits);
+    const info = this.host.snapshotInfo();
+    const s = decodeSnapshot(snapshot, { ...info, vocabSize: this.host.vocabSize });
+    await this.host.nativeModel().restore(this.slot, s.state);
+    this.consumed = s.header.position;
+    this.last = s.lastLogits;
   }
 
   /** Back to the empty state. */

@@ -6,7 +6,8 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DisposedError, loadModel, type MambaModel } from '../../lib';
+import { spawnSync } from 'node:child_process';
+import { DisposedError, loadModel, SnapshotError, type MambaModel } from '../../lib';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
 import { worstError } from '../helpers/reference';
 
@@ -118,7 +119,7 @@ t.test('bad input and use after dispose', async (t) => {
   await t.rejects(model.forward([]), RangeError);
   const seq = await model.createSequence();
   await t.rejects(seq.step(V + 3), { name: 'RangeError', message: /token/ });
-  await t.rejects(seq.restore({ data: new Float32Array(3), length: 0, lastLogits: undefined }), { name: 'RangeError', message: /state/ });
+  await t.rejects(seq.restore({ data: new Float32Array(3), length: 0, lastLogits: undefined } as never), { name: 'TypeError', message: /Uint8Array/ });
   await seq.dispose();
   await seq.dispose(); // twice is fine
   await t.rejects(seq.step(1), DisposedError);
@@ -130,4 +131,69 @@ t.test('bad input and use after dispose', async (t) => {
   await t.rejects(other.prefill([1]), DisposedError);
   await other.dispose();
   t.throws(() => model.memory, DisposedError);
+});
+
+t.test('snapshots are self-describing bytes: restored in another process, refused from another model or corrupt', async (t) => {
+  const model = await load(1);
+  t.teardown(() => model.dispose());
+  const V = model.vocabSize, toks = tokensFor(20, V, 5);
+  const a = await model.createSequence();
+  await a.prefill(toks.slice(0, 12));
+  const snap = await a.snapshot();
+  t.type(snap, Uint8Array);
+  t.equal(Buffer.from(snap.subarray(0, 8)).toString('latin1'), 'NMSNAPSH', 'magic');
+  const next = Array.from(await a.step(toks[12]));
+  await a.dispose();
+
+  // Another process holding the same model restores it and continues identically.
+  const file = path.join(root, 'snap.bin');
+  fs.writeFileSync(file, snap);
+  const dist = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
+  const code = `(async () => {
+    const { loadModel } = require(${JSON.stringify(dist)});
+    const m = await loadModel(${JSON.stringify(path.join(root, 'm1'))}, { inputRounding: 'none' });
+    const s = await m.createSequence();
+    await s.restore(new Uint8Array(require('fs').readFileSync(${JSON.stringify(file)})));
+    const out = { length: s.length, logits: Array.from(await s.step(${toks[12]})) };
+    process.stdout.write(JSON.stringify(out));
+    await s.dispose(); m.dispose();
+  })().catch((e) => { console.error(e); process.exit(1); });`;
+  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  t.equal(r.status, 0, r.stderr);
+  const child = JSON.parse(r.stdout || '{}');
+  t.equal(child.length, 12, 'the position travels with the state');
+  t.same(child.logits, next, 'the other process continues bit for bit');
+
+  // The same bytes into another model of the same shapes: refused by fingerprint.
+  const otherDir = path.join(root, 'm1-other');
+  writeRandomCheckpoint(otherDir, { ...archs[1], seed: 999 });
+  const other = await loadModel(otherDir, { inputRounding: 'none' });
+  const o = await other.createSequence();
+  await t.rejects(o.restore(snap), { name: 'SnapshotError', code: 'ERR_SNAPSHOT', field: 'fingerprint' }, 'another model');
+  const err = await o.restore(snap).then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof SnapshotError, 'the exported SnapshotError class');
+  await o.dispose();
+  other.dispose();
+  // Another architecture altogether.
+  const m0 = await load(0);
+  const z = await m0.createSequence();
+  await t.rejects(z.restore(snap), { name: 'SnapshotError', code: 'ERR_SNAPSHOT', field: 'fingerprint' }, 'another architecture');
+  await z.dispose();
+  m0.dispose();
+
+  // Corrupt, truncated, foreign, newer.
+  const b = await model.createSequence();
+  await b.prefill(toks.slice(0, 3));
+  const flipped = Uint8Array.from(snap);
+  flipped[snap.length >> 1] ^= 0x40;
+  await t.rejects(b.restore(flipped), { name: 'SnapshotError', code: 'ERR_SNAPSHOT', field: 'checksum' }, 'a flipped bit');
+  await t.rejects(b.restore(snap.subarray(0, snap.length - 100)), { name: 'SnapshotError', code: 'ERR_SNAPSHOT', field: 'checksum' }, 'truncated');
+  await t.rejects(b.restore(new TextEncoder().encode('hello, this is not a snapshot')), { name: 'SnapshotError', code: 'ERR_SNAPSHOT', field: 'magic' }, 'foreign bytes');
+  const newer = Uint8Array.from(snap);
+  newer[8] = 99;
+  await t.rejects(b.restore(newer), { name: 'SnapshotError', code: 'ERR_SNAPSHOT', field: 'version' }, 'a newer format');
+  t.equal(b.length, 3, 'a refused restore leaves the sequence as it was');
+  await b.restore(snap);
+  t.same(Array.from(await b.step(toks[12])), next, 'and the good snapshot still restores');
+  await b.dispose();
 });
