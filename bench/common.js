@@ -100,7 +100,14 @@ function cpuTimes() {
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
+/** The value after `--name` on the command line, or `def`. */
+function option(name, def) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : def;
+}
+
 module.exports = {
+  option,
   distDir, requireDist, MODELS, TOKENIZER_VOCAB, PAD_VOCAB_MULTIPLE, CACHE_VERSION,
   procStatus, cpuTimes, llamaPackage, median, summary, rng, randomTokens, argmax, now,
 };

@@ -8,8 +8,7 @@
 'use strict';
 const C = require('./common');
 
-const args = process.argv.slice(2);
-const opt = (name, def) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : def; };
+const opt = C.option;
 const { kernels } = C.requireDist();
 if (opt('--threads')) kernels.setThreads(Number(opt('--threads')));
 const dtype = opt('--dtype', 'f32');

@@ -308,6 +308,11 @@ struct ConvInt8 {
   int8_t* outq = nullptr;  // [n, channels], dense
 };
 
+// The q8 conv kernels' int8 input / output with the layer's conv scales.
+ConvInt8Io conv_int8_io(const LayerWeights& L, const ConvInt8& q, int64_t channels) {
+  return {q.xq, q.xq_stride, L.conv_in_scale.data(), q.outq, channels, L.conv_out_scale.data()};
+}
+
 // Causal conv (+ SiLU) over n tokens of one sequence, from and back into the
 // layer's conv state in `slot` (the kernel's final state may not alias its
 // initial state, hence the copy). On the int8 path (q.xq) it reads int8
@@ -329,7 +334,7 @@ void conv_prefill(Model& m, const LayerWeights& L, int64_t layer, int32_t slot, 
   if (q.xq) {
     CausalConv1dQ8Args a;
     a.conv = cv;
-    a.io = {q.xq, q.xq_stride, L.conv_in_scale.data(), q.outq, channels, L.conv_out_scale.data()};
+    a.io = conv_int8_io(L, q, channels);
     causal_conv1d_q8(a);
   } else {
     causal_conv1d(cv);
@@ -355,7 +360,7 @@ void conv_step(Model& m, const LayerWeights& L, int64_t layer, const int32_t* sl
   if (q.xq) {
     CausalConv1dUpdateQ8Args a;
     a.conv = cv;
-    a.io = {q.xq, q.xq_stride, L.conv_in_scale.data(), q.outq, channels, L.conv_out_scale.data()};
+    a.io = conv_int8_io(L, q, channels);
     causal_conv1d_update_q8(a);
   } else {
     causal_conv1d_update(cv);

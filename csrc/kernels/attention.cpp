@@ -99,7 +99,6 @@ void paged_attention(const PagedAttentionArgs& a) {
   const int64_t per_thread = round16(2 * R * ldd + R * bk + 3 * R + 2 * bk * ldd);
   // Zero-filled: padding lanes are never written and must stay finite.
   std::vector<float> buf((size_t)(per_thread * nalloc + 16), 0.0f);
-  std::vector<const float*> ptrs((size_t)(2 * bk * nalloc), nullptr);
   float* base = buf.data();
   while (reinterpret_cast<uintptr_t>(base) % 64 != 0) ++base;
 
@@ -115,8 +114,6 @@ void paged_attention(const PagedAttentionArgs& a) {
     w.corr = p; p += R;
     w.kbuf = p; p += bk * ldd;
     w.vbuf = p;
-    w.kp = ptrs.data() + (size_t)(2 * bk * ith);
-    w.vp = w.kp + bk;
     for (;;) {
       const int64_t k = next.fetch_add(1);
       if (k >= ntasks) break;

@@ -117,10 +117,8 @@ struct AttnScratch {
   float* m = nullptr;     // [rows_pad]       running max
   float* l = nullptr;     // [rows_pad]       running sum
   float* corr = nullptr;  // [rows_pad]       exp(m_old - m_new) of the current block
-  float* kbuf = nullptr;  // [bk, ldd]        f16 keys converted to float32
-  float* vbuf = nullptr;  // [bk, ldd]
-  const float** kp = nullptr;  // [bk] key rows of the block
-  const float** vp = nullptr;  // [bk]
+  float* kbuf = nullptr;  // [bk, ldd]        the key block's rows, contiguous float32
+  float* vbuf = nullptr;  // [bk, ldd]        its value rows
 };
 
 }  // namespace nm

@@ -109,8 +109,6 @@ void paged_attention_task(const PagedAttentionArgs& a, int64_t s, int64_t g, int
           VF::load_partial(vs + d, tail).store(vd + d);
         }
       }
-      w.kp[j] = kd;
-      w.vp[j] = vd;
     }
     // Valid keys of row r in this block: [0, nv(r)).
     auto nv = [&](int64_t r) { return r < M ? at_max(0, at_min(nk, row_pos(r) + 1 - k0)) : int64_t(0); };
@@ -121,7 +119,7 @@ void paged_attention_task(const PagedAttentionArgs& a, int64_t s, int64_t g, int
       const float *qa = w.qs + r0 * ldd, *qb = qa + ldd, *qc = qb + ldd, *qd = qc + ldd;
       float* p = w.p + r0 * bk;
       for (int64_t j = 0; j < nj; ++j) {
-        const float* kr = w.kp[j];
+        const float* kr = w.kbuf + j * ldd;
         VF s0 = VF::zero(), s1 = VF::zero(), s2 = VF::zero(), s3 = VF::zero();
         int64_t d = 0;
         for (; d < dfull; d += W) {
@@ -189,7 +187,8 @@ void paged_attention_task(const PagedAttentionArgs& a, int64_t s, int64_t g, int
         VF a0 = VF::load(oa + d) * ca, a1 = VF::load(ob + d) * cb, a2 = VF::load(oc + d) * cc,
            a3 = VF::load(od + d) * cd;
         for (int64_t j = 0; j < nj; ++j) {
-          const VF vv = full ? VF::load(w.vp[j] + d) : VF::load_partial(w.vp[j] + d, tail);
+          const float* vr = w.vbuf + j * ldd;
+          const VF vv = full ? VF::load(vr + d) : VF::load_partial(vr + d, tail);
           a0 = fmadd(VF::set1(pa[j]), vv, a0);
           a1 = fmadd(VF::set1(pb[j]), vv, a1);
           a2 = fmadd(VF::set1(pc[j]), vv, a2);

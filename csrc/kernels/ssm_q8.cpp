@@ -66,7 +66,9 @@ void quantize_row(const float* x, const float* inv, int64_t C, int8_t* q) {
 void quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride, const float* scale,
                             int8_t* q, int64_t q_stride) {
   if (rows <= 0 || channels <= 0) return;
-  std::vector<float> inv((size_t)channels);
+  // (the calling thread's buffer, reused: a decode step quantizes ~4 rows per layer)
+  thread_local std::vector<float> inv;
+  if ((int64_t)inv.size() < channels) inv.resize((size_t)channels);
   for (int64_t c = 0; c < channels; ++c) inv[(size_t)c] = 1.0f / scale[c];
   const float* iv = inv.data();
   cpu::parallel_for(rows, row_grain(channels), [=](int64_t r0, int64_t r1) {
@@ -119,15 +121,20 @@ void selective_scan_q8(const SelectiveScanQ8Args& a) {
   selective_scan(s);
 }
 
-// (One token per batch row: the batch stride is the row stride.)
+// One token per batch row: an operand's batch stride is its row stride.
 void selective_state_update_q8(const SelectiveStateUpdateQ8Args& a) {
   const SelectiveStateUpdateArgs& f = a.upd;
   const int64_t Bt = f.batch, R = f.nheads * f.headdim, GN = f.ngroups * f.dstate;
-  auto rows = [](Int8Operand o) { o.token_stride = o.batch_stride; o.batch_stride = 0; return o; };
+  float* x = scratch(0, Bt * R);
+  float* Bm = scratch(1, Bt * GN);
+  float* Cm = scratch(2, Bt * GN);
+  dequantize_channels_int8(Bt, R, a.x.q, a.x.batch_stride, a.x.scale, x, R);
+  dequantize_channels_int8(Bt, GN, a.B.q, a.B.batch_stride, a.B.scale, Bm, GN);
+  dequantize_channels_int8(Bt, GN, a.C.q, a.C.batch_stride, a.C.scale, Cm, GN);
   SelectiveStateUpdateArgs s = f;
-  s.x = dequantize(0, rows(a.x), 1, Bt, R); s.x_batch_stride = R;
-  s.B = dequantize(1, rows(a.B), 1, Bt, GN); s.B_batch_stride = GN;
-  s.C = dequantize(2, rows(a.C), 1, Bt, GN); s.C_batch_stride = GN;
+  s.x = x; s.x_batch_stride = R;
+  s.B = Bm; s.B_batch_stride = GN;
+  s.C = Cm; s.C_batch_stride = GN;
   selective_state_update(s);
 }
 
