@@ -1,7 +1,7 @@
-// A loaded Mamba / Mamba-2 model: configuration, memory-mapped weights in
-// their stored dtype, the small per-layer parameters converted to float32,
-// and a pool of per-sequence recurrent states. Forward passes are in
-// forward.cpp; the N-API wrapper is napi/model_binding.cpp.
+// A loaded model: configuration, memory-mapped weights in their stored
+// dtype, one Layer per block of the schedule (a mixer and an optional
+// feed-forward, engine/blocks/), and the per-sequence states. Forward passes
+// are in forward.cpp; the N-API wrapper is napi/model_binding.cpp.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -12,20 +12,46 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "engine/kv_cache.h"
 #include "engine/mapped_file.h"
 
 namespace nm::engine {
 
-enum class Arch { Mamba1, Mamba2 };
+class Mixer;
+class FeedForward;
+
+// A layer is a mixer followed by an optional feed-forward (docs/hybrid-engine.md).
+enum class MixerKind { Mamba1, Mamba2, Attention };
+enum class FfnKind { None, Mlp, Moe };
+struct LayerKind {
+  MixerKind mixer = MixerKind::Mamba1;
+  FfnKind ffn = FfnKind::None;
+};
 
 struct ModelConfig {
-  Arch arch = Arch::Mamba1;
+  std::vector<LayerKind> layers;               // n_layer entries
   int64_t d_model = 0, n_layer = 0, vocab = 0;
+  // Mamba layers
   int64_t d_state = 0, d_conv = 0, d_inner = 0;
   int64_t dt_rank = 0;                         // Mamba-1
   int64_t headdim = 0, nheads = 0, ngroups = 1;  // Mamba-2
   float norm_eps = 1e-5f;
   float dt_min = 0.0f, dt_max = INFINITY;      // Mamba-2 time_step_limit
+  bool mamba_inner_norms = false;              // Jamba: RMSNorm of dt, B, C after x_proj
+  int64_t gated_norm_group = 0;                // Mamba-2 gated norm group size; 0: d_inner / ngroups
+  // Attention layers
+  int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float attn_scale = 0.0f;                     // 0: 1 / sqrt(head_dim)
+  double rope_theta = 0.0;                     // 0: no RoPE
+  int64_t rope_dim = 0;
+  int64_t context_size = 0;                    // tokens a sequence may hold (attention models)
+  DType kv_dtype = DType::F16;
+  // Feed-forwards
+  int64_t mlp_dim = 0;
+  int64_t moe_experts = 0, moe_top_k = 0, moe_dim = 0, moe_shared_dim = 0;
+  int32_t moe_router = 0;                      // kernels/moe.h MoeRouter
+  // Granite: h = embed · embedding_multiplier; every branch · residual_multiplier; logits / logits_scaling.
+  float embedding_multiplier = 1.0f, residual_multiplier = 1.0f, logits_scaling = 1.0f;
   bool tie_embeddings = true;
   // Inputs of linear layers with bf16 weights rounded to bf16, with Q8_0 /
   // Q4_0 weights quantized to int8 per 32 (as llama.cpp does; enables the
@@ -42,12 +68,14 @@ struct ModelConfig {
   bool hadamard_residual = false;
   // quantization_config.ssm_activations "int8": the conv1d input and output
   // and the scan's x, B, C are int8 with static per-channel scales
-  // (kernels/ssm_q8.h; LayerWeights::*_scale).
+  // (kernels/ssm_q8.h).
   bool ssm_int8 = false;
-  // Mamba-2 conv channels: d_inner + 2 * ngroups * d_state (Mamba-1: d_inner).
-  int64_t conv_dim() const { return arch == Arch::Mamba2 ? d_inner + 2 * ngroups * d_state : d_inner; }
-  // Mamba-2 in_proj rows: [z, xBC, dt] = 2 d_inner + 2 G N + H (Mamba-1: 2 d_inner).
-  int64_t in_proj_dim() const { return arch == Arch::Mamba2 ? 2 * d_inner + 2 * ngroups * d_state + nheads : 2 * d_inner; }
+
+  bool has_attention() const {
+    for (const LayerKind& k : layers)
+      if (k.mixer == MixerKind::Attention) return true;
+    return false;
+  }
 };
 
 // Where a tensor's bytes are: file index, absolute byte offset, size.
@@ -77,55 +105,68 @@ struct Weight {
   float act_scale = 0.0f;
 };
 
-struct LayerWeights {
-  Weight norm;                   // [d_model]
-  Weight in_proj, in_proj_bias;  // [in_proj_dim, d_model], optional [in_proj_dim]
-  Weight conv_w, conv_b;         // [conv_dim, d_conv] (stored [C,1,K]), optional [conv_dim]; float32 copies
-  Weight out_proj, out_proj_bias;
-  // Mamba-1
-  Weight x_proj;                 // [dt_rank + 2N, d_inner]
-  Weight dt_proj;                // [d_inner, dt_rank]
-  // Mamba-2
-  Weight gated_norm;             // [d_inner]
-  // float32 copies of small parameters: A = -exp(A_log) ([d_inner, N] or [H]),
-  // D ([d_inner] or [H]), dt bias (dt_proj.bias [d_inner] or dt_bias [H]).
-  std::vector<float> A, D, dt_bias;
-  // Int8 SSM path (ModelConfig::ssm_int8), per channel: conv input
-  // [conv_dim], conv output [conv_dim] (Mamba-2: x, then B and C per group
-  // and state; Mamba-1: x_proj's input scale, repeated), Mamba-1 B and C
-  // [d_state]. Empty otherwise.
-  std::vector<float> conv_in_scale, conv_out_scale, B_scale, C_scale;
+// One layer: pre-norm, mixer, and (ffn != None) a second pre-norm and the feed-forward.
+struct Layer {
+  Weight norm, ffn_norm;
+  std::unique_ptr<Mixer> mixer;
+  std::unique_ptr<FeedForward> ffn;
 };
 
 class Model {
  public:
-  // Maps the files, checks every tensor against the configuration and the
-  // file bounds, converts the small parameters. Throws LoadError.
+  // Maps the files, builds every layer's blocks (engine/blocks/), which
+  // check their tensors against the configuration and the file bounds and
+  // convert their small parameters. Throws LoadError.
   static std::shared_ptr<Model> load(const ModelConfig& cfg, const std::vector<std::string>& files,
                                      const std::vector<TensorSource>& tensors);
+  ~Model();
 
   const ModelConfig& config() const { return cfg_; }
-  const std::vector<LayerWeights>& layers() const { return layers_; }
+  const std::vector<Layer>& layers() const { return layers_; }
   const Weight& embedding() const { return embedding_; }
   const Weight& norm_f() const { return norm_f_; }
   const Weight& lm_head() const { return lm_head_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
   // Weight bytes one decode step reads: all of them, except an untied
-  // embedding, of which a step reads only its tokens' rows.
+  // embedding, of which a step reads only its tokens' rows, and experts,
+  // of which a token reads its top-k (bytes of k experts per MoE layer).
   uint64_t decode_bytes() const { return decode_bytes_; }
 
-  // --- per-sequence state pool (callers hold compute_mutex()) ---
-  // Floats of one sequence's state: per layer conv [conv_dim, d_conv-1] then ssm.
+  // --- per-sequence state (callers hold compute_mutex()) ---
+  // A sequence's state: the fixed floats of its recurrent layers (each
+  // Mamba block's conv then SSM state, at the offset reserve_state() gave
+  // it), its attention layers' KV pages (kv_cache.h) and its position.
   int64_t state_floats() const { return state_floats_; }
-  int64_t conv_offset(int64_t layer) const { return conv_off_[layer]; }
-  int64_t ssm_offset(int64_t layer) const { return ssm_off_[layer]; }
-  // New zeroed slot (grows the pool when full).
+  // New zeroed slot at position 0 (grows the pool when full).
   int32_t alloc_slot();
   void free_slot(int32_t slot);
   bool slot_live(int32_t slot) const;
+  int64_t live_slots() const;
+  // Back to the empty state (zeros, no KV pages, position 0).
+  void reset_slot(int32_t slot);
   float* slot_state(int32_t slot) { return pool_.data() + (int64_t)slot * state_floats_; }
   float* pool_base() { return pool_.data(); }
-  int64_t live_slots() const;
+  // Tokens the sequence has consumed.
+  int64_t position(int32_t slot) const { return positions_[(size_t)slot]; }
+  void set_position(int32_t slot, int64_t pos) { positions_[(size_t)slot] = pos; }
+  KvCache& kv() { return *kv_; }
+  // Throws std::out_of_range when `tokens` more tokens would take the
+  // sequence past config().context_size (attention models only), naming
+  // the option.
+  void check_context(int32_t slot, int64_t tokens) const;
+
+  // The whole state of a sequence as bytes: the recurrent layers' floats
+  // (each Mamba layer's conv then SSM state, in layer order), then each
+  // attention layer's K then V rows of its `position` tokens in the
+  // cache's dtype (layer order); and back. restore() checks the byte count for the
+  // given position (std::out_of_range) before changing anything.
+  std::vector<uint8_t> snapshot(int32_t slot) const;
+  void restore(int32_t slot, const uint8_t* bytes, size_t nbytes, int64_t position);
+  // Bytes snapshot() returns for a sequence at `position`.
+  uint64_t snapshot_bytes(int64_t position) const;
+
+  // Load time, for the blocks: floats of per-sequence state, returning their offset.
+  int64_t reserve_state(int64_t floats);
 
   std::mutex& compute_mutex() { return compute_mu_; }
 
@@ -134,21 +175,20 @@ class Model {
   std::vector<std::pair<std::string, const Weight*>> linear_layers() const;
 
  private:
-  // A small tensor as a float32 copy the Model owns (f16 / bf16 conv weights
-  // would be widened element by element in every decode step's conv update).
-  Weight as_f32(const Weight& w);
+  Model();
 
   ModelConfig cfg_;
   std::vector<std::unique_ptr<MappedFile>> files_;
   Weight embedding_, norm_f_, lm_head_;
-  std::vector<LayerWeights> layers_;
+  std::vector<Layer> layers_;
   uint64_t weight_bytes_ = 0, decode_bytes_ = 0;
   std::vector<std::vector<float>> scale_store_;  // Weight::scales and float32 copies point here
 
   int64_t state_floats_ = 0;
-  std::vector<int64_t> conv_off_, ssm_off_;
   std::vector<float> pool_;
   std::vector<uint8_t> slot_used_;
+  std::vector<int64_t> positions_;
+  std::unique_ptr<KvCache> kv_;
   std::mutex compute_mu_;
 };
 

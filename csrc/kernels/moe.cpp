@@ -133,6 +133,11 @@ int64_t rows_bytes(const MoeWeight& w, int64_t rows) {
   return is_quamba(w.dtype) ? rows * w.row_stride : dtype_row_bytes(w.dtype, rows * w.row_stride);
 }
 
+// Expert e's matrix (row 0).
+const void* expert_matrix(const MoeWeight& w, int64_t e) {
+  return w.experts ? w.experts[e] : static_cast<const char*>(w.w) + e * w.expert_stride;
+}
+
 // Scale floats per row of an I8 / I4 matrix with K columns.
 int64_t scales_per_row(DType t, int64_t K) { return dtype_scale_count(t, 1, K); }
 
@@ -140,7 +145,7 @@ int64_t scales_per_row(DType t, int64_t K) { return dtype_scale_count(t, 1, K); 
 // [0, N)), no bias.
 void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, int64_t M, int64_t K, int64_t N, float* y,
              int64_t ys) {
-  const void* we = static_cast<const char*>(w.w) + e * w.expert_stride;
+  const void* we = expert_matrix(w, e);
   if (is_quamba(w.dtype)) {
     QLinearArgs q;
     q.M = M; q.N = N; q.K = K;
@@ -164,8 +169,11 @@ void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, int64_t 
 // input_linear): one product of N = 2I instead of two.
 bool gate_up_adjacent(const MoeArgs& a) {
   const MoeWeight &g = a.gate, &u = a.up;
-  if (g.dtype != u.dtype || g.row_stride != u.row_stride || g.expert_stride != u.expert_stride) return false;
-  if (static_cast<const char*>(g.w) + rows_bytes(g, a.I) != u.w) return false;
+  if (g.dtype != u.dtype || g.row_stride != u.row_stride) return false;
+  if ((g.experts == nullptr) != (u.experts == nullptr)) return false;
+  if (!g.experts && g.expert_stride != u.expert_stride) return false;
+  for (int64_t e = 0; e < (g.experts ? a.E : 1); ++e)
+    if (static_cast<const char*>(expert_matrix(g, e)) + rows_bytes(g, a.I) != expert_matrix(u, e)) return false;
   if (!is_quamba(g.dtype)) return true;
   if (g.scales_expert_stride != u.scales_expert_stride || g.scales + a.I * scales_per_row(g.dtype, a.d) != u.scales)
     return false;

@@ -65,7 +65,8 @@
 // Expert e's matrix starts expert_stride BYTES after expert e-1's. Granite's
 // packed input_linear [E, 2I, d]: gate.w = W, up.w = W + I rows, both with
 // expert_stride = 2I rows; Jamba / Mixtral separate [E, I, d] tensors: each
-// its own pointer with expert_stride = I rows.
+// its own pointer with expert_stride = I rows; experts anywhere in memory:
+// the `experts` pointer table.
 #pragma once
 #include <cstdint>
 
@@ -99,6 +100,10 @@ struct MoeWeight {
   DType dtype = DType::F32;
   int64_t row_stride = 0;                // elements (F32..Q4_0) or bytes (I8 / I4)
   int64_t expert_stride = 0;             // BYTES between experts
+  // Optional [E] table of each expert's matrix (row 0): experts stored apart
+  // (Jamba's per-expert tensors, rows sliced out of a packed tensor) need
+  // not be evenly spaced. When set, w and expert_stride are ignored.
+  const void* const* experts = nullptr;
   const float* scales = nullptr;         // I8 / I4: expert e's scales at scales + e * scales_expert_stride
   int64_t scales_expert_stride = 0;
   const float* x_scale = nullptr;        // I8 / I4: [E] static input scales, or nullptr (W4A16)

@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 #include "cpu/threadpool.h"
 #include "engine/forward.h"
 #include "engine/model.h"
+#include "kernels/moe.h"
 #include "napi/bindings.h"
 #include "napi/convert.h"
 #include "napi/promise_worker.h"
@@ -109,6 +111,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     o.Set("weightBytes", (double)m->weight_bytes());
     o.Set("decodeBytes", (double)m->decode_bytes());
     o.Set("stateBytes", (double)m->state_floats() * 4);
+    o.Set("kvBytesPerToken", (double)(m->snapshot_bytes(1) - m->snapshot_bytes(0)));
     return o;
   }
 
@@ -136,7 +139,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [m, slot] {
           std::lock_guard<std::mutex> lk(m->compute_mutex());
           check_slot(*m, slot);
-          std::fill_n(m->slot_state(slot), m->state_floats(), 0.0f);
+          m->reset_slot(slot);
         },
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
@@ -209,40 +212,48 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         });
   }
 
+  // snapshot(slot) -> Promise<{ state: Uint8Array, position }> (engine/model.h Model::snapshot)
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {
     int32_t slot = slot_arg(info, "snapshot");
     auto m = live(info.Env(), "snapshot");
-    auto out = std::make_shared<std::vector<float>>();
+    auto out = std::make_shared<std::vector<uint8_t>>();
+    auto pos = std::make_shared<int64_t>(0);
     return PromiseWorker::run(info.Env(), "node-mamba:snapshot",
-        [m, slot, out] {
+        [m, slot, out, pos] {
           std::lock_guard<std::mutex> lk(m->compute_mutex());
           check_slot(*m, slot);
-          out->assign(m->slot_state(slot), m->slot_state(slot) + m->state_floats());
+          *out = m->snapshot(slot);
+          *pos = m->position(slot);
         },
-        [out](Napi::Env env) -> Napi::Value {
-          Napi::Float32Array a = Napi::Float32Array::New(env, out->size());
-          std::memcpy(a.Data(), out->data(), out->size() * 4);
-          return a;
+        [out, pos](Napi::Env env) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          Napi::Uint8Array a = Napi::Uint8Array::New(env, out->size());
+          std::memcpy(a.Data(), out->data(), out->size());
+          o.Set("state", a);
+          o.Set("position", (double)*pos);
+          return o;
         });
   }
 
+  // restore(slot, state: Uint8Array, position) -> Promise<void>
   Napi::Value Restore(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int32_t slot = slot_arg(info, "restore");
     auto m = live(env, "restore");
     ArgReader r{env, Napi::Object::New(env), "restore"};
-    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      r.type_error("state", "must be a Float32Array from snapshot()");
-    Napi::Float32Array a = info[1].As<Napi::Float32Array>();
-    if ((int64_t)a.ElementLength() != m->state_floats())
-      r.range_error("state", "must have " + std::to_string(m->state_floats()) + " elements (this model's state), got " +
-                                 std::to_string(a.ElementLength()));
-    auto data = std::make_shared<std::vector<float>>(a.Data(), a.Data() + a.ElementLength());
+    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      r.type_error("state", "must be a Uint8Array from snapshot()");
+    if (info.Length() < 3 || !info[2].IsNumber()) r.type_error("position", "must be an integer");
+    const double pd = info[2].As<Napi::Number>().DoubleValue();
+    if (!(pd >= 0 && pd <= 9007199254740991.0) || pd != (double)(int64_t)pd) r.range_error("position", "must be an integer >= 0");
+    Napi::Uint8Array a = info[1].As<Napi::Uint8Array>();
+    auto data = std::make_shared<std::vector<uint8_t>>(a.Data(), a.Data() + a.ElementLength());
+    const int64_t position = (int64_t)pd;
     return PromiseWorker::run(env, "node-mamba:restore",
-        [m, slot, data] {
+        [m, slot, data, position] {
           std::lock_guard<std::mutex> lk(m->compute_mutex());
           check_slot(*m, slot);
-          std::copy(data->begin(), data->end(), m->slot_state(slot));
+          m->restore(slot, data->data(), data->size(), position);
         },
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
@@ -341,22 +352,58 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
 Napi::FunctionReference* NativeModel::ctor = nullptr;
 
+// layers: [{ mixer: 'mamba1' | 'mamba2' | 'attention', ffn: 'none' | 'mlp' | 'moe' }] (nLayer entries);
+// absent: every layer is the `arch` mixer ('mamba' | 'mamba2') without a feed-forward.
+std::vector<engine::LayerKind> parse_layers(const ArgReader& r, int64_t n_layer) {
+  using engine::FfnKind;
+  using engine::MixerKind;
+  std::vector<engine::LayerKind> out;
+  if (!r.has("layers")) {
+    const std::string arch = r.obj.Get("arch").IsString() ? r.obj.Get("arch").As<Napi::String>().Utf8Value() : "";
+    MixerKind k = MixerKind::Mamba1;
+    if (arch == "mamba2") k = MixerKind::Mamba2;
+    else if (arch != "mamba") r.type_error("arch", "must be 'mamba' or 'mamba2' (or give 'layers')");
+    out.assign((size_t)n_layer, engine::LayerKind{k, FfnKind::None});
+    return out;
+  }
+  Napi::Value v = r.obj.Get("layers");
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != (uint32_t)n_layer)
+    r.type_error("layers", "must be an array of nLayer (" + std::to_string(n_layer) + ") { mixer, ffn } objects");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const std::string what = "layers[" + std::to_string(i) + "]";
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) r.type_error(what, "must be a { mixer, ffn } object");
+    Napi::Object o = e.As<Napi::Object>();
+    const std::string mixer = o.Get("mixer").IsString() ? o.Get("mixer").As<Napi::String>().Utf8Value() : "";
+    const std::string ffn = o.Get("ffn").IsString() ? o.Get("ffn").As<Napi::String>().Utf8Value() : "";
+    engine::LayerKind k;
+    if (mixer == "mamba1") k.mixer = MixerKind::Mamba1;
+    else if (mixer == "mamba2") k.mixer = MixerKind::Mamba2;
+    else if (mixer == "attention") k.mixer = MixerKind::Attention;
+    else r.type_error(what + ".mixer", "must be 'mamba1', 'mamba2' or 'attention', got '" + mixer + "'");
+    if (ffn == "none") k.ffn = FfnKind::None;
+    else if (ffn == "mlp") k.ffn = FfnKind::Mlp;
+    else if (ffn == "moe") k.ffn = FfnKind::Moe;
+    else r.type_error(what + ".ffn", "must be 'none', 'mlp' or 'moe', got '" + ffn + "'");
+    out.push_back(k);
+  }
+  return out;
+}
+
 // loadModel({ arch, dModel, ..., files: string[], tensors: [{ name, file, offset, nbytes, dtype, shape }] })
 Napi::Value load_model(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "loadModel");
   Napi::Env env = r.env;
   engine::ModelConfig cfg;
-  std::string arch = r.obj.Get("arch").IsString() ? r.obj.Get("arch").As<Napi::String>().Utf8Value() : "";
-  if (arch == "mamba") cfg.arch = engine::Arch::Mamba1;
-  else if (arch == "mamba2") cfg.arch = engine::Arch::Mamba2;
-  else r.type_error("arch", "must be 'mamba' or 'mamba2'");
   const int64_t big = int64_t(1) << 31;
   cfg.d_model = r.integer("dModel", 1, big);
   cfg.n_layer = r.integer("nLayer", 1, 1 << 16);
   cfg.vocab = r.integer("vocabSize", 1, big);
-  cfg.d_state = r.integer("dState", 1, 1024);
-  cfg.d_conv = r.integer("dConv", 1, 8);
-  cfg.d_inner = r.integer("dInner", 1, big);
+  cfg.layers = parse_layers(r, cfg.n_layer);
+  cfg.d_state = r.integer_or("dState", 0, 1024, 0);
+  cfg.d_conv = r.integer_or("dConv", 0, 8, 0);
+  cfg.d_inner = r.integer_or("dInner", 0, big, 0);
   cfg.dt_rank = r.integer_or("dtRank", 0, big, 0);
   cfg.headdim = r.integer_or("headdim", 0, 1024, 0);
   cfg.nheads = r.integer_or("nheads", 0, big, 0);
@@ -368,6 +415,35 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   cfg.hadamard_out = r.boolean_or("hadamardOut", false);
   cfg.hadamard_residual = r.boolean_or("hadamardResidual", false);
   cfg.ssm_int8 = r.boolean_or("ssmInt8", false);
+  cfg.mamba_inner_norms = r.boolean_or("mambaInnerNorms", false);
+  cfg.gated_norm_group = r.integer_or("gatedNormGroupSize", 0, big, 0);
+  cfg.n_heads = r.integer_or("nHeads", 0, 1 << 16, 0);
+  cfg.n_kv_heads = r.integer_or("nKvHeads", 0, 1 << 16, 0);
+  cfg.head_dim = r.integer_or("headDim", 0, 1 << 16, 0);
+  cfg.attn_scale = (float)r.number_or("attnScale", 0.0);
+  if (!(cfg.attn_scale >= 0.0f) || !std::isfinite(cfg.attn_scale)) r.range_error("attnScale", "must be a finite number >= 0");
+  cfg.rope_theta = r.number_or("ropeTheta", 0.0);
+  if (!(cfg.rope_theta >= 0.0) || !std::isfinite(cfg.rope_theta)) r.range_error("ropeTheta", "must be a finite number >= 0");
+  cfg.rope_dim = r.integer_or("ropeDim", 0, 1 << 16, 0);
+  cfg.context_size = r.integer_or("contextSize", 0, big - 1, 0);
+  const std::string kv = r.has("kvDtype") && r.obj.Get("kvDtype").IsString() ? r.obj.Get("kvDtype").As<Napi::String>().Utf8Value() : "f16";
+  if (kv == "f16") cfg.kv_dtype = DType::F16;
+  else if (kv == "f32") cfg.kv_dtype = DType::F32;
+  else r.type_error("kvDtype", "must be 'f16' or 'f32'");
+  cfg.mlp_dim = r.integer_or("mlpDim", 0, big, 0);
+  cfg.moe_experts = r.integer_or("moeExperts", 0, 1 << 16, 0);
+  cfg.moe_top_k = r.integer_or("moeTopK", 0, 1 << 16, 0);
+  cfg.moe_dim = r.integer_or("moeDim", 0, big, 0);
+  cfg.moe_shared_dim = r.integer_or("moeSharedDim", 0, big, 0);
+  const std::string router = r.has("moeRouter") && r.obj.Get("moeRouter").IsString() ? r.obj.Get("moeRouter").As<Napi::String>().Utf8Value() : "softmax_topk";
+  if (router == "softmax_topk") cfg.moe_router = (int32_t)MoeRouter::SoftmaxTopk;
+  else if (router == "topk_softmax") cfg.moe_router = (int32_t)MoeRouter::TopkSoftmax;
+  else r.type_error("moeRouter", "must be 'softmax_topk' or 'topk_softmax'");
+  for (auto [key, field] : {std::pair<const char*, float*>{"embeddingMultiplier", &cfg.embedding_multiplier},
+                            {"residualMultiplier", &cfg.residual_multiplier}, {"logitsScaling", &cfg.logits_scaling}}) {
+    *field = (float)r.number_or(key, 1.0);
+    if (!std::isfinite(*field) || *field == 0.0f) r.range_error(key, "must be a finite non-zero number");
+  }
   if (r.has("threads")) cpu::pool().resize((int)r.integer("threads", 1, 1024));
 
   Napi::Value fv = r.obj.Get("files");

@@ -14,6 +14,7 @@ import { generate, complete, type GenerateOptions, type GenerationChunk } from '
 import { DecodeBatcher } from './batcher';
 import type { MambaConfig } from './config';
 import { Sequence, type SequenceHost, type SnapshotInfo } from './sequence';
+import type { SnapshotLayer } from './snapshot';
 import { modelFingerprint, type FingerprintTensor } from './fingerprint';
 import { toTokenArray } from './tokens';
 
@@ -48,6 +49,8 @@ export class MambaModel implements SequenceHost {
   private native: NativeModel | undefined;
   private readonly sequences = new Set<Sequence>();
   private snapshotMeta: SnapshotInfo | undefined;
+  /** The K/V cache's element type (attention layers). */
+  readonly kvCacheType: 'f16' | 'f32' = 'f16';
 
   /** @internal use loadModel() */
   constructor(
@@ -97,14 +100,28 @@ export class MambaModel implements SequenceHost {
   /** @internal the fingerprint (computed once) and state layout snapshots carry */
   snapshotInfo(): SnapshotInfo {
     if (!this.snapshotMeta) {
-      const c = this.config, K = c.dConv;
-      const conv = c.arch === 'mamba2' ? c.dInner + 2 * c.ngroups * c.dState : c.dInner;
-      const ssm = c.arch === 'mamba2' ? [c.nheads, c.headdim, c.dState] : [c.dInner, c.dState];
-      const layers = Array.from({ length: c.nLayer }, () => ({ kind: 'mamba' as const, conv: [conv, K - 1], ssm }));
-      const stateFloats = this.nativeModel().info().stateBytes / 4;
-      const perLayer = conv * (K - 1) + ssm.reduce((a, b) => a * b, 1);
-      if (perLayer * c.nLayer !== stateFloats) throw new MambaError(`node-mamba: internal error: state of ${stateFloats} floats, layers describe ${perLayer * c.nLayer}`);
-      this.snapshotMeta = { fingerprint: modelFingerprint(c, this.source.files, this.source.tensors), layers, stateFloats };
+      const c = this.config;
+      const kinds = (c as { layers?: Array<{ mixer: string }> }).layers ??
+        Array.from({ length: c.nLayer }, () => ({ mixer: c.arch === 'mamba2' ? 'mamba2' : 'mamba1' }));
+      const conv = (m: string) => [m === 'mamba2' ? c.dInner + 2 * c.ngroups * c.dState : c.dInner, c.dConv - 1];
+      const ssm = (m: string) => (m === 'mamba2' ? [c.nheads, c.headdim, c.dState] : [c.dInner, c.dState]);
+      const att = (c as { attention?: { nKvHeads: number; headDim: number } }).attention;
+      const dtype = this.kvCacheType;
+      const layout = (position: number): SnapshotLayer[] => kinds.map((k) => (k.mixer === 'attention'
+        ? { kind: 'attention' as const, tokens: position, kvHeads: att!.nKvHeads, headDim: att!.headDim, dtype }
+        : { kind: 'mamba' as const, conv: conv(k.mixer), ssm: ssm(k.mixer) }));
+      const size = (n: number[]) => n.reduce((a, b) => a * b, 1);
+      const fixed = layout(0).reduce((a, l) => a + (l.kind === 'mamba' ? 4 * (size(l.conv) + size(l.ssm)) : 0), 0);
+      const perToken = layout(1).reduce((a, l) => a + (l.kind === 'attention' ? 2 * l.kvHeads * l.headDim * (l.dtype === 'f16' ? 2 : 4) : 0), 0);
+      const info = this.nativeModel().info();
+      if (fixed !== info.stateBytes || perToken !== info.kvBytesPerToken) {
+        throw new MambaError(`node-mamba: internal error: the engine's state is ${info.stateBytes} + ${info.kvBytesPerToken}/token bytes, the layers describe ${fixed} + ${perToken}/token`);
+      }
+      this.snapshotMeta = {
+        fingerprint: modelFingerprint(c, this.source.files, this.source.tensors),
+        layers: layout,
+        stateBytes: (position) => fixed + position * perToken,
+      };
     }
     return this.snapshotMeta;
   }

@@ -16,11 +16,11 @@ import { toTokenArray } from './tokens';
  */
 export type SequenceState = Uint8Array;
 
-/** What snapshots need to know of the model. */
+/** What snapshots need to know of the model: its fingerprint and its state layout at a position. */
 export interface SnapshotInfo {
   fingerprint: string;
-  layers: SnapshotLayer[];
-  stateFloats: number;
+  layers(position: number): SnapshotLayer[];
+  stateBytes(position: number): number;
 }
 
 /** What a Sequence needs from its model (kept narrow to avoid an import cycle). */
@@ -91,12 +91,12 @@ export class Sequence {
    */
   async snapshot(): Promise<SequenceState> {
     this.ensureLive();
-    const data = await this.host.nativeModel().snapshot(this.slot);
+    const { state, position } = await this.host.nativeModel().snapshot(this.slot);
     const info = this.host.snapshotInfo();
     const last = this.last;
     return encodeSnapshot({
-      fingerprint: info.fingerprint, position: this.consumed, layers: info.layers, stateFloats: data.length, logits: last ? last.length : 0,
-    }, data, last);
+      fingerprint: info.fingerprint, position, layers: info.layers(position), stateBytes: state.length, logits: last ? last.length : 0,
+    }, state, last);
   }
 
   /**
@@ -108,7 +108,7 @@ export class Sequence {
     this.ensureLive();
     const info = this.host.snapshotInfo();
     const s = decodeSnapshot(snapshot, { ...info, vocabSize: this.host.vocabSize });
-    await this.host.nativeModel().restore(this.slot, s.state);
+    await this.host.nativeModel().restore(this.slot, s.state, s.header.position);
     this.consumed = s.header.position;
     this.last = s.lastLogits;
   }

@@ -17,7 +17,8 @@ export type NativeArgs = Record<string, unknown>;
 
 /** The engine's model object (csrc/napi/model_binding.cpp). Every method that computes returns a Promise. */
 export interface NativeModel {
-  info(): { weightBytes: number; decodeBytes: number; stateBytes: number };
+  /** stateBytes: the fixed (Mamba) state of a sequence; kvBytesPerToken: its attention layers' K/V bytes per token. */
+  info(): { weightBytes: number; decodeBytes: number; stateBytes: number; kvBytesPerToken: number };
   allocSequence(): Promise<number>;
   freeSequence(slot: number): Promise<void> | undefined;
   resetSequence(slot: number): Promise<void>;
@@ -25,8 +26,9 @@ export interface NativeModel {
   prefill(slot: number, tokens: Int32Array, logits: 'none' | 'last' | 'all'): Promise<Float32Array | undefined>;
   /** One decode step for several sequences: logits [slots.length, vocab]. */
   step(slots: Int32Array, tokens: Int32Array): Promise<Float32Array>;
-  snapshot(slot: number): Promise<Float32Array>;
-  restore(slot: number, state: Float32Array): Promise<void>;
+  /** The sequence's whole state (csrc/engine/model.h Model::snapshot) and its position. */
+  snapshot(slot: number): Promise<{ state: Uint8Array; position: number }>;
+  restore(slot: number, state: Uint8Array, position: number): Promise<void>;
   /**
    * One calibration sample (engine/forward.h ActivationObserver): input statistics of every linear layer;
    * with `gram`, also each layer's Σ xᵀx over its input rows ([K, K] row-major, float64).

@@ -1,0 +1,79 @@
+#include "engine/blocks/mlp.h"
+
+#include <cmath>
+
+#include "engine/ops.h"
+#include "engine/tensor_table.h"
+
+namespace nm::engine {
+
+void SwiGlu::load(const BlockContext& ctx, const std::string& prefix, int64_t I) {
+  using Q = TensorTable::Quant;
+  const int64_t d = ctx.model.config().d_model;
+  dim = I;
+  gate = ctx.tensors.get(prefix + "gate_proj.weight", {{I, d}}, true, Q::Any);
+  up = ctx.tensors.get(prefix + "up_proj.weight", {{I, d}}, true, Q::Any);
+  down = ctx.tensors.get(prefix + "down_proj.weight", {{d, I}}, true, Q::Any);
+}
+
+void SwiGlu::forward(const Model& m, const float* x, int64_t n, float* out) const {
+  const int64_t d = m.config().d_model, I = dim;
+  Buf gu((size_t)(n * 2 * I));
+  // Gate and up stored as one [2I, d] matrix (Granite's packed input_linear,
+  // sliced by the loader): one product of N = 2I.
+  const bool packed = gate.dtype == up.dtype && dtype_info(gate.dtype).linear == LinearKernel::Float &&
+                      static_cast<const char*>(gate.data) + dtype_row_bytes(gate.dtype, I * d) == up.data;
+  if (packed) {
+    Weight both = gate;
+    both.rows = 2 * I;
+    run_linear(m, both, nullptr, x, d, n, gu.data());
+  } else {
+    Buf g((size_t)(n * I)), u((size_t)(n * I));
+    run_linear(m, gate, nullptr, x, d, n, g.data());
+    run_linear(m, up, nullptr, x, d, n, u.data());
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < I; ++i) {
+        gu.data()[t * 2 * I + i] = g.data()[t * I + i];
+        gu.data()[t * 2 * I + I + i] = u.data()[t * I + i];
+      }
+  }
+  Buf h((size_t)(n * I));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* g = gu.data() + t * 2 * I;
+    const float* u = g + I;
+    float* ht = h.data() + t * I;
+    for (int64_t i = 0; i < I; ++i) ht[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  }
+  run_linear(m, down, nullptr, h.data(), I, n, out);
+}
+
+void SwiGlu::linear_layers(const std::string& prefix, LinearList& out) const {
+  out.emplace_back(prefix + "gate_proj", &gate);
+  out.emplace_back(prefix + "up_proj", &up);
+  out.emplace_back(prefix + "down_proj", &down);
+}
+
+uint64_t SwiGlu::bytes() const { return weight_bytes(gate) + weight_bytes(up) + weight_bytes(down); }
+
+namespace {
+
+class MlpFfn final : public FeedForward {
+ public:
+  explicit MlpFfn(const BlockContext& ctx) : prefix_(layer_name(ctx.layer) + "ffn.") {
+    const int64_t I = ctx.model.config().mlp_dim;
+    if (I <= 0) throw LoadError("MLP layers need an intermediate size > 0", "", "intermediate_size");
+    mlp_.load(ctx, prefix_, I);
+  }
+  void forward(const Model& m, const float* x, int64_t n, float* out) override { mlp_.forward(m, x, n, out); }
+  void linear_layers(LinearList& out) const override { mlp_.linear_layers(prefix_, out); }
+
+ private:
+  std::string prefix_;
+  SwiGlu mlp_;
+};
+
+}  // namespace
+
+std::unique_ptr<FeedForward> make_mlp_ffn(const BlockContext& ctx) { return std::make_unique<MlpFfn>(ctx); }
+
+}  // namespace nm::engine

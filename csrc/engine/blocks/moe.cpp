@@ -1,0 +1,118 @@
+// The mixture-of-experts feed-forward (REFERENCE.md section 7): float32
+// router logits, the config's router (Jamba: softmax over all experts then
+// top-k, not renormalised; Granite: top-k logits then softmax over them),
+// dropless dispatch of each token to its k SwiGLU experts (kernels/moe.h),
+// and Granite's shared expert added to every token. Experts are separate
+// 2-D tensors per expert (the loader slices packed ones), reached through
+// the kernel's expert pointer table.
+#include <string>
+#include <vector>
+
+#include "engine/blocks/block.h"
+#include "engine/blocks/mlp.h"
+#include "engine/ops.h"
+#include "engine/tensor_table.h"
+#include "kernels/moe.h"
+
+namespace nm::engine {
+
+namespace {
+
+class MoeFfn final : public FeedForward {
+ public:
+  explicit MoeFfn(const BlockContext& ctx) : prefix_(layer_name(ctx.layer) + "ffn.") {
+    const ModelConfig& c = ctx.model.config();
+    TensorTable& tt = ctx.tensors;
+    using Q = TensorTable::Quant;
+    E_ = c.moe_experts; k_ = c.moe_top_k; I_ = c.moe_dim;
+    const int64_t d = c.d_model;
+    if (E_ <= 0 || I_ <= 0) throw LoadError("MoE layers need experts > 0 and an expert size > 0", "", "num_experts");
+    if (k_ < 1 || k_ > E_)
+      throw LoadError("experts per token (" + std::to_string(k_) + ") must be in [1, " + std::to_string(E_) + "]", "",
+                      "num_experts_per_tok");
+    if (c.moe_router != (int32_t)MoeRouter::SoftmaxTopk && c.moe_router != (int32_t)MoeRouter::TopkSoftmax)
+      throw LoadError("unknown MoE router", "", "moeRouter");
+    router_ = tt.get(prefix_ + "router.weight", {{E_, d}}, true, Q::Ggml);
+    const char* proj[3] = {"gate_proj", "up_proj", "down_proj"};
+    for (int p = 0; p < 3; ++p) {
+      std::vector<int64_t> shape = p < 2 ? std::vector<int64_t>{I_, d} : std::vector<int64_t>{d, I_};
+      experts_[p].resize((size_t)E_);
+      ptrs_[p].resize((size_t)E_);
+      for (int64_t e = 0; e < E_; ++e) {
+        const std::string name = prefix_ + "experts." + std::to_string(e) + "." + proj[p] + ".weight";
+        Weight w = tt.get(name, {shape}, true, Q::Ggml);
+        if (e > 0 && w.dtype != experts_[p][0].dtype)
+          throw LoadError("tensor " + name + " has dtype " + dtype_name(w.dtype) + ", expert 0's has " +
+                              dtype_name(experts_[p][0].dtype) + ": a projection's experts share one format",
+                          tt.path_of(name), name);
+        experts_[p][(size_t)e] = w;
+        ptrs_[p][(size_t)e] = w.data;
+      }
+    }
+    if (c.moe_shared_dim > 0) shared_.load(ctx, prefix_ + "shared.", c.moe_shared_dim);
+  }
+
+  void forward(const Model& m, const float* x, int64_t n, float* out) override {
+    const ModelConfig& c = m.config();
+    const int64_t d = c.d_model;
+    Buf logits((size_t)(n * E_)), weights((size_t)(n * k_));
+    std::vector<int32_t> ids((size_t)(n * k_));
+    run_linear(m, router_, nullptr, x, d, n, logits.data());
+    MoeRouteArgs r;
+    r.T = n; r.E = E_; r.k = k_;
+    r.logits = logits.data(); r.logits_stride = E_;
+    r.router = (MoeRouter)c.moe_router;
+    r.ids = ids.data(); r.weights = weights.data();
+    moe_route(r);
+    Buf shared((size_t)(shared_.dim > 0 ? n * d : 0));
+    if (shared_.dim > 0) shared_.forward(m, x, n, shared.data());
+    MoeArgs a;
+    a.T = n; a.d = d; a.I = I_; a.E = E_; a.k = k_;
+    a.x = x; a.x_stride = d;
+    a.ids = ids.data(); a.weights = weights.data();
+    a.gate = expert_weight(0, d);
+    a.up = expert_weight(1, d);
+    a.down = expert_weight(2, I_);
+    if (shared_.dim > 0) { a.shared = shared.data(); a.shared_stride = d; }
+    a.out = out; a.out_stride = d;
+    moe(a);
+  }
+
+  void linear_layers(LinearList& out) const override {
+    out.emplace_back(prefix_ + "router", &router_);
+    const char* proj[3] = {"gate_proj", "up_proj", "down_proj"};
+    for (int64_t e = 0; e < E_; ++e)
+      for (int p = 0; p < 3; ++p)
+        out.emplace_back(prefix_ + "experts." + std::to_string(e) + "." + proj[p], &experts_[p][(size_t)e]);
+    if (shared_.dim > 0) shared_.linear_layers(prefix_ + "shared.", out);
+  }
+
+  // A token reads k of the E experts.
+  uint64_t unread_bytes_per_token() const override {
+    uint64_t expert = 0;
+    for (int p = 0; p < 3; ++p) expert += weight_bytes(experts_[p][0]);
+    return (uint64_t)(E_ - k_) * expert;
+  }
+
+ private:
+  MoeWeight expert_weight(int p, int64_t cols) const {
+    MoeWeight w;
+    w.dtype = experts_[p][0].dtype;
+    w.row_stride = cols;
+    w.experts = ptrs_[p].data();
+    return w;
+  }
+
+  std::string prefix_;
+  int64_t E_ = 0, k_ = 0, I_ = 0;
+  Weight router_;
+  std::vector<Weight> experts_[3];       // gate, up, down per expert
+  std::vector<const void*> ptrs_[3];
+  SwiGlu shared_;
+};
+
+}  // namespace
+
+std::unique_ptr<FeedForward> make_moe_ffn(const BlockContext& ctx) { return std::make_unique<MoeFfn>(ctx); }
+
+}  // namespace nm::engine

@@ -1,0 +1,107 @@
+#include "engine/kv_cache.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace nm::engine {
+
+int32_t KvCache::add_layer(int64_t n_kv_heads, int64_t head_dim) {
+  LayerStore l;
+  l.n_kv_heads = n_kv_heads;
+  l.head_dim = head_dim;
+  l.k.resize((size_t)(num_pages_ * page_bytes(l)));
+  l.v.resize((size_t)(num_pages_ * page_bytes(l)));
+  layers_.push_back(std::move(l));
+  return (int32_t)layers_.size() - 1;
+}
+
+int64_t KvCache::row_bytes(int32_t layer) const {
+  const LayerStore& l = layers_[(size_t)layer];
+  return l.n_kv_heads * l.head_dim * (int64_t)dtype_size(dtype_);
+}
+
+int64_t KvCache::page_bytes(const LayerStore& l) const {
+  return kKvPageTokens * l.n_kv_heads * l.head_dim * (int64_t)dtype_size(dtype_);
+}
+
+void KvCache::grow() {
+  const int64_t grown = std::max<int64_t>(4, num_pages_ * 2);
+  if (grown > INT32_MAX) throw std::runtime_error("KV cache: too many pages");
+  for (LayerStore& l : layers_) {
+    l.k.resize((size_t)(grown * page_bytes(l)));
+    l.v.resize((size_t)(grown * page_bytes(l)));
+  }
+  for (int64_t p = grown - 1; p >= num_pages_; --p) free_.push_back((int32_t)p);
+  num_pages_ = grown;
+}
+
+void KvCache::reserve(int32_t slot, int64_t tokens) {
+  if ((size_t)slot >= slot_pages_.size()) slot_pages_.resize((size_t)slot + 1);
+  std::vector<int32_t>& pages = slot_pages_[(size_t)slot];
+  const int64_t need = (tokens + kKvPageTokens - 1) / kKvPageTokens;
+  while ((int64_t)pages.size() < need) {
+    if (free_.empty()) grow();
+    pages.push_back(free_.back());
+    free_.pop_back();
+  }
+}
+
+void KvCache::release(int32_t slot) {
+  if ((size_t)slot >= slot_pages_.size()) return;
+  std::vector<int32_t>& pages = slot_pages_[(size_t)slot];
+  free_.insert(free_.end(), pages.rbegin(), pages.rend());
+  pages.clear();
+}
+
+const std::vector<int32_t>& KvCache::pages(int32_t slot) const {
+  static const std::vector<int32_t> none;
+  return (size_t)slot < slot_pages_.size() ? slot_pages_[(size_t)slot] : none;
+}
+
+PagedKvCache KvCache::view(int32_t layer) {
+  LayerStore& l = layers_[(size_t)layer];
+  PagedKvCache c;
+  c.dtype = dtype_;
+  c.k = l.k.data();
+  c.v = l.v.data();
+  c.num_pages = num_pages_;
+  c.page_size = kKvPageTokens;
+  c.n_kv_heads = l.n_kv_heads;
+  c.head_dim = l.head_dim;
+  c.head_stride = l.head_dim;
+  c.slot_stride = l.n_kv_heads * l.head_dim;
+  c.page_stride = kKvPageTokens * c.slot_stride;
+  return c;
+}
+
+uint8_t* KvCache::row(std::vector<uint8_t>& store, const LayerStore& l, int32_t page, int64_t slot_in_page) const {
+  const int64_t rb = l.n_kv_heads * l.head_dim * (int64_t)dtype_size(dtype_);
+  return store.data() + (int64_t)page * page_bytes(l) + slot_in_page * rb;
+}
+
+void KvCache::read(int32_t slot, int32_t layer, int64_t tokens, uint8_t* bytes) const {
+  LayerStore& l = const_cast<LayerStore&>(layers_[(size_t)layer]);
+  const std::vector<int32_t>& pages = this->pages(slot);
+  if ((int64_t)pages.size() * kKvPageTokens < tokens) throw std::logic_error("KV cache: read past the reserved pages");
+  const int64_t rb = row_bytes(layer);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int32_t page = pages[(size_t)(t / kKvPageTokens)];
+    std::memcpy(bytes + t * rb, row(l.k, l, page, t % kKvPageTokens), (size_t)rb);
+    std::memcpy(bytes + (tokens + t) * rb, row(l.v, l, page, t % kKvPageTokens), (size_t)rb);
+  }
+}
+
+void KvCache::write(int32_t slot, int32_t layer, int64_t tokens, const uint8_t* bytes) {
+  reserve(slot, tokens);
+  LayerStore& l = layers_[(size_t)layer];
+  const std::vector<int32_t>& pages = slot_pages_[(size_t)slot];
+  const int64_t rb = row_bytes(layer);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int32_t page = pages[(size_t)(t / kKvPageTokens)];
+    std::memcpy(row(l.k, l, page, t % kKvPageTokens), bytes + t * rb, (size_t)rb);
+    std::memcpy(row(l.v, l, page, t % kKvPageTokens), bytes + (tokens + t) * rb, (size_t)rb);
+  }
+}
+
+}  // namespace nm::engine

@@ -1,0 +1,60 @@
+// The K/V caches of a model's attention layers, in pages of kKvPageTokens
+// token slots (kernels/attention.h PagedKvCache). One page allocator serves
+// every attention layer: a sequence's page list is the same for all of them,
+// each layer keeping its own storage of num_pages pages. Storage grows by
+// doubling when the free list runs out (the kernels take the pointers anew
+// on every call), and a sequence's pages go back to the free list when it is
+// freed or reset. Callers hold the model's compute mutex.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+#include "kernels/attention.h"
+
+namespace nm::engine {
+
+constexpr int64_t kKvPageTokens = 64;
+
+class KvCache {
+ public:
+  explicit KvCache(DType dtype) : dtype_(dtype) {}
+
+  // Load time: a new attention layer's cache; returns its index.
+  int32_t add_layer(int64_t n_kv_heads, int64_t head_dim);
+  int32_t layer_count() const { return (int32_t)layers_.size(); }
+  DType dtype() const { return dtype_; }
+
+  // Makes the pages of `slot` cover positions [0, tokens).
+  void reserve(int32_t slot, int64_t tokens);
+  // Gives every page of `slot` back.
+  void release(int32_t slot);
+  const std::vector<int32_t>& pages(int32_t slot) const;
+
+  // The kernels' view of layer `layer` (pointers valid until the next reserve()).
+  PagedKvCache view(int32_t layer);
+
+  // Bytes of one token's K (or V) row in layer `layer`.
+  int64_t row_bytes(int32_t layer) const;
+  // Copies the K then V rows of positions [0, tokens) of `slot` in layer
+  // `layer` to / from `bytes` (2 · tokens · row_bytes(layer) bytes).
+  void read(int32_t slot, int32_t layer, int64_t tokens, uint8_t* bytes) const;
+  void write(int32_t slot, int32_t layer, int64_t tokens, const uint8_t* bytes);
+
+ private:
+  struct LayerStore {
+    int64_t n_kv_heads = 0, head_dim = 0;
+    std::vector<uint8_t> k, v;  // [num_pages, kKvPageTokens, n_kv_heads, head_dim]
+  };
+  int64_t page_bytes(const LayerStore& l) const;
+  uint8_t* row(std::vector<uint8_t>& store, const LayerStore& l, int32_t page, int64_t slot_in_page) const;
+  void grow();
+
+  DType dtype_;
+  std::vector<LayerStore> layers_;
+  int64_t num_pages_ = 0;
+  std::vector<int32_t> free_;
+  std::vector<std::vector<int32_t>> slot_pages_;
+};
+
+}  // namespace nm::engine

@@ -1,0 +1,215 @@
+#include "engine/ops.h"
+
+#include "engine/blocks/block.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/threadpool.h"
+#include "kernels/linear.h"
+#include "kernels/norm.h"
+
+namespace nm::engine {
+
+namespace {
+thread_local BufPool* t_buf_pool = nullptr;
+}  // namespace
+
+BufScope::BufScope() : prev_(t_buf_pool) { t_buf_pool = &pool_; }
+BufScope::~BufScope() { t_buf_pool = prev_; }
+
+Buf::Buf(size_t n) : n_(n), pool_(t_buf_pool) {
+  if (pool_) {
+    // Best fit among the free blocks.
+    size_t best = pool_->blocks.size();
+    for (size_t i = 0; i < pool_->blocks.size(); ++i)
+      if (pool_->caps[i] >= n && (best == pool_->blocks.size() || pool_->caps[i] < pool_->caps[best])) best = i;
+    if (best < pool_->blocks.size()) {
+      block_ = std::move(pool_->blocks[best]);
+      cap_ = pool_->caps[best];
+      pool_->blocks.erase(pool_->blocks.begin() + (std::ptrdiff_t)best);
+      pool_->caps.erase(pool_->caps.begin() + (std::ptrdiff_t)best);
+      return;
+    }
+  }
+  block_.reset(new float[n > 0 ? n : 1]);
+  cap_ = n;
+}
+
+Buf::~Buf() {
+  if (pool_ && block_) {
+    pool_->blocks.push_back(std::move(block_));
+    pool_->caps.push_back(cap_);
+  }
+}
+
+namespace {
+
+thread_local ActivationObserver* t_observer = nullptr;
+
+// Nearest rank: the smallest value with at least `percentile` of the elements at or below it.
+float quantile_of(std::vector<float>& mags, double percentile) {
+  const size_t n = mags.size();
+  size_t rank = (size_t)std::ceil(percentile * (double)n);
+  rank = std::min(n, std::max<size_t>(rank, 1)) - 1;
+  std::nth_element(mags.begin(), mags.begin() + (std::ptrdiff_t)rank, mags.end());
+  return mags[rank];
+}
+
+// G[K, K] += Σ_m x[m]ᵀ x[m] over the rows x [M, K] (stride xs), in double.
+// Rows go in blocks of 64, widened to double once; the pool's tasks take
+// 4-row bands of G (interleaved, as a band's cost falls with its row) and
+// sum a 4 × 8 tile over the block's rows in registers. Only tiles on or
+// above the diagonal are computed; the lower triangle is mirrored at the end.
+void accumulate_gram(double* G, const float* x, int64_t xs, int64_t M, int64_t K) {
+  constexpr int64_t MB = 64, TI = 4, TJ = 8;
+  std::vector<double> xd((size_t)(std::min(M, MB) * K));
+  const int64_t bands = (K + TI - 1) / TI;
+  for (int64_t m0 = 0; m0 < M; m0 += MB) {
+    const int64_t mb = std::min(MB, M - m0);
+    for (int64_t m = 0; m < mb; ++m)
+      for (int64_t k = 0; k < K; ++k) xd[(size_t)(m * K + k)] = (double)x[(m0 + m) * xs + k];
+    const double work = (double)mb * (double)K * (double)K / 2;
+    cpu::pool().run(work < 65536.0 ? 1 : (int)std::min<int64_t>(bands, 1 << 20), [&](int ith, int nth) {
+      for (int64_t b = ith; b < bands; b += nth) {
+        const int64_t i0 = b * TI, ni = std::min(TI, K - i0);
+        for (int64_t j0 = i0 / TJ * TJ; j0 < K; j0 += TJ) {
+          const int64_t nj = std::min(TJ, K - j0);
+          double acc[TI][TJ] = {};
+          if (ni == TI && nj == TJ) {
+            for (int64_t m = 0; m < mb; ++m) {
+              const double* r = xd.data() + m * K;
+              for (int64_t a = 0; a < TI; ++a)
+                for (int64_t c = 0; c < TJ; ++c) acc[a][c] += r[i0 + a] * r[j0 + c];
+            }
+          } else {
+            for (int64_t m = 0; m < mb; ++m) {
+              const double* r = xd.data() + m * K;
+              for (int64_t a = 0; a < ni; ++a)
+                for (int64_t c = 0; c < nj; ++c) acc[a][c] += r[i0 + a] * r[j0 + c];
+            }
+          }
+          for (int64_t a = 0; a < ni; ++a)
+            for (int64_t c = 0; c < nj; ++c) G[(i0 + a) * K + j0 + c] += acc[a][c];
+        }
+      }
+    });
+  }
+  for (int64_t i = 1; i < K; ++i)
+    for (int64_t j = 0; j < i; ++j) G[i * K + j] = G[j * K + i];
+}
+
+// Records the statistics of a linear layer's input rows x [M, K] (stride xs).
+void observe(const Weight& w, const float* x, int64_t xs, int64_t M, int64_t K) {
+  TapStats& st = t_observer->taps[&w];
+  if (t_observer->gram) {
+    if (st.gram.empty()) st.gram.assign((size_t)(K * K), 0.0);
+    accumulate_gram(st.gram.data(), x, xs, M, K);
+  }
+  std::vector<float> mags;
+  if (t_observer->percentile > 0.0) mags.reserve((size_t)(M * K));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = std::fabs(x[m * xs + k]);
+      if (v > st.absmax) st.absmax = v;
+      if (t_observer->percentile > 0.0) mags.push_back(v);
+    }
+  }
+  if (!mags.empty()) st.quantiles.push_back(quantile_of(mags, t_observer->percentile));
+}
+
+}  // namespace
+
+ActivationObserver* observer() { return t_observer; }
+
+ObserverScope::ObserverScope(ActivationObserver* obs) : prev_(t_observer) { t_observer = obs; }
+ObserverScope::~ObserverScope() { t_observer = prev_; }
+
+void observe_channels(const std::string& name, const float* x, int64_t xs, int64_t M, int64_t C, int64_t q0,
+                      int64_t q1) {
+  ChannelStats& st = t_observer->channels[name];
+  if (st.absmax.empty()) st.absmax.assign((size_t)C, 0.0f);
+  const bool want_q = t_observer->percentile > 0.0 && q1 > q0;
+  std::vector<float> mags;
+  if (want_q) mags.reserve((size_t)(M * (q1 - q0)));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = std::fabs(x[m * xs + c]);
+      if (v > st.absmax[(size_t)c]) st.absmax[(size_t)c] = v;
+      if (want_q && c >= q0 && c < q1) mags.push_back(v);
+    }
+  }
+  if (!mags.empty()) st.quantiles.push_back(quantile_of(mags, t_observer->percentile));
+}
+
+
+std::string layer_name(int64_t layer) { return "backbone.layers." + std::to_string(layer) + "."; }
+std::string mixer_name(int64_t layer) { return layer_name(layer) + "mixer."; }
+
+namespace {
+
+// How the inputs of a linear layer with weights of type t are rounded
+// (ModelConfig::round_activations; kernels/linear.h "Rounded activations").
+ActRounding input_rounding(const Model& m, DType t) {
+  if (!m.config().round_activations) return ActRounding::None;
+  if (t == DType::BF16) return ActRounding::BF16;
+  if (t == DType::Q8_0 || t == DType::Q4_0) return ActRounding::Q8Block;
+  return ActRounding::None;
+}
+
+}  // namespace
+
+// The weight side of a qlinear call on an I8 / I4 Weight (inputs set by the caller).
+QLinearArgs qlinear_args(const Weight& w, const Weight* bias, int64_t M, float* y) {
+  QLinearArgs q;
+  q.M = M; q.N = w.rows; q.K = w.cols;
+  q.x_scale = w.act_scale;
+  q.w = w.data; q.w_stride = dtype_row_bytes(w.dtype, w.cols); q.w_dtype = w.dtype; q.w_scales = w.scales;
+  if (bias && bias->data) { q.bias = bias->data; q.bias_dtype = bias->dtype; }
+  q.y = y; q.y_stride = w.rows;
+  return q;
+}
+
+// y[M, w.rows] = x[M, w.cols] (row stride xs) · wᵀ + bias
+void run_linear(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y) {
+  if (t_observer) observe(w, x, xs, M, w.cols);
+  if (dtype_info(w.dtype).linear == LinearKernel::Quamba) {
+    QLinearArgs q = qlinear_args(w, bias, M, y);
+    q.x = x; q.x_stride = xs;
+    qlinear(q);
+    return;
+  }
+  LinearArgs a;
+  a.x_rounding = input_rounding(m, w.dtype);
+  a.M = M; a.N = w.rows; a.K = w.cols;
+  a.x = x; a.x_stride = xs;
+  a.w = w.data; a.w_stride = w.cols; a.w_dtype = w.dtype;
+  if (bias && bias->data) { a.bias = bias->data; a.bias_dtype = bias->dtype; }
+  a.y = y; a.y_stride = w.rows;
+  linear(a);
+}
+
+// residual = h + residual (or h for the first layer); out = RMSNorm(residual) * w.
+void add_norm(const Weight& w, float eps, const float* h, float* residual, bool first, int64_t n, int64_t d, float* out) {
+  RmsNormArgs a;
+  a.rows = n; a.dim = d;
+  a.x = h; a.x_stride = d;
+  a.residual_in = first ? nullptr : residual; a.residual_in_stride = d;
+  a.residual_out = residual; a.residual_out_stride = d;
+  a.weight = w.data; a.weight_dtype = w.dtype;
+  a.eps = eps;
+  a.out = out; a.out_stride = d;
+  rms_norm(a);
+}
+
+uint64_t weight_bytes(const Weight& w) {
+  if (!w.data) return 0;
+  return (uint64_t)w.rows * (uint64_t)dtype_row_bytes(w.dtype, w.cols);
+}
+
+void scale_in_place(float* x, int64_t n, float s) {
+  if (s == 1.0f) return;
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+}  // namespace nm::engine

@@ -1,0 +1,68 @@
+// The tensors of a checkpoint as the engine receives them (name, file,
+// offset, dtype, shape), checked against the shapes the blocks expect and
+// against the file bounds before any byte is read. Model::load and the
+// blocks (engine/blocks/) take their weights from here.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+
+namespace nm::engine {
+
+class TensorTable {
+ public:
+  TensorTable(const std::vector<std::unique_ptr<MappedFile>>& files, const std::vector<TensorSource>& tensors,
+              std::vector<std::vector<float>>& scale_store);
+
+  bool has(const std::string& name) const { return by_name_.count(name) > 0; }
+
+  // The tensor `name` with exactly `shape` (alternatives allowed), bounds-checked.
+  // Block formats only where `quant` allows them: Ggml (Q8_0 / Q4_0, for
+  // matrices read by the linear kernel or the embedding lookup, with a last
+  // dimension that is a multiple of 32), Any (also I8 / I4, for matrices
+  // read by the linear layers, whose scale tensors are loaded with them) or
+  // Embedding (as Any, without the input scale: a lookup has no input).
+  enum class Quant { None, Ggml, Any, Embedding };
+  Weight get(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true,
+             Quant quant = Quant::None);
+
+  // The scale tensors of an I8 / I4 weight `name` ("<base>.weight"):
+  // <base>.weight_scale [rows] (I8) or [rows, ceil(cols / 128)] (I4), finite
+  // and >= 0; <base>.input_scale [] or [1], finite and > 0, required for I8
+  // (W8A8), absent for float inputs (W4A16).
+  void load_scales(const std::string& name, Weight& w, bool input_scale);
+
+  std::string path_of(const std::string& name) const;
+
+  // Small parameters, converted to float32. Quantized dtypes are refused
+  // (get() throws a LoadError naming the tensor).
+  std::vector<float> get_f32(const std::string& name, std::vector<int64_t> shape);
+  std::vector<float> get_f32_any(const std::string& name, std::vector<std::vector<int64_t>> shapes);
+
+  // A static int8 activation scale of `n` channels, stored as [] / [1] (one
+  // for all) or [n]; finite and > 0.
+  std::vector<float> get_act_scales(const std::string& name, int64_t n);
+
+  // A small tensor as a float32 copy the table's store owns (f16 / bf16 conv
+  // weights would be widened element by element in every decode step).
+  Weight to_f32(const Weight& w);
+
+  uint64_t used_bytes() const { return used_bytes_; }
+
+ private:
+  const std::vector<std::unique_ptr<MappedFile>>& files_;
+  std::vector<std::vector<float>>& scale_store_;
+  std::map<std::string, const TensorSource*> by_name_;
+  uint64_t used_bytes_ = 0;
+};
+
+// The state matrix A = -exp(A_log). Checkpoints store A_log (Hugging Face,
+// state-spaces); GGUF files store A itself, which the loader passes as
+// "<mixer>A".
+std::vector<float> load_A(TensorTable& tt, const std::string& mixer, std::vector<int64_t> shape);
+
+}  // namespace nm::engine
