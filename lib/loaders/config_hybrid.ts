@@ -36,8 +36,8 @@ export function readHybridCommon(r: Reader, maxPositionDefault: number): HybridC
 
 /**
  * `num_attention_heads` (default 32 in both families) and
- * `num_key_value_heads` (absent or null: `kvDefault`, which is Jamba's 8 or
- * Granite's "as many as the query heads"); head_dim = hidden_size / heads, as
+ * `num_key_value_heads` (null: as many as the query heads; absent:
+ * `kvDefault`, Jamba's 8 or Granite's "as many as the query heads"); head_dim = hidden_size / heads, as
  * LlamaAttention and GraniteMoeSharedAttention compute it. No projection
  * biases (`attention_bias` true is refused).
  */
@@ -45,7 +45,8 @@ export function readAttentionHeads(r: Reader, dModel: number, kvDefault: number 
   r.only('attention_bias', false, 'attention projections with biases (attention_bias true)');
   const nHeads = r.posInt('num_attention_heads', 32);
   if (dModel % nHeads !== 0) r.fail('num_attention_heads', `${nHeads} heads do not divide hidden_size ${dModel}`);
-  const nKvHeads = r.posInt('num_key_value_heads', kvDefault === 'heads' ? nHeads : kvDefault);
+  // An explicit null is None in Python, which both configs turn into nHeads; an absent key takes the default.
+  const nKvHeads = r.posInt('num_key_value_heads', kvDefault === 'heads' || r.obj.num_key_value_heads === null ? nHeads : kvDefault);
   if (nHeads % nKvHeads !== 0) r.fail('num_key_value_heads', `${nKvHeads} key/value heads do not divide num_attention_heads ${nHeads}`);
   return { nHeads, nKvHeads, headDim: dModel / nHeads };
 }
