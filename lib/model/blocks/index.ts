@@ -12,7 +12,7 @@ import { MAMBA1 } from './mamba1';
 import { MAMBA2 } from './mamba2';
 import { MLP } from './mlp';
 import { MOE } from './moe';
-import type { BlockDecl, TensorDecl, TensorKind } from './types';
+import { need, type BlockDecl, type TensorDecl, type TensorKind } from './types';
 
 export type { BlockDecl, GgufDecl, RowSlice, StoredAs, TensorDecl, TensorKind } from './types';
 export { ATTENTION, MAMBA1, MAMBA2, MLP, MOE };
@@ -48,35 +48,53 @@ export function storedLayerPrefix(family: ModelFamily, i: number): string {
   return family === 'mamba' || family === 'mamba2' ? `backbone.layers.${i}.` : `model.layers.${i}.`;
 }
 
-/** The tensors of one declaration (one per expert for kind 'experts'), or none when its `when` fails. */
-function expand(c: MambaConfig, decl: TensorDecl, canonicalPrefix: string, storedPrefix: string, block: string): ModelTensor[] {
+/** One declaration's tensor (expert e for kind 'experts'), or none when its `when` fails. */
+function resolve(c: MambaConfig, decl: TensorDecl, e: number, canonicalPrefix: string, storedPrefix: string, block: string): ModelTensor[] {
   if (decl.when && !decl.when(c)) return [];
   const as = decl.stored[c.family];
   if (as === undefined) {
     throw new Error(`node-mamba: internal error: the ${block} block declares no ${c.family} name for ${decl.role}`);
   }
-  const count = decl.kind === 'experts' ? (c.moe?.experts ?? 0) : 1;
-  const out: ModelTensor[] = [];
-  for (let e = 0; e < count; e++) {
-    const at = (s: string) => s.replaceAll('{e}', String(e));
-    const t: ModelTensor = {
-      name: canonicalPrefix + at(decl.role),
-      shape: decl.shape(c),
-      kind: decl.kind,
-      linear: decl.kind !== 'vector',
-      stored: storedPrefix + at(typeof as === 'string' ? as : as.name),
-    };
-    if (decl.lookup) t.lookup = true;
-    const explain = typeof as === 'string' ? decl.explain : as.explain;
-    if (explain) t.explain = (a) => explain(c, a);
-    if (typeof as !== 'string') {
-      t.slice = { storedShape: as.shape(c), rows: as.rows(c, e) };
-      const last = t.slice.storedShape[t.slice.storedShape.length - 1];
-      if (t.shape.length !== 2 || t.shape[0] !== t.slice.rows[1] || t.shape[1] !== last) {
-        throw new Error(`node-mamba: internal error: ${t.name} [${t.shape.join(', ')}] is not ${t.slice.rows[1]} rows of ${t.stored}`);
-      }
+  const at = (s: string) => s.replaceAll('{e}', String(e));
+  const t: ModelTensor = {
+    name: canonicalPrefix + at(decl.role),
+    shape: decl.shape(c),
+    kind: decl.kind,
+    linear: decl.kind !== 'vector',
+    stored: storedPrefix + at(typeof as === 'string' ? as : as.name),
+  };
+  if (decl.lookup) t.lookup = true;
+  const explain = typeof as === 'string' ? decl.explain : as.explain;
+  if (explain) t.explain = (a) => explain(c, a);
+  if (typeof as !== 'string') {
+    t.slice = { storedShape: as.shape(c), rows: as.rows(c, e) };
+    const last = t.slice.storedShape[t.slice.storedShape.length - 1];
+    if (t.shape.length !== 2 || t.shape[0] !== t.slice.rows[1] || t.shape[1] !== last) {
+      throw new Error(`node-mamba: internal error: ${t.name} [${t.shape.join(', ')}] is not ${t.slice.rows[1]} rows of ${t.stored}`);
     }
-    out.push(t);
+  }
+  return [t];
+}
+
+/**
+ * A block's tensors in declaration order; a run of 'experts' declarations is
+ * listed expert by expert (expert 0's gate, up, down, then expert 1's, ...).
+ */
+function blockTensors(c: MambaConfig, block: BlockDecl, canonicalPrefix: string, storedPrefix: string): ModelTensor[] {
+  const out: ModelTensor[] = [];
+  const decls = block.tensors;
+  for (let k = 0; k < decls.length;) {
+    if (decls[k].kind !== 'experts') {
+      out.push(...resolve(c, decls[k++], 0, canonicalPrefix, storedPrefix, block.kind));
+      continue;
+    }
+    let end = k;
+    while (end < decls.length && decls[end].kind === 'experts') end++;
+    const experts = need(c.moe, 'moe').experts;
+    for (let e = 0; e < experts; e++) {
+      for (let j = k; j < end; j++) out.push(...resolve(c, decls[j], e, canonicalPrefix, storedPrefix, block.kind));
+    }
+    k = end;
   }
   return out;
 }
@@ -86,20 +104,18 @@ export function modelTensors(c: MambaConfig): ModelTensor[] {
   if (c.layers.length !== c.nLayer) {
     throw new Error(`node-mamba: internal error: the config lists ${c.layers.length} layers, nLayer is ${c.nLayer}`);
   }
-  const out = expand(c, EMBEDDING, '', '', 'model');
+  const model = (d: TensorDecl) => resolve(c, d, 0, '', '', 'model');
+  const out = model(EMBEDDING);
   c.layers.forEach((layer, i) => {
     const canonical = `backbone.layers.${i}.`, stored = storedLayerPrefix(c.family, i);
-    out.push(...expand(c, MIXER_NORM, canonical, stored, 'layer'));
     const mixer = MIXER_BLOCKS[layer.mixer];
     if (!mixer) throw new Error(`node-mamba: internal error: layer ${i} has mixer ${JSON.stringify(layer.mixer)}`);
-    for (const d of mixer.tensors) out.push(...expand(c, d, canonical, stored, mixer.kind));
+    out.push(...resolve(c, MIXER_NORM, 0, canonical, stored, 'layer'), ...blockTensors(c, mixer, canonical, stored));
     if (layer.ffn === 'none') return;
     const ffn = FFN_BLOCKS[layer.ffn];
     if (!ffn) throw new Error(`node-mamba: internal error: layer ${i} has feed-forward ${JSON.stringify(layer.ffn)}`);
-    out.push(...expand(c, FFN_NORM, canonical, stored, 'layer'));
-    for (const d of ffn.tensors) out.push(...expand(c, d, canonical, stored, ffn.kind));
+    out.push(...resolve(c, FFN_NORM, 0, canonical, stored, 'layer'), ...blockTensors(c, ffn, canonical, stored));
   });
-  out.push(...expand(c, FINAL_NORM, '', '', 'model'));
-  out.push(...expand(c, LM_HEAD, '', '', 'model'));
+  out.push(...model(FINAL_NORM), ...model(LM_HEAD));
   return out;
 }
