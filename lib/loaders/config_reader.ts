@@ -99,14 +99,6 @@ export class Reader {
     if (v !== supported) this.fail(k, `${what} is not supported (got ${JSON.stringify(v)})`);
   }
 
-  /** A number (any sign) with a default; finite. */
-  num(k: string, dflt: number): number {
-    const v = this.obj[k];
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(k, `must be a finite number, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
   /** A string, or undefined when absent or null. */
   optString(k: string): string | undefined {
     const v = this.obj[k];
