@@ -2,9 +2,11 @@
 import * as kernels from './kernels';
 
 export { kernels };
-export { loadModel, MambaModel, type LoadModelOptions } from './model/model';
+export { loadModel, MambaModel, type LoadModelOptions, type KvCacheType } from './model/model';
 export { Sequence, type SequenceState } from './model/sequence';
-export type { MambaConfig, Architecture } from './model/config';
+export type {
+  MambaConfig, Architecture, ModelFamily, LayerKind, MixerKind, FfnKind, AttentionConfig, MoeConfig, MoeRouter, Multipliers,
+} from './model/config';
 export type { GenerateOptions, GenerationChunk } from './generate/generate';
 export type { SamplingOptions } from './generate/sampling';
 export { loadTokenizer, StreamingDetokenizer, type Tokenizer } from './tokenizer';

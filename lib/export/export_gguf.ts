@@ -24,13 +24,15 @@
 //
 // llama.cpp cannot represent in/out projection biases or a Mamba-1 expansion
 // other than 2, nor a Mamba-2 dt limit: such checkpoints are refused with a
-// ModelLoadError. A missing conv bias is written as zeros (llama.cpp requires one).
+// ModelLoadError, as are hybrid models (Jamba, Granite 4.0-H: not yet
+// exported). A missing conv bias is written as zeros (llama.cpp requires one).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelLoadError } from '../errors';
 import { readFloatTensor } from '../loaders/tensor_data';
 import { resolveCheckpoint, type Checkpoint, type CheckpointTensor } from '../loaders/checkpoint';
 import { GgufValueType, type GgmlType } from '../loaders/gguf';
+import { isHybrid } from '../model/config';
 import type { MambaModel } from '../model/model';
 import { DEFAULT_TOKENIZER_FILE, loadTokenizer } from '../tokenizer/tokenizer';
 import { TOKEN_TYPE } from '../tokenizer/gguf_tokenizer';
@@ -243,6 +245,7 @@ function checkExportable(ck: Checkpoint): void {
   const fail = (reason: string, field: string): never => {
     throw new ModelLoadError(`exportGguf: ${reason}`, { file: ck.configFile, field });
   };
+  if (isHybrid(c)) fail(`export is not yet supported for hybrid models (${c.family}: attention or feed-forward layers); node-mamba writes GGUF mamba / mamba2 files`, 'model_type');
   if (c.useBias) fail('llama.cpp has no in_proj / out_proj biases for mamba / mamba2 (use_bias true)', 'use_bias');
   if (c.arch === 'mamba' && c.dInner !== 2 * c.dModel) fail(`llama.cpp's mamba supports only an expansion factor of 2 (d_inner ${c.dInner}, d_model ${c.dModel})`, 'expand');
   if (c.arch === 'mamba2' && (c.timeStepLimit[0] !== 0 || c.timeStepLimit[1] !== Infinity)) {

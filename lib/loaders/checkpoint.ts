@@ -6,11 +6,17 @@
 // model.safetensors.index.json (weight_map: tensor name -> shard file). A
 // directory with exactly one other *.safetensors file is read as that file.
 //
-// Names: the Hugging Face names are canonical. A leading `model.` is stripped
-// and the original dialect's `backbone.embedding.weight` becomes
-// `backbone.embeddings.weight`. Tensors the architecture does not use are
-// ignored (for example in_proj.bias when the config says use_bias false, as
-// transformers ignores them).
+// Names: lib/model/blocks/ declares every tensor of every block with its
+// canonical name (the engine's: Hugging Face Mamba's, docs/hybrid-engine.md)
+// and the name each checkpoint family stores it under: Mamba checkpoints
+// store the canonical names (a leading `model.` is stripped and the original
+// dialect's `backbone.embedding.weight` becomes `backbone.embeddings.weight`),
+// Jamba and Granite their own (`model.layers.i.mamba.in_proj.weight`, ...).
+// A canonical tensor may be a row range of a stored one (Granite's packed
+// gate/up and expert tensors): it gets its own offset, byte size and 2-D
+// shape. Tensors the model does not use are ignored (for example
+// in_proj.bias when the config says use_bias false, as transformers ignores
+// them).
 //
 // Tied heads: without lm_head.weight the head is the embedding; a config that
 // says untied is then an error naming lm_head.weight. With lm_head.weight
@@ -20,9 +26,10 @@
 // no lm_head.weight.
 //
 // Every shape is checked against the config; a mismatch is a ModelLoadError
-// naming the tensor, with the expected and actual shape and, where it tells
-// something, the size the tensor implies (d_inner, dt_rank, heads, groups,
-// vocab).
+// naming the tensor as stored (a packed tensor's whole shape is checked),
+// with the expected and actual shape and, where it tells something, the size
+// the tensor implies (d_inner, dt_rank, heads, groups, vocab, experts). A
+// missing tensor is named as its family stores it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelLoadError } from '../errors';
@@ -31,6 +38,7 @@ import { normalizeConfig, parseConfigJson } from './config';
 import { readTextFile } from './text_file';
 import { readSafetensorsHeader, type SafetensorsFile, type SafetensorsDtype } from './safetensors';
 import { i4RowBytes, quantScaleShape } from '../quant/formats';
+import { modelTensors, type ModelTensor } from '../model/blocks';
 
 export type WeightDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'i8' | 'i4';
 
@@ -66,89 +74,16 @@ export function canonicalTensorName(name: string): string {
   return n;
 }
 
-export interface TensorSpec {
-  name: string;
-  shape: number[];
-  /** Explains a wrong actual shape in terms of the config size it implies. */
-  explain?: (actual: number[]) => string | undefined;
-  /** A matrix read by the linear layers: may be i8 / i4 in a quantized checkpoint. */
-  linear?: boolean;
-  /** With linear: a lookup table (the embedding), whose i8 form has no input scale. */
-  lookup?: boolean;
-}
+/** A tensor the model needs: lib/model/blocks/ declares them, for every checkpoint family. */
+export type TensorSpec = ModelTensor;
 
 /**
- * Every tensor the architecture needs, with the shape the config implies, in
- * a stable order (embedding, layers in order, final norm, lm_head when untied).
+ * Every tensor the model needs, with the shape the config implies and the
+ * name (and row range) its family stores it under, in a stable order
+ * (embedding, layers in order, final norm, lm_head when untied).
  */
 export function expectedTensors(c: MambaConfig): TensorSpec[] {
-  const d = c.dModel, di = c.dInner, N = c.dState, K = c.dConv;
-  const specs: TensorSpec[] = [{
-    name: 'backbone.embeddings.weight', shape: [c.vocabSize, d], linear: true, lookup: true,
-    explain: (a) => (a.length === 2 && a[0] !== c.vocabSize ? `the embedding has ${a[0]} rows, the config's (padded) vocabulary is ${c.vocabSize}` : undefined),
-  }];
-  for (let i = 0; i < c.nLayer; i++) {
-    const p = `backbone.layers.${i}.`, m = `${p}mixer.`;
-    specs.push({ name: `${p}norm.weight`, shape: [d] });
-    if (c.arch === 'mamba') {
-      const R = c.dtRank;
-      specs.push({
-        name: `${m}in_proj.weight`, shape: [2 * di, d], linear: true,
-        explain: (a) => (a[0] !== 2 * di && a[0] % 2 === 0 ? `its rows imply d_inner = ${a[0] / 2}, the config gives ${di}` : undefined),
-      });
-      if (c.useBias) specs.push({ name: `${m}in_proj.bias`, shape: [2 * di] });
-      specs.push({ name: `${m}conv1d.weight`, shape: [di, 1, K] });
-      if (c.convBias) specs.push({ name: `${m}conv1d.bias`, shape: [di] });
-      specs.push({
-        name: `${m}x_proj.weight`, shape: [R + 2 * N, di], linear: true,
-        explain: (a) => (a[0] !== R + 2 * N ? `its rows imply dt_rank = ${a[0] - 2 * N} with d_state ${N}, the config gives dt_rank ${R}` : undefined),
-      });
-      specs.push({
-        name: `${m}dt_proj.weight`, shape: [di, R], linear: true,
-        explain: (a) => (a.length === 2 && a[1] !== R ? `its columns imply dt_rank = ${a[1]}, the config gives ${R}` : undefined),
-      });
-      specs.push({ name: `${m}dt_proj.bias`, shape: [di] });
-      specs.push({
-        name: `${m}A_log`, shape: [di, N],
-        explain: (a) => (a.length === 2 && a[1] !== N ? `it implies d_state = ${a[1]}, the config gives ${N}` : undefined),
-      });
-      specs.push({ name: `${m}D`, shape: [di] });
-    } else {
-      const H = c.nheads, G = c.ngroups;
-      const convDim = di + 2 * G * N;
-      specs.push({
-        name: `${m}in_proj.weight`, shape: [2 * di + 2 * G * N + H, d], linear: true,
-        explain: (a) => {
-          const g = (a[0] - 2 * di - H) / (2 * N);
-          return a[0] !== 2 * di + 2 * G * N + H && Number.isInteger(g) && g > 0
-            ? `its rows imply ngroups = ${g} (with d_inner ${di}, d_state ${N}, nheads ${H}), the config gives ${G}`
-            : undefined;
-        },
-      });
-      if (c.useBias) specs.push({ name: `${m}in_proj.bias`, shape: [2 * di + 2 * G * N + H] });
-      specs.push({
-        name: `${m}conv1d.weight`, shape: [convDim, 1, K],
-        explain: (a) => {
-          const g = (a[0] - di) / (2 * N);
-          return a[0] !== convDim && Number.isInteger(g) && g > 0 ? `its channels imply ngroups = ${g}, the config gives ${G}` : undefined;
-        },
-      });
-      if (c.convBias) specs.push({ name: `${m}conv1d.bias`, shape: [convDim] });
-      const heads = (a: number[]) => (a.length === 1 && a[0] !== H ? `it implies nheads = ${a[0]}, the config gives ${H}` : undefined);
-      specs.push({ name: `${m}dt_bias`, shape: [H], explain: heads });
-      specs.push({ name: `${m}A_log`, shape: [H], explain: heads });
-      specs.push({ name: `${m}D`, shape: [H], explain: heads });
-      specs.push({ name: `${m}norm.weight`, shape: [di] });
-    }
-    specs.push({
-      name: `${m}out_proj.weight`, shape: [d, di], linear: true,
-      explain: (a) => (a.length === 2 && a[1] !== di ? `its columns imply d_inner = ${a[1]}, the config gives ${di}` : undefined),
-    });
-    if (c.useBias) specs.push({ name: `${m}out_proj.bias`, shape: [d] });
-  }
-  specs.push({ name: 'backbone.norm_f.weight', shape: [d] });
-  if (!c.tieEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, d], linear: true });
-  return specs;
+  return modelTensors(c);
 }
 
 interface Located {
@@ -195,16 +130,16 @@ export function resolveCheckpoint(dir: string): Checkpoint {
 
   const tensors = new Map<string, CheckpointTensor>();
   for (const spec of expectedTensors(config)) {
-    const loc = located.get(spec.name);
+    const loc = located.get(canonicalTensorName(spec.stored));
     if (!loc) {
       throw new ModelLoadError(`tensor is missing from the checkpoint (${files.length > 1 ? 'in no shard' : 'not in the file'})`, {
         file: source,
-        field: spec.name, expected: spec.shape,
+        field: spec.stored, expected: spec.slice?.storedShape ?? spec.shape,
       });
     }
     const fileName = files[loc.file];
     const { info } = loc;
-    const quantized = spec.linear && config.quantization ? quantizedWeight(spec, loc, fileName) : undefined;
+    const quantized = spec.linear && !spec.slice && config.quantization ? quantizedWeight(spec, loc, fileName) : undefined;
     if (quantized) {
       tensors.set(spec.name, { file: loc.file, fileName, offset: info.offset, nbytes: info.nbytes, dtype: quantized, shape: spec.shape.slice() });
       addScaleTensors(spec, quantized, located, files, source, tensors);
@@ -216,17 +151,29 @@ export function resolveCheckpoint(dir: string): Checkpoint {
         file: fileName, field: loc.storedName,
       });
     }
-    const same = info.shape.length === spec.shape.length && info.shape.every((v, k) => v === spec.shape[k]);
+    const want = spec.slice?.storedShape ?? spec.shape;
+    const same = info.shape.length === want.length && info.shape.every((v, k) => v === want[k]);
     if (!same) {
       const why = spec.explain?.(info.shape);
       throw new ModelLoadError(`tensor shape disagrees with config.json${why ? ` (${why})` : ''}`, {
-        file: fileName, field: loc.storedName, expected: spec.shape, actual: info.shape,
+        file: fileName, field: loc.storedName, expected: want, actual: info.shape,
       });
     }
-    tensors.set(spec.name, { file: loc.file, fileName, offset: info.offset, nbytes: info.nbytes, dtype, shape: info.shape.slice() });
+    tensors.set(spec.name, { file: loc.file, fileName, dtype, ...(spec.slice ? rowRange(info, spec.slice.rows, spec.shape) : { offset: info.offset, nbytes: info.nbytes, shape: info.shape.slice() }) });
   }
   if (config.quantization?.ssmActivations === 'int8') addSsmScaleTensors(config, located, files, source, tensors);
   return { dir: root, config, configFile, files, tensors };
+}
+
+/**
+ * Rows [first, first + count) of a stored tensor seen as 2-D [product of all
+ * dims but the last, last dim]: their own offset and byte size, and the
+ * canonical 2-D shape [count, last dim].
+ */
+function rowRange(info: Located['info'], [first, count]: [number, number], shape: number[]): { offset: number; nbytes: number; shape: number[] } {
+  const rows = info.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const rowBytes = info.nbytes / rows;
+  return { offset: info.offset + first * rowBytes, nbytes: count * rowBytes, shape: shape.slice() };
 }
 
 /**

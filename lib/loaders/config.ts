@@ -1,7 +1,8 @@
 // config.json -> MambaConfig, for both dialects:
 // - Hugging Face (`model_type` 'mamba' | 'mamba2', hidden_size, num_hidden_layers,
 //   state_size, ...), the one transformers writes; its vocab_size is used as is
-//   (it is already the embedding's row count);
+//   (it is already the embedding's row count); the hybrids `jamba` and
+//   `granitemoehybrid` are read by config_jamba.ts and config_granite.ts;
 // - original state-spaces/mamba (`d_model`, `n_layer`, `ssm_cfg`, vocab_size
 //   padded up to pad_vocab_size_multiple, `tie_embeddings`).
 // A config that has `model_type` is read as Hugging Face even when it also
@@ -13,17 +14,16 @@
 // config.json files spell these out, and checkpoint.ts checks them against
 // the tensors anyway. tie_word_embeddings defaults as in transformers: true
 // for mamba, false for mamba2.
+// Mamba models get family 'mamba' | 'mamba2' (= arch) and nLayer layers of
+// { mixer: 'mamba1' | 'mamba2', ffn: 'none' }.
 // Every wrong type, impossible size or unsupported architecture is a
 // ModelLoadError naming the config key (dotted for nested keys: ssm_cfg.d_state).
 import { ModelLoadError } from '../errors';
-import type { MambaConfig } from '../model/config';
+import { mambaLayers, type MambaConfig } from '../model/config';
 import { parseQuantizationConfig } from '../quant/config';
-
-type Obj = Record<string, unknown>;
-
-function isPlainObject(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+import { finish, innerSize, isPlainObject, Reader } from './config_reader';
+import { fromJamba } from './config_jamba';
+import { fromGranite } from './config_granite';
 
 /**
  * Parses config.json text. Python's json module writes float('inf') as the bare
@@ -76,96 +76,7 @@ function markNonFinite(text: string): string {
   return out;
 }
 
-/** Typed reads of config keys; each failure names the key. */
-class Reader {
-  constructor(readonly obj: Obj, readonly file: string, readonly prefix = '') {}
-
-  key(k: string): string {
-    return this.prefix + k;
-  }
-
-  fail(k: string, reason: string): never {
-    throw new ModelLoadError(reason, { file: this.file, field: this.key(k) });
-  }
-
-  has(k: string): boolean {
-    return this.obj[k] !== undefined && this.obj[k] !== null;
-  }
-
-  posInt(k: string, dflt?: number): number {
-    const v = this.obj[k];
-    if (v === undefined || v === null) {
-      if (dflt === undefined) this.fail(k, 'required key is missing');
-      return dflt;
-    }
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-      this.fail(k, `must be a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  }
-
-  nonNegInt(k: string, dflt: number): number {
-    const v = this.obj[k];
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-      this.fail(k, `must be a non-negative integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  }
-
-  posNum(k: string, dflt: number): number {
-    const v = this.obj[k];
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) this.fail(k, `must be a positive number, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  bool(k: string, dflt: boolean): boolean {
-    const v = this.obj[k];
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'boolean') this.fail(k, `must be true or false, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  optTokenId(k: string): number | undefined {
-    const v = this.obj[k];
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) this.fail(k, `must be a token id, got ${JSON.stringify(v)}`);
-    return v;
-  }
-
-  /** 'auto' (or absent) -> auto, else a positive integer. */
-  autoInt(k: string, auto: number): number {
-    const v = this.obj[k];
-    if (v === undefined || v === null || v === 'auto') return auto;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-      this.fail(k, `must be "auto" or a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  }
-
-  /** [min, max] with 0 <= min < max; absent or null means no clamp. */
-  limit(k: string): [number, number] {
-    const v = this.obj[k];
-    if (v === undefined || v === null) return [0, Infinity];
-    if (
-      !Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'number' || typeof v[1] !== 'number' ||
-      Number.isNaN(v[0]) || Number.isNaN(v[1]) || v[0] < 0 || !(v[1] > v[0])
-    ) {
-      this.fail(k, `must be [min, max] with 0 <= min < max, got ${JSON.stringify(v)}`);
-    }
-    return [v[0], v[1]];
-  }
-
-  /** Fails when the key holds a value other than the one supported. */
-  only(k: string, supported: unknown, what: string): void {
-    const v = this.obj[k];
-    if (v === undefined || v === null) return;
-    if (v !== supported) this.fail(k, `${what} is not supported (got ${JSON.stringify(v)})`);
-  }
-}
-
-const SUPPORTED_MODEL_TYPES = ['mamba', 'mamba2'];
+const SUPPORTED_MODEL_TYPES = ['mamba', 'mamba2', 'jamba', 'granitemoehybrid'];
 
 /**
  * Normalises a parsed config.json (either dialect) to MambaConfig. `file` is
@@ -175,6 +86,11 @@ export function normalizeConfig(raw: unknown, file: string): MambaConfig {
   if (!isPlainObject(raw)) throw new ModelLoadError('config is not a JSON object', { file });
   const withQuant = (c: MambaConfig): MambaConfig => {
     if (raw.quantization_config !== undefined && raw.quantization_config !== null) {
+      if (c.family !== 'mamba' && c.family !== 'mamba2') {
+        throw new ModelLoadError(`quantized ${c.family} checkpoints are not yet supported (node-mamba reads float ${c.family} weights)`, {
+          file, field: 'quantization_config',
+        });
+      }
       c.quantization = parseQuantizationConfig(raw.quantization_config, file);
     }
     return c;
@@ -192,6 +108,8 @@ function fromHuggingFace(r: Reader): MambaConfig {
   if (typeof mt !== 'string' || !SUPPORTED_MODEL_TYPES.includes(mt)) {
     r.fail('model_type', `unsupported model_type ${JSON.stringify(mt)} (node-mamba reads ${SUPPORTED_MODEL_TYPES.join(', ')})`);
   }
+  if (mt === 'jamba') return fromJamba(r);
+  if (mt === 'granitemoehybrid') return fromGranite(r);
   const arch = mt as 'mamba' | 'mamba2';
   r.only('hidden_act', 'silu', 'an activation other than silu');
   const dModel = r.posInt('hidden_size');
@@ -203,7 +121,7 @@ function fromHuggingFace(r: Reader): MambaConfig {
     r.fail('intermediate_size', `is ${r.obj.intermediate_size} but expand * hidden_size = ${dInner}`);
   }
   const common = {
-    dModel, nLayer, vocabSize, expand, dInner,
+    family: arch, dModel, nLayer, vocabSize, expand, dInner,
     dConv: r.posInt('conv_kernel', 4),
     normEps: r.posNum('layer_norm_epsilon', 1e-5),
     residualInFp32: r.bool('residual_in_fp32', true),
@@ -215,7 +133,7 @@ function fromHuggingFace(r: Reader): MambaConfig {
   };
   if (arch === 'mamba') {
     return finish({
-      arch, ...common,
+      arch, layers: mambaLayers(arch, nLayer), ...common,
       dState: r.posInt('state_size', 16),
       dtRank: r.autoInt('time_step_rank', Math.ceil(dModel / 16)),
       headdim: 0, nheads: 0, ngroups: 1, chunkSize: 0,
@@ -233,7 +151,7 @@ function fromHuggingFace(r: Reader): MambaConfig {
   const ngroups = r.posInt('n_groups', 1);
   if (nheads % ngroups !== 0) r.fail('n_groups', `${ngroups} does not divide num_heads = ${nheads}`);
   return finish({
-    arch, ...common,
+    arch, layers: mambaLayers(arch, nLayer), ...common,
     dState: r.posInt('state_size', 128),
     dtRank: 0, headdim, nheads, ngroups,
     chunkSize: r.posInt('chunk_size', 256),
@@ -274,7 +192,7 @@ function fromOriginal(r: Reader): MambaConfig {
   };
   if (layer === 'Mamba1') {
     return finish({
-      arch: 'mamba', ...common,
+      arch: 'mamba', family: 'mamba', layers: mambaLayers('mamba', nLayer), ...common,
       dState: s.posInt('d_state', 16),
       dtRank: s.autoInt('dt_rank', Math.ceil(dModel / 16)),
       headdim: 0, nheads: 0, ngroups: 1, chunkSize: 0,
@@ -291,23 +209,10 @@ function fromOriginal(r: Reader): MambaConfig {
   const ngroups = s.posInt('ngroups', 1);
   if (nheads % ngroups !== 0) s.fail('ngroups', `${ngroups} does not divide nheads = ${nheads}`);
   return finish({
-    arch: 'mamba2', ...common,
+    arch: 'mamba2', family: 'mamba2', layers: mambaLayers('mamba2', nLayer), ...common,
     dState: s.posInt('d_state', 128),
     dtRank: 0, headdim, nheads, ngroups,
     chunkSize: s.posInt('chunk_size', 256),
     timeStepLimit: s.limit('dt_limit'),
   });
-}
-
-/** d_inner = int(expand * d_model), as both reference implementations compute it. */
-function innerSize(r: Reader, key: string, expand: number, dModel: number): number {
-  const dInner = Math.trunc(expand * dModel);
-  if (dInner <= 0) r.fail(key, `expand * d_model = ${expand * dModel} gives no inner channels`);
-  return dInner;
-}
-
-/** Drops undefined token ids so that the result compares cleanly. */
-function finish(c: MambaConfig): MambaConfig {
-  for (const k of ['bosTokenId', 'eosTokenId', 'padTokenId'] as const) if (c[k] === undefined) delete c[k];
-  return c;
 }

@@ -16,7 +16,7 @@
 // (llama.cpp writes them as F32).
 import * as path from 'node:path';
 import { ModelLoadError } from '../errors';
-import type { MambaConfig } from '../model/config';
+import { mambaLayers, type MambaConfig } from '../model/config';
 import type { Checkpoint, CheckpointTensor, WeightDtype } from './checkpoint';
 import { GgufValueType, readGgufHeader, type GgmlType, type GgufFile, type GgufTensorInfo } from './gguf';
 
@@ -142,7 +142,7 @@ export function ggufConfig(g: GgufFile): MambaConfig {
     return v !== undefined && v < V ? v : undefined;
   };
   const config: MambaConfig = {
-    arch: a, dModel: d, nLayer, vocabSize: V,
+    arch: a, family: a, layers: mambaLayers(a, nLayer), dModel: d, nLayer, vocabSize: V,
     dState: N, dConv: K, expand: di / d, dInner: di,
     dtRank, headdim, nheads, ngroups, chunkSize: a === 'mamba2' ? 256 : 0,
     normEps: eps,

@@ -17,32 +17,10 @@ import { Sequence, type SequenceHost, type SnapshotInfo } from './sequence';
 import type { SnapshotLayer } from './snapshot';
 import { modelFingerprint, type FingerprintTensor } from './fingerprint';
 import { toTokenArray } from './tokens';
+import { checkLoadOptions, contextSizeFor, type LoadModelOptions } from './load_options';
+import { nativeLoadArgs } from './native_args';
 
-export interface LoadModelOptions {
-  /** Thread-pool size for the kernels (default: physical cores). Process-wide. */
-  threads?: number;
-  /** 'cpu' (default). CUDA arrives with a later release. */
-  device?: 'cpu';
-  /**
-   * Tokenizer: a Tokenizer object, or a path to a tokenizer.json (or a
-   * directory holding one). Default: the checkpoint's tokenizer.json, else
-   * the GPT-NeoX-20B tokenizer that state-spaces Mamba checkpoints use.
-   */
-  tokenizer?: Tokenizer | string;
-  /** Most sequences decoded together in one step (default 16). */
-  maxBatch?: number;
-  /**
-   * Rounding of the inputs of the linear layers. 'auto' (default), as
-   * llama.cpp does: with bf16 weights the input is rounded to bf16, with q8_0 /
-   * q4_0 weights quantized to int8 per 32 values (ggml's Q8_0), which lets the
-   * CPU use its bf16 / int8 dot-product instructions (AVX512_BF16, VNNI):
-   * 1.3-2x faster matrix-vector products, at a relative error of ~2^-9 (bf16)
-   * or ~1/254 of each 32 values' largest magnitude (int8) in those inputs.
-   * 'none': exact float32 inputs for every weight type. f32 and f16 weights
-   * always get exact inputs.
-   */
-  inputRounding?: 'auto' | 'none';
-}
+export type { LoadModelOptions, KvCacheType } from './load_options';
 
 export class MambaModel implements SequenceHost {
   readonly batcher: DecodeBatcher;
@@ -177,25 +155,6 @@ export class MambaModel implements SequenceHost {
   }
 }
 
-function nativeArgs(ck: Checkpoint, threads: number | undefined, roundActivations: boolean) {
-  const c = ck.config;
-  return {
-    arch: c.arch,
-    dModel: c.dModel, nLayer: c.nLayer, vocabSize: c.vocabSize, dState: c.dState, dConv: c.dConv,
-    dInner: c.dInner, dtRank: c.dtRank, headdim: c.headdim, nheads: c.nheads, ngroups: c.ngroups,
-    normEps: c.normEps,
-    dtMin: c.timeStepLimit[0],
-    ...(Number.isFinite(c.timeStepLimit[1]) ? { dtMax: c.timeStepLimit[1] } : {}),
-    ...(threads !== undefined ? { threads } : {}),
-    roundActivations,
-    hadamardOut: c.quantization?.hadamard ?? false,
-    hadamardResidual: c.quantization?.residualRotation === 'online',
-    ssmInt8: c.quantization?.ssmActivations === 'int8',
-    files: ck.files,
-    tensors: [...ck.tensors].map(([name, t]) => ({ name, file: t.file, offset: t.offset, nbytes: t.nbytes, dtype: t.dtype, shape: t.shape })),
-  };
-}
-
 // An explicit tokenizer path is read at load (its errors belong there); the
 // checkpoint's own or the default tokenizer is built on first use.
 function resolveTokenizer(dir: string, opt: Tokenizer | string | undefined): Tokenizer {
@@ -242,21 +201,7 @@ function isGgufPath(p: string): boolean {
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<MambaModel> {
   if (typeof dir !== 'string') throw new TypeError("node-mamba: loadModel: 'path' must be a string");
-  const opts = options ?? {};
-  if (opts.device !== undefined && opts.device !== 'cpu') {
-    throw new RangeError(`node-mamba: loadModel: device '${String(opts.device)}' is not available in this build (only 'cpu')`);
-  }
-  if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1 && opts.threads <= 1024)) {
-    throw new RangeError("node-mamba: loadModel: 'threads' must be an integer in [1, 1024]");
-  }
-  const maxBatch = opts.maxBatch ?? 16;
-  if (!(Number.isInteger(maxBatch) && maxBatch >= 1 && maxBatch <= 256)) {
-    throw new RangeError("node-mamba: loadModel: 'maxBatch' must be an integer in [1, 256]");
-  }
-  const inputRounding = opts.inputRounding ?? 'auto';
-  if (inputRounding !== 'auto' && inputRounding !== 'none') {
-    throw new RangeError(`node-mamba: loadModel: 'inputRounding' must be 'auto' or 'none', got '${String(inputRounding)}'`);
-  }
+  const opts = checkLoadOptions(options);
   const abs = path.resolve(dir);
   let ck: Checkpoint;
   let tokenizer: Tokenizer;
@@ -270,7 +215,12 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   }
   let nm: NativeModel;
   try {
-    nm = await native.loadModel(nativeArgs(ck, opts.threads, inputRounding === 'auto'));
+    nm = await native.loadModel(nativeLoadArgs(ck, {
+      threads: opts.threads,
+      roundActivations: opts.inputRounding === 'auto',
+      contextSize: contextSizeFor(ck.config, opts.contextSize),
+      kvDtype: opts.kvCacheType,
+    }));
   } catch (err) {
     const e = err as Error & { code?: string; file?: string; field?: string };
     if (e && e.code === 'ERR_MODEL_LOAD') {
@@ -280,5 +230,5 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     }
     throw err instanceof Error ? err : new MambaError(String(err));
   }
-  return new MambaModel(nm, ck.config, tokenizer, abs, maxBatch, { files: ck.files, tensors: ck.tensors });
+  return new MambaModel(nm, ck.config, tokenizer, abs, opts.maxBatch, { files: ck.files, tensors: ck.tensors });
 }

@@ -41,11 +41,41 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/**
+ * The engine's load arguments (csrc/napi/model_binding.cpp). The per-layer
+ * fields are docs/hybrid-engine.md's contract: `layers` is the schedule;
+ * attention / MLP / MoE sizes are 0 in a model without such layers; the
+ * multipliers are 1 unless the model scales; `tensors` hold canonical names,
+ * each with its own offset and 2-D shape when it is a row range of a packed
+ * stored tensor.
+ */
 export interface NativeLoadArgs {
+  /** The SSM flavour of the Mamba layers. */
   arch: 'mamba' | 'mamba2';
   dModel: number; nLayer: number; vocabSize: number; dState: number; dConv: number; dInner: number;
   dtRank: number; headdim: number; nheads: number; ngroups: number; normEps: number;
   dtMin: number; dtMax?: number; threads?: number; roundActivations?: boolean; hadamardOut?: boolean; hadamardResidual?: boolean; ssmInt8?: boolean;
+  /** nLayer entries: each layer's mixer and feed-forward. */
+  layers: Array<{ mixer: 'mamba1' | 'mamba2' | 'attention'; ffn: 'none' | 'mlp' | 'moe' }>;
+  /** Jamba: RMSNorms of dt, B, C after x_proj (tensors mixer.dt_norm / B_norm / C_norm). */
+  mambaInnerNorms: boolean;
+  /** Mamba-2 gated norm: channels per group (dInner / ngroups; Granite dInner). */
+  gatedNormGroupSize: number;
+  nHeads: number; nKvHeads: number; headDim: number;
+  /** Multiplies q·k. */
+  attnScale: number;
+  /** RoPE base; 0: no RoPE. */
+  ropeTheta: number; ropeDim: number;
+  mlpDim: number;
+  moeExperts: number; moeTopK: number; moeDim: number; moeRouter: 'softmax_topk' | 'topk_softmax';
+  /** 0: no shared expert. */
+  moeSharedDim: number;
+  embeddingMultiplier: number; residualMultiplier: number;
+  /** Logits are divided by it. */
+  logitsScaling: number;
+  /** Tokens a sequence may hold (bounds the attention layers' KV cache). */
+  contextSize: number;
+  kvDtype: 'f16' | 'f32';
   files: string[];
   tensors: Array<{ name: string; file: number; offset: number; nbytes: number; dtype: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'i8' | 'i4'; shape: number[] }>;
 }

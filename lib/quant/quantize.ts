@@ -17,6 +17,9 @@
 //              directory renamed into place, so a failure or an abort leaves
 //              nothing behind and an existing output is replaced whole.
 //
+// Mamba and Mamba-2 models only: hybrids (Jamba, Granite 4.0-H) are refused
+// with a QuantizeError for now.
+//
 // Which layers (Quamba2's choices): w8a8 in_proj, x_proj, dt_proj, out_proj
 // (i8, int8 inputs); w4a8 in_proj, x_proj, out_proj i4 with int8 inputs and
 // dt_proj i8 (W8A8); w4a16 in_proj, x_proj and out_proj i4 with float inputs,
@@ -35,7 +38,7 @@ import * as path from 'node:path';
 import { MambaError, QuantizeError } from '../errors';
 import { resolveCheckpoint, type Checkpoint } from '../loaders/checkpoint';
 import { loadGgufCheckpoint } from '../loaders/gguf_model';
-import type { MambaConfig } from '../model/config';
+import { isHybrid, type MambaConfig } from '../model/config';
 import { loadModel } from '../model/model';
 import { DEFAULT_TOKENIZER_FILE, loadTokenizer, type Tokenizer } from '../tokenizer';
 import { ggufHasTokenizer, ggufTokenizer, ggufTokenizerJson } from '../tokenizer/gguf_tokenizer';
@@ -542,6 +545,11 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
 
   const { ck, tokenizerText, tokenizer } = openCheckpoint(options.model);
   const c0 = ck.config;
+  if (isHybrid(c0)) {
+    throw new QuantizeError(`quantization is not yet supported for hybrid models (${c0.family}: attention or feed-forward layers); quantize Mamba / Mamba-2 checkpoints`, {
+      field: 'model', file: ck.configFile,
+    });
+  }
   if (c0.quantization) {
     throw new QuantizeError('the model is already quantized (its config.json has a quantization_config); quantize its float original', {
       field: 'model', file: ck.configFile,

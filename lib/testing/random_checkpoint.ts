@@ -16,7 +16,7 @@
 // need the native addon.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { MambaConfig } from '../model/config';
+import { mambaLayers, type MambaConfig } from '../model/config';
 import { writeAtomically, writeSafetensors, type StDtype, type StTensor } from './safetensors_writer';
 
 export type WeightDtype = 'f32' | 'f16' | 'bf16';
@@ -345,7 +345,7 @@ export function writeRandomCheckpoint(dir: string, opts: RandomCheckpointOptions
   writeAtomically(path.join(dir, 'config.json'), pythonJson(json));
 
   const config: MambaConfig = {
-    arch, dModel: d, nLayer, vocabSize: V,
+    arch, family: arch, layers: mambaLayers(arch, nLayer), dModel: d, nLayer, vocabSize: V,
     dState: N, dConv, expand, dInner: di,
     dtRank: R, headdim, nheads: H, ngroups: G, chunkSize,
     normEps: 1e-5, tieEmbeddings: tied, residualInFp32: true,

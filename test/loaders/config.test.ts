@@ -4,6 +4,7 @@
 import t, { type Test } from 'tap';
 import { ModelLoadError } from '../../lib/errors';
 import { normalizeConfig, parseConfigJson } from '../../lib/loaders/config';
+import { mambaLayers } from '../../lib/model/config';
 
 const FILE = '/ckpt/config.json';
 
@@ -32,7 +33,7 @@ const mamba130mHf = {
 
 t.test('Hugging Face mamba (mamba-130m-hf)', async (t) => {
   t.same(normalizeConfig(mamba130mHf, FILE), {
-    arch: 'mamba', dModel: 768, nLayer: 24, vocabSize: 50280, dState: 16, dConv: 4, expand: 2, dInner: 1536,
+    arch: 'mamba', family: 'mamba', layers: mambaLayers('mamba', 24), dModel: 768, nLayer: 24, vocabSize: 50280, dState: 16, dConv: 4, expand: 2, dInner: 1536,
     dtRank: 48, headdim: 0, nheads: 0, ngroups: 1, chunkSize: 0, normEps: 1e-5, tieEmbeddings: true,
     residualInFp32: true, useBias: false, convBias: true, timeStepLimit: [0, Infinity],
     bosTokenId: 0, eosTokenId: 0, padTokenId: 0,
@@ -66,7 +67,7 @@ t.test('Hugging Face mamba2 (Python Infinity in time_step_limit)', async (t) => 
   const raw = parseConfigJson(text, FILE) as Record<string, unknown>;
   t.equal(raw.note, 'Infinity in a string stays');
   t.same(normalizeConfig(raw, FILE), {
-    arch: 'mamba2', dModel: 768, nLayer: 24, vocabSize: 50288, dState: 128, dConv: 4, expand: 2, dInner: 1536,
+    arch: 'mamba2', family: 'mamba2', layers: mambaLayers('mamba2', 24), dModel: 768, nLayer: 24, vocabSize: 50288, dState: 128, dConv: 4, expand: 2, dInner: 1536,
     dtRank: 0, headdim: 64, nheads: 24, ngroups: 1, chunkSize: 256, normEps: 1e-5, tieEmbeddings: true,
     residualInFp32: true, useBias: false, convBias: true, timeStepLimit: [0, Infinity],
     bosTokenId: 0, eosTokenId: 0, padTokenId: 0,
@@ -96,13 +97,13 @@ t.test('parseConfigJson', async (t) => {
 t.test('original dialect: mamba-130m and mamba2-130m', async (t) => {
   const m1 = normalizeConfig({ d_model: 768, n_layer: 24, vocab_size: 50277, ssm_cfg: {}, rms_norm: true, residual_in_fp32: true, fused_add_norm: true, pad_vocab_size_multiple: 8 }, FILE);
   t.same(m1, {
-    arch: 'mamba', dModel: 768, nLayer: 24, vocabSize: 50280, dState: 16, dConv: 4, expand: 2, dInner: 1536,
+    arch: 'mamba', family: 'mamba', layers: mambaLayers('mamba', 24), dModel: 768, nLayer: 24, vocabSize: 50280, dState: 16, dConv: 4, expand: 2, dInner: 1536,
     dtRank: 48, headdim: 0, nheads: 0, ngroups: 1, chunkSize: 0, normEps: 1e-5, tieEmbeddings: true,
     residualInFp32: true, useBias: false, convBias: true, timeStepLimit: [0, Infinity],
   });
   const m2 = normalizeConfig({ d_model: 768, d_intermediate: 0, n_layer: 24, vocab_size: 50277, ssm_cfg: { layer: 'Mamba2' }, attn_layer_idx: [], attn_cfg: {}, rms_norm: true, residual_in_fp32: true, fused_add_norm: true, pad_vocab_size_multiple: 16, tie_embeddings: true }, FILE);
   t.same(m2, {
-    arch: 'mamba2', dModel: 768, nLayer: 24, vocabSize: 50288, dState: 128, dConv: 4, expand: 2, dInner: 1536,
+    arch: 'mamba2', family: 'mamba2', layers: mambaLayers('mamba2', 24), dModel: 768, nLayer: 24, vocabSize: 50288, dState: 128, dConv: 4, expand: 2, dInner: 1536,
     dtRank: 0, headdim: 64, nheads: 24, ngroups: 1, chunkSize: 256, normEps: 1e-5, tieEmbeddings: true,
     residualInFp32: true, useBias: false, convBias: true, timeStepLimit: [0, Infinity],
   });

@@ -4,17 +4,18 @@
 // (a different formulation from the recurrence the reference uses), and
 // (3) invariants: causality, missing/misshapen tensors, bad tokens.
 import t, { type Test } from 'tap';
-import type { MambaConfig } from '../../lib/model/config';
+import { mambaLayers, type MambaConfig } from '../../lib/model/config';
 import { referenceForward, type ReferenceWeights } from '../helpers/reference_model';
 
 const silu = (x: number): number => x / (1 + Math.exp(-x));
 
 function config(over: Partial<MambaConfig>): MambaConfig {
-  return {
-    arch: 'mamba', dModel: 4, nLayer: 1, vocabSize: 5, dState: 3, dConv: 4, expand: 2, dInner: 8, dtRank: 2,
+  const c = {
+    arch: 'mamba' as const, dModel: 4, nLayer: 1, vocabSize: 5, dState: 3, dConv: 4, expand: 2, dInner: 8, dtRank: 2,
     headdim: 0, nheads: 0, ngroups: 1, chunkSize: 256, normEps: 1e-5, tieEmbeddings: true, residualInFp32: true,
-    useBias: false, convBias: true, timeStepLimit: [0, Infinity], ...over,
+    useBias: false, convBias: true, timeStepLimit: [0, Infinity] as [number, number], ...over,
   };
+  return { family: c.arch, layers: mambaLayers(c.arch, c.nLayer), ...c };
 }
 
 /** Tensor k (in the order listed) has elements base + scale*sin(0.37*(i+1) + 1.1*k): the same formula as the numpy derivation. */

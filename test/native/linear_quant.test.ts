@@ -10,6 +10,7 @@ import { kernels } from '../../lib';
 import { native } from '../../lib/native/binding';
 import type { NativeLoadArgs } from '../../lib/native/types';
 import { expectedTensors } from '../../lib/loaders/checkpoint';
+import { nativeModelShape } from '../../lib/model/native_args';
 import { writeRandomCheckpoint } from '../../lib/testing/random_checkpoint';
 import type { MambaConfig } from '../../lib/model/config';
 import { forEachIsa, randn, rng, toF16 } from '../helpers/reference';
@@ -176,6 +177,7 @@ function nativeArgsFor(c: MambaConfig, file: string, tensors: TensorArg[]): Nati
     arch: c.arch, dModel: c.dModel, nLayer: c.nLayer, vocabSize: c.vocabSize, dState: c.dState, dConv: c.dConv,
     dInner: c.dInner, dtRank: c.dtRank, headdim: c.headdim, nheads: c.nheads, ngroups: c.ngroups, normEps: c.normEps,
     dtMin: c.timeStepLimit[0], ...(Number.isFinite(c.timeStepLimit[1]) ? { dtMax: c.timeStepLimit[1] } : {}),
+    ...nativeModelShape(c, 4096, 'f16'),
     files: [file], tensors,
     // Exact inputs: the q8_0 / q4_0 model must equal the f32 one bit for bit
     // (the default rounds the inputs of quantized matrices; test/gguf/quantized.test.ts).
