@@ -17,7 +17,7 @@ import { Sequence, type SequenceHost, type SnapshotInfo } from './sequence';
 import type { SnapshotLayer } from './snapshot';
 import { modelFingerprint, type FingerprintTensor } from './fingerprint';
 import { toTokenArray } from './tokens';
-import { checkLoadOptions, contextSizeFor, type LoadModelOptions } from './load_options';
+import { checkLoadOptions, contextSizeFor, type KvCacheType, type LoadModelOptions } from './load_options';
 import { nativeLoadArgs } from './native_args';
 
 export type { LoadModelOptions, KvCacheType } from './load_options';
@@ -27,8 +27,6 @@ export class MambaModel implements SequenceHost {
   private native: NativeModel | undefined;
   private readonly sequences = new Set<Sequence>();
   private snapshotMeta: SnapshotInfo | undefined;
-  /** The K/V cache's element type (attention layers). */
-  readonly kvCacheType: 'f16' | 'f32' = 'f16';
 
   /** @internal use loadModel() */
   constructor(
@@ -41,6 +39,10 @@ export class MambaModel implements SequenceHost {
     maxBatch: number,
     /** The weight files and tensor table (for the snapshot fingerprint). */
     private readonly source: { files: string[]; tensors: Map<string, FingerprintTensor> },
+    /** Most tokens a sequence may hold (bounds the attention layers' K/V cache; Mamba layers have no limit). */
+    readonly contextSize: number = Infinity,
+    /** The element type of the attention layers' K/V cache. */
+    readonly kvCacheType: KvCacheType = 'f16',
   ) {
     this.native = nativeModel;
     this.batcher = new DecodeBatcher(() => this.nativeModel(), config.vocabSize, maxBatch);
@@ -62,11 +64,15 @@ export class MambaModel implements SequenceHost {
 
   /**
    * Bytes of weights (memory-mapped), of the weights one decode step reads (all but an
-   * untied embedding, of which a step reads its tokens' rows) and of one sequence's state.
+   * untied embedding, of which a step reads its tokens' rows, and the experts a token
+   * is not routed to), of one sequence's fixed (Mamba) state, and of the attention
+   * layers' key/value cache per token a sequence holds.
    */
-  get memory(): { weightBytes: number; decodeBytesPerToken: number; stateBytesPerSequence: number } {
+  get memory(): { weightBytes: number; decodeBytesPerToken: number; stateBytesPerSequence: number; kvBytesPerToken: number } {
     const i = this.nativeModel().info();
-    return { weightBytes: i.weightBytes, decodeBytesPerToken: i.decodeBytes, stateBytesPerSequence: i.stateBytes };
+    return {
+      weightBytes: i.weightBytes, decodeBytesPerToken: i.decodeBytes, stateBytesPerSequence: i.stateBytes, kvBytesPerToken: i.kvBytesPerToken,
+    };
   }
 
   /** @internal */
@@ -79,11 +85,10 @@ export class MambaModel implements SequenceHost {
   snapshotInfo(): SnapshotInfo {
     if (!this.snapshotMeta) {
       const c = this.config;
-      const kinds = (c as { layers?: Array<{ mixer: string }> }).layers ??
-        Array.from({ length: c.nLayer }, () => ({ mixer: c.arch === 'mamba2' ? 'mamba2' : 'mamba1' }));
+      const kinds = c.layers;
       const conv = (m: string) => [m === 'mamba2' ? c.dInner + 2 * c.ngroups * c.dState : c.dInner, c.dConv - 1];
       const ssm = (m: string) => (m === 'mamba2' ? [c.nheads, c.headdim, c.dState] : [c.dInner, c.dState]);
-      const att = (c as { attention?: { nKvHeads: number; headDim: number } }).attention;
+      const att = c.attention;
       const dtype = this.kvCacheType;
       const layout = (position: number): SnapshotLayer[] => kinds.map((k) => (k.mixer === 'attention'
         ? { kind: 'attention' as const, tokens: position, kvHeads: att!.nKvHeads, headDim: att!.headDim, dtype }
@@ -230,5 +235,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     }
     throw err instanceof Error ? err : new MambaError(String(err));
   }
-  return new MambaModel(nm, ck.config, tokenizer, abs, opts.maxBatch, { files: ck.files, tensors: ck.tensors });
+  const hasAttention = ck.config.layers.some((l) => l.mixer === 'attention');
+  return new MambaModel(nm, ck.config, tokenizer, abs, opts.maxBatch, { files: ck.files, tensors: ck.tensors },
+    hasAttention ? contextSizeFor(ck.config, opts.contextSize) : Infinity, opts.kvCacheType);
 }

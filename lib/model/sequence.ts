@@ -26,6 +26,8 @@ export interface SnapshotInfo {
 /** What a Sequence needs from its model (kept narrow to avoid an import cycle). */
 export interface SequenceHost {
   readonly vocabSize: number;
+  /** Most tokens a sequence may hold (Infinity: no attention layers, no limit). */
+  readonly contextSize: number;
   readonly isDisposed: boolean;
   nativeModel(): NativeModel;
   readonly batcher: DecodeBatcher;
@@ -59,6 +61,14 @@ export class Sequence {
     return this.disposed;
   }
 
+  // Before the native call, so that one sequence past its context does not fail a batched step of others.
+  private checkContext(n: number): void {
+    const limit = this.host.contextSize;
+    if (this.consumed + n > limit) {
+      throw new RangeError(`node-mamba: the sequence would hold ${this.consumed + n} tokens (${this.consumed} + ${n}), past the model's contextSize of ${limit}`);
+    }
+  }
+
   private ensureLive(): void {
     if (this.disposed) throw new DisposedError('sequence');
     if (this.host.isDisposed) throw new DisposedError('model');
@@ -69,6 +79,7 @@ export class Sequence {
     this.ensureLive();
     const ids = toTokenArray(tokens, this.host.vocabSize);
     if (ids.length === 0) throw new RangeError("node-mamba: 'tokens' must not be empty");
+    this.checkContext(ids.length);
     const logits = (await this.host.nativeModel().prefill(this.slot, ids, 'last')) as Float32Array;
     this.consumed += ids.length;
     this.last = logits;
@@ -79,6 +90,7 @@ export class Sequence {
   async step(token: number): Promise<Float32Array> {
     this.ensureLive();
     const [id] = toTokenArray([token], this.host.vocabSize, 'token');
+    this.checkContext(1);
     const logits = await this.host.batcher.step(this.slot, id);
     this.consumed += 1;
     this.last = logits;
