@@ -19,6 +19,31 @@ const MODELS = {
   'mamba-130m': { arch: 'mamba', dModel: 768, nLayer: 24 },
   'mamba-370m': { arch: 'mamba', dModel: 1024, nLayer: 48 },
   'mamba2-130m': { arch: 'mamba2', dModel: 768, nLayer: 24, dState: 128, headdim: 64 },
+  // Hybrids (lib/testing/random_hybrid_checkpoint.ts options), scaled down from
+  // ai21labs/Jamba-tiny-dev and ibm-granite/granite-4.0-h-tiny with their ratios:
+  // Jamba one attention layer in 8 (period 8, offset 4), MoE every other
+  // layer, 16 experts top-2; Granite one attention layer in 8, 64 small experts
+  // top-6 plus a shared expert, Mamba-2 heads of 64, d_state 128, no RoPE.
+  // No Quamba schemes for hybrids yet.
+  'jamba-tiny-dev-like': {
+    arch: 'jamba', dModel: 1024, nLayer: 8, precisions: ['f32', 'f16', 'q8_0'],
+    hybrid: {
+      family: 'jamba', hiddenSize: 1024, nLayer: 8, nHeads: 16, nKvHeads: 8, experts: 16, topK: 2, expertDim: 1024,
+      attnLayerPeriod: 8, attnLayerOffset: 4, expertLayerPeriod: 2, expertLayerOffset: 1,
+      mambaDState: 16, mambaDConv: 4, mambaExpand: 2, tied: false,
+    },
+  },
+  'granite-4.0-h-tiny-like': {
+    arch: 'granitehybrid', dModel: 768, nLayer: 8, precisions: ['f32', 'f16', 'q8_0'],
+    hybrid: {
+      family: 'granitemoehybrid', hiddenSize: 768, nLayer: 8, nHeads: 12, nKvHeads: 4,
+      layerTypes: ['mamba', 'mamba', 'mamba', 'attention', 'mamba', 'mamba', 'mamba', 'mamba'],
+      experts: 64, topK: 6, expertDim: 256, sharedDim: 512,
+      mambaNHeads: 24, mambaNGroups: 1, mambaDState: 128, mambaDConv: 4, mambaExpand: 2,
+      embeddingMultiplier: 12, residualMultiplier: 0.22, attentionMultiplier: 1 / 64, logitsScaling: 6,
+      positionEmbeddingType: 'nope', tied: true,
+    },
+  },
 };
 /** GPT-NeoX-20B tokenizer size; padded to 50280 (multiple of 8) in the checkpoints. */
 const TOKENIZER_VOCAB = 50277;

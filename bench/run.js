@@ -374,8 +374,10 @@ async function main() {
   for (const name of o.models) {
     const m = { cells: {}, limits: {}, memoryReference: {}, fileBytes: {}, errors: {} };
     results.models[name] = m;
-    const { dirs, ggufs, quants } = await prepare(o, name, o.precisions, m.errors);
-    for (const p of o.precisions) {
+    // A model may support only some precisions (hybrids: no Quamba schemes yet).
+    const precisions = o.precisions.filter((p) => !C.MODELS[name].precisions || C.MODELS[name].precisions.includes(p));
+    const { dirs, ggufs, quants } = await prepare(o, name, precisions, m.errors);
+    for (const p of precisions) {
       const P = PRECISIONS[p];
       const cell = {};
       m.cells[p] = cell;

@@ -46,14 +46,20 @@ async function task(result, key, fn) {
 // ---------------------------------------------------------------- preparing
 
 function prepareCheckpoint() {
-  const { writeRandomCheckpoint } = C.requireDist('testing/random_checkpoint.js');
   const m = C.MODELS[spec.model];
   const tmp = `${spec.dir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
-  writeRandomCheckpoint(tmp, {
-    ...m, vocabSize: C.TOKENIZER_VOCAB, padVocabMultiple: C.PAD_VOCAB_MULTIPLE,
-    dtype: spec.dtype, tied: true, dialect: 'original', seed: spec.seed,
-  });
+  if (m.hybrid) {
+    const { writeRandomHybridCheckpoint } = C.requireDist('testing/random_hybrid_checkpoint.js');
+    const vocabSize = Math.ceil(C.TOKENIZER_VOCAB / C.PAD_VOCAB_MULTIPLE) * C.PAD_VOCAB_MULTIPLE;
+    writeRandomHybridCheckpoint(tmp, { ...m.hybrid, vocabSize, dtype: spec.dtype, seed: spec.seed });
+  } else {
+    const { writeRandomCheckpoint } = C.requireDist('testing/random_checkpoint.js');
+    writeRandomCheckpoint(tmp, {
+      ...m, vocabSize: C.TOKENIZER_VOCAB, padVocabMultiple: C.PAD_VOCAB_MULTIPLE,
+      dtype: spec.dtype, tied: true, dialect: 'original', seed: spec.seed,
+    });
+  }
   fs.rmSync(spec.dir, { recursive: true, force: true });
   fs.renameSync(tmp, spec.dir);
   return { dir: spec.dir };
