@@ -261,7 +261,7 @@ void moe(const MoeArgs& a, MoeAlgo algo) {
 
   const int64_t nth = cpu::pool().size();
   if (algo == MoeAlgo::Auto)
-    algo = T <= kMoeDecodeMaxTokens || (int64_t)units.size() < 2 * nth ? MoeAlgo::Decode : MoeAlgo::Batched;
+    algo = (int64_t)units.size() < nth ? MoeAlgo::Decode : MoeAlgo::Batched;
   if (algo == MoeAlgo::Decode) {
     // Units one after another; each product is parallel over its output rows.
     for (const Unit& u : units) run_unit(u);

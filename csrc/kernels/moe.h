@@ -42,7 +42,8 @@
 // on the thread count, so the output is bitwise the same for any thread
 // count and for both schedules: Batched (units in parallel, each linear
 // inline on its thread) and Decode (units one after another, each linear
-// parallel over its output rows; the default for T <= kMoeDecodeMaxTokens).
+// parallel over its output rows; the default when there are fewer units than
+// threads, e.g. one token routed to k < threads experts).
 // Only the chosen experts' weights are read. A unit of <= 16 rows runs the
 // GEMV path of linear (kLinearGemvMaxRows), a longer one the GEMM path, so a
 // token's result can change (float32 summation order) with how many tokens
@@ -127,8 +128,6 @@ struct MoeArgs {
 constexpr int64_t kMoeBlockM = 16;
 // Most rows one unit (one expert's linear() calls) takes.
 constexpr int64_t kMoeChunkRows = 64;
-// Auto uses the Decode schedule up to this many tokens.
-constexpr int64_t kMoeDecodeMaxTokens = 4;
 
 enum class MoeAlgo : int32_t { Auto = 0, Decode = 1, Batched = 2 };
 
