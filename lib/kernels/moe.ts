@@ -74,9 +74,9 @@ export type MoeExpertWeight =
   | (Pick<QuantizedWeight, 'dtype' | 'data' | 'scales'> & { xScale?: Float32Array });
 
 /**
- * 'decode': experts one after another, each product parallel over its outputs (few tokens);
+ * 'decode': experts one after another, each product parallel over its outputs;
  * 'batched': experts (in chunks of up to 64 tokens) spread over the threads. 'auto' (default)
- * uses 'decode' for tokens <= 4 or when there are few expert chunks. Both give bitwise the
+ * uses 'decode' only when there are fewer expert chunks than threads. Both give bitwise the
  * same result, for any thread count.
  */
 export type MoeAlgorithm = 'auto' | 'decode' | 'batched';
