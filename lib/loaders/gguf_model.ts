@@ -359,7 +359,10 @@ function hybridConfig(m: GgufMeta, g: GgufFile, a: 'jamba' | 'granitehybrid'): M
     if (!used) m.fail(`required metadata key is missing (${eKey} is ${experts})`, kKey);
     const topK = uniform(m, kKey, used, moeLayers, 'experts per token');
     if (topK < 1 || topK > experts) m.fail(`${topK} experts per token must be in [1, ${eKey} ${experts}]`, kKey, { actual: topK });
-    const shared = granite ? m.int(`${a}.expert_shared_feed_forward_length`) ?? 0 : 0;
+    const sKey = `${a}.expert_shared_feed_forward_length`;
+    const shared = granite ? m.int(sKey) ?? 0 : 0;
+    const stray = shared === 0 ? moeLayers.find((i) => g.tensors.has(`blk.${i}.ffn_gate_shexp.weight`)) : undefined;
+    if (stray !== undefined) m.fail(`is ${m.has(sKey) ? 0 : 'missing'}, but blk.${stray}.ffn_gate_shexp.weight is a shared expert`, sKey);
     c.moe = { experts, topK, dim: width, router: granite ? 'topk_softmax' : 'softmax_topk', sharedDim: shared };
   }
   if (moeLayers.length < nLayer) c.mlpDim = width;
@@ -396,7 +399,7 @@ function archOf(c: MambaConfig): string {
 }
 
 /** Explains a wrong tensor shape in terms of the size it implies and the key that gives it. */
-function explain(m: Mapping, c: MambaConfig, dims: number[]): string {
+function explain(m: Mapping, c: MambaConfig, dims: number[], g: GgufFile): string {
   const a = archOf(c);
   const name = m.gguf.replace(/^blk\.\d+\./, '');
   if (name === 'ssm_in.weight' && c.arch === 'mamba2' && dims.length === 2) {
@@ -427,7 +430,10 @@ function explain(m: Mapping, c: MambaConfig, dims: number[]): string {
   if (at && /^attn_(q|k|v)\.weight$/.test(name) && dims.length === 2 && dims[1] % at.headDim === 0) {
     const h = dims[1] / at.headDim;
     if (name === 'attn_q.weight' && h !== at.nHeads) return ` (its rows imply ${h} heads of ${at.headDim}; ${a}.attention.head_count gives ${at.nHeads})`;
-    if (name !== 'attn_q.weight' && h !== at.nKvHeads) return ` (its rows imply ${h} key/value heads of ${at.headDim}; ${a}.attention.head_count_kv gives ${at.nKvHeads})`;
+    if (name !== 'attn_q.weight' && h !== at.nKvHeads) {
+      const headDimFrom = g.metadata.has(`${a}.attention.key_length`) ? `${a}.attention.key_length` : `${a}.embedding_length / ${a}.attention.head_count`;
+      return ` (its rows imply ${h} key/value heads of ${at.headDim}; ${a}.attention.head_count_kv gives ${at.nKvHeads}, and the head dim ${at.headDim} is ${headDimFrom})`;
+    }
   }
   return '';
 }
@@ -452,7 +458,7 @@ export function loadGgufCheckpoint(file: string): GgufCheckpoint {
     }
     if (!checked.has(m.gguf)) {
       if (!m.dims.some((e) => e.length === t.dims.length && e.every((v, k) => v === t.dims[k]))) {
-        throw new ModelLoadError(`tensor shape (ggml order) disagrees with the metadata${explain(m, config, t.dims)}`, {
+        throw new ModelLoadError(`tensor shape (ggml order) disagrees with the metadata${explain(m, config, t.dims, g)}`, {
           file: abs, field: m.gguf, expected: m.dims[0], actual: t.dims,
         });
       }
