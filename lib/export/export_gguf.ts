@@ -1,38 +1,61 @@
 // exportGguf: a checkpoint directory (or a loaded MambaModel's checkpoint) ->
 // a GGUF file that llama.cpp (and so node-llama-cpp) loads as architecture
-// `mamba` or `mamba2`, so that both engines can run identical weights.
+// `mamba`, `mamba2`, `jamba` (Jamba checkpoints) or `granitehybrid` (Granite
+// 4.0-H), so that both engines can run identical weights.
 //
-// What is written follows llama.cpp's converter (convert_hf_to_gguf.py,
-// shared/REFERENCE.md section 4):
+// What is written follows llama.cpp's converter (convert_hf_to_gguf.py and
+// conversion/{mamba,jamba,granite}.py; shared/REFERENCE.md sections 4, 7) and
+// what its loader reads (src/llama-model.cpp, src/models/*.cpp):
 // - metadata: general.*, {arch}.context_length / embedding_length /
-//   block_count / attention.layer_norm_rms_epsilon / ssm.* (mamba2 also
-//   ssm.group_count), and the tokenizer as tokenizer.ggml.* ('gpt2' byte-level
+//   block_count / attention.layer_norm_rms_epsilon / ssm.* (mamba2 and
+//   granitehybrid also ssm.group_count; ssm.time_step_rank is their head
+//   count), and the tokenizer as tokenizer.ggml.* ('gpt2' byte-level
 //   BPE; the token list padded to the embedding's rows with [PAD{i}] tokens of
 //   type UNUSED; merges; bos/eos ids; pre 'olmo' for the GPT-NeoX-20B
 //   tokenizer Mamba uses, whose split is GPT-2's, else 'gpt-2');
-// - tensors: names and ggml dims as llama.cpp expects them; ssm_a holds
-//   A = -exp(A_log) (computed in float64, stored as float32); conv1d squeezed
-//   to {K, C}; mamba2 A and D as {1, H}, the gated norm as {di/G, G}.
-// - types: the matrices token_embd, output, ssm_in and ssm_out get the
-//   requested type (q8_0 / q4_0 fall back to f16 for a matrix whose rows are not a
-//   multiple of 32, as the converter does); everything else stays F32 (norms,
-//   biases, conv, A, D, and for mamba ssm_x / ssm_dt, which llama.cpp's
-//   converter keeps in F32).
+// - hybrids: feed_forward_length (the dense and expert width),
+//   attention.head_count, attention.head_count_kv per layer (0 marks a Mamba
+//   layer), expert_count / expert_used_count when some layer is a mixture of
+//   experts (jamba: blk.i.ffn_gate_inp marks those layers); granitehybrid also
+//   expert_shared_feed_forward_length, attention.scale, embedding_scale,
+//   residual_scale, logit_scale (Granite's multipliers) and
+//   rope.scaling.finetuned, llama.cpp's RoPE switch (true only for a
+//   checkpoint with position_embedding_type "rope", then rope.freq_base and
+//   rope.dimension_count; llama.cpp's own converter writes false for every
+//   hybrid Granite, which drops RoPE); context_length defaults to
+//   max_position_embeddings for Jamba and RoPE Granites, else 2^20;
+// - tensors: names and ggml dims from the block declarations
+//   (lib/model/blocks/, `gguf`); ssm_a holds A = -exp(A_log) (computed in
+//   float64, stored as float32); conv1d squeezed to {K, C}; mamba2 /
+//   granitehybrid A and D as {1, H}, the gated norm as {di/G, G}; experts
+//   stacked into ffn_{gate,up,down}_exps {d, Ie, E} / {Ie, d, E}; Granite's
+//   packed input_linear split into gate and up; with RoPE, attn_q / attn_k
+//   rows interleaved per head for llama.cpp's adjacent-pair RoPE (GgufDecl.ropePairs);
+// - types: the matrices (embedding, head, in/out projections, attention,
+//   feed-forwards, experts) get the requested type (q8_0 / q4_0 fall back to
+//   f16 for a matrix whose rows are not a multiple of 32, as the converter
+//   does); everything else stays F32 (norms, biases, conv, A, D, the routers,
+//   and Mamba-1's ssm_x / ssm_dt, which llama.cpp's converter keeps in F32).
 // Q8_0 (ggml's reference quantizer): blocks of 32 consecutive values of a row,
 // d = max|w| / 127 (float32), q = round-half-away(w / d) with 1/d in float32,
 // d stored as f16; a value comes back as f16(d) * q.
 //
-// llama.cpp cannot represent in/out projection biases or a Mamba-1 expansion
-// other than 2, nor a Mamba-2 dt limit: such checkpoints are refused with a
-// ModelLoadError, as are hybrid models (Jamba, Granite 4.0-H: not yet
-// exported). A missing conv bias is written as zeros (llama.cpp requires one).
+// llama.cpp cannot represent in/out projection biases, a Mamba-1 / Jamba /
+// Granite expansion other than 2, nor a Mamba-2 dt limit: such checkpoints
+// are refused with a ModelLoadError. A missing conv bias is written as zeros
+// (llama.cpp requires one) except for granitehybrid, where it is optional.
+// Semantics llama.cpp computes otherwise than Hugging Face, written as they
+// are: Granite's gated norm over all of d_inner, which llama.cpp normalises
+// in ssm.group_count groups (identical for the released models' one group).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelLoadError } from '../errors';
 import { readFloatTensor } from '../loaders/tensor_data';
 import { resolveCheckpoint, type Checkpoint, type CheckpointTensor } from '../loaders/checkpoint';
 import { GgufValueType, type GgmlType } from '../loaders/gguf';
-import { isHybrid } from '../model/config';
+import { ggufTensors, type GgufTensor } from '../model/blocks';
+import type { MambaConfig } from '../model/config';
+import { ropeCheckpointRow } from '../loaders/gguf_rope';
 import type { MambaModel } from '../model/model';
 import { DEFAULT_TOKENIZER_FILE, loadTokenizer } from '../tokenizer/tokenizer';
 import { TOKEN_TYPE } from '../tokenizer/gguf_tokenizer';
@@ -49,7 +72,10 @@ export interface ExportGgufOptions {
   tokenizer?: string;
   /** tokenizer.ggml.pre (default: 'olmo' for the GPT-NeoX-20B vocabulary, else 'gpt-2'). */
   pre?: string;
-  /** {arch}.context_length (default 1048576: a recurrent model has no context limit). */
+  /**
+   * {arch}.context_length (default 1048576: a recurrent model has no context
+   * limit; Jamba and Granite with RoPE: max_position_embeddings).
+   */
   contextLength?: number;
 }
 
@@ -240,16 +266,54 @@ function readTensor(ck: Checkpoint, name: string): { values: Float32Array; shape
   return { values: readFloatTensor(t, name), shape: t.shape };
 }
 
+/** llama.cpp's architecture name for a checkpoint. */
+function ggufArch(c: MambaConfig): 'mamba' | 'mamba2' | 'jamba' | 'granitehybrid' {
+  return c.family === 'jamba' ? 'jamba' : c.family === 'granitemoehybrid' ? 'granitehybrid' : c.arch;
+}
+
 function checkExportable(ck: Checkpoint): void {
   const c = ck.config;
+  const a = ggufArch(c);
+  const hybrid = a === 'jamba' || a === 'granitehybrid';
   const fail = (reason: string, field: string): never => {
     throw new ModelLoadError(`exportGguf: ${reason}`, { file: ck.configFile, field });
   };
-  if (isHybrid(c)) fail(`export is not yet supported for hybrid models (${c.family}: attention or feed-forward layers); node-mamba writes GGUF mamba / mamba2 files`, 'model_type');
-  if (c.useBias) fail('llama.cpp has no in_proj / out_proj biases for mamba / mamba2 (use_bias true)', 'use_bias');
-  if (c.arch === 'mamba' && c.dInner !== 2 * c.dModel) fail(`llama.cpp's mamba supports only an expansion factor of 2 (d_inner ${c.dInner}, d_model ${c.dModel})`, 'expand');
+  if (c.quantization) fail('quantized checkpoints (quantization_config) cannot be written as GGUF', 'quantization_config');
+  if (c.useBias) fail(`llama.cpp has no in_proj / out_proj biases for ${a} (${hybrid ? 'mamba_proj_bias' : 'use_bias'} true)`, hybrid ? 'mamba_proj_bias' : 'use_bias');
+  if (a !== 'mamba2' && c.dInner !== 2 * c.dModel) {
+    fail(`llama.cpp's ${a} supports only an expansion factor of 2 (d_inner ${c.dInner}, d_model ${c.dModel})`, hybrid ? 'mamba_expand' : 'expand');
+  }
   if (c.arch === 'mamba2' && (c.timeStepLimit[0] !== 0 || c.timeStepLimit[1] !== Infinity)) {
-    fail(`llama.cpp's mamba2 has no dt limit (time_step_limit [${c.timeStepLimit.join(', ')}])`, 'time_step_limit');
+    fail(`llama.cpp's ${a} has no dt limit (time_step_limit [${c.timeStepLimit.join(', ')}])`, 'time_step_limit');
+  }
+  if (a === 'jamba' && c.mlpDim !== undefined && c.moe && c.mlpDim !== c.moe.dim) {
+    fail(`llama.cpp's jamba has one feed-forward width for dense layers and experts (${c.mlpDim}, ${c.moe.dim})`, 'intermediate_size');
+  }
+}
+
+/** The hybrid keys (jamba, granitehybrid): schedule, attention, experts, multipliers, RoPE. */
+function writeHybridKeys(w: GgufWriter, c: MambaConfig, a: 'jamba' | 'granitehybrid'): void {
+  const at = c.attention, moe = c.moe;
+  w.u32(`${a}.feed_forward_length`, moe ? moe.dim : c.mlpDim ?? 0);
+  w.u32(`${a}.attention.head_count`, at?.nHeads ?? 0);
+  w.array(`${a}.attention.head_count_kv`, GgufValueType.UINT32, c.layers.map((l) => (l.mixer === 'attention' ? (at?.nKvHeads ?? 0) : 0)));
+  if (moe) {
+    w.u32(`${a}.expert_count`, moe.experts);
+    w.u32(`${a}.expert_used_count`, moe.topK);
+    if (a === 'granitehybrid' && moe.sharedDim > 0) w.u32(`${a}.expert_shared_feed_forward_length`, moe.sharedDim);
+  }
+  if (a === 'granitehybrid') {
+    const k = c.multipliers ?? { embedding: 1, residual: 1, logits: 1 };
+    if (at) w.f32(`${a}.attention.scale`, at.scale);
+    w.f32(`${a}.embedding_scale`, k.embedding);
+    w.f32(`${a}.residual_scale`, k.residual);
+    w.f32(`${a}.logit_scale`, k.logits);
+    const rope = !!at && at.ropeTheta > 0;
+    w.bool(`${a}.rope.scaling.finetuned`, rope);
+    if (rope) {
+      w.f32(`${a}.rope.freq_base`, at.ropeTheta);
+      w.u32(`${a}.rope.dimension_count`, at.ropeDim);
+    }
   }
 }
 
@@ -261,8 +325,9 @@ export async function exportGguf(modelOrDir: MambaModel | string, file: string, 
   const type = options.type ?? 'f16';
   if (!(type in LLAMA_FTYPE)) throw new RangeError(`exportGguf: type must be 'f32', 'f16', 'q8_0' or 'q4_0', got ${String(type)}`);
   if (typeof file !== 'string' || file === '') throw new TypeError('exportGguf: file must be a non-empty string');
-  const ctx = options.contextLength ?? 1048576;
-  if (!(Number.isInteger(ctx) && ctx >= 1 && ctx <= 0xffffffff)) throw new RangeError('exportGguf: contextLength must be a positive 32-bit integer');
+  if (options.contextLength !== undefined && !(Number.isInteger(options.contextLength) && options.contextLength >= 1 && options.contextLength <= 0xffffffff)) {
+    throw new RangeError('exportGguf: contextLength must be a positive 32-bit integer');
+  }
   const dir = typeof modelOrDir === 'string' ? modelOrDir : modelOrDir.path;
   if (typeof dir !== 'string') throw new TypeError('exportGguf: expected a MambaModel or a checkpoint directory');
   if (dir.toLowerCase().endsWith('.gguf')) {
@@ -271,7 +336,9 @@ export async function exportGguf(modelOrDir: MambaModel | string, file: string, 
   const ck = resolveCheckpoint(dir);
   checkExportable(ck);
   const c = ck.config;
-  const a = c.arch;
+  const a = ggufArch(c);
+  const rope = (c.attention?.ropeTheta ?? 0) > 0;
+  const ctx = options.contextLength ?? Math.min(0xffffffff, (a === 'jamba' || rope ? c.maxPositionEmbeddings : undefined) ?? 1048576);
   const tokFile = tokenizerFileFor(ck.dir, options.tokenizer);
   const vocab = buildVocab(tokFile, c.vocabSize, ck, options.pre);
 
@@ -282,16 +349,19 @@ export async function exportGguf(modelOrDir: MambaModel | string, file: string, 
   if (type === 'q8_0' || type === 'q4_0') w.u32('general.quantization_version', 2);
   w.u32(`${a}.context_length`, ctx);
   w.u32(`${a}.embedding_length`, c.dModel);
-  w.u32(`${a}.feed_forward_length`, 0);
-  w.u32(`${a}.attention.head_count`, 0);
+  if (a === 'mamba' || a === 'mamba2') {
+    w.u32(`${a}.feed_forward_length`, 0);
+    w.u32(`${a}.attention.head_count`, 0);
+  }
   w.u32(`${a}.block_count`, c.nLayer);
   w.f32(`${a}.attention.layer_norm_rms_epsilon`, c.normEps);
+  if (a === 'jamba' || a === 'granitehybrid') writeHybridKeys(w, c, a);
   w.u32(`${a}.ssm.conv_kernel`, c.dConv);
   w.u32(`${a}.ssm.inner_size`, c.dInner);
   w.u32(`${a}.ssm.state_size`, c.dState);
-  w.u32(`${a}.ssm.time_step_rank`, a === 'mamba' ? c.dtRank : c.nheads);
-  if (a === 'mamba2') w.u32(`${a}.ssm.group_count`, c.ngroups);
-  else w.bool(`${a}.ssm.dt_b_c_rms`, false);
+  w.u32(`${a}.ssm.time_step_rank`, c.arch === 'mamba' ? c.dtRank : c.nheads);
+  if (c.arch === 'mamba2') w.u32(`${a}.ssm.group_count`, c.ngroups);
+  else if (a === 'mamba') w.bool(`${a}.ssm.dt_b_c_rms`, false);
   w.string('tokenizer.ggml.model', 'gpt2');
   w.string('tokenizer.ggml.pre', vocab.pre);
   w.array('tokenizer.ggml.tokens', GgufValueType.STRING, vocab.tokens);
@@ -302,54 +372,54 @@ export async function exportGguf(modelOrDir: MambaModel | string, file: string, 
 
   const matrixType = (rowLen: number): GgmlType =>
     type === 'f32' ? 'F32' : type === 'f16' ? 'F16' : rowLen % 32 !== 0 ? 'F16' : type === 'q8_0' ? 'Q8_0' : 'Q4_0';
-  /** A tensor from the checkpoint: `conv` maps the values (A_log -> A), dims in ggml order. */
-  const put = (gguf: string, canonical: string, dims: number[], ggmlType: GgmlType, conv?: (v: Float32Array) => void) => {
-    w.tensor({
-      name: gguf, dims, type: ggmlType,
-      data: () => {
-        const { values } = readTensor(ck, canonical);
-        conv?.(values);
-        return encodeGgml(values, ggmlType, dims[0]);
-      },
-    });
-  };
-  const negExp = (v: Float32Array) => {
-    for (let i = 0; i < v.length; i++) v[i] = -Math.exp(v[i]);
-  };
-  const d = c.dModel, di = c.dInner, N = c.dState, K = c.dConv, V = c.vocabSize;
-
-  put('token_embd.weight', 'backbone.embeddings.weight', [d, V], matrixType(d));
-  for (let i = 0; i < c.nLayer; i++) {
-    const b = `blk.${i}.`, p = `backbone.layers.${i}.`, mx = `${p}mixer.`;
-    put(`${b}attn_norm.weight`, `${p}norm.weight`, [d], 'F32');
-    if (a === 'mamba') {
-      const R = c.dtRank;
-      put(`${b}ssm_in.weight`, `${mx}in_proj.weight`, [d, 2 * di], matrixType(d));
-      put(`${b}ssm_conv1d.weight`, `${mx}conv1d.weight`, [K, di], 'F32');
-      if (c.convBias) put(`${b}ssm_conv1d.bias`, `${mx}conv1d.bias`, [di], 'F32');
-      else w.tensor({ name: `${b}ssm_conv1d.bias`, dims: [di], type: 'F32', data: () => new Uint8Array(di * 4) });
-      put(`${b}ssm_x.weight`, `${mx}x_proj.weight`, [di, R + 2 * N], 'F32');
-      put(`${b}ssm_dt.weight`, `${mx}dt_proj.weight`, [R, di], 'F32');
-      put(`${b}ssm_dt.bias`, `${mx}dt_proj.bias`, [di], 'F32');
-      put(`${b}ssm_a`, `${mx}A_log`, [N, di], 'F32', negExp);
-      put(`${b}ssm_d`, `${mx}D`, [di], 'F32');
-    } else {
-      const H = c.nheads, G = c.ngroups, C = di + 2 * G * N;
-      put(`${b}ssm_in.weight`, `${mx}in_proj.weight`, [d, 2 * di + 2 * G * N + H], matrixType(d));
-      put(`${b}ssm_conv1d.weight`, `${mx}conv1d.weight`, [K, C], 'F32');
-      if (c.convBias) put(`${b}ssm_conv1d.bias`, `${mx}conv1d.bias`, [C], 'F32');
-      else w.tensor({ name: `${b}ssm_conv1d.bias`, dims: [C], type: 'F32', data: () => new Uint8Array(C * 4) });
-      put(`${b}ssm_dt.bias`, `${mx}dt_bias`, [H], 'F32');
-      put(`${b}ssm_a`, `${mx}A_log`, [1, H], 'F32', negExp);
-      put(`${b}ssm_d`, `${mx}D`, [1, H], 'F32');
-      put(`${b}ssm_norm.weight`, `${mx}norm.weight`, [di / G, G], 'F32');
-    }
-    put(`${b}ssm_out.weight`, `${mx}out_proj.weight`, [di, d], matrixType(di));
+  // The declarations' tensors, grouped by GGUF name (a 'split_rows' tensor gathers every expert, in order).
+  const byName = new Map<string, GgufTensor[]>();
+  for (const t of ggufTensors(c)) {
+    const parts = byName.get(t.gguf);
+    if (parts) parts.push(t);
+    else byName.set(t.gguf, [t]);
   }
-  put('output_norm.weight', 'backbone.norm_f.weight', [d], 'F32');
-  if (!c.tieEmbeddings) put('output.weight', 'lm_head.weight', [d, V], matrixType(d));
+  // llama.cpp's mamba, mamba2 and jamba require a conv bias; granitehybrid's is optional.
+  const zeroConvBias = !c.convBias && a !== 'granitehybrid';
+  for (const [name, parts] of byName) {
+    const first = parts[0];
+    const dims = first.dims[0];
+    const ggmlType: GgmlType = !first.linear || first.f32 ? 'F32' : matrixType(dims[0]);
+    w.tensor({ name, dims, type: ggmlType, data: () => encodeGgml(tensorValues(ck, parts), ggmlType, dims[0]) });
+    if (zeroConvBias && name.endsWith('.ssm_conv1d.weight')) {
+      const C = dims[dims.length - 1];
+      w.tensor({ name: name.replace(/weight$/, 'bias'), dims: [C], type: 'F32', data: () => new Uint8Array(C * 4) });
+    }
+  }
 
   const abs = path.resolve(file);
   const bytes = await w.write(abs);
-  return { file: abs, type, bytes, tensors: w.tensorCount, vocabSize: V };
+  return { file: abs, type, bytes, tensors: w.tensorCount, vocabSize: c.vocabSize };
+}
+
+/**
+ * The values of one GGUF tensor from the checkpoint: its parts (experts, in
+ * order) read as float32 and concatenated, A_log -> A = -exp(A_log), q / k
+ * rows interleaved for llama.cpp's RoPE.
+ */
+function tensorValues(ck: Checkpoint, parts: GgufTensor[]): Float32Array {
+  const values = parts.map((p) => {
+    const v = readTensor(ck, p.source).values;
+    if (p.transform === 'neg_exp') for (let i = 0; i < v.length; i++) v[i] = -Math.exp(v[i]);
+    if (!p.ropePairs) return v;
+    const rows = p.shape[0], cols = v.length / rows, out = new Float32Array(v.length);
+    for (let j = 0; j < rows; j++) {
+      const from = ropeCheckpointRow(j, p.ropePairs.headDim, p.ropePairs.rotaryDim);
+      out.set(v.subarray(from * cols, (from + 1) * cols), j * cols);
+    }
+    return out;
+  });
+  if (values.length === 1) return values[0];
+  const out = new Float32Array(values.reduce((n, v) => n + v.length, 0));
+  let at = 0;
+  for (const v of values) {
+    out.set(v, at);
+    at += v.length;
+  }
+  return out;
 }

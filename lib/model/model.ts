@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { DisposedError, MambaError, ModelLoadError } from '../errors';
 import { resolveCheckpoint, type Checkpoint } from '../loaders/checkpoint';
 import { loadGgufCheckpoint, type GgufCheckpoint } from '../loaders/gguf_model';
+import { ggufEngineSource, type EngineSource } from '../loaders/gguf_rope';
 import { GGUF_MAGIC } from '../loaders/gguf';
 import { native } from '../native/binding';
 import type { NativeModel } from '../native/types';
@@ -200,8 +201,8 @@ function isGgufPath(p: string): boolean {
  * model.safetensors, or shards with model.safetensors.index.json; both the
  * Hugging Face and the original state-spaces config dialects). Weights stay
  * memory-mapped in their stored dtype (f32, f16, bf16). Also a llama.cpp GGUF
- * file (architecture mamba or mamba2; tensor types F32, F16, BF16, Q8_0,
- * Q4_0), with its tokenizer from the file's tokenizer.ggml.* keys. Rejects
+ * file (architecture mamba, mamba2, jamba or granitehybrid; tensor types F32,
+ * F16, BF16, Q8_0, Q4_0), with its tokenizer from the file's tokenizer.ggml.* keys. Rejects
  * with a ModelLoadError naming the file and the tensor or field at fault.
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<MambaModel> {
@@ -210,17 +211,21 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   const abs = path.resolve(dir);
   let ck: Checkpoint;
   let tokenizer: Tokenizer;
+  let engine: Pick<EngineSource, 'files' | 'tensors'> & Partial<Pick<EngineSource, 'release'>>;
   if (isGgufPath(abs)) {
     const gck = loadGgufCheckpoint(abs);
     ck = gck;
     tokenizer = resolveGgufTokenizer(gck, opts.tokenizer);
+    // (with RoPE, granitehybrid's q / k rows in checkpoint order, from a temporary file: gguf_rope.ts)
+    engine = ggufEngineSource(gck);
   } else {
     ck = resolveCheckpoint(abs);
     tokenizer = resolveTokenizer(abs, opts.tokenizer);
+    engine = ck;
   }
   let nm: NativeModel;
   try {
-    nm = await native.loadModel(nativeLoadArgs(ck, {
+    nm = await native.loadModel(nativeLoadArgs({ ...ck, files: engine.files, tensors: engine.tensors }, {
       threads: opts.threads,
       roundActivations: opts.inputRounding === 'auto',
       contextSize: contextSizeFor(ck.config, opts.contextSize),
@@ -234,6 +239,8 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       throw new ModelLoadError(e.message, { file: e.file || ck.configFile, field, cause: err });
     }
     throw err instanceof Error ? err : new MambaError(String(err));
+  } finally {
+    engine.release?.();
   }
   const hasAttention = ck.config.layers.some((l) => l.mixer === 'attention');
   return new MambaModel(nm, ck.config, tokenizer, abs, opts.maxBatch, { files: ck.files, tensors: ck.tensors },

@@ -24,12 +24,12 @@ export const MAMBA1: BlockDecl = {
       role: 'mixer.conv1d.weight', kind: 'vector', shape: (c) => [c.dInner, 1, c.dConv], stored: names('conv1d.weight'),
       gguf: { name: 'ssm_conv1d.weight', dims: (c) => [[c.dConv, c.dInner], [c.dConv, 1, c.dInner]], transform: 'squeeze_conv' },
     },
-    { role: 'mixer.conv1d.bias', kind: 'vector', shape: (c) => [c.dInner], when: (c) => c.convBias, stored: names('conv1d.bias'), gguf: { name: 'ssm_conv1d.bias' } },
+    { role: 'mixer.conv1d.bias', kind: 'vector', shape: (c) => [c.dInner], when: (c) => c.convBias, stored: names('conv1d.bias'), gguf: { name: 'ssm_conv1d.bias', optional: true } },
     {
       role: 'mixer.x_proj.weight', kind: 'matrix', shape: (c) => [c.dtRank + 2 * c.dState, c.dInner], stored: names('x_proj.weight'),
       explain: (c, a) => (a[0] !== c.dtRank + 2 * c.dState
         ? `its rows imply dt_rank = ${a[0] - 2 * c.dState} with d_state ${c.dState}, the config gives dt_rank ${c.dtRank}` : undefined),
-      gguf: { name: 'ssm_x.weight' },
+      gguf: { name: 'ssm_x.weight', f32: true },
     },
     {
       role: 'mixer.dt_norm.weight', kind: 'vector', shape: (c) => [c.dtRank], when: (c) => c.mambaInnerNorms === true,
@@ -46,13 +46,13 @@ export const MAMBA1: BlockDecl = {
     {
       role: 'mixer.dt_proj.weight', kind: 'matrix', shape: (c) => [c.dInner, c.dtRank], stored: names('dt_proj.weight'),
       explain: (c, a) => (a.length === 2 && a[1] !== c.dtRank ? `its columns imply dt_rank = ${a[1]}, the config gives ${c.dtRank}` : undefined),
-      gguf: { name: 'ssm_dt.weight' },
+      gguf: { name: 'ssm_dt.weight', f32: true },
     },
     { role: 'mixer.dt_proj.bias', kind: 'vector', shape: (c) => [c.dInner], stored: names('dt_proj.bias'), gguf: { name: 'ssm_dt.bias' } },
     {
       role: 'mixer.A_log', kind: 'vector', shape: (c) => [c.dInner, c.dState], stored: names('A_log'),
       explain: (c, a) => (a.length === 2 && a[1] !== c.dState ? `it implies d_state = ${a[1]}, the config gives ${c.dState}` : undefined),
-      gguf: { name: 'ssm_a', transform: 'neg_exp' },
+      gguf: { name: 'ssm_a', transform: 'neg_exp', canonical: 'mixer.A' },
     },
     { role: 'mixer.D', kind: 'vector', shape: (c) => [c.dInner], stored: names('D'), gguf: { name: 'ssm_d', dims: (c) => [[c.dInner], [1, c.dInner]] } },
     {

@@ -38,9 +38,9 @@ export const MAMBA2: BlockDecl = {
       },
       gguf: { name: 'ssm_conv1d.weight', dims: (c) => [[c.dConv, convDim(c)], [c.dConv, 1, convDim(c)]], transform: 'squeeze_conv' },
     },
-    { role: 'mixer.conv1d.bias', kind: 'vector', shape: (c) => [convDim(c)], when: (c) => c.convBias, stored: names('conv1d.bias'), gguf: { name: 'ssm_conv1d.bias' } },
-    { role: 'mixer.dt_bias', kind: 'vector', shape: (c) => [c.nheads], explain: heads, stored: names('dt_bias'), gguf: { name: 'ssm_dt.bias', dims: headDims } },
-    { role: 'mixer.A_log', kind: 'vector', shape: (c) => [c.nheads], explain: heads, stored: names('A_log'), gguf: { name: 'ssm_a', dims: headDims, transform: 'neg_exp' } },
+    { role: 'mixer.conv1d.bias', kind: 'vector', shape: (c) => [convDim(c)], when: (c) => c.convBias, stored: names('conv1d.bias'), gguf: { name: 'ssm_conv1d.bias', optional: true } },
+    { role: 'mixer.dt_bias', kind: 'vector', shape: (c) => [c.nheads], explain: heads, stored: names('dt_bias'), gguf: { name: 'ssm_dt.bias', dims: (c) => [[c.nheads], [1, c.nheads]] } },
+    { role: 'mixer.A_log', kind: 'vector', shape: (c) => [c.nheads], explain: heads, stored: names('A_log'), gguf: { name: 'ssm_a', dims: headDims, transform: 'neg_exp', canonical: 'mixer.A' } },
     { role: 'mixer.D', kind: 'vector', shape: (c) => [c.nheads], explain: heads, stored: names('D'), gguf: { name: 'ssm_d', dims: headDims } },
     {
       role: 'mixer.norm.weight', kind: 'vector', shape: (c) => [c.dInner], stored: names('norm.weight'),

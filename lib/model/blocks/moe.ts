@@ -49,7 +49,7 @@ export const MOE: BlockDecl = {
       role: 'ffn.router.weight', kind: 'matrix', shape: (c) => [E(c), c.dModel],
       stored: { jamba: 'feed_forward.router.weight', granitemoehybrid: 'block_sparse_moe.router.layer.weight' },
       explain: (c, a) => (a.length === 2 && a[0] !== E(c) ? `its rows imply ${a[0]} experts, the config gives ${E(c)}` : undefined),
-      gguf: { name: 'ffn_gate_inp.weight' },
+      gguf: { name: 'ffn_gate_inp.weight', f32: true },
     },
     {
       role: 'ffn.experts.{e}.gate_proj.weight', kind: 'experts', shape: (c) => [Ie(c), c.dModel],

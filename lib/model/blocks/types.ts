@@ -37,17 +37,43 @@ export interface RowSlice {
 export type StoredAs = string | RowSlice;
 
 /**
- * llama.cpp's name for the tensor (filled where known from shared/REFERENCE.md
- * sections 4 and 7; read by the GGUF reader and exporter once they derive
- * from these declarations). dims: accepted ggml dims (default: the shape
- * reversed). transform: 'neg_exp' (GGUF stores A = -exp(A_log)),
- * 'squeeze_conv' (conv1d [C, 1, K] stored as {K, C}), 'split_rows' (one
- * stored tensor holds every expert, or the gate and up rows).
+ * How llama.cpp's GGUF files store the tensor (shared/REFERENCE.md sections 4
+ * and 7; llama.cpp src/models/{mamba,jamba,granite-hybrid}.cpp). The GGUF
+ * reader (loaders/gguf_model.ts) and the exporter (export/export_gguf.ts)
+ * derive their tensor lists from these, through `ggufTensors` (index.ts).
  */
 export interface GgufDecl {
+  /** llama.cpp's name: in a layer's declaration relative to `blk.i.` ('ssm_in.weight'); in backbone.ts the whole name. */
   name: string;
+  /**
+   * Accepted ggml dims (dims[0] contiguous), the first being the one the
+   * exporter writes. Default: the numpy shape reversed. For 'split_rows'
+   * experts, the dims of the tensor holding every expert.
+   */
   dims?: (c: MambaConfig) => number[][];
+  /**
+   * 'neg_exp': the file holds A = -exp(A_log) (the exporter computes it; the
+   * reader hands it to the engine as `canonical`, 'mixer.A');
+   * 'squeeze_conv': conv1d [C, 1, K] stored as {K, C}, read as [C, K];
+   * 'split_rows': one stored tensor holds every expert, numpy [E, ...shape]:
+   * expert e is rows [e·rows, (e + 1)·rows) of it seen as 2-D.
+   */
   transform?: 'neg_exp' | 'squeeze_conv' | 'split_rows';
+  /** The canonical name the reader gives the GGUF tensor, when it is not `role` (ssm_a holds A itself: 'mixer.A'). */
+  canonical?: string;
+  /** The exporter writes it as F32 whatever the requested type (llama.cpp's converter keeps routers, and Mamba's ssm_x / ssm_dt, in F32). */
+  f32?: boolean;
+  /** A file may lack it (llama.cpp's optional conv bias): the reader then leaves the canonical tensor out. */
+  optional?: boolean;
+  /**
+   * Attention q / k: llama.cpp's RoPE ('norm' type, granitehybrid) rotates
+   * adjacent channel pairs (2i, 2i + 1), Hugging Face's rotate_half pairs
+   * (i, i + r/2): with RoPE on, the file holds each head's first r rows
+   * interleaved (row 2i + s of the file is row s·r/2 + i of the checkpoint;
+   * the converter's `permute`), which the exporter writes and the reader
+   * undoes. Value: the tensor's head count.
+   */
+  ropePairs?: (c: MambaConfig) => number;
 }
 
 export interface TensorDecl {
