@@ -44,6 +44,7 @@ struct ModelConfig {
   float attn_scale = 0.0f;                     // 0: 1 / sqrt(head_dim)
   double rope_theta = 0.0;                     // 0: no RoPE
   int64_t rope_dim = 0;
+  bool rope_interleaved = false;               // kernels/attention.h RopeArgs::interleaved (llama.cpp files)
   int64_t context_size = 0;                    // tokens a sequence may hold (attention models)
   DType kv_dtype = DType::F16;
   // Feed-forwards

@@ -123,6 +123,34 @@ void paged_attention(const PagedAttentionArgs& a) {
   });
 }
 
+namespace {
+
+// The interleaved pairing (attention.h RopeArgs), portable: a small share of
+// an attention layer's time, as the vector form of rope_rows is.
+void rope_rows_interleaved(const RopeArgs& a, const float* inv_freq, int64_t t0, int64_t t1, float* cs) {
+  const int64_t half = a.rotary_dim / 2;
+  float* cosv = cs;
+  float* sinv = cs + half;
+  for (int64_t t = t0; t < t1; ++t) {
+    const float fpos = (float)a.positions[t];
+    for (int64_t i = 0; i < half; ++i) {
+      const float ang = inv_freq[i] * fpos;
+      cosv[i] = (float)cos((double)ang);
+      sinv[i] = (float)sin((double)ang);
+    }
+    for (int64_t h = 0; h < a.n_heads; ++h) {
+      float* x = a.x + t * a.x_stride_tok + h * a.x_stride_head;
+      for (int64_t i = 0; i < half; ++i) {
+        const float u = x[2 * i], v = x[2 * i + 1];
+        x[2 * i] = u * cosv[i] - v * sinv[i];
+        x[2 * i + 1] = v * cosv[i] + u * sinv[i];
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void rope(const RopeArgs& a) {
   if (a.tokens <= 0 || a.n_heads <= 0 || a.rotary_dim < 2) return;
   const int64_t half = a.rotary_dim / 2;
@@ -133,7 +161,8 @@ void rope(const RopeArgs& a) {
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, a.n_heads * a.rotary_dim));
   cpu::parallel_for(a.tokens, grain, [&](int64_t t0, int64_t t1) {
     std::vector<float> cs((size_t)(2 * half + 16), 0.0f);
-    NM_ISA_CALL(rope_rows, a, inv_freq.data(), t0, t1, cs.data());
+    if (a.interleaved) rope_rows_interleaved(a, inv_freq.data(), t0, t1, cs.data());
+    else NM_ISA_CALL(rope_rows, a, inv_freq.data(), t0, t1, cs.data());
   });
 }
 

@@ -94,6 +94,10 @@ void paged_attention(const PagedAttentionArgs& a);
 //   x'[i]        = x[i] * c - x[i + half] * s
 //   x'[i + half] = x[i + half] * c + x[i] * s
 // Channels >= rotary_dim are left unchanged (partial rotary).
+// interleaved: channel 2i pairs with 2i + 1 instead (llama.cpp's "normal"
+// RoPE of its llama-family files, whose converter reorders the q / k rows of
+// each head so that pair (2i, 2i+1) holds HF's (i, i + rotary_dim/2): the
+// attention scores are the same as HF's on the original rows), same angles.
 struct RopeArgs {
   float* x = nullptr;  // [tokens, n_heads, head_dim]
   int64_t tokens = 0, n_heads = 0, head_dim = 0;
@@ -101,6 +105,7 @@ struct RopeArgs {
   const int32_t* positions = nullptr;  // [tokens]
   int64_t rotary_dim = 0;              // even, 2..head_dim
   double theta = 10000.0;              // > 0
+  bool interleaved = false;
 };
 
 void rope(const RopeArgs& a);

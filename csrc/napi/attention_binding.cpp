@@ -202,7 +202,7 @@ Napi::Value paged_attention_js(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// { x, positions, tokens, nHeads, headDim, rotaryDim?, theta } -> f32 [tokens, nHeads, headDim]
+// { x, positions, tokens, nHeads, headDim, rotaryDim?, theta, interleaved? } -> f32 [tokens, nHeads, headDim]
 Napi::Value rope_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "rope");
   const int64_t tokens = r.integer("tokens", 0, INT32_MAX);
@@ -225,6 +225,7 @@ Napi::Value rope_js(const Napi::CallbackInfo& info) {
   a.x = out.Data(); a.tokens = tokens; a.n_heads = n_heads; a.head_dim = head_dim;
   a.x_stride_tok = n_heads * head_dim; a.x_stride_head = head_dim;
   a.positions = p; a.rotary_dim = rd; a.theta = theta;
+  a.interleaved = r.boolean_or("interleaved", false);
   rope(a);
   return out;
 }

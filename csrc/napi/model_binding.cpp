@@ -425,6 +425,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   cfg.rope_theta = r.number_or("ropeTheta", 0.0);
   if (!(cfg.rope_theta >= 0.0) || !std::isfinite(cfg.rope_theta)) r.range_error("ropeTheta", "must be a finite number >= 0");
   cfg.rope_dim = r.integer_or("ropeDim", 0, 1 << 16, 0);
+  cfg.rope_interleaved = r.boolean_or("ropeInterleaved", false);
   cfg.context_size = r.integer_or("contextSize", 0, big - 1, 0);
   const std::string kv = r.has("kvDtype") && r.obj.Get("kvDtype").IsString() ? r.obj.Get("kvDtype").As<Napi::String>().Utf8Value() : "f16";
   if (kv == "f16") cfg.kv_dtype = DType::F16;

@@ -55,7 +55,7 @@ import { resolveCheckpoint, type Checkpoint, type CheckpointTensor } from '../lo
 import { GgufValueType, type GgmlType } from '../loaders/gguf';
 import { ggufTensors, type GgufTensor } from '../model/blocks';
 import type { MambaConfig } from '../model/config';
-import { ropeCheckpointRow } from '../loaders/gguf_rope';
+import { ropeCheckpointRow } from './rope_rows';
 import type { MambaModel } from '../model/model';
 import { DEFAULT_TOKENIZER_FILE, loadTokenizer } from '../tokenizer/tokenizer';
 import { TOKEN_TYPE } from '../tokenizer/gguf_tokenizer';

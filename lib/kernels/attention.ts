@@ -93,6 +93,11 @@ export interface RopeOptions {
   rotaryDim?: number;
   /** Base of the frequencies (rope_theta), > 0. Default 10000. */
   theta?: number;
+  /**
+   * Pair channel 2i with 2i + 1 (llama.cpp's RoPE over its reordered q / k rows) instead of i
+   * with i + rotaryDim / 2 (Hugging Face's rotate_half, the default). Same angles.
+   */
+  interleaved?: boolean;
 }
 
 function cacheArgs(opts: PagedCacheOptions): Record<string, unknown> {

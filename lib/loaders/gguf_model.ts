@@ -39,7 +39,9 @@
 //   (llama.cpp's default for this architecture is true), base rope.freq_base
 //   (10000) over rope.dimension_count channels (the head dim). With RoPE the
 //   file's attn_q / attn_k rows are in llama.cpp's interleaved-pair order
-//   (GgufDecl.ropePairs), which gguf_rope.ts undoes for the engine. The
+//   (GgufDecl.ropePairs): the engine reads them as they are and pairs
+//   channels 2i, 2i+1 (AttentionConfig.ropeInterleaved), which gives the
+//   scores of Hugging Face's rotate_half on the original rows. The
 //   gated norm is computed over all of d_inner, as Hugging Face's
 //   GraniteMoeHybridRMSNormGated does, even when ssm.group_count > 1
 //   (llama.cpp normalises each group of d_inner / G channels: the two agree
@@ -67,13 +69,6 @@ export interface GgufCheckpoint extends Checkpoint {
   name?: string;
   /** Canonical tensor name -> GGUF tensor name (for messages). */
   ggufNames: Map<string, string>;
-  /**
-   * Attention q / k tensors whose rows the file holds in llama.cpp's
-   * interleaved-pair RoPE order (granitehybrid with RoPE): canonical name ->
-   * heads, head dim and rotary channels. gguf_rope.ts gives the engine the
-   * checkpoint order.
-   */
-  ropePairs: Map<string, { heads: number; headDim: number; rotaryDim: number }>;
 }
 
 const INT_TYPES = new Set([
@@ -342,7 +337,7 @@ function hybridConfig(m: GgufMeta, g: GgufFile, a: 'jamba' | 'granitehybrid'): M
         if (factor !== 0 && factor !== 1) m.fail(`scaled RoPE (factor ${factor}) is not supported`, `${a}.rope.scaling.factor`);
       }
     }
-    c.attention = { nHeads, nKvHeads, headDim, scale, ropeTheta, ropeDim };
+    c.attention = { nHeads, nKvHeads, headDim, scale, ropeTheta, ropeDim, ...(ropeTheta > 0 ? { ropeInterleaved: true } : {}) };
   }
 
   const ffKey = `${a}.feed_forward_length`;
@@ -445,7 +440,6 @@ export function loadGgufCheckpoint(file: string): GgufCheckpoint {
   const config = ggufConfig(g);
   const tensors = new Map<string, CheckpointTensor>();
   const ggufNames = new Map<string, string>();
-  const ropePairs: GgufCheckpoint['ropePairs'] = new Map();
   const checked = new Set<string>();
   for (const m of ggufTensorMap(config)) {
     const t: GgufTensorInfo | undefined = g.tensors.get(m.gguf);
@@ -480,12 +474,11 @@ export function loadGgufCheckpoint(file: string): GgufCheckpoint {
     }
     tensors.set(m.canonical, { file: 0, fileName: abs, offset, nbytes, dtype, shape: m.shape.slice() });
     ggufNames.set(m.canonical, m.gguf);
-    if (m.ropePairs) ropePairs.set(m.canonical, m.ropePairs);
   }
   const meta = new GgufMeta(g);
   const name = meta.string('general.name');
   return {
-    dir: path.dirname(abs), config, configFile: abs, files: [abs], tensors, gguf: g, ggufNames, ropePairs,
+    dir: path.dirname(abs), config, configFile: abs, files: [abs], tensors, gguf: g, ggufNames,
     ...(name !== undefined ? { name } : {}),
   };
 }

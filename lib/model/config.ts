@@ -38,6 +38,11 @@ export interface AttentionConfig {
   ropeTheta: number;
   /** Channels of each head that RoPE rotates (0 without RoPE). */
   ropeDim: number;
+  /**
+   * RoPE pairs channel 2i with 2i + 1 (llama.cpp files, whose q / k rows its converter
+   * reorders so) instead of i with i + ropeDim / 2 (Hugging Face). Default false.
+   */
+  ropeInterleaved?: boolean;
 }
 
 /**

@@ -4,7 +4,6 @@ import * as path from 'node:path';
 import { DisposedError, MambaError, ModelLoadError } from '../errors';
 import { resolveCheckpoint, type Checkpoint } from '../loaders/checkpoint';
 import { loadGgufCheckpoint, type GgufCheckpoint } from '../loaders/gguf_model';
-import { ggufEngineSource, type EngineSource } from '../loaders/gguf_rope';
 import { GGUF_MAGIC } from '../loaders/gguf';
 import { native } from '../native/binding';
 import type { NativeModel } from '../native/types';
@@ -211,21 +210,17 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   const abs = path.resolve(dir);
   let ck: Checkpoint;
   let tokenizer: Tokenizer;
-  let engine: Pick<EngineSource, 'files' | 'tensors'> & Partial<Pick<EngineSource, 'release'>>;
   if (isGgufPath(abs)) {
     const gck = loadGgufCheckpoint(abs);
     ck = gck;
     tokenizer = resolveGgufTokenizer(gck, opts.tokenizer);
-    // (with RoPE, granitehybrid's q / k rows in checkpoint order, from a temporary file: gguf_rope.ts)
-    engine = ggufEngineSource(gck);
   } else {
     ck = resolveCheckpoint(abs);
     tokenizer = resolveTokenizer(abs, opts.tokenizer);
-    engine = ck;
   }
   let nm: NativeModel;
   try {
-    nm = await native.loadModel(nativeLoadArgs({ ...ck, files: engine.files, tensors: engine.tensors }, {
+    nm = await native.loadModel(nativeLoadArgs(ck, {
       threads: opts.threads,
       roundActivations: opts.inputRounding === 'auto',
       contextSize: contextSizeFor(ck.config, opts.contextSize),
@@ -239,8 +234,6 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       throw new ModelLoadError(e.message, { file: e.file || ck.configFile, field, cause: err });
     }
     throw err instanceof Error ? err : new MambaError(String(err));
-  } finally {
-    engine.release?.();
   }
   const hasAttention = ck.config.layers.some((l) => l.mixer === 'attention');
   return new MambaModel(nm, ck.config, tokenizer, abs, opts.maxBatch, { files: ck.files, tensors: ck.tensors },

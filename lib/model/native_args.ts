@@ -10,7 +10,7 @@ import type { KvCacheType } from './load_options';
 
 /** The per-layer schedule and the hybrid sizes of NativeLoadArgs. */
 export type NativeModelShape = Pick<NativeLoadArgs,
-  'layers' | 'mambaInnerNorms' | 'gatedNormGroupSize' | 'nHeads' | 'nKvHeads' | 'headDim' | 'attnScale' | 'ropeTheta' | 'ropeDim' |
+  'layers' | 'mambaInnerNorms' | 'gatedNormGroupSize' | 'nHeads' | 'nKvHeads' | 'headDim' | 'attnScale' | 'ropeTheta' | 'ropeDim' | 'ropeInterleaved' |
   'mlpDim' | 'moeExperts' | 'moeTopK' | 'moeDim' | 'moeRouter' | 'moeSharedDim' |
   'embeddingMultiplier' | 'residualMultiplier' | 'logitsScaling' | 'contextSize' | 'kvDtype'>;
 
@@ -21,7 +21,7 @@ export function nativeModelShape(c: MambaConfig, contextSize: number, kvDtype: K
     mambaInnerNorms: c.mambaInnerNorms ?? false,
     gatedNormGroupSize: c.gatedNormGroupSize ?? c.dInner / c.ngroups,
     nHeads: a?.nHeads ?? 0, nKvHeads: a?.nKvHeads ?? 0, headDim: a?.headDim ?? 0,
-    attnScale: a?.scale ?? 0, ropeTheta: a?.ropeTheta ?? 0, ropeDim: a?.ropeDim ?? 0,
+    attnScale: a?.scale ?? 0, ropeTheta: a?.ropeTheta ?? 0, ropeDim: a?.ropeDim ?? 0, ropeInterleaved: a?.ropeInterleaved ?? false,
     mlpDim: c.mlpDim ?? 0,
     moeExperts: m?.experts ?? 0, moeTopK: m?.topK ?? 0, moeDim: m?.dim ?? 0, moeRouter: m?.router ?? 'softmax_topk', moeSharedDim: m?.sharedDim ?? 0,
     embeddingMultiplier: k?.embedding ?? 1, residualMultiplier: k?.residual ?? 1, logitsScaling: k?.logits ?? 1,

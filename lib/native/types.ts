@@ -66,6 +66,8 @@ export interface NativeLoadArgs {
   attnScale: number;
   /** RoPE base; 0: no RoPE. */
   ropeTheta: number; ropeDim: number;
+  /** RoPE pairs channels 2i, 2i + 1 (llama.cpp files) instead of i, i + ropeDim / 2. */
+  ropeInterleaved: boolean;
   mlpDim: number;
   moeExperts: number; moeTopK: number; moeDim: number; moeRouter: 'softmax_topk' | 'topk_softmax';
   /** 0: no shared expert. */

@@ -89,7 +89,7 @@ t.test('the schedule comes from head_count_kv and the routers', async (t) => {
   const granite = loadGgufCheckpoint(await exported('granite', graniteTinyPreset()));
   t.same(granite.config.layers.map((l) => `${l.mixer}/${l.ffn}`),
     ['mamba2', 'mamba2', 'attention', 'mamba2', 'mamba2', 'attention'].map((m) => `${m}/moe`), 'granite');
-  t.equal(granite.ropePairs.size, 0, 'granite without RoPE: q / k used in place');
+  t.notOk(granite.config.attention?.ropeInterleaved, 'granite without RoPE: no interleaved RoPE');
 });
 
 t.test('inconsistent jamba files are ModelLoadErrors naming the key or tensor', async (t) => {
@@ -162,8 +162,7 @@ t.test('inconsistent granitehybrid files are ModelLoadErrors naming the key or t
   const noSwitch = await variant(good, 'granite no rope switch', { drop: ['granitehybrid.rope.scaling.finetuned'] });
   const ck = loadGgufCheckpoint(noSwitch);
   t.same(ck.config.attention && [ck.config.attention.ropeTheta, ck.config.attention.ropeDim], [10000, 16], 'RoPE on by default');
-  t.same([...ck.ropePairs.keys()], ['backbone.layers.2.mixer.q_proj.weight', 'backbone.layers.2.mixer.k_proj.weight',
-    'backbone.layers.5.mixer.q_proj.weight', 'backbone.layers.5.mixer.k_proj.weight'], 'q / k rows to reorder');
+  t.equal(ck.config.attention?.ropeInterleaved, true, "RoPE over the file's q / k rows pairs channels 2i, 2i + 1 (llama.cpp's order)");
   const m = await loadModel(noSwitch);
   t.ok(m.config.attention?.ropeTheta === 10000, 'loads');
   m.dispose();

@@ -80,25 +80,27 @@ const cases: Case[] = [
   { name: 'jamba tied, no conv bias', opts: jambaTinyPreset({ tied: true, mambaConvBias: false, seed: 4 }), types: ['f32', 'q8_0'], f32Bound: 1e-6 },
   { name: 'granite moe + shared', opts: graniteTinyPreset(), types: ['f32', 'f16', 'q8_0', 'q4_0'] },
   { name: 'granite dense (no experts)', opts: graniteTinyPreset({ experts: 0, seed: 9 }), types: ['f32', 'q8_0'] },
-  { name: 'granite rope', opts: graniteTinyPreset({ positionEmbeddingType: 'rope', ropeTheta: 5000, seed: 7 }), types: ['f32', 'q8_0'] },
+  // The file's reordered q / k rows with interleaved RoPE give the same scores in another summation order.
+  { name: 'granite rope', opts: graniteTinyPreset({ positionEmbeddingType: 'rope', ropeTheta: 5000, seed: 7 }), types: ['f32', 'q8_0'], f32Bound: 1e-6 },
   { name: 'granite 2 groups, tied, no conv bias', opts: graniteTinyPreset({ mambaNGroups: 2, tied: true, mambaConvBias: false, seed: 12 }), types: ['f32'] },
 ];
 
-/** The config fields a GGUF file carries, as the engine uses them (float32 where the file stores float32). */
+/**
+ * The config fields a GGUF file carries, as the engine uses them (float32 where the file stores float32).
+ * The RoPE pairing is not one: a file's q / k rows are in llama.cpp's order, which the engine rotates in
+ * adjacent pairs (ropeInterleaved), the checkpoint's in Hugging Face's.
+ */
 function carried(c: MambaConfig): Record<string, unknown> {
   return {
     arch: c.arch, family: c.family, layers: c.layers, dModel: c.dModel, nLayer: c.nLayer, vocabSize: c.vocabSize,
     dState: c.dState, dConv: c.dConv, dInner: c.dInner, dtRank: c.dtRank, headdim: c.headdim, nheads: c.nheads, ngroups: c.ngroups,
     normEps: f32(c.normEps), tieEmbeddings: c.tieEmbeddings, useBias: c.useBias,
-    attention: c.attention && { ...c.attention, scale: f32(c.attention.scale) },
+    attention: c.attention && { ...c.attention, scale: f32(c.attention.scale), ropeInterleaved: undefined },
     mlpDim: c.mlpDim, moe: c.moe, mambaInnerNorms: c.mambaInnerNorms, gatedNormGroupSize: c.gatedNormGroupSize,
     multipliers: c.multipliers && { embedding: f32(c.multipliers.embedding), residual: f32(c.multipliers.residual), logits: f32(c.multipliers.logits) },
   };
 }
 
-function ropeTempFiles(): string[] {
-  return fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith(`node-mamba-rope-${process.pid}-`));
-}
 
 t.test('exported jamba / granitehybrid GGUF reproduces the checkpoint logits', async (t) => {
   for (const { name, opts, types, f32Bound = 0 } of cases) {
@@ -133,7 +135,6 @@ t.test('exported jamba / granitehybrid GGUF reproduces the checkpoint logits', a
       t.equal(g.tensors.get('blk.0.ssm_a')?.type, 'F32', `${label}: ssm_a stays F32`);
 
       const m = await loadModel(file, { inputRounding: 'none', kvCacheType: 'f32' });
-      t.same(ropeTempFiles(), [], `${label}: no temporary file left after loading`);
       if (type === 'f32') t.same(carried(m.config), carried(ref.config), `${label}: the config comes back`);
       const got = await m.forward(tokens);
       const errs = positionErrors(got, want, V, scale);

@@ -295,6 +295,33 @@ function ropeRef(x: Float32Array, pos: Int32Array, H: number, D: number, rd: num
   return out;
 }
 
+// llama.cpp's pairing (RopeArgs::interleaved): channel 2i with 2i + 1, the
+// same angles; on rows reordered as llama.cpp's converter stores q / k (file
+// row 2i + s = checkpoint row s·r/2 + i, rows >= r unchanged), it is the HF
+// rotation of the checkpoint rows, reordered the same way.
+t.test('interleaved rope pairs adjacent channels: the HF rotation of reordered rows', (t) => {
+  const cases: [number, number, number][] = [[3, 64, 64], [2, 40, 26], [1, 2, 2]];
+  let seed = 90;
+  for (const [H, D, rd] of cases) {
+    const r = rng(seed++);
+    const positions = Int32Array.from([0, 3, 99, 4096, 131071]);
+    const tokens = positions.length;
+    const x = randn(r, tokens * H * D);
+    const hf = ropeRef(x, positions, H, D, rd, 10000);
+    const fileRow = (c: number) => (c >= rd ? c : 2 * (c % (rd / 2)) + Math.floor(c / (rd / 2)));
+    const permuted = new Float32Array(x.length), want = new Float64Array(x.length);
+    for (let i = 0; i < tokens * H; i++) {
+      for (let c = 0; c < D; c++) {
+        permuted[i * D + fileRow(c)] = x[i * D + c];
+        want[i * D + fileRow(c)] = hf[i * D + c];
+      }
+    }
+    const got = kernels.rope({ x: permuted, positions, tokens, nHeads: H, headDim: D, rotaryDim: rd, theta: 10000, interleaved: true });
+    assertClose(t, got, want, 4e-6, 1e-6, `interleaved rope H${H} D${D} rd${rd}`);
+  }
+  t.end();
+});
+
 t.test('rope matches the HF rotate_half formula (partial rotary, awkward sizes, large positions, every ISA)', (t) => {
   // [heads, headDim, rotaryDim, theta]
   const cases: [number, number, number | undefined, number][] = [

@@ -90,6 +90,7 @@ class AttentionMixer final : public Mixer {
         r.x = x; r.tokens = tokens; r.n_heads = heads; r.head_dim = hd_;
         r.x_stride_tok = heads * hd_; r.x_stride_head = hd_;
         r.positions = positions; r.rotary_dim = c.rope_dim; r.theta = c.rope_theta;
+        r.interleaved = c.rope_interleaved;
         rope(r);
       }
     }
