@@ -4,10 +4,9 @@
 // model.safetensors.index.json (the layout transformers' save_pretrained
 // writes when it shards). Each tensor is rounded to the dtype on the way; the
 // values AS STORED come back in float64, keyed by the stored name.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encode, type WeightDtype } from './random_checkpoint';
-import { writeAtomically, writeSafetensors, type StDtype, type StTensor } from './safetensors_writer';
+import { writeAtomically, writeSafetensorsShards, type StDtype, type StTensor } from './safetensors_writer';
 
 export interface TensorSpec {
   /** Name as stored in the file. */
@@ -64,30 +63,7 @@ export function writeHfCheckpoint(
     return { name: t.name, dtype: ST_DTYPE[dtype], shape: t.shape, data: bytes };
   });
 
-  fs.mkdirSync(dir, { recursive: true });
-  const files: string[] = [];
-  if (shards <= 1) {
-    const file = path.resolve(dir, 'model.safetensors');
-    writeSafetensors(file, st, { format: 'pt' });
-    files.push(file);
-  } else {
-    if (shards > st.length) throw new Error('writeHfCheckpoint: more shards than tensors');
-    const weightMap: Record<string, string> = {};
-    let totalSize = 0;
-    for (let k = 0; k < shards; k++) {
-      const part = st.slice(Math.floor((k * st.length) / shards), Math.floor(((k + 1) * st.length) / shards));
-      const name = `model-${String(k + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
-      const file = path.resolve(dir, name);
-      writeSafetensors(file, part, { format: 'pt' });
-      files.push(file);
-      for (const t of part) {
-        weightMap[t.name] = name;
-        totalSize += t.data.byteLength;
-      }
-    }
-    writeAtomically(path.join(dir, 'model.safetensors.index.json'),
-      JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');
-  }
+  const files = writeSafetensorsShards(dir, st, shards);
   writeAtomically(path.join(dir, 'config.json'), pythonJson(config));
   return { weights, shapes, files };
 }

@@ -14,10 +14,9 @@
 //
 // Self-contained (own RNG and half-float rounding) so that loader tests do not
 // need the native addon.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { mambaLayers, type MambaConfig } from '../model/config';
-import { writeAtomically, writeSafetensors, type StDtype, type StTensor } from './safetensors_writer';
+import { writeAtomically, writeSafetensorsShards, type StDtype, type StTensor } from './safetensors_writer';
 
 export type WeightDtype = 'f32' | 'f16' | 'bf16';
 
@@ -259,31 +258,7 @@ export function writeRandomCheckpoint(dir: string, opts: RandomCheckpointOptions
     return { name: storedName, dtype: ST_DTYPE[dtype], shape: s.shape, data: bytes };
   });
 
-  fs.mkdirSync(dir, { recursive: true });
-  const files: string[] = [];
-  const shards = opts.shards ?? 1;
-  if (shards <= 1) {
-    const file = path.resolve(dir, 'model.safetensors');
-    writeSafetensors(file, stTensors, { format: 'pt' });
-    files.push(file);
-  } else {
-    if (shards > stTensors.length) throw new Error('writeRandomCheckpoint: more shards than tensors');
-    const weightMap: Record<string, string> = {};
-    let totalSize = 0;
-    for (let k = 0; k < shards; k++) {
-      const part = stTensors.slice(Math.floor((k * stTensors.length) / shards), Math.floor(((k + 1) * stTensors.length) / shards));
-      const name = `model-${String(k + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
-      const file = path.resolve(dir, name);
-      writeSafetensors(file, part, { format: 'pt' });
-      files.push(file);
-      for (const t of part) {
-        weightMap[t.name] = name;
-        totalSize += t.data.byteLength;
-      }
-    }
-    writeAtomically(path.join(dir, 'model.safetensors.index.json'),
-      JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');
-  }
+  const files = writeSafetensorsShards(dir, stTensors, opts.shards ?? 1);
 
   // config.json in the requested dialect, and the MambaConfig it must normalise to.
   let json: Record<string, unknown>;

@@ -4,6 +4,7 @@
 // tensors' bytes back to back in the order given. Written to a temporary name
 // and renamed, so a reader never sees half a file.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 export type StDtype = 'F32' | 'F16' | 'BF16';
 /** Other byte-sized safetensors dtypes, for tests of unsupported weights. */
@@ -53,4 +54,37 @@ export function writeAtomically(file: string, bytes: Uint8Array | string): void 
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   fs.writeFileSync(tmp, bytes);
   fs.renameSync(tmp, file);
+}
+
+/**
+ * Writes the tensors as model.safetensors (shards <= 1), or as `shards` files
+ * model-0000k-of-0000n.safetensors (tensors split in order) with
+ * model.safetensors.index.json. Returns the absolute paths written.
+ */
+export function writeSafetensorsShards(dir: string, st: StTensor[], shards: number): string[] {
+  fs.mkdirSync(dir, { recursive: true });
+  const files: string[] = [];
+  if (shards <= 1) {
+    const file = path.resolve(dir, 'model.safetensors');
+    writeSafetensors(file, st, { format: 'pt' });
+    files.push(file);
+    return files;
+  }
+  if (shards > st.length) throw new Error('writeSafetensorsShards: more shards than tensors');
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
+  for (let k = 0; k < shards; k++) {
+    const part = st.slice(Math.floor((k * st.length) / shards), Math.floor(((k + 1) * st.length) / shards));
+    const name = `model-${String(k + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
+    const file = path.resolve(dir, name);
+    writeSafetensors(file, part, { format: 'pt' });
+    files.push(file);
+    for (const t of part) {
+      weightMap[t.name] = name;
+      totalSize += t.data.byteLength;
+    }
+  }
+  writeAtomically(path.join(dir, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');
+  return files;
 }

@@ -59,7 +59,7 @@ t.test('mamba: the schedule and neutral hybrid fields', async (t) => {
   t.same(shape, {
     layers: [{ mixer: 'mamba2', ffn: 'none' }, { mixer: 'mamba2', ffn: 'none' }],
     mambaInnerNorms: false, gatedNormGroupSize: 32,
-    nHeads: 0, nKvHeads: 0, headDim: 0, attnScale: 0, ropeTheta: 0, ropeDim: 0, mlpDim: 0,
+    nHeads: 0, nKvHeads: 0, headDim: 0, attnScale: 0, ropeTheta: 0, ropeDim: 0, ropeInterleaved: false, mlpDim: 0,
     moeExperts: 0, moeTopK: 0, moeDim: 0, moeRouter: 'softmax_topk', moeSharedDim: 0,
     embeddingMultiplier: 1, residualMultiplier: 1, logitsScaling: 1, contextSize: 4096, kvDtype: 'f16',
   });
