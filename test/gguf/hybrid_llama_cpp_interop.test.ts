@@ -35,19 +35,15 @@
 // the greedy continuations part after 3 and 0 steps; with node-mamba's norm
 // switched to groups of d_inner / G for the experiment, all 8 steps agree, so
 // the norm is the only difference).
-import t, { type Test } from 'tap';
+import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { exportGguf, loadModel, type GgufExportType } from '../../lib';
+import { exportGguf, type GgufExportType } from '../../lib';
+import { compareGreedy, importEsm, type Llama } from '../helpers/llama_cpp';
 import {
   graniteTinyPreset, jambaTinyPreset, writeRandomHybridCheckpoint, type RandomHybridOptions,
 } from '../../lib/testing/random_hybrid_checkpoint';
-
-// node-llama-cpp is ESM-only: load it with a real dynamic import (TypeScript
-// would turn `import()` into `require()` under module=commonjs).
-const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<typeof import('node-llama-cpp')>;
-type Token = import('node-llama-cpp').Token;
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-hyb-llama-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -62,63 +58,6 @@ const cases: Array<[string, RandomHybridOptions, GgufExportType[]]> = [
   ['granite dense', graniteTinyPreset({ vocabSize: VOCAB, experts: 0, seed: 43 }), ['f16']],
   ['granite rope', graniteTinyPreset({ vocabSize: VOCAB, positionEmbeddingType: 'rope', ropeTheta: 5000, seed: 44 }), ['f32']],
 ];
-
-function top2(logits: Float32Array): { best: number; gap: number; scale: number } {
-  let best = 0, second = -Infinity, scale = 0;
-  for (let i = 0; i < logits.length; i++) {
-    scale = Math.max(scale, Math.abs(logits[i]));
-    if (logits[i] > logits[best]) best = i;
-  }
-  for (let i = 0; i < logits.length; i++) if (i !== best && logits[i] > second) second = logits[i];
-  return { best, gap: logits[best] - second, scale };
-}
-
-type Llama = Awaited<ReturnType<typeof import('node-llama-cpp').getLlama>>;
-
-/** Greedy decoding of `file` in both engines; asserts agreement on the well-separated steps. */
-async function compare(t: Test, llama: Llama, name: string, file: string, gapRatio: number): Promise<void> {
-  const mamba = await loadModel(file, { kvCacheType: 'f32' });
-  const prompt = mamba.tokenizer.encode('The quick brown fox jumps over the lazy dog, and then');
-  let lmodel;
-  try {
-    lmodel = await llama.loadModel({ modelPath: file });
-  } catch (err) {
-    t.fail(`${name}: node-llama-cpp refused the GGUF: ${(err as Error).message}`);
-    mamba.dispose();
-    return;
-  }
-  // One thread (see llama_cpp_interop.test.ts); an f32 KV cache, as node-mamba's here.
-  const ctx = await lmodel.createContext({ contextSize: 128, sequences: 1, threads: 1, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
-  const seq = ctx.getSequence();
-  const theirs: number[] = [];
-  for await (const tok of seq.evaluate(prompt as Token[], { temperature: 0 })) {
-    theirs.push(tok as number);
-    if (theirs.length >= STEPS) break;
-  }
-  await ctx.dispose();
-  await lmodel.dispose();
-  t.equal(theirs.length, STEPS, `${name}: llama.cpp produced ${STEPS} tokens`);
-
-  const s = await mamba.createSequence();
-  let logits = await s.prefill(prompt);
-  let checked = 0, matched = 0, firstChecked = -1;
-  const ours: number[] = [];
-  for (let k = 0; k < theirs.length; k++) {
-    const { best, gap, scale } = top2(logits);
-    ours.push(best);
-    if (gap > gapRatio * scale) {
-      checked++;
-      if (firstChecked < 0) firstChecked = k;
-      if (best === theirs[k]) matched++;
-      else t.fail(`${name}: step ${k}: node-mamba ${best} (gap ${gap.toExponential(2)}, scale ${scale.toFixed(2)}), llama.cpp ${theirs[k]}`);
-    }
-    logits = await s.step(theirs[k]);
-  }
-  await s.dispose();
-  mamba.dispose();
-  t.ok(checked >= STEPS / 2, `${name}: ${checked} of ${STEPS} steps are well separated (first at step ${firstChecked})`);
-  t.equal(matched, checked, `${name}: ${matched}/${checked} well-separated steps match llama.cpp (node-mamba ${ours.join(',')}; llama.cpp ${theirs.join(',')})`);
-}
 
 t.test('node-llama-cpp loads jamba and granitehybrid exports and continues greedily like node-mamba', async (t) => {
   let llama: Llama;
@@ -139,7 +78,11 @@ t.test('node-llama-cpp loads jamba and granitehybrid exports and continues greed
       const name = `${family} ${type}`;
       const file = path.join(root, `${name.replace(/\W+/g, '_')}.gguf`);
       await exportGguf(dir, file, { type });
-      await compare(t, llama, name, file, GAP[type]);
+      // An f32 KV cache in both engines.
+      await compareGreedy(t, llama, name, file, {
+        steps: STEPS, gapRatio: GAP[type], load: { kvCacheType: 'f32' },
+        context: { experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' },
+      });
     }
   }
 });
