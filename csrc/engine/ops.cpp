@@ -146,10 +146,6 @@ void observe_channels(const std::string& name, const float* x, int64_t xs, int64
 std::string layer_name(int64_t layer) { return "backbone.layers." + std::to_string(layer) + "."; }
 std::string mixer_name(int64_t layer) { return layer_name(layer) + "mixer."; }
 
-namespace {
-
-// How the inputs of a linear layer with weights of type t are rounded
-// (ModelConfig::round_activations; kernels/linear.h "Rounded activations").
 ActRounding input_rounding(const Model& m, DType t) {
   if (!m.config().round_activations) return ActRounding::None;
   if (t == DType::BF16) return ActRounding::BF16;
@@ -157,7 +153,6 @@ ActRounding input_rounding(const Model& m, DType t) {
   return ActRounding::None;
 }
 
-}  // namespace
 
 // The weight side of a qlinear call on an I8 / I4 Weight (inputs set by the caller).
 QLinearArgs qlinear_args(const Weight& w, const Weight* bias, int64_t M, float* y) {

@@ -9,6 +9,7 @@
 
 #include "engine/forward.h"
 #include "engine/model.h"
+#include "kernels/linear.h"
 #include "kernels/qlinear.h"
 
 namespace nm::engine {
@@ -75,6 +76,10 @@ void observe_channels(const std::string& name, const float* x, int64_t xs, int64
 // "backbone.layers.<layer>." and "backbone.layers.<layer>.mixer.".
 std::string layer_name(int64_t layer);
 std::string mixer_name(int64_t layer);
+
+// How the inputs of a linear layer with weights of type t are rounded
+// (ModelConfig::round_activations; kernels/linear.h "Rounded activations").
+ActRounding input_rounding(const Model& m, DType t);
 
 // The weight side of a qlinear call on an I8 / I4 Weight (inputs set by the caller).
 QLinearArgs qlinear_args(const Weight& w, const Weight* bias, int64_t M, float* y);

@@ -160,6 +160,7 @@ void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, int64_t 
     l.M = M; l.N = N; l.K = K;
     l.x = x; l.x_stride = xs;
     l.w = we; l.w_stride = w.row_stride; l.w_dtype = w.dtype;
+    l.x_rounding = w.x_rounding;
     l.y = y; l.y_stride = ys;
     linear(l);
   }
@@ -169,7 +170,7 @@ void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, int64_t 
 // input_linear): one product of N = 2I instead of two.
 bool gate_up_adjacent(const MoeArgs& a) {
   const MoeWeight &g = a.gate, &u = a.up;
-  if (g.dtype != u.dtype || g.row_stride != u.row_stride) return false;
+  if (g.dtype != u.dtype || g.row_stride != u.row_stride || g.x_rounding != u.x_rounding) return false;
   if ((g.experts == nullptr) != (u.experts == nullptr)) return false;
   if (!g.experts && g.expert_stride != u.expert_stride) return false;
   for (int64_t e = 0; e < (g.experts ? a.E : 1); ++e)
@@ -266,7 +267,10 @@ void moe(const MoeArgs& a, MoeAlgo algo) {
     // Units one after another; each product is parallel over its output rows.
     for (const Unit& u : units) run_unit(u);
   } else {
-    // Units spread over the pool; the products inside run inline.
+    // Units spread over the pool, the largest first (routing is uneven: a
+    // large unit started last would leave the other threads idle); the
+    // products inside run inline.
+    std::stable_sort(units.begin(), units.end(), [](const Unit& x, const Unit& y) { return x.rows > y.rows; });
     cpu::parallel_for_dynamic((int64_t)units.size(), 1, [&](int64_t u0, int64_t u1) {
       for (int64_t u = u0; u < u1; ++u) run_unit(units[u]);
     });

@@ -72,6 +72,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/linear.h"
 
 namespace nm {
 
@@ -108,6 +109,10 @@ struct MoeWeight {
   const float* scales = nullptr;         // I8 / I4: expert e's scales at scales + e * scales_expert_stride
   int64_t scales_expert_stride = 0;
   const float* x_scale = nullptr;        // I8 / I4: [E] static input scales, or nullptr (W4A16)
+  // F32..Q4_0: rounding of this projection's input (kernels/linear.h
+  // LinearArgs::x_rounding; e.g. Q8Block for Q8_0 / Q4_0 experts, as the
+  // engine rounds its other linear layers' inputs). I8 / I4 ignore it.
+  ActRounding x_rounding = ActRounding::None;
 };
 
 struct MoeArgs {
@@ -127,7 +132,7 @@ struct MoeArgs {
 // Rows per expert block of the alignment (a fused GEMM's BLOCK_M).
 constexpr int64_t kMoeBlockM = 16;
 // Most rows one unit (one expert's linear() calls) takes.
-constexpr int64_t kMoeChunkRows = 64;
+constexpr int64_t kMoeChunkRows = 256;
 
 enum class MoeAlgo : int32_t { Auto = 0, Decode = 1, Batched = 2 };
 

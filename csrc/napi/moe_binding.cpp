@@ -142,7 +142,8 @@ MoeWeight expert_weight(const ArgReader& r, const std::string& name, int64_t E, 
 // { x: f32 [tokens, hidden], tokens, hidden, intermediate, experts, k,
 //   ids?: Int32Array [tokens, k], weights?: f32 [tokens, k]  |  logits + router options (moeRoute),
 //   gateUp (packed [experts, 2·intermediate, hidden])  |  gate + up ([experts, intermediate, hidden] each),
-//   down [experts, hidden, intermediate], shared?: f32 [tokens, hidden], algorithm?: 'auto'|'decode'|'batched' }
+//   down [experts, hidden, intermediate], shared?: f32 [tokens, hidden], algorithm?: 'auto'|'decode'|'batched',
+//   inputRounding?: 'none'|'bf16'|'q8' (of every float-kernel product's input, kernels/linear.h) }
 //   -> f32 [tokens, hidden]
 Napi::Value moe_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "moe");
@@ -213,6 +214,12 @@ Napi::Value moe_js(const Napi::CallbackInfo& info) {
   else if (al == "decode") algo = MoeAlgo::Decode;
   else if (al == "batched") algo = MoeAlgo::Batched;
   else r.type_error("algorithm", "must be 'auto', 'decode' or 'batched', got '" + al + "'");
+  const std::string ro = str_or(r, "inputRounding", "none");
+  ActRounding rounding = ActRounding::None;
+  if (ro == "bf16") rounding = ActRounding::BF16;
+  else if (ro == "q8") rounding = ActRounding::Q8Block;
+  else if (ro != "none") r.type_error("inputRounding", "must be 'none', 'bf16' or 'q8', got '" + ro + "'");
+  for (MoeWeight* w : {&a.gate, &a.up, &a.down}) w->x_rounding = rounding;
 
   Napi::Float32Array out = new_f32(r.env, nx);
   a.out = out.Data();

@@ -109,6 +109,12 @@ interface MoeBaseOptions {
    * computed by the caller with `linear`); out = (Σ_j w_j · y_j) + shared.
    */
   shared?: Float32Array;
+  /**
+   * Rounding of each expert product's input for float / q8_0 / q4_0 experts (kernels.linear's
+   * inputRounding: 'q8' quantizes x and h to int8 per 32 values, as llama.cpp does for Q8_0 /
+   * Q4_0 weights and the engine for its q8_0 / q4_0 files). Default 'none'.
+   */
+  inputRounding?: 'none' | 'bf16' | 'q8';
   algorithm?: MoeAlgorithm;
 }
 

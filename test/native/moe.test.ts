@@ -388,6 +388,53 @@ t.test('moe: decode-sized calls give bitwise the batched result of the same toke
   t.end();
 });
 
+// inputRounding 'q8' (the engine's rounding for q8_0 / q4_0 files): every
+// product's input is quantized to int8 per 32 values, as kernels.linear does.
+// Reference: the per-token composition of kernels.linear calls with the same
+// rounding (GEMV path, as each unit here has <= 16 rows), SiLU·mul and the
+// weighted sum in float64: equal up to float32 summation of the k terms and
+// SiLU's float32 rounding (|err| <= 1e-5·mag + 1e-6). Without the rounding the
+// result moves by far more, so the test would see the option ignored.
+t.test("moe: inputRounding 'q8' rounds every expert product's input as kernels.linear does", (t) => {
+  const c: Case = { T: 5, d: 64, I: 96, E: 6, k: 2 };
+  for (const dts of [['q8_0', 'q8_0'], ['q4_0', 'q8_0']] as Array<[Dt, Dt]>) {
+    const p = problem(560, c, dts);
+    const rows = (w: EW, e: number, R: number, K: number) => {
+      const a = w.arg as { data: Uint8Array; dtype: 'q8_0' | 'q4_0' };
+      const per = R * (K / 32) * BLOCK_BYTES[a.dtype];
+      return { data: a.data.subarray(e * per, (e + 1) * per), dtype: a.dtype };
+    };
+    const want = new Float64Array(c.T * c.d), mag = new Float64Array(c.T * c.d);
+    for (let tk = 0; tk < c.T; tk++) {
+      const x = p.x.slice(tk * c.d, (tk + 1) * c.d);
+      for (let j = 0; j < c.k; j++) {
+        const e = p.ids[tk * c.k + j], w = p.weights[tk * c.k + j];
+        const lin = (xx: Float32Array, weight: ReturnType<typeof rows>, K: number, N: number) =>
+          kernels.linear({ x: xx, weight, rows: 1, inFeatures: K, outFeatures: N, inputRounding: 'q8', algorithm: 'gemv' });
+        const g = lin(x, rows(p.gate, e, c.I, c.d), c.d, c.I), u = lin(x, rows(p.up, e, c.I, c.d), c.d, c.I);
+        const h = new Float32Array(c.I).map((_, i) => (g[i] / (1 + Math.exp(-g[i]))) * u[i]);
+        const y = lin(h, rows(p.down, e, c.d, c.I), c.I, c.d);
+        for (let i = 0; i < c.d; i++) {
+          want[tk * c.d + i] += w * y[i];
+          mag[tk * c.d + i] += Math.abs(w * y[i]);
+        }
+      }
+    }
+    const ref = { y: want, mag: mag.map((m) => m * 5) };  // check(): RTOL·mag + ATOL, RTOL 2e-6 -> 1e-5·mag
+    forEachIsa((isa) => {
+      for (const algorithm of ['decode', 'batched'] as const) {
+        const args = { ...base(c), x: p.x, ids: p.ids, weights: p.weights, gate: p.gate.arg, up: p.up.arg, down: p.down.arg, algorithm };
+        check(t, kernels.moe({ ...args, inputRounding: 'q8' }), ref, `${dts} q8 rounding ${algorithm} ${isa}`);
+        const plain = kernels.moe(args);
+        let moved = 0;
+        for (let i = 0; i < plain.length; i++) moved = Math.max(moved, Math.abs(plain[i] - want[i]) / (1e-5 * mag[i] + 1e-6));
+        t.ok(moved > 1, `${dts} without rounding the result differs (err/tol ${moved.toPrecision(3)}) ${algorithm} ${isa}`);
+      }
+    });
+  }
+  t.end();
+});
+
 t.test('moe: edge sizes (0 tokens, k = E, one expert takes every token)', (t) => {
   const c: Case = { T: 0, d: 40, I: 24, E: 5, k: 2 };
   const p = problem(600, { ...c, T: 70 }, ['f32', 'f32']);

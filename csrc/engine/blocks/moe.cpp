@@ -70,9 +70,9 @@ class MoeFfn final : public FeedForward {
     a.T = n; a.d = d; a.I = I_; a.E = E_; a.k = k_;
     a.x = x; a.x_stride = d;
     a.ids = ids.data(); a.weights = weights.data();
-    a.gate = expert_weight(0, d);
-    a.up = expert_weight(1, d);
-    a.down = expert_weight(2, I_);
+    a.gate = expert_weight(m, 0, d);
+    a.up = expert_weight(m, 1, d);
+    a.down = expert_weight(m, 2, I_);
     if (shared_.dim > 0) { a.shared = shared.data(); a.shared_stride = d; }
     a.out = out; a.out_stride = d;
     moe(a);
@@ -95,9 +95,10 @@ class MoeFfn final : public FeedForward {
   }
 
  private:
-  MoeWeight expert_weight(int p, int64_t cols) const {
+  MoeWeight expert_weight(const Model& m, int p, int64_t cols) const {
     MoeWeight w;
     w.dtype = experts_[p][0].dtype;
+    w.x_rounding = input_rounding(m, w.dtype);
     w.row_stride = cols;
     w.experts = ptrs_[p].data();
     return w;
