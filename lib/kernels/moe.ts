@@ -75,7 +75,7 @@ export type MoeExpertWeight =
 
 /**
  * 'decode': experts one after another, each product parallel over its outputs;
- * 'batched': experts (in chunks of up to 64 tokens) spread over the threads. 'auto' (default)
+ * 'batched': experts (in chunks of up to 256 tokens) spread over the threads. 'auto' (default)
  * uses 'decode' only when there are fewer expert chunks than threads. Both give bitwise the
  * same result, for any thread count.
  */

@@ -437,12 +437,12 @@ t.test("moe: inputRounding 'q8' rounds every expert product's input as kernels.l
 
 t.test('moe: edge sizes (0 tokens, k = E, one expert takes every token)', (t) => {
   const c: Case = { T: 0, d: 40, I: 24, E: 5, k: 2 };
-  const p = problem(600, { ...c, T: 70 }, ['f32', 'f32']);
+  const p = problem(600, { ...c, T: 300 }, ['f32', 'f32']);
   t.equal(kernels.moe({ ...base(c), x: new Float32Array(0), ids: new Int32Array(0), weights: new Float32Array(0), gate: p.gate.arg, up: p.up.arg, down: p.down.arg }).length, 0, '0 tokens');
-  const T = 70, ids = new Int32Array(T).fill(3), weights = new Float32Array(T).fill(0.75);
+  const T = 300, ids = new Int32Array(T).fill(3), weights = new Float32Array(T).fill(0.75);
   const all = { ...c, T, k: 1 };
   const got = kernels.moe({ ...base(all), x: p.x, ids, weights, gate: p.gate.arg, up: p.up.arg, down: p.down.arg });
-  check(t, got, moeRef(p.x, T, c.d, c.I, 1, ids, weights, p.gate, p.up, p.down), 'one expert, 70 rows (two chunks)');
+  check(t, got, moeRef(p.x, T, c.d, c.I, 1, ids, weights, p.gate, p.up, p.down), 'one expert, 300 rows (two chunks of at most 256)');
   const kE = { ...c, T: 4, k: 5 };
   const route = kernels.moeRoute({ logits: randn(rng(1), 4 * 5), tokens: 4, experts: 5, k: 5, router: 'softmax_topk' });
   const gotE = kernels.moe({ ...base(kE), x: p.x.slice(0, 4 * c.d), ...route, gate: p.gate.arg, up: p.up.arg, down: p.down.arg });
