@@ -288,4 +288,12 @@ void moe(const MoeArgs& a, MoeAlgo algo) {
   });
 }
 
+void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride, int64_t rows,
+                 int64_t I) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, I));
+  cpu::parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    NM_ISA_CALL(moe_swiglu_rows, gu + r0 * gu_stride, gu_stride, up_off, h + r0 * h_stride, h_stride, r1 - r0, I);
+  });
+}
+
 }  // namespace nm

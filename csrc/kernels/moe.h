@@ -140,4 +140,10 @@ enum class MoeAlgo : int32_t { Auto = 0, Decode = 1, Batched = 2 };
 // expert id out of range or an unsupported weight format.
 void moe(const MoeArgs& a, MoeAlgo algo = MoeAlgo::Auto);
 
+// The SwiGLU activation of a dense MLP (the engine's shared / dense
+// feed-forwards), as the experts compute it: h[r, i] = silu(gu[r, i]) ·
+// gu[r, up_off + i] for r < rows, i < I. Multithreaded over rows.
+void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride, int64_t rows,
+                 int64_t I);
+
 }  // namespace nm

@@ -1,9 +1,9 @@
 #include "engine/blocks/mlp.h"
 
-#include <cmath>
 
 #include "engine/ops.h"
 #include "engine/tensor_table.h"
+#include "kernels/moe.h"
 
 namespace nm::engine {
 
@@ -18,31 +18,22 @@ void SwiGlu::load(const BlockContext& ctx, const std::string& prefix, int64_t I)
 
 void SwiGlu::forward(const Model& m, const float* x, int64_t n, float* out) const {
   const int64_t d = m.config().d_model, I = dim;
-  Buf gu((size_t)(n * 2 * I));
+  Buf gu((size_t)(n * 2 * I)), h((size_t)(n * I));
   // Gate and up stored as one [2I, d] matrix (Granite's packed input_linear,
-  // sliced by the loader): one product of N = 2I.
-  const bool packed = gate.dtype == up.dtype && dtype_info(gate.dtype).linear == LinearKernel::Float &&
+  // sliced by the loader): one product of N = 2I, rows [gate | up]. Else (and
+  // while calibrating, whose taps are keyed by each layer's own Weight) two
+  // products into the two halves of gu: [n, I] gate rows, then [n, I] up rows.
+  const bool packed = !observer() && gate.dtype == up.dtype && dtype_info(gate.dtype).linear == LinearKernel::Float &&
                       static_cast<const char*>(gate.data) + dtype_row_bytes(gate.dtype, I * d) == up.data;
   if (packed) {
     Weight both = gate;
     both.rows = 2 * I;
     run_linear(m, both, nullptr, x, d, n, gu.data());
+    swiglu_rows(gu.data(), 2 * I, I, h.data(), I, n, I);
   } else {
-    Buf g((size_t)(n * I)), u((size_t)(n * I));
-    run_linear(m, gate, nullptr, x, d, n, g.data());
-    run_linear(m, up, nullptr, x, d, n, u.data());
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t i = 0; i < I; ++i) {
-        gu.data()[t * 2 * I + i] = g.data()[t * I + i];
-        gu.data()[t * 2 * I + I + i] = u.data()[t * I + i];
-      }
-  }
-  Buf h((size_t)(n * I));
-  for (int64_t t = 0; t < n; ++t) {
-    const float* g = gu.data() + t * 2 * I;
-    const float* u = g + I;
-    float* ht = h.data() + t * I;
-    for (int64_t i = 0; i < I; ++i) ht[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    run_linear(m, gate, nullptr, x, d, n, gu.data());
+    run_linear(m, up, nullptr, x, d, n, gu.data() + n * I);
+    swiglu_rows(gu.data(), I, n * I, h.data(), I, n, I);
   }
   run_linear(m, down, nullptr, h.data(), I, n, out);
 }
