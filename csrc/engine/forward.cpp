@@ -102,8 +102,9 @@ void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMod
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model, V = c.vocab;
   m.check_context(slot, n);
-  for (int64_t t0 = 0; t0 < n; t0 += kPrefillChunk) {
-    const int64_t len = std::min(kPrefillChunk, n - t0);
+  const int64_t chunk = c.has_moe() ? kMoePrefillChunk : kPrefillChunk;
+  for (int64_t t0 = 0; t0 < n; t0 += chunk) {
+    const int64_t len = std::min(chunk, n - t0);
     const int64_t pos0 = m.position(slot);
     m.kv().reserve(slot, pos0 + len);
     Buf h((size_t)(len * d)), residual((size_t)(len * d)), hn((size_t)(len * d));

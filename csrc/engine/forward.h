@@ -15,7 +15,7 @@ enum class LogitsMode { None, Last, All };
 
 // Runs `n` tokens of one sequence through the model, starting from (and
 // updating) the recurrent state in `slot`. Long inputs are processed in
-// chunks of kPrefillChunk tokens carrying the state. Writes logits for the
+// chunks of kPrefillChunk (kMoePrefillChunk) tokens carrying the state. Writes logits for the
 // last token ([vocab]) or every token ([n, vocab]) to `logits`.
 void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMode mode, float* logits);
 
@@ -25,6 +25,11 @@ void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMod
 void decode_step(Model& m, const int32_t* slots, const int32_t* tokens, int64_t batch, float* logits);
 
 constexpr int64_t kPrefillChunk = 512;
+// Models with mixture-of-experts layers prefill in longer chunks: an expert
+// sees k/E of a chunk's tokens, and its product packs its weights once per
+// chunk, which at 512 tokens (Granite-4.0-H-Tiny-like: ~50 rows an expert)
+// was a quarter of the work (bench/NOTES.md).
+constexpr int64_t kMoePrefillChunk = 2048;
 
 // Calibration (Quamba's static activation scales): while an observer is
 // installed on the calling thread, every linear layer records statistics of

@@ -72,6 +72,11 @@ struct ModelConfig {
   // (kernels/ssm_q8.h).
   bool ssm_int8 = false;
 
+  bool has_moe() const {
+    for (const LayerKind& k : layers)
+      if (k.ffn == FfnKind::Moe) return true;
+    return false;
+  }
   bool has_attention() const {
     for (const LayerKind& k : layers)
       if (k.mixer == MixerKind::Attention) return true;
