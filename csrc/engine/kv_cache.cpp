@@ -37,6 +37,7 @@ void KvCache::grow() {
 }
 
 void KvCache::reserve(int32_t slot, int64_t tokens) {
+  if (layers_.empty()) return;  // no attention layers: nothing to page
   if ((size_t)slot >= slot_pages_.size()) slot_pages_.resize((size_t)slot + 1);
   std::vector<int32_t>& pages = slot_pages_[(size_t)slot];
   const int64_t need = (tokens + kKvPageTokens - 1) / kKvPageTokens;
