@@ -4,7 +4,7 @@
 // GPT-NeoX-20B tokenizer shipped in assets/ (the one original Mamba checkpoints use).
 import * as fs from 'fs';
 import * as path from 'path';
-import { Tokenizer as HfTokenizerCore } from '@huggingface/tokenizers';
+import { BPE as HfBpeModel, Tokenizer as HfTokenizerCore } from '@huggingface/tokenizers';
 import { ModelLoadError } from '../errors';
 import { readTextFile } from '../loaders/text_file';
 
@@ -107,8 +107,10 @@ export class HfTokenizer implements Tokenizer {
       const id = list[i];
       if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`decode: ids[${i}] must be a non-negative integer, got ${id}`);
     }
-    if (list.length === 0) return '';
-    return this.core.decode(list, {
+    // Ids that are no token (rows of a padded embedding, left-out padding tokens) decode to nothing.
+    const known = list.filter((id) => this.core.id_to_token(id) !== undefined);
+    if (known.length === 0) return '';
+    return this.core.decode(known, {
       skip_special_tokens: options.skipSpecialTokens ?? false,
       clean_up_tokenization_spaces: false,
     });
@@ -117,6 +119,27 @@ export class HfTokenizer implements Tokenizer {
   /** The id of a token string, or undefined. */
   tokenToId(token: string): number | undefined {
     return this.core.token_to_id(token);
+  }
+
+  /**
+   * Gives merge i of the BPE model (model.merges[i] of the tokenizer.json) the
+   * rank ranks[i] in place of i, so that merges can share a rank: of pairs of
+   * equal rank, @huggingface/tokenizers' BPE merges the leftmost first (a tie
+   * that a tokenizer.json cannot express; llama.cpp's SentencePiece tokenizer
+   * merges pieces of equal score that way, see gguf_tokenizer.ts).
+   */
+  setMergeRanks(ranks: ArrayLike<number>): void {
+    const model = this.core.model;
+    if (!(model instanceof HfBpeModel)) throw new Error(`setMergeRanks: ${this.source} is not a BPE tokenizer`);
+    if (ranks.length !== model.merges.length) {
+      throw new RangeError(`setMergeRanks: ${ranks.length} ranks for ${model.merges.length} merges`);
+    }
+    for (let i = 0; i < ranks.length; i++) {
+      const key = JSON.stringify(model.merges[i]);
+      if (!model.bpe_ranks.has(key)) throw new Error(`setMergeRanks: merge ${i} ${key} is not in the BPE model's ranks`);
+      model.bpe_ranks.set(key, ranks[i]);
+    }
+    model.clear_cache();
   }
 }
 

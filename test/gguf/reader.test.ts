@@ -245,7 +245,8 @@ t.test('model-level errors from loadModel name the GGUF key or tensor', async (t
     ['misshapen tensor', { tensor: { name: 'blk.0.ssm_d', dims: [1, 9] } }, 'blk.0.ssm_d', /shape/],
     ['quantized norm', { tensor: { name: 'blk.0.attn_norm.weight', type: 'Q8_0' } }, 'blk.0.attn_norm.weight', /Q8_0 is not supported for this tensor/],
     ['falcon-mamba norms', { set: [['mamba2.ssm.dt_b_c_rms', GgufValueType.BOOL, true]] }, 'mamba2.ssm.dt_b_c_rms', /not supported/],
-    ['other tokenizer', { set: [['tokenizer.ggml.model', GgufValueType.STRING, 'llama']] }, 'tokenizer.ggml.model', /not supported/],
+    ['other tokenizer', { set: [['tokenizer.ggml.model', GgufValueType.STRING, 'bert']] }, 'tokenizer.ggml.model', /not supported/],
+    ['llama tokenizer without byte tokens', { set: [['tokenizer.ggml.model', GgufValueType.STRING, 'llama']] }, 'tokenizer.ggml.tokens', /256 byte tokens/],
     ['other pre-tokenizer', { set: [['tokenizer.ggml.pre', GgufValueType.STRING, 'qwen2']] }, 'tokenizer.ggml.pre', /not supported/],
     ['no merges', { drop: ['tokenizer.ggml.merges'] }, 'tokenizer.ggml.merges', /needs merges/],
     ['token types length', { set: [['tokenizer.ggml.token_type', GgufValueType.ARRAY, { itemType: GgufValueType.INT32, values: [1, 1] }]] }, 'tokenizer.ggml.token_type', /2 entries/],
@@ -264,7 +265,7 @@ t.test('model-level errors from loadModel name the GGUF key or tensor', async (t
   const m = await loadModel(noTok);
   t.ok(m.tokenizer.vocabSize > 50000, 'no tokenizer keys: the shipped GPT-NeoX tokenizer');
   m.dispose();
-  const m2 = await loadModel(await variant('other_tok_override', { set: [['tokenizer.ggml.model', GgufValueType.STRING, 'llama']] }), { tokenizer: dir });
+  const m2 = await loadModel(await variant('other_tok_override', { set: [['tokenizer.ggml.model', GgufValueType.STRING, 'bert']] }), { tokenizer: dir });
   t.equal(m2.tokenizer.vocabSize, 263, '{ tokenizer } overrides the file\'s');
   m2.dispose();
   await t.rejects(loadModel(path.join(root, 'missing.gguf')), { name: 'ModelLoadError', message: /GGUF file not found/ });
