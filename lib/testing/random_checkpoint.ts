@@ -151,6 +151,34 @@ export function encode(values: ArrayLike<number>, dtype: WeightDtype): { bytes: 
 
 const ST_DTYPE: Record<WeightDtype, StDtype> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
 
+/**
+ * The random draws of the checkpoint writers, in the order they are called
+ * (deterministic per seed): normal (Box-Muller), uniform, linear weights
+ * N(0, 1/fan_in), norm weights 1 + N(0, 0.1), log A with A ~ U(1, 16), and dt
+ * biases softplus^-1(dt) with dt log-uniform in [0.001, 0.1].
+ */
+export function randomDraws(seed: number) {
+  const r = rng(seed);
+  const normal = (n: number, std: number, mean = 0): Float64Array => {
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const u = Math.max(r(), 1e-12), v = r();
+      out[i] = mean + std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+    }
+    return out;
+  };
+  const unif = (n: number, lo: number, hi: number) => Float64Array.from({ length: n }, () => lo + (hi - lo) * r());
+  const linear = (rows: number, cols: number) => normal(rows * cols, 1 / Math.sqrt(cols));
+  const normW = (n: number) => normal(n, 0.1, 1);
+  const logA = (n: number) => unif(n, 1, 16).map(Math.log);
+  const dtBias = (n: number) =>
+    unif(n, Math.log(0.001), Math.log(0.1)).map((l) => {
+      const dt = Math.exp(l);
+      return dt + Math.log(-Math.expm1(-dt)); // inverse softplus
+    });
+  return { r, normal, unif, linear, normW, logA, dtBias };
+}
+
 /** Python's json.dumps writes float('inf') as the bare token Infinity. */
 const PY_INF = '__PYTHON_INFINITY__';
 function pythonJson(obj: unknown): string {
@@ -176,23 +204,7 @@ export function writeRandomCheckpoint(dir: string, opts: RandomCheckpointOptions
   const padMultiple = opts.padVocabMultiple ?? (dialect === 'original' ? (arch === 'mamba' ? 8 : 16) : 1);
   const V = Math.ceil(opts.vocabSize / padMultiple) * padMultiple;
 
-  const r = rng(opts.seed);
-  const normal = (n: number, std: number, mean = 0) => {
-    const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const u = Math.max(r(), 1e-12), v = r();
-      out[i] = mean + std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-    }
-    return out;
-  };
-  const unif = (n: number, lo: number, hi: number) => Float64Array.from({ length: n }, () => lo + (hi - lo) * r());
-  const linear = (rows: number, cols: number) => normal(rows * cols, 1 / Math.sqrt(cols));
-  const logA = (n: number) => unif(n, 1, 16).map(Math.log);
-  const dtBias = (n: number) =>
-    unif(n, Math.log(0.001), Math.log(0.1)).map((l) => {
-      const dt = Math.exp(l);
-      return dt + Math.log(-Math.expm1(-dt)); // inverse softplus
-    });
+  const { normal, unif, linear, logA, dtBias } = randomDraws(opts.seed);
 
   const specs: Array<{ name: string; shape: number[]; values: Float64Array }> = [];
   const add = (name: string, shape: number[], values: Float64Array) => {

@@ -24,7 +24,7 @@
 //     (h = embed * embedding_multiplier starts at unit scale) and an untied
 //     Granite lm_head N(0, logits_scaling^2 / d) (logits / logits_scaling of
 //     unit scale).
-import { rng, type WeightDtype } from './random_checkpoint';
+import { randomDraws, type WeightDtype } from './random_checkpoint';
 import { writeHfCheckpoint, type TensorSpec } from './checkpoint_files';
 
 export type HybridFamily = 'jamba' | 'granitemoehybrid';
@@ -180,24 +180,7 @@ export function writeRandomHybridCheckpoint(dir: string, opts: RandomHybridOptio
   if (granite && (opts as GraniteOptions).positionEmbeddingType === 'rope') check(hd % 2 === 0, 'RoPE needs an even head dim');
 
   // Random draws, in the order the tensors are listed (deterministic per seed).
-  const r = rng(opts.seed);
-  const normal = (n: number, std: number, mean = 0): Float64Array => {
-    const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const u = Math.max(r(), 1e-12), v = r();
-      out[i] = mean + std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-    }
-    return out;
-  };
-  const unif = (n: number, lo: number, hi: number) => Float64Array.from({ length: n }, () => lo + (hi - lo) * r());
-  const linear = (rows: number, cols: number) => normal(rows * cols, 1 / Math.sqrt(cols));
-  const normW = (n: number) => normal(n, 0.1, 1);
-  const logA = (n: number) => unif(n, 1, 16).map(Math.log);
-  const dtBias = (n: number) =>
-    unif(n, Math.log(0.001), Math.log(0.1)).map((l) => {
-      const dt = Math.exp(l);
-      return dt + Math.log(-Math.expm1(-dt)); // softplus^-1
-    });
+  const { normal, unif, linear, normW, logA, dtBias } = randomDraws(opts.seed);
 
   const specs: TensorSpec[] = [];
   const add = (name: string, shape: number[], values: Float64Array) => specs.push({ name, shape, values });
