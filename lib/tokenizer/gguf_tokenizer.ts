@@ -49,7 +49,7 @@
 // pass { tokenizer } to loadModel instead.
 import { ModelLoadError } from '../errors';
 import { GgufValueType, type GgufFile } from '../loaders/gguf';
-import { GgufMeta } from '../loaders/gguf_model';
+import { GgufMeta } from '../loaders/gguf_meta';
 import { HfTokenizer } from './tokenizer';
 
 export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
