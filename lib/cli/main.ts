@@ -32,7 +32,9 @@ commands:
            schemes (and --gptq) calibrate on the UTF-8 text FILE. Progress bar with ETA on a
            terminal. --float-ssm keeps the conv / scan activations float32 (int8 by default).
   options for every command: --threads N, --input-rounding auto|none
-           (none: exact float32 inputs for bf16 / q8_0 / q4_0 matrices; default auto)`;
+           (none: exact float32 inputs for bf16 / q8_0 / q4_0 matrices; default auto);
+           hybrid models (attention layers): --context-size N (tokens a sequence may hold),
+           --kv-cache f16|f32`;
 
 function generateOptions(p: ParsedArgs): GenerateOptions {
   const o: GenerateOptions = {};
@@ -57,9 +59,14 @@ async function open(p: ParsedArgs, dir: string): Promise<MambaModel> {
   if (rounding !== undefined && rounding !== 'auto' && rounding !== 'none') {
     throw new UsageError(`--input-rounding must be 'auto' or 'none', got '${rounding}'`);
   }
+  const contextSize = numberFlag(p, 'context-size');
+  const kv = stringFlag(p, 'kv-cache');
+  if (kv !== undefined && kv !== 'f16' && kv !== 'f32') throw new UsageError(`--kv-cache must be 'f16' or 'f32', got '${kv}'`);
   return loadModel(dir, {
     ...(threads !== undefined ? { threads } : {}),
     ...(rounding !== undefined ? { inputRounding: rounding } : {}),
+    ...(contextSize !== undefined ? { contextSize } : {}),
+    ...(kv !== undefined ? { kvCacheType: kv } : {}),
   });
 }
 

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
+import { graniteTinyPreset, writeRandomHybridCheckpoint } from '../../lib/testing/random_hybrid_checkpoint';
 
 const cli = path.resolve(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 120_000, maxBuffer: 256 * 1024 * 1024 });
@@ -72,6 +73,24 @@ t.test('--input-rounding: auto (default) rounds the inputs of bf16 matrices, non
   const bad = run('logits', '--model', bf, '--tokens', '1', '--input-rounding', 'fast');
   t.equal(bad.status, 2);
   t.match(bad.stderr, /--input-rounding must be 'auto' or 'none'/);
+  t.end();
+});
+
+t.test('--context-size and --kv-cache reach a hybrid model: logits, and errors naming the option', (t) => {
+  const hyb = path.join(dir, 'granite');
+  writeRandomHybridCheckpoint(hyb, graniteTinyPreset({ seed: 6 }));
+  const logits = (...extra: string[]) => run('logits', '--model', hyb, '--tokens', '1,2,3,4,5,6', ...extra);
+  const f32 = logits('--kv-cache', 'f32'), f16 = logits();
+  t.equal(f32.status, 0, f32.stderr);
+  t.equal(f16.status, 0, f16.stderr);
+  const a = JSON.parse(f32.stdout).logits as number[], b = JSON.parse(f16.stdout).logits as number[];
+  t.ok(a.some((v, i) => v !== b[i]), 'an f32 K/V cache gives other logits than the default f16 one');
+  const short = logits('--context-size', '4');
+  t.not(short.status, 0, 'six tokens do not fit a context of 4');
+  t.match(short.stderr, /contextSize of 4/);
+  const bad = logits('--kv-cache', 'f64');
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /--kv-cache must be 'f16' or 'f32'/);
   t.end();
 });
 
