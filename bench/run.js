@@ -42,9 +42,9 @@ function parseArgs(argv) {
   for (const m of o.models) if (!C.MODELS[m]) throw new Error(`unknown model ${m} (${Object.keys(C.MODELS).join(', ')})`);
   o.precisions = o.precisions || Object.keys(PRECISIONS);
   for (const p of o.precisions) if (!PRECISIONS[p]) throw new Error(`unknown precision ${p}`);
-  // Repeats: a full run stays under 10 minutes on a 2-core machine.
   // Runs repeat up to `repeats` times but start no new run after `budgetSeconds`
-  // once `minRepeats` are done: a full run stays under 10 minutes on 2 cores.
+  // once `minRepeats` are done: the three Mamba models stay under 10 minutes on
+  // 2 cores; the two hybrids add about 4 (cached checkpoints and GGUFs).
   o.plan = o.quick
     ? {
       decode: { prompt: 64, steps: 8, repeats: 3, minRepeats: 3 },
