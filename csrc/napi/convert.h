@@ -5,10 +5,12 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/linear.h"
 
 namespace nm::napi {
 
@@ -74,5 +76,24 @@ Napi::Float32Array new_f32(Napi::Env env, int64_t n);
 Napi::Value guarded(const Napi::CallbackInfo& info, Napi::Value (*body)(const Napi::CallbackInfo&));
 
 ArgReader reader(const Napi::CallbackInfo& info, const char* kernel);
+
+// An optional string option `name` mapped through `choices` (first = the
+// default when absent); anything else is a TypeError naming the option.
+template <typename E, size_t N>
+inline E read_choice(const ArgReader& r, const char* name, const std::pair<const char*, E> (&choices)[N]) {
+  if (!r.has(name)) return choices[0].second;
+  std::string list;
+  for (size_t i = 0; i < N; ++i) list += (i ? (i + 1 == N ? " or '" : ", '") : "'") + std::string(choices[i].first) + "'";
+  Napi::Value v = r.obj.Get(name);
+  if (!v.IsString()) r.type_error(name, "must be " + list);
+  const std::string s = v.As<Napi::String>().Utf8Value();
+  for (const auto& c : choices)
+    if (s == c.first) return c.second;
+  r.type_error(name, "must be " + list + ", got '" + s + "'");
+}
+
+// inputRounding: 'none' (default) | 'bf16' | 'q8' (kernels/linear.h ActRounding).
+constexpr std::pair<const char*, ActRounding> kRoundings[] = {
+    {"none", ActRounding::None}, {"bf16", ActRounding::BF16}, {"q8", ActRounding::Q8Block}};
 
 }  // namespace nm::napi

@@ -12,25 +12,8 @@ namespace nm::napi {
 
 namespace {
 
-// An optional string option `name` mapped through `choices` (first = the
-// default when absent); anything else is a TypeError naming the option.
-template <typename E, size_t N>
-E read_choice(const ArgReader& r, const char* name, const std::pair<const char*, E> (&choices)[N]) {
-  if (!r.has(name)) return choices[0].second;
-  std::string list;
-  for (size_t i = 0; i < N; ++i) list += (i ? (i + 1 == N ? " or '" : ", '") : "'") + std::string(choices[i].first) + "'";
-  Napi::Value v = r.obj.Get(name);
-  if (!v.IsString()) r.type_error(name, "must be " + list);
-  const std::string s = v.As<Napi::String>().Utf8Value();
-  for (const auto& c : choices)
-    if (s == c.first) return c.second;
-  r.type_error(name, "must be " + list + ", got '" + s + "'");
-}
-
 constexpr std::pair<const char*, LinearAlgo> kAlgos[] = {
     {"auto", LinearAlgo::Auto}, {"gemv", LinearAlgo::Gemv}, {"gemm", LinearAlgo::Gemm}};
-constexpr std::pair<const char*, ActRounding> kRoundings[] = {
-    {"none", ActRounding::None}, {"bf16", ActRounding::BF16}, {"q8", ActRounding::Q8Block}};
 
 // A ggml block-quantized weight: weight is a Uint8Array of raw blocks and
 // weightDtype 'q8_0' | 'q4_0'. Returns false when the weight is not one.

@@ -208,17 +208,10 @@ Napi::Value moe_js(const Napi::CallbackInfo& info) {
   a.shared = sh.present ? sh.as<float>() : nullptr;
   a.shared_stride = d;
 
-  const std::string al = str_or(r, "algorithm", "auto");
-  MoeAlgo algo;
-  if (al == "auto") algo = MoeAlgo::Auto;
-  else if (al == "decode") algo = MoeAlgo::Decode;
-  else if (al == "batched") algo = MoeAlgo::Batched;
-  else r.type_error("algorithm", "must be 'auto', 'decode' or 'batched', got '" + al + "'");
-  const std::string ro = str_or(r, "inputRounding", "none");
-  ActRounding rounding = ActRounding::None;
-  if (ro == "bf16") rounding = ActRounding::BF16;
-  else if (ro == "q8") rounding = ActRounding::Q8Block;
-  else if (ro != "none") r.type_error("inputRounding", "must be 'none', 'bf16' or 'q8', got '" + ro + "'");
+  constexpr std::pair<const char*, MoeAlgo> kMoeAlgos[] = {
+      {"auto", MoeAlgo::Auto}, {"decode", MoeAlgo::Decode}, {"batched", MoeAlgo::Batched}};
+  const MoeAlgo algo = read_choice(r, "algorithm", kMoeAlgos);
+  const ActRounding rounding = read_choice(r, "inputRounding", kRoundings);
   for (MoeWeight* w : {&a.gate, &a.up, &a.down}) w->x_rounding = rounding;
 
   Napi::Float32Array out = new_f32(r.env, nx);

@@ -74,6 +74,19 @@ function tokenIds(m: GgufMeta, V: number): Pick<MambaConfig, 'bosTokenId' | 'eos
   return out;
 }
 
+/** What every llama.cpp file of these architectures fixes: no projection biases, a conv bias, no dt clamp, fp32 residual; the head tied when output.weight is absent. */
+function fileDefaults(m: GgufMeta, g: GgufFile, eps: number, V: number) {
+  return {
+    normEps: eps,
+    tieEmbeddings: !g.tensors.has('output.weight'),
+    residualInFp32: true,
+    useBias: false,
+    convBias: true,
+    timeStepLimit: [0, Infinity] as [number, number],
+    ...tokenIds(m, V),
+  };
+}
+
 /** Mamba-2 heads and groups (mamba2, granitehybrid): ssm.time_step_rank is the head count. */
 function mamba2Heads(m: GgufMeta, a: string, di: number): { nheads: number; headdim: number; ngroups: number } {
   const nheads = m.int(`${a}.ssm.time_step_rank`, true, 1);
@@ -106,13 +119,7 @@ export function ggufConfig(g: GgufFile): MambaConfig {
     arch: a, family: a, layers: mambaLayers(a, nLayer), dModel: d, nLayer, vocabSize: V,
     dState: N, dConv: K, expand: di / d, dInner: di,
     dtRank, headdim, nheads, ngroups, chunkSize: a === 'mamba2' ? 256 : 0,
-    normEps: eps,
-    tieEmbeddings: !g.tensors.has('output.weight'),
-    residualInFp32: true,
-    useBias: false,
-    convBias: true,
-    timeStepLimit: [0, Infinity],
-    ...tokenIds(m, V),
+    ...fileDefaults(m, g, eps, V),
   };
 }
 
@@ -170,13 +177,7 @@ function hybridConfig(m: GgufMeta, g: GgufFile, a: 'jamba' | 'granitehybrid'): M
     arch: granite ? 'mamba2' : 'mamba', family: granite ? 'granitemoehybrid' : 'jamba', layers,
     dModel: d, nLayer, vocabSize: V, dState: N, dConv: K, expand: di / d, dInner: di,
     dtRank: 0, headdim: 0, nheads: 0, ngroups: 1, chunkSize: granite ? 256 : 0,
-    normEps: eps,
-    tieEmbeddings: !g.tensors.has('output.weight'),
-    residualInFp32: true,
-    useBias: false,
-    convBias: true,
-    timeStepLimit: [0, Infinity],
-    ...tokenIds(m, V),
+    ...fileDefaults(m, g, eps, V),
   };
   const ctx = m.int(`${a}.context_length`, false, 1);
   if (ctx !== undefined) c.maxPositionEmbeddings = ctx;

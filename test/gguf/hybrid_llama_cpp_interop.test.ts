@@ -40,7 +40,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { exportGguf, type GgufExportType } from '../../lib';
-import { compareGreedy, importEsm, type Llama } from '../helpers/llama_cpp';
+import { compareGreedy, llamaOrSkip } from '../helpers/llama_cpp';
 import {
   graniteTinyPreset, jambaTinyPreset, writeRandomHybridCheckpoint, type RandomHybridOptions,
 } from '../../lib/testing/random_hybrid_checkpoint';
@@ -60,17 +60,8 @@ const cases: Array<[string, RandomHybridOptions, GgufExportType[]]> = [
 ];
 
 t.test('node-llama-cpp loads jamba and granitehybrid exports and continues greedily like node-mamba', async (t) => {
-  let llama: Llama;
-  try {
-    const { getLlama } = await importEsm('node-llama-cpp');
-    llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
-  } catch (err) {
-    // No node-llama-cpp, or no prebuilt binary for this platform (build: 'never'): nothing to compare with.
-    t.comment(`skipped: node-llama-cpp is not available here: ${(err as Error).message}`);
-    t.pass('nothing to compare with', { skip: 'node-llama-cpp unavailable' });
-    return;
-  }
-  t.teardown(() => llama.dispose());
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
   for (const [family, opts, types] of cases) {
     const dir = path.join(root, family.replace(/\W+/g, '_'));
     writeRandomHybridCheckpoint(dir, opts);

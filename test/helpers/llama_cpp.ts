@@ -15,6 +15,25 @@ export const importEsm = new Function('s', 'return import(s)') as (s: string) =>
 type Token = import('node-llama-cpp').Token;
 export type Llama = Awaited<ReturnType<typeof import('node-llama-cpp').getLlama>>;
 
+/**
+ * node-llama-cpp's CPU build, disposed when `t` ends; undefined (with a
+ * skipped assertion saying why) where the package or its prebuilt binary
+ * for this platform is unavailable: then there is nothing to compare with.
+ */
+export async function llamaOrSkip(t: Test): Promise<Llama | undefined> {
+  let llama: Llama;
+  try {
+    const { getLlama } = await importEsm('node-llama-cpp');
+    llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
+  } catch (err) {
+    t.comment(`skipped: node-llama-cpp is not available here: ${(err as Error).message}`);
+    t.pass('nothing to compare with', { skip: 'node-llama-cpp unavailable' });
+    return undefined;
+  }
+  t.teardown(() => llama.dispose());
+  return llama;
+}
+
 export interface CompareOptions {
   steps: number;
   gapRatio: number;

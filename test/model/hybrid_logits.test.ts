@@ -9,13 +9,13 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { loadModel } from '../../lib';
 import {
   graniteTinyPreset, jambaTinyPreset, writeRandomHybridCheckpoint, type RandomHybridOptions,
 } from '../../lib/testing/random_hybrid_checkpoint';
 import { HybridReference } from '../helpers/reference_hybrid';
 import { forEachIsaAsync, worstError } from '../helpers/reference';
+import { restoreInAnotherProcess } from '../helpers/restore_elsewhere';
 
 // The engine computes in float32 (weights widened exactly from their stored
 // dtype, f32 KV cache), the reference in float64 on the same stored values:
@@ -145,21 +145,8 @@ t.test('snapshots carry the KV caches: restored in another process, continued bi
   t.same(kinds, ['mamba', 'attention', 'mamba', 'mamba', 'attention', 'mamba'], 'the header lists every layer by kind');
   t.same(header.layers[1], { kind: 'attention', tokens: 17, kvHeads: 2, headDim: 16, dtype: 'f16' }, 'attention layers: tokens, heads, dtype');
 
-  const file = path.join(root, 'hybrid-snap.bin');
-  fs.writeFileSync(file, snap);
-  const dist = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
-  const code = `(async () => {
-    const { loadModel } = require(${JSON.stringify(dist)});
-    const m = await loadModel(${JSON.stringify(dir)}, { inputRounding: 'none' });
-    const s = await m.createSequence();
-    await s.restore(new Uint8Array(require('fs').readFileSync(${JSON.stringify(file)})));
-    const out = { length: s.length, logits: Array.from(await s.step(${toks[17]})) };
-    process.stdout.write(JSON.stringify(out));
-    await s.dispose(); m.dispose();
-  })().catch((e) => { console.error(e); process.exit(1); });`;
-  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  t.equal(r.status, 0, r.stderr);
-  const child = JSON.parse(r.stdout || '{}');
+  const child = restoreInAnotherProcess(dir, snap, path.join(root, 'hybrid-snap.bin'), toks[17]);
+  t.equal(child.status, 0, child.stderr);
   t.equal(child.length, 17, 'the position travels with the state');
   t.same(child.logits, next, 'the other process continues bit for bit');
 

@@ -6,10 +6,10 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { DisposedError, loadModel, SnapshotError, type MambaModel } from '../../lib';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
 import { worstError } from '../helpers/reference';
+import { restoreInAnotherProcess } from '../helpers/restore_elsewhere';
 
 // Prefill uses the blocked GEMM and the chunked scans, decode the GEMV and
 // the step kernels: same math, different float32 summation order.
@@ -146,21 +146,8 @@ t.test('snapshots are self-describing bytes: restored in another process, refuse
   await a.dispose();
 
   // Another process holding the same model restores it and continues identically.
-  const file = path.join(root, 'snap.bin');
-  fs.writeFileSync(file, snap);
-  const dist = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
-  const code = `(async () => {
-    const { loadModel } = require(${JSON.stringify(dist)});
-    const m = await loadModel(${JSON.stringify(path.join(root, 'm1'))}, { inputRounding: 'none' });
-    const s = await m.createSequence();
-    await s.restore(new Uint8Array(require('fs').readFileSync(${JSON.stringify(file)})));
-    const out = { length: s.length, logits: Array.from(await s.step(${toks[12]})) };
-    process.stdout.write(JSON.stringify(out));
-    await s.dispose(); m.dispose();
-  })().catch((e) => { console.error(e); process.exit(1); });`;
-  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  t.equal(r.status, 0, r.stderr);
-  const child = JSON.parse(r.stdout || '{}');
+  const child = restoreInAnotherProcess(path.join(root, 'm1'), snap, path.join(root, 'snap.bin'), toks[12]);
+  t.equal(child.status, 0, child.stderr);
   t.equal(child.length, 12, 'the position travels with the state');
   t.same(child.logits, next, 'the other process continues bit for bit');
 

@@ -21,7 +21,7 @@ import { ggufTokenizer, ggufTokenizerJson } from '../../lib/tokenizer/gguf_token
 import type { HfTokenizer } from '../../lib/tokenizer';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
 import { writeTinyTokenizer } from '../helpers/gguf_fixtures';
-import { importEsm, type Llama } from '../helpers/llama_cpp';
+import { llamaOrSkip } from '../helpers/llama_cpp';
 import { addSpmKeys, byteToken, spmReference, spmVocab, T, writeSpmGguf, type SpmVocab } from '../helpers/spm_reference';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-spm-'));
@@ -328,16 +328,8 @@ t.test('loadModel reads the vocabulary of a Mamba GGUF', async (t) => {
 });
 
 t.test('llama.cpp (node-llama-cpp) tokenizes as ggufTokenizer does', async (t) => {
-  let llama: Llama;
-  try {
-    const { getLlama } = await importEsm('node-llama-cpp');
-    llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
-  } catch (err) {
-    t.comment(`skipped: node-llama-cpp is not available here: ${(err as Error).message}`);
-    t.pass('nothing to compare with', { skip: 'node-llama-cpp unavailable' });
-    return;
-  }
-  t.teardown(() => llama.dispose());
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
 
   const cases: Array<[string, SpmVocab]> = [
     ['hand-made', handVocab()],
