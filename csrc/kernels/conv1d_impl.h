@@ -107,29 +107,60 @@ static void conv_prefill_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, 
   }
 }
 
+// The state of n channels laid out back to back (state_ch_stride == K - 1:
+// n·(K-1) consecutive floats) moves by one tap as a whole block: new[p] =
+// old[p + 1], except each channel's last tap, which takes x. So the block is
+// copied down by one float in vector loads and stores (each load reads only
+// floats that no earlier store of this loop wrote), then x is written at
+// every (K-1)-th position.
+template <int K>
+static inline void conv_shift_contiguous(float* st, const float* x, int n) {
+  const int total = n * (K - 1);
+  for (int v = 0; v < total; v += VF::W) {
+    const int m = total - v < VF::W ? total - v : VF::W;
+    // the block's last float has no successor in the block: it is a last tap
+    VF::load_partial(st + v + 1, v + m == total ? m - 1 : m).store_partial(st + v, m);
+  }
+  for (int l = 0; l < n; ++l) st[l * (K - 1) + (K - 2)] = x[l];
+}
+
 // Rows [r0, r1), channels [c0, c1): weights and bias are gathered once per
 // vector of channels and reused for every row.
 template <int K>
 static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
   const int64_t cs = a.state_ch_stride;
+  // The engine's layout (f32 weights, channel-contiguous taps) is read with
+  // hardware gathers and shifted as a block; any other layout element by
+  // element through small buffers.
+  const bool contiguous = K > 1 && cs == K - 1 && a.weight_dtype == DType::F32 && a.weight_stride <= 64;
   for (int64_t c = c0; c < c1; c += VF::W) {
     const int n = (int)(c1 - c < VF::W ? c1 - c : VF::W);
     VF w[K];
-    for (int k = 0; k < K; ++k) w[k] = conv_gather_any(a.weight, a.weight_dtype, c * a.weight_stride + k, a.weight_stride, n);
+    if (contiguous) {
+      const float* wp = static_cast<const float*>(a.weight) + c * a.weight_stride;
+      for (int k = 0; k < K; ++k) w[k] = VF::gather_partial(wp + k, (int)a.weight_stride, n);
+    } else {
+      for (int k = 0; k < K; ++k) w[k] = conv_gather_any(a.weight, a.weight_dtype, c * a.weight_stride + k, a.weight_stride, n);
+    }
     const VF b = a.bias ? conv_load_any(a.bias, a.bias_dtype, c, n) : VF::zero();
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t slot = a.state_indices ? a.state_indices[r] : r;
       float* st = a.conv_state + slot * a.state_slot_stride + c * cs;
-      const VF xt = VF::load_partial(a.x + r * a.x_stride + c, n);
+      const float* xp = a.x + r * a.x_stride + c;
+      const VF xt = VF::load_partial(xp, n);
       VF acc = fmadd(w[K - 1], xt, b);
       VF h[K];
       for (int j = 0; j < K - 1; ++j) {
-        h[j] = conv_gather(st + j, cs, n);
+        h[j] = contiguous ? VF::gather_partial(st + j, K - 1, n) : conv_gather(st + j, cs, n);
         acc = fmadd(w[j], h[j], acc);
       }
       // New state: drop the oldest, append x.
-      for (int j = 0; j + 1 < K - 1; ++j) conv_scatter(h[j + 1], st + j, cs, n);
-      if (K > 1) conv_scatter(xt, st + (K - 2), cs, n);
+      if (contiguous) {
+        conv_shift_contiguous<K>(st, xp, n);
+      } else {
+        for (int j = 0; j + 1 < K - 1; ++j) conv_scatter(h[j + 1], st + j, cs, n);
+        if (K > 1) conv_scatter(xt, st + (K - 2), cs, n);
+      }
       if (a.silu) acc = vsilu(acc);
       acc.store_partial(a.out + r * a.out_stride + c, n);
     }

@@ -21,6 +21,11 @@ struct VF {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
   static VF load_partial(const float* p, int n) { return VF{_mm256_maskload_ps(p, tail_mask(n))}; }
+  // p[lane * stride] for lane < n, 0 beyond (7 * stride must fit an int32).
+  static VF gather_partial(const float* p, int stride, int n) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_set1_epi32(stride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return VF{_mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, idx, _mm256_castsi256_ps(tail_mask(n)), 4)};
+  }
   static VF load_f16(const uint16_t* p) {
     return VF{_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p))};
   }

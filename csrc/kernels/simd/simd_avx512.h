@@ -18,6 +18,12 @@ struct VF {
   static VF load(const float* p) { return VF{_mm512_loadu_ps(p)}; }
   static __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n < 0 ? 0 : n)) - 1); }
   static VF load_partial(const float* p, int n) { return VF{_mm512_maskz_loadu_ps(tail_mask(n), p)}; }
+  // p[lane * stride] for lane < n, 0 beyond (15 * stride must fit an int32).
+  static VF gather_partial(const float* p, int stride, int n) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set1_epi32(stride),
+                                           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    return VF{_mm512_mask_i32gather_ps(_mm512_setzero_ps(), tail_mask(n), idx, p, 4)};
+  }
   static VF load_f16(const uint16_t* p) {
     return VF{_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p))};
   }

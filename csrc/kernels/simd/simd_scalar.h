@@ -17,6 +17,7 @@ struct VF {
   static VF set1(float x) { return VF{x}; }
   static VF load(const float* p) { return VF{*p}; }
   static VF load_partial(const float* p, int n) { return VF{n > 0 ? *p : 0.0f}; }
+  static VF gather_partial(const float* p, int, int n) { return VF{n > 0 ? *p : 0.0f}; }
   static VF load_f16(const uint16_t* p) { return VF{h2f(*p)}; }
   static VF load_f16_partial(const uint16_t* p, int n) { return VF{n > 0 ? h2f(*p) : 0.0f}; }
   static VF load_bf16(const uint16_t* p) { return VF{b2f(*p)}; }
