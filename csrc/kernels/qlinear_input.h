@@ -9,6 +9,15 @@ namespace nm {
 // per-task scratch holds that many rows of Kp floats.
 constexpr int64_t kQLinearUnpackRows = 32;
 
+// The int8 schemes take the panel path (qlinear_panel.h) from this many
+// input rows on, at the levels that have one; fewer rows read each weight
+// row in place (the row tiles).
+constexpr int64_t kQLinearPanelMinRows = 4;
+// Weight rows packed into panels at a time (a multiple of every level's
+// panel height); the per-task scratch holds kQLinearPanelRows · (Kp + 4 ·
+// groups) bytes for them.
+constexpr int64_t kQLinearPanelRows = 32;
+
 struct QInput {
   int64_t Kp = 0;              // padded row length (multiple of 64)
   int64_t groups = 0;          // ceil(K / 128)
