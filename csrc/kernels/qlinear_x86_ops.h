@@ -125,10 +125,11 @@ struct Ops512 : OpsQuad {
   static PV pdot_u4(PV acc, PV u, PV x) { return dot_u4(acc, u, x); }
   // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
   static __m512i lanes_of_rows(const uint8_t* const* rows, int a, int off) {
-    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i*)(rows[a] + off)));
-    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i*)(rows[a + 4] + off)), 1);
-    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i*)(rows[a + 8] + off)), 2);
-    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i*)(rows[a + 12] + off)), 3);
+    // broadcast loads merged under masks: no shuffle uops
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)(rows[a] + off)));
+    v = _mm512_mask_broadcast_i32x4(v, 0x00f0, _mm_loadu_si128((const __m128i*)(rows[a + 4] + off)));
+    v = _mm512_mask_broadcast_i32x4(v, 0x0f00, _mm_loadu_si128((const __m128i*)(rows[a + 8] + off)));
+    return _mm512_mask_broadcast_i32x4(v, 0xf000, _mm_loadu_si128((const __m128i*)(rows[a + 12] + off)));
   }
   // In each 128-bit lane, a 4x4 transpose of dwords: t[j].dword[a] = v[a].dword[j].
   // On lanes_of_rows(rows, a, off) for a = 0..3, t[j] is dword j at off of
@@ -282,8 +283,9 @@ struct O : OpsQuad {
   }
   // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
   static __m256i lanes_of_rows(const uint8_t* const* rows, int a, int off) {
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)(rows[a] + off))),
-                                   _mm_loadu_si128((const __m128i*)(rows[a + 4] + off)), 1);
+    // two broadcast loads and a blend: no shuffle uops
+    return _mm256_blend_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(rows[a] + off))),
+                              _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(rows[a + 4] + off))), 0xf0);
   }
   // In each 128-bit lane, a 4x4 transpose of dwords (see the AVX-512 version):
   // t[j] is dword j at off of rows 0..7 in order.
