@@ -132,7 +132,7 @@ void qlinear(const QLinearArgs& a) {
   // Units of 4 weight rows (every level's tile height divides 4), or of 16
   // on the panel path (every level's panel height divides 16); a task should
   // read at least ~16K weights or do ~64K products.
-  const bool panel = int8_in && a.M >= kQLinearPanelMinRows;
+  const bool panel = int8_in && qlinear_panel_path(a.w_dtype == DType::I8, a.M);
   const int64_t unit = panel ? 16 : 4, units = (a.N + unit - 1) / unit;
   const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / per_unit);

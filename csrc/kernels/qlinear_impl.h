@@ -21,7 +21,7 @@
 //   kRowsI4 x kInRowsI4 (W4A8: int and float accumulators), kRowsF x
 //   kInRowsF (W4A16), every input-row count at most 4
 // Levels that define NM_QLINEAR_PANELS also provide the panel ops of
-// qlinear_panel.h (the int8 schemes' path for M >= kQLinearPanelMinRows).
+// qlinear_panel.h (the int8 schemes' path for several input rows: qlinear_panel_path).
 // qlinear's float steps are written out in order, and its units are built
 // with -ffp-contract=off (CMakeLists.txt) so that the compiler fuses no
 // multiply-add the code does not spell: every level and path rounds alike.
@@ -347,7 +347,7 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
 // and rows_panel.
 void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
 #if defined(NM_QLINEAR_PANELS)
-  if (in.q && a.M >= kQLinearPanelMinRows) {
+  if (in.q && qlinear_panel_path(a.w_dtype == DType::I8, a.M)) {
     if (a.w_dtype == DType::I8) rows_panel<true>(a, in, n0, n1, scratch);
     else rows_panel<false>(a, in, n0, n1, scratch);
     return;

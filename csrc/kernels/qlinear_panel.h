@@ -1,5 +1,5 @@
 // The panel path of qlinear's int8 schemes (W8A8, W4A8) for several input
-// rows (M >= kQLinearPanelMinRows), included by qlinear_impl.h at the x86
+// rows (qlinear_input.h: qlinear_panel_path), included by qlinear_impl.h at the x86
 // levels (O::kPR > 0).
 //
 // Each block of up to kQLinearPanelRows weight rows is packed once per call
@@ -25,6 +25,8 @@ namespace NM_QLINEAR_NS {
 namespace {
 
 constexpr int kPanelK = 4;  // k per int32 lane of a panel vector
+// The pack prefetches the rows this many blocks ahead (bench/NOTES.md).
+constexpr int64_t kPanelPrefetchBlocks = 2;
 
 // The packed block in the task's scratch: panels of Kp·kPR bytes (k past K
 // meet zero inputs, so their weights never count), then for W4A8 each
@@ -50,7 +52,7 @@ inline void panel_rows(const QLinearArgs& a, int64_t n, int64_t last, int64_t of
 inline PanelBlock pack_block_i8(const QLinearArgs& a, const QInput& in, int64_t b0, int64_t b1, uint8_t* ub) {
   constexpr int PR = O::kPR;
   const int64_t pb = in.Kp * PR, full = a.K / kChunk, rest = a.K - full * kChunk;
-  const int64_t pf = kQLinearPanelRows * a.w_stride;
+  const int64_t pf = kPanelPrefetchBlocks * kQLinearPanelRows * a.w_stride;
   for (int64_t n = b0, p = 0; n < b1; n += PR, ++p) {
     const uint8_t* rows[PR];
     uint8_t* out = ub + p * pb;
@@ -78,7 +80,7 @@ inline PanelBlock pack_block_i8(const QLinearArgs& a, const QInput& in, int64_t 
 inline PanelBlock pack_block_u4(const QLinearArgs& a, const QInput& in, int64_t b0, int64_t b1, uint8_t* ub) {
   constexpr int PR = O::kPR;
   const int64_t pb = in.Kp * PR, chunks = in.Kp / kChunk, G = in.groups;
-  const int64_t pf = kQLinearPanelRows * a.w_stride;
+  const int64_t pf = kPanelPrefetchBlocks * kQLinearPanelRows * a.w_stride;
   float* sc = reinterpret_cast<float*>(ub + kQLinearPanelRows * in.Kp);
   for (int64_t n = b0, p = 0; n < b1; n += PR, ++p) {
     const uint8_t* rows[PR];
