@@ -25,7 +25,7 @@ namespace NM_QLINEAR_NS {
 namespace {
 
 constexpr int kPanelK = 4;  // k per int32 lane of a panel vector
-// The pack prefetches the rows this many blocks ahead (bench/NOTES.md).
+// The pack prefetches the rows this many blocks ahead.
 constexpr int64_t kPanelPrefetchBlocks = 2;
 
 // The packed block in the task's scratch: panels of Kp·kPR bytes (k past K
