@@ -129,15 +129,19 @@ void qlinear(const QLinearArgs& a) {
     in.xf = xf;
   }
 
-  // Units of 4 weight rows (every level's tile height divides 4); a task
-  // should read at least ~16K weights or do ~64K products.
-  const int64_t unit = 4, units = (a.N + unit - 1) / unit;
+  // Units of 4 weight rows (every level's tile height divides 4), or of 16
+  // on the panel path (every level's panel height divides 16); a task should
+  // read at least ~16K weights or do ~64K products.
+  const bool panel = int8_in && qlinear_panel_path(a.w_dtype == DType::I8, a.M);
+  const int64_t unit = panel ? 16 : 4, units = (a.N + unit - 1) / unit;
   const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / per_unit);
-  // Each task's scratch for the batched 4-bit paths (kQLinearUnpackRows rows
-  // of Kp floats), reused across calls.
+  // Each task's scratch, reused across calls: the batched 4-bit paths'
+  // (kQLinearUnpackRows rows of Kp floats) or the panel path's.
   const bool unpack = a.w_dtype == DType::I4 && a.M > 1;  // the levels unpack above their tile height (>= 1)
-  const int64_t scratch_bytes = unpack ? kQLinearUnpackRows * in.Kp * (int64_t)sizeof(float) : 0;
+  const int64_t scratch_bytes =
+      std::max(unpack ? kQLinearUnpackRows * in.Kp * (int64_t)sizeof(float) : 0,
+               panel ? kQLinearPanelRows * (in.Kp + in.groups * (int64_t)sizeof(float)) : 0);
   // Decode-sized calls (few input rows) are scheduled dynamically in chunks
   // of about a thirty-second of a thread's share (at least `grain`): a decode
   // step makes ~170 of them, and each ends when the last chunk does (with a
@@ -148,7 +152,7 @@ void qlinear(const QLinearArgs& a) {
                                  : std::max(grain, (units + nth - 1) / nth);
   cpu::parallel_for_dynamic(units, chunk, [&](int64_t u0, int64_t u1) {
     thread_local std::vector<char> ubuf;
-    uint8_t* ub = unpack ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4)) : nullptr;
+    uint8_t* ub = scratch_bytes > 0 ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4 + 1)) : nullptr;
     rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
   });
 }

@@ -22,11 +22,28 @@
 namespace nm::avx512vnni {
 namespace {
 
-// The avx512 level's ops with the two dot products on vpdpbusd.
+// acc + Σ_4 u·s per int32 lane (u unsigned, s signed bytes). Written as asm
+// with acc tied in and out: GCC 12 copies every accumulator of a tile in and
+// out of another register around each _mm512_dpbusd_epi32.
+inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s) {
+#if defined(__GNUC__)
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+  return acc;
+#else
+  return _mm512_dpbusd_epi32(acc, u, s);
+#endif
+}
+
+// The avx512 level's ops with the dot products on vpdpbusd.
 struct O : Ops512 {
   static constexpr int32_t kI8Offset = 128;
-  static A dot_i8(A acc, I w, I x) { return _mm512_dpbusd_epi32(acc, _mm512_xor_si512(w, _mm512_set1_epi8(-128)), x); }
-  static A dot_u4(A acc, I u, I x) { return _mm512_dpbusd_epi32(acc, u, x); }
+  static A dot_i8(A acc, I w, I x) { return dpbusd(acc, _mm512_xor_si512(w, _mm512_set1_epi8(-128)), x); }
+  static A dot_u4(A acc, I u, I x) { return dpbusd(acc, u, x); }
+  // Panels: the weights were packed as w + 128 (pack_i8's flip).
+  using PX = __m512i;
+  static PX pbcast_i8(const int8_t* p) { return _mm512_set1_epi32(load4(p)); }
+  static PV pdot_i8(PV acc, PV w, PX x) { return dpbusd(acc, w, x); }
+  static PV pdot_u4(PV acc, PV u, PV x) { return dpbusd(acc, u, x); }
 };
 
 }  // namespace

@@ -8,9 +8,10 @@
 //               writes them as 64 bytes to out
 //   dot_i8(acc, w, x)   acc + Σ (w + kI8Offset)·x over groups of lanes
 //   dot_u4(acc, u, x)   acc + Σ u·x (u unsigned 0..15)
-//   sub_lane0(acc, v)   acc with v subtracted from one lane (exact)
 //   hsum(acc)           Σ lanes (int32, exact)
-//   fma_cvt(f, acc, s)  f + float(acc)·s, lanewise
+//   Q, F4               four int32 / float32 lanes: reduce4(a0..a3) the exact
+//                       Σ lanes of each of four A's; qsetr, qsub; f4zero,
+//                       f4setr, f4store, f4_fma_cvt(f, i, s) = fma(float(i), s, f)
 //   u4_table(s)         T: what u4_to_f needs to produce s·(nibble - 8)
 //   u4_to_f(p, t, out)  the 64 values s·(nibble - 8) of a chunk as 64 / FW F's
 //   F ops: fzero, fload(p), fstore(p, f), fset1, fmul, fmadd(a, b, c) = a·b + c, hsumf
@@ -19,6 +20,11 @@
 //   accumulators fit the level's registers: kRowsI8 x kInRowsI8 (W8A8),
 //   kRowsI4 x kInRowsI4 (W4A8: int and float accumulators), kRowsF x
 //   kInRowsF (W4A16), every input-row count at most 4
+// Levels that define NM_QLINEAR_PANELS also provide the panel ops of
+// qlinear_panel.h (the int8 schemes' path for several input rows: qlinear_panel_path).
+// qlinear's float steps are written out in order, and its units are built
+// with -ffp-contract=off (CMakeLists.txt) so that the compiler fuses no
+// multiply-add the code does not spell: every level and path rounds alike.
 // Everything here has internal linkage (anonymous namespace): an ISA object
 // must not define weak symbols (scripts/check-isa-symbols.sh).
 #include <cmath>
@@ -97,19 +103,22 @@ void tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0) {
   }
 }
 
-// W4A8: per group of 128 (two chunks) an exact int32 sum, corrected for the
-// +8 nibble offset (8·Σ q_x over the group, subtracted in one lane), then
-// scaled by the group's weight scale into float lanes.
+// W4A8, as qlinear.h documents it at every level and path: per group of 128
+// (two chunks) the exact int32 sum isum_g (the +8 nibble offset taken back
+// with 8·Σ q_x over the group), then f = fma(float(isum_g), s_w[n, g], f) in
+// group order from f = 0, and y = f · s_x + b. The R x MB accumulators of a
+// group are reduced together, four at a time (O::reduce4, lane i = r·MB + m),
+// and their float accumulation runs in quads of lanes.
 //
 // Unpacked: the weights were widened beforehand to one byte per nibble
 // (0..15, rows of Kp bytes at w0, `ws` apart: unpack_u4_rows), as the
-// prefill and batched paths do once per block of rows instead of once per
-// tile of input rows.
+// batched path does once per block of rows instead of once per tile of
+// input rows.
 template <int R, int MB, bool Unpacked = false>
 void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, const uint8_t* w0, int64_t ws) {
-  typename O::F f[R][MB];
-  for (int r = 0; r < R; ++r)
-    for (int m = 0; m < MB; ++m) f[r][m] = O::fzero();
+  constexpr int L = R * MB, NQ = (L + 3) / 4;
+  typename O::F4 f[NQ];
+  for (int q = 0; q < NQ; ++q) f[q] = O::f4zero();
   const int64_t chunks = in.Kp / kChunk, G = in.groups;
   const int8_t* x0 = in.q + m0 * in.Kp;
   const float* s0 = a.w_scales + n * G;
@@ -118,7 +127,7 @@ void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, co
   for (int64_t g = 0; g < G; ++g) {
     typename O::A acc[R][MB];
     for (int r = 0; r < R; ++r)
-      for (int m = 0; m < MB; ++m) acc[r][m] = O::sub_lane0(O::azero(), 8 * gs0[m * G + g]);
+      for (int m = 0; m < MB; ++m) acc[r][m] = O::azero();
     const int64_t c1 = (g + 1) * 2 < chunks ? (g + 1) * 2 : chunks;
     // a group's two chunks are one 64-byte line of each packed row
     if (!Unpacked)
@@ -132,15 +141,26 @@ void tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, co
         for (int m = 0; m < MB; ++m) acc[r][m] = O::dot_u4(acc[r][m], u, x[m]);
       }
     }
-    for (int r = 0; r < R; ++r) {
-      const float s = s0[r * G + g];
-      for (int m = 0; m < MB; ++m) f[r][m] = O::fma_cvt(f[r][m], acc[r][m], s);
+    for (int q = 0; q < NQ; ++q) {
+      typename O::A v[4];
+      int32_t off[4];
+      float s[4];
+      for (int l = 0; l < 4; ++l) {
+        const int i = 4 * q + l, r = i < L ? i / MB : 0, m = i < L ? i % MB : 0;
+        v[l] = i < L ? acc[r][m] : O::azero();
+        off[l] = i < L ? 8 * gs0[m * G + g] : 0;
+        s[l] = i < L ? s0[r * G + g] : 0.0f;
+      }
+      const typename O::Q isum = O::qsub(O::reduce4(v[0], v[1], v[2], v[3]), O::qsetr(off[0], off[1], off[2], off[3]));
+      f[q] = O::f4_fma_cvt(f[q], isum, O::f4setr(s[0], s[1], s[2], s[3]));
     }
   }
+  float fs[NQ * 4];
+  for (int q = 0; q < NQ; ++q) O::f4store(fs + 4 * q, f[q]);
   for (int r = 0; r < R; ++r) {
     const float b = bias_at(a, n + r);
     for (int m = 0; m < MB; ++m) {
-      float v = O::hsumf(f[r][m]) * a.x_scale + b;
+      float v = fs[r * MB + m] * a.x_scale + b;
       if (in.nan_row[m0 + m]) v = NAN;
       a.y[(m0 + m) * a.y_stride + n + r] = v;
     }
@@ -219,6 +239,18 @@ inline void unpack_u4_rows(const QLinearArgs& a, int64_t Kp, int64_t n0, int64_t
     std::memset(dst + chunks * kChunk, 8, (size_t)(Kp - chunks * kChunk));
   }
 }
+
+}  // namespace
+}  // namespace NM_QLINEAR_NS
+}  // namespace nm
+
+#if defined(NM_QLINEAR_PANELS)
+#include "kernels/qlinear_panel.h"
+#endif
+
+namespace nm {
+namespace NM_QLINEAR_NS {
+namespace {
 
 enum class Scheme { W8A8, W4A8, W4A16 };
 
@@ -311,8 +343,16 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
   return O::quantize_row(x, K, inv, q);
 }
 
-// Weight rows [n0, n1) for all M input rows; scratch: see rows_all_m_unpacked.
+// Weight rows [n0, n1) for all M input rows; scratch: see rows_all_m_unpacked
+// and rows_panel.
 void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
+#if defined(NM_QLINEAR_PANELS)
+  if (in.q && qlinear_panel_path(a.w_dtype == DType::I8, a.M)) {
+    if (a.w_dtype == DType::I8) rows_panel<true>(a, in, n0, n1, scratch);
+    else rows_panel<false>(a, in, n0, n1, scratch);
+    return;
+  }
+#endif
   if (a.w_dtype == DType::I8) rows_all_m<Scheme::W8A8>(a, in, n0, n1);
   else if (in.q && a.M > O::kInRowsI4) rows_all_m_unpacked<Scheme::W4A8>(a, in, n0, n1, scratch);
   else if (in.q) rows_all_m<Scheme::W4A8>(a, in, n0, n1);

@@ -9,6 +9,20 @@ namespace nm {
 // per-task scratch holds that many rows of Kp floats.
 constexpr int64_t kQLinearUnpackRows = 32;
 
+// The int8 schemes take the panel path (qlinear_panel.h) from this many
+// input rows on, at the levels that have one; fewer rows read each weight
+// row in place (the row tiles: W8A8's take up to 4 input rows in one pass
+// over the weights, W4A8's 2).
+constexpr int64_t kQLinearPanelMinRowsI8 = 5, kQLinearPanelMinRowsI4 = 3;
+// (static: an ISA object must not define weak symbols)
+static inline bool qlinear_panel_path(bool i8_weights, int64_t M) {
+  return M >= (i8_weights ? kQLinearPanelMinRowsI8 : kQLinearPanelMinRowsI4);
+}
+// Weight rows packed into panels at a time (a multiple of every level's
+// panel height); the per-task scratch holds kQLinearPanelRows · (Kp + 4 ·
+// groups) bytes for them.
+constexpr int64_t kQLinearPanelRows = 32;
+
 struct QInput {
   int64_t Kp = 0;              // padded row length (multiple of 64)
   int64_t groups = 0;          // ceil(K / 128)

@@ -31,9 +31,23 @@ struct O {
     return acc;
   }
   static A dot_u4(A acc, const I& u, const I& x) { return dot_i8(acc, u, x); }
-  static A sub_lane0(A acc, int32_t v) { return acc - v; }
   static int32_t hsum(A acc) { return acc; }
-  static F fma_cvt(F f, A acc, float s) { return std::fma((float)acc, s, f); }
+  // Quads of int32 / float lanes (qlinear_impl.h's W4A8 group sums).
+  struct Q { int32_t v[4]; };
+  struct F4 { float v[4]; };
+  static Q reduce4(A a0, A a1, A a2, A a3) { return {{a0, a1, a2, a3}}; }
+  static Q qsetr(int32_t a, int32_t b, int32_t c, int32_t d) { return {{a, b, c, d}}; }
+  static Q qsub(Q a, const Q& b) {
+    for (int l = 0; l < 4; ++l) a.v[l] -= b.v[l];
+    return a;
+  }
+  static F4 f4zero() { return {{0.0f, 0.0f, 0.0f, 0.0f}}; }
+  static F4 f4setr(float a, float b, float c, float d) { return {{a, b, c, d}}; }
+  static F4 f4_fma_cvt(F4 f, const Q& i, const F4& s) {
+    for (int l = 0; l < 4; ++l) f.v[l] = std::fma((float)i.v[l], s.v[l], f.v[l]);
+    return f;
+  }
+  static void f4store(float* p, const F4& f) { std::memcpy(p, f.v, sizeof f.v); }
   using T = float;
   static T u4_table(float s) { return s; }
   static void u4_to_f(const uint8_t* p, T s, F* out) {

@@ -4,20 +4,48 @@
 //   I8 x I8: |x| times w with x's sign moved onto it; |x|, |w| <= 127, so a
 //            pair sums to at most 2·127·127 = 32258 < 2^15: no saturation.
 //   U4 x I8: nibble (0..15) times x: a pair is at most 2·15·127.
+// The panel ops (qlinear_panel.h) work on vectors of 4 consecutive k of
+// kPR = 16 (AVX-512) or 8 (AVX2) weight rows, against 4 input bytes
+// broadcast to every row.
 // Included by qlinear_avx2.cpp and qlinear_avx512.cpp with their flags; the
 // avx512vnni unit (qlinear_avx512vnni.cpp) derives from the 512-bit ops and
-// replaces the two dot products.
+// replaces the dot products.
 #pragma once
 #include <immintrin.h>
 
+// These levels take the panel path (qlinear_panel.h) for several input rows.
+#define NM_QLINEAR_PANELS 1
+
 #include <cstdint>
+#include <cstring>
 
 namespace nm {
 namespace NM_QLINEAR_NS {
 namespace {
 
+// Ops shared by both widths: quads of int32 / float32 lanes (the W4A8 row
+// tiles' exact group sums and their float accumulation).
+struct OpsQuad {
+  using Q = __m128i;
+  using F4 = __m128;
+  static Q qsetr(int32_t a, int32_t b, int32_t c, int32_t d) { return _mm_setr_epi32(a, b, c, d); }
+  static Q qsub(Q a, Q b) { return _mm_sub_epi32(a, b); }
+  static F4 f4zero() { return _mm_setzero_ps(); }
+  static F4 f4setr(float a, float b, float c, float d) { return _mm_setr_ps(a, b, c, d); }
+  static F4 f4_fma_cvt(F4 f, Q i, F4 s) { return _mm_fmadd_ps(_mm_cvtepi32_ps(i), s, f); }
+  static void f4store(float* p, F4 f) { _mm_storeu_ps(p, f); }
+  // Σ of each of a0..a3's 8 lanes into lanes 0..3 (exact: int32 adds).
+  static Q reduce4_256(__m256i a0, __m256i a1, __m256i a2, __m256i a3) {
+    const __m256i t0 = _mm256_add_epi32(_mm256_unpacklo_epi32(a0, a1), _mm256_unpackhi_epi32(a0, a1));
+    const __m256i t1 = _mm256_add_epi32(_mm256_unpacklo_epi32(a2, a3), _mm256_unpackhi_epi32(a2, a3));
+    const __m256i u = _mm256_add_epi32(_mm256_unpacklo_epi64(t0, t1), _mm256_unpackhi_epi64(t0, t1));
+    return _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+  }
+  static int32_t load4(const int8_t* p) { int32_t v; std::memcpy(&v, p, 4); return v; }
+};
+
 #if defined(NM_QLINEAR_512)
-struct Ops512 {
+struct Ops512 : OpsQuad {
   using I = __m512i;
   using A = __m512i;
   using F = __m512;
@@ -43,9 +71,12 @@ struct Ops512 {
   static A dot_u4(A acc, I u, I x) {
     return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, x), _mm512_set1_epi16(1)));
   }
-  static A sub_lane0(A acc, int32_t v) { return _mm512_sub_epi32(acc, _mm512_zextsi128_si512(_mm_cvtsi32_si128(v))); }
   static int32_t hsum(A acc) { return _mm512_reduce_add_epi32(acc); }
-  static F fma_cvt(F f, A acc, float s) { return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(s), f); }
+  // The exact sums of four accumulators' lanes, one per int32 lane.
+  static Q reduce4(A a0, A a1, A a2, A a3) {
+    return reduce4_256(half_sum(a0), half_sum(a1), half_sum(a2), half_sum(a3));
+  }
+  static __m256i half_sum(A a) { return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1)); }
   // The 16 values s·(j - 8) in one register; a nibble selects its lane.
   using T = __m512;
   static T u4_table(float s) {
@@ -65,6 +96,78 @@ struct Ops512 {
   static F fset1(float s) { return _mm512_set1_ps(s); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsumf(F f) { return _mm512_reduce_add_ps(f); }
+  // Panels (qlinear_panel.h): 16 rows; input rows x panels per micro-tile.
+  static constexpr int kPR = 16;
+  static constexpr int kPanelMBI8 = 8, kPanelNPI8 = 2, kPanelMBI4 = 4, kPanelNPI4 = 2;
+  using PV = __m512i;
+  static PV pzero() { return _mm512_setzero_si512(); }
+  static PV pload(const uint8_t* p) { return _mm512_load_si512((const void*)p); }
+  static PV pset1(int32_t v) { return _mm512_set1_epi32(v); }
+  static PV psub(PV a, PV b) { return _mm512_sub_epi32(a, b); }
+  static F pcvt(PV v) { return _mm512_cvtepi32_ps(v); }
+  static F fadd(F a, F b) { return _mm512_add_ps(a, b); }
+  static void fstore_n(float* p, F f, int n) {
+    if (n >= 16) _mm512_storeu_ps(p, f);
+    else _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), f);
+  }
+  // 4 input bytes on every row. W8A8 keeps |x| and x's sign: vpmaddubsw
+  // takes |x| as its unsigned operand and w with x's sign as the signed one.
+  struct PX { __m512i ax; __mmask64 neg; };
+  static PX pbcast_i8(const int8_t* p) {
+    const __m512i x = _mm512_set1_epi32(load4(p));
+    return {_mm512_abs_epi8(x), _mm512_movepi8_mask(x)};
+  }
+  static PV pdot_i8(PV acc, PV w, const PX& x) {
+    const __m512i sw = _mm512_mask_sub_epi8(w, x.neg, _mm512_setzero_si512(), w);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(x.ax, sw), _mm512_set1_epi16(1)));
+  }
+  static PV pbcast_u4(const int8_t* p) { return _mm512_set1_epi32(load4(p)); }
+  static PV pdot_u4(PV acc, PV u, PV x) { return dot_u4(acc, u, x); }
+  // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
+  static __m512i lanes_of_rows(const uint8_t* const* rows, int a, int off) {
+    // broadcast loads merged under masks: no shuffle uops
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)(rows[a] + off)));
+    v = _mm512_mask_broadcast_i32x4(v, 0x00f0, _mm_loadu_si128((const __m128i*)(rows[a + 4] + off)));
+    v = _mm512_mask_broadcast_i32x4(v, 0x0f00, _mm_loadu_si128((const __m128i*)(rows[a + 8] + off)));
+    return _mm512_mask_broadcast_i32x4(v, 0xf000, _mm_loadu_si128((const __m128i*)(rows[a + 12] + off)));
+  }
+  // In each 128-bit lane, a 4x4 transpose of dwords: t[j].dword[a] = v[a].dword[j].
+  // On lanes_of_rows(rows, a, off) for a = 0..3, t[j] is dword j at off of
+  // rows 0..15 in order (lane i, dword a: row 4i + a).
+  static void transpose4(const __m512i* v, __m512i* t) {
+    const __m512i l01 = _mm512_unpacklo_epi32(v[0], v[1]), h01 = _mm512_unpackhi_epi32(v[0], v[1]);
+    const __m512i l23 = _mm512_unpacklo_epi32(v[2], v[3]), h23 = _mm512_unpackhi_epi32(v[2], v[3]);
+    t[0] = _mm512_unpacklo_epi64(l01, l23);
+    t[1] = _mm512_unpackhi_epi64(l01, l23);
+    t[2] = _mm512_unpacklo_epi64(h01, h23);
+    t[3] = _mm512_unpackhi_epi64(h01, h23);
+  }
+  // 64 k of 16 rows (rows[r]: 64 readable bytes) -> 16 panel vectors at out
+  // (vector j: k 4j..4j+3 of every row); flip: xor 0x80 (w + 128, unsigned).
+  static void pack_i8(const uint8_t* const* rows, uint8_t* out, bool flip) {
+    for (int q = 0; q < 4; ++q) {
+      __m512i v[4], t[4];
+      for (int a = 0; a < 4; ++a) v[a] = lanes_of_rows(rows, a, 16 * q);
+      transpose4(v, t);
+      for (int j = 0; j < 4; ++j)
+        _mm512_store_si512((void*)(out + (4 * q + j) * 64), flip ? _mm512_xor_si512(t[j], _mm512_set1_epi8(-128)) : t[j]);
+    }
+  }
+  // One I4 chunk (32 bytes at rows[r]) of 16 rows -> its 16 panel vectors of
+  // nibbles 0..15. Byte d of a chunk holds k = d (low nibble) and d + 32
+  // (high), so packed dword j gives panel vectors j and j + 8.
+  static void pack_u4(const uint8_t* const* rows, uint8_t* out) {
+    const __m512i m = _mm512_set1_epi8(0x0f);
+    for (int q = 0; q < 2; ++q) {
+      __m512i v[4], t[4];
+      for (int a = 0; a < 4; ++a) v[a] = lanes_of_rows(rows, a, 16 * q);
+      transpose4(v, t);
+      for (int j = 0; j < 4; ++j) {
+        _mm512_store_si512((void*)(out + (4 * q + j) * 64), _mm512_and_si512(t[j], m));
+        _mm512_store_si512((void*)(out + (4 * q + j + 8) * 64), _mm512_and_si512(_mm512_srli_epi16(t[j], 4), m));
+      }
+    }
+  }
   // x · inv rounded to nearest even (MXCSR's default mode) after clamping to
   // ±127 in float (so that no value overflows the conversion).
   static bool quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
@@ -84,7 +187,7 @@ struct Ops512 {
 struct O : Ops512 {};
 #endif
 #else
-struct O {
+struct O : OpsQuad {
   struct I { __m256i lo, hi; };
   using A = __m256i;
   using F = __m256;
@@ -118,14 +221,13 @@ struct O {
     // Two pairs summed in int16: at most 4·15·127 = 7620, no overflow.
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
-  static A sub_lane0(A acc, int32_t v) { return _mm256_sub_epi32(acc, _mm256_zextsi128_si256(_mm_cvtsi32_si128(v))); }
+  static Q reduce4(A a0, A a1, A a2, A a3) { return reduce4_256(a0, a1, a2, a3); }
   static int32_t hsum(A acc) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
     return _mm_cvtsi128_si32(s);
   }
-  static F fma_cvt(F f, A acc, float s) { return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(s), f); }
   using T = __m256;  // the group scale, broadcast
   static T u4_table(float s) { return _mm256_set1_ps(s); }
   static void u4_to_f(const uint8_t* p, const T& s, F* out) {
@@ -149,6 +251,74 @@ struct O {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  // Panels (qlinear_panel.h): 8 rows; input rows x panels per micro-tile.
+  static constexpr int kPR = 8;
+  static constexpr int kPanelMBI8 = 4, kPanelNPI8 = 2, kPanelMBI4 = 4, kPanelNPI4 = 1;
+  using PV = __m256i;
+  static PV pzero() { return _mm256_setzero_si256(); }
+  static PV pload(const uint8_t* p) { return _mm256_load_si256((const __m256i*)p); }
+  static PV pset1(int32_t v) { return _mm256_set1_epi32(v); }
+  static PV psub(PV a, PV b) { return _mm256_sub_epi32(a, b); }
+  static F pcvt(PV v) { return _mm256_cvtepi32_ps(v); }
+  static F fadd(F a, F b) { return _mm256_add_ps(a, b); }
+  static void fstore_n(float* p, F f, int n) {
+    if (n >= 8) _mm256_storeu_ps(p, f);
+    else _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), f);
+  }
+  // 4 input bytes on every row; W8A8 keeps |x| (vpmaddubsw's unsigned
+  // operand) and x, whose sign vpsignb moves onto w.
+  struct PX { __m256i ax, x; };
+  static PX pbcast_i8(const int8_t* p) {
+    const __m256i x = _mm256_set1_epi32(load4(p));
+    return {_mm256_abs_epi8(x), x};
+  }
+  static PV pdot_i8(PV acc, PV w, const PX& x) {
+    const __m256i p16 = _mm256_maddubs_epi16(x.ax, _mm256_sign_epi8(w, x.x));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+  }
+  static PV pbcast_u4(const int8_t* p) { return _mm256_set1_epi32(load4(p)); }
+  static PV pdot_u4(PV acc, PV u, PV x) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+  }
+  // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
+  static __m256i lanes_of_rows(const uint8_t* const* rows, int a, int off) {
+    // two broadcast loads and a blend: no shuffle uops
+    return _mm256_blend_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(rows[a] + off))),
+                              _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(rows[a + 4] + off))), 0xf0);
+  }
+  // In each 128-bit lane, a 4x4 transpose of dwords (see the AVX-512 version):
+  // t[j] is dword j at off of rows 0..7 in order.
+  static void transpose4(const __m256i* v, __m256i* t) {
+    const __m256i l01 = _mm256_unpacklo_epi32(v[0], v[1]), h01 = _mm256_unpackhi_epi32(v[0], v[1]);
+    const __m256i l23 = _mm256_unpacklo_epi32(v[2], v[3]), h23 = _mm256_unpackhi_epi32(v[2], v[3]);
+    t[0] = _mm256_unpacklo_epi64(l01, l23);
+    t[1] = _mm256_unpackhi_epi64(l01, l23);
+    t[2] = _mm256_unpacklo_epi64(h01, h23);
+    t[3] = _mm256_unpackhi_epi64(h01, h23);
+  }
+  // 64 k of 8 rows -> 16 panel vectors at out (vector j: k 4j..4j+3).
+  static void pack_i8(const uint8_t* const* rows, uint8_t* out, bool flip) {
+    for (int q = 0; q < 4; ++q) {
+      __m256i v[4], t[4];
+      for (int a = 0; a < 4; ++a) v[a] = lanes_of_rows(rows, a, 16 * q);
+      transpose4(v, t);
+      for (int j = 0; j < 4; ++j)
+        _mm256_store_si256((__m256i*)(out + (4 * q + j) * 32), flip ? _mm256_xor_si256(t[j], _mm256_set1_epi8(-128)) : t[j]);
+    }
+  }
+  // One I4 chunk of 8 rows -> its 16 panel vectors of nibbles (as Ops512).
+  static void pack_u4(const uint8_t* const* rows, uint8_t* out) {
+    const __m256i m = _mm256_set1_epi8(0x0f);
+    for (int q = 0; q < 2; ++q) {
+      __m256i v[4], t[4];
+      for (int a = 0; a < 4; ++a) v[a] = lanes_of_rows(rows, a, 16 * q);
+      transpose4(v, t);
+      for (int j = 0; j < 4; ++j) {
+        _mm256_store_si256((__m256i*)(out + (4 * q + j) * 32), _mm256_and_si256(t[j], m));
+        _mm256_store_si256((__m256i*)(out + (4 * q + j + 8) * 32), _mm256_and_si256(_mm256_srli_epi16(t[j], 4), m));
+      }
+    }
   }
   // As the AVX-512 version; the tail of fewer than 8 elements is scalar.
   static bool quantize_row(const float* x, int64_t K, float inv, int8_t* q) {

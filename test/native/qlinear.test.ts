@@ -65,8 +65,13 @@ function check(t: Test, got: Float32Array, ref: Ref, tol: number, msg: string) {
   t.ok(worst <= 1, `${msg} (worst err/tol ${worst.toPrecision(3)} at ${at}: ${got[at]} vs ${ref.y[at]})`);
 }
 
+// [M, K, N]. The int8 schemes take the panel path from a few input rows on
+// (panels of 16 / 8 weight rows in blocks of 32, micro-tiles of up to 8
+// input rows): M around and above that, N off the panel and block sizes, K
+// off the 64-element chunks and 128-element groups.
 const SHAPES: Array<[number, number, number]> = [
   [1, 1, 1], [1, 7, 5], [2, 64, 8], [3, 100, 13], [4, 128, 4], [5, 200, 33], [1, 257, 9], [9, 768, 17], [17, 130, 6], [40, 320, 12],
+  [3, 63, 15], [4, 1, 1], [4, 65, 17], [5, 130, 1], [8, 768, 33], [8, 63, 70], [9, 257, 15], [17, 200, 16], [33, 65, 17], [12, 130, 48],
 ];
 
 t.test('qlinear W8A8 / W4A8 / W4A16 match the float64 reference on every level', (t) => {
@@ -114,6 +119,26 @@ t.test('rows are independent: each row equals a one-row call bit for bit; xq equ
       }
     }
   });
+  t.end();
+});
+
+t.test('W4A8 gives the same bits on every level', (t) => {
+  const r = rng(13);
+  for (const [M, K, N] of [[1, 200, 17], [2, 257, 9], [3, 130, 33], [4, 768, 16], [9, 65, 40], [33, 300, 15]] as const) {
+    const x = randn(r, M * K), w = randn(r, N * K, 0.2), b = randn(r, N, 0.1);
+    x[1] *= 30;
+    const w4 = quantizeI4(w, N, K);
+    const outs: Array<[string, Float32Array]> = [];
+    forEachIsa((isa) => {
+      outs.push([isa, kernels.qlinear({ x, xScale: 3 / 127, weight: w4, bias: b, rows: M, inFeatures: K, outFeatures: N })]);
+    });
+    const [isa0, y0] = outs[0];
+    for (const [isa, y] of outs.slice(1)) {
+      let diff = -1;
+      for (let i = 0; i < y.length && diff < 0; i++) if (!Object.is(y[i], y0[i])) diff = i;
+      t.ok(diff < 0, `M=${M} K=${K} N=${N}: ${isa} equals ${isa0}` + (diff < 0 ? '' : ` (first difference at ${diff}: ${y[diff]} vs ${y0[diff]})`));
+    }
+  }
   t.end();
 });
 
