@@ -143,12 +143,13 @@ void qlinear(const QLinearArgs& a) {
       std::max(unpack ? kQLinearUnpackRows * in.Kp * (int64_t)sizeof(float) : 0,
                panel ? kQLinearPanelRows * (in.Kp + in.groups * (int64_t)sizeof(float)) : 0);
   // Decode-sized calls (few input rows) are scheduled dynamically in chunks
-  // of about a thirty-second of a thread's share (at least `grain`): a decode
-  // step makes ~170 of them, and each ends when the last chunk does (with a
-  // static split, when the slower thread does). Prefill-sized calls keep one
-  // contiguous share per thread.
+  // of about an eighth of a thread's share (at least `grain`): a decode step
+  // makes ~170 of them, and with a static split each waits for the slower
+  // thread (smaller chunks were slower: each starts a new stream for the
+  // hardware prefetcher). Prefill-sized calls keep one contiguous share per
+  // thread.
   const int64_t nth = cpu::pool().size();
-  const int64_t chunk = a.M <= 8 ? std::max(grain, units / std::max<int64_t>(1, 32 * nth))
+  const int64_t chunk = a.M <= 8 ? std::max(grain, units / std::max<int64_t>(1, 8 * nth))
                                  : std::max(grain, (units + nth - 1) / nth);
   cpu::parallel_for_dynamic(units, chunk, [&](int64_t u0, int64_t u1) {
     thread_local std::vector<char> ubuf;

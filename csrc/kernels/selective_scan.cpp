@@ -1,5 +1,7 @@
 #include "kernels/selective_scan.h"
 
+#include <algorithm>
+
 #include "cpu/threadpool.h"
 #include "kernels/isa_dispatch.h"
 
@@ -30,8 +32,12 @@ void selective_state_update(const SelectiveStateUpdateArgs& a) {
   // (bench/NOTES.md), so the bar for a second task is lower than for the scan.
   const int64_t work = block * a.dstate;
   const int64_t grain = (kMinWorkPerTask / 8 + work - 1) / work;
-  cpu::parallel_for(a.batch * nblk, grain,
-                    [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_state_update_units, a, block, u0, u1); });
+  // Dynamic chunks of about a quarter of a thread's share: the call is as
+  // short as a thread's hand-off, and a static split waits for the later one.
+  const int64_t units = a.batch * nblk, nth = cpu::pool().size();
+  const int64_t chunk = std::max(grain, units / std::max<int64_t>(1, 4 * nth));
+  cpu::parallel_for_dynamic(units, chunk,
+                            [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_state_update_units, a, block, u0, u1); });
 }
 
 }  // namespace nm

@@ -144,6 +144,9 @@ void selective_scan_units(const SelectiveScanArgs& a, int64_t u0, int64_t u1) {
   }
 }
 
+// State rows a decode step prefetches ahead of the row it updates.
+constexpr int64_t kStatePrefetchRows = 8;
+
 // Work units [u0, u1): unit = b * blocks + k covers rows
 // [k*block, min((k+1)*block, nheads*headdim)) of batch row b; block <= 64.
 void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t block, int64_t u0, int64_t u1) {
@@ -175,6 +178,9 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
       const float* Bp = a.B + b * a.B_batch_stride + g * N;
       const float* Cp = a.C + b * a.C_batch_stride + g * N;
       float* s = state + r * N;
+      // The states were evicted by the weight streams since the last token:
+      // ask for the row kStatePrefetchRows ahead (a hint: never faults).
+      for (int64_t n = 0; n < N; n += 16) __builtin_prefetch(s + kStatePrefetchRows * N + n, 1);
       const VF dtx = VF::set1(dtv * xv);
       VF acc = VF::zero();
       if (a.a_per_state) {
