@@ -172,6 +172,10 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
     const int64_t slot = a.state_indices ? (int64_t)a.state_indices[b] : b;
     float* state = a.state + slot * a.state_batch_stride;
     const float* x = a.x + b * a.x_batch_stride;
+    // Each row's Σ_n h·C is summed across lanes for VF::W rows at once
+    // (reduce_sum_rows: the same sums as reduce_sum, bit for bit).
+    VF accs[VF::W];
+    alignas(64) float sums[VF::W];
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t h = r / P, g = h / heads_per_group;
       const float dtv = dts[h - h0], xv = x[r];
@@ -201,7 +205,16 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
           acc = fmadd(sv, ld(Cp + n, nn), acc);
         }
       }
-      ys[r - r0] = reduce_sum(acc) + (a.D ? xv * a.D[h] : 0.0f);
+      accs[(r - r0) % VF::W] = acc;
+      if ((r - r0) % VF::W == VF::W - 1 || r == r1 - 1) {
+        const int64_t rb = r - (r - r0) % VF::W;
+        if (r - rb == VF::W - 1) reduce_sum_rows(accs).store(sums);
+        else for (int64_t i = rb; i <= r; ++i) sums[i - rb] = reduce_sum(accs[i - rb]);
+        for (int64_t i = rb; i <= r; ++i) {
+          const float d = a.D ? x[i] * a.D[i / P] : 0.0f;
+          ys[i - r0] = sums[i - rb] + d;
+        }
+      }
     }
     const float* z = a.z ? a.z + b * a.z_batch_stride : nullptr;
     float* out = a.out + b * a.out_batch_stride;

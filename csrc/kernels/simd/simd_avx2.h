@@ -59,6 +59,20 @@ static inline float reduce_sum(VF a) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+// Lane i = reduce_sum(v[i]) for i < 8, bit for bit: the same pairing
+// (j + j+4, then j + j+2, j + j+1), applied to 8 vectors at once.
+static inline VF reduce_sum_rows(const VF* v) {
+  __m256 s[4], u[2];
+  for (int p = 0; p < 4; ++p)  // 128-bit lanes: rows 2p, 2p+1
+    s[p] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * p].v, v[2 * p + 1].v, 0x20),
+                         _mm256_permute2f128_ps(v[2 * p].v, v[2 * p + 1].v, 0x31));
+  for (int q = 0; q < 2; ++q)  // 128-bit lane L: rows 4q+L, 4q+2+L (2 partial sums each)
+    u[q] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(s[2 * q]), _mm256_castps_pd(s[2 * q + 1]))),
+                         _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(s[2 * q]), _mm256_castps_pd(s[2 * q + 1]))));
+  // lane 4L+i: row 2i+L
+  const __m256 t = _mm256_add_ps(_mm256_shuffle_ps(u[0], u[1], 0x88), _mm256_shuffle_ps(u[0], u[1], 0xdd));
+  return VF{_mm256_permutevar8x32_ps(t, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))};
+}
 static inline VF vround(VF a) { return VF{_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 static inline VF vpow2i(VF n) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));

@@ -39,6 +39,7 @@ static inline VF fmadd(VF a, VF b, VF c) { return VF{a.v * b.v + c.v}; }
 static inline VF vmax(VF a, VF b) { return VF{a.v > b.v ? a.v : b.v}; }
 static inline VF vmin(VF a, VF b) { return VF{a.v < b.v ? a.v : b.v}; }
 static inline float reduce_sum(VF a) { return a.v; }
+static inline VF reduce_sum_rows(const VF* v) { return v[0]; }
 static inline VF vexp(VF a) { return VF{expf(a.v)}; }
 static inline VF vsilu(VF a) { return VF{a.v / (1.0f + expf(-a.v))}; }
 // Round to nearest, ties to even (the default rounding mode), as the AVX vround.
