@@ -52,8 +52,10 @@ t.test('the linux-x64 prebuild is what loads when no local build exists', { skip
   const dir = scratchProject(t);
   // PREBUILDS_ONLY makes node-gyp-build skip build/Release, as on a user's
   // machine where only the published prebuilds exist.
-  const r = run(dir, ['-e', "const m = require('node-mamba'); const i = m.kernels.runtimeInfo(); console.log(i.addonPath); m.kernels.rmsNorm({ x: new Float32Array(4), weight: new Float32Array(4), rows: 1, dim: 4 })"], { PREBUILDS_ONLY: '1', NODE_MAMBA_ADDON: '' });
+  const r = run(dir, ['-e', "const m = require('node-mamba'); const i = m.kernels.runtimeInfo(); console.log(i.addonPath); console.log(i.addonSource); m.kernels.rmsNorm({ x: new Float32Array(4), weight: new Float32Array(4), rows: 1, dim: 4 })"], { PREBUILDS_ONLY: '1', NODE_MAMBA_ADDON: '' });
   t.equal(r.status, 0, r.stderr);
-  t.match(r.stdout.trim(), new RegExp(`prebuilds/${process.platform}-${process.arch}/node-mamba[^/]*\\.node$`));
+  const [file, source] = r.stdout.trim().split('\n');
+  t.match(file, new RegExp(`prebuilds/${process.platform}-${process.arch}/node-mamba[^/]*\\.node$`));
+  t.equal(source, 'prebuild', 'runtimeInfo (and node-mamba doctor) says why');
   t.end();
 });

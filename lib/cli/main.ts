@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// node-mamba command line: generate, info, logits, eval, demo. Uses only the public API.
+// node-mamba command line: generate, info, logits, eval, demo, quantize, doctor. Uses only the public API.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { evaluate, loadModel, quantize, type EvaluateResult, type GenerateOptions, type MambaModel, type QuantRecipe, type QuantScheme } from '../index';
+import { evaluate, kernels, loadModel, quantize, type EvaluateResult, type GenerateOptions, type MambaModel, type QuantRecipe, type QuantScheme } from '../index';
 import { progressReporter } from './progress';
 import { booleanFlag, numberFlag, parseArgs, stringFlag, UsageError, type ParsedArgs } from './args';
 
@@ -31,6 +31,8 @@ commands:
            Quamba-style quantization of a float checkpoint (directory or GGUF) into OUT; the int8
            schemes (and --gptq) calibrate on the UTF-8 text FILE. Progress bar with ETA on a
            terminal. --float-ssm keeps the conv / scan activations float32 (int8 by default).
+  doctor   [--json]  which native binary loaded and why, the CPU's instruction-set level and
+           threads, and whether CUDA is compiled in and usable here (and why not)
   options for every command: --threads N, --input-rounding auto|none
            (none: exact float32 inputs for bf16 / q8_0 / q4_0 matrices; default auto);
            hybrid models (attention layers): --context-size N (tokens a sequence may hold),
@@ -126,6 +128,34 @@ async function info(p: ParsedArgs): Promise<void> {
   const model = await open(p, stringFlag(p, 'model', true));
   process.stdout.write(JSON.stringify({ path: model.path, config: model.config, memory: model.memory }, null, 2) + '\n');
   model.dispose();
+}
+
+function doctor(p: ParsedArgs): void {
+  const r = kernels.runtimeInfo();
+  const report = {
+    node: process.version, platform: `${process.platform}-${process.arch}`,
+    addon: { path: r.addonPath, source: r.addonSource },
+    cpu: { isa: r.isa, detectedIsa: r.detectedIsa, threads: r.threads, physicalCores: r.physicalCores },
+    cuda: r.cuda,
+  };
+  if (booleanFlag(p, 'json')) {
+    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    return;
+  }
+  const why = { NODE_MAMBA_ADDON: 'named by NODE_MAMBA_ADDON', 'local build': 'a local build (build/Release) takes precedence over the prebuilds', prebuild: `the prebuild for ${report.platform}` }[r.addonSource];
+  const gb = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  const cv = (v: number) => (v ? `${Math.floor(v / 1000)}.${(v % 1000) / 10}` : 'none');
+  const lines = [
+    `node-mamba on Node.js ${report.node} (${report.platform})`,
+    `addon:   ${r.addonPath}`,
+    `         ${why}`,
+    `CPU:     ${r.isa} kernels (best this CPU has: ${r.detectedIsa}), ${r.threads} thread${r.threads === 1 ? '' : 's'}, ${r.physicalCores} physical core${r.physicalCores === 1 ? '' : 's'}`,
+    `CUDA:    ${r.cuda.usable ? 'usable' : `not usable: ${r.cuda.reason}`}`,
+    `         kernels compiled in: ${r.cuda.compiled ? 'yes' : 'no'}; runtime ${cv(r.cuda.runtimeVersion)}, driver ${cv(r.cuda.driverVersion)}`,
+    ...r.cuda.devices.map((d) => `         device ${d.index}: ${d.name}, compute capability ${d.computeCapability}, ${gb(d.totalBytes)}, ` +
+      `${d.multiprocessors} SMs${d.supported ? '' : ' (below 7.5: not supported)'}`),
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
 }
 
 async function logits(p: ParsedArgs): Promise<void> {
@@ -265,6 +295,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'logits': await logits(p); break;
       case 'eval': await evalCmd(p); break;
       case 'quantize': await quantizeCmd(p); break;
+      case 'doctor': doctor(p); break;
       case undefined: case 'help': case '--help': process.stdout.write(USAGE + '\n'); return p.command ? 0 : 2;
       default: throw new UsageError(`unknown command '${p.command}'`);
     }

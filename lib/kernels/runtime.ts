@@ -1,11 +1,13 @@
 // Which instruction set the kernels use and how many threads they run on.
-import { addonPath, native } from '../native/binding';
+import { addonPath, addonSource, native, type AddonSource } from '../native/binding';
 import type { CudaDeviceInfo, CudaRuntimeInfo, Isa, NativeRuntimeInfo } from '../native/types';
 
-export type { CudaDeviceInfo, CudaRuntimeInfo, Isa };
+export type { AddonSource, CudaDeviceInfo, CudaRuntimeInfo, Isa };
 export interface RuntimeInfo extends NativeRuntimeInfo {
-  /** The native addon file in use (local build, prebuild, or NODE_MAMBA_ADDON). */
+  /** The native addon file in use. */
   addonPath: string;
+  /** Why that file: NODE_MAMBA_ADDON names it, a local build (build/Release), or the prebuild for this platform. */
+  addonSource: AddonSource;
 }
 
 /**
@@ -13,7 +15,7 @@ export interface RuntimeInfo extends NativeRuntimeInfo {
  * addon file, and whether CUDA is compiled in and usable here (and why not).
  */
 export function runtimeInfo(): RuntimeInfo {
-  return { ...native.runtimeInfo(), addonPath };
+  return { ...native.runtimeInfo(), addonPath, addonSource };
 }
 
 /**

@@ -10,11 +10,17 @@ const nodeGypBuild: { resolve(dir: string): string } = require('node-gyp-build')
 /** Package root: this file is lib/native/binding.ts or dist/native/binding.js. */
 export const packageRoot = path.resolve(__dirname, '..', '..');
 
-function resolveAddon(): string {
+/** Why this addon file was chosen (`node-mamba doctor` prints it). */
+export type AddonSource = 'NODE_MAMBA_ADDON' | 'local build' | 'prebuild';
+
+function resolveAddon(): { file: string; source: AddonSource } {
   const explicit = process.env.NODE_MAMBA_ADDON;
-  if (explicit) return path.resolve(explicit);
+  if (explicit) return { file: path.resolve(explicit), source: 'NODE_MAMBA_ADDON' };
   try {
-    return nodeGypBuild.resolve(packageRoot);
+    const file = nodeGypBuild.resolve(packageRoot);
+    // node-gyp-build prefers build/Release (a local build) over prebuilds/<platform>-<arch>/.
+    const rel = path.relative(packageRoot, file).split(path.sep);
+    return { file, source: rel[0] === 'prebuilds' ? 'prebuild' : 'local build' };
   } catch (err) {
     const e = new Error(
       `node-mamba: could not load the native addon (${(err as Error).message}). ` +
@@ -26,6 +32,8 @@ function resolveAddon(): string {
   }
 }
 
+const resolved = resolveAddon();
 /** Absolute path of the addon file that was loaded. */
-export const addonPath: string = resolveAddon();
+export const addonPath: string = resolved.file;
+export const addonSource: AddonSource = resolved.source;
 export const native: NativeModule = require(addonPath) as NativeModule;

@@ -21,6 +21,24 @@ t.test('the CLI is built (npm run build)', (t) => {
   t.end();
 });
 
+t.test('doctor names the addon and why it loaded, the CPU level and the CUDA status', (t) => {
+  const r = run('doctor');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^node-mamba on Node\.js v\d+/);
+  t.match(r.stdout, /addon: +\S+\.node\n +(named by NODE_MAMBA_ADDON|a local build|the prebuild for)/);
+  t.match(r.stdout, /CPU: +(scalar|avx2|avx512|avx512vnni) kernels \(best this CPU has: \w+\), \d+ threads?/);
+  t.match(r.stdout, /CUDA: +(usable|not usable: .+)\n +kernels compiled in: (yes|no)/);
+  const j = run('doctor', '--json');
+  t.equal(j.status, 0, j.stderr);
+  const report = JSON.parse(j.stdout);
+  t.match(report.addon.source, /^(NODE_MAMBA_ADDON|local build|prebuild)$/);
+  t.type(report.cuda.compiled, 'boolean');
+  t.same(Object.keys(report).sort(), ['addon', 'cpu', 'cuda', 'node', 'platform']);
+  const bad = run('doctor', '--json=maybe');
+  t.equal(bad.status, 2, 'a bad switch is a usage error');
+  t.end();
+});
+
 t.test('demo without a model runs the shipped trained model and streams text', (t) => {
   const r = run('demo', '--max-tokens', '40');
   t.equal(r.status, 0, r.stderr);
