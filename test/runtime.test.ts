@@ -15,6 +15,29 @@ t.test('runtimeInfo reports levels, threads and the addon file', (t) => {
   t.end();
 });
 
+t.test('runtimeInfo().cuda says whether CUDA is compiled in and usable, and why not', (t) => {
+  const { cuda } = kernels.runtimeInfo();
+  t.type(cuda.compiled, 'boolean');
+  t.type(cuda.usable, 'boolean');
+  t.ok(Array.isArray(cuda.devices));
+  if (!cuda.compiled) {
+    t.notOk(cuda.usable, 'a build without CUDA kernels is never usable');
+    t.match(cuda.reason, /-DNODE_MAMBA_CUDA=ON/, 'and says how to get them');
+    t.same(cuda.devices, []);
+  } else if (!cuda.usable) {
+    // The CUDA build loads without a driver or a GPU (the runtime is static
+    // and finds the driver lazily) and names what is missing.
+    t.match(cuda.reason, /driver|device|compute capability|CUDA runtime/);
+    t.ok(cuda.runtimeVersion >= 12000, `runtime version ${cuda.runtimeVersion}`);
+    t.comment(`CUDA compiled in, not usable here: ${cuda.reason}`);
+  } else {
+    t.equal(cuda.reason, undefined);
+    t.ok(cuda.devices.some((d) => d.supported), 'a usable machine has a supported device');
+    for (const d of cuda.devices) t.match(d.computeCapability, /^\d+\.\d+$/);
+  }
+  t.end();
+});
+
 t.test('setIsa caps the dispatch and never goes above the CPU', (t) => {
   const isas = availableIsas();
   for (const isa of isas) {

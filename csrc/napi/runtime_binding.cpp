@@ -1,8 +1,9 @@
-// Runtime information and settings: ISA level, thread count.
+// Runtime information and settings: ISA level, thread count, CUDA status.
 #include <napi.h>
 
 #include "cpu/cpu_features.h"
 #include "cpu/threadpool.h"
+#include "gpu/cuda_status.h"
 #include "napi/bindings.h"
 #include "napi/convert.h"
 
@@ -17,6 +18,27 @@ Napi::Value runtime_info(const Napi::CallbackInfo& info) {
   o.Set("detectedIsa", cpu::isa_name(cpu::detected_isa()));
   o.Set("threads", cpu::pool().size());
   o.Set("physicalCores", cpu::physical_core_count());
+  const gpu::CudaStatus& cs = gpu::cuda_status();
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("compiled", cs.compiled);
+  cuda.Set("usable", cs.usable);
+  if (!cs.usable) cuda.Set("reason", cs.reason);
+  cuda.Set("driverVersion", cs.driver_version);
+  cuda.Set("runtimeVersion", cs.runtime_version);
+  Napi::Array devices = Napi::Array::New(env, cs.devices.size());
+  for (size_t i = 0; i < cs.devices.size(); ++i) {
+    const gpu::CudaDevice& d = cs.devices[i];
+    Napi::Object dev = Napi::Object::New(env);
+    dev.Set("index", d.index);
+    dev.Set("name", d.name);
+    dev.Set("computeCapability", std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor));
+    dev.Set("totalBytes", (double)d.total_bytes);
+    dev.Set("multiprocessors", d.multiprocessors);
+    dev.Set("supported", d.supported);
+    devices.Set((uint32_t)i, dev);
+  }
+  cuda.Set("devices", devices);
+  o.Set("cuda", cuda);
   return o;
 }
 

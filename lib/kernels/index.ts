@@ -2,7 +2,7 @@
 // shapes. Each call is synchronous (it runs on the thread pool while the
 // calling thread waits) and validates every argument before touching memory.
 export { runtimeInfo, setIsa, setThreads, measureReadBandwidth } from './runtime';
-export type { Isa, RuntimeInfo, ReadBandwidth } from './runtime';
+export type { CudaDeviceInfo, CudaRuntimeInfo, Isa, RuntimeInfo, ReadBandwidth } from './runtime';
 export type { FloatData, HalfDtype, QuantData, QuantDtype } from './tensor';
 export { QUANT_BLOCK_BYTES } from './tensor';
 export * from './norm';

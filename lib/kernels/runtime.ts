@@ -1,14 +1,17 @@
 // Which instruction set the kernels use and how many threads they run on.
 import { addonPath, native } from '../native/binding';
-import type { Isa, NativeRuntimeInfo } from '../native/types';
+import type { CudaDeviceInfo, CudaRuntimeInfo, Isa, NativeRuntimeInfo } from '../native/types';
 
-export type { Isa };
+export type { CudaDeviceInfo, CudaRuntimeInfo, Isa };
 export interface RuntimeInfo extends NativeRuntimeInfo {
   /** The native addon file in use (local build, prebuild, or NODE_MAMBA_ADDON). */
   addonPath: string;
 }
 
-/** The active and detected instruction-set levels, the thread-pool size and the addon file. */
+/**
+ * The active and detected instruction-set levels, the thread-pool size, the
+ * addon file, and whether CUDA is compiled in and usable here (and why not).
+ */
 export function runtimeInfo(): RuntimeInfo {
   return { ...native.runtimeInfo(), addonPath };
 }

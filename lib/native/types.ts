@@ -5,11 +5,38 @@
 export type HalfDtype = 'f16' | 'bf16';
 export type Isa = 'scalar' | 'avx2' | 'avx512' | 'avx512vnni';
 
+/** A CUDA device as the runtime reports it. */
+export interface CudaDeviceInfo {
+  index: number;
+  name: string;
+  /** e.g. '9.0' */
+  computeCapability: string;
+  totalBytes: number;
+  multiprocessors: number;
+  /** compute capability 7.5 or newer (what the kernels are built for) */
+  supported: boolean;
+}
+
+/** Whether this build has the CUDA kernels and whether this machine can run them. */
+export interface CudaRuntimeInfo {
+  /** built with -DNODE_MAMBA_CUDA=ON */
+  compiled: boolean;
+  /** compiled, a driver, and at least one supported device */
+  usable: boolean;
+  /** why not usable (no kernels in this build, no driver, no device, compute capability too old) */
+  reason?: string;
+  /** CUDA versions as integers (13000 = 13.0); 0 where there is none */
+  driverVersion: number;
+  runtimeVersion: number;
+  devices: CudaDeviceInfo[];
+}
+
 export interface NativeRuntimeInfo {
   isa: Isa;
   detectedIsa: Isa;
   threads: number;
   physicalCores: number;
+  cuda: CudaRuntimeInfo;
 }
 
 /** Options objects as the native functions read them. */
