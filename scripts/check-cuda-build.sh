@@ -16,17 +16,15 @@ if ! command -v nvcc >/dev/null 2>&1; then
   exit 0
 fi
 nvcc --version | tail -n 1
-arch_cm=() arch_js=()
-if [ -n "${NODE_MAMBA_CUDA_ARCHS:-}" ]; then
-  arch_cm=("-DNODE_MAMBA_CUDA_ARCHS=$NODE_MAMBA_CUDA_ARCHS")
-  arch_js=("--CDNODE_MAMBA_CUDA_ARCHS=$NODE_MAMBA_CUDA_ARCHS")
-  echo "check-cuda-build: CUDA architectures $NODE_MAMBA_CUDA_ARCHS"
-fi
-npx cmake-js build -O build-cuda --CDNODE_MAMBA_CUDA=ON ${arch_js[@]+"${arch_js[@]}"} >/dev/null
+# Always passed explicitly, so that a build folder configured earlier with
+# another list (a CMake cache entry) is reconfigured.
+archs="${NODE_MAMBA_CUDA_ARCHS:-$(sed -n 's/^set(NODE_MAMBA_CUDA_ARCHS "\([^"]*\)".*/\1/p' CMakeLists.txt)}"
+echo "check-cuda-build: CUDA architectures $archs"
+npx cmake-js build -O build-cuda --CDNODE_MAMBA_CUDA=ON "--CDNODE_MAMBA_CUDA_ARCHS=$archs" >/dev/null
 addon="$PWD/build-cuda/Release/node_mamba.node"
 NODE_MAMBA_ADDON="$addon" node -e "const i = require('./dist').kernels.runtimeInfo(); if (!i.cuda.compiled) { console.error('check-cuda-build: the addon in build-cuda has no CUDA kernels'); process.exit(1); } console.log('check-cuda-build: ' + i.addonPath + ': cuda ' + JSON.stringify(i.cuda))"
 NODE_MAMBA_ADDON="$addon" npx tap --disable-coverage test/runtime.test.ts test/native/norm.test.ts
-cmake -S . -B build-gpu-check -DNODE_MAMBA_GPU_CHECK=ON -DCMAKE_BUILD_TYPE=Release ${arch_cm[@]+"${arch_cm[@]}"} >/dev/null
+cmake -S . -B build-gpu-check -DNODE_MAMBA_GPU_CHECK=ON -DCMAKE_BUILD_TYPE=Release "-DNODE_MAMBA_CUDA_ARCHS=$archs" >/dev/null
 cmake --build build-gpu-check -j "$(nproc)" >/dev/null
 echo "check-cuda-build: compiled build-gpu-check/nm_gpu_check; running its host emulation"
 build-gpu-check/nm_gpu_check --emulate >build-gpu-check/emulate.log || {
