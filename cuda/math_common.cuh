@@ -83,4 +83,13 @@ NM_HD int64_t sequence_of(const int32_t* cu, int64_t nseq, int64_t t) {
   return lo;
 }
 
+// The fixed tree sum of the device's shared-memory reductions, on the host:
+// p[t] += p[t + s] for t < s, s = n/2, n/4, ..., 1 (n a power of two);
+// destroys p, returns the sum.
+inline float tree_sum_host(float* p, int n) {
+  for (int s = n / 2; s > 0; s >>= 1)
+    for (int t = 0; t < s; ++t) p[t] = p[t] + p[t + s];
+  return p[0];
+}
+
 }  // namespace nm::cuda

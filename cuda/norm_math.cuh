@@ -6,8 +6,8 @@
 //   1. partial = fmaf(v, v, partial) over its elements in order (writing
 //      residual_out / the gated value as it goes);
 //   2. the block sums the kNormThreads partials as a fixed tree
-//      (norm_tree_sum: stride kNormThreads/2, /4, ..., 1), which the host
-//      emulation repeats exactly;
+//      (block_tree_sum: stride kNormThreads/2, /4, ..., 1), which the host
+//      emulation repeats exactly (tree_sum_host);
 //   3. scale = 1 / sqrtf(sum / n + eps); each thread writes its elements.
 // Every element is read and written by the same thread, so the elementwise
 // aliasing kernels/norm.h allows (out == x, residual_out == residual_in) holds.
@@ -32,14 +32,6 @@ NM_HD float rms_norm_partial(const RmsNormArgs& a, int64_t r, int t) {
     acc = fmaf(v, v, acc);
   }
   return acc;
-}
-
-// Step 2 on an array of kNormThreads partials (destroys it); the device
-// kernel does the same additions in shared memory, one level per barrier.
-inline float norm_tree_sum_host(float* p) {
-  for (int s = kNormThreads / 2; s > 0; s >>= 1)
-    for (int t = 0; t < s; ++t) p[t] = p[t] + p[t + s];
-  return p[0];
 }
 
 NM_HD float norm_scale(float sum, int64_t n, float eps) { return 1.0f / sqrtf(sum / (float)n + eps); }

@@ -12,7 +12,6 @@ namespace {
 // out reads are coalesced and B / C are broadcast within a group. Small
 // blocks: at batch 1 there are only `dim` threads to spread over the SMs.
 constexpr int kScanThreads = 64;
-constexpr int kUpdateThreads = 128;
 
 template <int NMAX>
 __global__ void __launch_bounds__(kScanThreads) selective_scan_kernel(const SelectiveScanArgs a) {
@@ -21,11 +20,25 @@ __global__ void __launch_bounds__(kScanThreads) selective_scan_kernel(const Sele
     selective_scan_channel<NMAX>(a, i / a.dim, i % a.dim);
 }
 
-// Thread per (batch, row), rows fastest.
-__global__ void __launch_bounds__(kUpdateThreads) selective_state_update_kernel(const SelectiveStateUpdateArgs a) {
-  const int64_t rows = a.nheads * a.headdim, n = a.batch * rows;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    selective_state_update_row(a, i / rows, i % rows);
+// Block of kUpdateThreads threads = kUpdateThreads / tpr consecutive rows of
+// the flattened (batch, row) index, tpr lanes each (selective_scan_math.cuh);
+// grid-strided over row blocks.
+__global__ void __launch_bounds__(kUpdateThreads) selective_state_update_kernel(const SelectiveStateUpdateArgs a,
+                                                                                  int tpr) {
+  __shared__ float sh[kUpdateThreads];
+  const int64_t R = a.nheads * a.headdim, total = a.batch * R, rpb = kUpdateThreads / tpr;
+  const int t = threadIdx.x, lane = t % tpr;
+  for (int64_t blk = blockIdx.x; blk * rpb < total; blk += gridDim.x) {
+    const int64_t row = blk * rpb + t / tpr;
+    sh[t] = row < total ? selective_state_update_partial(a, row / R, row % R, lane, tpr) : 0.0f;
+    __syncthreads();
+    for (int s = tpr / 2; s > 0; s >>= 1) {
+      if (lane < s) sh[t] = sh[t] + sh[t + s];
+      __syncthreads();
+    }
+    if (lane == 0 && row < total) selective_state_update_finish(a, row / R, row % R, sh[t]);
+    __syncthreads();  // sh is reused by the next row block
+  }
 }
 
 }  // namespace
@@ -42,7 +55,9 @@ cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream)
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream) {
   const Check c = check_args(a);
   if (c != Check::kValid) return check_status(c);
-  selective_state_update_kernel<<<grid_for(a.batch * a.nheads * a.headdim, kUpdateThreads), kUpdateThreads, 0, stream>>>(a);
+  const int tpr = update_threads_per_row(a.dstate);
+  selective_state_update_kernel<<<grid_for(a.batch * a.nheads * a.headdim * tpr, kUpdateThreads), kUpdateThreads, 0,
+                                  stream>>>(a, tpr);
   return cudaGetLastError();
 }
 

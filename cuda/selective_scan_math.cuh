@@ -5,12 +5,10 @@
 // selective_scan: one thread per (batch, channel) carries its dstate-long
 // state through every token (in registers when dstate is the compile-time
 // NMAX = 16, else in local memory), in the CPU kernel's order per token.
-// selective_state_update: one thread per (batch, row h·headdim + p) updates
-// its state row in place and sums Σ s·C sequentially over n (the CPU kernel
-// sums per SIMD lane first: equal up to rounding).
-// Later: prefill parallel over tokens (chunked scan), and decode with a
-// thread per state element and a reduction over n, for coalesced state
-// traffic and more threads at batch 1.
+// selective_state_update: up to 32 threads per state row and a tree sum
+// (below); the CPU kernel sums in another order: equal up to rounding.
+// Later: prefill parallel over tokens (a chunked scan): at batch 1 there are
+// only `dim` threads, each walking every token.
 #pragma once
 #include "kernels/selective_scan.h"
 #include "math_common.cuh"
@@ -66,36 +64,67 @@ NM_HD void selective_scan_channel(const SelectiveScanArgs& a, int64_t b, int64_t
   }
 }
 
-// Batch row b, row r = h * headdim + p.
-NM_HD void selective_state_update_row(const SelectiveStateUpdateArgs& a, int64_t b, int64_t r) {
-  const int64_t N = a.dstate, h = r / a.headdim, g = h / (a.nheads / a.ngroups);
+// selective_state_update: blocks of kUpdateThreads threads; each row r of a
+// batch row b (state[slot(b), r, :], dstate contiguous) gets tpr =
+// update_threads_per_row(dstate) consecutive threads (lanes), so a warp reads
+// and writes whole runs of the state (coalesced). Lane l owns the states
+// n = l, l + tpr, ...:
+//   1. it updates them and sums s·C over them in order (fmaf) ->
+//      selective_state_update_partial;
+//   2. the row's tpr partials are summed as a fixed tree (stride tpr/2, ...,
+//      1; tree_sum_host repeats it on the host);
+//   3. lane 0 adds x·D, gates with silu(z) and writes out ->
+//      selective_state_update_finish.
+constexpr int kUpdateThreads = 128;
+
+// Lanes per state row: the power of two >= dstate, at most 32.
+NM_HD int update_threads_per_row(int64_t dstate) {
+  int t = 1;
+  while (t < dstate && t < 32) t <<= 1;
+  return t;
+}
+
+NM_HD float update_dt(const SelectiveStateUpdateArgs& a, int64_t b, int64_t h) {
   float dt = a.dt[b * a.dt_batch_stride + h];
   if (a.dt_bias) dt = dt + a.dt_bias[h];
   if (a.dt_softplus) dt = softplus(dt);
   if (a.dt_min > -INFINITY || a.dt_max < INFINITY) dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+  return dt;
+}
+
+// Step 1 for lane `lane` (of tpr) of batch row b, row r = h * headdim + p.
+NM_HD float selective_state_update_partial(const SelectiveStateUpdateArgs& a, int64_t b, int64_t r, int lane, int tpr) {
+  const int64_t N = a.dstate, h = r / a.headdim, g = h / (a.nheads / a.ngroups);
+  const float dt = update_dt(a, b, h);
   const int64_t slot = a.state_indices ? (int64_t)a.state_indices[b] : b;
   float* s = a.state + slot * a.state_batch_stride + r * N;
-  const float xv = a.x[b * a.x_batch_stride + r];
+  const float dtx = dt * a.x[b * a.x_batch_stride + r];
   const float* Bp = a.B + b * a.B_batch_stride + g * N;
   const float* Cp = a.C + b * a.C_batch_stride + g * N;
-  const float dtx = dt * xv;
   float acc = 0.0f;
   if (a.a_per_state) {
     const float* Ar = a.A + h * N;
-    for (int64_t n = 0; n < N; ++n) {
+    for (int64_t n = lane; n < N; n += tpr) {
       const float sv = fmaf(s[n], expf(dt * Ar[n]), dtx * Bp[n]);
       s[n] = sv;
       acc = fmaf(sv, Cp[n], acc);
     }
   } else {
     const float dA = expf(dt * a.A[h]);
-    for (int64_t n = 0; n < N; ++n) {
+    for (int64_t n = lane; n < N; n += tpr) {
       const float sv = fmaf(s[n], dA, dtx * Bp[n]);
       s[n] = sv;
       acc = fmaf(sv, Cp[n], acc);
     }
   }
-  float y = acc + (a.D ? xv * a.D[h] : 0.0f);
+  return acc;
+}
+
+// Step 3 (lane 0): `sum` is the row's Σ_n s·C.
+NM_HD void selective_state_update_finish(const SelectiveStateUpdateArgs& a, int64_t b, int64_t r, float sum) {
+  const int64_t h = r / a.headdim;
+  const float xv = a.x[b * a.x_batch_stride + r];
+  float y = sum + (a.D ? xv * a.D[h] : 0.0f);
   if (a.z) y = y * silu(a.z[b * a.z_batch_stride + r]);
   a.out[b * a.out_batch_stride + r] = y;
 }

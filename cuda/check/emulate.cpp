@@ -21,7 +21,7 @@ cudaError_t rms_norm(const RmsNormArgs& a) {
   float sh[kNormThreads];
   for (int64_t r = 0; r < a.rows; ++r) {  // block r
     for (int t = 0; t < kNormThreads; ++t) sh[t] = rms_norm_partial(a, r, t);
-    const float scale = norm_scale(norm_tree_sum_host(sh), a.dim, a.eps);
+    const float scale = norm_scale(tree_sum_host(sh, kNormThreads), a.dim, a.eps);
     for (int t = 0; t < kNormThreads; ++t) rms_norm_store(a, r, t, scale);
   }
   return cudaSuccess;
@@ -35,7 +35,7 @@ cudaError_t gated_rms_norm(const GatedRmsNormArgs& a) {
   for (int64_t r = 0; r < a.rows; ++r)
     for (int64_t g = 0; g < groups; ++g) {  // block (r, g)
       for (int t = 0; t < kNormThreads; ++t) sh[t] = gated_rms_norm_partial(a, r, g, t);
-      const float scale = norm_scale(norm_tree_sum_host(sh), a.group_size, a.eps);
+      const float scale = norm_scale(tree_sum_host(sh, kNormThreads), a.group_size, a.eps);
       for (int t = 0; t < kNormThreads; ++t) gated_rms_norm_store(a, r, g, t, scale);
     }
   return cudaSuccess;
@@ -76,8 +76,14 @@ cudaError_t selective_scan(const SelectiveScanArgs& a) {
 cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
+  // Rows are independent: each row's lanes, then its tree, then lane 0.
+  const int tpr = update_threads_per_row(a.dstate);
+  float sh[32];
   for (int64_t b = 0; b < a.batch; ++b)
-    for (int64_t r = 0; r < a.nheads * a.headdim; ++r) selective_state_update_row(a, b, r);
+    for (int64_t r = 0; r < a.nheads * a.headdim; ++r) {
+      for (int l = 0; l < tpr; ++l) sh[l] = selective_state_update_partial(a, b, r, l, tpr);
+      selective_state_update_finish(a, b, r, tree_sum_host(sh, tpr));
+    }
   return cudaSuccess;
 }
 
