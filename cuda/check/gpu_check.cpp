@@ -440,6 +440,18 @@ void scan_cases(Rng& r) {
   report_reject("selective_state_update", "ngroups 3 for 4 heads", launch(u), cudaErrorInvalidValue);
 }
 
+// One case per kernel at a benchmark shape (mamba-130m prefill 2048, decode
+// batch 64, Mamba-2 decode), so that the timed configurations are checked too.
+void bench_shape_cases(Rng& r) {
+  case_rms_norm(r, 2048, 768, true, true, DType::F32, false);
+  case_gated_rms_norm(r, 2048, 1536, 1536, true, DType::F32);
+  case_conv1d(r, {2048}, false, 1536, 4, false, true, true, true, DType::F32, DType::F32);
+  case_conv1d_update(r, 64, 1536, 4, true, true, true, DType::F32, true, false);
+  case_scan(r, 1, 2048, 1536, 16, 1, true, true, true, true, false, true);
+  case_update(r, 64, 1536, 1, 16, 1, true, true, true, true, true, true, false, false);
+  case_update(r, 64, 24, 64, 128, 1, false, true, true, true, true, true, false, false);
+}
+
 }  // namespace
 
 }  // namespace nm::check
@@ -470,10 +482,14 @@ int main(int argc, char** argv) {
   g_gpu = !emulate;
   std::printf("nm_gpu_check: %s against the CPU kernels (CPU level %s)\n",
               emulate ? "host emulation of the CUDA kernels" : "CUDA kernels", nm::cpu::isa_name(nm::cpu::active_isa()));
+  std::printf("tolerances (max |got - ref| / max |ref| per output buffer): exact %.0e where the float operations "
+              "and their order are the same, %.0e elementwise and reductions, %.0e scans\n",
+              g_exact, kTolF32, kTolScan);
   Rng rng(20261130);
   norm_cases(rng);
   conv_cases(rng);
   scan_cases(rng);
+  bench_shape_cases(rng);
   std::printf("\nsummary (%s): %d cases, %d failed; worst error per kernel:", emulate ? "emulate" : "gpu",
               g_stats.cases, g_stats.failed);
   for (auto& kv : g_stats.worst) std::printf(" %s %.2e;", kv.first.c_str(), kv.second);
