@@ -1,0 +1,242 @@
+// Timings (cudaEvents) of the CUDA kernels at the benchmark shapes: the
+// mamba-130m layer (d_model 768, d_inner 1536, d_state 16, conv width 4), a
+// 1.4B layer (d_model 2048, d_inner 4096), Mamba-2 decode (24 heads x headdim
+// 64 x d_state 128), prefill lengths 2048 and 8192, decode batch 1 and 64.
+// GB/s counts the bytes each kernel must read and write once (its inputs,
+// outputs and states; not re-reads a cache serves) over the time; the copy
+// bandwidth is cudaMemcpyDeviceToDevice of 1 GiB, best of 5, also counted
+// as read + write (2 GiB moved), so the fraction compares like with like.
+#include "bench.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "check_util.h"
+#include "kernels.h"
+
+namespace nm::check {
+
+namespace {
+
+struct Row {
+  std::string kernel, shape;
+  double us, bytes;
+};
+
+// Device buffers filled from a shared host vector of random values.
+class DevPool {
+ public:
+  ~DevPool() {
+    for (void* p : ptrs_) cudaFree(p);
+  }
+  // n floats in [-1, 1) (or, when `negative`, in [-2, -0.01): A matrices).
+  float* floats(int64_t n, bool negative = false) {
+    if ((int64_t)host_.size() < n) {
+      Rng r(7 + host_.size());
+      const size_t old = host_.size();
+      host_.resize((size_t)n);
+      for (size_t i = old; i < host_.size(); ++i) host_[i] = r.uniform(-1.0f, 1.0f);
+    }
+    void* d = nullptr;
+    if ((err_ = cudaMalloc(&d, (size_t)n * 4)) != cudaSuccess) return nullptr;
+    ptrs_.push_back(d);
+    if (negative) {
+      std::vector<float> v((size_t)n);
+      for (int64_t i = 0; i < n; ++i) v[(size_t)i] = -0.01f - std::fabs(host_[(size_t)i]) * 2.0f;
+      err_ = cudaMemcpy(d, v.data(), (size_t)n * 4, cudaMemcpyHostToDevice);
+    } else {
+      err_ = cudaMemcpy(d, host_.data(), (size_t)n * 4, cudaMemcpyHostToDevice);
+    }
+    return static_cast<float*>(d);
+  }
+  cudaError_t error() const { return err_; }
+
+ private:
+  std::vector<float> host_;
+  std::vector<void*> ptrs_;
+  cudaError_t err_ = cudaSuccess;
+};
+
+// Average microseconds per launch: one warm-up launch, one timed launch to
+// size the repetitions (about 30 ms in all, 3..200), then the timed run.
+bool time_launch(const std::function<cudaError_t()>& launch, double* us) {
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  bool ok = launch() == cudaSuccess && cudaDeviceSynchronize() == cudaSuccess;
+  float ms = 0;
+  if (ok) {
+    cudaEventRecord(e0);
+    ok = launch() == cudaSuccess;
+    cudaEventRecord(e1);
+    ok = ok && cudaEventSynchronize(e1) == cudaSuccess && cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess;
+  }
+  if (ok) {
+    const int reps = std::max(3, std::min(200, (int)(30.0 / std::max(ms, 1e-3f))));
+    cudaEventRecord(e0);
+    for (int i = 0; i < reps && ok; ++i) ok = launch() == cudaSuccess;
+    cudaEventRecord(e1);
+    ok = ok && cudaEventSynchronize(e1) == cudaSuccess && cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess;
+    *us = ms * 1000.0 / reps;
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return ok;
+}
+
+// Best of 5 cudaMemcpyDeviceToDevice of 1 GiB, as read + write GB/s (0 on failure).
+double copy_bandwidth() {
+  const size_t bytes = (size_t)1 << 30;
+  void *a = nullptr, *b = nullptr;
+  double best = 0;
+  if (cudaMalloc(&a, bytes) == cudaSuccess && cudaMalloc(&b, bytes) == cudaSuccess &&
+      cudaMemset(a, 1, bytes) == cudaSuccess) {
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);  // warm-up
+    for (int i = 0; i < 5; ++i) {
+      float ms = 0;
+      cudaEventRecord(e0);
+      cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice);
+      cudaEventRecord(e1);
+      if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) break;
+      best = std::max(best, 2.0 * (double)bytes / (ms * 1e-3) / 1e9);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+  }
+  if (a) cudaFree(a);
+  if (b) cudaFree(b);
+  cudaGetLastError();
+  return best;
+}
+
+}  // namespace
+
+bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  const nm::cuda::DeviceInfo* info = nullptr;
+  for (auto& d : rt.devices)
+    if (d.index == dev) info = &d;
+  std::printf("benchmarks: timing each kernel/shape ...\n");
+  std::fflush(stdout);
+  const double copy = copy_bandwidth();
+  std::vector<Row> rows;
+  bool ok = true;
+  auto add = [&](const std::string& kernel, const std::string& shape, double bytes, const std::function<cudaError_t()>& f) {
+    double us = 0;
+    if (!time_launch(f, &us)) {
+      const cudaError_t e = cudaGetLastError();
+      std::printf("FAIL %s %s: %s\n", kernel.c_str(), shape.c_str(), cudaGetErrorName(e));
+      ok = false;
+      return;
+    }
+    rows.push_back({kernel, shape, us, bytes});
+  };
+  const double F = 4.0;  // bytes per float
+
+  for (int64_t dm : {768, 2048})
+    for (int64_t T : {1, 2048, 8192}) {
+      DevPool p;
+      RmsNormArgs a;
+      a.rows = T, a.dim = dm, a.x_stride = a.residual_in_stride = a.residual_out_stride = a.out_stride = dm;
+      a.x = p.floats(T * dm), a.residual_in = p.floats(T * dm), a.residual_out = p.floats(T * dm);
+      a.out = p.floats(T * dm), a.weight = p.floats(dm);
+      if (p.error() != cudaSuccess) return false;
+      add("rms_norm +residual", "rows " + std::to_string(T) + " x " + std::to_string(dm), F * (4.0 * T * dm + dm),
+          [&] { return cuda::rms_norm_cuda(a, 0); });
+    }
+  for (int64_t T : {1, 2048, 8192}) {
+    const int64_t di = 1536;
+    DevPool p;
+    GatedRmsNormArgs a;
+    a.rows = T, a.dim = di, a.group_size = di, a.y_stride = a.z_stride = a.out_stride = di;
+    a.y = p.floats(T * di), a.z = p.floats(T * di), a.out = p.floats(T * di), a.weight = p.floats(di);
+    if (p.error() != cudaSuccess) return false;
+    add("gated_rms_norm +z", "rows " + std::to_string(T) + " x 1536 (1 group)", F * (3.0 * T * di + di),
+        [&] { return cuda::gated_rms_norm_cuda(a, 0); });
+  }
+  for (int64_t C : {1536, 4096})
+    for (int64_t T : {2048, 8192}) {
+      DevPool p;
+      CausalConv1dArgs a;
+      a.tokens = T, a.channels = C, a.width = 4, a.x_stride = a.out_stride = C, a.weight_stride = 4, a.silu = true;
+      a.x = p.floats(T * C), a.out = p.floats(T * C), a.weight = p.floats(C * 4), a.bias = p.floats(C);
+      a.final_state = p.floats(C * 3), a.final_seq_stride = C * 3, a.final_ch_stride = 3;
+      if (p.error() != cudaSuccess) return false;
+      add("causal_conv1d silu", "T " + std::to_string(T) + " x ch " + std::to_string(C) + " W4",
+          F * (2.0 * T * C + 5.0 * C + 3.0 * C), [&] { return cuda::causal_conv1d_cuda(a, 0); });
+    }
+  for (int64_t C : {1536, 4096})
+    for (int64_t B : {1, 64}) {
+      DevPool p;
+      CausalConv1dUpdateArgs a;
+      a.batch = B, a.channels = C, a.width = 4, a.x_stride = a.out_stride = C, a.weight_stride = 4, a.silu = true;
+      a.x = p.floats(B * C), a.out = p.floats(B * C), a.weight = p.floats(C * 4), a.bias = p.floats(C);
+      a.conv_state = p.floats(B * C * 3), a.state_slot_stride = C * 3, a.state_ch_stride = 3;
+      if (p.error() != cudaSuccess) return false;
+      add("causal_conv1d_update", "batch " + std::to_string(B) + " x ch " + std::to_string(C) + " W4",
+          F * (2.0 * B * C + 6.0 * B * C + 5.0 * C), [&] { return cuda::causal_conv1d_update_cuda(a, 0); });
+    }
+  for (int64_t D : {1536, 4096})
+    for (int64_t L : {2048, 8192}) {
+      const int64_t N = 16;
+      DevPool p;
+      SelectiveScanArgs a;
+      a.batch = 1, a.seqlen = L, a.dim = D, a.dstate = N;
+      a.u = p.floats(L * D), a.delta = p.floats(L * D), a.z = p.floats(L * D), a.out = p.floats(L * D);
+      a.B = p.floats(L * N), a.C = p.floats(L * N), a.A = p.floats(D * N, true), a.D = p.floats(D);
+      a.delta_bias = p.floats(D), a.delta_softplus = true, a.last_state = p.floats(D * N);
+      a.u_batch_stride = a.delta_batch_stride = a.z_batch_stride = a.out_batch_stride = L * D;
+      a.u_token_stride = a.delta_token_stride = a.z_token_stride = a.out_token_stride = D;
+      a.B_batch_stride = a.C_batch_stride = L * N, a.B_token_stride = a.C_token_stride = N;
+      a.last_state_batch_stride = D * N;
+      if (p.error() != cudaSuccess) return false;
+      add("selective_scan", "L " + std::to_string(L) + " x dim " + std::to_string(D) + " N16",
+          F * (4.0 * L * D + 2.0 * L * N + 2.0 * D * N + 2.0 * D), [&] { return cuda::selective_scan_cuda(a, 0); });
+    }
+  struct Upd {
+    const char* name;
+    int64_t H, P, N;
+    bool per_state;
+  };
+  for (const Upd& u : {Upd{"mamba1 dim 1536 N16", 1536, 1, 16, true}, Upd{"mamba1 dim 4096 N16", 4096, 1, 16, true},
+                       Upd{"mamba2 24x64 N128", 24, 64, 128, false}})
+    for (int64_t B : {1, 64}) {
+      DevPool p;
+      SelectiveStateUpdateArgs a;
+      const int64_t R = u.H * u.P;
+      a.batch = B, a.nheads = u.H, a.headdim = u.P, a.dstate = u.N, a.a_per_state = u.per_state;
+      a.state = p.floats(B * R * u.N), a.state_batch_stride = R * u.N;
+      a.x = p.floats(B * R), a.z = p.floats(B * R), a.out = p.floats(B * R), a.dt = p.floats(B * u.H);
+      a.B = p.floats(B * u.N), a.C = p.floats(B * u.N), a.A = p.floats(u.per_state ? u.H * u.N : u.H, true);
+      a.D = p.floats(u.H), a.dt_bias = p.floats(u.H), a.dt_softplus = true;
+      a.x_batch_stride = a.z_batch_stride = a.out_batch_stride = R, a.dt_batch_stride = u.H;
+      a.B_batch_stride = a.C_batch_stride = u.N;
+      if (p.error() != cudaSuccess) return false;
+      add("selective_state_update", std::string(u.name) + " batch " + std::to_string(B),
+          F * (2.0 * B * R * u.N + 3.0 * B * R + 2.0 * B * u.N + (u.per_state ? u.H * u.N : u.H)),
+          [&] { return cuda::selective_state_update_cuda(a, 0); });
+    }
+
+  std::printf("\n== node-mamba CUDA kernels: %s, compute capability %d.%d, %d SMs, CUDA runtime %d, driver %d ==\n",
+              info ? info->name.c_str() : "?", info ? info->compute_major : 0, info ? info->compute_minor : 0,
+              info ? info->multiprocessors : 0, rt.runtime_version, rt.driver_version);
+  std::printf("device copy bandwidth: %.1f GB/s (cudaMemcpy D2D 1 GiB, best of 5, read + write)\n", copy);
+  std::printf("%-24s %-32s %12s %10s %8s\n", "kernel", "shape", "time (us)", "GB/s", "of copy");
+  for (const Row& r : rows) {
+    const double gbs = r.bytes / (r.us * 1e-6) / 1e9;
+    std::printf("%-24s %-32s %12.2f %10.1f %7.1f%%\n", r.kernel.c_str(), r.shape.c_str(), r.us, gbs,
+                copy > 0 ? 100.0 * gbs / copy : 0.0);
+  }
+  return ok;
+}
+
+}  // namespace nm::check

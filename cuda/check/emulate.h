@@ -1,0 +1,19 @@
+// Host emulation of the CUDA kernels (cuda/kernels.h): the same argument
+// checks and the same per-thread functions (cuda/*_math.cuh), run in a loop
+// over the grid on the host, phase by phase where the kernel has barriers.
+// Host pointers; returns what the launcher would (without launching).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include "kernels.h"
+
+namespace nm::cuda::emulate {
+
+cudaError_t rms_norm(const RmsNormArgs& a);
+cudaError_t gated_rms_norm(const GatedRmsNormArgs& a);
+cudaError_t causal_conv1d(const CausalConv1dArgs& a);
+cudaError_t causal_conv1d_update(const CausalConv1dUpdateArgs& a);
+cudaError_t selective_scan(const SelectiveScanArgs& a);
+cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a);
+
+}  // namespace nm::cuda::emulate

@@ -1,0 +1,503 @@
+// nm_gpu_check: the CUDA kernels (cuda/kernels.h) against their CPU twins
+// (csrc/kernels), standalone (no Node.js). scripts/gpu-check.sh builds and
+// runs it.
+//
+//   nm_gpu_check --emulate   any machine: the CUDA kernels' per-thread math
+//                            run on the host (cuda/check/emulate.cpp)
+//   nm_gpu_check             a CUDA device: the real kernels, then timings
+//                            at the benchmark shapes (--no-bench: skip them)
+//
+// Random inputs at awkward sizes; one line per case and a summary. Errors are
+// max |got - ref| over max |ref| of each output buffer (padding included),
+// against a tolerance per output: 0 (bit-exact) where both sides do the same
+// float operations in the same order, else float32 rounding of differently
+// ordered sums and of expf / log1pf. Exit 0: all passed; 1: a mismatch or an
+// error; 2: no usable CUDA device (default mode only).
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "bench.h"
+#include "check_util.h"
+#include "cpu/cpu_features.h"
+#include "emulate.h"
+#include "kernels.h"
+#include "runtime.h"
+
+namespace nm::check {
+
+namespace {
+
+bool g_gpu = false;
+// Bit-exact comparisons hold when the CPU kernels' fmadd is a fused
+// multiply-add (AVX2 and up); the scalar level spells it a * b + c.
+double g_exact = 0.0;
+constexpr double kTolF32 = 1e-5;   // one reduction / a few transcendental ops
+constexpr double kTolScan = 2e-5;  // a recurrence over up to 600 tokens
+
+struct Stats {
+  int cases = 0, failed = 0;
+  std::map<std::string, double> worst;  // kernel -> worst error
+};
+Stats g_stats;
+
+struct Out {
+  const char* name;
+  const std::vector<float>* ref;
+  const std::vector<float>* got;
+  double tol;
+};
+
+void report(const char* kernel, const std::string& desc, cudaError_t e, std::initializer_list<Out> outs) {
+  ++g_stats.cases;
+  bool ok = e == cudaSuccess;
+  std::string detail;
+  if (!ok) detail = std::string(" error ") + cudaGetErrorName(e);
+  double& w = g_stats.worst[kernel];
+  for (const Out& o : outs) {
+    if (!ok && e != cudaSuccess) break;
+    const double err = rel_error(*o.ref, *o.got);
+    w = std::max(w, err);
+    char buf[128];
+    std::snprintf(buf, sizeof buf, " %s %.2e%s", o.name, err, o.tol == 0 ? " (exact)" : "");
+    detail += buf;
+    if (!(err <= o.tol)) {
+      ok = false;
+      std::snprintf(buf, sizeof buf, " > tol %.0e", o.tol);
+      detail += buf;
+    }
+  }
+  if (!ok) ++g_stats.failed;
+  std::printf("%s %-24s %s:%s\n", ok ? "ok  " : "FAIL", kernel, desc.c_str(), detail.c_str());
+}
+
+// An argument set the launcher must refuse with `want`.
+void report_reject(const char* kernel, const char* what, cudaError_t got, cudaError_t want) {
+  ++g_stats.cases;
+  const bool ok = got == want;
+  if (!ok) ++g_stats.failed;
+  std::printf("%s %-24s rejects %s: %s (want %s)\n", ok ? "ok  " : "FAIL", kernel, what, cudaGetErrorName(got),
+              cudaGetErrorName(want));
+}
+
+cudaError_t launch(const RmsNormArgs& a) { return g_gpu ? cuda::rms_norm_cuda(a, 0) : cuda::emulate::rms_norm(a); }
+cudaError_t launch(const GatedRmsNormArgs& a) {
+  return g_gpu ? cuda::gated_rms_norm_cuda(a, 0) : cuda::emulate::gated_rms_norm(a);
+}
+cudaError_t launch(const CausalConv1dArgs& a) {
+  return g_gpu ? cuda::causal_conv1d_cuda(a, 0) : cuda::emulate::causal_conv1d(a);
+}
+cudaError_t launch(const CausalConv1dUpdateArgs& a) {
+  return g_gpu ? cuda::causal_conv1d_update_cuda(a, 0) : cuda::emulate::causal_conv1d_update(a);
+}
+cudaError_t launch(const SelectiveScanArgs& a) {
+  return g_gpu ? cuda::selective_scan_cuda(a, 0) : cuda::emulate::selective_scan(a);
+}
+cudaError_t launch(const SelectiveStateUpdateArgs& a) {
+  return g_gpu ? cuda::selective_state_update_cuda(a, 0) : cuda::emulate::selective_state_update(a);
+}
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+// A random permutation of `n` distinct slots out of `pool`.
+std::vector<int32_t> rand_slots(Rng& r, int64_t n, int64_t pool) {
+  std::vector<int32_t> all((size_t)pool);
+  for (int64_t i = 0; i < pool; ++i) all[(size_t)i] = (int32_t)i;
+  for (int64_t i = pool - 1; i > 0; --i) std::swap(all[(size_t)i], all[(size_t)r.below(i + 1)]);
+  all.resize((size_t)n);
+  return all;
+}
+
+// ---------------------------------------------------------------- norms
+
+void case_rms_norm(Rng& r, int64_t rows, int64_t dim, bool res_in, bool res_out, DType wt, bool inplace) {
+  const int64_t xs = dim + 3, rs = dim + 1, ros = inplace ? rs : dim + 5, os = inplace ? xs : dim + 2;
+  auto x = rand_vec(r, rows * xs, -2, 2), res = res_in ? rand_vec(r, rows * rs) : std::vector<float>{};
+  auto ro = res_out && !(inplace && res_in) ? rand_vec(r, rows * ros) : std::vector<float>{};
+  auto out = inplace ? std::vector<float>{} : rand_vec(r, rows * os);
+  auto w = rand_typed(r, dim, wt, 0.5f, 1.5f);
+  auto cx = x, cres = res, cro = ro, cout = out;  // the CPU twin's copies
+  RmsNormArgs a;
+  a.rows = rows, a.dim = dim, a.x_stride = xs, a.residual_in_stride = rs, a.residual_out_stride = ros;
+  a.out_stride = os, a.weight_dtype = wt, a.eps = 1e-5f;
+  auto bind = [&](RmsNormArgs& b, auto&& P, std::vector<float>& X, std::vector<float>& R, std::vector<float>& RO,
+                  std::vector<float>& O, std::vector<uint8_t>& W) {
+    b.x = P(X);
+    b.residual_in = P(R);
+    b.residual_out = res_out ? (inplace && res_in ? P(R) : P(RO)) : nullptr;
+    b.out = inplace ? P(X) : P(O);
+    b.weight = P(W);
+  };
+  RmsNormArgs c = a;
+  auto host = [](auto& v) { return v.empty() ? nullptr : v.data(); };
+  bind(c, host, cx, cres, cro, cout, w);
+  nm::rms_norm(c);
+  Side s(g_gpu);
+  RmsNormArgs t = a;
+  bind(t, [&](auto& v) { return s.put(v); }, x, res, ro, out, w);
+  const cudaError_t e = s.finish(launch(t));
+  const std::string d = fmt("rows=%ld dim=%ld res_in=%d res_out=%d w=%s%s", (long)rows, (long)dim, res_in, res_out,
+                            dtype_name(wt), inplace ? " in-place" : "");
+  if (inplace) report("rms_norm", d, e, {{"out", &cx, &x, kTolF32}, {"residual", &cres, &res, 0.0}});
+  else report("rms_norm", d, e, {{"out", &cout, &out, kTolF32}, {"residual_out", &cro, &ro, 0.0}});
+}
+
+void case_gated_rms_norm(Rng& r, int64_t rows, int64_t dim, int64_t group, bool gate, DType wt) {
+  const int64_t ys = dim + 1, zs = dim + 4, os = dim + 2;
+  auto y = rand_vec(r, rows * ys, -2, 2), z = gate ? rand_vec(r, rows * zs, -3, 3) : std::vector<float>{};
+  auto out = rand_vec(r, rows * os);
+  auto w = rand_typed(r, dim, wt, 0.5f, 1.5f);
+  auto cout = out;
+  GatedRmsNormArgs a;
+  a.rows = rows, a.dim = dim, a.group_size = group, a.y_stride = ys, a.z_stride = zs, a.out_stride = os;
+  a.weight_dtype = wt, a.eps = 1e-5f;
+  GatedRmsNormArgs c = a;
+  c.y = y.data(), c.z = gate ? z.data() : nullptr, c.weight = w.data(), c.out = cout.data();
+  nm::gated_rms_norm(c);
+  Side s(g_gpu);
+  GatedRmsNormArgs t = a;
+  t.y = s.put(y), t.z = s.put(z), t.weight = s.put(w), t.out = s.put(out);
+  const cudaError_t e = s.finish(launch(t));
+  report("gated_rms_norm",
+         fmt("rows=%ld dim=%ld group=%ld z=%d w=%s", (long)rows, (long)dim, (long)group, gate, dtype_name(wt)), e,
+         {{"out", &cout, &out, kTolF32}});
+}
+
+void norm_cases(Rng& r) {
+  const int64_t shapes[][2] = {{1, 1}, {1, 7}, {7, 129}, {3, 600}, {2, 768}, {129, 33}, {2, 2049}};
+  const DType types[] = {DType::F32, DType::F16, DType::BF16};
+  int i = 0;
+  for (auto& sh : shapes)
+    for (int mode = 0; mode < 4; ++mode) {
+      const bool res_in = mode & 1, res_out = mode & 2;
+      case_rms_norm(r, sh[0], sh[1], res_in, res_out, types[i++ % 3], false);
+    }
+  case_rms_norm(r, 7, 129, true, true, DType::F32, true);
+  case_rms_norm(r, 3, 600, false, false, DType::BF16, true);
+  const int64_t g[][3] = {{1, 8, 8}, {3, 96, 32}, {7, 129, 129}, {2, 600, 120}, {5, 1536, 1536}, {1, 2048, 256}, {4, 7, 1}};
+  for (auto& sh : g)
+    for (int gate = 0; gate < 2; ++gate) case_gated_rms_norm(r, sh[0], sh[1], sh[2], gate, types[i++ % 3]);
+
+  Side s(g_gpu);
+  std::vector<float> buf(64, 1.0f);
+  std::vector<uint8_t> w(64, 0);
+  RmsNormArgs a;
+  a.rows = 1, a.dim = 32, a.x = s.put(buf), a.out = s.put(buf), a.weight = s.put(w), a.x_stride = a.out_stride = 32;
+  a.weight_dtype = DType::Q8_0;
+  report_reject("rms_norm", "a q8_0 weight", launch(a), cudaErrorNotSupported);
+  GatedRmsNormArgs ga;
+  ga.rows = 1, ga.dim = 32, ga.group_size = 5, ga.y = a.x, ga.out = a.out, ga.weight = a.weight;
+  report_reject("gated_rms_norm", "dim % group_size != 0", launch(ga), cudaErrorInvalidValue);
+}
+
+// ---------------------------------------------------------------- conv1d
+
+// Packed sequences of the given lengths (a single one without cu_seqlens
+// when `packed` is false).
+void case_conv1d(Rng& r, std::vector<int32_t> lens, bool packed, int64_t channels, int64_t W, bool init, bool fin,
+                 bool silu, bool bias, DType wt, DType bt) {
+  const int64_t nseq = (int64_t)lens.size();
+  std::vector<int32_t> cu(1, 0);
+  for (int32_t l : lens) cu.push_back(cu.back() + l);
+  const int64_t T = cu.back(), xs = channels + 3, os = channels + 1, ws = W + 1;
+  const int64_t ics = W == 1 ? 1 : W - 1, fcs = W, iss = channels * ics + 2, fss = channels * fcs + 1;
+  auto x = rand_vec(r, T * xs), out = rand_vec(r, T * os);
+  auto w = rand_typed(r, channels * ws, wt, -0.5f, 0.5f);
+  auto bv = bias ? rand_typed(r, channels, bt) : std::vector<uint8_t>{};
+  auto is = init ? rand_vec(r, nseq * iss) : std::vector<float>{};
+  auto fs = fin ? rand_vec(r, nseq * fss) : std::vector<float>{};
+  auto cout = out, cfs = fs;
+  CausalConv1dArgs a;
+  a.tokens = T, a.channels = channels, a.width = W, a.nseq = nseq, a.x_stride = xs, a.weight_dtype = wt;
+  a.weight_stride = ws, a.bias_dtype = bt, a.init_seq_stride = iss, a.init_ch_stride = ics;
+  a.final_seq_stride = fss, a.final_ch_stride = fcs, a.silu = silu, a.out_stride = os;
+  CausalConv1dArgs c = a;
+  c.cu_seqlens = packed ? cu.data() : nullptr, c.x = x.data(), c.weight = w.data(), c.bias = bias ? bv.data() : nullptr;
+  c.initial_state = init ? is.data() : nullptr, c.final_state = fin ? cfs.data() : nullptr, c.out = cout.data();
+  nm::causal_conv1d(c);
+  Side s(g_gpu);
+  CausalConv1dArgs t = a;
+  std::vector<int32_t> cu_t = packed ? cu : std::vector<int32_t>{};
+  t.cu_seqlens = s.put(cu_t), t.x = s.put(x), t.weight = s.put(w), t.bias = s.put(bv), t.initial_state = s.put(is);
+  t.final_state = s.put(fs), t.out = s.put(out);
+  const cudaError_t e = s.finish(launch(t));
+  std::string ls;
+  for (size_t i = 0; i < lens.size() && i < 6; ++i) ls += (i ? "," : "") + std::to_string(lens[i]);
+  if (lens.size() > 6) ls += ",..";
+  report("causal_conv1d",
+         fmt("seqs=[%s]%s ch=%ld W=%ld init=%d final=%d silu=%d bias=%s w=%s", ls.c_str(), packed ? " packed" : "",
+             (long)channels, (long)W, init, fin, silu, bias ? dtype_name(bt) : "-", dtype_name(wt)),
+         e, {{"out", &cout, &out, silu ? kTolF32 : g_exact}, {"final_state", &cfs, &fs, 0.0}});
+}
+
+void case_conv1d_update(Rng& r, int64_t batch, int64_t channels, int64_t W, bool indices, bool silu, bool bias,
+                        DType wt, bool contiguous, bool inplace) {
+  const int64_t pool = indices ? batch + 3 : batch, xs = channels + 2, os = inplace ? xs : channels + 1;
+  const int64_t cs = contiguous ? (W > 1 ? W - 1 : 1) : W + 1, ss = channels * cs + 3, ws = contiguous ? W : W + 2;
+  auto x = rand_vec(r, batch * xs), out = inplace ? std::vector<float>{} : rand_vec(r, batch * os);
+  auto st = rand_vec(r, pool * ss);
+  auto w = rand_typed(r, channels * ws, wt, -0.5f, 0.5f);
+  auto bv = bias ? rand_typed(r, channels, wt) : std::vector<uint8_t>{};
+  auto idx = indices ? rand_slots(r, batch, pool) : std::vector<int32_t>{};
+  auto cx = x, cout = out, cst = st;
+  CausalConv1dUpdateArgs a;
+  a.batch = batch, a.channels = channels, a.width = W, a.x_stride = xs, a.weight_dtype = wt, a.weight_stride = ws;
+  a.bias_dtype = wt, a.state_slot_stride = ss, a.state_ch_stride = cs, a.silu = silu, a.out_stride = os;
+  CausalConv1dUpdateArgs c = a;
+  c.x = cx.data(), c.weight = w.data(), c.bias = bias ? bv.data() : nullptr, c.conv_state = cst.data();
+  c.state_indices = indices ? idx.data() : nullptr, c.out = inplace ? cx.data() : cout.data();
+  nm::causal_conv1d_update(c);
+  Side s(g_gpu);
+  CausalConv1dUpdateArgs t = a;
+  t.x = s.put(x), t.weight = s.put(w), t.bias = s.put(bv), t.conv_state = s.put(st), t.state_indices = s.put(idx);
+  t.out = inplace ? s.put(x) : s.put(out);
+  const cudaError_t e = s.finish(launch(t));
+  const std::string d = fmt("batch=%ld ch=%ld W=%ld indices=%d silu=%d bias=%d w=%s state=%s%s", (long)batch,
+                            (long)channels, (long)W, indices, silu, bias, dtype_name(wt),
+                            contiguous ? "contiguous" : "strided", inplace ? " in-place" : "");
+  const double tol = silu ? kTolF32 : g_exact;
+  if (inplace) report("causal_conv1d_update", d, e, {{"out", &cx, &x, tol}, {"conv_state", &cst, &st, 0.0}});
+  else report("causal_conv1d_update", d, e, {{"out", &cout, &out, tol}, {"conv_state", &cst, &st, 0.0}});
+}
+
+void conv_cases(Rng& r) {
+  const DType types[] = {DType::F32, DType::F16, DType::BF16};
+  int i = 0;
+  const int64_t widths[] = {4, 1, 2, 3, 8};
+  const int32_t single[] = {1, 7, 129, 600, 2};
+  const int64_t chans[] = {1, 7, 129, 33, 600};
+  for (int k = 0; k < 5; ++k)
+    for (int flags = 0; flags < 4; ++flags) {
+      const bool init = flags & 1, fin = flags & 2;
+      case_conv1d(r, {single[k]}, false, chans[(k + flags) % 5], widths[(k + flags) % 5], init, fin, (k + flags) & 1,
+                  flags != 1, types[i % 3], types[(i + 1) % 3]);
+      ++i;
+    }
+  const std::vector<int32_t> packs[] = {{3, 0, 7, 1, 129, 2}, {600, 1}, {0, 0, 5}, {1, 1, 1, 1, 1, 1, 1}, {2, 3, 64, 7}};
+  for (int k = 0; k < 5; ++k)
+    for (int flags = 0; flags < 4; ++flags) {
+      const bool init = flags & 1, fin = flags & 2;
+      case_conv1d(r, packs[k], true, chans[(k + flags + 2) % 5], widths[(k + 2 * flags) % 5], init, fin, flags & 1,
+                  true, types[i % 3], types[(i + 2) % 3]);
+      ++i;
+    }
+  case_conv1d(r, {0}, false, 9, 4, true, true, false, true, DType::F32, DType::F32);  // empty: state passes through
+  const int64_t batches[] = {1, 3, 7, 16};
+  for (int k = 0; k < 5; ++k)
+    for (int flags = 0; flags < 4; ++flags) {
+      case_conv1d_update(r, batches[(k + flags) % 4], chans[k], widths[(k + flags) % 5], flags & 1, flags & 2,
+                         (k + flags) % 3 != 0, types[i % 3], (k + flags) % 2 == 0, false);
+      ++i;
+    }
+  case_conv1d_update(r, 5, 129, 4, true, true, true, DType::F32, true, true);
+  case_conv1d_update(r, 2, 64, 3, false, false, false, DType::BF16, false, true);
+
+  Side s(g_gpu);
+  std::vector<float> buf(64, 1.0f);
+  std::vector<uint8_t> w(256, 0);
+  CausalConv1dArgs a;
+  a.tokens = 4, a.channels = 8, a.width = 4, a.x = s.put(buf), a.out = s.put(buf), a.weight = s.put(w);
+  a.x_stride = a.out_stride = 8, a.weight_stride = 4;
+  a.weight_dtype = DType::Q4_0;
+  report_reject("causal_conv1d", "a q4_0 weight", launch(a), cudaErrorNotSupported);
+  a.weight_dtype = DType::F32, a.width = 9, a.weight_stride = 9;
+  report_reject("causal_conv1d", "width 9", launch(a), cudaErrorInvalidValue);
+  a.width = 4, a.nseq = 2;
+  report_reject("causal_conv1d", "nseq 2 without cu_seqlens", launch(a), cudaErrorInvalidValue);
+  CausalConv1dUpdateArgs u;
+  u.batch = 1, u.channels = 8, u.width = 0, u.x = a.x, u.out = s.put(buf), u.weight = a.weight, u.conv_state = s.put(buf);
+  report_reject("causal_conv1d_update", "width 0", launch(u), cudaErrorInvalidValue);
+  u.width = 4, u.weight_stride = 4, u.bias = a.weight, u.bias_dtype = DType::I8;
+  report_reject("causal_conv1d_update", "an i8 bias", launch(u), cudaErrorNotSupported);
+}
+
+// ---------------------------------------------------------------- selective scan
+
+void case_scan(Rng& r, int64_t batch, int64_t L, int64_t dim, int64_t N, int64_t G, bool D, bool z, bool bias,
+               bool softplus, bool init, bool last) {
+  const int64_t ts = dim + 1, bs = L * ts + 2, gts = G * N + 1, gbs = L * gts + 3;
+  auto u = rand_vec(r, batch * bs), delta = rand_vec(r, batch * bs, softplus ? -3.0f : 0.0f, softplus ? 1.0f : 0.2f);
+  auto Bv = rand_vec(r, batch * gbs), Cv = rand_vec(r, batch * gbs);
+  auto zv = z ? rand_vec(r, batch * bs, -3, 3) : std::vector<float>{};
+  auto out = rand_vec(r, batch * bs);
+  std::vector<float> A = rand_vec(r, dim * N, -4.0f, 0.0f);
+  for (auto& v : A) v = -std::exp(v) * 2.0f;  // negative, as -exp(A_log)
+  auto Dv = D ? rand_vec(r, dim) : std::vector<float>{};
+  auto bv = bias ? rand_vec(r, dim, -1, 1) : std::vector<float>{};
+  const int64_t sbs = dim * N + 5;
+  auto is = init ? rand_vec(r, batch * sbs) : std::vector<float>{};
+  auto ls = last ? rand_vec(r, batch * sbs) : std::vector<float>{};
+  auto cout = out, cls = ls;
+  SelectiveScanArgs a;
+  a.batch = batch, a.seqlen = L, a.dim = dim, a.dstate = N, a.ngroups = G;
+  a.u_batch_stride = a.delta_batch_stride = a.z_batch_stride = a.out_batch_stride = bs;
+  a.u_token_stride = a.delta_token_stride = a.z_token_stride = a.out_token_stride = ts;
+  a.B_batch_stride = a.C_batch_stride = gbs, a.B_token_stride = a.C_token_stride = gts;
+  a.delta_softplus = softplus, a.initial_state_batch_stride = a.last_state_batch_stride = sbs;
+  auto host = [](auto& v) { return v.empty() ? nullptr : v.data(); };
+  SelectiveScanArgs c = a;
+  c.u = u.data(), c.delta = delta.data(), c.B = Bv.data(), c.C = Cv.data(), c.z = host(zv), c.out = cout.data();
+  c.A = A.data(), c.D = host(Dv), c.delta_bias = host(bv), c.initial_state = host(is), c.last_state = host(cls);
+  nm::selective_scan(c);
+  Side s(g_gpu);
+  SelectiveScanArgs t = a;
+  t.u = s.put(u), t.delta = s.put(delta), t.B = s.put(Bv), t.C = s.put(Cv), t.z = s.put(zv), t.out = s.put(out);
+  t.A = s.put(A), t.D = s.put(Dv), t.delta_bias = s.put(bv), t.initial_state = s.put(is), t.last_state = s.put(ls);
+  const cudaError_t e = s.finish(launch(t));
+  report("selective_scan",
+         fmt("batch=%ld L=%ld dim=%ld N=%ld G=%ld D=%d z=%d bias=%d softplus=%d init=%d last=%d", (long)batch, (long)L,
+             (long)dim, (long)N, (long)G, D, z, bias, softplus, init, last),
+         e, {{"out", &cout, &out, kTolScan}, {"last_state", &cls, &ls, kTolScan}});
+}
+
+void case_update(Rng& r, int64_t batch, int64_t H, int64_t P, int64_t N, int64_t G, bool per_state, bool indices,
+                 bool D, bool z, bool bias, bool softplus, bool clamp, bool inplace) {
+  const int64_t R = H * P, pool = indices ? batch + 2 : batch, sbs = R * N + 3;
+  const int64_t xbs = R + 1, zbs = inplace ? xbs : R + 2, obs = inplace ? xbs : R + 3, dtbs = H + 1, gbs = G * N + 2;
+  auto st = rand_vec(r, pool * sbs), x = rand_vec(r, batch * xbs);
+  auto dt = rand_vec(r, batch * dtbs, softplus ? -3.0f : 0.0f, softplus ? 1.0f : 0.2f);
+  auto Bv = rand_vec(r, batch * gbs), Cv = rand_vec(r, batch * gbs);
+  auto zv = z ? rand_vec(r, batch * zbs, -3, 3) : std::vector<float>{};
+  auto out = inplace ? std::vector<float>{} : rand_vec(r, batch * obs);
+  std::vector<float> A = rand_vec(r, per_state ? H * N : H, -4.0f, 0.0f);
+  for (auto& v : A) v = -std::exp(v) * 2.0f;
+  auto Dv = D ? rand_vec(r, H) : std::vector<float>{};
+  auto bv = bias ? rand_vec(r, H) : std::vector<float>{};
+  auto idx = indices ? rand_slots(r, batch, pool) : std::vector<int32_t>{};
+  auto cst = st, cx = x, cout = out;
+  SelectiveStateUpdateArgs a;
+  a.batch = batch, a.nheads = H, a.headdim = P, a.dstate = N, a.ngroups = G, a.a_per_state = per_state;
+  a.state_batch_stride = sbs, a.x_batch_stride = xbs, a.dt_batch_stride = dtbs, a.B_batch_stride = a.C_batch_stride = gbs;
+  a.z_batch_stride = zbs, a.out_batch_stride = obs, a.dt_softplus = softplus;
+  if (clamp) a.dt_min = 0.01f, a.dt_max = 0.3f;
+  auto host = [](auto& v) { return v.empty() ? nullptr : v.data(); };
+  SelectiveStateUpdateArgs c = a;
+  c.state = cst.data(), c.state_indices = host(idx), c.x = cx.data(), c.dt = dt.data(), c.B = Bv.data(), c.C = Cv.data();
+  c.z = host(zv), c.out = inplace ? cx.data() : cout.data(), c.A = A.data(), c.D = host(Dv), c.dt_bias = host(bv);
+  nm::selective_state_update(c);
+  Side s(g_gpu);
+  SelectiveStateUpdateArgs t = a;
+  t.state = s.put(st), t.state_indices = s.put(idx), t.x = s.put(x), t.dt = s.put(dt), t.B = s.put(Bv);
+  t.C = s.put(Cv), t.z = s.put(zv), t.out = inplace ? s.put(x) : s.put(out), t.A = s.put(A), t.D = s.put(Dv);
+  t.dt_bias = s.put(bv);
+  const cudaError_t e = s.finish(launch(t));
+  const std::string d = fmt("%s batch=%ld H=%ld P=%ld N=%ld G=%ld idx=%d D=%d z=%d bias=%d softplus=%d clamp=%d%s",
+                            per_state ? "mamba1" : "mamba2", (long)batch, (long)H, (long)P, (long)N, (long)G, indices,
+                            D, z, bias, softplus, clamp, inplace ? " in-place" : "");
+  if (inplace) report("selective_state_update", d, e, {{"out", &cx, &x, kTolF32}, {"state", &cst, &st, kTolF32}});
+  else report("selective_state_update", d, e, {{"out", &cout, &out, kTolF32}, {"state", &cst, &st, kTolF32}});
+}
+
+void scan_cases(Rng& r) {
+  // batch, L, dim, N, G
+  const int64_t shapes[][5] = {{1, 1, 7, 16, 1},   {2, 7, 33, 16, 3},  {1, 129, 129, 16, 1}, {1, 600, 24, 16, 2},
+                               {2, 129, 7, 5, 7},   {1, 7, 9, 1, 1},    {1, 33, 17, 64, 1},   {1, 20, 5, 256, 1},
+                               {3, 0, 8, 16, 1}};
+  int i = 0;
+  for (auto& sh : shapes)
+    for (int flags = 0; flags < 3; ++flags, ++i) {
+      const bool all = flags == 0, none = flags == 2;
+      case_scan(r, sh[0], sh[1], sh[2], sh[3], sh[4], !none && (i & 1) == 0, all || (i % 3 == 1), all,
+                !none, all || (i & 2), !none);
+    }
+  // batch, H, P, N, G, per_state
+  const int64_t up[][6] = {{1, 7, 1, 16, 1, 1},  {3, 129, 1, 16, 1, 1},  {2, 600, 1, 5, 3, 1},  {16, 33, 1, 16, 11, 1},
+                           {1, 3, 7, 16, 1, 0},  {4, 24, 64, 128, 1, 0}, {3, 6, 5, 128, 3, 0}, {2, 5, 64, 1, 5, 0},
+                           {1, 24, 64, 128, 1, 0}};
+  for (auto& u : up)
+    for (int flags = 0; flags < 3; ++flags, ++i) {
+      const bool all = flags == 0, none = flags == 2;
+      case_update(r, u[0], u[1], u[2], u[3], u[4], u[5] != 0, !none, !none, all || (i & 1), !none, !none,
+                  all && !u[5], false);
+    }
+  case_update(r, 3, 24, 8, 16, 1, false, true, true, true, true, true, true, true);
+  case_update(r, 2, 17, 1, 16, 1, true, false, true, true, true, true, false, true);
+
+  Side s(g_gpu);
+  std::vector<float> buf(1024, 1.0f);
+  SelectiveScanArgs a;
+  a.batch = 1, a.seqlen = 1, a.dim = 2, a.dstate = 257, a.u = a.delta = a.B = a.C = a.A = s.put(buf);
+  a.out = s.put(buf);
+  report_reject("selective_scan", "dstate 257", launch(a), cudaErrorInvalidValue);
+  a.dstate = 4, a.ngroups = 3;
+  report_reject("selective_scan", "ngroups 3 for dim 2", launch(a), cudaErrorInvalidValue);
+  SelectiveStateUpdateArgs u;
+  u.batch = 1, u.nheads = 4, u.headdim = 2, u.dstate = 4, u.ngroups = 3;
+  u.state = u.out = s.put(buf), u.x = u.dt = u.B = u.C = u.A = u.state;
+  report_reject("selective_state_update", "ngroups 3 for 4 heads", launch(u), cudaErrorInvalidValue);
+}
+
+// One case per kernel at a benchmark shape (mamba-130m prefill 2048, decode
+// batch 64, Mamba-2 decode), so that the timed configurations are checked too.
+void bench_shape_cases(Rng& r) {
+  case_rms_norm(r, 2048, 768, true, true, DType::F32, false);
+  case_gated_rms_norm(r, 2048, 1536, 1536, true, DType::F32);
+  case_conv1d(r, {2048}, false, 1536, 4, false, true, true, true, DType::F32, DType::F32);
+  case_conv1d_update(r, 64, 1536, 4, true, true, true, DType::F32, true, false);
+  case_scan(r, 1, 2048, 1536, 16, 1, true, true, true, true, false, true);
+  case_update(r, 64, 1536, 1, 16, 1, true, true, true, true, true, true, false, false);
+  case_update(r, 64, 24, 64, 128, 1, false, true, true, true, true, true, false, false);
+}
+
+}  // namespace
+
+}  // namespace nm::check
+
+int main(int argc, char** argv) {
+  using namespace nm::check;
+  bool emulate = false, bench = true;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--emulate")) emulate = true;
+    else if (!std::strcmp(argv[i], "--no-bench")) bench = false;
+    else {
+      std::fprintf(stderr, "usage: nm_gpu_check [--emulate] [--no-bench]\n");
+      return 2;
+    }
+  }
+  g_exact = nm::cpu::active_isa() == nm::cpu::Isa::Scalar ? 1e-6 : 0.0;
+  const nm::cuda::RuntimeStatus rt = emulate ? nm::cuda::RuntimeStatus{} : nm::cuda::query_runtime();
+  if (!emulate) {
+    if (!rt.usable) {
+      std::printf("nm_gpu_check: no usable CUDA device: %s\n", rt.reason.c_str());
+      return 2;
+    }
+    int dev = 0;
+    for (auto& d : rt.devices)
+      if (d.supported) { dev = d.index; break; }
+    cudaSetDevice(dev);
+  }
+  g_gpu = !emulate;
+  std::printf("nm_gpu_check: %s against the CPU kernels (CPU level %s)\n",
+              emulate ? "host emulation of the CUDA kernels" : "CUDA kernels", nm::cpu::isa_name(nm::cpu::active_isa()));
+  std::printf("tolerances (max |got - ref| / max |ref| per output buffer): exact %.0e where the float operations "
+              "and their order are the same, %.0e elementwise and reductions, %.0e scans\n",
+              g_exact, kTolF32, kTolScan);
+  Rng rng(20261130);
+  norm_cases(rng);
+  conv_cases(rng);
+  scan_cases(rng);
+  bench_shape_cases(rng);
+  std::printf("\nsummary (%s): %d cases, %d failed; worst error per kernel:", emulate ? "emulate" : "gpu",
+              g_stats.cases, g_stats.failed);
+  for (auto& kv : g_stats.worst) std::printf(" %s %.2e;", kv.first.c_str(), kv.second);
+  std::printf("\n");
+  int rc = g_stats.failed ? 1 : 0;
+  if (!emulate && bench) {
+    std::printf("\n");
+    if (!run_benchmarks(rt)) rc = 1;
+  }
+  return rc;
+}

@@ -1,0 +1,28 @@
+// CUDA twins of the CPU kernels (csrc/kernels): the same argument structs,
+// with every pointer a DEVICE pointer and the strides as on the CPU. Each
+// launcher validates its arguments as the CPU twin does (kernels_validate.h),
+// enqueues the work on `stream` and returns the launch status; it never
+// throws and never synchronises. cudaErrorInvalidValue: arguments the CPU twin
+// rejects (or would misread); cudaErrorNotSupported: an option this CUDA
+// version does not implement (e.g. a weight type other than f32/f16/bf16).
+// Contents the host cannot see (cu_seqlens, state_indices) are the caller's
+// to validate, as on the CPU.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include "kernels/conv1d.h"
+#include "kernels/norm.h"
+#include "kernels/selective_scan.h"
+
+namespace nm::cuda {
+
+cudaError_t rms_norm_cuda(const RmsNormArgs& a, cudaStream_t stream);
+cudaError_t gated_rms_norm_cuda(const GatedRmsNormArgs& a, cudaStream_t stream);
+
+cudaError_t causal_conv1d_cuda(const CausalConv1dArgs& a, cudaStream_t stream);
+cudaError_t causal_conv1d_update_cuda(const CausalConv1dUpdateArgs& a, cudaStream_t stream);
+
+cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream);
+cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream);
+
+}  // namespace nm::cuda

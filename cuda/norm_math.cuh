@@ -1,0 +1,81 @@
+// Per-thread math of the CUDA norm kernels (cuda/norm.cu), shared with the
+// host emulation (cuda/check). Semantics: kernels/norm.h.
+//
+// One block of kNormThreads threads per row (rms_norm) or per (row, group)
+// (gated_rms_norm). Thread t owns elements i = t, t + kNormThreads, ...:
+//   1. partial = fmaf(v, v, partial) over its elements in order (writing
+//      residual_out / the gated value as it goes);
+//   2. the block sums the kNormThreads partials as a fixed tree
+//      (block_tree_sum: stride kNormThreads/2, /4, ..., 1), which the host
+//      emulation repeats exactly (tree_sum_host);
+//   3. scale = 1 / sqrtf(sum / n + eps); each thread writes its elements.
+// Every element is read and written by the same thread, so the elementwise
+// aliasing kernels/norm.h allows (out == x, residual_out == residual_in) holds.
+#pragma once
+#include "kernels/norm.h"
+#include "math_common.cuh"
+
+namespace nm::cuda {
+
+constexpr int kNormThreads = 256;
+
+// Step 1 of rms_norm for thread t of row r.
+NM_HD float rms_norm_partial(const RmsNormArgs& a, int64_t r, int t) {
+  const float* x = a.x + r * a.x_stride;
+  const float* res = a.residual_in ? a.residual_in + r * a.residual_in_stride : nullptr;
+  float* res_out = a.residual_out ? a.residual_out + r * a.residual_out_stride : nullptr;
+  float acc = 0.0f;
+  for (int64_t i = t; i < a.dim; i += kNormThreads) {
+    float v = x[i];
+    if (res) v = v + res[i];
+    if (res_out) res_out[i] = v;
+    acc = fmaf(v, v, acc);
+  }
+  return acc;
+}
+
+NM_HD float norm_scale(float sum, int64_t n, float eps) { return 1.0f / sqrtf(sum / (float)n + eps); }
+
+// Step 3 of rms_norm for thread t of row r.
+NM_HD void rms_norm_store(const RmsNormArgs& a, int64_t r, int t, float scale) {
+  const float* x = a.x + r * a.x_stride;
+  const float* res = a.residual_in ? a.residual_in + r * a.residual_in_stride : nullptr;
+  const float* res_out = a.residual_out ? a.residual_out + r * a.residual_out_stride : nullptr;
+  float* out = a.out + r * a.out_stride;
+  for (int64_t i = t; i < a.dim; i += kNormThreads) {
+    float v;
+    if (res_out) {
+      v = res_out[i];
+    } else {
+      v = x[i];
+      if (res) v = v + res[i];
+    }
+    out[i] = v * scale * load_float(a.weight, a.weight_dtype, i);
+  }
+}
+
+// Step 1 of gated_rms_norm for thread t of row r, group g: the gated value
+// goes to out (read back in step 3).
+NM_HD float gated_rms_norm_partial(const GatedRmsNormArgs& a, int64_t r, int64_t g, int t) {
+  const int64_t i0 = g * a.group_size;
+  const float* y = a.y + r * a.y_stride + i0;
+  const float* z = a.z ? a.z + r * a.z_stride + i0 : nullptr;
+  float* out = a.out + r * a.out_stride + i0;
+  float acc = 0.0f;
+  for (int64_t i = t; i < a.group_size; i += kNormThreads) {
+    float v = y[i];
+    if (z) v = v * silu(z[i]);
+    out[i] = v;
+    acc = fmaf(v, v, acc);
+  }
+  return acc;
+}
+
+NM_HD void gated_rms_norm_store(const GatedRmsNormArgs& a, int64_t r, int64_t g, int t, float scale) {
+  const int64_t i0 = g * a.group_size;
+  float* out = a.out + r * a.out_stride + i0;
+  for (int64_t i = t; i < a.group_size; i += kNormThreads)
+    out[i] = out[i] * scale * load_float(a.weight, a.weight_dtype, i0 + i);
+}
+
+}  // namespace nm::cuda

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The CUDA backend on a machine with an NVIDIA GPU (no Node.js or network
+# needed): builds the standalone check (cmake -DNODE_MAMBA_GPU_CHECK=ON,
+# Release, into build-gpu-check/), then runs
+#   nm_gpu_check --emulate  the CUDA kernels' per-thread math on the host
+#                           against the CPU kernels (as CI does)
+#   nm_gpu_check            the real CUDA kernels against the CPU kernels
+#                           at awkward sizes, then timings at the benchmark
+#                           shapes (mamba-130m, 1.4B, Mamba-2 decode) with
+#                           the device copy bandwidth; the table comes last.
+# Exits non-zero on any mismatch, error, or when no usable device is found
+# (2). The CUDA backend issue (issue 10) wants the table recorded in
+# bench/results/ together with the card and the commit (git rev-parse HEAD).
+#
+# Environment: NODE_MAMBA_CUDA_ARCHS (default: the native architecture of
+# the GPU found here, else CMakeLists.txt's list), BUILD_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build="${BUILD_DIR:-build-gpu-check}"
+archs="${NODE_MAMBA_CUDA_ARCHS:-}"
+if [ -z "$archs" ] && command -v nvidia-smi >/dev/null 2>&1; then
+  cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .')" || cap=""
+  [ -n "$cap" ] && archs="$cap"
+fi
+if commit="$(git rev-parse HEAD 2>/dev/null)"; then
+  git diff --quiet HEAD -- 2>/dev/null || commit="$commit (with uncommitted changes)"
+else
+  commit="unknown (not a git checkout)"
+fi
+echo "gpu-check: commit $commit"
+nvcc --version | tail -n 1
+cfg=(-S . -B "$build" -DNODE_MAMBA_GPU_CHECK=ON -DCMAKE_BUILD_TYPE=Release)
+[ -n "$archs" ] && cfg+=("-DNODE_MAMBA_CUDA_ARCHS=$archs")
+cmake "${cfg[@]}" >/dev/null
+cmake --build "$build" -j "$(nproc)" >/dev/null
+if ! "$build/nm_gpu_check" --emulate >"$build/emulate.log"; then
+  grep -v '^ok ' "$build/emulate.log"
+  echo "gpu-check: nm_gpu_check --emulate FAILED (log: $build/emulate.log)"
+  exit 1
+fi
+tail -n 1 "$build/emulate.log"
+# The device run: every case line, then the timing table last (also in
+# $build/gpu-check.log).
+"$build/nm_gpu_check" | tee "$build/gpu-check.log"
