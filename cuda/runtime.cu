@@ -28,6 +28,7 @@ std::string version_text(int v) { return std::to_string(v / 1000) + "." + std::t
 
 RuntimeStatus query_runtime() {
   RuntimeStatus s;
+  s.compiled = true;
   cudaRuntimeGetVersion(&s.runtime_version);
   cudaError_t e = cudaDriverGetVersion(&s.driver_version);
   if (e != cudaSuccess || s.driver_version == 0) {
