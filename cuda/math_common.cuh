@@ -21,6 +21,13 @@
 #define NM_HD inline
 #endif
 
+// `#pragma unroll` for nvcc; nothing for the host compiler (-Wunknown-pragmas).
+#if defined(__CUDACC__)
+#define NM_UNROLL _Pragma("unroll")
+#else
+#define NM_UNROLL
+#endif
+
 namespace nm::cuda {
 
 NM_HD float bits_to_float(uint32_t b) {
