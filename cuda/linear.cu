@@ -55,6 +55,7 @@ cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
   const int64_t es = a.w_dtype == DType::F32 ? 4 : 2;
   if (aligned16(a.w) && (a.w_stride * es) % 16 == 0) flags |= kGemvVecW;
   if (aligned16(a.x) && a.x_stride % 4 == 0) flags |= kGemvVecX;
+  if (((uintptr_t)a.w & 1u) == 0) flags |= kGemvAlign2W;
   switch (a.w_dtype) {
     case DType::F32: launch_plain<DType::F32>(a, flags, stream); break;
     case DType::F16: launch_plain<DType::F16>(a, flags, stream); break;

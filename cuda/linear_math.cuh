@@ -27,7 +27,17 @@ constexpr int kWarpSize = 32;
 
 // Flags of the launch: the weight rows / the x rows allow 16-byte loads
 // (device only; the emulation reads element by element, the same values).
-constexpr int kGemvVecW = 1, kGemvVecX = 2;
+constexpr int kGemvVecW = 1, kGemvVecX = 2, kGemvAlign2W = 4;
+
+// The little-endian 16-bit word at p (one load on the device when the
+// weight is 2-byte aligned: kGemvAlign2W).
+NM_HD uint16_t load_u16(const uint8_t* p, int flags) {
+#if defined(__CUDA_ARCH__)
+  if (flags & kGemvAlign2W) return __ldg(reinterpret_cast<const unsigned short*>(p));
+#endif
+  (void)flags;
+  return (uint16_t)(p[0] | (p[1] << 8));
+}
 
 NM_HD uint32_t float_to_bits(float f) {
 #if defined(__CUDA_ARCH__)
@@ -61,19 +71,28 @@ NM_HD int gemv_chunk(DType w, ActRounding r) {
 template <DType WT, int C>
 NM_HD void gemv_load_w(const LinearArgs& a, int64_t n, int64_t k0, int len, int flags, float (&w)[C]) {
   if constexpr (WT == DType::Q8_0 || WT == DType::Q4_0) {
+    // The block as 16-bit words (blocks are 34 / 18 bytes: 2-byte aligned
+    // when the weight is), the same unpacking on both sides.
     static_assert(C == 32, "one block per chunk");
     constexpr int64_t bb = WT == DType::Q8_0 ? 34 : 18;
     const uint8_t* blk = static_cast<const uint8_t*>(a.w) + (n * a.w_stride + k0) / 32 * bb;
-    const float d = half_bits_to_float((uint16_t)(blk[0] | (blk[1] << 8)));
+    const float d = half_bits_to_float(load_u16(blk, flags));
     if constexpr (WT == DType::Q8_0) {
-NM_UNROLL
-      for (int j = 0; j < 32; ++j) w[j] = d * (float)(int8_t)blk[2 + j];
+      NM_UNROLL
+      for (int i = 0; i < 16; ++i) {
+        const uint32_t v = load_u16(blk + 2 + 2 * i, flags);
+        w[2 * i] = d * (float)(int8_t)(v & 0xffu);
+        w[2 * i + 1] = d * (float)(int8_t)(v >> 8);
+      }
     } else {
-NM_UNROLL
-      for (int j = 0; j < 16; ++j) {
-        const int b = blk[2 + j];
-        w[j] = d * (float)((b & 0x0f) - 8);
-        w[j + 16] = d * (float)((b >> 4) - 8);
+      NM_UNROLL
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t v = load_u16(blk + 2 + 2 * i, flags);
+        const int b0 = (int)(v & 0xffu), b1 = (int)(v >> 8);
+        w[2 * i] = d * (float)((b0 & 0x0f) - 8);
+        w[2 * i + 1] = d * (float)((b1 & 0x0f) - 8);
+        w[2 * i + 16] = d * (float)((b0 >> 4) - 8);
+        w[2 * i + 17] = d * (float)((b1 >> 4) - 8);
       }
     }
   } else {
