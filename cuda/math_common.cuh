@@ -21,8 +21,9 @@
 #define NM_HD inline
 #endif
 
-// `#pragma unroll` for nvcc; nothing for the host compiler (-Wunknown-pragmas).
-#if defined(__CUDACC__)
+// `#pragma unroll` in nvcc's device pass; nothing for host compilers
+// (-Wunknown-pragmas).
+#if defined(__CUDA_ARCH__)
 #define NM_UNROLL _Pragma("unroll")
 #else
 #define NM_UNROLL

@@ -17,18 +17,18 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w8a8_kernel(const QLi
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
     int32_t acc[MB];
-    bool nan[MB];
+    uint32_t nan;
     w8a8_lane_partial<MB>(a, n, lane, inv, flags, acc, nan);
 #pragma unroll
-    for (int m = 0; m < MB; ++m) {
+    for (int off = kWarpSize / 2; off > 0; off >>= 1) {
 #pragma unroll
-      for (int off = kWarpSize / 2; off > 0; off >>= 1) acc[m] += __shfl_xor_sync(kFull, acc[m], off);
-      nan[m] = __any_sync(kFull, nan[m]);
+      for (int m = 0; m < MB; ++m) acc[m] += __shfl_xor_sync(kFull, acc[m], off);
+      nan |= __shfl_xor_sync(kFull, nan, off);
     }
     if (lane == 0) {
 #pragma unroll
       for (int m = 0; m < MB; ++m)
-        if (m < a.M) w8a8_store(a, m, n, acc[m], nan[m]);
+        if (m < a.M) w8a8_store(a, m, n, acc[m], (nan >> m) & 1u);
     }
   }
 }
@@ -41,9 +41,9 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLi
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
   for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
     float f[MB];
-    bool nan[MB];
+    uint32_t nan = 0;
 #pragma unroll
-    for (int m = 0; m < MB; ++m) f[m] = 0.0f, nan[m] = false;
+    for (int m = 0; m < MB; ++m) f[m] = 0.0f;
     for (int64_t g0 = 0; g0 < G; g0 += kWarpSize) {
       int32_t isum[MB];
 #pragma unroll
@@ -62,11 +62,11 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLi
       }
     }
 #pragma unroll
-    for (int m = 0; m < MB; ++m) nan[m] = __any_sync(kFull, nan[m]);
+    for (int off = kWarpSize / 2; off > 0; off >>= 1) nan |= __shfl_xor_sync(kFull, nan, off);
     if (lane == 0) {
 #pragma unroll
       for (int m = 0; m < MB; ++m)
-        if (m < a.M) w4a8_store(a, m, n, f[m], nan[m]);
+        if (m < a.M) w4a8_store(a, m, n, f[m], (nan >> m) & 1u);
     }
   }
 }

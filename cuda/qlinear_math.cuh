@@ -56,20 +56,21 @@ NM_HD int32_t dot4(uint32_t w, uint32_t x, int32_t acc) {
 #endif
 }
 
-// q_x[m, k] (0 past K); a NaN float input sets *nan.
-NM_HD int32_t qx_value(const QLinearArgs& a, int64_t m, int64_t k, float inv, bool* nan) {
+// q_x[m, k] (0 past K); a NaN float input sets bit m of nan (a bit mask,
+// not an array: it stays in a register).
+NM_HD int32_t qx_value(const QLinearArgs& a, int64_t m, int64_t k, float inv, uint32_t& nan) {
   if (k >= a.K) return 0;
   if (a.xq) return a.xq[m * a.xq_stride + k];
   const float v = rintf(a.x[m * a.x_stride + k] * inv);
   if (v != v) {
-    *nan = true;
+    nan |= 1u << m;
     return 0;
   }
   return (int32_t)fminf(127.0f, fmaxf(-127.0f, v));
 }
 
 // q_x[m, k .. k + 3] as four bytes (element k in the low byte).
-NM_HD uint32_t qx_word(const QLinearArgs& a, int64_t m, int64_t k, float inv, bool* nan) {
+NM_HD uint32_t qx_word(const QLinearArgs& a, int64_t m, int64_t k, float inv, uint32_t& nan) {
   uint32_t w = 0;
   for (int i = 0; i < 4; ++i) w |= (uint32_t)(qx_value(a, m, k + i, inv, nan) & 0xff) << (8 * i);
   return w;
@@ -105,9 +106,10 @@ NM_UNROLL
 // Lane `lane`'s exact partial sums of row n for input rows m < min(M, MB).
 template <int MB>
 NM_HD void w8a8_lane_partial(const QLinearArgs& a, int64_t n, int lane, float inv, int flags, int32_t (&acc)[MB],
-                             bool (&nan)[MB]) {
+                             uint32_t& nan) {
+  nan = 0;
 NM_UNROLL
-  for (int m = 0; m < MB; ++m) acc[m] = 0, nan[m] = false;
+  for (int m = 0; m < MB; ++m) acc[m] = 0;
   const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
   const int64_t pieces = (a.K + 15) / 16;
   for (int64_t p = lane; p < pieces; p += kWarpSize) {
@@ -118,7 +120,7 @@ NM_UNROLL
     for (int m = 0; m < MB; ++m) {
       if (m >= a.M) break;
 NM_UNROLL
-      for (int i = 0; i < 4; ++i) acc[m] = dot4(w[i], qx_word(a, m, k0 + 4 * i, inv, &nan[m]), acc[m]);
+      for (int i = 0; i < 4; ++i) acc[m] = dot4(w[i], qx_word(a, m, k0 + 4 * i, inv, nan), acc[m]);
     }
   }
 }
@@ -137,10 +139,11 @@ NM_HD void w8a8_store(const QLinearArgs& a, int64_t m, int64_t n, int32_t sum, b
 // between bytes: (u + 128 - 8) ^ 128 per byte.
 NM_HD uint32_t nibbles_to_s8(uint32_t u) { return ((u | 0x80808080u) - 0x08080808u) ^ 0x80808080u; }
 
-// Exact Σ_{k in group g} (nibble - 8) * q_x[m, k] of row n for m < min(M, MB).
+// Exact Σ_{k in group g} (nibble - 8) * q_x[m, k] of row n for m < min(M, MB)
+// (NaN inputs OR'ed into the mask nan).
 template <int MB>
 NM_HD void w4a8_group_sums(const QLinearArgs& a, int64_t n, int64_t g, float inv, int flags, int32_t (&isum)[MB],
-                           bool (&nan)[MB]) {
+                           uint32_t& nan) {
 NM_UNROLL
   for (int m = 0; m < MB; ++m) isum[m] = 0;
   const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
@@ -156,8 +159,8 @@ NM_UNROLL
 NM_UNROLL
       for (int m = 0; m < MB; ++m) {
         if (m >= a.M) break;
-        isum[m] = dot4(lo, qx_word(a, m, k, inv, &nan[m]), isum[m]);
-        isum[m] = dot4(hi, qx_word(a, m, k + 32, inv, &nan[m]), isum[m]);
+        isum[m] = dot4(lo, qx_word(a, m, k, inv, nan), isum[m]);
+        isum[m] = dot4(hi, qx_word(a, m, k + 32, inv, nan), isum[m]);
       }
     }
   }

@@ -138,21 +138,22 @@ cudaError_t qlinear(const QLinearArgs& args) {
   for (int64_t n = 0; n < a.N; ++n) {  // warp n
     if (a.w_dtype == DType::I8) {
       int32_t acc[MB], sum[MB] = {};
-      bool nan[MB], any[MB] = {};
+      uint32_t nan = 0, any = 0;
       for (int l = 0; l < kWarpSize; ++l) {
         w8a8_lane_partial<MB>(a, n, l, inv, 0, acc, nan);
-        for (int m = 0; m < MB; ++m) sum[m] += acc[m], any[m] = any[m] || nan[m];
+        for (int m = 0; m < MB; ++m) sum[m] += acc[m];
+        any |= nan;
       }
-      for (int64_t m = 0; m < a.M; ++m) w8a8_store(a, m, n, sum[m], any[m]);
+      for (int64_t m = 0; m < a.M; ++m) w8a8_store(a, m, n, sum[m], (any >> m) & 1u);
     } else if (a.x_scale > 0.0f) {
       float f[MB] = {};
-      bool any[MB] = {};
+      uint32_t any = 0;
       for (int64_t g = 0; g < G; ++g) {  // the chain in group order
         int32_t isum[MB];
         w4a8_group_sums<MB>(a, n, g, inv, 0, isum, any);
         for (int m = 0; m < MB; ++m) f[m] = w4a8_step(f[m], isum[m], a.w_scales[n * G + g]);
       }
-      for (int64_t m = 0; m < a.M; ++m) w4a8_store(a, m, n, f[m], any[m]);
+      for (int64_t m = 0; m < a.M; ++m) w4a8_store(a, m, n, f[m], (any >> m) & 1u);
     } else {
       float acc[MB], p[MB][kWarpSize];
       for (int l = 0; l < kWarpSize; ++l) {
