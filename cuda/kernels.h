@@ -11,6 +11,8 @@
 #include <cuda_runtime_api.h>
 
 #include "kernels/conv1d.h"
+#include "kernels/linear.h"
+#include "kernels/qlinear.h"
 #include "kernels/norm.h"
 #include "kernels/selective_scan.h"
 
@@ -24,5 +26,15 @@ cudaError_t causal_conv1d_update_cuda(const CausalConv1dUpdateArgs& a, cudaStrea
 
 cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream);
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream);
+
+// Decode GEMV (M <= 16 input rows; larger M returns cudaErrorNotSupported:
+// the tensor-core GEMM is still to come). linear_cuda: f32 / f16 / bf16 /
+// Q8_0 / Q4_0 weights, every ActRounding, equal to linear() up to float32
+// summation order. qlinear_cuda: I8 / I4 weights, W8A8 and W4A8 bit for bit
+// as qlinear() (exact int32 sums, the same float steps), W4A16 up to float32
+// summation order; float x is quantized per element as qlinear() does (a
+// NaN row gives NaN outputs), or xq is read as given.
+cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream);
+cudaError_t qlinear_cuda(const QLinearArgs& a, cudaStream_t stream);
 
 }  // namespace nm::cuda

@@ -5,6 +5,8 @@
 // cudaErrorNotSupported. Host code only.
 #pragma once
 #include "kernels/conv1d.h"
+#include "kernels/linear.h"
+#include "kernels/qlinear.h"
 #include "kernels/norm.h"
 #include "kernels/selective_scan.h"
 #include "math_common.cuh"
@@ -60,6 +62,42 @@ inline Check check_args(const SelectiveStateUpdateArgs& a) {
   if (a.batch <= 0 || a.nheads <= 0 || a.headdim <= 0 || a.dstate <= 0 || a.ngroups <= 0) return Check::kNothing;
   if (a.nheads % a.ngroups != 0) return Check::kInvalid;
   if (!a.state || !a.x || !a.dt || !a.B || !a.C || !a.out || !a.A) return Check::kInvalid;
+  return Check::kValid;
+}
+
+// The decode GEMV (linear_cuda): M <= kGemvMaxRows (16); larger M is the
+// tensor-core GEMM's, not written yet (kUnsupported).
+inline Check check_args(const LinearArgs& a) {
+  if (a.M < 0 || a.N < 0 || a.K < 0) return Check::kInvalid;
+  const int32_t wt = (int32_t)a.w_dtype, xr = (int32_t)a.x_rounding;
+  if (wt < 0 || wt >= kDTypeCount || kDTypeTable[wt].linear != LinearKernel::Float) return Check::kInvalid;
+  if (xr < 0 || xr > (int32_t)ActRounding::Q8Block) return Check::kInvalid;
+  if (a.M == 0 || a.N == 0) return Check::kNothing;
+  const bool blocks = a.w_dtype == DType::Q8_0 || a.w_dtype == DType::Q4_0;
+  if (blocks && (a.K % kQuantBlock != 0 || a.w_stride % kQuantBlock != 0)) return Check::kInvalid;
+  if (a.y_stride < a.N || a.x_stride < a.K || a.w_stride < a.K) return Check::kInvalid;
+  if (!a.y || (a.K > 0 && (!a.x || !a.w))) return Check::kInvalid;
+  if (a.bias && !is_plain_float(a.bias_dtype)) return Check::kUnsupported;
+  if (a.M > 16) return Check::kUnsupported;
+  return Check::kValid;
+}
+
+// The decode GEMV of the Quamba formats (qlinear_cuda): M <= 16.
+inline Check check_args(const QLinearArgs& a) {
+  if (a.M < 0 || a.N < 0 || a.K < 0) return Check::kInvalid;
+  if (a.w_dtype != DType::I8 && a.w_dtype != DType::I4) return Check::kInvalid;
+  const bool int8_in = a.x_scale > 0.0f;
+  if (!int8_in && a.w_dtype == DType::I8) return Check::kInvalid;
+  if (a.M == 0 || a.N == 0) return Check::kNothing;
+  if (!a.y || !a.w_scales || a.y_stride < a.N) return Check::kInvalid;
+  if (a.K > 0) {
+    const int64_t row = a.w_dtype == DType::I8 ? a.K : (a.K + kI4Chunk - 1) / kI4Chunk * (kI4Chunk / 2);
+    if (!a.w || a.w_stride < row) return Check::kInvalid;
+    const bool quantized_in = int8_in && a.xq;
+    if (quantized_in ? a.xq_stride < a.K : (!a.x || a.x_stride < a.K)) return Check::kInvalid;
+  }
+  if (a.bias && !is_plain_float(a.bias_dtype)) return Check::kUnsupported;
+  if (a.M > 16) return Check::kUnsupported;
   return Check::kValid;
 }
 

@@ -21,6 +21,14 @@
 #define NM_HD inline
 #endif
 
+// `#pragma unroll` in nvcc's device pass; nothing for host compilers
+// (-Wunknown-pragmas).
+#if defined(__CUDA_ARCH__)
+#define NM_UNROLL _Pragma("unroll")
+#else
+#define NM_UNROLL
+#endif
+
 namespace nm::cuda {
 
 NM_HD float bits_to_float(uint32_t b) {

@@ -226,6 +226,44 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
           [&] { return cuda::selective_state_update_cuda(a, 0); });
     }
 
+  // Decode GEMV at M = 1: the mamba-130m in_proj (K 768, N 3072) and the 1.4B
+  // one (K 2048, N 8192), each weight format; bytes = the weights (and their
+  // scales) + x + y. Weight contents are random bytes (the timing does not
+  // depend on them).
+  for (int64_t K : {768, 2048}) {
+    const int64_t N = 4 * K;
+    const std::string shape = "M 1 x K " + std::to_string(K) + " x N " + std::to_string(N);
+    for (DType wt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+      DevPool p;
+      LinearArgs a;
+      const double wbytes = (double)dtype_row_bytes(wt, K) * N;
+      a.M = 1, a.N = N, a.K = K, a.x_stride = a.w_stride = K, a.y_stride = N, a.w_dtype = wt;
+      a.x = p.floats(K), a.y = p.floats(N), a.w = p.floats((int64_t)(wbytes / 4) + 1);
+      if (p.error() != cudaSuccess) return false;
+      if (wt == DType::Q8_0 || wt == DType::Q4_0) {  // finite block scales: 1.0 in every block
+        std::vector<uint8_t> w((size_t)wbytes);
+        const int64_t bb = dtype_block_bytes(wt);
+        for (size_t b = 0; b < w.size(); b += (size_t)bb) w[b] = 0x00, w[b + 1] = 0x3c;
+        if (cudaMemcpy(const_cast<void*>(a.w), w.data(), w.size(), cudaMemcpyHostToDevice) != cudaSuccess) return false;
+      }
+      add(std::string("linear ") + dtype_name(wt), shape, wbytes + F * (K + N), [&] { return cuda::linear_cuda(a, 0); });
+    }
+    for (int scheme = 0; scheme < 3; ++scheme) {
+      DevPool p;
+      QLinearArgs a;
+      const DType wt = scheme == 0 ? DType::I8 : DType::I4;
+      const int64_t G = (K + kI4Group - 1) / kI4Group, rb = dtype_row_bytes(wt, K);
+      const double wbytes = (double)rb * N + F * (scheme == 0 ? N : N * G);
+      a.M = 1, a.N = N, a.K = K, a.x_stride = K, a.w_stride = rb, a.y_stride = N, a.w_dtype = wt;
+      a.x_scale = scheme < 2 ? 0.01f : 0.0f;
+      a.x = p.floats(K), a.y = p.floats(N), a.w = p.floats(rb * N / 4 + 1);
+      a.w_scales = p.floats(scheme == 0 ? N : N * G);
+      if (p.error() != cudaSuccess) return false;
+      add(scheme == 0 ? "qlinear w8a8" : scheme == 1 ? "qlinear w4a8" : "qlinear w4a16", shape,
+          wbytes + F * (K + N), [&] { return cuda::qlinear_cuda(a, 0); });
+    }
+  }
+
   std::printf("\n== node-mamba CUDA kernels: %s, compute capability %d.%d, %d SMs, CUDA runtime %d, driver %d ==\n",
               info ? info->name.c_str() : "?", info ? info->compute_major : 0, info ? info->compute_minor : 0,
               info ? info->multiprocessors : 0, rt.runtime_version, rt.driver_version);

@@ -2,7 +2,9 @@
 
 #include "conv1d_math.cuh"
 #include "kernels_validate.h"
+#include "linear_math.cuh"
 #include "norm_math.cuh"
+#include "qlinear_math.cuh"
 #include "selective_scan_math.cuh"
 
 namespace nm::cuda::emulate {
@@ -84,6 +86,83 @@ cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a) {
       for (int l = 0; l < tpr; ++l) sh[l] = selective_state_update_partial(a, b, r, l, tpr);
       selective_state_update_finish(a, b, r, tree_sum_host(sh, tpr));
     }
+  return cudaSuccess;
+}
+
+namespace {
+
+// Every warp (row n) of the GEMV: the lanes' partials, the tree, the store.
+template <DType WT, int C>
+void gemv_rows(const LinearArgs& a) {
+  constexpr int MB = (int)kGemvMaxRows;
+  float acc[MB], p[MB][kWarpSize];
+  for (int64_t n = 0; n < a.N; ++n) {
+    for (int l = 0; l < kWarpSize; ++l) {
+      gemv_lane_partial<WT, C, MB>(a, n, l, 0, acc);
+      for (int m = 0; m < MB; ++m) p[m][l] = acc[m];
+    }
+    for (int64_t m = 0; m < a.M; ++m) gemv_store(a, m, n, tree_sum_host(p[m], kWarpSize));
+  }
+}
+
+template <DType WT>
+void gemv_plain(const LinearArgs& a) {
+  if (gemv_chunk(WT, a.x_rounding) == 32) gemv_rows<WT, 32>(a);
+  else gemv_rows<WT, 8>(a);
+}
+
+}  // namespace
+
+cudaError_t linear(const LinearArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  switch (a.w_dtype) {
+    case DType::F32: gemv_plain<DType::F32>(a); break;
+    case DType::F16: gemv_plain<DType::F16>(a); break;
+    case DType::BF16: gemv_plain<DType::BF16>(a); break;
+    case DType::Q8_0: gemv_rows<DType::Q8_0, 32>(a); break;
+    case DType::Q4_0: gemv_rows<DType::Q4_0, 32>(a); break;
+    default: return cudaErrorNotSupported;
+  }
+  return cudaSuccess;
+}
+
+cudaError_t qlinear(const QLinearArgs& args) {
+  const Check c = check_args(args);
+  if (c != Check::kValid) return status(c);
+  QLinearArgs a = args;
+  if (!(a.x_scale > 0.0f)) a.xq = nullptr;
+  const float inv = a.x_scale > 0.0f ? 1.0f / a.x_scale : 0.0f;
+  constexpr int MB = (int)kGemvMaxRows;
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group;
+  for (int64_t n = 0; n < a.N; ++n) {  // warp n
+    if (a.w_dtype == DType::I8) {
+      int32_t acc[MB], sum[MB] = {};
+      uint32_t nan = 0, any = 0;
+      for (int l = 0; l < kWarpSize; ++l) {
+        w8a8_lane_partial<MB>(a, n, l, inv, 0, acc, nan);
+        for (int m = 0; m < MB; ++m) sum[m] += acc[m];
+        any |= nan;
+      }
+      for (int64_t m = 0; m < a.M; ++m) w8a8_store(a, m, n, sum[m], (any >> m) & 1u);
+    } else if (a.x_scale > 0.0f) {
+      float f[MB] = {};
+      uint32_t any = 0;
+      for (int64_t g = 0; g < G; ++g) {  // the chain in group order
+        int32_t isum[MB];
+        w4a8_group_sums<MB>(a, n, g, inv, 0, isum, any);
+        for (int m = 0; m < MB; ++m) f[m] = w4a8_step(f[m], isum[m], a.w_scales[n * G + g]);
+      }
+      for (int64_t m = 0; m < a.M; ++m) w4a8_store(a, m, n, f[m], (any >> m) & 1u);
+    } else {
+      float acc[MB], p[MB][kWarpSize];
+      for (int l = 0; l < kWarpSize; ++l) {
+        w4a16_lane_partial<MB>(a, n, l, 0, acc);
+        for (int m = 0; m < MB; ++m) p[m][l] = acc[m];
+      }
+      for (int64_t m = 0; m < a.M; ++m) w4a16_store(a, m, n, tree_sum_host(p[m], kWarpSize));
+    }
+  }
   return cudaSuccess;
 }
 

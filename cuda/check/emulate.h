@@ -15,5 +15,7 @@ cudaError_t causal_conv1d(const CausalConv1dArgs& a);
 cudaError_t causal_conv1d_update(const CausalConv1dUpdateArgs& a);
 cudaError_t selective_scan(const SelectiveScanArgs& a);
 cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a);
+cudaError_t linear(const LinearArgs& a);
+cudaError_t qlinear(const QLinearArgs& a);
 
 }  // namespace nm::cuda::emulate

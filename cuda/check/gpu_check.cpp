@@ -25,6 +25,8 @@
 #include "bench.h"
 #include "check_util.h"
 #include "cpu/cpu_features.h"
+#include "kernels/linear.h"
+#include "kernels/qlinear.h"
 #include "emulate.h"
 #include "kernels.h"
 #include "runtime.h"
@@ -101,6 +103,8 @@ cudaError_t launch(const SelectiveScanArgs& a) {
 cudaError_t launch(const SelectiveStateUpdateArgs& a) {
   return g_gpu ? cuda::selective_state_update_cuda(a, 0) : cuda::emulate::selective_state_update(a);
 }
+cudaError_t launch(const LinearArgs& a) { return g_gpu ? cuda::linear_cuda(a, 0) : cuda::emulate::linear(a); }
+cudaError_t launch(const QLinearArgs& a) { return g_gpu ? cuda::qlinear_cuda(a, 0) : cuda::emulate::qlinear(a); }
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
@@ -440,6 +444,154 @@ void scan_cases(Rng& r) {
   report_reject("selective_state_update", "ngroups 3 for 4 heads", launch(u), cudaErrorInvalidValue);
 }
 
+// ---------------------------------------------------------------- linear / qlinear
+
+// N rows of a Q8_0 / Q4_0 weight, rows `ws` elements apart (multiples of 32).
+std::vector<uint8_t> rand_blocks(Rng& r, int64_t N, int64_t ws, DType t) {
+  const int64_t bb = dtype_block_bytes(t), nb = N * ws / kQuantBlock;
+  std::vector<uint8_t> v((size_t)(nb * bb));
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* p = v.data() + b * bb;
+    const uint16_t d = f32_to_f16(r.uniform(0.002f, 0.03f));
+    std::memcpy(p, &d, 2);
+    for (int64_t j = 2; j < bb; ++j) p[j] = (uint8_t)r.below(256);
+  }
+  return v;
+}
+
+const char* rounding_name(ActRounding m) {
+  return m == ActRounding::None ? "none" : m == ActRounding::BF16 ? "bf16" : "q8block";
+}
+
+// `pad`: extra elements between rows of x (and of w, rounded up to a block
+// for the block formats), so that the device takes its element-wise loads.
+void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding mode, bool bias, DType bt, int64_t pad) {
+  const bool blocks = wt == DType::Q8_0 || wt == DType::Q4_0;
+  const int64_t xs = K + pad, ws = blocks ? K + (pad ? 32 : 0) : K + pad, ys = N + 2;
+  auto x = rand_vec(r, M * xs, -2, 2), y = rand_vec(r, M * ys);
+  if (M > 1 && K > 5) x[(size_t)(xs + 5)] = 0.0f;  // a zero, and a zero block below
+  if (M > 2 && K >= 32)
+    for (int64_t k = 0; k < 32; ++k) x[(size_t)(2 * xs + k)] = 0.0f;
+  auto w = blocks ? rand_blocks(r, N, ws, wt) : rand_typed(r, N * ws, wt, -0.5f, 0.5f);
+  auto bv = bias ? rand_typed(r, N, bt) : std::vector<uint8_t>{};
+  auto cy = y;
+  LinearArgs a;
+  a.M = M, a.N = N, a.K = K, a.x_stride = xs, a.w_stride = ws, a.w_dtype = wt, a.bias_dtype = bt, a.y_stride = ys;
+  a.x_rounding = mode;
+  LinearArgs c = a;
+  c.x = x.data(), c.w = w.data(), c.bias = bias ? bv.data() : nullptr, c.y = cy.data();
+  nm::linear(c);
+  Side s(g_gpu);
+  LinearArgs t = a;
+  t.x = s.put(x), t.w = s.put(w), t.bias = s.put(bv), t.y = s.put(y);
+  const cudaError_t e = s.finish(launch(t));
+  report("linear", fmt("M=%ld K=%ld N=%ld w=%s x=%s bias=%s%s", (long)M, (long)K, (long)N, dtype_name(wt),
+                       rounding_name(mode), bias ? dtype_name(bt) : "-", pad ? " strided" : ""),
+         e, {{"y", &cy, &y, kTolF32}});
+}
+
+// Scheme by weight and input: I8 + int8 in (W8A8), I4 + int8 in (W4A8), I4
+// + float in (W4A16). `pre`: inputs already quantized (xq); `nan_row`: a
+// NaN in row 1 of float inputs.
+void case_qlinear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, bool int8_in, bool pre, bool bias, DType bt,
+                  int64_t pad, bool nan_row) {
+  const int64_t G = (K + kI4Group - 1) / kI4Group;
+  const int64_t row = wt == DType::I8 ? K : dtype_row_bytes(DType::I4, K), ws = row + pad;
+  const int64_t xs = K + pad, ys = N + 1;
+  const float xscale = int8_in ? 0.0157f : 0.0f;
+  auto x = rand_vec(r, M * xs, -2, 2), y = rand_vec(r, M * ys);
+  if (nan_row && M > 1 && K > 3) x[(size_t)(xs + 3)] = NAN;
+  if (M > 0 && K > 0) x[0] = 100.0f;  // clamps to 127
+  std::vector<int8_t> xq;
+  if (pre) {
+    xq.resize((size_t)(M * xs));
+    for (auto& q : xq) q = (int8_t)(r.below(255) - 127);
+  }
+  std::vector<uint8_t> w((size_t)(N * ws));
+  for (int64_t n = 0; n < N; ++n) {
+    uint8_t* p = w.data() + n * ws;
+    for (int64_t b = 0; b < ws; ++b) p[b] = (uint8_t)r.below(256);
+    if (wt == DType::I8) {
+      for (int64_t k = 0; k < K; ++k) p[k] = (uint8_t)(int8_t)(r.below(255) - 127);
+    } else {  // nibbles past K hold 8 (q = 0)
+      for (int64_t k = K; k < row * 2; ++k) {
+        uint8_t& b = p[(k / kI4Chunk) * (kI4Chunk / 2) + (k % kI4Chunk) % 32];
+        b = (k % kI4Chunk) < 32 ? (uint8_t)((b & 0xf0) | 8) : (uint8_t)((b & 0x0f) | 0x80);
+      }
+    }
+  }
+  auto sc = rand_vec(r, wt == DType::I8 ? N : N * G, 0.001f, 0.02f);
+  auto bv = bias ? rand_typed(r, N, bt) : std::vector<uint8_t>{};
+  auto cy = y;
+  QLinearArgs a;
+  a.M = M, a.N = N, a.K = K, a.x_stride = xs, a.xq_stride = xs, a.x_scale = xscale, a.w_stride = ws, a.w_dtype = wt;
+  a.bias_dtype = bt, a.y_stride = ys;
+  QLinearArgs c = a;
+  c.x = x.data(), c.xq = pre ? xq.data() : nullptr, c.w = w.data(), c.w_scales = sc.data();
+  c.bias = bias ? bv.data() : nullptr, c.y = cy.data();
+  nm::qlinear(c);
+  Side s(g_gpu);
+  QLinearArgs t = a;
+  t.x = s.put(x), t.xq = s.put(xq), t.w = s.put(w), t.w_scales = s.put(sc), t.bias = s.put(bv), t.y = s.put(y);
+  const cudaError_t e = s.finish(launch(t));
+  const char* scheme = wt == DType::I8 ? "w8a8" : int8_in ? "w4a8" : "w4a16";
+  report(int8_in ? (wt == DType::I8 ? "qlinear w8a8" : "qlinear w4a8") : "qlinear w4a16",
+         fmt("M=%ld K=%ld N=%ld %s x=%s bias=%s%s%s", (long)M, (long)K, (long)N, scheme,
+             int8_in ? (pre ? "int8" : "f32->int8") : "f32", bias ? dtype_name(bt) : "-", pad ? " strided" : "",
+             nan_row ? " nan-row" : ""),
+         e, {{"y", &cy, &y, int8_in ? 0.0 : kTolF32}});
+}
+
+void linear_cases(Rng& r) {
+  const int64_t Ms[] = {1, 2, 3, 8, 16};
+  const int64_t Ns[] = {1, 7, 33, 1000};
+  const int64_t Ks[] = {32, 64, 96, 768, 1000, 1024, 1};
+  const DType wts[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0};
+  const DType bts[] = {DType::F32, DType::F16, DType::BF16};
+  const ActRounding modes[] = {ActRounding::None, ActRounding::BF16, ActRounding::Q8Block};
+  int i = 0;
+  for (DType wt : wts)
+    for (ActRounding mode : modes)
+      for (int k = 0; k < 7; ++k, ++i) {
+        const int64_t K = Ks[k];
+        if ((wt == DType::Q8_0 || wt == DType::Q4_0) && K % 32 != 0) continue;
+        const int64_t N = K >= 768 && i % 3 == 0 ? 1000 : Ns[i % 3];
+        case_linear(r, Ms[i % 5], K, N, wt, mode, i % 2 == 0, bts[i % 3], i % 4 == 1 ? 3 : 0);
+      }
+  case_linear(r, 16, 2048, 33, DType::BF16, ActRounding::BF16, true, DType::BF16, 0);
+  case_linear(r, 4, 0, 7, DType::F32, ActRounding::None, true, DType::F32, 0);  // K = 0: y = bias
+
+  const int64_t qK[] = {32, 64, 96, 768, 1000, 129, 2048};
+  for (int scheme = 0; scheme < 3; ++scheme)
+    for (int k = 0; k < 7; ++k, ++i) {
+      const DType wt = scheme == 0 ? DType::I8 : DType::I4;
+      const bool int8_in = scheme < 2;
+      const int64_t N = qK[k] >= 768 && i % 2 == 0 ? 1000 : Ns[i % 3];
+      case_qlinear(r, Ms[i % 5], qK[k], N, wt, int8_in, int8_in && k % 3 == 2, i % 2 == 0, bts[i % 3],
+                   i % 4 == 1 ? 5 : 0, int8_in && k % 3 == 1);
+    }
+  for (int64_t M : Ms) case_qlinear(r, M, 768, 33, DType::I4, true, false, true, DType::F32, 0, true);
+  for (int64_t M : Ms) case_qlinear(r, M, 1000, 7, DType::I8, true, false, false, DType::F32, 16, M == 3);
+
+  Side s(g_gpu);
+  std::vector<float> buf(64 * 32, 1.0f);
+  std::vector<uint8_t> wb(64 * 64, 0);
+  LinearArgs a;
+  a.M = 17, a.N = 8, a.K = 32, a.x = s.put(buf), a.y = s.put(buf), a.w = s.put(wb);
+  a.x_stride = a.w_stride = 32, a.y_stride = 8;
+  report_reject("linear", "M 17 (the GEMM's)", launch(a), cudaErrorNotSupported);
+  a.M = 1, a.w_dtype = DType::Q8_0, a.K = 48, a.x_stride = a.w_stride = 48;
+  report_reject("linear", "q8_0 with K 48", launch(a), cudaErrorInvalidValue);
+  a.w_dtype = DType::I8, a.K = 32;
+  report_reject("linear", "an i8 weight", launch(a), cudaErrorInvalidValue);
+  QLinearArgs q;
+  q.M = 1, q.N = 8, q.K = 32, q.x = a.x, q.y = a.y, q.w = a.w, q.w_scales = a.x, q.x_stride = q.w_stride = 32;
+  q.y_stride = 8, q.w_dtype = DType::I8;
+  report_reject("qlinear", "i8 weights with float inputs", launch(q), cudaErrorInvalidValue);
+  q.w_dtype = DType::Q4_0, q.x_scale = 0.1f;
+  report_reject("qlinear", "a q4_0 weight", launch(q), cudaErrorInvalidValue);
+}
+
 // One case per kernel at a benchmark shape (mamba-130m prefill 2048, decode
 // batch 64, Mamba-2 decode), so that the timed configurations are checked too.
 void bench_shape_cases(Rng& r) {
@@ -450,6 +602,14 @@ void bench_shape_cases(Rng& r) {
   case_scan(r, 1, 2048, 1536, 16, 1, true, true, true, true, false, true);
   case_update(r, 64, 1536, 1, 16, 1, true, true, true, true, true, true, false, false);
   case_update(r, 64, 24, 64, 128, 1, false, true, true, true, true, true, false, false);
+  for (DType wt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0})
+    case_linear(r, 1, 768, 3072, wt, ActRounding::None, false, DType::F32, 0);
+  case_linear(r, 1, 2048, 8192, DType::BF16, ActRounding::None, false, DType::F32, 0);
+  case_linear(r, 1, 768, 3072, DType::Q8_0, ActRounding::Q8Block, false, DType::F32, 0);
+  case_qlinear(r, 1, 768, 3072, DType::I8, true, false, false, DType::F32, 0, false);
+  case_qlinear(r, 1, 768, 3072, DType::I4, true, false, false, DType::F32, 0, false);
+  case_qlinear(r, 1, 2048, 8192, DType::I4, true, false, false, DType::F32, 0, false);
+  case_qlinear(r, 1, 768, 3072, DType::I4, false, false, false, DType::F32, 0, false);
 }
 
 }  // namespace
@@ -489,6 +649,7 @@ int main(int argc, char** argv) {
   norm_cases(rng);
   conv_cases(rng);
   scan_cases(rng);
+  linear_cases(rng);
   bench_shape_cases(rng);
   std::printf("\nsummary (%s): %d cases, %d failed; worst error per kernel:", emulate ? "emulate" : "gpu",
               g_stats.cases, g_stats.failed);

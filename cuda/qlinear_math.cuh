@@ -1,0 +1,216 @@
+// Per-thread math of the CUDA decode GEMV of the Quamba formats
+// (cuda/qlinear.cu), shared with the host emulation (cuda/check).
+// Semantics and the arithmetic to repeat: kernels/qlinear.h.
+//
+// One warp per output row n (kQGemvWarps rows per block); every input row
+// m < M is accumulated from the same weight load.
+//   W8A8: lane l takes the 16-byte pieces l, l + 32, ... of the row: int32
+//     sums of products of 4 int8 at a time (__dp4a on the device, plain
+//     integer math on the host: the same exact sums), added over the lanes
+//     (exact), then y = float(sum) * (s_x * s_w[n]) + b, a multiply then an
+//     add as the CPU (built with -ffp-contract=off) rounds them: bit for bit.
+//   W4A8: lane l takes the groups (128 elements, 64 packed bytes) l, l + 32,
+//     ...: the exact int32 sum of (nibble - 8) * q_x over the group; then, in
+//     rounds of 32 groups, every lane runs the CPU's chain
+//     f = fmaf(float(isum_g), s_w[n, g], f) in group order over the lanes'
+//     sums (broadcast by shuffles), and y = f * s_x + b: bit for bit.
+//   W4A16: lane l takes the groups l, l + 32, ...: w = s_w[n, g] * (nibble -
+//     8) as the CPU widens it, acc = fmaf(w, x, acc) in the chunk's k order;
+//     the 32 lane partials are summed by the butterfly of linear_math.cuh
+//     (tree_sum_host on the host); y = sum + b. The CPU sums in another
+//     order: equal up to float32 rounding.
+// Float inputs of the int8 schemes are quantized per element where they
+// are read (q = clamp(rint(x * inv), -127, 127), inv = 1 / s_x, a NaN
+// marks the row: its outputs are NaN); xq is read as given.
+#pragma once
+#include "kernels/qlinear.h"
+#include "linear_math.cuh"
+
+namespace nm::cuda {
+
+constexpr int kQGemvWarps = 4;
+constexpr int kQGemvVecW = 1;  // weight rows allow 16-byte loads (device only)
+
+NM_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+NM_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+// acc + the dot product of the four signed bytes of w and x.
+NM_HD int32_t dot4(uint32_t w, uint32_t x, int32_t acc) {
+#if defined(__CUDA_ARCH__)
+  return __dp4a((int)w, (int)x, acc);
+#else
+  for (int i = 0; i < 4; ++i) acc += (int32_t)(int8_t)(w >> (8 * i)) * (int32_t)(int8_t)(x >> (8 * i));
+  return acc;
+#endif
+}
+
+// q_x[m, k] (0 past K); a NaN float input sets bit m of nan (a bit mask,
+// not an array: it stays in a register).
+NM_HD int32_t qx_value(const QLinearArgs& a, int64_t m, int64_t k, float inv, uint32_t& nan) {
+  if (k >= a.K) return 0;
+  if (a.xq) return a.xq[m * a.xq_stride + k];
+  const float v = rintf(a.x[m * a.x_stride + k] * inv);
+  if (v != v) {
+    nan |= 1u << m;
+    return 0;
+  }
+  return (int32_t)fminf(127.0f, fmaxf(-127.0f, v));
+}
+
+// q_x[m, k .. k + 3] as four bytes (element k in the low byte).
+NM_HD uint32_t qx_word(const QLinearArgs& a, int64_t m, int64_t k, float inv, uint32_t& nan) {
+  uint32_t w = 0;
+  for (int i = 0; i < 4; ++i) w |= (uint32_t)(qx_value(a, m, k + i, inv, nan) & 0xff) << (8 * i);
+  return w;
+}
+
+// Bytes [b0, b0 + 4 * W) of a weight row, as W little-endian words; bytes at
+// or past `end` read as 0 (not read).
+template <int W>
+NM_HD void load_row_words(const uint8_t* row, int64_t b0, int64_t end, int flags, uint32_t (&w)[W]) {
+#if defined(__CUDA_ARCH__)
+  if ((flags & kQGemvVecW) && b0 + 4 * W <= end) {
+    const uint4* p = reinterpret_cast<const uint4*>(row + b0);
+NM_UNROLL
+    for (int i = 0; i < W / 4; ++i) {
+      const uint4 v = __ldg(p + i);
+      w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+    }
+    return;
+  }
+#endif
+NM_UNROLL
+  for (int i = 0; i < W; ++i) {
+    uint32_t v = 0;
+    for (int j = 0; j < 4; ++j)
+      if (b0 + 4 * i + j < end) v |= (uint32_t)row[b0 + 4 * i + j] << (8 * j);
+    w[i] = v;
+  }
+  (void)flags;
+}
+
+// ------------------------------------------------------------------ W8A8
+
+// Lane `lane`'s exact partial sums of row n for input rows m < min(M, MB).
+template <int MB>
+NM_HD void w8a8_lane_partial(const QLinearArgs& a, int64_t n, int lane, float inv, int flags, int32_t (&acc)[MB],
+                             uint32_t& nan) {
+  nan = 0;
+NM_UNROLL
+  for (int m = 0; m < MB; ++m) acc[m] = 0;
+  const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+  const int64_t pieces = (a.K + 15) / 16;
+  for (int64_t p = lane; p < pieces; p += kWarpSize) {
+    const int64_t k0 = p * 16;
+    uint32_t w[4];
+    load_row_words<4>(row, k0, a.K, flags, w);
+NM_UNROLL
+    for (int m = 0; m < MB; ++m) {
+      if (m >= a.M) break;
+NM_UNROLL
+      for (int i = 0; i < 4; ++i) acc[m] = dot4(w[i], qx_word(a, m, k0 + 4 * i, inv, nan), acc[m]);
+    }
+  }
+}
+
+NM_HD float bias_value(const void* bias, DType t, int64_t n) { return bias ? load_float(bias, t, n) : 0.0f; }
+
+NM_HD void w8a8_store(const QLinearArgs& a, int64_t m, int64_t n, int32_t sum, bool nan) {
+  const float s = mul_rn(a.x_scale, a.w_scales[n]);
+  const float v = add_rn(mul_rn((float)sum, s), bias_value(a.bias, a.bias_dtype, n));
+  a.y[m * a.y_stride + n] = nan ? NAN : v;
+}
+
+// ------------------------------------------------------------------ I4
+
+// The signed bytes (u - 8) of four nibble bytes u (0..15), without carries
+// between bytes: (u + 128 - 8) ^ 128 per byte.
+NM_HD uint32_t nibbles_to_s8(uint32_t u) { return ((u | 0x80808080u) - 0x08080808u) ^ 0x80808080u; }
+
+// Exact Σ_{k in group g} (nibble - 8) * q_x[m, k] of row n for m < min(M, MB)
+// (NaN inputs OR'ed into the mask nan).
+template <int MB>
+NM_HD void w4a8_group_sums(const QLinearArgs& a, int64_t n, int64_t g, float inv, int flags, int32_t (&isum)[MB],
+                           uint32_t& nan) {
+NM_UNROLL
+  for (int m = 0; m < MB; ++m) isum[m] = 0;
+  const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+  const int64_t chunks = (a.K + kI4Chunk - 1) / kI4Chunk, row_end = chunks * (kI4Chunk / 2);
+  const int64_t c1 = 2 * g + 2 < chunks ? 2 * g + 2 : chunks;
+  for (int64_t c = 2 * g; c < c1; ++c) {
+    uint32_t w[8];
+    load_row_words<8>(row, c * (kI4Chunk / 2), row_end, flags, w);
+NM_UNROLL
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t lo = nibbles_to_s8(w[i] & 0x0f0f0f0fu), hi = nibbles_to_s8((w[i] >> 4) & 0x0f0f0f0fu);
+      const int64_t k = c * kI4Chunk + 4 * i;
+NM_UNROLL
+      for (int m = 0; m < MB; ++m) {
+        if (m >= a.M) break;
+        isum[m] = dot4(lo, qx_word(a, m, k, inv, nan), isum[m]);
+        isum[m] = dot4(hi, qx_word(a, m, k + 32, inv, nan), isum[m]);
+      }
+    }
+  }
+}
+
+// One step of the group chain.
+NM_HD float w4a8_step(float f, int32_t isum, float scale) { return fmaf((float)isum, scale, f); }
+
+NM_HD void w4a8_store(const QLinearArgs& a, int64_t m, int64_t n, float f, bool nan) {
+  const float v = add_rn(mul_rn(f, a.x_scale), bias_value(a.bias, a.bias_dtype, n));
+  a.y[m * a.y_stride + n] = nan ? NAN : v;
+}
+
+// Lane `lane`'s W4A16 partial sums of row n for m < min(M, MB).
+template <int MB>
+NM_HD void w4a16_lane_partial(const QLinearArgs& a, int64_t n, int lane, int flags, float (&acc)[MB]) {
+NM_UNROLL
+  for (int m = 0; m < MB; ++m) acc[m] = 0.0f;
+  const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+  const int64_t chunks = (a.K + kI4Chunk - 1) / kI4Chunk, row_end = chunks * (kI4Chunk / 2);
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group;
+  for (int64_t g = lane; g < G; g += kWarpSize) {
+    const float s = a.w_scales[n * G + g];
+    const int64_t c1 = 2 * g + 2 < chunks ? 2 * g + 2 : chunks;
+    for (int64_t c = 2 * g; c < c1; ++c) {
+      uint32_t w[8];
+      load_row_words<8>(row, c * (kI4Chunk / 2), row_end, flags, w);
+      float wf[64];
+NM_UNROLL
+      for (int i = 0; i < 32; ++i) {
+        const uint32_t b = (w[i / 4] >> (8 * (i % 4))) & 0xffu;
+        wf[i] = s * (float)((int)(b & 0x0fu) - 8);
+        wf[i + 32] = s * (float)((int)(b >> 4) - 8);
+      }
+      const int64_t k0 = c * kI4Chunk;
+      const int len = a.K - k0 < kI4Chunk ? (int)(a.K - k0) : (int)kI4Chunk;
+NM_UNROLL
+      for (int m = 0; m < MB; ++m) {
+        if (m >= a.M) break;
+        const float* xr = a.x + m * a.x_stride + k0;
+NM_UNROLL
+        for (int j = 0; j < 64; ++j)
+          if (j < len) acc[m] = fmaf(wf[j], xr[j], acc[m]);
+      }
+    }
+  }
+}
+
+NM_HD void w4a16_store(const QLinearArgs& a, int64_t m, int64_t n, float sum) {
+  a.y[m * a.y_stride + n] = sum + bias_value(a.bias, a.bias_dtype, n);
+}
+
+}  // namespace nm::cuda
