@@ -39,16 +39,6 @@ NM_HD uint16_t load_u16(const uint8_t* p, int flags) {
   return (uint16_t)(p[0] | (p[1] << 8));
 }
 
-NM_HD uint32_t float_to_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t b;
-  memcpy(&b, &f, 4);
-  return b;
-#endif
-}
-
 // bf16_to_f32(f32_to_bf16(v)) of core/dtype.h: round to nearest even, NaN stays NaN.
 NM_HD float round_to_bf16(float v) {
   uint32_t x = float_to_bits(v);

@@ -41,6 +41,16 @@ NM_HD float bits_to_float(uint32_t b) {
 #endif
 }
 
+NM_HD uint32_t float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t b;
+  memcpy(&b, &f, 4);
+  return b;
+#endif
+}
+
 // binary16 -> binary32, exact (subnormals, inf, NaN), as core/dtype.h's f16_to_f32.
 NM_HD float half_bits_to_float(uint16_t h) {
   const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
