@@ -24,7 +24,14 @@ cudaError_t gated_rms_norm_cuda(const GatedRmsNormArgs& a, cudaStream_t stream);
 cudaError_t causal_conv1d_cuda(const CausalConv1dArgs& a, cudaStream_t stream);
 cudaError_t causal_conv1d_update_cuda(const CausalConv1dUpdateArgs& a, cudaStream_t stream);
 
-cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream);
+// The Mamba-1 prefill scan, parallel over tokens in chunks of `chunk_len`
+// tokens (0: chosen from the shape; selective_scan_math.cuh). More than one
+// chunk needs a device workspace of selective_scan_cuda_workspace_bytes()
+// (0 for one chunk): `workspace`, or when null memory from the stream-ordered
+// pool (cudaMallocAsync / cudaFreeAsync on `stream`).
+size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, int64_t chunk_len = 0);
+cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream, void* workspace = nullptr,
+                                int64_t chunk_len = 0);
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream);
 
 // Decode GEMV (M <= 16 input rows; larger M returns cudaErrorNotSupported:

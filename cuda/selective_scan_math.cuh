@@ -2,13 +2,26 @@
 // (cuda/selective_scan.cu), shared with the host emulation (cuda/check).
 // Semantics: kernels/selective_scan.h.
 //
-// selective_scan: one thread per (batch, channel) carries its dstate-long
-// state through every token (in registers when dstate is the compile-time
-// NMAX = 16, else in local memory), in the CPU kernel's order per token.
+// selective_scan (prefill) is parallel over tokens as well as channels: the
+// tokens are cut into chunks of `len` (scan_chunk_len) and, with the state
+// h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t linear in h_{t-1},
+//   1. summary, thread per (batch, chunk c < last, channel d): the chunk's
+//      state from h = 0 and the sum of its dt (exp(A Σ dt) is the chunk's
+//      decay: the product of its steps' exp(dt A));
+//   2. carry, thread per (batch, state n, channel d): h_init[c + 1] =
+//      exp(A Σdt_c) h_init[c] + h_local[c], in chunk order (h_init[0] = the
+//      initial state);
+//   3. outputs, thread per (batch, chunk, channel): the chunk from h_init[c],
+//      as the CPU kernel does per token; the last chunk writes last_state.
+// Phases 1 and 3 each evaluate exp(dt A) for every (token, channel, state);
+// the workspace (scan_workspace_floats) holds h_local / h_init [batch][chunk]
+// [state][channel] (channels fastest: coalesced) and Σdt [batch][chunk]
+// [channel]. One chunk: phase 3 alone, from initial_state.
+// The decay factors are 2^(dt * A log2 e) with the hardware's approximate
+// exp2 on the device (exp2f on the host); the CPU kernel takes expf(dt A)
+// and sums over one chunk: equal up to float32 rounding (tolerance 2e-5).
 // selective_state_update: up to 32 threads per state row and a tree sum
 // (below); the CPU kernel sums in another order: equal up to rounding.
-// Later: prefill parallel over tokens (a chunked scan): at batch 1 there are
-// only `dim` threads, each walking every token.
 #pragma once
 #include "kernels/selective_scan.h"
 #include "math_common.cuh"
@@ -21,45 +34,162 @@ NM_HD float scan_dt(float dt, const float* bias, int64_t i, bool softplus_on) {
   return dt;
 }
 
-// Batch row b, channel d, through all tokens. NMAX: capacity of the state
-// array; NMAX <= 32 means a.dstate == NMAX exactly (a compile-time trip
-// count: the loops over n unroll and the state stays in registers), larger
-// NMAX any a.dstate <= NMAX.
+// Tokens per chunk: `requested` when > 0, else chosen so that batch x dim x
+// chunks reaches about kScanTargetThreads, with chunks of at least
+// kScanMinChunk tokens (the workspace traffic per chunk is that of ~(N + 1) /
+// 4 tokens' inputs). A length >= seqlen is one chunk.
+constexpr int64_t kScanTargetThreads = 1 << 17;
+constexpr int64_t kScanMinChunk = 64;
+
+NM_HD int64_t scan_chunk_len(const SelectiveScanArgs& a, int64_t requested) {
+  if (requested > 0) return requested;
+  const int64_t lanes = a.batch * a.dim > 0 ? a.batch * a.dim : 1;
+  const int64_t want = (kScanTargetThreads + lanes - 1) / lanes;
+  const int64_t len = (a.seqlen + want - 1) / want;
+  return len < kScanMinChunk ? kScanMinChunk : len;
+}
+
+NM_HD int64_t scan_chunks(const SelectiveScanArgs& a, int64_t len) {
+  return a.seqlen <= len ? 1 : (a.seqlen + len - 1) / len;
+}
+
+// Floats of the workspace for `chunks` chunks (0 for one chunk).
+NM_HD int64_t scan_workspace_floats(const SelectiveScanArgs& a, int64_t chunks) {
+  return chunks <= 1 ? 0 : a.batch * chunks * a.dim * (a.dstate + 1);
+}
+
+// The workspace's two arrays.
+struct ScanWorkspace {
+  float* h;    // [batch][chunks][dstate][dim]
+  float* sdt;  // [batch][chunks][dim]
+  int64_t chunks;
+};
+
+NM_HD ScanWorkspace scan_workspace(const SelectiveScanArgs& a, float* ws, int64_t chunks) {
+  return {ws, ws + a.batch * chunks * a.dstate * a.dim, chunks};
+}
+
+NM_HD float scan_exp2(float x) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+#else
+  return exp2f(x);
+#endif
+}
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// The per-thread view of one (batch row, channel) and its token range.
+struct ScanLane {
+  const float *u, *delta, *B, *C, *z;
+  float* out;
+  int64_t g;
+};
+
+NM_HD ScanLane scan_lane(const SelectiveScanArgs& a, int64_t b, int64_t d) {
+  const int64_t N = a.dstate, g = d / (a.dim / a.ngroups);
+  ScanLane s;
+  s.u = a.u + b * a.u_batch_stride + d;
+  s.delta = a.delta + b * a.delta_batch_stride + d;
+  s.B = a.B + b * a.B_batch_stride + g * N;
+  s.C = a.C + b * a.C_batch_stride + g * N;
+  s.z = a.z ? a.z + b * a.z_batch_stride + d : nullptr;
+  s.out = a.out + b * a.out_batch_stride + d;
+  s.g = g;
+  return s;
+}
+
+// Phase 1: the state of chunk c (c < chunks - 1) of batch row b, channel d,
+// from zero, into slot c + 1 of ws.h, and its Σdt into ws.sdt. NMAX as in
+// scan_chunk_out.
 template <int NMAX>
-NM_HD void selective_scan_channel(const SelectiveScanArgs& a, int64_t b, int64_t d) {
+NM_HD void scan_chunk_summary(const SelectiveScanArgs& a, int64_t len, const ScanWorkspace& ws, int64_t b, int64_t c,
+                              int64_t d) {
   const int64_t N = NMAX <= 32 ? (int64_t)NMAX : a.dstate;
-  const int64_t g = d / (a.dim / a.ngroups);
-  float S[NMAX], Ad[NMAX];
-  const float* init = a.initial_state ? a.initial_state + b * a.initial_state_batch_stride + d * N : nullptr;
+  float S[NMAX], A2[NMAX];
+NM_UNROLL
+  for (int64_t n = 0; n < N; ++n) S[n] = 0.0f, A2[n] = a.A[d * N + n] * kLog2e;
+  const ScanLane s = scan_lane(a, b, d);
+  const int64_t l0 = c * len, l1 = l0 + len < a.seqlen ? l0 + len : a.seqlen;
+  float sdt = 0.0f;
+  for (int64_t l = l0; l < l1; ++l) {
+    const float dl = scan_dt(s.delta[l * a.delta_token_stride], a.delta_bias, d, a.delta_softplus);
+    const float du = dl * s.u[l * a.u_token_stride];
+    const float* Bl = s.B + l * a.B_token_stride;
+    sdt += dl;
+NM_UNROLL
+    for (int64_t n = 0; n < N; ++n) S[n] = fmaf(scan_exp2(dl * A2[n]), S[n], du * Bl[n]);
+  }
+  float* h = ws.h + ((b * ws.chunks + c + 1) * N) * a.dim + d;
+NM_UNROLL
+  for (int64_t n = 0; n < N; ++n) h[n * a.dim] = S[n];
+  ws.sdt[(b * ws.chunks + c) * a.dim + d] = sdt;
+}
+
+// Phase 2 for batch row b, state n, channel d: slot 0 = the initial state,
+// slot c + 1 = exp(A Σdt_c) slot c + slot c + 1 (in place, chunk order).
+NM_HD void scan_carry(const SelectiveScanArgs& a, const ScanWorkspace& ws, int64_t b, int64_t n, int64_t d) {
+  const int64_t N = a.dstate;
+  const float A2 = a.A[d * N + n] * kLog2e;
+  float h = a.initial_state ? a.initial_state[b * a.initial_state_batch_stride + d * N + n] : 0.0f;
+  float* slot = ws.h + (b * ws.chunks * N + n) * a.dim + d;  // slot 0; slots are N * dim apart
+  const float* sdt = ws.sdt + b * ws.chunks * a.dim + d;
+  slot[0] = h;
+  for (int64_t c = 0; c + 1 < ws.chunks; ++c) {
+    float* next = slot + (c + 1) * N * a.dim;
+    h = fmaf(scan_exp2(sdt[c * a.dim] * A2), h, *next);
+    *next = h;
+  }
+}
+
+// Phase 3: the outputs of chunk c of batch row b, channel d, from the chunk's
+// initial state (ws.h slot c, or initial_state when ws.chunks == 1); the
+// last chunk writes last_state. NMAX: capacity of the state array; NMAX <=
+// 32 means a.dstate == NMAX exactly (a compile-time trip count: the loops
+// over n unroll and the state stays in registers), larger NMAX any
+// a.dstate <= NMAX.
+template <int NMAX>
+NM_HD void scan_chunk_out(const SelectiveScanArgs& a, int64_t len, const ScanWorkspace& ws, int64_t b, int64_t c,
+                          int64_t d) {
+  const int64_t N = NMAX <= 32 ? (int64_t)NMAX : a.dstate;
+  float S[NMAX], A2[NMAX];
+  const float* init = nullptr;
+  int64_t init_stride = 1;
+  if (ws.chunks > 1) {
+    init = ws.h + ((b * ws.chunks + c) * N) * a.dim + d, init_stride = a.dim;
+  } else if (a.initial_state) {
+    init = a.initial_state + b * a.initial_state_batch_stride + d * N;
+  }
+NM_UNROLL
   for (int64_t n = 0; n < N; ++n) {
-    S[n] = init ? init[n] : 0.0f;
-    Ad[n] = a.A[d * N + n];
+    S[n] = init ? init[n * init_stride] : 0.0f;
+    A2[n] = a.A[d * N + n] * kLog2e;
   }
   const float Dd = a.D ? a.D[d] : 0.0f;
-  const float* u = a.u + b * a.u_batch_stride + d;
-  const float* delta = a.delta + b * a.delta_batch_stride + d;
-  const float* Bp = a.B + b * a.B_batch_stride + g * N;
-  const float* Cp = a.C + b * a.C_batch_stride + g * N;
-  const float* z = a.z ? a.z + b * a.z_batch_stride + d : nullptr;
-  float* out = a.out + b * a.out_batch_stride + d;
-  for (int64_t l = 0; l < a.seqlen; ++l) {
-    const float dl = scan_dt(delta[l * a.delta_token_stride], a.delta_bias, d, a.delta_softplus);
-    const float ul = u[l * a.u_token_stride];
+  const ScanLane s = scan_lane(a, b, d);
+  const int64_t l0 = c * len, l1 = l0 + len < a.seqlen ? l0 + len : a.seqlen;
+  for (int64_t l = l0; l < l1; ++l) {
+    const float dl = scan_dt(s.delta[l * a.delta_token_stride], a.delta_bias, d, a.delta_softplus);
+    const float ul = s.u[l * a.u_token_stride];
     const float du = dl * ul;
-    const float* Bl = Bp + l * a.B_token_stride;
-    const float* Cl = Cp + l * a.C_token_stride;
+    const float* Bl = s.B + l * a.B_token_stride;
+    const float* Cl = s.C + l * a.C_token_stride;
     float y = 0.0f;
+NM_UNROLL
     for (int64_t n = 0; n < N; ++n) {
-      const float s = fmaf(expf(dl * Ad[n]), S[n], du * Bl[n]);
-      S[n] = s;
-      y = fmaf(s, Cl[n], y);
+      const float st = fmaf(scan_exp2(dl * A2[n]), S[n], du * Bl[n]);
+      S[n] = st;
+      y = fmaf(st, Cl[n], y);
     }
     float r = fmaf(ul, Dd, y);
-    if (z) r = r * silu(z[l * a.z_token_stride]);
-    out[l * a.out_token_stride] = r;
+    if (s.z) r = r * silu(s.z[l * a.z_token_stride]);
+    s.out[l * a.out_token_stride] = r;
   }
-  if (a.last_state) {
+  if (a.last_state && c == ws.chunks - 1) {
     float* last = a.last_state + b * a.last_state_batch_stride + d * N;
+NM_UNROLL
     for (int64_t n = 0; n < N; ++n) last[n] = S[n];
   }
 }

@@ -18,6 +18,7 @@
 
 #include "check_util.h"
 #include "kernels.h"
+#include "selective_scan_math.cuh"
 
 namespace nm::check {
 
@@ -199,8 +200,18 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
       a.B_batch_stride = a.C_batch_stride = L * N, a.B_token_stride = a.C_token_stride = N;
       a.last_state_batch_stride = D * N;
       if (p.error() != cudaSuccess) return false;
-      add("selective_scan", "L " + std::to_string(L) + " x dim " + std::to_string(D) + " N16",
-          F * (4.0 * L * D + 2.0 * L * N + 2.0 * D * N + 2.0 * D), [&] { return cuda::selective_scan_cuda(a, 0); });
+      // The automatic chunk length, then others (for tuning kScanMinChunk).
+      for (int64_t chunk : {(int64_t)0, (int64_t)32, (int64_t)128, (int64_t)512}) {
+        if (chunk != 0 && L != 2048) continue;
+        const size_t wb = cuda::selective_scan_cuda_workspace_bytes(a, chunk);
+        float* ws = wb ? p.floats((int64_t)(wb / 4)) : nullptr;
+        if (p.error() != cudaSuccess) return false;
+        const int64_t len = chunk ? chunk : cuda::scan_chunk_len(a, 0);
+        add("selective_scan", "L " + std::to_string(L) + " x dim " + std::to_string(D) + " N16 chunk " +
+                                  std::to_string(len),
+            F * (4.0 * L * D + 2.0 * L * N + 2.0 * D * N + 2.0 * D),
+            [&] { return cuda::selective_scan_cuda(a, 0, ws, chunk); });
+      }
     }
   struct Upd {
     const char* name;

@@ -1,5 +1,7 @@
 #include "emulate.h"
 
+#include <vector>
+
 #include "conv1d_math.cuh"
 #include "kernels_validate.h"
 #include "linear_math.cuh"
@@ -64,14 +66,33 @@ cudaError_t causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
   return cudaSuccess;
 }
 
-cudaError_t selective_scan(const SelectiveScanArgs& a) {
+cudaError_t selective_scan(const SelectiveScanArgs& a, int64_t chunk_len) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
+  if (chunk_len < 0) return cudaErrorInvalidValue;
+  // The three phases in launch order; within a phase the threads are
+  // independent.
+  const int64_t len = scan_chunk_len(a, chunk_len), chunks = scan_chunks(a, len);
+  std::vector<float> buf((size_t)scan_workspace_floats(a, chunks));
+  const ScanWorkspace ws = scan_workspace(a, buf.data(), chunks);
+  const bool n16 = a.dstate == 16;
+  constexpr int kMax = (int)kSelectiveScanMaxDstate;
   for (int64_t b = 0; b < a.batch; ++b)
-    for (int64_t d = 0; d < a.dim; ++d) {
-      if (a.dstate == 16) selective_scan_channel<16>(a, b, d);
-      else selective_scan_channel<(int)kSelectiveScanMaxDstate>(a, b, d);
-    }
+    for (int64_t k = 0; k + 1 < chunks; ++k)
+      for (int64_t d = 0; d < a.dim; ++d) {
+        if (n16) scan_chunk_summary<16>(a, len, ws, b, k, d);
+        else scan_chunk_summary<kMax>(a, len, ws, b, k, d);
+      }
+  if (chunks > 1)
+    for (int64_t b = 0; b < a.batch; ++b)
+      for (int64_t n = 0; n < a.dstate; ++n)
+        for (int64_t d = 0; d < a.dim; ++d) scan_carry(a, ws, b, n, d);
+  for (int64_t b = 0; b < a.batch; ++b)
+    for (int64_t k = 0; k < chunks; ++k)
+      for (int64_t d = 0; d < a.dim; ++d) {
+        if (n16) scan_chunk_out<16>(a, len, ws, b, k, d);
+        else scan_chunk_out<kMax>(a, len, ws, b, k, d);
+      }
   return cudaSuccess;
 }
 

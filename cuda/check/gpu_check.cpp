@@ -97,8 +97,8 @@ cudaError_t launch(const CausalConv1dArgs& a) {
 cudaError_t launch(const CausalConv1dUpdateArgs& a) {
   return g_gpu ? cuda::causal_conv1d_update_cuda(a, 0) : cuda::emulate::causal_conv1d_update(a);
 }
-cudaError_t launch(const SelectiveScanArgs& a) {
-  return g_gpu ? cuda::selective_scan_cuda(a, 0) : cuda::emulate::selective_scan(a);
+cudaError_t launch(const SelectiveScanArgs& a, int64_t chunk_len = 0) {
+  return g_gpu ? cuda::selective_scan_cuda(a, 0, nullptr, chunk_len) : cuda::emulate::selective_scan(a, chunk_len);
 }
 cudaError_t launch(const SelectiveStateUpdateArgs& a) {
   return g_gpu ? cuda::selective_state_update_cuda(a, 0) : cuda::emulate::selective_state_update(a);
@@ -330,8 +330,10 @@ void conv_cases(Rng& r) {
 
 // ---------------------------------------------------------------- selective scan
 
+// chunk: tokens per chunk of the CUDA scan (0: its own choice); alias: the
+// initial and last state in one buffer (in place).
 void case_scan(Rng& r, int64_t batch, int64_t L, int64_t dim, int64_t N, int64_t G, bool D, bool z, bool bias,
-               bool softplus, bool init, bool last) {
+               bool softplus, bool init, bool last, int64_t chunk = 0, bool alias = false) {
   const int64_t ts = dim + 1, bs = L * ts + 2, gts = G * N + 1, gbs = L * gts + 3;
   auto u = rand_vec(r, batch * bs), delta = rand_vec(r, batch * bs, softplus ? -3.0f : 0.0f, softplus ? 1.0f : 0.2f);
   auto Bv = rand_vec(r, batch * gbs), Cv = rand_vec(r, batch * gbs);
@@ -354,16 +356,25 @@ void case_scan(Rng& r, int64_t batch, int64_t L, int64_t dim, int64_t N, int64_t
   auto host = [](auto& v) { return v.empty() ? nullptr : v.data(); };
   SelectiveScanArgs c = a;
   c.u = u.data(), c.delta = delta.data(), c.B = Bv.data(), c.C = Cv.data(), c.z = host(zv), c.out = cout.data();
-  c.A = A.data(), c.D = host(Dv), c.delta_bias = host(bv), c.initial_state = host(is), c.last_state = host(cls);
+  if (alias) cls = is;
+  c.A = A.data(), c.D = host(Dv), c.delta_bias = host(bv), c.initial_state = alias ? cls.data() : host(is);
+  c.last_state = host(cls);
   nm::selective_scan(c);
   Side s(g_gpu);
   SelectiveScanArgs t = a;
   t.u = s.put(u), t.delta = s.put(delta), t.B = s.put(Bv), t.C = s.put(Cv), t.z = s.put(zv), t.out = s.put(out);
-  t.A = s.put(A), t.D = s.put(Dv), t.delta_bias = s.put(bv), t.initial_state = s.put(is), t.last_state = s.put(ls);
-  const cudaError_t e = s.finish(launch(t));
+  t.A = s.put(A), t.D = s.put(Dv), t.delta_bias = s.put(bv);
+  if (alias) {
+    ls = is;
+    t.last_state = s.put(ls), t.initial_state = t.last_state;
+  } else {
+    t.initial_state = s.put(is), t.last_state = s.put(ls);
+  }
+  const cudaError_t e = s.finish(launch(t, chunk));
   report("selective_scan",
-         fmt("batch=%ld L=%ld dim=%ld N=%ld G=%ld D=%d z=%d bias=%d softplus=%d init=%d last=%d", (long)batch, (long)L,
-             (long)dim, (long)N, (long)G, D, z, bias, softplus, init, last),
+         fmt("batch=%ld L=%ld dim=%ld N=%ld G=%ld D=%d z=%d bias=%d softplus=%d init=%d last=%d chunk=%ld%s", (long)batch,
+             (long)L, (long)dim, (long)N, (long)G, D, z, bias, softplus, init, last, (long)chunk,
+             alias ? " in-place state" : ""),
          e, {{"out", &cout, &out, kTolScan}, {"last_state", &cls, &ls, kTolScan}});
 }
 
@@ -414,9 +425,17 @@ void scan_cases(Rng& r) {
   for (auto& sh : shapes)
     for (int flags = 0; flags < 3; ++flags, ++i) {
       const bool all = flags == 0, none = flags == 2;
+      // Chunks of the CUDA scan: its own choice, then several uneven ones.
+      const int64_t chunk = flags == 1 ? sh[1] / 3 + 1 : 0;
       case_scan(r, sh[0], sh[1], sh[2], sh[3], sh[4], !none && (i & 1) == 0, all || (i % 3 == 1), all,
-                !none, all || (i & 2), !none);
+                !none, all || (i & 2), !none, chunk);
     }
+  // One token per chunk; a state updated in place across chunks; the
+  // automatic choice at a shape that takes several chunks (10 of 64 tokens).
+  case_scan(r, 2, 9, 33, 16, 3, true, true, true, true, true, true, 1);
+  case_scan(r, 1, 130, 40, 16, 2, true, true, true, true, true, true, 7, true);
+  case_scan(r, 2, 77, 9, 5, 1, true, false, true, true, true, true, 16, true);
+  case_scan(r, 1, 600, 24, 16, 2, true, true, true, true, true, true, 0, true);
   // batch, H, P, N, G, per_state
   const int64_t up[][6] = {{1, 7, 1, 16, 1, 1},  {3, 129, 1, 16, 1, 1},  {2, 600, 1, 5, 3, 1},  {16, 33, 1, 16, 11, 1},
                            {1, 3, 7, 16, 1, 0},  {4, 24, 64, 128, 1, 0}, {3, 6, 5, 128, 3, 0}, {2, 5, 64, 1, 5, 0},
