@@ -10,11 +10,12 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Thread per (token, channel), channels fastest (coalesced rows of x / out).
-__global__ void __launch_bounds__(kThreads) conv_prefill_kernel(const CausalConv1dArgs a) {
-  const int64_t n = a.tokens * a.channels;
+// Thread per (token block, channel), channels fastest (coalesced rows of x /
+// out).
+__global__ void __launch_bounds__(kThreads) conv_prefill_kernel(const CausalConv1dArgs a, int64_t blocks) {
+  const int64_t n = blocks * a.channels;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    conv_prefill_point(a, i / a.channels, i % a.channels);
+    conv_prefill_block(a, i / a.channels, i % a.channels);
 }
 
 // Thread per (sequence, channel, tap), taps fastest.
@@ -37,7 +38,8 @@ cudaError_t causal_conv1d_cuda(const CausalConv1dArgs& a, cudaStream_t stream) {
   const Check c = check_args(a);
   if (c != Check::kValid) return check_status(c);
   if (a.tokens > 0) {
-    conv_prefill_kernel<<<grid_for(a.tokens * a.channels, kThreads), kThreads, 0, stream>>>(a);
+    const int64_t blocks = (a.tokens + kConvTokensPerThread - 1) / kConvTokensPerThread;
+    conv_prefill_kernel<<<grid_for(blocks * a.channels, kThreads), kThreads, 0, stream>>>(a, blocks);
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }

@@ -1,8 +1,10 @@
 // Per-thread math of the CUDA causal conv1d kernels (cuda/conv1d.cu), shared
 // with the host emulation (cuda/check). Semantics: kernels/conv1d.h.
 //
-// Prefill: one thread per (token, channel) computes its output from the W
-// inputs it needs (x or the initial state), and one thread per (sequence,
+// Prefill: one thread per (channel, block of kConvTokensPerThread tokens)
+// slides the window over its tokens in registers, so each input is read once
+// (plus W-1 at the block's start); at a sequence's first token the window
+// restarts from that sequence's initial state. One thread per (sequence,
 // channel, tap) writes the final state; neither writes anything another
 // thread reads (out and final_state overlap no input, kernels/conv1d.h).
 // Decode: one thread per (row, channel) reads its slot's W-1 taps, writes
@@ -10,8 +12,6 @@
 // The sum is accumulated in the CPU kernel's order (bias + w[W-1]·x, then
 // taps oldest first, each an fma), so without silu the results are equal to
 // the CPU twin's bit for bit.
-// Later: a thread per (channel, block of tokens) sliding the window in
-// registers would read each input once instead of W times (from cache).
 #pragma once
 #include "kernels/conv1d.h"
 #include "math_common.cuh"
@@ -25,18 +25,46 @@ NM_HD float conv_input(const CausalConv1dArgs& a, int64_t s, int64_t base, int64
   return a.initial_state[s * a.init_seq_stride + c * a.init_ch_stride + (a.width - 1 + p)];
 }
 
-// out[t, c] for token t (of all packed tokens) and channel c.
-NM_HD void conv_prefill_point(const CausalConv1dArgs& a, int64_t t, int64_t c) {
-  const int64_t s = a.cu_seqlens ? sequence_of(a.cu_seqlens, a.nseq, t) : 0;
-  const int64_t base = a.cu_seqlens ? a.cu_seqlens[s] : 0;
-  const int64_t p = t - base, W = a.width;
+constexpr int64_t kConvTokensPerThread = 16;
+
+// out[t, c] for the tokens t of block `tb` (tokens tb * kConvTokensPerThread
+// onwards, within a.tokens) and channel c.
+NM_HD void conv_prefill_block(const CausalConv1dArgs& a, int64_t tb, int64_t c) {
+  constexpr int kMaxTaps = (int)kConv1dMaxWidth - 1;
+  const int64_t W = a.width, t0 = tb * kConvTokensPerThread;
+  const int64_t t1 = t0 + kConvTokensPerThread < a.tokens ? t0 + kConvTokensPerThread : a.tokens;
+  if (t0 >= t1) return;
   const int64_t wrow = c * a.weight_stride;
+  float w[kMaxTaps], win[kMaxTaps];  // taps k < W-1; win[k] = in(p - (W-1) + k)
+NM_UNROLL
+  for (int k = 0; k < kMaxTaps; ++k) w[k] = k < W - 1 ? load_float(a.weight, a.weight_dtype, wrow + k) : 0.0f;
+  const float wx = load_float(a.weight, a.weight_dtype, wrow + W - 1);  // the current token's tap
   const float b = a.bias ? load_float(a.bias, a.bias_dtype, c) : 0.0f;
-  float acc = fmaf(load_float(a.weight, a.weight_dtype, wrow + W - 1), a.x[t * a.x_stride + c], b);
-  for (int64_t k = 0; k < W - 1; ++k)
-    acc = fmaf(load_float(a.weight, a.weight_dtype, wrow + k), conv_input(a, s, base, p - (W - 1) + k, c), acc);
-  if (a.silu) acc = silu(acc);
-  a.out[t * a.out_stride + c] = acc;
+  int64_t s = a.cu_seqlens ? sequence_of(a.cu_seqlens, a.nseq, t0) : 0;
+  int64_t base = a.cu_seqlens ? a.cu_seqlens[s] : 0;
+  int64_t next = a.cu_seqlens ? a.cu_seqlens[s + 1] : a.tokens;  // first token of the next sequence
+  const int64_t p0 = t0 - base;
+NM_UNROLL
+  for (int k = 0; k < kMaxTaps; ++k) win[k] = k < W - 1 ? conv_input(a, s, base, p0 - (W - 1) + k, c) : 0.0f;
+  for (int64_t t = t0; t < t1; ++t) {
+    if (t == next) {  // a new sequence (empty ones hold no token: skip them)
+      while ((int64_t)a.cu_seqlens[s + 1] <= t) ++s;
+      base = a.cu_seqlens[s], next = a.cu_seqlens[s + 1];
+NM_UNROLL
+      for (int k = 0; k < kMaxTaps; ++k) win[k] = k < W - 1 ? conv_input(a, s, base, k - (W - 1), c) : 0.0f;
+    }
+    const float xv = a.x[t * a.x_stride + c];
+    float acc = fmaf(wx, xv, b);
+NM_UNROLL
+    for (int k = 0; k < kMaxTaps; ++k)
+      if (k < W - 1) acc = fmaf(w[k], win[k], acc);
+    // Slide: drop the oldest input, append this token's.
+NM_UNROLL
+    for (int k = 0; k < kMaxTaps; ++k)
+      if (k < W - 1) win[k] = k + 1 < W - 1 ? win[k + 1] : xv;
+    if (a.silu) acc = silu(acc);
+    a.out[t * a.out_stride + c] = acc;
+  }
 }
 
 // final_state[s, c, j] = in(len - (W-1) + j, c).

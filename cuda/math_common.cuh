@@ -51,8 +51,14 @@ NM_HD uint32_t float_to_bits(float f) {
 #endif
 }
 
-// binary16 -> binary32, exact (subnormals, inf, NaN), as core/dtype.h's f16_to_f32.
+// binary16 -> binary32, exact (subnormals, inf; a NaN stays a NaN), as
+// core/dtype.h's f16_to_f32; on the device the hardware conversion.
 NM_HD float half_bits_to_float(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+#else
   const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
   uint32_t bits;
@@ -70,6 +76,7 @@ NM_HD float half_bits_to_float(uint16_t h) {
     bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
   }
   return bits_to_float(bits);
+#endif
 }
 
 NM_HD float bf16_bits_to_float(uint16_t h) { return bits_to_float((uint32_t)h << 16); }

@@ -12,13 +12,51 @@ namespace {
 
 constexpr unsigned kFull = 0xffffffffu;
 
+// Float inputs of the int8 schemes: the block quantizes the M x K inputs
+// once into shared memory (qx_value per element, as the lanes would; rows
+// kXqPad-aligned), and its warps read them as xq. Returns the view to read
+// and the rows holding a NaN (bit m). Every thread of the block calls it.
+constexpr int64_t kXqPad = 16;
+constexpr int kQStageX = 2;  // launch flag: stage the inputs (qlinear_math.cuh's flags are bit 0)
+
+__device__ QLinearArgs stage_xq(const QLinearArgs& a, float inv, int flags, int8_t* sx, uint32_t* snan,
+                                uint32_t& nan) {
+  if (a.xq || !(flags & kQStageX)) {  // int8 inputs given, or too many to stage
+    nan = 0;
+    return a;
+  }
+  const int64_t Kp = (a.K + kXqPad - 1) / kXqPad * kXqPad;
+  if (threadIdx.x == 0) *snan = 0;
+  __syncthreads();
+  uint32_t mine = 0;
+  for (int64_t i = threadIdx.x; i < a.M * Kp; i += blockDim.x) {
+    const int64_t m = i / Kp, k = i % Kp;
+    sx[i] = (int8_t)qx_value(a, m, k, inv, mine);
+  }
+  if (mine) atomicOr(snan, mine);
+  __syncthreads();
+  nan = *snan;
+  QLinearArgs v = a;
+  v.xq = sx, v.xq_stride = Kp;
+  return v;
+}
+
+// Shared memory of stage_xq: the rows and the NaN mask.
+size_t xq_smem_bytes(const QLinearArgs& a) {
+  return a.xq ? 0 : (size_t)(a.M * ((a.K + kXqPad - 1) / kXqPad * kXqPad)) + 16;
+}
+
 template <int MB>
-__global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w8a8_kernel(const QLinearArgs a, float inv, int flags) {
+__global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w8a8_kernel(const QLinearArgs args, float inv, int flags) {
+  extern __shared__ __align__(16) int8_t smem[];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  uint32_t staged_nan;
+  const QLinearArgs a = stage_xq(args, inv, flags, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
   for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
     int32_t acc[MB];
     uint32_t nan;
     w8a8_lane_partial<MB>(a, n, lane, inv, flags, acc, nan);
+    nan |= staged_nan;
 #pragma unroll
     for (int off = kWarpSize / 2; off > 0; off >>= 1) {
 #pragma unroll
@@ -36,12 +74,15 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w8a8_kernel(const QLi
 // Rounds of 32 groups: lane l sums group 32 r + l, then every lane runs the
 // chain over the round's groups in order (the sums and scales broadcast).
 template <int MB>
-__global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLinearArgs a, float inv, int flags) {
+__global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLinearArgs args, float inv, int flags) {
+  extern __shared__ __align__(16) int8_t smem[];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  uint32_t staged_nan;
+  const QLinearArgs a = stage_xq(args, inv, flags, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
   for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
     float f[MB];
-    uint32_t nan = 0;
+    uint32_t nan = staged_nan;
 #pragma unroll
     for (int m = 0; m < MB; ++m) f[m] = 0.0f;
     for (int64_t g0 = 0; g0 < G; g0 += kWarpSize) {
@@ -89,13 +130,35 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a16_kernel(const QL
   }
 }
 
+// Blocks for the int8 schemes with staged inputs: each block quantizes the
+// inputs once, so at most a few blocks per multiprocessor, looping over rows.
+unsigned staged_blocks(const QLinearArgs& a, unsigned blocks) {
+  if (a.xq) return blocks;
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return blocks;
+  const unsigned cap = (unsigned)sms * 8u;
+  return blocks < cap ? blocks : cap;
+}
+
 template <int MB>
-void launch(const QLinearArgs& a, float inv, int flags, cudaStream_t s) {
+cudaError_t launch(const QLinearArgs& a, float inv, int flags, cudaStream_t s) {
   const int threads = kQGemvWarps * kWarpSize;
   const unsigned blocks = grid_for(a.N * kWarpSize, threads);
-  if (a.w_dtype == DType::I8) w8a8_kernel<MB><<<blocks, threads, 0, s>>>(a, inv, flags);
-  else if (a.x_scale > 0.0f) w4a8_kernel<MB><<<blocks, threads, 0, s>>>(a, inv, flags);
-  else w4a16_kernel<MB><<<blocks, threads, 0, s>>>(a, flags);
+  if (a.w_dtype == DType::I8 || a.x_scale > 0.0f) {
+    // Float inputs too large to stage (over the default 48 KiB) are
+    // quantized where they are read instead.
+    const size_t smem = xq_smem_bytes(a);
+    const bool stage = !a.xq && smem <= 48 * 1024;
+    const size_t bytes = stage ? smem : 0;
+    const unsigned grid = stage ? staged_blocks(a, blocks) : blocks;
+    const int f = stage ? flags | kQStageX : flags;
+    if (a.w_dtype == DType::I8) w8a8_kernel<MB><<<grid, threads, bytes, s>>>(a, inv, f);
+    else w4a8_kernel<MB><<<grid, threads, bytes, s>>>(a, inv, f);
+  } else {
+    w4a16_kernel<MB><<<blocks, threads, 0, s>>>(a, flags);
+  }
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -107,10 +170,9 @@ cudaError_t qlinear_cuda(const QLinearArgs& a, cudaStream_t stream) {
   if (!(b.x_scale > 0.0f)) b.xq = nullptr;  // W4A16 reads x
   const float inv = b.x_scale > 0.0f ? 1.0f / b.x_scale : 0.0f;
   const int flags = (((uintptr_t)b.w & 15u) == 0 && b.w_stride % 16 == 0) ? kQGemvVecW : 0;
-  if (b.M <= 1) launch<1>(b, inv, flags, stream);
-  else if (b.M <= 4) launch<4>(b, inv, flags, stream);
-  else launch<16>(b, inv, flags, stream);
-  return cudaGetLastError();
+  if (b.M <= 1) return launch<1>(b, inv, flags, stream);
+  if (b.M <= 4) return launch<4>(b, inv, flags, stream);
+  return launch<16>(b, inv, flags, stream);
 }
 
 }  // namespace nm::cuda

@@ -69,8 +69,17 @@ NM_HD int32_t qx_value(const QLinearArgs& a, int64_t m, int64_t k, float inv, ui
   return (int32_t)fminf(127.0f, fmaxf(-127.0f, v));
 }
 
-// q_x[m, k .. k + 3] as four bytes (element k in the low byte).
+// q_x[m, k .. k + 3] as four bytes (element k in the low byte); one 4-byte
+// load where xq holds them all, aligned.
 NM_HD uint32_t qx_word(const QLinearArgs& a, int64_t m, int64_t k, float inv, uint32_t& nan) {
+  if (a.xq && k + 4 <= a.K) {
+    const int8_t* p = a.xq + m * a.xq_stride + k;
+    if (((uintptr_t)p & 3u) == 0) {
+      uint32_t v;
+      memcpy(&v, p, 4);
+      return v;
+    }
+  }
   uint32_t w = 0;
   for (int i = 0; i < 4; ++i) w |= (uint32_t)(qx_value(a, m, k + i, inv, nan) & 0xff) << (8 * i);
   return w;
@@ -166,6 +175,10 @@ NM_UNROLL
   }
 }
 
+// float(u - 8) for a nibble u (0..15), exactly: 2^23 + u as float bits, minus
+// 2^23 + 8 (integer-to-float conversions are slower on the device).
+NM_HD float nibble_minus_8(uint32_t u) { return bits_to_float(0x4B000000u | u) - 8388616.0f; }
+
 // One step of the group chain.
 NM_HD float w4a8_step(float f, int32_t isum, float scale) { return fmaf((float)isum, scale, f); }
 
@@ -192,8 +205,8 @@ NM_UNROLL
 NM_UNROLL
       for (int i = 0; i < 32; ++i) {
         const uint32_t b = (w[i / 4] >> (8 * (i % 4))) & 0xffu;
-        wf[i] = s * (float)((int)(b & 0x0fu) - 8);
-        wf[i + 32] = s * (float)((int)(b >> 4) - 8);
+        wf[i] = s * nibble_minus_8(b & 0x0fu);
+        wf[i + 32] = s * nibble_minus_8(b >> 4);
       }
       const int64_t k0 = c * kI4Chunk;
       const int len = a.K - k0 < kI4Chunk ? (int)(a.K - k0) : (int)kI4Chunk;
@@ -201,6 +214,20 @@ NM_UNROLL
       for (int m = 0; m < MB; ++m) {
         if (m >= a.M) break;
         const float* xr = a.x + m * a.x_stride + k0;
+#if defined(__CUDA_ARCH__)
+        if (len == 64 && ((uintptr_t)xr & 15u) == 0) {  // 16-byte loads, the same order
+          const float4* x4 = reinterpret_cast<const float4*>(xr);
+NM_UNROLL
+          for (int j = 0; j < 16; ++j) {
+            const float4 v = x4[j];
+            acc[m] = fmaf(wf[4 * j], v.x, acc[m]);
+            acc[m] = fmaf(wf[4 * j + 1], v.y, acc[m]);
+            acc[m] = fmaf(wf[4 * j + 2], v.z, acc[m]);
+            acc[m] = fmaf(wf[4 * j + 3], v.w, acc[m]);
+          }
+          continue;
+        }
+#endif
 NM_UNROLL
         for (int j = 0; j < 64; ++j)
           if (j < len) acc[m] = fmaf(wf[j], xr[j], acc[m]);

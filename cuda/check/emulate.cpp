@@ -49,8 +49,8 @@ cudaError_t causal_conv1d(const CausalConv1dArgs& a) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
   // The two kernels write disjoint buffers from inputs neither writes: any order.
-  for (int64_t t = 0; t < a.tokens; ++t)
-    for (int64_t ch = 0; ch < a.channels; ++ch) conv_prefill_point(a, t, ch);
+  for (int64_t tb = 0; tb * kConvTokensPerThread < a.tokens; ++tb)
+    for (int64_t ch = 0; ch < a.channels; ++ch) conv_prefill_block(a, tb, ch);
   if (a.final_state)
     for (int64_t s = 0; s < a.nseq; ++s)
       for (int64_t ch = 0; ch < a.channels; ++ch)
