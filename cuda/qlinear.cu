@@ -71,44 +71,44 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w8a8_kernel(const QLi
   }
 }
 
-// Rounds of 32 groups: lane l sums group 32 r + l, then every lane runs the
-// chain over the round's groups in order (the sums and scales broadcast).
+// Rounds of 32 groups: lane l sums group 32 r + l and leaves the sums and
+// the group's scale in shared memory; then lane m runs input row m's chain
+// over the round's groups in order (the rows' chains in parallel).
 template <int MB>
 __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLinearArgs args, float inv, int flags) {
   extern __shared__ __align__(16) int8_t smem[];
+  __shared__ int32_t s_isum[kQGemvWarps][kWarpSize][MB];
+  __shared__ float s_scale[kQGemvWarps][kWarpSize];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   uint32_t staged_nan;
   const QLinearArgs a = stage_xq(args, inv, flags, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
+  const bool chain = lane < MB && lane < a.M;
   for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
-    float f[MB];
+    float f = 0.0f;  // row `lane`'s chain
     uint32_t nan = staged_nan;
-#pragma unroll
-    for (int m = 0; m < MB; ++m) f[m] = 0.0f;
     for (int64_t g0 = 0; g0 < G; g0 += kWarpSize) {
       int32_t isum[MB];
 #pragma unroll
       for (int m = 0; m < MB; ++m) isum[m] = 0;
       const int64_t g = g0 + lane;
-      float s = 0.0f;
+      float sc = 0.0f;
       if (g < G) {
         w4a8_group_sums<MB>(a, n, g, inv, flags, isum, nan);
-        s = a.w_scales[n * G + g];
+        sc = a.w_scales[n * G + g];
       }
-      const int count = G - g0 < kWarpSize ? (int)(G - g0) : kWarpSize;
-      for (int j = 0; j < count; ++j) {
-        const float sj = __shfl_sync(kFull, s, j);
 #pragma unroll
-        for (int m = 0; m < MB; ++m) f[m] = w4a8_step(f[m], __shfl_sync(kFull, isum[m], j), sj);
-      }
+      for (int m = 0; m < MB; ++m) s_isum[warp][lane][m] = isum[m];
+      s_scale[warp][lane] = sc;
+      __syncwarp();
+      const int count = G - g0 < kWarpSize ? (int)(G - g0) : kWarpSize;
+      if (chain)
+        for (int j = 0; j < count; ++j) f = w4a8_step(f, s_isum[warp][j][lane], s_scale[warp][j]);
+      __syncwarp();  // the next round overwrites the sums
     }
 #pragma unroll
     for (int off = kWarpSize / 2; off > 0; off >>= 1) nan |= __shfl_xor_sync(kFull, nan, off);
-    if (lane == 0) {
-#pragma unroll
-      for (int m = 0; m < MB; ++m)
-        if (m < a.M) w4a8_store(a, m, n, f[m], (nan >> m) & 1u);
-    }
+    if (chain) w4a8_store(a, lane, n, f, (nan >> lane) & 1u);
   }
 }
 

@@ -39,7 +39,7 @@ NM_HD float scan_dt(float dt, const float* bias, int64_t i, bool softplus_on) {
 // kScanMinChunk tokens (the workspace traffic per chunk is that of ~(N + 1) /
 // 4 tokens' inputs). A length >= seqlen is one chunk.
 constexpr int64_t kScanTargetThreads = 1 << 17;
-constexpr int64_t kScanMinChunk = 64;
+constexpr int64_t kScanMinChunk = 32;
 
 NM_HD int64_t scan_chunk_len(const SelectiveScanArgs& a, int64_t requested) {
   if (requested > 0) return requested;
@@ -101,6 +101,25 @@ NM_HD ScanLane scan_lane(const SelectiveScanArgs& a, int64_t b, int64_t d) {
   return s;
 }
 
+// Row p[0 .. N) of B or C into v (16-byte loads on the device where the row
+// is 16-byte aligned and N = NMAX = 16).
+template <int NMAX>
+NM_HD void load_state_row(const float* p, int64_t N, float (&v)[NMAX]) {
+#if defined(__CUDA_ARCH__)
+  if (NMAX == 16 && ((uintptr_t)p & 15u) == 0) {
+    const float4* q = reinterpret_cast<const float4*>(p);
+NM_UNROLL
+    for (int i = 0; i < NMAX / 4; ++i) {
+      const float4 t = __ldg(q + i);
+      v[4 * i] = t.x, v[4 * i + 1] = t.y, v[4 * i + 2] = t.z, v[4 * i + 3] = t.w;
+    }
+    return;
+  }
+#endif
+NM_UNROLL
+  for (int64_t n = 0; n < N; ++n) v[n] = p[n];
+}
+
 // Phase 1: the state of chunk c (c < chunks - 1) of batch row b, channel d,
 // from zero, into slot c + 1 of ws.h, and its Σdt into ws.sdt. NMAX as in
 // scan_chunk_out.
@@ -114,13 +133,19 @@ NM_UNROLL
   const ScanLane s = scan_lane(a, b, d);
   const int64_t l0 = c * len, l1 = l0 + len < a.seqlen ? l0 + len : a.seqlen;
   float sdt = 0.0f;
+  // Each token's inputs are loaded one token ahead (the loads do not wait on
+  // the recurrence).
+  float draw = l0 < l1 ? s.delta[l0 * a.delta_token_stride] : 0.0f, uraw = l0 < l1 ? s.u[l0 * a.u_token_stride] : 0.0f;
   for (int64_t l = l0; l < l1; ++l) {
-    const float dl = scan_dt(s.delta[l * a.delta_token_stride], a.delta_bias, d, a.delta_softplus);
-    const float du = dl * s.u[l * a.u_token_stride];
-    const float* Bl = s.B + l * a.B_token_stride;
+    float Bv[NMAX];
+    load_state_row<NMAX>(s.B + l * a.B_token_stride, N, Bv);
+    const float dcur = draw, ucur = uraw;
+    if (l + 1 < l1) draw = s.delta[(l + 1) * a.delta_token_stride], uraw = s.u[(l + 1) * a.u_token_stride];
+    const float dl = scan_dt(dcur, a.delta_bias, d, a.delta_softplus);
+    const float du = dl * ucur;
     sdt += dl;
 NM_UNROLL
-    for (int64_t n = 0; n < N; ++n) S[n] = fmaf(scan_exp2(dl * A2[n]), S[n], du * Bl[n]);
+    for (int64_t n = 0; n < N; ++n) S[n] = fmaf(scan_exp2(dl * A2[n]), S[n], du * Bv[n]);
   }
   float* h = ws.h + ((b * ws.chunks + c + 1) * N) * a.dim + d;
 NM_UNROLL
@@ -170,21 +195,34 @@ NM_UNROLL
   const float Dd = a.D ? a.D[d] : 0.0f;
   const ScanLane s = scan_lane(a, b, d);
   const int64_t l0 = c * len, l1 = l0 + len < a.seqlen ? l0 + len : a.seqlen;
+  // Inputs loaded one token ahead; y summed over n in four interleaved
+  // partial sums (n mod 4, then ((y0 + y1) + (y2 + y3))): shorter dependency
+  // chains than one running sum.
+  float draw = 0.0f, uraw = 0.0f, zraw = 0.0f;
+  if (l0 < l1) {
+    draw = s.delta[l0 * a.delta_token_stride], uraw = s.u[l0 * a.u_token_stride];
+    if (s.z) zraw = s.z[l0 * a.z_token_stride];
+  }
   for (int64_t l = l0; l < l1; ++l) {
-    const float dl = scan_dt(s.delta[l * a.delta_token_stride], a.delta_bias, d, a.delta_softplus);
-    const float ul = s.u[l * a.u_token_stride];
+    float Bv[NMAX], Cv[NMAX];
+    load_state_row<NMAX>(s.B + l * a.B_token_stride, N, Bv);
+    load_state_row<NMAX>(s.C + l * a.C_token_stride, N, Cv);
+    const float dcur = draw, ul = uraw, zl = zraw;
+    if (l + 1 < l1) {
+      draw = s.delta[(l + 1) * a.delta_token_stride], uraw = s.u[(l + 1) * a.u_token_stride];
+      if (s.z) zraw = s.z[(l + 1) * a.z_token_stride];
+    }
+    const float dl = scan_dt(dcur, a.delta_bias, d, a.delta_softplus);
     const float du = dl * ul;
-    const float* Bl = s.B + l * a.B_token_stride;
-    const float* Cl = s.C + l * a.C_token_stride;
-    float y = 0.0f;
+    float y[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 NM_UNROLL
     for (int64_t n = 0; n < N; ++n) {
-      const float st = fmaf(scan_exp2(dl * A2[n]), S[n], du * Bl[n]);
+      const float st = fmaf(scan_exp2(dl * A2[n]), S[n], du * Bv[n]);
       S[n] = st;
-      y = fmaf(st, Cl[n], y);
+      y[n & 3] = fmaf(st, Cv[n], y[n & 3]);
     }
-    float r = fmaf(ul, Dd, y);
-    if (s.z) r = r * silu(s.z[l * a.z_token_stride]);
+    float r = fmaf(ul, Dd, (y[0] + y[1]) + (y[2] + y[3]));
+    if (s.z) r = r * silu(zl);
     s.out[l * a.out_token_stride] = r;
   }
   if (a.last_state && c == ws.chunks - 1) {

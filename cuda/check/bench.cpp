@@ -201,7 +201,7 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
       a.last_state_batch_stride = D * N;
       if (p.error() != cudaSuccess) return false;
       // The automatic chunk length, then others (for tuning kScanMinChunk).
-      for (int64_t chunk : {(int64_t)0, (int64_t)32, (int64_t)128, (int64_t)512}) {
+      for (int64_t chunk : {(int64_t)0, (int64_t)16, (int64_t)64, (int64_t)128}) {
         if (chunk != 0 && L != 2048) continue;
         const size_t wb = cuda::selective_scan_cuda_workspace_bytes(a, chunk);
         float* ws = wb ? p.floats((int64_t)(wb / 4)) : nullptr;

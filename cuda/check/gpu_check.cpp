@@ -5,7 +5,8 @@
 //   nm_gpu_check --emulate   any machine: the CUDA kernels' per-thread math
 //                            run on the host (cuda/check/emulate.cpp)
 //   nm_gpu_check             a CUDA device: the real kernels, then timings
-//                            at the benchmark shapes (--no-bench: skip them)
+//                            at the benchmark shapes (--no-bench: skip them;
+//                            --bench-only: the timings alone, for profilers)
 //
 // Random inputs at awkward sizes; one line per case and a summary. Errors are
 // max |got - ref| over max |ref| of each output buffer (padding included),
@@ -637,12 +638,13 @@ void bench_shape_cases(Rng& r) {
 
 int main(int argc, char** argv) {
   using namespace nm::check;
-  bool emulate = false, bench = true;
+  bool emulate = false, bench = true, cases = true;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--emulate")) emulate = true;
     else if (!std::strcmp(argv[i], "--no-bench")) bench = false;
+    else if (!std::strcmp(argv[i], "--bench-only")) cases = false;  // for profilers: the timed launches alone
     else {
-      std::fprintf(stderr, "usage: nm_gpu_check [--emulate] [--no-bench]\n");
+      std::fprintf(stderr, "usage: nm_gpu_check [--emulate] [--no-bench | --bench-only]\n");
       return 2;
     }
   }
@@ -665,11 +667,13 @@ int main(int argc, char** argv) {
               "and their order are the same, %.0e elementwise and reductions, %.0e scans\n",
               g_exact, kTolF32, kTolScan);
   Rng rng(20261130);
-  norm_cases(rng);
-  conv_cases(rng);
-  scan_cases(rng);
-  linear_cases(rng);
-  bench_shape_cases(rng);
+  if (cases || emulate) {
+    norm_cases(rng);
+    conv_cases(rng);
+    scan_cases(rng);
+    linear_cases(rng);
+    bench_shape_cases(rng);
+  }
   std::printf("\nsummary (%s): %d cases, %d failed; worst error per kernel:", emulate ? "emulate" : "gpu",
               g_stats.cases, g_stats.failed);
   for (auto& kv : g_stats.worst) std::printf(" %s %.2e;", kv.first.c_str(), kv.second);
