@@ -112,6 +112,58 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLi
   }
 }
 
+// W4A8 with int8 inputs in memory (given, or staged by the block), with
+// coalesced weight reads: per step the warp reads kW4A8StepGroups groups (512
+// contiguous bytes); lane l takes 16 bytes, the half-chunk l % 2 of chunk
+// (l % 4) / 2 of group g0 + l / 4 (a chunk's byte j holds elements j and j
+// + 32), so consecutive lanes read consecutive weight bytes and nearby
+// inputs. The four lanes of a group add their exact int32 partial sums
+// (shuffles: integer sums, any order is exact); then, as w4a8_kernel, lane m
+// runs input row m's chain over the groups in order.
+template <int MB>
+__global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
+    w4a8_coalesced_kernel(const QLinearArgs args, float inv, int flags) {
+  extern __shared__ __align__(16) int8_t smem[];
+  __shared__ int32_t s_isum[kQGemvWarps][kW4A8StepGroups][MB];
+  __shared__ float s_scale[kQGemvWarps][kW4A8StepGroups];
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize, q = lane % 4;
+  uint32_t staged_nan;
+  const QLinearArgs a = stage_xq(args, inv, flags, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group;
+  const bool chain = lane < MB && lane < a.M;
+  for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
+    const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+    float f = 0.0f;  // row `lane`'s chain
+    uint32_t nan = staged_nan;
+    for (int64_t g0 = 0; g0 < G; g0 += kW4A8StepGroups) {
+      const int64_t g = g0 + lane / 4;
+      int32_t isum[MB];
+      w4a8_quarter_sums<MB>(a, row, g0, lane, inv, flags, isum, nan);
+#pragma unroll
+      for (int m = 0; m < MB; ++m) {
+        isum[m] += __shfl_xor_sync(kFull, isum[m], 1);
+        isum[m] += __shfl_xor_sync(kFull, isum[m], 2);
+      }
+      if (q == 0 && g < G) {
+#pragma unroll
+        for (int m = 0; m < MB; ++m) s_isum[warp][lane / 4][m] = isum[m];
+        s_scale[warp][lane / 4] = a.w_scales[n * G + g];
+      }
+      __syncwarp();
+      const int count = G - g0 < kW4A8StepGroups ? (int)(G - g0) : kW4A8StepGroups;
+      if (chain) {
+#pragma unroll
+        for (int j = 0; j < kW4A8StepGroups; ++j)
+          if (j < count) f = w4a8_step(f, s_isum[warp][j][lane], s_scale[warp][j]);
+      }
+      __syncwarp();  // the next step overwrites the sums
+    }
+#pragma unroll
+    for (int off = kWarpSize / 2; off > 0; off >>= 1) nan |= __shfl_xor_sync(kFull, nan, off);
+    if (chain) w4a8_store(a, lane, n, f, (nan >> lane) & 1u);
+  }
+}
+
 template <int MB>
 __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a16_kernel(const QLinearArgs a, int flags) {
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
@@ -154,6 +206,7 @@ cudaError_t launch(const QLinearArgs& a, float inv, int flags, cudaStream_t s) {
     const unsigned grid = stage ? staged_blocks(a, blocks) : blocks;
     const int f = stage ? flags | kQStageX : flags;
     if (a.w_dtype == DType::I8) w8a8_kernel<MB><<<grid, threads, bytes, s>>>(a, inv, f);
+    else if (stage || a.xq) w4a8_coalesced_kernel<MB><<<grid, threads, bytes, s>>>(a, inv, f);
     else w4a8_kernel<MB><<<grid, threads, bytes, s>>>(a, inv, f);
   } else {
     w4a16_kernel<MB><<<blocks, threads, 0, s>>>(a, flags);

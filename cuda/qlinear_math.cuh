@@ -179,6 +179,39 @@ NM_UNROLL
 // 2^23 + 8 (integer-to-float conversions are slower on the device).
 NM_HD float nibble_minus_8(uint32_t u) { return bits_to_float(0x4B000000u | u) - 8388616.0f; }
 
+// The coalesced W4A8 kernel (int8 inputs in memory): per step the warp takes
+// kW4A8StepGroups groups from g0; lane l the 16 weight bytes of half-chunk
+// l % 2 of chunk (l % 4) / 2 of group g0 + l / 4 (a chunk's byte j holds
+// elements j and j + 32). Lane l's exact partial sums of that group for the
+// input rows m < min(M, MB) (0 past the row); a group's sum is the sum of its
+// four lanes' (exact in any order).
+constexpr int kW4A8StepGroups = kWarpSize / 4;
+
+template <int MB>
+NM_HD void w4a8_quarter_sums(const QLinearArgs& a, const uint8_t* row, int64_t g0, int lane, float inv, int flags,
+                             int32_t (&isum)[MB], uint32_t& nan) {
+NM_UNROLL
+  for (int m = 0; m < MB; ++m) isum[m] = 0;
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group, chunks = (a.K + kI4Chunk - 1) / kI4Chunk;
+  const int q = lane % 4;
+  const int64_t g = g0 + lane / 4, c = 2 * g + q / 2;
+  if (g >= G || c >= chunks) return;
+  const int64_t half = 16 * (q % 2);
+  uint32_t w[4];
+  load_row_words<4>(row, c * (kI4Chunk / 2) + half, chunks * (kI4Chunk / 2), flags, w);
+NM_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t lo = nibbles_to_s8(w[i] & 0x0f0f0f0fu), hi = nibbles_to_s8((w[i] >> 4) & 0x0f0f0f0fu);
+    const int64_t k = c * kI4Chunk + half + 4 * i;
+NM_UNROLL
+    for (int m = 0; m < MB; ++m) {
+      if (m >= a.M) break;
+      isum[m] = dot4(lo, qx_word(a, m, k, inv, nan), isum[m]);
+      isum[m] = dot4(hi, qx_word(a, m, k + 32, inv, nan), isum[m]);
+    }
+  }
+}
+
 // One step of the group chain.
 NM_HD float w4a8_step(float f, int32_t isum, float scale) { return fmaf((float)isum, scale, f); }
 

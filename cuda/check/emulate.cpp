@@ -154,6 +154,16 @@ cudaError_t qlinear(const QLinearArgs& args) {
   QLinearArgs a = args;
   if (!(a.x_scale > 0.0f)) a.xq = nullptr;
   const float inv = a.x_scale > 0.0f ? 1.0f / a.x_scale : 0.0f;
+  // W4A8 float inputs small enough to stage are quantized first, as the
+  // device block stages them (qlinear.cu: stage_xq), with their NaN rows.
+  std::vector<int8_t> staged;
+  uint32_t staged_nan = 0;
+  if (a.w_dtype != DType::I8 && a.x_scale > 0.0f && !a.xq && a.M * ((a.K + 15) / 16 * 16) + 16 <= 48 * 1024) {
+    staged.resize((size_t)(a.M * a.K));
+    for (int64_t m = 0; m < a.M; ++m)
+      for (int64_t k = 0; k < a.K; ++k) staged[(size_t)(m * a.K + k)] = (int8_t)qx_value(a, m, k, inv, staged_nan);
+    a.xq = staged.data(), a.xq_stride = a.K;
+  }
   constexpr int MB = (int)kGemvMaxRows;
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
   for (int64_t n = 0; n < a.N; ++n) {  // warp n
@@ -166,6 +176,23 @@ cudaError_t qlinear(const QLinearArgs& args) {
         any |= nan;
       }
       for (int64_t m = 0; m < a.M; ++m) w8a8_store(a, m, n, sum[m], (any >> m) & 1u);
+    } else if (a.x_scale > 0.0f && a.xq) {
+      // The coalesced kernel: steps of kW4A8StepGroups groups, four lanes
+      // per group, then the chain in group order.
+      const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+      float f[MB] = {};
+      uint32_t any = staged_nan;
+      for (int64_t g0 = 0; g0 < G; g0 += kW4A8StepGroups) {
+        int32_t gs[kW4A8StepGroups][MB] = {};
+        for (int l = 0; l < kWarpSize; ++l) {
+          int32_t isum[MB];
+          w4a8_quarter_sums<MB>(a, row, g0, l, inv, 0, isum, any);
+          for (int m = 0; m < MB; ++m) gs[l / 4][m] += isum[m];
+        }
+        for (int64_t j = 0; j < kW4A8StepGroups && g0 + j < G; ++j)
+          for (int m = 0; m < MB; ++m) f[m] = w4a8_step(f[m], gs[j][m], a.w_scales[n * G + g0 + j]);
+      }
+      for (int64_t m = 0; m < a.M; ++m) w4a8_store(a, m, n, f[m], (any >> m) & 1u);
     } else if (a.x_scale > 0.0f) {
       float f[MB] = {};
       uint32_t any = 0;

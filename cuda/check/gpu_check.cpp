@@ -592,6 +592,10 @@ void linear_cases(Rng& r) {
     }
   for (int64_t M : Ms) case_qlinear(r, M, 768, 33, DType::I4, true, false, true, DType::F32, 0, true);
   for (int64_t M : Ms) case_qlinear(r, M, 1000, 7, DType::I8, true, false, false, DType::F32, 16, M == 3);
+  // Float inputs too many to stage in shared memory (M x K over 48 KiB):
+  // quantized where they are read.
+  case_qlinear(r, 16, 3100, 9, DType::I4, true, false, true, DType::F32, 0, true);
+  case_qlinear(r, 16, 3100, 9, DType::I8, true, false, false, DType::F32, 16, true);
 
   Side s(g_gpu);
   std::vector<float> buf(64 * 32, 1.0f);
