@@ -24,14 +24,19 @@ cudaError_t gated_rms_norm_cuda(const GatedRmsNormArgs& a, cudaStream_t stream);
 cudaError_t causal_conv1d_cuda(const CausalConv1dArgs& a, cudaStream_t stream);
 cudaError_t causal_conv1d_update_cuda(const CausalConv1dUpdateArgs& a, cudaStream_t stream);
 
-// The Mamba-1 prefill scan, parallel over tokens in chunks of `chunk_len`
-// tokens (0: chosen from the shape; selective_scan_math.cuh). More than one
-// chunk needs a device workspace of selective_scan_cuda_workspace_bytes()
+// The Mamba-1 prefill scan, parallel over tokens in chunks and, for dstate
+// 16, over pairs of threads per channel (selective_scan_math.cuh). More than
+// one chunk needs a device workspace of selective_scan_cuda_workspace_bytes()
 // (0 for one chunk): `workspace`, or when null memory from the stream-ordered
-// pool (cudaMallocAsync / cudaFreeAsync on `stream`).
-size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, int64_t chunk_len = 0);
+// pool (cudaMallocAsync / cudaFreeAsync on `stream`). ScanTuning: 0 = chosen
+// from the shape (the tests and benchmarks set them).
+struct ScanTuning {
+  int64_t chunk_len = 0;  // tokens per chunk
+  int parts = 0;          // threads per channel: 1, or 2 (dstate 16 only)
+};
+size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, const ScanTuning& t = {});
 cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream, void* workspace = nullptr,
-                                int64_t chunk_len = 0);
+                                const ScanTuning& t = {});
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream);
 
 // Decode GEMV (M <= 16 input rows; larger M returns cudaErrorNotSupported:

@@ -13,13 +13,13 @@ namespace {
 // are coalesced and B / C are broadcast within a group.
 constexpr int kScanThreads = 128;
 
-template <int NMAX>
+template <int NMAX, int PARTS>
 __global__ void __launch_bounds__(kScanThreads)
     scan_summary_kernel(const SelectiveScanArgs a, int64_t len, const ScanWorkspace ws) {
-  const int64_t per_b = (ws.chunks - 1) * a.dim, n = a.batch * per_b;
+  const int64_t per_b = (ws.chunks - 1) * a.dim * PARTS, n = a.batch * per_b;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t b = i / per_b, r = i % per_b;
-    scan_chunk_summary<NMAX>(a, len, ws, b, r / a.dim, r % a.dim);
+    const int64_t b = i / per_b, r = i % per_b, cd = r / PARTS;
+    scan_chunk_summary<NMAX, PARTS>(a, len, ws, b, cd / a.dim, cd % a.dim, (int)(r % PARTS));
   }
 }
 
@@ -31,24 +31,38 @@ __global__ void __launch_bounds__(kScanThreads) scan_carry_kernel(const Selectiv
   }
 }
 
-template <int NMAX>
+// The parts of a channel are consecutive lanes (PARTS = 2: an even lane and
+// the next; the grid stride and the thread count are even, so a pair always
+// runs together) and add their partial sums with one shuffle.
+template <int NMAX, int PARTS>
 __global__ void __launch_bounds__(kScanThreads)
     scan_out_kernel(const SelectiveScanArgs a, int64_t len, const ScanWorkspace ws) {
-  const int64_t per_b = ws.chunks * a.dim, n = a.batch * per_b;
+  const int64_t per_b = ws.chunks * a.dim * PARTS, n = a.batch * per_b;
+  const unsigned pair = 3u << (threadIdx.x & 30u);
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t b = i / per_b, r = i % per_b;
-    scan_chunk_out<NMAX>(a, len, ws, b, r / a.dim, r % a.dim);
+    const int64_t b = i / per_b, r = i % per_b, cd = r / PARTS, c = cd / a.dim;
+    const int part = (int)(r % PARTS);
+    ScanOut<NMAX, PARTS> o;
+    scan_out_begin<NMAX, PARTS>(a, len, ws, b, c, cd % a.dim, part, o);
+    for (int64_t l = o.l0; l < o.l1; ++l) {
+      float ul, zl;
+      float y = scan_out_token<NMAX, PARTS>(a, o, l, ul, zl);
+      if (PARTS == 2) y = y + __shfl_xor_sync(pair, y, 1);
+      if (part == 0) scan_out_write<NMAX, PARTS>(a, o, l, y, ul, zl);
+    }
+    scan_out_end<NMAX, PARTS>(a, ws, b, c, o);
   }
 }
 
-template <int NMAX>
+template <int NMAX, int PARTS>
 cudaError_t launch_scan(const SelectiveScanArgs& a, int64_t len, const ScanWorkspace& ws, cudaStream_t stream) {
   if (ws.chunks > 1) {
-    scan_summary_kernel<NMAX><<<grid_for(a.batch * (ws.chunks - 1) * a.dim, kScanThreads), kScanThreads, 0, stream>>>(
-        a, len, ws);
+    scan_summary_kernel<NMAX, PARTS>
+        <<<grid_for(a.batch * (ws.chunks - 1) * a.dim * PARTS, kScanThreads), kScanThreads, 0, stream>>>(a, len, ws);
     scan_carry_kernel<<<grid_for(a.batch * a.dstate * a.dim, kScanThreads), kScanThreads, 0, stream>>>(a, ws);
   }
-  scan_out_kernel<NMAX><<<grid_for(a.batch * ws.chunks * a.dim, kScanThreads), kScanThreads, 0, stream>>>(a, len, ws);
+  scan_out_kernel<NMAX, PARTS>
+      <<<grid_for(a.batch * ws.chunks * a.dim * PARTS, kScanThreads), kScanThreads, 0, stream>>>(a, len, ws);
   return cudaGetLastError();
 }
 
@@ -75,16 +89,17 @@ __global__ void __launch_bounds__(kUpdateThreads) selective_state_update_kernel(
 
 }  // namespace
 
-size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, int64_t chunk_len) {
-  if (check_args(a) != Check::kValid) return 0;
-  return (size_t)scan_workspace_floats(a, scan_chunks(a, scan_chunk_len(a, chunk_len))) * sizeof(float);
+size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, const ScanTuning& t) {
+  if (check_args(a) != Check::kValid || t.chunk_len < 0) return 0;
+  return (size_t)scan_workspace_floats(a, scan_chunks(a, scan_chunk_len(a, t.chunk_len))) * sizeof(float);
 }
 
-cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream, void* workspace, int64_t chunk_len) {
+cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream, void* workspace, const ScanTuning& t) {
   const Check c = check_args(a);
   if (c != Check::kValid) return check_status(c);
-  if (chunk_len < 0) return cudaErrorInvalidValue;
-  const int64_t len = scan_chunk_len(a, chunk_len), chunks = scan_chunks(a, len);
+  const int parts = scan_parts(a, t.parts);
+  if (t.chunk_len < 0 || parts == 0) return cudaErrorInvalidValue;
+  const int64_t len = scan_chunk_len(a, t.chunk_len), chunks = scan_chunks(a, len);
   const size_t bytes = (size_t)scan_workspace_floats(a, chunks) * sizeof(float);
   void* owned = nullptr;
   if (bytes > 0 && workspace == nullptr) {
@@ -93,8 +108,9 @@ cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream,
     workspace = owned;
   }
   const ScanWorkspace ws = scan_workspace(a, static_cast<float*>(workspace), chunks);
-  const cudaError_t e = a.dstate == 16 ? launch_scan<16>(a, len, ws, stream)
-                                       : launch_scan<(int)kSelectiveScanMaxDstate>(a, len, ws, stream);
+  cudaError_t e;
+  if (a.dstate == 16) e = parts == 2 ? launch_scan<16, 2>(a, len, ws, stream) : launch_scan<16, 1>(a, len, ws, stream);
+  else e = launch_scan<(int)kSelectiveScanMaxDstate, 1>(a, len, ws, stream);
   if (owned) {
     const cudaError_t f = cudaFreeAsync(owned, stream);
     if (e == cudaSuccess && f != cudaSuccess) return f;

@@ -53,6 +53,15 @@ NM_HD int64_t scan_chunks(const SelectiveScanArgs& a, int64_t len) {
   return a.seqlen <= len ? 1 : (a.seqlen + len - 1) / len;
 }
 
+// Threads per channel in phases 1 and 3 (ScanPart below): `requested` when
+// > 0, else 2 for dstate 16 and 1 otherwise; 0 for a request this dstate
+// does not allow (2 needs dstate 16).
+NM_HD int scan_parts(const SelectiveScanArgs& a, int requested) {
+  if (requested == 0) return a.dstate == 16 ? 2 : 1;
+  if (requested == 1) return 1;
+  return requested == 2 && a.dstate == 16 ? 2 : 0;
+}
+
 // Floats of the workspace for `chunks` chunks (0 for one chunk).
 NM_HD int64_t scan_workspace_floats(const SelectiveScanArgs& a, int64_t chunks) {
   return chunks <= 1 ? 0 : a.batch * chunks * a.dim * (a.dstate + 1);
@@ -101,15 +110,30 @@ NM_HD ScanLane scan_lane(const SelectiveScanArgs& a, int64_t b, int64_t d) {
   return s;
 }
 
-// Row p[0 .. N) of B or C into v (16-byte loads on the device where the row
-// is 16-byte aligned and N = NMAX = 16).
-template <int NMAX>
-NM_HD void load_state_row(const float* p, int64_t N, float (&v)[NMAX]) {
+// Phases 1 and 3 split a channel's states over PARTS consecutive threads
+// (lanes): part p owns states [p * NP, (p + 1) * NP), NP = N / PARTS. PARTS
+// is 2 for dstate 16 (8 states per thread: half the registers and the serial
+// work per token of one thread per channel) and 1 otherwise; phase 3 adds
+// the parts' partial sums of y per token (a lane shuffle on the device).
+// NMAX: the state capacity; NMAX <= 32 means a.dstate == NMAX exactly (a
+// compile-time trip count: the loops over n unroll and the states stay in
+// registers), larger NMAX any a.dstate <= NMAX (then PARTS is 1).
+template <int NMAX, int PARTS>
+struct ScanPart {
+  static constexpr int NP = NMAX <= 32 ? NMAX / PARTS : NMAX;
+  float S[NP], A2[NP];
+  int64_t N, n0, np;  // dstate, first state, states owned
+};
+
+// Row p[n0 .. n0 + np) of B or C into v (16-byte loads on the device where
+// aligned and NP is a multiple of 4).
+template <int NP>
+NM_HD void load_state_row(const float* p, int64_t np, float (&v)[NP]) {
 #if defined(__CUDA_ARCH__)
-  if (NMAX == 16 && ((uintptr_t)p & 15u) == 0) {
+  if (NP <= 32 && NP % 4 == 0 && ((uintptr_t)p & 15u) == 0) {
     const float4* q = reinterpret_cast<const float4*>(p);
 NM_UNROLL
-    for (int i = 0; i < NMAX / 4; ++i) {
+    for (int i = 0; i < NP / 4; ++i) {
       const float4 t = __ldg(q + i);
       v[4 * i] = t.x, v[4 * i + 1] = t.y, v[4 * i + 2] = t.z, v[4 * i + 3] = t.w;
     }
@@ -117,19 +141,36 @@ NM_UNROLL
   }
 #endif
 NM_UNROLL
-  for (int64_t n = 0; n < N; ++n) v[n] = p[n];
+  for (int64_t n = 0; n < np; ++n) v[n] = p[n];
 }
 
-// Phase 1: the state of chunk c (c < chunks - 1) of batch row b, channel d,
-// from zero, into slot c + 1 of ws.h, and its Σdt into ws.sdt. NMAX as in
-// scan_chunk_out.
-template <int NMAX>
-NM_HD void scan_chunk_summary(const SelectiveScanArgs& a, int64_t len, const ScanWorkspace& ws, int64_t b, int64_t c,
-                              int64_t d) {
-  const int64_t N = NMAX <= 32 ? (int64_t)NMAX : a.dstate;
-  float S[NMAX], A2[NMAX];
+// Part `part` of channel d: its states' A * log2 e, states from init
+// (stride init_stride between states; null: zeros).
+template <int NMAX, int PARTS>
+NM_HD void scan_part_init(const SelectiveScanArgs& a, int64_t d, int part, const float* init, int64_t init_stride,
+                          ScanPart<NMAX, PARTS>& p) {
+  constexpr int NP = ScanPart<NMAX, PARTS>::NP;
+  p.N = NMAX <= 32 ? (int64_t)NMAX : a.dstate;
+  p.np = NMAX <= 32 ? (int64_t)NP : a.dstate;
+  p.n0 = part * p.np;
+  const int64_t np = NMAX <= 32 ? (int64_t)NP : p.np;  // a compile-time count where it can be
 NM_UNROLL
-  for (int64_t n = 0; n < N; ++n) S[n] = 0.0f, A2[n] = a.A[d * N + n] * kLog2e;
+  for (int64_t j = 0; j < np; ++j) {
+    p.S[j] = init ? init[(p.n0 + j) * init_stride] : 0.0f;
+    p.A2[j] = a.A[d * p.N + p.n0 + j] * kLog2e;
+  }
+}
+
+// Phase 1: part `part` of the state of chunk c (c < chunks - 1) of batch row
+// b, channel d, from zero, into slot c + 1 of ws.h; part 0 writes the
+// chunk's Σdt into ws.sdt.
+template <int NMAX, int PARTS>
+NM_HD void scan_chunk_summary(const SelectiveScanArgs& a, int64_t len, const ScanWorkspace& ws, int64_t b, int64_t c,
+                              int64_t d, int part) {
+  constexpr int NP = ScanPart<NMAX, PARTS>::NP;
+  ScanPart<NMAX, PARTS> p;
+  scan_part_init<NMAX, PARTS>(a, d, part, nullptr, 0, p);
+  const int64_t np = NMAX <= 32 ? (int64_t)NP : p.np;
   const ScanLane s = scan_lane(a, b, d);
   const int64_t l0 = c * len, l1 = l0 + len < a.seqlen ? l0 + len : a.seqlen;
   float sdt = 0.0f;
@@ -137,20 +178,20 @@ NM_UNROLL
   // the recurrence).
   float draw = l0 < l1 ? s.delta[l0 * a.delta_token_stride] : 0.0f, uraw = l0 < l1 ? s.u[l0 * a.u_token_stride] : 0.0f;
   for (int64_t l = l0; l < l1; ++l) {
-    float Bv[NMAX];
-    load_state_row<NMAX>(s.B + l * a.B_token_stride, N, Bv);
+    float Bv[NP];
+    load_state_row<NP>(s.B + l * a.B_token_stride + p.n0, np, Bv);
     const float dcur = draw, ucur = uraw;
     if (l + 1 < l1) draw = s.delta[(l + 1) * a.delta_token_stride], uraw = s.u[(l + 1) * a.u_token_stride];
     const float dl = scan_dt(dcur, a.delta_bias, d, a.delta_softplus);
     const float du = dl * ucur;
     sdt += dl;
 NM_UNROLL
-    for (int64_t n = 0; n < N; ++n) S[n] = fmaf(scan_exp2(dl * A2[n]), S[n], du * Bv[n]);
+    for (int64_t j = 0; j < np; ++j) p.S[j] = fmaf(scan_exp2(dl * p.A2[j]), p.S[j], du * Bv[j]);
   }
-  float* h = ws.h + ((b * ws.chunks + c + 1) * N) * a.dim + d;
+  float* h = ws.h + ((b * ws.chunks + c + 1) * p.N + p.n0) * a.dim + d;
 NM_UNROLL
-  for (int64_t n = 0; n < N; ++n) h[n * a.dim] = S[n];
-  ws.sdt[(b * ws.chunks + c) * a.dim + d] = sdt;
+  for (int64_t j = 0; j < np; ++j) h[j * a.dim] = p.S[j];
+  if (part == 0) ws.sdt[(b * ws.chunks + c) * a.dim + d] = sdt;
 }
 
 // Phase 2 for batch row b, state n, channel d: slot 0 = the initial state,
@@ -169,17 +210,25 @@ NM_HD void scan_carry(const SelectiveScanArgs& a, const ScanWorkspace& ws, int64
   }
 }
 
-// Phase 3: the outputs of chunk c of batch row b, channel d, from the chunk's
-// initial state (ws.h slot c, or initial_state when ws.chunks == 1); the
-// last chunk writes last_state. NMAX: capacity of the state array; NMAX <=
-// 32 means a.dstate == NMAX exactly (a compile-time trip count: the loops
-// over n unroll and the state stays in registers), larger NMAX any
-// a.dstate <= NMAX.
-template <int NMAX>
-NM_HD void scan_chunk_out(const SelectiveScanArgs& a, int64_t len, const ScanWorkspace& ws, int64_t b, int64_t c,
-                          int64_t d) {
+// Phase 3, per thread: the outputs of chunk c of batch row b, channel d, from
+// the chunk's initial state (ws.h slot c, or initial_state when ws.chunks ==
+// 1), token by token:
+//   ScanOut o; scan_out_begin(...);
+//   for l in [o.l0, o.l1): y = sum over parts of scan_out_token(...);
+//                          part 0: scan_out_write(..., y);
+//   scan_out_end(...)  (the last chunk's parts write last_state).
+template <int NMAX, int PARTS>
+struct ScanOut {
+  ScanPart<NMAX, PARTS> p;
+  ScanLane s;
+  int64_t d, l0, l1;
+  float Dd, draw, uraw, zraw;  // the next token's raw inputs (loaded one ahead)
+};
+
+template <int NMAX, int PARTS>
+NM_HD void scan_out_begin(const SelectiveScanArgs& a, int64_t len, const ScanWorkspace& ws, int64_t b, int64_t c,
+                          int64_t d, int part, ScanOut<NMAX, PARTS>& o) {
   const int64_t N = NMAX <= 32 ? (int64_t)NMAX : a.dstate;
-  float S[NMAX], A2[NMAX];
   const float* init = nullptr;
   int64_t init_stride = 1;
   if (ws.chunks > 1) {
@@ -187,49 +236,65 @@ NM_HD void scan_chunk_out(const SelectiveScanArgs& a, int64_t len, const ScanWor
   } else if (a.initial_state) {
     init = a.initial_state + b * a.initial_state_batch_stride + d * N;
   }
+  scan_part_init<NMAX, PARTS>(a, d, part, init, init_stride, o.p);
+  o.s = scan_lane(a, b, d);
+  o.d = d;
+  o.l0 = c * len, o.l1 = o.l0 + len < a.seqlen ? o.l0 + len : a.seqlen;
+  o.Dd = a.D ? a.D[d] : 0.0f;
+  o.draw = o.uraw = o.zraw = 0.0f;
+  if (o.l0 < o.l1) {
+    o.draw = o.s.delta[o.l0 * a.delta_token_stride], o.uraw = o.s.u[o.l0 * a.u_token_stride];
+    if (o.s.z) o.zraw = o.s.z[o.l0 * a.z_token_stride];
+  }
+}
+
+// Token l (the next one): updates the part's states and returns its partial
+// Σ_n h·C, summed in four interleaved partial sums (n mod 4, then ((y0 + y1)
+// + (y2 + y3))): shorter dependency chains than one running sum. `ul` / `zl`
+// receive the token's u and z for scan_out_write.
+template <int NMAX, int PARTS>
+NM_HD float scan_out_token(const SelectiveScanArgs& a, ScanOut<NMAX, PARTS>& o, int64_t l, float& ul, float& zl) {
+  constexpr int NP = ScanPart<NMAX, PARTS>::NP;
+  const int64_t np = NMAX <= 32 ? (int64_t)NP : o.p.np;
+  float Bv[NP], Cv[NP];
+  load_state_row<NP>(o.s.B + l * a.B_token_stride + o.p.n0, np, Bv);
+  load_state_row<NP>(o.s.C + l * a.C_token_stride + o.p.n0, np, Cv);
+  const float dcur = o.draw;
+  ul = o.uraw, zl = o.zraw;
+  if (l + 1 < o.l1) {
+    o.draw = o.s.delta[(l + 1) * a.delta_token_stride], o.uraw = o.s.u[(l + 1) * a.u_token_stride];
+    if (o.s.z) o.zraw = o.s.z[(l + 1) * a.z_token_stride];
+  }
+  const float dl = scan_dt(dcur, a.delta_bias, o.d, a.delta_softplus);
+  const float du = dl * ul;
+  float y[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 NM_UNROLL
-  for (int64_t n = 0; n < N; ++n) {
-    S[n] = init ? init[n * init_stride] : 0.0f;
-    A2[n] = a.A[d * N + n] * kLog2e;
+  for (int64_t j = 0; j < np; ++j) {
+    const float st = fmaf(scan_exp2(dl * o.p.A2[j]), o.p.S[j], du * Bv[j]);
+    o.p.S[j] = st;
+    y[j & 3] = fmaf(st, Cv[j], y[j & 3]);
   }
-  const float Dd = a.D ? a.D[d] : 0.0f;
-  const ScanLane s = scan_lane(a, b, d);
-  const int64_t l0 = c * len, l1 = l0 + len < a.seqlen ? l0 + len : a.seqlen;
-  // Inputs loaded one token ahead; y summed over n in four interleaved
-  // partial sums (n mod 4, then ((y0 + y1) + (y2 + y3))): shorter dependency
-  // chains than one running sum.
-  float draw = 0.0f, uraw = 0.0f, zraw = 0.0f;
-  if (l0 < l1) {
-    draw = s.delta[l0 * a.delta_token_stride], uraw = s.u[l0 * a.u_token_stride];
-    if (s.z) zraw = s.z[l0 * a.z_token_stride];
-  }
-  for (int64_t l = l0; l < l1; ++l) {
-    float Bv[NMAX], Cv[NMAX];
-    load_state_row<NMAX>(s.B + l * a.B_token_stride, N, Bv);
-    load_state_row<NMAX>(s.C + l * a.C_token_stride, N, Cv);
-    const float dcur = draw, ul = uraw, zl = zraw;
-    if (l + 1 < l1) {
-      draw = s.delta[(l + 1) * a.delta_token_stride], uraw = s.u[(l + 1) * a.u_token_stride];
-      if (s.z) zraw = s.z[(l + 1) * a.z_token_stride];
-    }
-    const float dl = scan_dt(dcur, a.delta_bias, d, a.delta_softplus);
-    const float du = dl * ul;
-    float y[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  return (y[0] + y[1]) + (y[2] + y[3]);
+}
+
+// out[l] from the token's Σ_n h·C over all parts (part 0 writes).
+template <int NMAX, int PARTS>
+NM_HD void scan_out_write(const SelectiveScanArgs& a, const ScanOut<NMAX, PARTS>& o, int64_t l, float y, float ul,
+                          float zl) {
+  float r = fmaf(ul, o.Dd, y);
+  if (o.s.z) r = r * silu(zl);
+  o.s.out[l * a.out_token_stride] = r;
+}
+
+template <int NMAX, int PARTS>
+NM_HD void scan_out_end(const SelectiveScanArgs& a, const ScanWorkspace& ws, int64_t b, int64_t c,
+                        const ScanOut<NMAX, PARTS>& o) {
+  if (!a.last_state || c != ws.chunks - 1) return;
+  constexpr int NP = ScanPart<NMAX, PARTS>::NP;
+  const int64_t np = NMAX <= 32 ? (int64_t)NP : o.p.np;
+  float* last = a.last_state + b * a.last_state_batch_stride + o.d * o.p.N + o.p.n0;
 NM_UNROLL
-    for (int64_t n = 0; n < N; ++n) {
-      const float st = fmaf(scan_exp2(dl * A2[n]), S[n], du * Bv[n]);
-      S[n] = st;
-      y[n & 3] = fmaf(st, Cv[n], y[n & 3]);
-    }
-    float r = fmaf(ul, Dd, (y[0] + y[1]) + (y[2] + y[3]));
-    if (s.z) r = r * silu(zl);
-    s.out[l * a.out_token_stride] = r;
-  }
-  if (a.last_state && c == ws.chunks - 1) {
-    float* last = a.last_state + b * a.last_state_batch_stride + d * N;
-NM_UNROLL
-    for (int64_t n = 0; n < N; ++n) last[n] = S[n];
-  }
+  for (int64_t j = 0; j < np; ++j) last[j] = o.p.S[j];
 }
 
 // selective_state_update: blocks of kUpdateThreads threads; each row r of a

@@ -200,17 +200,24 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
       a.B_batch_stride = a.C_batch_stride = L * N, a.B_token_stride = a.C_token_stride = N;
       a.last_state_batch_stride = D * N;
       if (p.error() != cudaSuccess) return false;
-      // The automatic chunk length, then others (for tuning kScanMinChunk).
-      for (int64_t chunk : {(int64_t)0, (int64_t)16, (int64_t)64, (int64_t)128}) {
-        if (chunk != 0 && L != 2048) continue;
-        const size_t wb = cuda::selective_scan_cuda_workspace_bytes(a, chunk);
+      // The automatic choice, then other chunk lengths and threads per
+      // channel (for tuning kScanMinChunk and scan_parts).
+      struct Tune {
+        int64_t chunk;
+        int parts;
+      };
+      for (const Tune& tn : {Tune{0, 0}, Tune{32, 1}, Tune{64, 1}, Tune{16, 2}, Tune{64, 2}, Tune{128, 2}}) {
+        if ((tn.chunk != 0 || tn.parts != 0) && L != 2048) continue;
+        cuda::ScanTuning t;
+        t.chunk_len = tn.chunk, t.parts = tn.parts;
+        const size_t wb = cuda::selective_scan_cuda_workspace_bytes(a, t);
         float* ws = wb ? p.floats((int64_t)(wb / 4)) : nullptr;
         if (p.error() != cudaSuccess) return false;
-        const int64_t len = chunk ? chunk : cuda::scan_chunk_len(a, 0);
+        const int64_t len = cuda::scan_chunk_len(a, t.chunk_len);
         add("selective_scan", "L " + std::to_string(L) + " x dim " + std::to_string(D) + " N16 chunk " +
-                                  std::to_string(len),
+                                  std::to_string(len) + " x" + std::to_string(cuda::scan_parts(a, t.parts)),
             F * (4.0 * L * D + 2.0 * L * N + 2.0 * D * N + 2.0 * D),
-            [&] { return cuda::selective_scan_cuda(a, 0, ws, chunk); });
+            [&] { return cuda::selective_scan_cuda(a, 0, ws, t); });
       }
     }
   struct Upd {

@@ -66,33 +66,53 @@ cudaError_t causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
   return cudaSuccess;
 }
 
-cudaError_t selective_scan(const SelectiveScanArgs& a, int64_t chunk_len) {
-  const Check c = check_args(a);
-  if (c != Check::kValid) return status(c);
-  if (chunk_len < 0) return cudaErrorInvalidValue;
-  // The three phases in launch order; within a phase the threads are
-  // independent.
-  const int64_t len = scan_chunk_len(a, chunk_len), chunks = scan_chunks(a, len);
-  std::vector<float> buf((size_t)scan_workspace_floats(a, chunks));
-  const ScanWorkspace ws = scan_workspace(a, buf.data(), chunks);
-  const bool n16 = a.dstate == 16;
-  constexpr int kMax = (int)kSelectiveScanMaxDstate;
+namespace {
+
+// The three phases in launch order; within a phase the threads are
+// independent, except the parts of a channel in phase 3, which add their
+// partial sums per token (the device's shuffle: part 0's sum + part 1's).
+template <int NMAX, int PARTS>
+void scan_phases(const SelectiveScanArgs& a, int64_t len, const ScanWorkspace& ws) {
   for (int64_t b = 0; b < a.batch; ++b)
-    for (int64_t k = 0; k + 1 < chunks; ++k)
-      for (int64_t d = 0; d < a.dim; ++d) {
-        if (n16) scan_chunk_summary<16>(a, len, ws, b, k, d);
-        else scan_chunk_summary<kMax>(a, len, ws, b, k, d);
-      }
-  if (chunks > 1)
+    for (int64_t k = 0; k + 1 < ws.chunks; ++k)
+      for (int64_t d = 0; d < a.dim; ++d)
+        for (int part = 0; part < PARTS; ++part) scan_chunk_summary<NMAX, PARTS>(a, len, ws, b, k, d, part);
+  if (ws.chunks > 1)
     for (int64_t b = 0; b < a.batch; ++b)
       for (int64_t n = 0; n < a.dstate; ++n)
         for (int64_t d = 0; d < a.dim; ++d) scan_carry(a, ws, b, n, d);
   for (int64_t b = 0; b < a.batch; ++b)
-    for (int64_t k = 0; k < chunks; ++k)
+    for (int64_t k = 0; k < ws.chunks; ++k)
       for (int64_t d = 0; d < a.dim; ++d) {
-        if (n16) scan_chunk_out<16>(a, len, ws, b, k, d);
-        else scan_chunk_out<kMax>(a, len, ws, b, k, d);
+        ScanOut<NMAX, PARTS> o[PARTS] = {};
+        for (int part = 0; part < PARTS; ++part) scan_out_begin<NMAX, PARTS>(a, len, ws, b, k, d, part, o[part]);
+        for (int64_t l = o[0].l0; l < o[0].l1; ++l) {
+          float y = 0.0f, ul = 0.0f, zl = 0.0f;
+          for (int part = 0; part < PARTS; ++part) {
+            float u1, z1;
+            const float p = scan_out_token<NMAX, PARTS>(a, o[part], l, u1, z1);
+            if (part == 0) y = p, ul = u1, zl = z1;
+            else y = y + p;
+          }
+          scan_out_write<NMAX, PARTS>(a, o[0], l, y, ul, zl);
+        }
+        for (int part = 0; part < PARTS; ++part) scan_out_end<NMAX, PARTS>(a, ws, b, k, o[part]);
       }
+}
+
+}  // namespace
+
+cudaError_t selective_scan(const SelectiveScanArgs& a, const ScanTuning& t) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  const int parts = scan_parts(a, t.parts);
+  if (t.chunk_len < 0 || parts == 0) return cudaErrorInvalidValue;
+  const int64_t len = scan_chunk_len(a, t.chunk_len), chunks = scan_chunks(a, len);
+  std::vector<float> buf((size_t)scan_workspace_floats(a, chunks));
+  const ScanWorkspace ws = scan_workspace(a, buf.data(), chunks);
+  if (a.dstate == 16 && parts == 2) scan_phases<16, 2>(a, len, ws);
+  else if (a.dstate == 16) scan_phases<16, 1>(a, len, ws);
+  else scan_phases<(int)kSelectiveScanMaxDstate, 1>(a, len, ws);
   return cudaSuccess;
 }
 

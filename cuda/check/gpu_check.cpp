@@ -98,8 +98,8 @@ cudaError_t launch(const CausalConv1dArgs& a) {
 cudaError_t launch(const CausalConv1dUpdateArgs& a) {
   return g_gpu ? cuda::causal_conv1d_update_cuda(a, 0) : cuda::emulate::causal_conv1d_update(a);
 }
-cudaError_t launch(const SelectiveScanArgs& a, int64_t chunk_len = 0) {
-  return g_gpu ? cuda::selective_scan_cuda(a, 0, nullptr, chunk_len) : cuda::emulate::selective_scan(a, chunk_len);
+cudaError_t launch(const SelectiveScanArgs& a, cuda::ScanTuning t = {}) {
+  return g_gpu ? cuda::selective_scan_cuda(a, 0, nullptr, t) : cuda::emulate::selective_scan(a, t);
 }
 cudaError_t launch(const SelectiveStateUpdateArgs& a) {
   return g_gpu ? cuda::selective_state_update_cuda(a, 0) : cuda::emulate::selective_state_update(a);
@@ -331,10 +331,11 @@ void conv_cases(Rng& r) {
 
 // ---------------------------------------------------------------- selective scan
 
-// chunk: tokens per chunk of the CUDA scan (0: its own choice); alias: the
-// initial and last state in one buffer (in place).
+// chunk / parts: the CUDA scan's tokens per chunk and threads per channel
+// (0: its own choice); alias: the initial and last state in one buffer (in
+// place).
 void case_scan(Rng& r, int64_t batch, int64_t L, int64_t dim, int64_t N, int64_t G, bool D, bool z, bool bias,
-               bool softplus, bool init, bool last, int64_t chunk = 0, bool alias = false) {
+               bool softplus, bool init, bool last, int64_t chunk = 0, bool alias = false, int parts = 0) {
   const int64_t ts = dim + 1, bs = L * ts + 2, gts = G * N + 1, gbs = L * gts + 3;
   auto u = rand_vec(r, batch * bs), delta = rand_vec(r, batch * bs, softplus ? -3.0f : 0.0f, softplus ? 1.0f : 0.2f);
   auto Bv = rand_vec(r, batch * gbs), Cv = rand_vec(r, batch * gbs);
@@ -371,10 +372,12 @@ void case_scan(Rng& r, int64_t batch, int64_t L, int64_t dim, int64_t N, int64_t
   } else {
     t.initial_state = s.put(is), t.last_state = s.put(ls);
   }
-  const cudaError_t e = s.finish(launch(t, chunk));
+  cuda::ScanTuning tune;
+  tune.chunk_len = chunk, tune.parts = parts;
+  const cudaError_t e = s.finish(launch(t, tune));
   report("selective_scan",
-         fmt("batch=%ld L=%ld dim=%ld N=%ld G=%ld D=%d z=%d bias=%d softplus=%d init=%d last=%d chunk=%ld%s", (long)batch,
-             (long)L, (long)dim, (long)N, (long)G, D, z, bias, softplus, init, last, (long)chunk,
+         fmt("batch=%ld L=%ld dim=%ld N=%ld G=%ld D=%d z=%d bias=%d softplus=%d init=%d last=%d chunk=%ld parts=%d%s",
+             (long)batch, (long)L, (long)dim, (long)N, (long)G, D, z, bias, softplus, init, last, (long)chunk, parts,
              alias ? " in-place state" : ""),
          e, {{"out", &cout, &out, kTolScan}, {"last_state", &cls, &ls, kTolScan}});
 }
@@ -437,6 +440,9 @@ void scan_cases(Rng& r) {
   case_scan(r, 1, 130, 40, 16, 2, true, true, true, true, true, true, 7, true);
   case_scan(r, 2, 77, 9, 5, 1, true, false, true, true, true, true, 16, true);
   case_scan(r, 1, 600, 24, 16, 2, true, true, true, true, true, true, 0, true);
+  // One thread per channel where two is the default, and the reverse refused.
+  case_scan(r, 2, 129, 33, 16, 3, true, true, true, true, true, true, 0, false, 1);
+  case_scan(r, 1, 77, 40, 16, 1, true, true, true, true, true, true, 9, true, 1);
   // batch, H, P, N, G, per_state
   const int64_t up[][6] = {{1, 7, 1, 16, 1, 1},  {3, 129, 1, 16, 1, 1},  {2, 600, 1, 5, 3, 1},  {16, 33, 1, 16, 11, 1},
                            {1, 3, 7, 16, 1, 0},  {4, 24, 64, 128, 1, 0}, {3, 6, 5, 128, 3, 0}, {2, 5, 64, 1, 5, 0},
@@ -458,6 +464,13 @@ void scan_cases(Rng& r) {
   report_reject("selective_scan", "dstate 257", launch(a), cudaErrorInvalidValue);
   a.dstate = 4, a.ngroups = 3;
   report_reject("selective_scan", "ngroups 3 for dim 2", launch(a), cudaErrorInvalidValue);
+  a.ngroups = 1;
+  cuda::ScanTuning two;
+  two.parts = 2;
+  report_reject("selective_scan", "2 threads per channel for dstate 4", launch(a, two), cudaErrorInvalidValue);
+  cuda::ScanTuning neg;
+  neg.chunk_len = -1;
+  report_reject("selective_scan", "chunk length -1", launch(a, neg), cudaErrorInvalidValue);
   SelectiveStateUpdateArgs u;
   u.batch = 1, u.nheads = 4, u.headdim = 2, u.dstate = 4, u.ngroups = 3;
   u.state = u.out = s.put(buf), u.x = u.dt = u.B = u.C = u.A = u.state;
