@@ -29,6 +29,64 @@ __global__ void __launch_bounds__(kGemvWarps * kWarpSize) gemv_kernel(const Line
   }
 }
 
+// Q8_0 / Q4_0 weights with K a multiple of 256 and 16-byte aligned rows (so
+// every run of up to 32 blocks that the warp reads at once is a whole number
+// of 16-byte vectors): per round the warp copies the 32 consecutive blocks
+// of its lanes into shared memory with 16-byte loads, then lane l unpacks
+// block l from there (word loads and a funnel shift for the 2-byte offset)
+// and accumulates it as gemv_lane_partial does: the same chunks per lane in
+// the same order, so the same sums.
+template <DType WT, int MB>
+__global__ void __launch_bounds__(kGemvWarps * kWarpSize) gemv_block_kernel(const LinearArgs a, int flags) {
+  constexpr int BB = WT == DType::Q8_0 ? 34 : 18, QW = WT == DType::Q8_0 ? 8 : 4, SPAN = kWarpSize * BB;
+  __shared__ __align__(16) uint32_t sbuf[kGemvWarps][SPAN / 4 + 4];  // + a word past the span for the shift
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  uint32_t* sw = sbuf[warp];
+  const int64_t chunks = a.K / 32;
+  for (int64_t n = (int64_t)blockIdx.x * kGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kGemvWarps) {
+    const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * (a.w_stride / 32) * BB;
+    float acc[MB];
+#pragma unroll
+    for (int m = 0; m < MB; ++m) acc[m] = 0.0f;
+    for (int64_t c0 = 0; c0 < chunks; c0 += kWarpSize) {
+      const int nb = chunks - c0 < kWarpSize ? (int)(chunks - c0) : kWarpSize;
+      const uint4* src = reinterpret_cast<const uint4*>(row + c0 * BB);
+      uint4* dst = reinterpret_cast<uint4*>(sw);
+      for (int i = lane; i < nb * BB / 16; i += kWarpSize) dst[i] = __ldg(src + i);
+      __syncwarp();
+      if (lane < nb) {
+        const int base = lane * BB, qb = base + 2;
+        const uint16_t dbits = reinterpret_cast<const uint16_t*>(sw)[base / 2];
+        const int w0 = qb / 4, sh = (qb % 4) * 8;
+        uint32_t q[QW];
+#pragma unroll
+        for (int i = 0; i < QW; ++i) q[i] = __funnelshift_r(sw[w0 + i], sw[w0 + i + 1], sh);
+        float w[32];
+        block_dequant<WT>(dbits, q, w);
+        const int64_t k0 = (c0 + lane) * 32;
+#pragma unroll
+        for (int m = 0; m < MB; ++m) {
+          if (m >= a.M) break;
+          float x[32];
+          gemv_load_x<32>(a, m, k0, 32, flags, x);
+#pragma unroll
+          for (int j = 0; j < 32; ++j) acc[m] = fmaf(x[j], w[j], acc[m]);
+        }
+      }
+      __syncwarp();  // the next round overwrites the span
+    }
+#pragma unroll
+    for (int m = 0; m < MB; ++m)
+#pragma unroll
+      for (int off = kWarpSize / 2; off > 0; off >>= 1) acc[m] = acc[m] + __shfl_xor_sync(0xffffffffu, acc[m], off);
+    if (lane == 0) {
+#pragma unroll
+      for (int m = 0; m < MB; ++m)
+        if (m < a.M) gemv_store(a, m, n, acc[m]);
+    }
+  }
+}
+
 template <DType WT, int C>
 void launch_rows(const LinearArgs& a, int flags, cudaStream_t s) {
   const unsigned blocks = grid_for(a.N * kWarpSize, kGemvWarps * kWarpSize);
@@ -46,6 +104,20 @@ void launch_plain(const LinearArgs& a, int flags, cudaStream_t s) {
 
 bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
 
+template <DType WT>
+void launch_block_rows(const LinearArgs& a, int flags, cudaStream_t s) {
+  const unsigned blocks = grid_for(a.N * kWarpSize, kGemvWarps * kWarpSize);
+  const int threads = kGemvWarps * kWarpSize;
+  if (a.M <= 1) gemv_block_kernel<WT, 1><<<blocks, threads, 0, s>>>(a, flags);
+  else if (a.M <= 4) gemv_block_kernel<WT, 4><<<blocks, threads, 0, s>>>(a, flags);
+  else gemv_block_kernel<WT, 16><<<blocks, threads, 0, s>>>(a, flags);
+}
+
+void launch_blocks(const LinearArgs& a, int flags, cudaStream_t s) {
+  if (a.w_dtype == DType::Q8_0) launch_block_rows<DType::Q8_0>(a, flags, s);
+  else launch_block_rows<DType::Q4_0>(a, flags, s);
+}
+
 }  // namespace
 
 cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
@@ -60,8 +132,15 @@ cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
     case DType::F32: launch_plain<DType::F32>(a, flags, stream); break;
     case DType::F16: launch_plain<DType::F16>(a, flags, stream); break;
     case DType::BF16: launch_plain<DType::BF16>(a, flags, stream); break;
-    case DType::Q8_0: launch_rows<DType::Q8_0, 32>(a, flags, stream); break;
-    case DType::Q4_0: launch_rows<DType::Q4_0, 32>(a, flags, stream); break;
+    case DType::Q8_0:
+    case DType::Q4_0:
+      // Whole 16-byte vectors per span: K a multiple of 256, the weight and
+      // every row start 16-byte aligned.
+      if (a.K % 256 == 0 && aligned16(a.w) && a.w_stride / 32 * (a.w_dtype == DType::Q8_0 ? 34 : 18) % 16 == 0)
+        launch_blocks(a, flags, stream);
+      else if (a.w_dtype == DType::Q8_0) launch_rows<DType::Q8_0, 32>(a, flags, stream);
+      else launch_rows<DType::Q4_0, 32>(a, flags, stream);
+      break;
     default: return cudaErrorNotSupported;  // check_args let no other format through
   }
   return cudaGetLastError();

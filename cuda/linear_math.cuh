@@ -56,35 +56,40 @@ NM_HD int gemv_chunk(DType w, ActRounding r) {
   return (w == DType::Q8_0 || w == DType::Q4_0 || r == ActRounding::Q8Block) ? 32 : 8;
 }
 
+// A Q8_0 / Q4_0 block's 32 weights from its f16 scale bits and its quants as
+// little-endian words (Q8_0: 8 words of int8; Q4_0: 4 words, byte j holding
+// weights j (low nibble) and j + 16 (high)): w = d * q.
+template <DType WT>
+NM_HD void block_dequant(uint16_t dbits, const uint32_t (&q)[WT == DType::Q8_0 ? 8 : 4], float (&w)[32]) {
+  const float d = half_bits_to_float(dbits);
+  if constexpr (WT == DType::Q8_0) {
+    NM_UNROLL
+    for (int i = 0; i < 32; ++i) w[i] = d * (float)(int8_t)(q[i / 4] >> (8 * (i % 4)));
+  } else {
+    NM_UNROLL
+    for (int i = 0; i < 16; ++i) {
+      const int b = (int)((q[i / 4] >> (8 * (i % 4))) & 0xffu);
+      w[i] = d * (float)((b & 0x0f) - 8);
+      w[i + 16] = d * (float)((b >> 4) - 8);
+    }
+  }
+}
+
 // Weights k0 .. k0 + len - 1 of row n into w[0 .. len) (C == 32 for the
 // block formats: one block).
 template <DType WT, int C>
 NM_HD void gemv_load_w(const LinearArgs& a, int64_t n, int64_t k0, int len, int flags, float (&w)[C]) {
   if constexpr (WT == DType::Q8_0 || WT == DType::Q4_0) {
-    // The block as 16-bit words (blocks are 34 / 18 bytes: 2-byte aligned
-    // when the weight is), the same unpacking on both sides.
+    // The block's scale and quants (blocks are 34 / 18 bytes: 2-byte aligned
+    // when the weight is) as 16-bit loads, then block_dequant.
     static_assert(C == 32, "one block per chunk");
     constexpr int64_t bb = WT == DType::Q8_0 ? 34 : 18;
+    constexpr int QW = WT == DType::Q8_0 ? 8 : 4;
     const uint8_t* blk = static_cast<const uint8_t*>(a.w) + (n * a.w_stride + k0) / 32 * bb;
-    const float d = half_bits_to_float(load_u16(blk, flags));
-    if constexpr (WT == DType::Q8_0) {
-      NM_UNROLL
-      for (int i = 0; i < 16; ++i) {
-        const uint32_t v = load_u16(blk + 2 + 2 * i, flags);
-        w[2 * i] = d * (float)(int8_t)(v & 0xffu);
-        w[2 * i + 1] = d * (float)(int8_t)(v >> 8);
-      }
-    } else {
-      NM_UNROLL
-      for (int i = 0; i < 8; ++i) {
-        const uint32_t v = load_u16(blk + 2 + 2 * i, flags);
-        const int b0 = (int)(v & 0xffu), b1 = (int)(v >> 8);
-        w[2 * i] = d * (float)((b0 & 0x0f) - 8);
-        w[2 * i + 1] = d * (float)((b1 & 0x0f) - 8);
-        w[2 * i + 16] = d * (float)((b0 >> 4) - 8);
-        w[2 * i + 17] = d * (float)((b1 >> 4) - 8);
-      }
-    }
+    uint32_t q[QW];
+    NM_UNROLL
+    for (int i = 0; i < QW; ++i) q[i] = load_u16(blk + 2 + 4 * i, flags) | ((uint32_t)load_u16(blk + 4 + 4 * i, flags) << 16);
+    block_dequant<WT>(load_u16(blk, flags), q, w);
   } else {
     const int64_t base = n * a.w_stride + k0;
 #if defined(__CUDA_ARCH__)

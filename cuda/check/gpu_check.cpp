@@ -593,6 +593,14 @@ void linear_cases(Rng& r) {
       }
   case_linear(r, 16, 2048, 33, DType::BF16, ActRounding::BF16, true, DType::BF16, 0);
   case_linear(r, 4, 0, 7, DType::F32, ActRounding::None, true, DType::F32, 0);  // K = 0: y = bias
+  // Q8_0 / Q4_0 with K a multiple of 256 (the shared-memory span kernel):
+  // partial and whole spans, padded rows (then the plain kernel), rounding.
+  for (DType wt : {DType::Q8_0, DType::Q4_0}) {
+    case_linear(r, 3, 256, 7, wt, ActRounding::None, true, DType::F16, 0);
+    case_linear(r, 16, 1280, 5, wt, ActRounding::Q8Block, false, DType::F32, 3);
+    case_linear(r, 2, 2304, 33, wt, ActRounding::None, true, DType::F32, 0);
+    case_linear(r, 5, 512, 9, wt, ActRounding::None, false, DType::F32, 1);
+  }
 
   const int64_t qK[] = {32, 64, 96, 768, 1000, 129, 2048};
   for (int scheme = 0; scheme < 3; ++scheme)
