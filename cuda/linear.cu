@@ -3,6 +3,7 @@
 
 #include "kernels.h"
 #include "launch_util.cuh"
+#include "linear_gemm.h"
 #include "linear_math.cuh"
 
 namespace nm::cuda {
@@ -123,6 +124,7 @@ void launch_blocks(const LinearArgs& a, int flags, cudaStream_t s) {
 cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
   const Check c = check_args(a);
   if (c != Check::kValid) return check_status(c);
+  if (a.M > kGemvMaxRows) return linear_gemm_bf16(a, stream);  // check_args: bf16 with bf16 rounding
   int flags = 0;
   const int64_t es = a.w_dtype == DType::F32 ? 4 : 2;
   if (aligned16(a.w) && (a.w_stride * es) % 16 == 0) flags |= kGemvVecW;

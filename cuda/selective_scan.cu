@@ -68,22 +68,18 @@ cudaError_t launch_scan(const SelectiveScanArgs& a, int64_t len, const ScanWorks
 
 // Block of kUpdateThreads threads = kUpdateThreads / tpr consecutive rows of
 // the flattened (batch, row) index, tpr lanes each (selective_scan_math.cuh);
-// grid-strided over row blocks.
+// grid-strided over row blocks. A row's lanes are in one warp: their partial
+// sums meet in a butterfly (offsets tpr/2 .. 1), which gives lane 0 the
+// fixed tree sum tree_sum_host repeats.
 __global__ void __launch_bounds__(kUpdateThreads) selective_state_update_kernel(const SelectiveStateUpdateArgs a,
                                                                                   int tpr) {
-  __shared__ float sh[kUpdateThreads];
   const int64_t R = a.nheads * a.headdim, total = a.batch * R, rpb = kUpdateThreads / tpr;
   const int t = threadIdx.x, lane = t % tpr;
   for (int64_t blk = blockIdx.x; blk * rpb < total; blk += gridDim.x) {
     const int64_t row = blk * rpb + t / tpr;
-    sh[t] = row < total ? selective_state_update_partial(a, row / R, row % R, lane, tpr) : 0.0f;
-    __syncthreads();
-    for (int s = tpr / 2; s > 0; s >>= 1) {
-      if (lane < s) sh[t] = sh[t] + sh[t + s];
-      __syncthreads();
-    }
-    if (lane == 0 && row < total) selective_state_update_finish(a, row / R, row % R, sh[t]);
-    __syncthreads();  // sh is reused by the next row block
+    float v = row < total ? selective_state_update_partial(a, row / R, row % R, lane, tpr) : 0.0f;
+    for (int s = tpr / 2; s > 0; s >>= 1) v = v + __shfl_xor_sync(0xffffffffu, v, s);
+    if (lane == 0 && row < total) selective_state_update_finish(a, row / R, row % R, v);
   }
 }
 

@@ -305,7 +305,8 @@ NM_UNROLL
 //   1. it updates them and sums s·C over them in order (fmaf) ->
 //      selective_state_update_partial;
 //   2. the row's tpr partials are summed as a fixed tree (stride tpr/2, ...,
-//      1; tree_sum_host repeats it on the host);
+//      1: a butterfly of shuffles on the device; tree_sum_host repeats it on
+//      the host);
 //   3. lane 0 adds x·D, gates with silu(z) and writes out ->
 //      selective_state_update_finish.
 constexpr int kUpdateThreads = 128;

@@ -26,7 +26,7 @@ namespace {
 
 struct Row {
   std::string kernel, shape;
-  double us, bytes;
+  double us, bytes, flops;  // flops: 0 for memory-bound kernels
 };
 
 // Device buffers filled from a shared host vector of random values.
@@ -139,7 +139,7 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
       ok = false;
       return;
     }
-    rows.push_back({kernel, shape, us, bytes});
+    rows.push_back({kernel, shape, us, bytes, 0.0});
   };
   const double F = 4.0;  // bytes per float
 
@@ -282,15 +282,36 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     }
   }
 
+  // Prefill GEMMs (tensor cores, bf16 weights, bf16-rounded inputs) at 2048
+  // tokens: the mamba-130m in_proj, the 1.4B in_proj and out_proj.
+  struct Gemm {
+    int64_t K, N;
+  };
+  for (const Gemm& g : {Gemm{768, 3072}, Gemm{2048, 8192}, Gemm{4096, 2048}}) {
+    const int64_t M = 2048;
+    DevPool p;
+    LinearArgs a;
+    a.M = M, a.N = g.N, a.K = g.K, a.x_stride = a.w_stride = g.K, a.y_stride = g.N, a.w_dtype = DType::BF16;
+    a.x_rounding = ActRounding::BF16;
+    a.x = p.floats(M * g.K), a.y = p.floats(M * g.N), a.w = p.floats(g.N * g.K / 2);
+    if (p.error() != cudaSuccess) return false;
+    const size_t before = rows.size();
+    add("linear bf16 GEMM", "M 2048 x K " + std::to_string(g.K) + " x N " + std::to_string(g.N),
+        2.0 * g.N * g.K + F * (M * g.K + M * g.N), [&] { return cuda::linear_cuda(a, 0); });
+    if (rows.size() > before) rows.back().flops = 2.0 * M * g.N * g.K;
+  }
+
   std::printf("\n== node-mamba CUDA kernels: %s, compute capability %d.%d, %d SMs, CUDA runtime %d, driver %d ==\n",
               info ? info->name.c_str() : "?", info ? info->compute_major : 0, info ? info->compute_minor : 0,
               info ? info->multiprocessors : 0, rt.runtime_version, rt.driver_version);
   std::printf("device copy bandwidth: %.1f GB/s (cudaMemcpy D2D 1 GiB, best of 5, read + write)\n", copy);
-  std::printf("%-24s %-32s %12s %10s %8s\n", "kernel", "shape", "time (us)", "GB/s", "of copy");
+  std::printf("%-24s %-32s %12s %10s %8s %9s\n", "kernel", "shape", "time (us)", "GB/s", "of copy", "TFLOP/s");
   for (const Row& r : rows) {
     const double gbs = r.bytes / (r.us * 1e-6) / 1e9;
-    std::printf("%-24s %-32s %12.2f %10.1f %7.1f%%\n", r.kernel.c_str(), r.shape.c_str(), r.us, gbs,
+    std::printf("%-24s %-32s %12.2f %10.1f %7.1f%%", r.kernel.c_str(), r.shape.c_str(), r.us, gbs,
                 copy > 0 ? 100.0 * gbs / copy : 0.0);
+    if (r.flops > 0) std::printf(" %9.1f", r.flops / (r.us * 1e-6) / 1e12);
+    std::printf("\n");
   }
   return ok;
 }

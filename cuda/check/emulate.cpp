@@ -157,6 +157,7 @@ void gemv_plain(const LinearArgs& a) {
 cudaError_t linear(const LinearArgs& a) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
+  if (a.M > kGemvMaxRows) return cudaErrorNotSupported;  // the tensor-core GEMM: not emulated
   switch (a.w_dtype) {
     case DType::F32: gemv_plain<DType::F32>(a); break;
     case DType::F16: gemv_plain<DType::F16>(a); break;

@@ -42,6 +42,8 @@ bool g_gpu = false;
 double g_exact = 0.0;
 constexpr double kTolF32 = 1e-5;   // one reduction / a few transcendental ops
 constexpr double kTolScan = 2e-5;  // a recurrence over up to 600 tokens
+constexpr double kTolGemm = 2e-5;  // tensor-core sums of up to 2304 exact bf16 products
+constexpr int64_t kLinearGemvRows = 16;  // linear_cuda's GEMV; more rows: the GEMM
 
 struct Stats {
   int cases = 0, failed = 0;
@@ -499,6 +501,11 @@ const char* rounding_name(ActRounding m) {
 // `pad`: extra elements between rows of x (and of w, rounded up to a block
 // for the block formats), so that the device takes its element-wise loads.
 void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding mode, bool bias, DType bt, int64_t pad) {
+  if (M > kLinearGemvRows && !g_gpu) {  // the tensor-core GEMM has no host emulation
+    std::printf("skip linear                   M=%ld K=%ld N=%ld w=%s: the tensor-core GEMM runs on a GPU only\n",
+                (long)M, (long)K, (long)N, dtype_name(wt));
+    return;
+  }
   const bool blocks = wt == DType::Q8_0 || wt == DType::Q4_0;
   const int64_t xs = K + pad, ws = blocks ? K + (pad ? 32 : 0) : K + pad, ys = N + 2;
   auto x = rand_vec(r, M * xs, -2, 2), y = rand_vec(r, M * ys);
@@ -520,7 +527,7 @@ void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding 
   const cudaError_t e = s.finish(launch(t));
   report("linear", fmt("M=%ld K=%ld N=%ld w=%s x=%s bias=%s%s", (long)M, (long)K, (long)N, dtype_name(wt),
                        rounding_name(mode), bias ? dtype_name(bt) : "-", pad ? " strided" : ""),
-         e, {{"y", &cy, &y, kTolF32}});
+         e, {{"y", &cy, &y, M > kLinearGemvRows ? kTolGemm : kTolF32}});
 }
 
 // Scheme by weight and input: I8 + int8 in (W8A8), I4 + int8 in (W4A8), I4
@@ -593,6 +600,12 @@ void linear_cases(Rng& r) {
       }
   case_linear(r, 16, 2048, 33, DType::BF16, ActRounding::BF16, true, DType::BF16, 0);
   case_linear(r, 4, 0, 7, DType::F32, ActRounding::None, true, DType::F32, 0);  // K = 0: y = bias
+  // More than 16 rows: the tensor-core GEMM (bf16 weights, bf16 rounding):
+  // edges in M, N and K, strided rows, every bias type.
+  case_linear(r, 17, 32, 8, DType::BF16, ActRounding::BF16, false, DType::F32, 0);
+  case_linear(r, 130, 100, 129, DType::BF16, ActRounding::BF16, true, DType::F32, 3);
+  case_linear(r, 300, 768, 200, DType::BF16, ActRounding::BF16, true, DType::BF16, 0);
+  case_linear(r, 257, 2304, 385, DType::BF16, ActRounding::BF16, true, DType::F16, 1);
   // Q8_0 / Q4_0 with K a multiple of 256 (the shared-memory span kernel):
   // partial and whole spans, padded rows (then the plain kernel), rounding.
   for (DType wt : {DType::Q8_0, DType::Q4_0}) {
@@ -624,7 +637,10 @@ void linear_cases(Rng& r) {
   LinearArgs a;
   a.M = 17, a.N = 8, a.K = 32, a.x = s.put(buf), a.y = s.put(buf), a.w = s.put(wb);
   a.x_stride = a.w_stride = 32, a.y_stride = 8;
-  report_reject("linear", "M 17 (the GEMM's)", launch(a), cudaErrorNotSupported);
+  report_reject("linear", "M 17 with f32 weights (no f32 GEMM yet)", launch(a), cudaErrorNotSupported);
+  a.w_dtype = DType::BF16;
+  report_reject("linear", "M 17 bf16 without bf16 rounding", launch(a), cudaErrorNotSupported);
+  a.w_dtype = DType::F32;
   a.M = 1, a.w_dtype = DType::Q8_0, a.K = 48, a.x_stride = a.w_stride = 48;
   report_reject("linear", "q8_0 with K 48", launch(a), cudaErrorInvalidValue);
   a.w_dtype = DType::I8, a.K = 32;
@@ -655,6 +671,7 @@ void bench_shape_cases(Rng& r) {
   case_qlinear(r, 1, 768, 3072, DType::I4, true, false, false, DType::F32, 0, false);
   case_qlinear(r, 1, 2048, 8192, DType::I4, true, false, false, DType::F32, 0, false);
   case_qlinear(r, 1, 768, 3072, DType::I4, false, false, false, DType::F32, 0, false);
+  case_linear(r, 2048, 768, 3072, DType::BF16, ActRounding::BF16, false, DType::F32, 0);  // prefill GEMM
 }
 
 }  // namespace
@@ -689,8 +706,8 @@ int main(int argc, char** argv) {
   std::printf("nm_gpu_check: %s against the CPU kernels (CPU level %s)\n",
               emulate ? "host emulation of the CUDA kernels" : "CUDA kernels", nm::cpu::isa_name(nm::cpu::active_isa()));
   std::printf("tolerances (max |got - ref| / max |ref| per output buffer): exact %.0e where the float operations "
-              "and their order are the same, %.0e elementwise and reductions, %.0e scans\n",
-              g_exact, kTolF32, kTolScan);
+              "and their order are the same, %.0e elementwise and reductions, %.0e scans, %.0e tensor-core GEMMs\n",
+              g_exact, kTolF32, kTolScan, kTolGemm);
   Rng rng(20261130);
   if (cases || emulate) {
     norm_cases(rng);

@@ -1,0 +1,132 @@
+// Tensor-core GEMM for linear_cuda with M > 16 (cuda/linear_gemm.h): WMMA
+// bf16 x bf16 -> f32, block tile 128 (rows of x) x 128 (rows of W) x 32 (k),
+// 8 warps as 2 x 4, each a 64 x 32 tile of 4 x 2 fragments of 16 x 16.
+// The block loads x (float32, rounded to bf16 to nearest even as the CPU's
+// ActRounding::BF16) and W (bf16, [N, K] with K contiguous: the col-major
+// B operand of x W^T) into shared memory, zero past M, N and K, then runs the
+// k-step's 2 x (4 x 2) MMAs. The epilogue goes through a per-warp 16 x 16
+// shared scratch to add the bias and mask the edges.
+// A first version: no cp.async pipelining, no wgmma (Hopper); see
+// bench/NOTES.md for what it reaches.
+#include <stdint.h>
+
+#include <mma.h>
+
+#include "launch_util.cuh"
+#include "linear_gemm.h"
+#include "linear_math.cuh"
+
+namespace nm::cuda {
+
+namespace {
+
+constexpr int kTileM = 128, kTileN = 128, kTileK = 32, kLd = kTileK + 8;  // +8: fewer bank conflicts
+constexpr int kGemmThreads = 256;
+
+// bf16 bits of v rounded to nearest even (NaN stays NaN): round_to_bf16's.
+__device__ __forceinline__ uint16_t bf16_bits(float v) { return (uint16_t)(float_to_bits(round_to_bf16(v)) >> 16); }
+
+__global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const LinearArgs a, int flags) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  using namespace nvcuda;
+  __shared__ __align__(32) uint16_t sa[kTileM * kLd];
+  __shared__ __align__(32) uint16_t sb[kTileN * kLd];
+  __shared__ __align__(32) float scratch[kGemmThreads / 32][16 * 16];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp / 4, wn = warp % 4;  // the warp's 64 x 32 tile
+  const int64_t m0 = (int64_t)blockIdx.y * kTileM, n0 = (int64_t)blockIdx.x * kTileN;
+  const uint16_t* W = static_cast<const uint16_t*>(a.w);
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[4][2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  for (int64_t k0 = 0; k0 < a.K; k0 += kTileK) {
+    // 128 x 32 of x and of W: 1024 runs of 4 k each, 4 per thread.
+#pragma unroll
+    for (int it = 0; it < 4; ++it) {
+      const int i = tid + it * kGemmThreads, r = i / 8, kq = (i % 8) * 4;
+      const int64_t m = m0 + r, n = n0 + r, k = k0 + kq;
+      uint16_t xa[4] = {0, 0, 0, 0}, wb[4] = {0, 0, 0, 0};
+      if (m < a.M) {
+        const float* xr = a.x + m * a.x_stride + k;
+        if ((flags & kGemvVecX) && k + 4 <= a.K) {
+          const float4 v = *reinterpret_cast<const float4*>(xr);
+          xa[0] = bf16_bits(v.x), xa[1] = bf16_bits(v.y), xa[2] = bf16_bits(v.z), xa[3] = bf16_bits(v.w);
+        } else {
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+            if (k + q < a.K) xa[q] = bf16_bits(xr[q]);
+        }
+      }
+      if (n < a.N) {
+        const uint16_t* wr = W + n * a.w_stride + k;
+        if ((flags & kGemvVecW) && k + 4 <= a.K) {
+          const uint2 v = __ldg(reinterpret_cast<const uint2*>(wr));
+          wb[0] = (uint16_t)(v.x & 0xffffu), wb[1] = (uint16_t)(v.x >> 16);
+          wb[2] = (uint16_t)(v.y & 0xffffu), wb[3] = (uint16_t)(v.y >> 16);
+        } else {
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+            if (k + q < a.K) wb[q] = wr[q];
+        }
+      }
+#pragma unroll
+      for (int q = 0; q < 4; ++q) sa[r * kLd + kq + q] = xa[q], sb[r * kLd + kq + q] = wb[q];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kTileK; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa[4];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb[2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        wmma::load_matrix_sync(fa[i], reinterpret_cast<const __nv_bfloat16*>(sa + (wm * 64 + i * 16) * kLd + kk), kLd);
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+        wmma::load_matrix_sync(fb[j], reinterpret_cast<const __nv_bfloat16*>(sb + (wn * 32 + j * 16) * kLd + kk), kLd);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+  // Epilogue: each fragment through the warp's scratch, 8 elements per lane.
+  float* sc = scratch[warp];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(sc, acc[i][j], 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int64_t m = m0 + wm * 64 + i * 16 + e / 16, n = n0 + wn * 32 + j * 16 + e % 16;
+        if (m < a.M && n < a.N) gemv_store(a, m, n, sc[e]);
+      }
+      __syncwarp();
+    }
+#else
+  (void)a, (void)flags, (void)kLd;
+#endif
+}
+
+}  // namespace
+
+cudaError_t linear_gemm_bf16(const LinearArgs& a, cudaStream_t stream) {
+  int dev = 0, major = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e != cudaSuccess) return e;
+  if (major < 8) return cudaErrorNotSupported;
+  int flags = 0;
+  if (((uintptr_t)a.w & 7u) == 0 && a.w_stride % 4 == 0) flags |= kGemvVecW;
+  if (((uintptr_t)a.x & 15u) == 0 && a.x_stride % 4 == 0) flags |= kGemvVecX;
+  const int64_t gx = (a.N + kTileN - 1) / kTileN, gy = (a.M + kTileM - 1) / kTileM;
+  if (gx > 0x7fffffff || gy > 65535) return cudaErrorInvalidValue;
+  gemm_bf16_kernel<<<dim3((unsigned)gx, (unsigned)gy), kGemmThreads, 0, stream>>>(a, flags);
+  return cudaGetLastError();
+}
+
+}  // namespace nm::cuda
