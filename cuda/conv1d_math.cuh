@@ -46,21 +46,14 @@ NM_UNROLL
   const int64_t p0 = t0 - base;
 NM_UNROLL
   for (int k = 0; k < kMaxTaps; ++k) win[k] = k < W - 1 ? conv_input(a, s, base, p0 - (W - 1) + k, c) : 0.0f;
-  // The block's inputs first (kConvTokensPerThread loads in flight at once).
-  float xin[kConvTokensPerThread];
-NM_UNROLL
-  for (int j = 0; j < kConvTokensPerThread; ++j) xin[j] = t0 + j < t1 ? a.x[(t0 + j) * a.x_stride + c] : 0.0f;
-NM_UNROLL
-  for (int j = 0; j < kConvTokensPerThread; ++j) {
-    const int64_t t = t0 + j;
-    if (t >= t1) break;
+  for (int64_t t = t0; t < t1; ++t) {
     if (t == next) {  // a new sequence (empty ones hold no token: skip them)
       while ((int64_t)a.cu_seqlens[s + 1] <= t) ++s;
       base = a.cu_seqlens[s], next = a.cu_seqlens[s + 1];
 NM_UNROLL
       for (int k = 0; k < kMaxTaps; ++k) win[k] = k < W - 1 ? conv_input(a, s, base, k - (W - 1), c) : 0.0f;
     }
-    const float xv = xin[j];
+    const float xv = a.x[t * a.x_stride + c];
     float acc = fmaf(wx, xv, b);
 NM_UNROLL
     for (int k = 0; k < kMaxTaps; ++k)

@@ -39,7 +39,7 @@ NM_HD float scan_dt(float dt, const float* bias, int64_t i, bool softplus_on) {
 // kScanMinChunk tokens (the workspace traffic per chunk is that of ~(N + 1) /
 // 4 tokens' inputs). A length >= seqlen is one chunk.
 constexpr int64_t kScanTargetThreads = 1 << 17;
-constexpr int64_t kScanMinChunk = 32;
+constexpr int64_t kScanMinChunk = 64;
 
 NM_HD int64_t scan_chunk_len(const SelectiveScanArgs& a, int64_t requested) {
   if (requested > 0) return requested;
@@ -54,10 +54,12 @@ NM_HD int64_t scan_chunks(const SelectiveScanArgs& a, int64_t len) {
 }
 
 // Threads per channel in phases 1 and 3 (ScanPart below): `requested` when
-// > 0, else 2 for dstate 16 and 1 otherwise; 0 for a request this dstate
-// does not allow (2 needs dstate 16).
+// > 0, else 2 for dstate 16 at batch x dim under 4096 and 1 otherwise; 0 for
+// a request this dstate does not allow (2 needs dstate 16).
 NM_HD int scan_parts(const SelectiveScanArgs& a, int requested) {
-  if (requested == 0) return a.dstate == 16 ? 2 : 1;
+  // Measured on an H200 (bench/NOTES.md): two lanes per channel paid at
+  // batch x dim 1536 and cost at 4096.
+  if (requested == 0) return a.dstate == 16 && a.batch * a.dim < 4096 ? 2 : 1;
   if (requested == 1) return 1;
   return requested == 2 && a.dstate == 16 ? 2 : 0;
 }
