@@ -8,6 +8,7 @@
 //
 // (state-spaces/mamba block.py, residual in float32; the multipliers are
 // Granite 4.0-H's, 1 elsewhere; REFERENCE.md section 7.)
+#include "engine/backend.h"
 #include "engine/forward.h"
 
 #include <algorithm>
@@ -41,7 +42,7 @@ void embed(const Model& m, const int32_t* tokens, int64_t n, float* h) {
     // The residual stream lives in the rotated basis: h <- T(h).
     HadamardArgs r;
     r.rows = n; r.n = d; r.x = h; r.x_stride = d; r.out = h; r.out_stride = d;
-    hadamard_transform(r);
+    m.backend().hadamard_transform(r);
   }
 }
 
@@ -53,13 +54,13 @@ void run_layers(Model& m, int32_t slot, int64_t pos0, const int32_t* slots, cons
   const int64_t d = c.d_model;
   bool first = true;
   for (const Layer& L : m.layers()) {
-    add_norm(L.norm, c.norm_eps, h, residual, first, n, d, hn);
+    add_norm(m, L.norm, c.norm_eps, h, residual, first, n, d, hn);
     first = false;
     if (slots) L.mixer->step(m, slots, pos, hn, n, h);
     else L.mixer->prefill(m, slot, pos0, hn, n, h);
     scale_in_place(h, n * d, c.residual_multiplier);
     if (L.ffn) {
-      add_norm(L.ffn_norm, c.norm_eps, h, residual, false, n, d, hn);
+      add_norm(m, L.ffn_norm, c.norm_eps, h, residual, false, n, d, hn);
       L.ffn->forward(m, hn, n, h);
       scale_in_place(h, n * d, c.residual_multiplier);
     }
@@ -82,7 +83,7 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
     for (int64_t i = 0; i < rows * d; ++i) back.data()[i] = h[row0 * d + i] + residual[row0 * d + i];
     HadamardArgs r;
     r.rows = rows; r.n = d; r.x = back.data(); r.x_stride = d; r.transpose = true; r.out = back.data(); r.out_stride = d;
-    hadamard_transform(r);
+    m.backend().hadamard_transform(r);
     a.x = back.data();
     a.residual_in = nullptr;
   }
@@ -90,7 +91,7 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
   a.weight = m.norm_f().data; a.weight_dtype = m.norm_f().dtype;
   a.eps = c.norm_eps;
   a.out = hf.data(); a.out_stride = d;
-  rms_norm(a);
+  m.backend().rms_norm(a);
   run_linear(m, m.lm_head(), nullptr, hf.data(), d, rows, logits);
   scale_in_place(logits, rows * c.vocab, 1.0f / c.logits_scaling);
 }

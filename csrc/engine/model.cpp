@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "engine/backend.h"
 #include "engine/blocks/block.h"
+#include "engine/cpu_backend.h"
 #include "engine/tensor_table.h"
 #include "kernels/hadamard.h"
 
@@ -17,6 +19,7 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
                                    const std::vector<TensorSource>& tensors) {
   auto m = std::shared_ptr<Model>(new Model());
   m->cfg_ = cfg;
+  m->backend_ = make_cpu_backend();
   const ModelConfig& c = m->cfg_;
   if (c.d_model <= 0 || c.n_layer <= 0 || c.vocab <= 0 || (int64_t)c.layers.size() != c.n_layer)
     throw LoadError("invalid model configuration", "", "config");

@@ -17,6 +17,7 @@
 
 namespace nm::engine {
 
+class Backend;
 class Mixer;
 class FeedForward;
 
@@ -128,6 +129,9 @@ class Model {
   ~Model();
 
   const ModelConfig& config() const { return cfg_; }
+  // The device its kernels run on (backend.h); the blocks call every kernel
+  // through it. A service object: usable from const methods.
+  Backend& backend() const { return *backend_; }
   const std::vector<Layer>& layers() const { return layers_; }
   const Weight& embedding() const { return embedding_; }
   const Weight& norm_f() const { return norm_f_; }
@@ -184,6 +188,7 @@ class Model {
   Model();
 
   ModelConfig cfg_;
+  std::unique_ptr<Backend> backend_;
   std::vector<std::unique_ptr<MappedFile>> files_;
   Weight embedding_, norm_f_, lm_head_;
   std::vector<Layer> layers_;

@@ -1,3 +1,4 @@
+#include "engine/backend.h"
 #include "engine/ops.h"
 
 #include "engine/blocks/block.h"
@@ -171,7 +172,7 @@ void run_linear(const Model& m, const Weight& w, const Weight* bias, const float
   if (dtype_info(w.dtype).linear == LinearKernel::Quamba) {
     QLinearArgs q = qlinear_args(w, bias, M, y);
     q.x = x; q.x_stride = xs;
-    qlinear(q);
+    m.backend().qlinear(q);
     return;
   }
   LinearArgs a;
@@ -181,11 +182,12 @@ void run_linear(const Model& m, const Weight& w, const Weight* bias, const float
   a.w = w.data; a.w_stride = w.cols; a.w_dtype = w.dtype;
   if (bias && bias->data) { a.bias = bias->data; a.bias_dtype = bias->dtype; }
   a.y = y; a.y_stride = w.rows;
-  linear(a);
+  m.backend().linear(a);
 }
 
 // residual = h + residual (or h for the first layer); out = RMSNorm(residual) * w.
-void add_norm(const Weight& w, float eps, const float* h, float* residual, bool first, int64_t n, int64_t d, float* out) {
+void add_norm(const Model& m, const Weight& w, float eps, const float* h, float* residual, bool first, int64_t n,
+              int64_t d, float* out) {
   RmsNormArgs a;
   a.rows = n; a.dim = d;
   a.x = h; a.x_stride = d;
@@ -194,7 +196,7 @@ void add_norm(const Weight& w, float eps, const float* h, float* residual, bool 
   a.weight = w.data; a.weight_dtype = w.dtype;
   a.eps = eps;
   a.out = out; a.out_stride = d;
-  rms_norm(a);
+  m.backend().rms_norm(a);
 }
 
 uint64_t weight_bytes(const Weight& w) {

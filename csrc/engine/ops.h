@@ -91,7 +91,8 @@ void run_linear(const Model& m, const Weight& w, const Weight* bias, const float
 
 // residual = h + residual (or h for the first norm of the stream);
 // out = RMSNorm(residual) * w.
-void add_norm(const Weight& w, float eps, const float* h, float* residual, bool first, int64_t n, int64_t d, float* out);
+void add_norm(const Model& m, const Weight& w, float eps, const float* h, float* residual, bool first, int64_t n,
+              int64_t d, float* out);
 
 // x[i] *= s over n floats (skipped for s == 1).
 void scale_in_place(float* x, int64_t n, float s);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/blocks/block.h"
 #include "engine/ops.h"
 #include "engine/tensor_table.h"
@@ -91,7 +92,7 @@ class AttentionMixer final : public Mixer {
         r.x_stride_tok = heads * hd_; r.x_stride_head = hd_;
         r.positions = positions; r.rotary_dim = c.rope_dim; r.theta = c.rope_theta;
         r.interleaved = c.rope_interleaved;
-        rope(r);
+        m.backend().rope(r);
       }
     }
     const PagedKvCache cache = m.kv().view(kv_layer_);
@@ -102,7 +103,7 @@ class AttentionMixer final : public Mixer {
     ap.v = v.data(); ap.v_stride_tok = kd; ap.v_stride_head = hd_;
     ap.cu_seqlens = cu; ap.start_pos = start_pos;
     ap.block_table = table; ap.block_table_stride = table_stride; ap.max_pages_per_seq = table_stride;
-    kv_cache_append(ap);
+    m.backend().kv_cache_append(ap);
     PagedAttentionArgs at;
     at.cache = cache;
     at.nseq = nseq; at.tokens = tokens; at.n_heads = Hq_;
@@ -111,7 +112,7 @@ class AttentionMixer final : public Mixer {
     at.out = o.data(); at.out_stride_tok = qd; at.out_stride_head = hd_;
     at.cu_seqlens_q = cu; at.kv_lens = kv_len;
     at.block_table = table; at.block_table_stride = table_stride; at.max_pages_per_seq = table_stride;
-    paged_attention(at);
+    m.backend().paged_attention(at);
     run_linear(m, o_, nullptr, o.data(), qd, tokens, out);
   }
 

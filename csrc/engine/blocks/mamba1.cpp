@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "engine/backend.h"
 #include "engine/blocks/mamba_common.h"
 #include "engine/ops.h"
 #include "engine/tensor_table.h"
@@ -18,14 +19,14 @@ namespace nm::engine {
 namespace {
 
 // x [M, n] (row stride xs) <- RMSNorm(x) * w, in place.
-void inner_norm(const Weight& w, float eps, float* x, int64_t xs, int64_t M, int64_t n) {
+void inner_norm(const Model& m, const Weight& w, float eps, float* x, int64_t xs, int64_t M, int64_t n) {
   RmsNormArgs a;
   a.rows = M; a.dim = n;
   a.x = x; a.x_stride = xs;
   a.weight = w.data; a.weight_dtype = w.dtype;
   a.eps = eps;
   a.out = x; a.out_stride = xs;
-  rms_norm(a);
+  m.backend().rms_norm(a);
 }
 
 // Mamba-1 front half shared by prefill and decode: in_proj, conv (+ SiLU),
@@ -46,26 +47,26 @@ void mamba1_front(Model& m, const MambaWeights& L, int64_t layer, const float* h
   run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz);
   if (observer()) observe_channels(mixer_name(layer) + "conv1d:input", f.xz, 2 * di, M, di);
   if (q8) {
-    quantize_channels_int8(M, di, f.xz, 2 * di, L.conv_in_scale.data(), f.xq, di);
+    m.backend().quantize_channels_int8(M, di, f.xz, 2 * di, L.conv_in_scale.data(), f.xq, di);
     conv(ConvInt8{f.xq, di, f.uq});
     QLinearArgs q = qlinear_args(L.x_proj, nullptr, M, f.xdbl);  // [dt | B | C]
     q.xq = f.uq; q.xq_stride = di;
-    qlinear(q);
+    m.backend().qlinear(q);
   } else {
     conv(ConvInt8{});
     run_linear(m, L.x_proj, nullptr, f.xc, di, M, f.xdbl);
   }
   if (c.mamba_inner_norms) {
     // Jamba: RMSNorms of dt, B and C right after the split (modeling_jamba.py).
-    inner_norm(L.dt_norm, c.norm_eps, f.xdbl, xdim, M, R);
-    inner_norm(L.B_norm, c.norm_eps, f.xdbl + R, xdim, M, N);
-    inner_norm(L.C_norm, c.norm_eps, f.xdbl + R + N, xdim, M, N);
+    inner_norm(m, L.dt_norm, c.norm_eps, f.xdbl, xdim, M, R);
+    inner_norm(m, L.B_norm, c.norm_eps, f.xdbl + R, xdim, M, N);
+    inner_norm(m, L.C_norm, c.norm_eps, f.xdbl + R + N, xdim, M, N);
   }
   if (observer()) observe_channels(mixer_name(layer) + "x_proj:output", f.xdbl, xdim, M, xdim);
   run_linear(m, L.dt_proj, nullptr, f.xdbl, xdim, M, f.delta);  // bias goes to the scan
   if (q8) {
-    quantize_channels_int8(M, N, f.xdbl + R, xdim, L.B_scale.data(), f.bq, N);
-    quantize_channels_int8(M, N, f.xdbl + R + N, xdim, L.C_scale.data(), f.cq, N);
+    m.backend().quantize_channels_int8(M, N, f.xdbl + R, xdim, L.B_scale.data(), f.bq, N);
+    m.backend().quantize_channels_int8(M, N, f.xdbl + R + N, xdim, L.C_scale.data(), f.cq, N);
   }
 }
 
@@ -100,9 +101,9 @@ void prefill_impl(Model& m, const MambaWeights& L, int64_t layer, int32_t slot, 
     q.u = {uq.data(), n * di, di, L.conv_out_scale.data()};
     q.B = {bq.data(), n * N, N, L.B_scale.data()};
     q.C = {cq.data(), n * N, N, L.C_scale.data()};
-    selective_scan_q8(q);
+    m.backend().selective_scan_q8(q);
   } else {
-    selective_scan(s);
+    m.backend().selective_scan(s);
   }
 
   run_out_proj(m, L, y.data(), n, out);
@@ -137,9 +138,9 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
     q.x = {uq.data(), di, 0, L.conv_out_scale.data()};
     q.B = {bq.data(), N, 0, L.B_scale.data()};
     q.C = {cq.data(), N, 0, L.C_scale.data()};
-    selective_state_update_q8(q);
+    m.backend().selective_state_update_q8(q);
   } else {
-    selective_state_update(s);
+    m.backend().selective_state_update(s);
   }
 
   run_out_proj(m, L, y.data(), B, out);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 
+#include "engine/backend.h"
 #include "engine/blocks/mamba_common.h"
 #include "engine/ops.h"
 #include "engine/tensor_table.h"
@@ -32,7 +33,7 @@ void gated_norm_out_proj(const Model& m, const MambaWeights& L, const float* y, 
   g.weight = L.gated_norm.data; g.weight_dtype = L.gated_norm.dtype;
   g.eps = c.norm_eps;
   g.out = yn.data(); g.out_stride = di;
-  gated_rms_norm(g);
+  m.backend().gated_rms_norm(g);
   run_out_proj(m, L, yn.data(), rows, out);
 }
 
@@ -63,7 +64,7 @@ void prefill_impl(Model& m, const MambaWeights& L, int64_t layer, int32_t slot, 
   if (observer()) observe_channels(mixer_name(layer) + "conv1d:input", zxbcdt.data() + di, P, n, C);
 
   if (q8) {
-    quantize_channels_int8(n, C, zxbcdt.data() + di, P, L.conv_in_scale.data(), xbc_in.data(), C);
+    m.backend().quantize_channels_int8(n, C, zxbcdt.data() + di, P, L.conv_in_scale.data(), xbc_in.data(), C);
     conv_prefill(m, L, slot, nullptr, 0, C, n, nullptr, ConvInt8{xbc_in.data(), C, xbc_q.data()});
   } else {
     conv_prefill(m, L, slot, zxbcdt.data() + di, P, C, n, xbc.data());  // xBC follows z
@@ -85,9 +86,9 @@ void prefill_impl(Model& m, const MambaWeights& L, int64_t layer, int32_t slot, 
   s.out = y.data(); s.out_stride = di;
   if (q8) {
     const Mamba2Int8 v = mamba2_int8(c, L, xbc_q.data(), true);
-    ssd_chunk_scan_q8(SsdChunkScanQ8Args{s, v.x, v.B, v.C});
+    m.backend().ssd_chunk_scan_q8(SsdChunkScanQ8Args{s, v.x, v.B, v.C});
   } else {
-    ssd_chunk_scan(s);
+    m.backend().ssd_chunk_scan(s);
   }
   std::copy(ssm_final.begin(), ssm_final.end(), state + L.ssm_off);
 
@@ -104,7 +105,7 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
 
   if (q8) {
-    quantize_channels_int8(B, C, zxbcdt.data() + di, P, L.conv_in_scale.data(), xbc_in.data(), C);
+    m.backend().quantize_channels_int8(B, C, zxbcdt.data() + di, P, L.conv_in_scale.data(), xbc_in.data(), C);
     conv_step(m, L, slots, nullptr, 0, C, B, nullptr, ConvInt8{xbc_in.data(), C, xbc_q.data()});
   } else {
     conv_step(m, L, slots, zxbcdt.data() + di, P, C, B, xbc.data());
@@ -123,9 +124,9 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   s.dt_min = c.dt_min; s.dt_max = c.dt_max;
   if (q8) {
     const Mamba2Int8 v = mamba2_int8(c, L, xbc_q.data(), false);
-    selective_state_update_q8(SelectiveStateUpdateQ8Args{s, v.x, v.B, v.C});
+    m.backend().selective_state_update_q8(SelectiveStateUpdateQ8Args{s, v.x, v.B, v.C});
   } else {
-    selective_state_update(s);
+    m.backend().selective_state_update(s);
   }
 
   gated_norm_out_proj(m, L, y.data(), zxbcdt.data(), P, B, out);

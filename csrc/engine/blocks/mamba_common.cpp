@@ -1,3 +1,4 @@
+#include "engine/backend.h"
 #include "engine/blocks/mamba_common.h"
 
 #include <algorithm>
@@ -46,16 +47,16 @@ void run_out_proj(const Model& m, const MambaWeights& L, const float* y, int64_t
     HadamardQuantArgs h;
     h.rows = M; h.n = di; h.x = y; h.x_stride = di; h.inv_scale = 1.0f / w.act_scale;
     h.out = q; h.out_stride = di;
-    hadamard_quantize(h);
+    m.backend().hadamard_quantize(h);
     QLinearArgs a = qlinear_args(w, &L.out_proj_bias, M, out);
     a.xq = q; a.xq_stride = di;
-    qlinear(a);
+    m.backend().qlinear(a);
     return;
   }
   Buf ry((size_t)(M * di));
   HadamardArgs h;
   h.rows = M; h.n = di; h.x = y; h.x_stride = di; h.out = ry.data(); h.out_stride = di;
-  hadamard_transform(h);
+  m.backend().hadamard_transform(h);
   run_linear(m, w, &L.out_proj_bias, ry.data(), di, M, out);
 }
 
@@ -90,9 +91,9 @@ void conv_prefill(Model& m, const MambaWeights& L, int32_t slot, const float* x,
     CausalConv1dQ8Args a;
     a.conv = cv;
     a.io = conv_int8_io(L, q, channels);
-    causal_conv1d_q8(a);
+    m.backend().causal_conv1d_q8(a);
   } else {
-    causal_conv1d(cv);
+    m.backend().causal_conv1d(cv);
   }
   std::copy(final_state.begin(), final_state.end(), state);
 }
@@ -116,9 +117,9 @@ void conv_step(Model& m, const MambaWeights& L, const int32_t* slots, const floa
     CausalConv1dUpdateQ8Args a;
     a.conv = cv;
     a.io = conv_int8_io(L, q, channels);
-    causal_conv1d_update_q8(a);
+    m.backend().causal_conv1d_update_q8(a);
   } else {
-    causal_conv1d_update(cv);
+    m.backend().causal_conv1d_update(cv);
   }
 }
 

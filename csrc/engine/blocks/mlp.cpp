@@ -1,3 +1,4 @@
+#include "engine/backend.h"
 #include "engine/blocks/mlp.h"
 
 
@@ -29,11 +30,11 @@ void SwiGlu::forward(const Model& m, const float* x, int64_t n, float* out) cons
     Weight both = gate;
     both.rows = 2 * I;
     run_linear(m, both, nullptr, x, d, n, gu.data());
-    swiglu_rows(gu.data(), 2 * I, I, h.data(), I, n, I);
+    m.backend().swiglu_rows(gu.data(), 2 * I, I, h.data(), I, n, I);
   } else {
     run_linear(m, gate, nullptr, x, d, n, gu.data());
     run_linear(m, up, nullptr, x, d, n, gu.data() + n * I);
-    swiglu_rows(gu.data(), I, n * I, h.data(), I, n, I);
+    m.backend().swiglu_rows(gu.data(), I, n * I, h.data(), I, n, I);
   }
   run_linear(m, down, nullptr, h.data(), I, n, out);
 }

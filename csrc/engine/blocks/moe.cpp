@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/blocks/block.h"
 #include "engine/blocks/mlp.h"
 #include "engine/ops.h"
@@ -63,7 +64,7 @@ class MoeFfn final : public FeedForward {
     r.logits = logits.data(); r.logits_stride = E_;
     r.router = (MoeRouter)c.moe_router;
     r.ids = ids.data(); r.weights = weights.data();
-    moe_route(r);
+    m.backend().moe_route(r);
     Buf shared((size_t)(shared_.dim > 0 ? n * d : 0));
     if (shared_.dim > 0) shared_.forward(m, x, n, shared.data());
     MoeArgs a;
@@ -75,7 +76,7 @@ class MoeFfn final : public FeedForward {
     a.down = expert_weight(m, 2, I_);
     if (shared_.dim > 0) { a.shared = shared.data(); a.shared_stride = d; }
     a.out = out; a.out_stride = d;
-    moe(a);
+    m.backend().moe(a);
   }
 
   void linear_layers(LinearList& out) const override {

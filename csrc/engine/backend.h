@@ -1,0 +1,70 @@
+// The engine's compute backend (docs/cuda-backend.md, "The seam"): every
+// kernel the blocks (engine/blocks/) and the forward pass (forward.cpp,
+// ops.cpp) run goes through the Model's Backend, with the plain argument
+// structs of csrc/kernels/*.h, so that a block is written once for every
+// device. CpuBackend (cpu_backend.h) forwards to the CPU kernels; a CUDA
+// backend implements the same entries with cuda/kernels.h. What the pointers
+// in the structs address (host or device memory) is the backend's: the
+// blocks never read activations the kernels produce except through it.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "core/dtype.h"
+#include "kernels/attention.h"
+#include "kernels/conv1d.h"
+#include "kernels/hadamard.h"
+#include "kernels/linear.h"
+#include "kernels/moe.h"
+#include "kernels/norm.h"
+#include "kernels/qlinear.h"
+#include "kernels/selective_scan.h"
+#include "kernels/ssd.h"
+#include "kernels/ssm_q8.h"
+
+namespace nm::engine {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // "cpu" | "cuda".
+  virtual const char* name() const = 0;
+  // Whether its linear / qlinear / moe kernels take weights of this format.
+  virtual bool supports(DType weight_format) const = 0;
+
+  // Norms and rotations.
+  virtual void rms_norm(const RmsNormArgs& a) = 0;
+  virtual void gated_rms_norm(const GatedRmsNormArgs& a) = 0;
+  virtual void hadamard_transform(const HadamardArgs& a) = 0;
+  virtual void hadamard_quantize(const HadamardQuantArgs& a) = 0;
+  // Linear layers (every float / GGUF format; the Quamba int formats).
+  virtual void linear(const LinearArgs& a) = 0;
+  virtual void qlinear(const QLinearArgs& a) = 0;
+  // Static per-channel int8 quantization (ssm_q8.h).
+  virtual void quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride,
+                                      const float* scale, int8_t* q, int64_t q_stride) = 0;
+  // Causal conv1d, prefill and decode, float and int8.
+  virtual void causal_conv1d(const CausalConv1dArgs& a) = 0;
+  virtual void causal_conv1d_q8(const CausalConv1dQ8Args& a) = 0;
+  virtual void causal_conv1d_update(const CausalConv1dUpdateArgs& a) = 0;
+  virtual void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) = 0;
+  // State space scans: Mamba-1 prefill, Mamba-2 chunked prefill, the decode
+  // step of both; float and int8 inputs.
+  virtual void selective_scan(const SelectiveScanArgs& a) = 0;
+  virtual void selective_scan_q8(const SelectiveScanQ8Args& a) = 0;
+  virtual void ssd_chunk_scan(const SsdChunkScanArgs& a) = 0;
+  virtual void ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a) = 0;
+  virtual void selective_state_update(const SelectiveStateUpdateArgs& a) = 0;
+  virtual void selective_state_update_q8(const SelectiveStateUpdateQ8Args& a) = 0;
+  // Attention over the paged KV cache.
+  virtual void rope(const RopeArgs& a) = 0;
+  virtual void kv_cache_append(const KvCacheAppendArgs& a) = 0;
+  virtual void paged_attention(const PagedAttentionArgs& a) = 0;
+  // Feed-forwards: the router, the fused expert dispatch, SwiGLU.
+  virtual void moe_route(const MoeRouteArgs& a) = 0;
+  virtual void moe(const MoeArgs& a) = 0;
+  virtual void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride,
+                           int64_t rows, int64_t I) = 0;
+};
+
+}  // namespace nm::engine

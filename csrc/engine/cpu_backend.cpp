@@ -1,0 +1,49 @@
+#include "engine/cpu_backend.h"
+
+namespace nm::engine {
+
+namespace {
+
+// Each entry forwards to the CPU kernel of the same name.
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  // Every format of the weight-format table has a CPU kernel family.
+  bool supports(DType t) const override { return (int32_t)t >= 0 && (int32_t)t < kDTypeCount; }
+
+  void rms_norm(const RmsNormArgs& a) override { nm::rms_norm(a); }
+  void gated_rms_norm(const GatedRmsNormArgs& a) override { nm::gated_rms_norm(a); }
+  void hadamard_transform(const HadamardArgs& a) override { nm::hadamard_transform(a); }
+  void hadamard_quantize(const HadamardQuantArgs& a) override { nm::hadamard_quantize(a); }
+  void linear(const LinearArgs& a) override { nm::linear(a); }
+  void qlinear(const QLinearArgs& a) override { nm::qlinear(a); }
+  void quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride, const float* scale,
+                              int8_t* q, int64_t q_stride) override {
+    nm::quantize_channels_int8(rows, channels, x, x_stride, scale, q, q_stride);
+  }
+  void causal_conv1d(const CausalConv1dArgs& a) override { nm::causal_conv1d(a); }
+  void causal_conv1d_q8(const CausalConv1dQ8Args& a) override { nm::causal_conv1d_q8(a); }
+  void causal_conv1d_update(const CausalConv1dUpdateArgs& a) override { nm::causal_conv1d_update(a); }
+  void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) override { nm::causal_conv1d_update_q8(a); }
+  void selective_scan(const SelectiveScanArgs& a) override { nm::selective_scan(a); }
+  void selective_scan_q8(const SelectiveScanQ8Args& a) override { nm::selective_scan_q8(a); }
+  void ssd_chunk_scan(const SsdChunkScanArgs& a) override { nm::ssd_chunk_scan(a); }
+  void ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a) override { nm::ssd_chunk_scan_q8(a); }
+  void selective_state_update(const SelectiveStateUpdateArgs& a) override { nm::selective_state_update(a); }
+  void selective_state_update_q8(const SelectiveStateUpdateQ8Args& a) override { nm::selective_state_update_q8(a); }
+  void rope(const RopeArgs& a) override { nm::rope(a); }
+  void kv_cache_append(const KvCacheAppendArgs& a) override { nm::kv_cache_append(a); }
+  void paged_attention(const PagedAttentionArgs& a) override { nm::paged_attention(a); }
+  void moe_route(const MoeRouteArgs& a) override { nm::moe_route(a); }
+  void moe(const MoeArgs& a) override { nm::moe(a); }
+  void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride, int64_t rows,
+                   int64_t I) override {
+    nm::swiglu_rows(gu, gu_stride, up_off, h, h_stride, rows, I);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace nm::engine
