@@ -126,3 +126,21 @@ export class SnapshotError extends MambaError {
     this.field = field;
   }
 }
+
+/**
+ * loadModel was asked for a device it cannot use: `device: 'cuda'` where the
+ * CUDA runtime is unusable (no kernels in this build, no driver, no device,
+ * compute capability too old), or where this version cannot run the model
+ * there. `reason` says which; `device` is the device asked for.
+ */
+export class DeviceUnavailableError extends MambaError {
+  readonly device: string;
+  readonly reason: string;
+
+  constructor(device: string, reason: string) {
+    super(`node-mamba: loadModel: device '${device}' is not available: ${reason}`, 'ERR_DEVICE_UNAVAILABLE');
+    this.name = 'DeviceUnavailableError';
+    this.device = device;
+    this.reason = reason;
+  }
+}

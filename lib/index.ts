@@ -2,7 +2,7 @@
 import * as kernels from './kernels';
 
 export { kernels };
-export { loadModel, MambaModel, type LoadModelOptions, type KvCacheType } from './model/model';
+export { loadModel, MambaModel, type LoadModelOptions, type KvCacheType, type Device } from './model/model';
 export { Sequence, type SequenceState } from './model/sequence';
 export type {
   MambaConfig, Architecture, ModelFamily, LayerKind, MixerKind, FfnKind, AttentionConfig, MoeConfig, MoeRouter, Multipliers,
@@ -14,7 +14,9 @@ export { exportGguf, type ExportGgufOptions, type ExportGgufResult, type GgufExp
 export {
   evaluate, type EvaluateOptions, type EvaluateResult, type EvaluateProgress, type ReferenceComparison,
 } from './eval/evaluate';
-export { MambaError, ModelLoadError, DisposedError, VocabularyMismatchError, QuantizeError, SnapshotError } from './errors';
+export {
+  MambaError, ModelLoadError, DisposedError, VocabularyMismatchError, QuantizeError, SnapshotError, DeviceUnavailableError,
+} from './errors';
 export {
   quantize, MIN_CALIBRATION_TOKENS,
   type QuantizeOptions, type QuantizeSummary, type QuantizeProgress, type QuantizeStage, type QuantRecipe, type ResolvedRecipe,

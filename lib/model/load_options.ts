@@ -7,11 +7,21 @@ import type { MambaConfig } from './config';
 /** Element type of the attention layers' key/value cache. */
 export type KvCacheType = 'f16' | 'f32';
 
+/** A device a model runs on. */
+export type Device = 'cpu' | 'cuda';
+
 export interface LoadModelOptions {
   /** Thread-pool size for the kernels (default: physical cores). Process-wide. */
   threads?: number;
-  /** 'cpu' (default). CUDA arrives with a later release. */
-  device?: 'cpu';
+  /**
+   * Where the model runs: 'cpu' (default); 'cuda' (an NVIDIA GPU: rejects
+   * with a DeviceUnavailableError saying why when it cannot); 'auto' (the GPU
+   * when the model can run there, else the CPU). `model.device` says which
+   * was chosen and `model.deviceReason` why. This version runs whole models
+   * on the CPU only: its CUDA kernels are built and tested, but not yet
+   * wired into the engine.
+   */
+  device?: Device | 'auto';
   /**
    * Tokenizer: a Tokenizer object, or a path to a tokenizer.json (or a
    * directory holding one). Default: the checkpoint's tokenizer.json, else
@@ -49,6 +59,7 @@ export const DEFAULT_CONTEXT_SIZE = 4096;
 export const MAX_CONTEXT_SIZE = 2 ** 31 - 1;
 
 export interface CheckedLoadOptions {
+  device: Device | 'auto';
   threads?: number;
   tokenizer?: Tokenizer | string;
   maxBatch: number;
@@ -64,8 +75,9 @@ const where = 'node-mamba: loadModel:';
 export function checkLoadOptions(options: LoadModelOptions | undefined): CheckedLoadOptions {
   const opts = options ?? {};
   if (typeof opts !== 'object') throw new TypeError(`${where} 'options' must be an object`);
-  if (opts.device !== undefined && opts.device !== 'cpu') {
-    throw new RangeError(`${where} device '${String(opts.device)}' is not available in this build (only 'cpu')`);
+  const device = opts.device ?? 'cpu';
+  if (device !== 'cpu' && device !== 'cuda' && device !== 'auto') {
+    throw new RangeError(`${where} 'device' must be 'cpu', 'cuda' or 'auto', got '${String(device)}'`);
   }
   if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1 && opts.threads <= 1024)) {
     throw new RangeError(`${where} 'threads' must be an integer in [1, 1024]`);
@@ -91,6 +103,7 @@ export function checkLoadOptions(options: LoadModelOptions | undefined): Checked
     throw new RangeError(`${where} 'kvCacheType' must be 'f16' or 'f32', got '${kvCacheType}'`);
   }
   return {
+    device,
     ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     ...(opts.tokenizer !== undefined ? { tokenizer: opts.tokenizer } : {}),
     maxBatch, inputRounding, kvCacheType,

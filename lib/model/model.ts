@@ -17,10 +17,11 @@ import { Sequence, type SequenceHost, type SnapshotInfo } from './sequence';
 import type { SnapshotLayer } from './snapshot';
 import { modelFingerprint, type FingerprintTensor } from './fingerprint';
 import { toTokenArray } from './tokens';
-import { checkLoadOptions, contextSizeFor, type KvCacheType, type LoadModelOptions } from './load_options';
+import { chooseDevice, type DeviceChoice } from './device';
+import { checkLoadOptions, contextSizeFor, type Device, type KvCacheType, type LoadModelOptions } from './load_options';
 import { nativeLoadArgs } from './native_args';
 
-export type { LoadModelOptions, KvCacheType } from './load_options';
+export type { LoadModelOptions, KvCacheType, Device } from './load_options';
 
 export class MambaModel implements SequenceHost {
   readonly batcher: DecodeBatcher;
@@ -43,12 +44,24 @@ export class MambaModel implements SequenceHost {
     readonly contextSize: number = Infinity,
     /** The element type of the attention layers' K/V cache. */
     readonly kvCacheType: KvCacheType = 'f16',
+    /** The device the model runs on, and why (loadModel's `device` option). */
+    private readonly placement: DeviceChoice = { device: 'cpu', reason: "asked for ('cpu')" },
   ) {
     this.native = nativeModel;
     this.batcher = new DecodeBatcher(() => this.nativeModel(), config.vocabSize, maxBatch);
   }
 
   /** Rows of the logits (the padded vocabulary of the checkpoint). */
+  /** The device the model runs on ('cpu' in this version; see loadModel's `device` option). */
+  get device(): Device {
+    return this.placement.device;
+  }
+
+  /** Why the model runs on `device` (with `device: 'auto'`, why not on the GPU). */
+  get deviceReason(): string {
+    return this.placement.reason;
+  }
+
   get vocabSize(): number {
     return this.config.vocabSize;
   }
@@ -207,6 +220,7 @@ function isGgufPath(p: string): boolean {
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<MambaModel> {
   if (typeof dir !== 'string') throw new TypeError("node-mamba: loadModel: 'path' must be a string");
   const opts = checkLoadOptions(options);
+  const placement = chooseDevice(opts.device, native.runtimeInfo().cuda);
   const abs = path.resolve(dir);
   let ck: Checkpoint;
   let tokenizer: Tokenizer;
@@ -237,5 +251,5 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   }
   const hasAttention = ck.config.layers.some((l) => l.mixer === 'attention');
   return new MambaModel(nm, ck.config, tokenizer, abs, opts.maxBatch, { files: ck.files, tensors: ck.tensors },
-    hasAttention ? contextSizeFor(ck.config, opts.contextSize) : Infinity, opts.kvCacheType);
+    hasAttention ? contextSizeFor(ck.config, opts.contextSize) : Infinity, opts.kvCacheType, placement);
 }

@@ -51,7 +51,7 @@ t.test('bad checkpoints reject with ModelLoadError', async (t) => {
 
 t.test('bad options', async (t) => {
   const dir = fresh('ok');
-  await t.rejects(loadModel(dir, { device: 'cuda' as 'cpu' }), RangeError);
+  await t.rejects(loadModel(dir, { device: 'gpu' as 'cpu' }), RangeError);
   await t.rejects(loadModel(dir, { threads: 0 }), RangeError);
   await t.rejects(loadModel(42 as unknown as string), TypeError);
   const m = await loadModel(dir, { threads: 2 });

@@ -1,0 +1,27 @@
+// loadModel's choice of device (the `device` option): what the CUDA runtime
+// says (kernels.runtimeInfo().cuda) and what this version can run there.
+import { DeviceUnavailableError } from '../errors';
+import type { CudaRuntimeInfo } from '../native/types';
+import type { Device } from './load_options';
+
+/** Why this version runs no model on a GPU even where CUDA is usable. */
+export const CUDA_ENGINE_PENDING =
+  'this version runs whole models on the CPU only: its CUDA kernels are built and tested, ' +
+  'but the engine does not run them yet';
+
+export interface DeviceChoice {
+  device: Device;
+  /** Why this device (for 'auto', why not the GPU; for 'cpu', that it was asked for). */
+  reason: string;
+}
+
+/**
+ * The device for `requested` given the CUDA runtime's state. 'cuda' that
+ * cannot be served throws a DeviceUnavailableError naming the reason.
+ */
+export function chooseDevice(requested: Device | 'auto', cuda: CudaRuntimeInfo): DeviceChoice {
+  if (requested === 'cpu') return { device: 'cpu', reason: "asked for ('cpu')" };
+  const why = cuda.usable ? CUDA_ENGINE_PENDING : `CUDA is not usable: ${cuda.reason ?? 'unknown reason'}`;
+  if (requested === 'cuda') throw new DeviceUnavailableError('cuda', why);
+  return { device: 'cpu', reason: `'auto' chose the CPU: ${why}` };
+}
