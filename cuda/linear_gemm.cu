@@ -23,8 +23,10 @@ namespace {
 constexpr int kTileM = 128, kTileN = 128, kTileK = 32, kLd = kTileK + 8;  // +8: fewer bank conflicts
 constexpr int kGemmThreads = 256;
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 // bf16 bits of v rounded to nearest even (NaN stays NaN): round_to_bf16's.
 __device__ __forceinline__ uint16_t bf16_bits(float v) { return (uint16_t)(float_to_bits(round_to_bf16(v)) >> 16); }
+#endif
 
 __global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const LinearArgs a, int flags) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
