@@ -39,10 +39,9 @@ cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream,
                                 const ScanTuning& t = {});
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream);
 
-// Decode GEMV (M <= 16 input rows). More rows: a tensor-core GEMM for bf16
-// weights with ActRounding::BF16 (compute capability 8.0 and up); other
-// formats with M > 16 return cudaErrorNotSupported (their GEMMs are still to
-// come). linear_cuda: f32 / f16 / bf16 /
+// Decode GEMV (M <= 16 input rows). More rows: a GEMM, on the tensor cores
+// for bf16 weights with ActRounding::BF16 (compute capability 8.0 and up),
+// else on the CUDA cores (cuda/linear_gemm.h). linear_cuda: f32 / f16 / bf16 /
 // Q8_0 / Q4_0 weights, every ActRounding, equal to linear() up to float32
 // summation order. qlinear_cuda: I8 / I4 weights, W8A8 and W4A8 bit for bit
 // as qlinear() (exact int32 sums, the same float steps), W4A16 up to float32

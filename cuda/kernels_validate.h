@@ -78,10 +78,7 @@ inline Check check_args(const LinearArgs& a) {
   if (a.y_stride < a.N || a.x_stride < a.K || a.w_stride < a.K) return Check::kInvalid;
   if (!a.y || (a.K > 0 && (!a.x || !a.w))) return Check::kInvalid;
   if (a.bias && !is_plain_float(a.bias_dtype)) return Check::kUnsupported;
-  // More than 16 rows: the tensor-core GEMM, bf16 weights with bf16-rounded
-  // inputs only (cuda/linear_gemm.h).
-  if (a.M > 16 && !(a.w_dtype == DType::BF16 && a.x_rounding == ActRounding::BF16)) return Check::kUnsupported;
-  return Check::kValid;
+  return Check::kValid;  // more than 16 rows: a GEMM (cuda/linear_gemm.h)
 }
 
 // The decode GEMV of the Quamba formats (qlinear_cuda): M <= 16.

@@ -124,7 +124,14 @@ void launch_blocks(const LinearArgs& a, int flags, cudaStream_t s) {
 cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
   const Check c = check_args(a);
   if (c != Check::kValid) return check_status(c);
-  if (a.M > kGemvMaxRows) return linear_gemm_bf16(a, stream);  // check_args: bf16 with bf16 rounding
+  if (a.M > kGemvMaxRows) {
+    // Tensor cores where the products are exact in bf16, else the CUDA cores.
+    if (a.w_dtype == DType::BF16 && a.x_rounding == ActRounding::BF16) {
+      const cudaError_t e = linear_gemm_bf16(a, stream);
+      if (e != cudaErrorNotSupported) return e;  // below compute capability 8.0: the SIMT GEMM
+    }
+    return linear_gemm_simt(a, stream);
+  }
   int flags = 0;
   const int64_t es = a.w_dtype == DType::F32 ? 4 : 2;
   if (aligned16(a.w) && (a.w_stride * es) % 16 == 0) flags |= kGemvVecW;

@@ -114,7 +114,89 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const LinearArg
 #endif
 }
 
+// The SIMT GEMM: block tile 64 x 64 outputs, 256 threads of 4 x 4 each
+// (rows ty + 16 i, columns tx + 16 j), k tiles of 32 staged in shared memory:
+// threads 0..63 load (and round) a row of x, threads 64..127 a row of W
+// (dequantized), through the GEMV's per-chunk loaders.
+constexpr int kSimtTile = 64, kSimtK = 32, kSimtLd = kSimtK + 1;
+
+template <DType WT>
+__global__ void __launch_bounds__(kGemmThreads) gemm_simt_kernel(const LinearArgs a, int flags) {
+  __shared__ float xs[kSimtTile][kSimtLd];
+  __shared__ float ws[kSimtTile][kSimtLd];
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t m0 = (int64_t)blockIdx.y * kSimtTile, n0 = (int64_t)blockIdx.x * kSimtTile;
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  for (int64_t k0 = 0; k0 < a.K; k0 += kSimtK) {
+    const int len = a.K - k0 < kSimtK ? (int)(a.K - k0) : kSimtK;
+    float v[kSimtK];
+    if (tid < kSimtTile) {
+      const int64_t m = m0 + tid;
+      if (m < a.M) gemv_load_x<kSimtK>(a, m, k0, len, flags, v);
+      else
+#pragma unroll
+        for (int q = 0; q < kSimtK; ++q) v[q] = 0.0f;
+#pragma unroll
+      for (int q = 0; q < kSimtK; ++q) xs[tid][q] = v[q];
+    } else if (tid < 2 * kSimtTile) {
+      const int r = tid - kSimtTile;
+      const int64_t n = n0 + r;
+      if (n < a.N) gemv_load_w<WT, kSimtK>(a, n, k0, len, flags, v);
+      else
+#pragma unroll
+        for (int q = 0; q < kSimtK; ++q) v[q] = 0.0f;
+#pragma unroll
+      for (int q = 0; q < kSimtK; ++q) ws[r][q] = v[q];
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int kk = 0; kk < kSimtK; ++kk) {
+      float xv[4], wv[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) xv[i] = xs[ty + 16 * i][kk];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) wv[j] = ws[tx + 16 * j][kk];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(xv[i], wv[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+      if (m < a.M && n < a.N) gemv_store(a, m, n, acc[i][j]);
+    }
+}
+
 }  // namespace
+
+cudaError_t linear_gemm_simt(const LinearArgs& a, cudaStream_t stream) {
+  int flags = 0;
+  const int64_t es = a.w_dtype == DType::F32 ? 4 : 2;
+  if (((uintptr_t)a.w & 15u) == 0 && (a.w_stride * es) % 16 == 0) flags |= kGemvVecW;
+  if (((uintptr_t)a.x & 15u) == 0 && a.x_stride % 4 == 0) flags |= kGemvVecX;
+  if (((uintptr_t)a.w & 1u) == 0) flags |= kGemvAlign2W;
+  const int64_t gx = (a.N + kSimtTile - 1) / kSimtTile, gy = (a.M + kSimtTile - 1) / kSimtTile;
+  if (gx > 0x7fffffff || gy > 65535) return cudaErrorInvalidValue;
+  const dim3 grid((unsigned)gx, (unsigned)gy);
+  switch (a.w_dtype) {
+    case DType::F32: gemm_simt_kernel<DType::F32><<<grid, kGemmThreads, 0, stream>>>(a, flags); break;
+    case DType::F16: gemm_simt_kernel<DType::F16><<<grid, kGemmThreads, 0, stream>>>(a, flags); break;
+    case DType::BF16: gemm_simt_kernel<DType::BF16><<<grid, kGemmThreads, 0, stream>>>(a, flags); break;
+    case DType::Q8_0: gemm_simt_kernel<DType::Q8_0><<<grid, kGemmThreads, 0, stream>>>(a, flags); break;
+    case DType::Q4_0: gemm_simt_kernel<DType::Q4_0><<<grid, kGemmThreads, 0, stream>>>(a, flags); break;
+    default: return cudaErrorNotSupported;
+  }
+  return cudaGetLastError();
+}
 
 cudaError_t linear_gemm_bf16(const LinearArgs& a, cudaStream_t stream) {
   int dev = 0, major = 0;

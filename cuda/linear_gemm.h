@@ -13,4 +13,12 @@ namespace nm::cuda {
 // cudaErrorNotSupported below compute capability 8.0 (no bf16 tensor cores).
 cudaError_t linear_gemm_bf16(const LinearArgs& a, cudaStream_t stream);
 
+// y = round(x) W^T (+ b) on the CUDA cores for every other format and
+// rounding (f32 / f16 / bf16 / Q8_0 / Q4_0 weights): each output is one
+// fmaf chain over k in ascending order, from the rounded inputs and the
+// dequantized weights of linear_math.cuh (gemv_load_x / gemv_load_w on
+// 32-element tiles, zero past K), so the host emulation repeats it bit for
+// bit; against linear() up to float32 summation order.
+cudaError_t linear_gemm_simt(const LinearArgs& a, cudaStream_t stream);
+
 }  // namespace nm::cuda

@@ -284,20 +284,25 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
 
   // Prefill GEMMs (tensor cores, bf16 weights, bf16-rounded inputs) at 2048
   // tokens: the mamba-130m in_proj, the 1.4B in_proj and out_proj.
+  // The same on the CUDA cores (f32 weights: the SIMT GEMM) at the 1.4B in_proj.
   struct Gemm {
     int64_t K, N;
+    DType wt;
   };
-  for (const Gemm& g : {Gemm{768, 3072}, Gemm{2048, 8192}, Gemm{4096, 2048}}) {
+  for (const Gemm& g : {Gemm{768, 3072, DType::BF16}, Gemm{2048, 8192, DType::BF16}, Gemm{4096, 2048, DType::BF16},
+                        Gemm{2048, 8192, DType::F32}}) {
     const int64_t M = 2048;
     DevPool p;
     LinearArgs a;
-    a.M = M, a.N = g.N, a.K = g.K, a.x_stride = a.w_stride = g.K, a.y_stride = g.N, a.w_dtype = DType::BF16;
-    a.x_rounding = ActRounding::BF16;
-    a.x = p.floats(M * g.K), a.y = p.floats(M * g.N), a.w = p.floats(g.N * g.K / 2);
+    a.M = M, a.N = g.N, a.K = g.K, a.x_stride = a.w_stride = g.K, a.y_stride = g.N, a.w_dtype = g.wt;
+    a.x_rounding = g.wt == DType::BF16 ? ActRounding::BF16 : ActRounding::None;
+    const double wbytes = (double)dtype_row_bytes(g.wt, g.K) * g.N;
+    a.x = p.floats(M * g.K), a.y = p.floats(M * g.N), a.w = p.floats((int64_t)(wbytes / 4));
     if (p.error() != cudaSuccess) return false;
     const size_t before = rows.size();
-    add("linear bf16 GEMM", "M 2048 x K " + std::to_string(g.K) + " x N " + std::to_string(g.N),
-        2.0 * g.N * g.K + F * (M * g.K + M * g.N), [&] { return cuda::linear_cuda(a, 0); });
+    add(g.wt == DType::BF16 ? "linear bf16 GEMM (tc)" : "linear f32 GEMM (simt)",
+        "M 2048 x K " + std::to_string(g.K) + " x N " + std::to_string(g.N), wbytes + F * (M * g.K + M * g.N),
+        [&] { return cuda::linear_cuda(a, 0); });
     if (rows.size() > before) rows.back().flops = 2.0 * M * g.N * g.K;
   }
 

@@ -1,5 +1,6 @@
 #include "emulate.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "conv1d_math.cuh"
@@ -146,6 +147,37 @@ void gemv_rows(const LinearArgs& a) {
   }
 }
 
+// The SIMT GEMM (M > 16, cuda/linear_gemm.cu): its 64 x 64 output tiles and
+// 32-wide k tiles through the same loaders, each output's fmaf chain in
+// ascending k (zeros past K included).
+template <DType WT>
+void gemm_simt(const LinearArgs& a) {
+  constexpr int T = 64, KT = 32;
+  std::vector<float> xs(T * KT), ws(T * KT), acc(T * T);
+  for (int64_t m0 = 0; m0 < a.M; m0 += T)
+    for (int64_t n0 = 0; n0 < a.N; n0 += T) {
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t k0 = 0; k0 < a.K; k0 += KT) {
+        const int len = a.K - k0 < KT ? (int)(a.K - k0) : KT;
+        float v[KT];
+        for (int r = 0; r < T; ++r) {
+          if (m0 + r < a.M) gemv_load_x<KT>(a, m0 + r, k0, len, 0, v);
+          else std::fill(v, v + KT, 0.0f);
+          std::copy(v, v + KT, xs.begin() + r * KT);
+          if (n0 + r < a.N) gemv_load_w<WT, KT>(a, n0 + r, k0, len, 0, v);
+          else std::fill(v, v + KT, 0.0f);
+          std::copy(v, v + KT, ws.begin() + r * KT);
+        }
+        for (int kk = 0; kk < KT; ++kk)
+          for (int i = 0; i < T; ++i)
+            for (int j = 0; j < T; ++j)
+              acc[(size_t)(i * T + j)] = fmaf(xs[(size_t)(i * KT + kk)], ws[(size_t)(j * KT + kk)], acc[(size_t)(i * T + j)]);
+      }
+      for (int i = 0; i < T && m0 + i < a.M; ++i)
+        for (int j = 0; j < T && n0 + j < a.N; ++j) gemv_store(a, m0 + i, n0 + j, acc[(size_t)(i * T + j)]);
+    }
+}
+
 template <DType WT>
 void gemv_plain(const LinearArgs& a) {
   if (gemv_chunk(WT, a.x_rounding) == 32) gemv_rows<WT, 32>(a);
@@ -157,7 +189,19 @@ void gemv_plain(const LinearArgs& a) {
 cudaError_t linear(const LinearArgs& a) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
-  if (a.M > kGemvMaxRows) return cudaErrorNotSupported;  // the tensor-core GEMM: not emulated
+  if (a.M > kGemvMaxRows) {
+    // The tensor-core GEMM has no host emulation; the SIMT GEMM does.
+    if (a.w_dtype == DType::BF16 && a.x_rounding == ActRounding::BF16) return cudaErrorNotSupported;
+    switch (a.w_dtype) {
+      case DType::F32: gemm_simt<DType::F32>(a); break;
+      case DType::F16: gemm_simt<DType::F16>(a); break;
+      case DType::BF16: gemm_simt<DType::BF16>(a); break;
+      case DType::Q8_0: gemm_simt<DType::Q8_0>(a); break;
+      case DType::Q4_0: gemm_simt<DType::Q4_0>(a); break;
+      default: return cudaErrorNotSupported;
+    }
+    return cudaSuccess;
+  }
   switch (a.w_dtype) {
     case DType::F32: gemv_plain<DType::F32>(a); break;
     case DType::F16: gemv_plain<DType::F16>(a); break;

@@ -501,7 +501,8 @@ const char* rounding_name(ActRounding m) {
 // `pad`: extra elements between rows of x (and of w, rounded up to a block
 // for the block formats), so that the device takes its element-wise loads.
 void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding mode, bool bias, DType bt, int64_t pad) {
-  if (M > kLinearGemvRows && !g_gpu) {  // the tensor-core GEMM has no host emulation
+  const bool tensor_cores = M > kLinearGemvRows && wt == DType::BF16 && mode == ActRounding::BF16;
+  if (tensor_cores && !g_gpu) {  // the tensor-core GEMM has no host emulation
     std::printf("skip linear                   M=%ld K=%ld N=%ld w=%s: the tensor-core GEMM runs on a GPU only\n",
                 (long)M, (long)K, (long)N, dtype_name(wt));
     return;
@@ -527,7 +528,7 @@ void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding 
   const cudaError_t e = s.finish(launch(t));
   report("linear", fmt("M=%ld K=%ld N=%ld w=%s x=%s bias=%s%s", (long)M, (long)K, (long)N, dtype_name(wt),
                        rounding_name(mode), bias ? dtype_name(bt) : "-", pad ? " strided" : ""),
-         e, {{"y", &cy, &y, M > kLinearGemvRows ? kTolGemm : kTolF32}});
+         e, {{"y", &cy, &y, tensor_cores ? kTolGemm : kTolF32}});
 }
 
 // Scheme by weight and input: I8 + int8 in (W8A8), I4 + int8 in (W4A8), I4
@@ -606,6 +607,15 @@ void linear_cases(Rng& r) {
   case_linear(r, 130, 100, 129, DType::BF16, ActRounding::BF16, true, DType::F32, 3);
   case_linear(r, 300, 768, 200, DType::BF16, ActRounding::BF16, true, DType::BF16, 0);
   case_linear(r, 257, 2304, 385, DType::BF16, ActRounding::BF16, true, DType::F16, 1);
+  // More than 16 rows on the CUDA cores (the SIMT GEMM): every other format
+  // and rounding, edges in M, N and K, strided rows.
+  case_linear(r, 17, 40, 9, DType::F32, ActRounding::None, true, DType::F32, 0);
+  case_linear(r, 70, 129, 65, DType::F16, ActRounding::None, false, DType::F32, 3);
+  case_linear(r, 130, 96, 33, DType::BF16, ActRounding::None, true, DType::BF16, 1);
+  case_linear(r, 65, 256, 130, DType::Q8_0, ActRounding::Q8Block, true, DType::F16, 0);
+  case_linear(r, 33, 320, 64, DType::Q4_0, ActRounding::None, false, DType::F32, 2);
+  case_linear(r, 200, 768, 96, DType::Q4_0, ActRounding::Q8Block, false, DType::F32, 0);
+  case_linear(r, 18, 1000, 70, DType::F32, ActRounding::BF16, false, DType::F32, 0);
   // Q8_0 / Q4_0 with K a multiple of 256 (the shared-memory span kernel):
   // partial and whole spans, padded rows (then the plain kernel), rounding.
   for (DType wt : {DType::Q8_0, DType::Q4_0}) {
@@ -637,10 +647,6 @@ void linear_cases(Rng& r) {
   LinearArgs a;
   a.M = 17, a.N = 8, a.K = 32, a.x = s.put(buf), a.y = s.put(buf), a.w = s.put(wb);
   a.x_stride = a.w_stride = 32, a.y_stride = 8;
-  report_reject("linear", "M 17 with f32 weights (no f32 GEMM yet)", launch(a), cudaErrorNotSupported);
-  a.w_dtype = DType::BF16;
-  report_reject("linear", "M 17 bf16 without bf16 rounding", launch(a), cudaErrorNotSupported);
-  a.w_dtype = DType::F32;
   a.M = 1, a.w_dtype = DType::Q8_0, a.K = 48, a.x_stride = a.w_stride = 48;
   report_reject("linear", "q8_0 with K 48", launch(a), cudaErrorInvalidValue);
   a.w_dtype = DType::I8, a.K = 32;
