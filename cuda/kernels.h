@@ -15,6 +15,7 @@
 #include "kernels/qlinear.h"
 #include "kernels/norm.h"
 #include "kernels/selective_scan.h"
+#include "kernels/ssd.h"
 
 namespace nm::cuda {
 
@@ -37,6 +38,14 @@ struct ScanTuning {
 size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, const ScanTuning& t = {});
 cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream, void* workspace = nullptr,
                                 const ScanTuning& t = {});
+// The Mamba-2 prefill (kernels/ssd.h), parallel over chunks of the packed
+// token axis of `chunk_len` tokens (0: chosen from the shape; the CPU's
+// a.chunk_size is its own matrix-form tile and does not apply), channels and
+// parts of the state (cuda/ssd_math.cuh). Workspace as selective_scan_cuda.
+size_t ssd_chunk_scan_cuda_workspace_bytes(const SsdChunkScanArgs& a, int64_t chunk_len = 0);
+cudaError_t ssd_chunk_scan_cuda(const SsdChunkScanArgs& a, cudaStream_t stream, void* workspace = nullptr,
+                                int64_t chunk_len = 0);
+
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream);
 
 // Decode GEMV (M <= 16 input rows). More rows: a GEMM, on the tensor cores

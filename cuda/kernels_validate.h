@@ -9,6 +9,7 @@
 #include "kernels/qlinear.h"
 #include "kernels/norm.h"
 #include "kernels/selective_scan.h"
+#include "kernels/ssd.h"
 #include "math_common.cuh"
 
 namespace nm::cuda {
@@ -55,6 +56,22 @@ inline Check check_args(const SelectiveScanArgs& a) {
   if (a.batch <= 0 || a.dim <= 0 || a.dstate <= 0 || a.ngroups <= 0) return Check::kNothing;
   if (a.seqlen < 0 || a.dim % a.ngroups != 0 || a.dstate > kSelectiveScanMaxDstate) return Check::kInvalid;
   if (!a.A || (a.seqlen > 0 && (!a.u || !a.delta || !a.B || !a.C || !a.out))) return Check::kInvalid;
+  return Check::kValid;
+}
+
+inline Check check_args(const SsdChunkScanArgs& a) {
+  if (a.tokens < 0 || a.nheads < 0 || a.headdim < 0 || a.ngroups < 0 || a.dstate < 0 || a.nseq < 0) return Check::kInvalid;
+  if (a.nseq == 0 || a.nheads == 0 || a.headdim == 0) return a.tokens == 0 ? Check::kNothing : Check::kInvalid;
+  if (a.ngroups == 0 || a.nheads % a.ngroups != 0 || a.dstate < 1 || a.dstate > 256 || a.chunk_size < 1)
+    return Check::kInvalid;
+  if (!a.cu_seqlens || !a.A || !a.final_states || !(a.dt_min <= a.dt_max)) return Check::kInvalid;
+  if (a.tokens > 0) {
+    const int64_t dim = a.nheads * a.headdim, bc = a.ngroups * a.dstate;
+    if (!a.x || !a.dt || !a.B || !a.C || !a.out) return Check::kInvalid;
+    if (a.x_stride < dim || a.dt_stride < a.nheads || a.B_stride < bc || a.C_stride < bc || a.out_stride < dim ||
+        (a.z && a.z_stride < dim))
+      return Check::kInvalid;
+  }
   return Check::kValid;
 }
 

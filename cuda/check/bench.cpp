@@ -220,6 +220,29 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
             [&] { return cuda::selective_scan_cuda(a, 0, ws, t); });
       }
     }
+  // Mamba-2 prefill (SSD) at the mamba2-130m shape (24 heads x 64, dstate
+  // 128) and a 1.4B-like one (64 heads x 64), one sequence; bytes = x, dt,
+  // z, out, B, C, the final state.
+  for (int64_t H : {24, 64})
+    for (int64_t L : {2048, 8192}) {
+      const int64_t P = 64, N = 128, dim = H * P;
+      DevPool p;
+      SsdChunkScanArgs a;
+      a.tokens = L, a.nheads = H, a.headdim = P, a.ngroups = 1, a.dstate = N, a.nseq = 1;
+      a.x = p.floats(L * dim), a.z = p.floats(L * dim), a.out = p.floats(L * dim), a.dt = p.floats(L * H);
+      a.B = p.floats(L * N), a.C = p.floats(L * N), a.A = p.floats(H, true), a.D = p.floats(H);
+      a.dt_bias = p.floats(H), a.dt_softplus = true, a.final_states = p.floats(dim * N);
+      a.x_stride = a.z_stride = a.out_stride = dim, a.dt_stride = H, a.B_stride = a.C_stride = N;
+      float* cu = p.floats(2);  // room for two int32: 0, L
+      const int32_t cuv[2] = {0, (int32_t)L};
+      if (p.error() != cudaSuccess || cudaMemcpy(cu, cuv, sizeof cuv, cudaMemcpyHostToDevice) != cudaSuccess) return false;
+      a.cu_seqlens = reinterpret_cast<const int32_t*>(cu);
+      const size_t wb = cuda::ssd_chunk_scan_cuda_workspace_bytes(a);
+      float* ws = wb ? p.floats((int64_t)(wb / 4)) : nullptr;
+      if (p.error() != cudaSuccess) return false;
+      add("ssd_chunk_scan", "L " + std::to_string(L) + " x " + std::to_string(H) + "x64 N128",
+          F * (3.0 * L * dim + L * H + 2.0 * L * N + dim * N), [&] { return cuda::ssd_chunk_scan_cuda(a, 0, ws); });
+    }
   struct Upd {
     const char* name;
     int64_t H, P, N;

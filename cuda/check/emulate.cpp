@@ -9,6 +9,7 @@
 #include "norm_math.cuh"
 #include "qlinear_math.cuh"
 #include "selective_scan_math.cuh"
+#include "ssd_math.cuh"
 
 namespace nm::cuda::emulate {
 
@@ -114,6 +115,46 @@ cudaError_t selective_scan(const SelectiveScanArgs& a, const ScanTuning& t) {
   if (a.dstate == 16 && parts == 2) scan_phases<16, 2>(a, len, ws);
   else if (a.dstate == 16) scan_phases<16, 1>(a, len, ws);
   else scan_phases<(int)kSelectiveScanMaxDstate, 1>(a, len, ws);
+  return cudaSuccess;
+}
+
+cudaError_t ssd_chunk_scan(const SsdChunkScanArgs& a, int64_t chunk_len) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  if (chunk_len < 0) return cudaErrorInvalidValue;
+  const int parts = ssd_parts(a.dstate);
+  const int64_t dim = a.nheads * a.headdim;
+  for (int64_t s = 0; s < a.nseq; ++s)
+    for (int64_t ch = 0; ch < dim; ++ch)
+      for (int64_t n = 0; n < a.dstate; ++n) ssd_empty_final(a, s, ch, n);
+  if (a.tokens == 0) return cudaSuccess;
+  const int64_t len = ssd_chunk_len(a, chunk_len), chunks = ssd_chunks(a, len);
+  std::vector<float> buf((size_t)ssd_workspace_floats(a, chunks));
+  const SsdWorkspace ws = ssd_workspace(a, buf.empty() ? nullptr : buf.data(), chunks);
+  for (int64_t k = 0; k + 1 < chunks; ++k)
+    for (int64_t ch = 0; ch < dim; ++ch)
+      for (int part = 0; part < parts; ++part) ssd_chunk_summary(a, len, ws, k, ch, part);
+  if (chunks > 1)
+    for (int64_t ch = 0; ch < dim; ++ch)
+      for (int64_t n = 0; n < a.dstate; ++n) ssd_carry(a, ws, ch, n);
+  // Phase 3: a channel's parts token by token; their partial sums in the
+  // device's butterfly order (tree_sum_host), part 0 writing.
+  std::vector<SsdLane> lanes((size_t)parts);
+  std::vector<int64_t> seq((size_t)parts);
+  float p[32];
+  for (int64_t k = 0; k < chunks; ++k)
+    for (int64_t ch = 0; ch < dim; ++ch) {
+      int64_t t0 = 0, t1 = 0;
+      for (int part = 0; part < parts; ++part)
+        ssd_out_begin(a, len, ws, k, ch, part, lanes[(size_t)part], seq[(size_t)part], t0, t1);
+      for (int64_t t = t0; t < t1; ++t) {
+        bool last = false;
+        for (int part = 0; part < parts; ++part) p[part] = ssd_out_token(a, t, lanes[(size_t)part], seq[(size_t)part], last);
+        ssd_write_out(a, t, lanes[0], tree_sum_host(p, parts));
+        if (last)
+          for (int part = 0; part < parts; ++part) ssd_write_final(a, seq[(size_t)part], lanes[(size_t)part]);
+      }
+    }
   return cudaSuccess;
 }
 

@@ -28,6 +28,7 @@
 #include "cpu/cpu_features.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
+#include "kernels/ssd.h"
 #include "emulate.h"
 #include "kernels.h"
 #include "runtime.h"
@@ -102,6 +103,9 @@ cudaError_t launch(const CausalConv1dUpdateArgs& a) {
 }
 cudaError_t launch(const SelectiveScanArgs& a, cuda::ScanTuning t = {}) {
   return g_gpu ? cuda::selective_scan_cuda(a, 0, nullptr, t) : cuda::emulate::selective_scan(a, t);
+}
+cudaError_t launch(const SsdChunkScanArgs& a, int64_t chunk_len = 0) {
+  return g_gpu ? cuda::ssd_chunk_scan_cuda(a, 0, nullptr, chunk_len) : cuda::emulate::ssd_chunk_scan(a, chunk_len);
 }
 cudaError_t launch(const SelectiveStateUpdateArgs& a) {
   return g_gpu ? cuda::selective_state_update_cuda(a, 0) : cuda::emulate::selective_state_update(a);
@@ -422,6 +426,74 @@ void case_update(Rng& r, int64_t batch, int64_t H, int64_t P, int64_t N, int64_t
   else report("selective_state_update", d, e, {{"out", &cout, &out, kTolF32}, {"state", &cst, &st, kTolF32}});
 }
 
+// Mamba-2 prefill: packed sequences of the given lengths (empty ones too),
+// every option; chunk: the CUDA kernel's tokens per chunk (0: its choice).
+void case_ssd(Rng& r, const std::vector<int32_t>& lens, int64_t H, int64_t P, int64_t G, int64_t N, bool D, bool z,
+              bool bias, bool softplus, bool clamp, bool init, int64_t chunk) {
+  std::vector<int32_t> cu(1, 0);
+  for (int32_t l : lens) cu.push_back(cu.back() + l);
+  const int64_t T = cu.back(), S = (int64_t)lens.size(), dim = H * P;
+  const int64_t xs = dim + 3, dts = H + 1, bs = G * N + 2, zs = dim + 1, os = dim + 2;
+  auto x = rand_vec(r, T * xs), Bv = rand_vec(r, T * bs), Cv = rand_vec(r, T * bs);
+  auto dt = rand_vec(r, T * dts, softplus ? -3.0f : 0.0f, softplus ? 1.0f : 0.2f);
+  auto zv = z ? rand_vec(r, T * zs, -3, 3) : std::vector<float>{};
+  std::vector<float> A = rand_vec(r, H, -3.0f, 0.5f);
+  for (auto& v : A) v = -std::exp(v);
+  auto Dv = D ? rand_vec(r, H) : std::vector<float>{};
+  auto bv = bias ? rand_vec(r, H) : std::vector<float>{};
+  auto is = init ? rand_vec(r, S * dim * N) : std::vector<float>{};
+  auto out = rand_vec(r, T * os), fs = rand_vec(r, S * dim * N);
+  auto cout = out, cfs = fs;
+  SsdChunkScanArgs a;
+  a.tokens = T, a.nheads = H, a.headdim = P, a.ngroups = G, a.dstate = N, a.nseq = S, a.chunk_size = 16;
+  a.x_stride = xs, a.dt_stride = dts, a.B_stride = a.C_stride = bs, a.z_stride = zs, a.out_stride = os;
+  a.dt_softplus = softplus;
+  if (clamp) a.dt_min = 0.01f, a.dt_max = 0.5f;
+  auto host = [](auto& v) { return v.empty() ? nullptr : v.data(); };
+  SsdChunkScanArgs c = a;
+  c.x = x.data(), c.dt = dt.data(), c.A = A.data(), c.B = Bv.data(), c.C = Cv.data(), c.D = host(Dv), c.z = host(zv);
+  c.dt_bias = host(bv), c.cu_seqlens = cu.data(), c.initial_states = host(is), c.out = cout.data();
+  c.final_states = cfs.data();
+  nm::ssd_chunk_scan(c);
+  Side s(g_gpu);
+  SsdChunkScanArgs t = a;
+  t.x = s.put(x), t.dt = s.put(dt), t.A = s.put(A), t.B = s.put(Bv), t.C = s.put(Cv), t.D = s.put(Dv), t.z = s.put(zv);
+  t.dt_bias = s.put(bv), t.cu_seqlens = s.put(cu), t.initial_states = s.put(is), t.out = s.put(out);
+  t.final_states = s.put(fs);
+  const cudaError_t e = s.finish(launch(t, chunk));
+  std::string ls;
+  for (int32_t l : lens) ls += (ls.empty() ? "" : ",") + std::to_string(l);
+  report("ssd_chunk_scan",
+         fmt("seqs=[%s] H=%ld P=%ld G=%ld N=%ld D=%d z=%d bias=%d softplus=%d clamp=%d init=%d chunk=%ld", ls.c_str(),
+             (long)H, (long)P, (long)G, (long)N, D, z, bias, softplus, clamp, init, (long)chunk),
+         e, {{"out", &cout, &out, kTolScan}, {"final_states", &cfs, &fs, kTolScan}});
+}
+
+void ssd_cases(Rng& r) {
+  // Sequences that start and end inside chunks, empty ones, one token;
+  // dstate 128 (8 lanes), 16, 5 and 200 (16 lanes, a partial one).
+  case_ssd(r, {37}, 2, 8, 1, 16, true, true, true, true, false, true, 0);
+  case_ssd(r, {37}, 2, 8, 1, 16, true, true, true, true, false, true, 8);
+  case_ssd(r, {5, 0, 19, 1, 40}, 4, 6, 2, 128, true, true, true, true, true, true, 7);
+  case_ssd(r, {5, 0, 19, 1, 40}, 4, 6, 2, 128, false, false, false, false, false, false, 16);
+  case_ssd(r, {0, 0, 3}, 3, 4, 3, 5, true, false, true, true, false, true, 2);
+  case_ssd(r, {64, 64}, 2, 16, 1, 200, true, true, false, true, true, true, 64);
+  case_ssd(r, {130, 7, 0}, 6, 16, 2, 64, true, true, true, true, false, true, 0);
+  case_ssd(r, {300}, 24, 8, 1, 128, true, true, true, true, false, false, 32);
+  Side s(g_gpu);
+  std::vector<float> buf(64, 1.0f);
+  std::vector<int32_t> cu = {0, 4};
+  SsdChunkScanArgs a;
+  a.tokens = 4, a.nheads = 2, a.headdim = 2, a.ngroups = 3, a.dstate = 4, a.nseq = 1;
+  a.x = a.dt = a.A = a.B = a.C = s.put(buf), a.out = a.final_states = s.put(buf), a.cu_seqlens = s.put(cu);
+  a.x_stride = a.out_stride = 4, a.dt_stride = 2, a.B_stride = a.C_stride = 12;
+  report_reject("ssd_chunk_scan", "ngroups 3 for 2 heads", launch(a), cudaErrorInvalidValue);
+  a.ngroups = 1, a.dstate = 257, a.B_stride = a.C_stride = 257;
+  report_reject("ssd_chunk_scan", "dstate 257", launch(a), cudaErrorInvalidValue);
+  a.dstate = 4, a.B_stride = a.C_stride = 4, a.cu_seqlens = nullptr;
+  report_reject("ssd_chunk_scan", "no cu_seqlens", launch(a), cudaErrorInvalidValue);
+}
+
 void scan_cases(Rng& r) {
   // batch, L, dim, N, G
   const int64_t shapes[][5] = {{1, 1, 7, 16, 1},   {2, 7, 33, 16, 3},  {1, 129, 129, 16, 1}, {1, 600, 24, 16, 2},
@@ -719,6 +791,7 @@ int main(int argc, char** argv) {
     norm_cases(rng);
     conv_cases(rng);
     scan_cases(rng);
+    ssd_cases(rng);
     linear_cases(rng);
     bench_shape_cases(rng);
   }
