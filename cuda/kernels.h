@@ -10,6 +10,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include "kernels/attention.h"
 #include "kernels/conv1d.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
@@ -45,6 +46,13 @@ cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream,
 size_t ssd_chunk_scan_cuda_workspace_bytes(const SsdChunkScanArgs& a, int64_t chunk_len = 0);
 cudaError_t ssd_chunk_scan_cuda(const SsdChunkScanArgs& a, cudaStream_t stream, void* workspace = nullptr,
                                 int64_t chunk_len = 0);
+
+// Attention over the paged KV cache (kernels/attention.h): the cache
+// append, a first paged attention (a warp per query and head, one key per
+// step; cuda/attention_math.cuh) and RoPE. head_dim <= 256.
+cudaError_t kv_cache_append_cuda(const KvCacheAppendArgs& a, cudaStream_t stream);
+cudaError_t paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream);
+cudaError_t rope_cuda(const RopeArgs& a, cudaStream_t stream);
 
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream);
 

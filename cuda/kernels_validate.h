@@ -4,6 +4,7 @@
 // early); kInvalid -> cudaErrorInvalidValue; kUnsupported ->
 // cudaErrorNotSupported. Host code only.
 #pragma once
+#include "kernels/attention.h"
 #include "kernels/conv1d.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
@@ -72,6 +73,47 @@ inline Check check_args(const SsdChunkScanArgs& a) {
         (a.z && a.z_stride < dim))
       return Check::kInvalid;
   }
+  return Check::kValid;
+}
+
+inline Check check_cache(const PagedKvCache& c) {
+  if (c.dtype != DType::F32 && c.dtype != DType::F16) return Check::kUnsupported;
+  if (c.num_pages < 1 || c.page_size < 1 || c.n_kv_heads < 1 || c.head_dim < 1 || c.head_dim > 256)
+    return Check::kInvalid;
+  if (!c.k || !c.v || c.head_stride < c.head_dim || c.slot_stride < c.n_kv_heads * c.head_stride ||
+      c.page_stride < c.page_size * c.slot_stride)
+    return Check::kInvalid;
+  return Check::kValid;
+}
+
+inline Check check_args(const KvCacheAppendArgs& a) {
+  if (a.tokens < 0 || a.nseq < 0) return Check::kInvalid;
+  if (a.tokens == 0) return Check::kNothing;
+  const Check c = check_cache(a.cache);
+  if (c != Check::kValid) return c;
+  if (a.nseq < 1 || !a.k || !a.v || !a.cu_seqlens || !a.start_pos || !a.block_table || a.max_pages_per_seq < 1 ||
+      a.block_table_stride < a.max_pages_per_seq)
+    return Check::kInvalid;
+  return Check::kValid;
+}
+
+inline Check check_args(const PagedAttentionArgs& a) {
+  if (a.tokens < 0 || a.nseq < 0 || a.n_heads < 0) return Check::kInvalid;
+  if (a.tokens == 0 || a.n_heads == 0) return Check::kNothing;
+  const Check c = check_cache(a.cache);
+  if (c != Check::kValid) return c;
+  if (a.n_heads % a.cache.n_kv_heads != 0 || a.nseq < 1 || !a.q || !a.out || !a.cu_seqlens_q || !a.kv_lens ||
+      !a.block_table || a.max_pages_per_seq < 1 || a.block_table_stride < a.max_pages_per_seq)
+    return Check::kInvalid;
+  return Check::kValid;
+}
+
+inline Check check_args(const RopeArgs& a) {
+  if (a.tokens < 0 || a.n_heads < 0) return Check::kInvalid;
+  if (a.tokens == 0 || a.n_heads == 0) return Check::kNothing;
+  if (!a.x || !a.positions || a.rotary_dim < 2 || a.rotary_dim % 2 != 0 || a.rotary_dim > a.head_dim ||
+      !(a.theta > 0.0))
+    return Check::kInvalid;
   return Check::kValid;
 }
 

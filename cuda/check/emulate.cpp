@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "attention_math.cuh"
 #include "conv1d_math.cuh"
 #include "kernels_validate.h"
 #include "linear_math.cuh"
@@ -155,6 +156,42 @@ cudaError_t ssd_chunk_scan(const SsdChunkScanArgs& a, int64_t chunk_len) {
           for (int part = 0; part < parts; ++part) ssd_write_final(a, seq[(size_t)part], lanes[(size_t)part]);
       }
     }
+  return cudaSuccess;
+}
+
+cudaError_t kv_cache_append(const KvCacheAppendArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  for (int64_t t = 0; t < a.tokens; ++t)
+    for (int64_t hk = 0; hk < a.cache.n_kv_heads; ++hk)
+      for (int64_t d = 0; d < a.cache.head_dim; ++d) kv_append_point(a, t, hk, d);
+  return cudaSuccess;
+}
+
+cudaError_t paged_attention(const PagedAttentionArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  std::vector<AttnLane> w(kAttnLanes);
+  float part[kAttnLanes];
+  for (int64_t t = 0; t < a.tokens; ++t)
+    for (int64_t h = 0; h < a.n_heads; ++h) {  // warp (t, h)
+      for (int l = 0; l < kAttnLanes; ++l) attn_lane_begin(a, t, h, l, w[(size_t)l]);
+      for (int64_t pos = 0; pos < w[0].npos; ++pos) {
+        for (int l = 0; l < kAttnLanes; ++l) part[l] = attn_lane_score(a, w[(size_t)l], pos, l);
+        const float sc = tree_sum_host(part, kAttnLanes);
+        for (int l = 0; l < kAttnLanes; ++l) attn_lane_update(a, w[(size_t)l], pos, l, sc);
+      }
+      for (int l = 0; l < kAttnLanes; ++l) attn_lane_finish(a, w[(size_t)l], t, h, l);
+    }
+  return cudaSuccess;
+}
+
+cudaError_t rope(const RopeArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  for (int64_t t = 0; t < a.tokens; ++t)
+    for (int64_t h = 0; h < a.n_heads; ++h)
+      for (int64_t i = 0; i < a.rotary_dim / 2; ++i) rope_point(a, t, h, i);
   return cudaSuccess;
 }
 

@@ -16,6 +16,9 @@ cudaError_t causal_conv1d_update(const CausalConv1dUpdateArgs& a);
 cudaError_t selective_scan(const SelectiveScanArgs& a, const ScanTuning& t = {});
 cudaError_t ssd_chunk_scan(const SsdChunkScanArgs& a, int64_t chunk_len = 0);
 cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a);
+cudaError_t kv_cache_append(const KvCacheAppendArgs& a);
+cudaError_t paged_attention(const PagedAttentionArgs& a);
+cudaError_t rope(const RopeArgs& a);
 cudaError_t linear(const LinearArgs& a);
 cudaError_t qlinear(const QLinearArgs& a);
 

@@ -26,6 +26,7 @@
 #include "bench.h"
 #include "check_util.h"
 #include "cpu/cpu_features.h"
+#include "kernels/attention.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
 #include "kernels/ssd.h"
@@ -107,6 +108,13 @@ cudaError_t launch(const SelectiveScanArgs& a, cuda::ScanTuning t = {}) {
 cudaError_t launch(const SsdChunkScanArgs& a, int64_t chunk_len = 0) {
   return g_gpu ? cuda::ssd_chunk_scan_cuda(a, 0, nullptr, chunk_len) : cuda::emulate::ssd_chunk_scan(a, chunk_len);
 }
+cudaError_t launch(const KvCacheAppendArgs& a) {
+  return g_gpu ? cuda::kv_cache_append_cuda(a, 0) : cuda::emulate::kv_cache_append(a);
+}
+cudaError_t launch(const PagedAttentionArgs& a) {
+  return g_gpu ? cuda::paged_attention_cuda(a, 0) : cuda::emulate::paged_attention(a);
+}
+cudaError_t launch(const RopeArgs& a) { return g_gpu ? cuda::rope_cuda(a, 0) : cuda::emulate::rope(a); }
 cudaError_t launch(const SelectiveStateUpdateArgs& a) {
   return g_gpu ? cuda::selective_state_update_cuda(a, 0) : cuda::emulate::selective_state_update(a);
 }
@@ -494,6 +502,128 @@ void ssd_cases(Rng& r) {
   report_reject("ssd_chunk_scan", "no cu_seqlens", launch(a), cudaErrorInvalidValue);
 }
 
+// ---------------------------------------------------------------- attention
+
+// Sequences with q_lens[s] new tokens and kv_lens[s] positions in the cache,
+// pages assigned at random; the cache (f32 or f16) random. Appends the new
+// tokens' K / V (compared as cache bytes turned to floats), then attends.
+void case_attention(Rng& r, const std::vector<int32_t>& q_lens, const std::vector<int32_t>& kv_lens, int64_t Hq,
+                    int64_t Hkv, int64_t D, int64_t page, DType dt, float scale) {
+  const int64_t S = (int64_t)q_lens.size();
+  std::vector<int32_t> cu(1, 0), start((size_t)S);
+  int64_t maxp = 1, pages = 2;
+  for (int64_t s = 0; s < S; ++s) {
+    cu.push_back(cu.back() + q_lens[(size_t)s]);
+    start[(size_t)s] = kv_lens[(size_t)s] - q_lens[(size_t)s];
+    maxp = std::max<int64_t>(maxp, (kv_lens[(size_t)s] + page - 1) / page);
+    pages += (kv_lens[(size_t)s] + page - 1) / page;
+  }
+  const int64_t T = cu.back(), bts = maxp + 1;
+  std::vector<int32_t> table((size_t)(S * bts), 0), perm = rand_slots(r, pages, pages);
+  int64_t next = 0;
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t j = 0; j < (kv_lens[(size_t)s] + page - 1) / page; ++j) table[(size_t)(s * bts + j)] = perm[(size_t)next++];
+  const int64_t hs = D + 1, ss = Hkv * hs, ps = page * ss + 3, es = dt == DType::F16 ? 1 : 2;  // es: floats per 2 elements
+  const int64_t cache_elems = pages * ps;
+  // The cache as floats (f32) or f16 bits packed two per float.
+  auto kc = rand_vec(r, dt == DType::F16 ? (cache_elems + 1) / 2 : cache_elems);
+  auto vc = rand_vec(r, dt == DType::F16 ? (cache_elems + 1) / 2 : cache_elems);
+  if (dt == DType::F16)
+    for (auto* v : {&kc, &vc})
+      for (auto& f : *v) {
+        const uint32_t b = (uint32_t)f32_to_f16(r.uniform(-1, 1)) | ((uint32_t)f32_to_f16(r.uniform(-1, 1)) << 16);
+        std::memcpy(&f, &b, 4);
+      }
+  (void)es;
+  const int64_t kts = Hkv * D + 2, qts = Hq * D + 5, ots = Hq * D + 1;
+  auto k = rand_vec(r, T * kts), v = rand_vec(r, T * kts), q = rand_vec(r, T * qts), out = rand_vec(r, T * ots);
+  auto ckc = kc, cvc = vc, cout = out;
+  PagedKvCache c;
+  c.dtype = dt, c.num_pages = pages, c.page_size = page, c.n_kv_heads = Hkv, c.head_dim = D;
+  c.page_stride = ps, c.slot_stride = ss, c.head_stride = hs;
+  KvCacheAppendArgs ap;
+  ap.nseq = S, ap.tokens = T, ap.k_stride_tok = ap.v_stride_tok = kts, ap.k_stride_head = ap.v_stride_head = D;
+  ap.block_table_stride = bts, ap.max_pages_per_seq = maxp;
+  PagedAttentionArgs at;
+  at.nseq = S, at.tokens = T, at.n_heads = Hq, at.scale = scale, at.q_stride_tok = qts, at.q_stride_head = D;
+  at.out_stride_tok = ots, at.out_stride_head = D, at.block_table_stride = bts, at.max_pages_per_seq = maxp;
+  // CPU reference.
+  {
+    KvCacheAppendArgs a = ap;
+    a.cache = c, a.cache.k = ckc.data(), a.cache.v = cvc.data();
+    a.k = k.data(), a.v = v.data(), a.cu_seqlens = cu.data(), a.start_pos = start.data(), a.block_table = table.data();
+    nm::kv_cache_append(a);
+    PagedAttentionArgs b = at;
+    b.cache = a.cache, b.q = q.data(), b.out = cout.data(), b.cu_seqlens_q = cu.data(), b.kv_lens = kv_lens.data();
+    b.block_table = table.data();
+    nm::paged_attention(b);
+  }
+  Side s(g_gpu);
+  KvCacheAppendArgs a = ap;
+  a.cache = c, a.cache.k = s.put(kc), a.cache.v = s.put(vc);
+  a.k = s.put(k), a.v = s.put(v), a.cu_seqlens = s.put(cu), a.start_pos = s.put(start), a.block_table = s.put(table);
+  std::vector<int32_t> kvl = kv_lens;
+  PagedAttentionArgs b = at;
+  b.cache = a.cache, b.q = s.put(q), b.out = s.put(out), b.cu_seqlens_q = a.cu_seqlens, b.kv_lens = s.put(kvl);
+  b.block_table = a.block_table;
+  cudaError_t e = launch(a);
+  if (e == cudaSuccess) e = launch(b);
+  e = s.finish(e);
+  std::string ql, kl;
+  for (int64_t i = 0; i < S; ++i) {
+    ql += (i ? "," : "") + std::to_string(q_lens[(size_t)i]);
+    kl += (i ? "," : "") + std::to_string(kv_lens[(size_t)i]);
+  }
+  report("paged_attention",
+         fmt("q=[%s] kv=[%s] H=%ld/%ld D=%ld page=%ld %s scale=%g (and kv_cache_append)", ql.c_str(), kl.c_str(),
+             (long)Hq, (long)Hkv, (long)D, (long)page, dtype_name(dt), scale),
+         e, {{"k_cache", &ckc, &kc, 0.0}, {"v_cache", &cvc, &vc, 0.0}, {"out", &cout, &out, kTolF32}});
+}
+
+void case_rope(Rng& r, int64_t T, int64_t H, int64_t D, int64_t rot, bool interleaved, double theta) {
+  const int64_t hs = D + 2, ts = H * hs + 1;
+  auto x = rand_vec(r, T * ts, -2, 2);
+  std::vector<int32_t> pos((size_t)T);
+  for (auto& p : pos) p = (int32_t)r.below(100000);
+  auto cx = x;
+  RopeArgs a;
+  a.tokens = T, a.n_heads = H, a.head_dim = D, a.x_stride_tok = ts, a.x_stride_head = hs, a.rotary_dim = rot;
+  a.theta = theta, a.interleaved = interleaved;
+  RopeArgs c = a;
+  c.x = cx.data(), c.positions = pos.data();
+  nm::rope(c);
+  Side s(g_gpu);
+  a.x = s.put(x), a.positions = s.put(pos);
+  const cudaError_t e = s.finish(launch(a));
+  report("rope", fmt("T=%ld H=%ld D=%ld rotary=%ld %s theta=%g", (long)T, (long)H, (long)D, (long)rot,
+                     interleaved ? "interleaved" : "neox", theta),
+         e, {{"x", &cx, &x, kTolF32}});
+}
+
+void attention_cases(Rng& r) {
+  case_attention(r, {1}, {1}, 2, 1, 8, 4, DType::F32, 0.35f);
+  case_attention(r, {5, 1, 3}, {5, 9, 40}, 4, 2, 64, 16, DType::F16, 0.125f);
+  case_attention(r, {17, 1}, {17, 70}, 6, 3, 100, 7, DType::F32, 0.1f);
+  case_attention(r, {1, 1, 1, 1}, {33, 1, 64, 257}, 8, 8, 128, 16, DType::F16, 0.0884f);
+  case_attention(r, {40}, {100}, 3, 1, 256, 32, DType::F32, 0.0625f);
+  case_rope(r, 7, 3, 64, 64, false, 10000.0);
+  case_rope(r, 5, 4, 96, 32, false, 500000.0);
+  case_rope(r, 9, 2, 64, 64, true, 10000.0);
+  Side s(g_gpu);
+  std::vector<float> buf(64, 1.0f);
+  RopeArgs a;
+  a.tokens = 1, a.n_heads = 1, a.head_dim = 8, a.x = s.put(buf), a.rotary_dim = 3;
+  std::vector<int32_t> pos = {0};
+  a.positions = s.put(pos);
+  report_reject("rope", "an odd rotary_dim", launch(a), cudaErrorInvalidValue);
+  PagedAttentionArgs p;
+  p.tokens = 1, p.nseq = 1, p.n_heads = 2, p.cache.dtype = DType::BF16, p.cache.num_pages = 1, p.cache.page_size = 1;
+  p.cache.n_kv_heads = 1, p.cache.head_dim = 8;
+  report_reject("paged_attention", "a bf16 cache", launch(p), cudaErrorNotSupported);
+  p.cache.dtype = DType::F32, p.cache.head_dim = 300;
+  report_reject("paged_attention", "head_dim 300", launch(p), cudaErrorInvalidValue);
+}
+
 void scan_cases(Rng& r) {
   // batch, L, dim, N, G
   const int64_t shapes[][5] = {{1, 1, 7, 16, 1},   {2, 7, 33, 16, 3},  {1, 129, 129, 16, 1}, {1, 600, 24, 16, 2},
@@ -792,6 +922,7 @@ int main(int argc, char** argv) {
     conv_cases(rng);
     scan_cases(rng);
     ssd_cases(rng);
+    attention_cases(rng);
     linear_cases(rng);
     bench_shape_cases(rng);
   }
