@@ -24,6 +24,20 @@
 
 namespace nm::engine {
 
+// Embedding rows: out[t, :] = table row tokens[t] as float32 (any weight
+// format; the Quamba formats with their scales). `tokens` is HOST memory
+// (the ids come from JavaScript); `table`, `scales` and `out` are the
+// backend's.
+struct EmbeddingArgs {
+  const void* table = nullptr;
+  DType dtype = DType::F32;
+  const float* scales = nullptr;  // I8 / I4 tables
+  int64_t dim = 0;                // row length
+  const int32_t* tokens = nullptr;
+  int64_t n = 0;
+  float* out = nullptr;           // [n, dim], dense
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -32,6 +46,11 @@ class Backend {
   // Whether its linear / qlinear / moe kernels take weights of this format.
   virtual bool supports(DType weight_format) const = 0;
 
+  // Data movement and elementwise ops on the backend's memory.
+  virtual void embedding(const EmbeddingArgs& a) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void scale(float* x, int64_t n, float s) = 0;                     // x *= s
+  virtual void add(const float* a, const float* b, float* out, int64_t n) = 0;  // out = a + b
   // Norms and rotations.
   virtual void rms_norm(const RmsNormArgs& a) = 0;
   virtual void gated_rms_norm(const GatedRmsNormArgs& a) = 0;

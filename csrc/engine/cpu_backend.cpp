@@ -1,5 +1,7 @@
 #include "engine/cpu_backend.h"
 
+#include <cstring>
+
 namespace nm::engine {
 
 namespace {
@@ -11,6 +13,25 @@ class CpuBackend final : public Backend {
   // Every format of the weight-format table has a CPU kernel family.
   bool supports(DType t) const override { return (int32_t)t >= 0 && (int32_t)t < kDTypeCount; }
 
+  void embedding(const EmbeddingArgs& a) override {
+    if (dtype_info(a.dtype).linear == LinearKernel::Quamba) {
+      const int64_t stride = dtype_row_bytes(a.dtype, a.dim);
+      for (int64_t t = 0; t < a.n; ++t)
+        qweight_row_to_f32(a.table, a.dtype, stride, a.scales, a.tokens[t], a.dim, a.out + t * a.dim);
+    } else {
+      for (int64_t t = 0; t < a.n; ++t) load_row_as_f32(a.table, a.dtype, (int64_t)a.tokens[t] * a.dim, a.dim, a.out + t * a.dim);
+    }
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memmove(dst, src, bytes);
+  }
+  void scale(float* x, int64_t n, float s) override {
+    if (s == 1.0f) return;
+    for (int64_t i = 0; i < n; ++i) x[i] *= s;
+  }
+  void add(const float* a, const float* b, float* out, int64_t n) override {
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+  }
   void rms_norm(const RmsNormArgs& a) override { nm::rms_norm(a); }
   void gated_rms_norm(const GatedRmsNormArgs& a) override { nm::gated_rms_norm(a); }
   void hadamard_transform(const HadamardArgs& a) override { nm::hadamard_transform(a); }

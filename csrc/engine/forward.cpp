@@ -31,13 +31,11 @@ namespace {
 void embed(const Model& m, const int32_t* tokens, int64_t n, float* h) {
   const Weight& e = m.embedding();
   const int64_t d = m.config().d_model;
-  if (dtype_info(e.dtype).linear == LinearKernel::Quamba) {
-    const int64_t stride = dtype_row_bytes(e.dtype, d);
-    for (int64_t t = 0; t < n; ++t) qweight_row_to_f32(e.data, e.dtype, stride, e.scales, tokens[t], d, h + t * d);
-  } else {
-    for (int64_t t = 0; t < n; ++t) load_row_as_f32(e.data, e.dtype, (int64_t)tokens[t] * d, d, h + t * d);
-  }
-  scale_in_place(h, n * d, m.config().embedding_multiplier);
+  EmbeddingArgs a;
+  a.table = e.data; a.dtype = e.dtype; a.scales = e.scales; a.dim = d;
+  a.tokens = tokens; a.n = n; a.out = h;
+  m.backend().embedding(a);
+  m.backend().scale(h, n * d, m.config().embedding_multiplier);
   if (m.config().hadamard_residual) {
     // The residual stream lives in the rotated basis: h <- T(h).
     HadamardArgs r;
@@ -58,11 +56,11 @@ void run_layers(Model& m, int32_t slot, int64_t pos0, const int32_t* slots, cons
     first = false;
     if (slots) L.mixer->step(m, slots, pos, hn, n, h);
     else L.mixer->prefill(m, slot, pos0, hn, n, h);
-    scale_in_place(h, n * d, c.residual_multiplier);
+    m.backend().scale(h, n * d, c.residual_multiplier);
     if (L.ffn) {
       add_norm(m, L.ffn_norm, c.norm_eps, h, residual, false, n, d, hn);
       L.ffn->forward(m, hn, n, h);
-      scale_in_place(h, n * d, c.residual_multiplier);
+      m.backend().scale(h, n * d, c.residual_multiplier);
     }
   }
 }
@@ -80,7 +78,7 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
   if (c.hadamard_residual) {
     // Back from the rotated basis before the final norm (whose weight and
     // the tied head are the checkpoint's own): r <- Tᵀ(h + residual).
-    for (int64_t i = 0; i < rows * d; ++i) back.data()[i] = h[row0 * d + i] + residual[row0 * d + i];
+    m.backend().add(h + row0 * d, residual + row0 * d, back.data(), rows * d);
     HadamardArgs r;
     r.rows = rows; r.n = d; r.x = back.data(); r.x_stride = d; r.transpose = true; r.out = back.data(); r.out_stride = d;
     m.backend().hadamard_transform(r);
@@ -93,7 +91,7 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
   a.out = hf.data(); a.out_stride = d;
   m.backend().rms_norm(a);
   run_linear(m, m.lm_head(), nullptr, hf.data(), d, rows, logits);
-  scale_in_place(logits, rows * c.vocab, 1.0f / c.logits_scaling);
+  m.backend().scale(logits, rows * c.vocab, 1.0f / c.logits_scaling);
 }
 
 }  // namespace

@@ -204,9 +204,4 @@ uint64_t weight_bytes(const Weight& w) {
   return (uint64_t)w.rows * (uint64_t)dtype_row_bytes(w.dtype, w.cols);
 }
 
-void scale_in_place(float* x, int64_t n, float s) {
-  if (s == 1.0f) return;
-  for (int64_t i = 0; i < n; ++i) x[i] *= s;
-}
-
 }  // namespace nm::engine

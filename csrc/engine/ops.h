@@ -94,7 +94,4 @@ void run_linear(const Model& m, const Weight& w, const Weight* bias, const float
 void add_norm(const Model& m, const Weight& w, float eps, const float* h, float* residual, bool first, int64_t n,
               int64_t d, float* out);
 
-// x[i] *= s over n floats (skipped for s == 1).
-void scale_in_place(float* x, int64_t n, float s);
-
 }  // namespace nm::engine

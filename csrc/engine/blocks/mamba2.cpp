@@ -90,7 +90,7 @@ void prefill_impl(Model& m, const MambaWeights& L, int64_t layer, int32_t slot, 
   } else {
     m.backend().ssd_chunk_scan(s);
   }
-  std::copy(ssm_final.begin(), ssm_final.end(), state + L.ssm_off);
+  m.backend().copy(state + L.ssm_off, ssm_final.data(), (size_t)(H * Pd * N) * sizeof(float));
 
   gated_norm_out_proj(m, L, y.data(), zxbcdt.data(), P, n, out);
 }

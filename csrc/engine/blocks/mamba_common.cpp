@@ -95,7 +95,7 @@ void conv_prefill(Model& m, const MambaWeights& L, int32_t slot, const float* x,
   } else {
     m.backend().causal_conv1d(cv);
   }
-  std::copy(final_state.begin(), final_state.end(), state);
+  m.backend().copy(state, final_state.data(), (size_t)(channels * (K - 1)) * sizeof(float));
 }
 
 // One conv step (+ SiLU) for `batch` sequences, in place on their conv states
