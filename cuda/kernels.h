@@ -65,6 +65,7 @@ cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaS
 // summation order; float x is quantized per element as qlinear() does (a
 // NaN row gives NaN outputs), or xq is read as given.
 cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream);
+// qlinear_cuda with M > 16: a GEMM with the same arithmetic (cuda/qlinear_gemm.h).
 cudaError_t qlinear_cuda(const QLinearArgs& a, cudaStream_t stream);
 
 }  // namespace nm::cuda

@@ -140,7 +140,7 @@ inline Check check_args(const LinearArgs& a) {
   return Check::kValid;  // more than 16 rows: a GEMM (cuda/linear_gemm.h)
 }
 
-// The decode GEMV of the Quamba formats (qlinear_cuda): M <= 16.
+// The Quamba formats (qlinear_cuda): the decode GEMV for M <= 16, the GEMM above.
 inline Check check_args(const QLinearArgs& a) {
   if (a.M < 0 || a.N < 0 || a.K < 0) return Check::kInvalid;
   if (a.w_dtype != DType::I8 && a.w_dtype != DType::I4) return Check::kInvalid;
@@ -155,7 +155,6 @@ inline Check check_args(const QLinearArgs& a) {
     if (quantized_in ? a.xq_stride < a.K : (!a.x || a.x_stride < a.K)) return Check::kInvalid;
   }
   if (a.bias && !is_plain_float(a.bias_dtype)) return Check::kUnsupported;
-  if (a.M > 16) return Check::kUnsupported;
   return Check::kValid;
 }
 

@@ -4,6 +4,7 @@
 
 #include "kernels.h"
 #include "launch_util.cuh"
+#include "qlinear_gemm.h"
 #include "qlinear_math.cuh"
 
 namespace nm::cuda {
@@ -223,6 +224,7 @@ cudaError_t qlinear_cuda(const QLinearArgs& a, cudaStream_t stream) {
   if (!(b.x_scale > 0.0f)) b.xq = nullptr;  // W4A16 reads x
   const float inv = b.x_scale > 0.0f ? 1.0f / b.x_scale : 0.0f;
   const int flags = (((uintptr_t)b.w & 15u) == 0 && b.w_stride % 16 == 0) ? kQGemvVecW : 0;
+  if (b.M > kGemvMaxRows) return qlinear_gemm(b, inv, stream);
   if (b.M <= 1) return launch<1>(b, inv, flags, stream);
   if (b.M <= 4) return launch<4>(b, inv, flags, stream);
   return launch<16>(b, inv, flags, stream);

@@ -58,15 +58,34 @@ NM_HD int32_t dot4(uint32_t w, uint32_t x, int32_t acc) {
 
 // q_x[m, k] (0 past K); a NaN float input sets bit m of nan (a bit mask,
 // not an array: it stays in a register).
-NM_HD int32_t qx_value(const QLinearArgs& a, int64_t m, int64_t k, float inv, uint32_t& nan) {
-  if (k >= a.K) return 0;
-  if (a.xq) return a.xq[m * a.xq_stride + k];
-  const float v = rintf(a.x[m * a.x_stride + k] * inv);
+// clamp(rint(x * inv), -127, 127); a NaN sets `nan` and gives 0.
+NM_HD int32_t quantize_x(float x, float inv, bool& nan) {
+  const float v = rintf(x * inv);
   if (v != v) {
-    nan |= 1u << m;
+    nan = true;
     return 0;
   }
   return (int32_t)fminf(127.0f, fmaxf(-127.0f, v));
+}
+
+NM_HD int32_t qx_value(const QLinearArgs& a, int64_t m, int64_t k, float inv, uint32_t& nan) {
+  if (k >= a.K) return 0;
+  if (a.xq) return a.xq[m * a.xq_stride + k];
+  bool isnan = false;
+  const int32_t q = quantize_x(a.x[m * a.x_stride + k], inv, isnan);
+  if (isnan) nan |= 1u << m;
+  return q;
+}
+
+// Weight element k of row n as a signed integer: the int8 (I8) or nibble - 8
+// (I4: byte j of a 64-element chunk holds elements j and j + 32); 0 past K.
+NM_HD int32_t qweight_value(const QLinearArgs& a, int64_t n, int64_t k) {
+  if (k >= a.K) return 0;
+  const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+  if (a.w_dtype == DType::I8) return (int32_t)(int8_t)row[k];
+  const int64_t c = k / kI4Chunk, j = k % kI4Chunk;
+  const uint8_t b = row[c * (kI4Chunk / 2) + (j % 32)];
+  return (int32_t)(j < 32 ? (b & 0x0f) : (b >> 4)) - 8;
 }
 
 // q_x[m, k .. k + 3] as four bytes (element k in the low byte); one 4-byte

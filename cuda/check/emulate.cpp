@@ -291,12 +291,55 @@ cudaError_t linear(const LinearArgs& a) {
   return cudaSuccess;
 }
 
+namespace {
+
+// The quantized GEMM (M > 16, cuda/qlinear_gemm.cu), output by output: the
+// exact integer sums, W4A8's group chain, W4A16's ascending-k fmaf chain.
+void qgemm(const QLinearArgs& a, float inv) {
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group;
+  for (int64_t m = 0; m < a.M; ++m) {
+    bool nan = false;
+    std::vector<int32_t> xq((size_t)a.K);
+    if (a.x_scale > 0.0f)
+      for (int64_t k = 0; k < a.K; ++k)
+        xq[(size_t)k] = a.xq ? (int32_t)a.xq[m * a.xq_stride + k] : quantize_x(a.x[m * a.x_stride + k], inv, nan);
+    for (int64_t n = 0; n < a.N; ++n) {
+      if (a.w_dtype == DType::I8) {
+        int32_t sum = 0;
+        for (int64_t k = 0; k < a.K; ++k) sum += qweight_value(a, n, k) * xq[(size_t)k];
+        w8a8_store(a, m, n, sum, nan);
+      } else if (a.x_scale > 0.0f) {
+        float f = 0.0f;
+        for (int64_t g = 0; g < G; ++g) {
+          int32_t sum = 0;
+          for (int64_t k = g * kI4Group; k < (g + 1) * kI4Group && k < a.K; ++k) sum += qweight_value(a, n, k) * xq[(size_t)k];
+          f = w4a8_step(f, sum, a.w_scales[n * G + g]);
+        }
+        w4a8_store(a, m, n, f, nan);
+      } else {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < a.K; ++k) {
+          const float w = a.w_scales[n * G + k / kI4Group] * nibble_minus_8((uint32_t)(qweight_value(a, n, k) + 8));
+          acc = fmaf(w, a.x[m * a.x_stride + k], acc);
+        }
+        w4a16_store(a, m, n, acc);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 cudaError_t qlinear(const QLinearArgs& args) {
   const Check c = check_args(args);
   if (c != Check::kValid) return status(c);
   QLinearArgs a = args;
   if (!(a.x_scale > 0.0f)) a.xq = nullptr;
   const float inv = a.x_scale > 0.0f ? 1.0f / a.x_scale : 0.0f;
+  if (a.M > kGemvMaxRows) {
+    qgemm(a, inv);
+    return cudaSuccess;
+  }
   // W4A8 float inputs small enough to stage are quantized first, as the
   // device block stages them (qlinear.cu: stage_xq), with their NaN rows.
   std::vector<int8_t> staged;

@@ -838,6 +838,14 @@ void linear_cases(Rng& r) {
     }
   for (int64_t M : Ms) case_qlinear(r, M, 768, 33, DType::I4, true, false, true, DType::F32, 0, true);
   for (int64_t M : Ms) case_qlinear(r, M, 1000, 7, DType::I8, true, false, false, DType::F32, 16, M == 3);
+  // More than 16 rows: the quantized GEMM (prefill), each scheme, edges in
+  // M, N and K (partial W4A8 groups), NaN rows, given int8 inputs, strides.
+  case_qlinear(r, 17, 128, 9, DType::I8, true, false, true, DType::F32, 0, true);
+  case_qlinear(r, 70, 300, 65, DType::I8, true, true, false, DType::F32, 5, false);
+  case_qlinear(r, 65, 200, 70, DType::I4, true, false, true, DType::F16, 0, true);
+  case_qlinear(r, 130, 768, 33, DType::I4, true, true, false, DType::F32, 3, false);
+  case_qlinear(r, 33, 1000, 64, DType::I4, false, false, true, DType::BF16, 0, false);
+  case_qlinear(r, 200, 129, 129, DType::I4, false, false, false, DType::F32, 1, false);
   // Float inputs too many to stage in shared memory (M x K over 48 KiB):
   // quantized where they are read.
   case_qlinear(r, 16, 3100, 9, DType::I4, true, false, true, DType::F32, 0, true);
