@@ -12,6 +12,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/conv1d.h"
+#include "kernels/hadamard.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
 #include "kernels/norm.h"
@@ -53,6 +54,11 @@ cudaError_t ssd_chunk_scan_cuda(const SsdChunkScanArgs& a, cudaStream_t stream, 
 cudaError_t kv_cache_append_cuda(const KvCacheAppendArgs& a, cudaStream_t stream);
 cudaError_t paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream);
 cudaError_t rope_cuda(const RopeArgs& a, cudaStream_t stream);
+
+// Hadamard rotation and its fused int8 quantization (kernels/hadamard.h),
+// bit for bit as the CPU's; n <= 8192 (larger: cudaErrorNotSupported).
+cudaError_t hadamard_transform_cuda(const HadamardArgs& a, cudaStream_t stream);
+cudaError_t hadamard_quantize_cuda(const HadamardQuantArgs& a, cudaStream_t stream);
 
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream);
 

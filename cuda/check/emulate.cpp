@@ -1,10 +1,12 @@
 #include "emulate.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "attention_math.cuh"
 #include "conv1d_math.cuh"
+#include "hadamard_math.cuh"
 #include "kernels_validate.h"
 #include "linear_math.cuh"
 #include "norm_math.cuh"
@@ -156,6 +158,54 @@ cudaError_t ssd_chunk_scan(const SsdChunkScanArgs& a, int64_t chunk_len) {
           for (int part = 0; part < parts; ++part) ssd_write_final(a, seq[(size_t)part], lanes[(size_t)part]);
       }
     }
+  return cudaSuccess;
+}
+
+namespace {
+
+// One row through the kernel's three steps (each step's threads are
+// independent between the block's barriers).
+void hadamard_row(std::vector<float>& y, int m, int64_t p, bool tr, float scale) {
+  const int64_t n = (int64_t)y.size();
+  for (int64_t h = 1; h < p; h *= 2)
+    for (int64_t q = 0; q < n / 2; ++q) had_butterfly_pair(y.data(), p, h, q);
+  for (int64_t j = 0; j < (m == 1 ? n : p); ++j) had_mix(y.data(), m, p, j, tr, scale);
+}
+
+}  // namespace
+
+cudaError_t hadamard_transform(const HadamardArgs& a) {
+  int m = 0;
+  int64_t p = 0;
+  if (a.rows < 0 || !had_decompose(a.n, &m, &p)) return cudaErrorInvalidValue;
+  if (a.rows == 0) return cudaSuccess;
+  if (!a.x || !a.out || a.x_stride < a.n || a.out_stride < a.n) return cudaErrorInvalidValue;
+  if (a.n > kHadamardMaxN) return cudaErrorNotSupported;
+  const float scale = (float)(1.0 / std::sqrt((double)a.n));
+  std::vector<float> y((size_t)a.n);
+  for (int64_t r = 0; r < a.rows; ++r) {
+    std::copy(a.x + r * a.x_stride, a.x + r * a.x_stride + a.n, y.begin());
+    hadamard_row(y, m, p, a.transpose, scale);
+    std::copy(y.begin(), y.end(), a.out + r * a.out_stride);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t hadamard_quantize(const HadamardQuantArgs& a) {
+  int m = 0;
+  int64_t p = 0;
+  if (a.rows < 0 || !had_decompose(a.n, &m, &p) || !(a.inv_scale > 0.0f) || !(a.inv_scale < INFINITY))
+    return cudaErrorInvalidValue;
+  if (a.rows == 0) return cudaSuccess;
+  if (!a.x || !a.out || a.x_stride < a.n || a.out_stride < a.n) return cudaErrorInvalidValue;
+  if (a.n > kHadamardMaxN) return cudaErrorNotSupported;
+  const float fold = (float)((double)a.inv_scale / std::sqrt((double)a.n));
+  std::vector<float> y((size_t)a.n);
+  for (int64_t r = 0; r < a.rows; ++r) {
+    std::copy(a.x + r * a.x_stride, a.x + r * a.x_stride + a.n, y.begin());
+    hadamard_row(y, m, p, false, m == 1 ? 1.0f : fold);
+    for (int64_t i = 0; i < a.n; ++i) a.out[r * a.out_stride + i] = had_quantize(y[(size_t)i], m == 1 ? fold : 1.0f);
+  }
   return cudaSuccess;
 }
 

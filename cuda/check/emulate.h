@@ -19,6 +19,8 @@ cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a);
 cudaError_t kv_cache_append(const KvCacheAppendArgs& a);
 cudaError_t paged_attention(const PagedAttentionArgs& a);
 cudaError_t rope(const RopeArgs& a);
+cudaError_t hadamard_transform(const HadamardArgs& a);
+cudaError_t hadamard_quantize(const HadamardQuantArgs& a);
 cudaError_t linear(const LinearArgs& a);
 cudaError_t qlinear(const QLinearArgs& a);
 

@@ -27,6 +27,7 @@
 #include "check_util.h"
 #include "cpu/cpu_features.h"
 #include "kernels/attention.h"
+#include "kernels/hadamard.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
 #include "kernels/ssd.h"
@@ -115,6 +116,12 @@ cudaError_t launch(const PagedAttentionArgs& a) {
   return g_gpu ? cuda::paged_attention_cuda(a, 0) : cuda::emulate::paged_attention(a);
 }
 cudaError_t launch(const RopeArgs& a) { return g_gpu ? cuda::rope_cuda(a, 0) : cuda::emulate::rope(a); }
+cudaError_t launch(const HadamardArgs& a) {
+  return g_gpu ? cuda::hadamard_transform_cuda(a, 0) : cuda::emulate::hadamard_transform(a);
+}
+cudaError_t launch(const HadamardQuantArgs& a) {
+  return g_gpu ? cuda::hadamard_quantize_cuda(a, 0) : cuda::emulate::hadamard_quantize(a);
+}
 cudaError_t launch(const SelectiveStateUpdateArgs& a) {
   return g_gpu ? cuda::selective_state_update_cuda(a, 0) : cuda::emulate::selective_state_update(a);
 }
@@ -600,6 +607,56 @@ void case_rope(Rng& r, int64_t T, int64_t H, int64_t D, int64_t rot, bool interl
          e, {{"x", &cx, &x, kTolF32}});
 }
 
+// ---------------------------------------------------------------- hadamard
+
+// rows x n (a supported size), strided, transform (both directions, in place
+// too) and the fused quantization (NaN and Inf rows included): bit for bit.
+void case_hadamard(Rng& r, int64_t rows, int64_t n, bool inplace) {
+  const int64_t xs = n + 3, os = inplace ? xs : n + 1;
+  auto x = rand_vec(r, rows * xs, -3, 3);
+  if (rows > 2) x[(size_t)(xs + 1)] = NAN, x[(size_t)(2 * xs + 2)] = INFINITY;
+  for (bool tr : {false, true}) {
+    auto out = inplace ? x : rand_vec(r, rows * os);
+    auto cx = x, cout = out;
+    HadamardArgs a;
+    a.rows = rows, a.n = n, a.x_stride = xs, a.transpose = tr, a.out_stride = os;
+    HadamardArgs c = a;
+    c.x = cx.data(), c.out = inplace ? cx.data() : cout.data();
+    nm::hadamard_transform(c);
+    Side s(g_gpu);
+    auto gx = x;
+    a.x = s.put(gx), a.out = inplace ? const_cast<float*>(a.x) : s.put(out);
+    const cudaError_t e = s.finish(launch(a));
+    if (inplace)
+      report("hadamard_transform", fmt("rows=%ld n=%ld %s in place", (long)rows, (long)n, tr ? "T^T" : "T"), e,
+             {{"x", &cx, &gx, 0.0}});
+    else
+      report("hadamard_transform", fmt("rows=%ld n=%ld %s", (long)rows, (long)n, tr ? "T^T" : "T"), e,
+             {{"out", &cout, &out, 0.0}});
+  }
+  std::vector<int8_t> q((size_t)(rows * os), 5), cq = q;
+  HadamardQuantArgs a;
+  a.rows = rows, a.n = n, a.x_stride = xs, a.inv_scale = 7.3f, a.out_stride = os;
+  HadamardQuantArgs c = a;
+  c.x = x.data(), c.out = cq.data();
+  nm::hadamard_quantize(c);
+  Side s(g_gpu);
+  a.x = s.put(x), a.out = s.put(q);
+  const cudaError_t e = s.finish(launch(a));
+  std::vector<float> fq(q.begin(), q.end()), fcq(cq.begin(), cq.end());
+  report("hadamard_quantize", fmt("rows=%ld n=%ld", (long)rows, (long)n), e, {{"q", &fcq, &fq, 0.0}});
+}
+
+void hadamard_cases(Rng& r) {
+  for (int64_t n : {1, 2, 8, 12, 24, 40, 80, 256, 768, 1536, 2560, 5120})
+    case_hadamard(r, n >= 1536 ? 3 : 5, n, n == 24 || n == 1536);
+  Side s(g_gpu);
+  std::vector<float> buf(64, 1.0f);
+  HadamardArgs a;
+  a.rows = 1, a.n = 24 * 3, a.x = s.put(buf), a.out = s.put(buf), a.x_stride = a.out_stride = 72;
+  report_reject("hadamard_transform", "n 72", launch(a), cudaErrorInvalidValue);
+}
+
 void attention_cases(Rng& r) {
   case_attention(r, {1}, {1}, 2, 1, 8, 4, DType::F32, 0.35f);
   case_attention(r, {5, 1, 3}, {5, 9, 40}, 4, 2, 64, 16, DType::F16, 0.125f);
@@ -931,6 +988,7 @@ int main(int argc, char** argv) {
     scan_cases(rng);
     ssd_cases(rng);
     attention_cases(rng);
+    hadamard_cases(rng);
     linear_cases(rng);
     bench_shape_cases(rng);
   }
