@@ -18,6 +18,7 @@
 #include "kernels/norm.h"
 #include "kernels/selective_scan.h"
 #include "kernels/ssd.h"
+#include "kernels/ssm_q8.h"
 
 namespace nm::cuda {
 
@@ -59,6 +60,17 @@ cudaError_t rope_cuda(const RopeArgs& a, cudaStream_t stream);
 // bit for bit as the CPU's; n <= 8192 (larger: cudaErrorNotSupported).
 cudaError_t hadamard_transform_cuda(const HadamardArgs& a, cudaStream_t stream);
 cudaError_t hadamard_quantize_cuda(const HadamardQuantArgs& a, cudaStream_t stream);
+
+// Int8-activation SSM kernels (kernels/ssm_q8.h): dequantize into pool
+// scratch, the float CUDA kernel, requantize the conv output; and the
+// per-channel quantization itself.
+cudaError_t quantize_channels_int8_cuda(int64_t rows, int64_t channels, const float* x, int64_t x_stride,
+                                        const float* scale, int8_t* q, int64_t q_stride, cudaStream_t stream);
+cudaError_t causal_conv1d_q8_cuda(const CausalConv1dQ8Args& a, cudaStream_t stream);
+cudaError_t causal_conv1d_update_q8_cuda(const CausalConv1dUpdateQ8Args& a, cudaStream_t stream);
+cudaError_t selective_scan_q8_cuda(const SelectiveScanQ8Args& a, cudaStream_t stream);
+cudaError_t selective_state_update_q8_cuda(const SelectiveStateUpdateQ8Args& a, cudaStream_t stream);
+cudaError_t ssd_chunk_scan_q8_cuda(const SsdChunkScanQ8Args& a, cudaStream_t stream);
 
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream);
 

@@ -12,6 +12,7 @@
 #include "norm_math.cuh"
 #include "qlinear_math.cuh"
 #include "selective_scan_math.cuh"
+#include "ssm_q8_math.cuh"
 #include "ssd_math.cuh"
 
 namespace nm::cuda::emulate {
@@ -207,6 +208,58 @@ cudaError_t hadamard_quantize(const HadamardQuantArgs& a) {
     for (int64_t i = 0; i < a.n; ++i) a.out[r * a.out_stride + i] = had_quantize(y[(size_t)i], m == 1 ? fold : 1.0f);
   }
   return cudaSuccess;
+}
+
+namespace {
+
+std::vector<float> dequantized(const Int8Operand& o, int64_t batch, int64_t tokens, int64_t width) {
+  std::vector<float> out((size_t)(batch * tokens * width));
+  for (int64_t i = 0; i < batch * tokens * width; ++i) dequantize_point(o, tokens, width, i, out.data());
+  return out;
+}
+
+}  // namespace
+
+cudaError_t quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride,
+                                   const float* scale, int8_t* q, int64_t q_stride) {
+  if (rows < 0 || channels < 0) return cudaErrorInvalidValue;
+  if (rows == 0 || channels == 0) return cudaSuccess;
+  if (!x || !scale || !q || x_stride < channels || q_stride < channels) return cudaErrorInvalidValue;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < channels; ++c) q[r * q_stride + c] = quantize_channel(x[r * x_stride + c], scale[c]);
+  return cudaSuccess;
+}
+
+cudaError_t causal_conv1d_q8(const CausalConv1dQ8Args& a) {
+  CausalConv1dArgs c = a.conv;
+  const int64_t T = c.tokens, C = c.channels;
+  if (T > 0 && (!a.io.xq || !a.io.x_scale || !a.io.outq || !a.io.out_scale || a.io.xq_stride < C || a.io.outq_stride < C))
+    return cudaErrorInvalidValue;
+  std::vector<float> xf = dequantized({a.io.xq, 0, a.io.xq_stride, a.io.x_scale}, 1, T, C), of((size_t)(T * C));
+  c.x = xf.data(), c.x_stride = C, c.out = of.data(), c.out_stride = C;
+  const cudaError_t e = emulate::causal_conv1d(c);
+  if (e == cudaSuccess && T > 0) return quantize_channels_int8(T, C, of.data(), C, a.io.out_scale, a.io.outq, a.io.outq_stride);
+  return e;
+}
+
+cudaError_t selective_scan_q8(const SelectiveScanQ8Args& a) {
+  SelectiveScanArgs s = a.scan;
+  const int64_t Bt = s.batch, L = s.seqlen, D = s.dim, GN = s.ngroups * s.dstate;
+  std::vector<float> u = dequantized(a.u, Bt, L, D), b = dequantized(a.B, Bt, L, GN), c = dequantized(a.C, Bt, L, GN);
+  s.u = u.data(), s.u_batch_stride = L * D, s.u_token_stride = D;
+  s.B = b.data(), s.B_batch_stride = L * GN, s.B_token_stride = GN;
+  s.C = c.data(), s.C_batch_stride = L * GN, s.C_token_stride = GN;
+  return emulate::selective_scan(s);
+}
+
+cudaError_t ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a) {
+  SsdChunkScanArgs s = a.ssd;
+  const int64_t T = s.tokens, D = s.nheads * s.headdim, GN = s.ngroups * s.dstate;
+  std::vector<float> x = dequantized({a.x.q, 0, a.x.token_stride, a.x.scale}, 1, T, D);
+  std::vector<float> b = dequantized({a.B.q, 0, a.B.token_stride, a.B.scale}, 1, T, GN);
+  std::vector<float> c = dequantized({a.C.q, 0, a.C.token_stride, a.C.scale}, 1, T, GN);
+  s.x = x.data(), s.x_stride = D, s.B = b.data(), s.B_stride = GN, s.C = c.data(), s.C_stride = GN;
+  return emulate::ssd_chunk_scan(s);
 }
 
 cudaError_t kv_cache_append(const KvCacheAppendArgs& a) {

@@ -19,6 +19,11 @@ cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a);
 cudaError_t kv_cache_append(const KvCacheAppendArgs& a);
 cudaError_t paged_attention(const PagedAttentionArgs& a);
 cudaError_t rope(const RopeArgs& a);
+cudaError_t quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride,
+                                   const float* scale, int8_t* q, int64_t q_stride);
+cudaError_t causal_conv1d_q8(const CausalConv1dQ8Args& a);
+cudaError_t selective_scan_q8(const SelectiveScanQ8Args& a);
+cudaError_t ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a);
 cudaError_t hadamard_transform(const HadamardArgs& a);
 cudaError_t hadamard_quantize(const HadamardQuantArgs& a);
 cudaError_t linear(const LinearArgs& a);
