@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -84,6 +85,49 @@ void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* s
   }
 }
 
+void qweight_pack_panels(const void* w, DType t, int64_t w_stride, const float* scales, int64_t N, int64_t K,
+                         uint8_t* panels, float* panel_scales) {
+  const DTypeInfo& f = dtype_info(t);
+  if (!f.panels)
+    throw std::invalid_argument(std::string("node-mamba: qweight_pack_panels: ") + f.name + " has no panel layout");
+  const int64_t rb = dtype_row_bytes(t, K), prb = dtype_panel_row_bytes(t, K), P = dtype_panel_count(N);
+  const int64_t groups = prb / kPanelK, whole = rb / kPanelK, vec = kPanelRows * kPanelK;
+  const uint8_t pad = t == DType::I4 ? 0x88 : 0;  // padding rows: q = 0
+  const uint8_t* src0 = static_cast<const uint8_t*>(w);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, kPanelRows * prb));
+  cpu::parallel_for(P, grain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      uint8_t* out = panels + p * kPanelRows * prb;
+      for (int64_t r = 0; r < kPanelRows; ++r) {
+        const int64_t n = p * kPanelRows + r;
+        uint8_t* o = out + r * kPanelK;
+        if (n >= N) {
+          for (int64_t g = 0; g < groups; ++g) std::memset(o + g * vec, pad, kPanelK);
+          continue;
+        }
+        const uint8_t* src = src0 + n * w_stride;
+        for (int64_t g = 0; g < whole; ++g) std::memcpy(o + g * vec, src + g * kPanelK, kPanelK);
+        if (whole < groups) {  // I8: the last K % 4 bytes, then zeros
+          uint8_t last[kPanelK] = {0, 0, 0, 0};
+          std::memcpy(last, src + whole * kPanelK, (size_t)(rb - whole * kPanelK));
+          std::memcpy(o + whole * vec, last, kPanelK);
+        }
+      }
+    }
+  });
+  if (f.scales == ScaleLayout::PerGroup) {
+    const int64_t G = (K + f.group - 1) / f.group;
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t r = 0; r < kPanelRows; ++r) {
+          const int64_t n = p * kPanelRows + r;
+          panel_scales[(p * G + g) * kPanelRows + r] = n < N ? scales[n * G + g] : 0.0f;
+        }
+  } else {
+    std::copy(scales, scales + dtype_scale_count(t, N, K), panel_scales);
+  }
+}
+
 void qlinear(const QLinearArgs& a) {
   const DTypeInfo& f = dtype_info(a.w_dtype);
   if (f.linear != LinearKernel::Quamba)
@@ -92,6 +136,11 @@ void qlinear(const QLinearArgs& a) {
   const bool int8_in = a.x_scale > 0.0f;
   if (!int8_in && a.w_dtype == DType::I8)
     throw std::invalid_argument("node-mamba: qlinear: i8 weights need int8 inputs (x_scale > 0)");
+  const bool packed = a.w_layout == WeightLayout::Panels;
+  if (packed && !int8_in)
+    throw std::invalid_argument("node-mamba: qlinear: the panel layout needs int8 inputs (x_scale > 0)");
+  if (a.w_layout != WeightLayout::Rows && !packed)
+    throw std::invalid_argument("node-mamba: qlinear: unknown weight layout " + std::to_string((int32_t)a.w_layout));
   if (a.M <= 0 || a.N <= 0) return;
 
   thread_local std::vector<char> qbuf, sbuf, fbuf;
@@ -132,16 +181,17 @@ void qlinear(const QLinearArgs& a) {
   // Units of 4 weight rows (every level's tile height divides 4), or of 16
   // on the panel path (every level's panel height divides 16); a task should
   // read at least ~16K weights or do ~64K products.
-  const bool panel = int8_in && qlinear_panel_path(a.w_dtype == DType::I8, a.M);
+  const bool panel = packed || (int8_in && qlinear_panel_path(a.w_dtype == DType::I8, a.M));
   const int64_t unit = panel ? 16 : 4, units = (a.N + unit - 1) / unit;
   const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / per_unit);
   // Each task's scratch, reused across calls: the batched 4-bit paths'
   // (kQLinearUnpackRows rows of Kp floats) or the panel path's.
-  const bool unpack = a.w_dtype == DType::I4 && a.M > 1;  // the levels unpack above their tile height (>= 1)
+  // (packed weights need none).
+  const bool unpack = !packed && a.w_dtype == DType::I4 && a.M > 1;  // the levels unpack above their tile height (>= 1)
   const int64_t scratch_bytes =
       std::max(unpack ? kQLinearUnpackRows * in.Kp * (int64_t)sizeof(float) : 0,
-               panel ? kQLinearPanelRows * (in.Kp + in.groups * (int64_t)sizeof(float)) : 0);
+               panel && !packed ? kQLinearPanelRows * (in.Kp + in.groups * (int64_t)sizeof(float)) : 0);
   // Decode-sized calls (few input rows) are scheduled dynamically in chunks
   // of about an eighth of a thread's share (at least `grain`): a decode step
   // makes ~170 of them, and with a static split each waits for the slower

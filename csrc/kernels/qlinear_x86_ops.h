@@ -123,6 +123,11 @@ struct Ops512 : OpsQuad {
   }
   static PV pbcast_u4(const int8_t* p) { return _mm512_set1_epi32(load4(p)); }
   static PV pdot_u4(PV acc, PV u, PV x) { return dot_u4(acc, u, x); }
+  // Packed panels (qlinear_packed.h): signed weights as pdot_i8 takes them
+  // (here: as they are); the low / high nibbles of a vector of I4 bytes.
+  static PV pflip_i8(PV w) { return w; }
+  static PV pnib_lo(PV v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0f)); }
+  static PV pnib_hi(PV v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0f)); }
   // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
   static __m512i lanes_of_rows(const uint8_t* const* rows, int a, int off) {
     // broadcast loads merged under masks: no shuffle uops
@@ -281,6 +286,10 @@ struct O : OpsQuad {
   static PV pdot_u4(PV acc, PV u, PV x) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
   }
+  // Packed panels (as Ops512).
+  static PV pflip_i8(PV w) { return w; }
+  static PV pnib_lo(PV v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
+  static PV pnib_hi(PV v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }
   // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
   static __m256i lanes_of_rows(const uint8_t* const* rows, int a, int off) {
     // two broadcast loads and a blend: no shuffle uops

@@ -2,7 +2,9 @@
 #include <napi.h>
 
 #include <cmath>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/qlinear.h"
 #include "napi/bindings.h"
@@ -14,7 +16,10 @@ namespace {
 
 // { x?: f32 [rows, inFeatures] | xq?: Int8Array [rows, inFeatures], xScale: number (0 = float inputs),
 //   weight: Int8Array (i8) | Uint8Array (i4), weightDtype: 'i8' | 'i4', weightScales: f32,
-//   bias?: f32|f16|bf16 [outFeatures], rows, inFeatures, outFeatures } -> f32 [rows, outFeatures]
+//   bias?: f32|f16|bf16 [outFeatures], rows, inFeatures, outFeatures,
+//   weightLayout?: 'rows' | 'panels' (int8 inputs only: the weight is packed
+//   here, as the engine packs it once at load, then read in that layout) }
+//   -> f32 [rows, outFeatures]
 Napi::Value qlinear_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "qlinear");
   const int64_t M = r.integer("rows", 0, kMaxElements);
@@ -49,6 +54,12 @@ Napi::Value qlinear_js(const Napi::CallbackInfo& info) {
   const bool int8_in = xs > 0.0;
   if (wt == DType::I8 && !int8_in) r.range_error("xScale", "must be > 0 for i8 weights (W8A8)");
 
+  Napi::Value lv = r.obj.Get("weightLayout");
+  const std::string ls = lv.IsUndefined() ? "rows" : lv.IsString() ? lv.As<Napi::String>().Utf8Value() : "";
+  if (ls != "rows" && ls != "panels") r.type_error("weightLayout", "must be 'rows' or 'panels'");
+  const bool panels = ls == "panels";
+  if (panels && !int8_in) r.range_error("xScale", "must be > 0 with weightLayout 'panels' (int8 inputs)");
+
   QLinearArgs a;
   a.M = M; a.N = N; a.K = K;
   if (r.has("xq")) {
@@ -70,6 +81,17 @@ Napi::Value qlinear_js(const Napi::CallbackInfo& info) {
   a.w_stride = row_bytes; a.w_dtype = wt;
   a.w_scales = s.as<float>();
   a.bias = b.present ? b.data : nullptr; a.bias_dtype = b.dtype;
+  std::vector<uint64_t> packed;  // 8-byte units, realigned to 64 below
+  std::vector<float> packed_scales;
+  if (panels) {
+    packed.resize((size_t)(dtype_panel_bytes(wt, N, K) + 64) / 8 + 1);
+    uint8_t* pw = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(packed.data()) + 63) / 64 * 64);
+    packed_scales.resize((size_t)dtype_panel_scale_count(wt, N, K));
+    qweight_pack_panels(a.w, wt, row_bytes, a.w_scales, N, K, pw, packed_scales.data());
+    a.w = pw;
+    a.w_scales = packed_scales.data();
+    a.w_layout = WeightLayout::Panels;
+  }
   Napi::Float32Array y = new_f32(r.env, ny);
   a.y = y.Data(); a.y_stride = N;
   qlinear(a);

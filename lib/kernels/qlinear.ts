@@ -24,6 +24,12 @@ export interface QLinearOptions {
   rows: number;
   inFeatures: number;
   outFeatures: number;
+  /**
+   * 'rows' (default): the weight is read as stored. 'panels' (int8 inputs only): it is first
+   * packed into the panel layout a loaded model packs its W8A8 / W4A8 weights into (16 rows
+   * interleaved 4 bytes at a time, docs/formats.md), then read in that layout; same results.
+   */
+  weightLayout?: 'rows' | 'panels';
 }
 
 /**
