@@ -32,7 +32,8 @@ void embed(const Model& m, const int32_t* tokens, int64_t n, float* h) {
   const int64_t d = m.config().d_model;
   if (dtype_info(e.dtype).linear == LinearKernel::Quamba) {
     const int64_t stride = dtype_row_bytes(e.dtype, d);
-    for (int64_t t = 0; t < n; ++t) qweight_row_to_f32(e.data, e.dtype, stride, e.scales, tokens[t], d, h + t * d);
+    for (int64_t t = 0; t < n; ++t)
+      qweight_row_to_f32(e.data, e.dtype, stride, e.scales, tokens[t], d, h + t * d, e.layout);
   } else {
     for (int64_t t = 0; t < n; ++t) load_row_as_f32(e.data, e.dtype, (int64_t)tokens[t] * d, d, h + t * d);
   }

@@ -64,8 +64,14 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
       throw LoadError("the embedding is i8 and the head is tied to it: the head needs " + is +
                           " (or its own lm_head.weight)", tt.path_of("backbone.embeddings.weight"), is);
     }
-    // The head reads a packed copy (int8 inputs); the lookup keeps the rows.
+    // A head with int8 inputs is packed; the lookup then reads the packed
+    // copy too, so that the file's pages are never touched again.
     m->lm_head_ = tt.pack(m->lm_head_);
+    if (m->lm_head_.layout == WeightLayout::Panels) {
+      m->embedding_.data = m->lm_head_.data;
+      m->embedding_.layout = m->lm_head_.layout;
+      m->embedding_.scales = m->lm_head_.scales;
+    }
   } else {
     m->lm_head_ = m->embedding_;  // tied
   }

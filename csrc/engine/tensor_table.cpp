@@ -88,10 +88,21 @@ Weight TensorTable::pack(const Weight& w) {
   const int64_t nscales = dtype_panel_scale_count(w.dtype, w.rows, w.cols);
   AlignedBytes buf(static_cast<uint8_t*>(::operator new[]((size_t)std::max<int64_t>(bytes, 64), std::align_val_t(64))));
   std::vector<float> scales((size_t)nscales);
-  const int64_t stride = dtype_row_bytes(w.dtype, w.cols);
-  qweight_pack_panels(w.data, w.dtype, stride, w.scales, w.rows, w.cols, buf.get(), scales.data());
+  const int64_t stride = dtype_row_bytes(w.dtype, w.cols), prb = dtype_panel_row_bytes(w.dtype, w.cols);
+  const int64_t G = dtype_info(w.dtype).scales == ScaleLayout::PerGroup ? dtype_scale_count(w.dtype, 1, w.cols) : 1;
+  const MappedFile* file = nullptr;
   for (const auto& f : files_)
-    if (f->contains(w.data, (uint64_t)(w.rows * stride))) f->release(w.data, (uint64_t)(w.rows * stride));
+    if (f->contains(w.data, (uint64_t)(w.rows * stride))) file = f.get();
+  // Slices of whole panels of about 4 MB, each released once packed: the
+  // original and its copy are resident together for one slice only.
+  const int64_t slice = std::max<int64_t>(1, ((int64_t)4 << 20) / std::max<int64_t>(1, kPanelRows * stride)) * kPanelRows;
+  for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
+    const int64_t r1 = std::min(w.rows, r0 + slice);
+    const uint8_t* src = static_cast<const uint8_t*>(w.data) + r0 * stride;
+    qweight_pack_panels(src, w.dtype, stride, w.scales + r0 * G, r1 - r0, w.cols, buf.get() + r0 * prb,
+                        scales.data() + r0 * G);
+    if (file) file->release(w.data, (uint64_t)(r1 * stride));  // from the start: no page left between slices
+  }
   Weight p = w;
   p.data = buf.get();
   p.layout = WeightLayout::Panels;

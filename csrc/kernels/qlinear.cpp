@@ -67,21 +67,29 @@ void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float i
 }
 
 void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* scales, int64_t row, int64_t K,
-                        float* out) {
-  const uint8_t* r = static_cast<const uint8_t*>(w) + row * w_stride;
+                        float* out, WeightLayout layout) {
+  if (t != DType::I8 && t != DType::I4)
+    throw std::invalid_argument(std::string("node-mamba: qweight_row_to_f32: ") + dtype_name(t) + " is not an I8 / I4 format");
+  const bool panels = layout == WeightLayout::Panels;
+  // Byte j of the row: in place, or group j / 4 of its panel at the row's 4 bytes.
+  const uint8_t* r = static_cast<const uint8_t*>(w) + (panels ? (row / kPanelRows) * kPanelRows * dtype_panel_row_bytes(t, K) +
+                                                                    (row % kPanelRows) * kPanelK
+                                                              : row * w_stride);
+  const int64_t group_step = panels ? kPanelRows * kPanelK : kPanelK;
+  auto byte = [&](int64_t j) { return r[(j / kPanelK) * group_step + j % kPanelK]; };
   if (t == DType::I8) {
     const float s = scales[row];
-    for (int64_t k = 0; k < K; ++k) out[k] = (float)(int8_t)r[k] * s;
-  } else if (t == DType::I4) {
+    for (int64_t k = 0; k < K; ++k) out[k] = (float)(int8_t)byte(k) * s;
+  } else {
     // 64-element chunks of 32 bytes: byte j holds element j (low nibble) and j + 32 (high), stored q + 8.
     const int64_t G = (K + kI4Group - 1) / kI4Group;
+    const float* s = panels ? scales + (row / kPanelRows) * G * kPanelRows + row % kPanelRows : scales + row * G;
+    const int64_t s_step = panels ? kPanelRows : 1;
     for (int64_t k = 0; k < K; ++k) {
-      const uint8_t b = r[(k / kI4Chunk) * (kI4Chunk / 2) + (k % kI4Chunk) % 32];
+      const uint8_t b = byte((k / kI4Chunk) * (kI4Chunk / 2) + (k % kI4Chunk) % 32);
       const int q = ((k % kI4Chunk) < 32 ? (b & 0x0f) : (b >> 4)) - 8;
-      out[k] = (float)q * scales[row * G + k / kI4Group];
+      out[k] = (float)q * s[(k / kI4Group) * s_step];
     }
-  } else {
-    throw std::invalid_argument(std::string("node-mamba: qweight_row_to_f32: ") + dtype_name(t) + " is not an I8 / I4 format");
   }
 }
 

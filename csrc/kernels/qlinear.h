@@ -67,10 +67,12 @@ struct QLinearArgs {
 // propagate NaN check the row, as qlinear does).
 void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float inv_scale, int8_t* q, int64_t qs);
 
-// out[0:K] = row `row` of an I8 / I4 weight as float32: q · s (I8: the row's
-// scale; I4: its group's), e.g. a quantized embedding's lookup.
+// out[0:K] = row `row` of an I8 / I4 weight [·, K] as float32: q · s (I8:
+// the row's scale; I4: its group's), e.g. a quantized embedding's lookup.
+// layout Rows: rows w_stride bytes apart, scales as stored; Panels: the
+// panel layout and scales of qweight_pack_panels (w_stride unused).
 void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* scales, int64_t row, int64_t K,
-                        float* out);
+                        float* out, WeightLayout layout = WeightLayout::Rows);
 
 // The Panels layout (core/dtype.h) of an I8 / I4 weight [N, K] stored as
 // rows w_stride bytes apart: panels gets dtype_panel_bytes(t, N, K) bytes
