@@ -29,8 +29,8 @@
 //             apart, ≥ dtype_row_bytes(I4, K))
 //   w_scales  I8: [N] f32;  I4: [N, ceil(K / 128)] f32
 //   or, with w_layout Panels (int8 inputs only: W8A8, W4A8), w is the
-//   panel layout of core/dtype.h (qweight_pack_panels; 64-byte aligned,
-//   w_stride unused) and I4 scales are [ceil(N / 16), ceil(K / 128), 16]
+//   panel layout of core/dtype.h (qweight_pack_panels; any alignment, 64
+//   bytes reads fastest; w_stride unused) and I4 scales are [ceil(N / 16), ceil(K / 128), 16]
 //   bias [N] optional (f32 / f16 / bf16)
 //   y  [M, N] f32 (y_stride)
 //
@@ -75,10 +75,11 @@ void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* s
                         float* out, WeightLayout layout = WeightLayout::Rows);
 
 // The Panels layout (core/dtype.h) of an I8 / I4 weight [N, K] stored as
-// rows w_stride bytes apart: panels gets dtype_panel_bytes(t, N, K) bytes
-// (64-byte aligned), panel_scales dtype_panel_scale_count(t, N, K) floats
+// rows w_stride bytes apart: panels gets dtype_panel_bytes(t, N, K) bytes, panel_scales dtype_panel_scale_count(t, N, K) floats
 // (I8: a copy of scales; I4: reordered per panel, padding rows 0).
-// Multithreaded on the global pool. Throws std::invalid_argument for another
+// A weight may be packed in slices of whole panels (rows [r0, r1), r0 a
+// multiple of kPanelRows: w + r0 · w_stride, scales + r0 · groups, panels +
+// r0 · dtype_panel_row_bytes, panel_scales + r0 · groups). Multithreaded on the global pool. Throws std::invalid_argument for another
 // format.
 void qweight_pack_panels(const void* w, DType t, int64_t w_stride, const float* scales, int64_t N, int64_t K,
                          uint8_t* panels, float* panel_scales);

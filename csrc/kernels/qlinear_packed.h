@@ -78,7 +78,7 @@ void packed_tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
     typename O::PV wv[NP];
     for (int j = 0; j < NP; ++j) {
       if constexpr (MB <= 4) O::prefetch(w[j] + kb * kPackedVec + kPackedPrefetch);
-      wv[j] = O::pflip_i8(O::pload(w[j] + kb * kPackedVec));
+      wv[j] = O::pflip_i8(O::ploadu(w[j] + kb * kPackedVec));
     }
     for (int m = 0; m < MB; ++m) {
       const typename O::PX x = O::pbcast_i8(x0 + m * in.Kp + kb * kPanelK);
@@ -126,7 +126,7 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
       typename O::PV lo[NP], hi[NP];
       for (int j = 0; j < NP; ++j) {
         if constexpr (MB <= 2) O::prefetch(w[j] + i * kPackedVec + kPackedPrefetch);
-        const typename O::PV v = O::pload(w[j] + i * kPackedVec);
+        const typename O::PV v = O::ploadu(w[j] + i * kPackedVec);
         lo[j] = O::pnib_lo(v);
         hi[j] = O::pnib_hi(v);
       }

@@ -125,6 +125,7 @@ struct Ops512 : OpsQuad {
   static PV pdot_u4(PV acc, PV u, PV x) { return dot_u4(acc, u, x); }
   // Packed panels (qlinear_packed.h): signed weights as pdot_i8 takes them
   // (here: as they are); the low / high nibbles of a vector of I4 bytes.
+  static PV ploadu(const uint8_t* p) { return _mm512_loadu_si512((const void*)p); }
   static PV pflip_i8(PV w) { return w; }
   static PV pnib_lo(PV v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0f)); }
   static PV pnib_hi(PV v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0f)); }
@@ -287,6 +288,7 @@ struct O : OpsQuad {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
   }
   // Packed panels (as Ops512).
+  static PV ploadu(const uint8_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
   static PV pflip_i8(PV w) { return w; }
   static PV pnib_lo(PV v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
   static PV pnib_hi(PV v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }

@@ -162,7 +162,8 @@ t.test('weightLayout panels equals rows bit for bit on every level', (t) => {
           const base = { x, xScale: 3 / 127, weight: qw, rows: M, inFeatures: K, outFeatures: N,
             bias: bias instanceof Uint16Array ? { data: bias, dtype: 'f16' as const } : bias };
           const rows = kernels.qlinear(base);
-          const panels = kernels.qlinear({ ...base, weightLayout: 'panels' });
+          const packed = kernels.qlinearPackPanels({ weight: qw, outFeatures: N, inFeatures: K });
+          const panels = kernels.qlinear({ ...base, weight: packed, weightLayout: 'panels' });
           let diff = -1;
           for (let i = 0; i < rows.length && diff < 0; i++) if (!Object.is(rows[i], panels[i])) diff = i;
           t.ok(diff < 0, `${qw.dtype} M=${M} K=${K} N=${N} bias=${bias?.constructor.name} ${isa}: panels equal rows` +
@@ -236,6 +237,15 @@ t.test('bad arguments are typed errors naming the argument', (t) => {
   t.throws(() => kernels.qlinear({ ...base, x: undefined, xq: new Int8Array(16), weight: w4 }), /xScale/);
   t.throws(() => kernels.quantizeInt8({ x, rows: 2, cols: 8, scale: 0 }), RangeError);
   t.throws(() => kernels.qlinear({ ...base, weight: w8, xScale: 1, weightLayout: 'cols' as 'rows' }), /qlinear.*weightLayout/);
-  t.throws(() => kernels.qlinear({ ...base, weight: w4, weightLayout: 'panels' }), RangeError, 'panels need int8 inputs');
+  const p8 = kernels.qlinearPackPanels({ weight: w8, outFeatures: 4, inFeatures: 8 });
+  const p4 = kernels.qlinearPackPanels({ weight: w4, outFeatures: 4, inFeatures: 8 });
+  t.equal(p8.data.length, 16 * 8, 'i8 panels: 16 rows (4 and 12 of padding) of 8 bytes');
+  t.equal(p4.data.length, 16 * 32, 'i4 panels: 16 rows of one 32-byte chunk');
+  t.equal(p4.scales.length, 16, 'i4 panel scales: [1 panel, 1 group, 16]');
+  t.throws(() => kernels.qlinear({ ...base, weight: p4, weightLayout: 'panels' }), RangeError, 'panels need int8 inputs');
+  t.throws(() => kernels.qlinear({ ...base, weight: w8, xScale: 1, weightLayout: 'panels' }), /qlinear.*weight.*panels/, 'rows passed as panels');
+  t.throws(() => kernels.qlinear({ ...base, weight: { ...p4, scales: p4.scales.subarray(1) }, xScale: 1, weightLayout: 'panels' }), /weightScales/);
+  t.throws(() => kernels.qlinearPackPanels({ weight: { ...w4, data: new Uint8Array(7) }, outFeatures: 4, inFeatures: 8 }), /qlinearPackPanels.*weight.*bytes/);
+  t.throws(() => kernels.qlinearPackPanels({ weight: { ...w8, dtype: 'q8_0' as 'i8' }, outFeatures: 4, inFeatures: 8 }), TypeError);
   t.end();
 });
