@@ -194,17 +194,19 @@ void packed_mtile_rest(const QLinearArgs& a, const QInput& in, int64_t prb, int6
 
 // Weight rows [n0, n1) (n0 a multiple of kPanelRows) for all M input rows:
 // fewer input rows than one micro-tile take every panel in one pass; more
-// go block by block (the block's panels stay in L1 while every tile of
-// input rows passes over them).
+// go block by block, kQLinearPanelRows rows at a time as the per-call pack
+// does (the block's panels stay in L1 while every tile of input rows
+// passes over them).
 template <bool W8>
 void rows_packed(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
   constexpr int MB = W8 ? O::kPanelMBI8 : O::kPanelMBI4;
   constexpr int NP = packed_np<W8, MB>();
+  constexpr int64_t block = kQLinearPanelRows / O::kPR > NP ? kQLinearPanelRows / O::kPR : NP;
   const int64_t prb = dtype_panel_row_bytes(a.w_dtype, a.K);
   const int64_t q0 = n0 / O::kPR, q1 = (n1 + O::kPR - 1) / O::kPR;
   if (a.M < MB) return packed_mtile_rest<W8, MB - 1>(a, in, prb, q0, q1, 0, a.M);
-  for (int64_t b0 = q0; b0 < q1; b0 += NP) {
-    const int64_t b1 = b0 + NP < q1 ? b0 + NP : q1;
+  for (int64_t b0 = q0; b0 < q1; b0 += block) {
+    const int64_t b1 = b0 + block < q1 ? b0 + block : q1;
     int64_t m0 = 0;
     for (; m0 + MB <= a.M; m0 += MB) packed_mtile<W8, MB>(a, in, prb, b0, b1, m0);
     if (m0 < a.M) packed_mtile_rest<W8, MB - 1>(a, in, prb, b0, b1, m0, a.M - m0);
