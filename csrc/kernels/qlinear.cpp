@@ -197,6 +197,7 @@ void qlinear(const QLinearArgs& a) {
   // (kQLinearUnpackRows rows of Kp floats) or the panel path's.
   // (packed weights need none).
   const bool unpack = !packed && a.w_dtype == DType::I4 && a.M > 1;  // the levels unpack above their tile height (>= 1)
+  const bool need_scratch = unpack || (panel && !packed);
   const int64_t scratch_bytes =
       std::max(unpack ? kQLinearUnpackRows * in.Kp * (int64_t)sizeof(float) : 0,
                panel && !packed ? kQLinearPanelRows * (in.Kp + in.groups * (int64_t)sizeof(float)) : 0);
@@ -211,7 +212,8 @@ void qlinear(const QLinearArgs& a) {
                                  : std::max(grain, (units + nth - 1) / nth);
   cpu::parallel_for_dynamic(units, chunk, [&](int64_t u0, int64_t u1) {
     thread_local std::vector<char> ubuf;
-    uint8_t* ub = scratch_bytes > 0 ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4 + 1)) : nullptr;
+    // (a valid pointer even for K = 0: the paths that take one may pass it to memset)
+    uint8_t* ub = need_scratch ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4 + 1)) : nullptr;
     rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
   });
 }
