@@ -47,6 +47,7 @@ struct O : Ops512 {
   static PV pdot_u4(PV acc, PV u, PV x) { return dpbusd(acc, u, x); }
   // Packed panels hold signed weights: offset here, once per vector.
   static PV pflip_i8(PV w) { return _mm512_xor_si512(w, _mm512_set1_epi8(-128)); }
+  static PV pdot_u4x2(PV acc, PV u0, PV x0, PV u1, PV x1) { return dpbusd(dpbusd(acc, u0, x0), u1, x1); }
 };
 
 }  // namespace

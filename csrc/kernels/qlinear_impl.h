@@ -22,7 +22,8 @@
 //   kInRowsF (W4A16), every input-row count at most 4
 // Levels that define NM_QLINEAR_PANELS also provide the panel ops of
 // qlinear_panel.h (the int8 schemes' path for several input rows: qlinear_panel_path)
-// and qlinear_packed.h (weights packed at load: pflip_i8, pnib_lo, pnib_hi).
+// and qlinear_packed.h (weights packed at load: ploadu, pflip_i8, pnib_lo,
+// pnib_hi, pdot_u4x2).
 // qlinear's float steps are written out in order, and its units are built
 // with -ffp-contract=off (CMakeLists.txt) so that the compiler fuses no
 // multiply-add the code does not spell: every level and path rounds alike.

@@ -134,7 +134,7 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
       for (int m = 0; m < MB; ++m) {
         const int8_t* xr = x0 + m * in.Kp + k;
         const typename O::PV xl = O::pbcast_u4(xr), xh = O::pbcast_u4(xr + 32);
-        for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_u4(O::pdot_u4(acc[m][j], lo[j], xl), hi[j], xh);
+        for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_u4x2(acc[m][j], lo[j], xl, hi[j], xh);
       }
     }
     for (int j = 0; j < NP; ++j) {
