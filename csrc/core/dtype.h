@@ -36,6 +36,20 @@ namespace nm {
 //       per group of kI4Group = 128 elements along the row (the last group
 //       of a row may be shorter): scales [rows, ceil(K / 128)],
 //       value = scale[row, k / 128] * q.
+//
+// I8 / I4 also have a panel layout (WeightLayout::Panels), into which the
+// engine packs the weights of its int8-input linear layers once at load
+// (kernels/qlinear.h qweight_pack_panels); qlinear reads either layout.
+// Rows are grouped kPanelRows = 16 at a time (the last group padded with
+// zero rows); each panel stores its rows' bytes kPanelK = 4 at a time, the
+// 4-byte groups of its 16 rows side by side:
+//   panel p, group g, row r (0..15), byte b (0..3) = byte 4g + b of row 16p + r
+// so that one 64-byte vector holds 4 consecutive bytes of 16 rows. A row is
+// the format's own row (I8: K int8 padded with zeros to ceil(K / 4) · 4
+// bytes; I4: its ceil(K / 64) chunks of 32 bytes, so group g of chunk c = g / 8
+// holds elements 64c + 4(g % 8) + b in its low and 64c + 32 + 4(g % 8) + b in
+// its high nibbles). The layout does not depend on the ISA level. I8 scales
+// stay [rows]; I4 scales are reordered per panel: [panels, groups, 16].
 enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, Q8_0 = 3, Q4_0 = 4, I8 = 5, I4 = 6 };
 
 constexpr int64_t kQuantBlock = 32;
@@ -49,6 +63,15 @@ enum class ScaleLayout : int32_t {
   PerRow = 2,    // separate float32 tensor [rows] (I8)
   PerGroup = 3,  // separate float32 tensor [rows, ceil(cols / group)] (I4)
 };
+
+// How a weight's rows are laid out in memory (see above: Panels exists for
+// the formats whose table row says `panels`).
+enum class WeightLayout : int32_t {
+  Rows = 0,    // the stored format: one row after another
+  Panels = 1,  // kPanelRows rows interleaved kPanelK bytes at a time
+};
+constexpr int64_t kPanelRows = 16;
+constexpr int64_t kPanelK = 4;
 
 // Which linear kernel family reads a format as weights.
 enum class LinearKernel : int32_t {
@@ -65,16 +88,17 @@ struct DTypeInfo {
   int64_t group;        // elements per scale (PerGroup); 0 otherwise
   LinearKernel linear;
   bool plain_float;     // F32 / F16 / BF16: usable for any tensor (norms, conv, biases)
+  bool panels;          // has the Panels layout (I8 / I4)
 };
 
 constexpr DTypeInfo kDTypeTable[] = {
-    {DType::F32, "f32", 1, 4, ScaleLayout::None, 0, LinearKernel::Float, true},
-    {DType::F16, "f16", 1, 2, ScaleLayout::None, 0, LinearKernel::Float, true},
-    {DType::BF16, "bf16", 1, 2, ScaleLayout::None, 0, LinearKernel::Float, true},
-    {DType::Q8_0, "q8_0", kQuantBlock, 2 + 32, ScaleLayout::InBlock, 0, LinearKernel::Float, false},
-    {DType::Q4_0, "q4_0", kQuantBlock, 2 + 16, ScaleLayout::InBlock, 0, LinearKernel::Float, false},
-    {DType::I8, "i8", 1, 1, ScaleLayout::PerRow, 0, LinearKernel::Quamba, false},
-    {DType::I4, "i4", kI4Chunk, kI4Chunk / 2, ScaleLayout::PerGroup, kI4Group, LinearKernel::Quamba, false},
+    {DType::F32, "f32", 1, 4, ScaleLayout::None, 0, LinearKernel::Float, true, false},
+    {DType::F16, "f16", 1, 2, ScaleLayout::None, 0, LinearKernel::Float, true, false},
+    {DType::BF16, "bf16", 1, 2, ScaleLayout::None, 0, LinearKernel::Float, true, false},
+    {DType::Q8_0, "q8_0", kQuantBlock, 2 + 32, ScaleLayout::InBlock, 0, LinearKernel::Float, false, false},
+    {DType::Q4_0, "q4_0", kQuantBlock, 2 + 16, ScaleLayout::InBlock, 0, LinearKernel::Float, false, false},
+    {DType::I8, "i8", 1, 1, ScaleLayout::PerRow, 0, LinearKernel::Quamba, false, true},
+    {DType::I4, "i4", kI4Chunk, kI4Chunk / 2, ScaleLayout::PerGroup, kI4Group, LinearKernel::Quamba, false, true},
 };
 constexpr int32_t kDTypeCount = (int32_t)(sizeof(kDTypeTable) / sizeof(kDTypeTable[0]));
 
@@ -125,6 +149,22 @@ static inline int64_t dtype_scale_count(DType t, int64_t rows, int64_t cols) {
   if (f.scales == ScaleLayout::PerRow) return rows;
   if (f.scales == ScaleLayout::PerGroup) return rows * ((cols + f.group - 1) / f.group);
   return 0;
+}
+
+// The Panels layout of a [rows, cols] weight of type t (a format whose table
+// row says `panels`): bytes of one panel (kPanelRows rows), the panel
+// count, and the scale elements (I4: [panels, groups, kPanelRows]).
+static inline int64_t dtype_panel_row_bytes(DType t, int64_t cols) {
+  return (dtype_row_bytes(t, cols) + kPanelK - 1) / kPanelK * kPanelK;
+}
+static inline int64_t dtype_panel_count(int64_t rows) { return (rows + kPanelRows - 1) / kPanelRows; }
+static inline int64_t dtype_panel_bytes(DType t, int64_t rows, int64_t cols) {
+  return dtype_panel_count(rows) * kPanelRows * dtype_panel_row_bytes(t, cols);
+}
+static inline int64_t dtype_panel_scale_count(DType t, int64_t rows, int64_t cols) {
+  const DTypeInfo& f = dtype_info(t);
+  if (f.scales == ScaleLayout::PerGroup) return dtype_panel_count(rows) * kPanelRows * ((cols + f.group - 1) / f.group);
+  return dtype_scale_count(t, rows, cols);
 }
 
 // IEEE 754 binary16 -> binary32, exact (handles subnormals, inf, NaN).

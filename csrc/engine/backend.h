@@ -31,7 +31,8 @@ namespace nm::engine {
 struct EmbeddingArgs {
   const void* table = nullptr;
   DType dtype = DType::F32;
-  const float* scales = nullptr;  // I8 / I4 tables
+  WeightLayout layout = WeightLayout::Rows;  // I8 / I4 tables may be packed in panels
+  const float* scales = nullptr;             // I8 / I4 tables
   int64_t dim = 0;                // row length
   const int32_t* tokens = nullptr;
   int64_t n = 0;

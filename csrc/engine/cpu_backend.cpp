@@ -17,7 +17,7 @@ class CpuBackend final : public Backend {
     if (dtype_info(a.dtype).linear == LinearKernel::Quamba) {
       const int64_t stride = dtype_row_bytes(a.dtype, a.dim);
       for (int64_t t = 0; t < a.n; ++t)
-        qweight_row_to_f32(a.table, a.dtype, stride, a.scales, a.tokens[t], a.dim, a.out + t * a.dim);
+        qweight_row_to_f32(a.table, a.dtype, stride, a.scales, a.tokens[t], a.dim, a.out + t * a.dim, a.layout);
     } else {
       for (int64_t t = 0; t < a.n; ++t) load_row_as_f32(a.table, a.dtype, (int64_t)a.tokens[t] * a.dim, a.dim, a.out + t * a.dim);
     }

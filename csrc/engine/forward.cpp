@@ -32,7 +32,7 @@ void embed(const Model& m, const int32_t* tokens, int64_t n, float* h) {
   const Weight& e = m.embedding();
   const int64_t d = m.config().d_model;
   EmbeddingArgs a;
-  a.table = e.data; a.dtype = e.dtype; a.scales = e.scales; a.dim = d;
+  a.table = e.data; a.dtype = e.dtype; a.layout = e.layout; a.scales = e.scales; a.dim = d;
   a.tokens = tokens; a.n = n; a.out = h;
   m.backend().embedding(a);
   m.backend().scale(h, n * d, m.config().embedding_multiplier);

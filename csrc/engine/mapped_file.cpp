@@ -54,6 +54,25 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 #endif
 }
 
+bool MappedFile::contains(const void* p, uint64_t n) const {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  return data_ && b >= data_ && (uint64_t)(b - data_) <= size_ && size_ - (uint64_t)(b - data_) >= n;
+}
+
+void MappedFile::release(const void* p, uint64_t n) const {
+#if NM_HAVE_MMAP
+  if (!mapped_ || !contains(p, n)) return;
+  const uintptr_t page = (uintptr_t)::sysconf(_SC_PAGESIZE);
+  const uintptr_t b = (uintptr_t)p, e = b + n;
+  const uintptr_t b2 = (b + page - 1) / page * page, e2 = e / page * page;
+  // advice only: a failure leaves the pages resident, nothing else
+  if (e2 > b2) (void)::madvise(reinterpret_cast<void*>(b2), e2 - b2, MADV_DONTNEED);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 MappedFile::~MappedFile() {
 #if NM_HAVE_MMAP
   if (mapped_ && data_) ::munmap(const_cast<uint8_t*>(data_), size_);

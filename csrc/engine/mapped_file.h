@@ -17,6 +17,12 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Whether [p, p + n) lies in this file's bytes.
+  bool contains(const void* p, uint64_t n) const;
+  // Drops the resident pages wholly inside [p, p + n) (a range of this
+  // file's bytes that has been copied elsewhere): they stop counting in RSS
+  // and are read back from the file if touched again. A no-op without mmap.
+  void release(const void* p, uint64_t n) const;
 
  private:
   std::string path_;

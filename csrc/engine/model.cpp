@@ -44,13 +44,14 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
     }
   }
   m->kv_ = std::make_unique<KvCache>(c.kv_dtype);
-  TensorTable tt(m->files_, tensors, m->scale_store_);
+  TensorTable tt(m->files_, tensors, m->scale_store_, m->packed_store_);
   using Q = TensorTable::Quant;
   const int64_t d = c.d_model, V = c.vocab;
 
   m->embedding_ = tt.get("backbone.embeddings.weight", {{V, d}}, true, Q::Embedding);
   m->norm_f_ = tt.get("backbone.norm_f.weight", {{d}});
-  if (tt.has("lm_head.weight")) {
+  const bool untied = tt.has("lm_head.weight");
+  if (untied) {
     m->lm_head_ = tt.get("lm_head.weight", {{V, d}}, true, Q::Any);
   } else if (dtype_info(m->embedding_.dtype).linear == LinearKernel::Quamba) {
     // A quantized embedding as the tied head: its input scale (int8 head
@@ -65,6 +66,14 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
     } else if (m->embedding_.dtype == DType::I8) {
       throw LoadError("the embedding is i8 and the head is tied to it: the head needs " + is +
                           " (or its own lm_head.weight)", tt.path_of("backbone.embeddings.weight"), is);
+    }
+    // A head with int8 inputs is packed; the lookup then reads the packed
+    // copy too, so that the file's pages are never touched again.
+    m->lm_head_ = tt.pack(m->lm_head_);
+    if (m->lm_head_.layout == WeightLayout::Panels) {
+      m->embedding_.data = m->lm_head_.data;
+      m->embedding_.layout = m->lm_head_.layout;
+      m->embedding_.scales = m->lm_head_.scales;
     }
   } else {
     m->lm_head_ = m->embedding_;  // tied
@@ -88,8 +97,7 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
   // A step reads every weight but an untied embedding (only its tokens'
   // rows) and the experts its tokens are not routed to.
   m->decode_bytes_ = m->weight_bytes_ - unread;
-  if (m->lm_head_.data != m->embedding_.data)
-    m->decode_bytes_ -= (uint64_t)V * (uint64_t)dtype_row_bytes(m->embedding_.dtype, d);
+  if (untied) m->decode_bytes_ -= (uint64_t)V * (uint64_t)dtype_row_bytes(m->embedding_.dtype, d);
   return m;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -94,6 +95,12 @@ struct TensorSource {
   std::vector<int64_t> shape;
 };
 
+// 64-byte aligned bytes (weights packed at load).
+struct AlignedDelete {
+  void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(64)); }
+};
+using AlignedBytes = std::unique_ptr<uint8_t[], AlignedDelete>;
+
 // Load failures carry the file and the tensor / field for the JS error.
 struct LoadError : std::runtime_error {
   std::string file, field;
@@ -104,6 +111,10 @@ struct LoadError : std::runtime_error {
 struct Weight {
   const void* data = nullptr;
   DType dtype = DType::F32;
+  // Rows: data is the tensor as stored (in the mapped file); Panels: a copy
+  // packed at load into the format's panel layout (core/dtype.h), owned by
+  // the Model, with scales in the panel order (TensorTable::pack).
+  WeightLayout layout = WeightLayout::Rows;
   int64_t rows = 0, cols = 0;  // 1-D tensors: rows = 1
   // Formats with separate scales (I8 / I4, core/dtype.h): the weight scales
   // (<name>_scale: [rows] or [rows, groups]) and the static input scale
@@ -194,6 +205,7 @@ class Model {
   std::vector<Layer> layers_;
   uint64_t weight_bytes_ = 0, decode_bytes_ = 0;
   std::vector<std::vector<float>> scale_store_;  // Weight::scales and float32 copies point here
+  std::vector<AlignedBytes> packed_store_;        // Weight::data of Panels weights points here
 
   int64_t state_floats_ = 0;
   std::vector<float> pool_;

@@ -161,6 +161,7 @@ QLinearArgs qlinear_args(const Weight& w, const Weight* bias, int64_t M, float* 
   q.M = M; q.N = w.rows; q.K = w.cols;
   q.x_scale = w.act_scale;
   q.w = w.data; q.w_stride = dtype_row_bytes(w.dtype, w.cols); q.w_dtype = w.dtype; q.w_scales = w.scales;
+  q.w_layout = w.layout;
   if (bias && bias->data) { q.bias = bias->data; q.bias_dtype = bias->dtype; }
   q.y = y; q.y_stride = w.rows;
   return q;

@@ -1,7 +1,11 @@
 #include "engine/tensor_table.h"
 
+#include <algorithm>
 #include <cmath>
+#include <new>
 #include <sstream>
+
+#include "kernels/qlinear.h"
 
 namespace nm::engine {
 
@@ -18,8 +22,8 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }  // namespace
 
 TensorTable::TensorTable(const std::vector<std::unique_ptr<MappedFile>>& files, const std::vector<TensorSource>& tensors,
-                         std::vector<std::vector<float>>& scale_store)
-    : files_(files), scale_store_(scale_store) {
+                         std::vector<std::vector<float>>& scale_store, std::vector<AlignedBytes>& packed_store)
+    : files_(files), scale_store_(scale_store), packed_store_(packed_store) {
   for (const auto& t : tensors) by_name_[t.name] = &t;
 }
 
@@ -75,7 +79,37 @@ Weight TensorTable::get(const std::string& name, std::vector<std::vector<int64_t
   w.cols = t.shape.empty() ? 1 : (t.shape.size() >= 2 ? numel / t.shape[0] : t.shape[0]);
   if (fmt.scales == ScaleLayout::PerRow || fmt.scales == ScaleLayout::PerGroup)
     load_scales(name, w, quant != Quant::Embedding);
-  return w;
+  return quant == Quant::Any ? pack(w) : w;
+}
+
+Weight TensorTable::pack(const Weight& w) {
+  if (!w.data || w.layout != WeightLayout::Rows || !dtype_info(w.dtype).panels || !(w.act_scale > 0.0f)) return w;
+  const int64_t bytes = dtype_panel_bytes(w.dtype, w.rows, w.cols);
+  const int64_t nscales = dtype_panel_scale_count(w.dtype, w.rows, w.cols);
+  AlignedBytes buf(static_cast<uint8_t*>(::operator new[]((size_t)std::max<int64_t>(bytes, 64), std::align_val_t(64))));
+  std::vector<float> scales((size_t)nscales);
+  const int64_t stride = dtype_row_bytes(w.dtype, w.cols), prb = dtype_panel_row_bytes(w.dtype, w.cols);
+  const int64_t G = dtype_info(w.dtype).scales == ScaleLayout::PerGroup ? dtype_scale_count(w.dtype, 1, w.cols) : 1;
+  const MappedFile* file = nullptr;
+  for (const auto& f : files_)
+    if (f->contains(w.data, (uint64_t)(w.rows * stride))) file = f.get();
+  // Slices of whole panels of about 4 MB, each released once packed: the
+  // original and its copy are resident together for one slice only.
+  const int64_t slice = std::max<int64_t>(1, ((int64_t)4 << 20) / std::max<int64_t>(1, kPanelRows * stride)) * kPanelRows;
+  for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
+    const int64_t r1 = std::min(w.rows, r0 + slice);
+    const uint8_t* src = static_cast<const uint8_t*>(w.data) + r0 * stride;
+    qweight_pack_panels(src, w.dtype, stride, w.scales + r0 * G, r1 - r0, w.cols, buf.get() + r0 * prb,
+                        scales.data() + r0 * G);
+    if (file) file->release(w.data, (uint64_t)(r1 * stride));  // from the start: no page left between slices
+  }
+  Weight p = w;
+  p.data = buf.get();
+  p.layout = WeightLayout::Panels;
+  packed_store_.push_back(std::move(buf));
+  scale_store_.push_back(std::move(scales));
+  p.scales = scale_store_.back().data();
+  return p;
 }
 
 void TensorTable::load_scales(const std::string& name, Weight& w, bool input_scale) {

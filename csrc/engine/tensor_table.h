@@ -16,7 +16,7 @@ namespace nm::engine {
 class TensorTable {
  public:
   TensorTable(const std::vector<std::unique_ptr<MappedFile>>& files, const std::vector<TensorSource>& tensors,
-              std::vector<std::vector<float>>& scale_store);
+              std::vector<std::vector<float>>& scale_store, std::vector<AlignedBytes>& packed_store);
 
   bool has(const std::string& name) const { return by_name_.count(name) > 0; }
 
@@ -24,8 +24,9 @@ class TensorTable {
   // Block formats only where `quant` allows them: Ggml (Q8_0 / Q4_0, for
   // matrices read by the linear kernel or the embedding lookup, with a last
   // dimension that is a multiple of 32), Any (also I8 / I4, for matrices
-  // read by the linear layers, whose scale tensors are loaded with them) or
-  // Embedding (as Any, without the input scale: a lookup has no input).
+  // read by the linear layers, whose scale tensors are loaded with them, and
+  // which come back packed: pack()) or Embedding (as Any, without the input
+  // scale: a lookup has no input; never packed).
   enum class Quant { None, Ggml, Any, Embedding };
   Weight get(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true,
              Quant quant = Quant::None);
@@ -35,6 +36,14 @@ class TensorTable {
   // and >= 0; <base>.input_scale [] or [1], finite and > 0, required for I8
   // (W8A8), absent for float inputs (W4A16).
   void load_scales(const std::string& name, Weight& w, bool input_scale);
+
+  // The weight as qlinear reads it fastest: an I8 / I4 weight with int8
+  // inputs (act_scale > 0: W8A8, W4A8) packed once into its panel layout
+  // (core/dtype.h WeightLayout::Panels; the copy and its reordered scales
+  // are owned by the model), the file's pages of the original released
+  // (MappedFile::release) so that resident memory does not double; any
+  // other weight unchanged.
+  Weight pack(const Weight& w);
 
   std::string path_of(const std::string& name) const;
 
@@ -56,6 +65,7 @@ class TensorTable {
  private:
   const std::vector<std::unique_ptr<MappedFile>>& files_;
   std::vector<std::vector<float>>& scale_store_;
+  std::vector<AlignedBytes>& packed_store_;
   std::map<std::string, const TensorSource*> by_name_;
   uint64_t used_bytes_ = 0;
 };

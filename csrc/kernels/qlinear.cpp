@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -66,21 +67,72 @@ void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float i
 }
 
 void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* scales, int64_t row, int64_t K,
-                        float* out) {
-  const uint8_t* r = static_cast<const uint8_t*>(w) + row * w_stride;
+                        float* out, WeightLayout layout) {
+  if (t != DType::I8 && t != DType::I4)
+    throw std::invalid_argument(std::string("node-mamba: qweight_row_to_f32: ") + dtype_name(t) + " is not an I8 / I4 format");
+  const bool panels = layout == WeightLayout::Panels;
+  // Byte j of the row: in place, or group j / 4 of its panel at the row's 4 bytes.
+  const uint8_t* r = static_cast<const uint8_t*>(w) + (panels ? (row / kPanelRows) * kPanelRows * dtype_panel_row_bytes(t, K) +
+                                                                    (row % kPanelRows) * kPanelK
+                                                              : row * w_stride);
+  const int64_t group_step = panels ? kPanelRows * kPanelK : kPanelK;
+  auto byte = [&](int64_t j) { return r[(j / kPanelK) * group_step + j % kPanelK]; };
   if (t == DType::I8) {
     const float s = scales[row];
-    for (int64_t k = 0; k < K; ++k) out[k] = (float)(int8_t)r[k] * s;
-  } else if (t == DType::I4) {
+    for (int64_t k = 0; k < K; ++k) out[k] = (float)(int8_t)byte(k) * s;
+  } else {
     // 64-element chunks of 32 bytes: byte j holds element j (low nibble) and j + 32 (high), stored q + 8.
     const int64_t G = (K + kI4Group - 1) / kI4Group;
+    const float* s = panels ? scales + (row / kPanelRows) * G * kPanelRows + row % kPanelRows : scales + row * G;
+    const int64_t s_step = panels ? kPanelRows : 1;
     for (int64_t k = 0; k < K; ++k) {
-      const uint8_t b = r[(k / kI4Chunk) * (kI4Chunk / 2) + (k % kI4Chunk) % 32];
+      const uint8_t b = byte((k / kI4Chunk) * (kI4Chunk / 2) + (k % kI4Chunk) % 32);
       const int q = ((k % kI4Chunk) < 32 ? (b & 0x0f) : (b >> 4)) - 8;
-      out[k] = (float)q * scales[row * G + k / kI4Group];
+      out[k] = (float)q * s[(k / kI4Group) * s_step];
     }
+  }
+}
+
+void qweight_pack_panels(const void* w, DType t, int64_t w_stride, const float* scales, int64_t N, int64_t K,
+                         uint8_t* panels, float* panel_scales) {
+  const DTypeInfo& f = dtype_info(t);
+  if (!f.panels)
+    throw std::invalid_argument(std::string("node-mamba: qweight_pack_panels: ") + f.name + " has no panel layout");
+  const int64_t rb = dtype_row_bytes(t, K), prb = dtype_panel_row_bytes(t, K), P = dtype_panel_count(N);
+  const int64_t groups = prb / kPanelK, whole = rb / kPanelK, vec = kPanelRows * kPanelK;
+  const uint8_t pad = t == DType::I4 ? 0x88 : 0;  // padding rows: q = 0
+  const uint8_t* src0 = static_cast<const uint8_t*>(w);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, kPanelRows * prb));
+  cpu::parallel_for(P, grain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      uint8_t* out = panels + p * kPanelRows * prb;
+      for (int64_t r = 0; r < kPanelRows; ++r) {
+        const int64_t n = p * kPanelRows + r;
+        uint8_t* o = out + r * kPanelK;
+        if (n >= N) {
+          for (int64_t g = 0; g < groups; ++g) std::memset(o + g * vec, pad, kPanelK);
+          continue;
+        }
+        const uint8_t* src = src0 + n * w_stride;
+        for (int64_t g = 0; g < whole; ++g) std::memcpy(o + g * vec, src + g * kPanelK, kPanelK);
+        if (whole < groups) {  // I8: the last K % 4 bytes, then zeros
+          uint8_t last[kPanelK] = {0, 0, 0, 0};
+          std::memcpy(last, src + whole * kPanelK, (size_t)(rb - whole * kPanelK));
+          std::memcpy(o + whole * vec, last, kPanelK);
+        }
+      }
+    }
+  });
+  if (f.scales == ScaleLayout::PerGroup) {
+    const int64_t G = (K + f.group - 1) / f.group;
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t r = 0; r < kPanelRows; ++r) {
+          const int64_t n = p * kPanelRows + r;
+          panel_scales[(p * G + g) * kPanelRows + r] = n < N ? scales[n * G + g] : 0.0f;
+        }
   } else {
-    throw std::invalid_argument(std::string("node-mamba: qweight_row_to_f32: ") + dtype_name(t) + " is not an I8 / I4 format");
+    std::copy(scales, scales + dtype_scale_count(t, N, K), panel_scales);
   }
 }
 
@@ -92,6 +144,11 @@ void qlinear(const QLinearArgs& a) {
   const bool int8_in = a.x_scale > 0.0f;
   if (!int8_in && a.w_dtype == DType::I8)
     throw std::invalid_argument("node-mamba: qlinear: i8 weights need int8 inputs (x_scale > 0)");
+  const bool packed = a.w_layout == WeightLayout::Panels;
+  if (packed && !int8_in)
+    throw std::invalid_argument("node-mamba: qlinear: the panel layout needs int8 inputs (x_scale > 0)");
+  if (a.w_layout != WeightLayout::Rows && !packed)
+    throw std::invalid_argument("node-mamba: qlinear: unknown weight layout " + std::to_string((int32_t)a.w_layout));
   if (a.M <= 0 || a.N <= 0) return;
 
   thread_local std::vector<char> qbuf, sbuf, fbuf;
@@ -132,16 +189,18 @@ void qlinear(const QLinearArgs& a) {
   // Units of 4 weight rows (every level's tile height divides 4), or of 16
   // on the panel path (every level's panel height divides 16); a task should
   // read at least ~16K weights or do ~64K products.
-  const bool panel = int8_in && qlinear_panel_path(a.w_dtype == DType::I8, a.M);
+  const bool panel = packed || (int8_in && qlinear_panel_path(a.w_dtype == DType::I8, a.M));
   const int64_t unit = panel ? 16 : 4, units = (a.N + unit - 1) / unit;
   const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / per_unit);
   // Each task's scratch, reused across calls: the batched 4-bit paths'
   // (kQLinearUnpackRows rows of Kp floats) or the panel path's.
-  const bool unpack = a.w_dtype == DType::I4 && a.M > 1;  // the levels unpack above their tile height (>= 1)
+  // (packed weights need none).
+  const bool unpack = !packed && a.w_dtype == DType::I4 && a.M > 1;  // the levels unpack above their tile height (>= 1)
+  const bool need_scratch = unpack || (panel && !packed);
   const int64_t scratch_bytes =
       std::max(unpack ? kQLinearUnpackRows * in.Kp * (int64_t)sizeof(float) : 0,
-               panel ? kQLinearPanelRows * (in.Kp + in.groups * (int64_t)sizeof(float)) : 0);
+               panel && !packed ? kQLinearPanelRows * (in.Kp + in.groups * (int64_t)sizeof(float)) : 0);
   // Decode-sized calls (few input rows) are scheduled dynamically in chunks
   // of about an eighth of a thread's share (at least `grain`): a decode step
   // makes ~170 of them, and with a static split each waits for the slower
@@ -153,7 +212,8 @@ void qlinear(const QLinearArgs& a) {
                                  : std::max(grain, (units + nth - 1) / nth);
   cpu::parallel_for_dynamic(units, chunk, [&](int64_t u0, int64_t u1) {
     thread_local std::vector<char> ubuf;
-    uint8_t* ub = scratch_bytes > 0 ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4 + 1)) : nullptr;
+    // (a valid pointer even for K = 0: the paths that take one may pass it to memset)
+    uint8_t* ub = need_scratch ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4 + 1)) : nullptr;
     rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
   });
 }

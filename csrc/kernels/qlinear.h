@@ -28,6 +28,9 @@
 //             I4: N rows of ceil(K / 64) chunks of 32 bytes (w_stride bytes
 //             apart, ≥ dtype_row_bytes(I4, K))
 //   w_scales  I8: [N] f32;  I4: [N, ceil(K / 128)] f32
+//   or, with w_layout Panels (int8 inputs only: W8A8, W4A8), w is the
+//   panel layout of core/dtype.h (qweight_pack_panels; any alignment, 64
+//   bytes reads fastest; w_stride unused) and I4 scales are [ceil(N / 16), ceil(K / 128), 16]
 //   bias [N] optional (f32 / f16 / bf16)
 //   y  [M, N] f32 (y_stride)
 //
@@ -49,8 +52,9 @@ struct QLinearArgs {
   int64_t xq_stride = 0;
   float x_scale = 0.0f;          // > 0: int8 inputs (W8A8 / W4A8); 0: float inputs (W4A16, I4 only)
   const void* w = nullptr;
-  int64_t w_stride = 0;          // bytes between weight rows
+  int64_t w_stride = 0;          // bytes between weight rows (Rows layout)
   DType w_dtype = DType::I8;     // I8 or I4
+  WeightLayout w_layout = WeightLayout::Rows;
   const float* w_scales = nullptr;
   const void* bias = nullptr;    // optional [N]
   DType bias_dtype = DType::F32;
@@ -63,13 +67,26 @@ struct QLinearArgs {
 // propagate NaN check the row, as qlinear does).
 void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float inv_scale, int8_t* q, int64_t qs);
 
-// out[0:K] = row `row` of an I8 / I4 weight as float32: q · s (I8: the row's
-// scale; I4: its group's), e.g. a quantized embedding's lookup.
+// out[0:K] = row `row` of an I8 / I4 weight [·, K] as float32: q · s (I8:
+// the row's scale; I4: its group's), e.g. a quantized embedding's lookup.
+// layout Rows: rows w_stride bytes apart, scales as stored; Panels: the
+// panel layout and scales of qweight_pack_panels (w_stride unused).
 void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* scales, int64_t row, int64_t K,
-                        float* out);
+                        float* out, WeightLayout layout = WeightLayout::Rows);
+
+// The Panels layout (core/dtype.h) of an I8 / I4 weight [N, K] stored as
+// rows w_stride bytes apart: panels gets dtype_panel_bytes(t, N, K) bytes, panel_scales dtype_panel_scale_count(t, N, K) floats
+// (I8: a copy of scales; I4: reordered per panel, padding rows 0).
+// A weight may be packed in slices of whole panels (rows [r0, r1), r0 a
+// multiple of kPanelRows: w + r0 · w_stride, scales + r0 · groups, panels +
+// r0 · dtype_panel_row_bytes, panel_scales + r0 · groups). Multithreaded on the global pool. Throws std::invalid_argument for another
+// format.
+void qweight_pack_panels(const void* w, DType t, int64_t w_stride, const float* scales, int64_t N, int64_t K,
+                         uint8_t* panels, float* panel_scales);
 
 // Multithreaded on the global pool. Throws std::invalid_argument for a
-// weight format that is not I8 / I4, or float inputs with I8 weights.
+// weight format that is not I8 / I4, float inputs with I8 weights, or float
+// inputs with the Panels layout.
 void qlinear(const QLinearArgs& a);
 
 }  // namespace nm

@@ -39,11 +39,15 @@ struct O : Ops512 {
   static constexpr int32_t kI8Offset = 128;
   static A dot_i8(A acc, I w, I x) { return dpbusd(acc, _mm512_xor_si512(w, _mm512_set1_epi8(-128)), x); }
   static A dot_u4(A acc, I u, I x) { return dpbusd(acc, u, x); }
-  // Panels: the weights were packed as w + 128 (pack_i8's flip).
+  // Panels: the weights were packed as w + 128 (pack_i8's flip, or pflip_i8
+  // on packed panels).
   using PX = __m512i;
   static PX pbcast_i8(const int8_t* p) { return _mm512_set1_epi32(load4(p)); }
   static PV pdot_i8(PV acc, PV w, PX x) { return dpbusd(acc, w, x); }
   static PV pdot_u4(PV acc, PV u, PV x) { return dpbusd(acc, u, x); }
+  // Packed panels hold signed weights: offset here, once per vector.
+  static PV pflip_i8(PV w) { return _mm512_xor_si512(w, _mm512_set1_epi8(-128)); }
+  static PV pdot_u4x2(PV acc, PV u0, PV x0, PV u1, PV x1) { return dpbusd(dpbusd(acc, u0, x0), u1, x1); }
 };
 
 }  // namespace

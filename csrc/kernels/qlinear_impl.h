@@ -21,7 +21,9 @@
 //   kRowsI4 x kInRowsI4 (W4A8: int and float accumulators), kRowsF x
 //   kInRowsF (W4A16), every input-row count at most 4
 // Levels that define NM_QLINEAR_PANELS also provide the panel ops of
-// qlinear_panel.h (the int8 schemes' path for several input rows: qlinear_panel_path).
+// qlinear_panel.h (the int8 schemes' path for several input rows: qlinear_panel_path)
+// and qlinear_packed.h (weights packed at load: ploadu, pflip_i8, pnib_lo,
+// pnib_hi, pdot_u4x2).
 // qlinear's float steps are written out in order, and its units are built
 // with -ffp-contract=off (CMakeLists.txt) so that the compiler fuses no
 // multiply-add the code does not spell: every level and path rounds alike.
@@ -247,6 +249,7 @@ inline void unpack_u4_rows(const QLinearArgs& a, int64_t Kp, int64_t n0, int64_t
 #if defined(NM_QLINEAR_PANELS)
 #include "kernels/qlinear_panel.h"
 #endif
+#include "kernels/qlinear_packed.h"
 
 namespace nm {
 namespace NM_QLINEAR_NS {
@@ -346,6 +349,11 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
 // Weight rows [n0, n1) for all M input rows; scratch: see rows_all_m_unpacked
 // and rows_panel.
 void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
+  if (a.w_layout == WeightLayout::Panels) {  // int8 inputs (qlinear checked)
+    if (a.w_dtype == DType::I8) rows_packed<true>(a, in, n0, n1);
+    else rows_packed<false>(a, in, n0, n1);
+    return;
+  }
 #if defined(NM_QLINEAR_PANELS)
   if (in.q && qlinear_panel_path(a.w_dtype == DType::I8, a.M)) {
     if (a.w_dtype == DType::I8) rows_panel<true>(a, in, n0, n1, scratch);

@@ -24,7 +24,7 @@ namespace nm {
 namespace NM_QLINEAR_NS {
 namespace {
 
-constexpr int kPanelK = 4;  // k per int32 lane of a panel vector
+// kPanelK (core/dtype.h): k per int32 lane of a panel vector.
 // The pack prefetches the rows this many blocks ahead.
 constexpr int64_t kPanelPrefetchBlocks = 2;
 

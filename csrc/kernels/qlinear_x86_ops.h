@@ -123,6 +123,18 @@ struct Ops512 : OpsQuad {
   }
   static PV pbcast_u4(const int8_t* p) { return _mm512_set1_epi32(load4(p)); }
   static PV pdot_u4(PV acc, PV u, PV x) { return dot_u4(acc, u, x); }
+  // Packed panels (qlinear_packed.h): signed weights as pdot_i8 takes them
+  // (here: as they are); the low / high nibbles of a vector of I4 bytes.
+  static PV ploadu(const uint8_t* p) { return _mm512_loadu_si512((const void*)p); }
+  // acc + u0·x0 + u1·x1 (nibbles): the two byte-pair sums added in int16
+  // (at most 4·15·127 = 7620), then one widening to int32.
+  static PV pdot_u4x2(PV acc, PV u0, PV x0, PV u1, PV x1) {
+    const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(u0, x0), _mm512_maddubs_epi16(u1, x1));
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
+  }
+  static PV pflip_i8(PV w) { return w; }
+  static PV pnib_lo(PV v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0f)); }
+  static PV pnib_hi(PV v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0f)); }
   // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
   static __m512i lanes_of_rows(const uint8_t* const* rows, int a, int off) {
     // broadcast loads merged under masks: no shuffle uops
@@ -281,6 +293,16 @@ struct O : OpsQuad {
   static PV pdot_u4(PV acc, PV u, PV x) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
   }
+  // Packed panels (as Ops512).
+  static PV ploadu(const uint8_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
+  // As Ops512::pdot_u4x2.
+  static PV pdot_u4x2(PV acc, PV u0, PV x0, PV u1, PV x1) {
+    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(u0, x0), _mm256_maddubs_epi16(u1, x1));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+  }
+  static PV pflip_i8(PV w) { return w; }
+  static PV pnib_lo(PV v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
+  static PV pnib_hi(PV v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }
   // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
   static __m256i lanes_of_rows(const uint8_t* const* rows, int a, int off) {
     // two broadcast loads and a blend: no shuffle uops

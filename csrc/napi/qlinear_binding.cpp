@@ -2,7 +2,9 @@
 #include <napi.h>
 
 #include <cmath>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/qlinear.h"
 #include "napi/bindings.h"
@@ -12,9 +14,69 @@ namespace nm::napi {
 
 namespace {
 
+// weight / weightDtype / weightScales of an [N, K] I8 / I4 weight, in rows
+// or (panels) in the panel layout, checked against their sizes.
+struct QWeightArg {
+  DType t;
+  const void* data;
+  const float* scales;
+};
+
+QWeightArg qweight_arg(ArgReader& r, int64_t N, int64_t K, bool panels) {
+  Napi::Value dtv = r.obj.Get("weightDtype");
+  const std::string ds = dtv.IsString() ? dtv.As<Napi::String>().Utf8Value() : "";
+  if (ds != "i8" && ds != "i4") r.type_error("weightDtype", "must be 'i8' or 'i4'");
+  const DType wt = ds == "i8" ? DType::I8 : DType::I4;
+  Napi::Value wv = r.obj.Get("weight");
+  const napi_typedarray_type want = wt == DType::I8 ? napi_int8_array : napi_uint8_array;
+  if (!wv.IsTypedArray() || wv.As<Napi::TypedArray>().TypedArrayType() != want)
+    r.type_error("weight", wt == DType::I8 ? "must be an Int8Array for weightDtype 'i8'"
+                                           : "must be a Uint8Array of packed nibbles for weightDtype 'i4'");
+  Napi::TypedArray wa = wv.As<Napi::TypedArray>();
+  const int64_t row_bytes = dtype_row_bytes(wt, K);
+  if (!panels && (int64_t)wa.ByteLength() != N * row_bytes)
+    r.range_error("weight", "must have " + std::to_string(N * row_bytes) + " bytes (" + ds + ", " +
+                                std::to_string(N) + " rows of " + std::to_string(row_bytes) + " bytes), got " +
+                                std::to_string(wa.ByteLength()));
+  if (panels && (int64_t)wa.ByteLength() != dtype_panel_bytes(wt, N, K))
+    r.range_error("weight", "must have " + std::to_string(dtype_panel_bytes(wt, N, K)) + " bytes (" + ds +
+                                " in panels of " + std::to_string(kPanelRows) + " rows of " +
+                                std::to_string(dtype_panel_row_bytes(wt, K)) + " bytes), got " +
+                                std::to_string(wa.ByteLength()));
+  const int64_t G = (K + kI4Group - 1) / kI4Group;
+  const int64_t nscale = panels ? dtype_panel_scale_count(wt, N, K) : dtype_scale_count(wt, N, K);
+  ArrayArg s = float_array(r, "weightScales", kF32, true, nscale,
+                           wt == DType::I8 ? shape_str({N})
+                           : panels        ? shape_str({dtype_panel_count(N), G, kPanelRows})
+                                           : shape_str({N, G}));
+  return {wt, static_cast<const char*>(wa.ArrayBuffer().Data()) + wa.ByteOffset(), s.as<float>()};
+}
+
+// { weight, weightDtype, weightScales (rows layout), outFeatures, inFeatures }
+//   -> { data: Int8Array | Uint8Array, scales: f32 } in the panel layout
+Napi::Value qlinear_pack_js(const Napi::CallbackInfo& info) {
+  ArgReader r = reader(info, "qlinearPackPanels");
+  const int64_t K = r.integer("inFeatures", 0, int64_t(1) << 16);
+  const int64_t N = r.integer("outFeatures", 0, kMaxElements);
+  checked_product(r, "weight", {N, K});
+  const QWeightArg w = qweight_arg(r, N, K, false);
+  const int64_t bytes = dtype_panel_bytes(w.t, N, K);
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(r.env, (size_t)bytes);
+  Napi::Float32Array sc = new_f32(r.env, dtype_panel_scale_count(w.t, N, K));
+  qweight_pack_panels(w.data, w.t, dtype_row_bytes(w.t, K), w.scales, N, K, static_cast<uint8_t*>(ab.Data()), sc.Data());
+  Napi::Object out = Napi::Object::New(r.env);
+  if (w.t == DType::I8) out.Set("data", Napi::Int8Array::New(r.env, (size_t)bytes, ab, 0));
+  else out.Set("data", Napi::Uint8Array::New(r.env, (size_t)bytes, ab, 0));
+  out.Set("scales", sc);
+  return out;
+}
+
 // { x?: f32 [rows, inFeatures] | xq?: Int8Array [rows, inFeatures], xScale: number (0 = float inputs),
 //   weight: Int8Array (i8) | Uint8Array (i4), weightDtype: 'i8' | 'i4', weightScales: f32,
-//   bias?: f32|f16|bf16 [outFeatures], rows, inFeatures, outFeatures } -> f32 [rows, outFeatures]
+//   bias?: f32|f16|bf16 [outFeatures], rows, inFeatures, outFeatures,
+//   weightLayout?: 'rows' | 'panels' (int8 inputs only: weight and
+//   weightScales are qlinearPackPanels' output, as the engine packs them
+//   once at load) } -> f32 [rows, outFeatures]
 Napi::Value qlinear_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "qlinear");
   const int64_t M = r.integer("rows", 0, kMaxElements);
@@ -24,30 +86,18 @@ Napi::Value qlinear_js(const Napi::CallbackInfo& info) {
   const int64_t ny = checked_product(r, "output", {M, N});
   checked_product(r, "weight", {N, K});
 
-  Napi::Value dtv = r.obj.Get("weightDtype");
-  const std::string ds = dtv.IsString() ? dtv.As<Napi::String>().Utf8Value() : "";
-  if (ds != "i8" && ds != "i4") r.type_error("weightDtype", "must be 'i8' or 'i4'");
-  const DType wt = ds == "i8" ? DType::I8 : DType::I4;
-  const int64_t row_bytes = dtype_row_bytes(wt, K);
-  Napi::Value wv = r.obj.Get("weight");
-  const napi_typedarray_type want = wt == DType::I8 ? napi_int8_array : napi_uint8_array;
-  if (!wv.IsTypedArray() || wv.As<Napi::TypedArray>().TypedArrayType() != want)
-    r.type_error("weight", wt == DType::I8 ? "must be an Int8Array for weightDtype 'i8'"
-                                           : "must be a Uint8Array of packed nibbles for weightDtype 'i4'");
-  Napi::TypedArray wa = wv.As<Napi::TypedArray>();
-  if ((int64_t)wa.ByteLength() != N * row_bytes)
-    r.range_error("weight", "must have " + std::to_string(N * row_bytes) + " bytes (" + ds + ", " +
-                                std::to_string(N) + " rows of " + std::to_string(row_bytes) + " bytes), got " +
-                                std::to_string(wa.ByteLength()));
-  const int64_t nscale = dtype_scale_count(wt, N, K);
-  ArrayArg s = float_array(r, "weightScales", kF32, true, nscale,
-                           wt == DType::I8 ? shape_str({N}) : shape_str({N, (K + kI4Group - 1) / kI4Group}));
+  Napi::Value lv = r.obj.Get("weightLayout");
+  const std::string ls = lv.IsUndefined() ? "rows" : lv.IsString() ? lv.As<Napi::String>().Utf8Value() : "";
+  if (ls != "rows" && ls != "panels") r.type_error("weightLayout", "must be 'rows' or 'panels'");
+  const bool panels = ls == "panels";
+  const QWeightArg w = qweight_arg(r, N, K, panels);
   ArrayArg b = float_array(r, "bias", kAnyFloat, false, N, shape_str({N}));
 
   const double xs = r.number_or("xScale", 0.0);
   if (!(xs >= 0.0) || !std::isfinite(xs)) r.range_error("xScale", "must be a finite number >= 0");
   const bool int8_in = xs > 0.0;
-  if (wt == DType::I8 && !int8_in) r.range_error("xScale", "must be > 0 for i8 weights (W8A8)");
+  if (w.t == DType::I8 && !int8_in) r.range_error("xScale", "must be > 0 for i8 weights (W8A8)");
+  if (panels && !int8_in) r.range_error("xScale", "must be > 0 with weightLayout 'panels' (int8 inputs)");
 
   QLinearArgs a;
   a.M = M; a.N = N; a.K = K;
@@ -66,9 +116,10 @@ Napi::Value qlinear_js(const Napi::CallbackInfo& info) {
     a.x = x.as<float>(); a.x_stride = K;
   }
   a.x_scale = (float)xs;
-  a.w = static_cast<const char*>(wa.ArrayBuffer().Data()) + wa.ByteOffset();
-  a.w_stride = row_bytes; a.w_dtype = wt;
-  a.w_scales = s.as<float>();
+  a.w = w.data;
+  a.w_stride = dtype_row_bytes(w.t, K); a.w_dtype = w.t;
+  a.w_scales = w.scales;
+  a.w_layout = panels ? WeightLayout::Panels : WeightLayout::Rows;
   a.bias = b.present ? b.data : nullptr; a.bias_dtype = b.dtype;
   Napi::Float32Array y = new_f32(r.env, ny);
   a.y = y.Data(); a.y_stride = N;
@@ -94,6 +145,8 @@ Napi::Value quantize_int8_js(const Napi::CallbackInfo& info) {
 
 void register_qlinear(Napi::Env env, Napi::Object exports) {
   exports.Set("qlinear", Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return guarded(i, qlinear_js); }));
+  exports.Set("qlinearPackPanels",
+              Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return guarded(i, qlinear_pack_js); }));
   exports.Set("quantizeInt8",
               Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return guarded(i, quantize_int8_js); }));
 }

@@ -24,6 +24,27 @@ export interface QLinearOptions {
   rows: number;
   inFeatures: number;
   outFeatures: number;
+  /**
+   * 'rows' (default): `weight` as lib/quant/formats.ts stores it. 'panels' (int8 inputs only):
+   * `weight` is `qlinearPackPanels`' output, the layout a loaded model packs its W8A8 / W4A8
+   * weights into; same results bit for bit.
+   */
+  weightLayout?: 'rows' | 'panels';
+}
+
+/**
+ * An i8 / i4 weight [outFeatures, inFeatures] packed into the panel layout (docs/kernels.md:
+ * 16 rows interleaved 4 bytes at a time; i4 scales reordered per panel), for
+ * `qlinear({ weight, weightLayout: 'panels' })`.
+ */
+export function qlinearPackPanels(opts: {
+  weight: Pick<QuantizedWeight, 'dtype' | 'data' | 'scales'>; outFeatures: number; inFeatures: number;
+}): Pick<QuantizedWeight, 'dtype' | 'data' | 'scales'> {
+  const w = opts?.weight;
+  const p = native.qlinearPackPanels({
+    outFeatures: opts?.outFeatures, inFeatures: opts?.inFeatures, weight: w?.data, weightDtype: w?.dtype, weightScales: w?.scales,
+  });
+  return { dtype: w.dtype, data: p.data, scales: p.scales };
 }
 
 /**

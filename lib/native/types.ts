@@ -123,6 +123,7 @@ export interface NativeModule {
   causalConv1dUpdate(args: NativeArgs): { out: Float32Array; convState: Float32Array };
   linear(args: NativeArgs): Float32Array;
   qlinear(args: NativeArgs): Float32Array;
+  qlinearPackPanels(args: NativeArgs): { data: Int8Array | Uint8Array; scales: Float32Array };
   quantizeInt8(args: NativeArgs): Int8Array;
   moeRoute(args: NativeArgs): { ids: Int32Array; weights: Float32Array };
   moe(args: NativeArgs): Float32Array;

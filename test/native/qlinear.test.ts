@@ -142,6 +142,46 @@ t.test('W4A8 gives the same bits on every level', (t) => {
   t.end();
 });
 
+// Weights packed into panels (as a loaded model packs its W8A8 / W4A8
+// layers) give the bits of the stored layout at every row count, level and
+// awkward size: N off the 16-row panels, K off the 4-byte groups, 64-element
+// chunks and 128-element groups, M below / at / above every micro-tile.
+t.test('weightLayout panels equals rows bit for bit on every level', (t) => {
+  const r = rng(17);
+  const shapes: Array<[number, number, number]> = [
+    ...SHAPES, [1, 768, 48], [2, 1536, 80], [1, 48, 40], [6, 2, 31], [7, 3, 16], [8, 129, 15], [10, 255, 47], [1, 0, 5], [3, 0, 17]];
+  for (const [M, K, N] of shapes) {
+    const x = randn(r, M * K), w = randn(r, N * K, 0.2), b = randn(r, N, 0.1);
+    if (M * K > 0) x[0] *= 30;
+    if (M >= 3) x[2 * K] = NaN;  // row 2 (if K > 0)
+    const bf = new Float32Array(b), b16 = new Uint16Array(N).map((_, i) => Math.round(i * 97) & 0x3bff);
+    for (const qw of [quantizeI8(w, N, K), quantizeI4(w, N, K)]) {
+      for (const bias of [undefined, bf, b16]) {
+        const outs: Array<[string, Float32Array]> = [];
+        forEachIsa((isa) => {
+          const base = { x, xScale: 3 / 127, weight: qw, rows: M, inFeatures: K, outFeatures: N,
+            bias: bias instanceof Uint16Array ? { data: bias, dtype: 'f16' as const } : bias };
+          const rows = kernels.qlinear(base);
+          const packed = kernels.qlinearPackPanels({ weight: qw, outFeatures: N, inFeatures: K });
+          const panels = kernels.qlinear({ ...base, weight: packed, weightLayout: 'panels' });
+          let diff = -1;
+          for (let i = 0; i < rows.length && diff < 0; i++) if (!Object.is(rows[i], panels[i])) diff = i;
+          t.ok(diff < 0, `${qw.dtype} M=${M} K=${K} N=${N} bias=${bias?.constructor.name} ${isa}: panels equal rows` +
+            (diff < 0 ? '' : ` (first difference at ${diff}: ${panels[diff]} vs ${rows[diff]})`));
+          outs.push([isa, panels]);
+        });
+        const [isa0, y0] = outs[0];
+        for (const [isa, y] of outs.slice(1)) {
+          let diff = -1;
+          for (let i = 0; i < y.length && diff < 0; i++) if (!Object.is(y[i], y0[i])) diff = i;
+          t.ok(diff < 0, `${qw.dtype} M=${M} K=${K} N=${N} panels: ${isa} equals ${isa0}`);
+        }
+      }
+    }
+  }
+  t.end();
+});
+
 t.test('a NaN input makes its row NaN in the int8 schemes', (t) => {
   const r = rng(3);
   const M = 3, K = 70, N = 5;
@@ -196,5 +236,16 @@ t.test('bad arguments are typed errors naming the argument', (t) => {
   t.throws(() => kernels.qlinear({ ...base, x: new Float32Array(3), weight: w4 }), /'x'/);
   t.throws(() => kernels.qlinear({ ...base, x: undefined, xq: new Int8Array(16), weight: w4 }), /xScale/);
   t.throws(() => kernels.quantizeInt8({ x, rows: 2, cols: 8, scale: 0 }), RangeError);
+  t.throws(() => kernels.qlinear({ ...base, weight: w8, xScale: 1, weightLayout: 'cols' as 'rows' }), /qlinear.*weightLayout/);
+  const p8 = kernels.qlinearPackPanels({ weight: w8, outFeatures: 4, inFeatures: 8 });
+  const p4 = kernels.qlinearPackPanels({ weight: w4, outFeatures: 4, inFeatures: 8 });
+  t.equal(p8.data.length, 16 * 8, 'i8 panels: 16 rows (4 and 12 of padding) of 8 bytes');
+  t.equal(p4.data.length, 16 * 32, 'i4 panels: 16 rows of one 32-byte chunk');
+  t.equal(p4.scales.length, 16, 'i4 panel scales: [1 panel, 1 group, 16]');
+  t.throws(() => kernels.qlinear({ ...base, weight: p4, weightLayout: 'panels' }), RangeError, 'panels need int8 inputs');
+  t.throws(() => kernels.qlinear({ ...base, weight: w8, xScale: 1, weightLayout: 'panels' }), /qlinear.*weight.*panels/, 'rows passed as panels');
+  t.throws(() => kernels.qlinear({ ...base, weight: { ...p4, scales: p4.scales.subarray(1) }, xScale: 1, weightLayout: 'panels' }), /weightScales/);
+  t.throws(() => kernels.qlinearPackPanels({ weight: { ...w4, data: new Uint8Array(7) }, outFeatures: 4, inFeatures: 8 }), /qlinearPackPanels.*weight.*bytes/);
+  t.throws(() => kernels.qlinearPackPanels({ weight: { ...w8, dtype: 'q8_0' as 'i8' }, outFeatures: 4, inFeatures: 8 }), TypeError);
   t.end();
 });

@@ -1,0 +1,262 @@
+// qlinear on weights packed once into the panel layout (core/dtype.h
+// WeightLayout::Panels, kernels/qlinear.h qweight_pack_panels), for every
+// input-row count of the int8 schemes (W8A8, W4A8); included by
+// qlinear_impl.h at every level.
+//
+// At the x86 levels (NM_QLINEAR_PANELS) a level panel is O::kPR rows: 16
+// (AVX-512: one packed panel) or 8 (AVX2: half of each 64-byte vector of a
+// packed panel). A micro-tile keeps MB input rows x NP level panels of
+// accumulators in registers; per 4 k it loads one vector per panel and
+// broadcasts 4 input bytes per input row, so one dot product adds to kPR
+// outputs and no lanes are summed at the end. At one input row (decode)
+// that is one vector load, one dot product (and, at VNNI, one xor) per 64
+// weight bytes. The portable level reads the same layout in plain loops.
+//
+// The arithmetic is the row tiles' (qlinear_impl.h), lane for lane: W8A8's
+// exact int32 sum (less kI8Offset·Σ q_x) times s_x·s_w[n], plus b; W4A8's
+// exact group sums (less 8·Σ_g q_x) accumulated by fma in group order from
+// 0, then times s_x, plus b. A row's result so depends neither on the
+// layout nor on the level.
+#pragma once
+#include <cmath>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "kernels/qlinear.h"
+#include "kernels/qlinear_input.h"
+
+namespace nm {
+namespace NM_QLINEAR_NS {
+namespace {
+
+// Bytes of one 4-byte group of a packed panel's 16 rows.
+constexpr int64_t kPackedVec = kPanelRows * kPanelK;
+
+#if defined(NM_QLINEAR_PANELS)
+
+// Level panels per packed panel.
+constexpr int kSub = (int)(kPanelRows / O::kPR);
+static_assert(kPanelRows % O::kPR == 0, "a level panel is part of a packed panel");
+// At a few input rows the weights stream from memory: each panel's stream
+// is prefetched this many bytes ahead (past a panel's end: the next one's).
+constexpr int64_t kPackedPrefetch = 2048;
+
+// Group 0 of level panel q (rows q·kPR ..); groups are kPackedVec bytes apart.
+inline const uint8_t* level_panel(const QLinearArgs& a, int64_t prb, int64_t q) {
+  return static_cast<const uint8_t*>(a.w) + (q / kSub) * kPanelRows * prb + (q % kSub) * (O::kPR * kPanelK);
+}
+
+// Scale (W8A8: s_x·s_w[n]; W4A8: unused) and bias of the nv valid rows from n
+// (0 past them).
+inline void packed_consts(const QLinearArgs& a, int64_t n, int nv, bool w8, typename O::F& s, typename O::F& b) {
+  const bool f32_bias = !a.bias || a.bias_dtype == DType::F32;
+  if (nv == O::kPR && f32_bias) {
+    s = w8 ? O::fmul(O::fset1(a.x_scale), O::fload(a.w_scales + n)) : O::fzero();
+    b = a.bias ? O::fload(static_cast<const float*>(a.bias) + n) : O::fzero();
+    return;
+  }
+  alignas(64) float sc[O::kPR], bi[O::kPR];
+  for (int r = 0; r < O::kPR; ++r) {
+    sc[r] = w8 && r < nv ? a.x_scale * a.w_scales[n + r] : 0.0f;
+    bi[r] = a.bias && r < nv ? load_as_f32(a.bias, a.bias_dtype, n + r) : 0.0f;
+  }
+  s = O::fload(sc);
+  b = O::fload(bi);
+}
+
+// W8A8: input rows [m0, m0 + MB) x level panels [q0, q0 + NP).
+template <int MB, int NP>
+void packed_tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64_t q0, int64_t m0) {
+  typename O::PV acc[MB][NP];
+  for (int m = 0; m < MB; ++m)
+    for (int j = 0; j < NP; ++j) acc[m][j] = O::pzero();
+  const uint8_t* w[NP];
+  for (int j = 0; j < NP; ++j) w[j] = level_panel(a, prb, q0 + j);
+  const int8_t* x0 = in.q + m0 * in.Kp;
+  const int64_t nkb = prb / kPanelK;
+  for (int64_t kb = 0; kb < nkb; ++kb) {
+    typename O::PV wv[NP];
+    for (int j = 0; j < NP; ++j) {
+      if constexpr (MB <= 4) O::prefetch(w[j] + kb * kPackedVec + kPackedPrefetch);
+      wv[j] = O::pflip_i8(O::ploadu(w[j] + kb * kPackedVec));
+    }
+    for (int m = 0; m < MB; ++m) {
+      const typename O::PX x = O::pbcast_i8(x0 + m * in.Kp + kb * kPanelK);
+      for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_i8(acc[m][j], wv[j], x);
+    }
+  }
+  for (int j = 0; j < NP; ++j) {
+    const int64_t n = (q0 + j) * O::kPR;
+    const int nv = (int)(a.N - n < O::kPR ? a.N - n : O::kPR);
+    typename O::F s, b;
+    packed_consts(a, n, nv, true, s, b);
+    for (int m = 0; m < MB; ++m) {
+      const typename O::PV sum = O::psub(acc[m][j], O::pset1(O::kI8Offset * in.rowsum[m0 + m]));
+      typename O::F v = O::fadd(O::fmul(O::pcvt(sum), s), b);
+      if (in.nan_row[m0 + m]) v = O::fset1(NAN);
+      O::fstore_n(a.y + (m0 + m) * a.y_stride + n, v, nv);
+    }
+  }
+}
+
+// W4A8: per group of 128 (two chunks: 16 packed groups, each one vector of
+// nibbles for k 4j.. (low) and 32 + 4j.. (high) of its chunk) the exact
+// int32 sums, scaled into float accumulators.
+template <int MB, int NP>
+void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64_t q0, int64_t m0) {
+  const int64_t G = in.groups, ngroups = prb / kPanelK;  // 8 packed groups per chunk
+  typename O::F f[MB][NP];
+  for (int m = 0; m < MB; ++m)
+    for (int j = 0; j < NP; ++j) f[m][j] = O::fzero();
+  const uint8_t* w[NP];
+  const float* sc[NP];
+  for (int j = 0; j < NP; ++j) {
+    const int64_t q = q0 + j;
+    w[j] = level_panel(a, prb, q);
+    sc[j] = a.w_scales + (q / kSub) * G * kPanelRows + (q % kSub) * O::kPR;
+  }
+  const int8_t* x0 = in.q + m0 * in.Kp;
+  const int32_t* gs0 = in.gsum + m0 * G;
+  for (int64_t g = 0; g < G; ++g) {
+    typename O::PV acc[MB][NP];
+    for (int m = 0; m < MB; ++m)
+      for (int j = 0; j < NP; ++j) acc[m][j] = O::pzero();
+    const int64_t i1 = (g + 1) * 16 < ngroups ? (g + 1) * 16 : ngroups;
+    for (int64_t i = g * 16; i < i1; ++i) {
+      typename O::PV lo[NP], hi[NP];
+      for (int j = 0; j < NP; ++j) {
+        if constexpr (MB <= 2) O::prefetch(w[j] + i * kPackedVec + kPackedPrefetch);
+        const typename O::PV v = O::ploadu(w[j] + i * kPackedVec);
+        lo[j] = O::pnib_lo(v);
+        hi[j] = O::pnib_hi(v);
+      }
+      const int64_t k = (i / 8) * kChunk + (i % 8) * kPanelK;
+      for (int m = 0; m < MB; ++m) {
+        const int8_t* xr = x0 + m * in.Kp + k;
+        const typename O::PV xl = O::pbcast_u4(xr), xh = O::pbcast_u4(xr + 32);
+        for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_u4x2(acc[m][j], lo[j], xl, hi[j], xh);
+      }
+    }
+    for (int j = 0; j < NP; ++j) {
+      const typename O::F s = O::fload(sc[j] + g * kPanelRows);
+      for (int m = 0; m < MB; ++m) {
+        const typename O::PV isum = O::psub(acc[m][j], O::pset1(8 * gs0[m * G + g]));
+        f[m][j] = O::fmadd(O::pcvt(isum), s, f[m][j]);
+      }
+    }
+  }
+  const typename O::F xs = O::fset1(a.x_scale);
+  for (int j = 0; j < NP; ++j) {
+    const int64_t n = (q0 + j) * O::kPR;
+    const int nv = (int)(a.N - n < O::kPR ? a.N - n : O::kPR);
+    typename O::F s, b;
+    packed_consts(a, n, nv, false, s, b);
+    for (int m = 0; m < MB; ++m) {
+      typename O::F v = O::fadd(O::fmul(f[m][j], xs), b);
+      if (in.nan_row[m0 + m]) v = O::fset1(NAN);
+      O::fstore_n(a.y + (m0 + m) * a.y_stride + n, v, nv);
+    }
+  }
+}
+
+// Level panels per micro-tile of MB input rows (the accumulators, weight
+// vectors and broadcasts fit the level's registers).
+template <bool W8, int MB>
+constexpr int packed_np() {
+  if constexpr (W8) return MB <= 2 ? 4 : MB <= 4 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI8;
+  else return MB <= 2 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI4;
+}
+
+// Input rows [m0, m0 + MB) against level panels [q0, q1).
+template <bool W8, int MB>
+void packed_mtile(const QLinearArgs& a, const QInput& in, int64_t prb, int64_t q0, int64_t q1, int64_t m0) {
+  constexpr int NP = packed_np<W8, MB>();
+  int64_t q = q0;
+  for (; q + NP <= q1; q += NP) {
+    if constexpr (W8) packed_tile_w8a8<MB, NP>(a, in, prb, q, m0);
+    else packed_tile_w4a8<MB, NP>(a, in, prb, q, m0);
+  }
+  for (; q < q1; ++q) {
+    if constexpr (W8) packed_tile_w8a8<MB, 1>(a, in, prb, q, m0);
+    else packed_tile_w4a8<MB, 1>(a, in, prb, q, m0);
+  }
+}
+
+// The rest (1 <= rest <= MB) input rows from m0, in micro-tiles of that height.
+template <bool W8, int MB>
+void packed_mtile_rest(const QLinearArgs& a, const QInput& in, int64_t prb, int64_t q0, int64_t q1, int64_t m0,
+                       int64_t rest) {
+  if constexpr (MB > 1) {
+    if (rest < MB) return packed_mtile_rest<W8, MB - 1>(a, in, prb, q0, q1, m0, rest);
+  }
+  packed_mtile<W8, MB>(a, in, prb, q0, q1, m0);
+}
+
+// Weight rows [n0, n1) (n0 a multiple of kPanelRows) for all M input rows:
+// fewer input rows than one micro-tile take every panel in one pass; more
+// go block by block, kQLinearPanelRows rows at a time as the per-call pack
+// does (the block's panels stay in L1 while every tile of input rows
+// passes over them).
+template <bool W8>
+void rows_packed(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  constexpr int MB = W8 ? O::kPanelMBI8 : O::kPanelMBI4;
+  constexpr int NP = packed_np<W8, MB>();
+  constexpr int64_t block = kQLinearPanelRows / O::kPR > NP ? kQLinearPanelRows / O::kPR : NP;
+  const int64_t prb = dtype_panel_row_bytes(a.w_dtype, a.K);
+  const int64_t q0 = n0 / O::kPR, q1 = (n1 + O::kPR - 1) / O::kPR;
+  if (a.M < MB) return packed_mtile_rest<W8, MB - 1>(a, in, prb, q0, q1, 0, a.M);
+  for (int64_t b0 = q0; b0 < q1; b0 += block) {
+    const int64_t b1 = b0 + block < q1 ? b0 + block : q1;
+    int64_t m0 = 0;
+    for (; m0 + MB <= a.M; m0 += MB) packed_mtile<W8, MB>(a, in, prb, b0, b1, m0);
+    if (m0 < a.M) packed_mtile_rest<W8, MB - 1>(a, in, prb, b0, b1, m0, a.M - m0);
+  }
+}
+
+#else  // the portable level: plain loops over the same layout
+
+template <bool W8>
+void rows_packed(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  const int64_t prb = dtype_panel_row_bytes(a.w_dtype, a.K), ngroups = prb / kPanelK, G = in.groups;
+  for (int64_t n = n0; n < n1; n += kPanelRows) {
+    const int64_t p = n / kPanelRows;
+    const uint8_t* P = static_cast<const uint8_t*>(a.w) + p * kPanelRows * prb;
+    const int nv = (int)(n1 - n < kPanelRows ? n1 - n : kPanelRows);
+    for (int64_t m = 0; m < a.M; ++m) {
+      const int8_t* x = in.q + m * in.Kp;
+      float out[kPanelRows];
+      if constexpr (W8) {
+        int32_t acc[kPanelRows] = {};
+        for (int64_t i = 0; i < ngroups; ++i)
+          for (int r = 0; r < kPanelRows; ++r)
+            for (int b = 0; b < kPanelK; ++b)
+              acc[r] += (int32_t)(int8_t)P[i * kPackedVec + r * kPanelK + b] * (int32_t)x[i * kPanelK + b];
+        for (int r = 0; r < nv; ++r) out[r] = (float)acc[r] * (a.x_scale * a.w_scales[n + r]) + bias_at(a, n + r);
+      } else {
+        float f[kPanelRows] = {};
+        for (int64_t g = 0; g < G; ++g) {
+          int32_t acc[kPanelRows] = {};
+          const int64_t i1 = (g + 1) * 16 < ngroups ? (g + 1) * 16 : ngroups;
+          for (int64_t i = g * 16; i < i1; ++i) {
+            const int64_t k = (i / 8) * kChunk + (i % 8) * kPanelK;
+            for (int r = 0; r < kPanelRows; ++r)
+              for (int b = 0; b < kPanelK; ++b) {
+                const uint8_t v = P[i * kPackedVec + r * kPanelK + b];
+                acc[r] += (int32_t)(v & 0x0f) * x[k + b] + (int32_t)(v >> 4) * x[k + 32 + b];
+              }
+          }
+          const float* s = a.w_scales + (p * G + g) * kPanelRows;
+          for (int r = 0; r < kPanelRows; ++r) f[r] = std::fma((float)(acc[r] - 8 * in.gsum[m * G + g]), s[r], f[r]);
+        }
+        for (int r = 0; r < nv; ++r) out[r] = f[r] * a.x_scale + bias_at(a, n + r);
+      }
+      for (int r = 0; r < nv; ++r) a.y[m * a.y_stride + n + r] = in.nan_row[m] ? NAN : out[r];
+    }
+  }
+}
+
+#endif
+
+}  // namespace
+}  // namespace NM_QLINEAR_NS
+}  // namespace nm
