@@ -24,20 +24,6 @@ namespace nm::cuda {
 constexpr int kAttnLanes = 32;
 constexpr int kAttnMaxPerLane = 8;  // head_dim <= 256
 
-NM_HD float mul_f32(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-NM_HD float add_f32(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
 
 NM_HD uint16_t float_to_half_bits(float f) {
 #if defined(__CUDA_ARCH__)
@@ -92,7 +78,7 @@ NM_HD void attn_lane_begin(const PagedAttentionArgs& a, int64_t t, int64_t h, in
 NM_UNROLL
   for (int j = 0; j < kAttnMaxPerLane; ++j) {
     const int64_t d = lane + kAttnLanes * j;
-    w.q[j] = d < c.head_dim ? mul_f32(a.scale, q[d]) : 0.0f;
+    w.q[j] = d < c.head_dim ? mul_rn(a.scale, q[d]) : 0.0f;
     w.o[j] = 0.0f;
   }
   w.m = -INFINITY, w.l = 0.0f;
@@ -125,7 +111,7 @@ NM_HD void attn_lane_update(const PagedAttentionArgs& a, AttnLane& w, int64_t po
 NM_UNROLL
   for (int j = 0; j < kAttnMaxPerLane; ++j) {
     const int64_t d = lane + kAttnLanes * j;
-    if (d < c.head_dim) w.o[j] = fmaf(p, kv_load(c, c.v, base + d), mul_f32(w.o[j], corr));
+    if (d < c.head_dim) w.o[j] = fmaf(p, kv_load(c, c.v, base + d), mul_rn(w.o[j], corr));
   }
 }
 
@@ -142,14 +128,14 @@ NM_UNROLL
 NM_HD void rope_point(const RopeArgs& a, int64_t t, int64_t h, int64_t i) {
   const int64_t half = a.rotary_dim / 2;
   const float inv_freq = (float)(1.0 / pow(a.theta, (double)(2 * i) / (double)a.rotary_dim));
-  const float ang = mul_f32(inv_freq, (float)a.positions[t]);
+  const float ang = mul_rn(inv_freq, (float)a.positions[t]);
   const float co = (float)cos((double)ang), si = (float)sin((double)ang);
   float* x = a.x + t * a.x_stride_tok + h * a.x_stride_head;
   float* x1 = a.interleaved ? x + 2 * i : x + i;
   float* x2 = a.interleaved ? x + 2 * i + 1 : x + i + half;
   const float u = *x1, v = *x2;
-  *x1 = add_f32(mul_f32(u, co), -mul_f32(v, si));
-  *x2 = add_f32(mul_f32(v, co), mul_f32(u, si));
+  *x1 = add_rn(mul_rn(u, co), -mul_rn(v, si));
+  *x2 = add_rn(mul_rn(v, co), mul_rn(u, si));
 }
 
 }  // namespace nm::cuda

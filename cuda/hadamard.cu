@@ -41,12 +41,11 @@ unsigned row_blocks(int64_t rows) { return (unsigned)(rows < 65535 * 16 ? rows :
 }  // namespace
 
 cudaError_t hadamard_transform_cuda(const HadamardArgs& a, cudaStream_t stream) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return check_status(c);
   int m = 0;
   int64_t p = 0;
-  if (a.rows < 0 || !had_decompose(a.n, &m, &p)) return cudaErrorInvalidValue;
-  if (a.rows == 0) return cudaSuccess;
-  if (!a.x || !a.out || a.x_stride < a.n || a.out_stride < a.n) return cudaErrorInvalidValue;
-  if (a.n > kHadamardMaxN) return cudaErrorNotSupported;
+  had_decompose(a.n, &m, &p);
   const float scale = (float)(1.0 / sqrt((double)a.n));
   hadamard_kernel<false><<<row_blocks(a.rows), kThreads, (size_t)a.n * sizeof(float), stream>>>(
       a.x, a.x_stride, a.rows, a.n, m, p, a.transpose, scale, 1.0f, a.out, nullptr, a.out_stride);
@@ -54,13 +53,11 @@ cudaError_t hadamard_transform_cuda(const HadamardArgs& a, cudaStream_t stream) 
 }
 
 cudaError_t hadamard_quantize_cuda(const HadamardQuantArgs& a, cudaStream_t stream) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return check_status(c);
   int m = 0;
   int64_t p = 0;
-  if (a.rows < 0 || !had_decompose(a.n, &m, &p) || !(a.inv_scale > 0.0f) || !(a.inv_scale < INFINITY))
-    return cudaErrorInvalidValue;
-  if (a.rows == 0) return cudaSuccess;
-  if (!a.x || !a.out || a.x_stride < a.n || a.out_stride < a.n) return cudaErrorInvalidValue;
-  if (a.n > kHadamardMaxN) return cudaErrorNotSupported;
+  had_decompose(a.n, &m, &p);
   const float fold = (float)((double)a.inv_scale / sqrt((double)a.n));
   // The factor goes into the mix, or into the quantization when there is none.
   hadamard_kernel<true><<<row_blocks(a.rows), kThreads, (size_t)a.n * sizeof(float), stream>>>(

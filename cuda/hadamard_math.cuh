@@ -11,6 +11,7 @@
 //   3. out (float) or the int8 quantization (NaN -> 0, clamp, nearest even).
 #pragma once
 #include "kernels/hadamard.h"
+#include "kernels_validate.h"
 #include "math_common.cuh"
 
 namespace nm::cuda {
@@ -61,6 +62,21 @@ NM_HD bool had_decompose(int64_t n, int* m, int64_t* p) {
     }
   }
   return false;
+}
+
+NM_HD bool had_size_supported(int64_t n) {
+  int m = 0;
+  int64_t p = 0;
+  return had_decompose(n, &m, &p);
+}
+
+inline Check check_args(const HadamardArgs& a) {
+  return check_hadamard(a.rows, a.n, a.x, a.x_stride, a.out, a.out_stride, kHadamardMaxN, had_size_supported);
+}
+
+inline Check check_args(const HadamardQuantArgs& a) {
+  if (!(a.inv_scale > 0.0f) || !(a.inv_scale < INFINITY)) return Check::kInvalid;
+  return check_hadamard(a.rows, a.n, a.x, a.x_stride, a.out, a.out_stride, kHadamardMaxN, had_size_supported);
 }
 
 // Stage h (1, 2, 4, ... < p) of the butterfly, pair q < n / 2 of the row y.

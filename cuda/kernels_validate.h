@@ -117,6 +117,17 @@ inline Check check_args(const RopeArgs& a) {
   return Check::kValid;
 }
 
+// Hadamard rows (m·2^k sizes, hadamard_math.cuh had_decompose): kInvalid
+// for an unsupported size or bad rows / strides / pointers, kUnsupported
+// past the shared-memory row (kHadamardMaxN).
+inline Check check_hadamard(int64_t rows, int64_t n, const void* x, int64_t xs, const void* out, int64_t os,
+                            int64_t max_n, bool (*supported)(int64_t)) {
+  if (rows < 0 || !supported(n)) return Check::kInvalid;
+  if (rows == 0) return Check::kNothing;
+  if (!x || !out || xs < n || os < n) return Check::kInvalid;
+  return n > max_n ? Check::kUnsupported : Check::kValid;
+}
+
 inline Check check_args(const SelectiveStateUpdateArgs& a) {
   if (a.batch <= 0 || a.nheads <= 0 || a.headdim <= 0 || a.dstate <= 0 || a.ngroups <= 0) return Check::kNothing;
   if (a.nheads % a.ngroups != 0) return Check::kInvalid;

@@ -51,6 +51,23 @@ NM_HD uint32_t float_to_bits(float f) {
 #endif
 }
 
+// a * b and a + b each rounded on its own (never contracted into an fma by
+// nvcc; the host compilers of this project do not contract either).
+NM_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+NM_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
 // binary16 -> binary32, exact (subnormals, inf; a NaN stays a NaN), as
 // core/dtype.h's f16_to_f32; on the device the hardware conversion.
 NM_HD float half_bits_to_float(uint16_t h) {

@@ -31,20 +31,6 @@ namespace nm::cuda {
 constexpr int kQGemvWarps = 4;
 constexpr int kQGemvVecW = 1;  // weight rows allow 16-byte loads (device only)
 
-NM_HD float mul_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-NM_HD float add_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
 
 // acc + the dot product of the four signed bytes of w and x.
 NM_HD int32_t dot4(uint32_t w, uint32_t x, int32_t acc) {

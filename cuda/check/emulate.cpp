@@ -176,12 +176,11 @@ void hadamard_row(std::vector<float>& y, int m, int64_t p, bool tr, float scale)
 }  // namespace
 
 cudaError_t hadamard_transform(const HadamardArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
   int m = 0;
   int64_t p = 0;
-  if (a.rows < 0 || !had_decompose(a.n, &m, &p)) return cudaErrorInvalidValue;
-  if (a.rows == 0) return cudaSuccess;
-  if (!a.x || !a.out || a.x_stride < a.n || a.out_stride < a.n) return cudaErrorInvalidValue;
-  if (a.n > kHadamardMaxN) return cudaErrorNotSupported;
+  had_decompose(a.n, &m, &p);
   const float scale = (float)(1.0 / std::sqrt((double)a.n));
   std::vector<float> y((size_t)a.n);
   for (int64_t r = 0; r < a.rows; ++r) {
@@ -193,13 +192,11 @@ cudaError_t hadamard_transform(const HadamardArgs& a) {
 }
 
 cudaError_t hadamard_quantize(const HadamardQuantArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
   int m = 0;
   int64_t p = 0;
-  if (a.rows < 0 || !had_decompose(a.n, &m, &p) || !(a.inv_scale > 0.0f) || !(a.inv_scale < INFINITY))
-    return cudaErrorInvalidValue;
-  if (a.rows == 0) return cudaSuccess;
-  if (!a.x || !a.out || a.x_stride < a.n || a.out_stride < a.n) return cudaErrorInvalidValue;
-  if (a.n > kHadamardMaxN) return cudaErrorNotSupported;
+  had_decompose(a.n, &m, &p);
   const float fold = (float)((double)a.inv_scale / std::sqrt((double)a.n));
   std::vector<float> y((size_t)a.n);
   for (int64_t r = 0; r < a.rows; ++r) {
