@@ -266,6 +266,24 @@ function cellValue(cell, key) {
 const P_GGUF_NOTE = {};
 for (const [p, P] of Object.entries(PRECISIONS)) if (P.scheme) P_GGUF_NOTE[p] = ` (llama.cpp: ${P.gguf.toUpperCase()})`;
 
+/**
+ * Prefill against the arithmetic peak: the matrix products' multiply-adds per
+ * token (every weight of the float32 checkpoint but the embedding; the head
+ * runs for the last token only; the scan and conv are left out, so this is a
+ * lower bound of the work) x 2 x tokens/s, over the level's f32 or int8 peak.
+ * Not for mixture-of-experts models (a token runs only its experts).
+ */
+function ofPeak(results, name, m, p, tokPerSec) {
+  const peak = results.arithmeticPeak, spec = C.MODELS[name];
+  const f32cell = m.cells.f32 && m.cells.f32['node-mamba'];
+  if (!peak || !Number.isFinite(tokPerSec) || (spec.hybrid && spec.hybrid.experts) || !f32cell || f32cell.error) return '';
+  const macs = f32cell.weightBytes / 4 - f32cell.vocabSize * spec.dModel;
+  const int8 = PRECISIONS[p].scheme === 'w8a8' || PRECISIONS[p].scheme === 'w4a8';
+  const limit = int8 ? peak.int8Gops.best : peak.f32Gflops.best;
+  if (!(macs > 0) || !(limit > 0)) return '';
+  return `${fmt((100 * 2 * macs * tokPerSec) / (limit * 1e9), 0)}% of the ${int8 ? 'int8' : 'f32'} peak (${fmt(limit, 0)} G/s)`;
+}
+
 function buildTable(results) {
   const rows = [];  // [label, nm, llama, ratio, note]
   const failures = [];
@@ -284,7 +302,7 @@ function buildTable(results) {
       const a = cellValue(c['node-mamba'], 'decode'), b = cellValue(c['llama.cpp'], 'decode');
       const lim = m.limits[p];
       rows.push([`decode b1 ${p} tok/s`, show(c['node-mamba'], 'decode'), show(c['llama.cpp'], 'decode'), fmt(ratio(a.v, b.v), 2),
-        (P_GGUF_NOTE[p] ? `${P_GGUF_NOTE[p].trim()} ` : '') + (lim ? `limit ${fmt(lim.tokensPerSecond)} tok/s (${mb(lim.weightBytes)} MB/token at ${fmt(lim.bandwidthGBps)} GB/s); of the limit: node-mamba ${frac(c['node-mamba']) || '—'}` +
+        (P_GGUF_NOTE[p] ? `${P_GGUF_NOTE[p].trim()} ` : '') + (lim ? `limit ${fmt(lim.tokensPerSecond)} tok/s (${mb(lim.weightBytes)} MB weights + ${mb(lim.stateBytes || 0)} MB state per token at ${fmt(lim.bandwidthGBps)} GB/s); of the limit: node-mamba ${frac(c['node-mamba']) || '—'}` +
           (c['llama.cpp'] ? `, llama.cpp ${frac(c['llama.cpp']) || '—'}` : '') : '')]);
     }
     for (const p of ps.filter((q) => PRECISIONS[q].prefill)) {
@@ -292,8 +310,9 @@ function buildTable(results) {
         const c = m.cells[p];
         const a = cellValue(c['node-mamba'], `prefill${len}`), b = cellValue(c['llama.cpp'], `prefill${len}`);
         const f32 = p !== 'f32' && m.cells.f32 ? cellValue(m.cells.f32['node-mamba'], `prefill${len}`).v : NaN;
+        const pk = ofPeak(results, name, m, p, a.v);
         rows.push([`prefill ${len} ${p} tok/s`, show(c['node-mamba'], `prefill${len}`), show(c['llama.cpp'], `prefill${len}`), fmt(ratio(a.v, b.v), 2),
-          Number.isFinite(f32) ? `x node-mamba f32: ${fmt(ratio(a.v, f32), 2)}` + (P_GGUF_NOTE[p] || '') : (P_GGUF_NOTE[p] || '')]);
+          [Number.isFinite(f32) ? `x node-mamba f32: ${fmt(ratio(a.v, f32), 2)}` : '', (P_GGUF_NOTE[p] || '').trim(), pk].filter(Boolean).join('; ')]);
       }
     }
     for (const p of ps) {
@@ -365,10 +384,13 @@ async function main() {
   const bwOpts = { bytes: 512 << 20, repeats: o.plan.bwRepeats };
   const bwStart = kernels.measureReadBandwidth(bwOpts);
   log(`read bandwidth ${bwStart.bestGBps.toFixed(1)} GB/s (best of ${bwStart.repeats}; median ${bwStart.medianGBps.toFixed(1)})`);
+  // The compute limit of prefill: the level's float32 and int8 multiply-add rates.
+  const peak = kernels.measureArithmeticPeak({ repeats: 5 });
+  log(`arithmetic peak (${peak.isa}, ${peak.threads} threads): f32 ${peak.f32Gflops.best.toFixed(0)} GFLOP/s, int8 (${peak.int8Op}) ${peak.int8Gops.best.toFixed(0)} GOP/s`);
 
   const results = {
     date: new Date().toISOString(), ...git, machine, threads, quick: o.quick, nodeLlamaCpp: llamaVersion,
-    plan: o.plan, loadAverageStart: os.loadavg(), bandwidth: { start: bwStart }, models: {},
+    plan: o.plan, loadAverageStart: os.loadavg(), bandwidth: { start: bwStart }, arithmeticPeak: peak, models: {},
   };
 
   for (const name of o.models) {
@@ -402,8 +424,12 @@ async function main() {
         llama: P.gguf ? sizeOf(ggufs[P.gguf]) : NaN,
       };
       // Bytes read per decoded token: every weight once, except an untied
-      // embedding (one row per token; the quantized checkpoints untie it).
+      // embedding (one row per token; the quantized checkpoints untie it),
+      // and the sequence's state (stateBytes, added below).
       const nm = cell['node-mamba'];
+      // Per token a step also reads each sequence's recurrent state (Mamba-2:
+      // 24 layers x 24 heads x 64 x 128 floats = 18.9 MB for mamba2-130m).
+      const stateBytes = nm && !nm.error && Number.isFinite(nm.stateBytesPerSequence) ? nm.stateBytesPerSequence : 0;
       let weightBytes = nm && !nm.error ? (nm.decodeBytesPerToken ?? nm.weightBytes) : NaN;
       if (!Number.isFinite(weightBytes)) {
         try {
@@ -416,17 +442,18 @@ async function main() {
         // (same process); fractionOfLimit is the median over runs. The limit
         // shown is at the median bandwidth sampled in node-mamba's cell (else
         // the run's start).
+        const readBytes = weightBytes + stateBytes;
         for (const e of Object.values(cell)) {
           const dd = e && !e.error && e.decode;
           if (dd && Array.isArray(dd.bandwidthGBps)) {
-            dd.fractionOfLimit = C.median(dd.runs.map((rate, i) => (rate * weightBytes) / (dd.bandwidthGBps[i] * 1e9)));
+            dd.fractionOfLimit = C.median(dd.runs.map((rate, i) => (rate * readBytes) / (dd.bandwidthGBps[i] * 1e9)));
             dd.medianBandwidthGBps = C.median(dd.bandwidthGBps);
           }
         }
         const nmd = nm && !nm.error && nm.decode;
         const bw = nmd && Number.isFinite(nmd.medianBandwidthGBps) ? nmd.medianBandwidthGBps : bwStart.bestGBps;
-        m.limits[p] = { weightBytes, bandwidthGBps: bw, tokensPerSecond: (bw * 1e9) / weightBytes };
-        const state = nm && !nm.error ? nm.stateBytesPerSequence : 0;
+        m.limits[p] = { weightBytes, stateBytes, bandwidthGBps: bw, tokensPerSecond: (bw * 1e9) / readBytes };
+        const state = stateBytes;
         // Memory holds every weight (the untied embedding too), not only the bytes a step reads.
         const allWeights = nm && !nm.error && Number.isFinite(nm.weightBytes) ? nm.weightBytes : weightBytes;
         m.memoryReference[p] = allWeights + o.plan.batch.n * state;
@@ -446,6 +473,7 @@ async function main() {
   results.failures = failures;
   const header = `node-mamba vs llama.cpp ${llamaVersion || '(node-llama-cpp not installed)'} — ${machine.cpuModel}, ${threads} threads, ${machine.isa}; ` +
     `read bandwidth ${bwStart.bestGBps.toFixed(1)} GB/s (best of ${bwStart.repeats} at the start; ${bwEnd.bestGBps.toFixed(1)} at the end; medians ${bwStart.medianGBps.toFixed(1)}, ${bwEnd.medianGBps.toFixed(1)}); ` +
+    `arithmetic peak f32 ${peak.f32Gflops.best.toFixed(0)} GFLOP/s, int8 ${peak.int8Gops.best.toFixed(0)} GOP/s (${peak.int8Op}); ` +
     `commit ${git.commit.slice(0, 10)}${git.dirty ? '+dirty' : ''}; ${results.seconds.toFixed(0)} s; medians, ratio = node-mamba / llama.cpp; ` +
     `node-mamba inputRounding 'auto' (bf16 / q8_0 matrices get bf16 / int8 inputs, as in llama.cpp)`;
   console.log(`${header}\n\n${text}`);

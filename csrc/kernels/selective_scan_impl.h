@@ -43,6 +43,8 @@ static inline void st(VF v, float* p, int n) {
 }
 
 static const int64_t kPrefetchTokens = 4;
+// log2 e, rounded to float: the scans' exp(δ·A) is vexp2(δ·(A·kLog2e)).
+static constexpr float kLog2e = 1.44269504088896341f;
 // Channels per work unit: a multiple of every W, and one 64-byte line of each
 // per-token row.
 static const int kScanBlock = 16;
@@ -56,7 +58,8 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
   constexpr int64_t NMAX = NF > 0 ? NF : kSelectiveScanMaxDstate;
   const int64_t N = NF > 0 ? NF : a.dstate;
   const int K = (nc + VF::W - 1) / VF::W;
-  // Sub-vector k holds channels d0 = c0 + k*W ..; At[k*N + n] lane j = A[d0 + j, n],
+  // Sub-vector k holds channels d0 = c0 + k*W ..; At[k*N + n] lane j = A[d0 + j, n]·log2 e
+  // (exp(δ·A) = 2^(δ·At), vexp2),
   // S[k*N + n] lane j = state[b, d0 + j, n].
   VF At[KMAX * NMAX], S[KMAX * NMAX], Dv[KMAX], bias[KMAX];
   int nws[KMAX];
@@ -66,7 +69,7 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
     const int64_t d0 = c0 + k * VF::W;
     const int nw = nws[k] = (int)(nc - k * VF::W < VF::W ? nc - k * VF::W : VF::W);
     for (int64_t n = 0; n < N; ++n) {
-      for (int j = 0; j < VF::W; ++j) tmp[j] = j < nw ? a.A[(d0 + j) * N + n] : 0.0f;
+      for (int j = 0; j < VF::W; ++j) tmp[j] = j < nw ? a.A[(d0 + j) * N + n] * kLog2e : 0.0f;
       At[k * N + n] = VF::load(tmp);
       for (int j = 0; j < VF::W; ++j) tmp[j] = (j < nw && init) ? init[(d0 + j) * N + n] : 0.0f;
       S[k * N + n] = VF::load(tmp);
@@ -108,7 +111,7 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
       const VF* Ak = At + k * N;
       VF y = VF::zero();
       for (int64_t n = 0; n < N; ++n) {
-        VF s = fmadd(vexp(dl * Ak[n]), Sk[n], du * VF::set1(Bl[n]));
+        VF s = fmadd(vexp2(dl * Ak[n]), Sk[n], du * VF::set1(Bl[n]));
         Sk[n] = s;
         y = fmadd(s, VF::set1(Cl[n]), y);
       }
@@ -189,10 +192,11 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
       VF acc = VF::zero();
       if (a.a_per_state) {
         const float* Ar = a.A + h * N;
-        const VF dtvv = VF::set1(dtv);
+        const VF dtvv = VF::set1(dtv), log2e = VF::set1(kLog2e);
         for (int64_t n = 0; n < N; n += VF::W) {
           const int nn = (int)(N - n < VF::W ? N - n : VF::W);
-          VF sv = fmadd(ld(s + n, nn), vexp(dtvv * ld(Ar + n, nn)), dtx * ld(Bp + n, nn));
+          // exp(dt·A) = 2^(dt·(A·log2 e)), rounded as the prefill scan's.
+          VF sv = fmadd(ld(s + n, nn), vexp2(dtvv * (ld(Ar + n, nn) * log2e)), dtx * ld(Bp + n, nn));
           st(sv, s + n, nn);
           acc = fmadd(sv, ld(Cp + n, nn), acc);
         }

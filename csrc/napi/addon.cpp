@@ -17,6 +17,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nm::napi::register_hadamard(env, exports);
   nm::napi::register_model(env, exports);
   nm::napi::register_bench(env, exports);
+  nm::napi::register_arith_peak(env, exports);
   return exports;
 }
 

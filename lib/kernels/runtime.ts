@@ -56,6 +56,39 @@ export function measureReadBandwidth(options: { bytes?: number; repeats?: number
   return native.measureReadBandwidth(options);
 }
 
+/** Best, median and worst of the repeats (G = 1e9; two operations per multiply-add). */
+export interface PeakRate {
+  best: number;
+  median: number;
+  worst: number;
+}
+
+/** Result of measureArithmeticPeak. */
+export interface ArithmeticPeak {
+  /** float32 multiply-adds of the active level (fma on 16 / 8 lanes; plain loops at 'portable'). */
+  f32Gflops: PeakRate;
+  /** int8 multiply-adds as the qlinear kernels do them at the active level. */
+  int8Gops: PeakRate;
+  /** The int8 instruction sequence timed: 'vpdpbusd', 'vpmaddubsw+vpmaddwd' or 'scalar'. */
+  int8Op: string;
+  repeats: number;
+  threads: number;
+  isa: Isa;
+  /** Keeps the results observable; no meaning. */
+  checksum: number;
+}
+
+/**
+ * Measures the arithmetic peak of the active level: `threads` pool threads
+ * (default: all) each run independent chains of float32 multiply-adds, then
+ * of the int8 dot-product step the qlinear kernels use, from registers (no
+ * memory traffic), `repeats` times (default 5) of ~20 ms. Synchronous; for
+ * benchmarks (bench/), as the limit of a compute-bound prefill.
+ */
+export function measureArithmeticPeak(options: { repeats?: number; threads?: number } = {}): ArithmeticPeak {
+  return native.measureArithmeticPeak(options);
+}
+
 /** Sets the thread-pool size (default: physical cores, or NODE_MAMBA_THREADS). */
 export function setThreads(threads: number): number {
   return native.setThreads(threads);

@@ -116,6 +116,7 @@ export interface NativeModule {
   setIsa(isa: string): Isa;
   setThreads(threads: number): number;
   measureReadBandwidth(args: { bytes?: number; repeats?: number; threads?: number }): import('../kernels/runtime').ReadBandwidth;
+  measureArithmeticPeak(args: { repeats?: number; threads?: number }): import('../kernels/runtime').ArithmeticPeak;
 
   rmsNorm(args: NativeArgs): { out: Float32Array; residual: Float32Array };
   gatedRmsNorm(args: NativeArgs): Float32Array;

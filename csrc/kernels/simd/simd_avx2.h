@@ -78,6 +78,8 @@ static inline VF vpow2i(VF n) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
   return VF{_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
 }
+// p * 2^n for integral n in [-127, 127] (vexp2; 2^-127 becomes 0).
+static inline VF vmul_pow2(VF p, VF n) { return p * vpow2i(n); }
 static inline VF vrcp_exact(VF a) { return VF{_mm256_div_ps(_mm256_set1_ps(1.0f), a.v)}; }
 // Walsh-Hadamard transform across the 8 lanes, unnormalised: butterfly stages
 // of lane stride 1, 2, 4, each lane pair (u, v) -> (u + v, u - v). Each stage

@@ -72,6 +72,8 @@ static inline VF vpow2i(VF n) {
   __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
   return VF{_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
 }
+// p * 2^n for integral n (vexp2): vscalefps, one op.
+static inline VF vmul_pow2(VF p, VF n) { return VF{_mm512_scalef_ps(p.v, n.v)}; }
 static inline VF vrcp_exact(VF a) { return VF{_mm512_div_ps(_mm512_set1_ps(1.0f), a.v)}; }
 // Walsh-Hadamard transform across the 16 lanes, unnormalised: butterfly stages
 // of lane stride 1, 2, 4, 8, each lane pair (u, v) -> (u + v, u - v). Each

@@ -41,6 +41,11 @@ static inline VF vmin(VF a, VF b) { return VF{a.v < b.v ? a.v : b.v}; }
 static inline float reduce_sum(VF a) { return a.v; }
 static inline VF reduce_sum_rows(const VF* v) { return v[0]; }
 static inline VF vexp(VF a) { return VF{expf(a.v)}; }
+// 2^x, clamped as the vector levels' vexp2 (a NaN becomes 0).
+static inline VF vexp2(VF a) {
+  const float x = a.v > -127.0f ? (a.v < 127.0f ? a.v : 127.0f) : -127.0f;
+  return VF{x <= -127.0f ? 0.0f : exp2f(x)};
+}
 static inline VF vsilu(VF a) { return VF{a.v / (1.0f + expf(-a.v))}; }
 // Round to nearest, ties to even (the default rounding mode), as the AVX vround.
 static inline VF vround(VF a) { return VF{nearbyintf(a.v)}; }
