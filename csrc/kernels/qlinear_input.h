@@ -3,6 +3,13 @@
 #pragma once
 #include <cstdint>
 
+// Before the loops over a micro-tile's input rows and panels: unrolled
+// whole, every accumulator index is a constant, so the accumulators stay in
+// registers. Otherwise GCC indexes them at run time in the epilogue and keeps
+// the array in memory, a load and a store per update inside the k loop too
+// (it did at AVX2: every W8A8 tile).
+#define NM_UNROLL_TILE _Pragma("GCC unroll 16")
+
 namespace nm {
 
 // Weight rows the batched 4-bit paths unpack at a time (qlinear_impl.h); the

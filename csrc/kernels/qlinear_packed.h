@@ -76,20 +76,24 @@ void packed_tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
   const int64_t nkb = prb / kPanelK;
   for (int64_t kb = 0; kb < nkb; ++kb) {
     typename O::PV wv[NP];
+    NM_UNROLL_TILE
     for (int j = 0; j < NP; ++j) {
       if constexpr (MB <= 4) O::prefetch(w[j] + kb * kPackedVec + kPackedPrefetch);
       wv[j] = O::pflip_i8(O::ploadu(w[j] + kb * kPackedVec));
     }
+    NM_UNROLL_TILE
     for (int m = 0; m < MB; ++m) {
       const typename O::PX x = O::pbcast_i8(x0 + m * in.Kp + kb * kPanelK);
       for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_i8(acc[m][j], wv[j], x);
     }
   }
+  NM_UNROLL_TILE
   for (int j = 0; j < NP; ++j) {
     const int64_t n = (q0 + j) * O::kPR;
     const int nv = (int)(a.N - n < O::kPR ? a.N - n : O::kPR);
     typename O::F s, b;
     packed_consts(a, n, nv, true, s, b);
+    NM_UNROLL_TILE
     for (int m = 0; m < MB; ++m) {
       const typename O::PV sum = O::psub(acc[m][j], O::pset1(O::kI8Offset * in.rowsum[m0 + m]));
       typename O::F v = O::fadd(O::fmul(O::pcvt(sum), s), b);
@@ -110,6 +114,7 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
     for (int j = 0; j < NP; ++j) f[m][j] = O::fzero();
   const uint8_t* w[NP];
   const float* sc[NP];
+  NM_UNROLL_TILE
   for (int j = 0; j < NP; ++j) {
     const int64_t q = q0 + j;
     w[j] = level_panel(a, prb, q);
@@ -124,6 +129,7 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
     const int64_t i1 = (g + 1) * 16 < ngroups ? (g + 1) * 16 : ngroups;
     for (int64_t i = g * 16; i < i1; ++i) {
       typename O::PV lo[NP], hi[NP];
+      NM_UNROLL_TILE
       for (int j = 0; j < NP; ++j) {
         if constexpr (MB <= 2) O::prefetch(w[j] + i * kPackedVec + kPackedPrefetch);
         const typename O::PV v = O::ploadu(w[j] + i * kPackedVec);
@@ -131,14 +137,17 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
         hi[j] = O::pnib_hi(v);
       }
       const int64_t k = (i / 8) * kChunk + (i % 8) * kPanelK;
+      NM_UNROLL_TILE
       for (int m = 0; m < MB; ++m) {
         const int8_t* xr = x0 + m * in.Kp + k;
         const typename O::PV xl = O::pbcast_u4(xr), xh = O::pbcast_u4(xr + 32);
         for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_u4x2(acc[m][j], lo[j], xl, hi[j], xh);
       }
     }
+    NM_UNROLL_TILE
     for (int j = 0; j < NP; ++j) {
       const typename O::F s = O::fload(sc[j] + g * kPanelRows);
+      NM_UNROLL_TILE
       for (int m = 0; m < MB; ++m) {
         const typename O::PV isum = O::psub(acc[m][j], O::pset1(8 * gs0[m * G + g]));
         f[m][j] = O::fmadd(O::pcvt(isum), s, f[m][j]);
@@ -146,11 +155,13 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
     }
   }
   const typename O::F xs = O::fset1(a.x_scale);
+  NM_UNROLL_TILE
   for (int j = 0; j < NP; ++j) {
     const int64_t n = (q0 + j) * O::kPR;
     const int nv = (int)(a.N - n < O::kPR ? a.N - n : O::kPR);
     typename O::F s, b;
     packed_consts(a, n, nv, false, s, b);
+    NM_UNROLL_TILE
     for (int m = 0; m < MB; ++m) {
       typename O::F v = O::fadd(O::fmul(f[m][j], xs), b);
       if (in.nan_row[m0 + m]) v = O::fset1(NAN);

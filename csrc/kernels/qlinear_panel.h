@@ -127,15 +127,18 @@ void panel_tile_w8a8(const QLinearArgs& a, const QInput& in, const PanelBlock& b
   for (int64_t kb = 0; kb < nkb; ++kb) {
     typename O::PV w[NP];
     for (int j = 0; j < NP; ++j) w[j] = O::pload(w0 + j * blk.panel_bytes + kb * (PR * kPanelK));
+    NM_UNROLL_TILE
     for (int m = 0; m < MB; ++m) {
       const typename O::PX x = O::pbcast_i8(x0 + m * in.Kp + kb * kPanelK);
       for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_i8(acc[m][j], w[j], x);
     }
   }
+  NM_UNROLL_TILE
   for (int j = 0; j < NP; ++j) {
     const int64_t r0 = (p0 + j) * PR;  // first row of the panel, from b0
     const int nv = (int)(blk.nrows - r0 < PR ? blk.nrows - r0 : PR);
     const typename O::F s = O::fload(rc.scale + r0), b = O::fload(rc.bias + r0);
+    NM_UNROLL_TILE
     for (int m = 0; m < MB; ++m) {
       const typename O::PV sum = O::psub(acc[m][j], O::pset1(O::kI8Offset * in.rowsum[m0 + m]));
       typename O::F v = O::fadd(O::fmul(O::pcvt(sum), s), b);
@@ -169,13 +172,16 @@ void panel_tile_w4a8(const QLinearArgs& a, const QInput& in, const PanelBlock& b
     for (int64_t kb = g * kPerGroup; kb < kb1; ++kb) {
       typename O::PV w[NP];
       for (int j = 0; j < NP; ++j) w[j] = O::pload(w0 + j * blk.panel_bytes + kb * (PR * kPanelK));
+      NM_UNROLL_TILE
       for (int m = 0; m < MB; ++m) {
         const typename O::PV x = O::pbcast_u4(x0 + m * in.Kp + kb * kPanelK);
         for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_u4(acc[m][j], w[j], x);
       }
     }
+    NM_UNROLL_TILE
     for (int j = 0; j < NP; ++j) {
       const typename O::F s = O::fload(s0 + (j * G + g) * PR);
+      NM_UNROLL_TILE
       for (int m = 0; m < MB; ++m) {
         const typename O::PV isum = O::psub(acc[m][j], O::pset1(8 * gs0[m * G + g]));
         f[m][j] = O::fmadd(O::pcvt(isum), s, f[m][j]);
@@ -183,10 +189,12 @@ void panel_tile_w4a8(const QLinearArgs& a, const QInput& in, const PanelBlock& b
     }
   }
   const typename O::F xs = O::fset1(a.x_scale);
+  NM_UNROLL_TILE
   for (int j = 0; j < NP; ++j) {
     const int64_t r0 = (p0 + j) * PR;
     const int nv = (int)(blk.nrows - r0 < PR ? blk.nrows - r0 : PR);
     const typename O::F b = O::fload(rc.bias + r0);
+    NM_UNROLL_TILE
     for (int m = 0; m < MB; ++m) {
       typename O::F v = O::fadd(O::fmul(f[m][j], xs), b);
       if (in.nan_row[m0 + m]) v = O::fset1(NAN);
