@@ -60,7 +60,7 @@ const float* pack_gemv_x(const LinearArgs& a) {
     const int64_t m0 = c * rows, mb = std::min(rows, a.M - m0);
     float* dst = buf + c * rows * kv * lanes;
     for (int64_t m = 0; m < mb; ++m) {
-      const float* xr = a.x + (m0 + m) * a.x_stride;
+      const float* xr = linear_x_row(a.x, a.x_stride, a.x_rows, m0 + m);
       for (int64_t j = 0; j < kv; ++j) {
         float* d = dst + (j * mb + m) * lanes;
         const int64_t k0 = j * lanes, t = std::min(lanes, a.K - k0);
@@ -92,13 +92,13 @@ bool run_dot_gemv(const LinearArgs& a) {
   const int64_t unit = avx512vnni::dot_split_rows(a.M, a.w_dtype);
   if (a.x_rounding == ActRounding::Q8Block && (a.w_dtype == DType::Q8_0 || a.w_dtype == DType::Q4_0)) {
     const avx512vnni::Q8Rows q = avx512vnni::q8_rows_at(scratch_bytes(avx512vnni::q8_rows_bytes(a.M, a.K)), a.M, a.K);
-    avx512vnni::quantize_q8_rows(a.x, a.x_stride, a.M, a.K, q);
+    avx512vnni::quantize_q8_rows(a.x, a.x_stride, a.x_rows, a.M, a.K, q);
     split_gemv(a, unit, [&](int64_t n0, int64_t n1) { avx512vnni::gemv_q8dot(a, q, n0, n1); });
     return true;
   }
   if (a.x_rounding == ActRounding::BF16 && a.w_dtype == DType::BF16 && cpu::has_avx512_bf16()) {
     auto* xb = static_cast<uint16_t*>(scratch_bytes(a.M * avx512vnni::bf16_row_elems(a.K) * 2));
-    avx512vnni::round_bf16_rows(a.x, a.x_stride, a.M, a.K, xb);
+    avx512vnni::round_bf16_rows(a.x, a.x_stride, a.x_rows, a.M, a.K, xb);
     split_gemv(a, unit, [&](int64_t n0, int64_t n1) { avx512vnni::gemv_bf16dot(a, xb, n0, n1); });
     return true;
   }
@@ -136,9 +136,10 @@ void run_gemm(const LinearArgs& a) {
 
 }  // namespace
 
-void round_activations(ActRounding mode, const float* x, int64_t xs, int64_t M, int64_t K, float* out, int64_t os) {
+void round_activations(ActRounding mode, const float* x, int64_t xs, int64_t M, int64_t K, float* out, int64_t os,
+                       const int32_t* x_rows) {
   for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x + m * xs;
+    const float* xr = linear_x_row(x, xs, x_rows, m);
     float* o = out + m * os;
     if (mode == ActRounding::BF16) {
       for (int64_t k = 0; k < K; ++k) o[k] = bf16_to_f32(f32_to_bf16(xr[k]));
@@ -174,10 +175,11 @@ void linear(const LinearArgs& a, LinearAlgo algo) {
     if (algo == LinearAlgo::Gemv && run_dot_gemv(a)) return;
     // Every other case: the exact kernels on a rounded copy of x.
     float* xr = static_cast<float*>(scratch_bytes(a.M * a.K * (int64_t)sizeof(float)));
-    round_activations(a.x_rounding, a.x, a.x_stride, a.M, a.K, xr, a.K);
+    round_activations(a.x_rounding, a.x, a.x_stride, a.M, a.K, xr, a.K, a.x_rows);
     LinearArgs r = a;
     r.x = xr;
     r.x_stride = a.K;
+    r.x_rows = nullptr;
     r.x_rounding = ActRounding::None;
     linear(r, algo);
     return;

@@ -64,6 +64,10 @@ struct LinearArgs {
   int64_t M = 0, N = 0, K = 0;
   const float* x = nullptr;      // [M, K] f32
   int64_t x_stride = 0;
+  // Optional [M]: input row m is x + x_rows[m] * x_stride (a gather of
+  // arbitrary rows, read where the kernels load x: the mixture-of-experts
+  // dispatch's tokens of one expert). Indices are not checked.
+  const int32_t* x_rows = nullptr;
   const void* w = nullptr;       // [N, K]
   int64_t w_stride = 0;
   DType w_dtype = DType::F32;
@@ -77,7 +81,15 @@ struct LinearArgs {
 // round(x) of the rounded-activation modes above, as float32, for rows
 // [0, M) of x [M, K] (stride xs) into out [M, K] (stride os). Portable code;
 // the reference for the dot-product paths.
-void round_activations(ActRounding mode, const float* x, int64_t xs, int64_t M, int64_t K, float* out, int64_t os);
+void round_activations(ActRounding mode, const float* x, int64_t xs, int64_t M, int64_t K, float* out, int64_t os,
+                       const int32_t* x_rows = nullptr);
+
+// Row m of a's input x (LinearArgs::x_rows when set). For the portable
+// translation units only: the per-level impl headers keep their own static
+// copy (kernels/simd/README.md: no shared inline symbols).
+inline const float* linear_x_row(const float* x, int64_t xs, const int32_t* x_rows, int64_t m) {
+  return x + (x_rows ? (int64_t)x_rows[m] : m) * xs;
+}
 
 enum class LinearAlgo : int32_t { Auto = 0, Gemv = 1, Gemm = 2 };
 

@@ -33,14 +33,15 @@ struct Q8Rows {
 int64_t q8_rows_bytes(int64_t M, int64_t K);
 Q8Rows q8_rows_at(void* buf, int64_t M, int64_t K);  // buf 64-byte aligned
 
-// Quantizes rows [0, M) of x (stride xs), K a multiple of 32.
-void quantize_q8_rows(const float* x, int64_t xs, int64_t M, int64_t K, const Q8Rows& out);
+// Quantizes rows [0, M) of x (stride xs; row m at x_rows[m] when given), K a
+// multiple of 32.
+void quantize_q8_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t M, int64_t K, const Q8Rows& out);
 
-// x rounded to bfloat16 (nearest even), zero past K, interleaved by chunks of
+// x (rows as quantize_q8_rows) rounded to bfloat16 (nearest even), zero past K, interleaved by chunks of
 // 32: chunk c of row m at out + (c * M + m) * 32; M * bf16_row_elems(K)
 // values in all. out 64-byte aligned.
 int64_t bf16_row_elems(int64_t K);
-void round_bf16_rows(const float* x, int64_t xs, int64_t M, int64_t K, uint16_t* out);
+void round_bf16_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t M, int64_t K, uint16_t* out);
 
 // Unit of weight rows linear.cpp splits N into (as linear_gemv_split_rows).
 int64_t dot_split_rows(int64_t M, DType w_dtype);

@@ -242,12 +242,12 @@ Q8Rows q8_rows_at(void* buf, int64_t M, int64_t K) {
   return r;
 }
 
-void quantize_q8_rows(const float* x, int64_t xs, int64_t M, int64_t K, const Q8Rows& out) {
+void quantize_q8_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t M, int64_t K, const Q8Rows& out) {
   const int64_t nb = K / kQuantBlock;
   const __m512 sign = _mm512_set1_ps(-0.0f);
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
   for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x + m * xs;
+    const float* xr = x + (x_rows ? (int64_t)x_rows[m] : m) * xs;
     for (int64_t p = 0; p < out.pairs; ++p) {
       char* rec = out.base + (p * M + m) * kQ8Record;
       __m128i qs[4];
@@ -282,10 +282,10 @@ void quantize_q8_rows(const float* x, int64_t xs, int64_t M, int64_t K, const Q8
 
 int64_t bf16_row_elems(int64_t K) { return (K + 31) / 32 * 32; }
 
-void round_bf16_rows(const float* x, int64_t xs, int64_t M, int64_t K, uint16_t* out) {
+void round_bf16_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t M, int64_t K, uint16_t* out) {
   const int64_t chunks = (K + 31) / 32;
   for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x + m * xs;
+    const float* xr = x + (x_rows ? (int64_t)x_rows[m] : m) * xs;
     for (int64_t c = 0; c < chunks; ++c) {
       uint16_t* o = out + (c * M + m) * 32;
       for (int h = 0; h < 2; ++h) {

@@ -17,6 +17,10 @@ namespace NM_ISA {
 #endif
 
 static inline int64_t lin_min(int64_t a, int64_t b) { return a < b ? a : b; }
+// Row m of x (LinearArgs::x_rows: a gather fused into the loads).
+static inline const float* lin_x_row(const LinearArgs& a, int64_t m) {
+  return a.x + (a.x_rows ? (int64_t)a.x_rows[m] : m) * a.x_stride;
+}
 
 // ---------------------------------------------------------------------------
 // Quantized blocks (Q8_0 / Q4_0, see core/dtype.h): a block of 32 weights is
@@ -259,7 +263,7 @@ static void gemv_rows_dt(const LinearArgs& a, const float* xp, int64_t n0, int64
     const int64_t nt = lin_min(kGemvGroup, n1 - n);
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t m0 = c * kGemvMB;
-      const XTile xt{a.M > 1 ? xp + c * chunk_floats : a.x};
+      const XTile xt{a.M > 1 ? xp + c * chunk_floats : lin_x_row(a, 0)};
       gemv_dispatch_mb<DT>(a, n, nt, xt, m0, (int)lin_min(kGemvMB, a.M - m0));
     }
   }
@@ -393,14 +397,14 @@ static void pack_a(const LinearArgs& a, int64_t m0, int mr, int64_t k0, int64_t 
   static_assert(kMR <= VF::W, "pack_a transposes kMR rows within one vector");
   for (; k + VF::W <= kc; k += VF::W) {
     VF r[VF::W];
-    for (int i = 0; i < VF::W; ++i) r[i] = i < mr ? VF::load(a.x + (m0 + i) * a.x_stride + k0 + k) : VF::zero();
+    for (int i = 0; i < VF::W; ++i) r[i] = i < mr ? VF::load(lin_x_row(a, m0 + i) + k0 + k) : VF::zero();
     lin_transpose(r);
     for (int j = 0; j < VF::W; ++j) r[j].store_partial(ap + (k + j) * kMR, kMR);
   }
 #endif
   for (int i = 0; i < kMR; ++i) {
     if (i < mr) {
-      const float* xr = a.x + (m0 + i) * a.x_stride + k0;
+      const float* xr = lin_x_row(a, m0 + i) + k0;
       for (int64_t kk = k; kk < kc; ++kk) ap[kk * kMR + i] = xr[kk];
     } else {
       for (int64_t kk = k; kk < kc; ++kk) ap[kk * kMR + i] = 0.0f;

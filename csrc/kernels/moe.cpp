@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -141,15 +140,15 @@ const void* expert_matrix(const MoeWeight& w, int64_t e) {
 // Scale floats per row of an I8 / I4 matrix with K columns.
 int64_t scales_per_row(DType t, int64_t K) { return dtype_scale_count(t, 1, K); }
 
-// y [M, N] (stride ys) = x [M, K] (stride xs) · expert e's matrix of w (rows
-// [0, N)), no bias.
-void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, int64_t M, int64_t K, int64_t N, float* y,
-             int64_t ys) {
+// y [M, N] (stride ys) = x [M, K] (stride xs; row m at x_rows[m] when given)
+// · expert e's matrix of w (rows [0, N)), no bias.
+void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, const int32_t* x_rows, int64_t M, int64_t K,
+             int64_t N, float* y, int64_t ys) {
   const void* we = expert_matrix(w, e);
   if (is_quamba(w.dtype)) {
     QLinearArgs q;
     q.M = M; q.N = N; q.K = K;
-    q.x = x; q.x_stride = xs;
+    q.x = x; q.x_stride = xs; q.x_rows = x_rows;
     q.x_scale = w.x_scale ? w.x_scale[e] : 0.0f;
     q.w = we; q.w_stride = w.row_stride; q.w_dtype = w.dtype;
     q.w_scales = w.scales + e * w.scales_expert_stride;
@@ -158,7 +157,7 @@ void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, int64_t 
   } else {
     LinearArgs l;
     l.M = M; l.N = N; l.K = K;
-    l.x = x; l.x_stride = xs;
+    l.x = x; l.x_stride = xs; l.x_rows = x_rows;
     l.w = we; l.w_stride = w.row_stride; l.w_dtype = w.dtype;
     l.x_rounding = w.x_rounding;
     l.y = y; l.y_stride = ys;
@@ -236,23 +235,27 @@ void moe(const MoeArgs& a, MoeAlgo algo) {
   std::unique_ptr<float[]> ys(new float[(size_t)std::max<int64_t>(total * d, 1)]);
   const bool fused = gate_up_adjacent(a);
 
-  // 2. One unit: gather, gate/up, SwiGLU, down, weight.
+  // The token of each sorted pair (the rows GEMM 1 gathers from x).
+  std::vector<int32_t> token((size_t)total, 0);
+  for (int64_t p = 0; p < total; ++p)
+    if (sorted[p] < P) token[p] = (int32_t)(sorted[p] / k);
+
+  // 2. One unit: gate/up on its tokens' rows of x (gathered by the loads of
+  // the products, LinearArgs::x_rows), SwiGLU, down, weight.
   auto run_unit = [&](const Unit& u) {
     const int64_t M = u.rows;
-    float* xu = unit_scratch(M * (d + 3 * I));
-    float* gu = xu + M * d;
+    float* gu = unit_scratch(M * 3 * I);
     float* h = gu + M * 2 * I;
-    for (int64_t r = 0; r < M; ++r)
-      std::memcpy(xu + r * d, a.x + (sorted[u.p0 + r] / k) * a.x_stride, (size_t)d * sizeof(float));
+    const int32_t* rows = token.data() + u.p0;
     if (fused) {
-      project(a.gate, u.e, xu, d, M, d, 2 * I, gu, 2 * I);
+      project(a.gate, u.e, a.x, a.x_stride, rows, M, d, 2 * I, gu, 2 * I);
     } else {
-      project(a.gate, u.e, xu, d, M, d, I, gu, 2 * I);
-      project(a.up, u.e, xu, d, M, d, I, gu + I, 2 * I);
+      project(a.gate, u.e, a.x, a.x_stride, rows, M, d, I, gu, 2 * I);
+      project(a.up, u.e, a.x, a.x_stride, rows, M, d, I, gu + I, 2 * I);
     }
     NM_ISA_CALL(moe_swiglu_rows, gu, 2 * I, I, h, I, M, I);
     float* yu = ys.get() + u.p0 * d;
-    project(a.down, u.e, h, I, M, I, d, yu, d);
+    project(a.down, u.e, h, I, nullptr, M, I, d, yu, d);
     for (int64_t r = 0; r < M; ++r) {
       const float w = a.weights[sorted[u.p0 + r]];
       float* y = yu + r * d;

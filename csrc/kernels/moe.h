@@ -31,10 +31,11 @@
 //      exclusive prefix sum; the pairs i = t·k + j sorted by expert (stable:
 //      by i within an expert).
 //   2. per unit (an expert's run, cut into chunks of at most kMoeChunkRows):
-//      gather the unit's x rows; GEMM 1 = gate and up (one linear() call on
-//      N = 2I when the two are adjacent in memory, e.g. Granite's packed
-//      input_linear, else two); h = silu(gate) · up; GEMM 2 = down; each
-//      pair's row times its weight w in float32.
+//      GEMM 1 = gate and up on the unit's tokens' rows of x, gathered where
+//      the product loads x (LinearArgs / QLinearArgs::x_rows: no copy), one
+//      linear() call on N = 2I when the two are adjacent in memory, e.g.
+//      Granite's packed input_linear, else two; h = silu(gate) · up; GEMM 2
+//      = down; each pair's row times its weight w in float32.
 //   3. combine: out[t] = ((y_{t,0} + y_{t,1}) + …) + shared[t], in slot order,
 //      no atomics.
 // A unit's rows are independent of each other, and every unit is computed

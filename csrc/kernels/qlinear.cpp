@@ -11,6 +11,7 @@
 
 #include "cpu/cpu_features.h"
 #include "cpu/threadpool.h"
+#include "kernels/linear.h"
 #include "kernels/qlinear_input.h"
 
 namespace nm {
@@ -165,7 +166,7 @@ void qlinear(const QLinearArgs& a) {
     for (int64_t m = 0; m < a.M; ++m) {
       int8_t* qr = q + m * in.Kp;
       if (a.xq) std::copy(a.xq + m * a.xq_stride, a.xq + m * a.xq_stride + a.K, qr);
-      nan_row[m] = a.xq ? 0 : quantize_row_for_level(a.x + m * a.x_stride, a.K, inv, qr) ? 1 : 0;
+      nan_row[m] = a.xq ? 0 : quantize_row_for_level(linear_x_row(a.x, a.x_stride, a.x_rows, m), a.K, inv, qr) ? 1 : 0;
       std::fill(qr + a.K, qr + in.Kp, (int8_t)0);
       int32_t total = 0;
       for (int64_t g = 0; g < in.groups; ++g) {
@@ -180,7 +181,8 @@ void qlinear(const QLinearArgs& a) {
   } else {
     float* xf = scratch<float>(fbuf, a.M * in.Kp);
     for (int64_t m = 0; m < a.M; ++m) {
-      std::copy(a.x + m * a.x_stride, a.x + m * a.x_stride + a.K, xf + m * in.Kp);
+      const float* xr = linear_x_row(a.x, a.x_stride, a.x_rows, m);
+      std::copy(xr, xr + a.K, xf + m * in.Kp);
       std::fill(xf + m * in.Kp + a.K, xf + (m + 1) * in.Kp, 0.0f);
     }
     in.xf = xf;

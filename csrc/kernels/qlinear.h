@@ -48,6 +48,7 @@ struct QLinearArgs {
   int64_t M = 0, N = 0, K = 0;
   const float* x = nullptr;      // [M, K] f32, or
   int64_t x_stride = 0;
+  const int32_t* x_rows = nullptr;  // optional [M] with x: row m is x + x_rows[m] * x_stride (as LinearArgs)
   const int8_t* xq = nullptr;    // [M, K] int8, already quantized with x_scale
   int64_t xq_stride = 0;
   float x_scale = 0.0f;          // > 0: int8 inputs (W8A8 / W4A8); 0: float inputs (W4A16, I4 only)
