@@ -232,7 +232,12 @@ void moe(const MoeArgs& a, MoeAlgo algo) {
       units.push_back({(int32_t)e, off[e] + c0, std::min(kMoeChunkRows, count[e] - c0)});
 
   // Expert outputs, weighted, in sorted order (padding rows never written).
-  std::unique_ptr<float[]> ys(new float[(size_t)std::max<int64_t>(total * d, 1)]);
+  std::unique_ptr<float[]> own;
+  float* ys = a.workspace;
+  if (!ys || a.workspace_floats < total * d) {
+    own.reset(new float[(size_t)std::max<int64_t>(total * d, 1)]);
+    ys = own.get();
+  }
   const bool fused = gate_up_adjacent(a);
 
   // The token of each sorted pair (the rows GEMM 1 gathers from x).
@@ -254,7 +259,7 @@ void moe(const MoeArgs& a, MoeAlgo algo) {
       project(a.up, u.e, a.x, a.x_stride, rows, M, d, I, gu + I, 2 * I);
     }
     NM_ISA_CALL(moe_swiglu_rows, gu, 2 * I, I, h, I, M, I);
-    float* yu = ys.get() + u.p0 * d;
+    float* yu = ys + u.p0 * d;
     project(a.down, u.e, h, I, nullptr, M, I, d, yu, d);
     for (int64_t r = 0; r < M; ++r) {
       const float w = a.weights[sorted[u.p0 + r]];
@@ -284,7 +289,7 @@ void moe(const MoeArgs& a, MoeAlgo algo) {
   cpu::parallel_for(T, grain, [&](int64_t t0, int64_t t1) {
     std::vector<const float*> rows((size_t)k);
     for (int64_t t = t0; t < t1; ++t) {
-      for (int64_t j = 0; j < k; ++j) rows[j] = ys.get() + pos[t * k + j] * d;
+      for (int64_t j = 0; j < k; ++j) rows[j] = ys + pos[t * k + j] * d;
       NM_ISA_CALL(moe_combine_row, rows.data(), k, a.shared ? a.shared + t * a.shared_stride : nullptr,
                   a.out + t * a.out_stride, d);
     }

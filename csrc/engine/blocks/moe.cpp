@@ -76,6 +76,11 @@ class MoeFfn final : public FeedForward {
     a.down = expert_weight(m, 2, I_);
     if (shared_.dim > 0) { a.shared = shared.data(); a.shared_stride = d; }
     a.out = out; a.out_stride = d;
+    // The expert outputs' scratch from the call's buffer pool: reused by the
+    // next MoE layers and chunks instead of fresh pages each call.
+    const int64_t ws = moe_workspace_floats(n, k_, E_, d);
+    Buf workspace((size_t)ws);
+    a.workspace = workspace.data(); a.workspace_floats = ws;
     m.backend().moe(a);
   }
 
