@@ -156,6 +156,7 @@ void qlinear(const QLinearArgs& a) {
   QInput in;
   in.Kp = (a.K + 63) / 64 * 64;
   in.groups = (a.K + kI4Group - 1) / kI4Group;
+  in.stream = a.M <= kQLinearStreamRows;
   if (int8_in) {
     int8_t* q = scratch<int8_t>(qbuf, a.M * in.Kp);
     const int64_t G = std::max<int64_t>(in.groups, 1);
@@ -210,8 +211,12 @@ void qlinear(const QLinearArgs& a) {
   // hardware prefetcher). Prefill-sized calls keep one contiguous share per
   // thread.
   const int64_t nth = cpu::pool().size();
-  const int64_t chunk = a.M <= 8 ? std::max(grain, units / std::max<int64_t>(1, 8 * nth))
-                                 : std::max(grain, (units + nth - 1) / nth);
+  int64_t chunk = a.M <= 8 ? std::max(grain, units / std::max<int64_t>(1, 8 * nth))
+                           : std::max(grain, (units + nth - 1) / nth);
+  // Packed panels: whole micro-tiles of 4 panels per chunk where there are
+  // that many (a chunk of 3 left a third of out_proj's panels to the
+  // one-panel tile, which reloads every input broadcast for one vector).
+  if (packed && chunk > 1) chunk = std::min(units, (chunk + 3) / 4 * 4);
   cpu::parallel_for_dynamic(units, chunk, [&](int64_t u0, int64_t u1) {
     thread_local std::vector<char> ubuf;
     // (a valid pointer even for K = 0: the paths that take one may pass it to memset)

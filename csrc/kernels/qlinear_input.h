@@ -29,6 +29,8 @@ static inline bool qlinear_panel_path(bool i8_weights, int64_t M) {
 // panel height); the per-task scratch holds kQLinearPanelRows · (Kp + 4 ·
 // groups) bytes for them.
 constexpr int64_t kQLinearPanelRows = 32;
+// Input rows up to which qlinear treats its weights as a stream (QInput::stream).
+constexpr int64_t kQLinearStreamRows = 8;
 
 struct QInput {
   int64_t Kp = 0;              // padded row length (multiple of 64)
@@ -38,6 +40,10 @@ struct QInput {
   const int32_t* rowsum = nullptr;  // [M] Σ q over the row
   const uint8_t* nan_row = nullptr; // [M] 1 where the float row held a NaN
   const float* xf = nullptr;   // W4A16: [M, Kp] float inputs, 0 past K
+  // Few input rows (decode, up to kQLinearStreamRows): each weight is read
+  // once, from memory, and the panel tiles prefetch their streams ahead;
+  // more rows reuse a block of weights from cache for every row tile.
+  bool stream = false;
 };
 
 }  // namespace nm

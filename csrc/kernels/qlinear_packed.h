@@ -78,7 +78,7 @@ void packed_tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
     typename O::PV wv[NP];
     NM_UNROLL_TILE
     for (int j = 0; j < NP; ++j) {
-      if constexpr (MB <= 4) O::prefetch(w[j] + kb * kPackedVec + kPackedPrefetch);
+      if (in.stream) O::prefetch(w[j] + kb * kPackedVec + kPackedPrefetch);
       wv[j] = O::pflip_i8(O::ploadu(w[j] + kb * kPackedVec));
     }
     NM_UNROLL_TILE
@@ -131,7 +131,7 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
       typename O::PV lo[NP], hi[NP];
       NM_UNROLL_TILE
       for (int j = 0; j < NP; ++j) {
-        if constexpr (MB <= 2) O::prefetch(w[j] + i * kPackedVec + kPackedPrefetch);
+        if (in.stream) O::prefetch(w[j] + i * kPackedVec + kPackedPrefetch);
         const typename O::PV v = O::ploadu(w[j] + i * kPackedVec);
         lo[j] = O::pnib_lo(v);
         hi[j] = O::pnib_hi(v);
