@@ -13,7 +13,10 @@
 # bench/results/ together with the card and the commit (git rev-parse HEAD).
 #
 # Environment: NODE_MAMBA_CUDA_ARCHS (default: the native architecture of
-# the GPU found here, else CMakeLists.txt's list), BUILD_DIR.
+# the GPU found here, else CMakeLists.txt's list), BUILD_DIR, GPU_CHECK_COMMIT
+# (the commit to report, for a copy of the tree whose .git is not that
+# commit's, e.g. a working tree copied to a lent GPU machine: pass
+# GPU_CHECK_COMMIT=$(git rev-parse HEAD) from the checkout it came from).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${BUILD_DIR:-build-gpu-check}"
@@ -22,7 +25,9 @@ if [ -z "$archs" ] && command -v nvidia-smi >/dev/null 2>&1; then
   cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .')" || cap=""
   [ -n "$cap" ] && archs="$cap"
 fi
-if commit="$(git rev-parse HEAD 2>/dev/null)"; then
+if [ -n "${GPU_CHECK_COMMIT:-}" ]; then
+  commit="$GPU_CHECK_COMMIT (given by GPU_CHECK_COMMIT)"
+elif commit="$(git rev-parse HEAD 2>/dev/null)"; then
   git diff --quiet HEAD -- 2>/dev/null || commit="$commit (with uncommitted changes)"
 else
   commit="unknown (not a git checkout)"
