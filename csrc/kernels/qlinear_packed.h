@@ -94,12 +94,7 @@ void packed_tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
     typename O::F s, b;
     packed_consts(a, n, nv, true, s, b);
     NM_UNROLL_TILE
-    for (int m = 0; m < MB; ++m) {
-      const typename O::PV sum = O::psub(acc[m][j], O::pset1(O::kI8Offset * in.rowsum[m0 + m]));
-      typename O::F v = O::fadd(O::fmul(O::pcvt(sum), s), b);
-      if (in.nan_row[m0 + m]) v = O::fset1(NAN);
-      O::fstore_n(a.y + (m0 + m) * a.y_stride + n, v, nv);
-    }
+    for (int m = 0; m < MB; ++m) store_w8a8(a, in, m0 + m, n, nv, acc[m][j], s, b);
   }
 }
 
@@ -148,10 +143,7 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
     for (int j = 0; j < NP; ++j) {
       const typename O::F s = O::fload(sc[j] + g * kPanelRows);
       NM_UNROLL_TILE
-      for (int m = 0; m < MB; ++m) {
-        const typename O::PV isum = O::psub(acc[m][j], O::pset1(8 * gs0[m * G + g]));
-        f[m][j] = O::fmadd(O::pcvt(isum), s, f[m][j]);
-      }
+      for (int m = 0; m < MB; ++m) f[m][j] = w4a8_group_step(f[m][j], acc[m][j], gs0[m * G + g], s);
     }
   }
   const typename O::F xs = O::fset1(a.x_scale);
@@ -162,11 +154,7 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
     typename O::F s, b;
     packed_consts(a, n, nv, false, s, b);
     NM_UNROLL_TILE
-    for (int m = 0; m < MB; ++m) {
-      typename O::F v = O::fadd(O::fmul(f[m][j], xs), b);
-      if (in.nan_row[m0 + m]) v = O::fset1(NAN);
-      O::fstore_n(a.y + (m0 + m) * a.y_stride + n, v, nv);
-    }
+    for (int m = 0; m < MB; ++m) store_w4a8(a, in, m0 + m, n, nv, f[m][j], xs, b);
   }
 }
 

@@ -113,6 +113,28 @@ inline void panel_row_consts(const QLinearArgs& a, int64_t b0, int64_t b1, bool 
   }
 }
 
+// The micro-tiles' arithmetic, shared by the per-call panels (this file) and
+// the packed ones (qlinear_packed.h), lane for lane as the row tiles':
+// W8A8: y[m, n..n+nv) = (Σ q_w·q_x less kI8Offset·Σ q_x) · s + b (s = s_x·s_w).
+inline void store_w8a8(const QLinearArgs& a, const QInput& in, int64_t m, int64_t n, int nv, typename O::PV acc,
+                       typename O::F s, typename O::F b) {
+  const typename O::PV sum = O::psub(acc, O::pset1(O::kI8Offset * in.rowsum[m]));
+  typename O::F v = O::fadd(O::fmul(O::pcvt(sum), s), b);
+  if (in.nan_row[m]) v = O::fset1(NAN);
+  O::fstore_n(a.y + m * a.y_stride + n, v, nv);
+}
+// W4A8, one group: f + (Σ nibble·q_x less 8·Σ_g q_x) · s_w[g], in group order.
+inline typename O::F w4a8_group_step(typename O::F f, typename O::PV acc, int32_t gsum, typename O::F s) {
+  return O::fmadd(O::pcvt(O::psub(acc, O::pset1(8 * gsum))), s, f);
+}
+// W4A8, the end: y[m, n..n+nv) = f · s_x + b.
+inline void store_w4a8(const QLinearArgs& a, const QInput& in, int64_t m, int64_t n, int nv, typename O::F f,
+                       typename O::F xs, typename O::F b) {
+  typename O::F v = O::fadd(O::fmul(f, xs), b);
+  if (in.nan_row[m]) v = O::fset1(NAN);
+  O::fstore_n(a.y + m * a.y_stride + n, v, nv);
+}
+
 // W8A8 micro-tile: input rows [m0, m0 + MB) x panels [p0, p0 + NP).
 template <int MB, int NP>
 void panel_tile_w8a8(const QLinearArgs& a, const QInput& in, const PanelBlock& blk, const PanelRowConsts& rc,
@@ -139,12 +161,7 @@ void panel_tile_w8a8(const QLinearArgs& a, const QInput& in, const PanelBlock& b
     const int nv = (int)(blk.nrows - r0 < PR ? blk.nrows - r0 : PR);
     const typename O::F s = O::fload(rc.scale + r0), b = O::fload(rc.bias + r0);
     NM_UNROLL_TILE
-    for (int m = 0; m < MB; ++m) {
-      const typename O::PV sum = O::psub(acc[m][j], O::pset1(O::kI8Offset * in.rowsum[m0 + m]));
-      typename O::F v = O::fadd(O::fmul(O::pcvt(sum), s), b);
-      if (in.nan_row[m0 + m]) v = O::fset1(NAN);
-      O::fstore_n(a.y + (m0 + m) * a.y_stride + b0 + r0, v, nv);
-    }
+    for (int m = 0; m < MB; ++m) store_w8a8(a, in, m0 + m, b0 + r0, nv, acc[m][j], s, b);
   }
 }
 
@@ -182,10 +199,7 @@ void panel_tile_w4a8(const QLinearArgs& a, const QInput& in, const PanelBlock& b
     for (int j = 0; j < NP; ++j) {
       const typename O::F s = O::fload(s0 + (j * G + g) * PR);
       NM_UNROLL_TILE
-      for (int m = 0; m < MB; ++m) {
-        const typename O::PV isum = O::psub(acc[m][j], O::pset1(8 * gs0[m * G + g]));
-        f[m][j] = O::fmadd(O::pcvt(isum), s, f[m][j]);
-      }
+      for (int m = 0; m < MB; ++m) f[m][j] = w4a8_group_step(f[m][j], acc[m][j], gs0[m * G + g], s);
     }
   }
   const typename O::F xs = O::fset1(a.x_scale);
@@ -195,11 +209,7 @@ void panel_tile_w4a8(const QLinearArgs& a, const QInput& in, const PanelBlock& b
     const int nv = (int)(blk.nrows - r0 < PR ? blk.nrows - r0 : PR);
     const typename O::F b = O::fload(rc.bias + r0);
     NM_UNROLL_TILE
-    for (int m = 0; m < MB; ++m) {
-      typename O::F v = O::fadd(O::fmul(f[m][j], xs), b);
-      if (in.nan_row[m0 + m]) v = O::fset1(NAN);
-      O::fstore_n(a.y + (m0 + m) * a.y_stride + b0 + r0, v, nv);
-    }
+    for (int m = 0; m < MB; ++m) store_w4a8(a, in, m0 + m, b0 + r0, nv, f[m][j], xs, b);
   }
 }
 
