@@ -71,36 +71,35 @@ cudaError_t quantize_channels_int8_cuda(int64_t rows, int64_t channels, const fl
   return cudaGetLastError();
 }
 
-cudaError_t causal_conv1d_q8_cuda(const CausalConv1dQ8Args& a, cudaStream_t stream) {
-  CausalConv1dArgs c = a.conv;
-  const int64_t T = c.tokens, C = c.channels;
-  if (T > 0 && (!a.io.xq || !a.io.x_scale || !a.io.outq || !a.io.out_scale || a.io.xq_stride < C || a.io.outq_stride < C))
+namespace {
+
+// The int8 conv wrappers: `rows` rows of int8 x dequantized, the float conv
+// `run` on them (x and out rewritten to the scratch rows), its output
+// requantized with the output scales.
+template <typename ConvArgs, typename Run>
+cudaError_t conv_q8(ConvArgs c, const ConvInt8Io& io, int64_t rows, Run run, cudaStream_t stream) {
+  const int64_t C = c.channels;
+  if (rows > 0 && (!io.xq || !io.x_scale || !io.outq || !io.out_scale || io.xq_stride < C || io.outq_stride < C))
     return cudaErrorInvalidValue;
   Scratch sc(stream);
-  float* xf = sc.get(T * C);
-  float* of = sc.get(T * C);
+  float* xf = sc.get(rows * C);
+  float* of = sc.get(rows * C);
   if (sc.error() != cudaSuccess) return sc.release(cudaSuccess);
-  if (T > 0) dequantize({a.io.xq, 0, a.io.xq_stride, a.io.x_scale}, 1, T, C, xf, stream);
+  if (rows > 0) dequantize({io.xq, 0, io.xq_stride, io.x_scale}, 1, rows, C, xf, stream);
   c.x = xf, c.x_stride = C, c.out = of, c.out_stride = C;
-  cudaError_t e = causal_conv1d_cuda(c, stream);
-  if (e == cudaSuccess && T > 0) e = quantize_channels_int8_cuda(T, C, of, C, a.io.out_scale, a.io.outq, a.io.outq_stride, stream);
+  cudaError_t e = run(c, stream);
+  if (e == cudaSuccess && rows > 0) e = quantize_channels_int8_cuda(rows, C, of, C, io.out_scale, io.outq, io.outq_stride, stream);
   return sc.release(e);
 }
 
+}  // namespace
+
+cudaError_t causal_conv1d_q8_cuda(const CausalConv1dQ8Args& a, cudaStream_t stream) {
+  return conv_q8(a.conv, a.io, a.conv.tokens, causal_conv1d_cuda, stream);
+}
+
 cudaError_t causal_conv1d_update_q8_cuda(const CausalConv1dUpdateQ8Args& a, cudaStream_t stream) {
-  CausalConv1dUpdateArgs c = a.conv;
-  const int64_t B = c.batch, C = c.channels;
-  if (B > 0 && (!a.io.xq || !a.io.x_scale || !a.io.outq || !a.io.out_scale || a.io.xq_stride < C || a.io.outq_stride < C))
-    return cudaErrorInvalidValue;
-  Scratch sc(stream);
-  float* xf = sc.get(B * C);
-  float* of = sc.get(B * C);
-  if (sc.error() != cudaSuccess) return sc.release(cudaSuccess);
-  if (B > 0) dequantize({a.io.xq, 0, a.io.xq_stride, a.io.x_scale}, 1, B, C, xf, stream);
-  c.x = xf, c.x_stride = C, c.out = of, c.out_stride = C;
-  cudaError_t e = causal_conv1d_update_cuda(c, stream);
-  if (e == cudaSuccess && B > 0) e = quantize_channels_int8_cuda(B, C, of, C, a.io.out_scale, a.io.outq, a.io.outq_stride, stream);
-  return sc.release(e);
+  return conv_q8(a.conv, a.io, a.conv.batch, causal_conv1d_update_cuda, stream);
 }
 
 cudaError_t selective_scan_q8_cuda(const SelectiveScanQ8Args& a, cudaStream_t stream) {
