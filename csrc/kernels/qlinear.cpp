@@ -18,7 +18,8 @@ namespace nm {
 
 #define NM_QLINEAR_DECLS                                                               \
   void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch); \
-  bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q);
+  bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q); \
+  bool qlinear_wide_i8();
 namespace scalar { NM_QLINEAR_DECLS }
 #if defined(__x86_64__) || defined(_M_X64)
 namespace avx2 { NM_QLINEAR_DECLS }
@@ -36,6 +37,17 @@ void rows_for_level(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t 
     case cpu::Isa::Avx2: avx2::qlinear_rows(a, in, n0, n1, scratch); break;
 #endif
     default: scalar::qlinear_rows(a, in, n0, n1, scratch); break;
+  }
+}
+
+bool wide_i8_for_level() {
+  switch (cpu::active_isa()) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case cpu::Isa::Avx512Vnni: return avx512vnni::qlinear_wide_i8();
+    case cpu::Isa::Avx512: return avx512::qlinear_wide_i8();
+    case cpu::Isa::Avx2: return avx2::qlinear_wide_i8();
+#endif
+    default: return scalar::qlinear_wide_i8();
   }
 }
 
@@ -152,7 +164,7 @@ void qlinear(const QLinearArgs& a) {
     throw std::invalid_argument("node-mamba: qlinear: unknown weight layout " + std::to_string((int32_t)a.w_layout));
   if (a.M <= 0 || a.N <= 0) return;
 
-  thread_local std::vector<char> qbuf, sbuf, fbuf;
+  thread_local std::vector<char> qbuf, sbuf, fbuf, wbuf;
   QInput in;
   in.Kp = (a.K + 63) / 64 * 64;
   in.groups = (a.K + kI4Group - 1) / kI4Group;
@@ -179,6 +191,11 @@ void qlinear(const QLinearArgs& a) {
       rowsum[m] = total;
     }
     in.q = q; in.gsum = gsum; in.rowsum = rowsum; in.nan_row = nan_row;
+    if (a.w_dtype == DType::I8 && !in.stream && wide_i8_for_level()) {
+      int16_t* q16 = scratch<int16_t>(wbuf, a.M * in.Kp);
+      std::copy(q, q + a.M * in.Kp, q16);
+      in.q16 = q16;
+    }
   } else {
     float* xf = scratch<float>(fbuf, a.M * in.Kp);
     for (int64_t m = 0; m < a.M; ++m) {

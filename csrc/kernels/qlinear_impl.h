@@ -250,6 +250,7 @@ inline void unpack_u4_rows(const QLinearArgs& a, int64_t Kp, int64_t n0, int64_t
 #include "kernels/qlinear_panel.h"
 #endif
 #include "kernels/qlinear_packed.h"
+#include "kernels/qlinear_wide.h"
 
 namespace nm {
 namespace NM_QLINEAR_NS {
@@ -346,16 +347,32 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
   return O::quantize_row(x, K, inv, q);
 }
 
+// Whether W8A8 wants its inputs widened to int16 (QInput::q16) at prefill
+// row counts (qlinear_wide.h).
+bool qlinear_wide_i8() {
+#if defined(NM_QLINEAR_WIDE)
+  return true;
+#else
+  return false;
+#endif
+}
+
 // Weight rows [n0, n1) for all M input rows; scratch: see rows_all_m_unpacked
 // and rows_panel.
 void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
   if (a.w_layout == WeightLayout::Panels) {  // int8 inputs (qlinear checked)
+#if defined(NM_QLINEAR_WIDE)
+    if (in.q16 && a.w_dtype == DType::I8) return rows_packed_wide(a, in, n0, n1);
+#endif
     if (a.w_dtype == DType::I8) rows_packed<true>(a, in, n0, n1);
     else rows_packed<false>(a, in, n0, n1);
     return;
   }
 #if defined(NM_QLINEAR_PANELS)
   if (in.q && qlinear_panel_path(a.w_dtype == DType::I8, a.M)) {
+#if defined(NM_QLINEAR_WIDE)
+    if (in.q16 && a.w_dtype == DType::I8) return rows_panel_wide(a, in, n0, n1, scratch);
+#endif
     if (a.w_dtype == DType::I8) rows_panel<true>(a, in, n0, n1, scratch);
     else rows_panel<false>(a, in, n0, n1, scratch);
     return;

@@ -36,6 +36,9 @@ struct QInput {
   int64_t Kp = 0;              // padded row length (multiple of 64)
   int64_t groups = 0;          // ceil(K / 128)
   const int8_t* q = nullptr;   // int8 schemes: [M, Kp] quantized inputs, 0 past K
+  // W8A8 at the levels that multiply it in int16 (qlinear_wide.h), from
+  // more than kQLinearStreamRows input rows: q widened, [M, Kp].
+  const int16_t* q16 = nullptr;
   const int32_t* gsum = nullptr;    // [M, groups] Σ q over each group of 128
   const int32_t* rowsum = nullptr;  // [M] Σ q over the row
   const uint8_t* nan_row = nullptr; // [M] 1 where the float row held a NaN

@@ -199,6 +199,8 @@ struct Ops512 : OpsQuad {
 struct O : Ops512 {};
 #endif
 #else
+// W8A8 takes the int16 tiles (qlinear_wide.h) at prefill row counts.
+#define NM_QLINEAR_WIDE 1
 struct O : OpsQuad {
   struct I { __m256i lo, hi; };
   using A = __m256i;
@@ -303,6 +305,35 @@ struct O : OpsQuad {
   static PV pflip_i8(PV w) { return w; }
   static PV pnib_lo(PV v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
   static PV pnib_hi(PV v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }
+  // W8A8 in int16 (qlinear_wide.h): the panel vector at p (8 rows x 4 k)
+  // widened to rows 0..3 (lo) and 4..7 (hi), 16 lanes each; 4 input values
+  // on every row; acc + the products summed in pairs of k (vpmaddwd: int32
+  // lanes (row, k pair)); lo and hi's pairs summed into 8 lanes in row order.
+  static constexpr int kWideMB = 6, kWideNP = 1;
+  static void pwiden(const uint8_t* p, PV& lo, PV& hi) {
+    lo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)p));
+    hi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(p + 16)));
+  }
+  static PV pbcast_i16(const int16_t* p) {
+    int64_t v;
+    std::memcpy(&v, p, 8);
+    return _mm256_set1_epi64x(v);
+  }
+  static PV pmadd_i16(PV acc, PV w, PV x) {
+#if defined(__GNUC__)
+    // asm with acc tied in and out: GCC otherwise copies every accumulator
+    // of the tile to another register (and one to the stack) per k step.
+    __m256i t;
+    __asm__("vpmaddwd %2, %3, %1\n\tvpaddd %1, %0, %0" : "+x"(acc), "=&x"(t) : "x"(w), "x"(x));
+    return acc;
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(w, x));
+#endif
+  }
+  static PV pfold_pairs(PV lo, PV hi) {
+    // hadd: lane halves [r0 r1 r4 r5 | r2 r3 r6 r7]; the 64-bit swap puts them in order
+    return _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xd8);
+  }
   // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
   static __m256i lanes_of_rows(const uint8_t* const* rows, int a, int off) {
     // two broadcast loads and a blend: no shuffle uops
