@@ -4,9 +4,11 @@
 // and report the rates. This is the machine's limit for a compute-bound
 // prefill, measured in the same process and at the same level as the engine:
 //   f32:  vfmadd (zmm at the AVX-512 levels, ymm at AVX2), 2 flops per lane;
-//   int8: vpdpbusd (avx512vnni); at AVX-512 without VNNI and at AVX2 the
-//         kernels' sign / vpmaddubsw / vpmaddwd / vpaddd sequence
-//         (kernels/qlinear_x86_ops.h pdot_i8); 2 ops per multiply-add.
+//   int8: the step of the W8A8 prefill tiles: vpdpbusd (avx512vnni); at
+//         AVX-512 without VNNI the sign / vpmaddubsw / vpmaddwd / vpaddd
+//         sequence (kernels/qlinear_x86_ops.h pdot_i8); at AVX2 products of
+//         int8 values widened to int16, vpmaddwd / vpaddd
+//         (kernels/qlinear_wide.h); 2 ops per multiply-add.
 // The portable level runs plain loops (whatever the baseline compiler makes
 // of them).
 #include <napi.h>
@@ -85,24 +87,28 @@ __attribute__((target("avx2,fma"))) int64_t f32_avx2(int64_t iters, float* sink)
   return iters * kChains * 8;
 }
 
+// AVX2: W8A8 prefill multiplies in int16 (kernels/qlinear_wide.h): per
+// step 2 input broadcasts x 4 weight vectors, vpmaddwd + vpaddd, 16 products
+// each. Written as asm: GCC kept some accumulators of the intrinsics version
+// on the stack.
 __attribute__((target("avx2,fma"))) int64_t i8_avx2(int64_t iters, float* sink) {
-  __m256i a[kChains];
-  for (int c = 0; c < kChains; ++c) a[c] = _mm256_set1_epi32(c);
-  const __m256i w0 = _mm256_set1_epi8(3), w1 = _mm256_set1_epi8(-5), ones = _mm256_set1_epi16(1);
-  __m256i x = _mm256_set1_epi32(0x05fd02fe);
+  __m256i a0 = _mm256_set1_epi32(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  const __m256i w0 = _mm256_set1_epi16(3), w1 = _mm256_set1_epi16(-5), w2 = _mm256_set1_epi16(7),
+                w3 = _mm256_set1_epi16(-9), x0 = _mm256_set1_epi16(2), x1 = _mm256_set1_epi16(-3);
   for (int64_t i = 0; i < iters; ++i) {
-    __asm__ volatile("" : "+x"(x));
-    const __m256i ax = _mm256_abs_epi8(x);
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) {
-      const __m256i p16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(c & 1 ? w1 : w0, x));
-      a[c] = _mm256_add_epi32(a[c], _mm256_madd_epi16(p16, ones));
-    }
+#define NM_PEAK_MADD(a, w, x) "vpmaddwd %[" #w "], %[" #x "], %%ymm15\n\tvpaddd %%ymm15, %[" #a "], %[" #a "]\n\t"
+    __asm__ volatile(NM_PEAK_MADD(a0, w0, x0) NM_PEAK_MADD(a1, w1, x0) NM_PEAK_MADD(a2, w2, x0) NM_PEAK_MADD(a3, w3, x0)
+                     NM_PEAK_MADD(a4, w0, x1) NM_PEAK_MADD(a5, w1, x1) NM_PEAK_MADD(a6, w2, x1) NM_PEAK_MADD(a7, w3, x1)
+                     : [a0] "+x"(a0), [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [a4] "+x"(a4), [a5] "+x"(a5),
+                       [a6] "+x"(a6), [a7] "+x"(a7)
+                     : [w0] "x"(w0), [w1] "x"(w1), [w2] "x"(w2), [w3] "x"(w3), [x0] "x"(x0), [x1] "x"(x1)
+                     : "xmm15");
+#undef NM_PEAK_MADD
   }
-  __m256i s = a[0];
-  for (int c = 1; c < kChains; ++c) s = _mm256_add_epi32(s, a[c]);
+  const __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)),
+                                     _mm256_add_epi32(_mm256_add_epi32(a4, a5), _mm256_add_epi32(a6, a7)));
   *sink += (float)_mm256_extract_epi32(s, 0);
-  return iters * kChains * 32;
+  return iters * 8 * 16;
 }
 
 __attribute__((target("avx512f,avx512bw"))) int64_t f32_avx512(int64_t iters, float* sink) {
@@ -123,20 +129,30 @@ __attribute__((target("avx512f,avx512bw"))) int64_t f32_avx512(int64_t iters, fl
   return iters * kChains * 16;
 }
 
+// AVX-512 without VNNI: the byte path (qlinear_x86_ops.h Ops512::pdot_i8):
+// per input broadcast |x| and its sign mask, then per weight vector a masked
+// negation, vpmaddubsw, vpmaddwd and vpaddd; 4 inputs x 3 weight vectors per
+// step, every operand new at each step (asm barrier).
 __attribute__((target("avx512f,avx512bw"))) int64_t i8_avx512(int64_t iters, float* sink) {
   __m512i a[kChains];
   for (int c = 0; c < kChains; ++c) a[c] = _mm512_set1_epi32(c);
-  const __m512i w0 = _mm512_set1_epi8(3), w1 = _mm512_set1_epi8(-5), ones = _mm512_set1_epi16(1);
-  __m512i x = _mm512_set1_epi32(0x05fd02fe);
+  const __m512i ones = _mm512_set1_epi16(1);
+  __m512i w0 = _mm512_set1_epi8(3), w1 = _mm512_set1_epi8(-5), w2 = _mm512_set1_epi8(7);
+  __m512i x0 = _mm512_set1_epi32(0x05fd02fe), x1 = _mm512_set1_epi32(0x7f01fe03), x2 = _mm512_set1_epi32(0x1122f3c4),
+          x3 = _mm512_set1_epi32(0x55aa0f0e);
   for (int64_t i = 0; i < iters; ++i) {
-    __asm__ volatile("" : "+v"(x));
-    const __m512i ax = _mm512_abs_epi8(x);
-    const __mmask64 neg = _mm512_movepi8_mask(x);
+    __asm__ volatile("" : "+v"(w0), "+v"(w1), "+v"(w2), "+v"(x0), "+v"(x1), "+v"(x2), "+v"(x3));
+    const __m512i w[3] = {w0, w1, w2}, x[4] = {x0, x1, x2, x3};
+    __m512i ax[4];
+    __mmask64 neg[4];
+    for (int m = 0; m < 4; ++m) {
+      ax[m] = _mm512_abs_epi8(x[m]);
+      neg[m] = _mm512_movepi8_mask(x[m]);
+    }
 #pragma GCC unroll 12
     for (int c = 0; c < kChains; ++c) {
-      const __m512i w = c & 1 ? w1 : w0;
-      const __m512i sw = _mm512_mask_sub_epi8(w, neg, _mm512_setzero_si512(), w);
-      a[c] = _mm512_add_epi32(a[c], _mm512_madd_epi16(_mm512_maddubs_epi16(ax, sw), ones));
+      const __m512i sw = _mm512_mask_sub_epi8(w[c % 3], neg[c / 3], _mm512_setzero_si512(), w[c % 3]);
+      a[c] = _mm512_add_epi32(a[c], _mm512_madd_epi16(_mm512_maddubs_epi16(ax[c / 3], sw), ones));
     }
   }
   __m512i s = a[0];
@@ -177,7 +193,7 @@ Probes probes_for(cpu::Isa isa) {
 #if defined(NM_PEAK_X86) && (defined(__GNUC__) || defined(__clang__))
   if (isa == cpu::Isa::Avx512Vnni) return {f32_avx512, i8_avx512vnni, "vpdpbusd"};
   if (isa == cpu::Isa::Avx512) return {f32_avx512, i8_avx512, "vpmaddubsw+vpmaddwd"};
-  if (isa == cpu::Isa::Avx2) return {f32_avx2, i8_avx2, "vpmaddubsw+vpmaddwd"};
+  if (isa == cpu::Isa::Avx2) return {f32_avx2, i8_avx2, "vpmaddwd (int16)"};
 #endif
   (void)isa;
   return {f32_scalar, i8_scalar, "scalar"};
