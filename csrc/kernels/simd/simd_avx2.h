@@ -20,7 +20,11 @@ struct VF {
   static __m256i tail_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
-  static VF load_partial(const float* p, int n) { return VF{_mm256_maskload_ps(p, tail_mask(n))}; }
+  // Whole vectors take plain loads and stores: vmaskmovps stores are
+  // microcoded on AMD cores (and a load that overlaps one waits for it).
+  static VF load_partial(const float* p, int n) {
+    return VF{n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask(n))};
+  }
   // p[lane * stride] for lane < n, 0 beyond (7 * stride must fit an int32).
   static VF gather_partial(const float* p, int stride, int n) {
     const __m256i idx = _mm256_mullo_epi32(_mm256_set1_epi32(stride), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -44,7 +48,10 @@ struct VF {
     return load_bf16(tmp);
   }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
-  void store_partial(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
+  void store_partial(float* p, int n) const {
+    if (n >= 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, tail_mask(n), v);
+  }
 };
 
 static inline VF operator+(VF a, VF b) { return VF{_mm256_add_ps(a.v, b.v)}; }
