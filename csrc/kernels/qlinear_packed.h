@@ -162,7 +162,7 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
 // vectors and broadcasts fit the level's registers).
 template <bool W8, int MB>
 constexpr int packed_np() {
-  if constexpr (W8) return MB <= 2 ? 4 : MB <= 4 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI8;
+  if constexpr (W8) return MB == 1 && O::kPR == 8 ? 8 : MB <= 2 ? 4 : MB <= 4 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI8;
   else return MB <= 2 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI4;
 }
 
