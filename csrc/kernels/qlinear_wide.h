@@ -1,17 +1,18 @@
 // W8A8 on the panel layouts through int16 products, for the levels that
-// define NM_QLINEAR_WIDE (AVX2), at prefill row counts (QInput::q16 is set from more
-// than kQLinearStreamRows input rows); included by qlinear_impl.h after
-// qlinear_panel.h and qlinear_packed.h.
+// define NM_QLINEAR_WIDE (AVX2, and AVX-512 without VNNI), at prefill row
+// counts (QInput::q16 is set from more than kQLinearStreamRows input rows);
+// included by qlinear_impl.h after qlinear_panel.h and qlinear_packed.h.
 //
 // Why: vpmaddubsw multiplies unsigned by signed bytes, so the byte path
 // (qlinear_x86_ops.h pdot_i8) moves each input's sign onto the weight with
-// a vpsignb per product vector, and that op competes for the same two ports
-// as vpmaddubsw and vpmaddwd: 3 port-slots per 32 products. Here each weight
-// vector (kPR rows x 4 k) is widened once per k step to two int16 vectors
-// (rows 0..3, 4..7) that every input row of the micro-tile shares, the
-// inputs come widened (q16), and vpmaddwd multiplies and sums pairs of k
-// into int32: 2 port-slots per 32 products. The lanes of an accumulator are
-// (row, pair of k); the two pairs of a row are summed at the end
+// one more op per product vector (vpsignb; at AVX-512 a masked subtract),
+// and at AVX2 that op competes for the same two ports as vpmaddubsw and
+// vpmaddwd: 3 port-slots per 32 products. Here each weight vector (kPR rows
+// x 4 k) is widened once per k step to two int16 vectors (the first and
+// second half of its rows) that every input row of the micro-tile shares,
+// the inputs come widened (q16), and vpmaddwd multiplies and sums pairs of
+// k into int32: 2 port-slots per 32 products. The lanes of an accumulator
+// are (row, pair of k); the two pairs of a row are summed at the end
 // (O::pfold_pairs). The sums are exact int32, as on every path, so the
 // outputs are the byte path's bit for bit (kI8Offset is 0 at these levels).
 #pragma once

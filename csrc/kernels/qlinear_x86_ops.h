@@ -133,6 +133,33 @@ struct Ops512 : OpsQuad {
     return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
   }
   static PV pflip_i8(PV w) { return w; }
+  // W8A8 in int16 (qlinear_wide.h; the level without VNNI): as the AVX2 ops,
+  // with 16-row panel vectors: lo holds rows 0..7, hi rows 8..15.
+  static constexpr int kWideMB = 6, kWideNP = 1;
+  static void pwiden(const uint8_t* p, PV& lo, PV& hi) {
+    lo = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)p));
+    hi = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)(p + 32)));
+  }
+  static PV pbcast_i16(const int16_t* p) {
+    int64_t v;
+    std::memcpy(&v, p, 8);
+    return _mm512_set1_epi64(v);
+  }
+  static PV pmadd_i16(PV acc, PV w, PV x) {
+#if defined(__GNUC__)
+    __m512i t;  // (asm: as the AVX2 version)
+    __asm__("vpmaddwd %2, %3, %1\n\tvpaddd %1, %0, %0" : "+v"(acc), "=&v"(t) : "v"(w), "v"(x));
+    return acc;
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(w, x));
+#endif
+  }
+  static PV pfold_pairs(PV lo, PV hi) {
+    // lane i < 8: the pair sum of row i (lo lanes 2i, 2i + 1); lane 8 + i: of row 8 + i (hi)
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    return _mm512_add_epi32(_mm512_permutex2var_epi32(lo, even, hi), _mm512_permutex2var_epi32(lo, odd, hi));
+  }
   static PV pnib_lo(PV v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0f)); }
   static PV pnib_hi(PV v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0f)); }
   // 128-bit lane i: the 16 bytes at rows[a + 4i] + off.
@@ -196,6 +223,8 @@ struct Ops512 : OpsQuad {
   }
 };
 #if !defined(NM_QLINEAR_VNNI)
+// W8A8 takes the int16 tiles (qlinear_wide.h) at prefill row counts.
+#define NM_QLINEAR_WIDE 1
 struct O : Ops512 {};
 #endif
 #else

@@ -5,10 +5,9 @@
 // prefill, measured in the same process and at the same level as the engine:
 //   f32:  vfmadd (zmm at the AVX-512 levels, ymm at AVX2), 2 flops per lane;
 //   int8: the step of the W8A8 prefill tiles: vpdpbusd (avx512vnni); at
-//         AVX-512 without VNNI the sign / vpmaddubsw / vpmaddwd / vpaddd
-//         sequence (kernels/qlinear_x86_ops.h pdot_i8); at AVX2 products of
-//         int8 values widened to int16, vpmaddwd / vpaddd
-//         (kernels/qlinear_wide.h); 2 ops per multiply-add.
+//         AVX-512 without VNNI and at AVX2 products of int8 values widened
+//         to int16, vpmaddwd / vpaddd (kernels/qlinear_wide.h); 2 ops per
+//         multiply-add.
 // The portable level runs plain loops (whatever the baseline compiler makes
 // of them).
 #include <napi.h>
@@ -129,38 +128,28 @@ __attribute__((target("avx512f,avx512bw"))) int64_t f32_avx512(int64_t iters, fl
   return iters * kChains * 16;
 }
 
-// AVX-512 without VNNI: the byte path (qlinear_x86_ops.h Ops512::pdot_i8):
-// per input broadcast |x| and its sign mask, then per weight vector a masked
-// negation, vpmaddubsw, vpmaddwd and vpaddd; 4 inputs x 3 weight vectors per
-// step, every operand new at each step (asm barrier).
+// AVX-512 without VNNI: as AVX2 (int16 products, kernels/qlinear_wide.h)
+// on 512-bit vectors, 32 products per vpmaddwd.
 __attribute__((target("avx512f,avx512bw"))) int64_t i8_avx512(int64_t iters, float* sink) {
-  __m512i a[kChains];
-  for (int c = 0; c < kChains; ++c) a[c] = _mm512_set1_epi32(c);
-  const __m512i ones = _mm512_set1_epi16(1);
-  __m512i w0 = _mm512_set1_epi8(3), w1 = _mm512_set1_epi8(-5), w2 = _mm512_set1_epi8(7);
-  __m512i x0 = _mm512_set1_epi32(0x05fd02fe), x1 = _mm512_set1_epi32(0x7f01fe03), x2 = _mm512_set1_epi32(0x1122f3c4),
-          x3 = _mm512_set1_epi32(0x55aa0f0e);
+  __m512i a0 = _mm512_set1_epi32(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  const __m512i w0 = _mm512_set1_epi16(3), w1 = _mm512_set1_epi16(-5), w2 = _mm512_set1_epi16(7),
+                w3 = _mm512_set1_epi16(-9), x0 = _mm512_set1_epi16(2), x1 = _mm512_set1_epi16(-3);
   for (int64_t i = 0; i < iters; ++i) {
-    __asm__ volatile("" : "+v"(w0), "+v"(w1), "+v"(w2), "+v"(x0), "+v"(x1), "+v"(x2), "+v"(x3));
-    const __m512i w[3] = {w0, w1, w2}, x[4] = {x0, x1, x2, x3};
-    __m512i ax[4];
-    __mmask64 neg[4];
-    for (int m = 0; m < 4; ++m) {
-      ax[m] = _mm512_abs_epi8(x[m]);
-      neg[m] = _mm512_movepi8_mask(x[m]);
-    }
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) {
-      const __m512i sw = _mm512_mask_sub_epi8(w[c % 3], neg[c / 3], _mm512_setzero_si512(), w[c % 3]);
-      a[c] = _mm512_add_epi32(a[c], _mm512_madd_epi16(_mm512_maddubs_epi16(ax[c / 3], sw), ones));
-    }
+#define NM_PEAK_MADD(a, w, x) "vpmaddwd %[" #w "], %[" #x "], %%zmm31\n\tvpaddd %%zmm31, %[" #a "], %[" #a "]\n\t"
+    __asm__ volatile(NM_PEAK_MADD(a0, w0, x0) NM_PEAK_MADD(a1, w1, x0) NM_PEAK_MADD(a2, w2, x0) NM_PEAK_MADD(a3, w3, x0)
+                     NM_PEAK_MADD(a4, w0, x1) NM_PEAK_MADD(a5, w1, x1) NM_PEAK_MADD(a6, w2, x1) NM_PEAK_MADD(a7, w3, x1)
+                     : [a0] "+v"(a0), [a1] "+v"(a1), [a2] "+v"(a2), [a3] "+v"(a3), [a4] "+v"(a4), [a5] "+v"(a5),
+                       [a6] "+v"(a6), [a7] "+v"(a7)
+                     : [w0] "v"(w0), [w1] "v"(w1), [w2] "v"(w2), [w3] "v"(w3), [x0] "v"(x0), [x1] "v"(x1)
+                     : "xmm31");
+#undef NM_PEAK_MADD
   }
-  __m512i s = a[0];
-  for (int c = 1; c < kChains; ++c) s = _mm512_add_epi32(s, a[c]);
+  const __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                                     _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
   alignas(64) int32_t t[16];
   _mm512_store_si512((void*)t, s);
   *sink += (float)t[0];
-  return iters * kChains * 64;
+  return iters * 8 * 32;
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t i8_avx512vnni(int64_t iters, float* sink) {
@@ -192,7 +181,7 @@ struct Probes {
 Probes probes_for(cpu::Isa isa) {
 #if defined(NM_PEAK_X86) && (defined(__GNUC__) || defined(__clang__))
   if (isa == cpu::Isa::Avx512Vnni) return {f32_avx512, i8_avx512vnni, "vpdpbusd"};
-  if (isa == cpu::Isa::Avx512) return {f32_avx512, i8_avx512, "vpmaddubsw+vpmaddwd"};
+  if (isa == cpu::Isa::Avx512) return {f32_avx512, i8_avx512, "vpmaddwd (int16)"};
   if (isa == cpu::Isa::Avx2) return {f32_avx2, i8_avx2, "vpmaddwd (int16)"};
 #endif
   (void)isa;

@@ -67,9 +67,9 @@ export interface PeakRate {
 export interface ArithmeticPeak {
   /** float32 multiply-adds of the active level (fma on 16 / 8 lanes; plain loops at 'portable'). */
   f32Gflops: PeakRate;
-  /** int8 multiply-adds as the W8A8 prefill kernels do them at the active level (AVX2: int8 values widened to int16). */
+  /** int8 multiply-adds as the W8A8 prefill kernels do them at the active level (AVX2 and AVX-512 without VNNI: int8 values widened to int16). */
   int8Gops: PeakRate;
-  /** The int8 instruction sequence timed: 'vpdpbusd', 'vpmaddubsw+vpmaddwd', 'vpmaddwd (int16)' or 'scalar'. */
+  /** The int8 instruction sequence timed: 'vpdpbusd', 'vpmaddwd (int16)' or 'scalar'. */
   int8Op: string;
   repeats: number;
   threads: number;

@@ -10,7 +10,7 @@ const detected = kernels.runtimeInfo().detectedIsa;
 const levels = ['scalar', 'avx2', 'avx512', 'avx512vnni'] as const;
 const isas = levels.slice(0, levels.indexOf(detected) + 1);
 const int8Op: Record<string, string> = {
-  scalar: 'scalar', avx2: 'vpmaddwd (int16)', avx512: 'vpmaddubsw+vpmaddwd', avx512vnni: 'vpdpbusd',
+  scalar: 'scalar', avx2: 'vpmaddwd (int16)', avx512: 'vpmaddwd (int16)', avx512vnni: 'vpdpbusd',
 };
 
 t.teardown(() => void kernels.setIsa(detected));
