@@ -116,7 +116,7 @@ void run_gemm(const LinearArgs& a) {
   const int64_t want = std::min<int64_t>(max_tasks, cpu::pool().size());
   // Per-thread scratch, each slice 64-byte aligned.
   const int64_t slice = (scratch_floats + 15) / 16 * 16;
-  // Not zeroed: every element is written before it is read (pack_a, pack_b
+  // Not zeroed: every element is written before it is read (pack_b
   // and the bias strip fill what the micro-kernel reads).
   std::unique_ptr<float[]> scratch(new float[(size_t)(slice * want + 16)]);
   float* base = scratch.get();

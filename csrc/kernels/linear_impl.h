@@ -388,33 +388,12 @@ static void pack_b(const LinearArgs& a, int64_t n0, int64_t nc, int64_t k0, int6
   }
 }
 
-// A panel: x[m0 : m0 + mr, k0 : k0 + kc] as ap[k * kMR + i], rows past mr
-// zero. With a lane shuffle, VF::W columns at a time: W rows' vectors
-// (rows past mr zero) transposed in registers, kMR lanes of each stored.
-static void pack_a(const LinearArgs& a, int64_t m0, int mr, int64_t k0, int64_t kc, float* ap) {
-  int64_t k = 0;
-#ifdef NM_LINEAR_HAS_TRANSPOSE
-  static_assert(kMR <= VF::W, "pack_a transposes kMR rows within one vector");
-  for (; k + VF::W <= kc; k += VF::W) {
-    VF r[VF::W];
-    for (int i = 0; i < VF::W; ++i) r[i] = i < mr ? VF::load(lin_x_row(a, m0 + i) + k0 + k) : VF::zero();
-    lin_transpose(r);
-    for (int j = 0; j < VF::W; ++j) r[j].store_partial(ap + (k + j) * kMR, kMR);
-  }
-#endif
-  for (int i = 0; i < kMR; ++i) {
-    if (i < mr) {
-      const float* xr = lin_x_row(a, m0 + i) + k0;
-      for (int64_t kk = k; kk < kc; ++kk) ap[kk * kMR + i] = xr[kk];
-    } else {
-      for (int64_t kk = k; kk < kc; ++kk) ap[kk * kMR + i] = 0.0f;
-    }
-  }
-}
-
-// C[mr x ncols] (row stride ys) = init + A panel * B strip, where init is the
-// current C (accumulate), else the bias strip (kNR floats), else 0.
-static inline void gemm_ukernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ys,
+// C[mr x ncols] (row stride ys) = init + x rows * B strip, where init is the
+// current C (accumulate), else the bias strip (kNR floats), else 0. The
+// rows are read in place (xr[i][k], k < kc; rows past mr repeat a valid
+// one, their results unused): each is a sequential stream, and packing them
+// into a panel first cost a transpose per element (6% of an AVX2 prefill).
+static inline void gemm_ukernel(int64_t kc, const float* const* xr, const float* bp, float* c, int64_t ys,
                                 int mr, int ncols, const float* bias, bool accumulate) {
   VF acc[kMR][kNV];
   if (accumulate) {
@@ -431,7 +410,7 @@ static inline void gemm_ukernel(int64_t kc, const float* ap, const float* bp, fl
     VF b[kNV];
     for (int v = 0; v < kNV; ++v) b[v] = VF::load(bp + k * kNR + v * VF::W);
     for (int i = 0; i < kMR; ++i) {
-      const VF av = VF::set1(ap[k * kMR + i]);
+      const VF av = VF::set1(xr[i][k]);
       for (int v = 0; v < kNV; ++v) acc[i][v] = fmadd(av, b[v], acc[i][v]);
     }
   }
@@ -446,8 +425,8 @@ static inline void gemm_ukernel(int64_t kc, const float* ap, const float* bp, fl
   }
 }
 
-// Rows of x per A block: the A panels of kMC rows for one K block are packed
-// once and reused for every N block (kMC * kKC floats: 512 KiB on AVX-512).
+// Rows of x per M block: the rows' K block stays in cache while every N
+// block passes over it (kMC * kKC floats: 512 KiB on AVX-512).
 constexpr int64_t kMC = 64 * kMR;
 static_assert(kMC % kMR == 0, "kMC must be a multiple of kMR");
 
@@ -456,18 +435,17 @@ static_assert(kMC % kMR == 0, "kMC must be a multiple of kMR");
 void linear_gemm_geometry(int64_t* mr, int64_t* nr, int64_t* scratch_floats) {
   *mr = kMR;
   *nr = kNR;
-  *scratch_floats = kKC * kNC + kMC * kKC + kNC;
+  *scratch_floats = kKC * kNC + kNC;
 }
 
-// Loop nest: M blocks of kMC rows > K blocks of kKC > (pack the A panels of
-// the M block) > N blocks of kNC > pack B > micro-tiles. Each element of y
+// Loop nest: M blocks of kMC rows > K blocks of kKC > N blocks of kNC >
+// pack B > micro-tiles. Each element of y
 // still sums its K blocks in ascending order (the first one adds the bias),
 // so the order of the N and K loops does not change any result.
 template <int DT>
 static void gemm_dt(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch) {
   float* bp = scratch;                  // kKC * kNC
-  float* ap = bp + kKC * kNC;           // kMC * kKC: A panels, kMR * kc each
-  float* bias = ap + kMC * kKC;         // kNC
+  float* bias = bp + kKC * kNC;         // kNC
   const int64_t K = a.K;
   for (int64_t mb = m0; mb < m1; mb += kMC) {
     const int64_t me = lin_min(m1, mb + kMC);
@@ -475,8 +453,6 @@ static void gemm_dt(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int
     for (int64_t k0 = 0;; k0 += kKC) {
       const int64_t kc = lin_min(kKC, K - k0);
       const bool first = k0 == 0;
-      for (int64_t m = mb; m < me; m += kMR)
-        pack_a(a, m, (int)lin_min(kMR, me - m), k0, kc, ap + (m - mb) * kKC);
       for (int64_t nb = n0; nb < n1; nb += kNC) {
         const int64_t nc = lin_min(kNC, n1 - nb);
         if (first && a.bias) {
@@ -486,9 +462,11 @@ static void gemm_dt(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int
         pack_b<DT>(a, nb, nc, k0, kc, bp);
         for (int64_t m = mb; m < me; m += kMR) {
           const int mr = (int)lin_min(kMR, me - m);
+          const float* xr[kMR];
+          for (int i = 0; i < kMR; ++i) xr[i] = lin_x_row(a, i < mr ? m + i : m) + k0;
           for (int64_t s = 0; s * kNR < nc; ++s) {
             const int ncols = (int)lin_min(kNR, nc - s * kNR);
-            gemm_ukernel(kc, ap + (m - mb) * kKC, bp + s * kc * kNR, a.y + m * a.y_stride + nb + s * kNR, a.y_stride, mr,
+            gemm_ukernel(kc, xr, bp + s * kc * kNR, a.y + m * a.y_stride + nb + s * kNR, a.y_stride, mr,
                          ncols, first && a.bias ? bias + s * kNR : nullptr, !first);
           }
         }
