@@ -48,8 +48,6 @@ static constexpr float kLog2e = 1.44269504088896341f;
 // Channels per work unit: a multiple of every W, and one 64-byte line of each
 // per-token row.
 static const int kScanBlock = 16;
-// Tokens whose δ and gate scan_block prepares in one pass.
-static const int64_t kScanChunk = 32;
 
 // Channels [c0, c0 + nc) (nc <= kScanBlock) of batch row b, all in group g,
 // through every token; token-outer so each token's line of u, delta, z and
@@ -87,64 +85,39 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
   const float* Cp = a.C + b * a.C_batch_stride + g * N;
   const float* z = a.z ? a.z + b * a.z_batch_stride + c0 : nullptr;
   float* out = a.out + b * a.out_batch_stride + c0;
-  // δ (bias, softplus) and the gate SiLU(z) of kScanChunk tokens at a time,
-  // ahead of the recurrence: each is a long chain of dependent ops (exp,
-  // log1p, reciprocal) but independent of the state, so computed in a pass
-  // of their own they overlap one another; inside the token loop each one
-  // held up the whole step behind it (softplus and the gate were 60% of the
-  // AVX2 scan's time). Same operations, so the same bits.
-  alignas(64) float dlbuf[kScanChunk * kScanBlock], gzbuf[kScanChunk * kScanBlock];
-  for (int64_t l0 = 0; l0 < a.seqlen; l0 += kScanChunk) {
-    const int64_t l1 = l0 + kScanChunk < a.seqlen ? l0 + kScanChunk : a.seqlen;
-    for (int64_t l = l0; l < l1; ++l) {
-      // Consecutive tokens are a row apart (often more than a page), beyond
-      // the hardware prefetchers: fetch the next chunk's rows meanwhile.
-      if (l + kScanChunk < a.seqlen) {
-        __builtin_prefetch(delta + (l + kScanChunk) * a.delta_token_stride);
-        if (z) __builtin_prefetch(z + (l + kScanChunk) * a.z_token_stride);
-      }
-      float* dlr = dlbuf + (l - l0) * kScanBlock;
-      float* gzr = gzbuf + (l - l0) * kScanBlock;
-      for (int k = 0; k < K; ++k) {
-        const int nw = nws[k];
-        const int64_t o = k * VF::W;
-        VF dl = ld(delta + l * a.delta_token_stride + o, nw);
-        if (has_bias) dl = dl + bias[k];
-        if (softplus) dl = vsoftplus(dl);
-        dl.store(dlr + o);
-        if (z) vsilu(ld(z + l * a.z_token_stride + o, nw)).store(gzr + o);
-      }
+  for (int64_t l = 0; l < a.seqlen; ++l) {
+    // Consecutive tokens are a row apart (often more than a page), beyond the
+    // hardware prefetchers: fetch a few tokens ahead.
+    if (l + kPrefetchTokens < a.seqlen) {
+      const int64_t lp = l + kPrefetchTokens;
+      __builtin_prefetch(delta + lp * a.delta_token_stride);
+      __builtin_prefetch(u + lp * a.u_token_stride);
+      if (z) __builtin_prefetch(z + lp * a.z_token_stride);
+      __builtin_prefetch(out + lp * a.out_token_stride, 1);
+      __builtin_prefetch(Bp + lp * a.B_token_stride);
+      __builtin_prefetch(Cp + lp * a.C_token_stride);
     }
-    for (int64_t l = l0; l < l1; ++l) {
-      if (l + kPrefetchTokens < a.seqlen) {
-        const int64_t lp = l + kPrefetchTokens;
-        __builtin_prefetch(u + lp * a.u_token_stride);
-        __builtin_prefetch(out + lp * a.out_token_stride, 1);
-        __builtin_prefetch(Bp + lp * a.B_token_stride);
-        __builtin_prefetch(Cp + lp * a.C_token_stride);
+    const float* Bl = Bp + l * a.B_token_stride;
+    const float* Cl = Cp + l * a.C_token_stride;
+    for (int k = 0; k < K; ++k) {
+      const int nw = nws[k];
+      const int64_t o = k * VF::W;
+      VF dl = ld(delta + l * a.delta_token_stride + o, nw);
+      if (has_bias) dl = dl + bias[k];
+      if (softplus) dl = vsoftplus(dl);
+      const VF ul = ld(u + l * a.u_token_stride + o, nw);
+      const VF du = dl * ul;
+      VF* Sk = S + k * N;
+      const VF* Ak = At + k * N;
+      VF y = VF::zero();
+      for (int64_t n = 0; n < N; ++n) {
+        VF s = fmadd(vexp2(dl * Ak[n]), Sk[n], du * VF::set1(Bl[n]));
+        Sk[n] = s;
+        y = fmadd(s, VF::set1(Cl[n]), y);
       }
-      const float* Bl = Bp + l * a.B_token_stride;
-      const float* Cl = Cp + l * a.C_token_stride;
-      const float* dlr = dlbuf + (l - l0) * kScanBlock;
-      const float* gzr = gzbuf + (l - l0) * kScanBlock;
-      for (int k = 0; k < K; ++k) {
-        const int nw = nws[k];
-        const int64_t o = k * VF::W;
-        const VF dl = VF::load(dlr + o);
-        const VF ul = ld(u + l * a.u_token_stride + o, nw);
-        const VF du = dl * ul;
-        VF* Sk = S + k * N;
-        const VF* Ak = At + k * N;
-        VF y = VF::zero();
-        for (int64_t n = 0; n < N; ++n) {
-          VF s = fmadd(vexp2(dl * Ak[n]), Sk[n], du * VF::set1(Bl[n]));
-          Sk[n] = s;
-          y = fmadd(s, VF::set1(Cl[n]), y);
-        }
-        VF r = fmadd(ul, Dv[k], y);
-        if (z) r = r * VF::load(gzr + o);
-        st(r, out + l * a.out_token_stride + o, nw);
-      }
+      VF r = fmadd(ul, Dv[k], y);
+      if (z) r = r * vsilu(ld(z + l * a.z_token_stride + o, nw));
+      st(r, out + l * a.out_token_stride + o, nw);
     }
   }
 
