@@ -88,6 +88,15 @@ void run_gemv(const LinearArgs& a) {
 // the level, the CPU and the weight type allow it. Returns false otherwise.
 bool run_dot_gemv(const LinearArgs& a) {
 #if NM_LINEAR_DOT
+  if (cpu::active_isa() >= cpu::Isa::Avx2 && cpu::active_isa() < cpu::Isa::Avx512Vnni) {
+    // Q4_0 only: Q8_0's integer GEMV was no faster than its float one here
+    // (linear_dot_avx2.cpp).
+    if (a.x_rounding != ActRounding::Q8Block || a.w_dtype != DType::Q4_0) return false;
+    const avx512vnni::Q8Rows q = avx512vnni::q8_rows_at(scratch_bytes(avx512vnni::q8_rows_bytes(a.M, a.K)), a.M, a.K);
+    avx2dot::quantize_q8_rows(a.x, a.x_stride, a.x_rows, a.M, a.K, q);
+    split_gemv(a, avx2dot::dot_split_rows(a.M), [&](int64_t n0, int64_t n1) { avx2dot::gemv_q4dot(a, q, n0, n1); });
+    return true;
+  }
   if (cpu::active_isa() < cpu::Isa::Avx512Vnni) return false;
   const int64_t unit = avx512vnni::dot_split_rows(a.M, a.w_dtype);
   if (a.x_rounding == ActRounding::Q8Block && (a.w_dtype == DType::Q8_0 || a.w_dtype == DType::Q4_0)) {

@@ -1,8 +1,9 @@
-// GEMV with rounded activations on dot-product instructions (the Avx512Vnni
-// level; semantics in linear.h, "Rounded activations"). Compiled only in
-// linear_dot_avx512vnni.cpp (AVX-512 + VNNI + BF16 flags) and called by
-// linear.cpp only when that level is active, so nothing here runs on a CPU
-// without those instructions. x86-64 only (NM_LINEAR_DOT is 0 elsewhere).
+// GEMV with rounded activations on dot-product instructions (semantics in
+// linear.h, "Rounded activations"): nm::avx512vnni in
+// linear_dot_avx512vnni.cpp (AVX-512 + VNNI + BF16 flags), called by
+// linear.cpp only at that level; nm::avx2dot in linear_dot_avx2.cpp (AVX2
+// flags), Q4_0's int8 path at the AVX2 and AVX-512 levels. x86-64 only
+// (NM_LINEAR_DOT is 0 elsewhere).
 #pragma once
 #include <cstdint>
 
@@ -29,9 +30,17 @@ struct Q8Rows {
   int64_t M = 0, pairs = 0;
 };
 
-// Bytes of a Q8Rows buffer for M rows of K elements (carve with q8_rows_at).
-int64_t q8_rows_bytes(int64_t M, int64_t K);
-Q8Rows q8_rows_at(void* buf, int64_t M, int64_t K);  // buf 64-byte aligned
+// Bytes of a Q8Rows buffer for M rows of K elements (carve with q8_rows_at;
+// static: plain arithmetic, callable at any level, no weak symbol in an ISA
+// object).
+static inline int64_t q8_rows_bytes(int64_t M, int64_t K) { return M * ((K / kQuantBlock + 1) / 2) * kQ8Record; }
+static inline Q8Rows q8_rows_at(void* buf, int64_t M, int64_t K) {  // buf 64-byte aligned
+  Q8Rows r;
+  r.base = static_cast<char*>(buf);
+  r.M = M;
+  r.pairs = (K / kQuantBlock + 1) / 2;
+  return r;
+}
 
 // Quantizes rows [0, M) of x (stride xs; row m at x_rows[m] when given), K a
 // multiple of 32.
@@ -52,3 +61,14 @@ void gemv_q8dot(const LinearArgs& a, const Q8Rows& q, int64_t n0, int64_t n1);
 void gemv_bf16dot(const LinearArgs& a, const uint16_t* xb, int64_t n0, int64_t n1);
 
 }  // namespace nm::avx512vnni
+
+namespace nm::avx2dot {
+
+// As nm::avx512vnni's, in the same Q8Rows records (q, corr, scales), with
+// AVX2 instructions; the GEMV for Q4_0 weights only.
+void quantize_q8_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t M, int64_t K,
+                      const avx512vnni::Q8Rows& out);
+int64_t dot_split_rows(int64_t M);
+void gemv_q4dot(const LinearArgs& a, const avx512vnni::Q8Rows& q, int64_t n0, int64_t n1);
+
+}  // namespace nm::avx2dot

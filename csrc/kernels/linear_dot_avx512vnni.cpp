@@ -232,16 +232,6 @@ inline __m256i bf16_round16(__m512 v) {
 
 }  // namespace
 
-int64_t q8_rows_bytes(int64_t M, int64_t K) { return M * ((K / kQuantBlock + 1) / 2) * kQ8Record; }
-
-Q8Rows q8_rows_at(void* buf, int64_t M, int64_t K) {
-  Q8Rows r;
-  r.base = static_cast<char*>(buf);
-  r.M = M;
-  r.pairs = (K / kQuantBlock + 1) / 2;
-  return r;
-}
-
 void quantize_q8_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t M, int64_t K, const Q8Rows& out) {
   const int64_t nb = K / kQuantBlock;
   const __m512 sign = _mm512_set1_ps(-0.0f);
