@@ -15,6 +15,29 @@
 #define NM_LINEAR_DOT 0
 #endif
 
+#if defined(__F16C__)
+// Helpers of the dot-product units (compiled with F16C: both ISA units that
+// include this; static, so no weak symbol in an ISA object).
+#include <immintrin.h>
+#include <string.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NM_DOT_PREFETCH_L2(addr) __builtin_prefetch((const void*)(addr), 0, 2)
+#else
+#define NM_DOT_PREFETCH_L2(addr) ((void)(addr))
+#endif
+
+namespace nm::dot {
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+// The f16 at p (a Q8_0 / Q4_0 block's scale) as float.
+static inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+}  // namespace nm::dot
+#endif
+
 namespace nm::avx512vnni {
 
 // x quantized per 32-element block (ActRounding::Q8Block) in the layout the

@@ -34,19 +34,8 @@ using avx512vnni::Q8Rows;
 
 namespace {
 
-#if defined(__GNUC__) || defined(__clang__)
-#define NM_DOT2_PREFETCH_L2(addr) __builtin_prefetch((const void*)(addr), 0, 2)
-#else
-#define NM_DOT2_PREFETCH_L2(addr) ((void)(addr))
-#endif
-
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-inline float half_at(const uint8_t* p) {
-  uint16_t h;
-  memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
+using dot::min64;
+using dot::half_at;
 
 // Bytes of a Q4_0 block: f16 scale, 16 bytes of nibbles (byte j: element j
 // low, j + 16 high; value nibble - 8).
@@ -86,7 +75,7 @@ void q4dot_tile(const LinearArgs& a, const Q8Rows& q, int64_t n, int64_t m0) {
     __m256i w[R];
     __m256 dw[R];
     for (int r = 0; r < R; ++r) {
-      if (b % 4 == 0) NM_DOT2_PREFETCH_L2(wr[r] + boff + pf_off);
+      if (b % 4 == 0) NM_DOT_PREFETCH_L2(wr[r] + boff + pf_off);
       w[r] = block_nibbles(wr[r] + boff);
       dw[r] = _mm256_set1_ps(half_at(wr[r] + boff));
     }

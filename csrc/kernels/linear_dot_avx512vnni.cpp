@@ -21,19 +21,8 @@ namespace nm::avx512vnni {
 
 namespace {
 
-#if defined(__GNUC__) || defined(__clang__)
-#define NM_DOT_PREFETCH_L2(addr) __builtin_prefetch((const void*)(addr), 0, 2)
-#else
-#define NM_DOT_PREFETCH_L2(addr) ((void)(addr))
-#endif
-
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-inline float half_at(const uint8_t* p) {
-  uint16_t h;
-  memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
+using dot::min64;
+using dot::half_at;
 
 // ---------------------------------------------------------------------------
 // Int8 path. For a block of 32 weights w (int8) with scale dw and 32 inputs
