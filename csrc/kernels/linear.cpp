@@ -20,6 +20,10 @@ NM_DECLARE_ISA_FN(void linear_gemv_x_layout(int64_t* lanes, int64_t* chunk_rows)
 NM_DECLARE_ISA_FN(void linear_gemm(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch))
 NM_DECLARE_ISA_FN(void linear_gemv_split_rows(int64_t M, int64_t* rows))
 NM_DECLARE_ISA_FN(void linear_gemm_geometry(int64_t* mr, int64_t* nr, int64_t* scratch_floats))
+NM_DECLARE_ISA_FN(void linear_small_m_geometry(int64_t K, int64_t* lanes, int64_t* max_rows_f32, int64_t* max_rows_other,
+                                                int64_t* wbuf_floats))
+NM_DECLARE_ISA_FN(void linear_pack_xt(const LinearArgs& a, int64_t s0, int64_t s1, float* xt))
+NM_DECLARE_ISA_FN(void linear_gemm_t(const LinearArgs& a, const float* xt, int64_t n0, int64_t n1, float* wbuf))
 
 namespace {
 
@@ -115,14 +119,44 @@ bool run_dot_gemv(const LinearArgs& a) {
   return false;
 }
 
+// Threads worth waking for a product of this size: below ~1M FMAs one
+// thread is faster than waking another.
+int64_t gemm_threads(const LinearArgs& a, int64_t tasks) {
+  const double fmas = (double)a.M * (double)a.N * (double)std::max<int64_t>(a.K, 1);
+  const int64_t max_tasks = fmas < double(1 << 20) ? 1 : std::min<int64_t>(tasks, 1 << 16);
+  return std::min<int64_t>(max_tasks, cpu::pool().size());
+}
+
+// The small-M GEMM (linear_impl.h, "GEMM for few input rows") where the
+// level has it and M is small enough for it to win: x^T packed once by the
+// calling thread, N split over the pool in tiles of `lanes` weight rows.
+// Returns false when the blocked GEMM should run instead.
+bool run_gemm_small_m(const LinearArgs& a) {
+  int64_t lanes = 0, max_f32 = 0, max_other = 0, wbuf_floats = 0;
+  NM_ISA_CALL(linear_small_m_geometry, a.K, &lanes, &max_f32, &max_other, &wbuf_floats);
+  if (a.M > (a.w_dtype == DType::F32 ? max_f32 : max_other)) return false;
+  const int64_t strips = (a.M + lanes - 1) / lanes, tiles = (a.N + lanes - 1) / lanes;
+  float* xt = static_cast<float*>(scratch_bytes(strips * a.K * lanes * (int64_t)sizeof(float), 1));
+  NM_ISA_CALL(linear_pack_xt, a, 0, strips, xt);
+  const int64_t want = gemm_threads(a, tiles);
+  // Per-thread rows of converted weights, each slice 64-byte aligned.
+  const int64_t slice = (wbuf_floats + 15) / 16 * 16;
+  std::unique_ptr<float[]> wbuf(new float[(size_t)(slice * want + 16)]);
+  float* base = wbuf.get();
+  base += (16 - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % 16) % 16;
+  cpu::pool().run((int)want, [&](int ith, int nth) {
+    const int64_t n0 = std::min(a.N, tiles * ith / nth * lanes), n1 = std::min(a.N, tiles * (ith + 1) / nth * lanes);
+    if (n0 < n1) NM_ISA_CALL(linear_gemm_t, a, xt, n0, n1, base + slice * ith);
+  });
+  return true;
+}
+
 void run_gemm(const LinearArgs& a) {
+  if (run_gemm_small_m(a)) return;
   int64_t mr = 1, nr = 1, scratch_floats = 0;
   NM_ISA_CALL(linear_gemm_geometry, &mr, &nr, &scratch_floats);
   const int64_t strips = (a.N + nr - 1) / nr, mtiles = (a.M + mr - 1) / mr;
-  // Below ~1M FMAs one thread is faster than waking another.
-  const double fmas = (double)a.M * (double)a.N * (double)std::max<int64_t>(a.K, 1);
-  const int64_t max_tasks = fmas < double(1 << 20) ? 1 : std::min<int64_t>(strips * mtiles, 1 << 16);
-  const int64_t want = std::min<int64_t>(max_tasks, cpu::pool().size());
+  const int64_t want = gemm_threads(a, strips * mtiles);
   // Per-thread scratch, each slice 64-byte aligned.
   const int64_t slice = (scratch_floats + 15) / 16 * 16;
   // Not zeroed: every element is written before it is read (pack_b

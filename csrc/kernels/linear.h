@@ -34,7 +34,9 @@
 //   GEMM (prefill, large M): panels of W are packed (converted to f32,
 //     transposed into NR-wide strips) into per-thread scratch, cache-blocked
 //     over K, register-tiled micro-kernel; parallel over N (and M when N is
-//     small).
+//     small). For a few tens of rows (a mixture-of-experts prefill's expert
+//     products) x is transposed instead and W read in place, with the same
+//     result bit for bit.
 // Both give the same result up to float32 summation order.
 //
 // Rounded activations (x_rounding, default None = exact float32 x): the

@@ -355,17 +355,50 @@ static inline void lin_transpose(VF r[VF::W]) {
 }
 #endif
 
+// Rows of W that the pack after this one reads (PackNext): kNR rows from
+// row n0 (fewer at the end of W), elements k0 .. k0 + kc. n0 < 0: none.
+struct PackNext {
+  int64_t n0 = -1, k0 = 0, kc = 0;
+};
+
+// Prefetches (into L2) part `step` of `steps` of the lines that the strip of
+// rows r0 .. r0 + kNR - 1 (below r_end), elements k0 .. k0 + kc, occupies.
+// Weight rows are short (kc elements of K), and a strip reads kNR of them at
+// once: more streams than the hardware prefetcher follows, so without this
+// every strip waited on DRAM (a GEMM over weights not in cache ran at 55-70%
+// of the speed of the same GEMM over cached weights).
+static inline void prefetch_strip_part(const LinearArgs& a, int64_t r0, int64_t r_end, int64_t k0, int64_t kc,
+                                       int64_t step, int64_t steps) {
+  const int64_t lines = dtype_row_bytes(a.w_dtype, kc) / 64 + 2;  // a misaligned row spans one more line
+  const int64_t l0 = step * lines / steps, l1 = (step + 1) * lines / steps;
+  if (l0 == l1) return;
+  const int64_t rn = lin_min(kNR, r_end - r0);
+  for (int64_t j = 0; j < rn; ++j) {
+    const uintptr_t base = (uintptr_t)lin_row(a.w, a.w_dtype, (r0 + j) * a.w_stride + k0) & ~(uintptr_t)63;
+    for (int64_t l = l0; l < l1; ++l) NM_LIN_PREFETCH_L2(base + (uintptr_t)(l * 64));
+  }
+}
+
 // Packs W[n0 : n0 + nc, k0 : k0 + kc] as float32 strips (columns past nc are 0).
 // A strip is filled VF::W columns of k at a time: VF::W rows' vectors are
 // loaded (converted) and transposed so that the strip is written k-major.
+// While a strip is packed, the rows of the next one (the next strip of this
+// block, else `next`'s) are prefetched.
 template <int DT>
-static void pack_b(const LinearArgs& a, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float* bp) {
+static void pack_b(const LinearArgs& a, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float* bp,
+                   const PackNext& next) {
+  const int64_t steps = (kc + VF::W - 1) / VF::W;
   for (int64_t s = 0; s * kNR < nc; ++s) {
     float* d = bp + s * kc * kNR;
     const int jn = (int)lin_min(kNR, nc - s * kNR);
     const void* rows[kNR];
     for (int j = 0; j < jn; ++j) rows[j] = lin_row(a.w, a.w_dtype, (n0 + s * kNR + j) * a.w_stride + k0);
+    const bool in_block = (s + 1) * kNR < nc;
+    const int64_t pr0 = in_block ? n0 + (s + 1) * kNR : next.n0;
+    const int64_t pr_end = in_block ? n0 + nc : a.N;
+    const int64_t pk0 = in_block ? k0 : next.k0, pkc = in_block ? kc : next.kc;
     for (int64_t k = 0; k < kc; k += VF::W) {
+      if (pr0 >= 0) prefetch_strip_part(a, pr0, pr_end, pk0, pkc, k / VF::W, steps);
       const int t = (int)lin_min(VF::W, kc - k);
       float* dk = d + k * kNR;
       for (int jb = 0; jb < kNR; jb += VF::W) {
@@ -459,7 +492,13 @@ static void gemm_dt(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int
           const int64_t ncp = (nc + kNR - 1) / kNR * kNR;
           for (int64_t j = 0; j < ncp; ++j) bias[j] = j < nc ? load_as_f32(a.bias, a.bias_dtype, nb + j) : 0.0f;
         }
-        pack_b<DT>(a, nb, nc, k0, kc, bp);
+        // The block this thread packs next: the next N block, else the
+        // next K block's first, else the next M block's first.
+        PackNext next;
+        if (nb + kNC < n1) next = {nb + kNC, k0, kc};
+        else if (k0 + kKC < K) next = {n0, k0 + kKC, lin_min(kKC, K - k0 - kKC)};
+        else if (me < m1) next = {n0, 0, lin_min(kKC, K)};
+        pack_b<DT>(a, nb, nc, k0, kc, bp, next);
         for (int64_t m = mb; m < me; m += kMR) {
           const int mr = (int)lin_min(kMR, me - m);
           const float* xr[kMR];
@@ -475,6 +514,141 @@ static void gemm_dt(const LinearArgs& a, int64_t m0, int64_t m1, int64_t n0, int
     }
   }
 }
+
+// ---------------------------------------------------------------------------
+// GEMM for few input rows (linear_small_m_geometry): y^T = W x^T.
+// The blocked GEMM above packs (transposes) every W block it uses and reuses
+// it for M / kMR row tiles; with tens of rows, as each expert of a mixture-
+// of-experts prefill gets, the packing of W cost as much as a third of the
+// products. Here the roles swap: x (small) is transposed once per call into
+// strips of VF::W rows (element [k][j], xt_layout), and W is read in place,
+// one element broadcast per row and k, against a vector of VF::W rows of x.
+// A tile is VF::W weight rows x VF::W input rows, VF::W accumulators,
+// transposed in registers before the store. Each y element is the same fma
+// chain as in the blocked GEMM (bias first, then k ascending; fma(w, x, acc)
+// is fma(x, w, acc)), so both give the same bits. Needs the in-register
+// transpose: the scalar level reports no rows and linear.cpp uses the
+// blocked GEMM there.
+#ifdef NM_LINEAR_HAS_TRANSPOSE
+constexpr int64_t kTW = VF::W;
+// Row stride (floats) of the converted weight rows: K rounded up to whole
+// cache lines, plus one line.
+static inline int64_t linear_small_m_wbuf_stride(int64_t K) { return (K + 15) / 16 * 16 + 16; }
+
+// Lanes (tile size) and the largest M this path takes, for f32 weights and
+// for the converted formats: where it beat the blocked GEMM over weights
+// streamed from memory (bench/NOTES.md, ninth session). AVX2's 8 x 8 tile has
+// fewer independent chains than its blocked 6 x 16 one and wins less.
+void linear_small_m_geometry(int64_t K, int64_t* lanes, int64_t* max_rows_f32, int64_t* max_rows_other,
+                             int64_t* wbuf_floats) {
+  *lanes = kTW;
+  *wbuf_floats = kTW * linear_small_m_wbuf_stride(K);
+  *max_rows_f32 = kTW == 16 ? 64 : 32;
+  *max_rows_other = kTW == 16 ? 64 : 0;
+}
+
+// Strips [s0, s1) of x^T: strip s holds rows s*W .. s*W + W - 1 of x (zero
+// past M) at xt + s * K * W.
+void linear_pack_xt(const LinearArgs& a, int64_t s0, int64_t s1, float* xt) {
+  const int64_t K = a.K;
+  for (int64_t s = s0; s < s1; ++s) {
+    float* d = xt + s * K * kTW;
+    const int64_t m0 = s * kTW, mr = lin_min(kTW, a.M - m0);
+    const float* rows[kTW];
+    for (int64_t j = 0; j < mr; ++j) rows[j] = lin_x_row(a, m0 + j);
+    for (int64_t k = 0; k < K; k += kTW) {
+      const int t = (int)lin_min(kTW, K - k);
+      VF r[kTW];
+      for (int64_t j = 0; j < kTW; ++j)
+        r[j] = j >= mr ? VF::zero() : t == kTW ? VF::load(rows[j] + k) : VF::load_partial(rows[j] + k, t);
+      lin_transpose(r);
+      for (int i = 0; i < t; ++i) r[i].store(d + (k + i) * kTW);
+    }
+  }
+}
+
+template <int DT>
+static void gemm_t_dt(const LinearArgs& a, const float* xt, int64_t n0, int64_t n1, float* wbuf) {
+  const int64_t K = a.K, strips = (a.M + kTW - 1) / kTW;
+  const int64_t ws = linear_small_m_wbuf_stride(K);
+  const bool in_place = DT == (int)DType::F32 && (a.w_stride * (int64_t)sizeof(float)) % 4096 != 0;
+  for (int64_t n = n0; n < n1; n += kTW) {
+    const int64_t nr = lin_min(kTW, n1 - n);
+    // The tile's rows: f32 in place, unless rows a multiple of 4 KiB apart
+    // (K = 1024) would all fall into one L1 set (the tile then ran at 0.6x
+    // the blocked GEMM); otherwise converted to float32 (the conversion
+    // pack_b makes; a copy for f32) at a stride one cache line longer than a
+    // multiple of the lines.
+    const float* wr[kTW];
+    for (int64_t i = 0; i < kTW; ++i) {
+      const void* row = lin_row(a.w, a.w_dtype, (n + lin_min(i, nr - 1)) * a.w_stride);
+      if (in_place) {
+        wr[i] = static_cast<const float*>(row);
+        continue;
+      }
+      float* d = wbuf + i * ws;
+      for (int64_t k = 0; k < K; k += kTW) {
+        const int t = (int)lin_min(kTW, K - k);
+        (t == kTW ? lin_load<DT>(row, k) : lin_load_partial<DT>(row, k, t)).store(d + k);
+      }
+      wr[i] = d;
+    }
+    // The next tile's rows are prefetched while the first strip runs: the
+    // tile reads VF::W rows at once, more streams than the hardware
+    // prefetcher follows.
+    const int64_t pn = lin_min(kTW, n1 - n - kTW);
+    uintptr_t pf[kTW];
+    for (int64_t i = 0; i < pn; ++i) pf[i] = (uintptr_t)lin_row(a.w, a.w_dtype, (n + kTW + i) * a.w_stride);
+    float bias[kTW];
+    for (int64_t i = 0; i < kTW; ++i) bias[i] = a.bias && i < nr ? load_as_f32(a.bias, a.bias_dtype, n + i) : 0.0f;
+    for (int64_t s = 0; s < strips; ++s) {
+      VF acc[kTW];
+      for (int64_t i = 0; i < kTW; ++i) acc[i] = VF::set1(bias[i]);
+      const float* xs = xt + s * K * kTW;
+      constexpr int64_t kLine = 64 / (int64_t)sizeof(float);
+      for (int64_t kb = 0; kb < K; kb += kLine) {
+        if (s == 0) {
+          // Byte offset of element kb in a row (a quantized block's start).
+          const int64_t off = dtype_row_bytes(a.w_dtype, kb - kb % kQuantBlock) + kb % kQuantBlock * dtype_size(a.w_dtype);
+          for (int64_t i = 0; i < pn; ++i) NM_LIN_PREFETCH_L2(pf[i] + (uintptr_t)off);
+        }
+        const int64_t ke = lin_min(K, kb + kLine);
+        for (int64_t k = kb; k < ke; ++k) {
+          const VF xv = VF::load(xs + k * kTW);
+          for (int64_t i = 0; i < kTW; ++i) acc[i] = fmadd(VF::set1(wr[i][k]), xv, acc[i]);
+        }
+      }
+      lin_transpose(acc);  // acc[j]: y[s*W + j][n .. n + W)
+      const int64_t mr = lin_min(kTW, a.M - s * kTW);
+      for (int64_t j = 0; j < mr; ++j) {
+        float* yr = a.y + (s * kTW + j) * a.y_stride + n;
+        if (nr == kTW) acc[j].store(yr);
+        else acc[j].store_partial(yr, (int)nr);
+      }
+    }
+  }
+}
+
+// y[:, n0:n1] from xt (linear_pack_xt, all strips); n0 a multiple of the
+// lanes; wbuf: linear_small_m_geometry's wbuf_floats, this thread's own.
+void linear_gemm_t(const LinearArgs& a, const float* xt, int64_t n0, int64_t n1, float* wbuf) {
+  switch (a.w_dtype) {
+    case DType::F32: gemm_t_dt<(int)DType::F32>(a, xt, n0, n1, wbuf); break;
+    case DType::F16: gemm_t_dt<(int)DType::F16>(a, xt, n0, n1, wbuf); break;
+    case DType::Q8_0: gemm_t_dt<kQ8>(a, xt, n0, n1, wbuf); break;
+    case DType::Q4_0: gemm_t_dt<kQ4>(a, xt, n0, n1, wbuf); break;
+    case DType::BF16: gemm_t_dt<(int)DType::BF16>(a, xt, n0, n1, wbuf); break;
+    default: throw_unknown_dtype(a.w_dtype);
+  }
+}
+#else
+void linear_small_m_geometry(int64_t, int64_t* lanes, int64_t* max_rows_f32, int64_t* max_rows_other,
+                             int64_t* wbuf_floats) {
+  *lanes = *max_rows_f32 = *max_rows_other = *wbuf_floats = 0;
+}
+void linear_pack_xt(const LinearArgs&, int64_t, int64_t, float*) {}
+void linear_gemm_t(const LinearArgs&, const float*, int64_t, int64_t, float*) {}
+#endif
 
 // y[m0:m1, n0:n1]; scratch: linear_gemm_geometry's scratch_floats, this
 // thread's own.

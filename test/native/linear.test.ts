@@ -2,7 +2,7 @@
 import t, { Test } from 'tap';
 import { kernels } from '../../lib';
 import { forEachIsa, randn, rng, toBf16, fromBf16, toF16, fromF16 } from '../helpers/reference';
-import { ATOL, RTOL, checkLinear, linearRef } from '../helpers/quant_blocks';
+import { ATOL, RTOL, bitEqual, checkLinear, linearRef } from '../helpers/quant_blocks';
 
 type Dt = 'f32' | 'f16' | 'bf16';
 
@@ -114,6 +114,33 @@ t.test('linear: GEMV and GEMM agree on the same inputs, and across the auto swit
         checkLinear(t, gv, { y: Float64Array.from(gm), mag: refB.mag.subarray(0, M * N) }, `gemv vs gemm M=${M} ${dt} ${isa}`);
       }
     });
+  }
+  t.end();
+});
+
+t.test('linear: the GEMM for a few tens of rows (x transposed, W read in place or converted) gives the blocked GEMM\'s bits', (t) => {
+  // Up to 64 rows (32 at AVX2, f32 only) the GEMM path transposes x instead
+  // of packing W (csrc/kernels/linear_impl.h, "GEMM for few input rows");
+  // 129 rows take the blocked GEMM. Every output is the same fma chain, so
+  // the first M rows of the 129-row product must be equal bit for bit. At
+  // the scalar level both are the blocked GEMM. K = 1024 (f32 rows 4 KiB
+  // apart) takes the converted-copy branch; K = 100 and N = 33 leave tails.
+  const r = rng(15);
+  const T = 129;
+  for (const [N, K] of [[33, 100], [257, 768], [48, 1024], [100, 256]]) {
+    const x = randn(r, T * K), w32 = randn(r, N * K, 0.5), b32 = randn(r, N);
+    for (const dt of ['f32', 'f16', 'bf16'] as const) {
+      const w = asDtype(w32, dt);
+      forEachIsa((isa) => {
+        for (const bias of [undefined, b32]) {
+          const full = kernels.linear({ x, weight: w.arg, bias, rows: T, inFeatures: K, outFeatures: N, algorithm: 'gemm' });
+          for (const M of [17, 24, 32, 48, 64]) {
+            const got = kernels.linear({ x: x.subarray(0, M * K), weight: w.arg, bias, rows: M, inFeatures: K, outFeatures: N, algorithm: 'gemm' });
+            bitEqual(t, got, full.subarray(0, M * N), `M=${M} N=${N} K=${K} ${dt} bias=${!!bias} ${isa}`);
+          }
+        }
+      });
+    }
   }
   t.end();
 });
