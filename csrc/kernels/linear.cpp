@@ -23,7 +23,8 @@ NM_DECLARE_ISA_FN(void linear_gemm_geometry(int64_t* mr, int64_t* nr, int64_t* s
 NM_DECLARE_ISA_FN(void linear_small_m_geometry(int64_t K, int64_t* lanes, int64_t* max_rows_f32, int64_t* max_rows_other,
                                                 int64_t* wbuf_floats))
 NM_DECLARE_ISA_FN(void linear_pack_xt(const LinearArgs& a, int64_t s0, int64_t s1, float* xt))
-NM_DECLARE_ISA_FN(void linear_gemm_t(const LinearArgs& a, const float* xt, int64_t n0, int64_t n1, float* wbuf))
+NM_DECLARE_ISA_FN(void linear_gemm_t(const LinearArgs& a, const float* xt, int64_t n0, int64_t n1, float* wbuf,
+                                      const LinearSwiglu* sw))
 
 namespace {
 
@@ -127,15 +128,18 @@ int64_t gemm_threads(const LinearArgs& a, int64_t tasks) {
   return std::min<int64_t>(max_tasks, cpu::pool().size());
 }
 
-// The small-M GEMM (linear_impl.h, "GEMM for few input rows") where the
-// level has it and M is small enough for it to win: x^T packed once by the
-// calling thread, N split over the pool in tiles of `lanes` weight rows.
-// Returns false when the blocked GEMM should run instead.
-bool run_gemm_small_m(const LinearArgs& a) {
-  int64_t lanes = 0, max_f32 = 0, max_other = 0, wbuf_floats = 0;
-  NM_ISA_CALL(linear_small_m_geometry, a.K, &lanes, &max_f32, &max_other, &wbuf_floats);
-  if (a.M > (a.w_dtype == DType::F32 ? max_f32 : max_other)) return false;
-  const int64_t strips = (a.M + lanes - 1) / lanes, tiles = (a.N + lanes - 1) / lanes;
+// Whether the few-row GEMM (linear_impl.h, "GEMM for few input rows") takes
+// this product at the active level: M small enough for it to win.
+bool small_m_applies(const LinearArgs& a, int64_t* lanes, int64_t* wbuf_floats) {
+  int64_t max_f32 = 0, max_other = 0;
+  NM_ISA_CALL(linear_small_m_geometry, a.K, lanes, &max_f32, &max_other, wbuf_floats);
+  return *lanes > 0 && a.M <= (a.w_dtype == DType::F32 ? max_f32 : max_other);
+}
+
+// The few-row GEMM: x^T packed once by the calling thread, N split over the
+// pool in tiles of `lanes` weight rows (lanes / 2 output columns with sw).
+void run_gemm_small_m(const LinearArgs& a, int64_t lanes, int64_t wbuf_floats, const LinearSwiglu* sw) {
+  const int64_t strips = (a.M + lanes - 1) / lanes, tn = sw ? lanes / 2 : lanes, tiles = (a.N + tn - 1) / tn;
   float* xt = static_cast<float*>(scratch_bytes(strips * a.K * lanes * (int64_t)sizeof(float), 1));
   NM_ISA_CALL(linear_pack_xt, a, 0, strips, xt);
   const int64_t want = gemm_threads(a, tiles);
@@ -145,14 +149,17 @@ bool run_gemm_small_m(const LinearArgs& a) {
   float* base = wbuf.get();
   base += (16 - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % 16) % 16;
   cpu::pool().run((int)want, [&](int ith, int nth) {
-    const int64_t n0 = std::min(a.N, tiles * ith / nth * lanes), n1 = std::min(a.N, tiles * (ith + 1) / nth * lanes);
-    if (n0 < n1) NM_ISA_CALL(linear_gemm_t, a, xt, n0, n1, base + slice * ith);
+    const int64_t n0 = std::min(a.N, tiles * ith / nth * tn), n1 = std::min(a.N, tiles * (ith + 1) / nth * tn);
+    if (n0 < n1) NM_ISA_CALL(linear_gemm_t, a, xt, n0, n1, base + slice * ith, sw);
   });
-  return true;
 }
 
 void run_gemm(const LinearArgs& a) {
-  if (run_gemm_small_m(a)) return;
+  int64_t lanes = 0, wbuf_floats = 0;
+  if (small_m_applies(a, &lanes, &wbuf_floats)) {
+    run_gemm_small_m(a, lanes, wbuf_floats, nullptr);
+    return;
+  }
   int64_t mr = 1, nr = 1, scratch_floats = 0;
   NM_ISA_CALL(linear_gemm_geometry, &mr, &nr, &scratch_floats);
   const int64_t strips = (a.N + nr - 1) / nr, mtiles = (a.M + mr - 1) / mr;
@@ -229,6 +236,28 @@ void linear(const LinearArgs& a, LinearAlgo algo) {
   }
   if (algo == LinearAlgo::Gemv) run_gemv(a);
   else run_gemm(a);
+}
+
+bool linear_swiglu(const LinearArgs& a, const LinearSwiglu& sw) {
+  if (dtype_info(a.w_dtype).linear != LinearKernel::Float || a.bias || !sw.w_up || !sw.h) return false;
+  if (a.M <= kLinearGemvMaxRows) return false;  // the GEMV's rows
+  int64_t lanes = 0, wbuf_floats = 0;
+  if (!small_m_applies(a, &lanes, &wbuf_floats)) return false;
+  if (a.N <= 0) return true;
+  if (a.x_rounding != ActRounding::None) {
+    // As linear(): the exact kernel on a rounded copy of x.
+    float* xr = static_cast<float*>(scratch_bytes(a.M * a.K * (int64_t)sizeof(float)));
+    round_activations(a.x_rounding, a.x, a.x_stride, a.M, a.K, xr, a.K, a.x_rows);
+    LinearArgs r = a;
+    r.x = xr;
+    r.x_stride = a.K;
+    r.x_rows = nullptr;
+    r.x_rounding = ActRounding::None;
+    run_gemm_small_m(r, lanes, wbuf_floats, &sw);
+    return true;
+  }
+  run_gemm_small_m(a, lanes, wbuf_floats, &sw);
+  return true;
 }
 
 }  // namespace nm

@@ -101,6 +101,22 @@ enum class LinearAlgo : int32_t { Auto = 0, Gemv = 1, Gemm = 2 };
 // from M~48 on (its 12-row tiles and the W packing cost little there).
 constexpr int64_t kLinearGemvMaxRows = 16;
 
+// The SwiGLU of a gated MLP computed in the epilogue of its products:
+//   h[m, i] = silu(g[m, i]) · u[m, i],  g = round(x) W_gateᵀ, u = round(x) W_upᵀ,
+// with W_gate = a.w (N = I rows) and W_up = w_up (I rows of the same format
+// and row stride), without the [M, 2I] products in memory. Runs where the
+// few-row GEMM runs (see above; M > kLinearGemvMaxRows, no bias, the Float-
+// kernel formats) and returns true; otherwise writes nothing and returns
+// false, and the caller runs the two products and the SwiGLU itself. The
+// result equals that of linear() for both halves followed by moe.h's
+// swiglu_rows, bit for bit. a.y is unused.
+struct LinearSwiglu {
+  const void* w_up = nullptr;
+  float* h = nullptr;  // [M, I]
+  int64_t h_stride = 0;
+};
+bool linear_swiglu(const LinearArgs& a, const LinearSwiglu& sw);
+
 // Multithreaded on the global pool. `algo` forces one path (both handle every
 // shape); Auto picks GEMV for M <= kLinearGemvMaxRows, else GEMM.
 void linear(const LinearArgs& a, LinearAlgo algo = LinearAlgo::Auto);

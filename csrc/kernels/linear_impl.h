@@ -567,13 +567,33 @@ void linear_pack_xt(const LinearArgs& a, int64_t s0, int64_t s1, float* xt) {
   }
 }
 
+// The two halves of a vector swapped (lanes W/2.. first).
+#if NM_LINEAR_LANES == 16
+static inline VF lin_swap_halves(VF v) { return VF{_mm512_shuffle_f32x4(v.v, v.v, 0x4E)}; }
+#else
+static inline VF lin_swap_halves(VF v) { return VF{_mm256_permute2f128_ps(v.v, v.v, 0x01)}; }
+#endif
+
+// The tile's weight row i when its rows are output columns n .. n + nr - 1
+// of W (sw == nullptr; rows past nr repeat the last), or the SwiGLU tile's:
+// the first half gate rows (a.w), the second the same columns of up.
+static inline const void* gemm_t_row(const LinearArgs& a, const LinearSwiglu* sw, int64_t n, int64_t nr, int64_t i) {
+  if (!sw) return lin_row(a.w, a.w_dtype, (n + lin_min(i, nr - 1)) * a.w_stride);
+  constexpr int64_t H = kTW / 2;
+  const void* base = i < H ? a.w : sw->w_up;
+  return lin_row(base, a.w_dtype, (n + lin_min(i % H, nr - 1)) * a.w_stride);
+}
+
 template <int DT>
-static void gemm_t_dt(const LinearArgs& a, const float* xt, int64_t n0, int64_t n1, float* wbuf) {
+static void gemm_t_dt(const LinearArgs& a, const float* xt, int64_t n0, int64_t n1, float* wbuf,
+                      const LinearSwiglu* sw) {
   const int64_t K = a.K, strips = (a.M + kTW - 1) / kTW;
   const int64_t ws = linear_small_m_wbuf_stride(K);
   const bool in_place = DT == (int)DType::F32 && (a.w_stride * (int64_t)sizeof(float)) % 4096 != 0;
-  for (int64_t n = n0; n < n1; n += kTW) {
-    const int64_t nr = lin_min(kTW, n1 - n);
+  // Output columns per tile: all of its rows', or half (gate and up).
+  const int64_t tn = sw ? kTW / 2 : kTW;
+  for (int64_t n = n0; n < n1; n += tn) {
+    const int64_t nr = lin_min(tn, n1 - n);
     // The tile's rows: f32 in place, unless rows a multiple of 4 KiB apart
     // (K = 1024) would all fall into one L1 set (the tile then ran at 0.6x
     // the blocked GEMM); otherwise converted to float32 (the conversion
@@ -581,7 +601,7 @@ static void gemm_t_dt(const LinearArgs& a, const float* xt, int64_t n0, int64_t 
     // multiple of the lines.
     const float* wr[kTW];
     for (int64_t i = 0; i < kTW; ++i) {
-      const void* row = lin_row(a.w, a.w_dtype, (n + lin_min(i, nr - 1)) * a.w_stride);
+      const void* row = gemm_t_row(a, sw, n, nr, i);
       if (in_place) {
         wr[i] = static_cast<const float*>(row);
         continue;
@@ -596,9 +616,10 @@ static void gemm_t_dt(const LinearArgs& a, const float* xt, int64_t n0, int64_t 
     // The next tile's rows are prefetched while the first strip runs: the
     // tile reads VF::W rows at once, more streams than the hardware
     // prefetcher follows.
-    const int64_t pn = lin_min(kTW, n1 - n - kTW);
+    const bool has_next = n + tn < n1;
+    const int64_t next_nr = has_next ? lin_min(tn, n1 - n - tn) : 0;
     uintptr_t pf[kTW];
-    for (int64_t i = 0; i < pn; ++i) pf[i] = (uintptr_t)lin_row(a.w, a.w_dtype, (n + kTW + i) * a.w_stride);
+    for (int64_t i = 0; i < kTW && has_next; ++i) pf[i] = (uintptr_t)gemm_t_row(a, sw, n + tn, next_nr, i);
     float bias[kTW];
     for (int64_t i = 0; i < kTW; ++i) bias[i] = a.bias && i < nr ? load_as_f32(a.bias, a.bias_dtype, n + i) : 0.0f;
     for (int64_t s = 0; s < strips; ++s) {
@@ -607,10 +628,10 @@ static void gemm_t_dt(const LinearArgs& a, const float* xt, int64_t n0, int64_t 
       const float* xs = xt + s * K * kTW;
       constexpr int64_t kLine = 64 / (int64_t)sizeof(float);
       for (int64_t kb = 0; kb < K; kb += kLine) {
-        if (s == 0) {
+        if (s == 0 && has_next) {
           // Byte offset of element kb in a row (a quantized block's start).
           const int64_t off = dtype_row_bytes(a.w_dtype, kb - kb % kQuantBlock) + kb % kQuantBlock * dtype_size(a.w_dtype);
-          for (int64_t i = 0; i < pn; ++i) NM_LIN_PREFETCH_L2(pf[i] + (uintptr_t)off);
+          for (int64_t i = 0; i < kTW; ++i) NM_LIN_PREFETCH_L2(pf[i] + (uintptr_t)off);
         }
         const int64_t ke = lin_min(K, kb + kLine);
         for (int64_t k = kb; k < ke; ++k) {
@@ -618,9 +639,15 @@ static void gemm_t_dt(const LinearArgs& a, const float* xt, int64_t n0, int64_t 
           for (int64_t i = 0; i < kTW; ++i) acc[i] = fmadd(VF::set1(wr[i][k]), xv, acc[i]);
         }
       }
-      lin_transpose(acc);  // acc[j]: y[s*W + j][n .. n + W)
+      lin_transpose(acc);  // acc[j]: tile rows' outputs for input row s*W + j
       const int64_t mr = lin_min(kTW, a.M - s * kTW);
       for (int64_t j = 0; j < mr; ++j) {
+        if (sw) {
+          // h = silu(gate) * up, element for element as moe_swiglu_rows.
+          float* hr = sw->h + (s * kTW + j) * sw->h_stride + n;
+          (vsilu(acc[j]) * lin_swap_halves(acc[j])).store_partial(hr, (int)nr);
+          continue;
+        }
         float* yr = a.y + (s * kTW + j) * a.y_stride + n;
         if (nr == kTW) acc[j].store(yr);
         else acc[j].store_partial(yr, (int)nr);
@@ -629,15 +656,18 @@ static void gemm_t_dt(const LinearArgs& a, const float* xt, int64_t n0, int64_t 
   }
 }
 
-// y[:, n0:n1] from xt (linear_pack_xt, all strips); n0 a multiple of the
-// lanes; wbuf: linear_small_m_geometry's wbuf_floats, this thread's own.
-void linear_gemm_t(const LinearArgs& a, const float* xt, int64_t n0, int64_t n1, float* wbuf) {
+// y[:, n0:n1] from xt (linear_pack_xt, all strips), or with sw the SwiGLU
+// of columns n0:n1 of gate and up into sw->h; n0 a multiple of the tile's
+// columns (the lanes, half of them with sw); wbuf: linear_small_m_geometry's
+// wbuf_floats, this thread's own.
+void linear_gemm_t(const LinearArgs& a, const float* xt, int64_t n0, int64_t n1, float* wbuf,
+                   const LinearSwiglu* sw) {
   switch (a.w_dtype) {
-    case DType::F32: gemm_t_dt<(int)DType::F32>(a, xt, n0, n1, wbuf); break;
-    case DType::F16: gemm_t_dt<(int)DType::F16>(a, xt, n0, n1, wbuf); break;
-    case DType::Q8_0: gemm_t_dt<kQ8>(a, xt, n0, n1, wbuf); break;
-    case DType::Q4_0: gemm_t_dt<kQ4>(a, xt, n0, n1, wbuf); break;
-    case DType::BF16: gemm_t_dt<(int)DType::BF16>(a, xt, n0, n1, wbuf); break;
+    case DType::F32: gemm_t_dt<(int)DType::F32>(a, xt, n0, n1, wbuf, sw); break;
+    case DType::F16: gemm_t_dt<(int)DType::F16>(a, xt, n0, n1, wbuf, sw); break;
+    case DType::Q8_0: gemm_t_dt<kQ8>(a, xt, n0, n1, wbuf, sw); break;
+    case DType::Q4_0: gemm_t_dt<kQ4>(a, xt, n0, n1, wbuf, sw); break;
+    case DType::BF16: gemm_t_dt<(int)DType::BF16>(a, xt, n0, n1, wbuf, sw); break;
     default: throw_unknown_dtype(a.w_dtype);
   }
 }
@@ -647,7 +677,7 @@ void linear_small_m_geometry(int64_t, int64_t* lanes, int64_t* max_rows_f32, int
   *lanes = *max_rows_f32 = *max_rows_other = *wbuf_floats = 0;
 }
 void linear_pack_xt(const LinearArgs&, int64_t, int64_t, float*) {}
-void linear_gemm_t(const LinearArgs&, const float*, int64_t, int64_t, float*) {}
+void linear_gemm_t(const LinearArgs&, const float*, int64_t, int64_t, float*, const LinearSwiglu*) {}
 #endif
 
 // y[m0:m1, n0:n1]; scratch: linear_gemm_geometry's scratch_floats, this

@@ -184,6 +184,25 @@ bool gate_up_adjacent(const MoeArgs& a) {
   return true;
 }
 
+// h [M, I] = SwiGLU of expert e's gate and up products on the unit's rows
+// of x, computed in the products' epilogue (linear_swiglu) where the float
+// formats' few-row GEMM runs; false: not done (other formats or sizes).
+bool swiglu_in_epilogue(const MoeArgs& a, int64_t e, const int32_t* rows, int64_t M, float* h) {
+  const MoeWeight &g = a.gate, &u = a.up;
+  if (is_quamba(g.dtype) || g.dtype != u.dtype || g.row_stride != u.row_stride || g.x_rounding != u.x_rounding)
+    return false;
+  LinearArgs l;
+  l.M = M; l.N = a.I; l.K = a.d;
+  l.x = a.x; l.x_stride = a.x_stride; l.x_rows = rows;
+  l.w = expert_matrix(g, e); l.w_stride = g.row_stride; l.w_dtype = g.dtype;
+  l.x_rounding = g.x_rounding;
+  LinearSwiglu sw;
+  sw.w_up = expert_matrix(u, e);
+  sw.h = h;
+  sw.h_stride = a.I;
+  return linear_swiglu(l, sw);
+}
+
 // Scratch of the calling thread, reused across calls.
 float* unit_scratch(int64_t floats) {
   thread_local std::vector<float> buf;
@@ -252,13 +271,15 @@ void moe(const MoeArgs& a, MoeAlgo algo) {
     float* gu = unit_scratch(M * 3 * I);
     float* h = gu + M * 2 * I;
     const int32_t* rows = token.data() + u.p0;
-    if (fused) {
-      project(a.gate, u.e, a.x, a.x_stride, rows, M, d, 2 * I, gu, 2 * I);
-    } else {
-      project(a.gate, u.e, a.x, a.x_stride, rows, M, d, I, gu, 2 * I);
-      project(a.up, u.e, a.x, a.x_stride, rows, M, d, I, gu + I, 2 * I);
+    if (!(a.swiglu_epilogue && swiglu_in_epilogue(a, u.e, rows, M, h))) {
+      if (fused) {
+        project(a.gate, u.e, a.x, a.x_stride, rows, M, d, 2 * I, gu, 2 * I);
+      } else {
+        project(a.gate, u.e, a.x, a.x_stride, rows, M, d, I, gu, 2 * I);
+        project(a.up, u.e, a.x, a.x_stride, rows, M, d, I, gu + I, 2 * I);
+      }
+      NM_ISA_CALL(moe_swiglu_rows, gu, 2 * I, I, h, I, M, I);
     }
-    NM_ISA_CALL(moe_swiglu_rows, gu, 2 * I, I, h, I, M, I);
     float* yu = ys + u.p0 * d;
     project(a.down, u.e, h, I, nullptr, M, I, d, yu, d);
     for (int64_t r = 0; r < M; ++r) {

@@ -135,6 +135,10 @@ struct MoeArgs {
   // whose pages the kernel zeroed on every call).
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
+  // The SwiGLU in the epilogue of the gate / up products (linear_swiglu)
+  // where the few-row GEMM takes them; false: always as a separate pass over
+  // the products (the same bits; for tests and benchmarks).
+  bool swiglu_epilogue = true;
 };
 
 // Rows per expert block of the alignment (a fused GEMM's BLOCK_M).

@@ -143,6 +143,7 @@ MoeWeight expert_weight(const ArgReader& r, const std::string& name, int64_t E, 
 //   ids?: Int32Array [tokens, k], weights?: f32 [tokens, k]  |  logits + router options (moeRoute),
 //   gateUp (packed [experts, 2·intermediate, hidden])  |  gate + up ([experts, intermediate, hidden] each),
 //   down [experts, hidden, intermediate], shared?: f32 [tokens, hidden], algorithm?: 'auto'|'decode'|'batched',
+//   swigluEpilogue?: boolean,
 //   inputRounding?: 'none'|'bf16'|'q8' (of every float-kernel product's input, kernels/linear.h) }
 //   -> f32 [tokens, hidden]
 Napi::Value moe_js(const Napi::CallbackInfo& info) {
@@ -213,6 +214,7 @@ Napi::Value moe_js(const Napi::CallbackInfo& info) {
   const MoeAlgo algo = read_choice(r, "algorithm", kMoeAlgos);
   const ActRounding rounding = read_choice(r, "inputRounding", kRoundings);
   for (MoeWeight* w : {&a.gate, &a.up, &a.down}) w->x_rounding = rounding;
+  a.swiglu_epilogue = r.boolean_or("swigluEpilogue", true);
 
   Napi::Float32Array out = new_f32(r.env, nx);
   a.out = out.Data();

@@ -116,6 +116,12 @@ interface MoeBaseOptions {
    */
   inputRounding?: 'none' | 'bf16' | 'q8';
   algorithm?: MoeAlgorithm;
+  /**
+   * Whether SiLU(gate)·up may be computed in the epilogue of the gate / up products (default
+   * true; it is where an expert's few-row GEMM runs: float experts, 17-64 rows at AVX-512). false
+   * forces the separate pass; both give the same bits (for tests and benchmarks).
+   */
+  swigluEpilogue?: boolean;
 }
 
 /** Routing given: the output of moeRoute, or the caller's own. */

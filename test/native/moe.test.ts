@@ -367,6 +367,36 @@ t.test('moe is bitwise reproducible: 1 vs 2 threads, decode vs batched schedule,
   t.end();
 });
 
+t.test('moe: SiLU·up in the epilogue of the gate / up products gives the separate pass\'s bits', (t) => {
+  // Units of 17-64 rows take the few-row GEMM (every float format at AVX-512, f32 up to 32 rows at
+  // AVX2), which computes silu(gate)·up in its epilogue (kernels/linear.h linear_swiglu);
+  // swigluEpilogue: false forces the products into memory and the separate pass. I = 130 leaves
+  // a partial tile; packed gateUp and separate gate / up both take it; 'q8' rounds the inputs first.
+  let seed = 450;
+  for (const [c, dt, rounding] of [
+    [{ T: 64, d: 96, I: 130, E: 5, k: 2 }, 'f32', 'none'],
+    [{ T: 40, d: 64, I: 48, E: 4, k: 2 }, 'f32', 'none'],
+    [{ T: 64, d: 96, I: 130, E: 5, k: 2 }, 'bf16', 'none'],
+    [{ T: 64, d: 64, I: 40, E: 5, k: 2 }, 'f16', 'none'],
+    [{ T: 64, d: 64, I: 64, E: 5, k: 2 }, 'q8_0', 'q8'],
+  ] as Array<[Case, Dt, 'none' | 'q8']>) {
+    const p = problem(seed++, c, [dt, dt]);
+    const packed = pack(p.gate, p.up, c.E);
+    const ref = moeRef(p.x, c.T, c.d, c.I, c.k, p.ids, p.weights, p.gate, p.up, p.down);
+    const counts = new Array(c.E).fill(0);
+    for (const e of p.ids) counts[e]++;
+    t.ok(counts.some((n) => n > 16 && n <= 32), `${JSON.stringify(c)}: some expert gets 17-32 rows (${counts})`);
+    const args = { ...base(c), x: p.x, ids: p.ids, weights: p.weights, down: p.down.arg, inputRounding: rounding };
+    forEachIsa((isa) => {
+      const sep = kernels.moe({ ...args, gate: p.gate.arg, up: p.up.arg, swigluEpilogue: false });
+      if (rounding === 'none') check(t, sep, ref, `${JSON.stringify(c)} ${dt} separate pass ${isa}`);
+      bitEqual(t, kernels.moe({ ...args, gate: p.gate.arg, up: p.up.arg }), sep, `${JSON.stringify(c)} ${dt} ${rounding} epilogue (gate, up) == separate pass ${isa}`);
+      bitEqual(t, kernels.moe({ ...args, gateUp: packed.arg }), sep, `${JSON.stringify(c)} ${dt} ${rounding} epilogue (gateUp) == separate pass ${isa}`);
+    });
+  }
+  t.end();
+});
+
 t.test('moe: decode-sized calls give bitwise the batched result of the same tokens (GEMV rows are independent)', (t) => {
   // A token's result depends only on its own row while each expert sees <= 16 rows (the GEMV path):
   // one token at a time equals the 12-token call here (12 · k rows spread over 8 experts stay <= 16).
