@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const LinearArg
       const int64_t m = m0 + r, n = n0 + r, k = k0 + kq;
       uint16_t xa[4] = {0, 0, 0, 0}, wb[4] = {0, 0, 0, 0};
       if (m < a.M) {
-        const float* xr = a.x + m * a.x_stride + k;
+        const float* xr = x_row(a, m) + k;
         if ((flags & kGemvVecX) && k + 4 <= a.K) {
           const float4 v = *reinterpret_cast<const float4*>(xr);
           xa[0] = bf16_bits(v.x), xa[1] = bf16_bits(v.y), xa[2] = bf16_bits(v.z), xa[3] = bf16_bits(v.w);

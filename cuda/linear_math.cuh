@@ -128,7 +128,7 @@ NM_UNROLL
 // Q8Block the chunk is the rounding block: C == 32, k0 % 32 == 0).
 template <int C>
 NM_HD void gemv_load_x(const LinearArgs& a, int64_t m, int64_t k0, int len, int flags, float (&x)[C]) {
-  const float* xr = a.x + m * a.x_stride + k0;
+  const float* xr = x_row(a, m) + k0;
   bool loaded = false;
 #if defined(__CUDA_ARCH__)
   if ((flags & kGemvVecX) && len == C) {

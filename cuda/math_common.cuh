@@ -31,6 +31,15 @@
 
 namespace nm::cuda {
 
+// Row m of a linear product's float input: x + m * x_stride, or with
+// LinearArgs / QLinearArgs::x_rows (a device array) the gathered row
+// x_rows[m] (the tokens of one expert; indices are the caller's to check,
+// as on the CPU).
+template <class Args>
+NM_HD const float* x_row(const Args& a, int64_t m) {
+  return a.x + (a.x_rows ? (int64_t)a.x_rows[m] : m) * a.x_stride;
+}
+
 NM_HD float bits_to_float(uint32_t b) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(b);

@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kThreads) qgemm_int8_kernel(const QLinearArgs 
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           int32_t v = 0;
-          if (k + q < a.K) v = a.xq ? (int32_t)a.xq[m * a.xq_stride + k + q] : quantize_x(a.x[m * a.x_stride + k + q], inv, isnan);
+          if (k + q < a.K) v = a.xq ? (int32_t)a.xq[m * a.xq_stride + k + q] : quantize_x(x_row(a, m)[k + q], inv, isnan);
           xw |= (uint32_t)(v & 0xff) << (8 * q);
         }
       }
@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) qgemm_w4a16_kernel(const QLinearArgs
     for (int e = tid; e < kT * kKF; e += kThreads) {
       const int r = e / kKF, q = e % kKF;
       const int64_t m = m0 + r, n = n0 + r, k = k0 + q;
-      xs[r][q] = m < a.M && k < a.K ? a.x[m * a.x_stride + k] : 0.0f;
+      xs[r][q] = m < a.M && k < a.K ? x_row(a, m)[k] : 0.0f;
       ws[r][q] = n < a.N && k < a.K ? a.w_scales[n * G + k / kI4Group] * nibble_minus_8((uint32_t)(qweight_value(a, n, k) + 8)) : 0.0f;
     }
     __syncthreads();

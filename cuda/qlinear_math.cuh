@@ -58,7 +58,7 @@ NM_HD int32_t qx_value(const QLinearArgs& a, int64_t m, int64_t k, float inv, ui
   if (k >= a.K) return 0;
   if (a.xq) return a.xq[m * a.xq_stride + k];
   bool isnan = false;
-  const int32_t q = quantize_x(a.x[m * a.x_stride + k], inv, isnan);
+  const int32_t q = quantize_x(x_row(a, m)[k], inv, isnan);
   if (isnan) nan |= 1u << m;
   return q;
 }
@@ -251,7 +251,7 @@ NM_UNROLL
 NM_UNROLL
       for (int m = 0; m < MB; ++m) {
         if (m >= a.M) break;
-        const float* xr = a.x + m * a.x_stride + k0;
+        const float* xr = x_row(a, m) + k0;
 #if defined(__CUDA_ARCH__)
         if (len == 64 && ((uintptr_t)xr & 15u) == 0) {  // 16-byte loads, the same order
           const float4* x4 = reinterpret_cast<const float4*>(xr);

@@ -402,7 +402,7 @@ void qgemm(const QLinearArgs& a, float inv) {
     std::vector<int32_t> xq((size_t)a.K);
     if (a.x_scale > 0.0f)
       for (int64_t k = 0; k < a.K; ++k)
-        xq[(size_t)k] = a.xq ? (int32_t)a.xq[m * a.xq_stride + k] : quantize_x(a.x[m * a.x_stride + k], inv, nan);
+        xq[(size_t)k] = a.xq ? (int32_t)a.xq[m * a.xq_stride + k] : quantize_x(x_row(a, m)[k], inv, nan);
     for (int64_t n = 0; n < a.N; ++n) {
       if (a.w_dtype == DType::I8) {
         int32_t sum = 0;
@@ -420,7 +420,7 @@ void qgemm(const QLinearArgs& a, float inv) {
         float acc = 0.0f;
         for (int64_t k = 0; k < a.K; ++k) {
           const float w = a.w_scales[n * G + k / kI4Group] * nibble_minus_8((uint32_t)(qweight_value(a, n, k) + 8));
-          acc = fmaf(w, a.x[m * a.x_stride + k], acc);
+          acc = fmaf(w, x_row(a, m)[k], acc);
         }
         w4a16_store(a, m, n, acc);
       }

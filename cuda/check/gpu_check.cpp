@@ -894,7 +894,19 @@ const char* rounding_name(ActRounding m) {
 
 // `pad`: extra elements between rows of x (and of w, rounded up to a block
 // for the block formats), so that the device takes its element-wise loads.
-void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding mode, bool bias, DType bt, int64_t pad) {
+// Rows of x gathered by x_rows (LinearArgs / QLinearArgs::x_rows, the
+// mixture-of-experts dispatch's tokens): M indices into a buffer of M + 3
+// rows, out of order and with a repeat. Empty when `gather` is false.
+std::vector<int32_t> gather_rows(int64_t M, bool gather) {
+  std::vector<int32_t> rows;
+  if (!gather) return rows;
+  for (int64_t m = 0; m < M; ++m) rows.push_back((int32_t)((7 * m + 2) % (M + 3)));
+  if (M > 2) rows[(size_t)(M - 1)] = rows[0];
+  return rows;
+}
+
+void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding mode, bool bias, DType bt, int64_t pad,
+                 bool gather = false) {
   const bool tensor_cores = M > kLinearGemvRows && wt == DType::BF16 && mode == ActRounding::BF16;
   if (tensor_cores && !g_gpu) {  // the tensor-core GEMM has no host emulation
     std::printf("skip linear                   M=%ld K=%ld N=%ld w=%s: the tensor-core GEMM runs on a GPU only\n",
@@ -903,7 +915,8 @@ void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding 
   }
   const bool blocks = wt == DType::Q8_0 || wt == DType::Q4_0;
   const int64_t xs = K + pad, ws = blocks ? K + (pad ? 32 : 0) : K + pad, ys = N + 2;
-  auto x = rand_vec(r, M * xs, -2, 2), y = rand_vec(r, M * ys);
+  auto xr = gather_rows(M, gather);
+  auto x = rand_vec(r, (gather ? M + 3 : M) * xs, -2, 2), y = rand_vec(r, M * ys);
   if (M > 1 && K > 5) x[(size_t)(xs + 5)] = 0.0f;  // a zero, and a zero block below
   if (M > 2 && K >= 32)
     for (int64_t k = 0; k < 32; ++k) x[(size_t)(2 * xs + k)] = 0.0f;
@@ -915,13 +928,16 @@ void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding 
   a.x_rounding = mode;
   LinearArgs c = a;
   c.x = x.data(), c.w = w.data(), c.bias = bias ? bv.data() : nullptr, c.y = cy.data();
+  c.x_rows = gather ? xr.data() : nullptr;
   nm::linear(c);
   Side s(g_gpu);
   LinearArgs t = a;
   t.x = s.put(x), t.w = s.put(w), t.bias = s.put(bv), t.y = s.put(y);
+  t.x_rows = gather ? s.put(xr) : nullptr;
   const cudaError_t e = s.finish(launch(t));
-  report("linear", fmt("M=%ld K=%ld N=%ld w=%s x=%s bias=%s%s", (long)M, (long)K, (long)N, dtype_name(wt),
-                       rounding_name(mode), bias ? dtype_name(bt) : "-", pad ? " strided" : ""),
+  report("linear", fmt("M=%ld K=%ld N=%ld w=%s x=%s bias=%s%s%s", (long)M, (long)K, (long)N, dtype_name(wt),
+                       rounding_name(mode), bias ? dtype_name(bt) : "-", pad ? " strided" : "",
+                       gather ? " gathered" : ""),
          e, {{"y", &cy, &y, tensor_cores ? kTolGemm : kTolF32}});
 }
 
@@ -929,12 +945,13 @@ void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding 
 // + float in (W4A16). `pre`: inputs already quantized (xq); `nan_row`: a
 // NaN in row 1 of float inputs.
 void case_qlinear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, bool int8_in, bool pre, bool bias, DType bt,
-                  int64_t pad, bool nan_row) {
+                  int64_t pad, bool nan_row, bool gather = false) {
   const int64_t G = (K + kI4Group - 1) / kI4Group;
   const int64_t row = wt == DType::I8 ? K : dtype_row_bytes(DType::I4, K), ws = row + pad;
   const int64_t xs = K + pad, ys = N + 1;
   const float xscale = int8_in ? 0.0157f : 0.0f;
-  auto x = rand_vec(r, M * xs, -2, 2), y = rand_vec(r, M * ys);
+  auto xr = gather_rows(M, gather && !pre);  // x_rows gathers float inputs only
+  auto x = rand_vec(r, (xr.empty() ? M : M + 3) * xs, -2, 2), y = rand_vec(r, M * ys);
   if (nan_row && M > 1 && K > 3) x[(size_t)(xs + 3)] = NAN;
   if (M > 0 && K > 0) x[0] = 100.0f;  // clamps to 127
   std::vector<int8_t> xq;
@@ -964,16 +981,18 @@ void case_qlinear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, bool int8_i
   QLinearArgs c = a;
   c.x = x.data(), c.xq = pre ? xq.data() : nullptr, c.w = w.data(), c.w_scales = sc.data();
   c.bias = bias ? bv.data() : nullptr, c.y = cy.data();
+  c.x_rows = xr.empty() ? nullptr : xr.data();
   nm::qlinear(c);
   Side s(g_gpu);
   QLinearArgs t = a;
   t.x = s.put(x), t.xq = s.put(xq), t.w = s.put(w), t.w_scales = s.put(sc), t.bias = s.put(bv), t.y = s.put(y);
+  t.x_rows = xr.empty() ? nullptr : s.put(xr);
   const cudaError_t e = s.finish(launch(t));
   const char* scheme = wt == DType::I8 ? "w8a8" : int8_in ? "w4a8" : "w4a16";
   report(int8_in ? (wt == DType::I8 ? "qlinear w8a8" : "qlinear w4a8") : "qlinear w4a16",
-         fmt("M=%ld K=%ld N=%ld %s x=%s bias=%s%s%s", (long)M, (long)K, (long)N, scheme,
+         fmt("M=%ld K=%ld N=%ld %s x=%s bias=%s%s%s%s", (long)M, (long)K, (long)N, scheme,
              int8_in ? (pre ? "int8" : "f32->int8") : "f32", bias ? dtype_name(bt) : "-", pad ? " strided" : "",
-             nan_row ? " nan-row" : ""),
+             nan_row ? " nan-row" : "", xr.empty() ? "" : " gathered"),
          e, {{"y", &cy, &y, int8_in ? 0.0 : kTolF32}});
 }
 
@@ -1010,6 +1029,15 @@ void linear_cases(Rng& r) {
   case_linear(r, 33, 320, 64, DType::Q4_0, ActRounding::None, false, DType::F32, 2);
   case_linear(r, 200, 768, 96, DType::Q4_0, ActRounding::Q8Block, false, DType::F32, 0);
   case_linear(r, 18, 1000, 70, DType::F32, ActRounding::BF16, false, DType::F32, 0);
+  // Gathered rows (x_rows, as the MoE dispatch passes one expert's tokens):
+  // GEMV, span kernel, SIMT GEMM and tensor-core GEMM.
+  case_linear(r, 5, 96, 33, DType::F32, ActRounding::None, true, DType::F32, 0, true);
+  case_linear(r, 3, 100, 7, DType::F16, ActRounding::BF16, false, DType::F32, 3, true);
+  case_linear(r, 7, 768, 40, DType::Q8_0, ActRounding::Q8Block, false, DType::F32, 0, true);
+  case_linear(r, 2, 512, 9, DType::Q4_0, ActRounding::None, true, DType::F16, 0, true);
+  case_linear(r, 40, 129, 33, DType::F32, ActRounding::None, true, DType::F32, 1, true);
+  case_linear(r, 33, 256, 20, DType::Q8_0, ActRounding::Q8Block, false, DType::F32, 0, true);
+  case_linear(r, 50, 96, 40, DType::BF16, ActRounding::BF16, true, DType::F32, 0, true);
   // Q8_0 / Q4_0 with K a multiple of 256 (the shared-memory span kernel):
   // partial and whole spans, padded rows (then the plain kernel), rounding.
   for (DType wt : {DType::Q8_0, DType::Q4_0}) {
@@ -1042,6 +1070,14 @@ void linear_cases(Rng& r) {
   // quantized where they are read.
   case_qlinear(r, 16, 3100, 9, DType::I4, true, false, true, DType::F32, 0, true);
   case_qlinear(r, 16, 3100, 9, DType::I8, true, false, false, DType::F32, 16, true);
+  // Gathered rows (x_rows, as the MoE dispatch passes one expert's tokens):
+  // the GEMV (<= 16 rows) and the GEMM of each scheme.
+  case_qlinear(r, 5, 768, 33, DType::I8, true, false, true, DType::F32, 0, false, true);
+  case_qlinear(r, 3, 256, 9, DType::I4, true, false, false, DType::F32, 0, false, true);
+  case_qlinear(r, 7, 300, 17, DType::I4, false, false, true, DType::F32, 3, false, true);
+  case_qlinear(r, 40, 256, 33, DType::I8, true, false, false, DType::F32, 0, false, true);
+  case_qlinear(r, 33, 300, 20, DType::I4, true, false, true, DType::F32, 1, false, true);
+  case_qlinear(r, 20, 130, 9, DType::I4, false, false, false, DType::F32, 0, false, true);
 
   Side s(g_gpu);
   std::vector<float> buf(64 * 32, 1.0f);
