@@ -128,6 +128,22 @@ int64_t gemm_threads(const LinearArgs& a, int64_t tasks) {
   return std::min<int64_t>(max_tasks, cpu::pool().size());
 }
 
+// Per-thread float scratch: `threads` slices of at least `floats` each, each
+// slice 64-byte aligned. Not zeroed.
+class ThreadSlices {
+ public:
+  ThreadSlices(int64_t floats, int64_t threads)
+      : slice_((floats + 15) / 16 * 16), buf_(new float[(size_t)(slice_ * threads + 16)]) {
+    base_ = buf_.get() + (16 - (reinterpret_cast<uintptr_t>(buf_.get()) / sizeof(float)) % 16) % 16;
+  }
+  float* operator[](int64_t i) const { return base_ + slice_ * i; }
+
+ private:
+  int64_t slice_;
+  std::unique_ptr<float[]> buf_;
+  float* base_;
+};
+
 // Whether the few-row GEMM (linear_impl.h, "GEMM for few input rows") takes
 // this product at the active level: M small enough for it to win.
 bool small_m_applies(const LinearArgs& a, int64_t* lanes, int64_t* wbuf_floats) {
@@ -143,14 +159,10 @@ void run_gemm_small_m(const LinearArgs& a, int64_t lanes, int64_t wbuf_floats, c
   float* xt = static_cast<float*>(scratch_bytes(strips * a.K * lanes * (int64_t)sizeof(float), 1));
   NM_ISA_CALL(linear_pack_xt, a, 0, strips, xt);
   const int64_t want = gemm_threads(a, tiles);
-  // Per-thread rows of converted weights, each slice 64-byte aligned.
-  const int64_t slice = (wbuf_floats + 15) / 16 * 16;
-  std::unique_ptr<float[]> wbuf(new float[(size_t)(slice * want + 16)]);
-  float* base = wbuf.get();
-  base += (16 - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % 16) % 16;
+  const ThreadSlices wbuf(wbuf_floats, want);  // per-thread rows of converted weights
   cpu::pool().run((int)want, [&](int ith, int nth) {
     const int64_t n0 = std::min(a.N, tiles * ith / nth * tn), n1 = std::min(a.N, tiles * (ith + 1) / nth * tn);
-    if (n0 < n1) NM_ISA_CALL(linear_gemm_t, a, xt, n0, n1, base + slice * ith, sw);
+    if (n0 < n1) NM_ISA_CALL(linear_gemm_t, a, xt, n0, n1, wbuf[ith], sw);
   });
 }
 
@@ -164,13 +176,9 @@ void run_gemm(const LinearArgs& a) {
   NM_ISA_CALL(linear_gemm_geometry, &mr, &nr, &scratch_floats);
   const int64_t strips = (a.N + nr - 1) / nr, mtiles = (a.M + mr - 1) / mr;
   const int64_t want = gemm_threads(a, strips * mtiles);
-  // Per-thread scratch, each slice 64-byte aligned.
-  const int64_t slice = (scratch_floats + 15) / 16 * 16;
   // Not zeroed: every element is written before it is read (pack_b
   // and the bias strip fill what the micro-kernel reads).
-  std::unique_ptr<float[]> scratch(new float[(size_t)(slice * want + 16)]);
-  float* base = scratch.get();
-  base += (16 - (reinterpret_cast<uintptr_t>(base) / sizeof(float)) % 16) % 16;
+  const ThreadSlices scratch(scratch_floats, want);
   cpu::pool().run((int)want, [&](int ith, int nth) {
     // Split N across threads while there are enough column strips, and M
     // as well when N is narrow.
@@ -180,7 +188,7 @@ void run_gemm(const LinearArgs& a) {
     const int64_t in = ith % tn, im = ith / tn;
     const int64_t n0 = std::min(a.N, strips * in / tn * nr), n1 = std::min(a.N, strips * (in + 1) / tn * nr);
     const int64_t m0 = std::min(a.M, mtiles * im / tm * mr), m1 = std::min(a.M, mtiles * (im + 1) / tm * mr);
-    if (n0 < n1 && m0 < m1) NM_ISA_CALL(linear_gemm, a, m0, m1, n0, n1, base + slice * ith);
+    if (n0 < n1 && m0 < m1) NM_ISA_CALL(linear_gemm, a, m0, m1, n0, n1, scratch[ith]);
   });
 }
 
@@ -215,6 +223,23 @@ void round_activations(ActRounding mode, const float* x, int64_t xs, int64_t M, 
   }
 }
 
+namespace {
+
+// a with x replaced by round(x) (x_rounding) in the calling thread's scratch:
+// the exact kernels then run on it.
+LinearArgs with_rounded_x(const LinearArgs& a) {
+  float* xr = static_cast<float*>(scratch_bytes(a.M * a.K * (int64_t)sizeof(float)));
+  round_activations(a.x_rounding, a.x, a.x_stride, a.M, a.K, xr, a.K, a.x_rows);
+  LinearArgs r = a;
+  r.x = xr;
+  r.x_stride = a.K;
+  r.x_rows = nullptr;
+  r.x_rounding = ActRounding::None;
+  return r;
+}
+
+}  // namespace
+
 void linear(const LinearArgs& a, LinearAlgo algo) {
   if (dtype_info(a.w_dtype).linear != LinearKernel::Float)
     throw std::invalid_argument(std::string("node-mamba: linear: weight format ") + dtype_name(a.w_dtype) +
@@ -224,14 +249,7 @@ void linear(const LinearArgs& a, LinearAlgo algo) {
   if (a.x_rounding != ActRounding::None) {
     if (algo == LinearAlgo::Gemv && run_dot_gemv(a)) return;
     // Every other case: the exact kernels on a rounded copy of x.
-    float* xr = static_cast<float*>(scratch_bytes(a.M * a.K * (int64_t)sizeof(float)));
-    round_activations(a.x_rounding, a.x, a.x_stride, a.M, a.K, xr, a.K, a.x_rows);
-    LinearArgs r = a;
-    r.x = xr;
-    r.x_stride = a.K;
-    r.x_rows = nullptr;
-    r.x_rounding = ActRounding::None;
-    linear(r, algo);
+    linear(with_rounded_x(a), algo);
     return;
   }
   if (algo == LinearAlgo::Gemv) run_gemv(a);
@@ -244,19 +262,8 @@ bool linear_swiglu(const LinearArgs& a, const LinearSwiglu& sw) {
   int64_t lanes = 0, wbuf_floats = 0;
   if (!small_m_applies(a, &lanes, &wbuf_floats)) return false;
   if (a.N <= 0) return true;
-  if (a.x_rounding != ActRounding::None) {
-    // As linear(): the exact kernel on a rounded copy of x.
-    float* xr = static_cast<float*>(scratch_bytes(a.M * a.K * (int64_t)sizeof(float)));
-    round_activations(a.x_rounding, a.x, a.x_stride, a.M, a.K, xr, a.K, a.x_rows);
-    LinearArgs r = a;
-    r.x = xr;
-    r.x_stride = a.K;
-    r.x_rows = nullptr;
-    r.x_rounding = ActRounding::None;
-    run_gemm_small_m(r, lanes, wbuf_floats, &sw);
-    return true;
-  }
-  run_gemm_small_m(a, lanes, wbuf_floats, &sw);
+  // As linear(): the exact kernel on a rounded copy of x.
+  run_gemm_small_m(a.x_rounding != ActRounding::None ? with_rounded_x(a) : a, lanes, wbuf_floats, &sw);
   return true;
 }
 

@@ -140,28 +140,34 @@ const void* expert_matrix(const MoeWeight& w, int64_t e) {
 // Scale floats per row of an I8 / I4 matrix with K columns.
 int64_t scales_per_row(DType t, int64_t K) { return dtype_scale_count(t, 1, K); }
 
+// linear()'s arguments for expert e's matrix of w (a float-kernel format),
+// rows [0, N), no bias.
+LinearArgs float_args(const MoeWeight& w, int64_t e, const float* x, int64_t xs, const int32_t* x_rows, int64_t M,
+                      int64_t K, int64_t N, float* y, int64_t ys) {
+  LinearArgs l;
+  l.M = M; l.N = N; l.K = K;
+  l.x = x; l.x_stride = xs; l.x_rows = x_rows;
+  l.w = expert_matrix(w, e); l.w_stride = w.row_stride; l.w_dtype = w.dtype;
+  l.x_rounding = w.x_rounding;
+  l.y = y; l.y_stride = ys;
+  return l;
+}
+
 // y [M, N] (stride ys) = x [M, K] (stride xs; row m at x_rows[m] when given)
 // · expert e's matrix of w (rows [0, N)), no bias.
 void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, const int32_t* x_rows, int64_t M, int64_t K,
              int64_t N, float* y, int64_t ys) {
-  const void* we = expert_matrix(w, e);
   if (is_quamba(w.dtype)) {
     QLinearArgs q;
     q.M = M; q.N = N; q.K = K;
     q.x = x; q.x_stride = xs; q.x_rows = x_rows;
     q.x_scale = w.x_scale ? w.x_scale[e] : 0.0f;
-    q.w = we; q.w_stride = w.row_stride; q.w_dtype = w.dtype;
+    q.w = expert_matrix(w, e); q.w_stride = w.row_stride; q.w_dtype = w.dtype;
     q.w_scales = w.scales + e * w.scales_expert_stride;
     q.y = y; q.y_stride = ys;
     qlinear(q);
   } else {
-    LinearArgs l;
-    l.M = M; l.N = N; l.K = K;
-    l.x = x; l.x_stride = xs; l.x_rows = x_rows;
-    l.w = we; l.w_stride = w.row_stride; l.w_dtype = w.dtype;
-    l.x_rounding = w.x_rounding;
-    l.y = y; l.y_stride = ys;
-    linear(l);
+    linear(float_args(w, e, x, xs, x_rows, M, K, N, y, ys));
   }
 }
 
@@ -191,16 +197,11 @@ bool swiglu_in_epilogue(const MoeArgs& a, int64_t e, const int32_t* rows, int64_
   const MoeWeight &g = a.gate, &u = a.up;
   if (is_quamba(g.dtype) || g.dtype != u.dtype || g.row_stride != u.row_stride || g.x_rounding != u.x_rounding)
     return false;
-  LinearArgs l;
-  l.M = M; l.N = a.I; l.K = a.d;
-  l.x = a.x; l.x_stride = a.x_stride; l.x_rows = rows;
-  l.w = expert_matrix(g, e); l.w_stride = g.row_stride; l.w_dtype = g.dtype;
-  l.x_rounding = g.x_rounding;
   LinearSwiglu sw;
   sw.w_up = expert_matrix(u, e);
   sw.h = h;
   sw.h_stride = a.I;
-  return linear_swiglu(l, sw);
+  return linear_swiglu(float_args(g, e, a.x, a.x_stride, rows, M, a.d, a.I, nullptr, 0), sw);
 }
 
 // Scratch of the calling thread, reused across calls.
