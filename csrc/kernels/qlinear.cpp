@@ -19,7 +19,8 @@ namespace nm {
 #define NM_QLINEAR_DECLS                                                               \
   void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch); \
   bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q); \
-  bool qlinear_wide_i8();
+  bool qlinear_wide_i8(); \
+  bool qlinear_u4_lanes();
 namespace scalar { NM_QLINEAR_DECLS }
 #if defined(__x86_64__) || defined(_M_X64)
 namespace avx2 { NM_QLINEAR_DECLS }
@@ -48,6 +49,38 @@ bool wide_i8_for_level() {
     case cpu::Isa::Avx2: return avx2::qlinear_wide_i8();
 #endif
     default: return scalar::qlinear_wide_i8();
+  }
+}
+
+bool u4_lanes_for_level() {
+  switch (cpu::active_isa()) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case cpu::Isa::Avx512Vnni: return avx512vnni::qlinear_u4_lanes();
+    case cpu::Isa::Avx512: return avx512::qlinear_u4_lanes();
+    case cpu::Isa::Avx2: return avx2::qlinear_u4_lanes();
+#endif
+    default: return scalar::qlinear_u4_lanes();
+  }
+}
+
+// Rows of x in the lane order of 4-bit weight groups (QInput::xg): [M,
+// groups · 128], 0 past K.
+void inputs_in_lane_order(const QLinearArgs& a, int64_t groups, float* xg) {
+  int16_t order[kI4Group];  // element of the group at each position
+  for (int p = 0; p < 8; ++p)
+    for (int l = 0; l < kU4Lanes; ++l) order[p * kU4Lanes + l] = (int16_t)u4_lane_element(p, l);
+  const int64_t xs = groups * kI4Group;
+  for (int64_t m = 0; m < a.M; ++m) {
+    const float* xr = linear_x_row(a.x, a.x_stride, a.x_rows, m);
+    float* out = xg + m * xs;
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t k0 = g * kI4Group;
+      if (k0 + kI4Group <= a.K) {
+        for (int64_t i = 0; i < kI4Group; ++i) out[k0 + i] = xr[k0 + order[i]];
+      } else {
+        for (int64_t i = 0; i < kI4Group; ++i) out[k0 + i] = k0 + order[i] < a.K ? xr[k0 + order[i]] : 0.0f;
+      }
+    }
   }
 }
 
@@ -196,6 +229,10 @@ void qlinear(const QLinearArgs& a) {
       std::copy(q, q + a.M * in.Kp, q16);
       in.q16 = q16;
     }
+  } else if (u4_lanes_for_level()) {
+    float* xg = scratch<float>(fbuf, a.M * in.groups * kI4Group);
+    inputs_in_lane_order(a, in.groups, xg);
+    in.xg = xg;
   } else {
     float* xf = scratch<float>(fbuf, a.M * in.Kp);
     for (int64_t m = 0; m < a.M; ++m) {
@@ -214,12 +251,12 @@ void qlinear(const QLinearArgs& a) {
   const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / per_unit);
   // Each task's scratch, reused across calls: the batched 4-bit paths'
-  // (kQLinearUnpackRows rows of Kp floats) or the panel path's.
+  // (kQLinearUnpackRows rows of groups · 128 floats) or the panel path's.
   // (packed weights need none).
   const bool unpack = !packed && a.w_dtype == DType::I4 && a.M > 1;  // the levels unpack above their tile height (>= 1)
   const bool need_scratch = unpack || (panel && !packed);
   const int64_t scratch_bytes =
-      std::max(unpack ? kQLinearUnpackRows * in.Kp * (int64_t)sizeof(float) : 0,
+      std::max(unpack ? kQLinearUnpackRows * in.groups * kI4Group * (int64_t)sizeof(float) : 0,  // >= Kp floats
                panel && !packed ? kQLinearPanelRows * (in.Kp + in.groups * (int64_t)sizeof(float)) : 0);
   // Decode-sized calls (few input rows) are scheduled dynamically in chunks
   // of about an eighth of a thread's share (at least `grain`): a decode step

@@ -214,6 +214,113 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, c
   }
 }
 
+#if defined(NM_QLINEAR_U4_LANES)
+// W4A16 in lane order (QInput::xg, u4_lane_element in qlinear_input.h): per
+// group of 128, nibble p = 0..7 of the 16 lanes is widened to s·(j - 8)
+// (O::lanes_to_f, one shift and one vpermps for 16 weights) and multiplied
+// with vector p of the inputs into one accumulator per output; y = Σ lanes
+// + b. Every tile shape takes these steps in this order, so a row's result
+// never depends on M (batch invariance): these tiles read the packed
+// nibbles, the Unpacked ones the same weights widened beforehand (rows of
+// groups · 128 floats in lane order, `ws` bytes apart: unpack_f_rows_lanes).
+constexpr int64_t kLanesPrefetchBytes = 4096;
+template <int R, int MB, bool Unpacked = false>
+void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, const uint8_t* w0, int64_t ws) {
+  typename O::F f[R][MB];
+  NM_UNROLL_TILE
+  for (int r = 0; r < R; ++r)
+    for (int m = 0; m < MB; ++m) f[r][m] = O::fzero();
+  const int64_t G = in.groups, xs = G * kI4Group;
+  const int64_t chunks = (a.K + kChunk - 1) / kChunk;
+  const float* x0 = in.xg + m0 * xs;
+  // Prefetched into L1 about kLanesPrefetchBytes (at least the next tile)
+  // ahead: closer and into L1 measured 5-7% faster here than the other
+  // tiles' distance into L2 (bench/NOTES.md).
+  const int64_t pf_rows = (kLanesPrefetchBytes + ws - 1) / ws, pf_off = (pf_rows > R ? pf_rows : R) * ws;
+  for (int64_t g = 0; g < G; ++g) {
+    typename O::T table[R];
+    typename O::L lw[R];
+    if constexpr (!Unpacked) {
+      const bool half = 2 * g + 1 >= chunks;
+      for (int r = 0; r < R; ++r) {
+        table[r] = O::u4_table(a.w_scales[(n + r) * G + g]);
+        O::prefetch_l1(w0 + pf_off + r * ws + g * kChunk);
+        lw[r] = O::load_lanes(w0 + r * ws + g * kChunk, half);
+      }
+    }
+    const float* xg = x0 + g * kI4Group;
+    NM_UNROLL_TILE
+    for (int p = 0; p < 8; ++p) {
+      typename O::F wv[R];
+      for (int r = 0; r < R; ++r) {
+        if constexpr (Unpacked) wv[r] = O::fload(reinterpret_cast<const float*>(w0 + r * ws) + g * kI4Group + p * kU4Lanes);
+        else wv[r] = O::lanes_to_f(lw[r], table[r], p);
+      }
+      for (int m = 0; m < MB; ++m) {
+        const typename O::F xv = O::fload(xg + m * xs + p * kU4Lanes);
+        for (int r = 0; r < R; ++r) f[r][m] = O::fmadd(wv[r], xv, f[r][m]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float b = bias_at(a, n + r);
+    for (int m = 0; m < MB; ++m) a.y[(m0 + m) * a.y_stride + n + r] = O::hsumf(f[r][m]) + b;
+  }
+}
+
+// Rows [n0, n1) of an I4 weight widened to float32 s·q in lane order, rows
+// of groups · 128 floats (past K: whatever the padding nibbles give; the
+// inputs there are 0).
+inline void unpack_f_rows_lanes(const QLinearArgs& a, int64_t G, int64_t n0, int64_t n1, float* out) {
+  const int64_t chunks = (a.K + kChunk - 1) / kChunk;
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* src = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+    float* dst = out + (n - n0) * G * kI4Group;
+    for (int64_t g = 0; g < G; ++g) {
+      const typename O::T t = O::u4_table(a.w_scales[n * G + g]);
+      const typename O::L lw = O::load_lanes(src + g * kChunk, 2 * g + 1 >= chunks);
+      NM_UNROLL_TILE
+      for (int p = 0; p < 8; ++p) O::fstore(dst + g * kI4Group + p * kU4Lanes, O::lanes_to_f(lw, t, p));
+    }
+  }
+}
+
+// Weight rows [n, n1) in tiles of R (then 4, then 1) against input rows
+// [m0, m0 + MB). One accumulator chain per output: R · MB chains hide the
+// fma latency (8 at one input row).
+template <int R, int MB, bool Unpacked>
+void rows_w4a16_lanes_mb(const QLinearArgs& a, const QInput& in, int64_t n, int64_t n1, int64_t m0, const uint8_t* w0, int64_t ws, int64_t wrow0) {
+  for (; n + R <= n1; n += R) tile_w4a16_lanes<R, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
+  if constexpr (R > 4) {
+    for (; n + 4 <= n1; n += 4) tile_w4a16_lanes<4, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
+  }
+  for (; n < n1; ++n) tile_w4a16_lanes<1, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
+}
+
+// W4A16 weight rows [n0, n1) for all M input rows in lane order: one or two
+// input rows read the nibbles in place (decode); more widen each block of
+// kQLinearUnpackRows weight rows once (into ub) and pass over it for every
+// four input rows.
+void rows_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* ub) {
+  const uint8_t* w = static_cast<const uint8_t*>(a.w);
+  if (a.M == 1) return rows_w4a16_lanes_mb<8, 1, false>(a, in, n0, n1, 0, w, a.w_stride, 0);
+  if (a.M == 2) return rows_w4a16_lanes_mb<4, 2, false>(a, in, n0, n1, 0, w, a.w_stride, 0);
+  const int64_t ws = in.groups * kI4Group * (int64_t)sizeof(float);
+  for (int64_t b0 = n0; b0 < n1; b0 += kQLinearUnpackRows) {
+    const int64_t b1 = b0 + kQLinearUnpackRows < n1 ? b0 + kQLinearUnpackRows : n1;
+    unpack_f_rows_lanes(a, in.groups, b0, b1, reinterpret_cast<float*>(ub));
+    int64_t m0 = 0;
+    for (; m0 + 4 <= a.M; m0 += 4) rows_w4a16_lanes_mb<4, 4, true>(a, in, b0, b1, m0, ub, ws, b0);
+    switch (a.M - m0) {
+      case 3: rows_w4a16_lanes_mb<4, 3, true>(a, in, b0, b1, m0, ub, ws, b0); break;
+      case 2: rows_w4a16_lanes_mb<4, 2, true>(a, in, b0, b1, m0, ub, ws, b0); break;
+      case 1: rows_w4a16_lanes_mb<4, 1, true>(a, in, b0, b1, m0, ub, ws, b0); break;
+      default: break;
+    }
+  }
+}
+#endif
+
 // Rows [n0, n1) of an I4 weight widened to float32 s·q, rows of Kp floats.
 inline void unpack_f_rows(const QLinearArgs& a, int64_t Kp, int64_t G, int64_t n0, int64_t n1, float* out) {
   constexpr int kF = (int)(kChunk / O::FW);
@@ -291,7 +398,7 @@ void rows_mb_unpacked(const QLinearArgs& a, const QInput& in, int64_t b0, int64_
   }
 }
 
-// ub: the calling task's scratch (qlinear.h kQLinearUnpackRows rows of Kp
+// ub: the calling task's scratch (kQLinearUnpackRows rows of groups · 128
 // floats; allocated by qlinear.cpp: an ISA object must not instantiate
 // std::vector's weak symbols).
 template <Scheme S>
@@ -347,6 +454,15 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
   return O::quantize_row(x, K, inv, q);
 }
 
+// Whether W4A16 reads its weights in lane order (QInput::xg).
+bool qlinear_u4_lanes() {
+#if defined(NM_QLINEAR_U4_LANES)
+  return true;
+#else
+  return false;
+#endif
+}
+
 // Whether W8A8 wants its inputs widened to int16 (QInput::q16) at prefill
 // row counts (qlinear_wide.h).
 bool qlinear_wide_i8() {
@@ -377,6 +493,9 @@ void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1
     else rows_panel<false>(a, in, n0, n1, scratch);
     return;
   }
+#endif
+#if defined(NM_QLINEAR_U4_LANES)
+  if (in.xg) return rows_w4a16_lanes(a, in, n0, n1, scratch);
 #endif
   if (a.w_dtype == DType::I8) rows_all_m<Scheme::W8A8>(a, in, n0, n1);
   else if (in.q && a.M > O::kInRowsI4) rows_all_m_unpacked<Scheme::W4A8>(a, in, n0, n1, scratch);

@@ -13,7 +13,7 @@
 namespace nm {
 
 // Weight rows the batched 4-bit paths unpack at a time (qlinear_impl.h); the
-// per-task scratch holds that many rows of Kp floats.
+// per-task scratch holds that many rows of groups · 128 floats (>= Kp).
 constexpr int64_t kQLinearUnpackRows = 32;
 
 // The int8 schemes take the panel path (qlinear_panel.h) from this many
@@ -32,6 +32,16 @@ constexpr int64_t kQLinearPanelRows = 32;
 // Input rows up to which qlinear treats its weights as a stream (QInput::stream).
 constexpr int64_t kQLinearStreamRows = 8;
 
+// Lane order of a group of 128 4-bit weights (64 bytes, two chunks of 32;
+// a chunk's byte j holds elements j (low nibble) and j + 32 (high)) read as
+// 16 int32 lanes, lane L = bytes 4L..4L+3: nibble p (bits 4p..4p+3) of lane L
+// is element u4_lane_element(p, L) of the group, i.e. byte 4L + p / 2, its
+// low nibble for even p, high for odd. The 512-bit levels take the 16 lanes'
+// nibble p at once (one shift, one vpermps), against the inputs stored in
+// this order: vector p of group g holds x[128 g + u4_lane_element(p, L)].
+constexpr int kU4Lanes = 16;
+constexpr int64_t u4_lane_element(int p, int L) { return 64 * (L >> 3) + 4 * (L & 7) + (p >> 1) + 32 * (p & 1); }
+
 struct QInput {
   int64_t Kp = 0;              // padded row length (multiple of 64)
   int64_t groups = 0;          // ceil(K / 128)
@@ -43,6 +53,10 @@ struct QInput {
   const int32_t* rowsum = nullptr;  // [M] Σ q over the row
   const uint8_t* nan_row = nullptr; // [M] 1 where the float row held a NaN
   const float* xf = nullptr;   // W4A16: [M, Kp] float inputs, 0 past K
+  // W4A16 at the levels that read 4-bit weights in lane order
+  // (qlinear_u4_lanes): [M, groups · 128] float inputs in lane order
+  // (u4_lane_element), 0 past K; xf is then unused.
+  const float* xg = nullptr;
   // Few input rows (decode, up to kQLinearStreamRows): each weight is read
   // once, from memory, and the panel tiles prefetch their streams ahead;
   // more rows reuse a block of weights from cache for every row tile.

@@ -45,6 +45,8 @@ struct OpsQuad {
 };
 
 #if defined(NM_QLINEAR_512)
+// The 512-bit levels read W4A16 weights in lane order (Ops512::L).
+#define NM_QLINEAR_U4_LANES 1
 struct Ops512 : OpsQuad {
   using I = __m512i;
   using A = __m512i;
@@ -89,6 +91,21 @@ struct Ops512 : OpsQuad {
     out[1] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(lo, 1)), t);
     out[2] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(hi)), t);
     out[3] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1)), t);
+  }
+  // W4A16 in lane order (qlinear_impl.h, tile_w4a16_lanes): a group of 128
+  // nibbles (64 bytes) as 16 int32 lanes of 8 nibbles each. vpermps reads
+  // only the low 4 bits of each index, so a lane shifted right by 4·p looks
+  // up its p-th nibble as it is: no mask, no widening to one lane per nibble.
+  using L = __m512i;
+  static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+  // The group at p; `half`: only its first chunk exists (32 bytes; lanes
+  // 8..15 read as 0, whose inputs are 0 in lane order).
+  static L load_lanes(const uint8_t* p, bool half) {
+    return half ? _mm512_maskz_loadu_epi32(0x00ff, p) : _mm512_loadu_si512((const void*)p);
+  }
+  // (p is a constant once the callers' loops over p are unrolled)
+  static F lanes_to_f(L v, const T& t, int p) {
+    return _mm512_permutexvar_ps(p == 0 ? v : _mm512_srli_epi32(v, (unsigned)(4 * p)), t);
   }
   static F fload(const float* p) { return _mm512_loadu_ps(p); }
   static void fstore(float* p, F f) { _mm512_storeu_ps(p, f); }
