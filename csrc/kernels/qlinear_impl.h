@@ -297,25 +297,36 @@ void rows_w4a16_lanes_mb(const QLinearArgs& a, const QInput& in, int64_t n, int6
   for (; n < n1; ++n) tile_w4a16_lanes<1, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
 }
 
-// W4A16 weight rows [n0, n1) for all M input rows in lane order: one or two
-// input rows read the nibbles in place (decode); more widen each block of
-// kQLinearUnpackRows weight rows once (into ub) and pass over it for every
-// four input rows.
+// Input rows [0, M) in passes of four (then the 3, 2 or 1 left) over weight
+// rows [b0, b1) (w0: row wrow0's weights, rows ws bytes apart).
+template <bool Unpacked>
+void passes_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t b0, int64_t b1, const uint8_t* w0, int64_t ws, int64_t wrow0) {
+  int64_t m0 = 0;
+  for (; m0 + 4 <= a.M; m0 += 4) rows_w4a16_lanes_mb<4, 4, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
+  switch (a.M - m0) {
+    case 3: rows_w4a16_lanes_mb<4, 3, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0); break;
+    case 2: rows_w4a16_lanes_mb<4, 2, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0); break;
+    case 1: rows_w4a16_lanes_mb<4, 1, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0); break;
+    default: break;
+  }
+}
+
+// W4A16 weight rows [n0, n1) for all M input rows in lane order, in blocks
+// of kQLinearUnpackRows weight rows (in cache while every pass of input rows
+// reads them). Up to kQLinearStreamRows input rows (decode) look up the
+// nibbles in every pass; more widen each block once into ub and read floats
+// (measured at 8 and 16 sequences: bench/NOTES.md).
 void rows_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* ub) {
   const uint8_t* w = static_cast<const uint8_t*>(a.w);
   if (a.M == 1) return rows_w4a16_lanes_mb<8, 1, false>(a, in, n0, n1, 0, w, a.w_stride, 0);
-  if (a.M == 2) return rows_w4a16_lanes_mb<4, 2, false>(a, in, n0, n1, 0, w, a.w_stride, 0);
   const int64_t ws = in.groups * kI4Group * (int64_t)sizeof(float);
   for (int64_t b0 = n0; b0 < n1; b0 += kQLinearUnpackRows) {
     const int64_t b1 = b0 + kQLinearUnpackRows < n1 ? b0 + kQLinearUnpackRows : n1;
-    unpack_f_rows_lanes(a, in.groups, b0, b1, reinterpret_cast<float*>(ub));
-    int64_t m0 = 0;
-    for (; m0 + 4 <= a.M; m0 += 4) rows_w4a16_lanes_mb<4, 4, true>(a, in, b0, b1, m0, ub, ws, b0);
-    switch (a.M - m0) {
-      case 3: rows_w4a16_lanes_mb<4, 3, true>(a, in, b0, b1, m0, ub, ws, b0); break;
-      case 2: rows_w4a16_lanes_mb<4, 2, true>(a, in, b0, b1, m0, ub, ws, b0); break;
-      case 1: rows_w4a16_lanes_mb<4, 1, true>(a, in, b0, b1, m0, ub, ws, b0); break;
-      default: break;
+    if (a.M <= kQLinearStreamRows) {
+      passes_w4a16_lanes<false>(a, in, b0, b1, w, a.w_stride, 0);
+    } else {
+      unpack_f_rows_lanes(a, in.groups, b0, b1, reinterpret_cast<float*>(ub));
+      passes_w4a16_lanes<true>(a, in, b0, b1, ub, ws, b0);
     }
   }
 }

@@ -99,26 +99,30 @@ t.test('qlinear W8A8 / W4A8 / W4A16 match the float64 reference on every level',
 
 t.test('rows are independent: each row equals a one-row call bit for bit; xq equals x', (t) => {
   const r = rng(11);
-  const M = 13, K = 300, N = 21;
-  const x = randn(r, M * K), w = randn(r, N * K, 0.1);
-  const xScale = 4 / 127;
-  forEachIsa((isa) => {
-    for (const [qw, s] of [[quantizeI8(w, N, K), xScale], [quantizeI4(w, N, K), xScale], [quantizeI4(w, N, K), 0]] as const) {
-      const all = kernels.qlinear({ x, xScale: s, weight: qw, rows: M, inFeatures: K, outFeatures: N });
-      let same = true;
-      for (let m = 0; m < M; m++) {
-        const one = kernels.qlinear({ x: x.subarray(m * K, (m + 1) * K), xScale: s, weight: qw, rows: 1, inFeatures: K, outFeatures: N });
-        for (let n = 0; n < N; n++) same &&= Object.is(one[n], all[m * N + n]);
+  // 13 rows: the batched paths (W4A16: weights widened once per block);
+  // 7: the decode-sized ones (W4A16: passes of 4 and 3 input rows).
+  for (const M of [13, 7]) {
+    const K = 300, N = 21;
+    const x = randn(r, M * K), w = randn(r, N * K, 0.1);
+    const xScale = 4 / 127;
+    forEachIsa((isa) => {
+      for (const [qw, s] of [[quantizeI8(w, N, K), xScale], [quantizeI4(w, N, K), xScale], [quantizeI4(w, N, K), 0]] as const) {
+        const all = kernels.qlinear({ x, xScale: s, weight: qw, rows: M, inFeatures: K, outFeatures: N });
+        let same = true;
+        for (let m = 0; m < M; m++) {
+          const one = kernels.qlinear({ x: x.subarray(m * K, (m + 1) * K), xScale: s, weight: qw, rows: 1, inFeatures: K, outFeatures: N });
+          for (let n = 0; n < N; n++) same &&= Object.is(one[n], all[m * N + n]);
+        }
+        t.ok(same, `${qw.dtype} xScale=${s} M=${M} ${isa}: batch invariant`);
+        if (s > 0) {
+          const xq = kernels.quantizeInt8({ x, rows: M, cols: K, scale: s });
+          t.same(Array.from(xq), Array.from(quantizeRef(x, s)), `quantizeInt8 ${isa}`);
+          const viaQ = kernels.qlinear({ xq, xScale: s, weight: qw, rows: M, inFeatures: K, outFeatures: N });
+          t.same(Array.from(viaQ), Array.from(all), `${qw.dtype} xq path ${isa}`);
+        }
       }
-      t.ok(same, `${qw.dtype} xScale=${s} ${isa}: batch invariant`);
-      if (s > 0) {
-        const xq = kernels.quantizeInt8({ x, rows: M, cols: K, scale: s });
-        t.same(Array.from(xq), Array.from(quantizeRef(x, s)), `quantizeInt8 ${isa}`);
-        const viaQ = kernels.qlinear({ xq, xScale: s, weight: qw, rows: M, inFeatures: K, outFeatures: N });
-        t.same(Array.from(viaQ), Array.from(all), `${qw.dtype} xq path ${isa}`);
-      }
-    }
-  });
+    });
+  }
   t.end();
 });
 
