@@ -114,6 +114,22 @@ async function runWorker(spec, timeoutSeconds) {
   return r;
 }
 
+/**
+ * The llama.cpp worker, run a second time if it died of a signal: on Intel
+ * Xeons with AMX, llama.cpp 3.21.1's AMX matrix product
+ * (libggml-cpu-sapphirerapids, ggml_backend_amx_mul_mat) crashes with SIGSEGV
+ * now and then on Mamba-1 Q8_0 / Q4_0 files (bench/NOTES.md). The result
+ * says when it was retried.
+ */
+async function runLlamaCppWorker(spec, timeoutSeconds) {
+  const r = await runWorker(spec, timeoutSeconds);
+  if (!r.error || !/^exited with SIG/.test(r.error.message)) return r;
+  log(`llama.cpp ${r.error.message.split(':')[0]}; running it once more`);
+  const again = await runWorker(spec, timeoutSeconds);
+  again.retriedAfter = r.error.message;
+  return again;
+}
+
 function spawnWorker(spec, timeoutSeconds) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(__dirname, 'worker.js'), JSON.stringify(spec)], {
@@ -414,7 +430,7 @@ async function main() {
       if (o.engines.includes('llama.cpp') && P.gguf) {
         await quiet(o);
         log(`${name} ${p}: llama.cpp`);
-        cell['llama.cpp'] = ggufs[P.gguf] ? await runWorker({ mode: 'llama.cpp', model: ggufs[P.gguf], ...common }, o.timeout)
+        cell['llama.cpp'] = ggufs[P.gguf] ? await runLlamaCppWorker({ mode: 'llama.cpp', model: ggufs[P.gguf], ...common }, o.timeout)
           : { error: { message: `no ${P.gguf} GGUF` } };
       }
       // The files each engine loads (node-mamba: its safetensors or GGUF; llama.cpp: its GGUF).

@@ -179,7 +179,46 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
     // (reduce_sum_rows: the same sums as reduce_sum, bit for bit).
     VF accs[VF::W];
     alignas(64) float sums[VF::W];
-    for (int64_t r = r0; r < r1; ++r) {
+    // Row r's Σ_n h·C is in accs; at the end of each VF::W rows (or of the
+    // block) they are summed and y = Σ + D·x written to ys.
+    auto row_done = [&](int64_t r) {
+      if ((r - r0) % VF::W != VF::W - 1 && r != r1 - 1) return;
+      const int64_t rb = r - (r - r0) % VF::W;
+      if (r - rb == VF::W - 1) reduce_sum_rows(accs).store(sums);
+      else for (int64_t i = rb; i <= r; ++i) sums[i - rb] = reduce_sum(accs[i - rb]);
+      for (int64_t i = rb; i <= r; ++i) {
+        const float d = a.D ? x[i] * a.D[i / P] : 0.0f;
+        ys[i - r0] = sums[i - rb] + d;
+      }
+    };
+    const VF log2e = VF::set1(kLog2e);
+    for (int64_t r = r0; r < r1;) {
+      // Mamba-1 (one channel per head, one vector of states per row): four
+      // rows at a time, so that their exp polynomials (a chain of dependent
+      // fmas each) overlap; each row's arithmetic is the one-row path's.
+      if (a.a_per_state && N == VF::W && P == 1 && r + 4 <= r1 && (r - r0) % VF::W <= VF::W - 4) {
+        const int64_t g = r / heads_per_group;
+        if ((r + 3) / heads_per_group == g) {
+          const float* Bp = a.B + b * a.B_batch_stride + g * N;
+          const float* Cp = a.C + b * a.C_batch_stride + g * N;
+          const VF Bv = VF::load(Bp), Cv = VF::load(Cp);
+          float* s = state + r * N;
+          for (int i = 0; i < 4; ++i) __builtin_prefetch(s + (kStatePrefetchRows + i) * N, 1);
+          VF sv[4];
+          for (int i = 0; i < 4; ++i) {
+            const float dtv = dts[r + i - h0];
+            sv[i] = fmadd(VF::load(s + i * N), vexp2(VF::set1(dtv) * (VF::load(a.A + (r + i) * N) * log2e)),
+                          VF::set1(dtv * x[r + i]) * Bv);
+          }
+          for (int i = 0; i < 4; ++i) {
+            sv[i].store(s + i * N);
+            accs[(r + i - r0) % VF::W] = fmadd(sv[i], Cv, VF::zero());
+          }
+          for (int i = 0; i < 4; ++i) row_done(r + i);
+          r += 4;
+          continue;
+        }
+      }
       const int64_t h = r / P, g = h / heads_per_group;
       const float dtv = dts[h - h0], xv = x[r];
       const float* Bp = a.B + b * a.B_batch_stride + g * N;
@@ -192,7 +231,7 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
       VF acc = VF::zero();
       if (a.a_per_state) {
         const float* Ar = a.A + h * N;
-        const VF dtvv = VF::set1(dtv), log2e = VF::set1(kLog2e);
+        const VF dtvv = VF::set1(dtv);
         for (int64_t n = 0; n < N; n += VF::W) {
           const int nn = (int)(N - n < VF::W ? N - n : VF::W);
           // exp(dt·A) = 2^(dt·(A·log2 e)), rounded as the prefill scan's.
@@ -210,15 +249,8 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
         }
       }
       accs[(r - r0) % VF::W] = acc;
-      if ((r - r0) % VF::W == VF::W - 1 || r == r1 - 1) {
-        const int64_t rb = r - (r - r0) % VF::W;
-        if (r - rb == VF::W - 1) reduce_sum_rows(accs).store(sums);
-        else for (int64_t i = rb; i <= r; ++i) sums[i - rb] = reduce_sum(accs[i - rb]);
-        for (int64_t i = rb; i <= r; ++i) {
-          const float d = a.D ? x[i] * a.D[i / P] : 0.0f;
-          ys[i - r0] = sums[i - rb] + d;
-        }
-      }
+      row_done(r);
+      ++r;
     }
     const float* z = a.z ? a.z + b * a.z_batch_stride : nullptr;
     float* out = a.out + b * a.out_batch_stride;
