@@ -63,12 +63,20 @@ bool u4_lanes_for_level() {
   }
 }
 
+// The element of a 4-bit weight group at each position of its lane order.
+struct U4LaneOrder {
+  int16_t element[kI4Group];
+  constexpr U4LaneOrder() : element{} {
+    for (int p = 0; p < 8; ++p)
+      for (int l = 0; l < kU4Lanes; ++l) element[p * kU4Lanes + l] = (int16_t)u4_lane_element(p, l);
+  }
+};
+constexpr U4LaneOrder kU4LaneOrder;
+
 // Rows of x in the lane order of 4-bit weight groups (QInput::xg): [M,
 // groups · 128], 0 past K.
 void inputs_in_lane_order(const QLinearArgs& a, int64_t groups, float* xg) {
-  int16_t order[kI4Group];  // element of the group at each position
-  for (int p = 0; p < 8; ++p)
-    for (int l = 0; l < kU4Lanes; ++l) order[p * kU4Lanes + l] = (int16_t)u4_lane_element(p, l);
+  const int16_t* order = kU4LaneOrder.element;
   const int64_t xs = groups * kI4Group;
   for (int64_t m = 0; m < a.M; ++m) {
     const float* xr = linear_x_row(a.x, a.x_stride, a.x_rows, m);
