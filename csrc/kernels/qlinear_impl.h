@@ -217,7 +217,8 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, c
 #if defined(NM_QLINEAR_U4_LANES)
 // W4A16 in lane order (QInput::xg, u4_lane_element in qlinear_input.h): per
 // group of 128, nibble p = 0..7 of the 16 lanes is widened to s·(j - 8)
-// (O::lanes_to_f, one shift and one vpermps for 16 weights) and multiplied
+// (O::lanes_to_f: one shift and one vpermps for 16 weights at the 512-bit
+// levels; shift, mask, convert and an fma for 8 at AVX2) and multiplied
 // with vector p of the inputs into one accumulator per output; y = Σ lanes
 // + b. Every tile shape takes these steps in this order, so a row's result
 // never depends on M (batch invariance): these tiles read the packed
@@ -237,13 +238,14 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
   // ahead: closer and into L1 measured 5-7% faster here than the other
   // tiles' distance into L2 (bench/NOTES.md).
   const int64_t pf_rows = (kLanesPrefetchBytes + ws - 1) / ws, pf_off = (pf_rows > R ? pf_rows : R) * ws;
+  constexpr int kHalves = kU4Lanes / O::FW;  // vectors per nibble position: 1 (512-bit), 2 (AVX2)
   for (int64_t g = 0; g < G; ++g) {
-    typename O::T table[R];
+    typename O::LT table[R];
     typename O::L lw[R];
     if constexpr (!Unpacked) {
       const bool half = 2 * g + 1 >= chunks;
       for (int r = 0; r < R; ++r) {
-        table[r] = O::u4_table(a.w_scales[(n + r) * G + g]);
+        table[r] = O::u4_lane_table(a.w_scales[(n + r) * G + g]);
         O::prefetch_l1(w0 + pf_off + r * ws + g * kChunk);
         lw[r] = O::load_lanes(w0 + r * ws + g * kChunk, half);
       }
@@ -251,14 +253,18 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
     const float* xg = x0 + g * kI4Group;
     NM_UNROLL_TILE
     for (int p = 0; p < 8; ++p) {
-      typename O::F wv[R];
-      for (int r = 0; r < R; ++r) {
-        if constexpr (Unpacked) wv[r] = O::fload(reinterpret_cast<const float*>(w0 + r * ws) + g * kI4Group + p * kU4Lanes);
-        else wv[r] = O::lanes_to_f(lw[r], table[r], p);
-      }
-      for (int m = 0; m < MB; ++m) {
-        const typename O::F xv = O::fload(xg + m * xs + p * kU4Lanes);
-        for (int r = 0; r < R; ++r) f[r][m] = O::fmadd(wv[r], xv, f[r][m]);
+      NM_UNROLL_TILE
+      for (int h = 0; h < kHalves; ++h) {
+        const int64_t at = p * kU4Lanes + h * O::FW;
+        typename O::F wv[R];
+        for (int r = 0; r < R; ++r) {
+          if constexpr (Unpacked) wv[r] = O::fload(reinterpret_cast<const float*>(w0 + r * ws) + g * kI4Group + at);
+          else wv[r] = O::lanes_to_f(lw[r], table[r], p, h);
+        }
+        for (int m = 0; m < MB; ++m) {
+          const typename O::F xv = O::fload(xg + m * xs + at);
+          for (int r = 0; r < R; ++r) f[r][m] = O::fmadd(wv[r], xv, f[r][m]);
+        }
       }
     }
   }
@@ -277,38 +283,42 @@ inline void unpack_f_rows_lanes(const QLinearArgs& a, int64_t G, int64_t n0, int
     const uint8_t* src = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
     float* dst = out + (n - n0) * G * kI4Group;
     for (int64_t g = 0; g < G; ++g) {
-      const typename O::T t = O::u4_table(a.w_scales[n * G + g]);
+      const typename O::LT t = O::u4_lane_table(a.w_scales[n * G + g]);
       const typename O::L lw = O::load_lanes(src + g * kChunk, 2 * g + 1 >= chunks);
       NM_UNROLL_TILE
-      for (int p = 0; p < 8; ++p) O::fstore(dst + g * kI4Group + p * kU4Lanes, O::lanes_to_f(lw, t, p));
+      for (int p = 0; p < 8; ++p)
+        for (int h = 0; h < kU4Lanes / O::FW; ++h)
+          O::fstore(dst + g * kI4Group + p * kU4Lanes + h * O::FW, O::lanes_to_f(lw, t, p, h));
     }
   }
 }
 
-// Weight rows [n, n1) in tiles of R (then 4, then 1) against input rows
+// Weight rows [n, n1) in tiles of R (then R / 2, then 1) against input rows
 // [m0, m0 + MB). One accumulator chain per output: R · MB chains hide the
-// fma latency (8 at one input row).
+// fma latency (O::kLanesRowsM1 at one input row).
 template <int R, int MB, bool Unpacked>
 void rows_w4a16_lanes_mb(const QLinearArgs& a, const QInput& in, int64_t n, int64_t n1, int64_t m0, const uint8_t* w0, int64_t ws, int64_t wrow0) {
   for (; n + R <= n1; n += R) tile_w4a16_lanes<R, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
-  if constexpr (R > 4) {
-    for (; n + 4 <= n1; n += 4) tile_w4a16_lanes<4, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
+  if constexpr (R > 2) {
+    for (; n + R / 2 <= n1; n += R / 2) tile_w4a16_lanes<R / 2, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
   }
   for (; n < n1; ++n) tile_w4a16_lanes<1, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
 }
 
-// Input rows [0, M) in passes of four (then the 3, 2 or 1 left) over weight
+// Input rows [0, M) in passes of O::kLanesInRows (then those left) over weight
 // rows [b0, b1) (w0: row wrow0's weights, rows ws bytes apart).
 template <bool Unpacked>
 void passes_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t b0, int64_t b1, const uint8_t* w0, int64_t ws, int64_t wrow0) {
+  constexpr int R = O::kLanesRows, MB = O::kLanesInRows;
+  static_assert(MB == 2 || MB == 4, "input rows per pass");
   int64_t m0 = 0;
-  for (; m0 + 4 <= a.M; m0 += 4) rows_w4a16_lanes_mb<4, 4, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
-  switch (a.M - m0) {
-    case 3: rows_w4a16_lanes_mb<4, 3, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0); break;
-    case 2: rows_w4a16_lanes_mb<4, 2, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0); break;
-    case 1: rows_w4a16_lanes_mb<4, 1, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0); break;
-    default: break;
+  for (; m0 + MB <= a.M; m0 += MB) rows_w4a16_lanes_mb<R, MB, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
+  const int64_t left = a.M - m0;  // < MB
+  if constexpr (MB == 4) {
+    if (left == 3) return rows_w4a16_lanes_mb<R, 3, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
   }
+  if (left == 2) rows_w4a16_lanes_mb<R, 2, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
+  else if (left == 1) rows_w4a16_lanes_mb<R, 1, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
 }
 
 // W4A16 weight rows [n0, n1) for all M input rows in lane order, in blocks
@@ -318,7 +328,7 @@ void passes_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t b0, int6
 // (measured at 8 and 16 sequences: bench/NOTES.md).
 void rows_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* ub) {
   const uint8_t* w = static_cast<const uint8_t*>(a.w);
-  if (a.M == 1) return rows_w4a16_lanes_mb<8, 1, false>(a, in, n0, n1, 0, w, a.w_stride, 0);
+  if (a.M == 1) return rows_w4a16_lanes_mb<O::kLanesRowsM1, 1, false>(a, in, n0, n1, 0, w, a.w_stride, 0);
   const int64_t ws = in.groups * kI4Group * (int64_t)sizeof(float);
   for (int64_t b0 = n0; b0 < n1; b0 += kQLinearUnpackRows) {
     const int64_t b1 = b0 + kQLinearUnpackRows < n1 ? b0 + kQLinearUnpackRows : n1;

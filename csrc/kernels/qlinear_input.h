@@ -37,7 +37,8 @@ constexpr int64_t kQLinearStreamRows = 8;
 // 16 int32 lanes, lane L = bytes 4L..4L+3: nibble p (bits 4p..4p+3) of lane L
 // is element u4_lane_element(p, L) of the group, i.e. byte 4L + p / 2, its
 // low nibble for even p, high for odd. The 512-bit levels take the 16 lanes'
-// nibble p at once (one shift, one vpermps), against the inputs stored in
+// nibble p at once (one shift, one vpermps), AVX2 in two vectors of 8 lanes
+// (shift, mask, convert), against the inputs stored in
 // this order: vector p of group g holds x[128 g + u4_lane_element(p, L)].
 constexpr int kU4Lanes = 16;
 constexpr int64_t u4_lane_element(int p, int L) { return 64 * (L >> 3) + 4 * (L & 7) + (p >> 1) + 32 * (p & 1); }

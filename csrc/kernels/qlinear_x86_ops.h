@@ -44,9 +44,10 @@ struct OpsQuad {
   static int32_t load4(const int8_t* p) { int32_t v; std::memcpy(&v, p, 4); return v; }
 };
 
-#if defined(NM_QLINEAR_512)
-// The 512-bit levels read W4A16 weights in lane order (Ops512::L).
+// Both widths read W4A16 weights in lane order (L, lanes_to_f).
 #define NM_QLINEAR_U4_LANES 1
+
+#if defined(NM_QLINEAR_512)
 struct Ops512 : OpsQuad {
   using I = __m512i;
   using A = __m512i;
@@ -97,14 +98,19 @@ struct Ops512 : OpsQuad {
   // only the low 4 bits of each index, so a lane shifted right by 4·p looks
   // up its p-th nibble as it is: no mask, no widening to one lane per nibble.
   using L = __m512i;
+  using LT = T;
+  static LT u4_lane_table(float s) { return u4_table(s); }
+  // Weight rows per tile at one input row; rows x input rows per tile at more.
+  static constexpr int kLanesRowsM1 = 8, kLanesRows = 4, kLanesInRows = 4;
   static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
   // The group at p; `half`: only its first chunk exists (32 bytes; lanes
   // 8..15 read as 0, whose inputs are 0 in lane order).
   static L load_lanes(const uint8_t* p, bool half) {
     return half ? _mm512_maskz_loadu_epi32(0x00ff, p) : _mm512_loadu_si512((const void*)p);
   }
-  // (p is a constant once the callers' loops over p are unrolled)
-  static F lanes_to_f(L v, const T& t, int p) {
+  // (p is a constant once the callers' loops over p are unrolled; the 16
+  // lanes are one vector: h is always 0)
+  static F lanes_to_f(L v, const LT& t, int p, int /*h*/) {
     return _mm512_permutexvar_ps(p == 0 ? v : _mm512_srli_epi32(v, (unsigned)(4 * p)), t);
   }
   static F fload(const float* p) { return _mm512_loadu_ps(p); }
@@ -290,6 +296,30 @@ struct O : OpsQuad {
   }
   using T = __m256;  // the group scale, broadcast
   static T u4_table(float s) { return _mm256_set1_ps(s); }
+  // W4A16 in lane order (qlinear_impl.h, tile_w4a16_lanes): the group's 16
+  // int32 lanes are two vectors of 8 (h = 0, 1). AVX2's vpermps selects
+  // among 8 values, not 16, so nibble p of 8 lanes is shifted down, masked
+  // and converted, and s·(j - 8) is one fma, s·j + (-8s): the product of
+  // integers and a power of two is exact, so each weight gets the same float
+  // as from the 512-bit levels' table. 16 registers: 4 weight rows per tile
+  // at one input row, 2 x 2 at more.
+  struct L { __m256i lo, hi; };
+  struct LT { __m256 s, m8s; };
+  static LT u4_lane_table(float s) { return {_mm256_set1_ps(s), _mm256_set1_ps(-8.0f * s)}; }
+  static constexpr int kLanesRowsM1 = 4, kLanesRows = 2, kLanesInRows = 2;
+  static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+  // The group at p; `half`: only its first chunk exists (lanes 8..15 read as
+  // 0, whose inputs are 0 in lane order).
+  static L load_lanes(const uint8_t* p, bool half) {
+    return {_mm256_loadu_si256((const __m256i*)p),
+            half ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i*)(p + 32))};
+  }
+  static F lanes_to_f(const L& v, const LT& t, int p, int h) {
+    const __m256i x = h ? v.hi : v.lo;
+    const __m256i j = p == 7 ? _mm256_srli_epi32(x, 28)
+                             : _mm256_and_si256(p == 0 ? x : _mm256_srli_epi32(x, 4 * p), _mm256_set1_epi32(15));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(j), t.s, t.m8s);
+  }
   static void u4_to_f(const uint8_t* p, const T& s, F* out) {
     const I u = load_u4(p);
     const __m256i e8 = _mm256_set1_epi8(8);
