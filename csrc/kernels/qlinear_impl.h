@@ -216,11 +216,11 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, c
 
 #if defined(NM_QLINEAR_U4_LANES)
 // W4A16 in lane order (QInput::xg, u4_lane_element in qlinear_input.h): per
-// group of 128, nibble p = 0..7 of the 16 lanes is widened to s·(j - 8)
-// (O::lanes_to_f: one shift and one vpermps for 16 weights at the 512-bit
-// levels; shift, mask, convert and an fma for 8 at AVX2) and multiplied
-// with vector p of the inputs into one accumulator per output; y = Σ lanes
-// + b. Every tile shape takes these steps in this order, so a row's result
+// group of 128, nibble p = 0..7 of the 16 lanes is widened (O::lanes_to_f)
+// and multiplied with vector p of the inputs into one accumulator per
+// output; y = Σ lanes + b. The 512-bit levels widen to s·(j - 8) (one shift
+// and one vpermps for 16 weights); AVX2 (O::kLanesFactored) to j (shift,
+// mask, convert for 8) and adds s·(Σ j·x - 8 Σ x) per group. Every tile shape takes these steps in this order, so a row's result
 // never depends on M (batch invariance): these tiles read the packed
 // nibbles, the Unpacked ones the same weights widened beforehand (rows of
 // groups · 128 floats in lane order, `ws` bytes apart: unpack_f_rows_lanes).
@@ -239,6 +239,7 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
   // tiles' distance into L2 (bench/NOTES.md).
   const int64_t pf_rows = (kLanesPrefetchBytes + ws - 1) / ws, pf_off = (pf_rows > R ? pf_rows : R) * ws;
   constexpr int kHalves = kU4Lanes / O::FW;  // vectors per nibble position: 1 (512-bit), 2 (AVX2)
+  constexpr bool kFactored = O::kLanesFactored;
   for (int64_t g = 0; g < G; ++g) {
     typename O::LT table[R];
     typename O::L lw[R];
@@ -248,6 +249,15 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
         table[r] = O::u4_lane_table(a.w_scales[(n + r) * G + g]);
         O::prefetch_l1(w0 + pf_off + r * ws + g * kChunk);
         lw[r] = O::load_lanes(w0 + r * ws + g * kChunk, half);
+      }
+    }
+    // Factored: per group, Σ j·x into acc and Σ x into xsum, then
+    // f += s · (acc - 8 xsum).
+    typename O::F acc[kFactored ? R : 1][kFactored ? MB : 1], xsum[kFactored ? MB : 1];
+    if constexpr (kFactored) {
+      for (int m = 0; m < MB; ++m) {
+        xsum[m] = O::fzero();
+        for (int r = 0; r < R; ++r) acc[r][m] = O::fzero();
       }
     }
     const float* xg = x0 + g * kI4Group;
@@ -263,8 +273,19 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
         }
         for (int m = 0; m < MB; ++m) {
           const typename O::F xv = O::fload(xg + m * xs + at);
-          for (int r = 0; r < R; ++r) f[r][m] = O::fmadd(wv[r], xv, f[r][m]);
+          if constexpr (kFactored) {
+            xsum[m] = O::fadd(xsum[m], xv);
+            for (int r = 0; r < R; ++r) acc[r][m] = O::fmadd(wv[r], xv, acc[r][m]);
+          } else {
+            for (int r = 0; r < R; ++r) f[r][m] = O::fmadd(wv[r], xv, f[r][m]);
+          }
         }
+      }
+    }
+    if constexpr (kFactored) {
+      for (int r = 0; r < R; ++r) {
+        const typename O::F s = O::fset1(a.w_scales[(n + r) * G + g]);
+        for (int m = 0; m < MB; ++m) f[r][m] = O::fmadd(O::fnmadd(O::fset1(8.0f), xsum[m], acc[r][m]), s, f[r][m]);
       }
     }
   }
@@ -274,7 +295,8 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
   }
 }
 
-// Rows [n0, n1) of an I4 weight widened to float32 s·q in lane order, rows
+// Rows [n0, n1) of an I4 weight widened to float32 in lane order (s·q; the
+// nibble j where the level factors the scale out, O::kLanesFactored), rows
 // of groups · 128 floats (past K: whatever the padding nibbles give; the
 // inputs there are 0).
 inline void unpack_f_rows_lanes(const QLinearArgs& a, int64_t G, int64_t n0, int64_t n1, float* out) {

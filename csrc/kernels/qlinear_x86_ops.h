@@ -100,6 +100,8 @@ struct Ops512 : OpsQuad {
   using L = __m512i;
   using LT = T;
   static LT u4_lane_table(float s) { return u4_table(s); }
+  // Weights as s·(j - 8) straight from the table (not factored: see Ops256).
+  static constexpr bool kLanesFactored = false;
   // Weight rows per tile at one input row; rows x input rows per tile at more.
   static constexpr int kLanesRowsM1 = 8, kLanesRows = 4, kLanesInRows = 4;
   static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
@@ -118,6 +120,7 @@ struct Ops512 : OpsQuad {
   static F fmul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F fset1(float s) { return _mm512_set1_ps(s); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F fnmadd(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }
   static float hsumf(F f) { return _mm512_reduce_add_ps(f); }
   // Panels (qlinear_panel.h): 16 rows; input rows x panels per micro-tile.
   static constexpr int kPR = 16;
@@ -299,13 +302,13 @@ struct O : OpsQuad {
   // W4A16 in lane order (qlinear_impl.h, tile_w4a16_lanes): the group's 16
   // int32 lanes are two vectors of 8 (h = 0, 1). AVX2's vpermps selects
   // among 8 values, not 16, so nibble p of 8 lanes is shifted down, masked
-  // and converted, and s·(j - 8) is one fma, s·j + (-8s): the product of
-  // integers and a power of two is exact, so each weight gets the same float
-  // as from the 512-bit levels' table. 16 registers: 4 weight rows per tile
-  // at one input row, 2 x 2 at more.
+  // and converted to the float j, and the scale is factored out of the
+  // group: s · (Σ j·x - 8 Σ x) (kLanesFactored). 16 registers: 4 weight
+  // rows per tile at one input row, 2 x 2 at more.
+  static constexpr bool kLanesFactored = true;
   struct L { __m256i lo, hi; };
-  struct LT { __m256 s, m8s; };
-  static LT u4_lane_table(float s) { return {_mm256_set1_ps(s), _mm256_set1_ps(-8.0f * s)}; }
+  using LT = float;
+  static LT u4_lane_table(float s) { return s; }
   static constexpr int kLanesRowsM1 = 4, kLanesRows = 2, kLanesInRows = 2;
   static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
   // The group at p; `half`: only its first chunk exists (lanes 8..15 read as
@@ -314,12 +317,14 @@ struct O : OpsQuad {
     return {_mm256_loadu_si256((const __m256i*)p),
             half ? _mm256_setzero_si256() : _mm256_loadu_si256((const __m256i*)(p + 32))};
   }
-  static F lanes_to_f(const L& v, const LT& t, int p, int h) {
+  // Nibble p of the lanes of half h as floats j = 0..15 (exact).
+  static F lanes_to_f(const L& v, const LT&, int p, int h) {
     const __m256i x = h ? v.hi : v.lo;
     const __m256i j = p == 7 ? _mm256_srli_epi32(x, 28)
                              : _mm256_and_si256(p == 0 ? x : _mm256_srli_epi32(x, 4 * p), _mm256_set1_epi32(15));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(j), t.s, t.m8s);
+    return _mm256_cvtepi32_ps(j);
   }
+  static F fnmadd(F a, F b, F c) { return _mm256_fnmadd_ps(a, b, c); }
   static void u4_to_f(const uint8_t* p, const T& s, F* out) {
     const I u = load_u4(p);
     const __m256i e8 = _mm256_set1_epi8(8);
