@@ -303,13 +303,14 @@ struct O : OpsQuad {
   // int32 lanes are two vectors of 8 (h = 0, 1). AVX2's vpermps selects
   // among 8 values, not 16, so nibble p of 8 lanes is shifted down, masked
   // and converted to the float j, and the scale is factored out of the
-  // group: s · (Σ j·x - 8 Σ x) (kLanesFactored). 16 registers: 4 weight
-  // rows per tile at one input row, 2 x 2 at more.
+  // group: s · (Σ j·x - 8 Σ x) (kLanesFactored). Tiles for 16 registers:
+  // 4 weight rows at one input row, 2 weight rows x 4 input rows at more
+  // (measured best: bench/NOTES.md).
   static constexpr bool kLanesFactored = true;
   struct L { __m256i lo, hi; };
   using LT = float;
   static LT u4_lane_table(float s) { return s; }
-  static constexpr int kLanesRowsM1 = 4, kLanesRows = 2, kLanesInRows = 2;
+  static constexpr int kLanesRowsM1 = 4, kLanesRows = 2, kLanesInRows = 4;
   static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
   // The group at p; `half`: only its first chunk exists (lanes 8..15 read as
   // 0, whose inputs are 0 in lane order).
