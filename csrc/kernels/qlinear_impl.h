@@ -220,10 +220,11 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, c
 // and multiplied with vector p of the inputs into one accumulator per
 // output; y = Σ lanes + b. The 512-bit levels widen to s·(j - 8) (one shift
 // and one vpermps for 16 weights); AVX2 (O::kLanesFactored) to j (shift,
-// mask, convert for 8) and adds s·(Σ j·x - 8 Σ x) per group. Every tile shape takes these steps in this order, so a row's result
-// never depends on M (batch invariance): these tiles read the packed
-// nibbles, the Unpacked ones the same weights widened beforehand (rows of
-// groups · 128 floats in lane order, `ws` bytes apart: unpack_f_rows_lanes).
+// mask, convert for 8) and adds s·(Σ j·x - 8 Σ x) per group. Every tile
+// shape takes these steps in this order, so a row's result never depends
+// on M (batch invariance): these tiles read the packed nibbles, the
+// Unpacked ones the same weights widened beforehand (rows of groups · 128
+// floats in lane order, `ws` bytes apart: unpack_f_rows_lanes).
 constexpr int64_t kLanesPrefetchBytes = 4096;
 template <int R, int MB, bool Unpacked = false>
 void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, const uint8_t* w0, int64_t ws) {

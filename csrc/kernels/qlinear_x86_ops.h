@@ -100,7 +100,7 @@ struct Ops512 : OpsQuad {
   using L = __m512i;
   using LT = T;
   static LT u4_lane_table(float s) { return u4_table(s); }
-  // Weights as s·(j - 8) straight from the table (not factored: see Ops256).
+  // Weights as s·(j - 8) straight from the table (AVX2 factors s out: its O below).
   static constexpr bool kLanesFactored = false;
   // Weight rows per tile at one input row; rows x input rows per tile at more.
   static constexpr int kLanesRowsM1 = 8, kLanesRows = 4, kLanesInRows = 4;
