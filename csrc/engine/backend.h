@@ -13,6 +13,7 @@
 #include "core/dtype.h"
 #include "kernels/attention.h"
 #include "kernels/conv1d.h"
+#include "kernels/embedding.h"
 #include "kernels/hadamard.h"
 #include "kernels/linear.h"
 #include "kernels/moe.h"
@@ -24,28 +25,43 @@
 
 namespace nm::engine {
 
-// Embedding rows: out[t, :] = table row tokens[t] as float32 (any weight
-// format; the Quamba formats with their scales). `tokens` is HOST memory
-// (the ids come from JavaScript); `table`, `scales` and `out` are the
-// backend's.
-struct EmbeddingArgs {
-  const void* table = nullptr;
-  DType dtype = DType::F32;
-  WeightLayout layout = WeightLayout::Rows;  // I8 / I4 tables may be packed in panels
-  const float* scales = nullptr;             // I8 / I4 tables
-  int64_t dim = 0;                // row length
-  const int32_t* tokens = nullptr;
-  int64_t n = 0;
-  float* out = nullptr;           // [n, dim], dense
-};
+// EmbeddingArgs (kernels/embedding.h): `tokens` is HOST memory for the
+// backends (the ids come from JavaScript); `table`, `scales` and `out` are
+// the backend's.
+using nm::EmbeddingArgs;
+
+// Which backend a model runs on. DeviceEmulation runs the CPU kernels on
+// memory that host code can touch only through the backend (device_emulation_backend.cpp):
+// the tests' check that the engine keeps to the seam a CUDA backend needs.
+enum class BackendKind { Cpu, DeviceEmulation };
 
 class Backend {
  public:
   virtual ~Backend() = default;
-  // "cpu" | "cuda".
+  // "cpu" | "cpu-device-emulation" | "cuda".
   virtual const char* name() const = 0;
   // Whether its linear / qlinear / moe kernels take weights of this format.
   virtual bool supports(DType weight_format) const = 0;
+
+  // --- Memory. Every buffer the kernels read or write (weights, states, KV
+  // pages, activations) is the backend's; host code moves bytes in and out
+  // with upload / download. Index arrays the engine builds on the host
+  // (token ids, sequence slots, positions, cu_seqlens, KV block tables, the
+  // MoE expert pointer table) stay host memory: the backend moves them.
+  // Whether host code may read the backend's memory directly (the CPU).
+  virtual bool host_addressable() const = 0;
+  // `bytes` (> 0) of uninitialised memory, 64-byte aligned; throws std::bad_alloc.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void release(void* p) noexcept = 0;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void zero(void* dst, size_t bytes) = 0;
+  // Load time: the backend's copy of host bytes that live as long as the
+  // model (mapped weights, converted parameters); the CPU uses them in place.
+  virtual const void* place(const void* host, size_t bytes) = 0;
+  // Whether I8 / I4 weights with int8 inputs are packed in panels for its
+  // qlinear kernels (TensorTable::pack); else they stay in rows.
+  virtual bool packs_weights() const = 0;
 
   // Data movement and elementwise ops on the backend's memory.
   virtual void embedding(const EmbeddingArgs& a) = 0;
@@ -86,5 +102,8 @@ class Backend {
   virtual void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride,
                            int64_t rows, int64_t I) = 0;
 };
+
+// The backend of `kind` (a std::invalid_argument for one this build lacks).
+std::unique_ptr<Backend> make_backend(BackendKind kind);
 
 }  // namespace nm::engine

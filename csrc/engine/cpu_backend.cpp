@@ -1,6 +1,7 @@
 #include "engine/cpu_backend.h"
 
 #include <cstring>
+#include <new>
 
 namespace nm::engine {
 
@@ -13,15 +14,21 @@ class CpuBackend final : public Backend {
   // Every format of the weight-format table has a CPU kernel family.
   bool supports(DType t) const override { return (int32_t)t >= 0 && (int32_t)t < kDTypeCount; }
 
-  void embedding(const EmbeddingArgs& a) override {
-    if (dtype_info(a.dtype).linear == LinearKernel::Quamba) {
-      const int64_t stride = dtype_row_bytes(a.dtype, a.dim);
-      for (int64_t t = 0; t < a.n; ++t)
-        qweight_row_to_f32(a.table, a.dtype, stride, a.scales, a.tokens[t], a.dim, a.out + t * a.dim, a.layout);
-    } else {
-      for (int64_t t = 0; t < a.n; ++t) load_row_as_f32(a.table, a.dtype, (int64_t)a.tokens[t] * a.dim, a.dim, a.out + t * a.dim);
-    }
+  // Host memory: the kernels and the engine share it.
+  bool host_addressable() const override { return true; }
+  void* alloc(size_t bytes) override { return ::operator new[](bytes > 0 ? bytes : 1, std::align_val_t(64)); }
+  void release(void* p) noexcept override {
+    if (p) ::operator delete[](p, std::align_val_t(64));
   }
+  void upload(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void zero(void* dst, size_t bytes) override {
+    if (bytes) std::memset(dst, 0, bytes);
+  }
+  const void* place(const void* host, size_t) override { return host; }
+  bool packs_weights() const override { return true; }
+
+  void embedding(const EmbeddingArgs& a) override { nm::embedding(a); }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memmove(dst, src, bytes);
   }

@@ -32,7 +32,7 @@ void embed(const Model& m, const int32_t* tokens, int64_t n, float* h) {
   const Weight& e = m.embedding();
   const int64_t d = m.config().d_model;
   EmbeddingArgs a;
-  a.table = e.data; a.dtype = e.dtype; a.layout = e.layout; a.scales = e.scales; a.dim = d;
+  a.table = e.data; a.dtype = e.dtype; a.layout = e.layout; a.scales = e.scales; a.rows = e.rows; a.dim = d;
   a.tokens = tokens; a.n = n; a.out = h;
   m.backend().embedding(a);
   m.backend().scale(h, n * d, m.config().embedding_multiplier);
@@ -65,10 +65,14 @@ void run_layers(Model& m, int32_t slot, int64_t pos0, const int32_t* slots, cons
   }
 }
 
-// logits for rows [row0, row0 + rows) of h/residual.
+// logits (host memory) for rows [row0, row0 + rows) of h/residual: written
+// in place on a backend whose memory is the host's, else downloaded.
 void head(const Model& m, const float* h, const float* residual, int64_t row0, int64_t rows, float* logits) {
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model;
+  const bool direct = m.backend().host_addressable();
+  Buf device_logits((size_t)(direct ? 0 : rows * c.vocab));
+  float* out = direct ? logits : device_logits.data();
   Buf hf((size_t)(rows * d)), res_out((size_t)(rows * d));
   RmsNormArgs a;
   a.rows = rows; a.dim = d;
@@ -90,14 +94,15 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
   a.eps = c.norm_eps;
   a.out = hf.data(); a.out_stride = d;
   m.backend().rms_norm(a);
-  run_linear(m, m.lm_head(), nullptr, hf.data(), d, rows, logits);
-  m.backend().scale(logits, rows * c.vocab, 1.0f / c.logits_scaling);
+  run_linear(m, m.lm_head(), nullptr, hf.data(), d, rows, out);
+  m.backend().scale(out, rows * c.vocab, 1.0f / c.logits_scaling);
+  if (!direct) m.backend().download(logits, out, (size_t)(rows * c.vocab) * sizeof(float));
 }
 
 }  // namespace
 
 void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMode mode, float* logits) {
-  BufScope buffers;
+  BufScope buffers(m.backend());
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model, V = c.vocab;
   m.check_context(slot, n);
@@ -116,7 +121,7 @@ void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMod
 }
 
 void decode_step(Model& m, const int32_t* slots, const int32_t* tokens, int64_t batch, float* logits) {
-  BufScope buffers;
+  BufScope buffers(m.backend());
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model;
   std::vector<int32_t> pos((size_t)batch);

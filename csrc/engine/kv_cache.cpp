@@ -1,19 +1,39 @@
 #include "engine/kv_cache.h"
 
+#include "engine/backend.h"
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
 namespace nm::engine {
 
+KvCache::~KvCache() {
+  for (LayerStore& l : layers_) {
+    backend_.release(l.k);
+    backend_.release(l.v);
+  }
+}
+
 int32_t KvCache::add_layer(int64_t n_kv_heads, int64_t head_dim) {
   LayerStore l;
   l.n_kv_heads = n_kv_heads;
   l.head_dim = head_dim;
-  l.k.resize((size_t)(num_pages_ * page_bytes(l)));
-  l.v.resize((size_t)(num_pages_ * page_bytes(l)));
-  layers_.push_back(std::move(l));
+  layers_.push_back(l);
+  if (num_pages_ > 0) resize(layers_.back(), num_pages_);
   return (int32_t)layers_.size() - 1;
+}
+
+void KvCache::resize(LayerStore& l, int64_t pages) {
+  const size_t keep = (size_t)(num_pages_ * page_bytes(l)), bytes = (size_t)(pages * page_bytes(l));
+  for (uint8_t** store : {&l.k, &l.v}) {
+    uint8_t* grown = static_cast<uint8_t*>(backend_.alloc(bytes));
+    if (*store) {
+      backend_.copy(grown, *store, keep);
+      backend_.release(*store);
+    }
+    *store = grown;
+  }
 }
 
 int64_t KvCache::row_bytes(int32_t layer) const {
@@ -28,10 +48,7 @@ int64_t KvCache::page_bytes(const LayerStore& l) const {
 void KvCache::grow() {
   const int64_t grown = std::max<int64_t>(4, num_pages_ * 2);
   if (grown > INT32_MAX) throw std::runtime_error("KV cache: too many pages");
-  for (LayerStore& l : layers_) {
-    l.k.resize((size_t)(grown * page_bytes(l)));
-    l.v.resize((size_t)(grown * page_bytes(l)));
-  }
+  for (LayerStore& l : layers_) resize(l, grown);
   for (int64_t p = grown - 1; p >= num_pages_; --p) free_.push_back((int32_t)p);
   num_pages_ = grown;
 }
@@ -64,8 +81,8 @@ PagedKvCache KvCache::view(int32_t layer) {
   LayerStore& l = layers_[(size_t)layer];
   PagedKvCache c;
   c.dtype = dtype_;
-  c.k = l.k.data();
-  c.v = l.v.data();
+  c.k = l.k;
+  c.v = l.v;
   c.num_pages = num_pages_;
   c.page_size = kKvPageTokens;
   c.n_kv_heads = l.n_kv_heads;
@@ -76,20 +93,20 @@ PagedKvCache KvCache::view(int32_t layer) {
   return c;
 }
 
-uint8_t* KvCache::row(std::vector<uint8_t>& store, const LayerStore& l, int32_t page, int64_t slot_in_page) const {
+uint8_t* KvCache::row(uint8_t* store, const LayerStore& l, int32_t page, int64_t slot_in_page) const {
   const int64_t rb = l.n_kv_heads * l.head_dim * (int64_t)dtype_size(dtype_);
-  return store.data() + (int64_t)page * page_bytes(l) + slot_in_page * rb;
+  return store + (int64_t)page * page_bytes(l) + slot_in_page * rb;
 }
 
 void KvCache::read(int32_t slot, int32_t layer, int64_t tokens, uint8_t* bytes) const {
-  LayerStore& l = const_cast<LayerStore&>(layers_[(size_t)layer]);
+  const LayerStore& l = layers_[(size_t)layer];
   const std::vector<int32_t>& pages = this->pages(slot);
   if ((int64_t)pages.size() * kKvPageTokens < tokens) throw std::logic_error("KV cache: read past the reserved pages");
   const int64_t rb = row_bytes(layer);
   for (int64_t t = 0; t < tokens; ++t) {
     const int32_t page = pages[(size_t)(t / kKvPageTokens)];
-    std::memcpy(bytes + t * rb, row(l.k, l, page, t % kKvPageTokens), (size_t)rb);
-    std::memcpy(bytes + (tokens + t) * rb, row(l.v, l, page, t % kKvPageTokens), (size_t)rb);
+    backend_.download(bytes + t * rb, row(l.k, l, page, t % kKvPageTokens), (size_t)rb);
+    backend_.download(bytes + (tokens + t) * rb, row(l.v, l, page, t % kKvPageTokens), (size_t)rb);
   }
 }
 
@@ -100,8 +117,8 @@ void KvCache::write(int32_t slot, int32_t layer, int64_t tokens, const uint8_t* 
   const int64_t rb = row_bytes(layer);
   for (int64_t t = 0; t < tokens; ++t) {
     const int32_t page = pages[(size_t)(t / kKvPageTokens)];
-    std::memcpy(row(l.k, l, page, t % kKvPageTokens), bytes + t * rb, (size_t)rb);
-    std::memcpy(row(l.v, l, page, t % kKvPageTokens), bytes + (tokens + t) * rb, (size_t)rb);
+    backend_.upload(row(l.k, l, page, t % kKvPageTokens), bytes + t * rb, (size_t)rb);
+    backend_.upload(row(l.v, l, page, t % kKvPageTokens), bytes + (tokens + t) * rb, (size_t)rb);
   }
 }
 

@@ -4,7 +4,8 @@
 // each layer keeping its own storage of num_pages pages. Storage grows by
 // doubling when the free list runs out (the kernels take the pointers anew
 // on every call), and a sequence's pages go back to the free list when it is
-// freed or reset. Callers hold the model's compute mutex.
+// freed or reset. The pages are the backend's memory (backend.h); the page
+// lists are host bookkeeping. Callers hold the model's compute mutex.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -16,9 +17,14 @@ namespace nm::engine {
 
 constexpr int64_t kKvPageTokens = 64;
 
+class Backend;
+
 class KvCache {
  public:
-  explicit KvCache(DType dtype) : dtype_(dtype) {}
+  KvCache(Backend& backend, DType dtype) : backend_(backend), dtype_(dtype) {}
+  ~KvCache();
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
 
   // Load time: a new attention layer's cache; returns its index.
   int32_t add_layer(int64_t n_kv_heads, int64_t head_dim);
@@ -44,12 +50,16 @@ class KvCache {
  private:
   struct LayerStore {
     int64_t n_kv_heads = 0, head_dim = 0;
-    std::vector<uint8_t> k, v;  // [num_pages, kKvPageTokens, n_kv_heads, head_dim]
+    uint8_t* k = nullptr;  // [num_pages, kKvPageTokens, n_kv_heads, head_dim]
+    uint8_t* v = nullptr;
   };
   int64_t page_bytes(const LayerStore& l) const;
-  uint8_t* row(std::vector<uint8_t>& store, const LayerStore& l, int32_t page, int64_t slot_in_page) const;
+  uint8_t* row(uint8_t* store, const LayerStore& l, int32_t page, int64_t slot_in_page) const;
+  // The layer's K / V storage resized to `pages` pages, keeping the first num_pages_.
+  void resize(LayerStore& l, int64_t pages);
   void grow();
 
+  Backend& backend_;
   DType dtype_;
   std::vector<LayerStore> layers_;
   int64_t num_pages_ = 0;

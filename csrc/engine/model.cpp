@@ -6,20 +6,21 @@
 
 #include "engine/backend.h"
 #include "engine/blocks/block.h"
-#include "engine/cpu_backend.h"
 #include "engine/tensor_table.h"
 #include "kernels/hadamard.h"
 
 namespace nm::engine {
 
 Model::Model() = default;
-Model::~Model() = default;
+Model::~Model() {
+  if (pool_) backend_->release(pool_);
+}
 
 std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std::string>& files,
-                                   const std::vector<TensorSource>& tensors) {
+                                   const std::vector<TensorSource>& tensors, BackendKind backend) {
   auto m = std::shared_ptr<Model>(new Model());
   m->cfg_ = cfg;
-  m->backend_ = make_cpu_backend();
+  m->backend_ = make_backend(backend);
   const ModelConfig& c = m->cfg_;
   if (c.d_model <= 0 || c.n_layer <= 0 || c.vocab <= 0 || (int64_t)c.layers.size() != c.n_layer)
     throw LoadError("invalid model configuration", "", "config");
@@ -43,39 +44,39 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
       throw LoadError(e.what(), f, "");
     }
   }
-  m->kv_ = std::make_unique<KvCache>(c.kv_dtype);
-  TensorTable tt(m->files_, tensors, m->scale_store_, m->packed_store_);
+  m->kv_ = std::make_unique<KvCache>(*m->backend_, c.kv_dtype);
+  TensorTable tt(*m->backend_, m->files_, tensors, m->scale_store_, m->packed_store_);
   using Q = TensorTable::Quant;
   const int64_t d = c.d_model, V = c.vocab;
 
-  m->embedding_ = tt.get("backbone.embeddings.weight", {{V, d}}, true, Q::Embedding);
+  const Weight embedding = tt.get_host("backbone.embeddings.weight", {{V, d}}, true, Q::Embedding);
   m->norm_f_ = tt.get("backbone.norm_f.weight", {{d}});
   const bool untied = tt.has("lm_head.weight");
   if (untied) {
+    m->embedding_ = tt.place(embedding);
     m->lm_head_ = tt.get("lm_head.weight", {{V, d}}, true, Q::Any);
-  } else if (dtype_info(m->embedding_.dtype).linear == LinearKernel::Quamba) {
+  } else if (dtype_info(embedding.dtype).linear == LinearKernel::Quamba) {
     // A quantized embedding as the tied head: its input scale (int8 head
     // inputs) is backbone.embeddings.input_scale; an i8 head needs one.
-    m->lm_head_ = m->embedding_;
+    Weight head = embedding;
     const std::string is = "backbone.embeddings.input_scale";
     if (tt.has(is)) {
       std::vector<float> a = tt.get_f32_any(is, {{}, {1}});
       if (!(a[0] > 0.0f) || !std::isfinite(a[0]))
         throw LoadError("tensor " + is + " is " + std::to_string(a[0]) + "; it must be finite and > 0", tt.path_of(is), is);
-      m->lm_head_.act_scale = a[0];
-    } else if (m->embedding_.dtype == DType::I8) {
+      head.act_scale = a[0];
+    } else if (embedding.dtype == DType::I8) {
       throw LoadError("the embedding is i8 and the head is tied to it: the head needs " + is +
                           " (or its own lm_head.weight)", tt.path_of("backbone.embeddings.weight"), is);
     }
-    // A head with int8 inputs is packed; the lookup then reads the packed
-    // copy too, so that the file's pages are never touched again.
-    m->lm_head_ = tt.pack(m->lm_head_);
-    if (m->lm_head_.layout == WeightLayout::Panels) {
-      m->embedding_.data = m->lm_head_.data;
-      m->embedding_.layout = m->lm_head_.layout;
-      m->embedding_.scales = m->lm_head_.scales;
-    }
+    // A head with int8 inputs is packed (on a backend that packs); the
+    // lookup then reads the packed copy too, so that the file's pages are
+    // never touched again. One placed copy serves both.
+    m->lm_head_ = tt.place(tt.pack(head));
+    m->embedding_ = m->lm_head_;
+    m->embedding_.act_scale = 0.0f;
   } else {
+    m->embedding_ = tt.place(embedding);
     m->lm_head_ = m->embedding_;  // tied
   }
 
@@ -127,7 +128,14 @@ int32_t Model::alloc_slot() {
   }
   size_t old = slot_used_.size(), grown = std::max<size_t>(4, old * 2);
   if (grown > (size_t)INT32_MAX) throw std::runtime_error("too many sequences");
-  pool_.resize(grown * (size_t)state_floats_, 0.0f);  // keeps existing slots' states
+  // A larger pool holding the existing slots' states (new slots are zeroed by reset_slot).
+  const size_t row = (size_t)state_floats_ * sizeof(float);
+  float* grown_pool = static_cast<float*>(backend_->alloc(std::max<size_t>(grown * row, 1)));
+  if (pool_) {
+    backend_->copy(grown_pool, pool_, old * row);
+    backend_->release(pool_);
+  }
+  pool_ = grown_pool;
   slot_used_.resize(grown, 0);
   positions_.resize(grown, 0);
   slot_used_[old] = 1;
@@ -136,7 +144,7 @@ int32_t Model::alloc_slot() {
 }
 
 void Model::reset_slot(int32_t slot) {
-  std::fill_n(slot_state(slot), state_floats_, 0.0f);
+  backend_->zero(slot_state(slot), (size_t)state_floats_ * sizeof(float));
   positions_[(size_t)slot] = 0;
   kv_->release(slot);
 }
@@ -175,7 +183,7 @@ uint64_t Model::snapshot_bytes(int64_t position) const {
 std::vector<uint8_t> Model::snapshot(int32_t slot) const {
   const int64_t pos = position(slot);
   std::vector<uint8_t> out(snapshot_bytes(pos));
-  std::memcpy(out.data(), pool_.data() + (int64_t)slot * state_floats_, (size_t)state_floats_ * 4);
+  backend_->download(out.data(), pool_ + (int64_t)slot * state_floats_, (size_t)state_floats_ * 4);
   uint8_t* p = out.data() + state_floats_ * 4;
   for (int32_t l = 0; l < kv_->layer_count(); ++l) {
     kv_->read(slot, l, pos, p);
@@ -193,7 +201,7 @@ void Model::restore(int32_t slot, const uint8_t* bytes, size_t nbytes, int64_t p
                             "position " + std::to_string(position) + " of this model has " +
                             std::to_string(snapshot_bytes(position)));
   kv_->release(slot);
-  std::memcpy(slot_state(slot), bytes, (size_t)state_floats_ * 4);
+  backend_->upload(slot_state(slot), bytes, (size_t)state_floats_ * 4);
   const uint8_t* p = bytes + state_floats_ * 4;
   for (int32_t l = 0; l < kv_->layer_count(); ++l) {
     kv_->write(slot, l, position, p);

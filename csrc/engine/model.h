@@ -19,6 +19,7 @@
 namespace nm::engine {
 
 class Backend;
+enum class BackendKind;
 class Mixer;
 class FeedForward;
 
@@ -123,6 +124,15 @@ struct Weight {
   float act_scale = 0.0f;
 };
 
+// Small float32 parameters (A, D, dt biases, activation scales) in the
+// backend's memory (TensorTable::params).
+struct Params {
+  const float* ptr = nullptr;
+  int64_t n = 0;
+  const float* data() const { return ptr; }
+  int64_t size() const { return n; }
+};
+
 // One layer: pre-norm, mixer, and (ffn != None) a second pre-norm and the feed-forward.
 struct Layer {
   Weight norm, ffn_norm;
@@ -134,9 +144,10 @@ class Model {
  public:
   // Maps the files, builds every layer's blocks (engine/blocks/), which
   // check their tensors against the configuration and the file bounds and
-  // convert their small parameters. Throws LoadError.
+  // convert their small parameters, on the backend of `backend` (weights,
+  // states and activations in its memory). Throws LoadError.
   static std::shared_ptr<Model> load(const ModelConfig& cfg, const std::vector<std::string>& files,
-                                     const std::vector<TensorSource>& tensors);
+                                     const std::vector<TensorSource>& tensors, BackendKind backend);
   ~Model();
 
   const ModelConfig& config() const { return cfg_; }
@@ -156,7 +167,9 @@ class Model {
   // --- per-sequence state (callers hold compute_mutex()) ---
   // A sequence's state: the fixed floats of its recurrent layers (each
   // Mamba block's conv then SSM state, at the offset reserve_state() gave
-  // it), its attention layers' KV pages (kv_cache.h) and its position.
+  // it), its attention layers' KV pages (kv_cache.h) and its position. The
+  // floats are the backend's memory: slot_state() and pool_base() address
+  // them for kernels; host code goes through snapshot() / restore().
   int64_t state_floats() const { return state_floats_; }
   // New zeroed slot at position 0 (grows the pool when full).
   int32_t alloc_slot();
@@ -165,8 +178,8 @@ class Model {
   int64_t live_slots() const;
   // Back to the empty state (zeros, no KV pages, position 0).
   void reset_slot(int32_t slot);
-  float* slot_state(int32_t slot) { return pool_.data() + (int64_t)slot * state_floats_; }
-  float* pool_base() { return pool_.data(); }
+  float* slot_state(int32_t slot) { return pool_ + (int64_t)slot * state_floats_; }
+  float* pool_base() { return pool_; }
   // Tokens the sequence has consumed.
   int64_t position(int32_t slot) const { return positions_[(size_t)slot]; }
   void set_position(int32_t slot, int64_t pos) { positions_[(size_t)slot] = pos; }
@@ -208,7 +221,7 @@ class Model {
   std::vector<AlignedBytes> packed_store_;        // Weight::data of Panels weights points here
 
   int64_t state_floats_ = 0;
-  std::vector<float> pool_;
+  float* pool_ = nullptr;  // [slots, state_floats_] in the backend's memory
   std::vector<uint8_t> slot_used_;
   std::vector<int64_t> positions_;
   std::unique_ptr<KvCache> kv_;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "cpu/threadpool.h"
 #include "kernels/linear.h"
@@ -16,31 +17,40 @@ namespace {
 thread_local BufPool* t_buf_pool = nullptr;
 }  // namespace
 
-BufScope::BufScope() : prev_(t_buf_pool) { t_buf_pool = &pool_; }
-BufScope::~BufScope() { t_buf_pool = prev_; }
+BufScope::BufScope(Backend& backend) : prev_(t_buf_pool) {
+  pool_.backend = &backend;
+  t_buf_pool = &pool_;
+}
 
-Buf::Buf(size_t n) : n_(n), pool_(t_buf_pool) {
-  if (pool_) {
-    // Best fit among the free blocks.
-    size_t best = pool_->blocks.size();
-    for (size_t i = 0; i < pool_->blocks.size(); ++i)
-      if (pool_->caps[i] >= n && (best == pool_->blocks.size() || pool_->caps[i] < pool_->caps[best])) best = i;
-    if (best < pool_->blocks.size()) {
-      block_ = std::move(pool_->blocks[best]);
-      cap_ = pool_->caps[best];
-      pool_->blocks.erase(pool_->blocks.begin() + (std::ptrdiff_t)best);
-      pool_->caps.erase(pool_->caps.begin() + (std::ptrdiff_t)best);
-      return;
-    }
+BufScope::~BufScope() {
+  t_buf_pool = prev_;
+  for (float* b : pool_.blocks) pool_.backend->release(b);
+}
+
+Buf::Buf(size_t n) : pool_(t_buf_pool) {
+  if (!pool_) throw std::logic_error("node-mamba: an activation buffer outside a BufScope");
+  // Best fit among the free blocks.
+  size_t best = pool_->blocks.size();
+  for (size_t i = 0; i < pool_->blocks.size(); ++i)
+    if (pool_->caps[i] >= n && (best == pool_->blocks.size() || pool_->caps[i] < pool_->caps[best])) best = i;
+  if (best < pool_->blocks.size()) {
+    block_ = pool_->blocks[best];
+    cap_ = pool_->caps[best];
+    pool_->blocks.erase(pool_->blocks.begin() + (std::ptrdiff_t)best);
+    pool_->caps.erase(pool_->caps.begin() + (std::ptrdiff_t)best);
+    return;
   }
-  block_.reset(new float[n > 0 ? n : 1]);
-  cap_ = n;
+  cap_ = n > 0 ? n : 1;
+  block_ = static_cast<float*>(pool_->backend->alloc(cap_ * sizeof(float)));
 }
 
 Buf::~Buf() {
-  if (pool_ && block_) {
-    pool_->blocks.push_back(std::move(block_));
+  // Back to the pool (freed with it), even when a push fails.
+  try {
+    pool_->blocks.push_back(block_);
     pool_->caps.push_back(cap_);
+  } catch (...) {
+    pool_->backend->release(block_);
   }
 }
 
@@ -100,8 +110,22 @@ void accumulate_gram(double* G, const float* x, int64_t xs, int64_t M, int64_t K
     for (int64_t j = 0; j < i; ++j) G[i * K + j] = G[j * K + i];
 }
 
+// Rows x [M, K] (stride xs) of an activation, readable on the host: x itself
+// when the call's backend (its BufScope's) is the host's, else a copy
+// downloaded into `copy`.
+const float* host_rows(const float* x, int64_t xs, int64_t M, int64_t K, std::vector<float>& copy) {
+  Backend* b = t_buf_pool ? t_buf_pool->backend : nullptr;
+  if (!b || b->host_addressable() || M <= 0 || K <= 0) return x;
+  const size_t n = (size_t)((M - 1) * xs + K);
+  copy.resize(n);
+  b->download(copy.data(), x, n * sizeof(float));
+  return copy.data();
+}
+
 // Records the statistics of a linear layer's input rows x [M, K] (stride xs).
-void observe(const Weight& w, const float* x, int64_t xs, int64_t M, int64_t K) {
+void observe(const Weight& w, const float* x_any, int64_t xs, int64_t M, int64_t K) {
+  std::vector<float> copy;
+  const float* x = host_rows(x_any, xs, M, K, copy);
   TapStats& st = t_observer->taps[&w];
   if (t_observer->gram) {
     if (st.gram.empty()) st.gram.assign((size_t)(K * K), 0.0);
@@ -126,8 +150,10 @@ ActivationObserver* observer() { return t_observer; }
 ObserverScope::ObserverScope(ActivationObserver* obs) : prev_(t_observer) { t_observer = obs; }
 ObserverScope::~ObserverScope() { t_observer = prev_; }
 
-void observe_channels(const std::string& name, const float* x, int64_t xs, int64_t M, int64_t C, int64_t q0,
+void observe_channels(const std::string& name, const float* x_any, int64_t xs, int64_t M, int64_t C, int64_t q0,
                       int64_t q1) {
+  std::vector<float> copy;
+  const float* x = host_rows(x_any, xs, M, C, copy);
   ChannelStats& st = t_observer->channels[name];
   if (st.absmax.empty()) st.absmax.assign((size_t)C, 0.0f);
   const bool want_q = t_observer->percentile > 0.0 && q1 > q0;

@@ -14,21 +14,26 @@
 
 namespace nm::engine {
 
+class Backend;
+
 // Activation buffers. Within one prefill() / decode_step() call (a BufScope)
-// buffers come from a per-call pool and go back to it when they die, so the
-// layers and 512-token chunks after the first reuse the same memory: freshly
-// allocated multi-MB buffers per layer cost page faults, kernel zeroing and
-// std::vector's own zeroing, ~5% of a 2048-token Mamba-2 prefill. Never
-// zeroed: every buffer is fully written by the kernel that produces it before
-// anything reads it. The pool is freed when the call ends.
+// buffers come from a per-call pool in the model's backend memory
+// (backend.h) and go back to it when they die, so the layers and 512-token
+// chunks after the first reuse the same memory: freshly allocated multi-MB
+// buffers per layer cost page faults, kernel zeroing and std::vector's own
+// zeroing, ~5% of a 2048-token Mamba-2 prefill. Never zeroed: every buffer is
+// fully written by the kernel that produces it before anything reads it. The
+// pool is freed when the call ends. Host code never reads a buffer's floats
+// (they may be device memory): only kernels and Backend::download do.
 struct BufPool {
-  std::vector<std::unique_ptr<float[]>> blocks;
+  Backend* backend = nullptr;
+  std::vector<float*> blocks;
   std::vector<size_t> caps;
 };
 
 class BufScope {
  public:
-  BufScope();
+  explicit BufScope(Backend& backend);
   ~BufScope();
   BufScope(const BufScope&) = delete;
   BufScope& operator=(const BufScope&) = delete;
@@ -38,20 +43,19 @@ class BufScope {
   BufPool* prev_;
 };
 
+// n floats from the innermost BufScope's pool (a BufScope must be open).
 class Buf {
  public:
   explicit Buf(size_t n);
   ~Buf();
   Buf(const Buf&) = delete;
   Buf& operator=(const Buf&) = delete;
-  float* data() { return block_.get(); }
-  const float* data() const { return block_.get(); }
-  float* begin() { return block_.get(); }
-  float* end() { return block_.get() + n_; }
+  float* data() { return block_; }
+  const float* data() const { return block_; }
 
  private:
-  std::unique_ptr<float[]> block_;
-  size_t n_ = 0, cap_ = 0;
+  float* block_ = nullptr;
+  size_t cap_ = 0;
   BufPool* pool_;
 };
 
@@ -65,10 +69,21 @@ class I8Buf {
   Buf buf_;
 };
 
+// int32 indices a kernel produces (MoE expert ids), from the same pool.
+class I32Buf {
+ public:
+  explicit I32Buf(size_t n) : buf_(n) {}
+  int32_t* data() { return reinterpret_cast<int32_t*>(buf_.data()); }
+
+ private:
+  Buf buf_;
+};
+
 // The observer installed on this thread (nullptr: not calibrating).
 ActivationObserver* observer();
 
-// Records per-channel statistics of x [M, C] (stride xs) under `name`, with
+// Records per-channel statistics of x [M, C] (stride xs; the backend's
+// memory, downloaded when it is not the host's) under `name`, with
 // a quantile of |x| over channels [q0, q1) (forward.h ChannelStats).
 void observe_channels(const std::string& name, const float* x, int64_t xs, int64_t M, int64_t C, int64_t q0 = 0,
                       int64_t q1 = 0);

@@ -5,6 +5,7 @@
 #include <new>
 #include <sstream>
 
+#include "engine/backend.h"
 #include "kernels/qlinear.h"
 
 namespace nm::engine {
@@ -21,14 +22,43 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 }  // namespace
 
-TensorTable::TensorTable(const std::vector<std::unique_ptr<MappedFile>>& files, const std::vector<TensorSource>& tensors,
-                         std::vector<std::vector<float>>& scale_store, std::vector<AlignedBytes>& packed_store)
-    : files_(files), scale_store_(scale_store), packed_store_(packed_store) {
+TensorTable::TensorTable(Backend& backend, const std::vector<std::unique_ptr<MappedFile>>& files,
+                         const std::vector<TensorSource>& tensors, std::vector<std::vector<float>>& scale_store,
+                         std::vector<AlignedBytes>& packed_store)
+    : backend_(backend), files_(files), scale_store_(scale_store), packed_store_(packed_store) {
   for (const auto& t : tensors) by_name_[t.name] = &t;
 }
 
 Weight TensorTable::get(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required,
                         Quant quant) {
+  const Weight w = get_host(name, std::move(shapes), required, quant);
+  return place(quant == Quant::Any ? pack(w) : w);
+}
+
+Weight TensorTable::place(const Weight& host) {
+  if (!host.data) return host;
+  Weight w = host;
+  const bool panels = host.layout == WeightLayout::Panels;
+  const int64_t bytes = panels ? dtype_panel_bytes(host.dtype, host.rows, host.cols)
+                               : host.rows * dtype_row_bytes(host.dtype, host.cols);
+  w.data = backend_.place(host.data, (size_t)bytes);
+  if (host.scales) {
+    const int64_t n = panels ? dtype_panel_scale_count(host.dtype, host.rows, host.cols)
+                             : dtype_scale_count(host.dtype, host.rows, host.cols);
+    w.scales = static_cast<const float*>(backend_.place(host.scales, (size_t)n * sizeof(float)));
+  }
+  return w;
+}
+
+Params TensorTable::params(std::vector<float> host) {
+  if (host.empty()) return Params{};
+  scale_store_.push_back(std::move(host));
+  const std::vector<float>& v = scale_store_.back();
+  return Params{static_cast<const float*>(backend_.place(v.data(), v.size() * sizeof(float))), (int64_t)v.size()};
+}
+
+Weight TensorTable::get_host(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required,
+                             Quant quant) {
   auto it = by_name_.find(name);
   if (it == by_name_.end()) {
     if (!required) return Weight{};
@@ -79,11 +109,11 @@ Weight TensorTable::get(const std::string& name, std::vector<std::vector<int64_t
   w.cols = t.shape.empty() ? 1 : (t.shape.size() >= 2 ? numel / t.shape[0] : t.shape[0]);
   if (fmt.scales == ScaleLayout::PerRow || fmt.scales == ScaleLayout::PerGroup)
     load_scales(name, w, quant != Quant::Embedding);
-  return quant == Quant::Any ? pack(w) : w;
+  return w;
 }
 
 Weight TensorTable::pack(const Weight& w) {
-  if (!w.data || w.layout != WeightLayout::Rows || !dtype_info(w.dtype).panels || !(w.act_scale > 0.0f)) return w;
+  if (!backend_.packs_weights() || !w.data || w.layout != WeightLayout::Rows || !dtype_info(w.dtype).panels || !(w.act_scale > 0.0f)) return w;
   const int64_t bytes = dtype_panel_bytes(w.dtype, w.rows, w.cols);
   const int64_t nscales = dtype_panel_scale_count(w.dtype, w.rows, w.cols);
   AlignedBytes buf(static_cast<uint8_t*>(::operator new[]((size_t)std::max<int64_t>(bytes, 64), std::align_val_t(64))));
@@ -151,7 +181,7 @@ std::vector<float> TensorTable::get_f32(const std::string& name, std::vector<int
 }
 
 std::vector<float> TensorTable::get_f32_any(const std::string& name, std::vector<std::vector<int64_t>> shapes) {
-  Weight w = get(name, std::move(shapes));
+  Weight w = get_host(name, std::move(shapes));
   int64_t n = w.rows * w.cols;
   std::vector<float> out((size_t)n);
   for (int64_t i = 0; i < n; ++i) out[(size_t)i] = load_as_f32(w.data, w.dtype, i);
@@ -168,8 +198,9 @@ std::vector<float> TensorTable::get_act_scales(const std::string& name, int64_t 
   return s;
 }
 
-Weight TensorTable::to_f32(const Weight& w) {
-  if (!w.data || w.dtype == DType::F32) return w;
+Weight TensorTable::get_as_f32(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required) {
+  const Weight w = get_host(name, std::move(shapes), required);
+  if (!w.data || w.dtype == DType::F32) return place(w);
   const int64_t n = w.rows * w.cols;
   std::vector<float> v((size_t)n);
   for (int64_t i = 0; i < n; ++i) v[(size_t)i] = load_as_f32(w.data, w.dtype, i);
@@ -177,7 +208,7 @@ Weight TensorTable::to_f32(const Weight& w) {
   Weight f = w;
   f.data = scale_store_.back().data();
   f.dtype = DType::F32;
-  return f;
+  return place(f);
 }
 
 std::vector<float> load_A(TensorTable& tt, const std::string& mixer, std::vector<int64_t> shape) {

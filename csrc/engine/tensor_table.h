@@ -1,7 +1,9 @@
 // The tensors of a checkpoint as the engine receives them (name, file,
 // offset, dtype, shape), checked against the shapes the blocks expect and
 // against the file bounds before any byte is read. Model::load and the
-// blocks (engine/blocks/) take their weights from here.
+// blocks (engine/blocks/) take their weights from here, placed in the
+// backend's memory (backend.h Backend::place): what get() and params() hand
+// out may be device memory, never read on the host.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -13,10 +15,13 @@
 
 namespace nm::engine {
 
+class Backend;
+
 class TensorTable {
  public:
-  TensorTable(const std::vector<std::unique_ptr<MappedFile>>& files, const std::vector<TensorSource>& tensors,
-              std::vector<std::vector<float>>& scale_store, std::vector<AlignedBytes>& packed_store);
+  TensorTable(Backend& backend, const std::vector<std::unique_ptr<MappedFile>>& files,
+              const std::vector<TensorSource>& tensors, std::vector<std::vector<float>>& scale_store,
+              std::vector<AlignedBytes>& packed_store);
 
   bool has(const std::string& name) const { return by_name_.count(name) > 0; }
 
@@ -26,10 +31,16 @@ class TensorTable {
   // dimension that is a multiple of 32), Any (also I8 / I4, for matrices
   // read by the linear layers, whose scale tensors are loaded with them, and
   // which come back packed: pack()) or Embedding (as Any, without the input
-  // scale: a lookup has no input; never packed).
+  // scale: a lookup has no input; never packed). Placed in the backend's memory.
   enum class Quant { None, Ggml, Any, Embedding };
   Weight get(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true,
              Quant quant = Quant::None);
+  // As get(), on the host (the mapped file or the table's stores): for values
+  // the loader reads itself.
+  Weight get_host(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true,
+                  Quant quant = Quant::None);
+  // A host weight's data and scales in the backend's memory.
+  Weight place(const Weight& host);
 
   // The scale tensors of an I8 / I4 weight `name` ("<base>.weight"):
   // <base>.weight_scale [rows] (I8) or [rows, ceil(cols / 128)] (I4), finite
@@ -37,8 +48,9 @@ class TensorTable {
   // (W8A8), absent for float inputs (W4A16).
   void load_scales(const std::string& name, Weight& w, bool input_scale);
 
-  // The weight as qlinear reads it fastest: an I8 / I4 weight with int8
-  // inputs (act_scale > 0: W8A8, W4A8) packed once into its panel layout
+  // The weight as qlinear reads it fastest: on a backend that packs
+  // (Backend::packs_weights), an I8 / I4 weight with int8 inputs (act_scale
+  // > 0: W8A8, W4A8) packed once into its panel layout
   // (core/dtype.h WeightLayout::Panels; the copy and its reordered scales
   // are owned by the model), the file's pages of the original released
   // (MappedFile::release) so that resident memory does not double; any
@@ -47,8 +59,8 @@ class TensorTable {
 
   std::string path_of(const std::string& name) const;
 
-  // Small parameters, converted to float32. Quantized dtypes are refused
-  // (get() throws a LoadError naming the tensor).
+  // Small parameters, converted to float32 on the host. Quantized dtypes are
+  // refused (get() throws a LoadError naming the tensor).
   std::vector<float> get_f32(const std::string& name, std::vector<int64_t> shape);
   std::vector<float> get_f32_any(const std::string& name, std::vector<std::vector<int64_t>> shapes);
 
@@ -56,13 +68,18 @@ class TensorTable {
   // for all) or [n]; finite and > 0.
   std::vector<float> get_act_scales(const std::string& name, int64_t n);
 
-  // A small tensor as a float32 copy the table's store owns (f16 / bf16 conv
-  // weights would be widened element by element in every decode step).
-  Weight to_f32(const Weight& w);
+  // Float32 parameters placed in the backend's memory for the kernels.
+  Params params(std::vector<float> host);
+
+  // The tensor as get() checks it, converted to a float32 copy and placed
+  // (f16 / bf16 conv weights would be widened element by element in every
+  // decode step).
+  Weight get_as_f32(const std::string& name, std::vector<std::vector<int64_t>> shapes, bool required = true);
 
   uint64_t used_bytes() const { return used_bytes_; }
 
  private:
+  Backend& backend_;
   const std::vector<std::unique_ptr<MappedFile>>& files_;
   std::vector<std::vector<float>>& scale_store_;
   std::vector<AlignedBytes>& packed_store_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cpu/threadpool.h"
+#include "engine/backend.h"
 #include "engine/forward.h"
 #include "engine/model.h"
 #include "kernels/moe.h"
@@ -112,6 +113,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     o.Set("decodeBytes", (double)m->decode_bytes());
     o.Set("stateBytes", (double)m->state_floats() * 4);
     o.Set("kvBytesPerToken", (double)(m->snapshot_bytes(1) - m->snapshot_bytes(0)));
+    o.Set("backend", m->backend().name());
     return o;
   }
 
@@ -486,9 +488,14 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
     tensors.push_back(std::move(t));
   }
 
+  // backend: 'cpu' (default) | 'cpu-device-emulation' (engine/backend.h; the tests' check of the device seam).
+  constexpr std::pair<const char*, engine::BackendKind> kBackends[] = {
+      {"cpu", engine::BackendKind::Cpu}, {"cpu-device-emulation", engine::BackendKind::DeviceEmulation}};
+  const engine::BackendKind backend = read_choice(r, "backend", kBackends);
+
   auto model = std::make_shared<std::shared_ptr<Model>>();
   return PromiseWorker::run(env, "node-mamba:loadModel",
-      [cfg, files, tensors, model] { *model = Model::load(cfg, files, tensors); },
+      [cfg, files, tensors, model, backend] { *model = Model::load(cfg, files, tensors, backend); },
       [model](Napi::Env env) -> Napi::Value {
         auto ext = Napi::External<std::shared_ptr<Model>>::New(env, model.get());
         Napi::Object o = NativeModel::ctor->New({ext});

@@ -25,3 +25,17 @@ export function chooseDevice(requested: Device | 'auto', cuda: CudaRuntimeInfo):
   if (requested === 'cuda') throw new DeviceUnavailableError('cuda', why);
   return { device: 'cpu', reason: `'auto' chose the CPU: ${why}` };
 }
+
+/** The engine backend a placement runs on (NativeLoadArgs.backend). */
+export type NativeBackend = 'cpu' | 'cpu-device-emulation';
+
+/**
+ * The engine backend for `device`: the CPU's. With the environment variable
+ * NODE_MAMBA_DEVICE_EMULATION=1 (for tests), the CPU kernels on memory that
+ * the engine's host code may reach only through the backend, as a GPU's
+ * (docs/cuda-backend.md, "The seam"): any direct access faults.
+ */
+export function nativeBackend(device: Device, env: NodeJS.ProcessEnv = process.env): NativeBackend {
+  void device;  // 'cpu' only in this version (chooseDevice)
+  return env.NODE_MAMBA_DEVICE_EMULATION === '1' ? 'cpu-device-emulation' : 'cpu';
+}

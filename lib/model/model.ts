@@ -17,7 +17,7 @@ import { Sequence, type SequenceHost, type SnapshotInfo } from './sequence';
 import type { SnapshotLayer } from './snapshot';
 import { modelFingerprint, type FingerprintTensor } from './fingerprint';
 import { toTokenArray } from './tokens';
-import { chooseDevice, type DeviceChoice } from './device';
+import { chooseDevice, nativeBackend, type DeviceChoice } from './device';
 import { checkLoadOptions, contextSizeFor, type Device, type KvCacheType, type LoadModelOptions } from './load_options';
 import { nativeLoadArgs } from './native_args';
 
@@ -235,6 +235,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   let nm: NativeModel;
   try {
     nm = await native.loadModel(nativeLoadArgs(ck, {
+      backend: nativeBackend(placement.device),
       threads: opts.threads,
       roundActivations: opts.inputRounding === 'auto',
       contextSize: contextSizeFor(ck.config, opts.contextSize),

@@ -6,6 +6,7 @@
 import type { Checkpoint } from '../loaders/checkpoint';
 import type { NativeLoadArgs } from '../native/types';
 import type { MambaConfig } from './config';
+import type { NativeBackend } from './device';
 import type { KvCacheType } from './load_options';
 
 /** The per-layer schedule and the hybrid sizes of NativeLoadArgs. */
@@ -30,6 +31,7 @@ export function nativeModelShape(c: MambaConfig, contextSize: number, kvDtype: K
 }
 
 export interface NativeLoadOptions {
+  backend: NativeBackend;
   threads?: number;
   roundActivations: boolean;
   contextSize: number;
@@ -45,6 +47,7 @@ export function nativeLoadArgs(ck: Checkpoint, o: NativeLoadOptions): NativeLoad
     normEps: c.normEps,
     dtMin: c.timeStepLimit[0],
     ...(Number.isFinite(c.timeStepLimit[1]) ? { dtMax: c.timeStepLimit[1] } : {}),
+    backend: o.backend,
     ...(o.threads !== undefined ? { threads: o.threads } : {}),
     roundActivations: o.roundActivations,
     hadamardOut: c.quantization?.hadamard ?? false,

@@ -44,8 +44,11 @@ export type NativeArgs = Record<string, unknown>;
 
 /** The engine's model object (csrc/napi/model_binding.cpp). Every method that computes returns a Promise. */
 export interface NativeModel {
-  /** stateBytes: the fixed (Mamba) state of a sequence; kvBytesPerToken: its attention layers' K/V bytes per token. */
-  info(): { weightBytes: number; decodeBytes: number; stateBytes: number; kvBytesPerToken: number };
+  /**
+   * stateBytes: the fixed (Mamba) state of a sequence; kvBytesPerToken: its attention layers' K/V bytes per
+   * token; backend: the engine backend it runs on (NativeLoadArgs.backend).
+   */
+  info(): { weightBytes: number; decodeBytes: number; stateBytes: number; kvBytesPerToken: number; backend: string };
   allocSequence(): Promise<number>;
   freeSequence(slot: number): Promise<void> | undefined;
   resetSequence(slot: number): Promise<void>;
@@ -77,6 +80,8 @@ export interface NativeModel {
  * stored tensor.
  */
 export interface NativeLoadArgs {
+  /** The engine backend (engine/backend.h): 'cpu', or 'cpu-device-emulation' for the tests' check of the device seam. */
+  backend?: 'cpu' | 'cpu-device-emulation';
   /** The SSM flavour of the Mamba layers. */
   arch: 'mamba' | 'mamba2';
   dModel: number; nLayer: number; vocabSize: number; dState: number; dConv: number; dInner: number;

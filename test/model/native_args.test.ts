@@ -21,7 +21,7 @@ t.test('jamba', async (t) => {
   const dir = tmpdir(t);
   writeHybridCheckpoint(dir, jambaConfig());
   const ck = resolveCheckpoint(dir);
-  const a = nativeLoadArgs(ck, { roundActivations: true, contextSize: 1024, kvDtype: 'f32' });
+  const a = nativeLoadArgs(ck, { backend: 'cpu', roundActivations: true, contextSize: 1024, kvDtype: 'f32' });
   t.same(a.layers, [
     { mixer: 'mamba1', ffn: 'mlp' }, { mixer: 'mamba1', ffn: 'moe' }, { mixer: 'attention', ffn: 'mlp' }, { mixer: 'mamba1', ffn: 'moe' },
   ]);
@@ -39,7 +39,7 @@ t.test('granitemoehybrid: row slices keep their own offsets', async (t) => {
   const dir = tmpdir(t);
   writeHybridCheckpoint(dir, graniteConfig({ position_embedding_type: 'rope' }), { dtype: 'BF16' });
   const ck = resolveCheckpoint(dir);
-  const a = nativeLoadArgs(ck, { threads: 2, roundActivations: false, contextSize: 4096, kvDtype: 'f16' });
+  const a = nativeLoadArgs(ck, { backend: 'cpu', threads: 2, roundActivations: false, contextSize: 4096, kvDtype: 'f16' });
   t.same([a.arch, a.mambaInnerNorms, a.gatedNormGroupSize, a.attnScale, a.ropeTheta, a.ropeDim], ['mamba2', false, 32, 0.0625, 10000, 4]);
   t.same([a.moeExperts, a.moeTopK, a.moeDim, a.moeRouter, a.moeSharedDim, a.mlpDim], [3, 2, 8, 'topk_softmax', 12, 0]);
   t.same([a.embeddingMultiplier, a.residualMultiplier, a.logitsScaling, a.threads], [12, 0.25, 3, 2]);

@@ -158,23 +158,23 @@ class Mamba1Mixer final : public Mixer {
     load_mamba_common(ctx, L_, 2 * di, di, di * N);
     L_.x_proj = tt.get(mx + "x_proj.weight", {{R + 2 * N, di}}, true, Q::Any);
     L_.dt_proj = tt.get(mx + "dt_proj.weight", {{di, R}}, true, Q::Any);
-    L_.dt_bias = tt.get_f32(mx + "dt_proj.bias", {di});
-    L_.A = load_A(tt, mx, {di, N});
-    L_.D = tt.get_f32(mx + "D", {di});
+    L_.dt_bias = tt.params(tt.get_f32(mx + "dt_proj.bias", {di}));
+    L_.A = tt.params(load_A(tt, mx, {di, N}));
+    L_.D = tt.params(tt.get_f32(mx + "D", {di}));
     if (c.mamba_inner_norms) {
       L_.dt_norm = tt.get(mx + "dt_norm.weight", {{R}});
       L_.B_norm = tt.get(mx + "B_norm.weight", {{N}});
       L_.C_norm = tt.get(mx + "C_norm.weight", {{N}});
     }
     if (c.ssm_int8) {
-      L_.conv_in_scale = tt.get_act_scales(mx + "conv1d.input_scale", di);
+      L_.conv_in_scale = tt.params(tt.get_act_scales(mx + "conv1d.input_scale", di));
       // The conv output is x_proj's int8 input.
       if (dtype_info(L_.x_proj.dtype).linear != LinearKernel::Quamba || !(L_.x_proj.act_scale > 0.0f))
         throw LoadError("int8 SSM activations need x_proj with int8 inputs (an i8 / i4 weight with input_scale)",
                         tt.path_of(mx + "x_proj.weight"), mx + "x_proj.input_scale");
-      L_.conv_out_scale.assign((size_t)di, L_.x_proj.act_scale);
-      L_.B_scale = tt.get_act_scales(mx + "B_scale", N);
-      L_.C_scale = tt.get_act_scales(mx + "C_scale", N);
+      L_.conv_out_scale = tt.params(std::vector<float>((size_t)di, L_.x_proj.act_scale));
+      L_.B_scale = tt.params(tt.get_act_scales(mx + "B_scale", N));
+      L_.C_scale = tt.params(tt.get_act_scales(mx + "C_scale", N));
     }
   }
 

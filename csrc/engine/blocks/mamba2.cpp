@@ -145,13 +145,13 @@ class Mamba2Mixer final : public Mixer {
       throw LoadError("the gated norm's group size must divide d_inner", "", "gatedNormGroupSize");
     const std::string mx = mixer_name(layer_);
     load_mamba_common(ctx, L_, in_proj_dim(c), conv_dim(c), H * c.headdim * c.d_state);
-    L_.dt_bias = tt.get_f32(mx + "dt_bias", {H});
-    L_.A = load_A(tt, mx, {H});
-    L_.D = tt.get_f32(mx + "D", {H});
+    L_.dt_bias = tt.params(tt.get_f32(mx + "dt_bias", {H}));
+    L_.A = tt.params(load_A(tt, mx, {H}));
+    L_.D = tt.params(tt.get_f32(mx + "D", {H}));
     L_.gated_norm = tt.get(mx + "norm.weight", {{di}});
     if (c.ssm_int8) {
-      L_.conv_in_scale = tt.get_act_scales(mx + "conv1d.input_scale", conv_dim(c));
-      L_.conv_out_scale = tt.get_act_scales(mx + "conv1d.output_scale", conv_dim(c));
+      L_.conv_in_scale = tt.params(tt.get_act_scales(mx + "conv1d.input_scale", conv_dim(c)));
+      L_.conv_out_scale = tt.params(tt.get_act_scales(mx + "conv1d.output_scale", conv_dim(c)));
     }
   }
 

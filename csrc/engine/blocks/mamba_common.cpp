@@ -19,8 +19,8 @@ void load_mamba_common(const BlockContext& ctx, MambaWeights& L, int64_t in_dim,
   const std::string mx = mixer_name(ctx.layer);
   L.in_proj = tt.get(mx + "in_proj.weight", {{in_dim, d}}, true, Q::Any);
   L.in_proj_bias = tt.get(mx + "in_proj.bias", {{in_dim}}, false);
-  L.conv_w = tt.to_f32(tt.get(mx + "conv1d.weight", {{conv_dim, 1, K}, {conv_dim, K}}));
-  L.conv_b = tt.to_f32(tt.get(mx + "conv1d.bias", {{conv_dim}}, false));
+  L.conv_w = tt.get_as_f32(mx + "conv1d.weight", {{conv_dim, 1, K}, {conv_dim, K}});
+  L.conv_b = tt.get_as_f32(mx + "conv1d.bias", {{conv_dim}}, false);
   L.out_proj = tt.get(mx + "out_proj.weight", {{d, di}}, true, Q::Any);
   L.out_proj_bias = tt.get(mx + "out_proj.bias", {{d}}, false);
   L.conv_off = ctx.model.reserve_state(conv_dim * (K - 1));

@@ -57,7 +57,7 @@ class MoeFfn final : public FeedForward {
     const ModelConfig& c = m.config();
     const int64_t d = c.d_model;
     Buf logits((size_t)(n * E_)), weights((size_t)(n * k_));
-    std::vector<int32_t> ids((size_t)(n * k_));
+    I32Buf ids((size_t)(n * k_));
     run_linear(m, router_, nullptr, x, d, n, logits.data());
     MoeRouteArgs r;
     r.T = n; r.E = E_; r.k = k_;

@@ -1,0 +1,18 @@
+#include "engine/backend.h"
+
+#include <stdexcept>
+
+#include "engine/cpu_backend.h"
+#include "engine/device_emulation_backend.h"
+
+namespace nm::engine {
+
+std::unique_ptr<Backend> make_backend(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::Cpu: return make_cpu_backend();
+    case BackendKind::DeviceEmulation: return make_device_emulation_backend();
+  }
+  throw std::invalid_argument("unknown backend kind");
+}
+
+}  // namespace nm::engine
