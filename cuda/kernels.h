@@ -12,6 +12,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/conv1d.h"
+#include "kernels/embedding.h"
 #include "kernels/hadamard.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
@@ -21,6 +22,15 @@
 #include "kernels/ssm_q8.h"
 
 namespace nm::cuda {
+
+// Embedding rows of a table in the Rows layout (any format; cuda/elementwise.cu);
+// a token outside [0, rows) gives a zero row (the caller checks them).
+cudaError_t embedding_cuda(const EmbeddingArgs& a, cudaStream_t stream);
+// x *= s; out = a + b (n floats); h = silu(gate) · up per row (kernels/moe.h swiglu_rows).
+cudaError_t scale_cuda(float* x, int64_t n, float s, cudaStream_t stream);
+cudaError_t add_cuda(const float* a, const float* b, float* out, int64_t n, cudaStream_t stream);
+cudaError_t swiglu_rows_cuda(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride,
+                             int64_t rows, int64_t I, cudaStream_t stream);
 
 cudaError_t rms_norm_cuda(const RmsNormArgs& a, cudaStream_t stream);
 cudaError_t gated_rms_norm_cuda(const GatedRmsNormArgs& a, cudaStream_t stream);

@@ -6,6 +6,7 @@
 #pragma once
 #include "kernels/attention.h"
 #include "kernels/conv1d.h"
+#include "kernels/embedding.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
 #include "kernels/norm.h"
@@ -16,6 +17,20 @@
 namespace nm::cuda {
 
 enum class Check { kValid, kNothing, kInvalid, kUnsupported };
+
+// The Rows layout of any format (panels are the CPU's); tokens are the
+// caller's to check (on the device, where the host cannot see them).
+inline Check check_args(const EmbeddingArgs& a) {
+  if (a.n < 0 || a.dim < 0 || a.rows < 0) return Check::kInvalid;
+  if (a.n == 0 || a.dim == 0) return Check::kNothing;
+  if (!a.table || !a.tokens || !a.out) return Check::kInvalid;
+  if ((a.dtype == DType::Q8_0 || a.dtype == DType::Q4_0) && a.dim % 32 != 0) return Check::kInvalid;
+  if (a.dtype == DType::I8 || a.dtype == DType::I4) {
+    if (!a.scales) return Check::kInvalid;
+    if (a.layout != WeightLayout::Rows) return Check::kUnsupported;
+  }
+  return Check::kValid;
+}
 
 inline Check check_args(const RmsNormArgs& a) {
   if (a.rows < 0 || a.dim < 0) return Check::kInvalid;

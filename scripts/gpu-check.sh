@@ -3,9 +3,14 @@
 # needed): builds the standalone check (cmake -DNODE_MAMBA_GPU_CHECK=ON,
 # Release, into build-gpu-check/), then runs
 #   nm_gpu_check --emulate  the CUDA kernels' per-thread math on the host
-#                           against the CPU kernels (as CI does)
+#                           against the CPU kernels, and the whole models of
+#                           cuda/check/models on the device-emulation
+#                           backend (as CI does)
 #   nm_gpu_check            the real CUDA kernels against the CPU kernels
-#                           at awkward sizes, then timings at the benchmark
+#                           at awkward sizes, the whole models of
+#                           cuda/check/models on the CUDA backend against
+#                           the CPU engine's logits (shipped with the
+#                           models), then timings at the benchmark
 #                           shapes (mamba-130m, 1.4B, Mamba-2 decode) with
 #                           the device copy bandwidth; the table comes last.
 # Exits non-zero on any mismatch, error, or when no usable device is found

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/dtype.h"
 #include "kernels/attention.h"
@@ -31,9 +32,12 @@ namespace nm::engine {
 using nm::EmbeddingArgs;
 
 // Which backend a model runs on. DeviceEmulation runs the CPU kernels on
-// memory that host code can touch only through the backend (device_emulation_backend.cpp):
-// the tests' check that the engine keeps to the seam a CUDA backend needs.
-enum class BackendKind { Cpu, DeviceEmulation };
+// memory that host code can touch only through the backend
+// (device_emulation_backend.cpp): the tests' check that the engine keeps to
+// the seam a CUDA backend needs. Cuda: cuda_backend.cpp (CUDA builds only).
+enum class BackendKind { Cpu, DeviceEmulation, Cuda };
+
+struct ModelConfig;
 
 class Backend {
  public:
@@ -42,6 +46,8 @@ class Backend {
   virtual const char* name() const = 0;
   // Whether its linear / qlinear / moe kernels take weights of this format.
   virtual bool supports(DType weight_format) const = 0;
+  // Why it cannot run a model of this configuration ("" when it can).
+  virtual std::string unsupported(const ModelConfig&) const { return {}; }
 
   // --- Memory. Every buffer the kernels read or write (weights, states, KV
   // pages, activations) is the backend's; host code moves bytes in and out

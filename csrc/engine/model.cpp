@@ -36,6 +36,8 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
                         std::to_string(c.d_inner), "", "quantization_config.hadamard");
   if (!(c.logits_scaling != 0.0f) || !std::isfinite(c.logits_scaling))
     throw LoadError("logits_scaling must be finite and non-zero", "", "logits_scaling");
+  const std::string unsupported = m->backend_->unsupported(c);
+  if (!unsupported.empty()) throw LoadError(unsupported, "", "device");
 
   for (const auto& f : files) {
     try {

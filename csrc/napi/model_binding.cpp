@@ -15,6 +15,7 @@
 #include "cpu/threadpool.h"
 #include "engine/backend.h"
 #include "engine/forward.h"
+#include "engine/load_args.h"
 #include "engine/model.h"
 #include "kernels/moe.h"
 #include "napi/bindings.h"
@@ -354,99 +355,52 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
 Napi::FunctionReference* NativeModel::ctor = nullptr;
 
-// layers: [{ mixer: 'mamba1' | 'mamba2' | 'attention', ffn: 'none' | 'mlp' | 'moe' }] (nLayer entries);
-// absent: every layer is the `arch` mixer ('mamba' | 'mamba2') without a feed-forward.
-std::vector<engine::LayerKind> parse_layers(const ArgReader& r, int64_t n_layer) {
-  using engine::FfnKind;
-  using engine::MixerKind;
-  std::vector<engine::LayerKind> out;
-  if (!r.has("layers")) {
-    const std::string arch = r.obj.Get("arch").IsString() ? r.obj.Get("arch").As<Napi::String>().Utf8Value() : "";
-    MixerKind k = MixerKind::Mamba1;
-    if (arch == "mamba2") k = MixerKind::Mamba2;
-    else if (arch != "mamba") r.type_error("arch", "must be 'mamba' or 'mamba2' (or give 'layers')");
-    out.assign((size_t)n_layer, engine::LayerKind{k, FfnKind::None});
-    return out;
+// The model half of loadModel's argument object (engine/load_args.h) as
+// the engine's parser reads it: a failure is a JS TypeError / RangeError
+// naming the key.
+class NapiLoadArgs final : public engine::LoadArgs {
+ public:
+  explicit NapiLoadArgs(const ArgReader& r) : r_(r) {}
+  bool has(const char* key) const override { return r_.has(key); }
+  int64_t integer(const char* key, int64_t min, int64_t max) const override { return r_.integer(key, min, max); }
+  double number(const char* key) const override {
+    if (!r_.obj.Get(key).IsNumber()) r_.type_error(key, "must be a number");
+    return r_.number_or(key, 0.0);
   }
-  Napi::Value v = r.obj.Get("layers");
-  if (!v.IsArray() || v.As<Napi::Array>().Length() != (uint32_t)n_layer)
-    r.type_error("layers", "must be an array of nLayer (" + std::to_string(n_layer) + ") { mixer, ffn } objects");
-  Napi::Array a = v.As<Napi::Array>();
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    const std::string what = "layers[" + std::to_string(i) + "]";
-    Napi::Value e = a.Get(i);
-    if (!e.IsObject()) r.type_error(what, "must be a { mixer, ffn } object");
-    Napi::Object o = e.As<Napi::Object>();
-    const std::string mixer = o.Get("mixer").IsString() ? o.Get("mixer").As<Napi::String>().Utf8Value() : "";
-    const std::string ffn = o.Get("ffn").IsString() ? o.Get("ffn").As<Napi::String>().Utf8Value() : "";
-    engine::LayerKind k;
-    if (mixer == "mamba1") k.mixer = MixerKind::Mamba1;
-    else if (mixer == "mamba2") k.mixer = MixerKind::Mamba2;
-    else if (mixer == "attention") k.mixer = MixerKind::Attention;
-    else r.type_error(what + ".mixer", "must be 'mamba1', 'mamba2' or 'attention', got '" + mixer + "'");
-    if (ffn == "none") k.ffn = FfnKind::None;
-    else if (ffn == "mlp") k.ffn = FfnKind::Mlp;
-    else if (ffn == "moe") k.ffn = FfnKind::Moe;
-    else r.type_error(what + ".ffn", "must be 'none', 'mlp' or 'moe', got '" + ffn + "'");
-    out.push_back(k);
+  bool boolean(const char* key) const override { return r_.boolean_or(key, false); }
+  std::string text(const char* key) const override {
+    Napi::Value v = r_.obj.Get(key);
+    if (!v.IsString()) r_.type_error(key, "must be a string");
+    return v.As<Napi::String>().Utf8Value();
   }
-  return out;
-}
+  // layers: [{ mixer, ffn }] (their names checked by the parser).
+  bool layers(std::vector<std::pair<std::string, std::string>>& out) const override {
+    if (!r_.has("layers")) return false;
+    Napi::Value v = r_.obj.Get("layers");
+    if (!v.IsArray()) r_.type_error("layers", "must be an array of { mixer, ffn } objects");
+    Napi::Array a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsObject()) r_.type_error("layers[" + std::to_string(i) + "]", "must be a { mixer, ffn } object");
+      Napi::Object o = e.As<Napi::Object>();
+      out.emplace_back(o.Get("mixer").IsString() ? o.Get("mixer").As<Napi::String>().Utf8Value() : "",
+                       o.Get("ffn").IsString() ? o.Get("ffn").As<Napi::String>().Utf8Value() : "");
+    }
+    return true;
+  }
+  [[noreturn]] void type_error(const std::string& key, const std::string& what) const override { r_.type_error(key, what); }
+  [[noreturn]] void range_error(const std::string& key, const std::string& what) const override { r_.range_error(key, what); }
+
+ private:
+  const ArgReader& r_;
+};
 
 // loadModel({ arch, dModel, ..., files: string[], tensors: [{ name, file, offset, nbytes, dtype, shape }] })
 Napi::Value load_model(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "loadModel");
   Napi::Env env = r.env;
-  engine::ModelConfig cfg;
+  const engine::ModelConfig cfg = engine::parse_model_config(NapiLoadArgs(r));
   const int64_t big = int64_t(1) << 31;
-  cfg.d_model = r.integer("dModel", 1, big);
-  cfg.n_layer = r.integer("nLayer", 1, 1 << 16);
-  cfg.vocab = r.integer("vocabSize", 1, big);
-  cfg.layers = parse_layers(r, cfg.n_layer);
-  cfg.d_state = r.integer_or("dState", 0, 1024, 0);
-  cfg.d_conv = r.integer_or("dConv", 0, 8, 0);
-  cfg.d_inner = r.integer_or("dInner", 0, big, 0);
-  cfg.dt_rank = r.integer_or("dtRank", 0, big, 0);
-  cfg.headdim = r.integer_or("headdim", 0, 1024, 0);
-  cfg.nheads = r.integer_or("nheads", 0, big, 0);
-  cfg.ngroups = r.integer_or("ngroups", 1, big, 1);
-  cfg.norm_eps = (float)r.number_or("normEps", 1e-5);
-  cfg.dt_min = (float)r.number_or("dtMin", 0.0);
-  cfg.dt_max = r.has("dtMax") ? (float)r.number_or("dtMax", 0) : INFINITY;
-  cfg.round_activations = r.boolean_or("roundActivations", true);
-  cfg.hadamard_out = r.boolean_or("hadamardOut", false);
-  cfg.hadamard_residual = r.boolean_or("hadamardResidual", false);
-  cfg.ssm_int8 = r.boolean_or("ssmInt8", false);
-  cfg.mamba_inner_norms = r.boolean_or("mambaInnerNorms", false);
-  cfg.gated_norm_group = r.integer_or("gatedNormGroupSize", 0, big, 0);
-  cfg.n_heads = r.integer_or("nHeads", 0, 1 << 16, 0);
-  cfg.n_kv_heads = r.integer_or("nKvHeads", 0, 1 << 16, 0);
-  cfg.head_dim = r.integer_or("headDim", 0, 1 << 16, 0);
-  cfg.attn_scale = (float)r.number_or("attnScale", 0.0);
-  if (!(cfg.attn_scale >= 0.0f) || !std::isfinite(cfg.attn_scale)) r.range_error("attnScale", "must be a finite number >= 0");
-  cfg.rope_theta = r.number_or("ropeTheta", 0.0);
-  if (!(cfg.rope_theta >= 0.0) || !std::isfinite(cfg.rope_theta)) r.range_error("ropeTheta", "must be a finite number >= 0");
-  cfg.rope_dim = r.integer_or("ropeDim", 0, 1 << 16, 0);
-  cfg.rope_interleaved = r.boolean_or("ropeInterleaved", false);
-  cfg.context_size = r.integer_or("contextSize", 0, big - 1, 0);
-  const std::string kv = r.has("kvDtype") && r.obj.Get("kvDtype").IsString() ? r.obj.Get("kvDtype").As<Napi::String>().Utf8Value() : "f16";
-  if (kv == "f16") cfg.kv_dtype = DType::F16;
-  else if (kv == "f32") cfg.kv_dtype = DType::F32;
-  else r.type_error("kvDtype", "must be 'f16' or 'f32'");
-  cfg.mlp_dim = r.integer_or("mlpDim", 0, big, 0);
-  cfg.moe_experts = r.integer_or("moeExperts", 0, 1 << 16, 0);
-  cfg.moe_top_k = r.integer_or("moeTopK", 0, 1 << 16, 0);
-  cfg.moe_dim = r.integer_or("moeDim", 0, big, 0);
-  cfg.moe_shared_dim = r.integer_or("moeSharedDim", 0, big, 0);
-  const std::string router = r.has("moeRouter") && r.obj.Get("moeRouter").IsString() ? r.obj.Get("moeRouter").As<Napi::String>().Utf8Value() : "softmax_topk";
-  if (router == "softmax_topk") cfg.moe_router = (int32_t)MoeRouter::SoftmaxTopk;
-  else if (router == "topk_softmax") cfg.moe_router = (int32_t)MoeRouter::TopkSoftmax;
-  else r.type_error("moeRouter", "must be 'softmax_topk' or 'topk_softmax'");
-  for (auto [key, field] : {std::pair<const char*, float*>{"embeddingMultiplier", &cfg.embedding_multiplier},
-                            {"residualMultiplier", &cfg.residual_multiplier}, {"logitsScaling", &cfg.logits_scaling}}) {
-    *field = (float)r.number_or(key, 1.0);
-    if (!std::isfinite(*field) || *field == 0.0f) r.range_error(key, "must be a finite non-zero number");
-  }
   if (r.has("threads")) cpu::pool().resize((int)r.integer("threads", 1, 1024));
 
   Napi::Value fv = r.obj.Get("files");
@@ -488,9 +442,12 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
     tensors.push_back(std::move(t));
   }
 
-  // backend: 'cpu' (default) | 'cpu-device-emulation' (engine/backend.h; the tests' check of the device seam).
+  // backend: 'cpu' (default) | 'cpu-device-emulation' (the tests' check of the device seam) | 'cuda'
+  // (a CUDA build; engine/backend.h).
   constexpr std::pair<const char*, engine::BackendKind> kBackends[] = {
-      {"cpu", engine::BackendKind::Cpu}, {"cpu-device-emulation", engine::BackendKind::DeviceEmulation}};
+      {"cpu", engine::BackendKind::Cpu},
+      {"cpu-device-emulation", engine::BackendKind::DeviceEmulation},
+      {"cuda", engine::BackendKind::Cuda}};
   const engine::BackendKind backend = read_choice(r, "backend", kBackends);
 
   auto model = std::make_shared<std::shared_ptr<Model>>();

@@ -6,6 +6,7 @@
 
 #include "attention_math.cuh"
 #include "conv1d_math.cuh"
+#include "elementwise_math.cuh"
 #include "hadamard_math.cuh"
 #include "kernels_validate.h"
 #include "linear_math.cuh"
@@ -24,6 +25,41 @@ cudaError_t status(Check c) {
 }
 
 }  // namespace
+
+cudaError_t embedding(const EmbeddingArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  const int64_t row_bytes = dtype_row_bytes(a.dtype, a.dim);
+  for (int64_t t = 0; t < a.n; ++t)
+    for (int64_t k = 0; k < a.dim; ++k) {
+      const int32_t row = a.tokens[t];
+      a.out[t * a.dim + k] = row >= 0 && row < a.rows ? embedding_value(a, row_bytes, row, k) : 0.0f;
+    }
+  return cudaSuccess;
+}
+
+cudaError_t scale(float* x, int64_t n, float s) {
+  if (n < 0 || (n > 0 && !x)) return cudaErrorInvalidValue;
+  if (s != 1.0f)
+    for (int64_t i = 0; i < n; ++i) x[i] = x[i] * s;
+  return cudaSuccess;
+}
+
+cudaError_t add(const float* a, const float* b, float* out, int64_t n) {
+  if (n < 0 || (n > 0 && (!a || !b || !out))) return cudaErrorInvalidValue;
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+  return cudaSuccess;
+}
+
+cudaError_t swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride, int64_t rows,
+                        int64_t I) {
+  if (rows < 0 || I < 0) return cudaErrorInvalidValue;
+  if (rows == 0 || I == 0) return cudaSuccess;
+  if (!gu || !h || gu_stride < 0 || h_stride < I || up_off < I) return cudaErrorInvalidValue;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < I; ++i) h[r * h_stride + i] = swiglu_value(gu + r * gu_stride, up_off, i);
+  return cudaSuccess;
+}
 
 cudaError_t rms_norm(const RmsNormArgs& a) {
   const Check c = check_args(a);

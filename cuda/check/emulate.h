@@ -9,6 +9,11 @@
 
 namespace nm::cuda::emulate {
 
+cudaError_t embedding(const EmbeddingArgs& a);
+cudaError_t scale(float* x, int64_t n, float s);
+cudaError_t add(const float* a, const float* b, float* out, int64_t n);
+cudaError_t swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride, int64_t rows,
+                        int64_t I);
 cudaError_t rms_norm(const RmsNormArgs& a);
 cudaError_t gated_rms_norm(const GatedRmsNormArgs& a);
 cudaError_t causal_conv1d(const CausalConv1dArgs& a);

@@ -29,10 +29,12 @@
 #include "kernels/attention.h"
 #include "kernels/hadamard.h"
 #include "kernels/linear.h"
+#include "kernels/moe.h"
 #include "kernels/qlinear.h"
 #include "kernels/ssd.h"
 #include "kernels/ssm_q8.h"
 #include "emulate.h"
+#include "model_check.h"
 #include "kernels.h"
 #include "runtime.h"
 
@@ -146,6 +148,109 @@ std::vector<int32_t> rand_slots(Rng& r, int64_t n, int64_t pool) {
   for (int64_t i = pool - 1; i > 0; --i) std::swap(all[(size_t)i], all[(size_t)r.below(i + 1)]);
   all.resize((size_t)n);
   return all;
+}
+
+// ---------------------------------------------------------------- embedding and elementwise
+
+cudaError_t launch(const EmbeddingArgs& a) { return g_gpu ? cuda::embedding_cuda(a, 0) : cuda::emulate::embedding(a); }
+
+// A [rows, dim] table of `t` with valid scales: random values (f32 / f16 /
+// bf16), blocks with an f16 scale and random quants (Q8_0 / Q4_0), random
+// int8 / nibbles with float scales in `scales` (I8 / I4).
+std::vector<uint8_t> rand_table(Rng& r, DType t, int64_t rows, int64_t dim, std::vector<float>& scales) {
+  if (t == DType::F32 || t == DType::F16 || t == DType::BF16) return rand_typed(r, rows * dim, t, -2, 2);
+  const int64_t rb = dtype_row_bytes(t, dim);
+  std::vector<uint8_t> v((size_t)(rows * rb));
+  for (auto& b : v) b = (uint8_t)r.below(256);
+  if (t == DType::Q8_0 || t == DType::Q4_0) {
+    const int64_t bb = t == DType::Q8_0 ? 34 : 18;
+    for (int64_t row = 0; row < rows; ++row)
+      for (int64_t b = 0; b < dim / 32; ++b) {
+        const uint16_t d = f32_to_f16(r.uniform(0.01f, 0.1f));
+        std::memcpy(v.data() + row * rb + b * bb, &d, 2);
+      }
+  } else {
+    if (t == DType::I8)
+      for (auto& b : v) b = (uint8_t)(int8_t)((int)r.below(255) - 127);
+    scales = rand_vec(r, dtype_scale_count(t, rows, dim), 0.001f, 0.05f);
+  }
+  return v;
+}
+
+void case_embedding(Rng& r, DType t, int64_t rows, int64_t dim, int64_t n) {
+  std::vector<float> scales;
+  auto table = rand_table(r, t, rows, dim, scales);
+  std::vector<int32_t> tokens((size_t)n);
+  for (auto& id : tokens) id = (int32_t)r.below(rows);
+  auto out = rand_vec(r, n * dim), cout = out;
+  EmbeddingArgs a;
+  a.dtype = t, a.rows = rows, a.dim = dim, a.n = n;
+  EmbeddingArgs c = a;
+  c.table = table.data(), c.scales = scales.empty() ? nullptr : scales.data(), c.tokens = tokens.data(), c.out = cout.data();
+  nm::embedding(c);
+  Side s(g_gpu);
+  EmbeddingArgs d = a;
+  d.table = s.put(table), d.scales = s.put(scales), d.tokens = s.put(tokens), d.out = s.put(out);
+  const cudaError_t e = s.finish(launch(d));
+  report("embedding", fmt("%s rows=%ld dim=%ld n=%ld", dtype_name(t), (long)rows, (long)dim, (long)n), e,
+         {{"out", &cout, &out, 0.0}});
+}
+
+void case_swiglu(Rng& r, int64_t rows, int64_t I, bool packed) {
+  const int64_t gs = packed ? 2 * I + 3 : I, up = packed ? I : rows * I, hs = I + 1;
+  auto gu = rand_vec(r, packed ? rows * gs : 2 * rows * I, -6, 6);
+  auto h = rand_vec(r, rows * hs), ch = h;
+  nm::swiglu_rows(gu.data(), gs, up, ch.data(), hs, rows, I);
+  Side s(g_gpu);
+  float* dgu = s.put(gu);
+  float* dh = s.put(h);
+  const cudaError_t e = s.finish(g_gpu ? cuda::swiglu_rows_cuda(dgu, gs, up, dh, hs, rows, I, 0)
+                                       : cuda::emulate::swiglu_rows(dgu, gs, up, dh, hs, rows, I));
+  report("swiglu_rows", fmt("rows=%ld I=%ld %s", (long)rows, (long)I, packed ? "gate|up rows" : "gate rows, then up rows"),
+         e, {{"h", &ch, &h, kTolF32}});
+}
+
+void case_scale_add(Rng& r, int64_t n) {
+  auto x = rand_vec(r, n, -3, 3), y = rand_vec(r, n, -3, 3), out = rand_vec(r, n);
+  std::vector<float> cx = x, cout = out;
+  for (int64_t i = 0; i < n; ++i) cx[(size_t)i] = cx[(size_t)i] * 0.37f;
+  for (int64_t i = 0; i < n; ++i) cout[(size_t)i] = cx[(size_t)i] + y[(size_t)i];
+  Side s(g_gpu);
+  float* dx = s.put(x);
+  float* dy = s.put(y);
+  float* dout = s.put(out);
+  cudaError_t e = g_gpu ? cuda::scale_cuda(dx, n, 0.37f, 0) : cuda::emulate::scale(dx, n, 0.37f);
+  if (e == cudaSuccess) e = g_gpu ? cuda::add_cuda(dx, dy, dout, n, 0) : cuda::emulate::add(dx, dy, dout, n);
+  e = s.finish(e);
+  report("scale_add", fmt("n=%ld", (long)n), e, {{"x", &cx, &x, 0.0}, {"out", &cout, &out, 0.0}});
+}
+
+void elementwise_cases(Rng& r) {
+  const DType types[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::I8, DType::I4};
+  for (DType t : types) {
+    const bool blocks = t == DType::Q8_0 || t == DType::Q4_0;
+    case_embedding(r, t, 97, blocks ? 64 : 75, 9);
+    case_embedding(r, t, 300, blocks ? 768 : 200, 3);
+    if (!blocks) case_embedding(r, t, 5, 1, 1);
+  }
+  case_swiglu(r, 1, 7, true);
+  case_swiglu(r, 9, 130, false);
+  case_swiglu(r, 33, 512, true);
+  case_scale_add(r, 1);
+  case_scale_add(r, 10007);
+
+  Side s(g_gpu);
+  std::vector<uint8_t> table(34 * 4);
+  std::vector<int32_t> tok(1, 0);
+  std::vector<float> out(64);
+  EmbeddingArgs a;
+  a.table = s.put(table), a.tokens = s.put(tok), a.out = s.put(out), a.dtype = DType::Q8_0, a.rows = 2, a.dim = 48, a.n = 1;
+  report_reject("embedding", "a q8_0 row of 48", launch(a), cudaErrorInvalidValue);
+  a.dtype = DType::I8, a.dim = 16, a.scales = nullptr;
+  report_reject("embedding", "an i8 table without scales", launch(a), cudaErrorInvalidValue);
+  std::vector<float> sc(2, 1.0f);
+  a.scales = s.put(sc), a.layout = WeightLayout::Panels;
+  report_reject("embedding", "an i8 table in panels", launch(a), cudaErrorNotSupported);
 }
 
 // ---------------------------------------------------------------- norms
@@ -1125,12 +1230,14 @@ void bench_shape_cases(Rng& r) {
 int main(int argc, char** argv) {
   using namespace nm::check;
   bool emulate = false, bench = true, cases = true;
+  std::string models = "cuda/check/models";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--emulate")) emulate = true;
+    else if (!std::strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
     else if (!std::strcmp(argv[i], "--no-bench")) bench = false;
     else if (!std::strcmp(argv[i], "--bench-only")) cases = false;  // for profilers: the timed launches alone
     else {
-      std::fprintf(stderr, "usage: nm_gpu_check [--emulate] [--no-bench | --bench-only]\n");
+      std::fprintf(stderr, "usage: nm_gpu_check [--emulate] [--no-bench | --bench-only] [--models DIR]\n");
       return 2;
     }
   }
@@ -1154,6 +1261,7 @@ int main(int argc, char** argv) {
               g_exact, kTolF32, kTolScan, kTolGemm);
   Rng rng(20261130);
   if (cases || emulate) {
+    elementwise_cases(rng);
     norm_cases(rng);
     conv_cases(rng);
     scan_cases(rng);
@@ -1163,6 +1271,17 @@ int main(int argc, char** argv) {
     q8_cases(rng);
     linear_cases(rng);
     bench_shape_cases(rng);
+    // Whole models: the CUDA backend on a GPU; in the emulation the engine on
+    // the device-emulation backend (the CPU kernels), which checks the
+    // manifests and the engine's device seam.
+    std::printf("\nwhole models (%s) against the CPU engine's logits (%s):\n",
+                emulate ? "device-emulation backend" : "CUDA backend", models.c_str());
+    const ModelCheckTotals mt =
+        run_model_checks(models, emulate ? nm::engine::BackendKind::DeviceEmulation : nm::engine::BackendKind::Cuda);
+    g_stats.cases += mt.cases;
+    g_stats.failed += mt.failed;
+    double& w = g_stats.worst["model"];
+    w = std::max(w, mt.worst);
   }
   std::printf("\nsummary (%s): %d cases, %d failed; worst error per kernel:", emulate ? "emulate" : "gpu",
               g_stats.cases, g_stats.failed);

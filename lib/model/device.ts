@@ -6,8 +6,8 @@ import type { Device } from './load_options';
 
 /** Why this version runs no model on a GPU even where CUDA is usable. */
 export const CUDA_ENGINE_PENDING =
-  'this version runs whole models on the CPU only: its CUDA kernels are built and tested, ' +
-  'but the engine does not run them yet';
+  'this version runs whole models on the CPU only: its CUDA kernels and engine backend are built, ' +
+  'but the backend has not yet passed its whole-model check on a GPU';
 
 export interface DeviceChoice {
   device: Device;

@@ -18,8 +18,8 @@ export interface LoadModelOptions {
    * with a DeviceUnavailableError saying why when it cannot); 'auto' (the GPU
    * when the model can run there, else the CPU). `model.device` says which
    * was chosen and `model.deviceReason` why. This version runs whole models
-   * on the CPU only: its CUDA kernels are built and tested, but not yet
-   * wired into the engine.
+   * on the CPU only: its CUDA backend is built but has not yet passed its
+   * whole-model check on a GPU.
    */
   device?: Device | 'auto';
   /**

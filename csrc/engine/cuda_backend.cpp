@@ -1,0 +1,311 @@
+// The CUDA backend (backend.h BackendKind::Cuda): the engine's kernels on an
+// NVIDIA GPU through the cuda/kernels.h launchers, on one stream per model.
+// Built only with the CUDA library (NM_HAVE_CUDA: -DNODE_MAMBA_CUDA=ON).
+//
+// Memory: weights are copied to the device once at load (place, rows as the
+// CUDA kernels read them); states, KV pages and the per-call activations come
+// from the device's stream-ordered pool (alloc / release), kept by the pool
+// between calls. Index arrays the engine builds on the host (token ids,
+// slots, positions, cu_seqlens, block tables) are copied into a pinned
+// staging buffer and from there to its device twin, in stream order before
+// the kernel that reads them; the staging space is reused after each
+// download, which synchronises the stream (every forward pass ends with one).
+// A launcher's refusal or a device fault becomes a std::runtime_error naming
+// the kernel and the CUDA error.
+#if NM_HAVE_CUDA
+#include "engine/cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+#include "kernels.h"
+#include "runtime.h"
+
+namespace nm::engine {
+
+namespace {
+
+constexpr size_t kStagingBytes = size_t(4) << 20;
+constexpr size_t kStagingAlign = 256;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string("node-mamba: CUDA ") + what + ": " + cudaGetErrorName(e) + " (" +
+                             cudaGetErrorString(e) + ")");
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    check(cudaSetDevice(device_), "cudaSetDevice");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    // Keep freed pool memory for the next call's activations.
+    cudaMemPool_t pool;
+    check(cudaDeviceGetDefaultMemPool(&pool, device_), "cudaDeviceGetDefaultMemPool");
+    uint64_t keep = UINT64_MAX;
+    check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+    check(cudaMallocHost(&staging_host_, kStagingBytes), "cudaMallocHost");
+    check(cudaMalloc(&staging_dev_, kStagingBytes), "cudaMalloc");
+  }
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    cudaStreamSynchronize(stream_);
+    for (void* p : placed_) cudaFree(p);
+    cudaFree(staging_dev_);
+    cudaFreeHost(staging_host_);
+    cudaStreamDestroy(stream_);
+  }
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  const char* name() const override { return "cuda"; }
+  // linear_cuda: f32 / f16 / bf16 / Q8_0 / Q4_0; qlinear_cuda: I8 / I4 (rows).
+  bool supports(DType t) const override { return (int32_t)t >= 0 && (int32_t)t < kDTypeCount; }
+  std::string unsupported(const ModelConfig& c) const override {
+    if (c.has_moe()) return "the CUDA backend has no mixture-of-experts dispatch yet";
+    return {};
+  }
+
+  bool host_addressable() const override { return false; }
+  void* alloc(size_t bytes) override {
+    enter();
+    void* p = nullptr;
+    check(cudaMallocAsync(&p, bytes > 0 ? bytes : 1, stream_), "cudaMallocAsync");
+    return p;
+  }
+  void release(void* p) noexcept override {
+    if (!p) return;
+    cudaSetDevice(device_);
+    cudaFreeAsync(p, stream_);
+  }
+  void upload(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    enter();
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "upload");
+    // The host bytes may go right after: wait for the copy.
+    synchronize();
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    enter();
+    if (bytes) check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download");
+    synchronize();
+  }
+  void zero(void* dst, size_t bytes) override {
+    if (!bytes) return;
+    enter();
+    check(cudaMemsetAsync(dst, 0, bytes, stream_), "zero");
+  }
+  const void* place(const void* host, size_t bytes) override {
+    if (!host) return nullptr;
+    enter();
+    void* p = nullptr;
+    check(cudaMalloc(&p, bytes > 0 ? bytes : 1), "cudaMalloc (weights)");
+    placed_.push_back(p);
+    check(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice), "weight upload");
+    return p;
+  }
+  bool packs_weights() const override { return false; }
+
+  void embedding(const EmbeddingArgs& a) override {
+    for (int64_t t = 0; t < a.n; ++t)
+      if (a.tokens[t] < 0 || a.tokens[t] >= a.rows)
+        throw std::invalid_argument("node-mamba: embedding: token " + std::to_string(a.tokens[t]) + " outside [0, " +
+                                    std::to_string(a.rows) + ")");
+    enter();
+    EmbeddingArgs d = a;
+    d.tokens = stage(a.tokens, a.n);
+    check(cuda::embedding_cuda(d, stream_), "embedding");
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    enter();
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy");
+  }
+  void scale(float* x, int64_t n, float s) override {
+    enter();
+    check(cuda::scale_cuda(x, n, s, stream_), "scale");
+  }
+  void add(const float* a, const float* b, float* out, int64_t n) override {
+    enter();
+    check(cuda::add_cuda(a, b, out, n, stream_), "add");
+  }
+  void rms_norm(const RmsNormArgs& a) override {
+    enter();
+    check(cuda::rms_norm_cuda(a, stream_), "rms_norm");
+  }
+  void gated_rms_norm(const GatedRmsNormArgs& a) override {
+    enter();
+    check(cuda::gated_rms_norm_cuda(a, stream_), "gated_rms_norm");
+  }
+  void hadamard_transform(const HadamardArgs& a) override {
+    enter();
+    check(cuda::hadamard_transform_cuda(a, stream_), "hadamard_transform");
+  }
+  void hadamard_quantize(const HadamardQuantArgs& a) override {
+    enter();
+    check(cuda::hadamard_quantize_cuda(a, stream_), "hadamard_quantize");
+  }
+  void linear(const LinearArgs& a) override {
+    if (a.x_rows) throw std::logic_error("node-mamba: CUDA linear: gathered rows come from the device (MoE dispatch)");
+    enter();
+    check(cuda::linear_cuda(a, stream_), "linear");
+  }
+  void qlinear(const QLinearArgs& a) override {
+    if (a.x_rows) throw std::logic_error("node-mamba: CUDA qlinear: gathered rows come from the device (MoE dispatch)");
+    enter();
+    check(cuda::qlinear_cuda(a, stream_), "qlinear");
+  }
+  void quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride, const float* scale,
+                              int8_t* q, int64_t q_stride) override {
+    enter();
+    check(cuda::quantize_channels_int8_cuda(rows, channels, x, x_stride, scale, q, q_stride, stream_),
+          "quantize_channels_int8");
+  }
+  void causal_conv1d(const CausalConv1dArgs& a) override {
+    enter();
+    check(cuda::causal_conv1d_cuda(staged(a), stream_), "causal_conv1d");
+  }
+  void causal_conv1d_q8(const CausalConv1dQ8Args& a) override {
+    enter();
+    CausalConv1dQ8Args d = a;
+    d.conv = staged(a.conv);
+    check(cuda::causal_conv1d_q8_cuda(d, stream_), "causal_conv1d_q8");
+  }
+  void causal_conv1d_update(const CausalConv1dUpdateArgs& a) override {
+    enter();
+    check(cuda::causal_conv1d_update_cuda(staged(a), stream_), "causal_conv1d_update");
+  }
+  void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) override {
+    enter();
+    CausalConv1dUpdateQ8Args d = a;
+    d.conv = staged(a.conv);
+    check(cuda::causal_conv1d_update_q8_cuda(d, stream_), "causal_conv1d_update_q8");
+  }
+  void selective_scan(const SelectiveScanArgs& a) override {
+    enter();
+    check(cuda::selective_scan_cuda(a, stream_), "selective_scan");
+  }
+  void selective_scan_q8(const SelectiveScanQ8Args& a) override {
+    enter();
+    check(cuda::selective_scan_q8_cuda(a, stream_), "selective_scan_q8");
+  }
+  void ssd_chunk_scan(const SsdChunkScanArgs& a) override {
+    enter();
+    check(cuda::ssd_chunk_scan_cuda(staged(a), stream_), "ssd_chunk_scan");
+  }
+  void ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a) override {
+    enter();
+    SsdChunkScanQ8Args d = a;
+    d.ssd = staged(a.ssd);
+    check(cuda::ssd_chunk_scan_q8_cuda(d, stream_), "ssd_chunk_scan_q8");
+  }
+  void selective_state_update(const SelectiveStateUpdateArgs& a) override {
+    enter();
+    check(cuda::selective_state_update_cuda(staged(a), stream_), "selective_state_update");
+  }
+  void selective_state_update_q8(const SelectiveStateUpdateQ8Args& a) override {
+    enter();
+    SelectiveStateUpdateQ8Args d = a;
+    d.upd = staged(a.upd);
+    check(cuda::selective_state_update_q8_cuda(d, stream_), "selective_state_update_q8");
+  }
+  void rope(const RopeArgs& a) override {
+    enter();
+    RopeArgs d = a;
+    d.positions = stage(a.positions, a.tokens);
+    check(cuda::rope_cuda(d, stream_), "rope");
+  }
+  void kv_cache_append(const KvCacheAppendArgs& a) override {
+    enter();
+    KvCacheAppendArgs d = a;
+    d.cu_seqlens = stage(a.cu_seqlens, a.nseq + 1);
+    d.start_pos = stage(a.start_pos, a.nseq);
+    d.block_table = stage(a.block_table, a.nseq * a.block_table_stride);
+    check(cuda::kv_cache_append_cuda(d, stream_), "kv_cache_append");
+  }
+  void paged_attention(const PagedAttentionArgs& a) override {
+    enter();
+    PagedAttentionArgs d = a;
+    d.cu_seqlens_q = stage(a.cu_seqlens_q, a.nseq + 1);
+    d.kv_lens = stage(a.kv_lens, a.nseq);
+    d.block_table = stage(a.block_table, a.nseq * a.block_table_stride);
+    check(cuda::paged_attention_cuda(d, stream_), "paged_attention");
+  }
+  void moe_route(const MoeRouteArgs&) override { throw std::logic_error(unsupported_moe()); }
+  void moe(const MoeArgs&) override { throw std::logic_error(unsupported_moe()); }
+  void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride, int64_t rows,
+                   int64_t I) override {
+    enter();
+    check(cuda::swiglu_rows_cuda(gu, gu_stride, up_off, h, h_stride, rows, I, stream_), "swiglu_rows");
+  }
+
+ private:
+  static const char* unsupported_moe() { return "node-mamba: the CUDA backend has no mixture-of-experts dispatch yet"; }
+
+  // The calling thread (the engine runs on libuv's workers) on this device.
+  void enter() { check(cudaSetDevice(device_), "cudaSetDevice"); }
+
+  void synchronize() {
+    check(cudaStreamSynchronize(stream_), "stream synchronize");
+    staged_bytes_ = 0;  // every staged array has been read
+  }
+
+  // The device copy of n host int32s (nullptr for none), in stream order
+  // before the next launch.
+  const int32_t* stage(const int32_t* host, int64_t n) {
+    if (!host || n <= 0) return nullptr;
+    const size_t bytes = (size_t)n * sizeof(int32_t);
+    const size_t need = (bytes + kStagingAlign - 1) / kStagingAlign * kStagingAlign;
+    if (need > kStagingBytes) throw std::length_error("node-mamba: CUDA: an index array larger than the staging buffer");
+    if (staged_bytes_ + need > kStagingBytes) synchronize();  // the space is free again once the stream has drained
+    uint8_t* h = static_cast<uint8_t*>(staging_host_) + staged_bytes_;
+    uint8_t* d = static_cast<uint8_t*>(staging_dev_) + staged_bytes_;
+    std::memcpy(h, host, bytes);
+    check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, stream_), "staging upload");
+    staged_bytes_ += need;
+    return reinterpret_cast<const int32_t*>(d);
+  }
+
+  CausalConv1dArgs staged(CausalConv1dArgs a) {
+    a.cu_seqlens = stage(a.cu_seqlens, a.nseq + 1);
+    return a;
+  }
+  CausalConv1dUpdateArgs staged(CausalConv1dUpdateArgs a) {
+    a.state_indices = stage(a.state_indices, a.batch);
+    return a;
+  }
+  SsdChunkScanArgs staged(SsdChunkScanArgs a) {
+    a.cu_seqlens = stage(a.cu_seqlens, a.nseq + 1);
+    return a;
+  }
+  SelectiveStateUpdateArgs staged(SelectiveStateUpdateArgs a) {
+    a.state_indices = stage(a.state_indices, a.batch);
+    return a;
+  }
+
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  void* staging_host_ = nullptr;  // pinned
+  void* staging_dev_ = nullptr;
+  size_t staged_bytes_ = 0;
+  std::vector<void*> placed_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend() {
+  const cuda::RuntimeStatus rt = cuda::query_runtime();
+  if (!rt.usable) throw std::runtime_error("node-mamba: CUDA is not usable: " + rt.reason);
+  for (const auto& d : rt.devices)
+    if (d.supported) return std::make_unique<CudaBackend>(d.index);
+  throw std::runtime_error("node-mamba: no CUDA device of compute capability 7.5 or newer");
+}
+
+}  // namespace nm::engine
+
+#endif  // NM_HAVE_CUDA
