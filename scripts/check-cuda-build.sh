@@ -6,7 +6,9 @@
 # standalone GPU check, built beside it from the same CUDA library, in its
 # host emulation (nm_gpu_check --emulate: the CUDA kernels' per-thread math
 # against the CPU kernels; the real kernels run in scripts/gpu-check.sh on a
-# GPU machine).
+# GPU machine), and the whole models of cuda/check/models on the engine's
+# device-emulation backend; then packs the optional CUDA package from the
+# addon and checks that an installed copy is what node-mamba loads.
 #
 # NODE_MAMBA_CUDA_ARCHS (e.g. "75;90" in CI, where every architecture costs
 # compile time) is passed to the build; default: CMakeLists.txt's list.
@@ -41,3 +43,20 @@ echo "check-cuda-build: compiled $check; running its host emulation"
   exit 1
 }
 tail -n 1 build-cuda/emulate.log
+
+# The optional CUDA package (scripts/build-cuda-package.js) from this addon,
+# installed beside node-mamba in a scratch project: it is what loads there.
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+node scripts/build-cuda-package.js --addon "$addon" --out "$scratch/packages"
+mkdir -p "$scratch/project/node_modules/@node-mamba"
+ln -s "$PWD" "$scratch/project/node_modules/node-mamba"
+pkgdir="$(ls -d "$scratch"/packages/*-cuda)"
+cp -r "$pkgdir" "$scratch/project/node_modules/@node-mamba/"
+(cd "$scratch/project" && PREBUILDS_ONLY=1 NODE_MAMBA_ADDON= node -e "
+const i = require('node-mamba').kernels.runtimeInfo();
+if (i.addonSource !== 'cuda package' || !i.cuda.compiled) {
+  console.error('check-cuda-build: the installed CUDA package did not load: ' + JSON.stringify({ source: i.addonSource, cudaPackage: i.cudaPackage }));
+  process.exit(1);
+}
+console.log('check-cuda-build: the CUDA package loads: ' + i.addonPath);")

@@ -59,3 +59,46 @@ t.test('the linux-x64 prebuild is what loads when no local build exists', { skip
   t.equal(source, 'prebuild', 'runtimeInfo (and node-mamba doctor) says why');
   t.end();
 });
+
+t.test('the CUDA package loads when installed; skipped on request; a broken one falls back to the prebuild', { skip: noPrebuild }, (t) => {
+  const dir = scratchProject(t);
+  const name = `@node-mamba/${process.platform}-${process.arch}-cuda`;
+  const pkg = path.join(dir, 'node_modules', ...name.split('/'));
+  fs.mkdirSync(pkg, { recursive: true });
+  fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name, version: '0.0.0' }));
+  // A stand-in for the CUDA build: the CPU prebuild's addon (the loader cannot
+  // tell them apart; scripts/check-cuda-build.sh installs the real one).
+  const prebuilt = fs.readdirSync(prebuildFolder).find((f) => f.endsWith('.node'));
+  fs.copyFileSync(path.join(prebuildFolder, prebuilt!), path.join(pkg, 'node_mamba.node'));
+  const env = { PREBUILDS_ONLY: '1', NODE_MAMBA_ADDON: '', NODE_MAMBA_CUDA_PACKAGE: '' };
+  const probe = () => {
+    const r = run(dir, ['-e', "const i = require('node-mamba').kernels.runtimeInfo(); console.log(JSON.stringify({ file: i.addonPath, source: i.addonSource, cuda: i.cudaPackage }))"], env);
+    t.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { file: string; source: string; cuda: { name: string; status: string; reason?: string } };
+  };
+
+  let got = probe();
+  t.equal(got.source, 'cuda package', 'installed: the CUDA package is what loads');
+  t.equal(fs.realpathSync(got.file), fs.realpathSync(path.join(pkg, 'node_mamba.node')));
+  t.same(got.cuda, { name, status: 'loaded' });
+
+  env.NODE_MAMBA_CUDA_PACKAGE = '0';
+  got = probe();
+  t.equal(got.source, 'prebuild', 'NODE_MAMBA_CUDA_PACKAGE=0: the CPU prebuild');
+  t.same(got.cuda, { name, status: 'not tried', reason: 'NODE_MAMBA_CUDA_PACKAGE=0' });
+  env.NODE_MAMBA_CUDA_PACKAGE = '';
+
+  fs.writeFileSync(path.join(pkg, 'node_mamba.node'), 'not a shared object');
+  got = probe();
+  t.equal(got.source, 'prebuild', 'a package whose addon does not load: the CPU prebuild');
+  t.equal(got.cuda.status, 'failed to load');
+  t.match(got.cuda.reason, /node_mamba\.node/, 'the reason names the file');
+  const doctor = run(dir, [path.join(dist, 'cli', 'main.js'), 'doctor'], env);
+  t.equal(doctor.status, 0, doctor.stderr);
+  t.match(doctor.stdout, new RegExp(`CUDA package ${name}: failed to load`), 'node-mamba doctor says so');
+
+  fs.rmSync(path.join(dir, 'node_modules', '@node-mamba'), { recursive: true });
+  got = probe();
+  t.same(got.cuda, { name, status: 'not installed' });
+  t.end();
+});

@@ -134,7 +134,7 @@ function doctor(p: ParsedArgs): void {
   const r = kernels.runtimeInfo();
   const report = {
     node: process.version, platform: `${process.platform}-${process.arch}`,
-    addon: { path: r.addonPath, source: r.addonSource },
+    addon: { path: r.addonPath, source: r.addonSource, cudaPackage: r.cudaPackage },
     cpu: { isa: r.isa, detectedIsa: r.detectedIsa, threads: r.threads, physicalCores: r.physicalCores },
     cuda: r.cuda,
   };
@@ -142,13 +142,18 @@ function doctor(p: ParsedArgs): void {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     return;
   }
-  const why = { NODE_MAMBA_ADDON: 'named by NODE_MAMBA_ADDON', 'local build': 'a local build (build/Release) takes precedence over the prebuilds', prebuild: `the prebuild for ${report.platform}` }[r.addonSource];
+  const why = {
+    NODE_MAMBA_ADDON: 'named by NODE_MAMBA_ADDON', 'local build': 'a local build (build/Release) takes precedence over the prebuilds',
+    'cuda package': `the CUDA build from ${r.cudaPackage.name}`, prebuild: `the prebuild for ${report.platform}`,
+  }[r.addonSource];
+  const cp = r.cudaPackage;
   const gb = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
   const cv = (v: number) => (v ? `${Math.floor(v / 1000)}.${(v % 1000) / 10}` : 'none');
   const lines = [
     `node-mamba on Node.js ${report.node} (${report.platform})`,
     `addon:   ${r.addonPath}`,
     `         ${why}`,
+    `         CUDA package ${cp.name}: ${cp.status}${cp.reason ? ` (${cp.reason})` : ''}`,
     `CPU:     ${r.isa} kernels (best this CPU has: ${r.detectedIsa}), ${r.threads} thread${r.threads === 1 ? '' : 's'}, ${r.physicalCores} physical core${r.physicalCores === 1 ? '' : 's'}`,
     `CUDA:    ${r.cuda.usable ? 'usable' : `not usable: ${r.cuda.reason}`}`,
     `         kernels compiled in: ${r.cuda.compiled ? 'yes' : 'no'}; runtime ${cv(r.cuda.runtimeVersion)}, driver ${cv(r.cuda.driverVersion)}`,

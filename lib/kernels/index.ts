@@ -2,7 +2,7 @@
 // shapes. Each call is synchronous (it runs on the thread pool while the
 // calling thread waits) and validates every argument before touching memory.
 export { runtimeInfo, setIsa, setThreads, measureReadBandwidth, measureArithmeticPeak } from './runtime';
-export type { AddonSource, CudaDeviceInfo, CudaRuntimeInfo, Isa, RuntimeInfo, ReadBandwidth, ArithmeticPeak, PeakRate } from './runtime';
+export type { AddonSource, CudaDeviceInfo, CudaPackageStatus, CudaRuntimeInfo, Isa, RuntimeInfo, ReadBandwidth, ArithmeticPeak, PeakRate } from './runtime';
 export type { FloatData, HalfDtype, QuantData, QuantDtype } from './tensor';
 export { QUANT_BLOCK_BYTES } from './tensor';
 export * from './norm';

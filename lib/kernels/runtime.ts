@@ -1,13 +1,15 @@
 // Which instruction set the kernels use and how many threads they run on.
-import { addonPath, addonSource, native, type AddonSource } from '../native/binding';
+import { addonPath, addonSource, cudaPackage, native, type AddonSource, type CudaPackageStatus } from '../native/binding';
 import type { CudaDeviceInfo, CudaRuntimeInfo, Isa, NativeRuntimeInfo } from '../native/types';
 
-export type { AddonSource, CudaDeviceInfo, CudaRuntimeInfo, Isa };
+export type { AddonSource, CudaDeviceInfo, CudaPackageStatus, CudaRuntimeInfo, Isa };
 export interface RuntimeInfo extends NativeRuntimeInfo {
   /** The native addon file in use. */
   addonPath: string;
-  /** Why that file: NODE_MAMBA_ADDON names it, a local build (build/Release), or the prebuild for this platform. */
+  /** Why that file: NODE_MAMBA_ADDON names it, a local build (build/Release), the CUDA package, or the prebuild for this platform. */
   addonSource: AddonSource;
+  /** The optional CUDA package (@node-mamba/<platform>-<arch>-cuda): loaded, not installed, or why not. */
+  cudaPackage: CudaPackageStatus;
 }
 
 /**
@@ -15,7 +17,7 @@ export interface RuntimeInfo extends NativeRuntimeInfo {
  * addon file, and whether CUDA is compiled in and usable here (and why not).
  */
 export function runtimeInfo(): RuntimeInfo {
-  return { ...native.runtimeInfo(), addonPath, addonSource };
+  return { ...native.runtimeInfo(), addonPath, addonSource, cudaPackage: { ...cudaPackage } };
 }
 
 /**
