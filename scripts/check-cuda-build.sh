@@ -10,8 +10,9 @@
 # device-emulation backend; then packs the optional CUDA package from the
 # addon and checks that an installed copy is what node-mamba loads.
 #
-# NODE_MAMBA_CUDA_ARCHS (e.g. "75;90" in CI, where every architecture costs
-# compile time) is passed to the build; default: CMakeLists.txt's list.
+# NODE_MAMBA_CUDA_ARCHS (e.g. "75-real;90-virtual" in CI, where every
+# architecture's machine code costs compile time) is passed to the build;
+# default: CMakeLists.txt's list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v nvcc >/dev/null 2>&1; then
