@@ -8,6 +8,8 @@
 // prompts and tokens), so that a mixed-up slot or a stale staged index shows.
 #include "model_check.h"
 
+#include "check_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -144,17 +146,6 @@ class ManifestArgs final : public engine::LoadArgs {
   const Manifest& m_;
 };
 
-// max |got - ref| / max |ref| over n values.
-double rel_error(const float* got, const float* ref, size_t n) {
-  double worst = 0.0, scale = 1e-30;
-  for (size_t i = 0; i < n; ++i) {
-    const double d = std::fabs((double)got[i] - (double)ref[i]);
-    worst = std::isnan(d) ? INFINITY : std::max(worst, d);
-    scale = std::max(scale, std::fabs((double)ref[i]));
-  }
-  return worst / scale;
-}
-
 struct Errors {
   double prefill = 0.0, decode = 0.0;
 };
@@ -178,13 +169,14 @@ Errors run_case(const Manifest& m, engine::BackendKind kind) {
   std::vector<float> got((size_t)(P * V));
   engine::prefill(*model, slot, m.prompt.data(), P, engine::LogitsMode::All, got.data());
   Errors e;
-  e.prefill = rel_error(got.data(), want.data(), got.size());
+  e.prefill = rel_error(std::vector<float>(want.begin(), want.begin() + P * V), got);
   std::vector<float> step((size_t)(3 * V));
   for (int64_t i = 0; i < D; ++i) {
     const int32_t slots[3] = {after, slot, before};
     const int32_t tokens[3] = {(int32_t)((i * 7) % V), m.decode[(size_t)i], (int32_t)((i * 13 + 5) % V)};
     engine::decode_step(*model, slots, tokens, 3, step.data());
-    e.decode = std::max(e.decode, rel_error(step.data() + V, want.data() + (P + i) * V, (size_t)V));
+    const auto row = want.begin() + (P + i) * V;
+    e.decode = std::max(e.decode, rel_error(std::vector<float>(row, row + V), std::vector<float>(step.begin() + V, step.begin() + 2 * V)));
   }
   return e;
 }
