@@ -15,6 +15,7 @@
 #include "kernels/embedding.h"
 #include "kernels/hadamard.h"
 #include "kernels/linear.h"
+#include "kernels/moe.h"
 #include "kernels/qlinear.h"
 #include "kernels/norm.h"
 #include "kernels/selective_scan.h"
@@ -95,5 +96,18 @@ cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaS
 cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream);
 // qlinear_cuda with M > 16: a GEMM with the same arithmetic (cuda/qlinear_gemm.h).
 cudaError_t qlinear_cuda(const QLinearArgs& a, cudaStream_t stream);
+
+// Mixture of experts (kernels/moe.h; cuda/moe.cu, math in cuda/moe_math.cuh).
+// moe_route_cuda: the three routers, a thread per token; ids and weights as
+// moe_route (weights up to expf's rounding). moe_cuda: the fused dispatch
+// (align, gate/up with SwiGLU in the epilogue, down with the routed weight,
+// slot-order combine), every pointer a device pointer, the experts tables
+// included; expert weights f32 / f16 / bf16 / Q8_0 / Q4_0 (I8 / I4:
+// cudaErrorNotSupported), equal to moe() up to float32 summation order. Its
+// scratch is moe_cuda_workspace_bytes() of `workspace`, or when null memory
+// from the stream-ordered pool; MoeArgs::workspace (the CPU's) is not used.
+cudaError_t moe_route_cuda(const MoeRouteArgs& a, cudaStream_t stream);
+size_t moe_cuda_workspace_bytes(const MoeArgs& a);
+cudaError_t moe_cuda(const MoeArgs& a, cudaStream_t stream, void* workspace = nullptr);
 
 }  // namespace nm::cuda

@@ -8,6 +8,7 @@
 #include "kernels/conv1d.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
+#include "kernels/moe.h"
 #include "kernels/qlinear.h"
 #include "kernels/norm.h"
 #include "kernels/selective_scan.h"
@@ -181,6 +182,56 @@ inline Check check_args(const QLinearArgs& a) {
     if (quantized_in ? a.xq_stride < a.K : (!a.x || a.x_stride < a.K)) return Check::kInvalid;
   }
   if (a.bias && !is_plain_float(a.bias_dtype)) return Check::kUnsupported;
+  return Check::kValid;
+}
+
+// The router (moe_route_cuda): what moe_route throws on. SigmoidGrouped
+// keeps its groups in a 64-bit mask: more than 64 groups with some dropped
+// is kUnsupported.
+inline Check check_args(const MoeRouteArgs& a) {
+  if (a.T < 0 || a.E < 1 || a.k < 1 || a.k > a.E) return Check::kInvalid;
+  const int32_t router = (int32_t)a.router;
+  if (router < 0 || router > (int32_t)MoeRouter::SigmoidGrouped) return Check::kInvalid;
+  if (a.router == MoeRouter::SigmoidGrouped) {
+    if (a.n_group < 1 || a.E % a.n_group != 0) return Check::kInvalid;
+    if (a.topk_group < 1 || a.topk_group > a.n_group) return Check::kInvalid;
+    if (a.k > a.topk_group * (a.E / a.n_group)) return Check::kInvalid;
+  }
+  if (a.T == 0) return Check::kNothing;
+  if (!a.logits || !a.ids || !a.weights || a.logits_stride < a.E) return Check::kInvalid;
+  if (a.router == MoeRouter::SigmoidGrouped && a.topk_group < a.n_group && a.n_group > 64) return Check::kUnsupported;
+  return Check::kValid;
+}
+
+// The dispatch (moe_cuda): expert weights in the float kernels' formats
+// (f32 / f16 / bf16 / Q8_0 / Q4_0; the Quamba formats I8 / I4 are
+// kUnsupported), gate and up in one format with one input rounding, every
+// pointer (the experts tables too) a device pointer. Expert ids are the
+// device's: one outside [0, E) gives NaN outputs for its token.
+inline Check check_args(const MoeArgs& a) {
+  if (a.T < 0 || a.d < 0 || a.I < 0 || a.E < 1 || a.k < 1 || a.k > a.E) return Check::kInvalid;
+  const MoeWeight* ws[3] = {&a.gate, &a.up, &a.down};
+  for (const MoeWeight* w : ws) {
+    const int32_t t = (int32_t)w->dtype, r = (int32_t)w->x_rounding;
+    if (t < 0 || t >= kDTypeCount) return Check::kInvalid;
+    if (r < 0 || r > (int32_t)ActRounding::Q8Block) return Check::kInvalid;
+  }
+  if (a.T == 0 || a.d == 0) return Check::kNothing;
+  if (a.I == 0) return Check::kInvalid;
+  if (!a.x || !a.ids || !a.weights || !a.out || a.x_stride < a.d || a.out_stride < a.d) return Check::kInvalid;
+  if (a.shared && a.shared_stride < a.d) return Check::kInvalid;
+  for (int p = 0; p < 3; ++p) {
+    const MoeWeight& w = *ws[p];
+    const int64_t K = p < 2 ? a.d : a.I;
+    const LinearKernel lk = kDTypeTable[(int32_t)w.dtype].linear;
+    if (lk == LinearKernel::Quamba) return Check::kUnsupported;
+    if (lk != LinearKernel::Float) return Check::kInvalid;
+    if (!w.experts && !w.w) return Check::kInvalid;
+    if (w.row_stride < K || (!w.experts && w.expert_stride < 0)) return Check::kInvalid;
+    const bool blocks = w.dtype == DType::Q8_0 || w.dtype == DType::Q4_0;
+    if (blocks && (K % kQuantBlock != 0 || w.row_stride % kQuantBlock != 0)) return Check::kInvalid;
+  }
+  if (a.gate.dtype != a.up.dtype || a.gate.x_rounding != a.up.x_rounding) return Check::kUnsupported;
   return Check::kValid;
 }
 

@@ -29,7 +29,7 @@ const root = path.resolve(__dirname, '..');
 const dist = path.join(root, 'dist');
 const { loadModel, quantize, exportGguf } = require(dist);
 const { writeRandomCheckpoint } = require(path.join(dist, 'testing/random_checkpoint'));
-const { graniteTinyPreset, writeRandomHybridCheckpoint } = require(path.join(dist, 'testing/random_hybrid_checkpoint'));
+const { graniteTinyPreset, jambaTinyPreset, writeRandomHybridCheckpoint } = require(path.join(dist, 'testing/random_hybrid_checkpoint'));
 const { writeTinyTokenizer } = require(path.join(dist, 'testing/tiny_tokenizer'));
 const { resolveCheckpoint } = require(path.join(dist, 'loaders/checkpoint'));
 const { loadGgufCheckpoint } = require(path.join(dist, 'loaders/gguf_model'));
@@ -124,6 +124,21 @@ async function writeCase(name, source, tolerance) {
       experts: 0, positionEmbeddingType: 'rope', ropeTheta: 5000, dtype: 'f16', seed: 14,
       nLayer: 3, layerTypes: ['mamba', 'attention', 'mamba'], vocabSize: 256,
     }));
+    // Mixture of experts (the CUDA dispatch): Granite's packed experts with
+    // the shared expert (top-k logits, then softmax), Jamba's separate ones
+    // (softmax, then top-k) beside attention without RoPE, and Q8_0 experts.
+    const graniteMoe = path.join(work, 'granite-moe');
+    fs.mkdirSync(graniteMoe, { recursive: true });
+    const moeVocab = writeTinyTokenizer(graniteMoe).vocabSize;  // for the GGUF export
+    writeRandomHybridCheckpoint(graniteMoe, graniteTinyPreset({
+      dtype: 'f16', seed: 15, nLayer: 2, layerTypes: ['mamba', 'attention'], vocabSize: moeVocab,
+      expertDim: 32, sharedDim: 32,
+    }));
+    const jambaMoe = path.join(work, 'jamba-moe');
+    writeRandomHybridCheckpoint(jambaMoe, jambaTinyPreset({
+      seed: 16, nLayer: 2, vocabSize: 128, expertDim: 64,
+      attnLayerPeriod: 2, attnLayerOffset: 1, expertLayerPeriod: 1, expertLayerOffset: 0,
+    }));
 
     await writeCase('mamba1-f32', m1, 2e-4);
     await writeCase('mamba2-bf16-2groups', m2, 2e-4);
@@ -131,6 +146,11 @@ async function writeCase(name, source, tolerance) {
     const q8 = path.join(work, 'mamba1-q8_0.gguf');
     await exportGguf(m1, q8, { type: 'q8_0' });
     await writeCase('mamba1-q8_0-gguf', q8, 2e-4);
+    await writeCase('granite-moe-f16', graniteMoe, 2e-4);
+    await writeCase('jamba-moe-f32', jambaMoe, 2e-4);
+    const graniteMoeQ8 = path.join(work, 'granite-moe-q8_0.gguf');
+    await exportGguf(graniteMoe, graniteMoeQ8, { type: 'q8_0' });
+    await writeCase('granite-moe-q8_0-gguf', graniteMoeQ8, 2e-4);
 
     // Quamba checkpoints: int8 activations round at the same boundaries only
     // up to float32 noise, so a flipped rounding moves a logit by one step.

@@ -66,10 +66,6 @@ class CudaBackend final : public Backend {
   const char* name() const override { return "cuda"; }
   // linear_cuda: f32 / f16 / bf16 / Q8_0 / Q4_0; qlinear_cuda: I8 / I4 (rows).
   bool supports(DType t) const override { return (int32_t)t >= 0 && (int32_t)t < kDTypeCount; }
-  std::string unsupported(const ModelConfig& c) const override {
-    if (c.has_moe()) return "the CUDA backend has no mixture-of-experts dispatch yet";
-    return {};
-  }
 
   bool host_addressable() const override { return false; }
   void* alloc(size_t bytes) override {
@@ -236,8 +232,20 @@ class CudaBackend final : public Backend {
     d.block_table = stage(a.block_table, a.nseq * a.block_table_stride);
     check(cuda::paged_attention_cuda(d, stream_), "paged_attention");
   }
-  void moe_route(const MoeRouteArgs&) override { throw std::logic_error(unsupported_moe()); }
-  void moe(const MoeArgs&) override { throw std::logic_error(unsupported_moe()); }
+  void moe_route(const MoeRouteArgs& a) override {
+    enter();
+    check(cuda::moe_route_cuda(a, stream_), "moe_route");
+  }
+  // The experts tables are host arrays of device pointers: staged as the
+  // index arrays are.
+  void moe(const MoeArgs& a) override {
+    enter();
+    MoeArgs d = a;
+    for (MoeWeight* w : {&d.gate, &d.up, &d.down})
+      if (w->experts)
+        w->experts = static_cast<const void* const*>(stage_bytes(w->experts, (size_t)a.E * sizeof(void*)));
+    check(cuda::moe_cuda(d, stream_), "moe");
+  }
   void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride, int64_t rows,
                    int64_t I) override {
     enter();
@@ -245,8 +253,6 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  static const char* unsupported_moe() { return "node-mamba: the CUDA backend has no mixture-of-experts dispatch yet"; }
-
   // The calling thread (the engine runs on libuv's workers) on this device.
   void enter() { check(cudaSetDevice(device_), "cudaSetDevice"); }
 
@@ -259,7 +265,9 @@ class CudaBackend final : public Backend {
   // before the next launch.
   const int32_t* stage(const int32_t* host, int64_t n) {
     if (!host || n <= 0) return nullptr;
-    const size_t bytes = (size_t)n * sizeof(int32_t);
+    return static_cast<const int32_t*>(stage_bytes(host, (size_t)n * sizeof(int32_t)));
+  }
+  const void* stage_bytes(const void* host, size_t bytes) {
     const size_t need = (bytes + kStagingAlign - 1) / kStagingAlign * kStagingAlign;
     if (need > kStagingBytes) throw std::length_error("node-mamba: CUDA: an index array larger than the staging buffer");
     if (staged_bytes_ + need > kStagingBytes) synchronize();  // the space is free again once the stream has drained
@@ -268,7 +276,7 @@ class CudaBackend final : public Backend {
     std::memcpy(h, host, bytes);
     check(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, stream_), "staging upload");
     staged_bytes_ += need;
-    return reinterpret_cast<const int32_t*>(d);
+    return d;
   }
 
   CausalConv1dArgs staged(CausalConv1dArgs a) {

@@ -329,6 +329,46 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     if (rows.size() > before) rows.back().flops = 2.0 * M * g.N * g.K;
   }
 
+  // The fused MoE dispatch at the Granite-4.0-H-Tiny shape (d 1536, 64
+  // experts of I 512, top-6, f16 experts, gate|up packed): decode (1 and 64
+  // tokens: bytes = the chosen experts' weights read once) and a 2048-token
+  // prefill (flops = 2 · T · k · 3 · I · d). Routing: token t's k experts
+  // (7t + 11j) mod E, every expert used.
+  for (int64_t T : {1, 64, 2048}) {
+    const int64_t d = 1536, I = 512, E = 64, k = 6;
+    DevPool p;
+    MoeArgs a;
+    a.T = T, a.d = d, a.I = I, a.E = E, a.k = k, a.x_stride = a.out_stride = d;
+    a.x = p.floats(T * d), a.out = p.floats(T * d);
+    const int64_t gu_bytes = E * 2 * I * d * 2, dn_bytes = E * d * I * 2;
+    const float* gu = p.floats(gu_bytes / 4);
+    const float* dn = p.floats(dn_bytes / 4);
+    float* w = p.floats(T * k);
+    float* ids_f = p.floats(T * k);
+    std::vector<int32_t> ids((size_t)(T * k));
+    std::vector<char> used((size_t)E, 0);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < k; ++j) ids[(size_t)(t * k + j)] = (int32_t)((7 * t + 11 * j) % E), used[(size_t)((7 * t + 11 * j) % E)] = 1;
+    if (p.error() != cudaSuccess ||
+        cudaMemcpy(ids_f, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice) != cudaSuccess)
+      return false;
+    a.ids = reinterpret_cast<const int32_t*>(ids_f), a.weights = w;
+    for (MoeWeight* m : {&a.gate, &a.up, &a.down}) m->dtype = DType::F16;
+    a.gate.w = gu, a.up.w = reinterpret_cast<const char*>(gu) + I * d * 2;
+    a.gate.row_stride = a.up.row_stride = d, a.gate.expert_stride = a.up.expert_stride = 2 * I * d * 2;
+    a.down.w = dn, a.down.row_stride = I, a.down.expert_stride = d * I * 2;
+    const size_t wsb = cuda::moe_cuda_workspace_bytes(a);
+    float* ws = p.floats((int64_t)(wsb / 4) + 1);
+    if (p.error() != cudaSuccess) return false;
+    int64_t experts = 0;
+    for (char u : used) experts += u;
+    const double wbytes = (double)experts * 3 * I * d * 2;
+    const size_t before = rows.size();
+    add("moe f16 (simt)", "T " + std::to_string(T) + " d 1536 E 64 I 512 k 6", wbytes + F * 2.0 * T * d,
+        [&] { return cuda::moe_cuda(a, 0, ws); });
+    if (rows.size() > before && T > 64) rows.back().flops = 2.0 * T * k * 3 * I * d;
+  }
+
   std::printf("\n== node-mamba CUDA kernels: %s, compute capability %d.%d, %d SMs, CUDA runtime %d, driver %d ==\n",
               info ? info->name.c_str() : "?", info ? info->compute_major : 0, info ? info->compute_minor : 0,
               info ? info->multiprocessors : 0, rt.runtime_version, rt.driver_version);

@@ -10,6 +10,7 @@
 #include "hadamard_math.cuh"
 #include "kernels_validate.h"
 #include "linear_math.cuh"
+#include "moe_math.cuh"
 #include "norm_math.cuh"
 #include "qlinear_math.cuh"
 #include "selective_scan_math.cuh"
@@ -533,6 +534,94 @@ cudaError_t qlinear(const QLinearArgs& args) {
       for (int64_t m = 0; m < a.M; ++m) w4a16_store(a, m, n, tree_sum_host(p[m], kWarpSize));
     }
   }
+  return cudaSuccess;
+}
+
+cudaError_t moe_route(const MoeRouteArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  for (int64_t t = 0; t < a.T; ++t) moe_route_token(a, t);  // thread t
+  return cudaSuccess;
+}
+
+namespace {
+
+// The align kernel's outputs: a stable counting sort of the pairs by expert.
+void moe_align(const int32_t* ids, int64_t P, int64_t E, const MoeLayout& L) {
+  std::vector<int64_t> count((size_t)E, 0);
+  for (int64_t i = 0; i < P; ++i)
+    if (ids[i] >= 0 && ids[i] < E) ++count[(size_t)ids[i]];
+    else L.pos[i] = -1;
+  L.offsets[0] = 0;
+  for (int64_t e = 0; e < E; ++e)
+    L.offsets[e + 1] = L.offsets[e] + (int32_t)((count[(size_t)e] + kMoeRows - 1) / kMoeRows * kMoeRows);
+  for (int64_t e = 0; e < E; ++e) {
+    for (int64_t b = L.offsets[e] / kMoeRows; b < L.offsets[e + 1] / kMoeRows; ++b) L.block_expert[b] = (int32_t)e;
+    int32_t at = L.offsets[e];
+    for (int64_t i = 0; i < P; ++i)
+      if (ids[i] == e) L.sorted[at] = (int32_t)i, L.pos[i] = at++;
+    for (int64_t p = at; p < L.offsets[e + 1]; ++p) L.sorted[p] = -1;
+  }
+}
+
+template <DType WT>
+void moe_gate_up(const MoeArgs& a, const MoeLayout& L) {
+  const LinearArgs xa = moe_input(a.x, a.x_stride, a.T, a.d, a.gate.x_rounding);
+  for (int64_t p = 0; p < L.offsets[a.E]; ++p) {
+    const int32_t pair = L.sorted[p];
+    if (pair < 0) continue;
+    const int64_t e = L.block_expert[p / kMoeRows];
+    const LinearArgs ga = moe_weight(a.gate, e, a.I, a.d), ua = moe_weight(a.up, e, a.I, a.d);
+    for (int64_t n = 0; n < a.I; ++n)
+      L.h[p * a.I + n] = silu(moe_dot<WT>(xa, pair / a.k, ga, n)) * moe_dot<WT>(xa, pair / a.k, ua, n);
+  }
+}
+
+template <DType WT>
+void moe_down(const MoeArgs& a, const MoeLayout& L) {
+  const LinearArgs xa = moe_input(L.h, a.I, L.rows, a.I, a.down.x_rounding);
+  for (int64_t p = 0; p < L.offsets[a.E]; ++p) {
+    const int32_t pair = L.sorted[p];
+    if (pair < 0) continue;
+    const LinearArgs da = moe_weight(a.down, L.block_expert[p / kMoeRows], a.d, a.I);
+    for (int64_t n = 0; n < a.d; ++n) L.y[p * a.d + n] = moe_dot<WT>(xa, p, da, n) * a.weights[pair];
+  }
+}
+
+template <template <DType> class F>
+bool moe_for_format(DType t, const MoeArgs& a, const MoeLayout& L) {
+  switch (t) {
+    case DType::F32: F<DType::F32>::run(a, L); return true;
+    case DType::F16: F<DType::F16>::run(a, L); return true;
+    case DType::BF16: F<DType::BF16>::run(a, L); return true;
+    case DType::Q8_0: F<DType::Q8_0>::run(a, L); return true;
+    case DType::Q4_0: F<DType::Q4_0>::run(a, L); return true;
+    default: return false;
+  }
+}
+template <DType WT>
+struct GateUp {
+  static void run(const MoeArgs& a, const MoeLayout& L) { moe_gate_up<WT>(a, L); }
+};
+template <DType WT>
+struct Down {
+  static void run(const MoeArgs& a, const MoeLayout& L) { moe_down<WT>(a, L); }
+};
+
+}  // namespace
+
+cudaError_t moe(const MoeArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  std::vector<uint8_t> ws(moe_layout(a.T, a.k, a.E, a.d, a.I, nullptr, nullptr) + 256);
+  void* base = reinterpret_cast<void*>(((uintptr_t)ws.data() + 255) / 256 * 256);
+  MoeLayout L;
+  moe_layout(a.T, a.k, a.E, a.d, a.I, base, &L);
+  moe_align(a.ids, a.T * a.k, a.E, L);
+  if (!moe_for_format<GateUp>(a.gate.dtype, a, L) || !moe_for_format<Down>(a.down.dtype, a, L))
+    return cudaErrorNotSupported;
+  for (int64_t t = 0; t < a.T; ++t)
+    for (int64_t c2 = 0; c2 < a.d; ++c2) a.out[t * a.out_stride + c2] = moe_combine_value(a, L, t, c2);
   return cudaSuccess;
 }
 

@@ -33,5 +33,7 @@ cudaError_t hadamard_transform(const HadamardArgs& a);
 cudaError_t hadamard_quantize(const HadamardQuantArgs& a);
 cudaError_t linear(const LinearArgs& a);
 cudaError_t qlinear(const QLinearArgs& a);
+cudaError_t moe_route(const MoeRouteArgs& a);
+cudaError_t moe(const MoeArgs& a);
 
 }  // namespace nm::cuda::emulate

@@ -1202,6 +1202,170 @@ void linear_cases(Rng& r) {
   report_reject("qlinear", "a q4_0 weight", launch(q), cudaErrorInvalidValue);
 }
 
+// ---------------------------------------------------------------- mixture of experts
+
+cudaError_t launch(const MoeRouteArgs& a) { return g_gpu ? cuda::moe_route_cuda(a, 0) : cuda::emulate::moe_route(a); }
+cudaError_t launch(const MoeArgs& a) { return g_gpu ? cuda::moe_cuda(a, 0) : cuda::emulate::moe(a); }
+
+const char* router_name(MoeRouter r) {
+  return r == MoeRouter::SoftmaxTopk ? "softmax-topk" : r == MoeRouter::TopkSoftmax ? "topk-softmax" : "sigmoid-grouped";
+}
+
+// Router logits [T, E] (stride E + 1); `skew`: experts 0 and 1 lifted for
+// most tokens, so that their runs span several row blocks.
+std::vector<float> moe_logits(Rng& r, int64_t T, int64_t E, bool skew) {
+  auto l = rand_vec(r, T * (E + 1), -2, 2);
+  if (skew)
+    for (int64_t t = 0; t < T; ++t)
+      if (r.below(8) != 0) l[(size_t)(t * (E + 1))] += 4.0f, l[(size_t)(t * (E + 1) + 1)] += 3.0f;
+  return l;
+}
+
+void case_moe_route(Rng& r, int64_t T, int64_t E, int64_t k, MoeRouter router, int64_t groups = 1, int64_t keep = 1,
+                    bool bias = false) {
+  auto logits = moe_logits(r, T, E, false);
+  auto b = rand_vec(r, E, -0.3f, 0.3f);
+  MoeRouteArgs a;
+  a.T = T, a.E = E, a.k = k, a.logits_stride = E + 1, a.router = router;
+  a.n_group = groups, a.topk_group = keep, a.norm_topk_prob = groups > 1, a.routed_scaling_factor = groups > 1 ? 2.5f : 1.0f;
+  std::vector<int32_t> cids((size_t)(T * k));
+  std::vector<float> cw((size_t)(T * k));
+  MoeRouteArgs c = a;
+  c.logits = logits.data(), c.bias = bias ? b.data() : nullptr, c.ids = cids.data(), c.weights = cw.data();
+  nm::moe_route(c);
+  std::vector<int32_t> ids((size_t)(T * k), -7);
+  std::vector<float> w((size_t)(T * k), -7.0f);
+  Side s(g_gpu);
+  MoeRouteArgs d = a;
+  d.logits = s.put(logits), d.bias = bias ? s.put(b) : nullptr, d.ids = s.put(ids), d.weights = s.put(w);
+  const cudaError_t e = s.finish(launch(d));
+  std::vector<float> cidf(cids.begin(), cids.end()), idf(ids.begin(), ids.end());
+  report("moe_route",
+         fmt("%s T=%ld E=%ld k=%ld%s%s", router_name(router), (long)T, (long)E, (long)k,
+             groups > 1 ? fmt(" groups=%ld keep=%ld", (long)groups, (long)keep).c_str() : "", bias ? " bias" : ""),
+         e, {{"ids", &cidf, &idf, 0.0}, {"weights", &cw, &w, kTolF32}});
+}
+
+// E experts of a projection, R rows of K each, in `t`, one buffer: weights of
+// about the size trained experts have (|w| < ~0.25).
+std::vector<uint8_t> moe_experts(Rng& r, DType t, int64_t E, int64_t R, int64_t K) {
+  if (t == DType::F32 || t == DType::F16 || t == DType::BF16) return rand_typed(r, E * R * K, t, -0.1f, 0.1f);
+  const int64_t bb = t == DType::Q8_0 ? 34 : 18, blocks = E * R * K / 32;
+  std::vector<uint8_t> v((size_t)(blocks * bb));
+  for (auto& x : v) x = (uint8_t)r.below(256);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint16_t d = f32_to_f16(t == DType::Q8_0 ? r.uniform(0.0005f, 0.002f) : r.uniform(0.005f, 0.02f));
+    std::memcpy(v.data() + b * bb, &d, 2);
+  }
+  return v;
+}
+
+// The dispatch against moe() on the CPU's routing. packed: gate and up as one
+// [E, 2I, d] tensor (Granite), experts evenly spaced; else each projection
+// reached through an experts table, in reverse order (experts anywhere).
+void case_moe(Rng& r, int64_t T, int64_t d, int64_t I, int64_t E, int64_t k, DType wt, ActRounding xr, bool packed,
+              bool shared, MoeRouter router, bool skew, double tol) {
+  const int64_t xs = d + 3, os = d + 1;
+  auto x = rand_vec(r, T * xs);
+  auto logits = moe_logits(r, T, E, skew);
+  std::vector<int32_t> ids((size_t)(T * k));
+  std::vector<float> w((size_t)(T * k));
+  MoeRouteArgs ra;
+  ra.T = T, ra.E = E, ra.k = k, ra.logits = logits.data(), ra.logits_stride = E + 1, ra.router = router;
+  ra.ids = ids.data(), ra.weights = w.data();
+  nm::moe_route(ra);
+  auto gu = moe_experts(r, wt, E, 2 * I, d), g = moe_experts(r, wt, E, I, d), u = moe_experts(r, wt, E, I, d);
+  auto dn = moe_experts(r, wt, E, d, I);
+  auto sh = rand_vec(r, T * d);
+  auto out = rand_vec(r, T * os), cout = out;
+  const int64_t gu_rows = dtype_row_bytes(wt, d), dn_rows = dtype_row_bytes(wt, I);
+  MoeArgs a;
+  a.T = T, a.d = d, a.I = I, a.E = E, a.k = k, a.x_stride = xs, a.out_stride = os, a.shared_stride = d;
+  for (MoeWeight* m : {&a.gate, &a.up, &a.down}) m->dtype = wt, m->x_rounding = xr;
+  a.gate.row_stride = a.up.row_stride = d, a.down.row_stride = I;
+  // Points the projections at their buffers (host or device), the tables in `tabs`.
+  std::vector<const void*> tabs[3];
+  auto wire = [&](MoeArgs& m, const uint8_t* bgu, const uint8_t* bg, const uint8_t* bu, const uint8_t* bdn) {
+    if (packed) {
+      m.gate.w = bgu, m.up.w = bgu + I * gu_rows, m.gate.expert_stride = m.up.expert_stride = 2 * I * gu_rows;
+      m.down.w = bdn, m.down.expert_stride = d * dn_rows;
+      return;
+    }
+    const uint8_t* base[3] = {bg, bu, bdn};
+    const int64_t bytes[3] = {I * gu_rows, I * gu_rows, d * dn_rows};
+    for (int p = 0; p < 3; ++p) {
+      tabs[p].resize((size_t)E);
+      for (int64_t e = 0; e < E; ++e) tabs[p][(size_t)e] = base[p] + (E - 1 - e) * bytes[p];
+    }
+  };
+  MoeArgs c = a;
+  c.x = x.data(), c.ids = ids.data(), c.weights = w.data(), c.shared = shared ? sh.data() : nullptr, c.out = cout.data();
+  // The CPU reads the same bytes: in the reversed-table layout expert e is block E-1-e.
+  wire(c, gu.data(), g.data(), u.data(), dn.data());
+  std::vector<const void*> ctabs[3] = {tabs[0], tabs[1], tabs[2]};
+  if (!packed) c.gate.experts = ctabs[0].data(), c.up.experts = ctabs[1].data(), c.down.experts = ctabs[2].data();
+  nm::moe(c);
+  Side s(g_gpu);
+  MoeArgs t = a;
+  t.x = s.put(x), t.ids = s.put(ids), t.weights = s.put(w), t.shared = shared ? s.put(sh) : nullptr, t.out = s.put(out);
+  wire(t, packed ? s.put(gu) : nullptr, packed ? nullptr : s.put(g), packed ? nullptr : s.put(u), s.put(dn));
+  if (!packed) t.gate.experts = s.put(tabs[0]), t.up.experts = s.put(tabs[1]), t.down.experts = s.put(tabs[2]);
+  const cudaError_t e = s.finish(launch(t));
+  report("moe", fmt("%s%s T=%ld d=%ld I=%ld E=%ld k=%ld %s %s%s%s", dtype_name(wt),
+                    xr == ActRounding::Q8Block ? "/q8-inputs" : xr == ActRounding::BF16 ? "/bf16-inputs" : "",
+                    (long)T, (long)d, (long)I, (long)E, (long)k, router_name(router),
+                    packed ? "packed gate|up" : "experts table", shared ? " +shared" : "", skew ? " skewed" : ""),
+         e, {{"out", &cout, &out, tol}});
+}
+
+void moe_cases(Rng& r) {
+  case_moe_route(r, 1, 8, 2, MoeRouter::SoftmaxTopk);
+  case_moe_route(r, 37, 64, 6, MoeRouter::TopkSoftmax);
+  case_moe_route(r, 300, 16, 2, MoeRouter::SoftmaxTopk);
+  case_moe_route(r, 29, 7, 7, MoeRouter::TopkSoftmax);
+  case_moe_route(r, 33, 128, 8, MoeRouter::SigmoidGrouped, 8, 4, true);
+  case_moe_route(r, 5, 12, 3, MoeRouter::SigmoidGrouped, 12, 5, false);  // one expert per group
+  case_moe_route(r, 9, 64, 4, MoeRouter::SigmoidGrouped, 1, 1, true);
+
+  // Float experts: float32 sums in another order (kTolF32 per reduction, two
+  // of them). Q8_0 / Q4_0 with Q8Block inputs: an h element that differs by
+  // that rounding may land on the neighbouring int8 step of its 32-element
+  // block before the down product (kTolQ8Moe).
+  constexpr double kTolMoe = 2 * kTolF32, kTolQ8Moe = 2e-3;
+  case_moe(r, 1, 64, 96, 8, 2, DType::F32, ActRounding::None, true, true, MoeRouter::TopkSoftmax, false, kTolMoe);
+  case_moe(r, 7, 75, 33, 5, 2, DType::F32, ActRounding::None, false, false, MoeRouter::SoftmaxTopk, false, kTolMoe);
+  case_moe(r, 37, 96, 130, 16, 4, DType::F16, ActRounding::None, true, true, MoeRouter::TopkSoftmax, true, kTolMoe);
+  case_moe(r, 45, 128, 64, 6, 2, DType::BF16, ActRounding::BF16, false, true, MoeRouter::SoftmaxTopk, true, kTolMoe);
+  case_moe(r, 19, 64, 96, 8, 3, DType::Q8_0, ActRounding::Q8Block, true, false, MoeRouter::TopkSoftmax, true,
+           kTolQ8Moe);
+  case_moe(r, 23, 128, 64, 4, 2, DType::Q4_0, ActRounding::Q8Block, false, true, MoeRouter::SoftmaxTopk, false,
+           kTolQ8Moe);
+  case_moe(r, 130, 64, 32, 64, 6, DType::F16, ActRounding::None, true, true, MoeRouter::TopkSoftmax, true, kTolMoe);
+
+  Side s(g_gpu);
+  std::vector<float> buf(64 * 64, 0.5f);
+  std::vector<int32_t> idb(64, 0);
+  std::vector<uint8_t> wb(64 * 64 * 8, 0);
+  MoeArgs a;
+  a.T = 2, a.d = 32, a.I = 32, a.E = 4, a.k = 2, a.x = s.put(buf), a.x_stride = 32, a.ids = s.put(idb);
+  a.weights = a.x, a.out = s.put(buf) + 1024, a.out_stride = 32;
+  for (MoeWeight* m : {&a.gate, &a.up, &a.down}) m->w = s.put(wb), m->row_stride = 32, m->expert_stride = 32 * 32 * 4;
+  MoeArgs b = a;
+  b.k = 5;
+  report_reject("moe", "k above E", launch(b), cudaErrorInvalidValue);
+  b = a, b.gate.dtype = b.up.dtype = b.down.dtype = DType::I8;
+  report_reject("moe", "i8 experts", launch(b), cudaErrorNotSupported);
+  b = a, b.up.dtype = DType::F16;
+  report_reject("moe", "gate f32, up f16", launch(b), cudaErrorNotSupported);
+  b = a, b.d = 48, b.x_stride = 48, b.out_stride = 48, b.gate.dtype = b.up.dtype = DType::Q8_0, b.gate.row_stride = 48;
+  b.up.row_stride = 48;
+  report_reject("moe", "q8_0 experts with d 48", launch(b), cudaErrorInvalidValue);
+  MoeRouteArgs ra;
+  ra.T = 1, ra.E = 6, ra.k = 2, ra.logits = a.x, ra.logits_stride = 6, ra.ids = s.put(idb), ra.weights = a.out;
+  ra.router = MoeRouter::SigmoidGrouped, ra.n_group = 4;
+  report_reject("moe_route", "4 groups of 6 experts", launch(ra), cudaErrorInvalidValue);
+}
+
 // One case per kernel at a benchmark shape (mamba-130m prefill 2048, decode
 // batch 64, Mamba-2 decode), so that the timed configurations are checked too.
 void bench_shape_cases(Rng& r) {
@@ -1270,6 +1434,7 @@ int main(int argc, char** argv) {
     hadamard_cases(rng);
     q8_cases(rng);
     linear_cases(rng);
+    moe_cases(rng);
     bench_shape_cases(rng);
     // Whole models: the CUDA backend on a GPU; in the emulation the engine on
     // the device-emulation backend (the CPU kernels), which checks the

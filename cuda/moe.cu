@@ -1,0 +1,283 @@
+// CUDA mixture-of-experts router and fused dispatch (kernels.h); the
+// per-thread math and the workspace layout are cuda/moe_math.cuh.
+#include <stdint.h>
+
+#include "kernels.h"
+#include "launch_util.cuh"
+#include "moe_math.cuh"
+
+namespace nm::cuda {
+
+namespace {
+
+__global__ void __launch_bounds__(kMoeRouteThreads) moe_route_kernel(const MoeRouteArgs a) {
+  const int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (t < a.T) moe_route_token(a, t);
+}
+
+// One block: counts (a warp per expert, 32 pairs per ballot), the padded
+// offsets, the row blocks' experts, then the stable scatter (each warp
+// walks the pairs in order, a pair's rank in its expert being the matches
+// before it). Dynamic shared memory: 2E + 1 ints.
+__global__ void __launch_bounds__(kMoeAlignThreads) moe_align_kernel(const int32_t* ids, int64_t P, int64_t E,
+                                                                     MoeLayout L) {
+  extern __shared__ int32_t sh[];
+  int32_t* count = sh;
+  int32_t* off = sh + E;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, warps = blockDim.x / 32;
+  for (int64_t e = warp; e < E; e += warps) {
+    int32_t c = 0;
+    for (int64_t b = 0; b < P; b += 32) {
+      const int64_t i = b + lane;
+      c += __popc(__ballot_sync(0xffffffffu, i < P && ids[i] == e));
+    }
+    if (lane == 0) count[e] = c;
+  }
+  // Pairs whose id is out of range keep pos -1 (their token's outputs: NaN).
+  for (int64_t i = tid; i < P; i += blockDim.x)
+    if (ids[i] < 0 || ids[i] >= E) L.pos[i] = -1;
+  __syncthreads();
+  if (tid == 0) {
+    off[0] = 0;
+    for (int64_t e = 0; e < E; ++e)
+      off[e + 1] = off[e] + (int32_t)((count[e] + kMoeRows - 1) / kMoeRows * kMoeRows);
+  }
+  __syncthreads();
+  for (int64_t e = tid; e <= E; e += blockDim.x) L.offsets[e] = off[e];
+  for (int64_t e = warp; e < E; e += warps) {
+    for (int64_t b = off[e] / kMoeRows + lane; b < off[e + 1] / kMoeRows; b += 32) L.block_expert[b] = (int32_t)e;
+    int32_t at = off[e];
+    for (int64_t b = 0; b < P; b += 32) {
+      const int64_t i = b + lane;
+      const bool match = i < P && ids[i] == e;
+      const uint32_t bal = __ballot_sync(0xffffffffu, match);
+      if (match) {
+        const int32_t p = at + __popc(bal & ((1u << lane) - 1u));
+        L.sorted[p] = (int32_t)i;
+        L.pos[i] = p;
+      }
+      at += __popc(bal);
+    }
+    for (int64_t p = at + lane; p < off[e + 1]; p += 32) L.sorted[p] = -1;
+  }
+}
+
+// Flags of the GEMV loaders for a matrix at w with rows `row_stride`
+// elements apart (checked per block: expert pointers live on the device).
+__device__ __forceinline__ int weight_flags(const void* w, DType t, int64_t row_stride) {
+  const int64_t es = t == DType::F32 ? 4 : 2;
+  int f = 0;
+  if (((uintptr_t)w & 15u) == 0 && (row_stride * es) % 16 == 0 && (t == DType::F32 || t == DType::F16 || t == DType::BF16))
+    f |= kGemvVecW;
+  if (((uintptr_t)w & 1u) == 0) f |= kGemvAlign2W;
+  return f;
+}
+
+__device__ __forceinline__ int input_flags(const float* x, int64_t xs) {
+  return ((uintptr_t)x & 15u) == 0 && xs % 4 == 0 ? kGemvVecX : 0;
+}
+
+// GEMM 1 on row block `block_base + blockIdx.y`, columns 64·blockIdx.x ..:
+// threads 0..15 load the rows' x (their tokens', rounded), 16..79 the gate
+// rows, 80..143 the up rows (dequantised); then thread (ty, tx) accumulates
+// row ty, columns tx + 16j of gate and up, and writes h.
+template <DType WT>
+__global__ void __launch_bounds__(kMoeGemmThreads) moe_gate_up_kernel(const MoeArgs a, const MoeLayout L,
+                                                                      int64_t block_base) {
+  __shared__ float xs[kMoeRows][kMoeTileK + 1];
+  __shared__ float gs[kMoeTileN][kMoeTileK + 1];
+  __shared__ float us[kMoeTileN][kMoeTileK + 1];
+  const int64_t blk = block_base + blockIdx.y;
+  if (blk >= L.offsets[a.E] / kMoeRows) return;
+  const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows, n0 = (int64_t)blockIdx.x * kMoeTileN;
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const LinearArgs xa = moe_input(a.x, a.x_stride, a.T, a.d, a.gate.x_rounding);
+  const LinearArgs ga = moe_weight(a.gate, e, a.I, a.d), ua = moe_weight(a.up, e, a.I, a.d);
+  const int xf = input_flags(a.x, a.x_stride);
+  const int gf = weight_flags(ga.w, WT, a.gate.row_stride), uf = weight_flags(ua.w, WT, a.up.row_stride);
+  const int32_t pair = tid < kMoeRows ? L.sorted[p0 + tid] : -1;
+  float ag[4] = {0, 0, 0, 0}, au[4] = {0, 0, 0, 0};
+  for (int64_t k0 = 0; k0 < a.d; k0 += kMoeTileK) {
+    const int len = a.d - k0 < kMoeTileK ? (int)(a.d - k0) : kMoeTileK;
+    float v[kMoeTileK];
+    if (tid < kMoeRows) {
+      if (pair >= 0) gemv_load_x<kMoeTileK>(xa, pair / a.k, k0, len, xf, v);
+      else
+#pragma unroll
+        for (int q = 0; q < kMoeTileK; ++q) v[q] = 0.0f;
+#pragma unroll
+      for (int q = 0; q < kMoeTileK; ++q) xs[tid][q] = v[q];
+    } else if (tid < kMoeRows + 2 * kMoeTileN) {
+      const bool up = tid >= kMoeRows + kMoeTileN;
+      const int r = tid - kMoeRows - (up ? kMoeTileN : 0);
+      const int64_t n = n0 + r;
+      if (n < a.I) gemv_load_w<WT, kMoeTileK>(up ? ua : ga, n, k0, len, up ? uf : gf, v);
+      else
+#pragma unroll
+        for (int q = 0; q < kMoeTileK; ++q) v[q] = 0.0f;
+      float(*dst)[kMoeTileK + 1] = up ? us : gs;
+#pragma unroll
+      for (int q = 0; q < kMoeTileK; ++q) dst[r][q] = v[q];
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int kk = 0; kk < kMoeTileK; ++kk) {
+      const float xv = xs[ty][kk];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        ag[j] = fmaf(xv, gs[tx + 16 * j][kk], ag[j]);
+        au[j] = fmaf(xv, us[tx + 16 * j][kk], au[j]);
+      }
+    }
+    __syncthreads();
+  }
+  if (L.sorted[p0 + ty] < 0) return;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t n = n0 + tx + 16 * j;
+    if (n < a.I) L.h[(p0 + ty) * a.I + n] = silu(ag[j]) * au[j];
+  }
+}
+
+// GEMM 2: the same tiles over h (rows in place) and the down matrix; each
+// row times its pair's routed weight.
+template <DType WT>
+__global__ void __launch_bounds__(kMoeGemmThreads) moe_down_kernel(const MoeArgs a, const MoeLayout L,
+                                                                   int64_t block_base) {
+  __shared__ float xs[kMoeRows][kMoeTileK + 1];
+  __shared__ float ws[kMoeTileN][kMoeTileK + 1];
+  const int64_t blk = block_base + blockIdx.y;
+  if (blk >= L.offsets[a.E] / kMoeRows) return;
+  const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows, n0 = (int64_t)blockIdx.x * kMoeTileN;
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const LinearArgs xa = moe_input(L.h, a.I, L.rows, a.I, a.down.x_rounding);
+  const LinearArgs da = moe_weight(a.down, e, a.d, a.I);
+  const int xf = input_flags(L.h, a.I), wf = weight_flags(da.w, WT, a.down.row_stride);
+  const bool real = tid < kMoeRows && L.sorted[p0 + tid] >= 0;
+  float acc[4] = {0, 0, 0, 0};
+  for (int64_t k0 = 0; k0 < a.I; k0 += kMoeTileK) {
+    const int len = a.I - k0 < kMoeTileK ? (int)(a.I - k0) : kMoeTileK;
+    float v[kMoeTileK];
+    if (tid < kMoeRows) {
+      if (real) gemv_load_x<kMoeTileK>(xa, p0 + tid, k0, len, xf, v);
+      else
+#pragma unroll
+        for (int q = 0; q < kMoeTileK; ++q) v[q] = 0.0f;
+#pragma unroll
+      for (int q = 0; q < kMoeTileK; ++q) xs[tid][q] = v[q];
+    } else if (tid < kMoeRows + kMoeTileN) {
+      const int r = tid - kMoeRows;
+      const int64_t n = n0 + r;
+      if (n < a.d) gemv_load_w<WT, kMoeTileK>(da, n, k0, len, wf, v);
+      else
+#pragma unroll
+        for (int q = 0; q < kMoeTileK; ++q) v[q] = 0.0f;
+#pragma unroll
+      for (int q = 0; q < kMoeTileK; ++q) ws[r][q] = v[q];
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int kk = 0; kk < kMoeTileK; ++kk) {
+      const float xv = xs[ty][kk];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[j] = fmaf(xv, ws[tx + 16 * j][kk], acc[j]);
+    }
+    __syncthreads();
+  }
+  const int32_t pair = L.sorted[p0 + ty];
+  if (pair < 0) return;
+  const float w = a.weights[pair];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t n = n0 + tx + 16 * j;
+    if (n < a.d) L.y[(p0 + ty) * a.d + n] = acc[j] * w;
+  }
+}
+
+__global__ void __launch_bounds__(kMoeCombineThreads) moe_combine_kernel(const MoeArgs a, const MoeLayout L) {
+  const int64_t total = a.T * a.d;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t t = i / a.d, c = i % a.d;
+    a.out[t * a.out_stride + c] = moe_combine_value(a, L, t, c);
+  }
+}
+
+// Launches kernel<WT> for every row block (grid.y at most 65535 per launch).
+template <template <DType> class Launch>
+cudaError_t for_format(DType t, const MoeArgs& a, const MoeLayout& L, int64_t n_cols, cudaStream_t stream) {
+  const int64_t gx = (n_cols + kMoeTileN - 1) / kMoeTileN;
+  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
+  for (int64_t base = 0; base < L.blocks; base += 65535) {
+    const unsigned gy = (unsigned)(L.blocks - base < 65535 ? L.blocks - base : 65535);
+    const dim3 grid((unsigned)gx, gy);
+    switch (t) {
+      case DType::F32: Launch<DType::F32>::run(grid, a, L, base, stream); break;
+      case DType::F16: Launch<DType::F16>::run(grid, a, L, base, stream); break;
+      case DType::BF16: Launch<DType::BF16>::run(grid, a, L, base, stream); break;
+      case DType::Q8_0: Launch<DType::Q8_0>::run(grid, a, L, base, stream); break;
+      case DType::Q4_0: Launch<DType::Q4_0>::run(grid, a, L, base, stream); break;
+      default: return cudaErrorNotSupported;
+    }
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
+template <DType WT>
+struct GateUp {
+  static void run(dim3 g, const MoeArgs& a, const MoeLayout& L, int64_t base, cudaStream_t s) {
+    moe_gate_up_kernel<WT><<<g, kMoeGemmThreads, 0, s>>>(a, L, base);
+  }
+};
+template <DType WT>
+struct Down {
+  static void run(dim3 g, const MoeArgs& a, const MoeLayout& L, int64_t base, cudaStream_t s) {
+    moe_down_kernel<WT><<<g, kMoeGemmThreads, 0, s>>>(a, L, base);
+  }
+};
+
+}  // namespace
+
+cudaError_t moe_route_cuda(const MoeRouteArgs& a, cudaStream_t stream) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return check_status(c);
+  const int64_t blocks = (a.T + kMoeRouteThreads - 1) / kMoeRouteThreads;
+  if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
+  moe_route_kernel<<<(unsigned)blocks, kMoeRouteThreads, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+size_t moe_cuda_workspace_bytes(const MoeArgs& a) { return moe_layout(a.T, a.k, a.E, a.d, a.I, nullptr, nullptr); }
+
+cudaError_t moe_cuda(const MoeArgs& a, cudaStream_t stream, void* workspace) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return check_status(c);
+  const int64_t P = a.T * a.k;
+  if (P > 0x7fffffff - a.E * kMoeRows) return cudaErrorInvalidValue;  // int32 rows
+  const size_t shared = (size_t)(2 * a.E + 1) * sizeof(int32_t);
+  if (shared > 48 * 1024) return cudaErrorNotSupported;
+  void* own = nullptr;
+  if (!workspace) {
+    const cudaError_t e = cudaMallocAsync(&own, moe_cuda_workspace_bytes(a), stream);
+    if (e != cudaSuccess) return e;
+    workspace = own;
+  }
+  MoeLayout L;
+  moe_layout(a.T, a.k, a.E, a.d, a.I, workspace, &L);
+  moe_align_kernel<<<1, kMoeAlignThreads, shared, stream>>>(a.ids, P, a.E, L);
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) e = for_format<GateUp>(a.gate.dtype, a, L, a.I, stream);
+  if (e == cudaSuccess) e = for_format<Down>(a.down.dtype, a, L, a.d, stream);
+  if (e == cudaSuccess) {
+    moe_combine_kernel<<<grid_for(a.T * a.d, kMoeCombineThreads), kMoeCombineThreads, 0, stream>>>(a, L);
+    e = cudaGetLastError();
+  }
+  if (own) {
+    const cudaError_t f = cudaFreeAsync(own, stream);
+    if (e == cudaSuccess) e = f;
+  }
+  return e;
+}
+
+}  // namespace nm::cuda
