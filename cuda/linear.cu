@@ -127,7 +127,9 @@ cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
   if (a.M > kGemvMaxRows) {
     // Tensor cores where the products are exact in bf16, else the CUDA cores.
     if (a.w_dtype == DType::BF16 && a.x_rounding == ActRounding::BF16) {
-      const cudaError_t e = linear_gemm_bf16(a, stream);
+      cudaError_t e = linear_gemm_bf16_mma(a, stream);
+      if (e != cudaErrorNotSupported) return e;
+      e = linear_gemm_bf16(a, stream);           // W not 16-byte aligned: WMMA
       if (e != cudaErrorNotSupported) return e;  // below compute capability 8.0: the SIMT GEMM
     }
     return linear_gemm_simt(a, stream);

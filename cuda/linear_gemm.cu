@@ -15,6 +15,7 @@
 #include "launch_util.cuh"
 #include "linear_gemm.h"
 #include "linear_math.cuh"
+#include "linear_mma_math.cuh"
 
 namespace nm::cuda {
 
@@ -114,6 +115,105 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_bf16_kernel(const LinearArg
 #endif
 }
 
+// ---------------------------------------------------------------- the pipelined bf16 GEMM (linear_mma_math.cuh)
+
+// x rounded to bf16 into xb [M, a_ld], zeros past K (grid-strided).
+__global__ void __launch_bounds__(256) round_bf16_rows_kernel(const LinearArgs a, uint16_t* xb, int64_t a_ld) {
+  const int64_t total = a.M * a_ld;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t m = i / a_ld, k = i % a_ld;
+    xb[i] = k < a.K ? mma_bf16_bits(x_row(a, m)[k]) : (uint16_t)0;
+  }
+}
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+__device__ __forceinline__ void cp_async16(void* smem, const void* src, int bytes) {
+  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* p) {
+  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+#endif
+
+__global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(const LinearArgs a, const uint16_t* xb,
+                                                                    int64_t a_ld, int64_t block_base) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(16) uint16_t smem[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wm = warp / 4, wn = warp % 4;
+  const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
+  const uint16_t* W = static_cast<const uint16_t*>(a.w);
+  const int64_t KT = (a.K + kMmaTileK - 1) / kMmaTileK;
+  auto load = [&](int stage, int64_t kt) {
+    uint16_t* st = smem + stage * kMmaStageElems;
+#pragma unroll
+    for (int i = 0; i < kMmaChunks / kMmaThreads; ++i) {
+      const MmaChunk ch = mma_chunk(tid + i * kMmaThreads, m0, n0, kt * kMmaTileK, a.M, a.N, a.K, a_ld, a.w_stride);
+      cp_async16(st + ch.smem, (ch.is_b ? W : xb) + ch.src, ch.bytes);
+    }
+  };
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+#pragma unroll
+  for (int s = 0; s < kMmaStages - 1; ++s) {
+    if (s < KT) load(s, s);
+    cp_async_commit();
+  }
+  for (int64_t kt = 0; kt < KT; ++kt) {
+    cp_async_wait<kMmaStages - 2>();  // tile kt has landed (for this thread's copies) ...
+    __syncthreads();                  // ... and everyone's; the stage about to be refilled is no longer read
+    const int64_t pf = kt + kMmaStages - 1;
+    if (pf < KT) load((int)(pf % kMmaStages), pf);
+    cp_async_commit();
+    const uint16_t* st = smem + (int)(kt % kMmaStages) * kMmaStageElems;
+#pragma unroll
+    for (int kk = 0; kk < kMmaTileK; kk += 16) {
+      uint32_t af[4][4], bfr[2][4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) ldmatrix_x4(af[i], st + mma_a_offset(wm, i, kk, lane));
+#pragma unroll
+      for (int jp = 0; jp < 2; ++jp) ldmatrix_x4(bfr[jp], st + mma_b_offset(wn, jp, kk, lane));
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j / 2][(j % 2) * 2], bfr[j / 2][(j % 2) * 2 + 1]);
+    }
+  }
+  cp_async_wait<0>();
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int64_t m = m0 + wm * 64 + i * 16 + mma_c_row(lane, q), n = n0 + wn * 32 + j * 8 + mma_c_col(lane, q);
+        if (m < a.M && n < a.N) gemv_store(a, m, n, acc[i][j][q]);
+      }
+#else
+  (void)a, (void)xb, (void)a_ld, (void)block_base;
+#endif
+}
+
 // The SIMT GEMM: block tile 64 x 64 outputs, 256 threads of 4 x 4 each
 // (rows ty + 16 i, columns tx + 16 j), k tiles of 32 staged in shared memory:
 // threads 0..63 load (and round) a row of x, threads 64..127 a row of W
@@ -196,6 +296,33 @@ cudaError_t linear_gemm_simt(const LinearArgs& a, cudaStream_t stream) {
     default: return cudaErrorNotSupported;
   }
   return cudaGetLastError();
+}
+
+cudaError_t linear_gemm_bf16_mma(const LinearArgs& a, cudaStream_t stream) {
+  int dev = 0, major = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e != cudaSuccess) return e;
+  if (major < 8 || !mma_usable(a)) return cudaErrorNotSupported;
+  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (a.M + kMmaTileM - 1) / kMmaTileM;
+  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
+  // The kernel's opt-in to more than 48 KiB of shared memory (per device; a host-side call).
+  e = cudaFuncSetAttribute(gemm_bf16_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  if (e != cudaSuccess) return e;
+  const int64_t a_ld = mma_a_ld(a.K);
+  void* xb = nullptr;
+  e = cudaMallocAsync(&xb, (size_t)(a.M * a_ld) * 2, stream);
+  if (e != cudaSuccess) return e;
+  round_bf16_rows_kernel<<<grid_for(a.M * a_ld, 256), 256, 0, stream>>>(a, static_cast<uint16_t*>(xb), a_ld);
+  e = cudaGetLastError();
+  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
+    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
+    gemm_bf16_mma_kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(
+        a, static_cast<const uint16_t*>(xb), a_ld, base);
+    e = cudaGetLastError();
+  }
+  const cudaError_t f = cudaFreeAsync(xb, stream);
+  return e != cudaSuccess ? e : f;
 }
 
 cudaError_t linear_gemm_bf16(const LinearArgs& a, cudaStream_t stream) {

@@ -13,6 +13,13 @@ namespace nm::cuda {
 // cudaErrorNotSupported below compute capability 8.0 (no bf16 tensor cores).
 cudaError_t linear_gemm_bf16(const LinearArgs& a, cudaStream_t stream);
 
+// The same product on mma.sync with a 3-stage cp.async pipeline
+// (linear_mma_math.cuh): x rounded to bf16 once into pool scratch, then
+// 128 x 128 x 32 tiles. cudaErrorNotSupported below compute capability 8.0
+// or when W or its rows are not 16-byte aligned (mma_usable in
+// linear_mma_math.cuh: linear_cuda then takes the WMMA kernel above).
+cudaError_t linear_gemm_bf16_mma(const LinearArgs& a, cudaStream_t stream);
+
 // y = round(x) W^T (+ b) on the CUDA cores for every other format and
 // rounding (f32 / f16 / bf16 / Q8_0 / Q4_0 weights): each output is one
 // fmaf chain over k in ascending order, from the rounded inputs and the

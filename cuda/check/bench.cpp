@@ -18,6 +18,7 @@
 
 #include "check_util.h"
 #include "kernels.h"
+#include "linear_gemm.h"
 #include "selective_scan_math.cuh"
 
 namespace nm::check {
@@ -322,11 +323,17 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     const double wbytes = (double)dtype_row_bytes(g.wt, g.K) * g.N;
     a.x = p.floats(M * g.K), a.y = p.floats(M * g.N), a.w = p.floats((int64_t)(wbytes / 4));
     if (p.error() != cudaSuccess) return false;
-    const size_t before = rows.size();
-    add(g.wt == DType::BF16 ? "linear bf16 GEMM (tc)" : "linear f32 GEMM (simt)",
-        "M 2048 x K " + std::to_string(g.K) + " x N " + std::to_string(g.N), wbytes + F * (M * g.K + M * g.N),
+    const std::string shape = "M 2048 x K " + std::to_string(g.K) + " x N " + std::to_string(g.N);
+    const double bytes = wbytes + F * (M * g.K + M * g.N), flops = 2.0 * M * g.N * g.K;
+    size_t before = rows.size();
+    add(g.wt == DType::BF16 ? "linear bf16 GEMM (mma)" : "linear f32 GEMM (simt)", shape, bytes,
         [&] { return cuda::linear_cuda(a, 0); });
-    if (rows.size() > before) rows.back().flops = 2.0 * M * g.N * g.K;
+    if (rows.size() > before) rows.back().flops = flops;
+    if (g.wt == DType::BF16) {  // the first tensor-core kernel, for comparison
+      before = rows.size();
+      add("linear bf16 GEMM (wmma)", shape, bytes, [&] { return cuda::linear_gemm_bf16(a, 0); });
+      if (rows.size() > before) rows.back().flops = flops;
+    }
   }
 
   // The fused MoE dispatch at the Granite-4.0-H-Tiny shape (d 1536, 64

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "attention_math.cuh"
@@ -10,6 +11,7 @@
 #include "hadamard_math.cuh"
 #include "kernels_validate.h"
 #include "linear_math.cuh"
+#include "linear_mma_math.cuh"
 #include "moe_math.cuh"
 #include "norm_math.cuh"
 #include "qlinear_math.cuh"
@@ -393,6 +395,117 @@ void gemm_simt(const LinearArgs& a) {
     }
 }
 
+// The pipelined bf16 GEMM (cuda/linear_gemm.cu gemm_bf16_mma_kernel), lane
+// by lane: x rounded into the scratch rows, each k tile's 16-byte copies as
+// mma_chunk places them (zero-filled past the bytes read), ldmatrix.x4 from
+// the lanes' row addresses, mma.sync.m16n8k16 from the fragments, the
+// accumulators stored at mma_c_row / mma_c_col. ldmatrix and mma follow the
+// PTX ISA's layouts (below), not the kernel's code: a wrong address or a
+// wrong fragment order in the kernel's functions shows here as a wrong
+// result. (The stages of the pipeline are not emulated: one tile at a time.)
+
+// ldmatrix.m8n8.x4.b16: lanes 8q .. 8q + 7 give the row addresses of matrix
+// q; lane t receives in register q the two elements (row t / 4, columns
+// 2 (t % 4) and + 1) of matrix q, the lower column in the low half.
+void emulate_ldmatrix_x4(const uint16_t* smem, const int (&addr)[32], uint32_t (&r)[32][4]) {
+  for (int t = 0; t < 32; ++t)
+    for (int q = 0; q < 4; ++q) {
+      const uint16_t* row = smem + addr[8 * q + t / 4];
+      r[t][q] = (uint32_t)row[2 * (t % 4)] | ((uint32_t)row[2 * (t % 4) + 1] << 16);
+    }
+}
+
+float bf16_half(uint32_t reg, int e) { return bits_to_float((e ? reg >> 16 : reg & 0xffffu) << 16); }
+
+// mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32, D = A B + C, for the warp's
+// registers: with g = t / 4 and c = t % 4, A[g][2c + e] = a0, A[g + 8][2c + e]
+// = a1, A[g][2c + 8 + e] = a2, A[g + 8][2c + 8 + e] = a3; B[2c + e][g] = b0,
+// B[2c + 8 + e][g] = b1; C / D[g][2c + e] = d0, d1, C / D[g + 8][2c + e] =
+// d2, d3 (e = 0, 1 the register's halves).
+void emulate_mma_16816(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], const uint32_t (&b1)[32],
+                       float (&d)[32][4]) {
+  float A[16][16], B[16][8];
+  for (int t = 0; t < 32; ++t) {
+    const int g = t / 4, c = t % 4;
+    for (int e = 0; e < 2; ++e) {
+      A[g][2 * c + e] = bf16_half(af[t][0], e);
+      A[g + 8][2 * c + e] = bf16_half(af[t][1], e);
+      A[g][2 * c + 8 + e] = bf16_half(af[t][2], e);
+      A[g + 8][2 * c + 8 + e] = bf16_half(af[t][3], e);
+      B[2 * c + e][g] = bf16_half(b0[t], e);
+      B[2 * c + 8 + e][g] = bf16_half(b1[t], e);
+    }
+  }
+  for (int t = 0; t < 32; ++t) {
+    const int g = t / 4, c = t % 4;
+    for (int q = 0; q < 4; ++q) {
+      const int row = g + (q / 2) * 8, col = 2 * c + q % 2;
+      float v = d[t][q];
+      for (int k = 0; k < 16; ++k) v = fmaf(A[row][k], B[k][col], v);
+      d[t][q] = v;
+    }
+  }
+}
+
+void gemm_bf16_mma(const LinearArgs& a) {
+  const int64_t a_ld = mma_a_ld(a.K);
+  std::vector<uint16_t> xb((size_t)(a.M * a_ld));
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int64_t k = 0; k < a_ld; ++k) xb[(size_t)(m * a_ld + k)] = k < a.K ? mma_bf16_bits(x_row(a, m)[k]) : 0;
+  const uint16_t* W = static_cast<const uint16_t*>(a.w);
+  std::vector<uint16_t> st((size_t)kMmaStageElems);
+  static float acc[8][4][4][32][4];  // [warp][i][j][lane][q]
+  for (int64_t m0 = 0; m0 < a.M; m0 += kMmaTileM)
+    for (int64_t n0 = 0; n0 < a.N; n0 += kMmaTileN) {
+      std::memset(acc, 0, sizeof acc);
+      for (int64_t k0 = 0; k0 < a.K; k0 += kMmaTileK) {
+        std::fill(st.begin(), st.end(), (uint16_t)0x7fc1);  // unwritten shared memory: NaN
+        for (int tid = 0; tid < kMmaThreads; ++tid)
+          for (int i = 0; i < kMmaChunks / kMmaThreads; ++i) {
+            const MmaChunk ch = mma_chunk(tid + i * kMmaThreads, m0, n0, k0, a.M, a.N, a.K, a_ld, a.w_stride);
+            const uint16_t* src = (ch.is_b ? W : xb.data()) + ch.src;
+            for (int e = 0; e < 8; ++e) st[(size_t)(ch.smem + e)] = 2 * e < ch.bytes ? src[e] : 0;
+          }
+        for (int warp = 0; warp < kMmaThreads / 32; ++warp) {
+          const int wm = warp / 4, wn = warp % 4;
+          for (int kk = 0; kk < kMmaTileK; kk += 16) {
+            static uint32_t af[4][32][4], bf[2][32][4];
+            int addr[32];
+            for (int i = 0; i < 4; ++i) {
+              for (int l = 0; l < 32; ++l) addr[l] = mma_a_offset(wm, i, kk, l);
+              emulate_ldmatrix_x4(st.data(), addr, af[i]);
+            }
+            for (int jp = 0; jp < 2; ++jp) {
+              for (int l = 0; l < 32; ++l) addr[l] = mma_b_offset(wn, jp, kk, l);
+              emulate_ldmatrix_x4(st.data(), addr, bf[jp]);
+            }
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) {
+                uint32_t b0[32], b1[32];
+                float d[32][4];
+                for (int l = 0; l < 32; ++l) {
+                  b0[l] = bf[j / 2][l][(j % 2) * 2], b1[l] = bf[j / 2][l][(j % 2) * 2 + 1];
+                  for (int q = 0; q < 4; ++q) d[l][q] = acc[warp][i][j][l][q];
+                }
+                emulate_mma_16816(af[i], b0, b1, d);
+                for (int l = 0; l < 32; ++l)
+                  for (int q = 0; q < 4; ++q) acc[warp][i][j][l][q] = d[l][q];
+              }
+          }
+        }
+      }
+      for (int warp = 0; warp < kMmaThreads / 32; ++warp)
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j)
+            for (int l = 0; l < 32; ++l)
+              for (int q = 0; q < 4; ++q) {
+                const int64_t m = m0 + (warp / 4) * 64 + i * 16 + mma_c_row(l, q);
+                const int64_t n = n0 + (warp % 4) * 32 + j * 8 + mma_c_col(l, q);
+                if (m < a.M && n < a.N) gemv_store(a, m, n, acc[warp][i][j][l][q]);
+              }
+    }
+}
+
 template <DType WT>
 void gemv_plain(const LinearArgs& a) {
   if (gemv_chunk(WT, a.x_rounding) == 32) gemv_rows<WT, 32>(a);
@@ -405,8 +518,13 @@ cudaError_t linear(const LinearArgs& a) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
   if (a.M > kGemvMaxRows) {
-    // The tensor-core GEMM has no host emulation; the SIMT GEMM does.
-    if (a.w_dtype == DType::BF16 && a.x_rounding == ActRounding::BF16) return cudaErrorNotSupported;
+    // bf16 on the tensor cores: the pipelined mma.sync kernel is emulated
+    // lane by lane; the WMMA one (W not 16-byte aligned) is not.
+    if (a.w_dtype == DType::BF16 && a.x_rounding == ActRounding::BF16) {
+      if (!mma_usable(a)) return cudaErrorNotSupported;
+      gemm_bf16_mma(a);
+      return cudaSuccess;
+    }
     switch (a.w_dtype) {
       case DType::F32: gemm_simt<DType::F32>(a); break;
       case DType::F16: gemm_simt<DType::F16>(a); break;

@@ -1013,13 +1013,15 @@ std::vector<int32_t> gather_rows(int64_t M, bool gather) {
 void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding mode, bool bias, DType bt, int64_t pad,
                  bool gather = false) {
   const bool tensor_cores = M > kLinearGemvRows && wt == DType::BF16 && mode == ActRounding::BF16;
-  if (tensor_cores && !g_gpu) {  // the tensor-core GEMM has no host emulation
-    std::printf("skip linear                   M=%ld K=%ld N=%ld w=%s: the tensor-core GEMM runs on a GPU only\n",
+  const bool blocks = wt == DType::Q8_0 || wt == DType::Q4_0;
+  const int64_t xs = K + pad, ws = blocks ? K + (pad ? 32 : 0) : K + pad, ys = N + 2;
+  // Rows of W 16-byte aligned: the pipelined mma.sync GEMM (emulated lane by
+  // lane); else the WMMA one, which has no host emulation.
+  if (tensor_cores && !g_gpu && ws % 8 != 0) {
+    std::printf("skip linear                   M=%ld K=%ld N=%ld w=%s strided: the WMMA GEMM runs on a GPU only\n",
                 (long)M, (long)K, (long)N, dtype_name(wt));
     return;
   }
-  const bool blocks = wt == DType::Q8_0 || wt == DType::Q4_0;
-  const int64_t xs = K + pad, ws = blocks ? K + (pad ? 32 : 0) : K + pad, ys = N + 2;
   auto xr = gather_rows(M, gather);
   auto x = rand_vec(r, (gather ? M + 3 : M) * xs, -2, 2), y = rand_vec(r, M * ys);
   if (M > 1 && K > 5) x[(size_t)(xs + 5)] = 0.0f;  // a zero, and a zero block below
@@ -1125,6 +1127,11 @@ void linear_cases(Rng& r) {
   case_linear(r, 130, 100, 129, DType::BF16, ActRounding::BF16, true, DType::F32, 3);
   case_linear(r, 300, 768, 200, DType::BF16, ActRounding::BF16, true, DType::BF16, 0);
   case_linear(r, 257, 2304, 385, DType::BF16, ActRounding::BF16, true, DType::F16, 1);
+  // The pipelined mma.sync GEMM (rows of W 16-byte aligned): K not a multiple
+  // of 8 or of the 32-wide k tile (partial copies), gathered rows.
+  case_linear(r, 130, 100, 129, DType::BF16, ActRounding::BF16, true, DType::F32, 4);
+  case_linear(r, 257, 200, 385, DType::BF16, ActRounding::BF16, false, DType::F32, 0);
+  case_linear(r, 140, 64, 70, DType::BF16, ActRounding::BF16, true, DType::BF16, 0, true);
   // More than 16 rows on the CUDA cores (the SIMT GEMM): every other format
   // and rounding, edges in M, N and K, strided rows.
   case_linear(r, 17, 40, 9, DType::F32, ActRounding::None, true, DType::F32, 0);
