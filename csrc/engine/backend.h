@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "engine/step_recorder.h"
 #include "kernels/attention.h"
 #include "kernels/conv1d.h"
 #include "kernels/embedding.h"
@@ -68,6 +69,15 @@ class Backend {
   // Whether I8 / I4 weights with int8 inputs are packed in panels for its
   // qlinear kernels (TensorTable::pack); else they stay in rows.
   virtual bool packs_weights() const = 0;
+
+  // --- Decode steps (engine/step_recorder.h): a step of batch size `key`
+  // starts (graphable: its launches depend only on the key and the staged
+  // index arrays), ends before its logits are downloaded, or is abandoned by
+  // an exception. A device backend may replay recorded steps as graphs.
+  virtual void step_begin(int64_t key, bool graphable) { (void)key, (void)graphable; }
+  virtual void step_end() {}
+  virtual void step_abort() noexcept {}
+  virtual RecorderStats graph_stats() const { return {}; }
 
   // Data movement and elementwise ops on the backend's memory.
   virtual void embedding(const EmbeddingArgs& a) = 0;

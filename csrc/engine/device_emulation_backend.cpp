@@ -8,18 +8,28 @@
 // kernels read (token ids, slots, block tables) are ordinary memory. The
 // tests run whole models through it and compare them with the CPU backend
 // (test/model/device_emulation.test.ts): what a CUDA backend needs from the
-// engine is checked on machines without a GPU.
+// engine is checked on machines without a GPU. Index arrays are staged as
+// the CUDA backend stages them, and decode steps are recorded and replayed
+// as the CUDA backend's graphs are (step_recorder.h; a graph here is the list
+// of launches the capture held back), so that the replay logic is checked
+// too.
 #include "engine/device_emulation_backend.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
 #include <map>
 #include <new>
 #include <stdexcept>
 
 #include "engine/cpu_backend.h"
+#include "engine/staged_args.h"
+#include "engine/step_recorder.h"
 
 namespace nm::engine {
 
@@ -99,27 +109,50 @@ class Arena {
   std::multimap<size_t, void*> free_;
 };
 
-class DeviceEmulationBackend final : public Backend {
+// Ids of the recorded entries (step_recorder.h traces).
+enum EntryId : uint32_t {
+  kEmbedding = 1, kCopy, kZero, kScale, kAdd, kRmsNorm, kGatedRmsNorm, kHadamard, kHadamardQuant, kLinear, kQLinear,
+  kQuantizeChannels, kConv, kConvQ8, kConvUpdate, kConvUpdateQ8, kScan, kScanQ8, kSsd, kSsdQ8, kStateUpdate,
+  kStateUpdateQ8, kRope, kKvAppend, kAttention, kMoeRoute, kMoe, kSwiglu
+};
+
+constexpr size_t kStagingBytes = size_t(4) << 20;
+constexpr size_t kStagingAlign = 256;
+
+class DeviceEmulationBackend final : public Backend, private RecorderDevice {
  public:
-  DeviceEmulationBackend() : cpu_(make_cpu_backend()) {}
+  DeviceEmulationBackend()
+      : cpu_(make_cpu_backend()), rec_(*this, std::getenv("NODE_MAMBA_DECODE_GRAPHS") == nullptr ||
+                                                  std::string(std::getenv("NODE_MAMBA_DECODE_GRAPHS")) != "0") {
+    staging_dev_ = static_cast<uint8_t*>(arena_.alloc(kStagingBytes));
+    staging_host_.resize(kStagingBytes);
+  }
 
   const char* name() const override { return "cpu-device-emulation"; }
   bool supports(DType t) const override { return cpu_->supports(t); }
 
   bool host_addressable() const override { return false; }
-  void* alloc(size_t bytes) override { return arena_.alloc(bytes); }
-  void release(void* p) noexcept override { arena_.release(p); }
+  void* alloc(size_t bytes) override {
+    if (void* p = rec_.alloc(bytes)) return p;
+    return arena_.alloc(bytes);
+  }
+  void release(void* p) noexcept override {
+    if (!rec_.owns(p)) arena_.release(p);
+  }
   void upload(void* dst, const void* src, size_t bytes) override {
     check(dst, bytes, "upload");
+    rec_.flush();
     run([&] { std::memcpy(dst, src, bytes); });
   }
   void download(void* dst, const void* src, size_t bytes) override {
     check(src, bytes, "download");
+    rec_.flush();
     run([&] { std::memcpy(dst, src, bytes); });
+    staged_ = 0;  // every launch has run: the staging space is free again (as a CUDA stream's sync)
   }
   void zero(void* dst, size_t bytes) override {
     check(dst, bytes, "zero");
-    run([&] { std::memset(dst, 0, bytes); });
+    op(kZero, [=] { std::memset(dst, 0, bytes); });
   }
   const void* place(const void* host, size_t bytes) override {
     if (!host) return nullptr;
@@ -130,49 +163,97 @@ class DeviceEmulationBackend final : public Backend {
   // Rows, as the CUDA kernels read them.
   bool packs_weights() const override { return false; }
 
-  void embedding(const EmbeddingArgs& a) override { run([&] { cpu_->embedding(a); }); }
+  void step_begin(int64_t key, bool graphable) override {
+    staged_ = 0;  // nothing is held back between steps: the offsets start over
+    rec_.begin(key, graphable);
+  }
+  void step_end() override { rec_.end(); }
+  void step_abort() noexcept override { rec_.abort(); }
+  RecorderStats graph_stats() const override { return rec_.stats(); }
+
+  void embedding(const EmbeddingArgs& a) override {
+    for (int64_t t = 0; t < a.n; ++t)  // as the CUDA backend: on the host, before anything is held back
+      if (a.tokens[t] < 0 || a.tokens[t] >= a.rows)
+        throw std::invalid_argument("node-mamba: embedding: token " + std::to_string(a.tokens[t]) + " outside [0, " +
+                                    std::to_string(a.rows) + ")");
+    const EmbeddingArgs d = staged(a);
+    op(kEmbedding, [=] { cpu_->embedding(d); });
+  }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return;
     check(dst, bytes, "copy");
     check(src, bytes, "copy");
-    run([&] { cpu_->copy(dst, src, bytes); });
+    op(kCopy, [=] { cpu_->copy(dst, src, bytes); });
   }
-  void scale(float* x, int64_t n, float s) override { run([&] { cpu_->scale(x, n, s); }); }
-  void add(const float* a, const float* b, float* out, int64_t n) override { run([&] { cpu_->add(a, b, out, n); }); }
-  void rms_norm(const RmsNormArgs& a) override { run([&] { cpu_->rms_norm(a); }); }
-  void gated_rms_norm(const GatedRmsNormArgs& a) override { run([&] { cpu_->gated_rms_norm(a); }); }
-  void hadamard_transform(const HadamardArgs& a) override { run([&] { cpu_->hadamard_transform(a); }); }
-  void hadamard_quantize(const HadamardQuantArgs& a) override { run([&] { cpu_->hadamard_quantize(a); }); }
-  void linear(const LinearArgs& a) override { run([&] { cpu_->linear(a); }); }
-  void qlinear(const QLinearArgs& a) override { run([&] { cpu_->qlinear(a); }); }
+  void scale(float* x, int64_t n, float s) override { op(kScale, [=] { cpu_->scale(x, n, s); }); }
+  void add(const float* a, const float* b, float* out, int64_t n) override {
+    op(kAdd, [=] { cpu_->add(a, b, out, n); });
+  }
+  void rms_norm(const RmsNormArgs& a) override { op(kRmsNorm, [=] { cpu_->rms_norm(a); }); }
+  void gated_rms_norm(const GatedRmsNormArgs& a) override { op(kGatedRmsNorm, [=] { cpu_->gated_rms_norm(a); }); }
+  void hadamard_transform(const HadamardArgs& a) override { op(kHadamard, [=] { cpu_->hadamard_transform(a); }); }
+  void hadamard_quantize(const HadamardQuantArgs& a) override {
+    op(kHadamardQuant, [=] { cpu_->hadamard_quantize(a); });
+  }
+  void linear(const LinearArgs& a) override { op(kLinear, [=] { cpu_->linear(a); }); }
+  void qlinear(const QLinearArgs& a) override { op(kQLinear, [=] { cpu_->qlinear(a); }); }
   void quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride, const float* scale,
                               int8_t* q, int64_t q_stride) override {
-    run([&] { cpu_->quantize_channels_int8(rows, channels, x, x_stride, scale, q, q_stride); });
+    op(kQuantizeChannels, [=] { cpu_->quantize_channels_int8(rows, channels, x, x_stride, scale, q, q_stride); });
   }
-  void causal_conv1d(const CausalConv1dArgs& a) override { run([&] { cpu_->causal_conv1d(a); }); }
-  void causal_conv1d_q8(const CausalConv1dQ8Args& a) override { run([&] { cpu_->causal_conv1d_q8(a); }); }
-  void causal_conv1d_update(const CausalConv1dUpdateArgs& a) override { run([&] { cpu_->causal_conv1d_update(a); }); }
+  void causal_conv1d(const CausalConv1dArgs& a) override {
+    const auto d = staged(a);
+    op(kConv, [=] { cpu_->causal_conv1d(d); });
+  }
+  void causal_conv1d_q8(const CausalConv1dQ8Args& a) override {
+    const auto d = staged(a);
+    op(kConvQ8, [=] { cpu_->causal_conv1d_q8(d); });
+  }
+  void causal_conv1d_update(const CausalConv1dUpdateArgs& a) override {
+    const auto d = staged(a);
+    op(kConvUpdate, [=] { cpu_->causal_conv1d_update(d); });
+  }
   void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) override {
-    run([&] { cpu_->causal_conv1d_update_q8(a); });
+    const auto d = staged(a);
+    op(kConvUpdateQ8, [=] { cpu_->causal_conv1d_update_q8(d); });
   }
-  void selective_scan(const SelectiveScanArgs& a) override { run([&] { cpu_->selective_scan(a); }); }
-  void selective_scan_q8(const SelectiveScanQ8Args& a) override { run([&] { cpu_->selective_scan_q8(a); }); }
-  void ssd_chunk_scan(const SsdChunkScanArgs& a) override { run([&] { cpu_->ssd_chunk_scan(a); }); }
-  void ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a) override { run([&] { cpu_->ssd_chunk_scan_q8(a); }); }
+  void selective_scan(const SelectiveScanArgs& a) override { op(kScan, [=] { cpu_->selective_scan(a); }); }
+  void selective_scan_q8(const SelectiveScanQ8Args& a) override { op(kScanQ8, [=] { cpu_->selective_scan_q8(a); }); }
+  void ssd_chunk_scan(const SsdChunkScanArgs& a) override {
+    const auto d = staged(a);
+    op(kSsd, [=] { cpu_->ssd_chunk_scan(d); });
+  }
+  void ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a) override {
+    const auto d = staged(a);
+    op(kSsdQ8, [=] { cpu_->ssd_chunk_scan_q8(d); });
+  }
   void selective_state_update(const SelectiveStateUpdateArgs& a) override {
-    run([&] { cpu_->selective_state_update(a); });
+    const auto d = staged(a);
+    op(kStateUpdate, [=] { cpu_->selective_state_update(d); });
   }
   void selective_state_update_q8(const SelectiveStateUpdateQ8Args& a) override {
-    run([&] { cpu_->selective_state_update_q8(a); });
+    const auto d = staged(a);
+    op(kStateUpdateQ8, [=] { cpu_->selective_state_update_q8(d); });
   }
-  void rope(const RopeArgs& a) override { run([&] { cpu_->rope(a); }); }
-  void kv_cache_append(const KvCacheAppendArgs& a) override { run([&] { cpu_->kv_cache_append(a); }); }
-  void paged_attention(const PagedAttentionArgs& a) override { run([&] { cpu_->paged_attention(a); }); }
-  void moe_route(const MoeRouteArgs& a) override { run([&] { cpu_->moe_route(a); }); }
-  void moe(const MoeArgs& a) override { run([&] { cpu_->moe(a); }); }
+  void rope(const RopeArgs& a) override {
+    const auto d = staged(a);
+    op(kRope, [=] { cpu_->rope(d); });
+  }
+  void kv_cache_append(const KvCacheAppendArgs& a) override {
+    const auto d = staged(a);
+    op(kKvAppend, [=] { cpu_->kv_cache_append(d); });
+  }
+  void paged_attention(const PagedAttentionArgs& a) override {
+    const auto d = staged(a);
+    op(kAttention, [=] { cpu_->paged_attention(d); });
+  }
+  void moe_route(const MoeRouteArgs& a) override { op(kMoeRoute, [=] { cpu_->moe_route(a); }); }
+  // The experts table is model-lifetime host memory: read in place (the CUDA
+  // backend stages it, as the device reads it).
+  void moe(const MoeArgs& a) override { op(kMoe, [=] { cpu_->moe(a); }); }
   void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride, int64_t rows,
                    int64_t I) override {
-    run([&] { cpu_->swiglu_rows(gu, gu_stride, up_off, h, h_stride, rows, I); });
+    op(kSwiglu, [=] { cpu_->swiglu_rows(gu, gu_stride, up_off, h, h_stride, rows, I); });
   }
 
  private:
@@ -186,14 +267,60 @@ class DeviceEmulationBackend final : public Backend {
     } close{arena_};
     f();
   }
+  // A kernel entry: run now, or recorded / held back by the step recorder.
+  void op(uint32_t id, std::function<void()> f) {
+    rec_.op(id, [this, f = std::move(f)] { run(f); });
+  }
   // A transfer's device side must be memory the backend handed out.
   void check(const void* p, size_t bytes, const char* what) const {
     if (bytes && !arena_.owns(p, bytes))
       throw std::logic_error(std::string("device emulation: ") + what + " of memory the backend does not own");
   }
 
+  // The "device" copy of n host int32s, through the host staging buffer,
+  // as the CUDA backend's pinned staging: the host bytes are copied now, the
+  // copy to the device is a recorded operation (a replayed graph repeats it
+  // from the same offset).
+  const int32_t* stage(const int32_t* host, int64_t n) {
+    if (!host || n <= 0) return nullptr;
+    const size_t bytes = (size_t)n * sizeof(int32_t);
+    const size_t need = (bytes + kStagingAlign - 1) / kStagingAlign * kStagingAlign;
+    if (need > kStagingBytes) throw std::length_error("node-mamba: device emulation: an index array larger than the staging buffer");
+    if (staged_ + need > kStagingBytes) {
+      rec_.flush();
+      staged_ = 0;
+    }
+    uint8_t* h = staging_host_.data() + staged_;
+    uint8_t* d = staging_dev_ + staged_;
+    std::memcpy(h, host, bytes);
+    rec_.staged(bytes, [this, d, h, bytes] { run([&] { std::memcpy(d, h, bytes); }); });
+    staged_ += need;
+    return reinterpret_cast<const int32_t*>(d);
+  }
+  template <class Args>
+  Args staged(const Args& a) {
+    return staged_args(a, [this](const int32_t* p, int64_t n) { return stage(p, n); });
+  }
+
+  // RecorderDevice: a graph is the list of launches the capture held.
+  bool records_by_launching() const override { return false; }
+  bool begin_capture() override { return true; }
+  void* end_capture(std::vector<std::function<void()>>&& launches) override {
+    return new std::vector<std::function<void()>>(std::move(launches));
+  }
+  void launch_graph(void* g) override {
+    for (auto& f : *static_cast<std::vector<std::function<void()>>*>(g)) f();
+  }
+  void destroy_graph(void* g) noexcept override { delete static_cast<std::vector<std::function<void()>>*>(g); }
+  void* arena_alloc(size_t bytes) override { return arena_.alloc(bytes); }
+  void arena_free(void* p) noexcept override { arena_.release(p); }
+
   std::unique_ptr<Backend> cpu_;
   Arena arena_;
+  std::vector<uint8_t> staging_host_;
+  uint8_t* staging_dev_ = nullptr;
+  size_t staged_ = 0;
+  StepRecorder rec_;  // last: its graphs and arenas go before the arena
 };
 
 }  // namespace

@@ -65,9 +65,32 @@ void run_layers(Model& m, int32_t slot, int64_t pos0, const int32_t* slots, cons
   }
 }
 
+// A decode step's span on the backend (Backend::step_begin): ended before
+// the logits are downloaded, abandoned if an exception leaves the step.
+class StepSpan {
+ public:
+  StepSpan(Backend& b, int64_t key, bool graphable) : b_(b) { b_.step_begin(key, graphable); }
+  ~StepSpan() {
+    if (open_) b_.step_abort();
+  }
+  StepSpan(const StepSpan&) = delete;
+  StepSpan& operator=(const StepSpan&) = delete;
+  void end() {
+    if (!open_) return;
+    open_ = false;
+    b_.step_end();
+  }
+
+ private:
+  Backend& b_;
+  bool open_ = true;
+};
+
 // logits (host memory) for rows [row0, row0 + rows) of h/residual: written
-// in place on a backend whose memory is the host's, else downloaded.
-void head(const Model& m, const float* h, const float* residual, int64_t row0, int64_t rows, float* logits) {
+// in place on a backend whose memory is the host's, else downloaded (a
+// decode step's span ends before the download).
+void head(const Model& m, const float* h, const float* residual, int64_t row0, int64_t rows, float* logits,
+          StepSpan* step = nullptr) {
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model;
   const bool direct = m.backend().host_addressable();
@@ -96,6 +119,7 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
   m.backend().rms_norm(a);
   run_linear(m, m.lm_head(), nullptr, hf.data(), d, rows, out);
   m.backend().scale(out, rows * c.vocab, 1.0f / c.logits_scaling);
+  if (step) step->end();
   if (!direct) m.backend().download(logits, out, (size_t)(rows * c.vocab) * sizeof(float));
 }
 
@@ -130,11 +154,14 @@ void decode_step(Model& m, const int32_t* slots, const int32_t* tokens, int64_t 
     pos[(size_t)b] = (int32_t)m.position(slots[b]);
     m.kv().reserve(slots[b], pos[(size_t)b] + 1);
   }
+  // Without attention a step's launches depend only on the batch size and
+  // the staged tokens and slots (attention's depend on the positions).
+  StepSpan step(m.backend(), batch, !c.has_attention());
   Buf h((size_t)(batch * d)), residual((size_t)(batch * d)), hn((size_t)(batch * d));
   embed(m, tokens, batch, h.data());
   run_layers(m, -1, 0, slots, pos.data(), batch, h.data(), residual.data(), hn.data());
   for (int64_t b = 0; b < batch; ++b) m.set_position(slots[b], pos[(size_t)b] + 1);
-  head(m, h.data(), residual.data(), 0, batch, logits);
+  head(m, h.data(), residual.data(), 0, batch, logits, &step);
 }
 
 }  // namespace nm::engine

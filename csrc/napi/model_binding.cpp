@@ -115,6 +115,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     o.Set("stateBytes", (double)m->state_floats() * 4);
     o.Set("kvBytesPerToken", (double)(m->snapshot_bytes(1) - m->snapshot_bytes(0)));
     o.Set("backend", m->backend().name());
+    const engine::RecorderStats g = m->backend().graph_stats();
+    Napi::Object graphs = Napi::Object::New(info.Env());
+    graphs.Set("captures", (double)g.captures);
+    graphs.Set("replays", (double)g.replays);
+    graphs.Set("fallbacks", (double)g.fallbacks);
+    o.Set("decodeGraphs", graphs);
     return o;
   }
 

@@ -19,6 +19,7 @@
 #include "check_util.h"
 #include "kernels.h"
 #include "linear_gemm.h"
+#include "model_bench.h"
 #include "selective_scan_math.cuh"
 
 namespace nm::check {
@@ -388,6 +389,7 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     if (r.flops > 0) std::printf(" %9.1f", r.flops / (r.us * 1e-6) / 1e12);
     std::printf("\n");
   }
+  if (!run_model_benchmarks(copy)) ok = false;
   return ok;
 }
 

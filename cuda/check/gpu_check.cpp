@@ -34,7 +34,9 @@
 #include "kernels/ssd.h"
 #include "kernels/ssm_q8.h"
 #include "emulate.h"
+#include "model_bench.h"
 #include "model_check.h"
+#include "recorder_check.h"
 #include "kernels.h"
 #include "runtime.h"
 
@@ -1443,6 +1445,10 @@ int main(int argc, char** argv) {
     linear_cases(rng);
     moe_cases(rng);
     bench_shape_cases(rng);
+    std::printf("\ndecode-step recorder (graph capture and replay logic):\n");
+    const RecorderCheckTotals rt = run_recorder_checks();
+    g_stats.cases += rt.cases;
+    g_stats.failed += rt.failed;
     // Whole models: the CUDA backend on a GPU; in the emulation the engine on
     // the device-emulation backend (the CPU kernels), which checks the
     // manifests and the engine's device seam.
@@ -1454,6 +1460,10 @@ int main(int argc, char** argv) {
     g_stats.failed += mt.failed;
     double& w = g_stats.worst["model"];
     w = std::max(w, mt.worst);
+    if (emulate) {
+      ++g_stats.cases;
+      if (!model_bench_smoke()) ++g_stats.failed;
+    }
   }
   std::printf("\nsummary (%s): %d cases, %d failed; worst error per kernel:", emulate ? "emulate" : "gpu",
               g_stats.cases, g_stats.failed);

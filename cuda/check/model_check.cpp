@@ -104,13 +104,17 @@ Manifest read_manifest(const fs::path& path) {
   return m;
 }
 
-// The manifest's keys as the engine's load arguments (engine/load_args.h).
-class ManifestArgs final : public engine::LoadArgs {
+}  // namespace
+
+// Keys as the engine's load arguments (engine/load_args.h); errors name `what`.
+class KeyArgs final : public engine::LoadArgs {
  public:
-  explicit ManifestArgs(const Manifest& m) : m_(m) {}
-  bool has(const char* key) const override { return m_.keys.count(key) > 0; }
+  KeyArgs(const std::map<std::string, std::string>& keys, const std::vector<std::pair<std::string, std::string>>& layers,
+          const std::string& what)
+      : keys_(keys), layers_(layers), what_(what) {}
+  bool has(const char* key) const override { return keys_.count(key) > 0; }
   int64_t integer(const char* key, int64_t min, int64_t max) const override {
-    const std::string& v = m_.keys.at(key);
+    const std::string& v = keys_.at(key);
     char* end = nullptr;
     const long long x = std::strtoll(v.c_str(), &end, 10);
     if (*end) type_error(key, "must be an integer, got '" + v + "'");
@@ -118,40 +122,50 @@ class ManifestArgs final : public engine::LoadArgs {
     return x;
   }
   double number(const char* key) const override {
-    const std::string& v = m_.keys.at(key);
+    const std::string& v = keys_.at(key);
     char* end = nullptr;
     const double x = std::strtod(v.c_str(), &end);
     if (*end) type_error(key, "must be a number, got '" + v + "'");
     return x;
   }
   bool boolean(const char* key) const override {
-    const std::string& v = m_.keys.at(key);
+    const std::string& v = keys_.at(key);
     if (v != "true" && v != "false") type_error(key, "must be true or false, got '" + v + "'");
     return v == "true";
   }
-  std::string text(const char* key) const override { return m_.keys.at(key); }
+  std::string text(const char* key) const override { return keys_.at(key); }
   bool layers(std::vector<std::pair<std::string, std::string>>& out) const override {
-    if (m_.layers.empty()) return false;
-    out = m_.layers;
+    if (layers_.empty()) return false;
+    out = layers_;
     return true;
   }
   [[noreturn]] void type_error(const std::string& key, const std::string& what) const override {
-    fail(m_, "key " + key + " " + what);
+    throw std::runtime_error(what_ + ": key " + key + " " + what);
   }
   [[noreturn]] void range_error(const std::string& key, const std::string& what) const override {
-    fail(m_, "key " + key + " " + what);
+    throw std::runtime_error(what_ + ": key " + key + " " + what);
   }
 
  private:
-  const Manifest& m_;
+  const std::map<std::string, std::string>& keys_;
+  const std::vector<std::pair<std::string, std::string>>& layers_;
+  std::string what_;
 };
+
+engine::ModelConfig config_from_keys(const std::map<std::string, std::string>& keys,
+                                     const std::vector<std::pair<std::string, std::string>>& layers,
+                                     const std::string& what) {
+  return engine::parse_model_config(KeyArgs(keys, layers, what));
+}
+
+namespace {
 
 struct Errors {
   double prefill = 0.0, decode = 0.0;
 };
 
 Errors run_case(const Manifest& m, engine::BackendKind kind) {
-  const engine::ModelConfig cfg = engine::parse_model_config(ManifestArgs(m));
+  const engine::ModelConfig cfg = config_from_keys(m.keys, m.layers, m.file);
   const int64_t V = cfg.vocab, P = (int64_t)m.prompt.size(), D = (int64_t)m.decode.size();
   std::vector<float> want((size_t)((P + D) * V));
   {

@@ -48,7 +48,11 @@ export interface NativeModel {
    * stateBytes: the fixed (Mamba) state of a sequence; kvBytesPerToken: its attention layers' K/V bytes per
    * token; backend: the engine backend it runs on (NativeLoadArgs.backend).
    */
-  info(): { weightBytes: number; decodeBytes: number; stateBytes: number; kvBytesPerToken: number; backend: string };
+  info(): {
+    weightBytes: number; decodeBytes: number; stateBytes: number; kvBytesPerToken: number; backend: string;
+    /** Decode steps recorded as graphs (captured once per batch size), replayed, and run eagerly after a departure. */
+    decodeGraphs: { captures: number; replays: number; fallbacks: number };
+  };
   allocSequence(): Promise<number>;
   freeSequence(slot: number): Promise<void> | undefined;
   resetSequence(slot: number): Promise<void>;

@@ -166,3 +166,76 @@ t.test('Quamba checkpoints: quantized under emulation as on the CPU, and run the
     await t.test(`${arch} ${scheme}`, (t) => checkBothBackends(t, onCpu, scheme === 'w4a16', 37));
   }
 });
+
+// Decode steps as graphs (csrc/engine/step_recorder.h): after two steps of a
+// batch size with the same launches, the third is captured and later ones
+// replay the capture (the emulated graph is the list of launches it held),
+// with the tokens and slots restaged at the same offsets. The logits stay
+// those of the CPU backend bit for bit; attention layers (launches that
+// depend on positions) and NODE_MAMBA_DECODE_GRAPHS=0 keep every step eager.
+t.test('decode steps captured and replayed as graphs give the CPU backend\'s logits', async (t) => {
+  const dir = path.join(root, 'graphs-mamba2');
+  writeRandomCheckpoint(dir, {
+    arch: 'mamba2', dModel: 64, nLayer: 2, vocabSize: 101, dtype: 'f32', tied: true, dialect: 'hf', seed: 9,
+    headdim: 16, dState: 16, chunkSize: 16,
+  });
+  const hybrid = path.join(root, 'graphs-jamba');
+  writeRandomHybridCheckpoint(hybrid, jambaTinyPreset({ seed: 23 }));
+  const steps = 10;
+  // Greedy decode of `n` sequences stepped together; every step's logits.
+  const decode = async (m: MambaModel, n: number): Promise<Float32Array[]> => {
+    const seqs: Awaited<ReturnType<MambaModel['createSequence']>>[] = [];
+    for (let i = 0; i < n; i++) seqs.push(await m.createSequence());
+    let next = await Promise.all(seqs.map(async (s, i) => argmax(await s.prefill(tokensFor(4 + 3 * i, m.vocabSize, i)))));
+    const out: Float32Array[] = [];
+    for (let k = 0; k < steps; k++) {
+      const logits = await Promise.all(seqs.map((s, i) => s.step(next[i])));
+      out.push(...logits.map((l) => Float32Array.from(l)));
+      next = logits.map(argmax);
+    }
+    for (const s of seqs) await s.dispose();
+    return out;
+  };
+  const graphs = (m: MambaModel) => m.nativeModel().info().decodeGraphs;
+
+  const cpu = await withEmulation(false, () => loadModel(dir));
+  const emu = await withEmulation(true, () => loadModel(dir));
+  try {
+    t.same(graphs(cpu), { captures: 0, replays: 0, fallbacks: 0 }, 'the CPU backend records nothing');
+    for (const n of [1, 3]) {
+      const before = graphs(emu);
+      const want = await decode(cpu, n), got = await decode(emu, n);
+      for (let i = 0; i < want.length; i++) compare(t, got[i], want[i], cpu.vocabSize, true, `${n} sequence(s), step ${Math.floor(i / n)}`);
+      const after = graphs(emu);
+      t.equal(after.captures - before.captures, 1, `${n} sequence(s): one capture`);
+      t.equal(after.replays - before.replays, steps - 3, `${n} sequence(s): every step after the capture replayed`);
+      t.equal(after.fallbacks, 0, 'no step departed from its recording');
+    }
+  } finally {
+    cpu.dispose();
+    emu.dispose();
+  }
+
+  const prev = process.env.NODE_MAMBA_DECODE_GRAPHS;
+  process.env.NODE_MAMBA_DECODE_GRAPHS = '0';
+  const off = await withEmulation(true, () => loadModel(dir));
+  if (prev === undefined) delete process.env.NODE_MAMBA_DECODE_GRAPHS;
+  else process.env.NODE_MAMBA_DECODE_GRAPHS = prev;
+  try {
+    await decode(off, 1);
+    t.same(graphs(off), { captures: 0, replays: 0, fallbacks: 0 }, 'NODE_MAMBA_DECODE_GRAPHS=0: every step eager');
+  } finally {
+    off.dispose();
+  }
+
+  const cpuHybrid = await withEmulation(false, () => loadModel(hybrid, { kvCacheType: 'f32' }));
+  const emuHybrid = await withEmulation(true, () => loadModel(hybrid, { kvCacheType: 'f32' }));
+  try {
+    const want = await decode(cpuHybrid, 2), got = await decode(emuHybrid, 2);
+    for (let i = 0; i < want.length; i++) compare(t, got[i], want[i], cpuHybrid.vocabSize, true, `jamba, step ${Math.floor(i / 2)}`);
+    t.same(graphs(emuHybrid), { captures: 0, replays: 0, fallbacks: 0 }, 'attention layers: every step eager');
+  } finally {
+    cpuHybrid.dispose();
+    emuHybrid.dispose();
+  }
+});

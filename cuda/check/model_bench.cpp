@@ -1,0 +1,197 @@
+// Whole-model timings on the CUDA backend (model_bench.h): a Mamba-1 model of
+// random bf16 weights in the HF layout, written to a temporary file and
+// loaded as the addon loads a checkpoint, at the benchmark's mamba-130m shape
+// and at a 1.4B shape (d_model 2048, 48 layers, as state-spaces/mamba-1.4b).
+// Prefill of 2048 tokens (median of 3) and greedy-free decode at batch 1
+// (the same token every step: the timing does not depend on it), 64 steps
+// after 8 warm-up steps, with the decode steps as CUDA graphs and (130m)
+// without (NODE_MAMBA_DECODE_GRAPHS=0).
+#include "model_bench.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "check_util.h"
+#include "engine/forward.h"
+#include "engine/model.h"
+#include "model_check.h"
+
+namespace nm::check {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Shape {
+  const char* name;
+  int64_t d, layers, vocab;
+  bool eager_too;  // also time decode without graphs
+};
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Writes the checkpoint; returns its tensor table and the bytes one decode
+// step reads (every matrix but the embedding's unread rows; tied head).
+std::vector<engine::TensorSource> write_model(const std::string& path, const Shape& s, uint64_t* decode_bytes) {
+  const int64_t d = s.d, di = 2 * d, N = 16, R = (d + 15) / 16, V = s.vocab;
+  std::vector<engine::TensorSource> t;
+  uint64_t off = 0;
+  std::ofstream out(path, std::ios::binary);
+  Rng r(1234);
+  std::vector<uint16_t> buf;
+  *decode_bytes = 0;
+  // A bf16 tensor of `shape`; gen(i) gives element i.
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, auto gen, bool matrix) {
+    int64_t n = 1;
+    for (int64_t x : shape) n *= x;
+    buf.resize((size_t)n);
+    for (int64_t i = 0; i < n; ++i) buf[(size_t)i] = f32_to_bf16(gen(i));
+    out.write(reinterpret_cast<const char*>(buf.data()), (std::streamsize)(n * 2));
+    engine::TensorSource ts;
+    ts.name = name, ts.file = 0, ts.offset = off, ts.nbytes = (uint64_t)n * 2, ts.dtype = DType::BF16, ts.shape = shape;
+    t.push_back(ts);
+    off += (uint64_t)n * 2;
+    if (matrix) *decode_bytes += (uint64_t)n * 2;
+  };
+  auto uni = [&r](float a) { return [&r, a](int64_t) { return r.uniform(-a, a); }; };
+  add("backbone.embeddings.weight", {V, d}, uni(0.02f), true);  // the tied head reads all of it
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const std::string p = "backbone.layers." + std::to_string(l) + ".";
+    add(p + "norm.weight", {d}, [](int64_t) { return 1.0f; }, false);
+    add(p + "mixer.in_proj.weight", {2 * di, d}, uni(1.0f / std::sqrt((float)d)), true);
+    add(p + "mixer.conv1d.weight", {di, 1, 4}, uni(0.5f), false);
+    add(p + "mixer.conv1d.bias", {di}, uni(0.1f), false);
+    add(p + "mixer.x_proj.weight", {R + 2 * N, di}, uni(1.0f / std::sqrt((float)di)), true);
+    add(p + "mixer.dt_proj.weight", {di, R}, uni(1.0f / std::sqrt((float)R)), true);
+    add(p + "mixer.dt_proj.bias", {di}, [&r](int64_t) { return std::log(std::expm1(r.uniform(0.001f, 0.1f))); }, false);
+    add(p + "mixer.A_log", {di, N}, [N](int64_t i) { return std::log((float)(i % N + 1)); }, false);
+    add(p + "mixer.D", {di}, [](int64_t) { return 1.0f; }, false);
+    add(p + "mixer.out_proj.weight", {d, di}, uni(1.0f / std::sqrt((float)di)), true);
+  }
+  add("backbone.norm_f.weight", {d}, [](int64_t) { return 1.0f; }, false);
+  if (!out) throw std::runtime_error("cannot write " + path);
+  return t;
+}
+
+engine::ModelConfig config_for(const Shape& s) {
+  const int64_t d = s.d;
+  std::map<std::string, std::string> k = {
+      {"arch", "mamba"}, {"dModel", std::to_string(d)}, {"nLayer", std::to_string(s.layers)},
+      {"vocabSize", std::to_string(s.vocab)}, {"dState", "16"}, {"dConv", "4"}, {"dInner", std::to_string(2 * d)},
+      {"dtRank", std::to_string((d + 15) / 16)}, {"headdim", "0"}, {"nheads", "0"}, {"ngroups", "1"},
+      {"normEps", "0.00001"}, {"dtMin", "0"}, {"roundActivations", "true"}, {"hadamardOut", "false"},
+      {"hadamardResidual", "false"}, {"ssmInt8", "false"}, {"mambaInnerNorms", "false"},
+      {"gatedNormGroupSize", std::to_string(2 * d)}, {"nHeads", "0"}, {"nKvHeads", "0"}, {"headDim", "0"},
+      {"attnScale", "0"}, {"ropeTheta", "0"}, {"ropeDim", "0"}, {"ropeInterleaved", "false"}, {"mlpDim", "0"},
+      {"moeExperts", "0"}, {"moeTopK", "0"}, {"moeDim", "0"}, {"moeRouter", "softmax_topk"}, {"moeSharedDim", "0"},
+      {"embeddingMultiplier", "1"}, {"residualMultiplier", "1"}, {"logitsScaling", "1"}, {"contextSize", "4096"},
+      {"kvDtype", "f32"}};
+  std::vector<std::pair<std::string, std::string>> layers((size_t)s.layers, {"mamba1", "none"});
+  return config_from_keys(k, layers, std::string("model bench ") + s.name);
+}
+
+struct Timing {
+  double prefill_ms = 0, decode_tok_s = 0;
+};
+
+Timing time_model(const engine::ModelConfig& cfg, const std::string& file,
+                  const std::vector<engine::TensorSource>& tensors, bool graphs,
+                  engine::BackendKind kind = engine::BackendKind::Cuda) {
+  if (graphs) unsetenv("NODE_MAMBA_DECODE_GRAPHS");
+  else setenv("NODE_MAMBA_DECODE_GRAPHS", "0", 1);
+  auto model = engine::Model::load(cfg, {file}, tensors, kind);
+  unsetenv("NODE_MAMBA_DECODE_GRAPHS");
+  const int64_t V = cfg.vocab, T = 2048;
+  std::vector<int32_t> prompt((size_t)T);
+  for (int64_t i = 0; i < T; ++i) prompt[(size_t)i] = (int32_t)((i * 7919 + 13) % V);
+  std::vector<float> logits((size_t)V);
+  Timing t;
+  std::vector<double> ms;
+  for (int rep = 0; rep < 4; ++rep) {  // the first is a warm-up
+    const int32_t slot = model->alloc_slot();
+    const double t0 = now_s();
+    engine::prefill(*model, slot, prompt.data(), rep == 0 ? 64 : T, engine::LogitsMode::Last, logits.data());
+    if (rep > 0) ms.push_back((now_s() - t0) * 1e3);
+    model->free_slot(slot);
+  }
+  std::sort(ms.begin(), ms.end());
+  t.prefill_ms = ms[ms.size() / 2];
+  const int32_t slot = model->alloc_slot();
+  engine::prefill(*model, slot, prompt.data(), 16, engine::LogitsMode::Last, logits.data());
+  const int32_t token = 17;
+  for (int i = 0; i < 8; ++i) engine::decode_step(*model, &slot, &token, 1, logits.data());
+  const int steps = 64;
+  const double t0 = now_s();
+  for (int i = 0; i < steps; ++i) engine::decode_step(*model, &slot, &token, 1, logits.data());
+  t.decode_tok_s = steps / (now_s() - t0);
+  model->free_slot(slot);
+  return t;
+}
+
+}  // namespace
+
+bool model_bench_smoke() {
+  const Shape s{"smoke (d 64, 2 layers)", 64, 2, 512, false};
+  const std::string file = (fs::temp_directory_path() / ("nm-gpu-bench-smoke-" + std::to_string(getpid()) + ".bin")).string();
+  bool ok = true;
+  try {
+    uint64_t decode_bytes = 0;
+    const auto tensors = write_model(file, s, &decode_bytes);
+    const Timing t = time_model(config_for(s), file, tensors, true, engine::BackendKind::DeviceEmulation);
+    ok = t.prefill_ms > 0 && t.decode_tok_s > 0;
+    std::printf("%s model bench smoke       the timed checkpoint (%s) loads and runs on the device-emulation backend: "
+                "prefill 2048 %.1f ms, decode %.1f tok/s\n", ok ? "ok  " : "FAIL", s.name, t.prefill_ms, t.decode_tok_s);
+  } catch (const std::exception& e) {
+    std::printf("FAIL model bench smoke       %s\n", e.what());
+    ok = false;
+  }
+  std::error_code ec;
+  fs::remove(file, ec);
+  return ok;
+}
+
+bool run_model_benchmarks(double copy_gbs) {
+  const Shape shapes[] = {{"mamba-130m (d 768, 24 layers)", 768, 24, 50280, true},
+                          {"1.4B (d 2048, 48 layers)", 2048, 48, 50280, false}};
+  std::printf("\n== whole models on the CUDA backend: Mamba-1, random bf16 weights, bf16-rounded GEMM inputs ==\n");
+  std::printf("%-32s %-22s %12s %12s %10s %8s\n", "model", "run", "prefill 2048", "tok/s", "GB/s", "of copy");
+  bool ok = true;
+  for (const Shape& s : shapes) {
+    const std::string file =
+        (fs::temp_directory_path() / ("nm-gpu-bench-" + std::to_string(getpid()) + ".bin")).string();
+    try {
+      uint64_t decode_bytes = 0;
+      const auto tensors = write_model(file, s, &decode_bytes);
+      const engine::ModelConfig cfg = config_for(s);
+      for (int g = 1; g >= (s.eager_too ? 0 : 1); --g) {
+        const Timing t = time_model(cfg, file, tensors, g == 1);
+        const double gbs = t.decode_tok_s * (double)decode_bytes / 1e9;
+        std::printf("%-32s %-22s %9.1f ms %12.1f %10.1f %7.1f%%\n", s.name,
+                    g ? "decode b1, graphs" : "decode b1, eager", t.prefill_ms, t.decode_tok_s, gbs,
+                    copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0);
+      }
+    } catch (const std::exception& e) {
+      std::printf("FAIL model bench %s: %s\n", s.name, e.what());
+      ok = false;
+    }
+    std::error_code ec;
+    fs::remove(file, ec);
+  }
+  std::printf("(tok/s: decode at batch 1; GB/s: the matrices' bytes one step reads (tied head) x tok/s; prefill: median of 3)\n");
+  return ok;
+}
+
+}  // namespace nm::check
