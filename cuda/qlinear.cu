@@ -26,13 +26,47 @@ __device__ QLinearArgs stage_xq(const QLinearArgs& a, float inv, int flags, int8
     nan = 0;
     return a;
   }
-  const int64_t Kp = (a.K + kXqPad - 1) / kXqPad * kXqPad;
+  const int64_t Kp = (a.K + kXqPad - 1) / kXqPad * kXqPad, total = a.M * Kp;
   if (threadIdx.x == 0) *snan = 0;
   __syncthreads();
   uint32_t mine = 0;
-  for (int64_t i = threadIdx.x; i < a.M * Kp; i += blockDim.x) {
-    const int64_t m = i / Kp, k = i % Kp;
-    sx[i] = (int8_t)qx_value(a, m, k, inv, mine);
+  // Four consecutive elements per thread and round (Kp is a multiple of 16:
+  // they never straddle rows), kStageRounds rounds' loads issued before any
+  // is used, so that a block waits for one load latency, not one per element.
+  constexpr int kStageRounds = 4;
+  const int64_t stride = (int64_t)blockDim.x * 4;
+  for (int64_t base = (int64_t)threadIdx.x * 4; base < total; base += stride * kStageRounds) {
+    float v[kStageRounds][4];
+#pragma unroll
+    for (int u = 0; u < kStageRounds; ++u) {
+      const int64_t i = base + u * stride, m = i / Kp, k = i % Kp;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[u][e] = 0.0f;
+      if (i >= total) continue;
+      const float* xr = x_row(a, m) + k;
+      if (k + 4 <= a.K && ((uintptr_t)xr & 15u) == 0) {
+        const float4 f = *reinterpret_cast<const float4*>(xr);
+        v[u][0] = f.x, v[u][1] = f.y, v[u][2] = f.z, v[u][3] = f.w;
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (k + e < a.K) v[u][e] = xr[e];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kStageRounds; ++u) {
+      const int64_t i = base + u * stride, m = i / Kp, k = i % Kp;
+      if (i >= total) continue;
+      uint32_t word = 0;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        bool isnan = false;
+        const int32_t q = k + e < a.K ? quantize_x(v[u][e], inv, isnan) : 0;
+        if (isnan) mine |= 1u << m;
+        word |= (uint32_t)(q & 0xff) << (8 * e);
+      }
+      *reinterpret_cast<uint32_t*>(sx + i) = word;  // i % 4 == 0, sx 16-byte aligned
+    }
   }
   if (mine) atomicOr(snan, mine);
   __syncthreads();
@@ -138,6 +172,8 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
     uint32_t nan = staged_nan;
     for (int64_t g0 = 0; g0 < G; g0 += kW4A8StepGroups) {
       const int64_t g = g0 + lane / 4;
+      // The group's scale, loaded before the sums so that its latency overlaps them.
+      const float sc = q == 0 && g < G ? a.w_scales[n * G + g] : 0.0f;
       int32_t isum[MB];
       w4a8_quarter_sums<MB>(a, row, g0, lane, inv, flags, isum, nan);
 #pragma unroll
@@ -148,7 +184,7 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
       if (q == 0 && g < G) {
 #pragma unroll
         for (int m = 0; m < MB; ++m) s_isum[warp][lane / 4][m] = isum[m];
-        s_scale[warp][lane / 4] = a.w_scales[n * G + g];
+        s_scale[warp][lane / 4] = sc;
       }
       __syncwarp();
       const int count = G - g0 < kW4A8StepGroups ? (int)(G - g0) : kW4A8StepGroups;

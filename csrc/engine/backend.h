@@ -71,10 +71,13 @@ class Backend {
   virtual bool packs_weights() const = 0;
 
   // --- Decode steps (engine/step_recorder.h): a step of batch size `key`
-  // starts (graphable: its launches depend only on the key and the staged
-  // index arrays), ends before its logits are downloaded, or is abandoned by
-  // an exception. A device backend may replay recorded steps as graphs.
-  virtual void step_begin(int64_t key, bool graphable) { (void)key, (void)graphable; }
+  // starts (graphable: its launches depend only on the key, the memory
+  // `generation` (the sequence-state pool's address) and the staged index
+  // arrays), ends before its logits are downloaded, or is abandoned by an
+  // exception. A device backend may replay recorded steps as graphs.
+  virtual void step_begin(int64_t key, const void* generation, bool graphable) {
+    (void)key, (void)generation, (void)graphable;
+  }
   virtual void step_end() {}
   virtual void step_abort() noexcept {}
   virtual RecorderStats graph_stats() const { return {}; }

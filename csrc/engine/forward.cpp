@@ -69,7 +69,9 @@ void run_layers(Model& m, int32_t slot, int64_t pos0, const int32_t* slots, cons
 // the logits are downloaded, abandoned if an exception leaves the step.
 class StepSpan {
  public:
-  StepSpan(Backend& b, int64_t key, bool graphable) : b_(b) { b_.step_begin(key, graphable); }
+  StepSpan(Backend& b, int64_t key, const void* generation, bool graphable) : b_(b) {
+    b_.step_begin(key, generation, graphable);
+  }
   ~StepSpan() {
     if (open_) b_.step_abort();
   }
@@ -154,9 +156,10 @@ void decode_step(Model& m, const int32_t* slots, const int32_t* tokens, int64_t 
     pos[(size_t)b] = (int32_t)m.position(slots[b]);
     m.kv().reserve(slots[b], pos[(size_t)b] + 1);
   }
-  // Without attention a step's launches depend only on the batch size and
-  // the staged tokens and slots (attention's depend on the positions).
-  StepSpan step(m.backend(), batch, !c.has_attention());
+  // Without attention a step's launches depend only on the batch size, where
+  // the sequence states are, and the staged tokens and slots (attention's
+  // depend on the positions).
+  StepSpan step(m.backend(), batch, m.pool_base(), !c.has_attention());
   Buf h((size_t)(batch * d)), residual((size_t)(batch * d)), hn((size_t)(batch * d));
   embed(m, tokens, batch, h.data());
   run_layers(m, -1, 0, slots, pos.data(), batch, h.data(), residual.data(), hn.data());

@@ -18,11 +18,16 @@ size_t aligned(size_t bytes) { return (bytes + kArenaAlign - 1) / kArenaAlign * 
 StepRecorder::StepRecorder(RecorderDevice& device, bool enabled) : device_(device), enabled_(enabled) {}
 
 StepRecorder::~StepRecorder() {
+  clear();
+  for (auto& s : spill_) device_.arena_free(s.first);
+}
+
+void StepRecorder::clear() noexcept {
   for (auto& kv : keys_) {
     if (kv.second.graph) device_.destroy_graph(kv.second.graph);
     if (kv.second.arena) device_.arena_free(kv.second.arena);
   }
-  for (auto& s : spill_) device_.arena_free(s.first);
+  keys_.clear();
 }
 
 size_t StepRecorder::arena_need(const std::vector<uint64_t>& trace) const {
@@ -32,7 +37,7 @@ size_t StepRecorder::arena_need(const std::vector<uint64_t>& trace) const {
   return n;
 }
 
-void StepRecorder::begin(int64_t key, bool graphable) {
+void StepRecorder::begin(int64_t key, const void* generation, bool graphable) {
   for (auto& s : spill_) device_.arena_free(s.first);
   spill_.clear();
   trace_.clear();
@@ -43,6 +48,10 @@ void StepRecorder::begin(int64_t key, bool graphable) {
   key_ = nullptr;
   mode_ = Mode::Eager;
   if (!enabled_ || !graphable) return;
+  if (generation != generation_) {
+    clear();
+    generation_ = generation;
+  }
   Key& k = keys_[key];
   key_ = &k;
   if (k.graph) {

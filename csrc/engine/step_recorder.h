@@ -64,8 +64,10 @@ class StepRecorder {
   StepRecorder& operator=(const StepRecorder&) = delete;
 
   // A decode step of `key` starts (graphable: its launches depend only on the
-  // key and the staged contents); ends before its results are downloaded.
-  void begin(int64_t key, bool graphable);
+  // key, the memory `generation` and the staged contents); ends before its
+  // results are downloaded. A new generation (the sequence states moved to
+  // other memory) drops every graph: they address the old memory.
+  void begin(int64_t key, const void* generation, bool graphable);
   void end();
   // The step ended by an exception: a capture is dropped, nothing held back
   // runs.
@@ -102,6 +104,7 @@ class StepRecorder {
   };
 
   void note(uint64_t t);
+  void clear() noexcept;
   void fall_back();
   size_t arena_need(const std::vector<uint64_t>& trace) const;
 
@@ -110,6 +113,7 @@ class StepRecorder {
   Mode mode_ = Mode::Off;
   Key* key_ = nullptr;
   std::map<int64_t, Key> keys_;
+  const void* generation_ = nullptr;
   std::vector<uint64_t> trace_;
   size_t pos_ = 0;                 // replay: next trace entry to match
   size_t arena_off_ = 0;

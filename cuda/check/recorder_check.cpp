@@ -41,10 +41,12 @@ class LogDevice final : public engine::RecorderDevice {
 struct Ctx {
   LogDevice dev;
   StepRecorder rec{dev, true};
+  int memory[2] = {0, 0};  // where the "states" are: &memory[generation]
+  int generation = 0;
   // A step of key 1: ops named by `ids` (launch "<step>:<id>"), an alloc
   // after the first op; returns the alloc's pointer.
   void* step(int n, const std::vector<uint32_t>& ids, bool graphable = true, size_t alloc = 64) {
-    rec.begin(1, graphable);
+    rec.begin(1, &memory[generation], graphable);
     void* p = nullptr;
     for (size_t i = 0; i < ids.size(); ++i) {
       const std::string name = std::to_string(n) + ":" + std::to_string(ids[i]);
@@ -99,7 +101,7 @@ RecorderCheckTotals run_recorder_checks() {
     expect(s.captures == 1 && s.replays == 1 && s.fallbacks == 3, "counts: 1 capture, 1 replay, 3 fallbacks",
            std::to_string(s.captures) + " " + std::to_string(s.replays) + " " + std::to_string(s.fallbacks));
     at = c.dev.log.size();
-    c.rec.begin(1, true);
+    c.rec.begin(1, &c.memory[c.generation], true);
     c.rec.op(1, [&c] { c.dev.log.push_back("8:1"); });
     c.rec.flush();  // a download inside the step
     c.rec.op(2, [&c] { c.dev.log.push_back("8:2"); });
@@ -123,13 +125,26 @@ RecorderCheckTotals run_recorder_checks() {
     Ctx c;
     c.step(1, {1});
     c.step(2, {1});
-    c.rec.begin(1, true);
+    c.rec.begin(1, &c.memory[c.generation], true);
     c.rec.op(1, [&c] { c.dev.log.push_back("3:1"); });
     c.rec.abort();  // an exception left the step
     size_t at = c.dev.log.size();
     c.step(4, {1});
     expect(c.tail(at) == "begin_capture end_capture graph 4:1",
            "an aborted capture runs nothing and the next step captures again", c.tail(at));
+  }
+  {
+    Ctx c;
+    for (int n = 1; n <= 4; ++n) c.step(n, {1, 2});  // trace, trace, capture, replay
+    c.generation = 1;  // the sequence states moved
+    size_t at = c.dev.log.size();
+    c.step(5, {1, 2});
+    c.step(6, {1, 2});
+    expect(c.tail(at) == "5:1 5:2 6:1 6:2", "a new memory generation drops the graphs: its steps run eagerly again",
+           c.tail(at));
+    at = c.dev.log.size();
+    c.step(7, {1, 2});
+    expect(c.tail(at) == "begin_capture end_capture graph 7:1 7:2", "and are captured anew", c.tail(at));
   }
   {
     Ctx c;

@@ -216,6 +216,45 @@ t.test('decode steps captured and replayed as graphs give the CPU backend\'s log
     emu.dispose();
   }
 
+  // A graph addresses the sequence states where they were: when more
+  // sequences move them to a larger pool, the recordings are dropped and
+  // made again.
+  {
+    const cpuM = await withEmulation(false, () => loadModel(dir));
+    const emuM = await withEmulation(true, () => loadModel(dir));
+    try {
+      const grow = async (m: MambaModel) => {
+        const a = await m.createSequence();
+        let next = argmax(await a.prefill(tokensFor(5, m.vocabSize, 1)));
+        const out: Float32Array[] = [];
+        const stepA = async () => {
+          const l = Float32Array.from(await a.step(next));
+          out.push(l);
+          next = argmax(l);
+        };
+        for (let k = 0; k < 6; k++) await stepA();
+        const more = [];
+        for (let i = 0; i < 9; i++) {
+          const s = await m.createSequence();
+          await s.prefill(tokensFor(40, m.vocabSize, 10 + i));  // activations that reuse the freed pool
+          more.push(s);
+        }
+        for (let k = 0; k < 6; k++) await stepA();
+        const snap = await a.snapshot();  // read where the states are now
+        for (const s of more) await s.dispose();
+        await a.dispose();
+        return { out, snap };
+      };
+      const want = await grow(cpuM), got = await grow(emuM);
+      for (let i = 0; i < want.out.length; i++) compare(t, got.out[i], want.out[i], cpuM.vocabSize, true, `states moved, step ${i}`);
+      t.ok(Buffer.from(got.snap).equals(Buffer.from(want.snap)), 'the replayed steps updated the states where they are now');
+      t.ok(graphs(emuM).replays >= 4, 'replayed before and after the states moved');
+    } finally {
+      cpuM.dispose();
+      emuM.dispose();
+    }
+  }
+
   const prev = process.env.NODE_MAMBA_DECODE_GRAPHS;
   process.env.NODE_MAMBA_DECODE_GRAPHS = '0';
   const off = await withEmulation(true, () => loadModel(dir));
