@@ -117,6 +117,12 @@ NM_UNROLL
 
 // ------------------------------------------------------------------ W8A8
 
+// 16-byte pieces per lane loaded together: 4 for one input row (decode at
+// batch 1); with more rows the registers go to their accumulators (a batch
+// of 2 at 4 rows already spills).
+template <int MB>
+constexpr int w8a8_batch() { return MB == 1 ? 4 : 1; }
+
 // Lane `lane`'s exact partial sums of row n for input rows m < min(M, MB).
 template <int MB>
 NM_HD void w8a8_lane_partial(const QLinearArgs& a, int64_t n, int lane, float inv, int flags, int32_t (&acc)[MB],
@@ -126,15 +132,29 @@ NM_UNROLL
   for (int m = 0; m < MB; ++m) acc[m] = 0;
   const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
   const int64_t pieces = (a.K + 15) / 16;
-  for (int64_t p = lane; p < pieces; p += kWarpSize) {
-    const int64_t k0 = p * 16;
-    uint32_t w[4];
-    load_row_words<4>(row, k0, a.K, flags, w);
+  // w8a8_batch pieces' loads issued before their products (memory-level
+  // parallelism: a lane waits for one load latency per batch, not per
+  // piece); integer sums, so the order changes nothing.
+  constexpr int kW8A8Batch = w8a8_batch<MB>();
+  for (int64_t p0 = lane; p0 < pieces; p0 += (int64_t)kWarpSize * kW8A8Batch) {
+    uint32_t w[kW8A8Batch][4];
 NM_UNROLL
-    for (int m = 0; m < MB; ++m) {
-      if (m >= a.M) break;
+    for (int u = 0; u < kW8A8Batch; ++u) {
+      const int64_t p = p0 + (int64_t)u * kWarpSize;
+      if (p < pieces) load_row_words<4>(row, p * 16, a.K, flags, w[u]);
+      else w[u][0] = w[u][1] = w[u][2] = w[u][3] = 0;
+    }
 NM_UNROLL
-      for (int i = 0; i < 4; ++i) acc[m] = dot4(w[i], qx_word(a, m, k0 + 4 * i, inv, nan), acc[m]);
+    for (int u = 0; u < kW8A8Batch; ++u) {
+      const int64_t p = p0 + (int64_t)u * kWarpSize;
+      if (p >= pieces) break;
+      const int64_t k0 = p * 16;
+NM_UNROLL
+      for (int m = 0; m < MB; ++m) {
+        if (m >= a.M) break;
+NM_UNROLL
+        for (int i = 0; i < 4; ++i) acc[m] = dot4(w[u][i], qx_word(a, m, k0 + 4 * i, inv, nan), acc[m]);
+      }
     }
   }
 }
