@@ -142,10 +142,7 @@ class CudaBackend final : public Backend, private RecorderDevice {
   RecorderStats graph_stats() const override { return rec_->stats(); }
 
   void embedding(const EmbeddingArgs& a) override {
-    for (int64_t t = 0; t < a.n; ++t)
-      if (a.tokens[t] < 0 || a.tokens[t] >= a.rows)
-        throw std::invalid_argument("node-mamba: embedding: token " + std::to_string(a.tokens[t]) + " outside [0, " +
-                                    std::to_string(a.rows) + ")");
+    check_tokens(a);
     const EmbeddingArgs d = staged(a);
     op(kEmbedding, [=] { check(cuda::embedding_cuda(d, stream_), "embedding"); });
   }

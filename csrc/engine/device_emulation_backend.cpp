@@ -172,10 +172,7 @@ class DeviceEmulationBackend final : public Backend, private RecorderDevice {
   RecorderStats graph_stats() const override { return rec_.stats(); }
 
   void embedding(const EmbeddingArgs& a) override {
-    for (int64_t t = 0; t < a.n; ++t)  // as the CUDA backend: on the host, before anything is held back
-      if (a.tokens[t] < 0 || a.tokens[t] >= a.rows)
-        throw std::invalid_argument("node-mamba: embedding: token " + std::to_string(a.tokens[t]) + " outside [0, " +
-                                    std::to_string(a.rows) + ")");
+    check_tokens(a);  // as the CUDA backend: on the host, before anything is held back
     const EmbeddingArgs d = staged(a);
     op(kEmbedding, [=] { cpu_->embedding(d); });
   }

@@ -4,9 +4,21 @@
 // int32s (nullptr for none). Shared by the CUDA and device-emulation
 // backends so that both stage exactly the same arrays.
 #pragma once
+#include <stdexcept>
+#include <string>
+
 #include "engine/backend.h"
 
 namespace nm::engine {
+
+// The token ids of an embedding lookup, checked on the host before they are
+// staged (a device cannot report a bad one).
+inline void check_tokens(const EmbeddingArgs& a) {
+  for (int64_t t = 0; t < a.n; ++t)
+    if (a.tokens[t] < 0 || a.tokens[t] >= a.rows)
+      throw std::invalid_argument("node-mamba: embedding: token " + std::to_string(a.tokens[t]) + " outside [0, " +
+                                  std::to_string(a.rows) + ")");
+}
 
 template <class Stage>
 EmbeddingArgs staged_args(EmbeddingArgs a, Stage&& stage) {

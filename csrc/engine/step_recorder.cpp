@@ -88,8 +88,12 @@ void StepRecorder::note(uint64_t t) {
   }
 }
 
-void StepRecorder::op(uint32_t id, std::function<void()> launch) {
-  note(kOp | id);
+void StepRecorder::op(uint32_t id, std::function<void()> launch) { dispatch(kOp | id, std::move(launch)); }
+
+void StepRecorder::staged(size_t bytes, std::function<void()> copy) { dispatch(kStaged | bytes, std::move(copy)); }
+
+void StepRecorder::dispatch(uint64_t trace, std::function<void()> launch) {
+  note(trace);
   switch (mode_) {
     case Mode::Capture:
       held_.push_back(launch);
@@ -106,27 +110,6 @@ void StepRecorder::op(uint32_t id, std::function<void()> launch) {
       break;
     default:
       launch();
-  }
-}
-
-void StepRecorder::staged(size_t bytes, std::function<void()> copy) {
-  note(kStaged | bytes);
-  switch (mode_) {
-    case Mode::Capture:
-      held_.push_back(copy);
-      if (device_.records_by_launching()) {
-        try {
-          copy();
-        } catch (...) {
-          capture_broken_ = true;
-        }
-      }
-      break;
-    case Mode::Replay:
-      held_.push_back(std::move(copy));
-      break;
-    default:
-      copy();
   }
 }
 

@@ -104,6 +104,8 @@ class StepRecorder {
   };
 
   void note(uint64_t t);
+  // op / staged: the trace entry, then run, record or hold back the launch.
+  void dispatch(uint64_t trace, std::function<void()> launch);
   void clear() noexcept;
   void fall_back();
   size_t arena_need(const std::vector<uint64_t>& trace) const;
