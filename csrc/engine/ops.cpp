@@ -206,7 +206,7 @@ void run_linear(const Model& m, const Weight& w, const Weight* bias, const float
   a.x_rounding = input_rounding(m, w.dtype);
   a.M = M; a.N = w.rows; a.K = w.cols;
   a.x = x; a.x_stride = xs;
-  a.w = w.data; a.w_stride = w.cols; a.w_dtype = w.dtype;
+  a.w = w.data; a.w_stride = w.cols; a.w_dtype = w.dtype; a.w_layout = w.layout;
   if (bias && bias->data) { a.bias = bias->data; a.bias_dtype = bias->dtype; }
   a.y = y; a.y_stride = w.rows;
   m.backend().linear(a);

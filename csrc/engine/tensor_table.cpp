@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "engine/backend.h"
+#include "kernels/q8_0_panels.h"
 #include "kernels/qlinear.h"
 
 namespace nm::engine {
@@ -112,8 +113,16 @@ Weight TensorTable::get_host(const std::string& name, std::vector<std::vector<in
   return w;
 }
 
+bool TensorTable::packs(const Weight& w) const {
+  if (!backend_.packs_weights() || !w.data || w.layout != WeightLayout::Rows || !dtype_info(w.dtype).panels) return false;
+  if (w.dtype != DType::Q8_0) return w.act_scale > 0.0f;
+  return q8_0_int8_inputs_ && q8_0_packable(w.data, dtype_row_bytes(w.dtype, w.cols), w.rows, w.cols);
+}
+
 Weight TensorTable::pack(const Weight& w) {
-  if (!backend_.packs_weights() || !w.data || w.layout != WeightLayout::Rows || !dtype_info(w.dtype).panels || !(w.act_scale > 0.0f)) return w;
+  if (!backend_.packs_weights() || !w.data || w.layout != WeightLayout::Rows || !dtype_info(w.dtype).panels) return w;
+  const bool q8_0 = w.dtype == DType::Q8_0;
+  if (q8_0 ? !q8_0_int8_inputs_ : !(w.act_scale > 0.0f)) return w;
   const int64_t bytes = dtype_panel_bytes(w.dtype, w.rows, w.cols);
   const int64_t nscales = dtype_panel_scale_count(w.dtype, w.rows, w.cols);
   AlignedBytes buf(static_cast<uint8_t*>(::operator new[]((size_t)std::max<int64_t>(bytes, 64), std::align_val_t(64))));
@@ -129,16 +138,20 @@ Weight TensorTable::pack(const Weight& w) {
   for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
     const int64_t r1 = std::min(w.rows, r0 + slice);
     const uint8_t* src = static_cast<const uint8_t*>(w.data) + r0 * stride;
-    qweight_pack_panels(src, w.dtype, stride, w.scales + r0 * G, r1 - r0, w.cols, buf.get() + r0 * prb,
-                        scales.data() + r0 * G);
+    // (a Q8_0 weight holding q = -128 stays in rows: pages already released fault back in from the file)
+    if (q8_0 && !q8_0_packable(src, stride, r1 - r0, w.cols)) return w;
+    qweight_pack_panels(src, w.dtype, stride, w.scales ? w.scales + r0 * G : nullptr, r1 - r0, w.cols,
+                        buf.get() + r0 * prb, scales.empty() ? nullptr : scales.data() + r0 * G);
     if (file) file->release(w.data, (uint64_t)(r1 * stride));  // from the start: no page left between slices
   }
   Weight p = w;
   p.data = buf.get();
   p.layout = WeightLayout::Panels;
   packed_store_.push_back(std::move(buf));
-  scale_store_.push_back(std::move(scales));
-  p.scales = scale_store_.back().data();
+  if (!scales.empty()) {
+    scale_store_.push_back(std::move(scales));
+    p.scales = scale_store_.back().data();
+  }
   return p;
 }
 

@@ -48,14 +48,21 @@ class TensorTable {
   // (W8A8), absent for float inputs (W4A16).
   void load_scales(const std::string& name, Weight& w, bool input_scale);
 
-  // The weight as qlinear reads it fastest: on a backend that packs
-  // (Backend::packs_weights), an I8 / I4 weight with int8 inputs (act_scale
-  // > 0: W8A8, W4A8) packed once into its panel layout
-  // (core/dtype.h WeightLayout::Panels; the copy and its reordered scales
-  // are owned by the model), the file's pages of the original released
+  // The weight as the linear kernels read it fastest: on a backend that
+  // packs (Backend::packs_weights), an I8 / I4 weight with int8 inputs
+  // (act_scale > 0: W8A8, W4A8), or a Q8_0 weight when its inputs are
+  // rounded as Q8_0 (set_q8_0_int8_inputs; kernels/q8_0_panels.h) and no q
+  // is -128, packed once into its panel layout (core/dtype.h
+  // WeightLayout::Panels; the copy and its reordered scales are owned by
+  // the model), the file's pages of the original released
   // (MappedFile::release) so that resident memory does not double; any
   // other weight unchanged.
   Weight pack(const Weight& w);
+  // Whether pack(w) would pack w (reads a Q8_0 weight's bytes for q = -128).
+  bool packs(const Weight& w) const;
+  // Whether Q8_0 weights read by the linear layers get Q8_0-rounded inputs
+  // (ModelConfig::round_activations), so that pack() packs them.
+  void set_q8_0_int8_inputs(bool on) { q8_0_int8_inputs_ = on; }
 
   std::string path_of(const std::string& name) const;
 
@@ -85,6 +92,7 @@ class TensorTable {
   std::vector<AlignedBytes>& packed_store_;
   std::map<std::string, const TensorSource*> by_name_;
   uint64_t used_bytes_ = 0;
+  bool q8_0_int8_inputs_ = false;
 };
 
 // The state matrix A = -exp(A_log). Checkpoints store A_log (Hugging Face,

@@ -12,6 +12,7 @@
 #include "cpu/threadpool.h"
 #include "kernels/isa_dispatch.h"
 #include "kernels/linear_dot.h"
+#include "kernels/q8_0_panels.h"
 
 namespace nm {
 
@@ -244,6 +245,9 @@ void linear(const LinearArgs& a, LinearAlgo algo) {
   if (dtype_info(a.w_dtype).linear != LinearKernel::Float)
     throw std::invalid_argument(std::string("node-mamba: linear: weight format ") + dtype_name(a.w_dtype) +
                                 " is read by qlinear, not linear");
+  if (a.w_layout == WeightLayout::Panels) return linear_q8_0_panels(a);  // one path for every M (it checks the rest)
+  if (a.w_layout != WeightLayout::Rows)
+    throw std::invalid_argument("node-mamba: linear: unknown weight layout " + std::to_string((int32_t)a.w_layout));
   if (a.M <= 0 || a.N <= 0) return;
   if (algo == LinearAlgo::Auto) algo = a.M <= kLinearGemvMaxRows ? LinearAlgo::Gemv : LinearAlgo::Gemm;
   if (a.x_rounding != ActRounding::None) {
@@ -257,7 +261,9 @@ void linear(const LinearArgs& a, LinearAlgo algo) {
 }
 
 bool linear_swiglu(const LinearArgs& a, const LinearSwiglu& sw) {
-  if (dtype_info(a.w_dtype).linear != LinearKernel::Float || a.bias || !sw.w_up || !sw.h) return false;
+  if (dtype_info(a.w_dtype).linear != LinearKernel::Float || a.w_layout != WeightLayout::Rows || a.bias || !sw.w_up ||
+      !sw.h)
+    return false;
   if (a.M <= kLinearGemvMaxRows) return false;  // the GEMV's rows
   int64_t lanes = 0, wbuf_floats = 0;
   if (!small_m_applies(a, &lanes, &wbuf_floats)) return false;

@@ -147,7 +147,7 @@ LinearArgs float_args(const MoeWeight& w, int64_t e, const float* x, int64_t xs,
   LinearArgs l;
   l.M = M; l.N = N; l.K = K;
   l.x = x; l.x_stride = xs; l.x_rows = x_rows;
-  l.w = expert_matrix(w, e); l.w_stride = w.row_stride; l.w_dtype = w.dtype;
+  l.w = expert_matrix(w, e); l.w_stride = w.row_stride; l.w_dtype = w.dtype; l.w_layout = w.layout;
   l.x_rounding = w.x_rounding;
   l.y = y; l.y_stride = ys;
   return l;
@@ -176,6 +176,7 @@ void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, const in
 bool gate_up_adjacent(const MoeArgs& a) {
   const MoeWeight &g = a.gate, &u = a.up;
   if (g.dtype != u.dtype || g.row_stride != u.row_stride || g.x_rounding != u.x_rounding) return false;
+  if (g.layout != WeightLayout::Rows || u.layout != WeightLayout::Rows) return false;  // panels: two products
   if ((g.experts == nullptr) != (u.experts == nullptr)) return false;
   if (!g.experts && g.expert_stride != u.expert_stride) return false;
   for (int64_t e = 0; e < (g.experts ? a.E : 1); ++e)

@@ -12,34 +12,13 @@
 #include "cpu/cpu_features.h"
 #include "cpu/threadpool.h"
 #include "kernels/linear.h"
+#include "kernels/q8_0_panels.h"
 #include "kernels/qlinear_input.h"
+#include "kernels/qlinear_levels.h"
 
 namespace nm {
 
-#define NM_QLINEAR_DECLS                                                               \
-  void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch); \
-  bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q); \
-  bool qlinear_wide_i8(); \
-  bool qlinear_u4_lanes();
-namespace scalar { NM_QLINEAR_DECLS }
-#if defined(__x86_64__) || defined(_M_X64)
-namespace avx2 { NM_QLINEAR_DECLS }
-namespace avx512 { NM_QLINEAR_DECLS }
-namespace avx512vnni { NM_QLINEAR_DECLS }
-#endif
-
 namespace {
-
-void rows_for_level(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
-  switch (cpu::active_isa()) {
-#if defined(__x86_64__) || defined(_M_X64)
-    case cpu::Isa::Avx512Vnni: avx512vnni::qlinear_rows(a, in, n0, n1, scratch); break;
-    case cpu::Isa::Avx512: avx512::qlinear_rows(a, in, n0, n1, scratch); break;
-    case cpu::Isa::Avx2: avx2::qlinear_rows(a, in, n0, n1, scratch); break;
-#endif
-    default: scalar::qlinear_rows(a, in, n0, n1, scratch); break;
-  }
-}
 
 bool wide_i8_for_level() {
   switch (cpu::active_isa()) {
@@ -122,9 +101,11 @@ void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float i
 
 void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* scales, int64_t row, int64_t K,
                         float* out, WeightLayout layout) {
-  if (t != DType::I8 && t != DType::I4)
-    throw std::invalid_argument(std::string("node-mamba: qweight_row_to_f32: ") + dtype_name(t) + " is not an I8 / I4 format");
   const bool panels = layout == WeightLayout::Panels;
+  if (t == DType::Q8_0 && panels) return q8_0_panel_row_to_f32(w, K, row, out);
+  if (t != DType::I8 && t != DType::I4)
+    throw std::invalid_argument(std::string("node-mamba: qweight_row_to_f32: ") + dtype_name(t) +
+                                " is not an I8 / I4 format (or Q8_0 in panels)");
   // Byte j of the row: in place, or group j / 4 of its panel at the row's 4 bytes.
   const uint8_t* r = static_cast<const uint8_t*>(w) + (panels ? (row / kPanelRows) * kPanelRows * dtype_panel_row_bytes(t, K) +
                                                                     (row % kPanelRows) * kPanelK
@@ -152,6 +133,7 @@ void qweight_pack_panels(const void* w, DType t, int64_t w_stride, const float* 
   const DTypeInfo& f = dtype_info(t);
   if (!f.panels)
     throw std::invalid_argument(std::string("node-mamba: qweight_pack_panels: ") + f.name + " has no panel layout");
+  if (t == DType::Q8_0) return q8_0_pack_panels(w, w_stride, N, K, panels);  // scales inside (panel_scales unused)
   const int64_t rb = dtype_row_bytes(t, K), prb = dtype_panel_row_bytes(t, K), P = dtype_panel_count(N);
   const int64_t groups = prb / kPanelK, whole = rb / kPanelK, vec = kPanelRows * kPanelK;
   const uint8_t pad = t == DType::I4 ? 0x88 : 0;  // padding rows: q = 0
@@ -283,7 +265,7 @@ void qlinear(const QLinearArgs& a) {
     thread_local std::vector<char> ubuf;
     // (a valid pointer even for K = 0: the paths that take one may pass it to memset)
     uint8_t* ub = need_scratch ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4 + 1)) : nullptr;
-    rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
+    qlinear_rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
   });
 }
 

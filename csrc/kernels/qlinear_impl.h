@@ -498,6 +498,30 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
   return O::quantize_row(x, K, inv, q);
 }
 
+// Rows [m0, m1) of x (row m at x + (x_rows ? x_rows[m] : m) · xs; K a
+// multiple of 32) quantized per block of 32 as ggml's Q8_0 for the Q8_0
+// panels (q8_0_panels.h): d = amax / 127, q = clamp(nearbyint(x · (127 /
+// amax)), ±127) (0 when amax = 0; amax NaN when the block holds a NaN),
+// the same numbers as linear.cpp's round_activations. q [M, K], d and Σq
+// [M, K / 32].
+void q8_0_quantize_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t m0, int64_t m1, int64_t K, int8_t* q,
+                        float* d, int32_t* sum) {
+  const int64_t nb = K / kQuantBlock;
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* xr = x + (x_rows ? (int64_t)x_rows[m] : m) * xs;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* xb = xr + b * kQuantBlock;
+      const float amax = O::absmax(xb, kQuantBlock);
+      int8_t* qb = q + m * K + b * kQuantBlock;
+      O::quantize_row(xb, kQuantBlock, amax > 0.0f ? 127.0f / amax : 0.0f, qb);
+      int32_t s = 0;
+      for (int64_t j = 0; j < kQuantBlock; ++j) s += qb[j];
+      d[m * nb + b] = amax / 127.0f;
+      sum[m * nb + b] = s;
+    }
+  }
+}
+
 // Whether W4A16 reads its weights in lane order (QInput::xg).
 bool qlinear_u4_lanes() {
 #if defined(NM_QLINEAR_U4_LANES)
@@ -520,7 +544,8 @@ bool qlinear_wide_i8() {
 // Weight rows [n0, n1) for all M input rows; scratch: see rows_all_m_unpacked
 // and rows_panel.
 void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
-  if (a.w_layout == WeightLayout::Panels) {  // int8 inputs (qlinear checked)
+  if (a.w_layout == WeightLayout::Panels) {  // int8 inputs (qlinear / q8_0_panels checked)
+    if (a.w_dtype == DType::Q8_0) return rows_packed_q8_0(a, in, n0, n1);
 #if defined(NM_QLINEAR_WIDE)
     if (in.q16 && a.w_dtype == DType::I8) return rows_packed_wide(a, in, n0, n1);
 #endif

@@ -158,6 +158,111 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
   }
 }
 
+// Q8_0 panels (core/dtype.h): per block of 32 the exact int32 sums of the
+// 16 rows (8 groups of 4 k; VNNI's offset taken back with the block's Σ q_x
+// up front), then f += isum · (d_w · d_x) in float, block after block, as
+// ggml's Q8_0 dot product.
+template <int MB, int NP>
+void packed_tile_q8_0(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t m0) {
+  const int64_t nb = a.K / kQuantBlock;
+  const int64_t pstride = nb * kQ8PanelBlock;  // bytes of one packed panel
+  typename O::F f[MB][NP];
+  for (int m = 0; m < MB; ++m)
+    for (int j = 0; j < NP; ++j) f[m][j] = O::fzero();
+  const uint8_t* w[NP];
+  const uint8_t* sc[NP];
+  NM_UNROLL_TILE
+  for (int j = 0; j < NP; ++j) {
+    const int64_t q = q0 + j;
+    const uint8_t* panel = static_cast<const uint8_t*>(a.w) + (q / kSub) * pstride;
+    w[j] = panel + (q % kSub) * (O::kPR * kPanelK);
+    sc[j] = panel + kQuantBlock * kPanelRows + (q % kSub) * (O::kPR * 2);
+  }
+  const int8_t* x0 = in.q + m0 * in.Kp;
+  const float* d0 = in.q8_scale + m0 * nb;
+  const int32_t* s0 = in.q8_sum + m0 * nb;
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t wo = b * kQ8PanelBlock;
+    typename O::PV acc[MB][NP];
+    NM_UNROLL_TILE
+    for (int m = 0; m < MB; ++m) {
+      const typename O::PV init = O::kI8Offset ? O::pset1(-O::kI8Offset * s0[m * nb + b]) : O::pzero();
+      for (int j = 0; j < NP; ++j) acc[m][j] = init;
+    }
+    NM_UNROLL_TILE
+    for (int g = 0; g < (int)(kQuantBlock / kPanelK); ++g) {
+      typename O::PV wv[NP];
+      NM_UNROLL_TILE
+      for (int j = 0; j < NP; ++j) {
+        if (in.stream) O::prefetch(w[j] + wo + g * kPackedVec + kPackedPrefetch);
+        wv[j] = O::pflip_i8(O::ploadu(w[j] + wo + g * kPackedVec));
+      }
+      NM_UNROLL_TILE
+      for (int m = 0; m < MB; ++m) {
+        const typename O::PX x = O::pbcast_i8(x0 + m * in.Kp + b * kQuantBlock + g * kPanelK);
+        for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_i8(acc[m][j], wv[j], x);
+      }
+    }
+    typename O::F dw[NP];
+    NM_UNROLL_TILE
+    for (int j = 0; j < NP; ++j) dw[j] = O::pscale_f16(sc[j] + wo);
+    NM_UNROLL_TILE
+    for (int m = 0; m < MB; ++m) {
+      const typename O::F dx = O::fset1(d0[m * nb + b]);
+      for (int j = 0; j < NP; ++j) f[m][j] = O::fmadd(O::pcvt(acc[m][j]), O::fmul(dw[j], dx), f[m][j]);
+    }
+  }
+  NM_UNROLL_TILE
+  for (int j = 0; j < NP; ++j) {
+    const int64_t n = (q0 + j) * O::kPR;
+    const int nv = (int)(a.N - n < O::kPR ? a.N - n : O::kPR);
+    typename O::F s, bias;
+    packed_consts(a, n, nv, false, s, bias);
+    NM_UNROLL_TILE
+    for (int m = 0; m < MB; ++m) O::fstore_n(a.y + (m0 + m) * a.y_stride + n, O::fadd(f[m][j], bias), nv);
+  }
+}
+
+// Q8_0: level panels per micro-tile of MB input rows, and the tile height
+// for many rows (accumulators, sums, weights and scales in registers).
+template <int MB>
+constexpr int q8_0_np() {
+  if constexpr (O::kPR == 16) return MB == 1 ? 4 : MB <= 2 ? 3 : 2;
+  else return MB == 1 ? 2 : 1;
+}
+constexpr int kQ8PanelMB = 4;
+
+template <int MB>
+void q8_0_mtile(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t q1, int64_t m0) {
+  constexpr int NP = q8_0_np<MB>();
+  int64_t q = q0;
+  for (; q + NP <= q1; q += NP) packed_tile_q8_0<MB, NP>(a, in, q, m0);
+  for (; q < q1; ++q) packed_tile_q8_0<MB, 1>(a, in, q, m0);
+}
+
+template <int MB>
+void q8_0_mtile_rest(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t q1, int64_t m0, int64_t rest) {
+  if constexpr (MB > 1) {
+    if (rest < MB) return q8_0_mtile_rest<MB - 1>(a, in, q0, q1, m0, rest);
+  }
+  q8_0_mtile<MB>(a, in, q0, q1, m0);
+}
+
+// Weight rows [n0, n1) (n0 a multiple of kPanelRows) of Q8_0 panels for all
+// M input rows, blocked as rows_packed.
+void rows_packed_q8_0(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  constexpr int MB = kQ8PanelMB;
+  constexpr int64_t block = kQLinearPanelRows / O::kPR > 2 ? kQLinearPanelRows / O::kPR : 2;
+  const int64_t q0 = n0 / O::kPR, q1 = (n1 + O::kPR - 1) / O::kPR;
+  if (a.M < MB) return q8_0_mtile_rest<MB - 1>(a, in, q0, q1, 0, a.M);
+  for (int64_t b0 = q0; b0 < q1; b0 += block) {
+    const int64_t b1 = b0 + block < q1 ? b0 + block : q1;
+    int64_t m0 = 0;
+    for (; m0 + MB <= a.M; m0 += MB) q8_0_mtile<MB>(a, in, b0, b1, m0);
+    if (m0 < a.M) q8_0_mtile_rest<MB - 1>(a, in, b0, b1, m0, a.M - m0);
+  }
+}
+
 // Level panels per micro-tile of MB input rows (the accumulators, weight
 // vectors and broadcasts fit the level's registers).
 template <bool W8, int MB>
@@ -213,6 +318,30 @@ void rows_packed(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1)
 }
 
 #else  // the portable level: plain loops over the same layout
+
+void rows_packed_q8_0(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  const int64_t nb = a.K / kQuantBlock;
+  for (int64_t n = n0; n < n1; n += kPanelRows) {
+    const uint8_t* P = static_cast<const uint8_t*>(a.w) + (n / kPanelRows) * nb * kQ8PanelBlock;
+    const int nv = (int)(n1 - n < kPanelRows ? n1 - n : kPanelRows);
+    for (int64_t m = 0; m < a.M; ++m) {
+      const int8_t* x = in.q + m * in.Kp;
+      float f[kPanelRows] = {};
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* B = P + b * kQ8PanelBlock;
+        for (int r = 0; r < nv; ++r) {
+          int32_t acc = 0;
+          for (int64_t k = 0; k < kQuantBlock; ++k)
+            acc += (int32_t)(int8_t)B[(k / kPanelK) * kPackedVec + r * kPanelK + k % kPanelK] * (int32_t)x[b * kQuantBlock + k];
+          uint16_t h;
+          std::memcpy(&h, B + kQuantBlock * kPanelRows + 2 * r, 2);
+          f[r] = std::fma((float)acc, f16_to_f32(h) * in.q8_scale[m * nb + b], f[r]);
+        }
+      }
+      for (int r = 0; r < nv; ++r) a.y[m * a.y_stride + n + r] = f[r] + bias_at(a, n + r);
+    }
+  }
+}
 
 template <bool W8>
 void rows_packed(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {

@@ -59,6 +59,16 @@ struct O {
   static F fset1(float s) { return s; }
   static F fmadd(F a, F b, F c) { return std::fma(a, b, c); }
   static float hsumf(F f) { return f; }
+  // max |x[0..n)|, NaN when any x is NaN.
+  static float absmax(const float* x, int64_t n) {
+    float m = 0.0f;
+    for (int64_t k = 0; k < n; ++k) {
+      const float v = std::fabs(x[k]);
+      if (v > m || v != v) m = v;
+      if (m != m) break;
+    }
+    return m;
+  }
   static bool quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
     bool nan = false;
     for (int64_t k = 0; k < K; ++k) {

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace nm {
 namespace NM_QLINEAR_NS {
@@ -159,6 +160,8 @@ struct Ops512 : OpsQuad {
     return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
   }
   static PV pflip_i8(PV w) { return w; }
+  // Q8_0 panels: the 16 rows' fp16 scales at p as floats.
+  static F pscale_f16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
   // W8A8 in int16 (qlinear_wide.h; the level without VNNI): as the AVX2 ops,
   // with 16-row panel vectors: lo holds rows 0..7, hi rows 8..15.
   static constexpr int kWideMB = 6, kWideNP = 1;
@@ -232,6 +235,17 @@ struct Ops512 : OpsQuad {
         _mm512_store_si512((void*)(out + (4 * q + j + 8) * 64), _mm512_and_si512(_mm512_srli_epi16(t[j], 4), m));
       }
     }
+  }
+  // max |x[0..n)| for n a multiple of 16, NaN when any x is NaN.
+  static float absmax(const float* x, int64_t n) {
+    __m512 m = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    for (int64_t k = 0; k < n; k += 16) {
+      const __m512 v = _mm512_loadu_ps(x + k);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      m = _mm512_max_ps(m, _mm512_abs_ps(v));
+    }
+    return nan ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_max_ps(m);
   }
   // x · inv rounded to nearest even (MXCSR's default mode) after clamping to
   // ±127 in float (so that no value overflows the conversion).
@@ -385,6 +399,8 @@ struct O : OpsQuad {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
   static PV pflip_i8(PV w) { return w; }
+  // Q8_0 panels: the 8 rows' fp16 scales at p as floats.
+  static F pscale_f16(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
   static PV pnib_lo(PV v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
   static PV pnib_hi(PV v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }
   // W8A8 in int16 (qlinear_wide.h): the panel vector at p (8 rows x 4 k)
@@ -454,6 +470,21 @@ struct O : OpsQuad {
         _mm256_store_si256((__m256i*)(out + (4 * q + j + 8) * 32), _mm256_and_si256(_mm256_srli_epi16(t[j], 4), m));
       }
     }
+  }
+  // max |x[0..n)| for n a multiple of 8, NaN when any x is NaN.
+  static float absmax(const float* x, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    int nan = 0;
+    for (int64_t k = 0; k < n; k += 8) {
+      const __m256 v = _mm256_loadu_ps(x + k);
+      nan |= _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return nan ? std::numeric_limits<float>::quiet_NaN() : _mm_cvtss_f32(h);
   }
   // As the AVX-512 version; the tail of fewer than 8 elements is scalar.
   static bool quantize_row(const float* x, int64_t K, float inv, int8_t* q) {

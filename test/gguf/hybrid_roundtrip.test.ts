@@ -164,6 +164,46 @@ t.test('exported jamba / granitehybrid GGUF reproduces the checkpoint logits', a
   }
 });
 
+// With rounded inputs (the default) Q8_0 matrices and experts are packed into
+// panels at load and multiplied in int8; NODE_MAMBA_Q8_0_PANELS=0 keeps them
+// in rows (float products of the same rounded inputs). The two differ only
+// in float32 summation order, so the logits agree to ~1e-4 of their scale; a router near-tie
+// may still send a token elsewhere, hence "90% of the positions". Prefill
+// and decode steps both.
+t.test('q8_0 hybrids: matrices and experts in panels give the logits of the rows layout', async (t) => {
+  for (const { name, opts } of [cases[0], cases[2]]) {
+    const dir = path.join(root, `panels_${name.replace(/\W+/g, '_')}`);
+    writeRandomHybridCheckpoint(dir, opts);
+    writeTinyTokenizer(dir);
+    const file = path.join(dir, 'q8_0.gguf');
+    await exportGguf(dir, file, { type: 'q8_0' });
+    const run = async (panels: boolean) => {
+      if (panels) delete process.env.NODE_MAMBA_Q8_0_PANELS;
+      else process.env.NODE_MAMBA_Q8_0_PANELS = '0';
+      const m = await loadModel(file, { kvCacheType: 'f32' });
+      delete process.env.NODE_MAMBA_Q8_0_PANELS;
+      const tokens = tokensFor(25, m.vocabSize, 5);
+      const all = await m.forward(tokens);
+      const seq = await m.createSequence();
+      await seq.prefill(tokens.slice(0, -4));
+      const steps: number[] = [];
+      for (const tok of tokens.slice(-4)) steps.push(...(await seq.step(tok)));
+      await seq.dispose();
+      const V = m.vocabSize;
+      m.dispose();
+      return { all, steps: Float32Array.from(steps), V };
+    };
+    const p = await run(true), r = await run(false);
+    const scale = maxAbs(r.all);
+    for (const [what, a, b] of [['prefill', p.all, r.all], ['decode', p.steps, r.steps]] as const) {
+      const errs = positionErrors(a, b, p.V, scale);
+      const within = errs.filter((e) => e <= 1e-4).length;
+      t.ok(within >= 0.9 * errs.length && Math.max(...errs) <= 1,
+        `${name} q8_0 ${what}: ${within}/${errs.length} positions within 1e-4·scale of the rows layout, worst ${Math.max(...errs).toExponential(3)}·scale`);
+    }
+  }
+});
+
 /** `src` rewritten with every F32 matrix (2-D and 3-D weights but the routers) as BF16. */
 async function asBf16(src: string, dst: string): Promise<GgufFile> {
   const g = readGgufHeader(src);

@@ -117,3 +117,54 @@ t.test('quantized and half-precision GGUF tensors run as the reference on the sa
     }
   }
 });
+
+// Q8_0 matrices with rounded inputs are packed into panels at load (int8 dot
+// products at every level); NODE_MAMBA_Q8_0_PANELS=0 keeps them in rows (the
+// float kernels on the rounded inputs). A matrix holding q = -128 (which
+// ggml's quantizer never writes, and which the levels without VNNI cannot
+// multiply in panels) stays in rows. All three, at every level, match the
+// reference on the file's values.
+t.test('Q8_0 in panels, in rows, and with q = -128 run as the reference at every level', async (t) => {
+  const dir = path.join(root, 'panels');
+  fs.mkdirSync(dir, { recursive: true });
+  writeTinyTokenizer(dir);
+  writeRandomCheckpoint(dir, { ...cases[1][1], seed: 77 });
+  const q8 = path.join(dir, 'q8_0.gguf');
+  await exportGguf(dir, q8, { type: 'q8_0' });
+  // Every q of the first 40 blocks of blk.0.ssm_in made -128.
+  const bad = path.join(dir, 'q8_0-min.gguf');
+  const bytes = fs.readFileSync(q8);
+  const ti = readGgufHeader(q8).tensors.get('blk.0.ssm_in.weight');
+  t.equal(ti?.type, 'Q8_0', 'blk.0.ssm_in.weight is Q8_0');
+  for (let b = 0; b < 40; b++) bytes.fill(0x80, ti!.offset + b * 34 + 2, ti!.offset + b * 34 + 34);
+  fs.writeFileSync(bad, bytes);
+  const { kernels } = await import('../../lib');
+  const levels = (['scalar', 'avx2', 'avx512', 'avx512vnni'] as const).filter(
+    (l) => ['scalar', 'avx2', 'avx512', 'avx512vnni'].indexOf(l) <= ['scalar', 'avx2', 'avx512', 'avx512vnni'].indexOf(kernels.runtimeInfo().detectedIsa));
+  for (const [what, file, env] of [['panels', q8, undefined], ['rows', q8, '0'], ['q = -128', bad, undefined]] as const) {
+    const { config, weights, rounding } = ggufReferenceWeights(file);
+    const tokens = Array.from({ length: 21 }, (_, i) => (i * 37 + 5) % config.vocabSize);
+    const rref = referenceForward(config, weights, tokens, rounding);
+    const V = config.vocabSize;
+    if (env === undefined) delete process.env.NODE_MAMBA_Q8_0_PANELS;
+    else process.env.NODE_MAMBA_Q8_0_PANELS = env;
+    const model = await loadModel(file);
+    delete process.env.NODE_MAMBA_Q8_0_PANELS;
+    try {
+      for (const isa of levels) {
+        kernels.setIsa(isa);
+        const all = await model.forward(tokens);
+        const seq = await model.createSequence();
+        await seq.prefill(tokens.slice(0, -3));
+        const steps = new Float32Array(3 * V);
+        for (let i = 0; i < 3; i++) steps.set(await seq.step(tokens[tokens.length - 3 + i]), i * V);
+        seq.dispose();
+        assertRoundedClose(t, all, rref, V, ROUNDED, `${what}, ${isa}, prefill`);
+        assertRoundedClose(t, steps, rref.subarray(rref.length - 3 * V), V, ROUNDED, `${what}, ${isa}, decode`);
+      }
+    } finally {
+      kernels.setIsa(kernels.runtimeInfo().detectedIsa);
+      model.dispose();
+    }
+  }
+});

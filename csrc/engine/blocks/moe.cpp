@@ -39,13 +39,21 @@ class MoeFfn final : public FeedForward {
       std::vector<int64_t> shape = p < 2 ? std::vector<int64_t>{I_, d} : std::vector<int64_t>{d, I_};
       experts_[p].resize((size_t)E_);
       ptrs_[p].resize((size_t)E_);
+      // A projection's experts are packed all or none (one layout in the
+      // kernel's MoeWeight): packed when every one of them can be.
+      std::vector<Weight> host((size_t)E_);
+      bool pack = true;
       for (int64_t e = 0; e < E_; ++e) {
         const std::string name = prefix_ + "experts." + std::to_string(e) + "." + proj[p] + ".weight";
-        Weight w = tt.get(name, {shape}, true, Q::Ggml);
-        if (e > 0 && w.dtype != experts_[p][0].dtype)
-          throw LoadError("tensor " + name + " has dtype " + dtype_name(w.dtype) + ", expert 0's has " +
-                              dtype_name(experts_[p][0].dtype) + ": a projection's experts share one format",
+        host[(size_t)e] = tt.get_host(name, {shape}, true, Q::Ggml);
+        if (e > 0 && host[(size_t)e].dtype != host[0].dtype)
+          throw LoadError("tensor " + name + " has dtype " + dtype_name(host[(size_t)e].dtype) + ", expert 0's has " +
+                              dtype_name(host[0].dtype) + ": a projection's experts share one format",
                           tt.path_of(name), name);
+        pack = pack && tt.packs(host[(size_t)e]);
+      }
+      for (int64_t e = 0; e < E_; ++e) {
+        const Weight w = tt.place(pack ? tt.pack(host[(size_t)e]) : host[(size_t)e]);
         experts_[p][(size_t)e] = w;
         ptrs_[p][(size_t)e] = w.data;
       }
@@ -107,6 +115,7 @@ class MoeFfn final : public FeedForward {
     w.x_rounding = input_rounding(m, w.dtype);
     w.row_stride = cols;
     w.experts = ptrs_[p].data();
+    w.layout = experts_[p][0].layout;
     return w;
   }
 
