@@ -51,15 +51,18 @@ namespace nm {
 // its high nibbles). The layout does not depend on the ISA level. I8 scales
 // stay [rows]; I4 scales are reordered per panel: [panels, groups, 16].
 //
-// Q8_0 has a panel layout of its own (scales inside, as in its blocks), for
-// linear layers whose inputs are rounded as ggml's Q8_0 (linear.h
-// ActRounding::Q8Block): the engine packs them at load and the int8 dot
-// products read them (kernels/q8_0_panels.h). A panel of 16 rows holds
-// K / 32 blocks of kQ8PanelBlock = 544 bytes, block b at 544·b:
-//   bytes 0..511    8 groups of 64 bytes: group g = bytes 4g..4g+3 (the
-//                   int8 q of elements 32b + 4g ..) of rows 0..15 side by side
-//   bytes 512..543  the 16 rows' fp16 scales d (row r at 512 + 2r)
-// (padding rows: q = 0, d = 0), so a panel is exactly 16 rows' bytes.
+// Q8_0 and Q4_0 have panel layouts of their own (scales inside, as in their
+// blocks), for linear layers whose inputs are rounded as ggml's Q8_0
+// (linear.h ActRounding::Q8Block): the engine packs them at load and the
+// int8 dot products read them (kernels/ggml_panels.h). A panel of 16 rows
+// holds K / 32 blocks of 16 · block_bytes bytes (Q8_0 544, Q4_0 288), block
+// b at b times that; a block holds its rows' quant bytes in groups of 4,
+// then the 16 rows' fp16 scales d (row r at Q + 2r):
+//   Q8_0  Q = 512: 8 groups of 64 bytes, group g = the int8 q of elements
+//         32b + 4g .. 4g+3 of rows 0..15 side by side
+//   Q4_0  Q = 256: 4 groups of 64 bytes, group g = bytes 4g..4g+3 of the
+//         rows' qs (low nibbles: elements 32b + 4g ..; high: 32b + 16 + 4g ..)
+// (padding rows: zero bytes, d = 0), so a panel is exactly 16 rows' bytes.
 enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, Q8_0 = 3, Q4_0 = 4, I8 = 5, I4 = 6 };
 
 constexpr int64_t kQuantBlock = 32;
@@ -82,7 +85,6 @@ enum class WeightLayout : int32_t {
 };
 constexpr int64_t kPanelRows = 16;
 constexpr int64_t kPanelK = 4;
-constexpr int64_t kQ8PanelBlock = kQuantBlock * kPanelRows + 2 * kPanelRows;  // 544 bytes
 
 // Which linear kernel family reads a format as weights.
 enum class LinearKernel : int32_t {
@@ -99,7 +101,7 @@ struct DTypeInfo {
   int64_t group;        // elements per scale (PerGroup); 0 otherwise
   LinearKernel linear;
   bool plain_float;     // F32 / F16 / BF16: usable for any tensor (norms, conv, biases)
-  bool panels;          // has the Panels layout (I8 / I4 / Q8_0)
+  bool panels;          // has the Panels layout (I8 / I4 / Q8_0 / Q4_0)
 };
 
 constexpr DTypeInfo kDTypeTable[] = {
@@ -107,7 +109,7 @@ constexpr DTypeInfo kDTypeTable[] = {
     {DType::F16, "f16", 1, 2, ScaleLayout::None, 0, LinearKernel::Float, true, false},
     {DType::BF16, "bf16", 1, 2, ScaleLayout::None, 0, LinearKernel::Float, true, false},
     {DType::Q8_0, "q8_0", kQuantBlock, 2 + 32, ScaleLayout::InBlock, 0, LinearKernel::Float, false, true},
-    {DType::Q4_0, "q4_0", kQuantBlock, 2 + 16, ScaleLayout::InBlock, 0, LinearKernel::Float, false, false},
+    {DType::Q4_0, "q4_0", kQuantBlock, 2 + 16, ScaleLayout::InBlock, 0, LinearKernel::Float, false, true},
     {DType::I8, "i8", 1, 1, ScaleLayout::PerRow, 0, LinearKernel::Quamba, false, true},
     {DType::I4, "i4", kI4Chunk, kI4Chunk / 2, ScaleLayout::PerGroup, kI4Group, LinearKernel::Quamba, false, true},
 };
@@ -166,7 +168,7 @@ static inline int64_t dtype_scale_count(DType t, int64_t rows, int64_t cols) {
 // row says `panels`): bytes of one panel (kPanelRows rows), the panel
 // count, and the scale elements (I4: [panels, groups, kPanelRows]).
 static inline int64_t dtype_panel_row_bytes(DType t, int64_t cols) {
-  if (dtype_info(t).scales == ScaleLayout::InBlock) return dtype_row_bytes(t, cols);  // Q8_0: whole blocks
+  if (dtype_info(t).scales == ScaleLayout::InBlock) return dtype_row_bytes(t, cols);  // Q8_0 / Q4_0: whole blocks
   return (dtype_row_bytes(t, cols) + kPanelK - 1) / kPanelK * kPanelK;
 }
 static inline int64_t dtype_panel_count(int64_t rows) { return (rows + kPanelRows - 1) / kPanelRows; }

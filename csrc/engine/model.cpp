@@ -49,10 +49,11 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
   }
   m->kv_ = std::make_unique<KvCache>(*m->backend_, c.kv_dtype);
   TensorTable tt(*m->backend_, m->files_, tensors, m->scale_store_, m->packed_store_);
-  // ops.cpp input_rounding: Q8_0 weights get Q8Block inputs, read fastest in
-  // panels (NODE_MAMBA_Q8_0_PANELS=0 keeps them in rows: for comparisons).
-  const char* q8p = std::getenv("NODE_MAMBA_Q8_0_PANELS");
-  tt.set_q8_0_int8_inputs(c.round_activations && !(q8p && std::string(q8p) == "0"));
+  // ops.cpp input_rounding: Q8_0 / Q4_0 weights get Q8Block inputs, read
+  // fastest in panels (NODE_MAMBA_BLOCK_PANELS=0 keeps them in rows: for
+  // comparisons).
+  const char* bp = std::getenv("NODE_MAMBA_BLOCK_PANELS");
+  tt.set_block_int8_inputs(c.round_activations && !(bp && std::string(bp) == "0"));
   using Q = TensorTable::Quant;
   const int64_t d = c.d_model, V = c.vocab;
 
@@ -83,7 +84,7 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
     m->embedding_ = m->lm_head_;
     m->embedding_.act_scale = 0.0f;
   } else {
-    // Tied. A Q8_0 table whose head gets Q8_0-rounded inputs is packed, and
+    // Tied. A Q8_0 / Q4_0 table whose head gets Q8_0-rounded inputs is packed, and
     // the lookup reads the packed copy (as for a quantized head above).
     m->embedding_ = tt.place(tt.pack(embedding));
     m->lm_head_ = m->embedding_;

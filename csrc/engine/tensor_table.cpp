@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "engine/backend.h"
-#include "kernels/q8_0_panels.h"
+#include "kernels/ggml_panels.h"
 #include "kernels/qlinear.h"
 
 namespace nm::engine {
@@ -115,14 +115,14 @@ Weight TensorTable::get_host(const std::string& name, std::vector<std::vector<in
 
 bool TensorTable::packs(const Weight& w) const {
   if (!backend_.packs_weights() || !w.data || w.layout != WeightLayout::Rows || !dtype_info(w.dtype).panels) return false;
-  if (w.dtype != DType::Q8_0) return w.act_scale > 0.0f;
-  return q8_0_int8_inputs_ && q8_0_packable(w.data, dtype_row_bytes(w.dtype, w.cols), w.rows, w.cols);
+  if (dtype_info(w.dtype).scales != ScaleLayout::InBlock) return w.act_scale > 0.0f;
+  return block_int8_inputs_ && ggml_packable(w.dtype, w.data, dtype_row_bytes(w.dtype, w.cols), w.rows, w.cols);
 }
 
 Weight TensorTable::pack(const Weight& w) {
   if (!backend_.packs_weights() || !w.data || w.layout != WeightLayout::Rows || !dtype_info(w.dtype).panels) return w;
-  const bool q8_0 = w.dtype == DType::Q8_0;
-  if (q8_0 ? !q8_0_int8_inputs_ : !(w.act_scale > 0.0f)) return w;
+  const bool block = dtype_info(w.dtype).scales == ScaleLayout::InBlock;  // Q8_0 / Q4_0
+  if (block ? !block_int8_inputs_ : !(w.act_scale > 0.0f)) return w;
   const int64_t bytes = dtype_panel_bytes(w.dtype, w.rows, w.cols);
   const int64_t nscales = dtype_panel_scale_count(w.dtype, w.rows, w.cols);
   AlignedBytes buf(static_cast<uint8_t*>(::operator new[]((size_t)std::max<int64_t>(bytes, 64), std::align_val_t(64))));
@@ -139,7 +139,7 @@ Weight TensorTable::pack(const Weight& w) {
     const int64_t r1 = std::min(w.rows, r0 + slice);
     const uint8_t* src = static_cast<const uint8_t*>(w.data) + r0 * stride;
     // (a Q8_0 weight holding q = -128 stays in rows: pages already released fault back in from the file)
-    if (q8_0 && !q8_0_packable(src, stride, r1 - r0, w.cols)) return w;
+    if (block && !ggml_packable(w.dtype, src, stride, r1 - r0, w.cols)) return w;
     qweight_pack_panels(src, w.dtype, stride, w.scales ? w.scales + r0 * G : nullptr, r1 - r0, w.cols,
                         buf.get() + r0 * prb, scales.empty() ? nullptr : scales.data() + r0 * G);
     if (file) file->release(w.data, (uint64_t)(r1 * stride));  // from the start: no page left between slices

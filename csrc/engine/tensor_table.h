@@ -50,9 +50,9 @@ class TensorTable {
 
   // The weight as the linear kernels read it fastest: on a backend that
   // packs (Backend::packs_weights), an I8 / I4 weight with int8 inputs
-  // (act_scale > 0: W8A8, W4A8), or a Q8_0 weight when its inputs are
-  // rounded as Q8_0 (set_q8_0_int8_inputs; kernels/q8_0_panels.h) and no q
-  // is -128, packed once into its panel layout (core/dtype.h
+  // (act_scale > 0: W8A8, W4A8), or a Q8_0 / Q4_0 weight when its inputs
+  // are rounded as Q8_0 (set_block_int8_inputs; kernels/ggml_panels.h) and
+  // (Q8_0) no q is -128, packed once into its panel layout (core/dtype.h
   // WeightLayout::Panels; the copy and its reordered scales are owned by
   // the model), the file's pages of the original released
   // (MappedFile::release) so that resident memory does not double; any
@@ -60,9 +60,9 @@ class TensorTable {
   Weight pack(const Weight& w);
   // Whether pack(w) would pack w (reads a Q8_0 weight's bytes for q = -128).
   bool packs(const Weight& w) const;
-  // Whether Q8_0 weights read by the linear layers get Q8_0-rounded inputs
-  // (ModelConfig::round_activations), so that pack() packs them.
-  void set_q8_0_int8_inputs(bool on) { q8_0_int8_inputs_ = on; }
+  // Whether Q8_0 / Q4_0 weights read by the linear layers get Q8_0-rounded
+  // inputs (ModelConfig::round_activations), so that pack() packs them.
+  void set_block_int8_inputs(bool on) { block_int8_inputs_ = on; }
 
   std::string path_of(const std::string& name) const;
 
@@ -92,7 +92,7 @@ class TensorTable {
   std::vector<AlignedBytes>& packed_store_;
   std::map<std::string, const TensorSource*> by_name_;
   uint64_t used_bytes_ = 0;
-  bool q8_0_int8_inputs_ = false;
+  bool block_int8_inputs_ = false;
 };
 
 // The state matrix A = -exp(A_log). Checkpoints store A_log (Hugging Face,

@@ -19,7 +19,7 @@ void embedding(const EmbeddingArgs& a) {
     if (a.tokens[t] < 0 || a.tokens[t] >= a.rows)
       throw std::invalid_argument("node-mamba: embedding: token " + std::to_string(a.tokens[t]) + " outside [0, " +
                                   std::to_string(a.rows) + ")");
-  if (quamba || a.layout == WeightLayout::Panels) {  // I8 / I4 (rows or panels), Q8_0 panels
+  if (quamba || a.layout == WeightLayout::Panels) {  // I8 / I4 (rows or panels), Q8_0 / Q4_0 panels
     const int64_t stride = dtype_row_bytes(a.dtype, a.dim);
     for (int64_t t = 0; t < a.n; ++t)
       qweight_row_to_f32(a.table, a.dtype, stride, a.scales, a.tokens[t], a.dim, a.out + t * a.dim, a.layout);

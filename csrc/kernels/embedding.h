@@ -1,7 +1,7 @@
 // Embedding rows: out[t, :] = row tokens[t] of a [rows, dim] table as
 // float32, in any weight format of core/dtype.h: copied (f32), widened (f16 /
 // bf16), dequantised block by block (Q8_0 / Q4_0; dim a multiple of 32;
-// Q8_0 also in panels) or with the separate scales (I8 / I4, value = scale ·
+// Q8_0 / Q4_0 also in panels) or with the separate scales (I8 / I4, value = scale ·
 // q; rows or panels).
 // The CUDA twin (cuda/kernels.h embedding_cuda) reads the Rows layout.
 #pragma once
@@ -14,7 +14,7 @@ namespace nm {
 struct EmbeddingArgs {
   const void* table = nullptr;
   DType dtype = DType::F32;
-  WeightLayout layout = WeightLayout::Rows;  // I8 / I4 / Q8_0 tables may be packed in panels
+  WeightLayout layout = WeightLayout::Rows;  // I8 / I4 / Q8_0 / Q4_0 tables may be packed in panels
   const float* scales = nullptr;             // I8: [rows]; I4: [rows, ceil(dim / 128)] (panels: reordered)
   int64_t rows = 0;               // table rows (the vocabulary)
   int64_t dim = 0;                // row length

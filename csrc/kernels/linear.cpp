@@ -12,7 +12,7 @@
 #include "cpu/threadpool.h"
 #include "kernels/isa_dispatch.h"
 #include "kernels/linear_dot.h"
-#include "kernels/q8_0_panels.h"
+#include "kernels/ggml_panels.h"
 
 namespace nm {
 
@@ -245,7 +245,7 @@ void linear(const LinearArgs& a, LinearAlgo algo) {
   if (dtype_info(a.w_dtype).linear != LinearKernel::Float)
     throw std::invalid_argument(std::string("node-mamba: linear: weight format ") + dtype_name(a.w_dtype) +
                                 " is read by qlinear, not linear");
-  if (a.w_layout == WeightLayout::Panels) return linear_q8_0_panels(a);  // one path for every M (it checks the rest)
+  if (a.w_layout == WeightLayout::Panels) return linear_ggml_panels(a);  // one path for every M (it checks the rest)
   if (a.w_layout != WeightLayout::Rows)
     throw std::invalid_argument("node-mamba: linear: unknown weight layout " + std::to_string((int32_t)a.w_layout));
   if (a.M <= 0 || a.N <= 0) return;

@@ -73,8 +73,8 @@ struct LinearArgs {
   const void* w = nullptr;       // [N, K]
   int64_t w_stride = 0;
   DType w_dtype = DType::F32;
-  // Rows (above) or, for Q8_0 with x_rounding Q8Block only, the Q8_0 panel
-  // layout of core/dtype.h (kernels/q8_0_panels.h; w_stride unused).
+  // Rows (above) or, for Q8_0 / Q4_0 with x_rounding Q8Block only, their
+  // panel layout of core/dtype.h (kernels/ggml_panels.h; w_stride unused).
   WeightLayout w_layout = WeightLayout::Rows;
   const void* bias = nullptr;    // optional [N]
   DType bias_dtype = DType::F32;

@@ -114,8 +114,8 @@ struct MoeWeight {
   // LinearArgs::x_rounding; e.g. Q8Block for Q8_0 / Q4_0 experts, as the
   // engine rounds its other linear layers' inputs). I8 / I4 ignore it.
   ActRounding x_rounding = ActRounding::None;
-  // Rows, or Panels for Q8_0 experts with x_rounding Q8Block (every expert
-  // of the projection alike; kernels/q8_0_panels.h).
+  // Rows, or Panels for Q8_0 / Q4_0 experts with x_rounding Q8Block (every
+  // expert of the projection alike; kernels/ggml_panels.h).
   WeightLayout layout = WeightLayout::Rows;
 };
 

@@ -12,7 +12,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/threadpool.h"
 #include "kernels/linear.h"
-#include "kernels/q8_0_panels.h"
+#include "kernels/ggml_panels.h"
 #include "kernels/qlinear_input.h"
 #include "kernels/qlinear_levels.h"
 
@@ -102,10 +102,10 @@ void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float i
 void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* scales, int64_t row, int64_t K,
                         float* out, WeightLayout layout) {
   const bool panels = layout == WeightLayout::Panels;
-  if (t == DType::Q8_0 && panels) return q8_0_panel_row_to_f32(w, K, row, out);
+  if ((t == DType::Q8_0 || t == DType::Q4_0) && panels) return ggml_panel_row_to_f32(t, w, K, row, out);
   if (t != DType::I8 && t != DType::I4)
     throw std::invalid_argument(std::string("node-mamba: qweight_row_to_f32: ") + dtype_name(t) +
-                                " is not an I8 / I4 format (or Q8_0 in panels)");
+                                " is not an I8 / I4 format (or Q8_0 / Q4_0 in panels)");
   // Byte j of the row: in place, or group j / 4 of its panel at the row's 4 bytes.
   const uint8_t* r = static_cast<const uint8_t*>(w) + (panels ? (row / kPanelRows) * kPanelRows * dtype_panel_row_bytes(t, K) +
                                                                     (row % kPanelRows) * kPanelK
@@ -133,7 +133,7 @@ void qweight_pack_panels(const void* w, DType t, int64_t w_stride, const float* 
   const DTypeInfo& f = dtype_info(t);
   if (!f.panels)
     throw std::invalid_argument(std::string("node-mamba: qweight_pack_panels: ") + f.name + " has no panel layout");
-  if (t == DType::Q8_0) return q8_0_pack_panels(w, w_stride, N, K, panels);  // scales inside (panel_scales unused)
+  if (f.scales == ScaleLayout::InBlock) return ggml_pack_panels(t, w, w_stride, N, K, panels);  // scales inside (panel_scales unused)
   const int64_t rb = dtype_row_bytes(t, K), prb = dtype_panel_row_bytes(t, K), P = dtype_panel_count(N);
   const int64_t groups = prb / kPanelK, whole = rb / kPanelK, vec = kPanelRows * kPanelK;
   const uint8_t pad = t == DType::I4 ? 0x88 : 0;  // padding rows: q = 0

@@ -72,14 +72,14 @@ void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float i
 // the row's scale; I4: its group's), e.g. a quantized embedding's lookup.
 // layout Rows: rows w_stride bytes apart, scales as stored; Panels: the
 // panel layout and scales of qweight_pack_panels (w_stride unused). Also a
-// Q8_0 weight in panels (d · q; scales unused).
+// Q8_0 / Q4_0 weight in panels (its values; scales unused).
 void qweight_row_to_f32(const void* w, DType t, int64_t w_stride, const float* scales, int64_t row, int64_t K,
                         float* out, WeightLayout layout = WeightLayout::Rows);
 
 // The Panels layout (core/dtype.h) of an I8 / I4 weight [N, K] stored as
 // rows w_stride bytes apart: panels gets dtype_panel_bytes(t, N, K) bytes, panel_scales dtype_panel_scale_count(t, N, K) floats
-// (I8: a copy of scales; I4: reordered per panel, padding rows 0; Q8_0:
-// scales and panel_scales unused, q8_0_panels.h q8_0_pack_panels).
+// (I8: a copy of scales; I4: reordered per panel, padding rows 0; Q8_0 /
+// Q4_0: scales and panel_scales unused, ggml_panels.h ggml_pack_panels).
 // A weight may be packed in slices of whole panels (rows [r0, r1), r0 a
 // multiple of kPanelRows: w + r0 · w_stride, scales + r0 · groups, panels +
 // r0 · dtype_panel_row_bytes, panel_scales + r0 · groups). Multithreaded on the global pool. Throws std::invalid_argument for another

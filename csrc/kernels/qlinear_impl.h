@@ -499,12 +499,12 @@ bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q) {
 }
 
 // Rows [m0, m1) of x (row m at x + (x_rows ? x_rows[m] : m) · xs; K a
-// multiple of 32) quantized per block of 32 as ggml's Q8_0 for the Q8_0
-// panels (q8_0_panels.h): d = amax / 127, q = clamp(nearbyint(x · (127 /
+// multiple of 32) quantized per block of 32 as ggml's Q8_0 for the block
+// panels (ggml_panels.h): d = amax / 127, q = clamp(nearbyint(x · (127 /
 // amax)), ±127) (0 when amax = 0; amax NaN when the block holds a NaN),
 // the same numbers as linear.cpp's round_activations. q [M, K], d and Σq
 // [M, K / 32].
-void q8_0_quantize_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t m0, int64_t m1, int64_t K, int8_t* q,
+void q8_block_quantize_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t m0, int64_t m1, int64_t K, int8_t* q,
                         float* d, int32_t* sum) {
   const int64_t nb = K / kQuantBlock;
   for (int64_t m = m0; m < m1; ++m) {
@@ -544,8 +544,9 @@ bool qlinear_wide_i8() {
 // Weight rows [n0, n1) for all M input rows; scratch: see rows_all_m_unpacked
 // and rows_panel.
 void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
-  if (a.w_layout == WeightLayout::Panels) {  // int8 inputs (qlinear / q8_0_panels checked)
-    if (a.w_dtype == DType::Q8_0) return rows_packed_q8_0(a, in, n0, n1);
+  if (a.w_layout == WeightLayout::Panels) {  // int8 inputs (qlinear / ggml_panels checked)
+    if (a.w_dtype == DType::Q8_0) return rows_packed_ggml<false>(a, in, n0, n1);
+    if (a.w_dtype == DType::Q4_0) return rows_packed_ggml<true>(a, in, n0, n1);
 #if defined(NM_QLINEAR_WIDE)
     if (in.q16 && a.w_dtype == DType::I8) return rows_packed_wide(a, in, n0, n1);
 #endif

@@ -58,7 +58,7 @@ struct QInput {
   // (qlinear_u4_lanes): [M, groups · 128] float inputs in lane order
   // (u4_lane_element), 0 past K; xf is then unused.
   const float* xg = nullptr;
-  // Q8_0 weights in panels (kernels/q8_0_panels.h): q holds each row's
+  // Q8_0 / Q4_0 weights in panels (kernels/ggml_panels.h): q holds each row's
   // blocks of 32 quantized as ggml's Q8_0 (Kp = K), with per row and block
   // the scale d and the sum of the block's q.
   const float* q8_scale = nullptr;  // [M, K / 32]

@@ -1,6 +1,6 @@
 // The per-level entry points of the qlinear kernels (qlinear_impl.h, one
 // copy per ISA level) and the choice of the active level's copy: shared by
-// the callers that prepare their inputs (qlinear.cpp, q8_0_panels.cpp).
+// the callers that prepare their inputs (qlinear.cpp, ggml_panels.cpp).
 #pragma once
 #include <cstdint>
 
@@ -15,7 +15,7 @@ namespace nm {
   bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q);                          \
   bool qlinear_wide_i8();                                                                              \
   bool qlinear_u4_lanes();                                                                             \
-  void q8_0_quantize_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t m0, int64_t m1, int64_t K,   \
+  void q8_block_quantize_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t m0, int64_t m1, int64_t K,   \
                           int8_t* q, float* d, int32_t* sum);
 namespace scalar { NM_QLINEAR_DECLS }
 #if defined(__x86_64__) || defined(_M_X64)
@@ -37,16 +37,16 @@ inline void qlinear_rows_for_level(const QLinearArgs& a, const QInput& in, int64
   }
 }
 
-// q8_0_quantize_rows at the active level.
-inline void q8_0_quantize_rows_for_level(const float* x, int64_t xs, const int32_t* x_rows, int64_t m0, int64_t m1,
+// q8_block_quantize_rows at the active level.
+inline void q8_block_quantize_rows_for_level(const float* x, int64_t xs, const int32_t* x_rows, int64_t m0, int64_t m1,
                                          int64_t K, int8_t* q, float* d, int32_t* sum) {
   switch (cpu::active_isa()) {
 #if defined(__x86_64__) || defined(_M_X64)
-    case cpu::Isa::Avx512Vnni: avx512vnni::q8_0_quantize_rows(x, xs, x_rows, m0, m1, K, q, d, sum); break;
-    case cpu::Isa::Avx512: avx512::q8_0_quantize_rows(x, xs, x_rows, m0, m1, K, q, d, sum); break;
-    case cpu::Isa::Avx2: avx2::q8_0_quantize_rows(x, xs, x_rows, m0, m1, K, q, d, sum); break;
+    case cpu::Isa::Avx512Vnni: avx512vnni::q8_block_quantize_rows(x, xs, x_rows, m0, m1, K, q, d, sum); break;
+    case cpu::Isa::Avx512: avx512::q8_block_quantize_rows(x, xs, x_rows, m0, m1, K, q, d, sum); break;
+    case cpu::Isa::Avx2: avx2::q8_block_quantize_rows(x, xs, x_rows, m0, m1, K, q, d, sum); break;
 #endif
-    default: scalar::q8_0_quantize_rows(x, xs, x_rows, m0, m1, K, q, d, sum); break;
+    default: scalar::q8_block_quantize_rows(x, xs, x_rows, m0, m1, K, q, d, sum); break;
   }
 }
 

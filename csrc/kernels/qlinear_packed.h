@@ -158,14 +158,20 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
   }
 }
 
-// Q8_0 panels (core/dtype.h): per block of 32 the exact int32 sums of the
+// Q8_0 / Q4_0 panels (core/dtype.h): per block of 32 the exact int32 sums of the
 // 16 rows (8 groups of 4 k; VNNI's offset taken back with the block's Σ q_x
 // up front), then f += isum · (d_w · d_x) in float, block after block, as
 // ggml's Q8_0 dot product.
-template <int MB, int NP>
-void packed_tile_q8_0(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t m0) {
+// Q4_0 the same with the nibbles (0..15, unsigned for vpdpbusd /
+// vpmaddubsw as they are) against x, two groups of 4 k per vector (low:
+// k 4g.., high: k 16 + 4g..), less 8 · Σ q_x up front.
+template <bool Q4, int MB, int NP>
+void packed_tile_ggml(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t m0) {
+  constexpr int64_t kQuants = kPanelRows * (Q4 ? kQuantBlock / 2 : kQuantBlock);  // bytes per block
+  constexpr int64_t kBlock = kQuants + 2 * kPanelRows;
+  constexpr int32_t kOffset = Q4 ? 8 : O::kI8Offset;
   const int64_t nb = a.K / kQuantBlock;
-  const int64_t pstride = nb * kQ8PanelBlock;  // bytes of one packed panel
+  const int64_t pstride = nb * kBlock;  // bytes of one packed panel
   typename O::F f[MB][NP];
   for (int m = 0; m < MB; ++m)
     for (int j = 0; j < NP; ++j) f[m][j] = O::fzero();
@@ -176,31 +182,48 @@ void packed_tile_q8_0(const QLinearArgs& a, const QInput& in, int64_t q0, int64_
     const int64_t q = q0 + j;
     const uint8_t* panel = static_cast<const uint8_t*>(a.w) + (q / kSub) * pstride;
     w[j] = panel + (q % kSub) * (O::kPR * kPanelK);
-    sc[j] = panel + kQuantBlock * kPanelRows + (q % kSub) * (O::kPR * 2);
+    sc[j] = panel + kQuants + (q % kSub) * (O::kPR * 2);
   }
   const int8_t* x0 = in.q + m0 * in.Kp;
   const float* d0 = in.q8_scale + m0 * nb;
   const int32_t* s0 = in.q8_sum + m0 * nb;
   for (int64_t b = 0; b < nb; ++b) {
-    const int64_t wo = b * kQ8PanelBlock;
+    const int64_t wo = b * kBlock;
     typename O::PV acc[MB][NP];
     NM_UNROLL_TILE
     for (int m = 0; m < MB; ++m) {
-      const typename O::PV init = O::kI8Offset ? O::pset1(-O::kI8Offset * s0[m * nb + b]) : O::pzero();
+      const typename O::PV init = kOffset ? O::pset1(-kOffset * s0[m * nb + b]) : O::pzero();
       for (int j = 0; j < NP; ++j) acc[m][j] = init;
     }
     NM_UNROLL_TILE
-    for (int g = 0; g < (int)(kQuantBlock / kPanelK); ++g) {
-      typename O::PV wv[NP];
-      NM_UNROLL_TILE
-      for (int j = 0; j < NP; ++j) {
-        if (in.stream) O::prefetch(w[j] + wo + g * kPackedVec + kPackedPrefetch);
-        wv[j] = O::pflip_i8(O::ploadu(w[j] + wo + g * kPackedVec));
-      }
-      NM_UNROLL_TILE
-      for (int m = 0; m < MB; ++m) {
-        const typename O::PX x = O::pbcast_i8(x0 + m * in.Kp + b * kQuantBlock + g * kPanelK);
-        for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_i8(acc[m][j], wv[j], x);
+    for (int g = 0; g < (int)(kQuants / kPackedVec); ++g) {
+      if constexpr (Q4) {
+        typename O::PV lo[NP], hi[NP];
+        NM_UNROLL_TILE
+        for (int j = 0; j < NP; ++j) {
+          if (in.stream) O::prefetch(w[j] + wo + g * kPackedVec + kPackedPrefetch);
+          const typename O::PV v = O::ploadu(w[j] + wo + g * kPackedVec);
+          lo[j] = O::pnib_lo(v);
+          hi[j] = O::pnib_hi(v);
+        }
+        NM_UNROLL_TILE
+        for (int m = 0; m < MB; ++m) {
+          const int8_t* xr = x0 + m * in.Kp + b * kQuantBlock + g * kPanelK;
+          const typename O::PV xl = O::pbcast_u4(xr), xh = O::pbcast_u4(xr + kQuantBlock / 2);
+          for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_u4x2(acc[m][j], lo[j], xl, hi[j], xh);
+        }
+      } else {
+        typename O::PV wv[NP];
+        NM_UNROLL_TILE
+        for (int j = 0; j < NP; ++j) {
+          if (in.stream) O::prefetch(w[j] + wo + g * kPackedVec + kPackedPrefetch);
+          wv[j] = O::pflip_i8(O::ploadu(w[j] + wo + g * kPackedVec));
+        }
+        NM_UNROLL_TILE
+        for (int m = 0; m < MB; ++m) {
+          const typename O::PX x = O::pbcast_i8(x0 + m * in.Kp + b * kQuantBlock + g * kPanelK);
+          for (int j = 0; j < NP; ++j) acc[m][j] = O::pdot_i8(acc[m][j], wv[j], x);
+        }
       }
     }
     typename O::F dw[NP];
@@ -223,43 +246,44 @@ void packed_tile_q8_0(const QLinearArgs& a, const QInput& in, int64_t q0, int64_
   }
 }
 
-// Q8_0: level panels per micro-tile of MB input rows, and the tile height
+// Q8_0 / Q4_0: level panels per micro-tile of MB input rows, and the tile height
 // for many rows (accumulators, sums, weights and scales in registers).
 template <int MB>
-constexpr int q8_0_np() {
+constexpr int block_panel_np() {
   if constexpr (O::kPR == 16) return MB == 1 ? 4 : MB <= 2 ? 3 : 2;
   else return MB == 1 ? 2 : 1;
 }
-constexpr int kQ8PanelMB = 4;
+constexpr int kBlockPanelMB = 4;
 
-template <int MB>
-void q8_0_mtile(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t q1, int64_t m0) {
-  constexpr int NP = q8_0_np<MB>();
+template <bool Q4, int MB>
+void ggml_mtile(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t q1, int64_t m0) {
+  constexpr int NP = block_panel_np<MB>();
   int64_t q = q0;
-  for (; q + NP <= q1; q += NP) packed_tile_q8_0<MB, NP>(a, in, q, m0);
-  for (; q < q1; ++q) packed_tile_q8_0<MB, 1>(a, in, q, m0);
+  for (; q + NP <= q1; q += NP) packed_tile_ggml<Q4, MB, NP>(a, in, q, m0);
+  for (; q < q1; ++q) packed_tile_ggml<Q4, MB, 1>(a, in, q, m0);
 }
 
-template <int MB>
-void q8_0_mtile_rest(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t q1, int64_t m0, int64_t rest) {
+template <bool Q4, int MB>
+void ggml_mtile_rest(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t q1, int64_t m0, int64_t rest) {
   if constexpr (MB > 1) {
-    if (rest < MB) return q8_0_mtile_rest<MB - 1>(a, in, q0, q1, m0, rest);
+    if (rest < MB) return ggml_mtile_rest<Q4, MB - 1>(a, in, q0, q1, m0, rest);
   }
-  q8_0_mtile<MB>(a, in, q0, q1, m0);
+  ggml_mtile<Q4, MB>(a, in, q0, q1, m0);
 }
 
-// Weight rows [n0, n1) (n0 a multiple of kPanelRows) of Q8_0 panels for all
-// M input rows, blocked as rows_packed.
-void rows_packed_q8_0(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
-  constexpr int MB = kQ8PanelMB;
+// Weight rows [n0, n1) (n0 a multiple of kPanelRows) of Q8_0 / Q4_0 panels
+// for all M input rows, blocked as rows_packed.
+template <bool Q4>
+void rows_packed_ggml(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  constexpr int MB = kBlockPanelMB;
   constexpr int64_t block = kQLinearPanelRows / O::kPR > 2 ? kQLinearPanelRows / O::kPR : 2;
   const int64_t q0 = n0 / O::kPR, q1 = (n1 + O::kPR - 1) / O::kPR;
-  if (a.M < MB) return q8_0_mtile_rest<MB - 1>(a, in, q0, q1, 0, a.M);
+  if (a.M < MB) return ggml_mtile_rest<Q4, MB - 1>(a, in, q0, q1, 0, a.M);
   for (int64_t b0 = q0; b0 < q1; b0 += block) {
     const int64_t b1 = b0 + block < q1 ? b0 + block : q1;
     int64_t m0 = 0;
-    for (; m0 + MB <= a.M; m0 += MB) q8_0_mtile<MB>(a, in, b0, b1, m0);
-    if (m0 < a.M) q8_0_mtile_rest<MB - 1>(a, in, b0, b1, m0, a.M - m0);
+    for (; m0 + MB <= a.M; m0 += MB) ggml_mtile<Q4, MB>(a, in, b0, b1, m0);
+    if (m0 < a.M) ggml_mtile_rest<Q4, MB - 1>(a, in, b0, b1, m0, a.M - m0);
   }
 }
 
@@ -319,22 +343,29 @@ void rows_packed(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1)
 
 #else  // the portable level: plain loops over the same layout
 
-void rows_packed_q8_0(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+template <bool Q4>
+void rows_packed_ggml(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  constexpr int64_t kQuants = kPanelRows * (Q4 ? kQuantBlock / 2 : kQuantBlock), kBlock = kQuants + 2 * kPanelRows;
   const int64_t nb = a.K / kQuantBlock;
   for (int64_t n = n0; n < n1; n += kPanelRows) {
-    const uint8_t* P = static_cast<const uint8_t*>(a.w) + (n / kPanelRows) * nb * kQ8PanelBlock;
+    const uint8_t* P = static_cast<const uint8_t*>(a.w) + (n / kPanelRows) * nb * kBlock;
     const int nv = (int)(n1 - n < kPanelRows ? n1 - n : kPanelRows);
     for (int64_t m = 0; m < a.M; ++m) {
       const int8_t* x = in.q + m * in.Kp;
       float f[kPanelRows] = {};
       for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* B = P + b * kQ8PanelBlock;
+        const uint8_t* B = P + b * kBlock;
         for (int r = 0; r < nv; ++r) {
           int32_t acc = 0;
-          for (int64_t k = 0; k < kQuantBlock; ++k)
-            acc += (int32_t)(int8_t)B[(k / kPanelK) * kPackedVec + r * kPanelK + k % kPanelK] * (int32_t)x[b * kQuantBlock + k];
+          for (int64_t j = 0; j < kQuants / kPanelRows; ++j) {
+            const uint8_t v = B[(j / kPanelK) * kPackedVec + r * kPanelK + j % kPanelK];
+            if (Q4)
+              acc += ((int32_t)(v & 0x0f) - 8) * x[b * kQuantBlock + j] + ((int32_t)(v >> 4) - 8) * x[b * kQuantBlock + 16 + j];
+            else
+              acc += (int32_t)(int8_t)v * (int32_t)x[b * kQuantBlock + j];
+          }
           uint16_t h;
-          std::memcpy(&h, B + kQuantBlock * kPanelRows + 2 * r, 2);
+          std::memcpy(&h, B + kQuants + 2 * r, 2);
           f[r] = std::fma((float)acc, f16_to_f32(h) * in.q8_scale[m * nb + b], f[r]);
         }
       }

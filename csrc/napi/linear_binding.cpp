@@ -18,8 +18,8 @@ constexpr std::pair<const char*, LinearAlgo> kAlgos[] = {
 constexpr std::pair<const char*, WeightLayout> kLayouts[] = {{"rows", WeightLayout::Rows}, {"panels", WeightLayout::Panels}};
 
 // A ggml block-quantized weight: weight is a Uint8Array of raw blocks and
-// weightDtype 'q8_0' | 'q4_0' (with `panels`: q8_0 only, in the Q8_0 panel
-// layout of qlinearPackPanels). Returns false when the weight is not one.
+// weightDtype 'q8_0' | 'q4_0' (with `panels`: in the format's panel layout,
+// qlinearPackPanels' output). Returns false when the weight is not one.
 bool quant_weight(const ArgReader& r, int64_t N, int64_t K, bool panels, ArrayArg* out) {
   Napi::Value v = r.obj.Get("weight");
   Napi::Value dt = r.obj.Get("weightDtype");
@@ -31,7 +31,6 @@ bool quant_weight(const ArgReader& r, int64_t N, int64_t K, bool panels, ArrayAr
   }
   if (!is_u8) r.type_error("weight", "with weightDtype '" + s + "' must be a Uint8Array of " + s + " blocks");
   const DType t = s == "q8_0" ? DType::Q8_0 : DType::Q4_0;
-  if (panels && t != DType::Q8_0) r.type_error("weightLayout", "'panels' needs a q8_0 weight, got " + s);
   if (K % kQuantBlock != 0)
     r.range_error("inFeatures", "must be a multiple of " + std::to_string(kQuantBlock) + " for a " + s +
                                     " weight (blocks of 32 along inFeatures), got " + std::to_string(K));
@@ -55,7 +54,7 @@ bool quant_weight(const ArgReader& r, int64_t N, int64_t K, bool panels, ArrayAr
 // { x: f32 [rows, inFeatures], weight: f32|f16|bf16|q8_0|q4_0 [outFeatures, inFeatures],
 //   bias?: f32|f16|bf16 [outFeatures], rows, inFeatures, outFeatures,
 //   algorithm?: 'auto'|'gemv'|'gemm', inputRounding?: 'none'|'bf16'|'q8',
-//   weightLayout?: 'rows'|'panels' (q8_0 with 'q8' only) }
+//   weightLayout?: 'rows'|'panels' (q8_0 / q4_0 with 'q8' only) }
 //   -> f32 [rows, outFeatures]
 Napi::Value linear_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "linear");
@@ -70,14 +69,14 @@ Napi::Value linear_js(const Napi::CallbackInfo& info) {
   const bool panels = layout == WeightLayout::Panels;
   ArrayArg w;
   if (!quant_weight(r, N, K, panels, &w)) {
-    if (panels) r.type_error("weightLayout", "'panels' needs a q8_0 weight (weightDtype 'q8_0')");
+    if (panels) r.type_error("weightLayout", "'panels' needs a q8_0 or q4_0 weight (weightDtype 'q8_0' | 'q4_0')");
     w = float_array(r, "weight", kAnyFloat, true, nw, shape_str({N, K}));
   }
   ArrayArg b = float_array(r, "bias", kAnyFloat, false, N, shape_str({N}));
   const LinearAlgo algo = read_choice(r, "algorithm", kAlgos);
   const ActRounding rounding = read_choice(r, "inputRounding", kRoundings);
   if (panels && rounding != ActRounding::Q8Block)
-    r.range_error("inputRounding", "must be 'q8' with weightLayout 'panels' (a q8_0 weight in panels)");
+    r.range_error("inputRounding", "must be 'q8' with weightLayout 'panels' (a q8_0 / q4_0 weight in panels)");
 
   Napi::Float32Array y = new_f32(r.env, ny);
   LinearArgs a;

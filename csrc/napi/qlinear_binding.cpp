@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/q8_0_panels.h"
+#include "kernels/ggml_panels.h"
 #include "kernels/qlinear.h"
 #include "napi/bindings.h"
 #include "napi/convert.h"
@@ -62,24 +62,25 @@ Napi::Value qlinear_pack_js(const Napi::CallbackInfo& info) {
   const int64_t N = r.integer("outFeatures", 0, kMaxElements);
   checked_product(r, "weight", {N, K});
   Napi::Value dtv = r.obj.Get("weightDtype");
-  if (dtv.IsString() && dtv.As<Napi::String>().Utf8Value() == "q8_0") {
-    // ggml's Q8_0 blocks (scales inside): linear({ weightLayout: 'panels', inputRounding: 'q8' }) reads the result.
+  const std::string dts = dtv.IsString() ? dtv.As<Napi::String>().Utf8Value() : "";
+  if (dts == "q8_0" || dts == "q4_0") {
+    // ggml's blocks (scales inside): linear({ weightLayout: 'panels', inputRounding: 'q8' }) reads the result.
+    const DType t = dts == "q8_0" ? DType::Q8_0 : DType::Q4_0;
     Napi::Value wv = r.obj.Get("weight");
     if (!wv.IsTypedArray() || wv.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-      r.type_error("weight", "must be a Uint8Array of q8_0 blocks for weightDtype 'q8_0'");
+      r.type_error("weight", "must be a Uint8Array of " + dts + " blocks for weightDtype '" + dts + "'");
     if (K % kQuantBlock != 0)
-      r.range_error("inFeatures", "must be a multiple of 32 for a q8_0 weight, got " + std::to_string(K));
+      r.range_error("inFeatures", "must be a multiple of 32 for a " + dts + " weight, got " + std::to_string(K));
     Napi::Uint8Array u = wv.As<Napi::Uint8Array>();
-    const int64_t need = N * dtype_row_bytes(DType::Q8_0, K);
+    const int64_t need = N * dtype_row_bytes(t, K);
     if ((int64_t)u.ByteLength() != need)
-      r.range_error("weight", "must have " + std::to_string(need) + " bytes (q8_0, shape " + shape_str({N, K}) +
+      r.range_error("weight", "must have " + std::to_string(need) + " bytes (" + dts + ", shape " + shape_str({N, K}) +
                                   "), got " + std::to_string(u.ByteLength()));
-    if (!q8_0_packable(u.Data(), dtype_row_bytes(DType::Q8_0, K), N, K))
+    if (!ggml_packable(t, u.Data(), dtype_row_bytes(t, K), N, K))
       r.range_error("weight", "holds a q of -128, which the q8_0 panels cannot hold (ggml's quantizer writes -127..127)");
-    const int64_t bytes = dtype_panel_bytes(DType::Q8_0, N, K);
+    const int64_t bytes = dtype_panel_bytes(t, N, K);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(r.env, (size_t)std::max<int64_t>(bytes, 1));
-    qweight_pack_panels(u.Data(), DType::Q8_0, dtype_row_bytes(DType::Q8_0, K), nullptr, N, K,
-                        static_cast<uint8_t*>(ab.Data()), nullptr);
+    qweight_pack_panels(u.Data(), t, dtype_row_bytes(t, K), nullptr, N, K, static_cast<uint8_t*>(ab.Data()), nullptr);
     Napi::Object out = Napi::Object::New(r.env);
     out.Set("data", Napi::Uint8Array::New(r.env, (size_t)bytes, ab, 0));
     out.Set("scales", new_f32(r.env, 0));

@@ -52,27 +52,30 @@ export interface LinearOptions {
   /** Rounding of x before the product (see InputRounding); default 'none'. */
   inputRounding?: InputRounding;
   /**
-   * 'rows' (default): `weight` as described above. 'panels': a q8_0 weight packed by
-   * `packQ8_0Panels` (16 rows interleaved 4 bytes at a time, each block's 16 scales
-   * after its quants: docs/kernels.md), the layout a loaded model packs its q8_0
+   * 'rows' (default): `weight` as described above. 'panels': a q8_0 / q4_0 weight packed
+   * by `packBlockPanels` (16 rows interleaved 4 bytes at a time, each block's 16 scales
+   * after its quants: docs/kernels.md), the layout a loaded model packs its q8_0 / q4_0
    * linear layers into; needs `inputRounding: 'q8'`. The int8 dot products then
    * compute each block's sum exactly and scale it by both blocks' d, as llama.cpp's
-   * Q8_0 dot product: equal to the 'rows' result up to float32 summation order.
+   * dot products for these types: equal to the 'rows' result up to float32 summation order.
    */
   weightLayout?: 'rows' | 'panels';
 }
 
 /**
- * A q8_0 weight [outFeatures, inFeatures] (ggml blocks) in the panel layout that
- * `linear({ weightLayout: 'panels', inputRounding: 'q8' })` reads.
+ * A q8_0 / q4_0 weight [outFeatures, inFeatures] (ggml blocks) in the panel layout that
+ * `linear({ weightLayout: 'panels', inputRounding: 'q8' })` reads. A q8_0 weight holding
+ * q = -128 (which ggml's quantizer never writes) is refused: a RangeError.
  */
-export function packQ8_0Panels(opts: { weight: QuantData; outFeatures: number; inFeatures: number }): QuantData {
+export function packBlockPanels(opts: { weight: QuantData; outFeatures: number; inFeatures: number }): QuantData {
   const w = opts?.weight;
-  if (w?.dtype !== 'q8_0') throw new TypeError("node-mamba: packQ8_0Panels: 'weight' must be { data, dtype: 'q8_0' }");
+  if (w?.dtype !== 'q8_0' && w?.dtype !== 'q4_0') {
+    throw new TypeError("node-mamba: packBlockPanels: 'weight' must be { data, dtype: 'q8_0' | 'q4_0' }");
+  }
   const p = native.qlinearPackPanels({
-    outFeatures: opts.outFeatures, inFeatures: opts.inFeatures, weight: w.data, weightDtype: 'q8_0',
+    outFeatures: opts.outFeatures, inFeatures: opts.inFeatures, weight: w.data, weightDtype: w.dtype,
   });
-  return { dtype: 'q8_0', data: p.data as Uint8Array };
+  return { dtype: w.dtype, data: p.data as Uint8Array };
 }
 
 /**

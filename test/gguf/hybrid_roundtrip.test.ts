@@ -165,7 +165,7 @@ t.test('exported jamba / granitehybrid GGUF reproduces the checkpoint logits', a
 });
 
 // With rounded inputs (the default) Q8_0 matrices and experts are packed into
-// panels at load and multiplied in int8; NODE_MAMBA_Q8_0_PANELS=0 keeps them
+// panels at load and multiplied in int8; NODE_MAMBA_BLOCK_PANELS=0 keeps them
 // in rows (float products of the same rounded inputs). The two differ only
 // in float32 summation order, so the logits agree to ~1e-4 of their scale; a router near-tie
 // may still send a token elsewhere, hence "90% of the positions". Prefill
@@ -178,10 +178,10 @@ t.test('q8_0 hybrids: matrices and experts in panels give the logits of the rows
     const file = path.join(dir, 'q8_0.gguf');
     await exportGguf(dir, file, { type: 'q8_0' });
     const run = async (panels: boolean) => {
-      if (panels) delete process.env.NODE_MAMBA_Q8_0_PANELS;
-      else process.env.NODE_MAMBA_Q8_0_PANELS = '0';
+      if (panels) delete process.env.NODE_MAMBA_BLOCK_PANELS;
+      else process.env.NODE_MAMBA_BLOCK_PANELS = '0';
       const m = await loadModel(file, { kvCacheType: 'f32' });
-      delete process.env.NODE_MAMBA_Q8_0_PANELS;
+      delete process.env.NODE_MAMBA_BLOCK_PANELS;
       const tokens = tokensFor(25, m.vocabSize, 5);
       const all = await m.forward(tokens);
       const seq = await m.createSequence();

@@ -119,7 +119,7 @@ t.test('quantized and half-precision GGUF tensors run as the reference on the sa
 });
 
 // Q8_0 matrices with rounded inputs are packed into panels at load (int8 dot
-// products at every level); NODE_MAMBA_Q8_0_PANELS=0 keeps them in rows (the
+// products at every level); NODE_MAMBA_BLOCK_PANELS=0 keeps them in rows (the
 // float kernels on the rounded inputs). A matrix holding q = -128 (which
 // ggml's quantizer never writes, and which the levels without VNNI cannot
 // multiply in panels) stays in rows. All three, at every level, match the
@@ -146,10 +146,10 @@ t.test('Q8_0 in panels, in rows, and with q = -128 run as the reference at every
     const tokens = Array.from({ length: 21 }, (_, i) => (i * 37 + 5) % config.vocabSize);
     const rref = referenceForward(config, weights, tokens, rounding);
     const V = config.vocabSize;
-    if (env === undefined) delete process.env.NODE_MAMBA_Q8_0_PANELS;
-    else process.env.NODE_MAMBA_Q8_0_PANELS = env;
+    if (env === undefined) delete process.env.NODE_MAMBA_BLOCK_PANELS;
+    else process.env.NODE_MAMBA_BLOCK_PANELS = env;
     const model = await loadModel(file);
-    delete process.env.NODE_MAMBA_Q8_0_PANELS;
+    delete process.env.NODE_MAMBA_BLOCK_PANELS;
     try {
       for (const isa of levels) {
         kernels.setIsa(isa);
