@@ -62,16 +62,19 @@ function parseArgs(argv) {
 }
 
 /**
- * What each engine loads for each precision; prefill is measured at f32 and
- * w8a8 only (compute-bound). The Quamba-style schemes (w8a8, w4a8, w4a16) are
- * node-mamba's quantize() of the f32 checkpoint, measured against llama.cpp's
- * own 8-bit (Q8_0) and 4-bit (Q4_0) files of the same weights.
+ * What each engine loads for each precision; prefill is measured at f32, w8a8
+ * and q8_0 only (compute-bound: float, then int8 products; q8_0 and q4_0 run
+ * on the int8 panels, so their prefills cost about the same). The
+ * Quamba-style schemes (w8a8, w4a8, w4a16) are node-mamba's quantize() of the
+ * f32 checkpoint, measured against llama.cpp's own 8-bit (Q8_0) and 4-bit
+ * (Q4_0) files of the same weights; q8_0 and q4_0 are those files in both.
  */
 const PRECISIONS = {
   f32: { checkpoint: 'f32', nodeMamba: 'dir', gguf: 'f32', prefill: true },
   f16: { checkpoint: 'f16', nodeMamba: 'dir', gguf: 'f16', prefill: false },
   bf16: { checkpoint: 'bf16', nodeMamba: 'dir', gguf: null, prefill: false },
-  q8_0: { checkpoint: 'f32', nodeMamba: 'gguf', gguf: 'q8_0', prefill: false },
+  q8_0: { checkpoint: 'f32', nodeMamba: 'gguf', gguf: 'q8_0', prefill: true },
+  q4_0: { checkpoint: 'f32', nodeMamba: 'gguf', gguf: 'q4_0', prefill: false },
   w8a8: { checkpoint: 'f32', nodeMamba: 'quant', scheme: 'w8a8', gguf: 'q8_0', prefill: true },
   w4a8: { checkpoint: 'f32', nodeMamba: 'quant', scheme: 'w4a8', gguf: 'q4_0', prefill: false },
   w4a16: { checkpoint: 'f32', nodeMamba: 'quant', scheme: 'w4a16', gguf: 'q4_0', prefill: false },
@@ -294,7 +297,8 @@ function ofPeak(results, name, m, p, tokPerSec) {
   const f32cell = m.cells.f32 && m.cells.f32['node-mamba'];
   if (!peak || !Number.isFinite(tokPerSec) || (spec.hybrid && spec.hybrid.experts) || !f32cell || f32cell.error) return '';
   const macs = f32cell.weightBytes / 4 - f32cell.vocabSize * spec.dModel;
-  const int8 = PRECISIONS[p].scheme === 'w8a8' || PRECISIONS[p].scheme === 'w4a8';
+  // (q8_0 / q4_0 with rounded inputs: int8 products on the block panels)
+  const int8 = PRECISIONS[p].scheme === 'w8a8' || PRECISIONS[p].scheme === 'w4a8' || p === 'q8_0' || p === 'q4_0';
   const limit = int8 ? peak.int8Gops.best : peak.f32Gflops.best;
   if (!(macs > 0) || !(limit > 0)) return '';
   return `${fmt((100 * 2 * macs * tokPerSec) / (limit * 1e9), 0)}% of the ${int8 ? 'int8' : 'f32'} peak (${fmt(limit, 0)} G/s)`;
