@@ -158,6 +158,7 @@ inline Check check_args(const LinearArgs& a) {
   const int32_t wt = (int32_t)a.w_dtype, xr = (int32_t)a.x_rounding;
   if (wt < 0 || wt >= kDTypeCount || kDTypeTable[wt].linear != LinearKernel::Float) return Check::kInvalid;
   if (xr < 0 || xr > (int32_t)ActRounding::Q8Block) return Check::kInvalid;
+  if (a.w_layout != WeightLayout::Rows) return Check::kUnsupported;  // the CPU's panels: the device reads rows
   if (a.M == 0 || a.N == 0) return Check::kNothing;
   const bool blocks = a.w_dtype == DType::Q8_0 || a.w_dtype == DType::Q4_0;
   if (blocks && (a.K % kQuantBlock != 0 || a.w_stride % kQuantBlock != 0)) return Check::kInvalid;
@@ -173,6 +174,7 @@ inline Check check_args(const QLinearArgs& a) {
   if (a.w_dtype != DType::I8 && a.w_dtype != DType::I4) return Check::kInvalid;
   const bool int8_in = a.x_scale > 0.0f;
   if (!int8_in && a.w_dtype == DType::I8) return Check::kInvalid;
+  if (a.w_layout != WeightLayout::Rows) return Check::kUnsupported;  // the CPU's panels: the device reads rows
   if (a.M == 0 || a.N == 0) return Check::kNothing;
   if (!a.y || !a.w_scales || a.y_stride < a.N) return Check::kInvalid;
   if (a.K > 0) {

@@ -1203,12 +1203,16 @@ void linear_cases(Rng& r) {
   report_reject("linear", "q8_0 with K 48", launch(a), cudaErrorInvalidValue);
   a.w_dtype = DType::I8, a.K = 32;
   report_reject("linear", "an i8 weight", launch(a), cudaErrorInvalidValue);
+  a.w_dtype = DType::Q8_0, a.x_stride = a.w_stride = 32, a.x_rounding = ActRounding::Q8Block, a.w_layout = WeightLayout::Panels;
+  report_reject("linear", "q8_0 in the CPU's panel layout", launch(a), cudaErrorNotSupported);
   QLinearArgs q;
   q.M = 1, q.N = 8, q.K = 32, q.x = a.x, q.y = a.y, q.w = a.w, q.w_scales = a.x, q.x_stride = q.w_stride = 32;
   q.y_stride = 8, q.w_dtype = DType::I8;
   report_reject("qlinear", "i8 weights with float inputs", launch(q), cudaErrorInvalidValue);
   q.w_dtype = DType::Q4_0, q.x_scale = 0.1f;
   report_reject("qlinear", "a q4_0 weight", launch(q), cudaErrorInvalidValue);
+  q.w_dtype = DType::I8, q.w_layout = WeightLayout::Panels;
+  report_reject("qlinear", "i8 in the CPU's panel layout", launch(q), cudaErrorNotSupported);
 }
 
 // ---------------------------------------------------------------- mixture of experts
