@@ -160,7 +160,7 @@ struct Ops512 : OpsQuad {
     return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
   }
   static PV pflip_i8(PV w) { return w; }
-  // Q8_0 panels: the 16 rows' fp16 scales at p as floats.
+  // Q8_0 / Q4_0 panels: the 16 rows' fp16 scales at p as floats.
   static F pscale_f16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
   // W8A8 in int16 (qlinear_wide.h; the level without VNNI): as the AVX2 ops,
   // with 16-row panel vectors: lo holds rows 0..7, hi rows 8..15.
@@ -399,7 +399,7 @@ struct O : OpsQuad {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
   static PV pflip_i8(PV w) { return w; }
-  // Q8_0 panels: the 8 rows' fp16 scales at p as floats.
+  // Q8_0 / Q4_0 panels: the 8 rows' fp16 scales at p as floats.
   static F pscale_f16(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
   static PV pnib_lo(PV v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
   static PV pnib_hi(PV v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }
