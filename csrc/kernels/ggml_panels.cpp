@@ -31,14 +31,6 @@ void check_format(DType t, const char* fn) {
     throw std::invalid_argument(std::string("node-mamba: ") + fn + ": " + dtype_name(t) + " has no ggml block panels");
 }
 
-template <typename T>
-T* scratch(std::vector<char>& buf, int64_t count) {
-  const int64_t bytes = count * (int64_t)sizeof(T) + 64;
-  if ((int64_t)buf.size() < bytes) buf.resize((size_t)bytes);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return reinterpret_cast<T*>((p + 63) / 64 * 64);
-}
-
 }  // namespace
 
 int64_t ggml_panel_block_bytes(DType t) {
@@ -66,8 +58,6 @@ void ggml_pack_panels(DType t, const void* w, int64_t w_stride, int64_t N, int64
   check_format(t, "ggml_pack_panels");
   if (K % kQuantBlock != 0)
     throw std::invalid_argument("node-mamba: ggml_pack_panels: K = " + std::to_string(K) + " is not a multiple of 32");
-  if (!ggml_packable(t, w, w_stride, N, K))
-    throw std::invalid_argument("node-mamba: ggml_pack_panels: the weight holds q = -128, which the panels cannot hold");
   const int64_t nb = K / kQuantBlock, P = dtype_panel_count(N), bb = ggml_panel_block_bytes(t), pbytes = nb * bb;
   const int64_t qb = dtype_block_bytes(t) - 2, qbytes = quant_bytes(t);
   const uint8_t* src0 = static_cast<const uint8_t*>(w);

@@ -35,9 +35,10 @@ bool ggml_packable(DType t, const void* w, int64_t w_stride, int64_t N, int64_t 
 
 // The panels of N rows of a Q8_0 / Q4_0 weight (rows w_stride bytes apart)
 // into out (dtype_panel_bytes(t, N, K) bytes; padding rows zero). Throws
-// std::invalid_argument when K is not a multiple of 32, the format has no
-// such panels or the weight is not ggml_packable. Multithreaded on the
-// global pool.
+// std::invalid_argument when K is not a multiple of 32 or the format has no
+// such panels. The caller checks ggml_packable first (the engine per slice,
+// falling back to rows; the JS binding with a RangeError), so that the
+// weight is scanned once. Multithreaded on the global pool.
 void ggml_pack_panels(DType t, const void* w, int64_t w_stride, int64_t N, int64_t K, uint8_t* out);
 
 // Row `row` of a Q8_0 / Q4_0 panel weight of row length K as float32.

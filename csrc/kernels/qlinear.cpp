@@ -82,15 +82,6 @@ bool quantize_row_for_level(const float* x, int64_t K, float inv, int8_t* q) {
   }
 }
 
-// Per-thread scratch reused across calls (64-byte aligned).
-template <typename T>
-T* scratch(std::vector<char>& buf, int64_t count) {
-  const int64_t bytes = count * (int64_t)sizeof(T) + 64;
-  if ((int64_t)buf.size() < bytes) buf.resize((size_t)bytes);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return reinterpret_cast<T*>((p + 63) / 64 * 64);
-}
-
 }  // namespace
 
 void quantize_act_int8(const float* x, int64_t xs, int64_t M, int64_t K, float inv_scale, int8_t* q, int64_t qs) {

@@ -3,6 +3,7 @@
 // the callers that prepare their inputs (qlinear.cpp, ggml_panels.cpp).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "cpu/cpu_features.h"
 #include "kernels/qlinear.h"
@@ -24,6 +25,15 @@ namespace avx512 { NM_QLINEAR_DECLS }
 namespace avx512vnni { NM_QLINEAR_DECLS }
 #endif
 #undef NM_QLINEAR_DECLS
+
+// Per-thread scratch of `count` T reused across calls (64-byte aligned).
+template <typename T>
+T* scratch(std::vector<char>& buf, int64_t count) {
+  const int64_t bytes = count * (int64_t)sizeof(T) + 64;
+  if ((int64_t)buf.size() < bytes) buf.resize((size_t)bytes);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<T*>((p + 63) / 64 * 64);
+}
 
 // Weight rows [n0, n1) for every input row, at the active level.
 inline void qlinear_rows_for_level(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch) {
