@@ -16,6 +16,7 @@
 #include "linear_gemm.h"
 #include "linear_math.cuh"
 #include "linear_mma_math.cuh"
+#include "mma_ptx.cuh"
 
 namespace nm::cuda {
 
@@ -126,30 +127,6 @@ __global__ void __launch_bounds__(256) round_bf16_rows_kernel(const LinearArgs a
   }
 }
 
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-__device__ __forceinline__ void cp_async16(void* smem, const void* src, int bytes) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const uint16_t* p) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-#endif
 
 __global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(const LinearArgs a, const uint16_t* xb,
                                                                     int64_t a_ld, int64_t block_base) {
@@ -160,11 +137,11 @@ __global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(const Linear
   const uint16_t* W = static_cast<const uint16_t*>(a.w);
   const int64_t KT = (a.K + kMmaTileK - 1) / kMmaTileK;
   auto load = [&](int stage, int64_t kt) {
-    uint16_t* st = smem + stage * kMmaStageElems;
+    char* st = reinterpret_cast<char*>(smem) + stage * kMmaStageBytes;
 #pragma unroll
     for (int i = 0; i < kMmaChunks / kMmaThreads; ++i) {
-      const MmaChunk ch = mma_chunk(tid + i * kMmaThreads, m0, n0, kt * kMmaTileK, a.M, a.N, a.K, a_ld, a.w_stride);
-      cp_async16(st + ch.smem, (ch.is_b ? W : xb) + ch.src, ch.bytes);
+      const MmaChunk ch = mma_chunk(tid + i * kMmaThreads, m0, n0, kt * kMmaTileK, a.M, a.N, a.K, a_ld, a.w_stride, 2);
+      cp_async16(st + ch.smem, reinterpret_cast<const char*>(ch.is_b ? W : xb) + ch.src, ch.bytes);
     }
   };
   float acc[4][4][4];
@@ -185,9 +162,9 @@ __global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(const Linear
     const int64_t pf = kt + kMmaStages - 1;
     if (pf < KT) load((int)(pf % kMmaStages), pf);
     cp_async_commit();
-    const uint16_t* st = smem + (int)(kt % kMmaStages) * kMmaStageElems;
+    const uint16_t* st = smem + (int)(kt % kMmaStages) * (kMmaStageBytes / 2);
 #pragma unroll
-    for (int kk = 0; kk < kMmaTileK; kk += 16) {
+    for (int kk = 0; kk < kMmaTileKBytes / 2; kk += 16) {  // 16-bit units: k16 steps
       uint32_t af[4][4], bfr[2][4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) ldmatrix_x4(af[i], st + mma_a_offset(wm, i, kk, lane));

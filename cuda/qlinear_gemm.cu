@@ -1,13 +1,16 @@
-// The quantized GEMM (cuda/qlinear_gemm.h): block tile 64 x 64 outputs, 256
-// threads of 4 x 4 (rows ty + 16 i, columns tx + 16 j), k tiles of 128 (one
+// The quantized GEMMs (cuda/qlinear_gemm.h). W8A8 and W4A8 on sm_80 and
+// newer: the int8 tensor-core GEMM (qlinear_mma_math.cuh). Otherwise, and for
+// W4A16, the SIMT GEMM: block tile 64 x 64 outputs, 256 threads of 4 x 4 (rows ty + 16 i, columns tx + 16 j), k tiles of 128 (one
 // W4A8 group) staged in shared memory as int8 words (inputs quantized on the
 // way in, with a NaN flag per row) or, for W4A16, k tiles of 64 as floats
 // (weights dequantized with their group scale).
 #include <stdint.h>
 
 #include "launch_util.cuh"
+#include "mma_ptx.cuh"
 #include "qlinear_gemm.h"
 #include "qlinear_math.cuh"
+#include "qlinear_mma_math.cuh"
 
 namespace nm::cuda {
 
@@ -134,9 +137,161 @@ __global__ void __launch_bounds__(kThreads) qgemm_w4a16_kernel(const QLinearArgs
     }
 }
 
+
+// ---------------------------------------------------------------- int8 on the tensor cores (qlinear_mma_math.cuh)
+
+// The staged int8 inputs [M, a_ld] and each row's NaN flag: a block per row
+// (grid-strided).
+__global__ void __launch_bounds__(256) stage_int8_rows_kernel(const QLinearArgs a, float inv, int8_t* xq,
+                                                              int64_t a_ld, int* nan_rows) {
+  for (int64_t m = blockIdx.x; m < a.M; m += gridDim.x) {
+    bool nan = false;
+    for (int64_t k = threadIdx.x; k < a_ld; k += blockDim.x) xq[m * a_ld + k] = qmma_stage_x(a, m, k, inv, nan);
+    const int any = __syncthreads_or(nan ? 1 : 0);
+    if (threadIdx.x == 0) nan_rows[m] = any;
+  }
+}
+
+// The staged int8 weights [N, w_ld] (grid-strided).
+__global__ void __launch_bounds__(256) stage_int8_weights_kernel(const QLinearArgs a, int8_t* w8, int64_t w_ld) {
+  const int64_t total = a.N * w_ld;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
+    w8[i] = qmma_stage_w(a, i / w_ld, i % w_ld);
+}
+
+template <bool I4>
+__global__ void __launch_bounds__(kMmaThreads) qgemm_int8_mma_kernel(const QLinearArgs a, const int8_t* xq,
+                                                                     int64_t a_ld, const int8_t* w8, int64_t w_ld,
+                                                                     const int* nan_rows, int64_t block_base) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(16) uint16_t smem[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wm = warp / 4, wn = warp % 4;
+  const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
+  const int64_t KT = (a.K + kQMmaTileK - 1) / kQMmaTileK, G = (a.K + kI4Group - 1) / kI4Group;
+  auto load = [&](int stage, int64_t kt) {
+    char* st = reinterpret_cast<char*>(smem) + stage * kMmaStageBytes;
+#pragma unroll
+    for (int i = 0; i < kMmaChunks / kMmaThreads; ++i) {
+      const MmaChunk ch = mma_chunk(tid + i * kMmaThreads, m0, n0, kt * kQMmaTileK, a.M, a.N, a.K, a_ld, w_ld, 1);
+      cp_async16(st + ch.smem, reinterpret_cast<const char*>(ch.is_b ? w8 : xq) + ch.src, ch.bytes);
+    }
+  };
+  int32_t acc[4][4][4];
+  float f[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0, f[i][j][q] = 0.0f;
+#pragma unroll
+  for (int s = 0; s < kMmaStages - 1; ++s) {
+    if (s < KT) load(s, s);
+    cp_async_commit();
+  }
+  for (int64_t kt = 0; kt < KT; ++kt) {
+    cp_async_wait<kMmaStages - 2>();  // tile kt has landed (for this thread's copies) ...
+    __syncthreads();                  // ... and everyone's; the stage about to be refilled is no longer read
+    const int64_t pf = kt + kMmaStages - 1;
+    if (pf < KT) load((int)(pf % kMmaStages), pf);
+    cp_async_commit();
+    const uint16_t* st = smem + (int)(kt % kMmaStages) * (kMmaStageBytes / 2);
+#pragma unroll
+    for (int kk = 0; kk < kMmaTileKBytes / 2; kk += 16) {  // 16-bit units: k32 steps
+      uint32_t af[4][4], bfr[2][4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) ldmatrix_x4(af[i], st + mma_a_offset(wm, i, kk, lane));
+#pragma unroll
+      for (int jp = 0; jp < 2; ++jp) ldmatrix_x4(bfr[jp], st + mma_b_offset(wn, jp, kk, lane));
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) mma_s8_16832(acc[i][j], af[i], bfr[j / 2][(j % 2) * 2], bfr[j / 2][(j % 2) * 2 + 1]);
+    }
+    if (I4 && qmma_group_ends(kt, KT)) {  // one step of each output's group chain
+      const int64_t g = kt / kQMmaTilesPerGroup;
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int64_t n = n0 + wn * 32 + j * 8 + mma_c_col(lane, c);
+          const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int q = 2 * h + c;
+              f[i][j][q] = w4a8_step(f[i][j][q], acc[i][j][q], sc), acc[i][j][q] = 0;
+            }
+        }
+    }
+  }
+  cp_async_wait<0>();
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t m = m0 + wm * 64 + i * 16 + mma_c_row(lane, q);
+      if (m >= a.M) continue;
+      const bool nan = nan_rows[m] != 0;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int64_t n = n0 + wn * 32 + j * 8 + mma_c_col(lane, q);
+        if (n >= a.N) continue;
+        if (I4) w4a8_store(a, m, n, f[i][j][q], nan);
+        else w8a8_store(a, m, n, acc[i][j][q], nan);
+      }
+    }
+#else
+  (void)a, (void)xq, (void)a_ld, (void)w8, (void)w_ld, (void)nan_rows, (void)block_base;
+#endif
+}
+
 }  // namespace
 
-cudaError_t qlinear_gemm(const QLinearArgs& a, float inv, cudaStream_t stream) {
+cudaError_t qlinear_gemm_int8_mma(const QLinearArgs& a, float inv, cudaStream_t stream) {
+  if (!(a.w_dtype == DType::I8 || a.x_scale > 0.0f)) return cudaErrorNotSupported;  // W4A16: float inputs
+  int dev = 0, major = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e != cudaSuccess) return e;
+  if (major < 8) return cudaErrorNotSupported;
+  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (a.M + kMmaTileM - 1) / kMmaTileM;
+  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
+  const bool i4 = a.w_dtype == DType::I4;
+  auto kernel = i4 ? qgemm_int8_mma_kernel<true> : qgemm_int8_mma_kernel<false>;
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  if (e != cudaSuccess) return e;
+  // One scratch: the staged inputs, their NaN flags, then (unless W8A8 is
+  // read in place) the staged weights.
+  const int64_t a_ld = mma_ld(a.K, 1), w_ld = qmma_w_in_place(a) ? a.w_stride : mma_ld(a.K, 1);
+  const size_t x_bytes = (size_t)(a.M * a_ld + 15) / 16 * 16, flag_bytes = (size_t)(a.M * 4 + 15) / 16 * 16;
+  const size_t w_bytes = qmma_w_in_place(a) ? 0 : (size_t)(a.N * w_ld);
+  char* scratch = nullptr;
+  e = cudaMallocAsync(reinterpret_cast<void**>(&scratch), x_bytes + flag_bytes + w_bytes, stream);
+  if (e != cudaSuccess) return e;
+  int8_t* xq = reinterpret_cast<int8_t*>(scratch);
+  int* nan_rows = reinterpret_cast<int*>(scratch + x_bytes);
+  const int8_t* w8 = static_cast<const int8_t*>(a.w);
+  const unsigned row_blocks = (unsigned)(a.M < 65535 * 16 ? a.M : 65535 * 16);
+  stage_int8_rows_kernel<<<row_blocks, 256, 0, stream>>>(a, inv, xq, a_ld, nan_rows);
+  e = cudaGetLastError();
+  if (e == cudaSuccess && w_bytes) {
+    int8_t* ws = reinterpret_cast<int8_t*>(scratch + x_bytes + flag_bytes);
+    stage_int8_weights_kernel<<<grid_for(a.N * w_ld, 256), 256, 0, stream>>>(a, ws, w_ld);
+    e = cudaGetLastError();
+    w8 = ws;
+  }
+  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
+    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
+    kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(a, xq, a_ld, w8, w_ld, nan_rows, base);
+    e = cudaGetLastError();
+  }
+  const cudaError_t fr = cudaFreeAsync(scratch, stream);
+  return e != cudaSuccess ? e : fr;
+}
+
+cudaError_t qlinear_gemm_simt(const QLinearArgs& a, float inv, cudaStream_t stream) {
   const int64_t gx = (a.N + kT - 1) / kT, gy = (a.M + kT - 1) / kT;
   if (gx > 0x7fffffff || gy > 65535) return cudaErrorInvalidValue;
   const dim3 grid((unsigned)gx, (unsigned)gy);
@@ -144,6 +299,11 @@ cudaError_t qlinear_gemm(const QLinearArgs& a, float inv, cudaStream_t stream) {
   else if (a.x_scale > 0.0f) qgemm_int8_kernel<true><<<grid, kThreads, 0, stream>>>(a, inv);
   else qgemm_w4a16_kernel<<<grid, kThreads, 0, stream>>>(a);
   return cudaGetLastError();
+}
+
+cudaError_t qlinear_gemm(const QLinearArgs& a, float inv, cudaStream_t stream) {
+  const cudaError_t e = qlinear_gemm_int8_mma(a, inv, stream);
+  return e == cudaErrorNotSupported ? qlinear_gemm_simt(a, inv, stream) : e;
 }
 
 }  // namespace nm::cuda

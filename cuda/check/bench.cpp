@@ -19,6 +19,7 @@
 #include "check_util.h"
 #include "kernels.h"
 #include "linear_gemm.h"
+#include "qlinear_gemm.h"
 #include "model_bench.h"
 #include "selective_scan_math.cuh"
 
@@ -337,6 +338,35 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     }
   }
 
+  // Prefill GEMMs of the Quamba formats at 2048 tokens, the 1.4B in_proj:
+  // W8A8 and W4A8 on the tensor cores (int8 mma.sync; staging included) and
+  // on the CUDA cores (__dp4a), W4A16 on the CUDA cores. flops = 2 M N K.
+  for (int scheme = 0; scheme < 3; ++scheme) {
+    const int64_t M = 2048, K = 2048, N = 8192;
+    DevPool p;
+    QLinearArgs a;
+    const DType wt = scheme == 0 ? DType::I8 : DType::I4;
+    const int64_t G = (K + kI4Group - 1) / kI4Group, rb = dtype_row_bytes(wt, K);
+    a.M = M, a.N = N, a.K = K, a.x_stride = K, a.w_stride = rb, a.y_stride = N, a.w_dtype = wt;
+    a.x_scale = scheme < 2 ? 0.01f : 0.0f;
+    a.x = p.floats(M * K), a.y = p.floats(M * N), a.w = p.floats(rb * N / 4 + 1);
+    a.w_scales = p.floats(scheme == 0 ? N : N * G);
+    if (p.error() != cudaSuccess) return false;
+    const std::string shape = "M 2048 x K 2048 x N 8192";
+    const char* name = scheme == 0 ? "w8a8" : scheme == 1 ? "w4a8" : "w4a16";
+    const double bytes = (double)rb * N + F * (M * K + M * N), flops = 2.0 * M * N * K;
+    const float inv = scheme < 2 ? 100.0f : 0.0f;
+    size_t before = rows.size();
+    if (scheme < 2) {
+      add(std::string("qlinear ") + name + " GEMM (mma)", shape, bytes,
+          [&] { return cuda::qlinear_gemm_int8_mma(a, inv, 0); });
+      if (rows.size() > before) rows.back().flops = flops;
+      before = rows.size();
+    }
+    add(std::string("qlinear ") + name + " GEMM (simt)", shape, bytes, [&] { return cuda::qlinear_gemm_simt(a, inv, 0); });
+    if (rows.size() > before) rows.back().flops = flops;
+  }
+
   // The fused MoE dispatch at the Granite-4.0-H-Tiny shape (d 1536, 64
   // experts of I 512, top-6, f16 experts, gate|up packed): decode (1 and 64
   // tokens: bytes = the chosen experts' weights read once) and a 2048-token
@@ -381,10 +411,10 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
               info ? info->name.c_str() : "?", info ? info->compute_major : 0, info ? info->compute_minor : 0,
               info ? info->multiprocessors : 0, rt.runtime_version, rt.driver_version);
   std::printf("device copy bandwidth: %.1f GB/s (cudaMemcpy D2D 1 GiB, best of 5, read + write)\n", copy);
-  std::printf("%-24s %-32s %12s %10s %8s %9s\n", "kernel", "shape", "time (us)", "GB/s", "of copy", "TFLOP/s");
+  std::printf("%-26s %-32s %12s %10s %8s %9s\n", "kernel", "shape", "time (us)", "GB/s", "of copy", "TFLOP/s");
   for (const Row& r : rows) {
     const double gbs = r.bytes / (r.us * 1e-6) / 1e9;
-    std::printf("%-24s %-32s %12.2f %10.1f %7.1f%%", r.kernel.c_str(), r.shape.c_str(), r.us, gbs,
+    std::printf("%-26s %-32s %12.2f %10.1f %7.1f%%", r.kernel.c_str(), r.shape.c_str(), r.us, gbs,
                 copy > 0 ? 100.0 * gbs / copy : 0.0);
     if (r.flops > 0) std::printf(" %9.1f", r.flops / (r.us * 1e-6) / 1e12);
     std::printf("\n");

@@ -12,6 +12,7 @@
 #include "kernels_validate.h"
 #include "linear_math.cuh"
 #include "linear_mma_math.cuh"
+#include "qlinear_mma_math.cuh"
 #include "moe_math.cuh"
 #include "norm_math.cuh"
 #include "qlinear_math.cuh"
@@ -395,18 +396,19 @@ void gemm_simt(const LinearArgs& a) {
     }
 }
 
-// The pipelined bf16 GEMM (cuda/linear_gemm.cu gemm_bf16_mma_kernel), lane
-// by lane: x rounded into the scratch rows, each k tile's 16-byte copies as
-// mma_chunk places them (zero-filled past the bytes read), ldmatrix.x4 from
-// the lanes' row addresses, mma.sync.m16n8k16 from the fragments, the
-// accumulators stored at mma_c_row / mma_c_col. ldmatrix and mma follow the
-// PTX ISA's layouts (below), not the kernel's code: a wrong address or a
-// wrong fragment order in the kernel's functions shows here as a wrong
-// result. (The stages of the pipeline are not emulated: one tile at a time.)
+// The pipelined tensor-core GEMMs (cuda/linear_gemm.cu gemm_bf16_mma_kernel,
+// cuda/qlinear_gemm.cu qgemm_int8_mma_kernel), lane by lane: the staged rows,
+// each k tile's 16-byte copies as mma_chunk places them (zero-filled past the
+// bytes read), ldmatrix.x4 from the lanes' row addresses, mma.sync from the
+// fragments, the accumulators stored at mma_c_row / mma_c_col. ldmatrix and
+// mma follow the PTX ISA's layouts (below), not the kernels' code: a wrong
+// address or a wrong fragment order in the kernels' functions shows here as a
+// wrong result. (The stages of the pipeline are not emulated: one tile at a
+// time.)
 
 // ldmatrix.m8n8.x4.b16: lanes 8q .. 8q + 7 give the row addresses of matrix
-// q; lane t receives in register q the two elements (row t / 4, columns
-// 2 (t % 4) and + 1) of matrix q, the lower column in the low half.
+// q; lane t receives in register q the two 16-bit elements (row t / 4,
+// columns 2 (t % 4) and + 1) of matrix q, the lower column in the low half.
 void emulate_ldmatrix_x4(const uint16_t* smem, const int (&addr)[32], uint32_t (&r)[32][4]) {
   for (int t = 0; t < 32; ++t)
     for (int q = 0; q < 4; ++q) {
@@ -447,28 +449,67 @@ void emulate_mma_16816(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], co
   }
 }
 
-void gemm_bf16_mma(const LinearArgs& a) {
-  const int64_t a_ld = mma_a_ld(a.K);
-  std::vector<uint16_t> xb((size_t)(a.M * a_ld));
-  for (int64_t m = 0; m < a.M; ++m)
-    for (int64_t k = 0; k < a_ld; ++k) xb[(size_t)(m * a_ld + k)] = k < a.K ? mma_bf16_bits(x_row(a, m)[k]) : 0;
-  const uint16_t* W = static_cast<const uint16_t*>(a.w);
-  std::vector<uint16_t> st((size_t)kMmaStageElems);
-  static float acc[8][4][4][32][4];  // [warp][i][j][lane][q]
-  for (int64_t m0 = 0; m0 < a.M; m0 += kMmaTileM)
-    for (int64_t n0 = 0; n0 < a.N; n0 += kMmaTileN) {
+int32_t s8_byte(uint32_t reg, int e) { return (int32_t)(int8_t)(reg >> (8 * e)); }
+
+// mma.sync.m16n8k32.row.col.s32.s8.s8.s32, D = A B + C, for the warp's
+// registers: with g = t / 4 and c = t % 4, A[g][4c + e] = a0, A[g + 8][4c + e]
+// = a1, A[g][4c + 16 + e] = a2, A[g + 8][4c + 16 + e] = a3; B[4c + e][g] =
+// b0, B[4c + 16 + e][g] = b1; C / D as m16n8k16's (e = 0..3 the register's
+// bytes, the lowest first).
+void emulate_mma_16832_s8(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], const uint32_t (&b1)[32],
+                          int32_t (&d)[32][4]) {
+  int32_t A[16][32], B[32][8];
+  for (int t = 0; t < 32; ++t) {
+    const int g = t / 4, c = t % 4;
+    for (int e = 0; e < 4; ++e) {
+      A[g][4 * c + e] = s8_byte(af[t][0], e);
+      A[g + 8][4 * c + e] = s8_byte(af[t][1], e);
+      A[g][4 * c + 16 + e] = s8_byte(af[t][2], e);
+      A[g + 8][4 * c + 16 + e] = s8_byte(af[t][3], e);
+      B[4 * c + e][g] = s8_byte(b0[t], e);
+      B[4 * c + 16 + e][g] = s8_byte(b1[t], e);
+    }
+  }
+  for (int t = 0; t < 32; ++t) {
+    const int g = t / 4, c = t % 4;
+    for (int q = 0; q < 4; ++q) {
+      const int row = g + (q / 2) * 8, col = 2 * c + q % 2;
+      int32_t v = d[t][q];
+      for (int k = 0; k < 32; ++k) v += A[row][k] * B[k][col];
+      d[t][q] = v;
+    }
+  }
+}
+
+// The accumulators of a block tile: [warp][m16 tile i][n8 tile j][lane][register q].
+template <class Acc>
+using MmaTileAcc = Acc[kMmaThreads / 32][4][4][32][4];
+
+// Runs the block tiles of an M x N x K GEMM from staged A [M, a_ld] and W
+// [N, w_ld] (elements of eb bytes): per block tile, acc starts at 0, each k
+// tile runs the warps' ldmatrix and mma(af, b0, b1, d) steps, then
+// after_tile(kt, KT, m0, n0, acc); at the end store(m0, n0, acc).
+template <class Acc, class Mma, class AfterTile, class Store>
+void emulate_mma_gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t a_ld, const void* W, int64_t w_ld,
+                      int eb, Mma mma, AfterTile after_tile, Store store) {
+  static MmaTileAcc<Acc> acc;
+  std::vector<uint16_t> st((size_t)(kMmaStageBytes / 2));
+  const int64_t tile_k = kMmaTileKBytes / eb, KT = (K + tile_k - 1) / tile_k;
+  for (int64_t m0 = 0; m0 < M; m0 += kMmaTileM)
+    for (int64_t n0 = 0; n0 < N; n0 += kMmaTileN) {
       std::memset(acc, 0, sizeof acc);
-      for (int64_t k0 = 0; k0 < a.K; k0 += kMmaTileK) {
-        std::fill(st.begin(), st.end(), (uint16_t)0x7fc1);  // unwritten shared memory: NaN
+      for (int64_t kt = 0; kt < KT; ++kt) {
+        std::fill(st.begin(), st.end(), (uint16_t)0x7fc1);  // unwritten shared memory: NaN bf16s, odd int8s
+        uint8_t* sb = reinterpret_cast<uint8_t*>(st.data());
         for (int tid = 0; tid < kMmaThreads; ++tid)
           for (int i = 0; i < kMmaChunks / kMmaThreads; ++i) {
-            const MmaChunk ch = mma_chunk(tid + i * kMmaThreads, m0, n0, k0, a.M, a.N, a.K, a_ld, a.w_stride);
-            const uint16_t* src = (ch.is_b ? W : xb.data()) + ch.src;
-            for (int e = 0; e < 8; ++e) st[(size_t)(ch.smem + e)] = 2 * e < ch.bytes ? src[e] : 0;
+            const MmaChunk ch = mma_chunk(tid + i * kMmaThreads, m0, n0, kt * tile_k, M, N, K, a_ld, w_ld, eb);
+            const uint8_t* src = static_cast<const uint8_t*>(ch.is_b ? W : A) + ch.src;
+            for (int e = 0; e < 16; ++e) sb[ch.smem + e] = e < ch.bytes ? src[e] : 0;
           }
         for (int warp = 0; warp < kMmaThreads / 32; ++warp) {
           const int wm = warp / 4, wn = warp % 4;
-          for (int kk = 0; kk < kMmaTileK; kk += 16) {
+          for (int kk = 0; kk < kMmaTileKBytes / 2; kk += 16) {
             static uint32_t af[4][32][4], bf[2][32][4];
             int addr[32];
             for (int i = 0; i < 4; ++i) {
@@ -482,28 +523,39 @@ void gemm_bf16_mma(const LinearArgs& a) {
             for (int i = 0; i < 4; ++i)
               for (int j = 0; j < 4; ++j) {
                 uint32_t b0[32], b1[32];
-                float d[32][4];
-                for (int l = 0; l < 32; ++l) {
-                  b0[l] = bf[j / 2][l][(j % 2) * 2], b1[l] = bf[j / 2][l][(j % 2) * 2 + 1];
-                  for (int q = 0; q < 4; ++q) d[l][q] = acc[warp][i][j][l][q];
-                }
-                emulate_mma_16816(af[i], b0, b1, d);
-                for (int l = 0; l < 32; ++l)
-                  for (int q = 0; q < 4; ++q) acc[warp][i][j][l][q] = d[l][q];
+                for (int l = 0; l < 32; ++l) b0[l] = bf[j / 2][l][(j % 2) * 2], b1[l] = bf[j / 2][l][(j % 2) * 2 + 1];
+                mma(af[i], b0, b1, acc[warp][i][j]);
               }
           }
         }
+        after_tile(kt, KT, m0, n0, acc);
       }
-      for (int warp = 0; warp < kMmaThreads / 32; ++warp)
-        for (int i = 0; i < 4; ++i)
-          for (int j = 0; j < 4; ++j)
-            for (int l = 0; l < 32; ++l)
-              for (int q = 0; q < 4; ++q) {
-                const int64_t m = m0 + (warp / 4) * 64 + i * 16 + mma_c_row(l, q);
-                const int64_t n = n0 + (warp % 4) * 32 + j * 8 + mma_c_col(l, q);
-                if (m < a.M && n < a.N) gemv_store(a, m, n, acc[warp][i][j][l][q]);
-              }
+      store(m0, n0, acc);
     }
+}
+
+// The output (m, n) of accumulator q of lane l in tile (i, j) of warp w.
+int64_t mma_out_m(int64_t m0, int w, int i, int l, int q) { return m0 + (w / 4) * 64 + i * 16 + mma_c_row(l, q); }
+int64_t mma_out_n(int64_t n0, int w, int j, int l, int q) { return n0 + (w % 4) * 32 + j * 8 + mma_c_col(l, q); }
+
+void gemm_bf16_mma(const LinearArgs& a) {
+  const int64_t a_ld = mma_a_ld(a.K);
+  std::vector<uint16_t> xb((size_t)(a.M * a_ld));
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int64_t k = 0; k < a_ld; ++k) xb[(size_t)(m * a_ld + k)] = k < a.K ? mma_bf16_bits(x_row(a, m)[k]) : 0;
+  emulate_mma_gemm<float>(
+      a.M, a.N, a.K, xb.data(), a_ld, a.w, a.w_stride, 2, emulate_mma_16816,
+      [](int64_t, int64_t, int64_t, int64_t, MmaTileAcc<float>&) {},
+      [&](int64_t m0, int64_t n0, MmaTileAcc<float>& acc) {
+        for (int w = 0; w < kMmaThreads / 32; ++w)
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j)
+              for (int l = 0; l < 32; ++l)
+                for (int q = 0; q < 4; ++q) {
+                  const int64_t m = mma_out_m(m0, w, i, l, q), n = mma_out_n(n0, w, j, l, q);
+                  if (m < a.M && n < a.N) gemv_store(a, m, n, acc[w][i][j][l][q]);
+                }
+      });
 }
 
 template <DType WT>
@@ -583,6 +635,60 @@ void qgemm(const QLinearArgs& a, float inv) {
   }
 }
 
+// The int8 tensor-core GEMM (cuda/qlinear_gemm.cu qgemm_int8_mma_kernel):
+// its staging, the warps' mma steps, W4A8's group chain after each group's
+// k tiles, the stores.
+void qgemm_int8_mma(const QLinearArgs& a, float inv) {
+  const int64_t a_ld = mma_ld(a.K, 1), w_ld = qmma_w_in_place(a) ? a.w_stride : mma_ld(a.K, 1);
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group;
+  std::vector<int8_t> xq((size_t)(a.M * a_ld)), w8;
+  std::vector<int> nan_rows((size_t)a.M, 0);
+  for (int64_t m = 0; m < a.M; ++m) {
+    bool nan = false;
+    for (int64_t k = 0; k < a_ld; ++k) xq[(size_t)(m * a_ld + k)] = qmma_stage_x(a, m, k, inv, nan);
+    nan_rows[(size_t)m] = nan;
+  }
+  const void* W = a.w;
+  if (!qmma_w_in_place(a)) {
+    w8.resize((size_t)(a.N * w_ld));
+    for (int64_t n = 0; n < a.N; ++n)
+      for (int64_t k = 0; k < w_ld; ++k) w8[(size_t)(n * w_ld + k)] = qmma_stage_w(a, n, k);
+    W = w8.data();
+  }
+  const bool i4 = a.w_dtype == DType::I4;
+  static MmaTileAcc<float> f;
+  emulate_mma_gemm<int32_t>(
+      a.M, a.N, a.K, xq.data(), a_ld, W, w_ld, 1, emulate_mma_16832_s8,
+      [&](int64_t kt, int64_t KT, int64_t m0, int64_t n0, MmaTileAcc<int32_t>& acc) {
+        (void)m0;
+        if (!i4 || !qmma_group_ends(kt, KT)) return;
+        const int64_t g = kt / kQMmaTilesPerGroup;
+        for (int w = 0; w < kMmaThreads / 32; ++w)
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j)
+              for (int l = 0; l < 32; ++l)
+                for (int q = 0; q < 4; ++q) {
+                  const int64_t n = mma_out_n(n0, w, j, l, q);
+                  const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
+                  f[w][i][j][l][q] = w4a8_step(f[w][i][j][l][q], acc[w][i][j][l][q], sc);
+                  acc[w][i][j][l][q] = 0;
+                }
+      },
+      [&](int64_t m0, int64_t n0, MmaTileAcc<int32_t>& acc) {
+        for (int w = 0; w < kMmaThreads / 32; ++w)
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j)
+              for (int l = 0; l < 32; ++l)
+                for (int q = 0; q < 4; ++q) {
+                  const int64_t m = mma_out_m(m0, w, i, l, q), n = mma_out_n(n0, w, j, l, q);
+                  if (m >= a.M || n >= a.N) continue;
+                  if (i4) w4a8_store(a, m, n, f[w][i][j][l][q], nan_rows[(size_t)m] != 0);
+                  else w8a8_store(a, m, n, acc[w][i][j][l][q], nan_rows[(size_t)m] != 0);
+                }
+        std::memset(f, 0, sizeof f);  // the next block tile's chains start at 0
+      });
+}
+
 }  // namespace
 
 cudaError_t qlinear(const QLinearArgs& args) {
@@ -592,7 +698,10 @@ cudaError_t qlinear(const QLinearArgs& args) {
   if (!(a.x_scale > 0.0f)) a.xq = nullptr;
   const float inv = a.x_scale > 0.0f ? 1.0f / a.x_scale : 0.0f;
   if (a.M > kGemvMaxRows) {
-    qgemm(a, inv);
+    // W8A8 / W4A8: the int8 tensor-core GEMM, lane by lane (as on sm_80+);
+    // W4A16: the SIMT GEMM's arithmetic.
+    if (a.w_dtype == DType::I8 || a.x_scale > 0.0f) qgemm_int8_mma(a, inv);
+    else qgemm(a, inv);
     return cudaSuccess;
   }
   // W4A8 float inputs small enough to stage are quantized first, as the

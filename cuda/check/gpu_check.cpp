@@ -1180,6 +1180,19 @@ void linear_cases(Rng& r) {
   case_qlinear(r, 130, 768, 33, DType::I4, true, true, false, DType::F32, 3, false);
   case_qlinear(r, 33, 1000, 64, DType::I4, false, false, true, DType::BF16, 0, false);
   case_qlinear(r, 200, 129, 129, DType::I4, false, false, false, DType::F32, 1, false);
+  // W8A8 / W4A8 on the tensor cores (sm_80+; the emulation runs it lane by
+  // lane): several block tiles in M and N, K not a multiple of 16 (W8A8 rows
+  // then staged, not read in place) or of a W4A8 group, a single group, K = 1,
+  // strided rows read in place, NaN rows, given int8 inputs, gathered rows.
+  case_qlinear(r, 300, 1000, 385, DType::I8, true, false, true, DType::F16, 0, true);
+  case_qlinear(r, 257, 768, 200, DType::I8, true, false, false, DType::F32, 0, true);
+  case_qlinear(r, 140, 2048, 130, DType::I8, true, true, true, DType::BF16, 16, false);
+  case_qlinear(r, 17, 1, 9, DType::I8, true, false, true, DType::F32, 0, false);
+  case_qlinear(r, 300, 1000, 385, DType::I4, true, false, true, DType::F32, 0, true);
+  case_qlinear(r, 20, 64, 140, DType::I4, true, true, false, DType::F32, 0, false);
+  case_qlinear(r, 129, 2048, 260, DType::I4, true, false, false, DType::F16, 3, false);
+  case_qlinear(r, 130, 200, 129, DType::I4, true, false, true, DType::F32, 0, true, true);
+  case_qlinear(r, 200, 300, 70, DType::I8, true, false, false, DType::F32, 0, true, true);
   // Float inputs too many to stage in shared memory (M x K over 48 KiB):
   // quantized where they are read.
   case_qlinear(r, 16, 3100, 9, DType::I4, true, false, true, DType::F32, 0, true);
