@@ -1,13 +1,17 @@
-// Tensor-core GEMM for linear_cuda with M > 16 (cuda/linear_gemm.h): WMMA
-// bf16 x bf16 -> f32, block tile 128 (rows of x) x 128 (rows of W) x 32 (k),
-// 8 warps as 2 x 4, each a 64 x 32 tile of 4 x 2 fragments of 16 x 16.
-// The block loads x (float32, rounded to bf16 to nearest even as the CPU's
-// ActRounding::BF16) and W (bf16, [N, K] with K contiguous: the col-major
-// B operand of x W^T) into shared memory, zero past M, N and K, then runs the
-// k-step's 2 x (4 x 2) MMAs. The epilogue goes through a per-warp 16 x 16
-// shared scratch to add the bias and mask the edges.
-// A first version: no cp.async pipelining, no wgmma (Hopper); see
-// bench/NOTES.md for what it reaches.
+// The GEMMs of linear_cuda for M > 16 (cuda/linear_gemm.h): bf16 on the
+// tensor cores (a first WMMA kernel, kept for W rows that are not 16-byte
+// aligned, and the pipelined mma.sync one of linear_mma_math.cuh), Q8_0 /
+// Q4_0 weights with Q8Block inputs on the int8 tensor cores
+// (int8_mma_gemm.cuh), and every other format on the CUDA cores (SIMT).
+//
+// The WMMA kernel: bf16 x bf16 -> f32, block tile 128 (rows of x) x 128
+// (rows of W) x 32 (k), 8 warps as 2 x 4, each a 64 x 32 tile of 4 x 2
+// fragments of 16 x 16. The block loads x (float32, rounded to bf16 to
+// nearest even as the CPU's ActRounding::BF16) and W (bf16, [N, K] with K
+// contiguous: the col-major B operand of x W^T) into shared memory, zero past
+// M, N and K, then runs the k-step's 2 x (4 x 2) MMAs. The epilogue goes
+// through a per-warp 16 x 16 shared scratch to add the bias and mask the
+// edges.
 #include <stdint.h>
 
 #include <mma.h>
@@ -16,6 +20,7 @@
 #include "linear_gemm.h"
 #include "linear_math.cuh"
 #include "linear_mma_math.cuh"
+#include "int8_mma_gemm.cuh"
 #include "mma_ptx.cuh"
 
 namespace nm::cuda {
@@ -191,6 +196,97 @@ __global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(const Linear
 #endif
 }
 
+// ---------------------------------------------------------------- Q8_0 / Q4_0 weights, Q8Block inputs (int8 mma)
+
+// xq [M, K] and d_x [M, K / 32]: a thread per (row, block), grid-strided.
+__global__ void __launch_bounds__(256) stage_q8block_rows_kernel(const LinearArgs a, int8_t* xq, float* dx) {
+  const int64_t KB = a.K / kQ8Block, total = a.M * KB;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t m = i / KB, b = i % KB;
+    __align__(16) int8_t q[kQ8Block];
+    dx[i] = q8block_stage_x(a, m, b, q);
+    int4* dst = reinterpret_cast<int4*>(xq + m * a.K + b * kQ8Block);
+    dst[0] = *reinterpret_cast<const int4*>(q), dst[1] = *reinterpret_cast<const int4*>(q + 16);
+  }
+}
+
+// w8 [N, K] and d_w [N, K / 32]: a thread per (row, block), grid-strided.
+template <DType WT>
+__global__ void __launch_bounds__(256) stage_ggml_weights_kernel(const LinearArgs a, int8_t* w8, float* dw) {
+  const int64_t KB = a.K / kQ8Block, total = a.N * KB;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t n = i / KB, b = i % KB;
+    __align__(16) int8_t q[kQ8Block];
+    dw[i] = ggml_stage_w<WT>(a, n, b, q);
+    int4* dst = reinterpret_cast<int4*>(w8 + n * a.K + b * kQ8Block);
+    dst[0] = *reinterpret_cast<const int4*>(q), dst[1] = *reinterpret_cast<const int4*>(q + 16);
+  }
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// Folds each k32 step's exact sums into the float sums with the blocks'
+// scales (q8_block_step).
+struct Q8BlockEpilogue {
+  const float* dx;  // [M, KB]
+  const float* dw;  // [N, KB]
+  int64_t KB, M, N, m0, n0;
+  float f[4][4][4];
+  __device__ void after_step(int64_t b, int32_t (&acc)[4][4][4]) {
+    if (b >= KB) return;  // past K (a half tile): the sums are 0
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float sx[4][2], sw[4][2];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int64_t m = mma_out_row(m0, warp, i, lane, 2 * h);
+        sx[i][h] = m < M ? __ldg(dx + m * KB + b) : 0.0f;
+      }
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int64_t n = mma_out_col(n0, warp, j, lane, c);
+        sw[j][c] = n < N ? __ldg(dw + n * KB + b) : 0.0f;
+      }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          f[i][j][q] = q8_block_step(f[i][j][q], acc[i][j][q], sx[i][q / 2], sw[j][q % 2]);
+          acc[i][j][q] = 0;
+        }
+  }
+  __device__ void after_tile(int64_t, int64_t, int32_t (&)[4][4][4]) {}
+};
+#endif
+
+__global__ void __launch_bounds__(kMmaThreads) gemm_q8_mma_kernel(const LinearArgs a, const int8_t* xq, const float* dx,
+                                                                  const int8_t* w8, const float* dw,
+                                                                  int64_t block_base) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(16) uint16_t smem[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
+  Q8BlockEpilogue ep{dx, dw, a.K / kQ8Block, a.M, a.N, m0, n0, {}};
+  int32_t acc[4][4][4];
+  int8_mma_mainloop(xq, a.K, w8, a.K, a.M, a.N, a.K, m0, n0, smem, ep, acc);
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int64_t m = mma_out_row(m0, warp, i, lane, q), n = mma_out_col(n0, warp, j, lane, q);
+        if (m < a.M && n < a.N) gemv_store(a, m, n, ep.f[i][j][q]);
+      }
+#else
+  (void)a, (void)xq, (void)dx, (void)w8, (void)dw, (void)block_base;
+#endif
+}
+
 // The SIMT GEMM: block tile 64 x 64 outputs, 256 threads of 4 x 4 each
 // (rows ty + 16 i, columns tx + 16 j), k tiles of 32 staged in shared memory:
 // threads 0..63 load (and round) a row of x, threads 64..127 a row of W
@@ -299,6 +395,46 @@ cudaError_t linear_gemm_bf16_mma(const LinearArgs& a, cudaStream_t stream) {
     e = cudaGetLastError();
   }
   const cudaError_t f = cudaFreeAsync(xb, stream);
+  return e != cudaSuccess ? e : f;
+}
+
+cudaError_t linear_gemm_q8_mma(const LinearArgs& a, cudaStream_t stream) {
+  if (!((a.w_dtype == DType::Q8_0 || a.w_dtype == DType::Q4_0) && a.x_rounding == ActRounding::Q8Block) ||
+      a.K % kQ8Block != 0)
+    return cudaErrorNotSupported;
+  int dev = 0, major = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e != cudaSuccess) return e;
+  if (major < 8) return cudaErrorNotSupported;
+  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (a.M + kMmaTileM - 1) / kMmaTileM;
+  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
+  e = cudaFuncSetAttribute(gemm_q8_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  if (e != cudaSuccess) return e;
+  // One scratch: xq [M, K], w8 [N, K], d_x [M, K / 32], d_w [N, K / 32]
+  // (K % 32 == 0: every part stays 16-byte aligned).
+  const int64_t KB = a.K / kQ8Block;
+  const size_t xb = (size_t)(a.M * a.K), wb = (size_t)(a.N * a.K), dxb = (size_t)(a.M * KB * 4),
+               dwb = (size_t)(a.N * KB * 4);
+  char* scratch = nullptr;
+  e = cudaMallocAsync(reinterpret_cast<void**>(&scratch), xb + wb + dxb + dwb + 16, stream);
+  if (e != cudaSuccess) return e;
+  int8_t* xq = reinterpret_cast<int8_t*>(scratch);
+  int8_t* w8 = reinterpret_cast<int8_t*>(scratch + xb);
+  float* dx = reinterpret_cast<float*>(scratch + xb + wb);
+  float* dw = reinterpret_cast<float*>(scratch + xb + wb + dxb);
+  stage_q8block_rows_kernel<<<grid_for(a.M * KB, 256), 256, 0, stream>>>(a, xq, dx);
+  if (a.w_dtype == DType::Q8_0)
+    stage_ggml_weights_kernel<DType::Q8_0><<<grid_for(a.N * KB, 256), 256, 0, stream>>>(a, w8, dw);
+  else
+    stage_ggml_weights_kernel<DType::Q4_0><<<grid_for(a.N * KB, 256), 256, 0, stream>>>(a, w8, dw);
+  e = cudaGetLastError();
+  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
+    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
+    gemm_q8_mma_kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(a, xq, dx, w8, dw, base);
+    e = cudaGetLastError();
+  }
+  const cudaError_t f = cudaFreeAsync(scratch, stream);
   return e != cudaSuccess ? e : f;
 }
 

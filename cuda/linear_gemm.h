@@ -1,4 +1,4 @@
-// The tensor-core GEMM behind linear_cuda for more than 16 input rows
+// The GEMMs behind linear_cuda for more than 16 input rows
 // (cuda/linear_gemm.cu); internal to cuda/.
 #pragma once
 #include <cuda_runtime_api.h>
@@ -19,6 +19,14 @@ cudaError_t linear_gemm_bf16(const LinearArgs& a, cudaStream_t stream);
 // or when W or its rows are not 16-byte aligned (mma_usable in
 // linear_mma_math.cuh: linear_cuda then takes the WMMA kernel above).
 cudaError_t linear_gemm_bf16_mma(const LinearArgs& a, cudaStream_t stream);
+
+// Q8_0 / Q4_0 weights with ActRounding::Q8Block inputs on the int8 tensor
+// cores (linear_mma_math.cuh): x quantized per 32-element block and the
+// weights' quants staged as int8 rows in pool scratch, exact int32 sums per
+// block, then Σ_b float(isum_b) · (d_x · d_w) in ascending b; against
+// linear() up to float32 rounding. cudaErrorNotSupported for other formats
+// or roundings, or below compute capability 8.0.
+cudaError_t linear_gemm_q8_mma(const LinearArgs& a, cudaStream_t stream);
 
 // y = round(x) W^T (+ b) on the CUDA cores for every other format and
 // rounding (f32 / f16 / bf16 / Q8_0 / Q4_0 weights): each output is one

@@ -74,6 +74,15 @@ NM_HD int mma_b_offset(int wn, int jp, int kk, int lane) {
 NM_HD int mma_c_row(int lane, int q) { return lane / 4 + (q / 2) * 8; }
 NM_HD int mma_c_col(int lane, int q) { return 2 * (lane % 4) + q % 2; }
 
+// The output (row of a, row of W) of accumulator register q of lane `lane`
+// of warp `warp` in its m16 tile i / n8 tile j, in the block tile (m0, n0).
+NM_HD int64_t mma_out_row(int64_t m0, int warp, int i, int lane, int q) {
+  return m0 + (warp / 4) * 64 + i * 16 + mma_c_row(lane, q);
+}
+NM_HD int64_t mma_out_col(int64_t n0, int warp, int j, int lane, int q) {
+  return n0 + (warp % 4) * 32 + j * 8 + mma_c_col(lane, q);
+}
+
 // A staged row length in elements of eb bytes: K rounded up to 16 bytes.
 NM_HD int64_t mma_ld(int64_t K, int eb) { return (K * eb + 15) / 16 * 16 / eb; }
 

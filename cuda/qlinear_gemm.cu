@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "launch_util.cuh"
-#include "mma_ptx.cuh"
+#include "int8_mma_gemm.cuh"
 #include "qlinear_gemm.h"
 #include "qlinear_math.cuh"
 #include "qlinear_mma_math.cuh"
@@ -159,86 +159,59 @@ __global__ void __launch_bounds__(256) stage_int8_weights_kernel(const QLinearAr
     w8[i] = qmma_stage_w(a, i / w_ld, i % w_ld);
 }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// W4A8's group chain after each group's k tiles (W8A8: nothing to fold).
+template <bool I4>
+struct QMmaEpilogue {
+  const QLinearArgs& a;
+  int64_t n0, G;
+  float f[4][4][4];
+  __device__ void after_step(int64_t, int32_t (&)[4][4][4]) {}
+  __device__ void after_tile(int64_t kt, int64_t KT, int32_t (&acc)[4][4][4]) {
+    if (!I4 || !qmma_group_ends(kt, KT)) return;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t g = kt / kQMmaTilesPerGroup;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int64_t n = mma_out_col(n0, warp, j, lane, c);
+        const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int q = 2 * h + c;
+            f[i][j][q] = w4a8_step(f[i][j][q], acc[i][j][q], sc), acc[i][j][q] = 0;
+          }
+      }
+  }
+};
+#endif
+
 template <bool I4>
 __global__ void __launch_bounds__(kMmaThreads) qgemm_int8_mma_kernel(const QLinearArgs a, const int8_t* xq,
                                                                      int64_t a_ld, const int8_t* w8, int64_t w_ld,
                                                                      const int* nan_rows, int64_t block_base) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   extern __shared__ __align__(16) uint16_t smem[];
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wm = warp / 4, wn = warp % 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
-  const int64_t KT = (a.K + kQMmaTileK - 1) / kQMmaTileK, G = (a.K + kI4Group - 1) / kI4Group;
-  auto load = [&](int stage, int64_t kt) {
-    char* st = reinterpret_cast<char*>(smem) + stage * kMmaStageBytes;
-#pragma unroll
-    for (int i = 0; i < kMmaChunks / kMmaThreads; ++i) {
-      const MmaChunk ch = mma_chunk(tid + i * kMmaThreads, m0, n0, kt * kQMmaTileK, a.M, a.N, a.K, a_ld, w_ld, 1);
-      cp_async16(st + ch.smem, reinterpret_cast<const char*>(ch.is_b ? w8 : xq) + ch.src, ch.bytes);
-    }
-  };
+  QMmaEpilogue<I4> ep{a, n0, (a.K + kI4Group - 1) / kI4Group, {}};
   int32_t acc[4][4][4];
-  float f[4][4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0, f[i][j][q] = 0.0f;
-#pragma unroll
-  for (int s = 0; s < kMmaStages - 1; ++s) {
-    if (s < KT) load(s, s);
-    cp_async_commit();
-  }
-  for (int64_t kt = 0; kt < KT; ++kt) {
-    cp_async_wait<kMmaStages - 2>();  // tile kt has landed (for this thread's copies) ...
-    __syncthreads();                  // ... and everyone's; the stage about to be refilled is no longer read
-    const int64_t pf = kt + kMmaStages - 1;
-    if (pf < KT) load((int)(pf % kMmaStages), pf);
-    cp_async_commit();
-    const uint16_t* st = smem + (int)(kt % kMmaStages) * (kMmaStageBytes / 2);
-#pragma unroll
-    for (int kk = 0; kk < kMmaTileKBytes / 2; kk += 16) {  // 16-bit units: k32 steps
-      uint32_t af[4][4], bfr[2][4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) ldmatrix_x4(af[i], st + mma_a_offset(wm, i, kk, lane));
-#pragma unroll
-      for (int jp = 0; jp < 2; ++jp) ldmatrix_x4(bfr[jp], st + mma_b_offset(wn, jp, kk, lane));
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) mma_s8_16832(acc[i][j], af[i], bfr[j / 2][(j % 2) * 2], bfr[j / 2][(j % 2) * 2 + 1]);
-    }
-    if (I4 && qmma_group_ends(kt, KT)) {  // one step of each output's group chain
-      const int64_t g = kt / kQMmaTilesPerGroup;
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int64_t n = n0 + wn * 32 + j * 8 + mma_c_col(lane, c);
-          const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const int q = 2 * h + c;
-              f[i][j][q] = w4a8_step(f[i][j][q], acc[i][j][q], sc), acc[i][j][q] = 0;
-            }
-        }
-    }
-  }
-  cp_async_wait<0>();
+  int8_mma_mainloop(xq, a_ld, w8, w_ld, a.M, a.N, a.K, m0, n0, smem, ep, acc);
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const int64_t m = m0 + wm * 64 + i * 16 + mma_c_row(lane, q);
+      const int64_t m = mma_out_row(m0, warp, i, lane, q);
       if (m >= a.M) continue;
       const bool nan = nan_rows[m] != 0;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const int64_t n = n0 + wn * 32 + j * 8 + mma_c_col(lane, q);
+        const int64_t n = mma_out_col(n0, warp, j, lane, q);
         if (n >= a.N) continue;
-        if (I4) w4a8_store(a, m, n, f[i][j][q], nan);
+        if (I4) w4a8_store(a, m, n, ep.f[i][j][q], nan);
         else w8a8_store(a, m, n, acc[i][j][q], nan);
       }
     }

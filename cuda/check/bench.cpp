@@ -338,6 +338,35 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     }
   }
 
+  // Q8_0 / Q4_0 weights with Q8Block inputs (GGUF models' default rounding)
+  // at 2048 tokens, the 1.4B in_proj: the int8 tensor cores (staging
+  // included) and the SIMT GEMM. Block scales 1.0.
+  for (DType wt : {DType::Q8_0, DType::Q4_0}) {
+    const int64_t M = 2048, K = 2048, N = 8192;
+    DevPool p;
+    LinearArgs a;
+    a.M = M, a.N = N, a.K = K, a.x_stride = a.w_stride = K, a.y_stride = N, a.w_dtype = wt;
+    a.x_rounding = ActRounding::Q8Block;
+    const double wbytes = (double)dtype_row_bytes(wt, K) * N;
+    a.x = p.floats(M * K), a.y = p.floats(M * N), a.w = p.floats((int64_t)(wbytes / 4) + 1);
+    if (p.error() != cudaSuccess) return false;
+    std::vector<uint8_t> w((size_t)wbytes);
+    const int64_t bb = dtype_block_bytes(wt);
+    for (size_t b = 0; b < w.size(); b += (size_t)bb) {
+      w[b] = 0x00, w[b + 1] = 0x3c;
+      for (int64_t j = 2; j < bb; ++j) w[b + (size_t)j] = (uint8_t)(b * 7 + (size_t)j * 13);
+    }
+    if (cudaMemcpy(const_cast<void*>(a.w), w.data(), w.size(), cudaMemcpyHostToDevice) != cudaSuccess) return false;
+    const std::string shape = "M 2048 x K 2048 x N 8192";
+    const double bytes = wbytes + F * (M * K + M * N), flops = 2.0 * M * N * K;
+    size_t before = rows.size();
+    add(std::string("linear ") + dtype_name(wt) + " GEMM (mma)", shape, bytes, [&] { return cuda::linear_gemm_q8_mma(a, 0); });
+    if (rows.size() > before) rows.back().flops = flops;
+    before = rows.size();
+    add(std::string("linear ") + dtype_name(wt) + " GEMM (simt)", shape, bytes, [&] { return cuda::linear_gemm_simt(a, 0); });
+    if (rows.size() > before) rows.back().flops = flops;
+  }
+
   // Prefill GEMMs of the Quamba formats at 2048 tokens, the 1.4B in_proj:
   // W8A8 and W4A8 on the tensor cores (int8 mma.sync; staging included) and
   // on the CUDA cores (__dp4a), W4A16 on the CUDA cores. flops = 2 M N K.

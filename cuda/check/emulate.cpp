@@ -487,11 +487,13 @@ using MmaTileAcc = Acc[kMmaThreads / 32][4][4][32][4];
 
 // Runs the block tiles of an M x N x K GEMM from staged A [M, a_ld] and W
 // [N, w_ld] (elements of eb bytes): per block tile, acc starts at 0, each k
-// tile runs the warps' ldmatrix and mma(af, b0, b1, d) steps, then
-// after_tile(kt, KT, m0, n0, acc); at the end store(m0, n0, acc).
-template <class Acc, class Mma, class AfterTile, class Store>
+// tile runs each warp's 32-byte k steps (ldmatrix, then mma(af, b0, b1, d)
+// per m16 x n8 tile, then after_step(warp, b, m0, n0, acc[warp]) with b the
+// step's index along K), then after_tile(kt, KT, m0, n0, acc); at the end
+// store(m0, n0, acc).
+template <class Acc, class Mma, class AfterStep, class AfterTile, class Store>
 void emulate_mma_gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t a_ld, const void* W, int64_t w_ld,
-                      int eb, Mma mma, AfterTile after_tile, Store store) {
+                      int eb, Mma mma, AfterStep after_step, AfterTile after_tile, Store store) {
   static MmaTileAcc<Acc> acc;
   std::vector<uint16_t> st((size_t)(kMmaStageBytes / 2));
   const int64_t tile_k = kMmaTileKBytes / eb, KT = (K + tile_k - 1) / tile_k;
@@ -526,6 +528,7 @@ void emulate_mma_gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t a_
                 for (int l = 0; l < 32; ++l) b0[l] = bf[j / 2][l][(j % 2) * 2], b1[l] = bf[j / 2][l][(j % 2) * 2 + 1];
                 mma(af[i], b0, b1, acc[warp][i][j]);
               }
+            after_step(warp, kt * (kMmaTileKBytes / 32) + kk / 16, m0, n0, acc[warp]);
           }
         }
         after_tile(kt, KT, m0, n0, acc);
@@ -534,9 +537,10 @@ void emulate_mma_gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t a_
     }
 }
 
-// The output (m, n) of accumulator q of lane l in tile (i, j) of warp w.
-int64_t mma_out_m(int64_t m0, int w, int i, int l, int q) { return m0 + (w / 4) * 64 + i * 16 + mma_c_row(l, q); }
-int64_t mma_out_n(int64_t n0, int w, int j, int l, int q) { return n0 + (w % 4) * 32 + j * 8 + mma_c_col(l, q); }
+template <class Acc>
+void no_step(int, int64_t, int64_t, int64_t, Acc (&)[4][4][32][4]) {}
+template <class Acc>
+void no_tile(int64_t, int64_t, int64_t, int64_t, MmaTileAcc<Acc>&) {}
 
 void gemm_bf16_mma(const LinearArgs& a) {
   const int64_t a_ld = mma_a_ld(a.K);
@@ -544,17 +548,65 @@ void gemm_bf16_mma(const LinearArgs& a) {
   for (int64_t m = 0; m < a.M; ++m)
     for (int64_t k = 0; k < a_ld; ++k) xb[(size_t)(m * a_ld + k)] = k < a.K ? mma_bf16_bits(x_row(a, m)[k]) : 0;
   emulate_mma_gemm<float>(
-      a.M, a.N, a.K, xb.data(), a_ld, a.w, a.w_stride, 2, emulate_mma_16816,
-      [](int64_t, int64_t, int64_t, int64_t, MmaTileAcc<float>&) {},
+      a.M, a.N, a.K, xb.data(), a_ld, a.w, a.w_stride, 2, emulate_mma_16816, no_step<float>, no_tile<float>,
       [&](int64_t m0, int64_t n0, MmaTileAcc<float>& acc) {
         for (int w = 0; w < kMmaThreads / 32; ++w)
           for (int i = 0; i < 4; ++i)
             for (int j = 0; j < 4; ++j)
               for (int l = 0; l < 32; ++l)
                 for (int q = 0; q < 4; ++q) {
-                  const int64_t m = mma_out_m(m0, w, i, l, q), n = mma_out_n(n0, w, j, l, q);
+                  const int64_t m = mma_out_row(m0, w, i, l, q), n = mma_out_col(n0, w, j, l, q);
                   if (m < a.M && n < a.N) gemv_store(a, m, n, acc[w][i][j][l][q]);
                 }
+      });
+}
+
+// Q8_0 / Q4_0 weights with Q8Block inputs (cuda/linear_gemm.cu
+// gemm_q8_mma_kernel): the staged int8 rows and block scales, the warps' mma
+// steps, each k32 step folded into the float sums with its blocks' scales.
+template <DType WT>
+void gemm_q8_mma(const LinearArgs& a) {
+  const int64_t KB = a.K / kQ8Block;
+  std::vector<int8_t> xq((size_t)(a.M * a.K)), w8((size_t)(a.N * a.K));
+  std::vector<float> dx((size_t)(a.M * KB)), dw((size_t)(a.N * KB));
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int64_t b = 0; b < KB; ++b) {
+      int8_t q[kQ8Block];
+      dx[(size_t)(m * KB + b)] = q8block_stage_x(a, m, b, q);
+      std::memcpy(&xq[(size_t)(m * a.K + b * kQ8Block)], q, kQ8Block);
+    }
+  for (int64_t n = 0; n < a.N; ++n)
+    for (int64_t b = 0; b < KB; ++b) {
+      int8_t q[kQ8Block];
+      dw[(size_t)(n * KB + b)] = ggml_stage_w<WT>(a, n, b, q);
+      std::memcpy(&w8[(size_t)(n * a.K + b * kQ8Block)], q, kQ8Block);
+    }
+  static MmaTileAcc<float> f;
+  emulate_mma_gemm<int32_t>(
+      a.M, a.N, a.K, xq.data(), a.K, w8.data(), a.K, 1, emulate_mma_16832_s8,
+      [&](int w, int64_t b, int64_t m0, int64_t n0, int32_t (&acc)[4][4][32][4]) {
+        if (b >= KB) return;
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j)
+            for (int l = 0; l < 32; ++l)
+              for (int q = 0; q < 4; ++q) {
+                const int64_t m = mma_out_row(m0, w, i, l, q), n = mma_out_col(n0, w, j, l, q);
+                const float sx = m < a.M ? dx[(size_t)(m * KB + b)] : 0.0f, sw = n < a.N ? dw[(size_t)(n * KB + b)] : 0.0f;
+                f[w][i][j][l][q] = q8_block_step(f[w][i][j][l][q], acc[i][j][l][q], sx, sw);
+                acc[i][j][l][q] = 0;
+              }
+      },
+      no_tile<int32_t>,
+      [&](int64_t m0, int64_t n0, MmaTileAcc<int32_t>&) {
+        for (int w = 0; w < kMmaThreads / 32; ++w)
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j)
+              for (int l = 0; l < 32; ++l)
+                for (int q = 0; q < 4; ++q) {
+                  const int64_t m = mma_out_row(m0, w, i, l, q), n = mma_out_col(n0, w, j, l, q);
+                  if (m < a.M && n < a.N) gemv_store(a, m, n, f[w][i][j][l][q]);
+                }
+        std::memset(f, 0, sizeof f);  // the next block tile's sums start at 0
       });
 }
 
@@ -575,6 +627,15 @@ cudaError_t linear(const LinearArgs& a) {
     if (a.w_dtype == DType::BF16 && a.x_rounding == ActRounding::BF16) {
       if (!mma_usable(a)) return cudaErrorNotSupported;
       gemm_bf16_mma(a);
+      return cudaSuccess;
+    }
+    // Q8_0 / Q4_0 with Q8Block inputs: the int8 tensor-core GEMM, lane by lane.
+    if (a.x_rounding == ActRounding::Q8Block && a.w_dtype == DType::Q8_0) {
+      gemm_q8_mma<DType::Q8_0>(a);
+      return cudaSuccess;
+    }
+    if (a.x_rounding == ActRounding::Q8Block && a.w_dtype == DType::Q4_0) {
+      gemm_q8_mma<DType::Q4_0>(a);
       return cudaSuccess;
     }
     switch (a.w_dtype) {
@@ -658,7 +719,7 @@ void qgemm_int8_mma(const QLinearArgs& a, float inv) {
   const bool i4 = a.w_dtype == DType::I4;
   static MmaTileAcc<float> f;
   emulate_mma_gemm<int32_t>(
-      a.M, a.N, a.K, xq.data(), a_ld, W, w_ld, 1, emulate_mma_16832_s8,
+      a.M, a.N, a.K, xq.data(), a_ld, W, w_ld, 1, emulate_mma_16832_s8, no_step<int32_t>,
       [&](int64_t kt, int64_t KT, int64_t m0, int64_t n0, MmaTileAcc<int32_t>& acc) {
         (void)m0;
         if (!i4 || !qmma_group_ends(kt, KT)) return;
@@ -668,7 +729,7 @@ void qgemm_int8_mma(const QLinearArgs& a, float inv) {
             for (int j = 0; j < 4; ++j)
               for (int l = 0; l < 32; ++l)
                 for (int q = 0; q < 4; ++q) {
-                  const int64_t n = mma_out_n(n0, w, j, l, q);
+                  const int64_t n = mma_out_col(n0, w, j, l, q);
                   const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
                   f[w][i][j][l][q] = w4a8_step(f[w][i][j][l][q], acc[w][i][j][l][q], sc);
                   acc[w][i][j][l][q] = 0;
@@ -680,7 +741,7 @@ void qgemm_int8_mma(const QLinearArgs& a, float inv) {
             for (int j = 0; j < 4; ++j)
               for (int l = 0; l < 32; ++l)
                 for (int q = 0; q < 4; ++q) {
-                  const int64_t m = mma_out_m(m0, w, i, l, q), n = mma_out_n(n0, w, j, l, q);
+                  const int64_t m = mma_out_row(m0, w, i, l, q), n = mma_out_col(n0, w, j, l, q);
                   if (m >= a.M || n >= a.N) continue;
                   if (i4) w4a8_store(a, m, n, f[w][i][j][l][q], nan_rows[(size_t)m] != 0);
                   else w8a8_store(a, m, n, acc[w][i][j][l][q], nan_rows[(size_t)m] != 0);

@@ -1134,6 +1134,13 @@ void linear_cases(Rng& r) {
   case_linear(r, 130, 100, 129, DType::BF16, ActRounding::BF16, true, DType::F32, 4);
   case_linear(r, 257, 200, 385, DType::BF16, ActRounding::BF16, false, DType::F32, 0);
   case_linear(r, 140, 64, 70, DType::BF16, ActRounding::BF16, true, DType::BF16, 0, true);
+  // Q8_0 / Q4_0 weights with Q8Block inputs on the int8 tensor cores: several
+  // block tiles, a half k tile at the end (K = 96), strided block rows,
+  // gathered rows.
+  case_linear(r, 300, 1024, 385, DType::Q8_0, ActRounding::Q8Block, true, DType::F16, 3);
+  case_linear(r, 257, 96, 200, DType::Q4_0, ActRounding::Q8Block, false, DType::F32, 0);
+  case_linear(r, 140, 2048, 130, DType::Q4_0, ActRounding::Q8Block, true, DType::BF16, 0, true);
+  case_linear(r, 17, 32, 9, DType::Q8_0, ActRounding::Q8Block, false, DType::F32, 0);
   // More than 16 rows on the CUDA cores (the SIMT GEMM): every other format
   // and rounding, edges in M, N and K, strided rows.
   case_linear(r, 17, 40, 9, DType::F32, ActRounding::None, true, DType::F32, 0);
