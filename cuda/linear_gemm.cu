@@ -2,7 +2,7 @@
 // tensor cores (a first WMMA kernel, kept for W rows that are not 16-byte
 // aligned, and the pipelined mma.sync one of linear_mma_math.cuh), Q8_0 /
 // Q4_0 weights with Q8Block inputs on the int8 tensor cores
-// (int8_mma_gemm.cuh), and every other format on the CUDA cores (SIMT).
+// (mma_mainloop.cuh), and every other format on the CUDA cores (SIMT).
 //
 // The WMMA kernel: bf16 x bf16 -> f32, block tile 128 (rows of x) x 128
 // (rows of W) x 32 (k), 8 warps as 2 x 4, each a 64 x 32 tile of 4 x 2
@@ -20,8 +20,7 @@
 #include "linear_gemm.h"
 #include "linear_math.cuh"
 #include "linear_mma_math.cuh"
-#include "int8_mma_gemm.cuh"
-#include "mma_ptx.cuh"
+#include "mma_mainloop.cuh"
 
 namespace nm::cuda {
 
@@ -137,58 +136,18 @@ __global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(const Linear
                                                                     int64_t a_ld, int64_t block_base) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   extern __shared__ __align__(16) uint16_t smem[];
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wm = warp / 4, wn = warp % 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
-  const uint16_t* W = static_cast<const uint16_t*>(a.w);
-  const int64_t KT = (a.K + kMmaTileK - 1) / kMmaTileK;
-  auto load = [&](int stage, int64_t kt) {
-    char* st = reinterpret_cast<char*>(smem) + stage * kMmaStageBytes;
-#pragma unroll
-    for (int i = 0; i < kMmaChunks / kMmaThreads; ++i) {
-      const MmaChunk ch = mma_chunk(tid + i * kMmaThreads, m0, n0, kt * kMmaTileK, a.M, a.N, a.K, a_ld, a.w_stride, 2);
-      cp_async16(st + ch.smem, reinterpret_cast<const char*>(ch.is_b ? W : xb) + ch.src, ch.bytes);
-    }
-  };
+  MmaNoFold ep;
   float acc[4][4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
-#pragma unroll
-  for (int s = 0; s < kMmaStages - 1; ++s) {
-    if (s < KT) load(s, s);
-    cp_async_commit();
-  }
-  for (int64_t kt = 0; kt < KT; ++kt) {
-    cp_async_wait<kMmaStages - 2>();  // tile kt has landed (for this thread's copies) ...
-    __syncthreads();                  // ... and everyone's; the stage about to be refilled is no longer read
-    const int64_t pf = kt + kMmaStages - 1;
-    if (pf < KT) load((int)(pf % kMmaStages), pf);
-    cp_async_commit();
-    const uint16_t* st = smem + (int)(kt % kMmaStages) * (kMmaStageBytes / 2);
-#pragma unroll
-    for (int kk = 0; kk < kMmaTileKBytes / 2; kk += 16) {  // 16-bit units: k16 steps
-      uint32_t af[4][4], bfr[2][4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) ldmatrix_x4(af[i], st + mma_a_offset(wm, i, kk, lane));
-#pragma unroll
-      for (int jp = 0; jp < 2; ++jp) ldmatrix_x4(bfr[jp], st + mma_b_offset(wn, jp, kk, lane));
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j / 2][(j % 2) * 2], bfr[j / 2][(j % 2) * 2 + 1]);
-    }
-  }
-  cp_async_wait<0>();
+  mma_mainloop<2>(xb, a_ld, a.w, a.w_stride, a.M, a.N, a.K, m0, n0, smem, ep, acc);
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
-        const int64_t m = m0 + wm * 64 + i * 16 + mma_c_row(lane, q), n = n0 + wn * 32 + j * 8 + mma_c_col(lane, q);
+        const int64_t m = mma_out_row(m0, warp, i, lane, q), n = mma_out_col(n0, warp, j, lane, q);
         if (m < a.M && n < a.N) gemv_store(a, m, n, acc[i][j][q]);
       }
 #else
@@ -272,7 +231,7 @@ __global__ void __launch_bounds__(kMmaThreads) gemm_q8_mma_kernel(const LinearAr
   const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
   Q8BlockEpilogue ep{dx, dw, a.K / kQ8Block, a.M, a.N, m0, n0, {}};
   int32_t acc[4][4][4];
-  int8_mma_mainloop(xq, a.K, w8, a.K, a.M, a.N, a.K, m0, n0, smem, ep, acc);
+  mma_mainloop<1>(xq, a.K, w8, a.K, a.M, a.N, a.K, m0, n0, smem, ep, acc);
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll

@@ -36,7 +36,7 @@ NM_HD uint16_t mma_bf16_bits(float v) {
 
 // ---------------------------------------------------------------- Q8_0 / Q4_0 weights, Q8Block inputs
 //
-// linear_gemm_q8_mma: the int8 tensor-core GEMM (cuda/int8_mma_gemm.cuh) on
+// linear_gemm_q8_mma: the int8 tensor-core GEMM (cuda/mma_mainloop.cuh) on
 // x quantized per 32-element block as ActRounding::Q8Block rounds it and
 // the weights' own int8 quants, per block b of 32 (K % 32 == 0 with these
 // weights):
