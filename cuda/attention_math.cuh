@@ -25,16 +25,6 @@ constexpr int kAttnLanes = 32;
 constexpr int kAttnMaxPerLane = 8;  // head_dim <= 256
 
 
-NM_HD uint16_t float_to_half_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  uint16_t h;
-  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-  return h;
-#else
-  return f32_to_f16(f);
-#endif
-}
-
 NM_HD int64_t kv_index(const PagedKvCache& c, int64_t page, int64_t slot, int64_t head, int64_t d) {
   return page * c.page_stride + slot * c.slot_stride + head * c.head_stride + d;
 }

@@ -125,13 +125,17 @@ cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
   const Check c = check_args(a);
   if (c != Check::kValid) return check_status(c);
   if (a.M > kGemvMaxRows) {
-    // Tensor cores where the products are exact (bf16, or int8 with block
-    // scales), else the CUDA cores.
+    // Tensor cores where the products are exact (bf16; f16 with the inputs
+    // split in two f16 terms; int8 with block scales), else the CUDA cores.
     if (a.w_dtype == DType::BF16 && a.x_rounding == ActRounding::BF16) {
       cudaError_t e = linear_gemm_bf16_mma(a, stream);
       if (e != cudaErrorNotSupported) return e;
       e = linear_gemm_bf16(a, stream);           // W not 16-byte aligned: WMMA
       if (e != cudaErrorNotSupported) return e;  // below compute capability 8.0: the SIMT GEMM
+    }
+    if (a.w_dtype == DType::F16 && a.x_rounding == ActRounding::None) {
+      const cudaError_t e = linear_gemm_f16_mma(a, stream);
+      if (e != cudaErrorNotSupported) return e;  // unaligned W or below compute capability 8.0: the SIMT GEMM
     }
     if ((a.w_dtype == DType::Q8_0 || a.w_dtype == DType::Q4_0) && a.x_rounding == ActRounding::Q8Block) {
       const cudaError_t e = linear_gemm_q8_mma(a, stream);

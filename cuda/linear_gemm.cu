@@ -1,7 +1,8 @@
 // The GEMMs of linear_cuda for M > 16 (cuda/linear_gemm.h): bf16 on the
 // tensor cores (a first WMMA kernel, kept for W rows that are not 16-byte
-// aligned, and the pipelined mma.sync one of linear_mma_math.cuh), Q8_0 /
-// Q4_0 weights with Q8Block inputs on the int8 tensor cores
+// aligned, and the pipelined mma.sync one of linear_mma_math.cuh), f16
+// weights with float inputs (split in two f16 terms) on the f16 tensor
+// cores, Q8_0 / Q4_0 weights with Q8Block inputs on the int8 tensor cores
 // (mma_mainloop.cuh), and every other format on the CUDA cores (SIMT).
 //
 // The WMMA kernel: bf16 x bf16 -> f32, block tile 128 (rows of x) x 128
@@ -140,7 +141,7 @@ __global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(const Linear
   const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
   MmaNoFold ep;
   float acc[4][4][4];
-  mma_mainloop<2>(xb, a_ld, a.w, a.w_stride, a.M, a.N, a.K, m0, n0, smem, ep, acc);
+  mma_mainloop<MmaKind::BF16>(xb, a_ld, a.w, a.w_stride, a.M, a.N, a.K, m0, n0, smem, ep, acc);
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -152,6 +153,76 @@ __global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(const Linear
       }
 #else
   (void)a, (void)xb, (void)a_ld, (void)block_base;
+#endif
+}
+
+// ---------------------------------------------------------------- f16 weights, float inputs (f16 mma, split inputs)
+
+// The staged rows A [M2, a_ld] and 1 / s per row of x: a block per group of
+// 8 rows (grid-strided); each row's scale from its largest finite magnitude.
+__global__ void __launch_bounds__(256) stage_f16split_rows_kernel(const LinearArgs a, uint16_t* xs, int64_t a_ld,
+                                                                  float* inv_s) {
+  __shared__ float amax_sh[8][32];
+  __shared__ float scale_sh[8];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;  // warp r: row 8 g + r
+  const int64_t groups = (a.M + 7) / 8;
+  for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
+    const int64_t m = g * 8 + warp;
+    float amax = 0.0f;
+    if (m < a.M) {
+      const float* xr = x_row(a, m);
+      for (int64_t k = lane; k < a.K; k += 32) {
+        const float v = fabsf(xr[k]);
+        if (v > amax && v - v == 0.0f) amax = v;
+      }
+    }
+    amax_sh[warp][lane] = amax;
+    __syncwarp();
+    if (lane == 0) {
+      float mx = 0.0f;
+      for (int l = 0; l < 32; ++l) mx = fmaxf(mx, amax_sh[warp][l]);
+      const float sc = f16split_scale(mx);
+      scale_sh[warp] = sc;
+      if (m < a.M) inv_s[m] = 1.0f / sc;
+    }
+    __syncthreads();
+    // 16 staged rows: R = 16 g + r, r < 8 hi terms of row 8 g + r, r >= 8 lo terms.
+    for (int64_t e = threadIdx.x; e < 16 * a_ld; e += blockDim.x) {
+      const int r = (int)(e / a_ld);
+      const int64_t k = e % a_ld, R = g * 16 + r, mr = f16split_x_row(R);
+      uint16_t v = 0;
+      if (mr < a.M && k < a.K) v = f16split_term(x_row(a, mr)[k] * scale_sh[r % 8], f16split_is_lo(R));
+      xs[R * a_ld + k] = v;
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void __launch_bounds__(kMmaThreads) gemm_f16_mma_kernel(const LinearArgs a, const uint16_t* xs,
+                                                                   int64_t a_ld, const float* inv_s, int64_t M2,
+                                                                   int64_t block_base) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(16) uint16_t smem[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
+  MmaNoFold ep;
+  float acc[4][4][4];
+  mma_mainloop<MmaKind::F16>(xs, a_ld, a.w, a.w_stride, M2, a.N, a.K, m0, n0, smem, ep, acc);
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {  // c0, c1: hi sums; c2, c3: the lo sums of the same outputs
+      const int64_t m = f16split_x_row(mma_out_row(m0, warp, i, lane, q));
+      if (m >= a.M) continue;
+      const float is = inv_s[m];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int64_t n = mma_out_col(n0, warp, j, lane, q);
+        if (n < a.N) gemv_store(a, m, n, (acc[i][j][q] + acc[i][j][q + 2]) * is);
+      }
+    }
+#else
+  (void)a, (void)xs, (void)a_ld, (void)inv_s, (void)M2, (void)block_base;
 #endif
 }
 
@@ -231,7 +302,7 @@ __global__ void __launch_bounds__(kMmaThreads) gemm_q8_mma_kernel(const LinearAr
   const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
   Q8BlockEpilogue ep{dx, dw, a.K / kQ8Block, a.M, a.N, m0, n0, {}};
   int32_t acc[4][4][4];
-  mma_mainloop<1>(xq, a.K, w8, a.K, a.M, a.N, a.K, m0, n0, smem, ep, acc);
+  mma_mainloop<MmaKind::S8>(xq, a.K, w8, a.K, a.M, a.N, a.K, m0, n0, smem, ep, acc);
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -354,6 +425,37 @@ cudaError_t linear_gemm_bf16_mma(const LinearArgs& a, cudaStream_t stream) {
     e = cudaGetLastError();
   }
   const cudaError_t f = cudaFreeAsync(xb, stream);
+  return e != cudaSuccess ? e : f;
+}
+
+cudaError_t linear_gemm_f16_mma(const LinearArgs& a, cudaStream_t stream) {
+  if (a.w_dtype != DType::F16 || a.x_rounding != ActRounding::None || !mma_usable(a)) return cudaErrorNotSupported;
+  int dev = 0, major = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e != cudaSuccess) return e;
+  if (major < 8) return cudaErrorNotSupported;
+  const int64_t M2 = f16split_rows(a.M);
+  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (M2 + kMmaTileM - 1) / kMmaTileM;
+  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
+  e = cudaFuncSetAttribute(gemm_f16_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  if (e != cudaSuccess) return e;
+  const int64_t a_ld = mma_ld(a.K, 2);
+  const size_t xb = (size_t)(M2 * a_ld) * 2;
+  char* scratch = nullptr;
+  e = cudaMallocAsync(reinterpret_cast<void**>(&scratch), xb + (size_t)a.M * 4, stream);
+  if (e != cudaSuccess) return e;
+  uint16_t* xs = reinterpret_cast<uint16_t*>(scratch);
+  float* inv_s = reinterpret_cast<float*>(scratch + xb);
+  const int64_t groups = M2 / 16;
+  stage_f16split_rows_kernel<<<(unsigned)(groups < 65535 * 16 ? groups : 65535 * 16), 256, 0, stream>>>(a, xs, a_ld, inv_s);
+  e = cudaGetLastError();
+  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
+    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
+    gemm_f16_mma_kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(a, xs, a_ld, inv_s, M2, base);
+    e = cudaGetLastError();
+  }
+  const cudaError_t f = cudaFreeAsync(scratch, stream);
   return e != cudaSuccess ? e : f;
 }
 

@@ -20,6 +20,14 @@ cudaError_t linear_gemm_bf16(const LinearArgs& a, cudaStream_t stream);
 // linear_mma_math.cuh: linear_cuda then takes the WMMA kernel above).
 cudaError_t linear_gemm_bf16_mma(const LinearArgs& a, cudaStream_t stream);
 
+// f16 weights with ActRounding::None (float32 inputs) on the f16 tensor
+// cores (linear_mma_math.cuh): each row of x scaled by a power of two and
+// split in two f16 terms (22 significant bits), both multiplied by W; against
+// linear() up to float32 summation order. cudaErrorNotSupported for other
+// formats or roundings, W or its rows not 16-byte aligned, or below compute
+// capability 8.0.
+cudaError_t linear_gemm_f16_mma(const LinearArgs& a, cudaStream_t stream);
+
 // Q8_0 / Q4_0 weights with ActRounding::Q8Block inputs on the int8 tensor
 // cores (linear_mma_math.cuh): x quantized per 32-element block and the
 // weights' quants staged as int8 rows in pool scratch, exact int32 sums per

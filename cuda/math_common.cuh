@@ -77,6 +77,19 @@ NM_HD float add_rn(float a, float b) {
 #endif
 }
 
+// binary32 -> binary16 bits, round to nearest even (overflow: inf; a NaN
+// stays a NaN), as core/dtype.h's f32_to_f16; on the device the hardware
+// conversion.
+NM_HD uint16_t float_to_half_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  uint16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+#else
+  return f32_to_f16(f);
+#endif
+}
+
 // binary16 -> binary32, exact (subnormals, inf; a NaN stays a NaN), as
 // core/dtype.h's f16_to_f32; on the device the hardware conversion.
 NM_HD float half_bits_to_float(uint16_t h) {

@@ -1,8 +1,9 @@
 // The main loop of the pipelined tensor-core GEMMs (device code, sm_80 and
-// newer): bf16 (EB = 2: linear's bf16 weights with bf16 inputs,
-// cuda/linear_gemm.cu) and int8 (EB = 1: qlinear's W8A8 / W4A8,
-// cuda/qlinear_gemm.cu, and linear's Q8_0 / Q4_0 weights with Q8Block inputs).
-// Staged inputs A [M, a_ld] and weights W [N, w_ld] (elements of EB bytes;
+// newer): bf16 (linear's bf16 weights with bf16 inputs, cuda/linear_gemm.cu),
+// f16 (linear's f16 weights, the inputs split in two f16 terms) and int8
+// (qlinear's W8A8 / W4A8, cuda/qlinear_gemm.cu, and linear's Q8_0 / Q4_0
+// weights with Q8Block inputs).
+// Staged inputs A [M, a_ld] and weights W [N, w_ld] (elements of 2 or 1 bytes;
 // 16-byte rows, zeros past K) go through the 3-stage cp.async pipeline of
 // cuda/mma_tile_math.cuh; each warp keeps the sums of its 64 x 32 outputs
 // (acc[i][j][q]: m16 tile i, n8 tile j, register q; float for bf16, exact
@@ -25,11 +26,13 @@ struct MmaNoFold {
   __device__ void after_tile(int64_t, int64_t, Acc (&)[4][4][4]) {}
 };
 
-template <int EB, class Acc, class Epilogue>
+enum class MmaKind { BF16, F16, S8 };
+
+template <MmaKind KIND, class Acc, class Epilogue>
 __device__ __forceinline__ void mma_mainloop(const void* A, int64_t a_ld, const void* W, int64_t w_ld, int64_t M,
                                              int64_t N, int64_t K, int64_t m0, int64_t n0, uint16_t* smem,
                                              Epilogue& ep, Acc (&acc)[4][4][4]) {
-  static_assert(EB == 1 || EB == 2, "int8 or bf16");
+  constexpr int EB = KIND == MmaKind::S8 ? 1 : 2;  // element bytes
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wm = warp / 4, wn = warp % 4;
   constexpr int tile_k = kMmaTileKBytes / EB;  // elements of a k tile
   const int64_t KT = (K + tile_k - 1) / tile_k;
@@ -71,7 +74,8 @@ __device__ __forceinline__ void mma_mainloop(const void* A, int64_t a_ld, const 
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           const uint32_t b0 = bfr[j / 2][(j % 2) * 2], b1 = bfr[j / 2][(j % 2) * 2 + 1];
-          if constexpr (EB == 1) mma_s8_16832(acc[i][j], af[i], b0, b1);
+          if constexpr (KIND == MmaKind::S8) mma_s8_16832(acc[i][j], af[i], b0, b1);
+          else if constexpr (KIND == MmaKind::F16) mma_f16_16816(acc[i][j], af[i], b0, b1);
           else mma_bf16_16816(acc[i][j], af[i], b0, b1);
         }
       ep.after_step(kt * (kMmaTileKBytes / 32) + kk / 16, acc);

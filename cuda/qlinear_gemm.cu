@@ -199,7 +199,7 @@ __global__ void __launch_bounds__(kMmaThreads) qgemm_int8_mma_kernel(const QLine
   const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
   QMmaEpilogue<I4> ep{a, n0, (a.K + kI4Group - 1) / kI4Group, {}};
   int32_t acc[4][4][4];
-  mma_mainloop<1>(xq, a_ld, w8, w_ld, a.M, a.N, a.K, m0, n0, smem, ep, acc);
+  mma_mainloop<MmaKind::S8>(xq, a_ld, w8, w_ld, a.M, a.N, a.K, m0, n0, smem, ep, acc);
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll

@@ -338,6 +338,27 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     }
   }
 
+  // f16 weights with float inputs at 2048 tokens, the 1.4B in_proj: the f16
+  // tensor cores on split inputs (two f16 products per multiply-add, staging
+  // included; flops still 2 M N K) and the SIMT GEMM.
+  {
+    const int64_t M = 2048, K = 2048, N = 8192;
+    DevPool p;
+    LinearArgs a;
+    a.M = M, a.N = N, a.K = K, a.x_stride = a.w_stride = K, a.y_stride = N, a.w_dtype = DType::F16;
+    const double wbytes = 2.0 * K * N;
+    a.x = p.floats(M * K), a.y = p.floats(M * N), a.w = p.floats((int64_t)(wbytes / 4));  // random bits: finite halves mostly
+    if (p.error() != cudaSuccess) return false;
+    const std::string shape = "M 2048 x K 2048 x N 8192";
+    const double bytes = wbytes + F * (M * K + M * N), flops = 2.0 * M * N * K;
+    size_t before = rows.size();
+    add("linear f16 GEMM (mma)", shape, bytes, [&] { return cuda::linear_gemm_f16_mma(a, 0); });
+    if (rows.size() > before) rows.back().flops = flops;
+    before = rows.size();
+    add("linear f16 GEMM (simt)", shape, bytes, [&] { return cuda::linear_gemm_simt(a, 0); });
+    if (rows.size() > before) rows.back().flops = flops;
+  }
+
   // Q8_0 / Q4_0 weights with Q8Block inputs (GGUF models' default rounding)
   // at 2048 tokens, the 1.4B in_proj: the int8 tensor cores (staging
   // included) and the SIMT GEMM. Block scales 1.0.

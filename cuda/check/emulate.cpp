@@ -418,24 +418,27 @@ void emulate_ldmatrix_x4(const uint16_t* smem, const int (&addr)[32], uint32_t (
 }
 
 float bf16_half(uint32_t reg, int e) { return bits_to_float((e ? reg >> 16 : reg & 0xffffu) << 16); }
+float f16_half(uint32_t reg, int e) { return half_bits_to_float((uint16_t)(e ? reg >> 16 : reg & 0xffffu)); }
 
-// mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32, D = A B + C, for the warp's
-// registers: with g = t / 4 and c = t % 4, A[g][2c + e] = a0, A[g + 8][2c + e]
-// = a1, A[g][2c + 8 + e] = a2, A[g + 8][2c + 8 + e] = a3; B[2c + e][g] = b0,
-// B[2c + 8 + e][g] = b1; C / D[g][2c + e] = d0, d1, C / D[g + 8][2c + e] =
-// d2, d3 (e = 0, 1 the register's halves).
+// mma.sync.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32, D = A B + C, for
+// the warp's registers: with g = t / 4 and c = t % 4, A[g][2c + e] = a0,
+// A[g + 8][2c + e] = a1, A[g][2c + 8 + e] = a2, A[g + 8][2c + 8 + e] = a3;
+// B[2c + e][g] = b0, B[2c + 8 + e][g] = b1; C / D[g][2c + e] = d0, d1,
+// C / D[g + 8][2c + e] = d2, d3 (e = 0, 1 the register's halves).
+template <bool F16>
 void emulate_mma_16816(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], const uint32_t (&b1)[32],
                        float (&d)[32][4]) {
+  auto half = [](uint32_t reg, int e) { return F16 ? f16_half(reg, e) : bf16_half(reg, e); };
   float A[16][16], B[16][8];
   for (int t = 0; t < 32; ++t) {
     const int g = t / 4, c = t % 4;
     for (int e = 0; e < 2; ++e) {
-      A[g][2 * c + e] = bf16_half(af[t][0], e);
-      A[g + 8][2 * c + e] = bf16_half(af[t][1], e);
-      A[g][2 * c + 8 + e] = bf16_half(af[t][2], e);
-      A[g + 8][2 * c + 8 + e] = bf16_half(af[t][3], e);
-      B[2 * c + e][g] = bf16_half(b0[t], e);
-      B[2 * c + 8 + e][g] = bf16_half(b1[t], e);
+      A[g][2 * c + e] = half(af[t][0], e);
+      A[g + 8][2 * c + e] = half(af[t][1], e);
+      A[g][2 * c + 8 + e] = half(af[t][2], e);
+      A[g + 8][2 * c + 8 + e] = half(af[t][3], e);
+      B[2 * c + e][g] = half(b0[t], e);
+      B[2 * c + 8 + e][g] = half(b1[t], e);
     }
   }
   for (int t = 0; t < 32; ++t) {
@@ -548,7 +551,7 @@ void gemm_bf16_mma(const LinearArgs& a) {
   for (int64_t m = 0; m < a.M; ++m)
     for (int64_t k = 0; k < a_ld; ++k) xb[(size_t)(m * a_ld + k)] = k < a.K ? mma_bf16_bits(x_row(a, m)[k]) : 0;
   emulate_mma_gemm<float>(
-      a.M, a.N, a.K, xb.data(), a_ld, a.w, a.w_stride, 2, emulate_mma_16816, no_step<float>, no_tile<float>,
+      a.M, a.N, a.K, xb.data(), a_ld, a.w, a.w_stride, 2, emulate_mma_16816<false>, no_step<float>, no_tile<float>,
       [&](int64_t m0, int64_t n0, MmaTileAcc<float>& acc) {
         for (int w = 0; w < kMmaThreads / 32; ++w)
           for (int i = 0; i < 4; ++i)
@@ -557,6 +560,42 @@ void gemm_bf16_mma(const LinearArgs& a) {
                 for (int q = 0; q < 4; ++q) {
                   const int64_t m = mma_out_row(m0, w, i, l, q), n = mma_out_col(n0, w, j, l, q);
                   if (m < a.M && n < a.N) gemv_store(a, m, n, acc[w][i][j][l][q]);
+                }
+      });
+}
+
+// f16 weights with float inputs (cuda/linear_gemm.cu gemm_f16_mma_kernel):
+// the staged hi / lo rows, the warps' f16 mma steps, each output the sum of
+// its hi and lo accumulators over s_m.
+void gemm_f16_mma(const LinearArgs& a) {
+  const int64_t M2 = f16split_rows(a.M), a_ld = mma_ld(a.K, 2);
+  std::vector<uint16_t> xs((size_t)(M2 * a_ld), 0);
+  std::vector<float> scale((size_t)a.M);
+  for (int64_t m = 0; m < a.M; ++m) {
+    float amax = 0.0f;
+    for (int64_t k = 0; k < a.K; ++k) {
+      const float v = std::fabs(x_row(a, m)[k]);
+      if (v > amax && v - v == 0.0f) amax = v;
+    }
+    scale[(size_t)m] = f16split_scale(amax);
+  }
+  for (int64_t R = 0; R < M2; ++R) {
+    const int64_t m = f16split_x_row(R);
+    if (m >= a.M) continue;
+    for (int64_t k = 0; k < a.K; ++k)
+      xs[(size_t)(R * a_ld + k)] = f16split_term(x_row(a, m)[k] * scale[(size_t)m], f16split_is_lo(R));
+  }
+  emulate_mma_gemm<float>(
+      M2, a.N, a.K, xs.data(), a_ld, a.w, a.w_stride, 2, emulate_mma_16816<true>, no_step<float>, no_tile<float>,
+      [&](int64_t m0, int64_t n0, MmaTileAcc<float>& acc) {
+        for (int w = 0; w < kMmaThreads / 32; ++w)
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j)
+              for (int l = 0; l < 32; ++l)
+                for (int q = 0; q < 2; ++q) {
+                  const int64_t m = f16split_x_row(mma_out_row(m0, w, i, l, q)), n = mma_out_col(n0, w, j, l, q);
+                  if (m < a.M && n < a.N)
+                    gemv_store(a, m, n, (acc[w][i][j][l][q] + acc[w][i][j][l][q + 2]) * (1.0f / scale[(size_t)m]));
                 }
       });
 }
@@ -627,6 +666,11 @@ cudaError_t linear(const LinearArgs& a) {
     if (a.w_dtype == DType::BF16 && a.x_rounding == ActRounding::BF16) {
       if (!mma_usable(a)) return cudaErrorNotSupported;
       gemm_bf16_mma(a);
+      return cudaSuccess;
+    }
+    // f16 with float inputs: the f16 tensor-core GEMM on split inputs.
+    if (a.w_dtype == DType::F16 && a.x_rounding == ActRounding::None && mma_usable(a)) {
+      gemm_f16_mma(a);
       return cudaSuccess;
     }
     // Q8_0 / Q4_0 with Q8Block inputs: the int8 tensor-core GEMM, lane by lane.

@@ -1012,14 +1012,17 @@ std::vector<int32_t> gather_rows(int64_t M, bool gather) {
   return rows;
 }
 
+// `range`: 1, row 0 of x scaled by 3e5 (beyond f16's range); 2, every row
+// by 1e-7 (below f16's normals): the f16 tensor-core GEMM's per-row scaling.
 void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding mode, bool bias, DType bt, int64_t pad,
-                 bool gather = false) {
-  const bool tensor_cores = M > kLinearGemvRows && wt == DType::BF16 && mode == ActRounding::BF16;
+                 bool gather = false, int range = 0) {
+  const bool tensor_cores = M > kLinearGemvRows && ((wt == DType::BF16 && mode == ActRounding::BF16) ||
+                                                    (wt == DType::F16 && mode == ActRounding::None));
   const bool blocks = wt == DType::Q8_0 || wt == DType::Q4_0;
   const int64_t xs = K + pad, ws = blocks ? K + (pad ? 32 : 0) : K + pad, ys = N + 2;
   // Rows of W 16-byte aligned: the pipelined mma.sync GEMM (emulated lane by
   // lane); else the WMMA one, which has no host emulation.
-  if (tensor_cores && !g_gpu && ws % 8 != 0) {
+  if (tensor_cores && wt == DType::BF16 && !g_gpu && ws % 8 != 0) {
     std::printf("skip linear                   M=%ld K=%ld N=%ld w=%s strided: the WMMA GEMM runs on a GPU only\n",
                 (long)M, (long)K, (long)N, dtype_name(wt));
     return;
@@ -1029,6 +1032,12 @@ void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding 
   if (M > 1 && K > 5) x[(size_t)(xs + 5)] = 0.0f;  // a zero, and a zero block below
   if (M > 2 && K >= 32)
     for (int64_t k = 0; k < 32; ++k) x[(size_t)(2 * xs + k)] = 0.0f;
+  if (range == 1)
+    for (int64_t k = 0; k < K; ++k) x[(size_t)k] *= 3e5f;
+  if (range == 2) {  // y too (its padding counts in the error's scale)
+    for (float& v : x) v *= 1e-7f;
+    for (float& v : y) v *= 1e-7f;
+  }
   auto w = blocks ? rand_blocks(r, N, ws, wt) : rand_typed(r, N * ws, wt, -0.5f, 0.5f);
   auto bv = bias ? rand_typed(r, N, bt) : std::vector<uint8_t>{};
   auto cy = y;
@@ -1044,9 +1053,9 @@ void case_linear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, ActRounding 
   t.x = s.put(x), t.w = s.put(w), t.bias = s.put(bv), t.y = s.put(y);
   t.x_rows = gather ? s.put(xr) : nullptr;
   const cudaError_t e = s.finish(launch(t));
-  report("linear", fmt("M=%ld K=%ld N=%ld w=%s x=%s bias=%s%s%s", (long)M, (long)K, (long)N, dtype_name(wt),
+  report("linear", fmt("M=%ld K=%ld N=%ld w=%s x=%s bias=%s%s%s%s", (long)M, (long)K, (long)N, dtype_name(wt),
                        rounding_name(mode), bias ? dtype_name(bt) : "-", pad ? " strided" : "",
-                       gather ? " gathered" : ""),
+                       gather ? " gathered" : "", range == 1 ? " row0x3e5" : range == 2 ? " x1e-7" : ""),
          e, {{"y", &cy, &y, tensor_cores ? kTolGemm : kTolF32}});
 }
 
@@ -1134,6 +1143,13 @@ void linear_cases(Rng& r) {
   case_linear(r, 130, 100, 129, DType::BF16, ActRounding::BF16, true, DType::F32, 4);
   case_linear(r, 257, 200, 385, DType::BF16, ActRounding::BF16, false, DType::F32, 0);
   case_linear(r, 140, 64, 70, DType::BF16, ActRounding::BF16, true, DType::BF16, 0, true);
+  // f16 weights with float inputs on the f16 tensor cores (rows of W 16-byte
+  // aligned; inputs split in two f16 terms): inputs beyond and below f16's
+  // range, a partial group of 8 rows, K not a multiple of 8, gathered rows.
+  case_linear(r, 300, 768, 385, DType::F16, ActRounding::None, true, DType::F16, 0, false, 1);
+  case_linear(r, 17, 100, 9, DType::F16, ActRounding::None, false, DType::F32, 4, false, 2);
+  case_linear(r, 140, 2048, 130, DType::F16, ActRounding::None, true, DType::BF16, 0, true);
+  case_linear(r, 129, 37, 200, DType::F16, ActRounding::None, false, DType::F32, 3);
   // Q8_0 / Q4_0 weights with Q8Block inputs on the int8 tensor cores: several
   // block tiles, a half k tile at the end (K = 96), strided block rows,
   // gathered rows.
