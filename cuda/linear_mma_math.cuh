@@ -14,6 +14,7 @@
 #include "kernels/linear.h"
 #include "linear_math.cuh"
 #include "math_common.cuh"
+#include "f16split_math.cuh"
 #include "mma_tile_math.cuh"
 
 namespace nm::cuda {
@@ -33,45 +34,6 @@ NM_HD uint16_t mma_bf16_bits(float v) {
   if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
   x += 0x7fffu + ((x >> 16) & 1u);
   return (uint16_t)(x >> 16);
-}
-
-// ---------------------------------------------------------------- f16 weights, exact inputs
-//
-// linear_gemm_f16_mma: f16 weights with ActRounding::None (float32 inputs)
-// on the f16 tensor cores. Each row of x is scaled by a power of two s_m
-// (its largest finite magnitude to [2^14, 2^15)) and split in two f16 terms,
-// hi = f16(x s_m) and lo = f16(x s_m - hi): 22 significant bits of x. The
-// GEMM runs on staged rows A [M2, a_ld] in which every m16 tile holds 8 rows'
-// hi terms (tile rows 0-7) then their lo terms (rows 8-15), so the mma
-// accumulators c0, c1 (row g) and c2, c3 (row g + 8) of a lane are the hi and
-// lo sums of the same output: y = (sum_hi + sum_lo) / s_m. The products of
-// f16 values are exact in float32: the result equals linear()'s up to
-// float32 summation order and the input's last two bits.
-
-// Staged rows for M rows of x: whole groups of 8.
-NM_HD int64_t f16split_rows(int64_t M) { return (M + 7) / 8 * 16; }
-// The row of x staged row R holds, and whether it holds lo terms.
-NM_HD int64_t f16split_x_row(int64_t R) { return (R / 16) * 8 + R % 8; }
-NM_HD bool f16split_is_lo(int64_t R) { return (R / 8) % 2 == 1; }
-
-// s_m from the row's largest finite magnitude (1 when it is 0 or none is
-// finite): the power of two with amax · s in [2^14, 2^15), its exponent
-// kept where s and 1 / s are floats (an amax below 2^-112 gets 2^127).
-NM_HD float f16split_scale(float amax) {
-  if (!(amax > 0.0f) || amax - amax != 0.0f) return 1.0f;
-  int e = 0;
-  frexpf(amax, &e);  // amax < 2^e
-  if (e < -112) e = -112;
-  return ldexpf(1.0f, 15 - e);
-}
-
-// The hi (lo = false) or lo term of v = x · s as f16 bits (an infinite v:
-// hi inf, lo 0).
-NM_HD uint16_t f16split_term(float v, bool lo) {
-  const uint16_t hi = float_to_half_bits(v);
-  if (!lo) return hi;
-  if (v - v != 0.0f && v == v) return 0;
-  return float_to_half_bits(v - half_bits_to_float(hi));
 }
 
 // ---------------------------------------------------------------- Q8_0 / Q4_0 weights, Q8Block inputs

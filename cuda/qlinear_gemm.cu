@@ -1,12 +1,13 @@
-// The quantized GEMMs (cuda/qlinear_gemm.h). W8A8 and W4A8 on sm_80 and
-// newer: the int8 tensor-core GEMM (qlinear_mma_math.cuh). Otherwise, and for
-// W4A16, the SIMT GEMM: block tile 64 x 64 outputs, 256 threads of 4 x 4 (rows ty + 16 i, columns tx + 16 j), k tiles of 128 (one
+// The quantized GEMMs (cuda/qlinear_gemm.h). On sm_80 and newer W8A8 and
+// W4A8 run on the int8 tensor cores, W4A16 on the f16 ones
+// (qlinear_mma_math.cuh). Otherwise the SIMT GEMM: block tile 64 x 64 outputs, 256 threads of 4 x 4 (rows ty + 16 i, columns tx + 16 j), k tiles of 128 (one
 // W4A8 group) staged in shared memory as int8 words (inputs quantized on the
 // way in, with a NaN flag per row) or, for W4A16, k tiles of 64 as floats
 // (weights dequantized with their group scale).
 #include <stdint.h>
 
 #include "launch_util.cuh"
+#include "f16split_stage.cuh"
 #include "mma_mainloop.cuh"
 #include "qlinear_gemm.h"
 #include "qlinear_math.cuh"
@@ -220,7 +221,106 @@ __global__ void __launch_bounds__(kMmaThreads) qgemm_int8_mma_kernel(const QLine
 #endif
 }
 
+// The widened W4A16 weights [N, w_ld] as f16 (grid-strided).
+__global__ void __launch_bounds__(256) stage_w4a16_weights_kernel(const QLinearArgs a, uint16_t* w16, int64_t w_ld) {
+  const int64_t total = a.N * w_ld;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
+    w16[i] = qmma_stage_w_f16(a, i / w_ld, i % w_ld);
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// W4A16's group chain on both partial sums of each output.
+struct W4A16MmaEpilogue {
+  const QLinearArgs& a;
+  int64_t n0, G;
+  float f[4][4][4];
+  __device__ void after_step(int64_t, float (&)[4][4][4]) {}
+  __device__ void after_tile(int64_t kt, int64_t KT, float (&acc)[4][4][4]) {
+    if (!qmma_w4a16_group_ends(kt, KT)) return;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t g = kt / kQMmaF16TilesPerGroup;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int64_t n = mma_out_col(n0, warp, j, lane, c);
+        const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int q = 2 * h + c;
+            f[i][j][q] = fmaf(acc[i][j][q], sc, f[i][j][q]), acc[i][j][q] = 0.0f;
+          }
+      }
+  }
+};
+#endif
+
+__global__ void __launch_bounds__(kMmaThreads) qgemm_w4a16_mma_kernel(const QLinearArgs a, const uint16_t* xs,
+                                                                      int64_t a_ld, const float* inv_s, int64_t M2,
+                                                                      const uint16_t* w16, int64_t w_ld,
+                                                                      int64_t block_base) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(16) uint16_t smem[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t m0 = (block_base + blockIdx.y) * (int64_t)kMmaTileM, n0 = (int64_t)blockIdx.x * kMmaTileN;
+  W4A16MmaEpilogue ep{a, n0, (a.K + kI4Group - 1) / kI4Group, {}};
+  float acc[4][4][4];
+  mma_mainloop<MmaKind::F16>(xs, a_ld, w16, w_ld, M2, a.N, a.K, m0, n0, smem, ep, acc);
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {  // q: the hi sums, q + 2: the lo sums of the same outputs
+      const int64_t m = f16split_x_row(mma_out_row(m0, warp, i, lane, q));
+      if (m >= a.M) continue;
+      const float is = inv_s[m];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int64_t n = mma_out_col(n0, warp, j, lane, q);
+        if (n < a.N) w4a16_store(a, m, n, (ep.f[i][j][q] + ep.f[i][j][q + 2]) * is);
+      }
+    }
+#else
+  (void)a, (void)xs, (void)a_ld, (void)inv_s, (void)M2, (void)w16, (void)w_ld, (void)block_base;
+#endif
+}
+
 }  // namespace
+
+cudaError_t qlinear_gemm_w4a16_mma(const QLinearArgs& a, cudaStream_t stream) {
+  if (a.w_dtype != DType::I4 || a.x_scale > 0.0f) return cudaErrorNotSupported;  // W4A16 only
+  int dev = 0, major = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e != cudaSuccess) return e;
+  if (major < 8) return cudaErrorNotSupported;
+  const int64_t M2 = f16split_rows(a.M);
+  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (M2 + kMmaTileM - 1) / kMmaTileM;
+  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
+  e = cudaFuncSetAttribute(qgemm_w4a16_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  if (e != cudaSuccess) return e;
+  // One scratch: the staged inputs, 1 / s per row, the widened weights.
+  const int64_t a_ld = mma_ld(a.K, 2), w_ld = mma_ld(a.K, 2);
+  const size_t xb = (size_t)(M2 * a_ld) * 2, sb = ((size_t)a.M * 4 + 15) / 16 * 16, wb = (size_t)(a.N * w_ld) * 2;
+  char* scratch = nullptr;
+  e = cudaMallocAsync(reinterpret_cast<void**>(&scratch), xb + sb + wb, stream);
+  if (e != cudaSuccess) return e;
+  uint16_t* xs = reinterpret_cast<uint16_t*>(scratch);
+  float* inv_s = reinterpret_cast<float*>(scratch + xb);
+  uint16_t* w16 = reinterpret_cast<uint16_t*>(scratch + xb + sb);
+  stage_f16split_rows(a, xs, a_ld, inv_s, stream);
+  stage_w4a16_weights_kernel<<<grid_for(a.N * w_ld, 256), 256, 0, stream>>>(a, w16, w_ld);
+  e = cudaGetLastError();
+  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
+    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
+    qgemm_w4a16_mma_kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(a, xs, a_ld, inv_s, M2,
+                                                                                              w16, w_ld, base);
+    e = cudaGetLastError();
+  }
+  const cudaError_t fr = cudaFreeAsync(scratch, stream);
+  return e != cudaSuccess ? e : fr;
+}
 
 cudaError_t qlinear_gemm_int8_mma(const QLinearArgs& a, float inv, cudaStream_t stream) {
   if (!(a.w_dtype == DType::I8 || a.x_scale > 0.0f)) return cudaErrorNotSupported;  // W4A16: float inputs
@@ -275,7 +375,8 @@ cudaError_t qlinear_gemm_simt(const QLinearArgs& a, float inv, cudaStream_t stre
 }
 
 cudaError_t qlinear_gemm(const QLinearArgs& a, float inv, cudaStream_t stream) {
-  const cudaError_t e = qlinear_gemm_int8_mma(a, inv, stream);
+  const bool int8_in = a.w_dtype == DType::I8 || a.x_scale > 0.0f;
+  const cudaError_t e = int8_in ? qlinear_gemm_int8_mma(a, inv, stream) : qlinear_gemm_w4a16_mma(a, stream);
   return e == cudaErrorNotSupported ? qlinear_gemm_simt(a, inv, stream) : e;
 }
 

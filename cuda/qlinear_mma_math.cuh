@@ -1,7 +1,7 @@
-// The int8 tensor-core GEMM of the Quamba formats (cuda/qlinear_gemm.cu,
-// qlinear_gemm_int8_mma): W8A8 and W4A8 for M > 16, on sm_80 and newer.
-// Its int8 specifics; the tile addressing it shares with the bf16 GEMM is
-// cuda/mma_tile_math.cuh.
+// The tensor-core GEMMs of the Quamba formats for M > 16 on sm_80 and newer
+// (cuda/qlinear_gemm.cu): W8A8 and W4A8 on the int8 tensor cores
+// (qlinear_gemm_int8_mma), W4A16 on the f16 ones (qlinear_gemm_w4a16_mma).
+// Their specifics; the tile addressing is cuda/mma_tile_math.cuh.
 //
 // The inputs are staged as int8 rows [M, a_ld] (a_ld = K rounded up to 16,
 // zeros past K): q = clamp(rint(x · inv), -127, 127) of the float inputs as
@@ -44,6 +44,24 @@ NM_HD int8_t qmma_stage_w(const QLinearArgs& a, int64_t n, int64_t k) { return (
 // W4A8: whether k tile kt (of KT) ends a scale group.
 NM_HD bool qmma_group_ends(int64_t kt, int64_t KT) {
   return kt % kQMmaTilesPerGroup == kQMmaTilesPerGroup - 1 || kt == KT - 1;
+}
+
+// W4A16 (float inputs): the inputs split in two f16 terms
+// (cuda/f16split_math.cuh), the weights widened to f16 (nibble - 8: exact)
+// in a scratch [N, mma_ld(K, 2)]; k tiles of 32, so a group of 128 is four
+// tiles. After a group's tiles, each of an output's two partial sums (hi,
+// lo) runs f = fmaf(sum_g, s_w[n, g], f), and y = (f_hi + f_lo) / s_m + b:
+// the CPU's Σ_k (s_w · q) x up to float32 rounding.
+constexpr int kQMmaF16TilesPerGroup = (int)(kI4Group / (kMmaTileKBytes / 2));
+static_assert(kI4Group % (kMmaTileKBytes / 2) == 0, "a W4A16 group is whole k tiles");
+
+NM_HD bool qmma_w4a16_group_ends(int64_t kt, int64_t KT) {
+  return kt % kQMmaF16TilesPerGroup == kQMmaF16TilesPerGroup - 1 || kt == KT - 1;
+}
+
+// Element k of row n of the widened W4A16 weights as f16 bits (0 past K).
+NM_HD uint16_t qmma_stage_w_f16(const QLinearArgs& a, int64_t n, int64_t k) {
+  return float_to_half_bits((float)qweight_value(a, n, k));
 }
 
 }  // namespace nm::cuda

@@ -388,9 +388,9 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     if (rows.size() > before) rows.back().flops = flops;
   }
 
-  // Prefill GEMMs of the Quamba formats at 2048 tokens, the 1.4B in_proj:
-  // W8A8 and W4A8 on the tensor cores (int8 mma.sync; staging included) and
-  // on the CUDA cores (__dp4a), W4A16 on the CUDA cores. flops = 2 M N K.
+  // Prefill GEMMs of the Quamba formats at 2048 tokens, the 1.4B in_proj, on
+  // the tensor cores (W8A8 and W4A8 int8 mma.sync, W4A16 f16 on split inputs;
+  // staging included) and on the CUDA cores. flops = 2 M N K.
   for (int scheme = 0; scheme < 3; ++scheme) {
     const int64_t M = 2048, K = 2048, N = 8192;
     DevPool p;
@@ -407,12 +407,11 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     const double bytes = (double)rb * N + F * (M * K + M * N), flops = 2.0 * M * N * K;
     const float inv = scheme < 2 ? 100.0f : 0.0f;
     size_t before = rows.size();
-    if (scheme < 2) {
-      add(std::string("qlinear ") + name + " GEMM (mma)", shape, bytes,
-          [&] { return cuda::qlinear_gemm_int8_mma(a, inv, 0); });
-      if (rows.size() > before) rows.back().flops = flops;
-      before = rows.size();
-    }
+    add(std::string("qlinear ") + name + " GEMM (mma)", shape, bytes, [&] {
+      return scheme < 2 ? cuda::qlinear_gemm_int8_mma(a, inv, 0) : cuda::qlinear_gemm_w4a16_mma(a, 0);
+    });
+    if (rows.size() > before) rows.back().flops = flops;
+    before = rows.size();
     add(std::string("qlinear ") + name + " GEMM (simt)", shape, bytes, [&] { return cuda::qlinear_gemm_simt(a, inv, 0); });
     if (rows.size() > before) rows.back().flops = flops;
   }

@@ -13,6 +13,7 @@
 #include "linear_math.cuh"
 #include "linear_mma_math.cuh"
 #include "qlinear_mma_math.cuh"
+#include "f16split_math.cuh"
 #include "moe_math.cuh"
 #include "norm_math.cuh"
 #include "qlinear_math.cuh"
@@ -569,22 +570,9 @@ void gemm_bf16_mma(const LinearArgs& a) {
 // its hi and lo accumulators over s_m.
 void gemm_f16_mma(const LinearArgs& a) {
   const int64_t M2 = f16split_rows(a.M), a_ld = mma_ld(a.K, 2);
-  std::vector<uint16_t> xs((size_t)(M2 * a_ld), 0);
+  std::vector<uint16_t> xs((size_t)(M2 * a_ld));
   std::vector<float> scale((size_t)a.M);
-  for (int64_t m = 0; m < a.M; ++m) {
-    float amax = 0.0f;
-    for (int64_t k = 0; k < a.K; ++k) {
-      const float v = std::fabs(x_row(a, m)[k]);
-      if (v > amax && v - v == 0.0f) amax = v;
-    }
-    scale[(size_t)m] = f16split_scale(amax);
-  }
-  for (int64_t R = 0; R < M2; ++R) {
-    const int64_t m = f16split_x_row(R);
-    if (m >= a.M) continue;
-    for (int64_t k = 0; k < a.K; ++k)
-      xs[(size_t)(R * a_ld + k)] = f16split_term(x_row(a, m)[k] * scale[(size_t)m], f16split_is_lo(R));
-  }
+  f16split_stage_host(a, xs.data(), a_ld, scale.data());
   emulate_mma_gemm<float>(
       M2, a.N, a.K, xs.data(), a_ld, a.w, a.w_stride, 2, emulate_mma_16816<true>, no_step<float>, no_tile<float>,
       [&](int64_t m0, int64_t n0, MmaTileAcc<float>& acc) {
@@ -657,6 +645,20 @@ void gemv_plain(const LinearArgs& a) {
 
 }  // namespace
 
+cudaError_t linear_gemm_simt(const LinearArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  switch (a.w_dtype) {
+    case DType::F32: gemm_simt<DType::F32>(a); break;
+    case DType::F16: gemm_simt<DType::F16>(a); break;
+    case DType::BF16: gemm_simt<DType::BF16>(a); break;
+    case DType::Q8_0: gemm_simt<DType::Q8_0>(a); break;
+    case DType::Q4_0: gemm_simt<DType::Q4_0>(a); break;
+    default: return cudaErrorNotSupported;
+  }
+  return cudaSuccess;
+}
+
 cudaError_t linear(const LinearArgs& a) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
@@ -682,15 +684,7 @@ cudaError_t linear(const LinearArgs& a) {
       gemm_q8_mma<DType::Q4_0>(a);
       return cudaSuccess;
     }
-    switch (a.w_dtype) {
-      case DType::F32: gemm_simt<DType::F32>(a); break;
-      case DType::F16: gemm_simt<DType::F16>(a); break;
-      case DType::BF16: gemm_simt<DType::BF16>(a); break;
-      case DType::Q8_0: gemm_simt<DType::Q8_0>(a); break;
-      case DType::Q4_0: gemm_simt<DType::Q4_0>(a); break;
-      default: return cudaErrorNotSupported;
-    }
-    return cudaSuccess;
+    return linear_gemm_simt(a);
   }
   switch (a.w_dtype) {
     case DType::F32: gemv_plain<DType::F32>(a); break;
@@ -794,7 +788,58 @@ void qgemm_int8_mma(const QLinearArgs& a, float inv) {
       });
 }
 
+// W4A16 on the f16 tensor cores (cuda/qlinear_gemm.cu qgemm_w4a16_mma_kernel):
+// the split inputs, the widened weights, the group chain on both partial
+// sums after each group's four k tiles, y = (f_hi + f_lo) / s_m.
+void qgemm_w4a16_mma(const QLinearArgs& a) {
+  const int64_t M2 = f16split_rows(a.M), a_ld = mma_ld(a.K, 2), w_ld = mma_ld(a.K, 2);
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group;
+  std::vector<uint16_t> xs((size_t)(M2 * a_ld)), w16((size_t)(a.N * w_ld));
+  std::vector<float> scale((size_t)a.M);
+  f16split_stage_host(a, xs.data(), a_ld, scale.data());
+  for (int64_t n = 0; n < a.N; ++n)
+    for (int64_t k = 0; k < w_ld; ++k) w16[(size_t)(n * w_ld + k)] = qmma_stage_w_f16(a, n, k);
+  static MmaTileAcc<float> f;
+  emulate_mma_gemm<float>(
+      M2, a.N, a.K, xs.data(), a_ld, w16.data(), w_ld, 2, emulate_mma_16816<true>, no_step<float>,
+      [&](int64_t kt, int64_t KT, int64_t, int64_t n0, MmaTileAcc<float>& acc) {
+        if (!qmma_w4a16_group_ends(kt, KT)) return;
+        const int64_t g = kt / kQMmaF16TilesPerGroup;
+        for (int w = 0; w < kMmaThreads / 32; ++w)
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j)
+              for (int l = 0; l < 32; ++l)
+                for (int q = 0; q < 4; ++q) {
+                  const int64_t n = mma_out_col(n0, w, j, l, q);
+                  const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
+                  f[w][i][j][l][q] = fmaf(acc[w][i][j][l][q], sc, f[w][i][j][l][q]);
+                  acc[w][i][j][l][q] = 0.0f;
+                }
+      },
+      [&](int64_t m0, int64_t n0, MmaTileAcc<float>&) {
+        for (int w = 0; w < kMmaThreads / 32; ++w)
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j)
+              for (int l = 0; l < 32; ++l)
+                for (int q = 0; q < 2; ++q) {
+                  const int64_t m = f16split_x_row(mma_out_row(m0, w, i, l, q)), n = mma_out_col(n0, w, j, l, q);
+                  if (m < a.M && n < a.N)
+                    w4a16_store(a, m, n, (f[w][i][j][l][q] + f[w][i][j][l][q + 2]) * (1.0f / scale[(size_t)m]));
+                }
+        std::memset(f, 0, sizeof f);  // the next block tile's chains start at 0
+      });
+}
+
 }  // namespace
+
+cudaError_t qlinear_gemm_simt(const QLinearArgs& args) {
+  const Check c = check_args(args);
+  if (c != Check::kValid) return status(c);
+  QLinearArgs a = args;
+  if (!(a.x_scale > 0.0f)) a.xq = nullptr;
+  qgemm(a, a.x_scale > 0.0f ? 1.0f / a.x_scale : 0.0f);
+  return cudaSuccess;
+}
 
 cudaError_t qlinear(const QLinearArgs& args) {
   const Check c = check_args(args);
@@ -803,10 +848,10 @@ cudaError_t qlinear(const QLinearArgs& args) {
   if (!(a.x_scale > 0.0f)) a.xq = nullptr;
   const float inv = a.x_scale > 0.0f ? 1.0f / a.x_scale : 0.0f;
   if (a.M > kGemvMaxRows) {
-    // W8A8 / W4A8: the int8 tensor-core GEMM, lane by lane (as on sm_80+);
-    // W4A16: the SIMT GEMM's arithmetic.
+    // The tensor-core GEMMs, lane by lane (as on sm_80+): W8A8 / W4A8 on
+    // int8, W4A16 on f16.
     if (a.w_dtype == DType::I8 || a.x_scale > 0.0f) qgemm_int8_mma(a, inv);
-    else qgemm(a, inv);
+    else qgemm_w4a16_mma(a);
     return cudaSuccess;
   }
   // W4A8 float inputs small enough to stage are quantized first, as the

@@ -33,6 +33,11 @@ cudaError_t hadamard_transform(const HadamardArgs& a);
 cudaError_t hadamard_quantize(const HadamardQuantArgs& a);
 cudaError_t linear(const LinearArgs& a);
 cudaError_t qlinear(const QLinearArgs& a);
+// The CUDA-core GEMMs (M > 16) of every format, which devices before sm_80
+// run where newer ones take the tensor cores (cuda/linear_gemm.h
+// linear_gemm_simt, cuda/qlinear_gemm.h qlinear_gemm_simt).
+cudaError_t linear_gemm_simt(const LinearArgs& a);
+cudaError_t qlinear_gemm_simt(const QLinearArgs& a);
 cudaError_t moe_route(const MoeRouteArgs& a);
 cudaError_t moe(const MoeArgs& a);
 

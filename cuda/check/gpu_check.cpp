@@ -38,6 +38,8 @@
 #include "model_check.h"
 #include "recorder_check.h"
 #include "kernels.h"
+#include "linear_gemm.h"
+#include "qlinear_gemm.h"
 #include "runtime.h"
 
 namespace nm::check {
@@ -130,8 +132,25 @@ cudaError_t launch(const HadamardQuantArgs& a) {
 cudaError_t launch(const SelectiveStateUpdateArgs& a) {
   return g_gpu ? cuda::selective_state_update_cuda(a, 0) : cuda::emulate::selective_state_update(a);
 }
-cudaError_t launch(const LinearArgs& a) { return g_gpu ? cuda::linear_cuda(a, 0) : cuda::emulate::linear(a); }
-cudaError_t launch(const QLinearArgs& a) { return g_gpu ? cuda::qlinear_cuda(a, 0) : cuda::emulate::qlinear(a); }
+// With g_force_simt, products of more than 16 rows take the CUDA-core GEMMs
+// (what devices before sm_80 run) instead of the tensor cores.
+bool g_force_simt = false;
+cudaError_t launch(const LinearArgs& a) {
+  if (g_force_simt && a.M > kLinearGemvRows) {
+    if (!g_gpu) return cuda::emulate::linear_gemm_simt(a);
+    return cuda::linear_gemm_simt(a, 0);
+  }
+  return g_gpu ? cuda::linear_cuda(a, 0) : cuda::emulate::linear(a);
+}
+cudaError_t launch(const QLinearArgs& a) {
+  if (g_force_simt && a.M > kLinearGemvRows) {
+    if (!g_gpu) return cuda::emulate::qlinear_gemm_simt(a);
+    QLinearArgs b = a;
+    if (!(b.x_scale > 0.0f)) b.xq = nullptr;
+    return cuda::qlinear_gemm_simt(b, b.x_scale > 0.0f ? 1.0f / b.x_scale : 0.0f, 0);
+  }
+  return g_gpu ? cuda::qlinear_cuda(a, 0) : cuda::emulate::qlinear(a);
+}
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
@@ -1111,7 +1130,7 @@ void case_qlinear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, bool int8_i
          fmt("M=%ld K=%ld N=%ld %s x=%s bias=%s%s%s%s", (long)M, (long)K, (long)N, scheme,
              int8_in ? (pre ? "int8" : "f32->int8") : "f32", bias ? dtype_name(bt) : "-", pad ? " strided" : "",
              nan_row ? " nan-row" : "", xr.empty() ? "" : " gathered"),
-         e, {{"y", &cy, &y, int8_in ? 0.0 : kTolF32}});
+         e, {{"y", &cy, &y, int8_in ? 0.0 : M > kLinearGemvRows ? kTolGemm : kTolF32}});
 }
 
 void linear_cases(Rng& r) {
@@ -1216,6 +1235,24 @@ void linear_cases(Rng& r) {
   case_qlinear(r, 129, 2048, 260, DType::I4, true, false, false, DType::F16, 3, false);
   case_qlinear(r, 130, 200, 129, DType::I4, true, false, true, DType::F32, 0, true, true);
   case_qlinear(r, 200, 300, 70, DType::I8, true, false, false, DType::F32, 0, true, true);
+  // W4A16 on the f16 tensor cores: several block tiles, partial groups, a
+  // partial group of 8 rows, strides, gathered rows.
+  case_qlinear(r, 300, 1000, 385, DType::I4, false, false, true, DType::F16, 0, false);
+  case_qlinear(r, 129, 2048, 260, DType::I4, false, false, false, DType::F32, 3, false);
+  case_qlinear(r, 140, 37, 70, DType::I4, false, false, true, DType::F32, 0, false, true);
+  // The CUDA-core GEMMs that devices before sm_80 run for the formats above
+  // (forced here): Q8_0 / Q4_0 with Q8Block inputs, f16, each Quamba scheme.
+  g_force_simt = true;
+  std::printf("(the next %d cases force the CUDA-core GEMMs)\n", 8);
+  case_linear(r, 130, 256, 129, DType::Q8_0, ActRounding::Q8Block, true, DType::F32, 0);
+  case_linear(r, 70, 96, 65, DType::Q4_0, ActRounding::Q8Block, false, DType::F16, 0, true);
+  case_linear(r, 129, 200, 33, DType::F16, ActRounding::None, true, DType::F32, 0);
+  case_qlinear(r, 130, 300, 129, DType::I8, true, false, true, DType::F32, 0, true);
+  case_qlinear(r, 70, 1000, 65, DType::I8, true, true, false, DType::F32, 16, false);
+  case_qlinear(r, 65, 200, 70, DType::I4, true, false, true, DType::F16, 0, true, true);
+  case_qlinear(r, 129, 300, 40, DType::I4, false, false, false, DType::F32, 3, false);
+  case_qlinear(r, 33, 1000, 64, DType::I4, false, false, true, DType::BF16, 0, false, true);
+  g_force_simt = false;
   // Float inputs too many to stage in shared memory (M x K over 48 KiB):
   // quantized where they are read.
   case_qlinear(r, 16, 3100, 9, DType::I4, true, false, true, DType::F32, 0, true);
