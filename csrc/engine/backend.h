@@ -72,10 +72,11 @@ class Backend {
 
   // --- Decode steps (engine/step_recorder.h): a step of batch size `key`
   // starts (graphable: its launches depend only on the key, the memory
-  // `generation` (the sequence-state pool's address) and the staged index
+  // `generation` (Model::memory_generation: it changes whenever the
+  // sequence-state pool or the KV cache storage moves) and the staged index
   // arrays), ends before its logits are downloaded, or is abandoned by an
   // exception. A device backend may replay recorded steps as graphs.
-  virtual void step_begin(int64_t key, const void* generation, bool graphable) {
+  virtual void step_begin(int64_t key, uint64_t generation, bool graphable) {
     (void)key, (void)generation, (void)graphable;
   }
   virtual void step_end() {}

@@ -129,7 +129,7 @@ class CudaBackend final : public Backend, private RecorderDevice {
   }
   bool packs_weights() const override { return false; }
 
-  void step_begin(int64_t key, const void* generation, bool graphable) override {
+  void step_begin(int64_t key, uint64_t generation, bool graphable) override {
     enter();
     if (staged_bytes_ != 0) synchronize();  // the staging offsets start over
     rec_->begin(key, generation, graphable);

@@ -163,7 +163,7 @@ class DeviceEmulationBackend final : public Backend, private RecorderDevice {
   // Rows, as the CUDA kernels read them.
   bool packs_weights() const override { return false; }
 
-  void step_begin(int64_t key, const void* generation, bool graphable) override {
+  void step_begin(int64_t key, uint64_t generation, bool graphable) override {
     staged_ = 0;  // nothing is held back between steps: the offsets start over
     rec_.begin(key, generation, graphable);
   }

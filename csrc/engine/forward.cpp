@@ -69,7 +69,7 @@ void run_layers(Model& m, int32_t slot, int64_t pos0, const int32_t* slots, cons
 // the logits are downloaded, abandoned if an exception leaves the step.
 class StepSpan {
  public:
-  StepSpan(Backend& b, int64_t key, const void* generation, bool graphable) : b_(b) {
+  StepSpan(Backend& b, int64_t key, uint64_t generation, bool graphable) : b_(b) {
     b_.step_begin(key, generation, graphable);
   }
   ~StepSpan() {
@@ -156,10 +156,11 @@ void decode_step(Model& m, const int32_t* slots, const int32_t* tokens, int64_t 
     pos[(size_t)b] = (int32_t)m.position(slots[b]);
     m.kv().reserve(slots[b], pos[(size_t)b] + 1);
   }
-  // Without attention a step's launches depend only on the batch size, where
-  // the sequence states are, and the staged tokens and slots (attention's
-  // depend on the positions).
-  StepSpan step(m.backend(), batch, m.pool_base(), !c.has_attention());
+  // A step's launches depend only on the batch size, where the sequence
+  // states and the KV cache are, and the staged index arrays (tokens, slots;
+  // attention's positions, lengths and block tables, whose width changes
+  // only at powers of two: AttentionMixer::step).
+  StepSpan step(m.backend(), batch, m.memory_generation(), true);
   Buf h((size_t)(batch * d)), residual((size_t)(batch * d)), hn((size_t)(batch * d));
   embed(m, tokens, batch, h.data());
   run_layers(m, -1, 0, slots, pos.data(), batch, h.data(), residual.data(), hn.data());

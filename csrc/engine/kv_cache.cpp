@@ -51,6 +51,7 @@ void KvCache::grow() {
   for (LayerStore& l : layers_) resize(l, grown);
   for (int64_t p = grown - 1; p >= num_pages_; --p) free_.push_back((int32_t)p);
   num_pages_ = grown;
+  ++generation_;
 }
 
 void KvCache::reserve(int32_t slot, int64_t tokens) {

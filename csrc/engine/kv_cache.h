@@ -39,6 +39,8 @@ class KvCache {
 
   // The kernels' view of layer `layer` (pointers valid until the next reserve()).
   PagedKvCache view(int32_t layer);
+  // Times the storage moved (grew): views taken before a change are stale.
+  uint32_t generation() const { return generation_; }
 
   // Bytes of one token's K (or V) row in layer `layer`.
   int64_t row_bytes(int32_t layer) const;
@@ -58,6 +60,7 @@ class KvCache {
   // The layer's K / V storage resized to `pages` pages, keeping the first num_pages_.
   void resize(LayerStore& l, int64_t pages);
   void grow();
+  uint32_t generation_ = 0;
 
   Backend& backend_;
   DType dtype_;

@@ -146,6 +146,7 @@ int32_t Model::alloc_slot() {
     backend_->release(pool_);
   }
   pool_ = grown_pool;
+  ++pool_moves_;
   slot_used_.resize(grown, 0);
   positions_.resize(grown, 0);
   slot_used_[old] = 1;

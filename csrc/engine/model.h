@@ -180,6 +180,9 @@ class Model {
   void reset_slot(int32_t slot);
   float* slot_state(int32_t slot) { return pool_ + (int64_t)slot * state_floats_; }
   float* pool_base() { return pool_; }
+  // Changes whenever the state pool or the KV cache storage moves (decode
+  // graphs address both: Backend::step_begin).
+  uint64_t memory_generation() const { return (pool_moves_ << 32) ^ (uint64_t)kv_->generation(); }
   // Tokens the sequence has consumed.
   int64_t position(int32_t slot) const { return positions_[(size_t)slot]; }
   void set_position(int32_t slot, int64_t pos) { positions_[(size_t)slot] = pos; }
@@ -222,6 +225,7 @@ class Model {
 
   int64_t state_floats_ = 0;
   float* pool_ = nullptr;  // [slots, state_floats_] in the backend's memory
+  uint64_t pool_moves_ = 0;  // times pool_ was reallocated
   std::vector<uint8_t> slot_used_;
   std::vector<int64_t> positions_;
   std::unique_ptr<KvCache> kv_;

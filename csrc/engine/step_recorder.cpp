@@ -37,7 +37,7 @@ size_t StepRecorder::arena_need(const std::vector<uint64_t>& trace) const {
   return n;
 }
 
-void StepRecorder::begin(int64_t key, const void* generation, bool graphable) {
+void StepRecorder::begin(int64_t key, uint64_t generation, bool graphable) {
   for (auto& s : spill_) device_.arena_free(s.first);
   spill_.clear();
   trace_.clear();
@@ -45,6 +45,7 @@ void StepRecorder::begin(int64_t key, const void* generation, bool graphable) {
   pos_ = 0;
   arena_off_ = 0;
   capture_broken_ = false;
+  departed_ = false;
   key_ = nullptr;
   mode_ = Mode::Eager;
   if (!enabled_ || !graphable) return;
@@ -80,8 +81,12 @@ void StepRecorder::note(uint64_t t) {
       trace_.push_back(t);
       break;
     case Mode::Replay:
-      if (pos_ < key_->trace.size() && key_->trace[pos_] == t) ++pos_;
-      else fall_back();
+      if (pos_ < key_->trace.size() && key_->trace[pos_] == t) {
+        ++pos_;
+      } else {
+        departed_ = true;
+        fall_back();
+      }
       break;
     default:
       break;
@@ -203,13 +208,25 @@ void StepRecorder::end() {
         ++replays_;
         device_.launch_graph(key_->graph);
       } else {
+        departed_ = true;
         fall_back();
       }
       break;
     default:
       break;
   }
+  if (departed_ && key_) forget(*key_);
   mode_ = Mode::Off;
+}
+
+void StepRecorder::forget(Key& k) {
+  // The step's launches changed (an attention block table widened, say): the
+  // recording no longer describes the key's steps. Its arena served this
+  // step's allocations, so it is freed with the spill at the next step; the
+  // key is traced and captured anew.
+  if (k.graph) device_.destroy_graph(k.graph);
+  if (k.arena) spill_.emplace_back(k.arena, k.arena_bytes);
+  k = Key{};
 }
 
 void StepRecorder::abort() noexcept {

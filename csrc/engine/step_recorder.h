@@ -16,7 +16,10 @@
 // the trace and holds the launch back; at the step's end the graph runs
 // instead. Whenever a step departs from the trace (or a capture fails) the
 // held-back launches run one by one, in order, and the rest of the step runs
-// eagerly: a graph never runs a step it was not recorded from.
+// eagerly: a graph never runs a step it was not recorded from. A replayed
+// step that departs drops its key's recording (the key's launches changed:
+// an attention block table widened, say); the key is traced and captured
+// again.
 //
 // What the backend provides (RecorderDevice): whether launches during a
 // capture are recorded by the device (CUDA: launching on a capturing stream
@@ -65,9 +68,10 @@ class StepRecorder {
 
   // A decode step of `key` starts (graphable: its launches depend only on the
   // key, the memory `generation` and the staged contents); ends before its
-  // results are downloaded. A new generation (the sequence states moved to
-  // other memory) drops every graph: they address the old memory.
-  void begin(int64_t key, const void* generation, bool graphable);
+  // results are downloaded. A new generation (the sequence states or the KV
+  // cache moved to other memory) drops every graph: they address the old
+  // memory.
+  void begin(int64_t key, uint64_t generation, bool graphable);
   void end();
   // The step ended by an exception: a capture is dropped, nothing held back
   // runs.
@@ -108,6 +112,7 @@ class StepRecorder {
   void dispatch(uint64_t trace, std::function<void()> launch);
   void clear() noexcept;
   void fall_back();
+  void forget(Key& k);
   size_t arena_need(const std::vector<uint64_t>& trace) const;
 
   RecorderDevice& device_;
@@ -115,11 +120,12 @@ class StepRecorder {
   Mode mode_ = Mode::Off;
   Key* key_ = nullptr;
   std::map<int64_t, Key> keys_;
-  const void* generation_ = nullptr;
+  uint64_t generation_ = ~0ull;
   std::vector<uint64_t> trace_;
   size_t pos_ = 0;                 // replay: next trace entry to match
   size_t arena_off_ = 0;
   bool capture_broken_ = false;
+  bool departed_ = false;          // a replayed step left its key's trace
   std::vector<std::function<void()>> held_;
   std::vector<std::pair<uint8_t*, size_t>> spill_;  // memory past an arena, freed at the next step
   std::atomic<int64_t> captures_{0}, replays_{0}, fallbacks_{0};

@@ -41,12 +41,11 @@ class LogDevice final : public engine::RecorderDevice {
 struct Ctx {
   LogDevice dev;
   StepRecorder rec{dev, true};
-  int memory[2] = {0, 0};  // where the "states" are: &memory[generation]
-  int generation = 0;
+  uint64_t generation = 0;  // Model::memory_generation: where the states are
   // A step of key 1: ops named by `ids` (launch "<step>:<id>"), an alloc
   // after the first op; returns the alloc's pointer.
   void* step(int n, const std::vector<uint32_t>& ids, bool graphable = true, size_t alloc = 64) {
-    rec.begin(1, &memory[generation], graphable);
+    rec.begin(1, generation, graphable);
     void* p = nullptr;
     for (size_t i = 0; i < ids.size(); ++i) {
       const std::string name = std::to_string(n) + ":" + std::to_string(ids[i]);
@@ -92,21 +91,43 @@ RecorderCheckTotals run_recorder_checks() {
     c.step(5, {1, 9, 3});
     expect(c.tail(at) == "5:1 5:9 5:3", "a step that departs runs its held launches, then the rest, in order", c.tail(at));
     at = c.dev.log.size();
-    c.step(6, {1, 2});
-    expect(c.tail(at) == "6:1 6:2", "a step shorter than the recording runs eagerly at its end", c.tail(at));
-    at = c.dev.log.size();
-    c.step(7, {1, 2, 3, 4});
-    expect(c.tail(at) == "7:1 7:2 7:3 7:4", "a longer one departs at its extra launch", c.tail(at));
+    c.step(6, {1, 2, 3});
+    expect(c.tail(at) == "6:1 6:2 6:3", "the departure dropped the recording: the next step is traced, eagerly",
+           c.tail(at));
     const engine::RecorderStats s = c.rec.stats();
-    expect(s.captures == 1 && s.replays == 1 && s.fallbacks == 3, "counts: 1 capture, 1 replay, 3 fallbacks",
+    expect(s.captures == 1 && s.replays == 1 && s.fallbacks == 1, "counts: 1 capture, 1 replay, 1 fallback",
            std::to_string(s.captures) + " " + std::to_string(s.replays) + " " + std::to_string(s.fallbacks));
+  }
+  {
+    Ctx c;
+    for (int n = 1; n <= 4; ++n) c.step(n, {1, 2, 3});  // trace, trace, capture, replay
+    size_t at = c.dev.log.size();
+    c.step(5, {1, 2});
+    expect(c.tail(at) == "5:1 5:2", "a step shorter than the recording runs eagerly at its end", c.tail(at));
+    for (int n = 1; n <= 4; ++n) c.step(5 + n, {1, 2, 3});
     at = c.dev.log.size();
-    c.rec.begin(1, &c.memory[c.generation], true);
-    c.rec.op(1, [&c] { c.dev.log.push_back("8:1"); });
+    c.step(10, {1, 2, 3, 4});
+    expect(c.tail(at) == "10:1 10:2 10:3 10:4", "a longer one departs at its extra launch", c.tail(at));
+    c.step(11, {1, 2, 3, 4});
+    c.step(12, {1, 2, 3, 4});
+    at = c.dev.log.size();
+    c.step(13, {1, 2, 3, 4});
+    c.step(14, {1, 2, 3, 4});
+    expect(c.tail(at) == "begin_capture end_capture graph 13:1 13:2 13:3 13:4 graph 13:1 13:2 13:3 13:4",
+           "the key's new launches are captured after two steps in a row, then replayed", c.tail(at));
+    at = c.dev.log.size();
+    c.rec.begin(1, c.generation, true);
+    c.rec.op(1, [&c] { c.dev.log.push_back("15:1"); });
     c.rec.flush();  // a download inside the step
-    c.rec.op(2, [&c] { c.dev.log.push_back("8:2"); });
+    c.rec.op(2, [&c] { c.dev.log.push_back("15:2"); });
     c.rec.end();
-    expect(c.tail(at) == "8:1 8:2", "a flush inside a replay runs what was held back and goes on eagerly", c.tail(at));
+    expect(c.tail(at) == "15:1 15:2", "a flush inside a replay runs what was held back and goes on eagerly", c.tail(at));
+    at = c.dev.log.size();
+    c.step(16, {1, 2, 3, 4});
+    expect(c.tail(at) == "graph 13:1 13:2 13:3 13:4", "a flush is not a departure: the next step replays", c.tail(at));
+    const engine::RecorderStats s = c.rec.stats();
+    expect(s.captures == 3 && s.fallbacks == 3, "counts: 3 captures, 3 fallbacks (two departures, one flush)",
+           std::to_string(s.captures) + " " + std::to_string(s.fallbacks));
   }
   {
     Ctx c;
@@ -125,7 +146,7 @@ RecorderCheckTotals run_recorder_checks() {
     Ctx c;
     c.step(1, {1});
     c.step(2, {1});
-    c.rec.begin(1, &c.memory[c.generation], true);
+    c.rec.begin(1, c.generation, true);
     c.rec.op(1, [&c] { c.dev.log.push_back("3:1"); });
     c.rec.abort();  // an exception left the step
     size_t at = c.dev.log.size();

@@ -51,9 +51,12 @@ class AttentionMixer final : public Mixer {
   }
 
   void step(Model& m, const int32_t* slots, const int32_t* pos, const float* hn, int64_t B, float* out) override {
-    // One row of the block table per sequence, padded with a valid page id.
+    // One row of the block table per sequence, padded with a valid page id
+    // to a power of two: the staged table's size (part of a decode graph's
+    // recording) changes at doublings only, not at every new page.
     int64_t maxp = 1;
-    for (int64_t b = 0; b < B; ++b) maxp = std::max<int64_t>(maxp, (int64_t)m.kv().pages(slots[b]).size());
+    for (int64_t b = 0; b < B; ++b)
+      while (maxp < (int64_t)m.kv().pages(slots[b]).size()) maxp *= 2;
     std::vector<int32_t> table((size_t)(B * maxp), 0), cu((size_t)B + 1), kv_len((size_t)B);
     for (int64_t b = 0; b < B; ++b) {
       const std::vector<int32_t>& p = m.kv().pages(slots[b]);
