@@ -23,6 +23,30 @@ inline unsigned grid_for(int64_t n, int threads) {
   return (unsigned)(b < 1 ? 1 : (b > cap ? cap : b));
 }
 
+// gridDim.y is at most 65535: calls launch(grid, base) for the row blocks
+// [base, base + 65535) of `rows`, `cols` column blocks each, until an error.
+constexpr int64_t kMaxGridRows = 65535;
+template <class Launch>
+cudaError_t for_grid_rows(int64_t cols, int64_t rows, Launch launch) {
+  if (cols > 0x7fffffff) return cudaErrorInvalidValue;
+  for (int64_t base = 0; base < rows; base += kMaxGridRows) {
+    const dim3 grid((unsigned)cols, (unsigned)(rows - base < kMaxGridRows ? rows - base : kMaxGridRows));
+    const cudaError_t e = launch(grid, base);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
+// cudaSuccess when the current device has compute capability 8.0 or newer
+// (mma.sync for bf16 / f16 / int8, cp.async), cudaErrorNotSupported below.
+inline cudaError_t require_sm80() {
+  int dev = 0, major = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e != cudaSuccess) return e;
+  return major >= 8 ? cudaSuccess : cudaErrorNotSupported;
+}
+
 // The sum of the block's kNormThreads-style partials in the fixed tree order
 // (stride blockDim/2, /4, ..., 1); `sh` holds one partial per thread on entry.
 // blockDim.x must be a power of two. Returns the sum to every thread.

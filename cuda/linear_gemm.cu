@@ -363,58 +363,35 @@ cudaError_t linear_gemm_simt(const LinearArgs& a, cudaStream_t stream) {
 }
 
 cudaError_t linear_gemm_bf16_mma(const LinearArgs& a, cudaStream_t stream) {
-  int dev = 0, major = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  if (e != cudaSuccess) return e;
-  if (major < 8 || !mma_usable(a)) return cudaErrorNotSupported;
-  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (a.M + kMmaTileM - 1) / kMmaTileM;
-  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
-  // The kernel's opt-in to more than 48 KiB of shared memory (per device; a host-side call).
-  e = cudaFuncSetAttribute(gemm_bf16_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  if (!mma_usable(a)) return cudaErrorNotSupported;
+  cudaError_t e = require_sm80();
   if (e != cudaSuccess) return e;
   const int64_t a_ld = mma_a_ld(a.K);
-  void* xb = nullptr;
-  e = cudaMallocAsync(&xb, (size_t)(a.M * a_ld) * 2, stream);
+  uint16_t* xb = nullptr;
+  e = cudaMallocAsync(reinterpret_cast<void**>(&xb), (size_t)(a.M * a_ld) * 2, stream);
   if (e != cudaSuccess) return e;
-  round_bf16_rows_kernel<<<grid_for(a.M * a_ld, 256), 256, 0, stream>>>(a, static_cast<uint16_t*>(xb), a_ld);
+  round_bf16_rows_kernel<<<grid_for(a.M * a_ld, 256), 256, 0, stream>>>(a, xb, a_ld);
   e = cudaGetLastError();
-  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
-    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
-    gemm_bf16_mma_kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(
-        a, static_cast<const uint16_t*>(xb), a_ld, base);
-    e = cudaGetLastError();
-  }
+  if (e == cudaSuccess) e = launch_mma_tiles(gemm_bf16_mma_kernel, a.M, a.N, stream, a, (const uint16_t*)xb, a_ld);
   const cudaError_t f = cudaFreeAsync(xb, stream);
   return e != cudaSuccess ? e : f;
 }
 
 cudaError_t linear_gemm_f16_mma(const LinearArgs& a, cudaStream_t stream) {
   if (a.w_dtype != DType::F16 || a.x_rounding != ActRounding::None || !mma_usable(a)) return cudaErrorNotSupported;
-  int dev = 0, major = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  cudaError_t e = require_sm80();
   if (e != cudaSuccess) return e;
-  if (major < 8) return cudaErrorNotSupported;
-  const int64_t M2 = f16split_rows(a.M);
-  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (M2 + kMmaTileM - 1) / kMmaTileM;
-  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
-  e = cudaFuncSetAttribute(gemm_f16_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
-  if (e != cudaSuccess) return e;
-  const int64_t a_ld = mma_ld(a.K, 2);
+  const int64_t M2 = f16split_rows(a.M), a_ld = mma_ld(a.K, 2);
   const size_t xb = (size_t)(M2 * a_ld) * 2;
   char* scratch = nullptr;
   e = cudaMallocAsync(reinterpret_cast<void**>(&scratch), xb + (size_t)a.M * 4, stream);
   if (e != cudaSuccess) return e;
-  uint16_t* xs = reinterpret_cast<uint16_t*>(scratch);
+  const uint16_t* xs = reinterpret_cast<uint16_t*>(scratch);
   float* inv_s = reinterpret_cast<float*>(scratch + xb);
-  stage_f16split_rows(a, xs, a_ld, inv_s, stream);
+  stage_f16split_rows(a, const_cast<uint16_t*>(xs), a_ld, inv_s, stream);
   e = cudaGetLastError();
-  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
-    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
-    gemm_f16_mma_kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(a, xs, a_ld, inv_s, M2, base);
-    e = cudaGetLastError();
-  }
+  if (e == cudaSuccess)
+    e = launch_mma_tiles(gemm_f16_mma_kernel, M2, a.N, stream, a, xs, a_ld, (const float*)inv_s, M2);
   const cudaError_t f = cudaFreeAsync(scratch, stream);
   return e != cudaSuccess ? e : f;
 }
@@ -423,14 +400,7 @@ cudaError_t linear_gemm_q8_mma(const LinearArgs& a, cudaStream_t stream) {
   if (!((a.w_dtype == DType::Q8_0 || a.w_dtype == DType::Q4_0) && a.x_rounding == ActRounding::Q8Block) ||
       a.K % kQ8Block != 0)
     return cudaErrorNotSupported;
-  int dev = 0, major = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  if (e != cudaSuccess) return e;
-  if (major < 8) return cudaErrorNotSupported;
-  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (a.M + kMmaTileM - 1) / kMmaTileM;
-  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
-  e = cudaFuncSetAttribute(gemm_q8_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  cudaError_t e = require_sm80();
   if (e != cudaSuccess) return e;
   // One scratch: xq [M, K], w8 [N, K], d_x [M, K / 32], d_w [N, K / 32]
   // (K % 32 == 0: every part stays 16-byte aligned).
@@ -450,11 +420,9 @@ cudaError_t linear_gemm_q8_mma(const LinearArgs& a, cudaStream_t stream) {
   else
     stage_ggml_weights_kernel<DType::Q4_0><<<grid_for(a.N * KB, 256), 256, 0, stream>>>(a, w8, dw);
   e = cudaGetLastError();
-  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
-    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
-    gemm_q8_mma_kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(a, xq, dx, w8, dw, base);
-    e = cudaGetLastError();
-  }
+  if (e == cudaSuccess)
+    e = launch_mma_tiles(gemm_q8_mma_kernel, a.M, a.N, stream, a, (const int8_t*)xq, (const float*)dx,
+                         (const int8_t*)w8, (const float*)dw);
   const cudaError_t f = cudaFreeAsync(scratch, stream);
   return e != cudaSuccess ? e : f;
 }

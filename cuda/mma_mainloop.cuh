@@ -12,6 +12,7 @@
 // k tile (ep.after_tile(kt, KT, acc)), where a block-scaled or group-scaled
 // format folds them into its float sums and restarts them.
 #pragma once
+#include "launch_util.cuh"
 #include "mma_ptx.cuh"
 #include "mma_tile_math.cuh"
 
@@ -85,5 +86,18 @@ __device__ __forceinline__ void mma_mainloop(const void* A, int64_t a_ld, const 
   cp_async_wait<0>();
 }
 #endif
+
+// The launches of a GEMM kernel on these tiles over the block tiles of an
+// M x N product: kernel(args..., block_base) with 128 x 128 tiles, 256
+// threads and the pipeline's dynamic shared memory (opted in first).
+template <class... P, class... A>
+cudaError_t launch_mma_tiles(void (*kernel)(P...), int64_t M, int64_t N, cudaStream_t stream, A... args) {
+  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  if (e != cudaSuccess) return e;
+  return for_grid_rows((N + kMmaTileN - 1) / kMmaTileN, (M + kMmaTileM - 1) / kMmaTileM, [&](dim3 grid, int64_t base) {
+    kernel<<<grid, kMmaThreads, kMmaSmemBytes, stream>>>(args..., base);
+    return cudaGetLastError();
+  });
+}
 
 }  // namespace nm::cuda

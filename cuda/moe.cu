@@ -202,14 +202,11 @@ __global__ void __launch_bounds__(kMoeCombineThreads) moe_combine_kernel(const M
   }
 }
 
-// Launches kernel<WT> for every row block (grid.y at most 65535 per launch).
+// Launches kernel<WT> for every row block (for_grid_rows: grid.y at most
+// 65535 per launch).
 template <template <DType> class Launch>
 cudaError_t for_format(DType t, const MoeArgs& a, const MoeLayout& L, int64_t n_cols, cudaStream_t stream) {
-  const int64_t gx = (n_cols + kMoeTileN - 1) / kMoeTileN;
-  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
-  for (int64_t base = 0; base < L.blocks; base += 65535) {
-    const unsigned gy = (unsigned)(L.blocks - base < 65535 ? L.blocks - base : 65535);
-    const dim3 grid((unsigned)gx, gy);
+  return for_grid_rows((n_cols + kMoeTileN - 1) / kMoeTileN, L.blocks, [&](dim3 grid, int64_t base) {
     switch (t) {
       case DType::F32: Launch<DType::F32>::run(grid, a, L, base, stream); break;
       case DType::F16: Launch<DType::F16>::run(grid, a, L, base, stream); break;
@@ -218,10 +215,8 @@ cudaError_t for_format(DType t, const MoeArgs& a, const MoeLayout& L, int64_t n_
       case DType::Q4_0: Launch<DType::Q4_0>::run(grid, a, L, base, stream); break;
       default: return cudaErrorNotSupported;
     }
-    const cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return e;
-  }
-  return cudaSuccess;
+    return cudaGetLastError();
+  });
 }
 
 template <DType WT>

@@ -161,6 +161,28 @@ __global__ void __launch_bounds__(256) stage_int8_weights_kernel(const QLinearAr
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// One step of each output's group chain, f = fmaf(float(sum), s_w[n, g], f)
+// (w4a8_step), from the warp's sums of group g, which restart at 0.
+template <class Acc>
+__device__ __forceinline__ void fold_group(const QLinearArgs& a, int64_t n0, int64_t G, int64_t g,
+                                           Acc (&acc)[4][4][4], float (&f)[4][4][4]) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int64_t n = mma_out_col(n0, warp, j, lane, c);
+      const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int q = 2 * h + c;
+          f[i][j][q] = fmaf((float)acc[i][j][q], sc, f[i][j][q]), acc[i][j][q] = 0;
+        }
+    }
+}
+
 // W4A8's group chain after each group's k tiles (W8A8: nothing to fold).
 template <bool I4>
 struct QMmaEpilogue {
@@ -169,23 +191,7 @@ struct QMmaEpilogue {
   float f[4][4][4];
   __device__ void after_step(int64_t, int32_t (&)[4][4][4]) {}
   __device__ void after_tile(int64_t kt, int64_t KT, int32_t (&acc)[4][4][4]) {
-    if (!I4 || !qmma_group_ends(kt, KT)) return;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t g = kt / kQMmaTilesPerGroup;
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int64_t n = mma_out_col(n0, warp, j, lane, c);
-        const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int q = 2 * h + c;
-            f[i][j][q] = w4a8_step(f[i][j][q], acc[i][j][q], sc), acc[i][j][q] = 0;
-          }
-      }
+    if (I4 && qmma_group_ends(kt, KT)) fold_group(a, n0, G, kt / kQMmaTilesPerGroup, acc, f);
   }
 };
 #endif
@@ -229,30 +235,14 @@ __global__ void __launch_bounds__(256) stage_w4a16_weights_kernel(const QLinearA
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-// W4A16's group chain on both partial sums of each output.
+// W4A16's group chain on both partial sums (hi, lo) of each output.
 struct W4A16MmaEpilogue {
   const QLinearArgs& a;
   int64_t n0, G;
   float f[4][4][4];
   __device__ void after_step(int64_t, float (&)[4][4][4]) {}
   __device__ void after_tile(int64_t kt, int64_t KT, float (&acc)[4][4][4]) {
-    if (!qmma_w4a16_group_ends(kt, KT)) return;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t g = kt / kQMmaF16TilesPerGroup;
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int64_t n = mma_out_col(n0, warp, j, lane, c);
-        const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int q = 2 * h + c;
-            f[i][j][q] = fmaf(acc[i][j][q], sc, f[i][j][q]), acc[i][j][q] = 0.0f;
-          }
-      }
+    if (qmma_w4a16_group_ends(kt, KT)) fold_group(a, n0, G, kt / kQMmaF16TilesPerGroup, acc, f);
   }
 };
 #endif
@@ -290,18 +280,10 @@ __global__ void __launch_bounds__(kMmaThreads) qgemm_w4a16_mma_kernel(const QLin
 
 cudaError_t qlinear_gemm_w4a16_mma(const QLinearArgs& a, cudaStream_t stream) {
   if (a.w_dtype != DType::I4 || a.x_scale > 0.0f) return cudaErrorNotSupported;  // W4A16 only
-  int dev = 0, major = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  if (e != cudaSuccess) return e;
-  if (major < 8) return cudaErrorNotSupported;
-  const int64_t M2 = f16split_rows(a.M);
-  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (M2 + kMmaTileM - 1) / kMmaTileM;
-  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
-  e = cudaFuncSetAttribute(qgemm_w4a16_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  cudaError_t e = require_sm80();
   if (e != cudaSuccess) return e;
   // One scratch: the staged inputs, 1 / s per row, the widened weights.
-  const int64_t a_ld = mma_ld(a.K, 2), w_ld = mma_ld(a.K, 2);
+  const int64_t M2 = f16split_rows(a.M), a_ld = mma_ld(a.K, 2), w_ld = mma_ld(a.K, 2);
   const size_t xb = (size_t)(M2 * a_ld) * 2, sb = ((size_t)a.M * 4 + 15) / 16 * 16, wb = (size_t)(a.N * w_ld) * 2;
   char* scratch = nullptr;
   e = cudaMallocAsync(reinterpret_cast<void**>(&scratch), xb + sb + wb, stream);
@@ -312,28 +294,16 @@ cudaError_t qlinear_gemm_w4a16_mma(const QLinearArgs& a, cudaStream_t stream) {
   stage_f16split_rows(a, xs, a_ld, inv_s, stream);
   stage_w4a16_weights_kernel<<<grid_for(a.N * w_ld, 256), 256, 0, stream>>>(a, w16, w_ld);
   e = cudaGetLastError();
-  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
-    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
-    qgemm_w4a16_mma_kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(a, xs, a_ld, inv_s, M2,
-                                                                                              w16, w_ld, base);
-    e = cudaGetLastError();
-  }
+  if (e == cudaSuccess)
+    e = launch_mma_tiles(qgemm_w4a16_mma_kernel, M2, a.N, stream, a, (const uint16_t*)xs, a_ld, (const float*)inv_s,
+                         M2, (const uint16_t*)w16, w_ld);
   const cudaError_t fr = cudaFreeAsync(scratch, stream);
   return e != cudaSuccess ? e : fr;
 }
 
 cudaError_t qlinear_gemm_int8_mma(const QLinearArgs& a, float inv, cudaStream_t stream) {
   if (!(a.w_dtype == DType::I8 || a.x_scale > 0.0f)) return cudaErrorNotSupported;  // W4A16: float inputs
-  int dev = 0, major = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  if (e != cudaSuccess) return e;
-  if (major < 8) return cudaErrorNotSupported;
-  const int64_t gx = (a.N + kMmaTileN - 1) / kMmaTileN, gy = (a.M + kMmaTileM - 1) / kMmaTileM;
-  if (gx > 0x7fffffff) return cudaErrorInvalidValue;
-  const bool i4 = a.w_dtype == DType::I4;
-  auto kernel = i4 ? qgemm_int8_mma_kernel<true> : qgemm_int8_mma_kernel<false>;
-  e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kMmaSmemBytes);
+  cudaError_t e = require_sm80();
   if (e != cudaSuccess) return e;
   // One scratch: the staged inputs, their NaN flags, then (unless W8A8 is
   // read in place) the staged weights.
@@ -346,8 +316,7 @@ cudaError_t qlinear_gemm_int8_mma(const QLinearArgs& a, float inv, cudaStream_t 
   int8_t* xq = reinterpret_cast<int8_t*>(scratch);
   int* nan_rows = reinterpret_cast<int*>(scratch + x_bytes);
   const int8_t* w8 = static_cast<const int8_t*>(a.w);
-  const unsigned row_blocks = (unsigned)(a.M < 65535 * 16 ? a.M : 65535 * 16);
-  stage_int8_rows_kernel<<<row_blocks, 256, 0, stream>>>(a, inv, xq, a_ld, nan_rows);
+  stage_int8_rows_kernel<<<(unsigned)(a.M < 65535 * 16 ? a.M : 65535 * 16), 256, 0, stream>>>(a, inv, xq, a_ld, nan_rows);
   e = cudaGetLastError();
   if (e == cudaSuccess && w_bytes) {
     int8_t* ws = reinterpret_cast<int8_t*>(scratch + x_bytes + flag_bytes);
@@ -355,10 +324,12 @@ cudaError_t qlinear_gemm_int8_mma(const QLinearArgs& a, float inv, cudaStream_t 
     e = cudaGetLastError();
     w8 = ws;
   }
-  for (int64_t base = 0; e == cudaSuccess && base < gy; base += 65535) {
-    const unsigned rows = (unsigned)(gy - base < 65535 ? gy - base : 65535);
-    kernel<<<dim3((unsigned)gx, rows), kMmaThreads, kMmaSmemBytes, stream>>>(a, xq, a_ld, w8, w_ld, nan_rows, base);
-    e = cudaGetLastError();
+  if (e == cudaSuccess) {
+    const int8_t* x8 = xq;
+    const int* nr = nan_rows;
+    e = a.w_dtype == DType::I4
+            ? launch_mma_tiles(qgemm_int8_mma_kernel<true>, a.M, a.N, stream, a, x8, a_ld, w8, w_ld, nr)
+            : launch_mma_tiles(qgemm_int8_mma_kernel<false>, a.M, a.N, stream, a, x8, a_ld, w8, w_ld, nr);
   }
   const cudaError_t fr = cudaFreeAsync(scratch, stream);
   return e != cudaSuccess ? e : fr;

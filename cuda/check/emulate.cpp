@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "attention_math.cuh"
@@ -418,71 +419,57 @@ void emulate_ldmatrix_x4(const uint16_t* smem, const int (&addr)[32], uint32_t (
     }
 }
 
-float bf16_half(uint32_t reg, int e) { return bits_to_float((e ? reg >> 16 : reg & 0xffffu) << 16); }
-float f16_half(uint32_t reg, int e) { return half_bits_to_float((uint16_t)(e ? reg >> 16 : reg & 0xffffu)); }
+float bf16_elem(uint32_t reg, int e) { return bits_to_float((e ? reg >> 16 : reg & 0xffffu) << 16); }
+float f16_elem(uint32_t reg, int e) { return half_bits_to_float((uint16_t)(e ? reg >> 16 : reg & 0xffffu)); }
+int32_t s8_elem(uint32_t reg, int e) { return (int32_t)(int8_t)(reg >> (8 * e)); }
 
-// mma.sync.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32, D = A B + C, for
-// the warp's registers: with g = t / 4 and c = t % 4, A[g][2c + e] = a0,
-// A[g + 8][2c + e] = a1, A[g][2c + 8 + e] = a2, A[g + 8][2c + 8 + e] = a3;
-// B[2c + e][g] = b0, B[2c + 8 + e][g] = b1; C / D[g][2c + e] = d0, d1,
-// C / D[g + 8][2c + e] = d2, d3 (e = 0, 1 the register's halves).
-template <bool F16>
-void emulate_mma_16816(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], const uint32_t (&b1)[32],
-                       float (&d)[32][4]) {
-  auto half = [](uint32_t reg, int e) { return F16 ? f16_half(reg, e) : bf16_half(reg, e); };
-  float A[16][16], B[16][8];
+// mma.sync.m16n8kK.row.col, D = A B + C, for the warp's registers, with E =
+// K / 8 elements per register (2 bf16 / f16, 4 s8; elem(reg, e) the e-th,
+// lowest first): with g = t / 4 and c = t % 4, A[g][E c + e] = a0,
+// A[g + 8][E c + e] = a1, A[g][E c + K/2 + e] = a2, A[g + 8][E c + K/2 + e] =
+// a3; B[E c + e][g] = b0, B[E c + K/2 + e][g] = b1; C / D[g][2c + q] = d0,
+// d1 and C / D[g + 8][2c + q] = d2, d3. Float accumulators take each product
+// by fmaf in k order, int32 ones exactly.
+template <int K, class Acc, class Elem>
+void emulate_mma(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], const uint32_t (&b1)[32], Acc (&d)[32][4],
+                 Elem elem) {
+  constexpr int E = K / 8;
+  Acc A[16][K], B[K][8];
   for (int t = 0; t < 32; ++t) {
     const int g = t / 4, c = t % 4;
-    for (int e = 0; e < 2; ++e) {
-      A[g][2 * c + e] = half(af[t][0], e);
-      A[g + 8][2 * c + e] = half(af[t][1], e);
-      A[g][2 * c + 8 + e] = half(af[t][2], e);
-      A[g + 8][2 * c + 8 + e] = half(af[t][3], e);
-      B[2 * c + e][g] = half(b0[t], e);
-      B[2 * c + 8 + e][g] = half(b1[t], e);
+    for (int e = 0; e < E; ++e) {
+      A[g][E * c + e] = elem(af[t][0], e);
+      A[g + 8][E * c + e] = elem(af[t][1], e);
+      A[g][E * c + K / 2 + e] = elem(af[t][2], e);
+      A[g + 8][E * c + K / 2 + e] = elem(af[t][3], e);
+      B[E * c + e][g] = elem(b0[t], e);
+      B[E * c + K / 2 + e][g] = elem(b1[t], e);
     }
   }
   for (int t = 0; t < 32; ++t) {
     const int g = t / 4, c = t % 4;
     for (int q = 0; q < 4; ++q) {
       const int row = g + (q / 2) * 8, col = 2 * c + q % 2;
-      float v = d[t][q];
-      for (int k = 0; k < 16; ++k) v = fmaf(A[row][k], B[k][col], v);
+      Acc v = d[t][q];
+      for (int k = 0; k < K; ++k) {
+        if constexpr (std::is_same_v<Acc, float>) v = fmaf(A[row][k], B[k][col], v);
+        else v += A[row][k] * B[k][col];
+      }
       d[t][q] = v;
     }
   }
 }
 
-int32_t s8_byte(uint32_t reg, int e) { return (int32_t)(int8_t)(reg >> (8 * e)); }
-
-// mma.sync.m16n8k32.row.col.s32.s8.s8.s32, D = A B + C, for the warp's
-// registers: with g = t / 4 and c = t % 4, A[g][4c + e] = a0, A[g + 8][4c + e]
-// = a1, A[g][4c + 16 + e] = a2, A[g + 8][4c + 16 + e] = a3; B[4c + e][g] =
-// b0, B[4c + 16 + e][g] = b1; C / D as m16n8k16's (e = 0..3 the register's
-// bytes, the lowest first).
+// The three instructions: m16n8k16 bf16 / f16 (f32 accumulators) and
+// m16n8k32 s8 (s32).
+template <bool F16>
+void emulate_mma_16816(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], const uint32_t (&b1)[32],
+                       float (&d)[32][4]) {
+  emulate_mma<16>(af, b0, b1, d, F16 ? f16_elem : bf16_elem);
+}
 void emulate_mma_16832_s8(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], const uint32_t (&b1)[32],
                           int32_t (&d)[32][4]) {
-  int32_t A[16][32], B[32][8];
-  for (int t = 0; t < 32; ++t) {
-    const int g = t / 4, c = t % 4;
-    for (int e = 0; e < 4; ++e) {
-      A[g][4 * c + e] = s8_byte(af[t][0], e);
-      A[g + 8][4 * c + e] = s8_byte(af[t][1], e);
-      A[g][4 * c + 16 + e] = s8_byte(af[t][2], e);
-      A[g + 8][4 * c + 16 + e] = s8_byte(af[t][3], e);
-      B[4 * c + e][g] = s8_byte(b0[t], e);
-      B[4 * c + 16 + e][g] = s8_byte(b1[t], e);
-    }
-  }
-  for (int t = 0; t < 32; ++t) {
-    const int g = t / 4, c = t % 4;
-    for (int q = 0; q < 4; ++q) {
-      const int row = g + (q / 2) * 8, col = 2 * c + q % 2;
-      int32_t v = d[t][q];
-      for (int k = 0; k < 32; ++k) v += A[row][k] * B[k][col];
-      d[t][q] = v;
-    }
-  }
+  emulate_mma<32>(af, b0, b1, d, s8_elem);
 }
 
 // The accumulators of a block tile: [warp][m16 tile i][n8 tile j][lane][register q].
@@ -546,6 +533,18 @@ void no_step(int, int64_t, int64_t, int64_t, Acc (&)[4][4][32][4]) {}
 template <class Acc>
 void no_tile(int64_t, int64_t, int64_t, int64_t, MmaTileAcc<Acc>&) {}
 
+// f(w, i, j, l, q, m, n) for each accumulator of block tile (m0, n0) of
+// registers q < qs (4: all; 2: c0, c1), m and n its output row (of the staged
+// rows) and column.
+template <class F>
+void for_each_acc(int64_t m0, int64_t n0, int qs, F f) {
+  for (int w = 0; w < kMmaThreads / 32; ++w)
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j)
+        for (int l = 0; l < 32; ++l)
+          for (int q = 0; q < qs; ++q) f(w, i, j, l, q, mma_out_row(m0, w, i, l, q), mma_out_col(n0, w, j, l, q));
+}
+
 void gemm_bf16_mma(const LinearArgs& a) {
   const int64_t a_ld = mma_a_ld(a.K);
   std::vector<uint16_t> xb((size_t)(a.M * a_ld));
@@ -554,14 +553,9 @@ void gemm_bf16_mma(const LinearArgs& a) {
   emulate_mma_gemm<float>(
       a.M, a.N, a.K, xb.data(), a_ld, a.w, a.w_stride, 2, emulate_mma_16816<false>, no_step<float>, no_tile<float>,
       [&](int64_t m0, int64_t n0, MmaTileAcc<float>& acc) {
-        for (int w = 0; w < kMmaThreads / 32; ++w)
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j)
-              for (int l = 0; l < 32; ++l)
-                for (int q = 0; q < 4; ++q) {
-                  const int64_t m = mma_out_row(m0, w, i, l, q), n = mma_out_col(n0, w, j, l, q);
-                  if (m < a.M && n < a.N) gemv_store(a, m, n, acc[w][i][j][l][q]);
-                }
+        for_each_acc(m0, n0, 4, [&](int w, int i, int j, int l, int q, int64_t m, int64_t n) {
+          if (m < a.M && n < a.N) gemv_store(a, m, n, acc[w][i][j][l][q]);
+        });
       });
 }
 
@@ -576,15 +570,11 @@ void gemm_f16_mma(const LinearArgs& a) {
   emulate_mma_gemm<float>(
       M2, a.N, a.K, xs.data(), a_ld, a.w, a.w_stride, 2, emulate_mma_16816<true>, no_step<float>, no_tile<float>,
       [&](int64_t m0, int64_t n0, MmaTileAcc<float>& acc) {
-        for (int w = 0; w < kMmaThreads / 32; ++w)
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j)
-              for (int l = 0; l < 32; ++l)
-                for (int q = 0; q < 2; ++q) {
-                  const int64_t m = f16split_x_row(mma_out_row(m0, w, i, l, q)), n = mma_out_col(n0, w, j, l, q);
-                  if (m < a.M && n < a.N)
-                    gemv_store(a, m, n, (acc[w][i][j][l][q] + acc[w][i][j][l][q + 2]) * (1.0f / scale[(size_t)m]));
-                }
+        for_each_acc(m0, n0, 2, [&](int w, int i, int j, int l, int q, int64_t R, int64_t n) {
+          const int64_t m = f16split_x_row(R);
+          if (m < a.M && n < a.N)
+            gemv_store(a, m, n, (acc[w][i][j][l][q] + acc[w][i][j][l][q + 2]) * (1.0f / scale[(size_t)m]));
+        });
       });
 }
 
@@ -625,14 +615,9 @@ void gemm_q8_mma(const LinearArgs& a) {
       },
       no_tile<int32_t>,
       [&](int64_t m0, int64_t n0, MmaTileAcc<int32_t>&) {
-        for (int w = 0; w < kMmaThreads / 32; ++w)
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j)
-              for (int l = 0; l < 32; ++l)
-                for (int q = 0; q < 4; ++q) {
-                  const int64_t m = mma_out_row(m0, w, i, l, q), n = mma_out_col(n0, w, j, l, q);
-                  if (m < a.M && n < a.N) gemv_store(a, m, n, f[w][i][j][l][q]);
-                }
+        for_each_acc(m0, n0, 4, [&](int w, int i, int j, int l, int q, int64_t m, int64_t n) {
+          if (m < a.M && n < a.N) gemv_store(a, m, n, f[w][i][j][l][q]);
+        });
         std::memset(f, 0, sizeof f);  // the next block tile's sums start at 0
       });
 }
@@ -759,31 +744,20 @@ void qgemm_int8_mma(const QLinearArgs& a, float inv) {
   emulate_mma_gemm<int32_t>(
       a.M, a.N, a.K, xq.data(), a_ld, W, w_ld, 1, emulate_mma_16832_s8, no_step<int32_t>,
       [&](int64_t kt, int64_t KT, int64_t m0, int64_t n0, MmaTileAcc<int32_t>& acc) {
-        (void)m0;
         if (!i4 || !qmma_group_ends(kt, KT)) return;
         const int64_t g = kt / kQMmaTilesPerGroup;
-        for (int w = 0; w < kMmaThreads / 32; ++w)
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j)
-              for (int l = 0; l < 32; ++l)
-                for (int q = 0; q < 4; ++q) {
-                  const int64_t n = mma_out_col(n0, w, j, l, q);
-                  const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
-                  f[w][i][j][l][q] = w4a8_step(f[w][i][j][l][q], acc[w][i][j][l][q], sc);
-                  acc[w][i][j][l][q] = 0;
-                }
+        for_each_acc(m0, n0, 4, [&](int w, int i, int j, int l, int q, int64_t m, int64_t n) {
+          const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
+          f[w][i][j][l][q] = w4a8_step(f[w][i][j][l][q], acc[w][i][j][l][q], sc);
+          acc[w][i][j][l][q] = 0;
+        });
       },
       [&](int64_t m0, int64_t n0, MmaTileAcc<int32_t>& acc) {
-        for (int w = 0; w < kMmaThreads / 32; ++w)
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j)
-              for (int l = 0; l < 32; ++l)
-                for (int q = 0; q < 4; ++q) {
-                  const int64_t m = mma_out_row(m0, w, i, l, q), n = mma_out_col(n0, w, j, l, q);
-                  if (m >= a.M || n >= a.N) continue;
-                  if (i4) w4a8_store(a, m, n, f[w][i][j][l][q], nan_rows[(size_t)m] != 0);
-                  else w8a8_store(a, m, n, acc[w][i][j][l][q], nan_rows[(size_t)m] != 0);
-                }
+        for_each_acc(m0, n0, 4, [&](int w, int i, int j, int l, int q, int64_t m, int64_t n) {
+          if (m >= a.M || n >= a.N) return;
+          if (i4) w4a8_store(a, m, n, f[w][i][j][l][q], nan_rows[(size_t)m] != 0);
+          else w8a8_store(a, m, n, acc[w][i][j][l][q], nan_rows[(size_t)m] != 0);
+        });
         std::memset(f, 0, sizeof f);  // the next block tile's chains start at 0
       });
 }
@@ -802,30 +776,21 @@ void qgemm_w4a16_mma(const QLinearArgs& a) {
   static MmaTileAcc<float> f;
   emulate_mma_gemm<float>(
       M2, a.N, a.K, xs.data(), a_ld, w16.data(), w_ld, 2, emulate_mma_16816<true>, no_step<float>,
-      [&](int64_t kt, int64_t KT, int64_t, int64_t n0, MmaTileAcc<float>& acc) {
+      [&](int64_t kt, int64_t KT, int64_t m0, int64_t n0, MmaTileAcc<float>& acc) {
         if (!qmma_w4a16_group_ends(kt, KT)) return;
         const int64_t g = kt / kQMmaF16TilesPerGroup;
-        for (int w = 0; w < kMmaThreads / 32; ++w)
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j)
-              for (int l = 0; l < 32; ++l)
-                for (int q = 0; q < 4; ++q) {
-                  const int64_t n = mma_out_col(n0, w, j, l, q);
-                  const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
-                  f[w][i][j][l][q] = fmaf(acc[w][i][j][l][q], sc, f[w][i][j][l][q]);
-                  acc[w][i][j][l][q] = 0.0f;
-                }
+        for_each_acc(m0, n0, 4, [&](int w, int i, int j, int l, int q, int64_t m, int64_t n) {
+          const float sc = n < a.N ? a.w_scales[n * G + g] : 0.0f;
+          f[w][i][j][l][q] = fmaf(acc[w][i][j][l][q], sc, f[w][i][j][l][q]);
+          acc[w][i][j][l][q] = 0.0f;
+        });
       },
       [&](int64_t m0, int64_t n0, MmaTileAcc<float>&) {
-        for (int w = 0; w < kMmaThreads / 32; ++w)
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j)
-              for (int l = 0; l < 32; ++l)
-                for (int q = 0; q < 2; ++q) {
-                  const int64_t m = f16split_x_row(mma_out_row(m0, w, i, l, q)), n = mma_out_col(n0, w, j, l, q);
-                  if (m < a.M && n < a.N)
-                    w4a16_store(a, m, n, (f[w][i][j][l][q] + f[w][i][j][l][q + 2]) * (1.0f / scale[(size_t)m]));
-                }
+        for_each_acc(m0, n0, 2, [&](int w, int i, int j, int l, int q, int64_t R, int64_t n) {
+          const int64_t m = f16split_x_row(R);
+          if (m < a.M && n < a.N)
+            w4a16_store(a, m, n, (f[w][i][j][l][q] + f[w][i][j][l][q + 2]) * (1.0f / scale[(size_t)m]));
+        });
         std::memset(f, 0, sizeof f);  // the next block tile's chains start at 0
       });
 }
