@@ -281,6 +281,30 @@ cudaError_t causal_conv1d_q8(const CausalConv1dQ8Args& a) {
   return e;
 }
 
+cudaError_t causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) {
+  CausalConv1dUpdateArgs c = a.conv;
+  const int64_t Bt = c.batch, C = c.channels;
+  if (Bt > 0 && (!a.io.xq || !a.io.x_scale || !a.io.outq || !a.io.out_scale || a.io.xq_stride < C || a.io.outq_stride < C))
+    return cudaErrorInvalidValue;
+  std::vector<float> xf = dequantized({a.io.xq, 0, a.io.xq_stride, a.io.x_scale}, 1, Bt, C), of((size_t)(Bt * C));
+  c.x = xf.data(), c.x_stride = C, c.out = of.data(), c.out_stride = C;
+  const cudaError_t e = emulate::causal_conv1d_update(c);
+  if (e == cudaSuccess && Bt > 0)
+    return quantize_channels_int8(Bt, C, of.data(), C, a.io.out_scale, a.io.outq, a.io.outq_stride);
+  return e;
+}
+
+cudaError_t selective_state_update_q8(const SelectiveStateUpdateQ8Args& a) {
+  SelectiveStateUpdateArgs s = a.upd;
+  const int64_t Bt = s.batch, R = s.nheads * s.headdim, GN = s.ngroups * s.dstate;
+  if (Bt > 0 && (!a.x.q || !a.x.scale || !a.B.q || !a.B.scale || !a.C.q || !a.C.scale)) return cudaErrorInvalidValue;
+  std::vector<float> x = dequantized({a.x.q, a.x.batch_stride, 0, a.x.scale}, Bt, 1, R);
+  std::vector<float> b = dequantized({a.B.q, a.B.batch_stride, 0, a.B.scale}, Bt, 1, GN);
+  std::vector<float> c = dequantized({a.C.q, a.C.batch_stride, 0, a.C.scale}, Bt, 1, GN);
+  s.x = x.data(), s.x_batch_stride = R, s.B = b.data(), s.B_batch_stride = GN, s.C = c.data(), s.C_batch_stride = GN;
+  return emulate::selective_state_update(s);
+}
+
 cudaError_t selective_scan_q8(const SelectiveScanQ8Args& a) {
   SelectiveScanArgs s = a.scan;
   const int64_t Bt = s.batch, L = s.seqlen, D = s.dim, GN = s.ngroups * s.dstate;

@@ -27,6 +27,8 @@ cudaError_t rope(const RopeArgs& a);
 cudaError_t quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride,
                                    const float* scale, int8_t* q, int64_t q_stride);
 cudaError_t causal_conv1d_q8(const CausalConv1dQ8Args& a);
+cudaError_t causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a);
+cudaError_t selective_state_update_q8(const SelectiveStateUpdateQ8Args& a);
 cudaError_t selective_scan_q8(const SelectiveScanQ8Args& a);
 cudaError_t ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a);
 cudaError_t hadamard_transform(const HadamardArgs& a);

@@ -910,7 +910,76 @@ void case_q8_ssd(Rng& r, const std::vector<int32_t>& lens, int64_t H, int64_t P,
          {{"out", &cout, &out, kTolScan}, {"final_states", &cfin, &fin, kTolScan}});
 }
 
+// The int8 decode wrappers: the conv update (int8 x and out, a state pool
+// with indices) and the state update (Mamba-1: per-state A, headdim 1;
+// Mamba-2: scalar A per head, headdim 16, groups), int8 x / B / C with batch
+// strides.
+void case_q8_decode(Rng& r, int64_t B, int64_t H, int64_t P, int64_t G, int64_t N, bool mamba1) {
+  const int64_t R = H * P, GN = G * N, W = 4, slots = B + 2;
+  {  // conv update over R channels
+    auto xq = rand_q(r, B * (R + 3));
+    auto xs = rand_scales(r, R), os = rand_scales(r, R);
+    auto w = rand_vec(r, R * W), bias = rand_vec(r, R), st = rand_vec(r, slots * R * (W - 1));
+    std::vector<int32_t> idx;
+    for (int64_t b = 0; b < B; ++b) idx.push_back((int32_t)((b * 3 + 1) % slots));
+    std::vector<int8_t> oq((size_t)(B * R), 0), coq = oq;
+    auto cst = st;
+    CausalConv1dUpdateQ8Args a;
+    a.conv.batch = B, a.conv.channels = R, a.conv.width = W, a.conv.weight_stride = W, a.conv.silu = true;
+    a.conv.state_slot_stride = R * (W - 1), a.conv.state_ch_stride = W - 1;
+    a.io.xq_stride = R + 3, a.io.outq_stride = R;
+    CausalConv1dUpdateQ8Args c = a;
+    c.conv.weight = w.data(), c.conv.bias = bias.data(), c.conv.conv_state = cst.data(), c.conv.state_indices = idx.data();
+    c.io.xq = xq.data(), c.io.x_scale = xs.data(), c.io.outq = coq.data(), c.io.out_scale = os.data();
+    nm::causal_conv1d_update_q8(c);
+    Side s(g_gpu);
+    CausalConv1dUpdateQ8Args t = a;
+    t.conv.weight = s.put(w), t.conv.bias = s.put(bias), t.conv.conv_state = s.put(st), t.conv.state_indices = s.put(idx);
+    t.io.xq = s.put(xq), t.io.x_scale = s.put(xs), t.io.outq = s.put(oq), t.io.out_scale = s.put(os);
+    const cudaError_t e =
+        s.finish(g_gpu ? cuda::causal_conv1d_update_q8_cuda(t, 0) : cuda::emulate::causal_conv1d_update_q8(t));
+    std::vector<float> f(oq.begin(), oq.end()), cf(coq.begin(), coq.end());
+    report("causal_conv1d_update_q8", fmt("batch=%ld C=%ld indices", (long)B, (long)R), e,
+           {{"out_q", &cf, &f, 1.01 / 127.0}, {"conv_state", &cst, &st, 0.0}});
+  }
+  auto xq = rand_q(r, B * (R + 5)), bq = rand_q(r, B * GN), cq = rand_q(r, B * GN);
+  auto xs = rand_scales(r, R), bs = rand_scales(r, GN), cs = rand_scales(r, GN);
+  auto dt = rand_vec(r, B * H, -3, 1), z = rand_vec(r, B * R, -3, 3), out = rand_vec(r, B * R);
+  std::vector<float> A = rand_vec(r, mamba1 ? H * N : H, -3.0f, 0.5f);
+  for (auto& v : A) v = -std::exp(v);
+  auto Dv = rand_vec(r, H), db = rand_vec(r, H), st = rand_vec(r, slots * R * N);
+  std::vector<int32_t> idx;
+  for (int64_t b = 0; b < B; ++b) idx.push_back((int32_t)((b * 5 + 2) % slots));
+  auto cout = out, cst = st;
+  SelectiveStateUpdateQ8Args a;
+  a.upd.batch = B, a.upd.nheads = H, a.upd.headdim = P, a.upd.dstate = N, a.upd.ngroups = G, a.upd.a_per_state = mamba1;
+  a.upd.state_batch_stride = R * N, a.upd.dt_batch_stride = H, a.upd.z_batch_stride = a.upd.out_batch_stride = R;
+  a.upd.dt_softplus = true;
+  a.x.batch_stride = R + 5, a.B.batch_stride = a.C.batch_stride = GN;
+  SelectiveStateUpdateQ8Args c = a;
+  c.upd.state = cst.data(), c.upd.state_indices = idx.data(), c.upd.dt = dt.data(), c.upd.z = z.data();
+  c.upd.out = cout.data(), c.upd.A = A.data(), c.upd.D = Dv.data(), c.upd.dt_bias = db.data();
+  c.x.q = xq.data(), c.x.scale = xs.data(), c.B.q = bq.data(), c.B.scale = bs.data(), c.C.q = cq.data();
+  c.C.scale = cs.data();
+  nm::selective_state_update_q8(c);
+  Side s(g_gpu);
+  SelectiveStateUpdateQ8Args t = a;
+  t.upd.state = s.put(st), t.upd.state_indices = s.put(idx), t.upd.dt = s.put(dt), t.upd.z = s.put(z);
+  t.upd.out = s.put(out), t.upd.A = s.put(A), t.upd.D = s.put(Dv), t.upd.dt_bias = s.put(db);
+  t.x.q = s.put(xq), t.x.scale = s.put(xs), t.B.q = s.put(bq), t.B.scale = s.put(bs), t.C.q = s.put(cq);
+  t.C.scale = s.put(cs);
+  const cudaError_t e =
+      s.finish(g_gpu ? cuda::selective_state_update_q8_cuda(t, 0) : cuda::emulate::selective_state_update_q8(t));
+  report("selective_state_update_q8",
+         fmt("batch=%ld H=%ld P=%ld G=%ld N=%ld %s", (long)B, (long)H, (long)P, (long)G, (long)N,
+             mamba1 ? "mamba1" : "mamba2"),
+         e, {{"out", &cout, &out, kTolScan}, {"state", &cst, &st, kTolScan}});
+}
+
 void q8_cases(Rng& r) {
+  case_q8_decode(r, 3, 129, 1, 1, 16, true);
+  case_q8_decode(r, 5, 6, 16, 2, 64, false);
+  case_q8_decode(r, 1, 24, 64, 1, 128, false);
   case_q8_ssd(r, {40, 0, 90}, 4, 8, 2, 64);
   case_q8_quantize(r, 5, 37);
   case_q8_quantize(r, 64, 1536);
