@@ -4,6 +4,7 @@
 
 #include "kernels.h"
 #include "launch_util.cuh"
+#include "mma_ptx.cuh"
 #include "moe_math.cuh"
 
 namespace nm::cuda {
@@ -202,6 +203,137 @@ __global__ void __launch_bounds__(kMoeCombineThreads) moe_combine_kernel(const M
   }
 }
 
+// ---------------------------------------------------------------- bf16 experts on the tensor cores (moe_math.cuh)
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// 32 zeros (padding rows, columns past N).
+__device__ __forceinline__ void zero32(float (&v)[kMoeMmaTileK]) {
+#pragma unroll
+  for (int q = 0; q < kMoeMmaTileK; ++q) v[q] = 0.0f;
+}
+#endif
+
+// GEMM 1 on the tensor cores: threads 0..15 also stage the rows' x (their
+// tokens', rounded to bf16), threads 0..127 a gate row each, 128..255 an up
+// row; warp w computes columns 16 w .. 16 w + 15 of both.
+__global__ void __launch_bounds__(kMoeMmaThreads) moe_gate_up_mma_kernel(const MoeArgs a, const MoeLayout L,
+                                                                         int64_t block_base) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  __shared__ __align__(16) uint16_t xs[kMoeRows * kMoeMmaLd];
+  __shared__ __align__(16) uint16_t gs[kMoeMmaTileN * kMoeMmaLd];
+  __shared__ __align__(16) uint16_t us[kMoeMmaTileN * kMoeMmaLd];
+  const int64_t blk = block_base + blockIdx.y;
+  if (blk >= L.offsets[a.E] / kMoeRows) return;
+  const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows, n0 = (int64_t)blockIdx.x * kMoeMmaTileN;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const LinearArgs xa = moe_input(a.x, a.x_stride, a.T, a.d, a.gate.x_rounding);
+  const LinearArgs ga = moe_weight(a.gate, e, a.I, a.d), ua = moe_weight(a.up, e, a.I, a.d);
+  const int xf = input_flags(a.x, a.x_stride);
+  const int gf = weight_flags(ga.w, DType::BF16, a.gate.row_stride), uf = weight_flags(ua.w, DType::BF16, a.up.row_stride);
+  const int32_t pair = tid < kMoeRows ? L.sorted[p0 + tid] : -1;
+  const bool up = tid >= kMoeMmaTileN;
+  const int r = tid % kMoeMmaTileN;
+  float ag[2][4] = {}, au[2][4] = {};
+  for (int64_t k0 = 0; k0 < a.d; k0 += kMoeMmaTileK) {
+    const int len = a.d - k0 < kMoeMmaTileK ? (int)(a.d - k0) : kMoeMmaTileK;
+    float v[kMoeMmaTileK];
+    if (tid < kMoeRows) {
+      if (pair >= 0) gemv_load_x<kMoeMmaTileK>(xa, pair / a.k, k0, len, xf, v);
+      else zero32(v);
+      moe_mma_bits(v, xs + tid * kMoeMmaLd);
+    }
+    if (n0 + r < a.I) gemv_load_w<DType::BF16, kMoeMmaTileK>(up ? ua : ga, n0 + r, k0, len, up ? uf : gf, v);
+    else zero32(v);
+    moe_mma_bits(v, (up ? us : gs) + r * kMoeMmaLd);
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kMoeMmaTileK; kk += 16) {
+      uint32_t af[4], bg[4], bu[4];
+      ldmatrix_x4(af, xs + moe_mma_a_offset(kk, lane));
+      ldmatrix_x4(bg, gs + moe_mma_b_offset(warp, kk, lane));
+      ldmatrix_x4(bu, us + moe_mma_b_offset(warp, kk, lane));
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        mma_bf16_16816(ag[j], af, bg[2 * j], bg[2 * j + 1]);
+        mma_bf16_16816(au[j], af, bu[2 * j], bu[2 * j + 1]);
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t row = p0 + mma_c_row(lane, q), n = n0 + warp * 16 + j * 8 + mma_c_col(lane, q);
+      if (n < a.I && L.sorted[row] >= 0) L.h[row * a.I + n] = silu(ag[j][q]) * au[j][q];
+    }
+#else
+  (void)a, (void)L, (void)block_base;
+#endif
+}
+
+// GEMM 2 on the tensor cores: threads 0..15 also stage the rows of h
+// (rounded; zeros on padding rows), threads 0..127 a down row each.
+__global__ void __launch_bounds__(kMoeMmaThreads) moe_down_mma_kernel(const MoeArgs a, const MoeLayout L,
+                                                                      int64_t block_base) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  __shared__ __align__(16) uint16_t xs[kMoeRows * kMoeMmaLd];
+  __shared__ __align__(16) uint16_t ws[kMoeMmaTileN * kMoeMmaLd];
+  const int64_t blk = block_base + blockIdx.y;
+  if (blk >= L.offsets[a.E] / kMoeRows) return;
+  const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows, n0 = (int64_t)blockIdx.x * kMoeMmaTileN;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const LinearArgs xa = moe_input(L.h, a.I, L.rows, a.I, a.down.x_rounding);
+  const LinearArgs da = moe_weight(a.down, e, a.d, a.I);
+  const int xf = input_flags(L.h, a.I), wf = weight_flags(da.w, DType::BF16, a.down.row_stride);
+  const bool real = tid < kMoeRows && L.sorted[p0 + tid] >= 0;
+  float acc[2][4] = {};
+  for (int64_t k0 = 0; k0 < a.I; k0 += kMoeMmaTileK) {
+    const int len = a.I - k0 < kMoeMmaTileK ? (int)(a.I - k0) : kMoeMmaTileK;
+    float v[kMoeMmaTileK];
+    if (tid < kMoeRows) {
+      if (real) gemv_load_x<kMoeMmaTileK>(xa, p0 + tid, k0, len, xf, v);
+      else zero32(v);
+      moe_mma_bits(v, xs + tid * kMoeMmaLd);
+    }
+    if (tid < kMoeMmaTileN) {
+      if (n0 + tid < a.d) gemv_load_w<DType::BF16, kMoeMmaTileK>(da, n0 + tid, k0, len, wf, v);
+      else zero32(v);
+      moe_mma_bits(v, ws + tid * kMoeMmaLd);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < kMoeMmaTileK; kk += 16) {
+      uint32_t af[4], bw[4];
+      ldmatrix_x4(af, xs + moe_mma_a_offset(kk, lane));
+      ldmatrix_x4(bw, ws + moe_mma_b_offset(warp, kk, lane));
+#pragma unroll
+      for (int j = 0; j < 2; ++j) mma_bf16_16816(acc[j], af, bw[2 * j], bw[2 * j + 1]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t row = p0 + mma_c_row(lane, q), n = n0 + warp * 16 + j * 8 + mma_c_col(lane, q);
+      const int32_t pr = L.sorted[row];
+      if (n < a.d && pr >= 0) L.y[row * a.d + n] = acc[j][q] * a.weights[pr];
+    }
+#else
+  (void)a, (void)L, (void)block_base;
+#endif
+}
+
+// The tensor-core GEMMs over every row block, `n_cols` outputs each.
+cudaError_t moe_mma(void (*kernel)(const MoeArgs, const MoeLayout, int64_t), const MoeArgs& a, const MoeLayout& L,
+                    int64_t n_cols, cudaStream_t stream) {
+  return for_grid_rows((n_cols + kMoeMmaTileN - 1) / kMoeMmaTileN, L.blocks, [&](dim3 grid, int64_t base) {
+    kernel<<<grid, kMoeMmaThreads, 0, stream>>>(a, L, base);
+    return cudaGetLastError();
+  });
+}
+
 // Launches kernel<WT> for every row block (for_grid_rows: grid.y at most
 // 65535 per launch).
 template <template <DType> class Launch>
@@ -262,8 +394,15 @@ cudaError_t moe_cuda(const MoeArgs& a, cudaStream_t stream, void* workspace) {
   moe_layout(a.T, a.k, a.E, a.d, a.I, workspace, &L);
   moe_align_kernel<<<1, kMoeAlignThreads, shared, stream>>>(a.ids, P, a.E, L);
   cudaError_t e = cudaGetLastError();
-  if (e == cudaSuccess) e = for_format<GateUp>(a.gate.dtype, a, L, a.I, stream);
-  if (e == cudaSuccess) e = for_format<Down>(a.down.dtype, a, L, a.d, stream);
+  // bf16 experts with bf16 inputs on the tensor cores (sm_80+), every other
+  // format on the CUDA cores.
+  const bool mma = require_sm80() == cudaSuccess;
+  if (e == cudaSuccess)
+    e = mma && moe_mma_format(a.gate) && moe_mma_format(a.up) ? moe_mma(moe_gate_up_mma_kernel, a, L, a.I, stream)
+                                                               : for_format<GateUp>(a.gate.dtype, a, L, a.I, stream);
+  if (e == cudaSuccess)
+    e = mma && moe_mma_format(a.down) ? moe_mma(moe_down_mma_kernel, a, L, a.d, stream)
+                                      : for_format<Down>(a.down.dtype, a, L, a.d, stream);
   if (e == cudaSuccess) {
     moe_combine_kernel<<<grid_for(a.T * a.d, kMoeCombineThreads), kMoeCombineThreads, 0, stream>>>(a, L);
     e = cudaGetLastError();

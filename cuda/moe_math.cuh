@@ -29,6 +29,7 @@
 #pragma once
 #include "kernels/moe.h"
 #include "linear_math.cuh"
+#include "mma_tile_math.cuh"
 
 namespace nm::cuda {
 
@@ -234,6 +235,40 @@ NM_HD float moe_dot(const LinearArgs& xa, int64_t m, const LinearArgs& wa, int64
     for (int j = 0; j < kMoeTileK; ++j) acc = fmaf(x[j], w[j], acc);
   }
   return acc;
+}
+
+// ------------------------------------------------------------------ bf16 experts on the tensor cores
+//
+// bf16 experts with bf16-rounded inputs (Hugging Face checkpoints' default)
+// on sm_80 and newer: the same row blocks (16 rows of one expert), 128
+// output columns per block, 8 warps of 16 columns (two n8 tiles), k tiles of
+// 32 staged in shared memory as bf16 (the inputs rounded and gathered by
+// the GEMV loaders, as the CUDA-core kernels load them), each k16 step one
+// ldmatrix.x4 of the rows, one of each weight matrix per warp and
+// mma.sync.m16n8k16 (f32 accumulators). gate / up: h = silu(g) · u in the
+// epilogue; down: each row times its pair's routed weight. The products are
+// exact in float32: against the CPU up to float32 summation order.
+constexpr int kMoeMmaTileN = 128;               // output columns per block
+constexpr int kMoeMmaTileK = 32;                // bf16 k per staged tile
+constexpr int kMoeMmaLd = kMoeMmaTileK + 8;     // 16-bit units per staged row (80 bytes)
+constexpr int kMoeMmaThreads = 256;
+
+// Whether a projection runs on the tensor cores.
+NM_HD bool moe_mma_format(const MoeWeight& w) { return w.dtype == DType::BF16 && w.x_rounding == ActRounding::BF16; }
+
+// ldmatrix.x4 row addresses (16-bit offsets) of lane `lane` at k step kk
+// (0, 16): A, the block's 16 rows (a0..a3: rows 0-7 / 8-15 x k 0-7 / 8-15);
+// B, warp w's 16 columns of a [128][kMoeMmaLd] weight tile (b0, b1 of its
+// n8 tiles 0 and 1).
+NM_HD int moe_mma_a_offset(int kk, int lane) { return (lane % 16) * kMoeMmaLd + kk + (lane / 16) * 8; }
+NM_HD int moe_mma_b_offset(int warp, int kk, int lane) {
+  return (warp * 16 + lane % 8 + (lane / 16) * 8) * kMoeMmaLd + kk + ((lane / 8) % 2) * 8;
+}
+
+// 32 values loaded by the GEMV loaders (bf16-rounded inputs or bf16
+// weights: exact in bf16) as their bf16 bits.
+NM_HD void moe_mma_bits(const float (&v)[kMoeMmaTileK], uint16_t* dst) {
+  for (int q = 0; q < kMoeMmaTileK; ++q) dst[q] = (uint16_t)(float_to_bits(v[q]) >> 16);
 }
 
 // Output column c of token t: the slot-order sum of its pairs' rows.

@@ -417,11 +417,14 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
   }
 
   // The fused MoE dispatch at the Granite-4.0-H-Tiny shape (d 1536, 64
-  // experts of I 512, top-6, f16 experts, gate|up packed): decode (1 and 64
+  // experts of I 512, top-6, f16 or bf16 experts, gate|up packed): decode (1 and 64
   // tokens: bytes = the chosen experts' weights read once) and a 2048-token
   // prefill (flops = 2 · T · k · 3 · I · d). Routing: token t's k experts
   // (7t + 11j) mod E, every expert used.
+  for (int fmt = 0; fmt < 2; ++fmt)
   for (int64_t T : {1, 64, 2048}) {
+    // f16 experts (the CUDA cores), bf16 experts with bf16 inputs (the tensor cores).
+    const DType wt = fmt == 0 ? DType::F16 : DType::BF16;
     const int64_t d = 1536, I = 512, E = 64, k = 6;
     DevPool p;
     MoeArgs a;
@@ -440,7 +443,8 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
         cudaMemcpy(ids_f, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice) != cudaSuccess)
       return false;
     a.ids = reinterpret_cast<const int32_t*>(ids_f), a.weights = w;
-    for (MoeWeight* m : {&a.gate, &a.up, &a.down}) m->dtype = DType::F16;
+    for (MoeWeight* m : {&a.gate, &a.up, &a.down})
+      m->dtype = wt, m->x_rounding = fmt == 0 ? ActRounding::None : ActRounding::BF16;
     a.gate.w = gu, a.up.w = reinterpret_cast<const char*>(gu) + I * d * 2;
     a.gate.row_stride = a.up.row_stride = d, a.gate.expert_stride = a.up.expert_stride = 2 * I * d * 2;
     a.down.w = dn, a.down.row_stride = I, a.down.expert_stride = d * I * 2;
@@ -451,7 +455,8 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     for (char u : used) experts += u;
     const double wbytes = (double)experts * 3 * I * d * 2;
     const size_t before = rows.size();
-    add("moe f16 (simt)", "T " + std::to_string(T) + " d 1536 E 64 I 512 k 6", wbytes + F * 2.0 * T * d,
+    add(fmt == 0 ? "moe f16 (simt)" : "moe bf16 (mma)", "T " + std::to_string(T) + " d 1536 E 64 I 512 k 6",
+        wbytes + F * 2.0 * T * d,
         [&] { return cuda::moe_cuda(a, 0, ws); });
     if (rows.size() > before && T > 64) rows.back().flops = 2.0 * T * k * 3 * I * d;
   }

@@ -954,6 +954,72 @@ void moe_down(const MoeArgs& a, const MoeLayout& L) {
   }
 }
 
+// The bf16 tensor-core GEMMs (cuda/moe.cu moe_gate_up_mma_kernel /
+// moe_down_mma_kernel), lane by lane: per row block and 128 columns, each k
+// tile's staged rows, then each warp's ldmatrix and mma steps. `gate_up`:
+// h = silu(g) · u; else y = acc · the routed weight.
+void moe_mma(const MoeArgs& a, const MoeLayout& L, bool gate_up) {
+  const int64_t N = gate_up ? a.I : a.d, K = gate_up ? a.d : a.I;
+  const LinearArgs xa = gate_up ? moe_input(a.x, a.x_stride, a.T, a.d, a.gate.x_rounding)
+                                : moe_input(L.h, a.I, L.rows, a.I, a.down.x_rounding);
+  std::vector<uint16_t> xs((size_t)(kMoeRows * kMoeMmaLd)), ws[2];
+  for (auto& w : ws) w.resize((size_t)(kMoeMmaTileN * kMoeMmaLd));
+  static float acc[2][kMoeMmaThreads / 32][2][32][4];  // [gate / up or down][warp][n8 tile][lane][q]
+  for (int64_t blk = 0; blk < L.offsets[a.E] / kMoeRows; ++blk) {
+    const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows;
+    const LinearArgs wa[2] = {gate_up ? moe_weight(a.gate, e, a.I, a.d) : moe_weight(a.down, e, a.d, a.I),
+                              gate_up ? moe_weight(a.up, e, a.I, a.d) : LinearArgs{}};
+    const int mats = gate_up ? 2 : 1;
+    for (int64_t n0 = 0; n0 < N; n0 += kMoeMmaTileN) {
+      std::memset(acc, 0, sizeof acc);
+      for (int64_t k0 = 0; k0 < K; k0 += kMoeMmaTileK) {
+        const int len = K - k0 < kMoeMmaTileK ? (int)(K - k0) : kMoeMmaTileK;
+        std::fill(xs.begin(), xs.end(), (uint16_t)0x7fc1);  // unwritten shared memory: NaN
+        for (auto& w : ws) std::fill(w.begin(), w.end(), (uint16_t)0x7fc1);
+        float v[kMoeMmaTileK];
+        for (int r = 0; r < kMoeRows; ++r) {
+          const int32_t pair = L.sorted[p0 + r];
+          std::fill(v, v + kMoeMmaTileK, 0.0f);
+          if (pair >= 0) gemv_load_x<kMoeMmaTileK>(xa, gate_up ? pair / a.k : p0 + r, k0, len, 0, v);
+          moe_mma_bits(v, xs.data() + r * kMoeMmaLd);
+        }
+        for (int m = 0; m < mats; ++m)
+          for (int r = 0; r < kMoeMmaTileN; ++r) {
+            std::fill(v, v + kMoeMmaTileK, 0.0f);
+            if (n0 + r < N) gemv_load_w<DType::BF16, kMoeMmaTileK>(wa[m], n0 + r, k0, len, 0, v);
+            moe_mma_bits(v, ws[(size_t)m].data() + r * kMoeMmaLd);
+          }
+        for (int warp = 0; warp < kMoeMmaThreads / 32; ++warp)
+          for (int kk = 0; kk < kMoeMmaTileK; kk += 16) {
+            static uint32_t af[32][4], bf[32][4];
+            int addr[32];
+            for (int l = 0; l < 32; ++l) addr[l] = moe_mma_a_offset(kk, l);
+            emulate_ldmatrix_x4(xs.data(), addr, af);
+            for (int m = 0; m < mats; ++m) {
+              for (int l = 0; l < 32; ++l) addr[l] = moe_mma_b_offset(warp, kk, l);
+              emulate_ldmatrix_x4(ws[(size_t)m].data(), addr, bf);
+              for (int j = 0; j < 2; ++j) {
+                uint32_t b0[32], b1[32];
+                for (int l = 0; l < 32; ++l) b0[l] = bf[l][2 * j], b1[l] = bf[l][2 * j + 1];
+                emulate_mma_16816<false>(af, b0, b1, acc[m][warp][j]);
+              }
+            }
+          }
+      }
+      for (int warp = 0; warp < kMoeMmaThreads / 32; ++warp)
+        for (int j = 0; j < 2; ++j)
+          for (int l = 0; l < 32; ++l)
+            for (int q = 0; q < 4; ++q) {
+              const int64_t row = p0 + mma_c_row(l, q), n = n0 + warp * 16 + j * 8 + mma_c_col(l, q);
+              const int32_t pair = L.sorted[row];
+              if (n >= N || pair < 0) continue;
+              if (gate_up) L.h[row * a.I + n] = silu(acc[0][warp][j][l][q]) * acc[1][warp][j][l][q];
+              else L.y[row * a.d + n] = acc[0][warp][j][l][q] * a.weights[pair];
+            }
+    }
+  }
+}
+
 template <template <DType> class F>
 bool moe_for_format(DType t, const MoeArgs& a, const MoeLayout& L) {
   switch (t) {
@@ -984,8 +1050,11 @@ cudaError_t moe(const MoeArgs& a) {
   MoeLayout L;
   moe_layout(a.T, a.k, a.E, a.d, a.I, base, &L);
   moe_align(a.ids, a.T * a.k, a.E, L);
-  if (!moe_for_format<GateUp>(a.gate.dtype, a, L) || !moe_for_format<Down>(a.down.dtype, a, L))
-    return cudaErrorNotSupported;
+  // bf16 experts with bf16 inputs: the tensor-core kernels (as on sm_80+).
+  if (moe_mma_format(a.gate) && moe_mma_format(a.up)) moe_mma(a, L, true);
+  else if (!moe_for_format<GateUp>(a.gate.dtype, a, L)) return cudaErrorNotSupported;
+  if (moe_mma_format(a.down)) moe_mma(a, L, false);
+  else if (!moe_for_format<Down>(a.down.dtype, a, L)) return cudaErrorNotSupported;
   for (int64_t t = 0; t < a.T; ++t)
     for (int64_t c2 = 0; c2 < a.d; ++c2) a.out[t * a.out_stride + c2] = moe_combine_value(a, L, t, c2);
   return cudaSuccess;

@@ -949,7 +949,7 @@ void case_q8_decode(Rng& r, int64_t B, int64_t H, int64_t P, int64_t G, int64_t 
   for (auto& v : A) v = -std::exp(v);
   auto Dv = rand_vec(r, H), db = rand_vec(r, H), st = rand_vec(r, slots * R * N);
   std::vector<int32_t> idx;
-  for (int64_t b = 0; b < B; ++b) idx.push_back((int32_t)((b * 5 + 2) % slots));
+  for (int64_t b = 0; b < B; ++b) idx.push_back((int32_t)(slots - 1 - b));  // distinct, reversed
   auto cout = out, cst = st;
   SelectiveStateUpdateQ8Args a;
   a.upd.batch = B, a.upd.nheads = H, a.upd.headdim = P, a.upd.dstate = N, a.upd.ngroups = G, a.upd.a_per_state = mamba1;
@@ -1491,6 +1491,13 @@ void moe_cases(Rng& r) {
   case_moe(r, 7, 75, 33, 5, 2, DType::F32, ActRounding::None, false, false, MoeRouter::SoftmaxTopk, false, kTolMoe);
   case_moe(r, 37, 96, 130, 16, 4, DType::F16, ActRounding::None, true, true, MoeRouter::TopkSoftmax, true, kTolMoe);
   case_moe(r, 45, 128, 64, 6, 2, DType::BF16, ActRounding::BF16, false, true, MoeRouter::SoftmaxTopk, true, kTolMoe);
+  // bf16 experts with bf16 inputs on the tensor cores: I and d not multiples
+  // of the 128-column tile or of the 32-wide k tile, many row blocks, packed
+  // and tabled experts; bf16 weights with exact inputs stay on the CUDA cores.
+  case_moe(r, 130, 96, 130, 8, 2, DType::BF16, ActRounding::BF16, true, true, MoeRouter::TopkSoftmax, true, kTolMoe);
+  case_moe(r, 37, 75, 200, 5, 3, DType::BF16, ActRounding::BF16, false, false, MoeRouter::SoftmaxTopk, false, kTolMoe);
+  case_moe(r, 3, 160, 48, 16, 4, DType::BF16, ActRounding::BF16, true, false, MoeRouter::TopkSoftmax, false, kTolMoe);
+  case_moe(r, 20, 64, 40, 4, 2, DType::BF16, ActRounding::None, true, true, MoeRouter::SoftmaxTopk, false, kTolMoe);
   case_moe(r, 19, 64, 96, 8, 3, DType::Q8_0, ActRounding::Q8Block, true, false, MoeRouter::TopkSoftmax, true,
            kTolQ8Moe);
   case_moe(r, 23, 128, 64, 4, 2, DType::Q4_0, ActRounding::Q8Block, false, true, MoeRouter::SoftmaxTopk, false,
