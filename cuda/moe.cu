@@ -325,6 +325,99 @@ __global__ void __launch_bounds__(kMoeMmaThreads) moe_down_mma_kernel(const MoeA
 #endif
 }
 
+// Q8_0 / Q4_0 experts with Q8Block inputs on the int8 tensor cores
+// (moe_math.cuh): GU, gate and up with h = silu(g) · u; else down with the
+// routed weight. Threads 0..15 also stage the rows' inputs (two blocks of
+// 32 per k tile, with their scales), thread t a weight row (gate rows for
+// t < 128, up rows above; down: t < 128).
+template <DType WT, bool GU>
+__global__ void __launch_bounds__(kMoeMmaThreads) moe_q8_mma_kernel(const MoeArgs a, const MoeLayout L,
+                                                                    int64_t block_base) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int kRowBytes = kMoeMmaLd * 2;  // 80: 64 int8 and padding
+  __shared__ __align__(16) int8_t xs[kMoeRows * kRowBytes];
+  __shared__ __align__(16) int8_t ws[2][kMoeMmaTileN * kRowBytes];
+  __shared__ float dxs[kMoeRows][2], dws[2][kMoeMmaTileN][2];
+  const int64_t blk = block_base + blockIdx.y;
+  if (blk >= L.offsets[a.E] / kMoeRows) return;
+  const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows, n0 = (int64_t)blockIdx.x * kMoeMmaTileN;
+  const int64_t N = GU ? a.I : a.d, K = GU ? a.d : a.I, KB = K / kQ8Block;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const LinearArgs xa = GU ? moe_input(a.x, a.x_stride, a.T, a.d, a.gate.x_rounding)
+                           : moe_input(L.h, a.I, L.rows, a.I, a.down.x_rounding);
+  const LinearArgs wa[2] = {GU ? moe_weight(a.gate, e, a.I, a.d) : moe_weight(a.down, e, a.d, a.I),
+                            GU ? moe_weight(a.up, e, a.I, a.d) : LinearArgs{}};
+  const int32_t pair = tid < kMoeRows ? L.sorted[p0 + tid] : -1;
+  const int m = GU ? tid / kMoeMmaTileN : 0, r = tid % kMoeMmaTileN;
+  const bool loads_w = GU || tid < kMoeMmaTileN;
+  int32_t acc[2][2][4] = {};  // [gate / up or down][n8 tile][q]
+  float f[2][2][4] = {};
+  for (int64_t k0 = 0; k0 < K; k0 += kMoeQ8TileK) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t b = k0 / kQ8Block + h;
+      __align__(16) int8_t q[kQ8Block];
+      if (tid < kMoeRows) {
+        float d = 0.0f;
+        if (pair >= 0 && b < KB) d = q8block_stage_x(xa, GU ? pair / a.k : p0 + tid, b, q);
+        else
+#pragma unroll
+          for (int j = 0; j < kQ8Block; ++j) q[j] = 0;
+        int4* dst = reinterpret_cast<int4*>(xs + tid * kRowBytes + h * kQ8Block);
+        dst[0] = *reinterpret_cast<const int4*>(q), dst[1] = *reinterpret_cast<const int4*>(q + 16);
+        dxs[tid][h] = d;
+      }
+      if (loads_w) {
+        float d = 0.0f;
+        if (n0 + r < N && b < KB) d = ggml_stage_w<WT>(wa[m], n0 + r, b, q);
+        else
+#pragma unroll
+          for (int j = 0; j < kQ8Block; ++j) q[j] = 0;
+        int4* dst = reinterpret_cast<int4*>(ws[m] + r * kRowBytes + h * kQ8Block);
+        dst[0] = *reinterpret_cast<const int4*>(q), dst[1] = *reinterpret_cast<const int4*>(q + 16);
+        dws[m][r][h] = d;
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (k0 / kQ8Block + h >= KB) break;
+      const int kk = 16 * h;  // 16-bit units: the k step's 32 bytes
+      uint32_t af[4];
+      ldmatrix_x4(af, reinterpret_cast<const uint16_t*>(xs) + moe_mma_a_offset(kk, lane));
+#pragma unroll
+      for (int mm = 0; mm < (GU ? 2 : 1); ++mm) {
+        uint32_t bw[4];
+        ldmatrix_x4(bw, reinterpret_cast<const uint16_t*>(ws[mm]) + moe_mma_b_offset(warp, kk, lane));
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          mma_s8_16832(acc[mm][j], af, bw[2 * j], bw[2 * j + 1]);
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            const float dx = dxs[mma_c_row(lane, q)][h], dw = dws[mm][warp * 16 + j * 8 + mma_c_col(lane, q)][h];
+            f[mm][j][q] = q8_block_step(f[mm][j][q], acc[mm][j][q], dx, dw);
+            acc[mm][j][q] = 0;
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t row = p0 + mma_c_row(lane, q), n = n0 + warp * 16 + j * 8 + mma_c_col(lane, q);
+      const int32_t pr = L.sorted[row];
+      if (n >= N || pr < 0) continue;
+      if (GU) L.h[row * a.I + n] = silu(f[0][j][q]) * f[1][j][q];
+      else L.y[row * a.d + n] = f[0][j][q] * a.weights[pr];
+    }
+#else
+  (void)a, (void)L, (void)block_base;
+#endif
+}
+
 // The tensor-core GEMMs over every row block, `n_cols` outputs each.
 cudaError_t moe_mma(void (*kernel)(const MoeArgs, const MoeLayout, int64_t), const MoeArgs& a, const MoeLayout& L,
                     int64_t n_cols, cudaStream_t stream) {
@@ -394,15 +487,28 @@ cudaError_t moe_cuda(const MoeArgs& a, cudaStream_t stream, void* workspace) {
   moe_layout(a.T, a.k, a.E, a.d, a.I, workspace, &L);
   moe_align_kernel<<<1, kMoeAlignThreads, shared, stream>>>(a.ids, P, a.E, L);
   cudaError_t e = cudaGetLastError();
-  // bf16 experts with bf16 inputs on the tensor cores (sm_80+), every other
-  // format on the CUDA cores.
+  // On sm_80+ the tensor cores: bf16 experts with bf16 inputs, Q8_0 / Q4_0
+  // ones with Q8Block inputs; every other format on the CUDA cores.
   const bool mma = require_sm80() == cudaSuccess;
-  if (e == cudaSuccess)
-    e = mma && moe_mma_format(a.gate) && moe_mma_format(a.up) ? moe_mma(moe_gate_up_mma_kernel, a, L, a.I, stream)
-                                                               : for_format<GateUp>(a.gate.dtype, a, L, a.I, stream);
-  if (e == cudaSuccess)
-    e = mma && moe_mma_format(a.down) ? moe_mma(moe_down_mma_kernel, a, L, a.d, stream)
-                                      : for_format<Down>(a.down.dtype, a, L, a.d, stream);
+  const bool q4 = a.gate.dtype == DType::Q4_0;
+  if (e == cudaSuccess) {
+    if (mma && moe_mma_format(a.gate) && moe_mma_format(a.up))
+      e = moe_mma(moe_gate_up_mma_kernel, a, L, a.I, stream);
+    else if (mma && moe_mma_q8_format(a.gate) && a.up.dtype == a.gate.dtype && moe_mma_q8_format(a.up))
+      e = moe_mma(q4 ? moe_q8_mma_kernel<DType::Q4_0, true> : moe_q8_mma_kernel<DType::Q8_0, true>, a, L, a.I, stream);
+    else
+      e = for_format<GateUp>(a.gate.dtype, a, L, a.I, stream);
+  }
+  if (e == cudaSuccess) {
+    if (mma && moe_mma_format(a.down))
+      e = moe_mma(moe_down_mma_kernel, a, L, a.d, stream);
+    else if (mma && moe_mma_q8_format(a.down))
+      e = moe_mma(a.down.dtype == DType::Q4_0 ? moe_q8_mma_kernel<DType::Q4_0, false>
+                                              : moe_q8_mma_kernel<DType::Q8_0, false>,
+                  a, L, a.d, stream);
+    else
+      e = for_format<Down>(a.down.dtype, a, L, a.d, stream);
+  }
   if (e == cudaSuccess) {
     moe_combine_kernel<<<grid_for(a.T * a.d, kMoeCombineThreads), kMoeCombineThreads, 0, stream>>>(a, L);
     e = cudaGetLastError();

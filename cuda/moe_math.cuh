@@ -29,6 +29,7 @@
 #pragma once
 #include "kernels/moe.h"
 #include "linear_math.cuh"
+#include "linear_mma_math.cuh"
 #include "mma_tile_math.cuh"
 
 namespace nm::cuda {
@@ -269,6 +270,19 @@ NM_HD int moe_mma_b_offset(int warp, int kk, int lane) {
 // weights: exact in bf16) as their bf16 bits.
 NM_HD void moe_mma_bits(const float (&v)[kMoeMmaTileK], uint16_t* dst) {
   for (int q = 0; q < kMoeMmaTileK; ++q) dst[q] = (uint16_t)(float_to_bits(v[q]) >> 16);
+}
+
+// Q8_0 / Q4_0 experts with Q8Block inputs on the int8 tensor cores, in the
+// same blocks and shared-memory rows: a k tile is 64 int8 (two blocks of
+// 32, one per 32-byte k step, at the bf16 tiles' 16-bit offsets), the rows'
+// inputs quantized per block as linear_mma_math.cuh's q8block_stage_x and
+// the weights' quants staged as int8 with their scales (ggml_stage_w); each
+// k step's exact int32 sums are folded as f = fmaf(isum, d_x · d_w, f)
+// (q8_block_step).
+constexpr int kMoeQ8TileK = 64;  // int8 k per staged tile: two blocks
+
+NM_HD bool moe_mma_q8_format(const MoeWeight& w) {
+  return (w.dtype == DType::Q8_0 || w.dtype == DType::Q4_0) && w.x_rounding == ActRounding::Q8Block;
 }
 
 // Output column c of token t: the slot-order sum of its pairs' rows.

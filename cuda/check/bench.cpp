@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "check_util.h"
@@ -417,22 +418,30 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
   }
 
   // The fused MoE dispatch at the Granite-4.0-H-Tiny shape (d 1536, 64
-  // experts of I 512, top-6, f16 or bf16 experts, gate|up packed): decode (1 and 64
-  // tokens: bytes = the chosen experts' weights read once) and a 2048-token
-  // prefill (flops = 2 · T · k · 3 · I · d). Routing: token t's k experts
-  // (7t + 11j) mod E, every expert used.
-  for (int fmt = 0; fmt < 2; ++fmt)
+  // experts of I 512, top-6, gate|up packed): f16 experts (the CUDA cores),
+  // bf16 experts with bf16 inputs and Q8_0 experts with Q8Block inputs (the
+  // tensor cores); decode (1 and 64 tokens: bytes = the chosen experts'
+  // weights read once) and a 2048-token prefill (flops = 2 · T · k · 3 · I ·
+  // d). Routing: token t's k experts (7t + 11j) mod E, every expert used.
+  // Weight contents: random bits (Q8_0 scales 1.0).
+  struct MoeFormat {
+    DType wt;
+    ActRounding r;
+    const char* name;
+  };
+  for (const MoeFormat& mf : {MoeFormat{DType::F16, ActRounding::None, "moe f16 (simt)"},
+                              MoeFormat{DType::BF16, ActRounding::BF16, "moe bf16 (mma)"},
+                              MoeFormat{DType::Q8_0, ActRounding::Q8Block, "moe q8_0 (mma)"}})
   for (int64_t T : {1, 64, 2048}) {
-    // f16 experts (the CUDA cores), bf16 experts with bf16 inputs (the tensor cores).
-    const DType wt = fmt == 0 ? DType::F16 : DType::BF16;
     const int64_t d = 1536, I = 512, E = 64, k = 6;
     DevPool p;
     MoeArgs a;
     a.T = T, a.d = d, a.I = I, a.E = E, a.k = k, a.x_stride = a.out_stride = d;
     a.x = p.floats(T * d), a.out = p.floats(T * d);
-    const int64_t gu_bytes = E * 2 * I * d * 2, dn_bytes = E * d * I * 2;
-    const float* gu = p.floats(gu_bytes / 4);
-    const float* dn = p.floats(dn_bytes / 4);
+    const int64_t gu_row = dtype_row_bytes(mf.wt, d), dn_row = dtype_row_bytes(mf.wt, I);
+    const int64_t gu_bytes = E * 2 * I * gu_row, dn_bytes = E * d * dn_row;
+    const float* gu = p.floats(gu_bytes / 4 + 1);
+    const float* dn = p.floats(dn_bytes / 4 + 1);
     float* w = p.floats(T * k);
     float* ids_f = p.floats(T * k);
     std::vector<int32_t> ids((size_t)(T * k));
@@ -442,21 +451,30 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     if (p.error() != cudaSuccess ||
         cudaMemcpy(ids_f, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice) != cudaSuccess)
       return false;
+    if (mf.wt == DType::Q8_0) {  // finite block scales: 1.0 in every block
+      for (auto [ptr, bytes] : {std::pair<const float*, int64_t>{gu, gu_bytes}, {dn, dn_bytes}}) {
+        std::vector<uint8_t> blocks((size_t)bytes);
+        for (size_t b = 0; b + 34 <= blocks.size(); b += 34) {
+          blocks[b] = 0x00, blocks[b + 1] = 0x3c;
+          for (size_t j = 2; j < 34; ++j) blocks[b + j] = (uint8_t)(b * 7 + j * 13);
+        }
+        if (cudaMemcpy(const_cast<float*>(ptr), blocks.data(), blocks.size(), cudaMemcpyHostToDevice) != cudaSuccess)
+          return false;
+      }
+    }
     a.ids = reinterpret_cast<const int32_t*>(ids_f), a.weights = w;
-    for (MoeWeight* m : {&a.gate, &a.up, &a.down})
-      m->dtype = wt, m->x_rounding = fmt == 0 ? ActRounding::None : ActRounding::BF16;
-    a.gate.w = gu, a.up.w = reinterpret_cast<const char*>(gu) + I * d * 2;
-    a.gate.row_stride = a.up.row_stride = d, a.gate.expert_stride = a.up.expert_stride = 2 * I * d * 2;
-    a.down.w = dn, a.down.row_stride = I, a.down.expert_stride = d * I * 2;
+    for (MoeWeight* m : {&a.gate, &a.up, &a.down}) m->dtype = mf.wt, m->x_rounding = mf.r;
+    a.gate.w = gu, a.up.w = reinterpret_cast<const char*>(gu) + I * gu_row;
+    a.gate.row_stride = a.up.row_stride = d, a.gate.expert_stride = a.up.expert_stride = 2 * I * gu_row;
+    a.down.w = dn, a.down.row_stride = I, a.down.expert_stride = d * dn_row;
     const size_t wsb = cuda::moe_cuda_workspace_bytes(a);
     float* ws = p.floats((int64_t)(wsb / 4) + 1);
     if (p.error() != cudaSuccess) return false;
     int64_t experts = 0;
     for (char u : used) experts += u;
-    const double wbytes = (double)experts * 3 * I * d * 2;
+    const double wbytes = (double)experts * (2 * I * gu_row + d * dn_row);
     const size_t before = rows.size();
-    add(fmt == 0 ? "moe f16 (simt)" : "moe bf16 (mma)", "T " + std::to_string(T) + " d 1536 E 64 I 512 k 6",
-        wbytes + F * 2.0 * T * d,
+    add(mf.name, "T " + std::to_string(T) + " d 1536 E 64 I 512 k 6", wbytes + F * 2.0 * T * d,
         [&] { return cuda::moe_cuda(a, 0, ws); });
     if (rows.size() > before && T > 64) rows.back().flops = 2.0 * T * k * 3 * I * d;
   }

@@ -1020,6 +1020,89 @@ void moe_mma(const MoeArgs& a, const MoeLayout& L, bool gate_up) {
   }
 }
 
+// The int8 tensor-core GEMMs of Q8_0 / Q4_0 experts (cuda/moe.cu
+// moe_q8_mma_kernel), lane by lane: per row block, 128 columns and k tile of
+// two blocks, the staged int8 rows and scales, then each warp's k steps
+// (ldmatrix, mma, the fold of each step's sums).
+template <DType WT>
+void moe_q8_mma(const MoeArgs& a, const MoeLayout& L, bool gate_up) {
+  const int64_t N = gate_up ? a.I : a.d, K = gate_up ? a.d : a.I, KB = K / kQ8Block;
+  const int row_bytes = kMoeMmaLd * 2, mats = gate_up ? 2 : 1;
+  const LinearArgs xa = gate_up ? moe_input(a.x, a.x_stride, a.T, a.d, a.gate.x_rounding)
+                                : moe_input(L.h, a.I, L.rows, a.I, a.down.x_rounding);
+  std::vector<uint16_t> xs((size_t)(kMoeRows * kMoeMmaLd)), ws[2];
+  for (auto& w : ws) w.resize((size_t)(kMoeMmaTileN * kMoeMmaLd));
+  float dxs[kMoeRows][2], dws[2][kMoeMmaTileN][2];
+  static int32_t acc[2][kMoeMmaThreads / 32][2][32][4];
+  static float f[2][kMoeMmaThreads / 32][2][32][4];
+  for (int64_t blk = 0; blk < L.offsets[a.E] / kMoeRows; ++blk) {
+    const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows;
+    const LinearArgs wa[2] = {gate_up ? moe_weight(a.gate, e, a.I, a.d) : moe_weight(a.down, e, a.d, a.I),
+                              gate_up ? moe_weight(a.up, e, a.I, a.d) : LinearArgs{}};
+    for (int64_t n0 = 0; n0 < N; n0 += kMoeMmaTileN) {
+      std::memset(acc, 0, sizeof acc);
+      std::memset(f, 0, sizeof f);
+      for (int64_t k0 = 0; k0 < K; k0 += kMoeQ8TileK) {
+        std::fill(xs.begin(), xs.end(), (uint16_t)0x7fc1);
+        for (auto& w : ws) std::fill(w.begin(), w.end(), (uint16_t)0x7fc1);
+        uint8_t* xb = reinterpret_cast<uint8_t*>(xs.data());
+        for (int h = 0; h < 2; ++h) {
+          const int64_t b = k0 / kQ8Block + h;
+          int8_t q[kQ8Block];
+          for (int r = 0; r < kMoeRows; ++r) {
+            const int32_t pair = L.sorted[p0 + r];
+            float d = 0.0f;
+            std::fill(q, q + kQ8Block, (int8_t)0);
+            if (pair >= 0 && b < KB) d = q8block_stage_x(xa, gate_up ? pair / a.k : p0 + r, b, q);
+            std::memcpy(xb + r * row_bytes + h * kQ8Block, q, kQ8Block);
+            dxs[r][h] = d;
+          }
+          for (int m = 0; m < mats; ++m)
+            for (int r = 0; r < kMoeMmaTileN; ++r) {
+              float d = 0.0f;
+              std::fill(q, q + kQ8Block, (int8_t)0);
+              if (n0 + r < N && b < KB) d = ggml_stage_w<WT>(wa[m], n0 + r, b, q);
+              std::memcpy(reinterpret_cast<uint8_t*>(ws[(size_t)m].data()) + r * row_bytes + h * kQ8Block, q, kQ8Block);
+              dws[m][r][h] = d;
+            }
+        }
+        for (int warp = 0; warp < kMoeMmaThreads / 32; ++warp)
+          for (int h = 0; h < 2 && k0 / kQ8Block + h < KB; ++h) {
+            static uint32_t af[32][4], bf[32][4];
+            int addr[32];
+            for (int l = 0; l < 32; ++l) addr[l] = moe_mma_a_offset(16 * h, l);
+            emulate_ldmatrix_x4(xs.data(), addr, af);
+            for (int m = 0; m < mats; ++m) {
+              for (int l = 0; l < 32; ++l) addr[l] = moe_mma_b_offset(warp, 16 * h, l);
+              emulate_ldmatrix_x4(ws[(size_t)m].data(), addr, bf);
+              for (int j = 0; j < 2; ++j) {
+                uint32_t b0[32], b1[32];
+                for (int l = 0; l < 32; ++l) b0[l] = bf[l][2 * j], b1[l] = bf[l][2 * j + 1];
+                emulate_mma_16832_s8(af, b0, b1, acc[m][warp][j]);
+                for (int l = 0; l < 32; ++l)
+                  for (int q = 0; q < 4; ++q) {
+                    const float dx = dxs[mma_c_row(l, q)][h], dw = dws[m][warp * 16 + j * 8 + mma_c_col(l, q)][h];
+                    f[m][warp][j][l][q] = q8_block_step(f[m][warp][j][l][q], acc[m][warp][j][l][q], dx, dw);
+                    acc[m][warp][j][l][q] = 0;
+                  }
+              }
+            }
+          }
+      }
+      for (int warp = 0; warp < kMoeMmaThreads / 32; ++warp)
+        for (int j = 0; j < 2; ++j)
+          for (int l = 0; l < 32; ++l)
+            for (int q = 0; q < 4; ++q) {
+              const int64_t row = p0 + mma_c_row(l, q), n = n0 + warp * 16 + j * 8 + mma_c_col(l, q);
+              const int32_t pair = L.sorted[row];
+              if (n >= N || pair < 0) continue;
+              if (gate_up) L.h[row * a.I + n] = silu(f[0][warp][j][l][q]) * f[1][warp][j][l][q];
+              else L.y[row * a.d + n] = f[0][warp][j][l][q] * a.weights[pair];
+            }
+    }
+  }
+}
+
 template <template <DType> class F>
 bool moe_for_format(DType t, const MoeArgs& a, const MoeLayout& L) {
   switch (t) {
@@ -1050,10 +1133,17 @@ cudaError_t moe(const MoeArgs& a) {
   MoeLayout L;
   moe_layout(a.T, a.k, a.E, a.d, a.I, base, &L);
   moe_align(a.ids, a.T * a.k, a.E, L);
-  // bf16 experts with bf16 inputs: the tensor-core kernels (as on sm_80+).
+  // The tensor-core kernels (as on sm_80+): bf16 experts with bf16 inputs,
+  // Q8_0 / Q4_0 ones with Q8Block inputs.
+  auto q8 = [&](const MoeWeight& w, bool gate_up) {
+    if (w.dtype == DType::Q4_0) moe_q8_mma<DType::Q4_0>(a, L, gate_up);
+    else moe_q8_mma<DType::Q8_0>(a, L, gate_up);
+  };
   if (moe_mma_format(a.gate) && moe_mma_format(a.up)) moe_mma(a, L, true);
+  else if (moe_mma_q8_format(a.gate) && a.up.dtype == a.gate.dtype && moe_mma_q8_format(a.up)) q8(a.gate, true);
   else if (!moe_for_format<GateUp>(a.gate.dtype, a, L)) return cudaErrorNotSupported;
   if (moe_mma_format(a.down)) moe_mma(a, L, false);
+  else if (moe_mma_q8_format(a.down)) q8(a.down, false);
   else if (!moe_for_format<Down>(a.down.dtype, a, L)) return cudaErrorNotSupported;
   for (int64_t t = 0; t < a.T; ++t)
     for (int64_t c2 = 0; c2 < a.d; ++c2) a.out[t * a.out_stride + c2] = moe_combine_value(a, L, t, c2);

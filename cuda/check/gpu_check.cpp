@@ -1498,6 +1498,14 @@ void moe_cases(Rng& r) {
   case_moe(r, 37, 75, 200, 5, 3, DType::BF16, ActRounding::BF16, false, false, MoeRouter::SoftmaxTopk, false, kTolMoe);
   case_moe(r, 3, 160, 48, 16, 4, DType::BF16, ActRounding::BF16, true, false, MoeRouter::TopkSoftmax, false, kTolMoe);
   case_moe(r, 20, 64, 40, 4, 2, DType::BF16, ActRounding::None, true, true, MoeRouter::SoftmaxTopk, false, kTolMoe);
+  // Q8_0 / Q4_0 experts with Q8Block inputs on the int8 tensor cores: d or I
+  // a multiple of 32 but not of the 64-wide k tile, I past one 128-column
+  // tile, many row blocks; with float inputs they stay on the CUDA cores.
+  case_moe(r, 130, 96, 160, 8, 2, DType::Q8_0, ActRounding::Q8Block, true, true, MoeRouter::TopkSoftmax, true,
+           kTolQ8Moe);
+  case_moe(r, 37, 160, 96, 5, 3, DType::Q4_0, ActRounding::Q8Block, false, false, MoeRouter::SoftmaxTopk, false,
+           kTolQ8Moe);
+  case_moe(r, 11, 64, 64, 6, 2, DType::Q8_0, ActRounding::None, true, false, MoeRouter::TopkSoftmax, false, kTolMoe);
   case_moe(r, 19, 64, 96, 8, 3, DType::Q8_0, ActRounding::Q8Block, true, false, MoeRouter::TopkSoftmax, true,
            kTolQ8Moe);
   case_moe(r, 23, 128, 64, 4, 2, DType::Q4_0, ActRounding::Q8Block, false, true, MoeRouter::SoftmaxTopk, false,
