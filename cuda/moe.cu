@@ -213,49 +213,56 @@ __device__ __forceinline__ void zero32(float (&v)[kMoeMmaTileK]) {
 }
 #endif
 
-// GEMM 1 on the tensor cores: threads 0..15 also stage the rows' x (their
-// tokens', rounded to bf16), threads 0..127 a gate row each, 128..255 an up
-// row; warp w computes columns 16 w .. 16 w + 15 of both.
-__global__ void __launch_bounds__(kMoeMmaThreads) moe_gate_up_mma_kernel(const MoeArgs a, const MoeLayout L,
-                                                                         int64_t block_base) {
+// bf16 experts on the tensor cores: GU, gate and up with h = silu(g) · u;
+// else down with the routed weight. Threads 0..15 also stage the rows'
+// inputs (the tokens' x, or rows of h; rounded to bf16, zeros on padding
+// rows), thread t a weight row (gate rows for t < 128, up rows above; down:
+// t < 128); warp w computes columns 16 w .. 16 w + 15.
+template <bool GU>
+__global__ void __launch_bounds__(kMoeMmaThreads) moe_bf16_mma_kernel(const MoeArgs a, const MoeLayout L,
+                                                                      int64_t block_base) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   __shared__ __align__(16) uint16_t xs[kMoeRows * kMoeMmaLd];
-  __shared__ __align__(16) uint16_t gs[kMoeMmaTileN * kMoeMmaLd];
-  __shared__ __align__(16) uint16_t us[kMoeMmaTileN * kMoeMmaLd];
+  __shared__ __align__(16) uint16_t ws[2][kMoeMmaTileN * kMoeMmaLd];
   const int64_t blk = block_base + blockIdx.y;
   if (blk >= L.offsets[a.E] / kMoeRows) return;
   const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows, n0 = (int64_t)blockIdx.x * kMoeMmaTileN;
+  const int64_t N = GU ? a.I : a.d, K = GU ? a.d : a.I;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const LinearArgs xa = moe_input(a.x, a.x_stride, a.T, a.d, a.gate.x_rounding);
-  const LinearArgs ga = moe_weight(a.gate, e, a.I, a.d), ua = moe_weight(a.up, e, a.I, a.d);
-  const int xf = input_flags(a.x, a.x_stride);
-  const int gf = weight_flags(ga.w, DType::BF16, a.gate.row_stride), uf = weight_flags(ua.w, DType::BF16, a.up.row_stride);
+  const LinearArgs xa = GU ? moe_input(a.x, a.x_stride, a.T, a.d, a.gate.x_rounding)
+                           : moe_input(L.h, a.I, L.rows, a.I, a.down.x_rounding);
+  const LinearArgs wa[2] = {GU ? moe_weight(a.gate, e, a.I, a.d) : moe_weight(a.down, e, a.d, a.I),
+                            GU ? moe_weight(a.up, e, a.I, a.d) : LinearArgs{}};
+  const int xf = GU ? input_flags(a.x, a.x_stride) : input_flags(L.h, a.I);
+  const int m = GU ? tid / kMoeMmaTileN : 0, r = tid % kMoeMmaTileN;
+  const int wf = weight_flags(wa[m].w, DType::BF16, GU ? (m ? a.up.row_stride : a.gate.row_stride) : a.down.row_stride);
+  const bool loads_w = GU || tid < kMoeMmaTileN;
   const int32_t pair = tid < kMoeRows ? L.sorted[p0 + tid] : -1;
-  const bool up = tid >= kMoeMmaTileN;
-  const int r = tid % kMoeMmaTileN;
-  float ag[2][4] = {}, au[2][4] = {};
-  for (int64_t k0 = 0; k0 < a.d; k0 += kMoeMmaTileK) {
-    const int len = a.d - k0 < kMoeMmaTileK ? (int)(a.d - k0) : kMoeMmaTileK;
+  float acc[2][2][4] = {};  // [gate / up or down][n8 tile][q]
+  for (int64_t k0 = 0; k0 < K; k0 += kMoeMmaTileK) {
+    const int len = K - k0 < kMoeMmaTileK ? (int)(K - k0) : kMoeMmaTileK;
     float v[kMoeMmaTileK];
     if (tid < kMoeRows) {
-      if (pair >= 0) gemv_load_x<kMoeMmaTileK>(xa, pair / a.k, k0, len, xf, v);
+      if (pair >= 0) gemv_load_x<kMoeMmaTileK>(xa, GU ? pair / a.k : p0 + tid, k0, len, xf, v);
       else zero32(v);
       moe_mma_bits(v, xs + tid * kMoeMmaLd);
     }
-    if (n0 + r < a.I) gemv_load_w<DType::BF16, kMoeMmaTileK>(up ? ua : ga, n0 + r, k0, len, up ? uf : gf, v);
-    else zero32(v);
-    moe_mma_bits(v, (up ? us : gs) + r * kMoeMmaLd);
+    if (loads_w) {
+      if (n0 + r < N) gemv_load_w<DType::BF16, kMoeMmaTileK>(wa[m], n0 + r, k0, len, wf, v);
+      else zero32(v);
+      moe_mma_bits(v, ws[m] + r * kMoeMmaLd);
+    }
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < kMoeMmaTileK; kk += 16) {
-      uint32_t af[4], bg[4], bu[4];
+      uint32_t af[4];
       ldmatrix_x4(af, xs + moe_mma_a_offset(kk, lane));
-      ldmatrix_x4(bg, gs + moe_mma_b_offset(warp, kk, lane));
-      ldmatrix_x4(bu, us + moe_mma_b_offset(warp, kk, lane));
 #pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        mma_bf16_16816(ag[j], af, bg[2 * j], bg[2 * j + 1]);
-        mma_bf16_16816(au[j], af, bu[2 * j], bu[2 * j + 1]);
+      for (int mm = 0; mm < (GU ? 2 : 1); ++mm) {
+        uint32_t bw[4];
+        ldmatrix_x4(bw, ws[mm] + moe_mma_b_offset(warp, kk, lane));
+#pragma unroll
+        for (int j = 0; j < 2; ++j) mma_bf16_16816(acc[mm][j], af, bw[2 * j], bw[2 * j + 1]);
       }
     }
     __syncthreads();
@@ -263,63 +270,9 @@ __global__ void __launch_bounds__(kMoeMmaThreads) moe_gate_up_mma_kernel(const M
 #pragma unroll
   for (int j = 0; j < 2; ++j)
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int64_t row = p0 + mma_c_row(lane, q), n = n0 + warp * 16 + j * 8 + mma_c_col(lane, q);
-      if (n < a.I && L.sorted[row] >= 0) L.h[row * a.I + n] = silu(ag[j][q]) * au[j][q];
-    }
-#else
-  (void)a, (void)L, (void)block_base;
-#endif
-}
-
-// GEMM 2 on the tensor cores: threads 0..15 also stage the rows of h
-// (rounded; zeros on padding rows), threads 0..127 a down row each.
-__global__ void __launch_bounds__(kMoeMmaThreads) moe_down_mma_kernel(const MoeArgs a, const MoeLayout L,
-                                                                      int64_t block_base) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  __shared__ __align__(16) uint16_t xs[kMoeRows * kMoeMmaLd];
-  __shared__ __align__(16) uint16_t ws[kMoeMmaTileN * kMoeMmaLd];
-  const int64_t blk = block_base + blockIdx.y;
-  if (blk >= L.offsets[a.E] / kMoeRows) return;
-  const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows, n0 = (int64_t)blockIdx.x * kMoeMmaTileN;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const LinearArgs xa = moe_input(L.h, a.I, L.rows, a.I, a.down.x_rounding);
-  const LinearArgs da = moe_weight(a.down, e, a.d, a.I);
-  const int xf = input_flags(L.h, a.I), wf = weight_flags(da.w, DType::BF16, a.down.row_stride);
-  const bool real = tid < kMoeRows && L.sorted[p0 + tid] >= 0;
-  float acc[2][4] = {};
-  for (int64_t k0 = 0; k0 < a.I; k0 += kMoeMmaTileK) {
-    const int len = a.I - k0 < kMoeMmaTileK ? (int)(a.I - k0) : kMoeMmaTileK;
-    float v[kMoeMmaTileK];
-    if (tid < kMoeRows) {
-      if (real) gemv_load_x<kMoeMmaTileK>(xa, p0 + tid, k0, len, xf, v);
-      else zero32(v);
-      moe_mma_bits(v, xs + tid * kMoeMmaLd);
-    }
-    if (tid < kMoeMmaTileN) {
-      if (n0 + tid < a.d) gemv_load_w<DType::BF16, kMoeMmaTileK>(da, n0 + tid, k0, len, wf, v);
-      else zero32(v);
-      moe_mma_bits(v, ws + tid * kMoeMmaLd);
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kMoeMmaTileK; kk += 16) {
-      uint32_t af[4], bw[4];
-      ldmatrix_x4(af, xs + moe_mma_a_offset(kk, lane));
-      ldmatrix_x4(bw, ws + moe_mma_b_offset(warp, kk, lane));
-#pragma unroll
-      for (int j = 0; j < 2; ++j) mma_bf16_16816(acc[j], af, bw[2 * j], bw[2 * j + 1]);
-    }
-    __syncthreads();
-  }
-#pragma unroll
-  for (int j = 0; j < 2; ++j)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int64_t row = p0 + mma_c_row(lane, q), n = n0 + warp * 16 + j * 8 + mma_c_col(lane, q);
-      const int32_t pr = L.sorted[row];
-      if (n < a.d && pr >= 0) L.y[row * a.d + n] = acc[j][q] * a.weights[pr];
-    }
+    for (int q = 0; q < 4; ++q)
+      moe_mma_store(a, L, GU, p0 + mma_c_row(lane, q), n0 + warp * 16 + j * 8 + mma_c_col(lane, q), acc[0][j][q],
+                    acc[1][j][q]);
 #else
   (void)a, (void)L, (void)block_base;
 #endif
@@ -406,13 +359,9 @@ __global__ void __launch_bounds__(kMoeMmaThreads) moe_q8_mma_kernel(const MoeArg
 #pragma unroll
   for (int j = 0; j < 2; ++j)
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int64_t row = p0 + mma_c_row(lane, q), n = n0 + warp * 16 + j * 8 + mma_c_col(lane, q);
-      const int32_t pr = L.sorted[row];
-      if (n >= N || pr < 0) continue;
-      if (GU) L.h[row * a.I + n] = silu(f[0][j][q]) * f[1][j][q];
-      else L.y[row * a.d + n] = f[0][j][q] * a.weights[pr];
-    }
+    for (int q = 0; q < 4; ++q)
+      moe_mma_store(a, L, GU, p0 + mma_c_row(lane, q), n0 + warp * 16 + j * 8 + mma_c_col(lane, q), f[0][j][q],
+                    f[1][j][q]);
 #else
   (void)a, (void)L, (void)block_base;
 #endif
@@ -493,7 +442,7 @@ cudaError_t moe_cuda(const MoeArgs& a, cudaStream_t stream, void* workspace) {
   const bool q4 = a.gate.dtype == DType::Q4_0;
   if (e == cudaSuccess) {
     if (mma && moe_mma_format(a.gate) && moe_mma_format(a.up))
-      e = moe_mma(moe_gate_up_mma_kernel, a, L, a.I, stream);
+      e = moe_mma(moe_bf16_mma_kernel<true>, a, L, a.I, stream);
     else if (mma && moe_mma_q8_format(a.gate) && a.up.dtype == a.gate.dtype && moe_mma_q8_format(a.up))
       e = moe_mma(q4 ? moe_q8_mma_kernel<DType::Q4_0, true> : moe_q8_mma_kernel<DType::Q8_0, true>, a, L, a.I, stream);
     else
@@ -501,7 +450,7 @@ cudaError_t moe_cuda(const MoeArgs& a, cudaStream_t stream, void* workspace) {
   }
   if (e == cudaSuccess) {
     if (mma && moe_mma_format(a.down))
-      e = moe_mma(moe_down_mma_kernel, a, L, a.d, stream);
+      e = moe_mma(moe_bf16_mma_kernel<false>, a, L, a.d, stream);
     else if (mma && moe_mma_q8_format(a.down))
       e = moe_mma(a.down.dtype == DType::Q4_0 ? moe_q8_mma_kernel<DType::Q4_0, false>
                                               : moe_q8_mma_kernel<DType::Q8_0, false>,

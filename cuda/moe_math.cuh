@@ -285,6 +285,17 @@ NM_HD bool moe_mma_q8_format(const MoeWeight& w) {
   return (w.dtype == DType::Q8_0 || w.dtype == DType::Q4_0) && w.x_rounding == ActRounding::Q8Block;
 }
 
+// A tensor-core GEMM's output (padded row `row`, column n) from its float
+// sums: gate / up, h = silu(g) · u; down, y = acc · the row's routed weight.
+// Nothing for padding rows or columns past the output.
+NM_HD void moe_mma_store(const MoeArgs& a, const MoeLayout& L, bool gate_up, int64_t row, int64_t n, float v0,
+                         float v1) {
+  const int32_t pair = L.sorted[row];
+  if (pair < 0 || n >= (gate_up ? a.I : a.d)) return;
+  if (gate_up) L.h[row * a.I + n] = silu(v0) * v1;
+  else L.y[row * a.d + n] = v0 * a.weights[pair];
+}
+
 // Output column c of token t: the slot-order sum of its pairs' rows.
 NM_HD float moe_combine_value(const MoeArgs& a, const MoeLayout& L, int64_t t, int64_t c) {
   float s = 0.0f;

@@ -954,8 +954,7 @@ void moe_down(const MoeArgs& a, const MoeLayout& L) {
   }
 }
 
-// The bf16 tensor-core GEMMs (cuda/moe.cu moe_gate_up_mma_kernel /
-// moe_down_mma_kernel), lane by lane: per row block and 128 columns, each k
+// The bf16 tensor-core GEMMs (cuda/moe.cu moe_bf16_mma_kernel), lane by lane: per row block and 128 columns, each k
 // tile's staged rows, then each warp's ldmatrix and mma steps. `gate_up`:
 // h = silu(g) · u; else y = acc · the routed weight.
 void moe_mma(const MoeArgs& a, const MoeLayout& L, bool gate_up) {
@@ -1009,13 +1008,9 @@ void moe_mma(const MoeArgs& a, const MoeLayout& L, bool gate_up) {
       for (int warp = 0; warp < kMoeMmaThreads / 32; ++warp)
         for (int j = 0; j < 2; ++j)
           for (int l = 0; l < 32; ++l)
-            for (int q = 0; q < 4; ++q) {
-              const int64_t row = p0 + mma_c_row(l, q), n = n0 + warp * 16 + j * 8 + mma_c_col(l, q);
-              const int32_t pair = L.sorted[row];
-              if (n >= N || pair < 0) continue;
-              if (gate_up) L.h[row * a.I + n] = silu(acc[0][warp][j][l][q]) * acc[1][warp][j][l][q];
-              else L.y[row * a.d + n] = acc[0][warp][j][l][q] * a.weights[pair];
-            }
+            for (int q = 0; q < 4; ++q)
+              moe_mma_store(a, L, gate_up, p0 + mma_c_row(l, q), n0 + warp * 16 + j * 8 + mma_c_col(l, q),
+                            acc[0][warp][j][l][q], acc[1][warp][j][l][q]);
     }
   }
 }
@@ -1092,13 +1087,9 @@ void moe_q8_mma(const MoeArgs& a, const MoeLayout& L, bool gate_up) {
       for (int warp = 0; warp < kMoeMmaThreads / 32; ++warp)
         for (int j = 0; j < 2; ++j)
           for (int l = 0; l < 32; ++l)
-            for (int q = 0; q < 4; ++q) {
-              const int64_t row = p0 + mma_c_row(l, q), n = n0 + warp * 16 + j * 8 + mma_c_col(l, q);
-              const int32_t pair = L.sorted[row];
-              if (n >= N || pair < 0) continue;
-              if (gate_up) L.h[row * a.I + n] = silu(f[0][warp][j][l][q]) * f[1][warp][j][l][q];
-              else L.y[row * a.d + n] = f[0][warp][j][l][q] * a.weights[pair];
-            }
+            for (int q = 0; q < 4; ++q)
+              moe_mma_store(a, L, gate_up, p0 + mma_c_row(l, q), n0 + warp * 16 + j * 8 + mma_c_col(l, q),
+                            f[0][warp][j][l][q], f[1][warp][j][l][q]);
     }
   }
 }
