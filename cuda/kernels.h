@@ -39,15 +39,21 @@ cudaError_t gated_rms_norm_cuda(const GatedRmsNormArgs& a, cudaStream_t stream);
 cudaError_t causal_conv1d_cuda(const CausalConv1dArgs& a, cudaStream_t stream);
 cudaError_t causal_conv1d_update_cuda(const CausalConv1dUpdateArgs& a, cudaStream_t stream);
 
-// The Mamba-1 prefill scan, parallel over tokens in chunks and, for dstate
-// 16, over pairs of threads per channel (selective_scan_math.cuh). More than
-// one chunk needs a device workspace of selective_scan_cuda_workspace_bytes()
-// (0 for one chunk): `workspace`, or when null memory from the stream-ordered
-// pool (cudaMallocAsync / cudaFreeAsync on `stream`). ScanTuning: 0 = chosen
-// from the shape (the tests and benchmarks set them).
+// The Mamba-1 prefill scan, one of two kernels (ScanTuning::method):
+//   tiles (2): one pass, a block per (batch row, 8 channels) walking the
+//     sequence in tiles of 256 tokens, the tokens of a tile scanned in
+//     parallel (selective_scan_tiles_math.cuh); no workspace;
+//   chunks (1): three passes, parallel over chunks of tokens and, for
+//     dstate 16, pairs of threads per channel (selective_scan_math.cuh).
+//     More than one chunk needs a device workspace.
+// selective_scan_cuda_workspace_bytes() says how much (0: none) for the same
+// tuning: `workspace`, or when null memory from the stream-ordered pool
+// (cudaMallocAsync / cudaFreeAsync on `stream`). ScanTuning: 0 = chosen from
+// the shape (the tests and benchmarks set them).
 struct ScanTuning {
-  int64_t chunk_len = 0;  // tokens per chunk
-  int parts = 0;          // threads per channel: 1, or 2 (dstate 16 only)
+  int64_t chunk_len = 0;  // chunks: tokens per chunk
+  int parts = 0;          // chunks: threads per channel, 1 or 2 (dstate 16 only)
+  int method = 0;         // 1: chunks, 2: tiles (scan_method)
 };
 size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, const ScanTuning& t = {});
 cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream, void* workspace = nullptr,

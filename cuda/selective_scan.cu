@@ -3,6 +3,7 @@
 #include "kernels.h"
 #include "launch_util.cuh"
 #include "selective_scan_math.cuh"
+#include "selective_scan_tiles_math.cuh"
 
 namespace nm::cuda {
 
@@ -66,6 +67,75 @@ cudaError_t launch_scan(const SelectiveScanArgs& a, int64_t len, const ScanWorks
   return cudaGetLastError();
 }
 
+// The one-pass scan (selective_scan_tiles_math.cuh): block = (batch row,
+// kTileChannels channels), thread = (segment, channel). Shared memory: the
+// warps' totals of the current state group (two buffers: a group's are read
+// after its barrier while the next group's are written) and the carry, the
+// state at the current tile's start (two buffers: read for this tile,
+// written for the next), [dstate][kTileChannels] each.
+__global__ void __launch_bounds__(kTileThreads, 2) scan_tiles_kernel(const SelectiveScanArgs a) {
+  __shared__ ScanStep agg[2][kTileStates][kTileChannels][kTileWarps];
+  extern __shared__ float carry[];  // [2][dstate][kTileChannels]
+  const int64_t N = a.dstate, cgroups = (a.dim + kTileChannels - 1) / kTileChannels;
+  const int64_t b = blockIdx.x / cgroups, d0 = (blockIdx.x % cgroups) * kTileChannels;
+  const int tid = threadIdx.x, ch = tid % kTileChannels, seg = tid / kTileChannels, w = tid / 32;
+  const int sl = seg % kTileWarpSegments;  // the segment's place in its warp
+  for (int64_t i = tid; i < N * kTileChannels; i += kTileThreads)
+    carry[i] = tile_initial_state(a, b, d0 + i % kTileChannels, i / kTileChannels);
+  __syncthreads();
+  TileThread T;
+  tile_thread_init(a, b, d0 + ch, T);
+  int cp = 0, ap = 0;
+  const int64_t tiles = (a.seqlen + kTileTokens - 1) / kTileTokens;
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    tile_load(a, tile * kTileTokens + seg * kTileItems, T);
+    const float* cin = carry + cp * N * kTileChannels;
+    float* cout = carry + (cp ^ 1) * N * kTileChannels;
+    for (int64_t n0 = 0; n0 < N; n0 += kTileStates) {
+      const int nn = N - n0 < kTileStates ? (int)(N - n0) : kTileStates;
+      ScanStep s[kTileStates], ex[kTileStates];
+      tile_segment_steps(a, n0, nn, T, s);
+NM_UNROLL
+      for (int j = 0; j < kTileStates; ++j) {
+        // Inclusive scan over the warp's segments (lanes kTileChannels apart),
+        // then the exclusive prefix from the previous segment's lane.
+        ScanStep v = s[j];
+NM_UNROLL
+        for (int off = 1; off < kTileWarpSegments; off <<= 1) {
+          const ScanStep p{__shfl_up_sync(0xffffffffu, v.P, off * kTileChannels),
+                           __shfl_up_sync(0xffffffffu, v.H, off * kTileChannels)};
+          if (sl >= off) v = scan_then(p, v);
+        }
+        const ScanStep e{__shfl_up_sync(0xffffffffu, v.P, kTileChannels),
+                         __shfl_up_sync(0xffffffffu, v.H, kTileChannels)};
+        ex[j] = sl >= 1 ? e : ScanStep{1.0f, 0.0f};
+        s[j] = v;
+        if (sl == kTileWarpSegments - 1) agg[ap][j][ch][w] = v;
+      }
+      __syncthreads();
+      float h[kTileStates];
+NM_UNROLL
+      for (int j = 0; j < kTileStates; ++j) {
+        const float start = j < nn ? tile_warp_start(cin[(n0 + j) * kTileChannels + ch], agg[ap][j][ch], w) : 0.0f;
+        h[j] = scan_apply(ex[j], start);
+        if (w == kTileWarps - 1 && sl == kTileWarpSegments - 1 && j < nn)
+          cout[(n0 + j) * kTileChannels + ch] = scan_apply(s[j], start);
+      }
+      tile_segment_apply(a, n0, nn, h, T);
+      ap ^= 1;
+    }
+    tile_store(a, T);
+    cp ^= 1;
+  }
+  __syncthreads();
+  if (!a.last_state) return;
+  const float* fin = carry + cp * N * kTileChannels;
+  for (int64_t i = tid; i < N * kTileChannels; i += kTileThreads) {
+    const int64_t d = d0 + i % kTileChannels, n = i / kTileChannels;
+    if (d < a.dim) a.last_state[b * a.last_state_batch_stride + d * N + n] = fin[i];
+  }
+}
+
 // Block of kUpdateThreads threads = kUpdateThreads / tpr consecutive rows of
 // the flattened (batch, row) index, tpr lanes each (selective_scan_math.cuh);
 // grid-strided over row blocks. A row's lanes are in one warp: their partial
@@ -86,13 +156,22 @@ __global__ void __launch_bounds__(kUpdateThreads) selective_state_update_kernel(
 }  // namespace
 
 size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, const ScanTuning& t) {
-  if (check_args(a) != Check::kValid || t.chunk_len < 0) return 0;
+  if (check_args(a) != Check::kValid || t.chunk_len < 0 || scan_method(a, t.method) != 1) return 0;
   return (size_t)scan_workspace_floats(a, scan_chunks(a, scan_chunk_len(a, t.chunk_len))) * sizeof(float);
 }
 
 cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream, void* workspace, const ScanTuning& t) {
   const Check c = check_args(a);
   if (c != Check::kValid) return check_status(c);
+  const int method = scan_method(a, t.method);
+  if (method == 0 || t.chunk_len < 0) return cudaErrorInvalidValue;
+  if (method == 2) {
+    const int64_t blocks = scan_tile_blocks(a);
+    if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
+    const size_t shared = 2 * (size_t)a.dstate * kTileChannels * sizeof(float);
+    scan_tiles_kernel<<<(unsigned)blocks, kTileThreads, shared, stream>>>(a);
+    return cudaGetLastError();
+  }
   const int parts = scan_parts(a, t.parts);
   if (t.chunk_len < 0 || parts == 0) return cudaErrorInvalidValue;
   const int64_t len = scan_chunk_len(a, t.chunk_len), chunks = scan_chunks(a, len);

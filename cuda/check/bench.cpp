@@ -23,6 +23,7 @@
 #include "qlinear_gemm.h"
 #include "model_bench.h"
 #include "selective_scan_math.cuh"
+#include "selective_scan_tiles_math.cuh"
 
 namespace nm::check {
 
@@ -204,22 +205,29 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
       a.B_batch_stride = a.C_batch_stride = L * N, a.B_token_stride = a.C_token_stride = N;
       a.last_state_batch_stride = D * N;
       if (p.error() != cudaSuccess) return false;
-      // The automatic choice, then other chunk lengths and threads per
-      // channel (for tuning kScanMinChunk and scan_parts).
+      // The automatic choice, the other kernel's, then other chunk lengths
+      // and threads per channel (for tuning kScanTilesMinBlocks,
+      // kScanMinChunk and scan_parts).
       struct Tune {
         int64_t chunk;
-        int parts;
+        int parts, method;
       };
-      for (const Tune& tn : {Tune{0, 0}, Tune{32, 1}, Tune{64, 1}, Tune{16, 2}, Tune{64, 2}, Tune{128, 2}}) {
+      const int other = cuda::scan_method(a, 0) == 2 ? 1 : 2;
+      for (const Tune& tn : {Tune{0, 0, 0}, Tune{0, 0, other}, Tune{32, 1, 1}, Tune{64, 1, 1}, Tune{16, 2, 1},
+                             Tune{64, 2, 1}, Tune{128, 2, 1}}) {
         if ((tn.chunk != 0 || tn.parts != 0) && L != 2048) continue;
         cuda::ScanTuning t;
-        t.chunk_len = tn.chunk, t.parts = tn.parts;
+        t.chunk_len = tn.chunk, t.parts = tn.parts, t.method = tn.method;
         const size_t wb = cuda::selective_scan_cuda_workspace_bytes(a, t);
         float* ws = wb ? p.floats((int64_t)(wb / 4)) : nullptr;
         if (p.error() != cudaSuccess) return false;
         const int64_t len = cuda::scan_chunk_len(a, t.chunk_len);
-        add("selective_scan", "L " + std::to_string(L) + " x dim " + std::to_string(D) + " N16 chunk " +
-                                  std::to_string(len) + " x" + std::to_string(cuda::scan_parts(a, t.parts)),
+        const std::string kernel =
+            cuda::scan_method(a, t.method) == 2
+                ? std::string(" tiles")
+                : " chunk " + std::to_string(len) + " x" + std::to_string(cuda::scan_parts(a, t.parts));
+        add("selective_scan", "L " + std::to_string(L) + " x dim " + std::to_string(D) + " N16" + kernel +
+                                  (tn.method == 0 ? " (auto)" : ""),
             F * (4.0 * L * D + 2.0 * L * N + 2.0 * D * N + 2.0 * D),
             [&] { return cuda::selective_scan_cuda(a, 0, ws, t); });
       }

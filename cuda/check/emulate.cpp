@@ -19,6 +19,7 @@
 #include "norm_math.cuh"
 #include "qlinear_math.cuh"
 #include "selective_scan_math.cuh"
+#include "selective_scan_tiles_math.cuh"
 #include "ssm_q8_math.cuh"
 #include "ssd_math.cuh"
 
@@ -148,11 +149,78 @@ void scan_phases(const SelectiveScanArgs& a, int64_t len, const ScanWorkspace& w
       }
 }
 
+// The one-pass scan, a block at a time: each step of the kernel (between
+// its barriers) for every thread of the block, the warps' shuffles as reads
+// of the lanes kTileChannels x off below (values from before the step).
+void scan_tiles(const SelectiveScanArgs& a) {
+  const int64_t N = a.dstate, cgroups = (a.dim + kTileChannels - 1) / kTileChannels;
+  std::vector<TileThread> T(kTileThreads);
+  std::vector<float> carry((size_t)(2 * N * kTileChannels));
+  ScanStep s[kTileThreads][kTileStates], ex[kTileThreads][kTileStates], prev[kTileThreads];
+  ScanStep agg[kTileStates][kTileChannels][kTileWarps];
+  const auto seg_in_warp = [](int tid) { return (tid / kTileChannels) % kTileWarpSegments; };
+  for (int64_t blk = 0; blk < scan_tile_blocks(a); ++blk) {
+    const int64_t b = blk / cgroups, d0 = (blk % cgroups) * kTileChannels;
+    for (int64_t i = 0; i < N * kTileChannels; ++i)
+      carry[(size_t)i] = tile_initial_state(a, b, d0 + i % kTileChannels, i / kTileChannels);
+    for (int tid = 0; tid < kTileThreads; ++tid) tile_thread_init(a, b, d0 + tid % kTileChannels, T[tid]);
+    int cp = 0;
+    const int64_t tiles = (a.seqlen + kTileTokens - 1) / kTileTokens;
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      for (int tid = 0; tid < kTileThreads; ++tid)
+        tile_load(a, tile * kTileTokens + (tid / kTileChannels) * kTileItems, T[tid]);
+      const float* cin = carry.data() + cp * N * kTileChannels;
+      float* cout = carry.data() + (cp ^ 1) * N * kTileChannels;
+      for (int64_t n0 = 0; n0 < N; n0 += kTileStates) {
+        const int nn = N - n0 < kTileStates ? (int)(N - n0) : kTileStates;
+        for (int tid = 0; tid < kTileThreads; ++tid) tile_segment_steps(a, n0, nn, T[tid], s[tid]);
+        for (int j = 0; j < kTileStates; ++j) {
+          for (int off = 1; off < kTileWarpSegments; off <<= 1) {
+            for (int tid = 0; tid < kTileThreads; ++tid) prev[tid] = s[tid][j];
+            for (int tid = 0; tid < kTileThreads; ++tid)
+              if (seg_in_warp(tid) >= off) s[tid][j] = scan_then(prev[tid - off * kTileChannels], prev[tid]);
+          }
+          for (int tid = 0; tid < kTileThreads; ++tid) {
+            const int sl = seg_in_warp(tid);
+            ex[tid][j] = sl >= 1 ? s[tid - kTileChannels][j] : ScanStep{1.0f, 0.0f};
+            if (sl == kTileWarpSegments - 1) agg[j][tid % kTileChannels][tid / 32] = s[tid][j];
+          }
+        }
+        for (int tid = 0; tid < kTileThreads; ++tid) {
+          const int ch = tid % kTileChannels, w = tid / 32;
+          float h[kTileStates];
+          for (int j = 0; j < kTileStates; ++j) {
+            const float start = j < nn ? tile_warp_start(cin[(n0 + j) * kTileChannels + ch], agg[j][ch], w) : 0.0f;
+            h[j] = scan_apply(ex[tid][j], start);
+            if (w == kTileWarps - 1 && seg_in_warp(tid) == kTileWarpSegments - 1 && j < nn)
+              cout[(n0 + j) * kTileChannels + ch] = scan_apply(s[tid][j], start);
+          }
+          tile_segment_apply(a, n0, nn, h, T[tid]);
+        }
+      }
+      for (int tid = 0; tid < kTileThreads; ++tid) tile_store(a, T[tid]);
+      cp ^= 1;
+    }
+    if (!a.last_state) continue;
+    const float* fin = carry.data() + cp * N * kTileChannels;
+    for (int64_t i = 0; i < N * kTileChannels; ++i) {
+      const int64_t d = d0 + i % kTileChannels, n = i / kTileChannels;
+      if (d < a.dim) a.last_state[b * a.last_state_batch_stride + d * N + n] = fin[i];
+    }
+  }
+}
+
 }  // namespace
 
 cudaError_t selective_scan(const SelectiveScanArgs& a, const ScanTuning& t) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
+  const int method = scan_method(a, t.method);
+  if (method == 0 || t.chunk_len < 0) return cudaErrorInvalidValue;
+  if (method == 2) {
+    scan_tiles(a);
+    return cudaSuccess;
+  }
   const int parts = scan_parts(a, t.parts);
   if (t.chunk_len < 0 || parts == 0) return cudaErrorInvalidValue;
   const int64_t len = scan_chunk_len(a, t.chunk_len), chunks = scan_chunks(a, len);

@@ -36,6 +36,7 @@
 #include "emulate.h"
 #include "model_bench.h"
 #include "model_check.h"
+#include "selective_scan_tiles_math.cuh"
 #include "recorder_check.h"
 #include "kernels.h"
 #include "linear_gemm.h"
@@ -479,12 +480,16 @@ void conv_cases(Rng& r) {
 
 // ---------------------------------------------------------------- selective scan
 
-// chunk / parts: the CUDA scan's tokens per chunk and threads per channel
-// (0: its own choice); alias: the initial and last state in one buffer (in
-// place).
+// chunk / parts: the chunked CUDA scan's tokens per chunk and threads per
+// channel (0: its own choice); alias: the initial and last state in one
+// buffer (in place); method: ScanTuning::method (0: the kernel's choice,
+// 1: chunks, 2: tiles); packed: rows without padding (B / C rows 16-byte
+// aligned where N is a multiple of 4: the tile scan's vector loads).
 void case_scan(Rng& r, int64_t batch, int64_t L, int64_t dim, int64_t N, int64_t G, bool D, bool z, bool bias,
-               bool softplus, bool init, bool last, int64_t chunk = 0, bool alias = false, int parts = 0) {
-  const int64_t ts = dim + 1, bs = L * ts + 2, gts = G * N + 1, gbs = L * gts + 3;
+               bool softplus, bool init, bool last, int64_t chunk = 0, bool alias = false, int parts = 0,
+               int method = 0, bool packed = false) {
+  const int64_t pad = packed ? 0 : 1;
+  const int64_t ts = dim + pad, bs = L * ts + 2 * pad, gts = G * N + pad, gbs = L * gts + 3 * pad;
   auto u = rand_vec(r, batch * bs), delta = rand_vec(r, batch * bs, softplus ? -3.0f : 0.0f, softplus ? 1.0f : 0.2f);
   auto Bv = rand_vec(r, batch * gbs), Cv = rand_vec(r, batch * gbs);
   auto zv = z ? rand_vec(r, batch * bs, -3, 3) : std::vector<float>{};
@@ -493,7 +498,7 @@ void case_scan(Rng& r, int64_t batch, int64_t L, int64_t dim, int64_t N, int64_t
   for (auto& v : A) v = -std::exp(v) * 2.0f;  // negative, as -exp(A_log)
   auto Dv = D ? rand_vec(r, dim) : std::vector<float>{};
   auto bv = bias ? rand_vec(r, dim, -1, 1) : std::vector<float>{};
-  const int64_t sbs = dim * N + 5;
+  const int64_t sbs = dim * N + 5 * pad;
   auto is = init ? rand_vec(r, batch * sbs) : std::vector<float>{};
   auto ls = last ? rand_vec(r, batch * sbs) : std::vector<float>{};
   auto cout = out, cls = ls;
@@ -521,12 +526,13 @@ void case_scan(Rng& r, int64_t batch, int64_t L, int64_t dim, int64_t N, int64_t
     t.initial_state = s.put(is), t.last_state = s.put(ls);
   }
   cuda::ScanTuning tune;
-  tune.chunk_len = chunk, tune.parts = parts;
+  tune.chunk_len = chunk, tune.parts = parts, tune.method = method;
   const cudaError_t e = s.finish(launch(t, tune));
+  const char* kernel = cuda::scan_method(a, method) == 2 ? "tiles" : "chunks";
   report("selective_scan",
-         fmt("batch=%ld L=%ld dim=%ld N=%ld G=%ld D=%d z=%d bias=%d softplus=%d init=%d last=%d chunk=%ld parts=%d%s",
-             (long)batch, (long)L, (long)dim, (long)N, (long)G, D, z, bias, softplus, init, last, (long)chunk, parts,
-             alias ? " in-place state" : ""),
+         fmt("%s batch=%ld L=%ld dim=%ld N=%ld G=%ld D=%d z=%d bias=%d softplus=%d init=%d last=%d chunk=%ld parts=%d%s%s",
+             kernel, (long)batch, (long)L, (long)dim, (long)N, (long)G, D, z, bias, softplus, init, last, (long)chunk,
+             parts, alias ? " in-place state" : "", packed ? " packed" : ""),
          e, {{"out", &cout, &out, kTolScan}, {"last_state", &cls, &ls, kTolScan}});
 }
 
@@ -1022,9 +1028,20 @@ void scan_cases(Rng& r) {
       const bool all = flags == 0, none = flags == 2;
       // Chunks of the CUDA scan: its own choice, then several uneven ones.
       const int64_t chunk = flags == 1 ? sh[1] / 3 + 1 : 0;
-      case_scan(r, sh[0], sh[1], sh[2], sh[3], sh[4], !none && (i & 1) == 0, all || (i % 3 == 1), all,
-                !none, all || (i & 2), !none, chunk);
+      for (int method : {1, 2})
+        case_scan(r, sh[0], sh[1], sh[2], sh[3], sh[4], !none && (i & 1) == 0, all || (i % 3 == 1), all,
+                  !none, all || (i & 2), !none, chunk, false, 0, method);
     }
+  // The tile scan: tokens past several tiles (256 each) and a partial last
+  // one, one token, channels past a multiple of 8 and groups that start
+  // inside a block, states past a multiple of 4 and the most (256), the
+  // state in place, rows packed (16-byte B / C loads on the device).
+  case_scan(r, 1, 1000, 64, 16, 1, true, true, true, true, true, true, 0, false, 0, 2, true);
+  case_scan(r, 2, 513, 44, 8, 11, true, true, true, true, true, true, 0, true, 0, 2, true);
+  case_scan(r, 1, 257, 19, 7, 1, true, true, false, true, true, true, 0, true, 0, 2, false);
+  case_scan(r, 3, 1, 24, 16, 3, true, false, true, true, true, true, 0, false, 0, 2, true);
+  case_scan(r, 1, 300, 16, 256, 1, true, true, true, true, true, true, 0, true, 0, 2, true);
+  case_scan(r, 1, 777, 8, 12, 2, false, true, false, true, false, true, 0, false, 0, 2, true);
   // One token per chunk; a state updated in place across chunks; the
   // automatic choice at a shape that takes several chunks (10 of 64 tokens).
   case_scan(r, 2, 9, 33, 16, 3, true, true, true, true, true, true, 1);
@@ -1543,7 +1560,8 @@ void bench_shape_cases(Rng& r) {
   case_gated_rms_norm(r, 2048, 1536, 1536, true, DType::F32);
   case_conv1d(r, {2048}, false, 1536, 4, false, true, true, true, DType::F32, DType::F32);
   case_conv1d_update(r, 64, 1536, 4, true, true, true, DType::F32, true, false);
-  case_scan(r, 1, 2048, 1536, 16, 1, true, true, true, true, false, true);
+  case_scan(r, 1, 2048, 1536, 16, 1, true, true, true, true, false, true, 0, false, 0, 0, true);
+  case_scan(r, 1, 2048, 1536, 16, 1, true, true, true, true, false, true, 0, false, 0, 1, true);
   case_update(r, 64, 1536, 1, 16, 1, true, true, true, true, true, true, false, false);
   case_update(r, 64, 24, 64, 128, 1, false, true, true, true, true, true, false, false);
   for (DType wt : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0})
