@@ -67,10 +67,13 @@ cudaError_t ssd_chunk_scan_cuda(const SsdChunkScanArgs& a, cudaStream_t stream, 
                                 int64_t chunk_len = 0);
 
 // Attention over the paged KV cache (kernels/attention.h): the cache
-// append, a first paged attention (a warp per query and head, one key per
-// step; cuda/attention_math.cuh) and RoPE. head_dim <= 256.
+// append, paged attention (a warp per query and head, one key per step,
+// cuda/attention_math.cuh; or, for prefill, tiles) and RoPE. head_dim <= 256.
 cudaError_t kv_cache_append_cuda(const KvCacheAppendArgs& a, cudaStream_t stream);
-cudaError_t paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream);
+// method: 0 chosen from the shape, 1 a warp per query (decode), 2 tiles of
+// 32 queries x 32 keys in shared memory (prefill, head_dim <= 128;
+// cuda/attention_tiles_math.cuh).
+cudaError_t paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t stream, int method = 0);
 cudaError_t rope_cuda(const RopeArgs& a, cudaStream_t stream);
 
 // Hadamard rotation and its fused int8 quantization (kernels/hadamard.h),

@@ -20,6 +20,7 @@
 #include "qlinear_math.cuh"
 #include "selective_scan_math.cuh"
 #include "selective_scan_tiles_math.cuh"
+#include "attention_tiles_math.cuh"
 #include "ssm_q8_math.cuh"
 #include "ssd_math.cuh"
 
@@ -402,9 +403,64 @@ cudaError_t kv_cache_append(const KvCacheAppendArgs& a) {
   return cudaSuccess;
 }
 
-cudaError_t paged_attention(const PagedAttentionArgs& a) {
+namespace {
+
+// The tiled kernel, a block at a time: each step between its barriers for
+// every thread, the warps' butterflies as fmaxf / tree_sum_host over the
+// lanes (every lane of the device gets the same sums).
+void attention_tiles(const PagedAttentionArgs& a) {
+  const int64_t hd = a.cache.head_dim, dp = attn_tile_dp(hd);
+  std::vector<float> smem((size_t)attn_tile_smem_floats(hd));
+  const AttnTileSmem sm = attn_tile_smem(smem.data(), hd);
+  std::vector<AttnTileLane> w((size_t)(kAttnTileWarps * 32));
+  float sc[32], part[32];
+  for (int64_t t0 = 0; t0 < a.tokens; t0 += kAttnTileQ)
+    for (int64_t h = 0; h < a.n_heads; ++h) {
+      const int64_t hk = h / (a.n_heads / a.cache.n_kv_heads);
+      const int64_t t1 = t0 + kAttnTileQ < a.tokens ? t0 + kAttnTileQ : a.tokens;
+      const int64_t s0 = sequence_of(a.cu_seqlens_q, a.nseq, t0), s1 = sequence_of(a.cu_seqlens_q, a.nseq, t1 - 1);
+      for (int64_t s = s0; s <= s1; ++s) {
+        const AttnTileSeq q = attn_tile_seq(a, s, t0, t1);
+        if (q.hi <= q.lo) continue;
+        for (int64_t i = 0; i < kAttnTileQ * dp; ++i) attn_tile_load_q(a, h, t0, q, i, sm.q);
+        for (auto& l : w) attn_tile_lane_init(l);
+        for (int64_t k0 = 0; k0 < q.kend; k0 += kAttnTileK) {
+          for (int64_t i = 0; i < kAttnTileK * dp; ++i) attn_tile_load_kv(a, s, hk, k0, q.kend, i, sm);
+          for (int warp = 0; warp < kAttnTileWarps; ++warp) {
+            AttnTileLane* lanes = w.data() + warp * 32;
+            float* p = sm.p + warp * kAttnWarpQ * kAttnTileK;
+            for (int qi = 0; qi < kAttnWarpQ; ++qi) {
+              float mx = -INFINITY;
+              for (int l = 0; l < 32; ++l) {
+                sc[l] = attn_tile_lane_score(a, sm, q, t0, k0, warp, qi, l);
+                mx = fmaxf(mx, sc[l]);
+              }
+              const float m_new = attn_tile_new_max(lanes[0], qi, mx), corr = attn_tile_corr(lanes[0], qi, m_new);
+              for (int l = 0; l < 32; ++l) part[l] = p[qi * kAttnTileK + l] = attn_tile_p(sc[l], m_new);
+              const float ps = tree_sum_host(part, 32);
+              for (int l = 0; l < 32; ++l) attn_tile_rescale(lanes[l], qi, m_new, corr, ps);
+            }
+            const int nk = q.kend - k0 < kAttnTileK ? (int)(q.kend - k0) : kAttnTileK;
+            for (int l = 0; l < 32; ++l) attn_tile_lane_pv(a, sm, warp, l, nk, lanes[l]);
+          }
+        }
+        for (int warp = 0; warp < kAttnTileWarps; ++warp)
+          for (int l = 0; l < 32; ++l) attn_tile_lane_store(a, q, t0, h, warp, l, w[(size_t)(warp * 32 + l)]);
+      }
+    }
+}
+
+}  // namespace
+
+cudaError_t paged_attention(const PagedAttentionArgs& a, int method) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
+  const int m = attention_method(a, method);
+  if (m == 0) return cudaErrorInvalidValue;
+  if (m == 2) {
+    attention_tiles(a);
+    return cudaSuccess;
+  }
   std::vector<AttnLane> w(kAttnLanes);
   float part[kAttnLanes];
   for (int64_t t = 0; t < a.tokens; ++t)

@@ -22,7 +22,7 @@ cudaError_t selective_scan(const SelectiveScanArgs& a, const ScanTuning& t = {})
 cudaError_t ssd_chunk_scan(const SsdChunkScanArgs& a, int64_t chunk_len = 0);
 cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a);
 cudaError_t kv_cache_append(const KvCacheAppendArgs& a);
-cudaError_t paged_attention(const PagedAttentionArgs& a);
+cudaError_t paged_attention(const PagedAttentionArgs& a, int method = 0);
 cudaError_t rope(const RopeArgs& a);
 cudaError_t quantize_channels_int8(int64_t rows, int64_t channels, const float* x, int64_t x_stride,
                                    const float* scale, int8_t* q, int64_t q_stride);

@@ -37,6 +37,7 @@
 #include "model_bench.h"
 #include "model_check.h"
 #include "selective_scan_tiles_math.cuh"
+#include "attention_tiles_math.cuh"
 #include "recorder_check.h"
 #include "kernels.h"
 #include "linear_gemm.h"
@@ -120,8 +121,8 @@ cudaError_t launch(const SsdChunkScanArgs& a, int64_t chunk_len = 0) {
 cudaError_t launch(const KvCacheAppendArgs& a) {
   return g_gpu ? cuda::kv_cache_append_cuda(a, 0) : cuda::emulate::kv_cache_append(a);
 }
-cudaError_t launch(const PagedAttentionArgs& a) {
-  return g_gpu ? cuda::paged_attention_cuda(a, 0) : cuda::emulate::paged_attention(a);
+cudaError_t launch(const PagedAttentionArgs& a, int method = 0) {
+  return g_gpu ? cuda::paged_attention_cuda(a, 0, method) : cuda::emulate::paged_attention(a, method);
 }
 cudaError_t launch(const RopeArgs& a) { return g_gpu ? cuda::rope_cuda(a, 0) : cuda::emulate::rope(a); }
 cudaError_t launch(const HadamardArgs& a) {
@@ -647,8 +648,9 @@ void ssd_cases(Rng& r) {
 // Sequences with q_lens[s] new tokens and kv_lens[s] positions in the cache,
 // pages assigned at random; the cache (f32 or f16) random. Appends the new
 // tokens' K / V (compared as cache bytes turned to floats), then attends.
+// method: paged_attention_cuda's (0: its choice, 1: a warp per query, 2: tiles).
 void case_attention(Rng& r, const std::vector<int32_t>& q_lens, const std::vector<int32_t>& kv_lens, int64_t Hq,
-                    int64_t Hkv, int64_t D, int64_t page, DType dt, float scale) {
+                    int64_t Hkv, int64_t D, int64_t page, DType dt, float scale, int method = 0) {
   const int64_t S = (int64_t)q_lens.size();
   std::vector<int32_t> cu(1, 0), start((size_t)S);
   int64_t maxp = 1, pages = 2;
@@ -707,7 +709,7 @@ void case_attention(Rng& r, const std::vector<int32_t>& q_lens, const std::vecto
   b.cache = a.cache, b.q = s.put(q), b.out = s.put(out), b.cu_seqlens_q = a.cu_seqlens, b.kv_lens = s.put(kvl);
   b.block_table = a.block_table;
   cudaError_t e = launch(a);
-  if (e == cudaSuccess) e = launch(b);
+  if (e == cudaSuccess) e = launch(b, method);
   e = s.finish(e);
   std::string ql, kl;
   for (int64_t i = 0; i < S; ++i) {
@@ -715,8 +717,9 @@ void case_attention(Rng& r, const std::vector<int32_t>& q_lens, const std::vecto
     kl += (i ? "," : "") + std::to_string(kv_lens[(size_t)i]);
   }
   report("paged_attention",
-         fmt("q=[%s] kv=[%s] H=%ld/%ld D=%ld page=%ld %s scale=%g (and kv_cache_append)", ql.c_str(), kl.c_str(),
-             (long)Hq, (long)Hkv, (long)D, (long)page, dtype_name(dt), scale),
+         fmt("%s q=[%s] kv=[%s] H=%ld/%ld D=%ld page=%ld %s scale=%g (and kv_cache_append)",
+             cuda::attention_method(b, method) == 2 ? "tiles" : "warp/query", ql.c_str(), kl.c_str(), (long)Hq,
+             (long)Hkv, (long)D, (long)page, dtype_name(dt), scale),
          e, {{"k_cache", &ckc, &kc, 0.0}, {"v_cache", &cvc, &vc, 0.0}, {"out", &cout, &out, kTolF32}});
 }
 
@@ -999,6 +1002,17 @@ void attention_cases(Rng& r) {
   case_attention(r, {17, 1}, {17, 70}, 6, 3, 100, 7, DType::F32, 0.1f);
   case_attention(r, {1, 1, 1, 1}, {33, 1, 64, 257}, 8, 8, 128, 16, DType::F16, 0.0884f);
   case_attention(r, {40}, {100}, 3, 1, 256, 32, DType::F32, 0.0625f);
+  // Both kernels where both apply; the tiles at prefill shapes: several
+  // tiles of keys and of queries, a block's queries from three sequences
+  // (one without queries), head_dim not a multiple of 4, head_dim 1.
+  case_attention(r, {5, 1, 3}, {5, 9, 40}, 4, 2, 64, 16, DType::F16, 0.125f, 2);
+  case_attention(r, {17, 1}, {17, 70}, 6, 3, 100, 7, DType::F32, 0.1f, 1);
+  case_attention(r, {1, 1, 1, 1}, {33, 1, 64, 257}, 8, 8, 128, 16, DType::F16, 0.0884f, 2);
+  case_attention(r, {100}, {100}, 8, 2, 128, 16, DType::F16, 0.0884f, 2);
+  case_attention(r, {70, 0, 33}, {90, 5, 33}, 4, 4, 64, 16, DType::F32, 0.125f, 2);
+  case_attention(r, {257}, {300}, 2, 1, 99, 32, DType::F32, 0.1f, 2);
+  case_attention(r, {13, 2, 40}, {13, 50, 41}, 3, 1, 1, 5, DType::F32, 0.5f, 2);
+  case_attention(r, {64}, {64}, 4, 2, 128, 16, DType::F32, 0.0884f, 1);
   case_rope(r, 7, 3, 64, 64, false, 10000.0);
   case_rope(r, 5, 4, 96, 32, false, 500000.0);
   case_rope(r, 9, 2, 64, 64, true, 10000.0);
