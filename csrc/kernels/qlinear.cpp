@@ -214,6 +214,15 @@ void qlinear(const QLinearArgs& a) {
     float* xg = scratch<float>(fbuf, a.M * in.groups * kI4Group);
     inputs_in_lane_order(a, in.groups, xg);
     in.xg = xg;
+    if (a.M == 8) {
+      float* xi = scratch<float>(wbuf, 8 * in.groups * kI4Group);
+      for (int64_t g = 0; g < in.groups; ++g)
+        for (int p = 0; p < 8; ++p)
+          for (int m = 0; m < 8; ++m)
+            std::copy_n(xg + m * in.groups * kI4Group + g * kI4Group + p * kU4Lanes, kU4Lanes,
+                        xi + ((g * 8 + p) * 8 + m) * kU4Lanes);
+      in.xi = xi;
+    }
   } else {
     float* xf = scratch<float>(fbuf, a.M * in.Kp);
     for (int64_t m = 0; m < a.M; ++m) {

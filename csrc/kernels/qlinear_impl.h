@@ -225,16 +225,22 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, c
 // on M (batch invariance): these tiles read the packed nibbles, the
 // Unpacked ones the same weights widened beforehand (rows of groups · 128
 // floats in lane order, `ws` bytes apart: unpack_f_rows_lanes).
+//
+// Interleaved (XI): the MB input rows' lane-order values interleaved per
+// group and nibble position, xi[g][p][m][16] (QInput::xi), so that one base
+// address reaches every input row of the tile: with 8 rows, their separate
+// row addresses no longer fit the general registers.
 constexpr int64_t kLanesPrefetchBytes = 4096;
-template <int R, int MB, bool Unpacked = false>
-void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, const uint8_t* w0, int64_t ws) {
+template <int R, int MB, bool Unpacked = false, bool XI = false>
+void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, const uint8_t* w0, int64_t ws,
+                      const float* xi = nullptr) {
   typename O::F f[R][MB];
   NM_UNROLL_TILE
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < MB; ++m) f[r][m] = O::fzero();
   const int64_t G = in.groups, xs = G * kI4Group;
   const int64_t chunks = (a.K + kChunk - 1) / kChunk;
-  const float* x0 = in.xg + m0 * xs;
+  const float* x0 = XI ? xi : in.xg + m0 * xs;
   // Prefetched into L1 about kLanesPrefetchBytes (at least the next tile)
   // ahead: closer and into L1 measured 5-7% faster here than the other
   // tiles' distance into L2 (bench/NOTES.md).
@@ -261,19 +267,21 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
         for (int r = 0; r < R; ++r) acc[r][m] = O::fzero();
       }
     }
-    const float* xg = x0 + g * kI4Group;
+    const float* xg = x0 + g * kI4Group * (XI ? MB : 1);
     NM_UNROLL_TILE
     for (int p = 0; p < 8; ++p) {
       NM_UNROLL_TILE
       for (int h = 0; h < kHalves; ++h) {
         const int64_t at = p * kU4Lanes + h * O::FW;
+        // Input row m's values at (p, h): XI: xg[p][m][h·FW ..], else row m's own.
+        auto xat = [&](int m) { return XI ? xg + (p * MB + m) * kU4Lanes + h * O::FW : xg + m * xs + at; };
         typename O::F wv[R];
         for (int r = 0; r < R; ++r) {
           if constexpr (Unpacked) wv[r] = O::fload(reinterpret_cast<const float*>(w0 + r * ws) + g * kI4Group + at);
           else wv[r] = O::lanes_to_f(lw[r], table[r], p, h);
         }
         for (int m = 0; m < MB; ++m) {
-          const typename O::F xv = O::fload(xg + m * xs + at);
+          const typename O::F xv = O::fload(xat(m));
           if constexpr (kFactored) {
             xsum[m] = O::fadd(xsum[m], xv);
             for (int r = 0; r < R; ++r) acc[r][m] = O::fmadd(wv[r], xv, acc[r][m]);
@@ -352,6 +360,18 @@ void passes_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t b0, int6
 void rows_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* ub) {
   const uint8_t* w = static_cast<const uint8_t*>(a.w);
   if (a.M == 1) return rows_w4a16_lanes_mb<O::kLanesRowsM1, 1, false>(a, in, n0, n1, 0, w, a.w_stride, 0);
+  if constexpr (O::kLanesRows8 > 0) {
+    // 8 input rows (8 sequences' decode) in one pass over the weights, each
+    // group widened once for all 8, the inputs interleaved (QInput::xi).
+    if (a.M == 8 && in.xi) {
+      const float* xi = in.xi;
+      constexpr int R = O::kLanesRows8;
+      int64_t n = n0;
+      for (; n + R <= n1; n += R) tile_w4a16_lanes<R, 8, false, true>(a, in, n, 0, w + n * a.w_stride, a.w_stride, xi);
+      for (; n < n1; ++n) tile_w4a16_lanes<1, 8, false, true>(a, in, n, 0, w + n * a.w_stride, a.w_stride, xi);
+      return;
+    }
+  }
   const int64_t ws = in.groups * kI4Group * (int64_t)sizeof(float);
   for (int64_t b0 = n0; b0 < n1; b0 += kQLinearUnpackRows) {
     const int64_t b1 = b0 + kQLinearUnpackRows < n1 ? b0 + kQLinearUnpackRows : n1;

@@ -58,6 +58,10 @@ struct QInput {
   // (qlinear_u4_lanes): [M, groups · 128] float inputs in lane order
   // (u4_lane_element), 0 past K; xf is then unused.
   const float* xg = nullptr;
+  // ... and with exactly 8 input rows, xg interleaved per group and nibble
+  // position, [groups][8 positions p][8 rows][16]: one base address reaches
+  // all 8 rows (the levels with 8-row passes read it, qlinear_impl.h).
+  const float* xi = nullptr;
   // Q8_0 / Q4_0 weights in panels (kernels/ggml_panels.h): q holds each row's
   // blocks of 32 quantized as ggml's Q8_0 (Kp = K), with per row and block
   // the scale d and the sum of the block's q.

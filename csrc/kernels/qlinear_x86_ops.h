@@ -103,8 +103,9 @@ struct Ops512 : OpsQuad {
   static LT u4_lane_table(float s) { return u4_table(s); }
   // Weights as s·(j - 8) straight from the table (AVX2 factors s out: its O below).
   static constexpr bool kLanesFactored = false;
-  // Weight rows per tile at one input row; rows x input rows per tile at more.
-  static constexpr int kLanesRowsM1 = 8, kLanesRows = 4, kLanesInRows = 4;
+  // Weight rows per tile at one input row; rows x input rows per tile at more;
+  // rows per tile in passes of 8 input rows (each weight widened once for 8).
+  static constexpr int kLanesRowsM1 = 8, kLanesRows = 4, kLanesInRows = 4, kLanesRows8 = 2;
   static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
   // The group at p; `half`: only its first chunk exists (32 bytes; lanes
   // 8..15 read as 0, whose inputs are 0 in lane order).
@@ -324,7 +325,7 @@ struct O : OpsQuad {
   struct L { __m256i lo, hi; };
   using LT = float;
   static LT u4_lane_table(float s) { return s; }
-  static constexpr int kLanesRowsM1 = 4, kLanesRows = 2, kLanesInRows = 4;
+  static constexpr int kLanesRowsM1 = 4, kLanesRows = 2, kLanesInRows = 4, kLanesRows8 = 0;  // no 8-row passes
   static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
   // The group at p; `half`: only its first chunk exists (lanes 8..15 read as
   // 0, whose inputs are 0 in lane order).

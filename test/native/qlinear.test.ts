@@ -100,8 +100,9 @@ t.test('qlinear W8A8 / W4A8 / W4A16 match the float64 reference on every level',
 t.test('rows are independent: each row equals a one-row call bit for bit; xq equals x', (t) => {
   const r = rng(11);
   // 13 rows: the batched paths (W4A16: weights widened once per block);
+  // 8: W4A16's one pass of 8 interleaved input rows (512-bit levels);
   // 7: the decode-sized ones (W4A16: passes of 4 and 3 input rows).
-  for (const M of [13, 7]) {
+  for (const M of [13, 8, 7]) {
     const K = 300, N = 21;
     const x = randn(r, M * K), w = randn(r, N * K, 0.1);
     const xScale = 4 / 127;
