@@ -166,16 +166,26 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
   const QLinearArgs a = stage_xq(args, inv, flags, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
   const bool chain = lane < MB && lane < a.M;
-  for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
-    const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
+  const int64_t n0 = (int64_t)blockIdx.x * kQGemvWarps + warp, stride = (int64_t)gridDim.x * kQGemvWarps;
+  const uint8_t* w0 = static_cast<const uint8_t*>(a.w);
+  // The next step's weight words, loaded one step ahead (across rows too),
+  // so that a step's loads are in flight during the sums and the group
+  // chain of the step before.
+  uint32_t wn[4];
+  if (n0 < a.N) w4a8_quarter_load(a, w0 + n0 * a.w_stride, 0, lane, flags, wn);
+  for (int64_t n = n0; n < a.N; n += stride) {
+    const uint8_t* row = w0 + n * a.w_stride;
     float f = 0.0f;  // row `lane`'s chain
     uint32_t nan = staged_nan;
     for (int64_t g0 = 0; g0 < G; g0 += kW4A8StepGroups) {
       const int64_t g = g0 + lane / 4;
       // The group's scale, loaded before the sums so that its latency overlaps them.
       const float sc = q == 0 && g < G ? a.w_scales[n * G + g] : 0.0f;
+      const uint32_t w[4] = {wn[0], wn[1], wn[2], wn[3]};
+      if (g0 + kW4A8StepGroups < G) w4a8_quarter_load(a, row, g0 + kW4A8StepGroups, lane, flags, wn);
+      else if (n + stride < a.N) w4a8_quarter_load(a, row + stride * a.w_stride, 0, lane, flags, wn);
       int32_t isum[MB];
-      w4a8_quarter_sums<MB>(a, row, g0, lane, inv, flags, isum, nan);
+      w4a8_quarter_sums<MB>(a, w, g0, lane, inv, isum, nan);
 #pragma unroll
       for (int m = 0; m < MB; ++m) {
         isum[m] += __shfl_xor_sync(kFull, isum[m], 1);

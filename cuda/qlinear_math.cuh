@@ -212,8 +212,24 @@ NM_HD float nibble_minus_8(uint32_t u) { return bits_to_float(0x4B000000u | u) -
 // four lanes' (exact in any order).
 constexpr int kW4A8StepGroups = kWarpSize / 4;
 
+// Split in two so that the device can issue a step's weight loads before
+// the sums of the step before (w4a8_quarter_load, then w4a8_quarter_sums).
+// Lane l's 16 weight bytes of the step at g0 (0 where the lane has none).
+NM_HD void w4a8_quarter_load(const QLinearArgs& a, const uint8_t* row, int64_t g0, int lane, int flags,
+                             uint32_t (&w)[4]) {
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group, chunks = (a.K + kI4Chunk - 1) / kI4Chunk;
+  const int q = lane % 4;
+  const int64_t g = g0 + lane / 4, c = 2 * g + q / 2;
+  if (g >= G || c >= chunks) {
+    w[0] = w[1] = w[2] = w[3] = 0;
+    return;
+  }
+  load_row_words<4>(row, c * (kI4Chunk / 2) + 16 * (q % 2), chunks * (kI4Chunk / 2), flags, w);
+}
+
+// Lane l's exact partial sums of the step at g0 from its words w.
 template <int MB>
-NM_HD void w4a8_quarter_sums(const QLinearArgs& a, const uint8_t* row, int64_t g0, int lane, float inv, int flags,
+NM_HD void w4a8_quarter_sums(const QLinearArgs& a, const uint32_t (&w)[4], int64_t g0, int lane, float inv,
                              int32_t (&isum)[MB], uint32_t& nan) {
 NM_UNROLL
   for (int m = 0; m < MB; ++m) isum[m] = 0;
@@ -222,8 +238,6 @@ NM_UNROLL
   const int64_t g = g0 + lane / 4, c = 2 * g + q / 2;
   if (g >= G || c >= chunks) return;
   const int64_t half = 16 * (q % 2);
-  uint32_t w[4];
-  load_row_words<4>(row, c * (kI4Chunk / 2) + half, chunks * (kI4Chunk / 2), flags, w);
 NM_UNROLL
   for (int i = 0; i < 4; ++i) {
     const uint32_t lo = nibbles_to_s8(w[i] & 0x0f0f0f0fu), hi = nibbles_to_s8((w[i] >> 4) & 0x0f0f0f0fu);

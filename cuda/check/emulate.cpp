@@ -999,7 +999,9 @@ cudaError_t qlinear(const QLinearArgs& args) {
         int32_t gs[kW4A8StepGroups][MB] = {};
         for (int l = 0; l < kWarpSize; ++l) {
           int32_t isum[MB];
-          w4a8_quarter_sums<MB>(a, row, g0, l, inv, 0, isum, any);
+          uint32_t w[4];
+          w4a8_quarter_load(a, row, g0, l, 0, w);
+          w4a8_quarter_sums<MB>(a, w, g0, l, inv, isum, any);
           for (int m = 0; m < MB; ++m) gs[l / 4][m] += isum[m];
         }
         for (int64_t j = 0; j < kW4A8StepGroups && g0 + j < G; ++j)
