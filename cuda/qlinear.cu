@@ -211,12 +211,27 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
   }
 }
 
+// W4A16: the coalesced lanes of the W4A8 kernel, each step's weight words
+// loaded one step ahead (across rows too), float partial sums per lane.
 template <int MB>
 __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a16_kernel(const QLinearArgs a, int flags) {
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
-  for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group;
+  const int64_t n0 = (int64_t)blockIdx.x * kQGemvWarps + warp, stride = (int64_t)gridDim.x * kQGemvWarps;
+  const uint8_t* w0 = static_cast<const uint8_t*>(a.w);
+  uint32_t wn[4];
+  if (n0 < a.N) w4a8_quarter_load(a, w0 + n0 * a.w_stride, 0, lane, flags, wn);
+  for (int64_t n = n0; n < a.N; n += stride) {
+    const uint8_t* row = w0 + n * a.w_stride;
     float acc[MB];
-    w4a16_lane_partial<MB>(a, n, lane, flags, acc);
+#pragma unroll
+    for (int m = 0; m < MB; ++m) acc[m] = 0.0f;
+    for (int64_t g0 = 0; g0 < G; g0 += kW4A8StepGroups) {
+      const uint32_t w[4] = {wn[0], wn[1], wn[2], wn[3]};
+      if (g0 + kW4A8StepGroups < G) w4a8_quarter_load(a, row, g0 + kW4A8StepGroups, lane, flags, wn);
+      else if (n + stride < a.N) w4a8_quarter_load(a, row + stride * a.w_stride, 0, lane, flags, wn);
+      w4a16_quarter_partial<MB>(a, w, n, g0, lane, acc);
+    }
 #pragma unroll
     for (int m = 0; m < MB; ++m)
 #pragma unroll

@@ -14,11 +14,11 @@
 //     rounds of 32 groups, every lane runs the CPU's chain
 //     f = fmaf(float(isum_g), s_w[n, g], f) in group order over the lanes'
 //     sums (broadcast by shuffles), and y = f * s_x + b: bit for bit.
-//   W4A16: lane l takes the groups l, l + 32, ...: w = s_w[n, g] * (nibble -
-//     8) as the CPU widens it, acc = fmaf(w, x, acc) in the chunk's k order;
-//     the 32 lane partials are summed by the butterfly of linear_math.cuh
-//     (tree_sum_host on the host); y = sum + b. The CPU sums in another
-//     order: equal up to float32 rounding.
+//   W4A16: the W4A8 kernel's coalesced lanes (four per group, 16 bytes
+//     each: w4a16_quarter_partial): w = s_w[n, g] * (nibble - 8) as the CPU
+//     widens it, acc = fmaf(w, x, acc); the 32 lane partials are summed by
+//     the butterfly of linear_math.cuh (tree_sum_host on the host); y = sum
+//     + b. The CPU sums in another order: equal up to float32 rounding.
 // Float inputs of the int8 schemes are quantized per element where they
 // are read (q = clamp(rint(x * inv), -127, 127), inv = 1 / s_x, a NaN
 // marks the row: its outputs are NaN); xq is read as given.
@@ -259,52 +259,58 @@ NM_HD void w4a8_store(const QLinearArgs& a, int64_t m, int64_t n, float f, bool 
   a.y[m * a.y_stride + n] = nan ? NAN : v;
 }
 
-// Lane `lane`'s W4A16 partial sums of row n for m < min(M, MB).
+// W4A16 with the coalesced mapping of the W4A8 kernel (w4a8_quarter_load:
+// per step kW4A8StepGroups groups, lane l the 16 bytes of quarter l % 4 of
+// group g0 + l / 4), the weights' words of a step in w. Lane l's partial
+// sums for m < min(M, MB) gain its 32 elements: w = s_w[n, g] * (nibble - 8)
+// as the CPU widens it, acc = fmaf(w, x, acc) over the low nibbles' elements
+// (chunk offsets half .. half + 15), then the high ones' (+ 32), skipping
+// elements past K. Summed over the lanes by the butterfly afterwards.
 template <int MB>
-NM_HD void w4a16_lane_partial(const QLinearArgs& a, int64_t n, int lane, int flags, float (&acc)[MB]) {
+NM_HD void w4a16_quarter_partial(const QLinearArgs& a, const uint32_t (&w)[4], int64_t n, int64_t g0, int lane,
+                                 float (&acc)[MB]) {
+  const int64_t G = (a.K + kI4Group - 1) / kI4Group, chunks = (a.K + kI4Chunk - 1) / kI4Chunk;
+  const int q = lane % 4;
+  const int64_t g = g0 + lane / 4, c = 2 * g + q / 2;
+  if (g >= G || c >= chunks) return;
+  const float s = a.w_scales[n * G + g];
+  const int64_t half = 16 * (q % 2), k0 = c * kI4Chunk + half;
+  float lo[16], hi[16];
 NM_UNROLL
-  for (int m = 0; m < MB; ++m) acc[m] = 0.0f;
-  const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
-  const int64_t chunks = (a.K + kI4Chunk - 1) / kI4Chunk, row_end = chunks * (kI4Chunk / 2);
-  const int64_t G = (a.K + kI4Group - 1) / kI4Group;
-  for (int64_t g = lane; g < G; g += kWarpSize) {
-    const float s = a.w_scales[n * G + g];
-    const int64_t c1 = 2 * g + 2 < chunks ? 2 * g + 2 : chunks;
-    for (int64_t c = 2 * g; c < c1; ++c) {
-      uint32_t w[8];
-      load_row_words<8>(row, c * (kI4Chunk / 2), row_end, flags, w);
-      float wf[64];
+  for (int j = 0; j < 16; ++j) {
+    const uint32_t b = (w[j / 4] >> (8 * (j % 4))) & 0xffu;
+    lo[j] = s * nibble_minus_8(b & 0x0fu);
+    hi[j] = s * nibble_minus_8(b >> 4);
+  }
+  const int64_t left = a.K - k0;  // elements of this lane's run (and, 32 on, of the high run) inside K
 NM_UNROLL
-      for (int i = 0; i < 32; ++i) {
-        const uint32_t b = (w[i / 4] >> (8 * (i % 4))) & 0xffu;
-        wf[i] = s * nibble_minus_8(b & 0x0fu);
-        wf[i + 32] = s * nibble_minus_8(b >> 4);
-      }
-      const int64_t k0 = c * kI4Chunk;
-      const int len = a.K - k0 < kI4Chunk ? (int)(a.K - k0) : (int)kI4Chunk;
-NM_UNROLL
-      for (int m = 0; m < MB; ++m) {
-        if (m >= a.M) break;
-        const float* xr = x_row(a, m) + k0;
+  for (int m = 0; m < MB; ++m) {
+    if (m >= a.M) break;
+    const float* xr = x_row(a, m) + k0;
 #if defined(__CUDA_ARCH__)
-        if (len == 64 && ((uintptr_t)xr & 15u) == 0) {  // 16-byte loads, the same order
-          const float4* x4 = reinterpret_cast<const float4*>(xr);
+    if (left >= 48 && ((uintptr_t)xr & 15u) == 0) {  // 16-byte loads, the same order
+      const float4* x4 = reinterpret_cast<const float4*>(xr);
 NM_UNROLL
-          for (int j = 0; j < 16; ++j) {
-            const float4 v = x4[j];
-            acc[m] = fmaf(wf[4 * j], v.x, acc[m]);
-            acc[m] = fmaf(wf[4 * j + 1], v.y, acc[m]);
-            acc[m] = fmaf(wf[4 * j + 2], v.z, acc[m]);
-            acc[m] = fmaf(wf[4 * j + 3], v.w, acc[m]);
-          }
-          continue;
-        }
+      for (int j = 0; j < 4; ++j) {
+        const float4 v = x4[j];
+        acc[m] = fmaf(lo[4 * j], v.x, acc[m]), acc[m] = fmaf(lo[4 * j + 1], v.y, acc[m]);
+        acc[m] = fmaf(lo[4 * j + 2], v.z, acc[m]), acc[m] = fmaf(lo[4 * j + 3], v.w, acc[m]);
+      }
+NM_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        const float4 v = x4[8 + j];
+        acc[m] = fmaf(hi[4 * j], v.x, acc[m]), acc[m] = fmaf(hi[4 * j + 1], v.y, acc[m]);
+        acc[m] = fmaf(hi[4 * j + 2], v.z, acc[m]), acc[m] = fmaf(hi[4 * j + 3], v.w, acc[m]);
+      }
+      continue;
+    }
 #endif
 NM_UNROLL
-        for (int j = 0; j < 64; ++j)
-          if (j < len) acc[m] = fmaf(wf[j], xr[j], acc[m]);
-      }
-    }
+    for (int j = 0; j < 16; ++j)
+      if (j < left) acc[m] = fmaf(lo[j], xr[j], acc[m]);
+NM_UNROLL
+    for (int j = 0; j < 16; ++j)
+      if (32 + j < left) acc[m] = fmaf(hi[j], xr[32 + j], acc[m]);
   }
 }
 

@@ -1019,8 +1019,14 @@ cudaError_t qlinear(const QLinearArgs& args) {
       for (int64_t m = 0; m < a.M; ++m) w4a8_store(a, m, n, f[m], (any >> m) & 1u);
     } else {
       float acc[MB], p[MB][kWarpSize];
+      const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * a.w_stride;
       for (int l = 0; l < kWarpSize; ++l) {
-        w4a16_lane_partial<MB>(a, n, l, 0, acc);
+        for (int m = 0; m < MB; ++m) acc[m] = 0.0f;
+        for (int64_t g0 = 0; g0 < G; g0 += kW4A8StepGroups) {
+          uint32_t w[4];
+          w4a8_quarter_load(a, row, g0, l, 0, w);
+          w4a16_quarter_partial<MB>(a, w, n, g0, l, acc);
+        }
         for (int m = 0; m < MB; ++m) p[m][l] = acc[m];
       }
       for (int64_t m = 0; m < a.M; ++m) w4a16_store(a, m, n, tree_sum_host(p[m], kWarpSize));
