@@ -5,6 +5,7 @@
 #include "launch_util.cuh"
 #include "linear_gemm.h"
 #include "linear_math.cuh"
+#include "gemv_q8_math.cuh"
 
 namespace nm::cuda {
 
@@ -88,6 +89,48 @@ __global__ void __launch_bounds__(kGemvWarps * kWarpSize) gemv_block_kernel(cons
   }
 }
 
+// Q8_0 / Q4_0 with Q8Block inputs on integer dot products (gemv_q8_math.cuh):
+// the block stages the quantized inputs once, then a warp per output row.
+template <DType WT, int MB>
+__global__ void __launch_bounds__(kGemvWarps * kWarpSize) gemv_q8_kernel(const LinearArgs a, int flags) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int64_t nb = a.K / kQ8Block;
+  uint32_t* sx = reinterpret_cast<uint32_t*>(smem);
+  float* sd = reinterpret_cast<float*>(smem + gemv_q8_x_bytes(a));
+  for (int64_t i = threadIdx.x; i < a.M * nb; i += blockDim.x) gemv_q8_stage(a, i / nb, i % nb, sx, sd);
+  __syncthreads();
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  for (int64_t n = (int64_t)blockIdx.x * kGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kGemvWarps) {
+    float f[MB];
+    gemv_q8_lane_partial<WT, MB>(a, n, lane, flags, sx, sd, f);
+#pragma unroll
+    for (int m = 0; m < MB; ++m)
+#pragma unroll
+      for (int off = kWarpSize / 2; off > 0; off >>= 1) f[m] = f[m] + __shfl_xor_sync(0xffffffffu, f[m], off);
+    if (lane == 0) {
+#pragma unroll
+      for (int m = 0; m < MB; ++m)
+        if (m < a.M) gemv_store(a, m, n, f[m]);
+    }
+  }
+}
+
+template <DType WT>
+void launch_q8(const LinearArgs& a, int flags, cudaStream_t s) {
+  // Each block stages the inputs: at most a few blocks per multiprocessor,
+  // looping over rows.
+  unsigned blocks = grid_for(a.N * kWarpSize, kGemvWarps * kWarpSize);
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+      sms > 0 && blocks > (unsigned)sms * 8u)
+    blocks = (unsigned)sms * 8u;
+  const int threads = kGemvWarps * kWarpSize;
+  const size_t bytes = (size_t)gemv_q8_smem_bytes(a);
+  if (a.M <= 1) gemv_q8_kernel<WT, 1><<<blocks, threads, bytes, s>>>(a, flags);
+  else if (a.M <= 4) gemv_q8_kernel<WT, 4><<<blocks, threads, bytes, s>>>(a, flags);
+  else gemv_q8_kernel<WT, 16><<<blocks, threads, bytes, s>>>(a, flags);
+}
+
 template <DType WT, int C>
 void launch_rows(const LinearArgs& a, int flags, cudaStream_t s) {
   const unsigned blocks = grid_for(a.N * kWarpSize, kGemvWarps * kWarpSize);
@@ -148,6 +191,11 @@ cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
   if (aligned16(a.w) && (a.w_stride * es) % 16 == 0) flags |= kGemvVecW;
   if (aligned16(a.x) && a.x_stride % 4 == 0) flags |= kGemvVecX;
   if (((uintptr_t)a.w & 1u) == 0) flags |= kGemvAlign2W;
+  if (gemv_q8_usable(a)) {
+    if (a.w_dtype == DType::Q8_0) launch_q8<DType::Q8_0>(a, flags, stream);
+    else launch_q8<DType::Q4_0>(a, flags, stream);
+    return cudaGetLastError();
+  }
   switch (a.w_dtype) {
     case DType::F32: launch_plain<DType::F32>(a, flags, stream); break;
     case DType::F16: launch_plain<DType::F16>(a, flags, stream); break;

@@ -333,6 +333,11 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
         if (cudaMemcpy(const_cast<void*>(a.w), w.data(), w.size(), cudaMemcpyHostToDevice) != cudaSuccess) return false;
       }
       add(std::string("linear ") + dtype_name(wt), shape, wbytes + F * (K + N), [&] { return cuda::linear_cuda(a, 0); });
+      if (wt == DType::Q8_0 || wt == DType::Q4_0) {  // the GGUF models' rounding: the integer GEMV
+        a.x_rounding = ActRounding::Q8Block;
+        add(std::string("linear ") + dtype_name(wt) + " q8-in", shape, wbytes + F * (K + N),
+            [&] { return cuda::linear_cuda(a, 0); });
+      }
     }
     for (int scheme = 0; scheme < 3; ++scheme) {
       DevPool p;

@@ -21,6 +21,7 @@
 #include "selective_scan_math.cuh"
 #include "selective_scan_tiles_math.cuh"
 #include "attention_tiles_math.cuh"
+#include "gemv_q8_math.cuh"
 #include "ssm_q8_math.cuh"
 #include "ssd_math.cuh"
 
@@ -770,6 +771,25 @@ void gemm_q8_mma(const LinearArgs& a) {
       });
 }
 
+// The integer Q8_0 / Q4_0 GEMV: the block's staging (every thread block
+// stages the same values), then every warp's lanes, tree and store.
+template <DType WT>
+void gemv_q8(const LinearArgs& a) {
+  constexpr int MB = (int)kGemvMaxRows;
+  const int64_t nb = a.K / kQ8Block;
+  std::vector<uint32_t> sx((size_t)(gemv_q8_x_bytes(a) / 4));
+  std::vector<float> sd((size_t)(a.M * nb));
+  for (int64_t i = 0; i < a.M * nb; ++i) gemv_q8_stage(a, i / nb, i % nb, sx.data(), sd.data());
+  float f[MB], p[MB][kWarpSize];
+  for (int64_t n = 0; n < a.N; ++n) {
+    for (int l = 0; l < kWarpSize; ++l) {
+      gemv_q8_lane_partial<WT, MB>(a, n, l, 0, sx.data(), sd.data(), f);
+      for (int m = 0; m < MB; ++m) p[m][l] = f[m];
+    }
+    for (int64_t m = 0; m < a.M; ++m) gemv_store(a, m, n, tree_sum_host(p[m], kWarpSize));
+  }
+}
+
 template <DType WT>
 void gemv_plain(const LinearArgs& a) {
   if (gemv_chunk(WT, a.x_rounding) == 32) gemv_rows<WT, 32>(a);
@@ -818,6 +838,11 @@ cudaError_t linear(const LinearArgs& a) {
       return cudaSuccess;
     }
     return linear_gemm_simt(a);
+  }
+  if (gemv_q8_usable(a)) {
+    if (a.w_dtype == DType::Q8_0) gemv_q8<DType::Q8_0>(a);
+    else gemv_q8<DType::Q4_0>(a);
+    return cudaSuccess;
   }
   switch (a.w_dtype) {
     case DType::F32: gemv_plain<DType::F32>(a); break;
