@@ -147,6 +147,15 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLi
   }
 }
 
+// The coalesced kernels' one-step-ahead loads: the weight words of the step
+// after step g0 of row n (the row's next step, or the first of row n +
+// stride, the warp's next row) into wn.
+__device__ __forceinline__ void load_next_quarter(const QLinearArgs& a, const uint8_t* row, int64_t g0, int64_t G,
+                                                  int64_t n, int64_t stride, int lane, int flags, uint32_t (&wn)[4]) {
+  if (g0 + kW4A8StepGroups < G) w4a8_quarter_load(a, row, g0 + kW4A8StepGroups, lane, flags, wn);
+  else if (n + stride < a.N) w4a8_quarter_load(a, row + stride * a.w_stride, 0, lane, flags, wn);
+}
+
 // W4A8 with int8 inputs in memory (given, or staged by the block), with
 // coalesced weight reads: per step the warp reads kW4A8StepGroups groups (512
 // contiguous bytes); lane l takes 16 bytes, the half-chunk l % 2 of chunk
@@ -182,8 +191,7 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
       // The group's scale, loaded before the sums so that its latency overlaps them.
       const float sc = q == 0 && g < G ? a.w_scales[n * G + g] : 0.0f;
       const uint32_t w[4] = {wn[0], wn[1], wn[2], wn[3]};
-      if (g0 + kW4A8StepGroups < G) w4a8_quarter_load(a, row, g0 + kW4A8StepGroups, lane, flags, wn);
-      else if (n + stride < a.N) w4a8_quarter_load(a, row + stride * a.w_stride, 0, lane, flags, wn);
+      load_next_quarter(a, row, g0, G, n, stride, lane, flags, wn);
       int32_t isum[MB];
       w4a8_quarter_sums<MB>(a, w, g0, lane, inv, isum, nan);
 #pragma unroll
@@ -228,8 +236,7 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a16_kernel(const QL
     for (int m = 0; m < MB; ++m) acc[m] = 0.0f;
     for (int64_t g0 = 0; g0 < G; g0 += kW4A8StepGroups) {
       const uint32_t w[4] = {wn[0], wn[1], wn[2], wn[3]};
-      if (g0 + kW4A8StepGroups < G) w4a8_quarter_load(a, row, g0 + kW4A8StepGroups, lane, flags, wn);
-      else if (n + stride < a.N) w4a8_quarter_load(a, row + stride * a.w_stride, 0, lane, flags, wn);
+      load_next_quarter(a, row, g0, G, n, stride, lane, flags, wn);
       w4a16_quarter_partial<MB>(a, w, n, g0, lane, acc);
     }
 #pragma unroll
