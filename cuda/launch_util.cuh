@@ -23,6 +23,18 @@ inline unsigned grid_for(int64_t n, int threads) {
   return (unsigned)(b < 1 ? 1 : (b > cap ? cap : b));
 }
 
+// `blocks`, at most `per_sm` per multiprocessor of the current device (for
+// kernels whose every block first stages the same inputs, then loops over
+// rows); `blocks` when the device cannot be asked.
+inline unsigned blocks_per_sm_cap(unsigned blocks, unsigned per_sm) {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      sms <= 0)
+    return blocks;
+  const unsigned cap = (unsigned)sms * per_sm;
+  return blocks < cap ? blocks : cap;
+}
+
 // gridDim.y is at most 65535: calls launch(grid, base) for the row blocks
 // [base, base + 65535) of `rows`, `cols` column blocks each, until an error.
 constexpr int64_t kMaxGridRows = 65535;

@@ -119,11 +119,7 @@ template <DType WT>
 void launch_q8(const LinearArgs& a, int flags, cudaStream_t s) {
   // Each block stages the inputs: at most a few blocks per multiprocessor,
   // looping over rows.
-  unsigned blocks = grid_for(a.N * kWarpSize, kGemvWarps * kWarpSize);
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
-      sms > 0 && blocks > (unsigned)sms * 8u)
-    blocks = (unsigned)sms * 8u;
+  const unsigned blocks = blocks_per_sm_cap(grid_for(a.N * kWarpSize, kGemvWarps * kWarpSize), 8);
   const int threads = kGemvWarps * kWarpSize;
   const size_t bytes = (size_t)gemv_q8_smem_bytes(a);
   if (a.M <= 1) gemv_q8_kernel<WT, 1><<<blocks, threads, bytes, s>>>(a, flags);

@@ -253,14 +253,7 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a16_kernel(const QL
 
 // Blocks for the int8 schemes with staged inputs: each block quantizes the
 // inputs once, so at most a few blocks per multiprocessor, looping over rows.
-unsigned staged_blocks(const QLinearArgs& a, unsigned blocks) {
-  if (a.xq) return blocks;
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return blocks;
-  const unsigned cap = (unsigned)sms * 8u;
-  return blocks < cap ? blocks : cap;
-}
+unsigned staged_blocks(const QLinearArgs& a, unsigned blocks) { return a.xq ? blocks : blocks_per_sm_cap(blocks, 8); }
 
 template <int MB>
 cudaError_t launch(const QLinearArgs& a, float inv, int flags, cudaStream_t s) {
