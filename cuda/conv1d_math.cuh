@@ -12,15 +12,33 @@
 // The sum is accumulated in the CPU kernel's order (bias + w[W-1]·x, then
 // taps oldest first, each an fma), so without silu the results are equal to
 // the CPU twin's bit for bit.
+//
+// Every function reads its inputs and writes its outputs through an
+// activation I/O `io`: ConvFloatIo (the args' own x and out) here, ConvQ8Io
+// (int8 in and out, cuda/ssm_q8_math.cuh) for the int8 SSM path, so that one
+// kernel does what dequantize, conv and quantize did in three passes.
 #pragma once
 #include "kernels/conv1d.h"
 #include "math_common.cuh"
 
 namespace nm::cuda {
 
+// Float activations: x[t, c] in, out[t, c] out (t a token or a decode row).
+struct ConvFloatIo {
+  const float* x;
+  int64_t x_stride;
+  float* out;
+  int64_t out_stride;
+  template <class Args>
+  static ConvFloatIo of(const Args& a) { return {a.x, a.x_stride, a.out, a.out_stride}; }
+  NM_HD float in(int64_t t, int64_t c) const { return x[t * x_stride + c]; }
+  NM_HD void put(int64_t t, int64_t c, float v) const { out[t * out_stride + c] = v; }
+};
+
 // in(p, c) of sequence s (base = its first token, p relative to it).
-NM_HD float conv_input(const CausalConv1dArgs& a, int64_t s, int64_t base, int64_t p, int64_t c) {
-  if (p >= 0) return a.x[(base + p) * a.x_stride + c];
+template <class Io>
+NM_HD float conv_input(const CausalConv1dArgs& a, const Io& io, int64_t s, int64_t base, int64_t p, int64_t c) {
+  if (p >= 0) return io.in(base + p, c);
   if (!a.initial_state) return 0.0f;
   return a.initial_state[s * a.init_seq_stride + c * a.init_ch_stride + (a.width - 1 + p)];
 }
@@ -29,7 +47,8 @@ constexpr int64_t kConvTokensPerThread = 16;
 
 // out[t, c] for the tokens t of block `tb` (tokens tb * kConvTokensPerThread
 // onwards, within a.tokens) and channel c.
-NM_HD void conv_prefill_block(const CausalConv1dArgs& a, int64_t tb, int64_t c) {
+template <class Io>
+NM_HD void conv_prefill_block(const CausalConv1dArgs& a, const Io& io, int64_t tb, int64_t c) {
   constexpr int kMaxTaps = (int)kConv1dMaxWidth - 1;
   const int64_t W = a.width, t0 = tb * kConvTokensPerThread;
   const int64_t t1 = t0 + kConvTokensPerThread < a.tokens ? t0 + kConvTokensPerThread : a.tokens;
@@ -45,15 +64,15 @@ NM_UNROLL
   int64_t next = a.cu_seqlens ? a.cu_seqlens[s + 1] : a.tokens;  // first token of the next sequence
   const int64_t p0 = t0 - base;
 NM_UNROLL
-  for (int k = 0; k < kMaxTaps; ++k) win[k] = k < W - 1 ? conv_input(a, s, base, p0 - (W - 1) + k, c) : 0.0f;
+  for (int k = 0; k < kMaxTaps; ++k) win[k] = k < W - 1 ? conv_input(a, io, s, base, p0 - (W - 1) + k, c) : 0.0f;
   for (int64_t t = t0; t < t1; ++t) {
     if (t == next) {  // a new sequence (empty ones hold no token: skip them)
       while ((int64_t)a.cu_seqlens[s + 1] <= t) ++s;
       base = a.cu_seqlens[s], next = a.cu_seqlens[s + 1];
 NM_UNROLL
-      for (int k = 0; k < kMaxTaps; ++k) win[k] = k < W - 1 ? conv_input(a, s, base, k - (W - 1), c) : 0.0f;
+      for (int k = 0; k < kMaxTaps; ++k) win[k] = k < W - 1 ? conv_input(a, io, s, base, k - (W - 1), c) : 0.0f;
     }
-    const float xv = a.x[t * a.x_stride + c];
+    const float xv = io.in(t, c);
     float acc = fmaf(wx, xv, b);
 NM_UNROLL
     for (int k = 0; k < kMaxTaps; ++k)
@@ -63,24 +82,26 @@ NM_UNROLL
     for (int k = 0; k < kMaxTaps; ++k)
       if (k < W - 1) win[k] = k + 1 < W - 1 ? win[k + 1] : xv;
     if (a.silu) acc = silu(acc);
-    a.out[t * a.out_stride + c] = acc;
+    io.put(t, c, acc);
   }
 }
 
 // final_state[s, c, j] = in(len - (W-1) + j, c).
-NM_HD void conv_final_state_point(const CausalConv1dArgs& a, int64_t s, int64_t c, int64_t j) {
+template <class Io>
+NM_HD void conv_final_state_point(const CausalConv1dArgs& a, const Io& io, int64_t s, int64_t c, int64_t j) {
   const int64_t base = a.cu_seqlens ? a.cu_seqlens[s] : 0;
   const int64_t len = a.cu_seqlens ? (int64_t)a.cu_seqlens[s + 1] - base : a.tokens;
-  a.final_state[s * a.final_seq_stride + c * a.final_ch_stride + j] = conv_input(a, s, base, len - (a.width - 1) + j, c);
+  a.final_state[s * a.final_seq_stride + c * a.final_ch_stride + j] = conv_input(a, io, s, base, len - (a.width - 1) + j, c);
 }
 
 // Decode row r, channel c (in place on the row's state slot).
-NM_HD void conv_update_point(const CausalConv1dUpdateArgs& a, int64_t r, int64_t c) {
+template <class Io>
+NM_HD void conv_update_point(const CausalConv1dUpdateArgs& a, const Io& io, int64_t r, int64_t c) {
   const int64_t W = a.width;
   const int64_t slot = a.state_indices ? (int64_t)a.state_indices[r] : r;
   float* st = a.conv_state + slot * a.state_slot_stride + c * a.state_ch_stride;
   const int64_t wrow = c * a.weight_stride;
-  const float xv = a.x[r * a.x_stride + c];
+  const float xv = io.in(r, c);
   const float b = a.bias ? load_float(a.bias, a.bias_dtype, c) : 0.0f;
   float acc = fmaf(load_float(a.weight, a.weight_dtype, wrow + W - 1), xv, b);
   for (int64_t j = 0; j < W - 1; ++j) {
@@ -90,7 +111,7 @@ NM_HD void conv_update_point(const CausalConv1dUpdateArgs& a, int64_t r, int64_t
   }
   if (W > 1) st[W - 2] = xv;
   if (a.silu) acc = silu(acc);
-  a.out[r * a.out_stride + c] = acc;
+  io.put(r, c, acc);
 }
 
 }  // namespace nm::cuda

@@ -13,6 +13,7 @@
 #include "kernels/norm.h"
 #include "kernels/selective_scan.h"
 #include "kernels/ssd.h"
+#include "kernels/ssm_q8.h"
 #include "math_common.cuh"
 
 namespace nm::cuda {
@@ -49,24 +50,41 @@ inline Check check_args(const GatedRmsNormArgs& a) {
   return Check::kValid;
 }
 
-inline Check check_args(const CausalConv1dArgs& a) {
+// The convs' checks given whether their activations (float x / out, or the
+// int8 forms' io) are there.
+inline Check check_conv(const CausalConv1dArgs& a, bool io) {
   if (a.width < 1 || a.width > kConv1dMaxWidth) return Check::kInvalid;
   if (!a.cu_seqlens && a.nseq != 1) return Check::kInvalid;
   if (a.tokens < 0 || a.weight_stride < a.width) return Check::kInvalid;
   if (a.channels <= 0 || a.nseq <= 0) return Check::kNothing;
-  if (a.tokens > 0 && (!a.x || !a.out)) return Check::kInvalid;
+  if (a.tokens > 0 && !io) return Check::kInvalid;
   if (!a.weight) return Check::kInvalid;
   if (!is_plain_float(a.weight_dtype) || (a.bias && !is_plain_float(a.bias_dtype))) return Check::kUnsupported;
   return Check::kValid;
 }
 
-inline Check check_args(const CausalConv1dUpdateArgs& a) {
+inline Check check_conv_update(const CausalConv1dUpdateArgs& a, bool io) {
   if (a.width < 1 || a.width > kConv1dMaxWidth) return Check::kInvalid;
   if (a.weight_stride < a.width) return Check::kInvalid;
   if (a.channels <= 0 || a.batch <= 0) return Check::kNothing;
-  if (!a.x || !a.out || !a.weight || (a.width > 1 && !a.conv_state)) return Check::kInvalid;
+  if (!io || !a.weight || (a.width > 1 && !a.conv_state)) return Check::kInvalid;
   if (!is_plain_float(a.weight_dtype) || (a.bias && !is_plain_float(a.bias_dtype))) return Check::kUnsupported;
   return Check::kValid;
+}
+
+inline Check check_args(const CausalConv1dArgs& a) { return check_conv(a, a.x && a.out); }
+inline Check check_args(const CausalConv1dUpdateArgs& a) { return check_conv_update(a, a.x && a.out); }
+
+// The int8 conv's io (kernels/ssm_q8.h) for `channels`: all four pointers
+// and row strides of at least `channels`.
+inline bool conv_int8_io_valid(const ConvInt8Io& io, int64_t channels) {
+  return io.xq && io.x_scale && io.outq && io.out_scale && io.xq_stride >= channels && io.outq_stride >= channels;
+}
+inline Check check_args(const CausalConv1dQ8Args& a) {
+  return check_conv(a.conv, conv_int8_io_valid(a.io, a.conv.channels));
+}
+inline Check check_args(const CausalConv1dUpdateQ8Args& a) {
+  return check_conv_update(a.conv, conv_int8_io_valid(a.io, a.conv.channels));
 }
 
 inline Check check_args(const SelectiveScanArgs& a) {
@@ -144,11 +162,17 @@ inline Check check_hadamard(int64_t rows, int64_t n, const void* x, int64_t xs, 
   return n > max_n ? Check::kUnsupported : Check::kValid;
 }
 
-inline Check check_args(const SelectiveStateUpdateArgs& a) {
+// The state update's checks given whether x, B and C (float, or the int8
+// form's operands with their scales) are there.
+inline Check check_state_update(const SelectiveStateUpdateArgs& a, bool xbc) {
   if (a.batch <= 0 || a.nheads <= 0 || a.headdim <= 0 || a.dstate <= 0 || a.ngroups <= 0) return Check::kNothing;
   if (a.nheads % a.ngroups != 0) return Check::kInvalid;
-  if (!a.state || !a.x || !a.dt || !a.B || !a.C || !a.out || !a.A) return Check::kInvalid;
+  if (!a.state || !xbc || !a.dt || !a.out || !a.A) return Check::kInvalid;
   return Check::kValid;
+}
+inline Check check_args(const SelectiveStateUpdateArgs& a) { return check_state_update(a, a.x && a.B && a.C); }
+inline Check check_args(const SelectiveStateUpdateQ8Args& a) {
+  return check_state_update(a.upd, a.x.q && a.x.scale && a.B.q && a.B.scale && a.C.q && a.C.scale);
 }
 
 // The decode GEMV (linear_cuda): M <= kGemvMaxRows (16); larger M is the

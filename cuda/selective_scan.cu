@@ -4,6 +4,7 @@
 #include "launch_util.cuh"
 #include "selective_scan_math.cuh"
 #include "selective_scan_tiles_math.cuh"
+#include "state_update_kernel.cuh"
 
 namespace nm::cuda {
 
@@ -136,23 +137,6 @@ NM_UNROLL
   }
 }
 
-// Block of kUpdateThreads threads = kUpdateThreads / tpr consecutive rows of
-// the flattened (batch, row) index, tpr lanes each (selective_scan_math.cuh);
-// grid-strided over row blocks. A row's lanes are in one warp: their partial
-// sums meet in a butterfly (offsets tpr/2 .. 1), which gives lane 0 the
-// fixed tree sum tree_sum_host repeats.
-__global__ void __launch_bounds__(kUpdateThreads) selective_state_update_kernel(const SelectiveStateUpdateArgs a,
-                                                                                  int tpr) {
-  const int64_t R = a.nheads * a.headdim, total = a.batch * R, rpb = kUpdateThreads / tpr;
-  const int t = threadIdx.x, lane = t % tpr;
-  for (int64_t blk = blockIdx.x; blk * rpb < total; blk += gridDim.x) {
-    const int64_t row = blk * rpb + t / tpr;
-    float v = row < total ? selective_state_update_partial(a, row / R, row % R, lane, tpr) : 0.0f;
-    for (int s = tpr / 2; s > 0; s >>= 1) v = v + __shfl_xor_sync(0xffffffffu, v, s);
-    if (lane == 0 && row < total) selective_state_update_finish(a, row / R, row % R, v);
-  }
-}
-
 }  // namespace
 
 size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, const ScanTuning& t) {
@@ -196,10 +180,7 @@ cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream,
 cudaError_t selective_state_update_cuda(const SelectiveStateUpdateArgs& a, cudaStream_t stream) {
   const Check c = check_args(a);
   if (c != Check::kValid) return check_status(c);
-  const int tpr = update_threads_per_row(a.dstate);
-  selective_state_update_kernel<<<grid_for(a.batch * a.nheads * a.headdim * tpr, kUpdateThreads), kUpdateThreads, 0,
-                                  stream>>>(a, tpr);
-  return cudaGetLastError();
+  return launch_selective_state_update(a, UpdateFloatOperands::of(a), stream);
 }
 
 }  // namespace nm::cuda

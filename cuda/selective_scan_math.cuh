@@ -328,38 +328,54 @@ NM_HD float update_dt(const SelectiveStateUpdateArgs& a, int64_t b, int64_t h) {
   return dt;
 }
 
+// The update's operands x [batch, rows] and B, C [batch, ngroups · dstate]:
+// the args' float ones here; UpdateQ8Operands (cuda/ssm_q8_math.cuh) reads
+// int8 ones with their scales, so that the int8 path is one kernel too.
+struct UpdateFloatOperands {
+  const float *x, *B, *C;
+  int64_t x_stride, B_stride, C_stride;  // per batch row
+  static UpdateFloatOperands of(const SelectiveStateUpdateArgs& a) {
+    return {a.x, a.B, a.C, a.x_batch_stride, a.B_batch_stride, a.C_batch_stride};
+  }
+  NM_HD float x_at(int64_t b, int64_t r) const { return x[b * x_stride + r]; }
+  NM_HD float B_at(int64_t b, int64_t i) const { return B[b * B_stride + i]; }  // i = g · dstate + n
+  NM_HD float C_at(int64_t b, int64_t i) const { return C[b * C_stride + i]; }
+};
+
 // Step 1 for lane `lane` (of tpr) of batch row b, row r = h * headdim + p.
-NM_HD float selective_state_update_partial(const SelectiveStateUpdateArgs& a, int64_t b, int64_t r, int lane, int tpr) {
-  const int64_t N = a.dstate, h = r / a.headdim, g = h / (a.nheads / a.ngroups);
+template <class Ops>
+NM_HD float selective_state_update_partial(const SelectiveStateUpdateArgs& a, const Ops& o, int64_t b, int64_t r,
+                                           int lane, int tpr) {
+  const int64_t N = a.dstate, h = r / a.headdim, gN = h / (a.nheads / a.ngroups) * N;
   const float dt = update_dt(a, b, h);
   const int64_t slot = a.state_indices ? (int64_t)a.state_indices[b] : b;
   float* s = a.state + slot * a.state_batch_stride + r * N;
-  const float dtx = dt * a.x[b * a.x_batch_stride + r];
-  const float* Bp = a.B + b * a.B_batch_stride + g * N;
-  const float* Cp = a.C + b * a.C_batch_stride + g * N;
+  const float dtx = dt * o.x_at(b, r);
   float acc = 0.0f;
   if (a.a_per_state) {
     const float* Ar = a.A + h * N;
     for (int64_t n = lane; n < N; n += tpr) {
-      const float sv = fmaf(s[n], expf(dt * Ar[n]), dtx * Bp[n]);
+      const float sv = fmaf(s[n], expf(dt * Ar[n]), dtx * o.B_at(b, gN + n));
       s[n] = sv;
-      acc = fmaf(sv, Cp[n], acc);
+      acc = fmaf(sv, o.C_at(b, gN + n), acc);
     }
   } else {
     const float dA = expf(dt * a.A[h]);
     for (int64_t n = lane; n < N; n += tpr) {
-      const float sv = fmaf(s[n], dA, dtx * Bp[n]);
+      const float sv = fmaf(s[n], dA, dtx * o.B_at(b, gN + n));
       s[n] = sv;
-      acc = fmaf(sv, Cp[n], acc);
+      acc = fmaf(sv, o.C_at(b, gN + n), acc);
     }
   }
   return acc;
 }
 
 // Step 3 (lane 0): `sum` is the row's Σ_n s·C.
-NM_HD void selective_state_update_finish(const SelectiveStateUpdateArgs& a, int64_t b, int64_t r, float sum) {
+template <class Ops>
+NM_HD void selective_state_update_finish(const SelectiveStateUpdateArgs& a, const Ops& o, int64_t b, int64_t r,
+                                         float sum) {
   const int64_t h = r / a.headdim;
-  const float xv = a.x[b * a.x_batch_stride + r];
+  const float xv = o.x_at(b, r);
   float y = sum + (a.D ? xv * a.D[h] : 0.0f);
   if (a.z) y = y * silu(a.z[b * a.z_batch_stride + r]);
   a.out[b * a.out_batch_stride + r] = y;

@@ -1,9 +1,12 @@
-// CUDA int8-activation SSM kernels (kernels.h): dequantize, the float CUDA
-// kernel, requantize (cuda/ssm_q8_math.cuh). Scratch comes from the
-// stream-ordered pool.
+// CUDA int8-activation SSM kernels (kernels.h; the math cuda/ssm_q8_math.cuh):
+// the convs and the state update read and write int8 in the float kernels'
+// code; the prefill scans dequantize into scratch from the stream-ordered
+// pool and run the float kernel.
+#include "conv1d_kernels.cuh"
 #include "kernels.h"
 #include "launch_util.cuh"
 #include "ssm_q8_math.cuh"
+#include "state_update_kernel.cuh"
 
 namespace nm::cuda {
 
@@ -71,35 +74,25 @@ cudaError_t quantize_channels_int8_cuda(int64_t rows, int64_t channels, const fl
   return cudaGetLastError();
 }
 
-namespace {
-
-// The int8 conv wrappers: `rows` rows of int8 x dequantized, the float conv
-// `run` on them (x and out rewritten to the scratch rows), its output
-// requantized with the output scales.
-template <typename ConvArgs, typename Run>
-cudaError_t conv_q8(ConvArgs c, const ConvInt8Io& io, int64_t rows, Run run, cudaStream_t stream) {
-  const int64_t C = c.channels;
-  if (rows > 0 && (!io.xq || !io.x_scale || !io.outq || !io.out_scale || io.xq_stride < C || io.outq_stride < C))
-    return cudaErrorInvalidValue;
-  Scratch sc(stream);
-  float* xf = sc.get(rows * C);
-  float* of = sc.get(rows * C);
-  if (sc.error() != cudaSuccess) return sc.release(cudaSuccess);
-  if (rows > 0) dequantize({io.xq, 0, io.xq_stride, io.x_scale}, 1, rows, C, xf, stream);
-  c.x = xf, c.x_stride = C, c.out = of, c.out_stride = C;
-  cudaError_t e = run(c, stream);
-  if (e == cudaSuccess && rows > 0) e = quantize_channels_int8_cuda(rows, C, of, C, io.out_scale, io.outq, io.outq_stride, stream);
-  return sc.release(e);
-}
-
-}  // namespace
-
+// The int8 convs and the state update: the float kernels' math on int8
+// activations as they read and write them (ConvQ8Io, UpdateQ8Operands), one
+// launch each.
 cudaError_t causal_conv1d_q8_cuda(const CausalConv1dQ8Args& a, cudaStream_t stream) {
-  return conv_q8(a.conv, a.io, a.conv.tokens, causal_conv1d_cuda, stream);
+  const Check c = check_args(a);
+  if (c != Check::kValid) return check_status(c);
+  return launch_causal_conv1d(a.conv, ConvQ8Io{a.io}, stream);
 }
 
 cudaError_t causal_conv1d_update_q8_cuda(const CausalConv1dUpdateQ8Args& a, cudaStream_t stream) {
-  return conv_q8(a.conv, a.io, a.conv.batch, causal_conv1d_update_cuda, stream);
+  const Check c = check_args(a);
+  if (c != Check::kValid) return check_status(c);
+  return launch_causal_conv1d_update(a.conv, ConvQ8Io{a.io}, stream);
+}
+
+cudaError_t selective_state_update_q8_cuda(const SelectiveStateUpdateQ8Args& a, cudaStream_t stream) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return check_status(c);
+  return launch_selective_state_update(a.upd, UpdateQ8Operands{a.x, a.B, a.C}, stream);
 }
 
 cudaError_t selective_scan_q8_cuda(const SelectiveScanQ8Args& a, cudaStream_t stream) {
@@ -123,23 +116,6 @@ cudaError_t selective_scan_q8_cuda(const SelectiveScanQ8Args& a, cudaStream_t st
   return sc.release(selective_scan_cuda(s, stream));
 }
 
-cudaError_t selective_state_update_q8_cuda(const SelectiveStateUpdateQ8Args& a, cudaStream_t stream) {
-  SelectiveStateUpdateArgs s = a.upd;
-  const int64_t Bt = s.batch, R = s.nheads * s.headdim, GN = s.ngroups * s.dstate;
-  if (Bt > 0 && (!a.x.q || !a.x.scale || !a.B.q || !a.B.scale || !a.C.q || !a.C.scale)) return cudaErrorInvalidValue;
-  Scratch sc(stream);
-  float* x = sc.get(Bt * R);
-  float* b = sc.get(Bt * GN);
-  float* c = sc.get(Bt * GN);
-  if (sc.error() != cudaSuccess) return sc.release(cudaSuccess);
-  if (Bt > 0) {
-    dequantize({a.x.q, a.x.batch_stride, 0, a.x.scale}, Bt, 1, R, x, stream);
-    dequantize({a.B.q, a.B.batch_stride, 0, a.B.scale}, Bt, 1, GN, b, stream);
-    dequantize({a.C.q, a.C.batch_stride, 0, a.C.scale}, Bt, 1, GN, c, stream);
-  }
-  s.x = x, s.x_batch_stride = R, s.B = b, s.B_batch_stride = GN, s.C = c, s.C_batch_stride = GN;
-  return sc.release(selective_state_update_cuda(s, stream));
-}
 
 cudaError_t ssd_chunk_scan_q8_cuda(const SsdChunkScanQ8Args& a, cudaStream_t stream) {
   SsdChunkScanArgs s = a.ssd;

@@ -96,24 +96,52 @@ cudaError_t gated_rms_norm(const GatedRmsNormArgs& a) {
   return cudaSuccess;
 }
 
-cudaError_t causal_conv1d(const CausalConv1dArgs& a) {
-  const Check c = check_args(a);
-  if (c != Check::kValid) return status(c);
+namespace {
+
+// cuda/conv1d_kernels.cuh's kernels for an activation I/O.
+template <class Io>
+void conv_kernels(const CausalConv1dArgs& a, const Io& io) {
   // The two kernels write disjoint buffers from inputs neither writes: any order.
   for (int64_t tb = 0; tb * kConvTokensPerThread < a.tokens; ++tb)
-    for (int64_t ch = 0; ch < a.channels; ++ch) conv_prefill_block(a, tb, ch);
+    for (int64_t ch = 0; ch < a.channels; ++ch) conv_prefill_block(a, io, tb, ch);
   if (a.final_state)
     for (int64_t s = 0; s < a.nseq; ++s)
       for (int64_t ch = 0; ch < a.channels; ++ch)
-        for (int64_t j = 0; j < a.width - 1; ++j) conv_final_state_point(a, s, ch, j);
+        for (int64_t j = 0; j < a.width - 1; ++j) conv_final_state_point(a, io, s, ch, j);
+}
+
+template <class Io>
+void conv_update_kernel(const CausalConv1dUpdateArgs& a, const Io& io) {
+  for (int64_t r = 0; r < a.batch; ++r)
+    for (int64_t ch = 0; ch < a.channels; ++ch) conv_update_point(a, io, r, ch);
+}
+
+// cuda/state_update_kernel.cuh's kernel for an operand reader. Rows are
+// independent: each row's lanes, then its tree, then lane 0.
+template <class Ops>
+void state_update_kernel(const SelectiveStateUpdateArgs& a, const Ops& o) {
+  const int tpr = update_threads_per_row(a.dstate);
+  float sh[32];
+  for (int64_t b = 0; b < a.batch; ++b)
+    for (int64_t r = 0; r < a.nheads * a.headdim; ++r) {
+      for (int l = 0; l < tpr; ++l) sh[l] = selective_state_update_partial(a, o, b, r, l, tpr);
+      selective_state_update_finish(a, o, b, r, tree_sum_host(sh, tpr));
+    }
+}
+
+}  // namespace
+
+cudaError_t causal_conv1d(const CausalConv1dArgs& a) {
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  conv_kernels(a, ConvFloatIo::of(a));
   return cudaSuccess;
 }
 
 cudaError_t causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
-  for (int64_t r = 0; r < a.batch; ++r)
-    for (int64_t ch = 0; ch < a.channels; ++ch) conv_update_point(a, r, ch);
+  conv_update_kernel(a, ConvFloatIo::of(a));
   return cudaSuccess;
 }
 
@@ -340,39 +368,24 @@ cudaError_t quantize_channels_int8(int64_t rows, int64_t channels, const float* 
 }
 
 cudaError_t causal_conv1d_q8(const CausalConv1dQ8Args& a) {
-  CausalConv1dArgs c = a.conv;
-  const int64_t T = c.tokens, C = c.channels;
-  if (T > 0 && (!a.io.xq || !a.io.x_scale || !a.io.outq || !a.io.out_scale || a.io.xq_stride < C || a.io.outq_stride < C))
-    return cudaErrorInvalidValue;
-  std::vector<float> xf = dequantized({a.io.xq, 0, a.io.xq_stride, a.io.x_scale}, 1, T, C), of((size_t)(T * C));
-  c.x = xf.data(), c.x_stride = C, c.out = of.data(), c.out_stride = C;
-  const cudaError_t e = emulate::causal_conv1d(c);
-  if (e == cudaSuccess && T > 0) return quantize_channels_int8(T, C, of.data(), C, a.io.out_scale, a.io.outq, a.io.outq_stride);
-  return e;
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  conv_kernels(a.conv, ConvQ8Io{a.io});
+  return cudaSuccess;
 }
 
 cudaError_t causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) {
-  CausalConv1dUpdateArgs c = a.conv;
-  const int64_t Bt = c.batch, C = c.channels;
-  if (Bt > 0 && (!a.io.xq || !a.io.x_scale || !a.io.outq || !a.io.out_scale || a.io.xq_stride < C || a.io.outq_stride < C))
-    return cudaErrorInvalidValue;
-  std::vector<float> xf = dequantized({a.io.xq, 0, a.io.xq_stride, a.io.x_scale}, 1, Bt, C), of((size_t)(Bt * C));
-  c.x = xf.data(), c.x_stride = C, c.out = of.data(), c.out_stride = C;
-  const cudaError_t e = emulate::causal_conv1d_update(c);
-  if (e == cudaSuccess && Bt > 0)
-    return quantize_channels_int8(Bt, C, of.data(), C, a.io.out_scale, a.io.outq, a.io.outq_stride);
-  return e;
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  conv_update_kernel(a.conv, ConvQ8Io{a.io});
+  return cudaSuccess;
 }
 
 cudaError_t selective_state_update_q8(const SelectiveStateUpdateQ8Args& a) {
-  SelectiveStateUpdateArgs s = a.upd;
-  const int64_t Bt = s.batch, R = s.nheads * s.headdim, GN = s.ngroups * s.dstate;
-  if (Bt > 0 && (!a.x.q || !a.x.scale || !a.B.q || !a.B.scale || !a.C.q || !a.C.scale)) return cudaErrorInvalidValue;
-  std::vector<float> x = dequantized({a.x.q, a.x.batch_stride, 0, a.x.scale}, Bt, 1, R);
-  std::vector<float> b = dequantized({a.B.q, a.B.batch_stride, 0, a.B.scale}, Bt, 1, GN);
-  std::vector<float> c = dequantized({a.C.q, a.C.batch_stride, 0, a.C.scale}, Bt, 1, GN);
-  s.x = x.data(), s.x_batch_stride = R, s.B = b.data(), s.B_batch_stride = GN, s.C = c.data(), s.C_batch_stride = GN;
-  return emulate::selective_state_update(s);
+  const Check c = check_args(a);
+  if (c != Check::kValid) return status(c);
+  state_update_kernel(a.upd, UpdateQ8Operands{a.x, a.B, a.C});
+  return cudaSuccess;
 }
 
 cudaError_t selective_scan_q8(const SelectiveScanQ8Args& a) {
@@ -489,14 +502,7 @@ cudaError_t rope(const RopeArgs& a) {
 cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
-  // Rows are independent: each row's lanes, then its tree, then lane 0.
-  const int tpr = update_threads_per_row(a.dstate);
-  float sh[32];
-  for (int64_t b = 0; b < a.batch; ++b)
-    for (int64_t r = 0; r < a.nheads * a.headdim; ++r) {
-      for (int l = 0; l < tpr; ++l) sh[l] = selective_state_update_partial(a, b, r, l, tpr);
-      selective_state_update_finish(a, b, r, tree_sum_host(sh, tpr));
-    }
+  state_update_kernel(a, UpdateFloatOperands::of(a));
   return cudaSuccess;
 }
 

@@ -4,6 +4,8 @@
 // -> [dt | B | C]; dt_proj; the selective scan with the gate z; out_proj.
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/backend.h"
 #include "engine/blocks/mamba_common.h"
@@ -31,13 +33,13 @@ void inner_norm(const Model& m, const Weight& w, float eps, float* x, int64_t xs
 
 // Mamba-1 front half shared by prefill and decode: in_proj, conv (+ SiLU),
 // x_proj and dt_proj for M rows. Float path: xc holds u; int8 path: uq holds
-// u (the conv's int8 output, x_proj's input) and bq / cq the quantized B, C.
+// u (the conv's int8 output, x_proj's input) and bcq the quantized B | C.
 struct Mamba1Front {
   float* xz;    // [M, 2 di]  x | z
   float* xc;    // [M, di]    u (float path)
   float* xdbl;  // [M, R+2N]  dt | B | C
   float* delta; // [M, di]
-  int8_t *xq, *uq, *bq, *cq;  // int8 path: [M, di], [M, di], [M, N], [M, N]
+  int8_t *xq, *uq, *bcq;  // int8 path: [M, di], [M, di], [M, 2N]
 };
 
 void mamba1_front(Model& m, const MambaWeights& L, int64_t layer, const float* hn, int64_t M, const Mamba1Front& f,
@@ -65,8 +67,7 @@ void mamba1_front(Model& m, const MambaWeights& L, int64_t layer, const float* h
   if (observer()) observe_channels(mixer_name(layer) + "x_proj:output", f.xdbl, xdim, M, xdim);
   run_linear(m, L.dt_proj, nullptr, f.xdbl, xdim, M, f.delta);  // bias goes to the scan
   if (q8) {
-    m.backend().quantize_channels_int8(M, N, f.xdbl + R, xdim, L.B_scale.data(), f.bq, N);
-    m.backend().quantize_channels_int8(M, N, f.xdbl + R + N, xdim, L.C_scale.data(), f.cq, N);
+    m.backend().quantize_channels_int8(M, 2 * N, f.xdbl + R, xdim, L.BC_scale.data(), f.bcq, 2 * N);
   }
 }
 
@@ -77,9 +78,8 @@ void prefill_impl(Model& m, const MambaWeights& L, int64_t layer, int32_t slot, 
   float* state = m.slot_state(slot);
   Buf xz((size_t)(n * 2 * di)), xc((size_t)(q8 ? 0 : n * di)), xdbl((size_t)(n * xdim)), delta((size_t)(n * di)),
       y((size_t)(n * di));
-  I8Buf xq((size_t)(q8 ? n * di : 0)), uq((size_t)(q8 ? n * di : 0)), bq((size_t)(q8 ? n * N : 0)),
-      cq((size_t)(q8 ? n * N : 0));
-  const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bq.data(), cq.data()};
+  I8Buf xq((size_t)(q8 ? n * di : 0)), uq((size_t)(q8 ? n * di : 0)), bcq((size_t)(q8 ? n * 2 * N : 0));
+  const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bcq.data()};
   mamba1_front(m, L, layer, hn, n, f, q8, [&](const ConvInt8& q) {
     conv_prefill(m, L, slot, xz.data(), 2 * di, di, n, xc.data(), q);  // x = first half of in_proj
   });
@@ -99,8 +99,8 @@ void prefill_impl(Model& m, const MambaWeights& L, int64_t layer, int32_t slot, 
     SelectiveScanQ8Args q;
     q.scan = s;
     q.u = {uq.data(), n * di, di, L.conv_out_scale.data()};
-    q.B = {bq.data(), n * N, N, L.B_scale.data()};
-    q.C = {cq.data(), n * N, N, L.C_scale.data()};
+    q.B = {bcq.data(), n * 2 * N, 2 * N, L.BC_scale.data()};
+    q.C = {bcq.data() + N, n * 2 * N, 2 * N, L.BC_scale.data() + N};
     m.backend().selective_scan_q8(q);
   } else {
     m.backend().selective_scan(s);
@@ -115,9 +115,8 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   const bool q8 = ssm_int8(m);
   Buf xz((size_t)(B * 2 * di)), xc((size_t)(q8 ? 0 : B * di)), xdbl((size_t)(B * xdim)), delta((size_t)(B * di)),
       y((size_t)(B * di));
-  I8Buf xq((size_t)(q8 ? B * di : 0)), uq((size_t)(q8 ? B * di : 0)), bq((size_t)(q8 ? B * N : 0)),
-      cq((size_t)(q8 ? B * N : 0));
-  const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bq.data(), cq.data()};
+  I8Buf xq((size_t)(q8 ? B * di : 0)), uq((size_t)(q8 ? B * di : 0)), bcq((size_t)(q8 ? B * 2 * N : 0));
+  const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bcq.data()};
   mamba1_front(m, L, layer, hn, B, f, q8, [&](const ConvInt8& q) {
     conv_step(m, L, slots, xz.data(), 2 * di, di, B, xc.data(), q);
   });
@@ -136,8 +135,8 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
     SelectiveStateUpdateQ8Args q;
     q.upd = s;
     q.x = {uq.data(), di, 0, L.conv_out_scale.data()};
-    q.B = {bq.data(), N, 0, L.B_scale.data()};
-    q.C = {cq.data(), N, 0, L.C_scale.data()};
+    q.B = {bcq.data(), 2 * N, 0, L.BC_scale.data()};
+    q.C = {bcq.data() + N, 2 * N, 0, L.BC_scale.data() + N};
     m.backend().selective_state_update_q8(q);
   } else {
     m.backend().selective_state_update(s);
@@ -173,8 +172,9 @@ class Mamba1Mixer final : public Mixer {
         throw LoadError("int8 SSM activations need x_proj with int8 inputs (an i8 / i4 weight with input_scale)",
                         tt.path_of(mx + "x_proj.weight"), mx + "x_proj.input_scale");
       L_.conv_out_scale = tt.params(std::vector<float>((size_t)di, L_.x_proj.act_scale));
-      L_.B_scale = tt.params(tt.get_act_scales(mx + "B_scale", N));
-      L_.C_scale = tt.params(tt.get_act_scales(mx + "C_scale", N));
+      std::vector<float> bc = tt.get_act_scales(mx + "B_scale", N), cs = tt.get_act_scales(mx + "C_scale", N);
+      bc.insert(bc.end(), cs.begin(), cs.end());
+      L_.BC_scale = tt.params(std::move(bc));  // B | C: one quantization of x_proj's B | C columns
     }
   }
 

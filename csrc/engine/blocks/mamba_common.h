@@ -26,9 +26,9 @@ struct MambaWeights {
   Params A, D, dt_bias;
   // Int8 SSM path (ModelConfig::ssm_int8), per channel: conv input
   // [conv_dim], conv output [conv_dim] (Mamba-2: x, then B and C per group
-  // and state; Mamba-1: x_proj's input scale, repeated), Mamba-1 B and C
-  // [d_state]. Empty otherwise.
-  Params conv_in_scale, conv_out_scale, B_scale, C_scale;
+  // and state; Mamba-1: x_proj's input scale, repeated), Mamba-1 B then C
+  // [2 d_state]. Empty otherwise.
+  Params conv_in_scale, conv_out_scale, BC_scale;
   // Offsets of the conv state [conv_dim, d_conv - 1] and the SSM state in a
   // sequence's state floats (Model::reserve_state).
   int64_t conv_off = 0, ssm_off = 0;
