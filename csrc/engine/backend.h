@@ -86,7 +86,7 @@ class Backend {
   // Data movement and elementwise ops on the backend's memory.
   virtual void embedding(const EmbeddingArgs& a) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
-  virtual void scale(float* x, int64_t n, float s) = 0;                     // x *= s
+  virtual void scale(float* x, int64_t n, float s) = 0;                     // x *= s (s == 1: nothing to do)
   virtual void add(const float* a, const float* b, float* out, int64_t n) = 0;  // out = a + b
   // Norms and rotations.
   virtual void rms_norm(const RmsNormArgs& a) = 0;

@@ -19,6 +19,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -52,6 +53,20 @@ enum EntryId : uint32_t {
   kQuantizeChannels, kConv, kConvQ8, kConvUpdate, kConvUpdateQ8, kScan, kScanQ8, kSsd, kSsdQ8, kStateUpdate,
   kStateUpdateQ8, kRope, kKvAppend, kAttention, kMoeRoute, kMoe, kSwiglu
 };
+
+// Kernel nodes of a captured graph (0 when it cannot be asked).
+int64_t kernel_nodes(cudaGraph_t g) {
+  size_t n = 0;
+  if (cudaGraphGetNodes(g, nullptr, &n) != cudaSuccess) return 0;
+  std::vector<cudaGraphNode_t> nodes(n);
+  if (n > 0 && cudaGraphGetNodes(g, nodes.data(), &n) != cudaSuccess) return 0;
+  int64_t k = 0;
+  for (size_t i = 0; i < n; ++i) {
+    cudaGraphNodeType t;
+    if (cudaGraphNodeGetType(nodes[i], &t) == cudaSuccess && t == cudaGraphNodeTypeKernel) ++k;
+  }
+  return k;
+}
 
 bool decode_graphs_enabled() {
   const char* v = std::getenv("NODE_MAMBA_DECODE_GRAPHS");
@@ -139,7 +154,11 @@ class CudaBackend final : public Backend, private RecorderDevice {
     rec_->end();
   }
   void step_abort() noexcept override { rec_->abort(); }
-  RecorderStats graph_stats() const override { return rec_->stats(); }
+  RecorderStats graph_stats() const override {
+    RecorderStats s = rec_->stats();
+    s.launches_per_step = graph_kernels_.load();
+    return s;
+  }
 
   void embedding(const EmbeddingArgs& a) override {
     check_tokens(a);
@@ -151,6 +170,7 @@ class CudaBackend final : public Backend, private RecorderDevice {
     op(kCopy, [=] { check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy"); });
   }
   void scale(float* x, int64_t n, float s) override {
+    if (s == 1.0f) return;  // Mamba models' multipliers: no launch
     op(kScale, [=] { check(cuda::scale_cuda(x, n, s, stream_), "scale"); });
   }
   void add(const float* a, const float* b, float* out, int64_t n) override {
@@ -305,6 +325,7 @@ class CudaBackend final : public Backend, private RecorderDevice {
     cudaGraph_t g = nullptr;
     cudaError_t e = cudaStreamEndCapture(stream_, &g);
     cudaGraphExec_t x = nullptr;
+    if (e == cudaSuccess && g) graph_kernels_ = kernel_nodes(g);
     if (e == cudaSuccess && g) e = cudaGraphInstantiate(&x, g, 0);
     if (g) cudaGraphDestroy(g);
     if (e != cudaSuccess) {
@@ -324,6 +345,7 @@ class CudaBackend final : public Backend, private RecorderDevice {
 
   int device_ = 0;
   std::unique_ptr<StepRecorder> rec_;
+  std::atomic<int64_t> graph_kernels_{0};  // of the latest capture (RecorderStats::launches_per_step)
   cudaStream_t stream_ = nullptr;
   void* staging_host_ = nullptr;  // pinned
   void* staging_dev_ = nullptr;

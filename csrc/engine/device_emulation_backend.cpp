@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -169,7 +170,11 @@ class DeviceEmulationBackend final : public Backend, private RecorderDevice {
   }
   void step_end() override { rec_.end(); }
   void step_abort() noexcept override { rec_.abort(); }
-  RecorderStats graph_stats() const override { return rec_.stats(); }
+  RecorderStats graph_stats() const override {
+    RecorderStats s = rec_.stats();
+    s.launches_per_step = held_launches_.load();
+    return s;
+  }
 
   void embedding(const EmbeddingArgs& a) override {
     check_tokens(a);  // as the CUDA backend: on the host, before anything is held back
@@ -182,7 +187,10 @@ class DeviceEmulationBackend final : public Backend, private RecorderDevice {
     check(src, bytes, "copy");
     op(kCopy, [=] { cpu_->copy(dst, src, bytes); });
   }
-  void scale(float* x, int64_t n, float s) override { op(kScale, [=] { cpu_->scale(x, n, s); }); }
+  void scale(float* x, int64_t n, float s) override {
+    if (s == 1.0f) return;  // as the CPU backend: no operation
+    op(kScale, [=] { cpu_->scale(x, n, s); });
+  }
   void add(const float* a, const float* b, float* out, int64_t n) override {
     op(kAdd, [=] { cpu_->add(a, b, out, n); });
   }
@@ -303,6 +311,7 @@ class DeviceEmulationBackend final : public Backend, private RecorderDevice {
   bool records_by_launching() const override { return false; }
   bool begin_capture() override { return true; }
   void* end_capture(std::vector<std::function<void()>>&& launches) override {
+    held_launches_ = (int64_t)launches.size();
     return new std::vector<std::function<void()>>(std::move(launches));
   }
   void launch_graph(void* g) override {
@@ -317,6 +326,7 @@ class DeviceEmulationBackend final : public Backend, private RecorderDevice {
   std::vector<uint8_t> staging_host_;
   uint8_t* staging_dev_ = nullptr;
   size_t staged_ = 0;
+  std::atomic<int64_t> held_launches_{0};  // of the latest capture (RecorderStats::launches_per_step)
   StepRecorder rec_;  // last: its graphs and arenas go before the arena
 };
 

@@ -57,6 +57,10 @@ class RecorderDevice {
 
 struct RecorderStats {
   int64_t captures = 0, replays = 0, fallbacks = 0;
+  // Launches in the latest captured step (the backend's count, 0 before
+  // any): CUDA the graph's kernel nodes, device emulation the operations the
+  // capture held back (one per backend entry).
+  int64_t launches_per_step = 0;
 };
 
 class StepRecorder {

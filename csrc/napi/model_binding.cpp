@@ -120,6 +120,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     graphs.Set("captures", (double)g.captures);
     graphs.Set("replays", (double)g.replays);
     graphs.Set("fallbacks", (double)g.fallbacks);
+    graphs.Set("launchesPerStep", (double)g.launches_per_step);
     o.Set("decodeGraphs", graphs);
     return o;
   }

@@ -152,6 +152,7 @@ engine::ModelConfig config_for(const Shape& s, Format fmt) {
 
 struct Timing {
   double prefill_ms = 0, decode_tok_s = 0;
+  int64_t launches = 0;  // per decode step, of its graph (0: eager)
 };
 
 Timing time_model(const engine::ModelConfig& cfg, const std::string& file,
@@ -184,6 +185,7 @@ Timing time_model(const engine::ModelConfig& cfg, const std::string& file,
   const double t0 = now_s();
   for (int i = 0; i < steps; ++i) engine::decode_step(*model, &slot, &token, 1, logits.data());
   t.decode_tok_s = steps / (now_s() - t0);
+  t.launches = model->backend().graph_stats().launches_per_step;
   model->free_slot(slot);
   return t;
 }
@@ -202,8 +204,8 @@ bool model_bench_smoke() {
       const bool good = t.prefill_ms > 0 && t.decode_tok_s > 0;
       ok = ok && good;
       std::printf("%s model bench smoke       the timed checkpoint (%s, %s) loads and runs on the device-emulation "
-                  "backend: prefill 2048 %.1f ms, decode %.1f tok/s\n",
-                  good ? "ok  " : "FAIL", s.name, format_name(f), t.prefill_ms, t.decode_tok_s);
+                  "backend: prefill 2048 %.1f ms, decode %.1f tok/s, %lld operations per decode step\n",
+                  good ? "ok  " : "FAIL", s.name, format_name(f), t.prefill_ms, t.decode_tok_s, (long long)t.launches);
     }
   } catch (const std::exception& e) {
     std::printf("FAIL model bench smoke       %s\n", e.what());
@@ -225,8 +227,8 @@ bool run_model_benchmarks(double copy_gbs) {
                       {b14, Format::BF16},  {b14, Format::F16},  {b14, Format::W4A8}};
   std::printf("\n== whole models on the CUDA backend: Mamba-1, random weights (bf16 with bf16-rounded GEMM inputs; f16; "
               "W4A8 with int8 SSM inputs and Hadamard rotations) ==\n");
-  std::printf("%-32s %-6s %-22s %12s %12s %10s %8s\n", "model", "format", "run", "prefill 2048", "tok/s", "GB/s",
-              "of copy");
+  std::printf("%-32s %-6s %-22s %12s %12s %10s %8s %8s\n", "model", "format", "run", "prefill 2048", "tok/s", "GB/s",
+              "of copy", "kernels");
   bool ok = true;
   std::map<std::string, double> f16_tok_s;
   for (const Run& run : runs) {
@@ -241,9 +243,9 @@ bool run_model_benchmarks(double copy_gbs) {
       for (int g = 1; g >= (eager ? 0 : 1); --g) {
         const Timing t = time_model(cfg, file, tensors, g == 1);
         const double gbs = t.decode_tok_s * (double)decode_bytes / 1e9;
-        std::printf("%-32s %-6s %-22s %9.1f ms %12.1f %10.1f %7.1f%%", s.name, format_name(run.fmt),
+        std::printf("%-32s %-6s %-22s %9.1f ms %12.1f %10.1f %7.1f%% %8lld", s.name, format_name(run.fmt),
                     g ? "decode b1, graphs" : "decode b1, eager", t.prefill_ms, t.decode_tok_s, gbs,
-                    copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0);
+                    copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0, (long long)t.launches);
         if (g && run.fmt == Format::F16) f16_tok_s[s.name] = t.decode_tok_s;
         if (g && run.fmt == Format::W4A8 && f16_tok_s.count(s.name))
           std::printf("  decode %.2fx f16", t.decode_tok_s / f16_tok_s[s.name]);
@@ -257,7 +259,7 @@ bool run_model_benchmarks(double copy_gbs) {
     fs::remove(file, ec);
   }
   std::printf("(tok/s: decode at batch 1; GB/s: the matrices' bytes (and scales) one step reads (tied head) x tok/s; "
-              "prefill: median of 3)\n");
+              "prefill: median of 3; kernels: the decode graph's kernel nodes, 0 when eager)\n");
   return ok;
 }
 

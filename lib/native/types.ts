@@ -50,8 +50,12 @@ export interface NativeModel {
    */
   info(): {
     weightBytes: number; decodeBytes: number; stateBytes: number; kvBytesPerToken: number; backend: string;
-    /** Decode steps recorded as graphs (captured once per batch size), replayed, and run eagerly after a departure. */
-    decodeGraphs: { captures: number; replays: number; fallbacks: number };
+    /**
+     * Decode steps recorded as graphs (captured once per batch size), replayed, and run eagerly after a departure;
+     * launchesPerStep: launches in the latest captured step (CUDA: the graph's kernels; device emulation: the
+     * backend operations it held back), 0 before any capture.
+     */
+    decodeGraphs: { captures: number; replays: number; fallbacks: number; launchesPerStep: number };
   };
   allocSequence(): Promise<number>;
   freeSequence(slot: number): Promise<void> | undefined;

@@ -203,7 +203,8 @@ t.test('decode steps captured and replayed as graphs give the CPU backend\'s log
   const cpu = await withEmulation(false, () => loadModel(dir));
   const emu = await withEmulation(true, () => loadModel(dir));
   try {
-    t.same(graphs(cpu), { captures: 0, replays: 0, fallbacks: 0 }, 'the CPU backend records nothing');
+    t.same(graphs(cpu), { captures: 0, replays: 0, fallbacks: 0, launchesPerStep: 0 }, 'the CPU backend records nothing');
+    let launches = 0;
     for (const n of [1, 3]) {
       const before = graphs(emu);
       const want = await decode(cpu, n), got = await decode(emu, n);
@@ -212,6 +213,10 @@ t.test('decode steps captured and replayed as graphs give the CPU backend\'s log
       t.equal(after.captures - before.captures, 1, `${n} sequence(s): one capture`);
       t.equal(after.replays - before.replays, steps - 3, `${n} sequence(s): every step after the capture replayed`);
       t.equal(after.fallbacks, 0, 'no step departed from its recording');
+      // Each layer makes several launches; a batch of 3 makes as many as 1.
+      t.ok(after.launchesPerStep >= 3 * cpu.config.nLayer, `${n} sequence(s): ${after.launchesPerStep} launches per step`);
+      if (launches) t.equal(after.launchesPerStep, launches, 'a batch of 3 launches as many operations as one sequence');
+      launches = after.launchesPerStep;
     }
   } finally {
     cpu.dispose();
@@ -264,7 +269,7 @@ t.test('decode steps captured and replayed as graphs give the CPU backend\'s log
   else process.env.NODE_MAMBA_DECODE_GRAPHS = prev;
   try {
     await decode(off, 1);
-    t.same(graphs(off), { captures: 0, replays: 0, fallbacks: 0 }, 'NODE_MAMBA_DECODE_GRAPHS=0: every step eager');
+    t.same(graphs(off), { captures: 0, replays: 0, fallbacks: 0, launchesPerStep: 0 }, 'NODE_MAMBA_DECODE_GRAPHS=0: every step eager');
   } finally {
     off.dispose();
   }
