@@ -91,7 +91,8 @@ template <class Io>
 NM_HD void conv_final_state_point(const CausalConv1dArgs& a, const Io& io, int64_t s, int64_t c, int64_t j) {
   const int64_t base = a.cu_seqlens ? a.cu_seqlens[s] : 0;
   const int64_t len = a.cu_seqlens ? (int64_t)a.cu_seqlens[s + 1] - base : a.tokens;
-  a.final_state[s * a.final_seq_stride + c * a.final_ch_stride + j] = conv_input(a, io, s, base, len - (a.width - 1) + j, c);
+  a.final_state[s * a.final_seq_stride + c * a.final_ch_stride + j] =
+      conv_input(a, io, s, base, len - (a.width - 1) + j, c);
 }
 
 // Decode row r, channel c (in place on the row's state slot).
