@@ -922,8 +922,10 @@ void case_q8_ssd(Rng& r, const std::vector<int32_t>& lens, int64_t H, int64_t P,
 // The int8 decode wrappers: the conv update (int8 x and out, a state pool
 // with indices) and the state update (Mamba-1: per-state A, headdim 1;
 // Mamba-2: scalar A per head, headdim 16, groups), int8 x / B / C with batch
-// strides.
-void case_q8_decode(Rng& r, int64_t B, int64_t H, int64_t P, int64_t G, int64_t N, bool mamba1) {
+// strides. bc_rows: B and C in one row per batch entry (B | C, as Mamba-1's
+// x_proj columns are quantized).
+void case_q8_decode(Rng& r, int64_t B, int64_t H, int64_t P, int64_t G, int64_t N, bool mamba1,
+                    bool bc_rows = false) {
   const int64_t R = H * P, GN = G * N, W = 4, slots = B + 2;
   {  // conv update over R channels
     auto xq = rand_q(r, B * (R + 3));
@@ -951,8 +953,9 @@ void case_q8_decode(Rng& r, int64_t B, int64_t H, int64_t P, int64_t G, int64_t 
     report("causal_conv1d_update_q8", fmt("batch=%ld C=%ld indices", (long)B, (long)R), e,
            {{"out_q", &cf, &f, 1.01 / 127.0}, {"conv_state", &cst, &st, 0.0}});
   }
-  auto xq = rand_q(r, B * (R + 5)), bq = rand_q(r, B * GN), cq = rand_q(r, B * GN);
+  auto xq = rand_q(r, B * (R + 5)), bq = rand_q(r, B * GN * (bc_rows ? 2 : 1)), cq = rand_q(r, bc_rows ? 0 : B * GN);
   auto xs = rand_scales(r, R), bs = rand_scales(r, GN), cs = rand_scales(r, GN);
+  const int64_t c_off = bc_rows ? GN : 0;  // C's offset in its rows
   auto dt = rand_vec(r, B * H, -3, 1), z = rand_vec(r, B * R, -3, 3), out = rand_vec(r, B * R);
   std::vector<float> A = rand_vec(r, mamba1 ? H * N : H, -3.0f, 0.5f);
   for (auto& v : A) v = -std::exp(v);
@@ -964,24 +967,24 @@ void case_q8_decode(Rng& r, int64_t B, int64_t H, int64_t P, int64_t G, int64_t 
   a.upd.batch = B, a.upd.nheads = H, a.upd.headdim = P, a.upd.dstate = N, a.upd.ngroups = G, a.upd.a_per_state = mamba1;
   a.upd.state_batch_stride = R * N, a.upd.dt_batch_stride = H, a.upd.z_batch_stride = a.upd.out_batch_stride = R;
   a.upd.dt_softplus = true;
-  a.x.batch_stride = R + 5, a.B.batch_stride = a.C.batch_stride = GN;
+  a.x.batch_stride = R + 5, a.B.batch_stride = a.C.batch_stride = bc_rows ? 2 * GN : GN;
   SelectiveStateUpdateQ8Args c = a;
   c.upd.state = cst.data(), c.upd.state_indices = idx.data(), c.upd.dt = dt.data(), c.upd.z = z.data();
   c.upd.out = cout.data(), c.upd.A = A.data(), c.upd.D = Dv.data(), c.upd.dt_bias = db.data();
-  c.x.q = xq.data(), c.x.scale = xs.data(), c.B.q = bq.data(), c.B.scale = bs.data(), c.C.q = cq.data();
-  c.C.scale = cs.data();
+  c.x.q = xq.data(), c.x.scale = xs.data(), c.B.q = bq.data(), c.B.scale = bs.data();
+  c.C.q = (bc_rows ? bq.data() : cq.data()) + c_off, c.C.scale = cs.data();
   nm::selective_state_update_q8(c);
   Side s(g_gpu);
   SelectiveStateUpdateQ8Args t = a;
   t.upd.state = s.put(st), t.upd.state_indices = s.put(idx), t.upd.dt = s.put(dt), t.upd.z = s.put(z);
   t.upd.out = s.put(out), t.upd.A = s.put(A), t.upd.D = s.put(Dv), t.upd.dt_bias = s.put(db);
-  t.x.q = s.put(xq), t.x.scale = s.put(xs), t.B.q = s.put(bq), t.B.scale = s.put(bs), t.C.q = s.put(cq);
-  t.C.scale = s.put(cs);
+  t.x.q = s.put(xq), t.x.scale = s.put(xs), t.B.q = s.put(bq), t.B.scale = s.put(bs);
+  t.C.q = (bc_rows ? t.B.q : s.put(cq)) + c_off, t.C.scale = s.put(cs);
   const cudaError_t e =
       s.finish(g_gpu ? cuda::selective_state_update_q8_cuda(t, 0) : cuda::emulate::selective_state_update_q8(t));
   report("selective_state_update_q8",
-         fmt("batch=%ld H=%ld P=%ld G=%ld N=%ld %s", (long)B, (long)H, (long)P, (long)G, (long)N,
-             mamba1 ? "mamba1" : "mamba2"),
+         fmt("batch=%ld H=%ld P=%ld G=%ld N=%ld %s%s", (long)B, (long)H, (long)P, (long)G, (long)N,
+             mamba1 ? "mamba1" : "mamba2", bc_rows ? " B|C rows" : ""),
          e, {{"out", &cout, &out, kTolScan}, {"state", &cst, &st, kTolScan}});
 }
 
@@ -989,6 +992,26 @@ void q8_cases(Rng& r) {
   case_q8_decode(r, 3, 129, 1, 1, 16, true);
   case_q8_decode(r, 5, 6, 16, 2, 64, false);
   case_q8_decode(r, 1, 24, 64, 1, 128, false);
+  case_q8_decode(r, 4, 96, 1, 1, 16, true, true);
+
+  // An int8 operand without its scales is refused before any launch.
+  Side s(g_gpu);
+  std::vector<float> buf(64, 1.0f);
+  std::vector<int8_t> q(64, 1), oq(64, 0);
+  CausalConv1dUpdateQ8Args u;
+  u.conv.batch = 1, u.conv.channels = 8, u.conv.width = 4, u.conv.weight_stride = 4;
+  u.conv.weight = s.put(buf), u.conv.conv_state = s.put(buf), u.conv.state_slot_stride = 24, u.conv.state_ch_stride = 3;
+  u.io.xq = s.put(q), u.io.xq_stride = 8, u.io.x_scale = s.put(buf), u.io.outq = s.put(oq), u.io.outq_stride = 8;
+  report_reject("causal_conv1d_update_q8", "no output scales",
+                g_gpu ? cuda::causal_conv1d_update_q8_cuda(u, 0) : cuda::emulate::causal_conv1d_update_q8(u),
+                cudaErrorInvalidValue);
+  SelectiveStateUpdateQ8Args v;
+  v.upd.batch = 1, v.upd.nheads = 8, v.upd.dstate = 4;
+  v.upd.state = v.upd.out = s.put(buf), v.upd.dt = v.upd.A = v.upd.state;
+  v.x = {u.io.xq, 8, 0, u.io.x_scale}, v.B = v.x, v.C = {u.io.xq, 8, 0, nullptr};
+  report_reject("selective_state_update_q8", "C without scales",
+                g_gpu ? cuda::selective_state_update_q8_cuda(v, 0) : cuda::emulate::selective_state_update_q8(v),
+                cudaErrorInvalidValue);
   case_q8_ssd(r, {40, 0, 90}, 4, 8, 2, 64);
   case_q8_quantize(r, 5, 37);
   case_q8_quantize(r, 64, 1536);
