@@ -86,7 +86,11 @@ class Backend {
   // Data movement and elementwise ops on the backend's memory.
   virtual void embedding(const EmbeddingArgs& a) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
-  virtual void scale(float* x, int64_t n, float s) = 0;                     // x *= s (s == 1: nothing to do)
+  // x *= s; s == 1 (Mamba models' multipliers) runs nothing on any backend.
+  void scale(float* x, int64_t n, float s) {
+    if (s != 1.0f) scale_by(x, n, s);
+  }
+  virtual void scale_by(float* x, int64_t n, float s) = 0;
   virtual void add(const float* a, const float* b, float* out, int64_t n) = 0;  // out = a + b
   // Norms and rotations.
   virtual void rms_norm(const RmsNormArgs& a) = 0;

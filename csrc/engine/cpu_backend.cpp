@@ -32,8 +32,7 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memmove(dst, src, bytes);
   }
-  void scale(float* x, int64_t n, float s) override {
-    if (s == 1.0f) return;
+  void scale_by(float* x, int64_t n, float s) override {
     for (int64_t i = 0; i < n; ++i) x[i] *= s;
   }
   void add(const float* a, const float* b, float* out, int64_t n) override {

@@ -169,8 +169,7 @@ class CudaBackend final : public Backend, private RecorderDevice {
     if (!bytes) return;
     op(kCopy, [=] { check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy"); });
   }
-  void scale(float* x, int64_t n, float s) override {
-    if (s == 1.0f) return;  // Mamba models' multipliers: no launch
+  void scale_by(float* x, int64_t n, float s) override {
     op(kScale, [=] { check(cuda::scale_cuda(x, n, s, stream_), "scale"); });
   }
   void add(const float* a, const float* b, float* out, int64_t n) override {

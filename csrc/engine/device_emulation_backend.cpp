@@ -187,10 +187,7 @@ class DeviceEmulationBackend final : public Backend, private RecorderDevice {
     check(src, bytes, "copy");
     op(kCopy, [=] { cpu_->copy(dst, src, bytes); });
   }
-  void scale(float* x, int64_t n, float s) override {
-    if (s == 1.0f) return;  // as the CPU backend: no operation
-    op(kScale, [=] { cpu_->scale(x, n, s); });
-  }
+  void scale_by(float* x, int64_t n, float s) override { op(kScale, [=] { cpu_->scale_by(x, n, s); }); }
   void add(const float* a, const float* b, float* out, int64_t n) override {
     op(kAdd, [=] { cpu_->add(a, b, out, n); });
   }
