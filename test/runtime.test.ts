@@ -89,3 +89,31 @@ t.test('NODE_MAMBA_ISA and NODE_MAMBA_THREADS set the initial cap and pool size'
   t.equal(childInfo({ NODE_MAMBA_THREADS: '3' }).threads, 3);
   t.end();
 });
+
+// Pool threads spin for the next call for NODE_MAMBA_SPIN_US (default 1 ms)
+// and then sleep; at 0 they sleep after every call, so every call below wakes
+// them (the path a long-idle server takes), and the results must not change.
+t.test('NODE_MAMBA_SPIN_US=0: pool threads woken from sleep for every call give the same results', (t) => {
+  const dist = require.resolve('../dist/index.js');
+  const code = `(async () => {
+    const { kernels } = require(${JSON.stringify(dist)});
+    const x = new Float32Array(64 * 1000).map((_, i) => Math.sin(i)), w = new Float32Array(1000).fill(1);
+    const run = () => kernels.rmsNorm({ x, weight: w, rows: 64, dim: 1000 }).out;
+    kernels.setThreads(1);
+    const ref = run();
+    kernels.setThreads(3);
+    let same = 0;
+    for (let i = 0; i < 40; i++) {
+      if (i % 8 === 0) await new Promise((r) => setTimeout(r, 5));
+      const y = run();
+      if (y.every((v, j) => Object.is(v, ref[j]))) same++;
+    }
+    process.stdout.write(String(same));
+  })().catch((e) => { console.error(e); process.exit(1); });`;
+  for (const spin of ['0', 'not a number', '20']) {
+    const r = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, NODE_MAMBA_SPIN_US: spin }, encoding: 'utf8' });
+    t.equal(r.status, 0, `NODE_MAMBA_SPIN_US=${spin}: exits 0 ${r.stderr}`);
+    t.equal(r.stdout, '40', `NODE_MAMBA_SPIN_US=${spin}: 40 of 40 calls equal the 1-thread result`);
+  }
+  t.end();
+});

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -51,9 +52,30 @@ int physical_core_count() {
 }
 
 namespace {
-// Spin iterations before sleeping (~50-100 us): longer than the gap between
-// the kernel calls of one forward pass, far shorter than a scheduler tick.
-constexpr int kSpinIterations = 4000;
+// How long a thread spins on the generation counter (a worker) or on the
+// pending count (the caller) before it sleeps on a condition variable.
+// Longer than the gaps between the kernel calls of a forward pass, including
+// a decode step's serial stretches and the hand-back to JavaScript between
+// steps: a worker asleep costs the next call a futex wake, tens to hundreds
+// of microseconds in a virtual machine (bench/NOTES.md). A time, not a count
+// of pause instructions, whose latency differs 10x between processors.
+// NODE_MAMBA_SPIN_US overrides the default of 1 ms (0: sleep at once).
+int64_t spin_ns() {
+  static const int64_t ns = [] {
+    int64_t us = 1000;
+    if (const char* env = std::getenv("NODE_MAMBA_SPIN_US")) {
+      char* end = nullptr;
+      const long long v = std::strtoll(env, &end, 10);
+      if (end != env && v >= 0) us = std::min<long long>(v, 10 * 1000 * 1000);
+    }
+    return us * 1000;
+  }();
+  return ns;
+}
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -61,6 +83,20 @@ inline void cpu_relax() {
 #elif defined(__aarch64__)
   __asm__ __volatile__("yield");
 #endif
+}
+
+// Spins until done() or spin_ns() have passed; true if done().
+template <class Done>
+bool spin_until(const Done& done) {
+  if (done()) return true;
+  const int64_t deadline = now_ns() + spin_ns();
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      cpu_relax();
+      if (done()) return true;
+    }
+    if (now_ns() > deadline) return done();
+  }
 }
 }  // namespace
 
@@ -95,11 +131,8 @@ void ThreadPool::resize(int threads) {
 void ThreadPool::worker_main(int ith, uint64_t seen) {
   for (;;) {
     // Wait for a new generation: spin first, then sleep.
+    spin_until([&] { return generation_.load(std::memory_order_acquire) != seen || quit_.load(std::memory_order_relaxed); });
     uint64_t g = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; g == seen && spin < kSpinIterations && !quit_.load(std::memory_order_relaxed); ++spin) {
-      cpu_relax();
-      g = generation_.load(std::memory_order_acquire);
-    }
     if (g == seen) {
       std::unique_lock<std::mutex> lk(mu_);
       ++sleepers_;
@@ -153,8 +186,7 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
     local = std::current_exception();
   }
   t_in_pool_task = false;
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0 && spin < kSpinIterations; ++spin) cpu_relax();
-  if (pending_.load(std::memory_order_acquire) != 0) {
+  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock<std::mutex> lk(mu_);
     caller_waiting_ = true;
     cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });

@@ -2,10 +2,11 @@
 // range; only this pool creates threads.
 //
 // A decode step makes a few hundred short parallel calls, so workers spin
-// briefly on an atomic generation counter after each task (the next call
-// usually arrives within microseconds) and only then sleep on a condition
-// variable; the caller likewise spins briefly before sleeping while it waits
-// for the workers.
+// on an atomic generation counter after each task (the next call usually
+// arrives within microseconds, the next decode step within a millisecond)
+// for up to 1 ms (NODE_MAMBA_SPIN_US) and only then sleep on a condition
+// variable; the caller likewise spins before sleeping while it waits for the
+// workers.
 #pragma once
 #include <atomic>
 #include <condition_variable>
