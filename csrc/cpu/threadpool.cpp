@@ -234,4 +234,23 @@ void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int
   });
 }
 
+void parallel_for_guided(int64_t n, int64_t min_chunk, int64_t align, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  align = std::max<int64_t>(1, align);
+  min_chunk = std::max<int64_t>(1, (min_chunk + align - 1) / align * align);
+  std::atomic<int64_t> next{0};
+  pool().run((int)std::min<int64_t>((n + min_chunk - 1) / min_chunk, 1 << 20), [&](int, int nth) {
+    int64_t b = next.load(std::memory_order_relaxed);
+    while (b < n) {
+      int64_t take = std::max(min_chunk, (n - b) / (2 * (int64_t)nth));
+      take = (take + align - 1) / align * align;
+      const int64_t e = std::min(n, b + take);
+      if (next.compare_exchange_weak(b, e, std::memory_order_relaxed)) {
+        fn(b, e);
+        b = next.load(std::memory_order_relaxed);
+      }
+    }
+  });
+}
+
 }  // namespace nm::cpu

@@ -248,25 +248,26 @@ void qlinear(const QLinearArgs& a) {
   const int64_t scratch_bytes =
       std::max(unpack ? kQLinearUnpackRows * in.groups * kI4Group * (int64_t)sizeof(float) : 0,  // >= Kp floats
                panel && !packed ? kQLinearPanelRows * (in.Kp + in.groups * (int64_t)sizeof(float)) : 0);
-  // Decode-sized calls (few input rows) are scheduled dynamically in chunks
-  // of about an eighth of a thread's share (at least `grain`): a decode step
-  // makes ~170 of them, and with a static split each waits for the slower
-  // thread (smaller chunks were slower: each starts a new stream for the
-  // hardware prefetcher). Prefill-sized calls keep one contiguous share per
-  // thread.
+  // Decode-sized calls (few input rows) are scheduled guided: long ranges of
+  // weight rows first, short ones at the end (at least `grain`; each range
+  // starts new streams for the hardware prefetcher, so not shorter), and the
+  // threads finish within one short range of each other. Packed panels go in
+  // whole micro-tiles of 4 panels where there are that many (a range of 3 left
+  // a third of out_proj's panels to the one-panel tile, which reloads every
+  // input broadcast for one vector). Prefill-sized calls keep one contiguous
+  // share per thread.
   const int64_t nth = cpu::pool().size();
-  int64_t chunk = a.M <= 8 ? std::max(grain, units / std::max<int64_t>(1, 8 * nth))
-                           : std::max(grain, (units + nth - 1) / nth);
-  // Packed panels: whole micro-tiles of 4 panels per chunk where there are
-  // that many (a chunk of 3 left a third of out_proj's panels to the
-  // one-panel tile, which reloads every input broadcast for one vector).
-  if (packed && chunk > 1) chunk = std::min(units, (chunk + 3) / 4 * 4);
-  cpu::parallel_for_dynamic(units, chunk, [&](int64_t u0, int64_t u1) {
+  const int64_t align = packed && units >= 4 ? 4 : 1;
+  auto rows = [&](int64_t u0, int64_t u1) {
     thread_local std::vector<char> ubuf;
     // (a valid pointer even for K = 0: the paths that take one may pass it to memset)
     uint8_t* ub = need_scratch ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4 + 1)) : nullptr;
     qlinear_rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
-  });
+  };
+  if (a.M <= 8) return cpu::parallel_for_guided(units, grain, align, rows);
+  int64_t chunk = std::max(grain, (units + nth - 1) / nth);
+  if (chunk > 1) chunk = std::min(units, (chunk + align - 1) / align * align);
+  cpu::parallel_for_dynamic(units, chunk, rows);
 }
 
 }  // namespace nm
