@@ -128,10 +128,34 @@ void ThreadPool::resize(int threads) {
   start(threads);
 }
 
+void ThreadPool::prefetch(const void* p, size_t bytes) {
+  pf_end_.store(0, std::memory_order_relaxed);  // no chunk of the old range is taken past this
+  if (size_ < 2 || !p || bytes == 0) return;
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p);
+  pf_next_.store(b, std::memory_order_relaxed);
+  pf_end_.store(b + bytes, std::memory_order_release);
+}
+
+// One chunk of the hinted range, if any is left (a prefetch never faults, so
+// a chunk read across a replaced hint only costs bandwidth).
+void ThreadPool::prefetch_some() {
+  constexpr uintptr_t kChunk = 1024;
+  const uintptr_t end = pf_end_.load(std::memory_order_acquire);
+  if (pf_next_.load(std::memory_order_relaxed) >= end) return;
+  const uintptr_t c = pf_next_.fetch_add(kChunk, std::memory_order_relaxed);
+  if (c >= end) return;
+  const char* p = reinterpret_cast<const char*>(c);
+  for (uintptr_t o = 0; o < kChunk && c + o < end; o += 64) __builtin_prefetch(p + o, 0, 2);
+}
+
 void ThreadPool::worker_main(int ith, uint64_t seen) {
   for (;;) {
-    // Wait for a new generation: spin first, then sleep.
-    spin_until([&] { return generation_.load(std::memory_order_acquire) != seen || quit_.load(std::memory_order_relaxed); });
+    // Wait for a new generation: spin first (prefetching any hinted range), then sleep.
+    spin_until([&] {
+      if (generation_.load(std::memory_order_acquire) != seen || quit_.load(std::memory_order_relaxed)) return true;
+      prefetch_some();
+      return false;
+    });
     uint64_t g = generation_.load(std::memory_order_acquire);
     if (g == seen) {
       std::unique_lock<std::mutex> lk(mu_);

@@ -39,6 +39,14 @@ class ThreadPool {
   // several threads are serialised; a call from inside a task runs inline.
   void run(int max_tasks, const std::function<void(int, int)>& fn);
 
+  // A hint, returning at once: idle workers bring [p, p + bytes) toward
+  // their caches while they spin for the next run, chunk by chunk from the
+  // start, until the range is done or a later hint replaces it. For weights
+  // the caller reads after a stretch of serial work: the memory system is
+  // busy meanwhile, and a worker done with its share of that read early
+  // prefetches, further along, the part another thread still reads.
+  void prefetch(const void* p, size_t bytes);
+
  private:
   void start(int threads);
   void stop();
@@ -52,6 +60,9 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> quit_{false};
+  // The prefetch hint: addresses [pf_next_, pf_end_), taken in chunks.
+  std::atomic<uintptr_t> pf_next_{0}, pf_end_{0};
+  void prefetch_some();
   int sleepers_ = 0;     // workers blocked on cv_work_ (under mu_)
   bool caller_waiting_ = false;  // run() blocked on cv_done_ (under mu_)
   int nth_ = 0;

@@ -83,6 +83,12 @@ class Backend {
   virtual void step_abort() noexcept {}
   virtual RecorderStats graph_stats() const { return {}; }
 
+  // A hint that [p, p + bytes) (weights) is read soon, after a stretch of
+  // serial work: the CPU backend's idle threads prefetch it meanwhile
+  // (cpu/threadpool.h); the next hint replaces it. Nothing on the device
+  // backends.
+  virtual void prefetch(const void* p, size_t bytes) { (void)p, (void)bytes; }
+
   // Data movement and elementwise ops on the backend's memory.
   virtual void embedding(const EmbeddingArgs& a) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;

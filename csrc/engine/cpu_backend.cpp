@@ -3,6 +3,8 @@
 #include <cstring>
 #include <new>
 
+#include "cpu/threadpool.h"
+
 namespace nm::engine {
 
 namespace {
@@ -28,6 +30,7 @@ class CpuBackend final : public Backend {
   const void* place(const void* host, size_t) override { return host; }
   bool packs_weights() const override { return true; }
 
+  void prefetch(const void* p, size_t bytes) override { cpu::pool().prefetch(p, bytes); }
   void embedding(const EmbeddingArgs& a) override { nm::embedding(a); }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memmove(dst, src, bytes);

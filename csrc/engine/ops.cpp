@@ -226,6 +226,12 @@ void add_norm(const Model& m, const Weight& w, float eps, const float* h, float*
   m.backend().rms_norm(a);
 }
 
+uint64_t packed_weight_bytes(const Weight& w) {
+  if (!w.data) return 0;
+  if (w.layout == WeightLayout::Panels) return (uint64_t)dtype_panel_bytes(w.dtype, w.rows, w.cols);
+  return weight_bytes(w);
+}
+
 uint64_t weight_bytes(const Weight& w) {
   if (!w.data) return 0;
   return (uint64_t)w.rows * (uint64_t)dtype_row_bytes(w.dtype, w.cols);

@@ -88,6 +88,7 @@ class AttentionMixer final : public Mixer {
     run_linear(m, q_, nullptr, hn, d, tokens, q.data());
     run_linear(m, k_, nullptr, hn, d, tokens, k.data());
     run_linear(m, v_, nullptr, hn, d, tokens, v.data());
+    if (tokens <= 8) m.backend().prefetch(o_.data, packed_weight_bytes(o_));  // read after the attention (decode)
     if (c.rope_theta > 0.0) {
       for (auto [x, heads] : {std::pair<float*, int64_t>{q.data(), Hq_}, {k.data(), Hkv_}}) {
         RopeArgs r;

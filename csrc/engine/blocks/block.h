@@ -53,7 +53,9 @@ struct BlockContext {
 std::unique_ptr<Mixer> make_mixer(MixerKind kind, const BlockContext& ctx);
 std::unique_ptr<FeedForward> make_ffn(FfnKind kind, const BlockContext& ctx);
 
-// Bytes of a (possibly absent) weight's data.
+// Bytes of a (possibly absent) weight's data: as stored, and as the
+// backend holds it (packed panels included).
 uint64_t weight_bytes(const Weight& w);
+uint64_t packed_weight_bytes(const Weight& w);
 
 }  // namespace nm::engine

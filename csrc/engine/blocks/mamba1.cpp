@@ -47,6 +47,7 @@ void mamba1_front(Model& m, const MambaWeights& L, int64_t layer, const float* h
   const ModelConfig& c = m.config();
   const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
   run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz);
+  if (M <= 8) m.backend().prefetch(L.out_proj.data, packed_weight_bytes(L.out_proj));  // read after the conv and state update (decode)
   if (observer()) observe_channels(mixer_name(layer) + "conv1d:input", f.xz, 2 * di, M, di);
   if (q8) {
     m.backend().quantize_channels_int8(M, di, f.xz, 2 * di, L.conv_in_scale.data(), f.xq, di);

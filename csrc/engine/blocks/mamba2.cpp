@@ -103,6 +103,7 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   Buf zxbcdt((size_t)(B * P)), xbc((size_t)(q8 ? 0 : B * C)), y((size_t)(B * di));
   I8Buf xbc_in((size_t)(q8 ? B * C : 0)), xbc_q((size_t)(q8 ? B * C : 0));
   run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
+  m.backend().prefetch(L.out_proj.data, packed_weight_bytes(L.out_proj));  // read after the conv and state update
 
   if (q8) {
     m.backend().quantize_channels_int8(B, C, zxbcdt.data() + di, P, L.conv_in_scale.data(), xbc_in.data(), C);
