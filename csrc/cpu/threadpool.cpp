@@ -129,8 +129,11 @@ void ThreadPool::resize(int threads) {
 }
 
 void ThreadPool::prefetch(const void* p, size_t bytes) {
+  // (With one thread no worker takes it. Every race with a worker taking a
+  // chunk is benign: at worst a chunk of the old or new range is skipped or
+  // prefetched.)
   pf_end_.store(0, std::memory_order_relaxed);  // no chunk of the old range is taken past this
-  if (size_ < 2 || !p || bytes == 0) return;
+  if (!p || bytes == 0) return;
   const uintptr_t b = reinterpret_cast<uintptr_t>(p);
   pf_next_.store(b, std::memory_order_relaxed);
   pf_end_.store(b + bytes, std::memory_order_release);
