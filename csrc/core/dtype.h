@@ -175,6 +175,10 @@ static inline int64_t dtype_panel_count(int64_t rows) { return (rows + kPanelRow
 static inline int64_t dtype_panel_bytes(DType t, int64_t rows, int64_t cols) {
   return dtype_panel_count(rows) * kPanelRows * dtype_panel_row_bytes(t, cols);
 }
+// Bytes of a [rows, cols] weight of type t in `layout` (rows as stored, or panels).
+static inline int64_t dtype_layout_bytes(DType t, WeightLayout layout, int64_t rows, int64_t cols) {
+  return layout == WeightLayout::Panels ? dtype_panel_bytes(t, rows, cols) : rows * dtype_row_bytes(t, cols);
+}
 static inline int64_t dtype_panel_scale_count(DType t, int64_t rows, int64_t cols) {
   const DTypeInfo& f = dtype_info(t);
   if (f.scales == ScaleLayout::PerGroup) return dtype_panel_count(rows) * kPanelRows * ((cols + f.group - 1) / f.group);

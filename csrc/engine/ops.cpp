@@ -227,9 +227,7 @@ void add_norm(const Model& m, const Weight& w, float eps, const float* h, float*
 }
 
 uint64_t packed_weight_bytes(const Weight& w) {
-  if (!w.data) return 0;
-  if (w.layout == WeightLayout::Panels) return (uint64_t)dtype_panel_bytes(w.dtype, w.rows, w.cols);
-  return weight_bytes(w);
+  return w.data ? (uint64_t)dtype_layout_bytes(w.dtype, w.layout, w.rows, w.cols) : 0;
 }
 
 uint64_t weight_bytes(const Weight& w) {

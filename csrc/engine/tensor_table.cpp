@@ -40,8 +40,7 @@ Weight TensorTable::place(const Weight& host) {
   if (!host.data) return host;
   Weight w = host;
   const bool panels = host.layout == WeightLayout::Panels;
-  const int64_t bytes = panels ? dtype_panel_bytes(host.dtype, host.rows, host.cols)
-                               : host.rows * dtype_row_bytes(host.dtype, host.cols);
+  const int64_t bytes = dtype_layout_bytes(host.dtype, host.layout, host.rows, host.cols);
   w.data = backend_.place(host.data, (size_t)bytes);
   if (host.scales) {
     const int64_t n = panels ? dtype_panel_scale_count(host.dtype, host.rows, host.cols)
