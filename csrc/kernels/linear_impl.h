@@ -9,11 +9,15 @@ namespace nm {
 namespace NM_ISA {
 
 // Prefetch into L2 (an address as an integer, so that one past the end of
-// the weights is no pointer arithmetic on it).
+// the weights is no pointer arithmetic on it); _STREAM into L1, for the
+// decode GEMVs' weight streams (read once, at once: prefetches into L2 only
+// streamed slower from DRAM, bench/NOTES.md, nineteenth session).
 #if defined(__GNUC__) || defined(__clang__)
 #define NM_LIN_PREFETCH_L2(addr) __builtin_prefetch((const void*)(addr), 0, 2)
+#define NM_LIN_PREFETCH_STREAM(addr) __builtin_prefetch((const void*)(addr), 0, 3)
 #else
 #define NM_LIN_PREFETCH_L2(addr) ((void)(addr))
+#define NM_LIN_PREFETCH_STREAM(addr) ((void)(addr))
 #endif
 
 static inline int64_t lin_min(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -144,7 +148,7 @@ static inline void gemv_tile(const LinearArgs& a, int64_t n, XTile xt, int64_t m
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < MB; ++m) acc[r][m] = VF::zero();
   int64_t k = 0;
-  // Prefetch (into L2) the same position of the next tile's rows, R rows on:
+  // Prefetch (into L1) the same position of the next tile's rows, R rows on:
   // weight rows are short (K elements), too short for the hardware
   // prefetcher to ramp up on each one, but consecutive tiles form a regular
   // pattern. Measured on Zen 4 (K=768, N=3072, weights from DRAM): M=1 bf16
@@ -154,7 +158,7 @@ static inline void gemv_tile(const LinearArgs& a, int64_t n, XTile xt, int64_t m
   constexpr int64_t kEl = DT == (int)DType::F32 ? 4 : 2;
   for (; k + VF::W <= K; k += VF::W, xk += XS) {
     VF wv[R];
-    for (int r = 0; r < R; ++r) NM_LIN_PREFETCH_L2((uintptr_t)wr[r] + (uintptr_t)(k * kEl + pf_off));
+    for (int r = 0; r < R; ++r) NM_LIN_PREFETCH_STREAM((uintptr_t)wr[r] + (uintptr_t)(k * kEl + pf_off));
     for (int r = 0; r < R; ++r) wv[r] = lin_load<DT>(wr[r], k);
     for (int m = 0; m < MB; ++m) {
       const VF xv = VF::load(xk + m * VF::W);
@@ -197,7 +201,7 @@ static inline void gemv_tile_q(const LinearArgs& a, int64_t n, XTile xt, int64_t
     const int64_t boff = b * BB;
     VF d[R];
     for (int r = 0; r < R; ++r) {
-      NM_LIN_PREFETCH_L2((uintptr_t)wr[r] + (uintptr_t)(boff + pf_off));
+      NM_LIN_PREFETCH_STREAM((uintptr_t)wr[r] + (uintptr_t)(boff + pf_off));
       d[r] = VF::set1(lin_half(wr[r] + boff));
     }
     const int64_t k = b * kQuantBlock;

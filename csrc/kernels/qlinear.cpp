@@ -251,11 +251,12 @@ void qlinear(const QLinearArgs& a) {
   // Decode-sized calls (few input rows) are scheduled guided: long ranges of
   // weight rows first, short ones at the end (at least `grain`; each range
   // starts new streams for the hardware prefetcher, so not shorter), and the
-  // threads finish within one short range of each other. Packed panels go in
-  // whole micro-tiles of 4 panels where there are that many (a range of 3 left
-  // a third of out_proj's panels to the one-panel tile, which reloads every
-  // input broadcast for one vector). Prefill-sized calls keep one contiguous
-  // share per thread.
+  // threads finish within one short range of each other. At one input row a
+  // packed micro-tile is one packed panel (qlinear_packed.h); at 2-8 rows,
+  // packed panels go in whole micro-tiles of 4 where there are that many (a
+  // range of 3 left a third of out_proj's panels to one-panel tiles, each of
+  // which reloads every input broadcast). Prefill-sized calls keep one
+  // contiguous share per thread.
   const int64_t nth = cpu::pool().size();
   const int64_t align = packed && units >= 4 ? 4 : 1;
   auto rows = [&](int64_t u0, int64_t u1) {

@@ -40,6 +40,19 @@ static_assert(kPanelRows % O::kPR == 0, "a level panel is part of a packed panel
 // At a few input rows the weights stream from memory: each panel's stream
 // is prefetched this many bytes ahead (past a panel's end: the next one's).
 constexpr int64_t kPackedPrefetch = 2048;
+// At one input row (decode) a micro-tile is one packed panel, one sequential
+// stream, prefetched into L1 this many bytes ahead (bench/NOTES.md: more
+// streams per tile, or prefetches into L2 only, stream slower from DRAM).
+constexpr int64_t kStreamPrefetch = 4096;
+
+// The prefetch of a tile's vector p of its level panel j, `in.stream` only:
+// one per packed vector (the first of its kSub level panels).
+template <int MB>
+inline void prefetch_packed(const QInput& in, const uint8_t* p, int j) {
+  if (!in.stream) return;
+  if (MB > 1) O::prefetch(p + kPackedPrefetch);
+  else if (j % kSub == 0) O::prefetch_l1(p + kStreamPrefetch);
+}
 
 // Group 0 of level panel q (rows q·kPR ..); groups are kPackedVec bytes apart.
 inline const uint8_t* level_panel(const QLinearArgs& a, int64_t prb, int64_t q) {
@@ -78,7 +91,7 @@ void packed_tile_w8a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
     typename O::PV wv[NP];
     NM_UNROLL_TILE
     for (int j = 0; j < NP; ++j) {
-      if (in.stream) O::prefetch(w[j] + kb * kPackedVec + kPackedPrefetch);
+      prefetch_packed<MB>(in, w[j] + kb * kPackedVec, j);
       wv[j] = O::pflip_i8(O::ploadu(w[j] + kb * kPackedVec));
     }
     NM_UNROLL_TILE
@@ -126,7 +139,7 @@ void packed_tile_w4a8(const QLinearArgs& a, const QInput& in, int64_t prb, int64
       typename O::PV lo[NP], hi[NP];
       NM_UNROLL_TILE
       for (int j = 0; j < NP; ++j) {
-        if (in.stream) O::prefetch(w[j] + i * kPackedVec + kPackedPrefetch);
+        prefetch_packed<MB>(in, w[j] + i * kPackedVec, j);
         const typename O::PV v = O::ploadu(w[j] + i * kPackedVec);
         lo[j] = O::pnib_lo(v);
         hi[j] = O::pnib_hi(v);
@@ -201,7 +214,7 @@ void packed_tile_ggml(const QLinearArgs& a, const QInput& in, int64_t q0, int64_
         typename O::PV lo[NP], hi[NP];
         NM_UNROLL_TILE
         for (int j = 0; j < NP; ++j) {
-          if (in.stream) O::prefetch(w[j] + wo + g * kPackedVec + kPackedPrefetch);
+          prefetch_packed<MB>(in, w[j] + wo + g * kPackedVec, j);
           const typename O::PV v = O::ploadu(w[j] + wo + g * kPackedVec);
           lo[j] = O::pnib_lo(v);
           hi[j] = O::pnib_hi(v);
@@ -216,7 +229,7 @@ void packed_tile_ggml(const QLinearArgs& a, const QInput& in, int64_t q0, int64_
         typename O::PV wv[NP];
         NM_UNROLL_TILE
         for (int j = 0; j < NP; ++j) {
-          if (in.stream) O::prefetch(w[j] + wo + g * kPackedVec + kPackedPrefetch);
+          prefetch_packed<MB>(in, w[j] + wo + g * kPackedVec, j);
           wv[j] = O::pflip_i8(O::ploadu(w[j] + wo + g * kPackedVec));
         }
         NM_UNROLL_TILE
@@ -250,8 +263,9 @@ void packed_tile_ggml(const QLinearArgs& a, const QInput& in, int64_t q0, int64_
 // for many rows (accumulators, sums, weights and scales in registers).
 template <int MB>
 constexpr int block_panel_np() {
-  if constexpr (O::kPR == 16) return MB == 1 ? 4 : MB <= 2 ? 3 : 2;
-  else return MB == 1 ? 2 : 1;
+  if constexpr (MB == 1) return kSub;  // one packed panel: one stream (kStreamPrefetch)
+  if constexpr (O::kPR == 16) return MB <= 2 ? 3 : 2;
+  else return 1;
 }
 constexpr int kBlockPanelMB = 4;
 
@@ -291,7 +305,8 @@ void rows_packed_ggml(const QLinearArgs& a, const QInput& in, int64_t n0, int64_
 // vectors and broadcasts fit the level's registers).
 template <bool W8, int MB>
 constexpr int packed_np() {
-  if constexpr (W8) return MB == 1 && O::kPR == 8 ? 8 : MB <= 2 ? 4 : MB <= 4 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI8;
+  if constexpr (MB == 1) return kSub;  // one packed panel: one stream (kStreamPrefetch)
+  if constexpr (W8) return MB <= 2 ? 4 : MB <= 4 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI8;
   else return MB <= 2 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI4;
 }
 
