@@ -1,6 +1,7 @@
 #include "napi/convert.h"
 
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <sstream>
@@ -182,6 +183,21 @@ ArrayArg scale_array(const ArgReader& r, const char* name, int64_t n) {
 
 Napi::Float32Array new_f32(Napi::Env env, int64_t n) {
   return Napi::Float32Array::New(env, (size_t)n);
+}
+
+Napi::Float32Array adopt_f32(Napi::Env env, HostFloats& h) {
+  if (h.n == 0 || !h.data) return Napi::Float32Array::New(env, 0);
+  float* p = h.data.get();
+  napi_value ab = nullptr;
+  const napi_status st = napi_create_external_arraybuffer(
+      env, p, h.n * sizeof(float), [](napi_env, void* d, void*) { delete[] static_cast<float*>(d); }, nullptr, &ab);
+  if (st == napi_ok) {
+    h.data.release();  // V8's now: freed by the finalizer
+    return Napi::Float32Array::New(env, h.n, Napi::ArrayBuffer(env, ab), 0);
+  }
+  Napi::Float32Array a = Napi::Float32Array::New(env, h.n);  // e.g. napi_no_external_buffers_allowed
+  std::memcpy(a.Data(), p, h.n * sizeof(float));
+  return a;
 }
 
 Napi::Value guarded(const Napi::CallbackInfo& info, Napi::Value (*body)(const Napi::CallbackInfo&)) {

@@ -4,6 +4,8 @@
 #pragma once
 #include <napi.h>
 
+#include <memory>
+
 #include <cstdint>
 #include <utility>
 #include <string>
@@ -70,6 +72,22 @@ std::string shape_str(std::initializer_list<int64_t> dims);
 
 // New Float32Array of n elements (n already bounded by checked_product).
 Napi::Float32Array new_f32(Napi::Env env, int64_t n);
+
+// Floats written off the JavaScript thread (a decode step's logits), then
+// handed to JavaScript without a copy. allocate() leaves them unset: the
+// writer sets all n.
+struct HostFloats {
+  std::unique_ptr<float[]> data;
+  size_t n = 0;
+  void allocate(size_t count) {
+    data.reset(count ? new float[count] : nullptr);
+    n = count;
+  }
+};
+// A Float32Array over h's floats, taken over by V8 (an external ArrayBuffer
+// that frees them when collected); where the runtime allows no external
+// buffers, a copy. Saves the zero-fill and copy of a new V8 buffer per call.
+Napi::Float32Array adopt_f32(Napi::Env env, HostFloats& h);
 
 // Runs `body` and turns any C++ exception into a pending JS exception, so none
 // crosses the N-API boundary unconverted.
