@@ -1,6 +1,9 @@
 #include "napi/convert.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -185,19 +188,46 @@ Napi::Float32Array new_f32(Napi::Env env, int64_t n) {
   return Napi::Float32Array::New(env, (size_t)n);
 }
 
-Napi::Float32Array adopt_f32(Napi::Env env, HostFloats& h) {
-  if (h.n == 0 || !h.data) return Napi::Float32Array::New(env, 0);
-  float* p = h.data.get();
+void HostBuffer::Free::operator()(void* p) const { std::free(p); }
+
+void HostBuffer::allocate(size_t bytes, bool zeroed) {
+  const size_t padded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;  // aligned_alloc wants a multiple
+  void* p = std::aligned_alloc(64, padded);
+  if (!p) throw std::bad_alloc();
+  if (zeroed) std::memset(p, 0, padded);
+  p_.reset(p);
+  bytes_ = bytes;
+}
+
+Napi::ArrayBuffer adopt_array_buffer(Napi::Env env, HostBuffer& h) {
+  const size_t n = h.size();
+  if (!h.data()) return Napi::ArrayBuffer::New(env, 0);
   napi_value ab = nullptr;
+  // The hint carries the byte count the finalizer gives back to V8's accounting.
   const napi_status st = napi_create_external_arraybuffer(
-      env, p, h.n * sizeof(float), [](napi_env, void* d, void*) { delete[] static_cast<float*>(d); }, nullptr, &ab);
+      env, h.data(), n,
+      [](napi_env e, void* d, void* hint) {
+        int64_t ignored = 0;
+        napi_adjust_external_memory(e, -(int64_t)(uintptr_t)hint, &ignored);
+        std::free(d);
+      },
+      reinterpret_cast<void*>((uintptr_t)n), &ab);
   if (st == napi_ok) {
-    h.data.release();  // V8's now: freed by the finalizer
-    return Napi::Float32Array::New(env, h.n, Napi::ArrayBuffer(env, ab), 0);
+    h.release();  // V8's now: freed by the finalizer
+    Napi::MemoryManagement::AdjustExternalMemory(env, (int64_t)n);
+    return Napi::ArrayBuffer(env, ab);
   }
-  Napi::Float32Array a = Napi::Float32Array::New(env, h.n);  // e.g. napi_no_external_buffers_allowed
-  std::memcpy(a.Data(), p, h.n * sizeof(float));
-  return a;
+  // e.g. napi_no_external_buffers_allowed: a pending exception may not be left behind.
+  if (env.IsExceptionPending()) env.GetAndClearPendingException();
+  Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env, n);
+  std::memcpy(copy.Data(), h.data(), n);
+  h = HostBuffer();
+  return copy;
+}
+
+Napi::Float32Array adopt_f32(Napi::Env env, HostBuffer& h) {
+  const size_t n = h.size() / sizeof(float);
+  return Napi::Float32Array::New(env, n, adopt_array_buffer(env, h), 0);
 }
 
 Napi::Value guarded(const Napi::CallbackInfo& info, Napi::Value (*body)(const Napi::CallbackInfo&)) {

@@ -73,21 +73,30 @@ std::string shape_str(std::initializer_list<int64_t> dims);
 // New Float32Array of n elements (n already bounded by checked_product).
 Napi::Float32Array new_f32(Napi::Env env, int64_t n);
 
-// Floats written off the JavaScript thread (a decode step's logits), then
-// handed to JavaScript without a copy. allocate() leaves them unset: the
-// writer sets all n.
-struct HostFloats {
-  std::unique_ptr<float[]> data;
-  size_t n = 0;
-  void allocate(size_t count) {
-    data.reset(count ? new float[count] : nullptr);
-    n = count;
-  }
+// Host bytes handed to JavaScript without a copy: a decode step's logits,
+// written off the JavaScript thread, or packed weights. 64-byte aligned, as
+// the engine's packed weights are (V8's own buffers are 16-byte aligned: a
+// panel vector read from one spans two cache lines, which streams slower).
+class HostBuffer {
+ public:
+  // `bytes` of unset memory (the writer sets them all), or zeroed ones.
+  void allocate(size_t bytes, bool zeroed = false);
+  void* data() const { return p_.get(); }
+  template <typename T> T* as() const { return static_cast<T*>(p_.get()); }
+  size_t size() const { return bytes_; }
+  void* release() { bytes_ = 0; return p_.release(); }
+
+ private:
+  struct Free { void operator()(void* p) const; };
+  std::unique_ptr<void, Free> p_;
+  size_t bytes_ = 0;
 };
-// A Float32Array over h's floats, taken over by V8 (an external ArrayBuffer
-// that frees them when collected); where the runtime allows no external
-// buffers, a copy. Saves the zero-fill and copy of a new V8 buffer per call.
-Napi::Float32Array adopt_f32(Napi::Env env, HostFloats& h);
+// An ArrayBuffer over h's bytes, taken over by V8 (an external buffer that
+// frees them when collected, counted as external memory); where the runtime
+// allows no external buffers, a copy. h is empty afterwards.
+Napi::ArrayBuffer adopt_array_buffer(Napi::Env env, HostBuffer& h);
+// The same as a Float32Array (h holds whole floats).
+Napi::Float32Array adopt_f32(Napi::Env env, HostBuffer& h);
 
 // Runs `body` and turns any C++ exception into a pending JS exception, so none
 // crosses the N-API boundary unconverted.

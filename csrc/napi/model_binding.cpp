@@ -172,15 +172,15 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (mode_s != "all" && mode_s != "none" && mode_s != "last") r.type_error("logits", "must be 'none', 'last' or 'all'");
     if (mode == engine::LogitsMode::All) checked_product(r, "logits", {(int64_t)tokens.size(), V});
     if (tokens.empty() && mode != engine::LogitsMode::None) r.range_error("tokens", "must not be empty when logits are requested");
-    auto out = std::make_shared<HostFloats>();
+    auto out = std::make_shared<HostBuffer>();
     auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
     return PromiseWorker::run(env, "node-mamba:prefill",
         [m, slot, toks, mode, out, V] {
           std::lock_guard<std::mutex> lk(m->compute_mutex());
           check_slot(*m, slot);
           int64_t n = (int64_t)toks->size();
-          out->allocate(mode == engine::LogitsMode::All ? (size_t)(n * V) : mode == engine::LogitsMode::Last ? (size_t)V : 0);
-          engine::prefill(*m, slot, toks->data(), n, mode, out->data.get());
+          out->allocate(sizeof(float) * (mode == engine::LogitsMode::All ? (size_t)(n * V) : mode == engine::LogitsMode::Last ? (size_t)V : 0));
+          engine::prefill(*m, slot, toks->data(), n, mode, out->as<float>());
         },
         [out, mode](Napi::Env env) -> Napi::Value {
           if (mode == engine::LogitsMode::None) return env.Undefined();
@@ -205,13 +205,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     std::vector<int32_t> sorted = *slots;
     std::sort(sorted.begin(), sorted.end());
     if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) r.range_error("slots", "must be distinct");
-    auto out = std::make_shared<HostFloats>();
+    auto out = std::make_shared<HostBuffer>();
     return PromiseWorker::run(env, "node-mamba:step",
         [m, slots, tokens, out, V] {
           std::lock_guard<std::mutex> lk(m->compute_mutex());
           for (int32_t s : *slots) check_slot(*m, s);
-          out->allocate(slots->size() * (size_t)V);
-          engine::decode_step(*m, slots->data(), tokens->data(), (int64_t)slots->size(), out->data.get());
+          out->allocate(sizeof(float) * slots->size() * (size_t)V);
+          engine::decode_step(*m, slots->data(), tokens->data(), (int64_t)slots->size(), out->as<float>());
         },
         [out](Napi::Env env) -> Napi::Value { return adopt_f32(env, *out); });
   }

@@ -4,9 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -18,21 +15,6 @@
 namespace nm::napi {
 
 namespace {
-
-// A zeroed ArrayBuffer of `bytes` whose data is 64-byte aligned, as the
-// engine's packed weights are (V8's own are 16-byte aligned: a panel vector
-// read from one then spans two cache lines, which streams slower).
-Napi::ArrayBuffer aligned_array_buffer(Napi::Env env, int64_t bytes) {
-  const size_t n = (size_t)std::max<int64_t>(bytes, 1), padded = (n + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, padded);
-  if (!p) throw std::bad_alloc();
-  std::memset(p, 0, padded);
-  Napi::MemoryManagement::AdjustExternalMemory(env, (int64_t)padded);
-  return Napi::ArrayBuffer::New(env, p, n, [padded](Napi::Env e, void* q) {
-    Napi::MemoryManagement::AdjustExternalMemory(e, -(int64_t)padded);
-    std::free(q);
-  });
-}
 
 // weight / weightDtype / weightScales of an [N, K] I8 / I4 weight, in rows
 // or (panels) in the panel layout, checked against their sizes.
@@ -97,8 +79,10 @@ Napi::Value qlinear_pack_js(const Napi::CallbackInfo& info) {
     if (!ggml_packable(t, u.Data(), dtype_row_bytes(t, K), N, K))
       r.range_error("weight", "holds a q of -128, which the q8_0 panels cannot hold (ggml's quantizer writes -127..127)");
     const int64_t bytes = dtype_panel_bytes(t, N, K);
-    Napi::ArrayBuffer ab = aligned_array_buffer(r.env, bytes);
-    qweight_pack_panels(u.Data(), t, dtype_row_bytes(t, K), nullptr, N, K, static_cast<uint8_t*>(ab.Data()), nullptr);
+    HostBuffer panels;  // 64-byte aligned, as a loaded model's panels are
+    panels.allocate((size_t)bytes, true);
+    qweight_pack_panels(u.Data(), t, dtype_row_bytes(t, K), nullptr, N, K, panels.as<uint8_t>(), nullptr);
+    Napi::ArrayBuffer ab = adopt_array_buffer(r.env, panels);
     Napi::Object out = Napi::Object::New(r.env);
     out.Set("data", Napi::Uint8Array::New(r.env, (size_t)bytes, ab, 0));
     out.Set("scales", new_f32(r.env, 0));
@@ -106,9 +90,11 @@ Napi::Value qlinear_pack_js(const Napi::CallbackInfo& info) {
   }
   const QWeightArg w = qweight_arg(r, N, K, false);
   const int64_t bytes = dtype_panel_bytes(w.t, N, K);
-  Napi::ArrayBuffer ab = aligned_array_buffer(r.env, bytes);
+  HostBuffer panels;  // 64-byte aligned, as a loaded model's panels are
+  panels.allocate((size_t)bytes, true);
   Napi::Float32Array sc = new_f32(r.env, dtype_panel_scale_count(w.t, N, K));
-  qweight_pack_panels(w.data, w.t, dtype_row_bytes(w.t, K), w.scales, N, K, static_cast<uint8_t*>(ab.Data()), sc.Data());
+  qweight_pack_panels(w.data, w.t, dtype_row_bytes(w.t, K), w.scales, N, K, panels.as<uint8_t>(), sc.Data());
+  Napi::ArrayBuffer ab = adopt_array_buffer(r.env, panels);
   Napi::Object out = Napi::Object::New(r.env);
   if (w.t == DType::I8) out.Set("data", Napi::Int8Array::New(r.env, (size_t)bytes, ab, 0));
   else out.Set("data", Napi::Uint8Array::New(r.env, (size_t)bytes, ab, 0));
