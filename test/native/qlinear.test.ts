@@ -68,10 +68,12 @@ function check(t: Test, got: Float32Array, ref: Ref, tol: number, msg: string) {
 // [M, K, N]. The int8 schemes take the panel path from a few input rows on
 // (panels of 16 / 8 weight rows in blocks of 32, micro-tiles of up to 8
 // input rows): M around and above that, N off the panel and block sizes, K
-// off the 64-element chunks and 128-element groups.
+// off the 64-element chunks and 128-element groups; [70, 1000, 19]: enough
+// rows that the inputs are prepared by several tasks.
 const SHAPES: Array<[number, number, number]> = [
   [1, 1, 1], [1, 7, 5], [2, 64, 8], [3, 100, 13], [4, 128, 4], [5, 200, 33], [1, 257, 9], [9, 768, 17], [17, 130, 6], [40, 320, 12],
   [3, 63, 15], [4, 1, 1], [4, 65, 17], [5, 130, 1], [8, 768, 33], [8, 63, 70], [9, 257, 15], [17, 200, 16], [33, 65, 17], [12, 130, 48],
+  [70, 1000, 19],
 ];
 
 t.test('qlinear W8A8 / W4A8 / W4A16 match the float64 reference on every level', (t) => {
@@ -189,16 +191,21 @@ t.test('weightLayout panels equals rows bit for bit on every level', (t) => {
 
 t.test('a NaN input makes its row NaN in the int8 schemes', (t) => {
   const r = rng(3);
-  const M = 3, K = 70, N = 5;
-  const x = randn(r, M * K), w = randn(r, N * K);
-  x[K + 5] = NaN;
-  forEachIsa((isa) => {
-    for (const qw of [quantizeI8(w, N, K), quantizeI4(w, N, K)]) {
-      const y = kernels.qlinear({ x, xScale: 0.05, weight: qw, rows: M, inFeatures: K, outFeatures: N });
-      t.ok(Array.from(y.subarray(N, 2 * N)).every(Number.isNaN), `${qw.dtype} ${isa}: NaN row`);
-      t.ok(Array.from(y.subarray(0, N)).every(Number.isFinite) && Array.from(y.subarray(2 * N)).every(Number.isFinite), `${qw.dtype} ${isa}: other rows finite`);
-    }
-  });
+  // 3 rows: the decode-sized path; 60 rows of 1000: inputs prepared by several tasks.
+  for (const [M, K, N, bad] of [[3, 70, 5, 1], [60, 1000, 7, 41]] as const) {
+    const x = randn(r, M * K), w = randn(r, N * K);
+    x[bad * K + 5] = NaN;
+    forEachIsa((isa) => {
+      for (const qw of [quantizeI8(w, N, K), quantizeI4(w, N, K)]) {
+        const y = kernels.qlinear({ x, xScale: 0.05, weight: qw, rows: M, inFeatures: K, outFeatures: N });
+        for (let m = 0; m < M; m++) {
+          const row = Array.from(y.subarray(m * N, (m + 1) * N));
+          if (m === bad) t.ok(row.every(Number.isNaN), `${qw.dtype} ${isa} M=${M}: NaN row ${m}`);
+          else if (!row.every(Number.isFinite)) t.fail(`${qw.dtype} ${isa} M=${M}: row ${m} not finite`);
+        }
+      }
+    });
+  }
   t.end();
 });
 
