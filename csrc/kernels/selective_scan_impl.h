@@ -48,6 +48,8 @@ static constexpr float kLog2e = 1.44269504088896341f;
 // Channels per work unit: a multiple of every W, and one 64-byte line of each
 // per-token row.
 static const int kScanBlock = 16;
+// Tokens whose state-independent terms a scan block computes ahead of the recurrence.
+static const int kScanChunk = 8;
 
 // Channels [c0, c0 + nc) (nc <= kScanBlock) of batch row b, all in group g,
 // through every token; token-outer so each token's line of u, delta, z and
@@ -85,39 +87,70 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
   const float* Cp = a.C + b * a.C_batch_stride + g * N;
   const float* z = a.z ? a.z + b * a.z_batch_stride + c0 : nullptr;
   float* out = a.out + b * a.out_batch_stride + c0;
-  for (int64_t l = 0; l < a.seqlen; ++l) {
-    // Consecutive tokens are a row apart (often more than a page), beyond the
-    // hardware prefetchers: fetch a few tokens ahead.
-    if (l + kPrefetchTokens < a.seqlen) {
-      const int64_t lp = l + kPrefetchTokens;
-      __builtin_prefetch(delta + lp * a.delta_token_stride);
-      __builtin_prefetch(u + lp * a.u_token_stride);
-      if (z) __builtin_prefetch(z + lp * a.z_token_stride);
-      __builtin_prefetch(out + lp * a.out_token_stride, 1);
-      __builtin_prefetch(Bp + lp * a.B_token_stride);
-      __builtin_prefetch(Cp + lp * a.C_token_stride);
-    }
-    const float* Bl = Bp + l * a.B_token_stride;
-    const float* Cl = Cp + l * a.C_token_stride;
-    for (int k = 0; k < K; ++k) {
-      const int nw = nws[k];
-      const int64_t o = k * VF::W;
-      VF dl = ld(delta + l * a.delta_token_stride + o, nw);
-      if (has_bias) dl = dl + bias[k];
-      if (softplus) dl = vsoftplus(dl);
-      const VF ul = ld(u + l * a.u_token_stride + o, nw);
-      const VF du = dl * ul;
-      VF* Sk = S + k * N;
-      const VF* Ak = At + k * N;
-      VF y = VF::zero();
-      for (int64_t n = 0; n < N; ++n) {
-        VF s = fmadd(vexp2(dl * Ak[n]), Sk[n], du * VF::set1(Bl[n]));
-        Sk[n] = s;
-        y = fmadd(s, VF::set1(Cl[n]), y);
+  // Tokens in chunks of kScanChunk: first what does not depend on the state
+  // (softplus(δ), δ·u, u·D and the gate silu(z), for every token of the
+  // chunk), then the recurrence, whose critical path per token is then one
+  // 2^(δ·A), the state's fma and the output's sums (four partial sums over
+  // the states, not one chain of dstate fmas).
+  VF dls[kScanChunk][KMAX], dus[kScanChunk][KMAX], skip[kScanChunk][KMAX], gate[kScanChunk][KMAX];
+  for (int64_t l0 = 0; l0 < a.seqlen; l0 += kScanChunk) {
+    const int T = (int)(a.seqlen - l0 < kScanChunk ? a.seqlen - l0 : kScanChunk);
+    for (int t = 0; t < T; ++t) {
+      const int64_t l = l0 + t;
+      // Consecutive tokens are a row apart (often more than a page), beyond
+      // the hardware prefetchers: fetch a few tokens ahead.
+      if (l + kPrefetchTokens < a.seqlen) {
+        const int64_t lp = l + kPrefetchTokens;
+        __builtin_prefetch(delta + lp * a.delta_token_stride);
+        __builtin_prefetch(u + lp * a.u_token_stride);
+        if (z) __builtin_prefetch(z + lp * a.z_token_stride);
+        __builtin_prefetch(out + lp * a.out_token_stride, 1);
+        __builtin_prefetch(Bp + lp * a.B_token_stride);
+        __builtin_prefetch(Cp + lp * a.C_token_stride);
       }
-      VF r = fmadd(ul, Dv[k], y);
-      if (z) r = r * vsilu(ld(z + l * a.z_token_stride + o, nw));
-      st(r, out + l * a.out_token_stride + o, nw);
+      for (int k = 0; k < K; ++k) {
+        const int nw = nws[k];
+        const int64_t o = k * VF::W;
+        VF dl = ld(delta + l * a.delta_token_stride + o, nw);
+        if (has_bias) dl = dl + bias[k];
+        if (softplus) dl = vsoftplus(dl);
+        const VF ul = ld(u + l * a.u_token_stride + o, nw);
+        dls[t][k] = dl;
+        dus[t][k] = dl * ul;
+        skip[t][k] = ul * Dv[k];
+        if (z) gate[t][k] = vsilu(ld(z + l * a.z_token_stride + o, nw));
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const int64_t l = l0 + t;
+      const float* Bl = Bp + l * a.B_token_stride;
+      const float* Cl = Cp + l * a.C_token_stride;
+      for (int k = 0; k < K; ++k) {
+        const VF dl = dls[t][k], du = dus[t][k];
+        VF* Sk = S + k * N;
+        const VF* Ak = At + k * N;
+        VF y0 = VF::zero(), y1 = VF::zero(), y2 = VF::zero(), y3 = VF::zero();
+        int64_t n = 0;
+        for (; n + 4 <= N; n += 4) {
+          const VF s0 = fmadd(vexp2(dl * Ak[n]), Sk[n], du * VF::set1(Bl[n]));
+          const VF s1 = fmadd(vexp2(dl * Ak[n + 1]), Sk[n + 1], du * VF::set1(Bl[n + 1]));
+          const VF s2 = fmadd(vexp2(dl * Ak[n + 2]), Sk[n + 2], du * VF::set1(Bl[n + 2]));
+          const VF s3 = fmadd(vexp2(dl * Ak[n + 3]), Sk[n + 3], du * VF::set1(Bl[n + 3]));
+          Sk[n] = s0; Sk[n + 1] = s1; Sk[n + 2] = s2; Sk[n + 3] = s3;
+          y0 = fmadd(s0, VF::set1(Cl[n]), y0);
+          y1 = fmadd(s1, VF::set1(Cl[n + 1]), y1);
+          y2 = fmadd(s2, VF::set1(Cl[n + 2]), y2);
+          y3 = fmadd(s3, VF::set1(Cl[n + 3]), y3);
+        }
+        for (; n < N; ++n) {
+          const VF s0 = fmadd(vexp2(dl * Ak[n]), Sk[n], du * VF::set1(Bl[n]));
+          Sk[n] = s0;
+          y0 = fmadd(s0, VF::set1(Cl[n]), y0);
+        }
+        VF r = (y0 + y1) + (y2 + y3) + skip[t][k];
+        if (z) r = r * gate[t][k];
+        st(r, out + l * a.out_token_stride + k * VF::W, nws[k]);
+      }
     }
   }
 
