@@ -263,8 +263,9 @@ void qlinear(const QLinearArgs& a) {
   // packed micro-tile is one packed panel (qlinear_packed.h); at 2-8 rows,
   // packed panels go in whole micro-tiles of 4 where there are that many (a
   // range of 3 left a third of out_proj's panels to one-panel tiles, each of
-  // which reloads every input broadcast). Prefill-sized calls keep one
-  // contiguous share per thread.
+  // which reloads every input broadcast). Prefill-sized calls take dynamic
+  // chunks of about a quarter of a thread's share: a share per thread waited
+  // for whichever thread the machine slowed (bench/NOTES.md).
   const int64_t nth = cpu::pool().size();
   const int64_t align = packed && units >= 4 ? 4 : 1;
   auto rows = [&](int64_t u0, int64_t u1) {
@@ -274,7 +275,7 @@ void qlinear(const QLinearArgs& a) {
     qlinear_rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
   };
   if (a.M <= 8) return cpu::parallel_for_guided(units, grain, align, rows);
-  int64_t chunk = std::max(grain, (units + nth - 1) / nth);
+  int64_t chunk = std::max(grain, (units + 4 * nth - 1) / (4 * nth));
   if (chunk > 1) chunk = std::min(units, (chunk + align - 1) / align * align);
   cpu::parallel_for_dynamic(units, chunk, rows);
 }

@@ -21,7 +21,11 @@ void selective_scan(const SelectiveScanArgs& a) {
   const int64_t units = a.batch * a.ngroups * bpg;
   const int64_t work = (a.seqlen > 0 ? a.seqlen : 1) * block * a.dstate;
   const int64_t grain = (kMinWorkPerTask + work - 1) / work;
-  cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_scan_units, a, u0, u1); });
+  // Dynamic chunks of about a quarter of a thread's share: a static split
+  // waits for whichever thread the machine slowed (bench/NOTES.md).
+  const int64_t nth = cpu::pool().size();
+  cpu::parallel_for_dynamic(units, std::max(grain, units / std::max<int64_t>(1, 4 * nth)),
+                            [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_scan_units, a, u0, u1); });
 }
 
 void selective_state_update(const SelectiveStateUpdateArgs& a) {
