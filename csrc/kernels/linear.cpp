@@ -1,6 +1,7 @@
 #include "kernels/linear.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -180,6 +181,21 @@ void run_gemm(const LinearArgs& a) {
   // Not zeroed: every element is written before it is read (pack_b
   // and the bias strip fill what the micro-kernel reads).
   const ThreadSlices scratch(scratch_floats, want);
+  if (want > 1 && strips >= 4 * want) {
+    // Column strips in dynamic chunks of about a quarter of a thread's
+    // share: one share per thread waited for whichever thread the machine
+    // slowed (bench/NOTES.md). Each y element is still one thread's fma
+    // chain over k, so the result does not depend on the split.
+    const int64_t chunks = 4 * want;
+    std::atomic<int64_t> next{0};
+    cpu::pool().run((int)want, [&](int ith, int) {
+      for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+        const int64_t n0 = std::min(a.N, strips * c / chunks * nr), n1 = std::min(a.N, strips * (c + 1) / chunks * nr);
+        if (n0 < n1) NM_ISA_CALL(linear_gemm, a, 0, a.M, n0, n1, scratch[ith]);
+      }
+    });
+    return;
+  }
   cpu::pool().run((int)want, [&](int ith, int nth) {
     // Split N across threads while there are enough column strips, and M
     // as well when N is narrow.

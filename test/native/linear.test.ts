@@ -51,8 +51,9 @@ t.test('linear matches the float64 reference: awkward shapes, f32/f16/bf16 weigh
 t.test('linear: block boundaries and threading splits (multi K/N/M blocks, M split for narrow N)', (t) => {
   const r = rng(12);
   // [M, N, K]: K and N over several 256 blocks with tails; M over several A blocks (kMC = 64 x the micro-tile rows); N narrow with many
-  // rows (work split over M); large decode GEMV over many row groups.
-  for (const [M, N, K] of [[40, 600, 600], [300, 20, 300], [1100, 70, 300], [7, 1029, 513], [13, 33, 1024], [1, 2000, 300]]) {
+  // rows (work split over M); large decode GEMV over many row groups; many rows and column strips (dynamic chunks of
+  // strips, whose ends fall inside N blocks).
+  for (const [M, N, K] of [[40, 600, 600], [300, 20, 300], [1100, 70, 300], [7, 1029, 513], [13, 33, 1024], [1, 2000, 300], [200, 700, 70]]) {
     const x = randn(r, M * K), w32 = randn(r, N * K, 0.5), b32 = randn(r, N);
     for (const dt of ['f32', 'bf16'] as const) {
       const w = asDtype(w32, dt);
