@@ -31,6 +31,17 @@ static inline bool qlinear_panel_path(bool i8_weights, int64_t M) {
 constexpr int64_t kQLinearPanelRows = 32;
 // Input rows up to which qlinear treats its weights as a stream (QInput::stream).
 constexpr int64_t kQLinearStreamRows = 8;
+// At prefill sizes the int16 tiles (qlinear_wide.h) pass over a task's
+// weights once per block of input rows whose inputs take about this many
+// bytes, so that they stay in L2 with the task's weights (even where L2 is
+// 512 KB) instead of streaming every input row from L3 once per block of
+// kQLinearPanelRows weight rows.
+constexpr int64_t kQLinearInputBlockBytes = 128 << 10;
+// Input rows per such block: a multiple of the tile height mb, at least mb.
+static inline int64_t qlinear_input_row_block(int64_t row_bytes, int64_t mb) {
+  const int64_t rows = kQLinearInputBlockBytes / (row_bytes > 0 ? row_bytes : 1) / mb * mb;
+  return rows > mb ? rows : mb;
+}
 
 // Lane order of a group of 128 4-bit weights (64 bytes, two chunks of 32;
 // a chunk's byte j holds elements j (low nibble) and j + 32 (high)) read as

@@ -86,26 +86,31 @@ void wide_tiles(int64_t M, int64_t np, Tile&& tile) {
   }
 }
 
-// Packed panels (qlinear_packed.h), weight rows [n0, n1): blocks of
-// kQLinearPanelRows rows, each passed over by every tile of input rows.
+// Packed panels (qlinear_packed.h), weight rows [n0, n1): per block of input
+// rows (qlinear_input_row_block), blocks of kQLinearPanelRows weight rows,
+// each passed over by every tile of those input rows.
 inline void rows_packed_wide(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
   const int64_t prb = dtype_panel_row_bytes(a.w_dtype, a.K);
   const int64_t q0 = n0 / O::kPR, q1 = (n1 + O::kPR - 1) / O::kPR, block = kQLinearPanelRows / O::kPR;
-  for (int64_t b0 = q0; b0 < q1; b0 += block) {
-    const int64_t b1 = b0 + block < q1 ? b0 + block : q1;
-    wide_tiles<O::kWideMB>(a.M, b1 - b0, [&](auto mb, auto nb, int64_t m0, int64_t p) {
-      constexpr int NP = decltype(nb)::value;
-      const uint8_t* w[NP];
-      WidePanelOut out[NP];
-      for (int j = 0; j < NP; ++j) {
-        const int64_t q = b0 + p + j, n = q * O::kPR;
-        w[j] = level_panel(a, prb, q);
-        out[j].n = n;
-        out[j].nv = (int)(a.N - n < O::kPR ? a.N - n : O::kPR);
-        packed_consts(a, n, out[j].nv, true, out[j].s, out[j].b);
-      }
-      wide_tile_w8a8<decltype(mb)::value, NP>(a, in, w, kPackedVec, prb / kPanelK, m0, out);
-    });
+  const int64_t mblock = qlinear_input_row_block(in.Kp * (int64_t)sizeof(int16_t), O::kWideMB);
+  for (int64_t mb0 = 0; mb0 < a.M; mb0 += mblock) {
+    const int64_t mrows = a.M - mb0 < mblock ? a.M - mb0 : mblock;
+    for (int64_t b0 = q0; b0 < q1; b0 += block) {
+      const int64_t b1 = b0 + block < q1 ? b0 + block : q1;
+      wide_tiles<O::kWideMB>(mrows, b1 - b0, [&](auto mb, auto nb, int64_t m0, int64_t p) {
+        constexpr int NP = decltype(nb)::value;
+        const uint8_t* w[NP];
+        WidePanelOut out[NP];
+        for (int j = 0; j < NP; ++j) {
+          const int64_t q = b0 + p + j, n = q * O::kPR;
+          w[j] = level_panel(a, prb, q);
+          out[j].n = n;
+          out[j].nv = (int)(a.N - n < O::kPR ? a.N - n : O::kPR);
+          packed_consts(a, n, out[j].nv, true, out[j].s, out[j].b);
+        }
+        wide_tile_w8a8<decltype(mb)::value, NP>(a, in, w, kPackedVec, prb / kPanelK, mb0 + m0, out);
+      });
+    }
   }
 }
 
