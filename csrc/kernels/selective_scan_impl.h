@@ -130,8 +130,8 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
         VF* Sk = S + k * N;
         const VF* Ak = At + k * N;
         VF y0 = VF::zero(), y1 = VF::zero(), y2 = VF::zero(), y3 = VF::zero();
-        int64_t n = 0;
-        for (; n + 4 <= N; n += 4) {
+        const int64_t N4 = N & ~int64_t(3);
+        for (int64_t n = 0; n < N4; n += 4) {
           const VF s0 = fmadd(vexp2(dl * Ak[n]), Sk[n], du * VF::set1(Bl[n]));
           const VF s1 = fmadd(vexp2(dl * Ak[n + 1]), Sk[n + 1], du * VF::set1(Bl[n + 1]));
           const VF s2 = fmadd(vexp2(dl * Ak[n + 2]), Sk[n + 2], du * VF::set1(Bl[n + 2]));
@@ -142,7 +142,7 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
           y2 = fmadd(s2, VF::set1(Cl[n + 2]), y2);
           y3 = fmadd(s3, VF::set1(Cl[n + 3]), y3);
         }
-        for (; n < N; ++n) {
+        for (int64_t n = N4; n < N; ++n) {
           const VF s0 = fmadd(vexp2(dl * Ak[n]), Sk[n], du * VF::set1(Bl[n]));
           Sk[n] = s0;
           y0 = fmadd(s0, VF::set1(Cl[n]), y0);
