@@ -261,6 +261,10 @@ void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int
   });
 }
 
+int64_t balanced_chunk(int64_t n, int64_t grain) {
+  return std::max<int64_t>(std::max<int64_t>(1, grain), n / (4 * (int64_t)pool().size()));
+}
+
 void parallel_for_guided(int64_t n, int64_t min_chunk, int64_t align, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   align = std::max<int64_t>(1, align);

@@ -85,6 +85,11 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 // a static split waits for the slowest thread).
 void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
 
+// The chunk for parallel_for_dynamic over n items: about a quarter of a
+// thread's share, at least `grain`. Enough chunks that a thread the machine
+// slowed (or a late start) costs little, few enough that each is worth a take.
+int64_t balanced_chunk(int64_t n, int64_t grain);
+
 // Like parallel_for_dynamic, but each take is a share of what is left
 // (remaining / (2 · threads) items, rounded up to a multiple of `align`, at
 // least `min_chunk`): long ranges first, short ones at the end, so that the

@@ -80,10 +80,9 @@ void causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
   const int64_t grain = std::max<int64_t>(1, kSerialWork / 64 / (kChannelBlock * a.width));
   // Items are (channel block, row), rows fastest, so that a range of items
   // shares the channel block's weights.
-  // Dynamic chunks of about a quarter of a thread's share (see
-  // selective_state_update).
-  const int64_t items = a.batch * ncb, nth = cpu::pool().size();
-  cpu::parallel_for_dynamic(items, std::max(grain, items / std::max<int64_t>(1, 4 * nth)), [&](int64_t i0, int64_t i1) {
+  // Dynamic chunks (see selective_state_update).
+  const int64_t items = a.batch * ncb;
+  cpu::parallel_for_dynamic(items, cpu::balanced_chunk(items, grain), [&](int64_t i0, int64_t i1) {
     // At decode a layer's conv weights and states were evicted by the other
     // layers' weight streams since the last token, and the tiles' strided
     // reads would wait for one line at a time: request all of this task's

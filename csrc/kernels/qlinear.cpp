@@ -194,8 +194,7 @@ void qlinear(const QLinearArgs& a) {
     int16_t* q16 = a.w_dtype == DType::I8 && !in.stream && wide_i8_for_level() ? scratch<int16_t>(wbuf, a.M * in.Kp)
                                                                                : nullptr;
     // Each input row: quantized (or copied), padded, its group and row sums,
-    // widened for the int16 tile; rows in parallel at prefill sizes (serial,
-    // this pass was ~5% of a W8A8 prefill of 512 tokens at AVX2).
+    // widened for the int16 tile; rows in parallel at prefill sizes.
     auto prepare_rows = [&](int64_t m0, int64_t m1) {
       for (int64_t m = m0; m < m1; ++m) {
         int8_t* qr = q + m * in.Kp;
@@ -264,9 +263,8 @@ void qlinear(const QLinearArgs& a) {
   // packed panels go in whole micro-tiles of 4 where there are that many (a
   // range of 3 left a third of out_proj's panels to one-panel tiles, each of
   // which reloads every input broadcast). Prefill-sized calls take dynamic
-  // chunks of about a quarter of a thread's share: a share per thread waited
-  // for whichever thread the machine slowed (bench/NOTES.md).
-  const int64_t nth = cpu::pool().size();
+  // chunks (cpu::balanced_chunk): a share per thread waited for whichever
+  // thread the machine slowed (bench/NOTES.md).
   const int64_t align = packed && units >= 4 ? 4 : 1;
   auto rows = [&](int64_t u0, int64_t u1) {
     thread_local std::vector<char> ubuf;
@@ -275,7 +273,7 @@ void qlinear(const QLinearArgs& a) {
     qlinear_rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
   };
   if (a.M <= 8) return cpu::parallel_for_guided(units, grain, align, rows);
-  int64_t chunk = std::max(grain, (units + 4 * nth - 1) / (4 * nth));
+  int64_t chunk = cpu::balanced_chunk(units, grain);
   if (chunk > 1) chunk = std::min(units, (chunk + align - 1) / align * align);
   cpu::parallel_for_dynamic(units, chunk, rows);
 }

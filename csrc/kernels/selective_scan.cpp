@@ -21,10 +21,9 @@ void selective_scan(const SelectiveScanArgs& a) {
   const int64_t units = a.batch * a.ngroups * bpg;
   const int64_t work = (a.seqlen > 0 ? a.seqlen : 1) * block * a.dstate;
   const int64_t grain = (kMinWorkPerTask + work - 1) / work;
-  // Dynamic chunks of about a quarter of a thread's share: a static split
-  // waits for whichever thread the machine slowed (bench/NOTES.md).
-  const int64_t nth = cpu::pool().size();
-  cpu::parallel_for_dynamic(units, std::max(grain, units / std::max<int64_t>(1, 4 * nth)),
+  // Dynamic chunks: a static split waits for whichever thread the machine
+  // slowed (bench/NOTES.md).
+  cpu::parallel_for_dynamic(units, cpu::balanced_chunk(units, grain),
                             [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_scan_units, a, u0, u1); });
 }
 
@@ -36,11 +35,10 @@ void selective_state_update(const SelectiveStateUpdateArgs& a) {
   // (bench/NOTES.md), so the bar for a second task is lower than for the scan.
   const int64_t work = block * a.dstate;
   const int64_t grain = (kMinWorkPerTask / 8 + work - 1) / work;
-  // Dynamic chunks of about a quarter of a thread's share: the call is as
-  // short as a thread's hand-off, and a static split waits for the later one.
-  const int64_t units = a.batch * nblk, nth = cpu::pool().size();
-  const int64_t chunk = std::max(grain, units / std::max<int64_t>(1, 4 * nth));
-  cpu::parallel_for_dynamic(units, chunk,
+  // Dynamic chunks: the call is as short as a thread's hand-off, and a
+  // static split waits for the later one.
+  const int64_t units = a.batch * nblk;
+  cpu::parallel_for_dynamic(units, cpu::balanced_chunk(units, grain),
                             [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_state_update_units, a, block, u0, u1); });
 }
 
