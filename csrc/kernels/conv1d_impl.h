@@ -175,6 +175,72 @@ struct Conv4x16 {
 };
 #endif
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// The same at AVX2, 8 channels at a time: their 4 weights (32 floats) and 3
+// state taps (24 floats) are loaded whole and deinterleaved with blends and
+// vpermps (the general tile's vgatherdps reads its 8 elements one by one),
+// and the shifted state is written back the same way. Same arithmetic as the
+// general tile below.
+struct Conv4x8 {
+  static __m256i idx(const int32_t* v) { return _mm256_loadu_si256((const __m256i*)v); }
+  // Tap k (0..3) of 8 channels' weights w[8 · 4]: a 4x8 transpose.
+  static void weights(const float* w, __m256 out[4]) {
+    const __m256 a = _mm256_loadu_ps(w), b = _mm256_loadu_ps(w + 8), c = _mm256_loadu_ps(w + 16),
+                 d = _mm256_loadu_ps(w + 24);
+    // ab_lo = [c0t0 c2t0 c0t1 c2t1 | c1t0 c3t0 c1t1 c3t1], ab_hi the same for t2, t3
+    const __m256 ab_lo = _mm256_unpacklo_ps(a, b), ab_hi = _mm256_unpackhi_ps(a, b);
+    const __m256 cd_lo = _mm256_unpacklo_ps(c, d), cd_hi = _mm256_unpackhi_ps(c, d);
+    // tap t: [c0 c2 c4 c6 | c1 c3 c5 c7], put in channel order by vpermps
+    alignas(32) static const int32_t order[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    const __m256i o = idx(order);
+    auto lo64 = [](__m256 x, __m256 y) {
+      return _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(x), _mm256_castps_pd(y)));
+    };
+    auto hi64 = [](__m256 x, __m256 y) {
+      return _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(x), _mm256_castps_pd(y)));
+    };
+    out[0] = _mm256_permutevar8x32_ps(lo64(ab_lo, cd_lo), o);
+    out[1] = _mm256_permutevar8x32_ps(hi64(ab_lo, cd_lo), o);
+    out[2] = _mm256_permutevar8x32_ps(lo64(ab_hi, cd_hi), o);
+    out[3] = _mm256_permutevar8x32_ps(hi64(ab_hi, cd_hi), o);
+  }
+  // Taps 0..2 of 8 channels' state st[8 · 3] (element 3i + j): element 3i + j
+  // is lane (3i + j) % 8 of v[(3i + j) / 8]; tap j's lanes are blended from
+  // v[0..2] where they sit, then put in channel order by vpermps.
+  static void taps(const float* st, __m256 v[3], __m256 h[3]) {
+    alignas(32) static const int32_t order[3][8] = {{0, 3, 6, 1, 4, 7, 2, 5}, {1, 4, 7, 2, 5, 0, 3, 6}, {2, 5, 0, 3, 6, 1, 4, 7}};
+    v[0] = _mm256_loadu_ps(st); v[1] = _mm256_loadu_ps(st + 8); v[2] = _mm256_loadu_ps(st + 16);
+    // lanes of v[1] (first blend) and of v[2] (second) that hold tap j
+    h[0] = _mm256_blend_ps(_mm256_blend_ps(v[0], v[1], 0x92), v[2], 0x24);
+    h[1] = _mm256_blend_ps(_mm256_blend_ps(v[0], v[1], 0x24), v[2], 0x49);
+    h[2] = _mm256_blend_ps(_mm256_blend_ps(v[0], v[1], 0x49), v[2], 0x92);
+    for (int j = 0; j < 3; ++j) h[j] = _mm256_permutevar8x32_ps(h[j], idx(order[j]));
+  }
+  // st[3i + j] = old[3i + j + 1] for j < 2, x[i] for j = 2: the block moves
+  // down by one float (v[q] and v[q + 1] combined), then x goes to every
+  // third position.
+  static void shift(float* st, const __m256 v[3], __m256 x) {
+    alignas(32) static const int32_t next[8] = {1, 2, 3, 4, 5, 6, 7, 0};
+    alignas(32) static const int32_t xi[3][8] = {{0, 0, 0, 0, 0, 1, 0, 0}, {2, 0, 0, 3, 0, 0, 4, 0}, {0, 5, 0, 0, 6, 0, 0, 7}};
+    const __m256i nx = idx(next);
+    const __m256 r0 = _mm256_permutevar8x32_ps(v[0], nx), r1 = _mm256_permutevar8x32_ps(v[1], nx),
+                 r2 = _mm256_permutevar8x32_ps(v[2], nx);
+    // lane 7 of each rotated vector takes the next vector's first float
+    const __m256 o[3] = {_mm256_blend_ps(r0, r1, 0x80), _mm256_blend_ps(r1, r2, 0x80), r2};
+    for (int q = 0; q < 3; ++q) {
+      const __m256 xs = _mm256_permutevar8x32_ps(x, idx(xi[q]));
+      __m256 w = o[q];
+      switch (q) {  // lanes l with (8q + l) % 3 == 2 (blend masks are immediates)
+        case 0: w = _mm256_blend_ps(w, xs, 0x24); break;
+        case 1: w = _mm256_blend_ps(w, xs, 0x49); break;
+        default: w = _mm256_blend_ps(w, xs, 0x92); break;
+      }
+      _mm256_storeu_ps(st + 8 * q, w);
+    }
+  }
+};
+#endif
+
 // Rows [r0, r1), channels [c0, c1): weights and bias are gathered once per
 // vector of channels and reused for every row.
 template <int K>
@@ -201,6 +267,27 @@ static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_
           VF acc = fmadd(VF{w4[3]}, xt, b);
           for (int j = 0; j < 3; ++j) acc = fmadd(VF{w4[j]}, VF{h[j]}, acc);
           Conv4x16::shift(st, v, xt.v);
+          if (a.silu) acc = vsilu(acc);
+          acc.store(a.out + r * a.out_stride + c);
+        }
+        continue;
+      }
+    }
+#elif defined(__AVX2__)
+    if constexpr (K == 4 && VF::W == 8) {
+      if (contiguous && n == 8 && a.weight_stride == 4) {
+        __m256 w4[4];
+        Conv4x8::weights(static_cast<const float*>(a.weight) + c * 4, w4);
+        const VF b = a.bias ? conv_load_any(a.bias, a.bias_dtype, c, n) : VF::zero();
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t slot = a.state_indices ? a.state_indices[r] : r;
+          float* st = a.conv_state + slot * a.state_slot_stride + c * 3;
+          const VF xt = VF::load(a.x + r * a.x_stride + c);
+          __m256 v[3], h[3];
+          Conv4x8::taps(st, v, h);
+          VF acc = fmadd(VF{w4[3]}, xt, b);
+          for (int j = 0; j < 3; ++j) acc = fmadd(VF{w4[j]}, VF{h[j]}, acc);
+          Conv4x8::shift(st, v, xt.v);
           if (a.silu) acc = vsilu(acc);
           acc.store(a.out + r * a.out_stride + c);
         }
