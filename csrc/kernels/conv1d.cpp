@@ -3,14 +3,18 @@
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cpu/threadpool.h"
 #include "kernels/isa_dispatch.h"
+#include "kernels/ssm_q8.h"
 
 namespace nm {
 
 NM_DECLARE_ISA_FN(void causal_conv1d_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1))
+NM_DECLARE_ISA_FN(void causal_conv1d_q8_tile(const CausalConv1dArgs& a, const ConvInt8Io& io, const float* out_inv, int64_t s,
+                                              int64_t t0, int64_t t1, int64_t c0, int64_t c1))
 NM_DECLARE_ISA_FN(void causal_conv1d_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1))
 
 namespace {
@@ -35,9 +39,14 @@ void prefetch_range(const void* p, int64_t bytes) {
 
 }  // namespace
 
-void causal_conv1d(const CausalConv1dArgs& a) {
-  if (a.width < 1 || a.width > kConv1dMaxWidth) throw std::invalid_argument("causal_conv1d: width out of range");
-  if (!a.cu_seqlens && a.nseq != 1) throw std::invalid_argument("causal_conv1d: nseq must be 1 without cu_seqlens");
+namespace {
+
+// Every prefill tile (sequence, token block, channel block) of `a`:
+// tile(seq, t0, t1, c0, c1), on the pool when the call is large enough.
+template <class Tile>
+void for_each_prefill_tile(const CausalConv1dArgs& a, const char* what, Tile&& tile) {
+  if (a.width < 1 || a.width > kConv1dMaxWidth) throw std::invalid_argument(std::string(what) + ": width out of range");
+  if (!a.cu_seqlens && a.nseq != 1) throw std::invalid_argument(std::string(what) + ": nseq must be 1 without cu_seqlens");
   if (a.channels <= 0 || a.nseq <= 0) return;
 
   // Every sequence gets at least one block (an empty one still writes its
@@ -56,7 +65,7 @@ void causal_conv1d(const CausalConv1dArgs& a) {
   auto run_tile = [&](int64_t i) {
     const TokenBlock& b = blocks[(size_t)(i / ncb)];
     const int64_t c0 = (i % ncb) * kChannelBlock, c1 = std::min(a.channels, c0 + kChannelBlock);
-    NM_ISA_CALL(causal_conv1d_tile, a, b.seq, b.t0, b.t1, c0, c1);
+    tile(b.seq, b.t0, b.t1, c0, c1);
   };
   if (max_tasks == 1) {
     for (int64_t i = 0; i < tiles; ++i) run_tile(i);
@@ -66,6 +75,30 @@ void causal_conv1d(const CausalConv1dArgs& a) {
   std::atomic<int64_t> next{0};
   cpu::pool().run((int)std::min<int64_t>(max_tasks, 1 << 20), [&](int, int) {
     for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < tiles;) run_tile(i);
+  });
+}
+
+}  // namespace
+
+void causal_conv1d(const CausalConv1dArgs& a) {
+  for_each_prefill_tile(a, "causal_conv1d", [&](int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+    NM_ISA_CALL(causal_conv1d_tile, a, s, t0, t1, c0, c1);
+  });
+}
+
+// The int8 form (ssm_q8.h): the tiles dequantize their inputs as they load
+// them and quantize their outputs as they store them.
+void causal_conv1d_q8(const CausalConv1dQ8Args& q) {
+  const CausalConv1dArgs& a = q.conv;
+  // 1 / out_scale in float32, as the quantize pass takes it.
+  thread_local std::vector<float> inv;
+  if (a.channels > 0) {
+    if ((int64_t)inv.size() < a.channels) inv.resize((size_t)a.channels);
+    for (int64_t c = 0; c < a.channels; ++c) inv[(size_t)c] = 1.0f / q.io.out_scale[c];
+  }
+  const float* out_inv = inv.data();
+  for_each_prefill_tile(a, "causal_conv1d", [&](int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+    NM_ISA_CALL(causal_conv1d_q8_tile, a, q.io, out_inv, s, t0, t1, c0, c1);
   });
 }
 

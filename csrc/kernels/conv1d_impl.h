@@ -7,7 +7,10 @@
 // Weights [channels, width] and the conv states [.., channels, W-1] are
 // channel-strided; they are gathered / scattered through small stack buffers
 // once per tile.
+#include <type_traits>
+
 #include "kernels/conv1d.h"
+#include "kernels/ssm_q8.h"
 
 namespace nm {
 namespace NM_ISA {
@@ -51,14 +54,21 @@ static inline VF conv_load_any(const void* p, DType t, int64_t i, int n) {
 }
 
 // Tokens [t0, t1) (relative to the sequence start) of sequence `s`, channels
-// [c0, c1), for a compile-time width K.
-template <int K>
-static void conv_prefill_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+// [c0, c1), for a compile-time width K. Q8 (causal_conv1d_q8): the inputs
+// are io->xq dequantized as they are loaded, the outputs quantized with
+// out_inv = 1 / io->out_scale as they are stored (a.x / a.out unused), so the
+// result is that of the dequantize, float conv and quantize passes, with no
+// float copy of either in memory.
+template <int K, bool Q8>
+static void conv_prefill_tile(const CausalConv1dArgs& a, const ConvInt8Io* io, const float* out_inv, int64_t s,
+                              int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
   const int64_t base = a.cu_seqlens ? a.cu_seqlens[s] : 0;
   const int64_t len = a.cu_seqlens ? a.cu_seqlens[s + 1] - base : a.tokens;
-  const float* x = a.x + base * a.x_stride;
-  float* out = a.out + base * a.out_stride;
-  const int64_t xs = a.x_stride, os = a.out_stride;
+  const float* x = Q8 ? nullptr : a.x + base * a.x_stride;
+  float* out = Q8 ? nullptr : a.out + base * a.out_stride;
+  const int8_t* xq = Q8 ? io->xq + base * io->xq_stride : nullptr;
+  int8_t* oq = Q8 ? io->outq + base * io->outq_stride : nullptr;
+  const int64_t xs = Q8 ? io->xq_stride : a.x_stride, os = Q8 ? io->outq_stride : a.out_stride;
   const float* init = a.initial_state ? a.initial_state + s * a.init_seq_stride : nullptr;
   const bool silu = a.silu;
   for (int64_t c = c0; c < c1; c += VF::W) {
@@ -66,39 +76,43 @@ static void conv_prefill_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, 
     VF w[K];
     for (int k = 0; k < K; ++k) w[k] = conv_gather_any(a.weight, a.weight_dtype, c * a.weight_stride + k, a.weight_stride, n);
     const VF b = a.bias ? conv_load_any(a.bias, a.bias_dtype, c, n) : VF::zero();
+    VF in_scale = VF::zero(), inv = VF::zero();
+    if constexpr (Q8) {
+      in_scale = VF::load_partial(io->x_scale + c, n);
+      inv = VF::load_partial(out_inv + c, n);
+    }
+    // Token p's input on channels [c, c + nn) (nn: n, or VF::W known at compile time).
+    auto input = [&](int64_t p, int nn) -> VF {
+      if constexpr (Q8) return vload_i8(xq + p * xs + c, nn) * in_scale;  // x̂ = q · s, exact as the dequantize pass
+      else return nn == VF::W ? VF::load(x + p * xs + c) : VF::load_partial(x + p * xs + c, nn);
+    };
+    auto output = [&](int64_t t, VF v, int nn) {
+      if constexpr (Q8) vstore_i8(oq + t * os + c, v * inv, nn);  // the quantize pass's q(v · (1 / s))
+      else if (nn == VF::W) v.store(out + t * os + c);
+      else v.store_partial(out + t * os + c, nn);
+    };
     // h[j] = in(t - (K-1) + j) for the current token t (starting at t0).
     VF h[K];
     for (int j = 0; j < K - 1; ++j) {
       const int64_t p = t0 - (K - 1) + j;
-      if (p >= 0) h[j] = VF::load_partial(x + p * xs + c, n);
+      if (p >= 0) h[j] = input(p, n);
       else if (init) h[j] = conv_gather(init + c * a.init_ch_stride + (K - 1 + p), a.init_ch_stride, n);
       else h[j] = VF::zero();
     }
-    if (t1 > t0) {  // (x / out may be null for an empty sequence)
-      const float* xp = x + t0 * xs + c;
-      float* op = out + t0 * os + c;
-      if (n == VF::W) {
-        for (int64_t t = t0; t < t1; ++t, xp += xs, op += os) {
-          const VF xt = VF::load(xp);
-          VF acc = fmadd(w[K - 1], xt, b);
-          for (int k = 0; k < K - 1; ++k) acc = fmadd(w[k], h[k], acc);
-          for (int k = 0; k + 1 < K - 1; ++k) h[k] = h[k + 1];
-          if (K > 1) h[K - 2] = xt;
-          if (silu) acc = vsilu(acc);
-          acc.store(op);
-        }
-      } else {
-        for (int64_t t = t0; t < t1; ++t, xp += xs, op += os) {
-          const VF xt = VF::load_partial(xp, n);
-          VF acc = fmadd(w[K - 1], xt, b);
-          for (int k = 0; k < K - 1; ++k) acc = fmadd(w[k], h[k], acc);
-          for (int k = 0; k + 1 < K - 1; ++k) h[k] = h[k + 1];
-          if (K > 1) h[K - 2] = xt;
-          if (silu) acc = vsilu(acc);
-          acc.store_partial(op, n);
-        }
+    // (x / out may be null for an empty sequence: no token is read or written)
+    auto tokens = [&](auto nn) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const VF xt = input(t, nn);
+        VF acc = fmadd(w[K - 1], xt, b);
+        for (int k = 0; k < K - 1; ++k) acc = fmadd(w[k], h[k], acc);
+        for (int k = 0; k + 1 < K - 1; ++k) h[k] = h[k + 1];
+        if (K > 1) h[K - 2] = xt;
+        if (silu) acc = vsilu(acc);
+        output(t, acc, nn);
       }
-    }
+    };
+    if (n == VF::W) tokens(std::integral_constant<int, VF::W>{});
+    else tokens(n);
     // After the last token h holds in(len - (K-1) + j): the final state.
     if (t1 == len && a.final_state) {
       float* fs = a.final_state + s * a.final_seq_stride + c * a.final_ch_stride;
@@ -327,6 +341,16 @@ static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_
   }
 }
 
+template <int K>
+static void conv_prefill_tile_f32(const CausalConv1dArgs& a, int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+  conv_prefill_tile<K, false>(a, nullptr, nullptr, s, t0, t1, c0, c1);
+}
+template <int K>
+static void conv_prefill_tile_q8(const CausalConv1dArgs& a, const ConvInt8Io& io, const float* out_inv, int64_t s,
+                                 int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+  conv_prefill_tile<K, true>(a, &io, out_inv, s, t0, t1, c0, c1);
+}
+
 static_assert(kConv1dMaxWidth == 8, "extend the width switch below");
 
 #define NM_CONV1D_WIDTH_SWITCH(fn, ...)      \
@@ -343,7 +367,12 @@ static_assert(kConv1dMaxWidth == 8, "extend the width switch below");
   }
 
 void causal_conv1d_tile(const CausalConv1dArgs& a, int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
-  NM_CONV1D_WIDTH_SWITCH(conv_prefill_tile, a, s, t0, t1, c0, c1)
+  NM_CONV1D_WIDTH_SWITCH(conv_prefill_tile_f32, a, s, t0, t1, c0, c1)
+}
+
+void causal_conv1d_q8_tile(const CausalConv1dArgs& a, const ConvInt8Io& io, const float* out_inv, int64_t s, int64_t t0,
+                           int64_t t1, int64_t c0, int64_t c1) {
+  NM_CONV1D_WIDTH_SWITCH(conv_prefill_tile_q8, a, io, out_inv, s, t0, t1, c0, c1)
 }
 
 void causal_conv1d_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {

@@ -9,6 +9,7 @@
 // dstate instead: over channels was ~20% faster.) The decode step vectorises
 // over dstate, the state's contiguous axis.
 #include "kernels/selective_scan.h"
+#include "kernels/ssm_q8.h"
 
 namespace nm {
 namespace NM_ISA {
@@ -54,8 +55,8 @@ static const int kScanChunk = 8;
 // Channels [c0, c0 + nc) (nc <= kScanBlock) of batch row b, all in group g,
 // through every token; token-outer so each token's line of u, delta, z and
 // out is used whole. NF > 0: dstate is the compile-time NF.
-template <int NF>
-static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t c0, int nc) {
+template <int NF, bool Q8>
+static void scan_block(const SelectiveScanArgs& a, const Int8Operand* uq, int64_t b, int64_t g, int64_t c0, int nc) {
   constexpr int KMAX = kScanBlock / VF::W;
   constexpr int64_t NMAX = NF > 0 ? NF : kSelectiveScanMaxDstate;
   const int64_t N = NF > 0 ? NF : a.dstate;
@@ -81,7 +82,13 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
   }
   const bool has_bias = a.delta_bias != nullptr, softplus = a.delta_softplus;
 
-  const float* u = a.u + b * a.u_batch_stride + c0;
+  // Q8 (selective_scan_q8): u is uq's int8 values, dequantized as they are
+  // loaded (û = q · s, the float product the dequantize pass would store).
+  const float* u = Q8 ? nullptr : a.u + b * a.u_batch_stride + c0;
+  const int8_t* u8 = Q8 ? uq->q + b * uq->batch_stride + c0 : nullptr;
+  const int64_t u_ts = Q8 ? uq->token_stride : a.u_token_stride;
+  VF uscale[KMAX];
+  for (int k = 0; k < K; ++k) uscale[k] = Q8 ? ld(uq->scale + c0 + k * VF::W, nws[k]) : VF::zero();
   const float* delta = a.delta + b * a.delta_batch_stride + c0;
   const float* Bp = a.B + b * a.B_batch_stride + g * N;
   const float* Cp = a.C + b * a.C_batch_stride + g * N;
@@ -102,7 +109,8 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
       if (l + kPrefetchTokens < a.seqlen) {
         const int64_t lp = l + kPrefetchTokens;
         __builtin_prefetch(delta + lp * a.delta_token_stride);
-        __builtin_prefetch(u + lp * a.u_token_stride);
+        if (Q8) __builtin_prefetch(u8 + lp * u_ts);
+        else __builtin_prefetch(u + lp * u_ts);
         if (z) __builtin_prefetch(z + lp * a.z_token_stride);
         __builtin_prefetch(out + lp * a.out_token_stride, 1);
         __builtin_prefetch(Bp + lp * a.B_token_stride);
@@ -114,7 +122,7 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
         VF dl = ld(delta + l * a.delta_token_stride + o, nw);
         if (has_bias) dl = dl + bias[k];
         if (softplus) dl = vsoftplus(dl);
-        const VF ul = ld(u + l * a.u_token_stride + o, nw);
+        const VF ul = Q8 ? vload_i8(u8 + l * u_ts + o, nw) * uscale[k] : ld(u + l * u_ts + o, nw);
         dls[t][k] = dl;
         dus[t][k] = dl * ul;
         skip[t][k] = ul * Dv[k];
@@ -168,16 +176,24 @@ static void scan_block(const SelectiveScanArgs& a, int64_t b, int64_t g, int64_t
 
 // Work units [u0, u1): unit = (b * ngroups + g) * blocks_per_group + k covers
 // channels [g*hd + k*kScanBlock, min(g*hd + (k+1)*kScanBlock, (g+1)*hd)),
-// hd = dim / ngroups.
-void selective_scan_units(const SelectiveScanArgs& a, int64_t u0, int64_t u1) {
+// hd = dim / ngroups. Q8: u from uq (a.u unused).
+template <bool Q8>
+static void scan_units(const SelectiveScanArgs& a, const Int8Operand* uq, int64_t u0, int64_t u1) {
   const int64_t hd = a.dim / a.ngroups, bpg = (hd + kScanBlock - 1) / kScanBlock;
   for (int64_t unit = u0; unit < u1; ++unit) {
     const int64_t k = unit % bpg, bg = unit / bpg, g = bg % a.ngroups, b = bg / a.ngroups;
     const int64_t c0 = g * hd + k * kScanBlock;
     const int nc = (int)((g + 1) * hd - c0 < kScanBlock ? (g + 1) * hd - c0 : kScanBlock);
-    if (a.dstate == 16) scan_block<16>(a, b, g, c0, nc);
-    else scan_block<0>(a, b, g, c0, nc);
+    if (a.dstate == 16) scan_block<16, Q8>(a, uq, b, g, c0, nc);
+    else scan_block<0, Q8>(a, uq, b, g, c0, nc);
   }
+}
+
+void selective_scan_units(const SelectiveScanArgs& a, int64_t u0, int64_t u1) { scan_units<false>(a, nullptr, u0, u1); }
+
+// The units with u from uq: int8, per-channel scales (selective_scan_q8).
+void selective_scan_q8_units(const SelectiveScanArgs& a, const Int8Operand& uq, int64_t u0, int64_t u1) {
+  scan_units<true>(a, &uq, u0, u1);
 }
 
 // State rows a decode step prefetches ahead of the row it updates.

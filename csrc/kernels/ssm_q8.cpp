@@ -88,18 +88,6 @@ void dequantize_channels_int8(int64_t rows, int64_t channels, const int8_t* q, i
   });
 }
 
-void causal_conv1d_q8(const CausalConv1dQ8Args& a) {
-  const int64_t T = a.conv.tokens, C = a.conv.channels;
-  float* x = scratch(0, T * C);
-  float* out = scratch(1, T * C);
-  dequantize_channels_int8(T, C, a.io.xq, a.io.xq_stride, a.io.x_scale, x, C);
-  CausalConv1dArgs cv = a.conv;
-  cv.x = x; cv.x_stride = C;
-  cv.out = out; cv.out_stride = C;
-  causal_conv1d(cv);
-  quantize_channels_int8(T, C, out, C, a.io.out_scale, a.io.outq, a.io.outq_stride);
-}
-
 void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) {
   const int64_t B = a.conv.batch, C = a.conv.channels;
   float* x = scratch(0, B * C);
@@ -109,16 +97,6 @@ void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) {
   cv.out = x; cv.out_stride = C;  // in place (allowed: same stride)
   causal_conv1d_update(cv);
   quantize_channels_int8(B, C, x, C, a.io.out_scale, a.io.outq, a.io.outq_stride);
-}
-
-void selective_scan_q8(const SelectiveScanQ8Args& a) {
-  const SelectiveScanArgs& f = a.scan;
-  const int64_t Bt = f.batch, L = f.seqlen, D = f.dim, GN = f.ngroups * f.dstate;
-  SelectiveScanArgs s = f;
-  s.u = dequantize(0, a.u, Bt, L, D); s.u_batch_stride = L * D; s.u_token_stride = D;
-  s.B = dequantize(1, a.B, Bt, L, GN); s.B_batch_stride = L * GN; s.B_token_stride = GN;
-  s.C = dequantize(2, a.C, Bt, L, GN); s.C_batch_stride = L * GN; s.C_token_stride = GN;
-  selective_scan(s);
 }
 
 // One token per batch row: an operand's batch stride is its row stride.

@@ -21,10 +21,13 @@
 // a group's dstate values) and the per-(head group, channel range) x scales
 // of sort-and-cluster.
 //
-// Each call dequantizes its int8 operands into float32 scratch and runs the
-// float kernel, then requantizes the conv output: the numerics are exactly
-// the quantized semantics above; the activations are small next to the
-// weights, so the extra passes cost little on a CPU.
+// The numerics are exactly the quantized semantics above, bit for bit the
+// float kernels' on the dequantized inputs. The prefill conv and scan read
+// their int8 inputs directly (each value dequantized in registers as it is
+// loaded, the conv's outputs quantized as they are stored: no float copy of
+// the activations in memory); B and C of the scan, the decode forms and the
+// SSD dequantize into float32 scratch first (a few values per token, or one
+// token per call).
 #pragma once
 #include <cstdint>
 

@@ -210,16 +210,61 @@ t.test('ssdChunkScanQ8: packed sequences, initial states, chunk boundaries', (t)
   t.end();
 });
 
-t.test('the int8 forms equal the float kernels on the dequantized inputs, bit for bit', (t) => {
+t.test('causalConv1dQ8 equals the float conv on the dequantized inputs, quantized, bit for bit (every ISA)', (t) => {
+  // The int8 tiles dequantize and quantize in registers (no float copies):
+  // the same float32 products and conv, so equal to the float kernel's
+  // output quantized here (q = clamp(roundHalfEven(f32(v · f32(1/s))))), and
+  // the final state equal to the float kernel's. Lengths past one token block
+  // (256), channel counts not a multiple of any vector width.
+  const r = rng(16);
+  for (const [channels, width, lens] of [[37, 4, [5, 0, 13, 2]], [200, 4, [300, 3]], [130, 3, [64]], [19, 2, [9, 1]], [24, 1, [4]]] as Array<[number, number, number[]]>) {
+    const tokens = lens.reduce((a, b) => a + b, 0), nseq = lens.length;
+    const cu = new Int32Array(nseq + 1);
+    lens.forEach((l, i) => { cu[i + 1] = cu[i] + l; });
+    const x = randInt8(r, tokens * channels), xScale = scales(r, channels);
+    const outScale = Float32Array.from({ length: channels }, () => Math.fround(0.004 + 0.02 * r()));
+    const weight = uniform(r, channels * width, -0.5, 0.5), bias = uniform(r, channels, -0.2, 0.2);
+    const initialState = randn(r, nseq * channels * (width - 1), 0.5);
+    const inv = Float32Array.from(outScale, (s) => Math.fround(1 / s));
+    forEachIsa((isa) => {
+      const common = { weight, bias, tokens, channels, width, cuSeqlens: cu, initialState, activation: 'silu' as const };
+      const f = kernels.causalConv1d({ ...common, x: Float32Array.from(deq(x, xScale)) });
+      const q = kernels.causalConv1dQ8({ ...common, x, xScale, outScale });
+      const want = new Int8Array(f.out.length);
+      let clamped = 0;
+      for (let i = 0; i < want.length; i++) {
+        const v = Math.fround(f.out[i] * inv[i % channels]);
+        if (Math.abs(v) > 127) clamped++;
+        want[i] = Number.isNaN(v) ? 0 : Math.max(-127, Math.min(127, roundHalfEven(v)));
+      }
+      const tag = `${isa} C=${channels} W=${width} lens=${lens}`;
+      t.same(Array.from(q.out), Array.from(want), `${tag}: int8 output (${clamped} of ${want.length} clamped)`);
+      t.same(Array.from(q.convState), Array.from(f.convState), `${tag}: final state`);
+    });
+  }
+  t.end();
+});
+
+t.test('selectiveScanQ8 equals the float scan on the dequantized inputs, bit for bit (every ISA)', (t) => {
+  // The scan dequantizes u as it loads it (B and C in a pass): the same
+  // float32 inputs, so the same outputs and states as the float kernel.
+  // Channel counts that leave partial vectors, several groups and batch rows,
+  // a dstate other than 16, a z gate and D.
   const r = rng(15);
-  const batch = 1, seqlen = 40, dim = 48, dstate = 16;
-  const u = randInt8(r, seqlen * dim), B = randInt8(r, seqlen * dstate), C = randInt8(r, seqlen * dstate);
-  const uScale = scales(r, dim), BScale = scales(r, dstate), CScale = scales(r, dstate);
-  const delta = uniform(r, seqlen * dim, -3, 0), A = Float32Array.from(uniform(r, dim * dstate, -1, 1.5), (v) => -Math.exp(v));
-  const q = kernels.selectiveScanQ8({ u, uScale, B, BScale, C, CScale, delta, A, deltaSoftplus: true, batch, seqlen, dim, dstate });
-  const f = kernels.selectiveScan({ u: Float32Array.from(deq(u, uScale)), B: Float32Array.from(deq(B, BScale)), C: Float32Array.from(deq(C, CScale)), delta, A, deltaSoftplus: true, batch, seqlen, dim, dstate });
-  t.same(Array.from(q.out), Array.from(f.out), 'out');
-  t.same(Array.from(q.lastState), Array.from(f.lastState), 'last state');
+  for (const [batch, seqlen, dim, dstate, ngroups] of [[1, 40, 48, 16, 1], [2, 19, 37, 16, 1], [1, 9, 40, 5, 2]]) {
+    const u = randInt8(r, batch * seqlen * dim), B = randInt8(r, batch * seqlen * ngroups * dstate), C = randInt8(r, batch * seqlen * ngroups * dstate);
+    const uScale = scales(r, dim), BScale = scales(r, ngroups * dstate), CScale = scales(r, ngroups * dstate);
+    const delta = uniform(r, batch * seqlen * dim, -3, 0), A = Float32Array.from(uniform(r, dim * dstate, -1, 1.5), (v) => -Math.exp(v));
+    const z = randn(r, batch * seqlen * dim), D = uniform(r, dim);
+    const common = { delta, A, z, D, deltaSoftplus: true, batch, seqlen, dim, dstate, ngroups };
+    forEachIsa((isa) => {
+      const q = kernels.selectiveScanQ8({ ...common, u, uScale, B, BScale, C, CScale });
+      const f = kernels.selectiveScan({ ...common, u: Float32Array.from(deq(u, uScale)), B: Float32Array.from(deq(B, BScale)), C: Float32Array.from(deq(C, CScale)) });
+      const tag = `${isa} ${batch}x${seqlen}x${dim} N=${dstate} G=${ngroups}`;
+      t.same(Array.from(q.out), Array.from(f.out), `${tag}: out`);
+      t.same(Array.from(q.lastState), Array.from(f.lastState), `${tag}: last state`);
+    });
+  }
   t.end();
 });
 

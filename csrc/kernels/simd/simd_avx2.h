@@ -88,6 +88,34 @@ static inline VF vpow2i(VF n) {
 // p * 2^n for integral n in [-127, 127] (vexp2; 2^-127 becomes 0).
 static inline VF vmul_pow2(VF p, VF n) { return p * vpow2i(n); }
 static inline VF vrcp_exact(VF a) { return VF{_mm256_div_ps(_mm256_set1_ps(1.0f), a.v)}; }
+// int8 activations (ssm_q8.h): lanes [0, n) of q as floats, 0 beyond; and
+// q = clamp(round half to even(v), ±127), NaN -> 0, into lanes [0, n) (the
+// quantize pass's arithmetic: cvtps2dq rounds half to even in the default mode).
+static inline VF vload_i8(const int8_t* q, int n) {
+  __m128i b;
+  if (n >= 8) {
+    b = _mm_loadl_epi64((const __m128i*)q);
+  } else {
+    int8_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(t, q, (size_t)(n > 0 ? n : 0));
+    b = _mm_loadl_epi64((const __m128i*)t);
+  }
+  return VF{_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b))};
+}
+static inline void vstore_i8(int8_t* q, VF v, int n) {
+  __m256 m = _mm256_and_ps(v.v, _mm256_cmp_ps(v.v, v.v, _CMP_ORD_Q));
+  m = _mm256_min_ps(_mm256_max_ps(m, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+  const __m256i i = _mm256_cvtps_epi32(m);
+  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+  const __m128i b = _mm_packs_epi16(w, w);
+  if (n >= 8) {
+    _mm_storel_epi64((__m128i*)q, b);
+  } else if (n > 0) {
+    int8_t t[16];
+    _mm_storeu_si128((__m128i*)t, b);
+    memcpy(q, t, (size_t)n);
+  }
+}
 // Walsh-Hadamard transform across the 8 lanes, unnormalised: butterfly stages
 // of lane stride 1, 2, 4, each lane pair (u, v) -> (u + v, u - v). Each stage
 // is the partner lane plus or minus this lane (an exact fma by +-1), so the

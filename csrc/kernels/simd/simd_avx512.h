@@ -75,6 +75,18 @@ static inline VF vpow2i(VF n) {
 // p * 2^n for integral n (vexp2): vscalefps, one op.
 static inline VF vmul_pow2(VF p, VF n) { return VF{_mm512_scalef_ps(p.v, n.v)}; }
 static inline VF vrcp_exact(VF a) { return VF{_mm512_div_ps(_mm512_set1_ps(1.0f), a.v)}; }
+// int8 activations (ssm_q8.h): lanes [0, n) of q as floats, 0 beyond; and
+// q = clamp(round half to even(v), ±127), NaN -> 0, into lanes [0, n) (the
+// quantize pass's arithmetic: vcvtps2dq rounds half to even in the default mode).
+static inline VF vload_i8(const int8_t* q, int n) {
+  const __m128i b = n >= 16 ? _mm_loadu_si128((const __m128i*)q) : _mm_maskz_loadu_epi8(VF::tail_mask(n), q);
+  return VF{_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b))};
+}
+static inline void vstore_i8(int8_t* q, VF v, int n) {
+  __m512 m = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v.v, v.v, _CMP_ORD_Q), v.v);
+  m = _mm512_min_ps(_mm512_max_ps(m, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+  _mm_mask_storeu_epi8(q, VF::tail_mask(n), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(m)));
+}
 // Walsh-Hadamard transform across the 16 lanes, unnormalised: butterfly stages
 // of lane stride 1, 2, 4, 8, each lane pair (u, v) -> (u + v, u - v). Each
 // stage is the partner lane plus or minus this lane (an exact fma by +-1), so

@@ -51,6 +51,14 @@ static inline VF vsilu(VF a) { return VF{a.v / (1.0f + expf(-a.v))}; }
 static inline VF vround(VF a) { return VF{nearbyintf(a.v)}; }
 // Walsh-Hadamard transform across the lanes: nothing to do for one lane.
 static inline VF vfwht(VF a) { return a; }
+// int8 activations (ssm_q8.h): lanes [0, n) of q as floats, 0 beyond; and
+// q = clamp(round half to even(v), ±127), NaN -> 0, into lanes [0, n).
+static inline VF vload_i8(const int8_t* q, int n) { return VF{n > 0 ? (float)*q : 0.0f}; }
+static inline void vstore_i8(int8_t* q, VF v, int n) {
+  if (n <= 0) return;
+  const float r = nearbyintf(v.v);
+  *q = r != r ? 0 : (int8_t)(r < -127.0f ? -127.0f : r > 127.0f ? 127.0f : r);
+}
 
 }  // namespace NM_ISA
 }  // namespace nm
