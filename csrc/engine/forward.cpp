@@ -128,7 +128,7 @@ void head(const Model& m, const float* h, const float* residual, int64_t row0, i
 }  // namespace
 
 void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMode mode, float* logits) {
-  BufScope buffers(m.backend());
+  BufScope buffers(m.backend(), &m.buf_cache());
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model, V = c.vocab;
   m.check_context(slot, n);
@@ -147,6 +147,8 @@ void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMod
 }
 
 void decode_step(Model& m, const int32_t* slots, const int32_t* tokens, int64_t batch, float* logits) {
+  // (no BufCache: a recorded step's allocations must come from the backend,
+  // whose step recorder serves them from its arena: step_recorder.h)
   BufScope buffers(m.backend());
   const ModelConfig& c = m.config();
   const int64_t d = c.d_model;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "engine/buffers.h"
 #include "engine/kv_cache.h"
 #include "engine/mapped_file.h"
 
@@ -206,6 +207,8 @@ class Model {
   int64_t reserve_state(int64_t floats);
 
   std::mutex& compute_mutex() { return compute_mu_; }
+  // Activation blocks kept between forward calls (engine/ops.h).
+  BufCache& buf_cache() { return buf_cache_; }
 
   // Every linear layer with its checkpoint name (without ".weight"), in
   // model order: the taps of calibration (forward.h ActivationObserver).
@@ -230,6 +233,7 @@ class Model {
   std::vector<int64_t> positions_;
   std::unique_ptr<KvCache> kv_;
   std::mutex compute_mu_;
+  BufCache buf_cache_;
 };
 
 }  // namespace nm::engine

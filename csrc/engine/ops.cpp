@@ -14,47 +14,6 @@
 namespace nm::engine {
 
 namespace {
-thread_local BufPool* t_buf_pool = nullptr;
-}  // namespace
-
-BufScope::BufScope(Backend& backend) : prev_(t_buf_pool) {
-  pool_.backend = &backend;
-  t_buf_pool = &pool_;
-}
-
-BufScope::~BufScope() {
-  t_buf_pool = prev_;
-  for (float* b : pool_.blocks) pool_.backend->release(b);
-}
-
-Buf::Buf(size_t n) : pool_(t_buf_pool) {
-  if (!pool_) throw std::logic_error("node-mamba: an activation buffer outside a BufScope");
-  // Best fit among the free blocks.
-  size_t best = pool_->blocks.size();
-  for (size_t i = 0; i < pool_->blocks.size(); ++i)
-    if (pool_->caps[i] >= n && (best == pool_->blocks.size() || pool_->caps[i] < pool_->caps[best])) best = i;
-  if (best < pool_->blocks.size()) {
-    block_ = pool_->blocks[best];
-    cap_ = pool_->caps[best];
-    pool_->blocks.erase(pool_->blocks.begin() + (std::ptrdiff_t)best);
-    pool_->caps.erase(pool_->caps.begin() + (std::ptrdiff_t)best);
-    return;
-  }
-  cap_ = n > 0 ? n : 1;
-  block_ = static_cast<float*>(pool_->backend->alloc(cap_ * sizeof(float)));
-}
-
-Buf::~Buf() {
-  // Back to the pool (freed with it), even when a push fails.
-  try {
-    pool_->blocks.push_back(block_);
-    pool_->caps.push_back(cap_);
-  } catch (...) {
-    pool_->backend->release(block_);
-  }
-}
-
-namespace {
 
 thread_local ActivationObserver* t_observer = nullptr;
 
@@ -114,7 +73,7 @@ void accumulate_gram(double* G, const float* x, int64_t xs, int64_t M, int64_t K
 // when the call's backend (its BufScope's) is the host's, else a copy
 // downloaded into `copy`.
 const float* host_rows(const float* x, int64_t xs, int64_t M, int64_t K, std::vector<float>& copy) {
-  Backend* b = t_buf_pool ? t_buf_pool->backend : nullptr;
+  Backend* b = current_buf_backend();
   if (!b || b->host_addressable() || M <= 0 || K <= 0) return x;
   const size_t n = (size_t)((M - 1) * xs + K);
   copy.resize(n);

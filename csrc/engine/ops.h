@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/buffers.h"
 #include "engine/forward.h"
 #include "engine/model.h"
 #include "kernels/linear.h"
@@ -15,69 +16,6 @@
 namespace nm::engine {
 
 class Backend;
-
-// Activation buffers. Within one prefill() / decode_step() call (a BufScope)
-// buffers come from a per-call pool in the model's backend memory
-// (backend.h) and go back to it when they die, so the layers and 512-token
-// chunks after the first reuse the same memory: freshly allocated multi-MB
-// buffers per layer cost page faults, kernel zeroing and std::vector's own
-// zeroing, ~5% of a 2048-token Mamba-2 prefill. Never zeroed: every buffer is
-// fully written by the kernel that produces it before anything reads it. The
-// pool is freed when the call ends. Host code never reads a buffer's floats
-// (they may be device memory): only kernels and Backend::download do.
-struct BufPool {
-  Backend* backend = nullptr;
-  std::vector<float*> blocks;
-  std::vector<size_t> caps;
-};
-
-class BufScope {
- public:
-  explicit BufScope(Backend& backend);
-  ~BufScope();
-  BufScope(const BufScope&) = delete;
-  BufScope& operator=(const BufScope&) = delete;
-
- private:
-  BufPool pool_;
-  BufPool* prev_;
-};
-
-// n floats from the innermost BufScope's pool (a BufScope must be open).
-class Buf {
- public:
-  explicit Buf(size_t n);
-  ~Buf();
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-  float* data() { return block_; }
-  const float* data() const { return block_; }
-
- private:
-  float* block_ = nullptr;
-  size_t cap_ = 0;
-  BufPool* pool_;
-};
-
-// int8 activations from the same pool (a float buffer of a quarter the count).
-class I8Buf {
- public:
-  explicit I8Buf(size_t n) : buf_((n + 3) / 4) {}
-  int8_t* data() { return reinterpret_cast<int8_t*>(buf_.data()); }
-
- private:
-  Buf buf_;
-};
-
-// int32 indices a kernel produces (MoE expert ids), from the same pool.
-class I32Buf {
- public:
-  explicit I32Buf(size_t n) : buf_(n) {}
-  int32_t* data() { return reinterpret_cast<int32_t*>(buf_.data()); }
-
- private:
-  Buf buf_;
-};
 
 // The observer installed on this thread (nullptr: not calibrating).
 ActivationObserver* observer();

@@ -84,6 +84,34 @@ for (let i = 0; i < archs.length; i++) {
     await b.dispose();
   });
 
+  t.test(`${name}: results do not depend on earlier calls (activation memory is reused between calls)`, async (t) => {
+    // A model keeps its activation blocks from call to call (engine/buffers.h
+    // BufCache), unzeroed: a kernel that read a buffer before writing it would
+    // see another call's values. The same prompt and steps, on a fresh model
+    // and after calls of other sizes (a prefill past one 512-token chunk, a
+    // batched step), give the same logits bit for bit.
+    const V = (await load(i)).vocabSize;
+    const prompt = tokensFor(37, V, 11), next = tokensFor(3, V, 12);
+    const run = async (model: MambaModel) => {
+      const seq = await model.createSequence();
+      const rows = [await seq.prefill(prompt)];
+      for (const tok of next) rows.push(await seq.step(tok));
+      await seq.dispose();
+      return rows;
+    };
+    const fresh = await load(i);
+    const want = await run(fresh);
+    fresh.dispose();
+    const used = await load(i);
+    t.teardown(() => used.dispose());
+    const others = [await used.createSequence(), await used.createSequence()];
+    await others[0].prefill(tokensFor(600, V, 13));
+    await others[1].prefill(tokensFor(5, V, 14));
+    await Promise.all(others.map((s, k) => s.step(k + 1)));
+    const got = await run(used);
+    for (let k = 0; k < want.length; k++) t.same(Array.from(got[k]), Array.from(want[k]), `${k === 0 ? 'prefill' : `step ${k}`}: same logits`);
+  });
+
   t.test(`${name}: 8 sequences decoded together equal each decoded alone`, async (t) => {
     const model = await load(i);
     t.teardown(() => model.dispose());
