@@ -9,6 +9,8 @@
 #include <new>
 #include <sstream>
 
+#include "napi/host_blocks.h"
+
 namespace nm::napi {
 
 void ArgReader::type_error(const std::string& name, const std::string& what) const {
@@ -188,14 +190,12 @@ Napi::Float32Array new_f32(Napi::Env env, int64_t n) {
   return Napi::Float32Array::New(env, (size_t)n);
 }
 
-void HostBuffer::Free::operator()(void* p) const { std::free(p); }
+void HostBuffer::Free::operator()(void* p) const { host_block_free(p, bytes); }
 
 void HostBuffer::allocate(size_t bytes, bool zeroed) {
-  const size_t padded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;  // aligned_alloc wants a multiple
-  void* p = std::aligned_alloc(64, padded);
-  if (!p) throw std::bad_alloc();
-  if (zeroed) std::memset(p, 0, padded);
-  p_.reset(p);
+  void* p = host_block_alloc(bytes);  // 64-byte aligned, host_block_size(bytes) bytes
+  if (zeroed) std::memset(p, 0, host_block_size(bytes));
+  p_ = std::unique_ptr<void, Free>(p, Free(bytes));
   bytes_ = bytes;
 }
 
@@ -209,7 +209,7 @@ Napi::ArrayBuffer adopt_array_buffer(Napi::Env env, HostBuffer& h) {
       [](napi_env e, void* d, void* hint) {
         int64_t ignored = 0;
         napi_adjust_external_memory(e, -(int64_t)(uintptr_t)hint, &ignored);
-        std::free(d);
+        host_block_free(d, (size_t)(uintptr_t)hint);
       },
       reinterpret_cast<void*>((uintptr_t)n), &ab);
   if (st == napi_ok) {

@@ -84,10 +84,16 @@ class HostBuffer {
   void* data() const { return p_.get(); }
   template <typename T> T* as() const { return static_cast<T*>(p_.get()); }
   size_t size() const { return bytes_; }
+  // Hands the block over (to be given back with host_block_free(p, size)).
   void* release() { bytes_ = 0; return p_.release(); }
 
  private:
-  struct Free { void operator()(void* p) const; };
+  struct Free {
+    Free() : bytes(0) {}
+    explicit Free(size_t b) : bytes(b) {}
+    void operator()(void* p) const;
+    size_t bytes;  // the request host_block_alloc was given
+  };
   std::unique_ptr<void, Free> p_;
   size_t bytes_ = 0;
 };
