@@ -97,8 +97,13 @@ void paged_attention(const PagedAttentionArgs& a) {
   proto.rows_pad = ceil_div(bq * hpg, 4) * 4;
   const int64_t R = proto.rows_pad, ldd = proto.ldd, bk = proto.bk;
   const int64_t per_thread = round16(2 * R * ldd + R * bk + 3 * R + 2 * bk * ldd);
-  // Zero-filled: padding lanes are never written and must stay finite.
-  std::vector<float> buf((size_t)(per_thread * nalloc + 16), 0.0f);
+  // Zero-filled: padding lanes are never written and must stay finite. The
+  // calling thread's buffer, reused across calls (a fresh one, ~115 KB for a
+  // decode step's call on 2 threads, came from new pages every call).
+  thread_local std::vector<float> buf;
+  const size_t need = (size_t)(per_thread * nalloc + 16);
+  if (buf.size() < need) buf.resize(need);
+  std::fill(buf.begin(), buf.begin() + (std::ptrdiff_t)need, 0.0f);
   float* base = buf.data();
   while (reinterpret_cast<uintptr_t>(base) % 64 != 0) ++base;
 

@@ -13,9 +13,11 @@ namespace {
 // Blocks at least this large are kept (smaller ones come from the C
 // library's free lists, already mapped).
 constexpr size_t kKeepBytes = 64 << 10;
-// At most this many bytes kept: a burst of collected buffers beyond it (V8
-// collects external buffers in batches) goes back to the C library.
-constexpr size_t kCacheBytes = 32 << 20;
+// At most this many bytes kept: V8 collects the buffers in batches, after
+// some tens of MB of them (its external-memory pressure), and a batch larger
+// than the cache goes back to the C library, to be faulted in again. The
+// largest batch is the most those buffers would hold alive anyway.
+constexpr size_t kCacheBytes = 64 << 20;
 
 struct BlockCache {
   std::mutex mu;
