@@ -255,6 +255,13 @@ struct Conv4x8 {
 };
 #endif
 
+// Width 4 in the engine's layout, one vector of channels at a time (the update tile below).
+#if defined(__AVX512F__)
+using Conv4Block = Conv4x16;
+#elif defined(__AVX2__)
+using Conv4Block = Conv4x8;
+#endif
+
 // Rows [r0, r1), channels [c0, c1): weights and bias are gathered once per
 // vector of channels and reused for every row.
 template <int K>
@@ -266,42 +273,22 @@ static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_
   const bool contiguous = K > 1 && cs == K - 1 && a.weight_dtype == DType::F32 && a.weight_stride <= 64;
   for (int64_t c = c0; c < c1; c += VF::W) {
     const int n = (int)(c1 - c < VF::W ? c1 - c : VF::W);
-#if defined(__AVX512F__)
-    if constexpr (K == 4 && VF::W == 16) {
-      if (contiguous && n == 16 && a.weight_stride == 4) {
-        __m512 w4[4];
-        Conv4x16::weights(static_cast<const float*>(a.weight) + c * 4, w4);
+#if defined(__AVX512F__) || defined(__AVX2__)
+    if constexpr (K == 4) {
+      if (contiguous && n == VF::W && a.weight_stride == 4) {
+        using R = decltype(VF::zero().v);
+        R w4[4];
+        Conv4Block::weights(static_cast<const float*>(a.weight) + c * 4, w4);
         const VF b = a.bias ? conv_load_any(a.bias, a.bias_dtype, c, n) : VF::zero();
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t slot = a.state_indices ? a.state_indices[r] : r;
           float* st = a.conv_state + slot * a.state_slot_stride + c * 3;
           const VF xt = VF::load(a.x + r * a.x_stride + c);
-          __m512 v[3], h[3];
-          Conv4x16::taps(st, v, h);
+          R v[3], h[3];
+          Conv4Block::taps(st, v, h);
           VF acc = fmadd(VF{w4[3]}, xt, b);
           for (int j = 0; j < 3; ++j) acc = fmadd(VF{w4[j]}, VF{h[j]}, acc);
-          Conv4x16::shift(st, v, xt.v);
-          if (a.silu) acc = vsilu(acc);
-          acc.store(a.out + r * a.out_stride + c);
-        }
-        continue;
-      }
-    }
-#elif defined(__AVX2__)
-    if constexpr (K == 4 && VF::W == 8) {
-      if (contiguous && n == 8 && a.weight_stride == 4) {
-        __m256 w4[4];
-        Conv4x8::weights(static_cast<const float*>(a.weight) + c * 4, w4);
-        const VF b = a.bias ? conv_load_any(a.bias, a.bias_dtype, c, n) : VF::zero();
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t slot = a.state_indices ? a.state_indices[r] : r;
-          float* st = a.conv_state + slot * a.state_slot_stride + c * 3;
-          const VF xt = VF::load(a.x + r * a.x_stride + c);
-          __m256 v[3], h[3];
-          Conv4x8::taps(st, v, h);
-          VF acc = fmadd(VF{w4[3]}, xt, b);
-          for (int j = 0; j < 3; ++j) acc = fmadd(VF{w4[j]}, VF{h[j]}, acc);
-          Conv4x8::shift(st, v, xt.v);
+          Conv4Block::shift(st, v, xt.v);
           if (a.silu) acc = vsilu(acc);
           acc.store(a.out + r * a.out_stride + c);
         }
