@@ -221,6 +221,18 @@ void qlinear(const QLinearArgs& a) {
     float* xg = scratch<float>(fbuf, a.M * in.groups * kI4Group);
     inputs_in_lane_order(a, in.groups, xg);
     in.xg = xg;
+    float* xs8 = scratch<float>(sbuf, a.M * in.groups * 8);
+    for (int64_t m = 0; m < a.M; ++m)
+      for (int64_t g = 0; g < in.groups; ++g) {
+        const float* x = xg + (m * in.groups + g) * kI4Group;
+        for (int l = 0; l < 8; ++l) {
+          float sum = 0.0f;
+          for (int p = 0; p < 8; ++p)
+            for (int h = 0; h < 2; ++h) sum += x[p * kU4Lanes + h * 8 + l];
+          xs8[(m * in.groups + g) * 8 + l] = sum;
+        }
+      }
+    in.xsum8 = xs8;
     if (a.M == 8) {
       float* xi = scratch<float>(wbuf, 8 * in.groups * kI4Group);
       for (int64_t g = 0; g < in.groups; ++g)

@@ -233,7 +233,7 @@ void tile_w4a16(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, c
 constexpr int64_t kLanesPrefetchBytes = 4096;
 template <int R, int MB, bool Unpacked = false, bool XI = false>
 void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t m0, const uint8_t* w0, int64_t ws,
-                      const float* xi = nullptr) {
+                      const float* xi = nullptr, const float* xsums = nullptr) {
   typename O::F f[R][MB];
   NM_UNROLL_TILE
   for (int r = 0; r < R; ++r)
@@ -258,14 +258,14 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
         lw[r] = O::load_lanes(w0 + r * ws + g * kChunk, half);
       }
     }
-    // Factored: per group, Σ j·x into acc and Σ x into xsum, then
-    // f += s · (acc - 8 xsum).
-    typename O::F acc[kFactored ? R : 1][kFactored ? MB : 1], xsum[kFactored ? MB : 1];
+    // Factored: per group, Σ j·x into acc, then f += s · (acc - 8 xsum),
+    // xsum the group's Σ x per lane (QInput::xsum8, summed once per call:
+    // in the loop it took MB registers and an add per input vector, and the
+    // 2 x 4 tile spilled).
+    typename O::F acc[kFactored ? R : 1][kFactored ? MB : 1];
     if constexpr (kFactored) {
-      for (int m = 0; m < MB; ++m) {
-        xsum[m] = O::fzero();
+      for (int m = 0; m < MB; ++m)
         for (int r = 0; r < R; ++r) acc[r][m] = O::fzero();
-      }
     }
     const float* xg = x0 + g * kI4Group * (XI ? MB : 1);
     NM_UNROLL_TILE
@@ -283,7 +283,6 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
         for (int m = 0; m < MB; ++m) {
           const typename O::F xv = O::fload(xat(m));
           if constexpr (kFactored) {
-            xsum[m] = O::fadd(xsum[m], xv);
             for (int r = 0; r < R; ++r) acc[r][m] = O::fmadd(wv[r], xv, acc[r][m]);
           } else {
             for (int r = 0; r < R; ++r) f[r][m] = O::fmadd(wv[r], xv, f[r][m]);
@@ -294,7 +293,11 @@ void tile_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n, int64_t
     if constexpr (kFactored) {
       for (int r = 0; r < R; ++r) {
         const typename O::F s = O::fset1(a.w_scales[(n + r) * G + g]);
-        for (int m = 0; m < MB; ++m) f[r][m] = O::fmadd(O::fnmadd(O::fset1(8.0f), xsum[m], acc[r][m]), s, f[r][m]);
+        static_assert(!kFactored || O::FW == 8, "QInput::xsum8 holds 8 lanes");
+        for (int m = 0; m < MB; ++m) {
+          const typename O::F xsum = O::fload(xsums + ((m0 + m) * G + g) * 8);
+          f[r][m] = O::fmadd(O::fnmadd(O::fset1(8.0f), xsum, acc[r][m]), s, f[r][m]);
+        }
       }
     }
   }
@@ -328,28 +331,31 @@ inline void unpack_f_rows_lanes(const QLinearArgs& a, int64_t G, int64_t n0, int
 // [m0, m0 + MB). One accumulator chain per output: R · MB chains hide the
 // fma latency (O::kLanesRowsM1 at one input row).
 template <int R, int MB, bool Unpacked>
-void rows_w4a16_lanes_mb(const QLinearArgs& a, const QInput& in, int64_t n, int64_t n1, int64_t m0, const uint8_t* w0, int64_t ws, int64_t wrow0) {
-  for (; n + R <= n1; n += R) tile_w4a16_lanes<R, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
+void rows_w4a16_lanes_mb(const QLinearArgs& a, const QInput& in, int64_t n, int64_t n1, int64_t m0, const uint8_t* w0,
+                         int64_t ws, int64_t wrow0, const float* xsums) {
+  for (; n + R <= n1; n += R) tile_w4a16_lanes<R, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws, nullptr, xsums);
   if constexpr (R > 2) {
-    for (; n + R / 2 <= n1; n += R / 2) tile_w4a16_lanes<R / 2, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
+    for (; n + R / 2 <= n1; n += R / 2)
+      tile_w4a16_lanes<R / 2, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws, nullptr, xsums);
   }
-  for (; n < n1; ++n) tile_w4a16_lanes<1, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws);
+  for (; n < n1; ++n) tile_w4a16_lanes<1, MB, Unpacked>(a, in, n, m0, w0 + (n - wrow0) * ws, ws, nullptr, xsums);
 }
 
 // Input rows [0, M) in passes of O::kLanesInRows (then those left) over weight
 // rows [b0, b1) (w0: row wrow0's weights, rows ws bytes apart).
 template <bool Unpacked>
-void passes_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t b0, int64_t b1, const uint8_t* w0, int64_t ws, int64_t wrow0) {
+void passes_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t b0, int64_t b1, const uint8_t* w0, int64_t ws,
+                        int64_t wrow0, const float* xsums) {
   constexpr int R = O::kLanesRows, MB = O::kLanesInRows;
   static_assert(MB == 2 || MB == 4, "input rows per pass");
   int64_t m0 = 0;
-  for (; m0 + MB <= a.M; m0 += MB) rows_w4a16_lanes_mb<R, MB, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
+  for (; m0 + MB <= a.M; m0 += MB) rows_w4a16_lanes_mb<R, MB, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0, xsums);
   const int64_t left = a.M - m0;  // < MB
   if constexpr (MB == 4) {
-    if (left == 3) return rows_w4a16_lanes_mb<R, 3, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
+    if (left == 3) return rows_w4a16_lanes_mb<R, 3, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0, xsums);
   }
-  if (left == 2) rows_w4a16_lanes_mb<R, 2, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
-  else if (left == 1) rows_w4a16_lanes_mb<R, 1, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0);
+  if (left == 2) rows_w4a16_lanes_mb<R, 2, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0, xsums);
+  else if (left == 1) rows_w4a16_lanes_mb<R, 1, Unpacked>(a, in, b0, b1, m0, w0, ws, wrow0, xsums);
 }
 
 // W4A16 weight rows [n0, n1) for all M input rows in lane order, in blocks
@@ -359,7 +365,8 @@ void passes_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t b0, int6
 // (measured at 8 and 16 sequences: bench/NOTES.md).
 void rows_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* ub) {
   const uint8_t* w = static_cast<const uint8_t*>(a.w);
-  if (a.M == 1) return rows_w4a16_lanes_mb<O::kLanesRowsM1, 1, false>(a, in, n0, n1, 0, w, a.w_stride, 0);
+  const float* xsums = in.xsum8;
+  if (a.M == 1) return rows_w4a16_lanes_mb<O::kLanesRowsM1, 1, false>(a, in, n0, n1, 0, w, a.w_stride, 0, xsums);
   if constexpr (O::kLanesRows8 > 0) {
     // 8 input rows (8 sequences' decode) in one pass over the weights, each
     // group widened once for all 8, the inputs interleaved (QInput::xi).
@@ -376,10 +383,10 @@ void rows_w4a16_lanes(const QLinearArgs& a, const QInput& in, int64_t n0, int64_
   for (int64_t b0 = n0; b0 < n1; b0 += kQLinearUnpackRows) {
     const int64_t b1 = b0 + kQLinearUnpackRows < n1 ? b0 + kQLinearUnpackRows : n1;
     if (a.M <= kQLinearStreamRows) {
-      passes_w4a16_lanes<false>(a, in, b0, b1, w, a.w_stride, 0);
+      passes_w4a16_lanes<false>(a, in, b0, b1, w, a.w_stride, 0, xsums);
     } else {
       unpack_f_rows_lanes(a, in.groups, b0, b1, reinterpret_cast<float*>(ub));
-      passes_w4a16_lanes<true>(a, in, b0, b1, ub, ws, b0);
+      passes_w4a16_lanes<true>(a, in, b0, b1, ub, ws, b0, xsums);
     }
   }
 }

@@ -69,6 +69,11 @@ struct QInput {
   // (qlinear_u4_lanes): [M, groups · 128] float inputs in lane order
   // (u4_lane_element), 0 past K; xf is then unused.
   const float* xg = nullptr;
+  // ... and per input row and group its sums over the 8 nibble positions p
+  // and two halves h of x[p·16 + h·8 + l], in that order, for l = 0..7:
+  // [M, groups, 8] (the Σ x of the 8-lane tiles that factor the group scale
+  // out: qlinear_x86_ops.h kLanesFactored).
+  const float* xsum8 = nullptr;
   // ... and with exactly 8 input rows, xg interleaved per group and nibble
   // position, [groups][8 positions p][8 rows][16]: one base address reaches
   // all 8 rows (the levels with 8-row passes read it, qlinear_impl.h).
