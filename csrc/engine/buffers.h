@@ -30,8 +30,9 @@ struct BufPool {
 // prefill): a BufScope given the cache starts with its blocks and leaves all
 // of its own there, so after the first call of a size no call allocates (and
 // faults in) its activations again, as an inference engine keeps its compute
-// buffers. A 512-token prefill faulted in ~14 MB per call (bench/NOTES.md).
-// It holds about what the largest calls used; the model releases it.
+// buffers (fresh pages cost a fault each, and a VM's faults are slow:
+// bench/NOTES.md). It holds about what the largest calls used; the model
+// releases it.
 class BufCache {
  public:
   // Moves the cached blocks into `pool` (empty before).

@@ -98,8 +98,8 @@ void paged_attention(const PagedAttentionArgs& a) {
   const int64_t R = proto.rows_pad, ldd = proto.ldd, bk = proto.bk;
   const int64_t per_thread = round16(2 * R * ldd + R * bk + 3 * R + 2 * bk * ldd);
   // Zero-filled: padding lanes are never written and must stay finite. The
-  // calling thread's buffer, reused across calls (a fresh one, ~115 KB for a
-  // decode step's call on 2 threads, came from new pages every call).
+  // calling thread's buffer, reused across calls (a fresh one of this size
+  // came from new pages every call).
   thread_local std::vector<float> buf;
   const size_t need = (size_t)(per_thread * nalloc + 16);
   if (buf.size() < need) buf.resize(need);

@@ -2,8 +2,8 @@
 // 64-byte aligned blocks. Large blocks that V8 collects go back to a
 // process-wide cache for the next allocation of the same size instead of to
 // the C library, which returns such blocks to the kernel: a decode step's
-// logits (vocab floats, ~200 KB) then faulted in ~50 fresh pages per step,
-// ~10 us each on a virtual machine (bench/NOTES.md).
+// logits (vocab floats) were then faulted in again every step, page by page
+// (slow on a virtual machine: bench/NOTES.md).
 #pragma once
 #include <cstddef>
 
