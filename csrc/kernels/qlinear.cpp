@@ -31,7 +31,9 @@ bool wide_i8_for_level() {
   }
 }
 
-bool u4_lanes_for_level() {
+// W4A16's input layout at the active level: 0 rows; 1 lane order; 2 lane
+// order, the tiles factoring the group scale out (they read QInput::xsum8).
+int u4_lanes_for_level() {
   switch (cpu::active_isa()) {
 #if defined(__x86_64__) || defined(_M_X64)
     case cpu::Isa::Avx512Vnni: return avx512vnni::qlinear_u4_lanes();
@@ -217,12 +219,12 @@ void qlinear(const QLinearArgs& a) {
     else cpu::parallel_for(a.M, std::max<int64_t>(1, (int64_t(1) << 14) / in.Kp), prepare_rows);
     in.q = q; in.gsum = gsum; in.rowsum = rowsum; in.nan_row = nan_row;
     in.q16 = q16;
-  } else if (u4_lanes_for_level()) {
+  } else if (const int lanes = u4_lanes_for_level()) {
     float* xg = scratch<float>(fbuf, a.M * in.groups * kI4Group);
     inputs_in_lane_order(a, in.groups, xg);
     in.xg = xg;
-    float* xs8 = scratch<float>(sbuf, a.M * in.groups * 8);
-    for (int64_t m = 0; m < a.M; ++m)
+    float* xs8 = lanes == 2 ? scratch<float>(sbuf, a.M * in.groups * 8) : nullptr;
+    for (int64_t m = 0; xs8 && m < a.M; ++m)
       for (int64_t g = 0; g < in.groups; ++g) {
         const float* x = xg + (m * in.groups + g) * kI4Group;
         for (int l = 0; l < 8; ++l) {

@@ -549,12 +549,13 @@ void q8_block_quantize_rows(const float* x, int64_t xs, const int32_t* x_rows, i
   }
 }
 
-// Whether W4A16 reads its weights in lane order (QInput::xg).
-bool qlinear_u4_lanes() {
+// Whether W4A16 reads its weights in lane order (QInput::xg): 0 no, 1 yes,
+// 2 yes with the group scale factored out (the tiles read QInput::xsum8).
+int qlinear_u4_lanes() {
 #if defined(NM_QLINEAR_U4_LANES)
-  return true;
+  return O::kLanesFactored ? 2 : 1;
 #else
-  return false;
+  return 0;
 #endif
 }
 

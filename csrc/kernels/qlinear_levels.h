@@ -15,7 +15,7 @@ namespace nm {
   void qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1, uint8_t* scratch); \
   bool qlinear_quantize_row(const float* x, int64_t K, float inv, int8_t* q);                          \
   bool qlinear_wide_i8();                                                                              \
-  bool qlinear_u4_lanes();                                                                             \
+  int qlinear_u4_lanes();                                                                              \
   void q8_block_quantize_rows(const float* x, int64_t xs, const int32_t* x_rows, int64_t m0, int64_t m1, int64_t K,   \
                           int8_t* q, float* d, int32_t* sum);
 namespace scalar { NM_QLINEAR_DECLS }
