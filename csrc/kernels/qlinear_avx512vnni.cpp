@@ -48,6 +48,10 @@ struct O : Ops512 {
   // Packed panels hold signed weights: offset here, once per vector.
   static PV pflip_i8(PV w) { return _mm512_xor_si512(w, _mm512_set1_epi8(-128)); }
   static PV pdot_u4x2(PV acc, PV u0, PV x0, PV u1, PV x1) { return dpbusd(dpbusd(acc, u0, x0), u1, x1); }
+  // One dot product per weight vector and input row: at decode's few input
+  // rows the weight stream, not the products, bounds a tile, so streaming
+  // tiles are one packed panel wide (qlinear_packed.h packed_np).
+  static constexpr bool kOneStreamTiles = true;
 };
 
 }  // namespace

@@ -45,12 +45,19 @@ constexpr int64_t kPackedPrefetch = 2048;
 // streams per tile, or prefetches into L2 only, stream slower from DRAM).
 constexpr int64_t kStreamPrefetch = 4096;
 
+// Whether streaming tiles of several input rows are one packed panel wide
+// (packed_np): at VNNI; at the levels whose int8 products take several
+// instructions the products bound such a tile, and wider tiles share each
+// input broadcast among more panels.
+constexpr bool kOneStreamTiles = O::kOneStreamTiles;
+
 // The prefetch of a tile's vector p of its level panel j, `in.stream` only:
-// one per packed vector (the first of its kSub level panels).
+// a one-stream tile (see packed_np) prefetches into L1 once per packed
+// vector (at its first level panel); others into L2.
 template <int MB>
 inline void prefetch_packed(const QInput& in, const uint8_t* p, int j) {
   if (!in.stream) return;
-  if (MB > 1) O::prefetch(p + kPackedPrefetch);
+  if (MB > 1 && !kOneStreamTiles) O::prefetch(p + kPackedPrefetch);
   else if (j % kSub == 0) O::prefetch_l1(p + kStreamPrefetch);
 }
 
@@ -259,61 +266,73 @@ void packed_tile_ggml(const QLinearArgs& a, const QInput& in, int64_t q0, int64_
   }
 }
 
-// Q8_0 / Q4_0: level panels per micro-tile of MB input rows, and the tile height
-// for many rows (accumulators, sums, weights and scales in registers).
-template <int MB>
+// Q8_0 / Q4_0: level panels per micro-tile of MB input rows (one packed
+// panel where the weights stream at the VNNI level, as packed_np), and
+// the tile height for many rows (accumulators, sums, weights and scales in
+// registers).
+template <int MB, bool Stream>
 constexpr int block_panel_np() {
-  if constexpr (MB == 1) return kSub;  // one packed panel: one stream (kStreamPrefetch)
+  if constexpr (MB == 1 || (Stream && kOneStreamTiles)) return kSub;  // one packed panel: one stream (kStreamPrefetch)
   if constexpr (O::kPR == 16) return MB <= 2 ? 3 : 2;
   else return 1;
 }
 constexpr int kBlockPanelMB = 4;
 
-template <bool Q4, int MB>
+template <bool Q4, int MB, bool Stream>
 void ggml_mtile(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t q1, int64_t m0) {
-  constexpr int NP = block_panel_np<MB>();
+  constexpr int NP = block_panel_np<MB, Stream>();
   int64_t q = q0;
   for (; q + NP <= q1; q += NP) packed_tile_ggml<Q4, MB, NP>(a, in, q, m0);
   for (; q < q1; ++q) packed_tile_ggml<Q4, MB, 1>(a, in, q, m0);
 }
 
-template <bool Q4, int MB>
+template <bool Q4, int MB, bool Stream>
 void ggml_mtile_rest(const QLinearArgs& a, const QInput& in, int64_t q0, int64_t q1, int64_t m0, int64_t rest) {
   if constexpr (MB > 1) {
-    if (rest < MB) return ggml_mtile_rest<Q4, MB - 1>(a, in, q0, q1, m0, rest);
+    if (rest < MB) return ggml_mtile_rest<Q4, MB - 1, Stream>(a, in, q0, q1, m0, rest);
   }
-  ggml_mtile<Q4, MB>(a, in, q0, q1, m0);
+  ggml_mtile<Q4, MB, Stream>(a, in, q0, q1, m0);
 }
 
 // Weight rows [n0, n1) (n0 a multiple of kPanelRows) of Q8_0 / Q4_0 panels
 // for all M input rows, blocked as rows_packed.
-template <bool Q4>
-void rows_packed_ggml(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+template <bool Q4, bool Stream>
+void rows_packed_ggml_blocks(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
   constexpr int MB = kBlockPanelMB;
-  constexpr int64_t block = kQLinearPanelRows / O::kPR > 2 ? kQLinearPanelRows / O::kPR : 2;
+  constexpr int NP = block_panel_np<MB, Stream>();
+  constexpr int64_t block = Stream && kOneStreamTiles ? NP : kQLinearPanelRows / O::kPR > 2 ? kQLinearPanelRows / O::kPR : 2;
   const int64_t q0 = n0 / O::kPR, q1 = (n1 + O::kPR - 1) / O::kPR;
-  if (a.M < MB) return ggml_mtile_rest<Q4, MB - 1>(a, in, q0, q1, 0, a.M);
+  if (a.M < MB) return ggml_mtile_rest<Q4, MB - 1, Stream>(a, in, q0, q1, 0, a.M);
   for (int64_t b0 = q0; b0 < q1; b0 += block) {
     const int64_t b1 = b0 + block < q1 ? b0 + block : q1;
     int64_t m0 = 0;
-    for (; m0 + MB <= a.M; m0 += MB) ggml_mtile<Q4, MB>(a, in, b0, b1, m0);
-    if (m0 < a.M) ggml_mtile_rest<Q4, MB - 1>(a, in, b0, b1, m0, a.M - m0);
+    for (; m0 + MB <= a.M; m0 += MB) ggml_mtile<Q4, MB, Stream>(a, in, b0, b1, m0);
+    if (m0 < a.M) ggml_mtile_rest<Q4, MB - 1, Stream>(a, in, b0, b1, m0, a.M - m0);
   }
 }
 
+template <bool Q4>
+void rows_packed_ggml(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  if (in.stream) rows_packed_ggml_blocks<Q4, true>(a, in, n0, n1);
+  else rows_packed_ggml_blocks<Q4, false>(a, in, n0, n1);
+}
+
 // Level panels per micro-tile of MB input rows (the accumulators, weight
-// vectors and broadcasts fit the level's registers).
-template <bool W8, int MB>
+// vectors and broadcasts fit the level's registers). Where the weights
+// stream from memory (Stream: decode's few input rows) the VNNI level takes
+// one packed panel (one sequential stream) at every MB: several streams per
+// tile read memory slower than its dot products need it (bench/NOTES.md).
+template <bool W8, int MB, bool Stream>
 constexpr int packed_np() {
-  if constexpr (MB == 1) return kSub;  // one packed panel: one stream (kStreamPrefetch)
+  if constexpr (MB == 1 || (Stream && kOneStreamTiles)) return kSub;  // one packed panel: one stream (kStreamPrefetch)
   if constexpr (W8) return MB <= 2 ? 4 : MB <= 4 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI8;
   else return MB <= 2 ? (O::kPR == 16 ? 4 : 2) : O::kPanelNPI4;
 }
 
 // Input rows [m0, m0 + MB) against level panels [q0, q1).
-template <bool W8, int MB>
+template <bool W8, int MB, bool Stream>
 void packed_mtile(const QLinearArgs& a, const QInput& in, int64_t prb, int64_t q0, int64_t q1, int64_t m0) {
-  constexpr int NP = packed_np<W8, MB>();
+  constexpr int NP = packed_np<W8, MB, Stream>();
   int64_t q = q0;
   for (; q + NP <= q1; q += NP) {
     if constexpr (W8) packed_tile_w8a8<MB, NP>(a, in, prb, q, m0);
@@ -326,34 +345,41 @@ void packed_mtile(const QLinearArgs& a, const QInput& in, int64_t prb, int64_t q
 }
 
 // The rest (1 <= rest <= MB) input rows from m0, in micro-tiles of that height.
-template <bool W8, int MB>
+template <bool W8, int MB, bool Stream>
 void packed_mtile_rest(const QLinearArgs& a, const QInput& in, int64_t prb, int64_t q0, int64_t q1, int64_t m0,
                        int64_t rest) {
   if constexpr (MB > 1) {
-    if (rest < MB) return packed_mtile_rest<W8, MB - 1>(a, in, prb, q0, q1, m0, rest);
+    if (rest < MB) return packed_mtile_rest<W8, MB - 1, Stream>(a, in, prb, q0, q1, m0, rest);
   }
-  packed_mtile<W8, MB>(a, in, prb, q0, q1, m0);
+  packed_mtile<W8, MB, Stream>(a, in, prb, q0, q1, m0);
 }
 
 // Weight rows [n0, n1) (n0 a multiple of kPanelRows) for all M input rows:
 // fewer input rows than one micro-tile take every panel in one pass; more
 // go block by block, kQLinearPanelRows rows at a time as the per-call pack
 // does (the block's panels stay in L1 while every tile of input rows
-// passes over them).
-template <bool W8>
-void rows_packed(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+// passes over them), or, streaming one-panel tiles, one tile's panels at a
+// time (one sequential stream).
+template <bool W8, bool Stream>
+void rows_packed_blocks(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
   constexpr int MB = W8 ? O::kPanelMBI8 : O::kPanelMBI4;
-  constexpr int NP = packed_np<W8, MB>();
-  constexpr int64_t block = kQLinearPanelRows / O::kPR > NP ? kQLinearPanelRows / O::kPR : NP;
+  constexpr int NP = packed_np<W8, MB, Stream>();
+  constexpr int64_t block = Stream && kOneStreamTiles ? NP : kQLinearPanelRows / O::kPR > NP ? kQLinearPanelRows / O::kPR : NP;
   const int64_t prb = dtype_panel_row_bytes(a.w_dtype, a.K);
   const int64_t q0 = n0 / O::kPR, q1 = (n1 + O::kPR - 1) / O::kPR;
-  if (a.M < MB) return packed_mtile_rest<W8, MB - 1>(a, in, prb, q0, q1, 0, a.M);
+  if (a.M < MB) return packed_mtile_rest<W8, MB - 1, Stream>(a, in, prb, q0, q1, 0, a.M);
   for (int64_t b0 = q0; b0 < q1; b0 += block) {
     const int64_t b1 = b0 + block < q1 ? b0 + block : q1;
     int64_t m0 = 0;
-    for (; m0 + MB <= a.M; m0 += MB) packed_mtile<W8, MB>(a, in, prb, b0, b1, m0);
-    if (m0 < a.M) packed_mtile_rest<W8, MB - 1>(a, in, prb, b0, b1, m0, a.M - m0);
+    for (; m0 + MB <= a.M; m0 += MB) packed_mtile<W8, MB, Stream>(a, in, prb, b0, b1, m0);
+    if (m0 < a.M) packed_mtile_rest<W8, MB - 1, Stream>(a, in, prb, b0, b1, m0, a.M - m0);
   }
+}
+
+template <bool W8>
+void rows_packed(const QLinearArgs& a, const QInput& in, int64_t n0, int64_t n1) {
+  if (in.stream) rows_packed_blocks<W8, true>(a, in, n0, n1);
+  else rows_packed_blocks<W8, false>(a, in, n0, n1);
 }
 
 #else  // the portable level: plain loops over the same layout

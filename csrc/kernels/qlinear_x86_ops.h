@@ -127,6 +127,9 @@ struct Ops512 : OpsQuad {
   // Panels (qlinear_panel.h): 16 rows; input rows x panels per micro-tile.
   static constexpr int kPR = 16;
   static constexpr int kPanelMBI8 = 8, kPanelNPI8 = 2, kPanelMBI4 = 4, kPanelNPI4 = 2;
+  // Whether streaming tiles of several input rows are one packed panel wide
+  // (qlinear_packed.h packed_np): where a product costs one instruction (VNNI).
+  static constexpr bool kOneStreamTiles = false;
   using PV = __m512i;
   static PV pzero() { return _mm512_setzero_si512(); }
   static PV pload(const uint8_t* p) { return _mm512_load_si512((const void*)p); }
@@ -366,6 +369,7 @@ struct O : OpsQuad {
   // Panels (qlinear_panel.h): 8 rows; input rows x panels per micro-tile.
   static constexpr int kPR = 8;
   static constexpr int kPanelMBI8 = 4, kPanelNPI8 = 2, kPanelMBI4 = 4, kPanelNPI4 = 1;
+  static constexpr bool kOneStreamTiles = false;  // (see Ops512)
   using PV = __m256i;
   static PV pzero() { return _mm256_setzero_si256(); }
   static PV pload(const uint8_t* p) { return _mm256_load_si256((const __m256i*)p); }
