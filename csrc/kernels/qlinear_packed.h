@@ -53,12 +53,17 @@ constexpr bool kOneStreamTiles = O::kOneStreamTiles;
 
 // The prefetch of a tile's vector p of its level panel j, `in.stream` only:
 // a one-stream tile (see packed_np) prefetches into L1 once per packed
-// vector (at its first level panel); others into L2.
+// vector (at its first level panel); others into L2. At VNNI non-temporal:
+// weights read once per step then leave the outer caches to the sequences'
+// states (8 sequences' Mamba states are larger than L2; bench/NOTES.md).
 template <int MB>
 inline void prefetch_packed(const QInput& in, const uint8_t* p, int j) {
   if (!in.stream) return;
   if (MB > 1 && !kOneStreamTiles) O::prefetch(p + kPackedPrefetch);
-  else if (j % kSub == 0) O::prefetch_l1(p + kStreamPrefetch);
+  else if (j % kSub == 0) {
+    if constexpr (kOneStreamTiles) O::prefetch_nta(p + kStreamPrefetch);
+    else O::prefetch_l1(p + kStreamPrefetch);
+  }
 }
 
 // Group 0 of level panel q (rows q·kPR ..); groups are kPackedVec bytes apart.

@@ -107,6 +107,8 @@ struct Ops512 : OpsQuad {
   // rows per tile in passes of 8 input rows (each weight widened once for 8).
   static constexpr int kLanesRowsM1 = 8, kLanesRows = 4, kLanesInRows = 4, kLanesRows8 = 2;
   static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+  // Into L1, marked for early eviction (not kept in the outer caches).
+  static void prefetch_nta(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_NTA); }
   // The group at p; `half`: only its first chunk exists (32 bytes; lanes
   // 8..15 read as 0, whose inputs are 0 in lane order).
   static L load_lanes(const uint8_t* p, bool half) {
@@ -330,6 +332,8 @@ struct O : OpsQuad {
   static LT u4_lane_table(float s) { return s; }
   static constexpr int kLanesRowsM1 = 4, kLanesRows = 2, kLanesInRows = 4, kLanesRows8 = 0;  // no 8-row passes
   static void prefetch_l1(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+  // Into L1, marked for early eviction (not kept in the outer caches).
+  static void prefetch_nta(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_NTA); }
   // The group at p; `half`: only its first chunk exists (lanes 8..15 read as
   // 0, whose inputs are 0 in lane order).
   static L load_lanes(const uint8_t* p, bool half) {
