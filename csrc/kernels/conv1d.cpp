@@ -16,6 +16,8 @@ NM_DECLARE_ISA_FN(void causal_conv1d_tile(const CausalConv1dArgs& a, int64_t s, 
 NM_DECLARE_ISA_FN(void causal_conv1d_q8_tile(const CausalConv1dArgs& a, const ConvInt8Io& io, const float* out_inv, int64_t s,
                                               int64_t t0, int64_t t1, int64_t c0, int64_t c1))
 NM_DECLARE_ISA_FN(void causal_conv1d_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1))
+NM_DECLARE_ISA_FN(void causal_conv1d_update_q8_tile(const CausalConv1dUpdateArgs& a, const ConvInt8Io& io, const float* out_inv,
+                                                     int64_t r0, int64_t r1, int64_t c0, int64_t c1))
 
 namespace {
 
@@ -78,31 +80,21 @@ void for_each_prefill_tile(const CausalConv1dArgs& a, const char* what, Tile&& t
   });
 }
 
-}  // namespace
-
-void causal_conv1d(const CausalConv1dArgs& a) {
-  for_each_prefill_tile(a, "causal_conv1d", [&](int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
-    NM_ISA_CALL(causal_conv1d_tile, a, s, t0, t1, c0, c1);
-  });
-}
-
-// The int8 form (ssm_q8.h): the tiles dequantize their inputs as they load
-// them and quantize their outputs as they store them.
-void causal_conv1d_q8(const CausalConv1dQ8Args& q) {
-  const CausalConv1dArgs& a = q.conv;
-  // 1 / out_scale in float32, as the quantize pass takes it.
+// 1 / out_scale in float32 per channel, as the quantize pass takes it (the
+// calling thread's buffer, reused).
+const float* out_inverse(const ConvInt8Io& io, int64_t channels) {
   thread_local std::vector<float> inv;
-  if (a.channels > 0) {
-    if ((int64_t)inv.size() < a.channels) inv.resize((size_t)a.channels);
-    for (int64_t c = 0; c < a.channels; ++c) inv[(size_t)c] = 1.0f / q.io.out_scale[c];
+  if (channels > 0) {
+    if ((int64_t)inv.size() < channels) inv.resize((size_t)channels);
+    for (int64_t c = 0; c < channels; ++c) inv[(size_t)c] = 1.0f / io.out_scale[c];
   }
-  const float* out_inv = inv.data();
-  for_each_prefill_tile(a, "causal_conv1d", [&](int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
-    NM_ISA_CALL(causal_conv1d_q8_tile, a, q.io, out_inv, s, t0, t1, c0, c1);
-  });
+  return inv.data();
 }
 
-void causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
+// The decode update's tiles over (channel block, row) items, rows fastest,
+// on the pool: tile(r0, r1, c0, c1).
+template <class Tile>
+void for_each_update_tile(const CausalConv1dUpdateArgs& a, const Tile& tile) {
   if (a.width < 1 || a.width > kConv1dMaxWidth) throw std::invalid_argument("causal_conv1d_update: width out of range");
   if (a.channels <= 0 || a.batch <= 0) return;
   const int64_t ncb = (a.channels + kChannelBlock - 1) / kChannelBlock;
@@ -133,9 +125,42 @@ void causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
     for (int64_t i = i0; i < i1;) {
       const int64_t cb = i / a.batch, r0 = i % a.batch, r1 = std::min(a.batch, r0 + (i1 - i));
       const int64_t c0 = cb * kChannelBlock;
-      NM_ISA_CALL(causal_conv1d_update_tile, a, r0, r1, c0, std::min(a.channels, c0 + kChannelBlock));
+      tile(r0, r1, c0, std::min(a.channels, c0 + kChannelBlock));
       i += r1 - r0;
     }
+  });
+}
+
+}  // namespace
+
+void causal_conv1d(const CausalConv1dArgs& a) {
+  for_each_prefill_tile(a, "causal_conv1d", [&](int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+    NM_ISA_CALL(causal_conv1d_tile, a, s, t0, t1, c0, c1);
+  });
+}
+
+// The int8 form (ssm_q8.h): the tiles dequantize their inputs as they load
+// them and quantize their outputs as they store them.
+void causal_conv1d_q8(const CausalConv1dQ8Args& q) {
+  const CausalConv1dArgs& a = q.conv;
+  const float* out_inv = out_inverse(q.io, a.channels);
+  for_each_prefill_tile(a, "causal_conv1d", [&](int64_t s, int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+    NM_ISA_CALL(causal_conv1d_q8_tile, a, q.io, out_inv, s, t0, t1, c0, c1);
+  });
+}
+
+void causal_conv1d_update(const CausalConv1dUpdateArgs& a) {
+  for_each_update_tile(a, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    NM_ISA_CALL(causal_conv1d_update_tile, a, r0, r1, c0, c1);
+  });
+}
+
+// The int8 form (ssm_q8.h), as causal_conv1d_q8.
+void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& q) {
+  const CausalConv1dUpdateArgs& a = q.conv;
+  const float* out_inv = out_inverse(q.io, a.channels);
+  for_each_update_tile(a, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    NM_ISA_CALL(causal_conv1d_update_q8_tile, a, q.io, out_inv, r0, r1, c0, c1);
   });
 }
 

@@ -263,9 +263,12 @@ using Conv4Block = Conv4x8;
 #endif
 
 // Rows [r0, r1), channels [c0, c1): weights and bias are gathered once per
-// vector of channels and reused for every row.
-template <int K>
-static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+// vector of channels and reused for every row. Q8 (io, out_inv: see
+// conv_prefill_tile): each input dequantized as it is loaded (the state
+// keeps x̂), each output quantized as it is stored.
+template <int K, bool Q8>
+static void conv_update_tile(const CausalConv1dUpdateArgs& a, const ConvInt8Io* io, const float* out_inv, int64_t r0,
+                             int64_t r1, int64_t c0, int64_t c1) {
   const int64_t cs = a.state_ch_stride;
   // The engine's layout (f32 weights, channel-contiguous taps) is read with
   // hardware gathers and shifted as a block; any other layout element by
@@ -273,6 +276,21 @@ static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_
   const bool contiguous = K > 1 && cs == K - 1 && a.weight_dtype == DType::F32 && a.weight_stride <= 64;
   for (int64_t c = c0; c < c1; c += VF::W) {
     const int n = (int)(c1 - c < VF::W ? c1 - c : VF::W);
+    VF in_scale = VF::zero(), inv = VF::zero();
+    if constexpr (Q8) {
+      in_scale = VF::load_partial(io->x_scale + c, n);
+      inv = VF::load_partial(out_inv + c, n);
+    }
+    // Row r's input on channels [c, c + n), and its output.
+    auto input = [&](int64_t r) -> VF {
+      if constexpr (Q8) return vload_i8(io->xq + r * io->xq_stride + c, n) * in_scale;  // x̂ = q · s
+      else return n == VF::W ? VF::load(a.x + r * a.x_stride + c) : VF::load_partial(a.x + r * a.x_stride + c, n);
+    };
+    auto output = [&](int64_t r, VF v) {
+      if constexpr (Q8) vstore_i8(io->outq + r * io->outq_stride + c, v * inv, n);  // q(v · (1 / s))
+      else if (n == VF::W) v.store(a.out + r * a.out_stride + c);
+      else v.store_partial(a.out + r * a.out_stride + c, n);
+    };
 #if defined(__AVX512F__) || defined(__AVX2__)
     if constexpr (K == 4) {
       if (contiguous && n == VF::W && a.weight_stride == 4) {
@@ -283,14 +301,14 @@ static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t slot = a.state_indices ? a.state_indices[r] : r;
           float* st = a.conv_state + slot * a.state_slot_stride + c * 3;
-          const VF xt = VF::load(a.x + r * a.x_stride + c);
+          const VF xt = input(r);
           R v[3], h[3];
           Conv4Block::taps(st, v, h);
           VF acc = fmadd(VF{w4[3]}, xt, b);
           for (int j = 0; j < 3; ++j) acc = fmadd(VF{w4[j]}, VF{h[j]}, acc);
           Conv4Block::shift(st, v, xt.v);
           if (a.silu) acc = vsilu(acc);
-          acc.store(a.out + r * a.out_stride + c);
+          output(r, acc);
         }
         continue;
       }
@@ -307,8 +325,7 @@ static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t slot = a.state_indices ? a.state_indices[r] : r;
       float* st = a.conv_state + slot * a.state_slot_stride + c * cs;
-      const float* xp = a.x + r * a.x_stride + c;
-      const VF xt = VF::load_partial(xp, n);
+      const VF xt = input(r);
       VF acc = fmadd(w[K - 1], xt, b);
       VF h[K];
       for (int j = 0; j < K - 1; ++j) {
@@ -317,15 +334,27 @@ static void conv_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_
       }
       // New state: drop the oldest, append x.
       if (contiguous) {
-        conv_shift_contiguous<K>(st, xp, n);
+        float xs[VF::W];
+        xt.store(xs);
+        conv_shift_contiguous<K>(st, xs, n);
       } else {
         for (int j = 0; j + 1 < K - 1; ++j) conv_scatter(h[j + 1], st + j, cs, n);
         if (K > 1) conv_scatter(xt, st + (K - 2), cs, n);
       }
       if (a.silu) acc = vsilu(acc);
-      acc.store_partial(a.out + r * a.out_stride + c, n);
+      output(r, acc);
     }
   }
+}
+
+template <int K>
+static void conv_update_tile_f32(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  conv_update_tile<K, false>(a, nullptr, nullptr, r0, r1, c0, c1);
+}
+template <int K>
+static void conv_update_tile_q8(const CausalConv1dUpdateArgs& a, const ConvInt8Io& io, const float* out_inv, int64_t r0,
+                                int64_t r1, int64_t c0, int64_t c1) {
+  conv_update_tile<K, true>(a, &io, out_inv, r0, r1, c0, c1);
 }
 
 template <int K>
@@ -363,7 +392,12 @@ void causal_conv1d_q8_tile(const CausalConv1dArgs& a, const ConvInt8Io& io, cons
 }
 
 void causal_conv1d_update_tile(const CausalConv1dUpdateArgs& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-  NM_CONV1D_WIDTH_SWITCH(conv_update_tile, a, r0, r1, c0, c1)
+  NM_CONV1D_WIDTH_SWITCH(conv_update_tile_f32, a, r0, r1, c0, c1)
+}
+
+void causal_conv1d_update_q8_tile(const CausalConv1dUpdateArgs& a, const ConvInt8Io& io, const float* out_inv, int64_t r0,
+                                  int64_t r1, int64_t c0, int64_t c1) {
+  NM_CONV1D_WIDTH_SWITCH(conv_update_tile_q8, a, io, out_inv, r0, r1, c0, c1)
 }
 
 #undef NM_CONV1D_WIDTH_SWITCH

@@ -12,6 +12,8 @@ namespace nm {
 NM_DECLARE_ISA_FN(void selective_scan_units(const SelectiveScanArgs& a, int64_t u0, int64_t u1))
 NM_DECLARE_ISA_FN(void selective_scan_q8_units(const SelectiveScanArgs& a, const Int8Operand& uq, int64_t u0, int64_t u1))
 NM_DECLARE_ISA_FN(void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t block, int64_t u0, int64_t u1))
+NM_DECLARE_ISA_FN(void selective_state_update_q8_units(const SelectiveStateUpdateArgs& a, const Int8Operand& xq, int64_t block,
+                                                       int64_t u0, int64_t u1))
 
 // A task should cover at least this many (token x channel x state) updates
 // (~2 cycles each) to be worth a thread wake-up.
@@ -60,7 +62,11 @@ void selective_scan_q8(const SelectiveScanQ8Args& q) {
   run_scan_units(s, [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_scan_q8_units, s, q.u, u0, u1); });
 }
 
-void selective_state_update(const SelectiveStateUpdateArgs& a) {
+namespace {
+
+// The update's units (rows of 64 per batch row) on the pool: units(u0, u1, block).
+template <class Units>
+void for_each_state_update_unit(const SelectiveStateUpdateArgs& a, const Units& units_fn) {
   if (a.batch <= 0 || a.nheads <= 0 || a.headdim <= 0 || a.dstate <= 0 || a.ngroups <= 0) return;
   const int64_t block = 64, rows = a.nheads * a.headdim, nblk = (rows + block - 1) / block;
   // One decode step's update is short (Mamba-1 at batch 1: 24 units of 1K
@@ -71,8 +77,36 @@ void selective_state_update(const SelectiveStateUpdateArgs& a) {
   // Dynamic chunks: the call is as short as a thread's hand-off, and a
   // static split waits for the later one.
   const int64_t units = a.batch * nblk;
-  cpu::parallel_for_dynamic(units, cpu::balanced_chunk(units, grain),
-                            [&](int64_t u0, int64_t u1) { NM_ISA_CALL(selective_state_update_units, a, block, u0, u1); });
+  cpu::parallel_for_dynamic(units, cpu::balanced_chunk(units, grain), [&](int64_t u0, int64_t u1) { units_fn(u0, u1, block); });
+}
+
+}  // namespace
+
+void selective_state_update(const SelectiveStateUpdateArgs& a) {
+  for_each_state_update_unit(a, [&](int64_t u0, int64_t u1, int64_t block) {
+    NM_ISA_CALL(selective_state_update_units, a, block, u0, u1);
+  });
+}
+
+// The int8 form (ssm_q8.h): B and C (a few values per row) dequantized in a
+// pass first, x in the units as they read it.
+void selective_state_update_q8(const SelectiveStateUpdateQ8Args& q) {
+  const SelectiveStateUpdateArgs& f = q.upd;
+  if (f.batch <= 0 || f.nheads <= 0 || f.headdim <= 0 || f.dstate <= 0 || f.ngroups <= 0) return;
+  const int64_t Bt = f.batch, GN = f.ngroups * f.dstate;
+  thread_local std::vector<float> bc;
+  if ((int64_t)bc.size() < 2 * Bt * GN) bc.resize((size_t)(2 * Bt * GN));
+  float* Bm = bc.data();
+  float* Cm = Bm + Bt * GN;
+  dequantize_channels_int8(Bt, GN, q.B.q, q.B.batch_stride, q.B.scale, Bm, GN);
+  dequantize_channels_int8(Bt, GN, q.C.q, q.C.batch_stride, q.C.scale, Cm, GN);
+  SelectiveStateUpdateArgs s = f;
+  s.x = nullptr;
+  s.B = Bm; s.B_batch_stride = GN;
+  s.C = Cm; s.C_batch_stride = GN;
+  for_each_state_update_unit(s, [&](int64_t u0, int64_t u1, int64_t block) {
+    NM_ISA_CALL(selective_state_update_q8_units, s, q.x, block, u0, u1);
+  });
 }
 
 }  // namespace nm

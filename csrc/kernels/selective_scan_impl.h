@@ -201,7 +201,11 @@ constexpr int64_t kStatePrefetchRows = 8;
 
 // Work units [u0, u1): unit = b * blocks + k covers rows
 // [k*block, min((k+1)*block, nheads*headdim)) of batch row b; block <= 64.
-void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t block, int64_t u0, int64_t u1) {
+// Q8: x from the int8 operand xq (a.x unused), dequantized as the unit
+// reads it.
+template <bool Q8>
+static void state_update_units(const SelectiveStateUpdateArgs& a, const Int8Operand* xq, int64_t block, int64_t u0,
+                               int64_t u1) {
   const int64_t P = a.headdim, R = a.nheads * P, N = a.dstate;
   const int64_t nblk = (R + block - 1) / block, heads_per_group = a.nheads / a.ngroups;
   float dts[64 + 1 + VF::W], dAs[64 + 1 + VF::W], ys[64 + VF::W];
@@ -223,7 +227,17 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
     }
     const int64_t slot = a.state_indices ? (int64_t)a.state_indices[b] : b;
     float* state = a.state + slot * a.state_batch_stride;
-    const float* x = a.x + b * a.x_batch_stride;
+    // Row r's x (Q8: x̂ = q · s, the dequantize pass's value).
+    const float* xrow = Q8 ? nullptr : a.x + b * a.x_batch_stride;
+    float xl[64];
+    if constexpr (Q8) {
+      const int8_t* xr = xq->q + b * xq->batch_stride;
+      for (int64_t r = r0; r < r1; ++r) xl[r - r0] = (float)xr[r] * xq->scale[r];
+    }
+    auto xat = [&](int64_t r) -> float {
+      if constexpr (Q8) return xl[r - r0];
+      else return xrow[r];
+    };
     // Each row's Σ_n h·C is summed across lanes for VF::W rows at once
     // (reduce_sum_rows: the same sums as reduce_sum, bit for bit).
     VF accs[VF::W];
@@ -236,7 +250,7 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
       if (r - rb == VF::W - 1) reduce_sum_rows(accs).store(sums);
       else for (int64_t i = rb; i <= r; ++i) sums[i - rb] = reduce_sum(accs[i - rb]);
       for (int64_t i = rb; i <= r; ++i) {
-        const float d = a.D ? x[i] * a.D[i / P] : 0.0f;
+        const float d = a.D ? xat(i) * a.D[i / P] : 0.0f;
         ys[i - r0] = sums[i - rb] + d;
       }
     };
@@ -257,7 +271,7 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
           for (int i = 0; i < 4; ++i) {
             const float dtv = dts[r + i - h0];
             sv[i] = fmadd(VF::load(s + i * N), vexp2(VF::set1(dtv) * (VF::load(a.A + (r + i) * N) * log2e)),
-                          VF::set1(dtv * x[r + i]) * Bv);
+                          VF::set1(dtv * xat(r + i)) * Bv);
           }
           for (int i = 0; i < 4; ++i) {
             sv[i].store(s + i * N);
@@ -269,7 +283,7 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
         }
       }
       const int64_t h = r / P, g = h / heads_per_group;
-      const float dtv = dts[h - h0], xv = x[r];
+      const float dtv = dts[h - h0], xv = xat(r);
       const float* Bp = a.B + b * a.B_batch_stride + g * N;
       const float* Cp = a.C + b * a.C_batch_stride + g * N;
       float* s = state + r * N;
@@ -310,6 +324,15 @@ void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t blo
       st(o, out + r, n);
     }
   }
+}
+
+void selective_state_update_units(const SelectiveStateUpdateArgs& a, int64_t block, int64_t u0, int64_t u1) {
+  state_update_units<false>(a, nullptr, block, u0, u1);
+}
+
+void selective_state_update_q8_units(const SelectiveStateUpdateArgs& a, const Int8Operand& xq, int64_t block, int64_t u0,
+                                     int64_t u1) {
+  state_update_units<true>(a, &xq, block, u0, u1);
 }
 
 }  // namespace NM_ISA

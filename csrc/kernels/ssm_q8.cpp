@@ -88,34 +88,6 @@ void dequantize_channels_int8(int64_t rows, int64_t channels, const int8_t* q, i
   });
 }
 
-void causal_conv1d_update_q8(const CausalConv1dUpdateQ8Args& a) {
-  const int64_t B = a.conv.batch, C = a.conv.channels;
-  float* x = scratch(0, B * C);
-  dequantize_channels_int8(B, C, a.io.xq, a.io.xq_stride, a.io.x_scale, x, C);
-  CausalConv1dUpdateArgs cv = a.conv;
-  cv.x = x; cv.x_stride = C;
-  cv.out = x; cv.out_stride = C;  // in place (allowed: same stride)
-  causal_conv1d_update(cv);
-  quantize_channels_int8(B, C, x, C, a.io.out_scale, a.io.outq, a.io.outq_stride);
-}
-
-// One token per batch row: an operand's batch stride is its row stride.
-void selective_state_update_q8(const SelectiveStateUpdateQ8Args& a) {
-  const SelectiveStateUpdateArgs& f = a.upd;
-  const int64_t Bt = f.batch, R = f.nheads * f.headdim, GN = f.ngroups * f.dstate;
-  float* x = scratch(0, Bt * R);
-  float* Bm = scratch(1, Bt * GN);
-  float* Cm = scratch(2, Bt * GN);
-  dequantize_channels_int8(Bt, R, a.x.q, a.x.batch_stride, a.x.scale, x, R);
-  dequantize_channels_int8(Bt, GN, a.B.q, a.B.batch_stride, a.B.scale, Bm, GN);
-  dequantize_channels_int8(Bt, GN, a.C.q, a.C.batch_stride, a.C.scale, Cm, GN);
-  SelectiveStateUpdateArgs s = f;
-  s.x = x; s.x_batch_stride = R;
-  s.B = Bm; s.B_batch_stride = GN;
-  s.C = Cm; s.C_batch_stride = GN;
-  selective_state_update(s);
-}
-
 void ssd_chunk_scan_q8(const SsdChunkScanQ8Args& a) {
   const SsdChunkScanArgs& f = a.ssd;
   const int64_t T = f.tokens, R = f.nheads * f.headdim, GN = f.ngroups * f.dstate;

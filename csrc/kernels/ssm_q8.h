@@ -22,12 +22,12 @@
 // of sort-and-cluster.
 //
 // The numerics are exactly the quantized semantics above, bit for bit the
-// float kernels' on the dequantized inputs. The prefill conv and scan read
-// their int8 inputs directly (each value dequantized in registers as it is
-// loaded, the conv's outputs quantized as they are stored: no float copy of
-// the activations in memory); B and C of the scan, the decode forms and the
-// SSD dequantize into float32 scratch first (a few values per token, or one
-// token per call).
+// float kernels' on the dequantized inputs. The conv (prefill and decode)
+// and the scan and decode update read their int8 inputs directly (each
+// value dequantized in registers as it is loaded, the conv's outputs
+// quantized as they are stored: no float copy of the activations in
+// memory); B and C of the scan and update, and the SSD, dequantize into
+// float32 scratch first (a few values per token).
 #pragma once
 #include <cstdint>
 

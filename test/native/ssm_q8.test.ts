@@ -169,6 +169,33 @@ t.test('selectiveStateUpdateQ8: Mamba-1 and Mamba-2 shapes, indexed slots', (t) 
   t.end();
 });
 
+t.test('selectiveStateUpdateQ8 equals the float update on the dequantized inputs, bit for bit (every ISA)', (t) => {
+  // x is dequantized in the update's units as they read it (B and C in a
+  // pass): the same float32 inputs, so the same outputs and states as the
+  // float kernel. Mamba-1 rows past whole 4-row groups and vectors, 8 rows
+  // with indexed slots, Mamba-2 heads with several groups.
+  const r = rng(19);
+  for (const [batch, nheads, headdim, dstate, ngroups, mamba2] of [[8, 100, 1, 16, 1, false], [3, 37, 1, 16, 1, false], [2, 6, 12, 9, 3, true], [2, 4, 64, 128, 2, true]] as Array<[number, number, number, number, number, boolean]>) {
+    const rows = nheads * headdim, slots = batch + 2;
+    const x = randInt8(r, batch * rows), B = randInt8(r, batch * ngroups * dstate), C = randInt8(r, batch * ngroups * dstate);
+    const xScale = scales(r, rows), BScale = scales(r, ngroups * dstate), CScale = scales(r, ngroups * dstate);
+    const dt = uniform(r, batch * nheads, -3, 0), dtBias = uniform(r, nheads, -0.5, 0.5), D = uniform(r, nheads);
+    const A = mamba2 ? Float32Array.from(uniform(r, nheads, -1, 1.5), (v) => -Math.exp(v)) : Float32Array.from(uniform(r, nheads * dstate, -1, 1.5), (v) => -Math.exp(v));
+    const z = randn(r, batch * rows), state = randn(r, slots * rows * dstate, 0.3);
+    const stateIndices = Int32Array.from({ length: batch }, (_, b) => (b * 3 + 1) % slots);
+    const shapes = mamba2 ? { nheads, headdim } : { dim: nheads };
+    const common = { ...shapes, dt, dtBias, dtSoftplus: true, A, D, z, stateIndices, stateSlots: slots, batch, dstate, ngroups };
+    forEachIsa((isa) => {
+      const q = kernels.selectiveStateUpdateQ8({ ...common, x, xScale, B, BScale, C, CScale, state: state.slice() });
+      const f = kernels.selectiveStateUpdate({ ...common, x: Float32Array.from(deq(x, xScale)), B: Float32Array.from(deq(B, BScale)), C: Float32Array.from(deq(C, CScale)), state: state.slice() });
+      const tag = `${isa} ${mamba2 ? 'Mamba-2' : 'Mamba-1'} batch=${batch} H=${nheads} P=${headdim} N=${dstate} G=${ngroups}`;
+      t.same(Array.from(q.out), Array.from(f.out), `${tag}: out`);
+      t.same(Array.from(q.state), Array.from(f.state), `${tag}: state`);
+    });
+  }
+  t.end();
+});
+
 t.test('ssdChunkScanQ8: packed sequences, initial states, chunk boundaries', (t) => {
   const r = rng(14);
   for (const [nheads, headdim, dstate, ngroups, lens, chunk] of [[4, 8, 16, 2, [70, 0, 5], 32], [3, 5, 7, 1, [33], 64], [2, 64, 32, 1, [1, 130], 16]] as Array<[number, number, number, number, number[], number]>) {
@@ -240,6 +267,34 @@ t.test('causalConv1dQ8 equals the float conv on the dequantized inputs, quantize
       const tag = `${isa} C=${channels} W=${width} lens=${lens}`;
       t.same(Array.from(q.out), Array.from(want), `${tag}: int8 output (${clamped} of ${want.length} clamped)`);
       t.same(Array.from(q.convState), Array.from(f.convState), `${tag}: final state`);
+    });
+  }
+  t.end();
+});
+
+t.test('causalConv1dUpdateQ8 equals the float update on the dequantized inputs, quantized, bit for bit (every ISA)', (t) => {
+  // The decode tiles dequantize and quantize in registers too: width 4 in
+  // whole vectors (the deinterleaving tile) and partial ones, other widths,
+  // several rows; the state holds the dequantized inputs.
+  const r = rng(18);
+  for (const [channels, width, batch] of [[64, 4, 8], [37, 4, 3], [200, 4, 1], [130, 3, 2], [19, 2, 5], [24, 1, 2]]) {
+    const x = randInt8(r, batch * channels), xScale = scales(r, channels);
+    const outScale = Float32Array.from({ length: channels }, () => Math.fround(0.004 + 0.02 * r()));
+    const weight = uniform(r, channels * width, -0.5, 0.5), bias = uniform(r, channels, -0.2, 0.2);
+    const convState = randn(r, batch * channels * (width - 1), 0.5);
+    const inv = Float32Array.from(outScale, (s) => Math.fround(1 / s));
+    forEachIsa((isa) => {
+      const common = { weight, bias, batch, channels, width, activation: 'silu' as const };
+      const f = kernels.causalConv1dUpdate({ ...common, x: Float32Array.from(deq(x, xScale)), convState: convState.slice() });
+      const q = kernels.causalConv1dUpdateQ8({ ...common, x, xScale, outScale, convState: convState.slice() });
+      const want = new Int8Array(f.out.length);
+      for (let i = 0; i < want.length; i++) {
+        const v = Math.fround(f.out[i] * inv[i % channels]);
+        want[i] = Number.isNaN(v) ? 0 : Math.max(-127, Math.min(127, roundHalfEven(v)));
+      }
+      const tag = `${isa} C=${channels} W=${width} B=${batch}`;
+      t.same(Array.from(q.out), Array.from(want), `${tag}: int8 output`);
+      t.same(Array.from(q.convState), Array.from(f.convState), `${tag}: state`);
     });
   }
   t.end();
