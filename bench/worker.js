@@ -211,10 +211,12 @@ async function runNodeMamba() {
     newSequences: async (n) => { const a = []; for (let i = 0; i < n; i++) a.push(await model.createSequence()); return a; },
     reset: (seq) => seq.reset(),
     prompt: async (seq, tokens) => C.argmax(await seq.prefill(tokens)),
-    // Sequence.step per token; concurrent sequences' steps are joined into one
-    // batched native step by the model's batcher (as concurrent generate() calls are).
+    // Sequence.stepGreedy per token (the greedy choice made natively, as
+    // generate() at temperature 0 does and as llama.cpp's adapter samples);
+    // concurrent sequences' steps are joined into one batched native step by
+    // the model's batcher (as concurrent generate() calls are).
     decode: async (seq, tok, steps) => {
-      for (let i = 0; i < steps; i++) tok = C.argmax(await seq.step(tok));
+      for (let i = 0; i < steps; i++) tok = await seq.stepGreedy(tok);
     },
     release: (seq) => seq.dispose(),
   });

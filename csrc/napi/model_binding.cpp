@@ -15,6 +15,7 @@
 #include "cpu/threadpool.h"
 #include "engine/backend.h"
 #include "engine/forward.h"
+#include "engine/greedy.h"
 #include "engine/load_args.h"
 #include "engine/model.h"
 #include "kernels/moe.h"
@@ -85,6 +86,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
  private:
   std::shared_ptr<Model> model_;
+  // Greedy steps' logits (step(..., 'greedy')): one buffer per model, reused
+  // (steps hold the compute mutex); freed with the last in-flight step.
+  std::shared_ptr<std::vector<float>> greedy_logits_ = std::make_shared<std::vector<float>>();
 
   std::shared_ptr<Model> live(const Napi::Env& env, const char* method) {
     if (!model_) {
@@ -188,7 +192,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         });
   }
 
-  // step(slots: Int32Array, tokens: Int32Array) -> Promise<Float32Array [batch, vocab]>
+  // step(slots: Int32Array, tokens: Int32Array, output?: 'logits' | 'greedy')
+  //   -> Promise<Float32Array [batch, vocab]>, or with 'greedy' Promise<Int32Array [batch]>
+  //      of each row's most likely next token (engine/greedy.h; -1: NaN or no finite logit)
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto m = live(env, "step");
@@ -205,6 +211,32 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     std::vector<int32_t> sorted = *slots;
     std::sort(sorted.begin(), sorted.end());
     if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) r.range_error("slots", "must be distinct");
+    std::string output = "logits";
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      if (!info[2].IsString()) r.type_error("output", "must be 'logits' or 'greedy'");
+      output = info[2].As<Napi::String>().Utf8Value();
+      if (output != "logits" && output != "greedy") r.type_error("output", "must be 'logits' or 'greedy'");
+    }
+    if (output == "greedy") {
+      // The logits stay in native memory (reused: no fresh pages, nothing
+      // for V8 to collect); only the ids come back.
+      auto ids = std::make_shared<std::vector<int32_t>>(slots->size());
+      auto logits = greedy_logits_;
+      return PromiseWorker::run(env, "node-mamba:step",
+          [m, slots, tokens, ids, logits, V] {
+            std::lock_guard<std::mutex> lk(m->compute_mutex());
+            for (int32_t s : *slots) check_slot(*m, s);
+            const size_t n = slots->size() * (size_t)V;
+            if (logits->size() < n) logits->resize(n);
+            engine::decode_step(*m, slots->data(), tokens->data(), (int64_t)slots->size(), logits->data());
+            engine::greedy_tokens(logits->data(), (int64_t)slots->size(), V, ids->data());
+          },
+          [ids](Napi::Env env) -> Napi::Value {
+            Napi::Int32Array a = Napi::Int32Array::New(env, ids->size());
+            std::memcpy(a.Data(), ids->data(), ids->size() * sizeof(int32_t));
+            return a;
+          });
+    }
     auto out = std::make_shared<HostBuffer>();
     return PromiseWorker::run(env, "node-mamba:step",
         [m, slots, tokens, out, V] {
@@ -350,6 +382,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     model_.reset();  // freed now, or when the last in-flight job ends
+    greedy_logits_ = std::make_shared<std::vector<float>>();
     return info.Env().Undefined();
   }
 };

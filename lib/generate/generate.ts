@@ -70,9 +70,14 @@ export async function* generate(
   if (signal?.aborted) throw abortError(signal);
   if (maxTokens === 0) return;
 
+  // Greedy decoding without a repetition penalty needs only each step's argmax:
+  // the steps choose it in native code (Sequence.stepGreedy).
+  const sampling = validateSamplingOptions(options);
+  const nativeGreedy = sampling.temperature === 0 && sampling.repetitionPenalty === 1;
   const seq = await model.createSequence();
   try {
-    let logits = await seq.prefill(ids);
+    let logits: Float32Array | undefined = await seq.prefill(ids);
+    let next: number | undefined;
     const history = ids.slice();
     const detok = new StreamingDetokenizer(model.tokenizer);
     const stopper = new StopMatcher(stop);
@@ -83,7 +88,7 @@ export async function* generate(
     };
     for (let i = 0; ; i++) {
       if (signal?.aborted) throw abortError(signal);
-      const id = sampleToken(logits, { ...options, history }, rng);
+      const id = next ?? sampleToken(logits as Float32Array, { ...options, history }, rng);
       history.push(id);
       if (stopAtEos && id === eos) {
         const tail = rest();
@@ -100,7 +105,8 @@ export async function* generate(
         return;
       }
       yield { token: id, text: r.emit };
-      logits = await seq.step(id);
+      if (nativeGreedy) next = await seq.stepGreedy(id);
+      else logits = await seq.step(id);
     }
   } finally {
     await seq.dispose();

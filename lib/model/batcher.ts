@@ -4,12 +4,11 @@
 // weights per token instead of one each.
 import type { NativeModel } from '../native/types';
 
-interface Pending {
-  slot: number;
-  token: number;
-  resolve(logits: Float32Array): void;
-  reject(err: unknown): void;
-}
+// A step that wants the logits (resolve gets them), or only the greedy next
+// token (resolve gets its id).
+type Pending =
+  | { slot: number; token: number; greedy: false; resolve(logits: Float32Array): void; reject(err: unknown): void }
+  | { slot: number; token: number; greedy: true; resolve(next: number): void; reject(err: unknown): void };
 
 export class DecodeBatcher {
   private queue: Pending[] = [];
@@ -26,7 +25,19 @@ export class DecodeBatcher {
   /** Logits [vocab] of `token` appended to the sequence in `slot`. */
   step(slot: number, token: number): Promise<Float32Array> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ slot, token, resolve, reject });
+      this.queue.push({ slot, token, greedy: false, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /**
+   * The most likely next token after `token` is appended to the sequence in `slot` (native
+   * argmax: a batch of greedy steps brings no logits to JavaScript); -1 where the logits hold a
+   * NaN or nothing above -Infinity.
+   */
+  stepGreedy(slot: number, token: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ slot, token, greedy: true, resolve, reject });
       this.schedule();
     });
   }
@@ -58,11 +69,18 @@ export class DecodeBatcher {
     }
     this.queue = rest;
     try {
-      const logits = await this.native().step(
-        Int32Array.from(batch, (p) => p.slot),
-        Int32Array.from(batch, (p) => p.token),
-      );
-      batch.forEach((p, i) => p.resolve(logits.subarray(i * this.vocabSize, (i + 1) * this.vocabSize)));
+      const slots = Int32Array.from(batch, (p) => p.slot), tokens = Int32Array.from(batch, (p) => p.token);
+      if (batch.every((p) => p.greedy)) {
+        const next = await this.native().step(slots, tokens, 'greedy');
+        batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
+      } else {
+        const logits = await this.native().step(slots, tokens);
+        batch.forEach((p, i) => {
+          const row = logits.subarray(i * this.vocabSize, (i + 1) * this.vocabSize);
+          if (p.greedy) p.resolve(greedyToken(row));
+          else p.resolve(row);
+        });
+      }
     } catch (err) {
       for (const p of batch) p.reject(err);
     } finally {
@@ -70,4 +88,14 @@ export class DecodeBatcher {
       if (this.queue.length > 0) this.schedule();
     }
   }
+}
+
+/** The native greedy choice (engine/greedy.h) on logits already in JavaScript. */
+function greedyToken(x: Float32Array): number {
+  let best = -Infinity, id = -1;
+  for (let i = 0; i < x.length; i++) {
+    if (Number.isNaN(x[i])) return -1;
+    if (x[i] > best) { best = x[i]; id = i; }
+  }
+  return id;
 }

@@ -98,6 +98,24 @@ export class Sequence {
   }
 
   /**
+   * Appends one token; resolves to the most likely next token (the argmax of its logits, ties to
+   * the lowest id), chosen in native code: the logits never reach JavaScript, which spares a
+   * server doing greedy decoding their copy and garbage collection (vocabSize floats per
+   * sequence per step). A later snapshot() carries no logits for this step. Logits that hold a
+   * NaN, or nothing above -Infinity, are a RangeError (as generate() reports them).
+   */
+  async stepGreedy(token: number): Promise<number> {
+    this.ensureLive();
+    const [id] = toTokenArray([token], this.host.vocabSize, 'token');
+    this.checkContext(1);
+    const next = await this.host.batcher.stepGreedy(this.slot, id);
+    this.consumed += 1;
+    this.last = undefined;
+    if (next < 0) throw new RangeError('node-mamba: stepGreedy: the logits hold a NaN or nothing above -Infinity');
+    return next;
+  }
+
+  /**
    * The state as self-describing bytes (see SequenceState), to restore later into this or
    * another sequence of the same model, in this process or another.
    */

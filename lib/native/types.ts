@@ -63,7 +63,12 @@ export interface NativeModel {
   /** Runs tokens through the sequence in `slot`; logits of the last token, of all tokens, or none. */
   prefill(slot: number, tokens: Int32Array, logits: 'none' | 'last' | 'all'): Promise<Float32Array | undefined>;
   /** One decode step for several sequences: logits [slots.length, vocab]. */
-  step(slots: Int32Array, tokens: Int32Array): Promise<Float32Array>;
+  step(slots: Int32Array, tokens: Int32Array, output?: 'logits'): Promise<Float32Array>;
+  /**
+   * The same step, returning each sequence's most likely next token (ties to the lowest id; -1 where
+   * its logits hold a NaN or nothing above -Infinity): the logits stay in native memory.
+   */
+  step(slots: Int32Array, tokens: Int32Array, output: 'greedy'): Promise<Int32Array>;
   /** The sequence's whole state (csrc/engine/model.h Model::snapshot) and its position. */
   snapshot(slot: number): Promise<{ state: Uint8Array; position: number }>;
   restore(slot: number, state: Uint8Array, position: number): Promise<void>;
