@@ -132,16 +132,24 @@ t.test('selectiveScanQ8: int8 u, B, C with per-channel / per-state scales', (t) 
   t.end();
 });
 
+/** Random int8 x / B / C with scales, dt, A, D, z, states and slot indices of a decode update. */
+function updateInputs(r: () => number, batch: number, nheads: number, headdim: number, dstate: number, ngroups: number,
+  mamba2: boolean, slotStep: number) {
+  const rows = nheads * headdim, slots = batch + 2;
+  const x = randInt8(r, batch * rows), B = randInt8(r, batch * ngroups * dstate), C = randInt8(r, batch * ngroups * dstate);
+  const xScale = scales(r, rows), BScale = scales(r, ngroups * dstate), CScale = scales(r, ngroups * dstate);
+  const dt = uniform(r, batch * nheads, -3, 0), dtBias = uniform(r, nheads, -0.5, 0.5), D = uniform(r, nheads);
+  const A = mamba2 ? Float32Array.from(uniform(r, nheads, -1, 1.5), (v) => -Math.exp(v)) : Float32Array.from(uniform(r, nheads * dstate, -1, 1.5), (v) => -Math.exp(v));
+  const z = randn(r, batch * rows), state = randn(r, slots * rows * dstate, 0.3);
+  const stateIndices = Int32Array.from({ length: batch }, (_, b) => (b * slotStep + 1) % slots);
+  return { rows, slots, x, B, C, xScale, BScale, CScale, dt, dtBias, D, A, z, state, stateIndices };
+}
+
 t.test('selectiveStateUpdateQ8: Mamba-1 and Mamba-2 shapes, indexed slots', (t) => {
   const r = rng(13);
   for (const [batch, nheads, headdim, dstate, ngroups, mamba2] of [[3, 40, 1, 16, 1, false], [2, 6, 12, 9, 3, true], [1, 4, 64, 128, 1, true]] as Array<[number, number, number, number, number, boolean]>) {
-    const rows = nheads * headdim, slots = batch + 2;
-    const x = randInt8(r, batch * rows), B = randInt8(r, batch * ngroups * dstate), C = randInt8(r, batch * ngroups * dstate);
-    const xScale = scales(r, rows), BScale = scales(r, ngroups * dstate), CScale = scales(r, ngroups * dstate);
-    const dt = uniform(r, batch * nheads, -3, 0), dtBias = uniform(r, nheads, -0.5, 0.5), D = uniform(r, nheads);
-    const A = mamba2 ? Float32Array.from(uniform(r, nheads, -1, 1.5), (v) => -Math.exp(v)) : Float32Array.from(uniform(r, nheads * dstate, -1, 1.5), (v) => -Math.exp(v));
-    const z = randn(r, batch * rows), state = randn(r, slots * rows * dstate, 0.3);
-    const stateIndices = Int32Array.from({ length: batch }, (_, b) => (b * 2 + 1) % slots);
+    const { rows, slots, x, B, C, xScale, BScale, CScale, dt, dtBias, D, A, z, state, stateIndices } =
+      updateInputs(r, batch, nheads, headdim, dstate, ngroups, mamba2, 2);
     const xd = deq(x, xScale), Bd = deq(B, BScale), Cd = deq(C, CScale);
     const outRef = new Float64Array(batch * rows), stRef = Float64Array.from(state), hpg = nheads / ngroups;
     for (let b = 0; b < batch; b++) {
@@ -176,13 +184,8 @@ t.test('selectiveStateUpdateQ8 equals the float update on the dequantized inputs
   // with indexed slots, Mamba-2 heads with several groups.
   const r = rng(19);
   for (const [batch, nheads, headdim, dstate, ngroups, mamba2] of [[8, 100, 1, 16, 1, false], [3, 37, 1, 16, 1, false], [2, 6, 12, 9, 3, true], [2, 4, 64, 128, 2, true]] as Array<[number, number, number, number, number, boolean]>) {
-    const rows = nheads * headdim, slots = batch + 2;
-    const x = randInt8(r, batch * rows), B = randInt8(r, batch * ngroups * dstate), C = randInt8(r, batch * ngroups * dstate);
-    const xScale = scales(r, rows), BScale = scales(r, ngroups * dstate), CScale = scales(r, ngroups * dstate);
-    const dt = uniform(r, batch * nheads, -3, 0), dtBias = uniform(r, nheads, -0.5, 0.5), D = uniform(r, nheads);
-    const A = mamba2 ? Float32Array.from(uniform(r, nheads, -1, 1.5), (v) => -Math.exp(v)) : Float32Array.from(uniform(r, nheads * dstate, -1, 1.5), (v) => -Math.exp(v));
-    const z = randn(r, batch * rows), state = randn(r, slots * rows * dstate, 0.3);
-    const stateIndices = Int32Array.from({ length: batch }, (_, b) => (b * 3 + 1) % slots);
+    const { slots, x, B, C, xScale, BScale, CScale, dt, dtBias, D, A, z, state, stateIndices } =
+      updateInputs(r, batch, nheads, headdim, dstate, ngroups, mamba2, 3);
     const shapes = mamba2 ? { nheads, headdim } : { dim: nheads };
     const common = { ...shapes, dt, dtBias, dtSoftplus: true, A, D, z, stateIndices, stateSlots: slots, batch, dstate, ngroups };
     forEachIsa((isa) => {
