@@ -32,6 +32,16 @@ namespace nm::napi {
 
 namespace {
 
+// The probes touch no memory in their loops; under the sanitizer build
+// (scripts/test-asan.sh) instrumentation would otherwise keep the chains'
+// arrays on the stack, and the loops would time stores and loads instead of
+// arithmetic (~1-8 G/s at every level).
+#if defined(__GNUC__) || defined(__clang__)
+#define NM_PEAK_PROBE __attribute__((no_sanitize("address", "undefined")))
+#else
+#define NM_PEAK_PROBE
+#endif
+
 // Independent accumulator chains per loop: enough to cover a multiply-add's
 // latency (4-5 cycles) on two pipes.
 constexpr int kChains = 12;
@@ -39,7 +49,7 @@ constexpr int kChains = 12;
 // Each function runs `iters` iterations and returns the multiply-adds done;
 // `sink` keeps the results observable.
 
-int64_t f32_scalar(int64_t iters, float* sink) {
+NM_PEAK_PROBE int64_t f32_scalar(int64_t iters, float* sink) {
   float a[kChains];
   for (int c = 0; c < kChains; ++c) a[c] = 0.001f * (float)c;
   float x = 0.999f, y = 1e-4f;
@@ -53,7 +63,7 @@ int64_t f32_scalar(int64_t iters, float* sink) {
   return iters * kChains;
 }
 
-int64_t i8_scalar(int64_t iters, float* sink) {
+NM_PEAK_PROBE int64_t i8_scalar(int64_t iters, float* sink) {
   int32_t a[kChains] = {};
   int8_t w[4] = {3, -5, 7, -11}, x[4] = {2, -3, 4, -5};
   for (int64_t i = 0; i < iters; ++i) {
@@ -68,7 +78,7 @@ int64_t i8_scalar(int64_t iters, float* sink) {
 }
 
 #if defined(NM_PEAK_X86) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx2,fma"))) int64_t f32_avx2(int64_t iters, float* sink) {
+NM_PEAK_PROBE __attribute__((target("avx2,fma"))) int64_t f32_avx2(int64_t iters, float* sink) {
   __m256 a[kChains];
   for (int c = 0; c < kChains; ++c) a[c] = _mm256_set1_ps(0.001f * (float)c);
   __m256 x = _mm256_set1_ps(0.999f);
@@ -90,7 +100,7 @@ __attribute__((target("avx2,fma"))) int64_t f32_avx2(int64_t iters, float* sink)
 // step 2 input broadcasts x 4 weight vectors, vpmaddwd + vpaddd, 16 products
 // each. Written as asm: GCC kept some accumulators of the intrinsics version
 // on the stack.
-__attribute__((target("avx2,fma"))) int64_t i8_avx2(int64_t iters, float* sink) {
+NM_PEAK_PROBE __attribute__((target("avx2,fma"))) int64_t i8_avx2(int64_t iters, float* sink) {
   __m256i a0 = _mm256_set1_epi32(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
   const __m256i w0 = _mm256_set1_epi16(3), w1 = _mm256_set1_epi16(-5), w2 = _mm256_set1_epi16(7),
                 w3 = _mm256_set1_epi16(-9), x0 = _mm256_set1_epi16(2), x1 = _mm256_set1_epi16(-3);
@@ -110,7 +120,7 @@ __attribute__((target("avx2,fma"))) int64_t i8_avx2(int64_t iters, float* sink) 
   return iters * 8 * 16;
 }
 
-__attribute__((target("avx512f,avx512bw"))) int64_t f32_avx512(int64_t iters, float* sink) {
+NM_PEAK_PROBE __attribute__((target("avx512f,avx512bw"))) int64_t f32_avx512(int64_t iters, float* sink) {
   __m512 a[kChains];
   for (int c = 0; c < kChains; ++c) a[c] = _mm512_set1_ps(0.001f * (float)c);
   __m512 x = _mm512_set1_ps(0.999f);
@@ -130,7 +140,7 @@ __attribute__((target("avx512f,avx512bw"))) int64_t f32_avx512(int64_t iters, fl
 
 // AVX-512 without VNNI: as AVX2 (int16 products, kernels/qlinear_wide.h)
 // on 512-bit vectors, 32 products per vpmaddwd.
-__attribute__((target("avx512f,avx512bw"))) int64_t i8_avx512(int64_t iters, float* sink) {
+NM_PEAK_PROBE __attribute__((target("avx512f,avx512bw"))) int64_t i8_avx512(int64_t iters, float* sink) {
   __m512i a0 = _mm512_set1_epi32(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
   const __m512i w0 = _mm512_set1_epi16(3), w1 = _mm512_set1_epi16(-5), w2 = _mm512_set1_epi16(7),
                 w3 = _mm512_set1_epi16(-9), x0 = _mm512_set1_epi16(2), x1 = _mm512_set1_epi16(-3);
@@ -152,7 +162,7 @@ __attribute__((target("avx512f,avx512bw"))) int64_t i8_avx512(int64_t iters, flo
   return iters * 8 * 32;
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t i8_avx512vnni(int64_t iters, float* sink) {
+NM_PEAK_PROBE __attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t i8_avx512vnni(int64_t iters, float* sink) {
   __m512i a[kChains];
   for (int c = 0; c < kChains; ++c) a[c] = _mm512_set1_epi32(c);
   const __m512i w0 = _mm512_set1_epi8(3), w1 = _mm512_set1_epi8(-5);
