@@ -1,5 +1,7 @@
-// Int8-activation SSM kernels: dequantize, run the float kernel, requantize
-// (see ssm_q8.h).
+// Int8-activation SSM kernels (see ssm_q8.h): the per-channel (de)quantization
+// passes, and the SSD's int8 form (its inputs dequantized into scratch, then
+// the float kernel). The conv, scan and decode update read int8 directly, in
+// conv1d.cpp and selective_scan.cpp.
 #include "kernels/ssm_q8.h"
 
 #include <algorithm>
