@@ -54,18 +54,41 @@ export function validateSamplingOptions(o: SamplingOptions = {}): ResolvedSampli
 }
 
 /**
+ * Buffers reused from call to call: sampling is synchronous, so no call sees
+ * another's. Vocabulary-sized float64 rows allocated per token (three of
+ * them before, with a comparison sort of the vocabulary for top-p) had cost
+ * more than a decode step (bench/NOTES.md).
+ */
+const scratch = {
+  x: new Float64Array(0), p: new Float64Array(0), idx: new Int32Array(0), keep: new Uint8Array(0),
+};
+function scratchFor(V: number): typeof scratch {
+  if (scratch.x.length < V) {
+    scratch.x = new Float64Array(V);
+    scratch.p = new Float64Array(V);
+    scratch.idx = new Int32Array(V);
+    scratch.keep = new Uint8Array(V);
+  }
+  return scratch;
+}
+
+/**
  * The next token id from `logits` (one row, vocabulary-sized).
  * `rng` is only used when temperature > 0.
  * Throws RangeError for bad options, a NaN logit or a history id outside the row.
  */
 export function sampleToken(logits: ArrayLike<number>, options: SamplingOptions, rng: Rng): number {
   const o = validateSamplingOptions(options);
-  const x = penalisedLogits(logits, o, options.history);
+  const V = logits.length;
+  if (V === 0) throw new RangeError('logits must not be empty');
+  const s = scratchFor(V);
+  const x = s.x.subarray(0, V);
+  penalisedLogits(logits, o, options.history, x);
   if (o.temperature === 0) return argmax(x);
-  const p = warpedProbabilities(x, o);
+  const p = warpedProbabilities(x, o, s.p.subarray(0, V));
   const u = rng.next();
   let cum = 0, last = -1;
-  for (let i = 0; i < p.length; i++) {
+  for (let i = 0; i < V; i++) {
     if (p[i] <= 0) continue;
     cum += p[i];
     last = i;
@@ -80,27 +103,28 @@ export function sampleToken(logits: ArrayLike<number>, options: SamplingOptions,
  */
 export function tokenProbabilities(logits: ArrayLike<number>, options: SamplingOptions): Float64Array {
   const o = validateSamplingOptions(options);
-  const x = penalisedLogits(logits, o, options.history);
+  const V = logits.length;
+  if (V === 0) throw new RangeError('logits must not be empty');
+  const x = scratchFor(V).x.subarray(0, V);
+  penalisedLogits(logits, o, options.history, x);
+  const p = new Float64Array(V);
   if (o.temperature === 0) {
-    const p = new Float64Array(x.length);
     p[argmax(x)] = 1;
     return p;
   }
-  return warpedProbabilities(x, o);
+  return warpedProbabilities(x, o, p);
 }
 
-/** The logits as float64, checked, with the repetition penalty applied (step 1). */
-function penalisedLogits(logits: ArrayLike<number>, o: ResolvedSamplingOptions, history: ArrayLike<number> | undefined): Float64Array {
+/** Step 1 into x: the logits as float64, checked, with the repetition penalty applied. */
+function penalisedLogits(logits: ArrayLike<number>, o: ResolvedSamplingOptions, history: ArrayLike<number> | undefined, x: Float64Array): void {
   const V = logits.length;
-  if (V === 0) throw new RangeError('logits must not be empty');
-  const x = new Float64Array(V);
+  let finite = false;
   for (let i = 0; i < V; i++) {
     const v = logits[i];
     if (Number.isNaN(v)) throw new RangeError(`logits[${i}] is NaN`);
     x[i] = v;
+    finite ||= v > -Infinity;
   }
-  let finite = false;
-  for (let i = 0; i < V && !finite; i++) finite = x[i] > -Infinity;
   if (!finite) throw new RangeError('logits are all -Infinity');
   // each distinct id once, like HF's gather/scatter
   if (o.repetitionPenalty !== 1 && history) {
@@ -113,45 +137,81 @@ function penalisedLogits(logits: ArrayLike<number>, o: ResolvedSamplingOptions, 
       x[id] = x[id] > 0 ? x[id] / o.repetitionPenalty : x[id] * o.repetitionPenalty;
     }
   }
-  return x;
 }
 
-/** Steps 2-5 (temperature > 0): temperature, top-k, top-p, min-p; returns the probabilities. Modifies x. */
-function warpedProbabilities(x: Float64Array, o: ResolvedSamplingOptions): Float64Array {
+/** Steps 2-5 (temperature > 0): temperature, top-k, top-p, min-p; the probabilities into p (returned). Modifies x. */
+function warpedProbabilities(x: Float64Array, o: ResolvedSamplingOptions, p: Float64Array): Float64Array {
   const V = x.length;
+  const s = scratchFor(V);
   // 2. temperature
   if (o.temperature !== 1) for (let i = 0; i < V; i++) x[i] /= o.temperature;
 
   // 3. top-k: drop logits below the k-th largest (ties with it stay)
   if (o.topK > 0 && o.topK < V) {
-    const kth = kthLargest(x, o.topK);
+    const kth = kthLargest(x, o.topK, s.p.subarray(0, V));
     for (let i = 0; i < V; i++) if (x[i] < kth) x[i] = -Infinity;
   }
 
-  // 4. top-p, as HF: sort ascending, drop tokens whose cumulative probability
-  //    is <= 1 - topP; the most likely token always stays.
-  if (o.topP < 1) {
-    const p = softmax(x);
-    const order: number[] = [];
-    for (let i = 0; i < V; i++) if (p[i] > 0) order.push(i);
-    order.sort((a, b) => p[a] - p[b] || b - a); // ascending; among equals the higher id first (dropped first)
-    let cum = 0;
-    for (let j = 0; j < order.length - 1; j++) {
-      cum += p[order[j]];
-      if (cum > 1 - o.topP) break;
-      x[order[j]] = -Infinity;
-    }
-  }
+  // 4. top-p, as HF: in ascending order of probability (among equals the
+  //    higher id first) drop tokens while the cumulative probability is
+  //    <= 1 - topP; the most likely token always stays.
+  if (o.topP < 1) keepTopP(x, o.topP, s.p.subarray(0, V), s.idx, s.keep);
 
   // 5. min-p: drop tokens with probability < minP * the largest probability
   if (o.minP > 0) {
-    const p = softmax(x);
+    const q = softmaxInto(x, s.p.subarray(0, V));
     let pmax = 0;
-    for (let i = 0; i < V; i++) if (p[i] > pmax) pmax = p[i];
+    for (let i = 0; i < V; i++) if (q[i] > pmax) pmax = q[i];
     const floor = o.minP * pmax;
-    for (let i = 0; i < V; i++) if (p[i] < floor) x[i] = -Infinity;
+    for (let i = 0; i < V; i++) if (q[i] < floor) x[i] = -Infinity;
   }
-  return softmax(x);
+  return softmaxInto(x, p);
+}
+
+/**
+ * Top-p without sorting the vocabulary. With S the total probability, a
+ * token's ascending cumulative sum is S minus the mass ranked above it
+ * (descending probability, among equals the lower id first), so HF's rule
+ * keeps exactly the tokens whose mass ranked above is < topP - (1 - S): a
+ * prefix of the descending order, found by partitioning around pivots as a
+ * selection does (expected linear time). Sets the others' logits to
+ * -Infinity.
+ */
+function keepTopP(x: Float64Array, topP: number, p: Float64Array, idx: Int32Array, keep: Uint8Array): void {
+  const V = x.length;
+  softmaxInto(x, p);
+  let n = 0, total = 0;
+  for (let i = 0; i < V; i++) if (p[i] > 0) { idx[n++] = i; total += p[i]; }
+  const target = topP - (1 - total);
+  // idx[0, lo): kept; idx[lo, hi): undecided, each ranked below every kept
+  // one (whose mass is `above`); idx[hi, n): dropped.
+  let lo = 0, hi = n, above = 0;
+  while (lo < hi && above < target) {
+    // Three-way partition of the undecided around the median of three:
+    // [G | E | L] for probability > v, == v, < v.
+    const a = p[idx[lo]], b = p[idx[(lo + hi) >> 1]], c = p[idx[hi - 1]];
+    const v = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+    let g = lo, e = lo, l = hi;  // [lo, g) G, [g, e) E, [e, l) unseen, [l, hi) L
+    while (e < l) {
+      const id = idx[e], q = p[id];
+      if (q > v) { idx[e] = idx[g]; idx[g] = id; g++; e++; }
+      else if (q < v) { l--; idx[e] = idx[l]; idx[l] = id; }
+      else e++;
+    }
+    let massG = 0;
+    for (let j = lo; j < g; j++) massG += p[idx[j]];
+    if (above + massG >= target) { hi = g; continue; }  // the boundary is within G; E and L dropped
+    above += massG;
+    lo = g;
+    // Equal probabilities: the lower ids rank first.
+    idx.subarray(g, e).sort();
+    while (lo < e && above < target) { above += v; lo++; }
+    if (lo < e) hi = lo;  // the rest of E and all of L dropped
+  }
+  keep.fill(0, 0, V);
+  if (lo === 0) keep[argmax(p)] = 1;  // the most likely token always stays
+  for (let j = 0; j < lo; j++) keep[idx[j]] = 1;
+  for (let i = 0; i < V; i++) if (!keep[i]) x[i] = -Infinity;
 }
 
 /** Index of the largest value; ties go to the lowest index. */
@@ -161,11 +221,10 @@ export function argmax(x: ArrayLike<number>): number {
   return best;
 }
 
-/** softmax in float64 with the maximum subtracted (an all -Infinity row is rejected earlier, and every filter keeps the maximum). */
-function softmax(x: Float64Array): Float64Array {
+/** softmax of x into p (returned), in float64 with the maximum subtracted (an all -Infinity row is rejected earlier, and every filter keeps the maximum). */
+function softmaxInto(x: Float64Array, p: Float64Array): Float64Array {
   let m = -Infinity;
   for (let i = 0; i < x.length; i++) if (x[i] > m) m = x[i];
-  const p = new Float64Array(x.length);
   if (m === Infinity) { // +Infinity logits share all the mass
     let n = 0;
     for (let i = 0; i < x.length; i++) if (x[i] === Infinity) n++;
@@ -178,8 +237,25 @@ function softmax(x: Float64Array): Float64Array {
   return p;
 }
 
-/** The k-th largest value (1-based) of x. */
-function kthLargest(x: Float64Array, k: number): number {
-  const sorted = Float64Array.from(x).sort(); // ascending
-  return sorted[x.length - k];
+/** The k-th largest value (1-based) of x, by selection on a copy in `tmp` (x's length). */
+function kthLargest(x: Float64Array, k: number, tmp: Float64Array): number {
+  tmp.set(x);
+  const want = x.length - k;  // its index in ascending order
+  let lo = 0, hi = x.length - 1;
+  while (lo < hi) {
+    // Three-way partition of tmp[lo, hi] around the median of three.
+    const a = tmp[lo], b = tmp[(lo + hi) >> 1], c = tmp[hi];
+    const v = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+    let lt = lo, i = lo, gt = hi;  // [lo, lt) < v, [lt, i) == v, (gt, hi] > v
+    while (i <= gt) {
+      const t = tmp[i];
+      if (t < v) { tmp[i] = tmp[lt]; tmp[lt] = t; lt++; i++; }
+      else if (t > v) { tmp[i] = tmp[gt]; tmp[gt] = t; gt--; }
+      else i++;
+    }
+    if (want < lt) hi = lt - 1;
+    else if (want > gt) lo = gt + 1;
+    else return v;
+  }
+  return tmp[lo];
 }

@@ -1,9 +1,11 @@
 // sampleToken / tokenProbabilities: greedy, the temperature limit, each filter
 // on hand cases, the order of operations, empirical frequencies, determinism
-// and option checking.
+// and option checking; against the sort-based reference (test/helpers/
+// sampling_reference.ts) on random rows with and without ties.
 import t from 'tap';
 import { createRng } from '../../lib/generate/rng';
 import { argmax, sampleToken, tokenProbabilities, validateSamplingOptions, type SamplingOptions } from '../../lib/generate/sampling';
+import { referenceSampleToken, referenceTokenProbabilities } from '../helpers/sampling_reference';
 
 const softmax = (x: number[]): number[] => {
   const m = Math.max(...x), e = x.map((v) => Math.exp(v - m)), s = e.reduce((a, b) => a + b, 0);
@@ -168,5 +170,40 @@ t.test('bad options raise RangeError naming the option', (t) => {
   t.throws(() => sampleToken(new Float32Array(0), {}, createRng(0)), RangeError);
   t.throws(() => sampleToken(Float32Array.from([0, NaN]), {}, createRng(0)), { name: 'RangeError', message: /logits\[1\]/ });
   t.same(validateSamplingOptions({}), { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1 }, 'defaults are neutral');
+  t.end();
+});
+
+t.test('equals the sort-based reference: random rows of awkward sizes, rows full of ties, every filter and their mixes', (t) => {
+  // Probabilities within 1e-12 (the selection sums the top-p mass in another
+  // order than the reference's ascending sort: rounding only), the same kept
+  // tokens and the same draws from the same seeds.
+  const opts: SamplingOptions[] = [
+    {}, { temperature: 0.7 }, { topK: 1 }, { topK: 5 }, { topK: 40, temperature: 1.3 }, { topP: 0.9 }, { topP: 0.5, temperature: 0.8 },
+    { topP: 0.999 }, { topP: 1e-6 }, { minP: 0.05 }, { minP: 0.3, temperature: 2 }, { topK: 50, topP: 0.95, minP: 0.02, temperature: 0.9 },
+    { topP: 0.9, repetitionPenalty: 1.3, history: [0, 3, 3, 1] }, { temperature: 0, repetitionPenalty: 1.2, history: [2] },
+  ];
+  let rows = 0, draws = 0;
+  for (const [n, seed, step] of [[1, 1, 0], [2, 2, 0], [7, 3, 0], [97, 4, 0], [1000, 5, 0], [4099, 6, 0], [97, 7, 0.5], [1000, 8, 0.25], [4099, 9, 1], [50280, 10, 0]]) {
+    let x = randomLogits(seed, n);
+    // Rounded logits: many exactly equal probabilities (ties at every filter's boundary).
+    if (step > 0) x = Float32Array.from(x, (v) => Math.round(v / step) * step);
+    for (const o of opts) {
+      if (o.history && Array.from(o.history).some((id) => id >= n)) continue;
+      const got = tokenProbabilities(x, o), want = referenceTokenProbabilities(x, o);
+      let worst = 0, sameSet = true;
+      for (let i = 0; i < n; i++) {
+        worst = Math.max(worst, Math.abs(got[i] - want[i]));
+        sameSet &&= (got[i] > 0) === (want[i] > 0);
+      }
+      rows++;
+      if (!(worst <= 1e-12 && sameSet)) t.fail(`n=${n} step=${step} ${JSON.stringify(o)}: worst |dp| ${worst}, same kept set ${sameSet}`);
+      const a = createRng(seed * 31), b = createRng(seed * 31);
+      for (let k = 0; k < 20; k++, draws++) {
+        const g = sampleToken(x, o, a), w = referenceSampleToken(x, o, b);
+        if (g !== w) { t.fail(`n=${n} step=${step} ${JSON.stringify(o)}: draw ${k}: ${g} vs ${w}`); break; }
+      }
+    }
+  }
+  t.pass(`${rows} rows and ${draws} draws equal the reference`);
   t.end();
 });
