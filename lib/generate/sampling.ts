@@ -59,15 +59,19 @@ export function validateSamplingOptions(o: SamplingOptions = {}): ResolvedSampli
  * them before, with a comparison sort of the vocabulary for top-p) had cost
  * more than a decode step (bench/NOTES.md).
  */
+// Top-p's buckets: a float64's high word shifted right by this (11 exponent
+// bits and the top 4 of the mantissa: 1/16 of an octave).
+const kBucketShift = 16;
 const scratch = {
-  x: new Float64Array(0), p: new Float64Array(0), idx: new Int32Array(0), keep: new Uint8Array(0),
+  x: new Float64Array(0), p: new Float64Array(0), e: new Float64Array(0), vals: new Float64Array(0),
+  hist: new Float64Array(1 << (31 - kBucketShift)),
 };
 function scratchFor(V: number): typeof scratch {
   if (scratch.x.length < V) {
     scratch.x = new Float64Array(V);
     scratch.p = new Float64Array(V);
-    scratch.idx = new Int32Array(V);
-    scratch.keep = new Uint8Array(V);
+    scratch.e = new Float64Array(V);
+    scratch.vals = new Float64Array(V);
   }
   return scratch;
 }
@@ -152,20 +156,39 @@ function warpedProbabilities(x: Float64Array, o: ResolvedSamplingOptions, p: Flo
     for (let i = 0; i < V; i++) if (x[i] < kth) x[i] = -Infinity;
   }
 
+  let m = -Infinity;
+  for (let i = 0; i < V; i++) if (x[i] > m) m = x[i];
+  if (m === Infinity || (o.topP >= 1 && o.minP <= 0)) return softmaxInto(x, p);
+  // Top-p and min-p each need the softmax of what is left, and so does the
+  // result: every filter keeps the largest logit, so the terms exp(x - max)
+  // of the first softmax serve them all (a dropped token's term set to 0, as
+  // exp(-Infinity - max) is), each summed again in id order: the same
+  // float64 values as a fresh softmax after each step, one exp per token.
+  const e = s.e.subarray(0, V), q = s.p.subarray(0, V);
+  let sum = 0;
+  for (let i = 0; i < V; i++) { e[i] = Math.exp(x[i] - m); sum += e[i]; }
+
   // 4. top-p, as HF: in ascending order of probability (among equals the
   //    higher id first) drop tokens while the cumulative probability is
   //    <= 1 - topP; the most likely token always stays.
-  if (o.topP < 1) keepTopP(x, o.topP, s.p.subarray(0, V), s.idx, s.keep);
+  if (o.topP < 1) {
+    for (let i = 0; i < V; i++) q[i] = e[i] / sum;
+    keepTopP(x, o.topP, q, e);
+    sum = 0;
+    for (let i = 0; i < V; i++) sum += e[i];
+  }
 
   // 5. min-p: drop tokens with probability < minP * the largest probability
   if (o.minP > 0) {
-    const q = softmaxInto(x, s.p.subarray(0, V));
     let pmax = 0;
-    for (let i = 0; i < V; i++) if (q[i] > pmax) pmax = q[i];
+    for (let i = 0; i < V; i++) { q[i] = e[i] / sum; if (q[i] > pmax) pmax = q[i]; }
     const floor = o.minP * pmax;
-    for (let i = 0; i < V; i++) if (q[i] < floor) x[i] = -Infinity;
+    for (let i = 0; i < V; i++) if (q[i] < floor) { x[i] = -Infinity; e[i] = 0; }
+    sum = 0;
+    for (let i = 0; i < V; i++) sum += e[i];
   }
-  return softmaxInto(x, p);
+  for (let i = 0; i < V; i++) p[i] = e[i] / sum;
+  return p;
 }
 
 /**
@@ -173,45 +196,73 @@ function warpedProbabilities(x: Float64Array, o: ResolvedSamplingOptions, p: Flo
  * token's ascending cumulative sum is S minus the mass ranked above it
  * (descending probability, among equals the lower id first), so HF's rule
  * keeps exactly the tokens whose mass ranked above is < topP - (1 - S): a
- * prefix of the descending order, found by partitioning around pivots as a
- * selection does (expected linear time). Sets the others' logits to
- * -Infinity.
+ * prefix of the descending order, that is every probability above a
+ * threshold t and the c lowest ids of those equal to it. Sets the other
+ * tokens' logits to -Infinity and their softmax terms e to 0.
+ *
+ * t is found in two steps: the probabilities' mass per bucket of their
+ * float64 exponent and top 4 mantissa bits (monotone in the value: equal
+ * probabilities share a bucket), summed from the top bucket down to the one
+ * the boundary falls in; then, among that bucket's values only, partitions
+ * around pivots as a selection does.
  */
-function keepTopP(x: Float64Array, topP: number, p: Float64Array, idx: Int32Array, keep: Uint8Array): void {
+function keepTopP(x: Float64Array, topP: number, p: Float64Array, e: Float64Array): void {
   const V = x.length;
-  softmaxInto(x, p);
-  let n = 0, total = 0;
-  for (let i = 0; i < V; i++) if (p[i] > 0) { idx[n++] = i; total += p[i]; }
+  const s = scratchFor(V);
+  const bits = new Uint32Array(p.buffer, p.byteOffset, 2 * V);  // little-endian: word 2i + 1 holds p[i]'s sign, exponent, mantissa top
+  const hist = s.hist;
+  hist.fill(0);
+  let total = 0;
+  for (let i = 0; i < V; i++) {
+    const q = p[i];
+    if (q > 0) { hist[bits[2 * i + 1] >>> kBucketShift] += q; total += q; }
+  }
   const target = topP - (1 - total);
-  // idx[0, lo): kept; idx[lo, hi): undecided, each ranked below every kept
-  // one (whose mass is `above`); idx[hi, n): dropped.
-  let lo = 0, hi = n, above = 0;
+  // The boundary's bucket: the mass of the buckets above it is < target, with its own >= target.
+  let above = 0, bucket = hist.length - 1;
+  for (; bucket > 0; bucket--) {
+    if (above + hist[bucket] >= target) break;
+    above += hist[bucket];
+  }
+  // Its values (at least one while target > 0: the top bucket holds the maximum).
+  const vals = s.vals;
+  let n = 0;
+  for (let i = 0; i < V; i++) if (p[i] > 0 && bits[2 * i + 1] >>> kBucketShift === bucket) vals[n++] = p[i];
+  // vals[lo, hi): undecided, each below every kept value (whose mass is
+  // `above`); kept so far: every value above t and c of those equal to it.
+  let lo = 0, hi = n, t = Infinity, c = 0;
   while (lo < hi && above < target) {
     // Three-way partition of the undecided around the median of three:
-    // [G | E | L] for probability > v, == v, < v.
-    const a = p[idx[lo]], b = p[idx[(lo + hi) >> 1]], c = p[idx[hi - 1]];
-    const v = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+    // [G | E | L] for > v, == v, < v.
+    const a = vals[lo], b = vals[(lo + hi) >> 1], d = vals[hi - 1];
+    const v = a < b ? (b < d ? b : a < d ? d : a) : (a < d ? a : b < d ? d : b);
     let g = lo, e = lo, l = hi;  // [lo, g) G, [g, e) E, [e, l) unseen, [l, hi) L
     while (e < l) {
-      const id = idx[e], q = p[id];
-      if (q > v) { idx[e] = idx[g]; idx[g] = id; g++; e++; }
-      else if (q < v) { l--; idx[e] = idx[l]; idx[l] = id; }
+      const q = vals[e];
+      if (q > v) { vals[e] = vals[g]; vals[g] = q; g++; e++; }
+      else if (q < v) { l--; vals[e] = vals[l]; vals[l] = q; }
       else e++;
     }
     let massG = 0;
-    for (let j = lo; j < g; j++) massG += p[idx[j]];
+    for (let j = lo; j < g; j++) massG += vals[j];
     if (above + massG >= target) { hi = g; continue; }  // the boundary is within G; E and L dropped
     above += massG;
-    lo = g;
-    // Equal probabilities: the lower ids rank first.
-    idx.subarray(g, e).sort();
-    while (lo < e && above < target) { above += v; lo++; }
-    if (lo < e) hi = lo;  // the rest of E and all of L dropped
+    // E: equal probabilities, the lower ids first.
+    t = v;
+    c = 0;
+    while (c < e - g && above < target) { above += v; c++; }
+    lo = e;
+    if (c < e - g) break;  // the rest of E and all of L dropped
   }
-  keep.fill(0, 0, V);
-  if (lo === 0) keep[argmax(p)] = 1;  // the most likely token always stays
-  for (let j = 0; j < lo; j++) keep[idx[j]] = 1;
-  for (let i = 0; i < V; i++) if (!keep[i]) x[i] = -Infinity;
+  if (t === Infinity) {  // the most likely token always stays
+    t = p[argmax(p)];
+    c = 1;
+  }
+  for (let i = 0; i < V; i++) {
+    if (p[i] > t) continue;
+    if (p[i] === t && c > 0) c--;
+    else { x[i] = -Infinity; e[i] = 0; }
+  }
 }
 
 /** Index of the largest value; ties go to the lowest index. */
@@ -237,25 +288,45 @@ function softmaxInto(x: Float64Array, p: Float64Array): Float64Array {
   return p;
 }
 
-/** The k-th largest value (1-based) of x, by selection on a copy in `tmp` (x's length). */
+/**
+ * The k-th largest value (1-based) of x, by selection in `tmp` (x's length).
+ * For a k small against the row (top-k's usual 20-100 of tens of thousands)
+ * the values at or above a bound taken from a strided sample are selected
+ * from instead, when they are at least k (then the k-th largest is among
+ * them); otherwise the whole row.
+ */
 function kthLargest(x: Float64Array, k: number, tmp: Float64Array): number {
+  const V = x.length;
+  if (V >= 4096 && k <= V >> 6) {
+    const S = 1024, stride = Math.floor(V / S);
+    for (let j = 0; j < S; j++) tmp[j] = x[j * stride];
+    // About 4k / V of the sample (at least 8 values) is above the bound.
+    const r = Math.min(S, Math.max(8, Math.ceil((4 * k * S) / V)));
+    const bound = selectAscending(tmp, 0, S - 1, S - r);
+    let n = 0;
+    for (let i = 0; i < V; i++) if (x[i] >= bound) tmp[n++] = x[i];
+    if (n >= k) return selectAscending(tmp, 0, n - 1, n - k);
+  }
   tmp.set(x);
-  const want = x.length - k;  // its index in ascending order
-  let lo = 0, hi = x.length - 1;
+  return selectAscending(tmp, 0, V - 1, V - k);
+}
+
+/** The value at index `want` of a[lo..hi] sorted ascending (a reordered in place). */
+function selectAscending(a: Float64Array, lo: number, hi: number, want: number): number {
   while (lo < hi) {
-    // Three-way partition of tmp[lo, hi] around the median of three.
-    const a = tmp[lo], b = tmp[(lo + hi) >> 1], c = tmp[hi];
-    const v = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+    // Three-way partition of a[lo, hi] around the median of three.
+    const p = a[lo], q = a[(lo + hi) >> 1], r = a[hi];
+    const v = p < q ? (q < r ? q : p < r ? r : p) : (p < r ? p : q < r ? r : q);
     let lt = lo, i = lo, gt = hi;  // [lo, lt) < v, [lt, i) == v, (gt, hi] > v
     while (i <= gt) {
-      const t = tmp[i];
-      if (t < v) { tmp[i] = tmp[lt]; tmp[lt] = t; lt++; i++; }
-      else if (t > v) { tmp[i] = tmp[gt]; tmp[gt] = t; gt--; }
+      const t = a[i];
+      if (t < v) { a[i] = a[lt]; a[lt] = t; lt++; i++; }
+      else if (t > v) { a[i] = a[gt]; a[gt] = t; gt--; }
       else i++;
     }
     if (want < lt) hi = lt - 1;
     else if (want > gt) lo = gt + 1;
     else return v;
   }
-  return tmp[lo];
+  return a[lo];
 }
