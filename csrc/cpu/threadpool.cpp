@@ -56,15 +56,13 @@ namespace {
 // pending count (the caller) before it sleeps on a condition variable.
 // Longer than the gaps between the kernel calls of a forward pass, including
 // a decode step's serial stretches and the hand-back to JavaScript between
-// steps, with a token sampled there (~1 ms at a 50K vocabulary): a worker
-// asleep costs the next call a futex wake, tens of microseconds to, in a
-// virtual machine whose idle vCPU halted, several milliseconds
-// (bench/NOTES.md). A time, not a count of pause instructions, whose latency
-// differs 10x between processors. NODE_MAMBA_SPIN_US overrides the default of
-// 5 ms (0: sleep at once).
+// steps: a worker asleep costs the next call a futex wake, tens to hundreds
+// of microseconds in a virtual machine (bench/NOTES.md). A time, not a count
+// of pause instructions, whose latency differs 10x between processors.
+// NODE_MAMBA_SPIN_US overrides the default of 1 ms (0: sleep at once).
 int64_t spin_ns() {
   static const int64_t ns = [] {
-    int64_t us = 5000;
+    int64_t us = 1000;
     if (const char* env = std::getenv("NODE_MAMBA_SPIN_US")) {
       char* end = nullptr;
       const long long v = std::strtoll(env, &end, 10);

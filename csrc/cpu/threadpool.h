@@ -3,8 +3,8 @@
 //
 // A decode step makes a few hundred short parallel calls, so workers spin
 // on an atomic generation counter after each task (the next call usually
-// arrives within microseconds, the next decode step within a millisecond or
-// two) for up to 5 ms (NODE_MAMBA_SPIN_US) and only then sleep on a condition
+// arrives within microseconds, the next decode step within a millisecond)
+// for up to 1 ms (NODE_MAMBA_SPIN_US) and only then sleep on a condition
 // variable; the caller likewise spins before sleeping while it waits for the
 // workers.
 #pragma once
