@@ -90,7 +90,7 @@ t.test('NODE_MAMBA_ISA and NODE_MAMBA_THREADS set the initial cap and pool size'
   t.end();
 });
 
-// Pool threads spin for the next call for NODE_MAMBA_SPIN_US (default 1 ms)
+// Pool threads spin for the next call for NODE_MAMBA_SPIN_US (default 1 ms, 5 ms after a decode step)
 // and then sleep; at 0 they sleep after every call, so every call below wakes
 // them (the path a long-idle server takes), and the results must not change.
 t.test('NODE_MAMBA_SPIN_US=0: pool threads woken from sleep for every call give the same results', (t) => {

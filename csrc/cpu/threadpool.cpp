@@ -60,18 +60,26 @@ namespace {
 // of microseconds in a virtual machine (bench/NOTES.md). A time, not a count
 // of pause instructions, whose latency differs 10x between processors.
 // NODE_MAMBA_SPIN_US overrides the default of 1 ms (0: sleep at once).
-int64_t spin_ns() {
+// Returns -1 where it is unset (or unreadable).
+int64_t spin_env_ns() {
   static const int64_t ns = [] {
-    int64_t us = 1000;
     if (const char* env = std::getenv("NODE_MAMBA_SPIN_US")) {
       char* end = nullptr;
       const long long v = std::strtoll(env, &end, 10);
-      if (end != env && v >= 0) us = std::min<long long>(v, 10 * 1000 * 1000);
+      if (end != env && v >= 0) return (int64_t)std::min<long long>(v, 10 * 1000 * 1000) * 1000;
     }
-    return us * 1000;
+    return (int64_t)-1;
   }();
   return ns;
 }
+int64_t spin_ns() { return spin_env_ns() >= 0 ? spin_env_ns() : 1000 * 1000; }
+// After a decode step (ThreadPool::linger) the next usually follows once
+// JavaScript has chosen a token: ~1 ms with a sampled one at a 50K
+// vocabulary, and in a virtual machine waking a worker whose idle vCPU halted
+// took several milliseconds (bench/NOTES.md). Longer only then: from
+// JavaScript, kernel calls between long stretches of other work keep the
+// short spin. NODE_MAMBA_SPIN_US sets this too.
+int64_t linger_ns() { return spin_env_ns() >= 0 ? spin_env_ns() : 5 * 1000 * 1000; }
 
 inline int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -85,9 +93,11 @@ inline void cpu_relax() {
 #endif
 }
 
-// Spins until done() or spin_ns() have passed; true if done().
+// Spins until done(), or until spin_ns() have passed and so has *until
+// (when given: a deadline in now_ns() time that may move while this spins);
+// true if done().
 template <class Done>
-bool spin_until(const Done& done) {
+bool spin_until(const Done& done, const std::atomic<int64_t>* until = nullptr) {
   if (done()) return true;
   const int64_t deadline = now_ns() + spin_ns();
   for (;;) {
@@ -95,7 +105,8 @@ bool spin_until(const Done& done) {
       cpu_relax();
       if (done()) return true;
     }
-    if (now_ns() > deadline) return done();
+    const int64_t t = now_ns();
+    if (t > deadline && (!until || t > until->load(std::memory_order_relaxed))) return done();
   }
 }
 }  // namespace
@@ -151,6 +162,8 @@ void ThreadPool::prefetch_some() {
   for (uintptr_t o = 0; o < kChunk && c + o < end; o += 64) __builtin_prefetch(p + o, 0, 2);
 }
 
+void ThreadPool::linger() { linger_until_.store(now_ns() + linger_ns(), std::memory_order_relaxed); }
+
 void ThreadPool::worker_main(int ith, uint64_t seen) {
   for (;;) {
     // Wait for a new generation: spin first (prefetching any hinted range), then sleep.
@@ -158,7 +171,7 @@ void ThreadPool::worker_main(int ith, uint64_t seen) {
       if (generation_.load(std::memory_order_acquire) != seen || quit_.load(std::memory_order_relaxed)) return true;
       prefetch_some();
       return false;
-    });
+    }, &linger_until_);
     uint64_t g = generation_.load(std::memory_order_acquire);
     if (g == seen) {
       std::unique_lock<std::mutex> lk(mu_);

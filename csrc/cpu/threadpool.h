@@ -3,8 +3,9 @@
 //
 // A decode step makes a few hundred short parallel calls, so workers spin
 // on an atomic generation counter after each task (the next call usually
-// arrives within microseconds, the next decode step within a millisecond)
-// for up to 1 ms (NODE_MAMBA_SPIN_US) and only then sleep on a condition
+// arrives within microseconds, the next decode step within a millisecond or
+// two) for up to 1 ms, 5 ms after a decode step (linger; NODE_MAMBA_SPIN_US
+// sets both), and only then sleep on a condition
 // variable; the caller likewise spins before sleeping while it waits for the
 // workers.
 #pragma once
@@ -47,6 +48,12 @@ class ThreadPool {
   // prefetches, further along, the part another thread still reads.
   void prefetch(const void* p, size_t bytes);
 
+  // A hint, returning at once: the next run comes soon after a stretch of
+  // other work (the next decode step, once JavaScript has chosen a token), so
+  // idle workers keep spinning for it longer than after other runs (5 ms
+  // from now; NODE_MAMBA_SPIN_US sets both).
+  void linger();
+
  private:
   void start(int threads);
   void stop();
@@ -62,6 +69,7 @@ class ThreadPool {
   std::atomic<bool> quit_{false};
   // The prefetch hint: addresses [pf_next_, pf_end_), taken in chunks.
   std::atomic<uintptr_t> pf_next_{0}, pf_end_{0};
+  std::atomic<int64_t> linger_until_{0};  // idle workers spin at least until then (steady-clock ns)
   void prefetch_some();
   int sleepers_ = 0;     // workers blocked on cv_work_ (under mu_)
   bool caller_waiting_ = false;  // run() blocked on cv_done_ (under mu_)

@@ -31,6 +31,8 @@ class CpuBackend final : public Backend {
   bool packs_weights() const override { return true; }
 
   void prefetch(const void* p, size_t bytes) override { cpu::pool().prefetch(p, bytes); }
+  // The next decode step follows once JavaScript has chosen a token.
+  void step_end() override { cpu::pool().linger(); }
   void embedding(const EmbeddingArgs& a) override { nm::embedding(a); }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memmove(dst, src, bytes);
