@@ -18,6 +18,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nm::napi::register_model(env, exports);
   nm::napi::register_bench(env, exports);
   nm::napi::register_arith_peak(env, exports);
+  nm::napi::register_sampling(env, exports);
   return exports;
 }
 

@@ -16,4 +16,5 @@ void register_hadamard(Napi::Env env, Napi::Object exports);         // hadamard
 void register_model(Napi::Env env, Napi::Object exports);           // model_binding.cpp
 void register_bench(Napi::Env env, Napi::Object exports);           // bench_binding.cpp
 void register_arith_peak(Napi::Env env, Napi::Object exports);      // arith_peak_binding.cpp
+void register_sampling(Napi::Env env, Napi::Object exports);        // sampling_binding.cpp
 }  // namespace nm::napi

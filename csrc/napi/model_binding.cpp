@@ -16,6 +16,8 @@
 #include "engine/backend.h"
 #include "engine/forward.h"
 #include "engine/greedy.h"
+#include "kernels/sampling.h"
+#include "napi/sample_params.h"
 #include "engine/load_args.h"
 #include "engine/model.h"
 #include "kernels/moe.h"
@@ -86,7 +88,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
  private:
   std::shared_ptr<Model> model_;
-  // Greedy steps' logits (step(..., 'greedy')): one buffer per model, reused
+  // Greedy and sampled steps' logits (step(..., 'greedy' | 'sample')): one buffer per model, reused
   // (steps hold the compute mutex); freed with the last in-flight step.
   std::shared_ptr<std::vector<float>> greedy_logits_ = std::make_shared<std::vector<float>>();
 
@@ -192,9 +194,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         });
   }
 
-  // step(slots: Int32Array, tokens: Int32Array, output?: 'logits' | 'greedy')
-  //   -> Promise<Float32Array [batch, vocab]>, or with 'greedy' Promise<Int32Array [batch]>
-  //      of each row's most likely next token (engine/greedy.h; -1: NaN or no finite logit)
+  // step(slots: Int32Array, tokens: Int32Array, output?: 'logits' | 'greedy' | 'sample', params?: Float64Array)
+  //   -> Promise<Float32Array [batch, vocab]>; with 'greedy' Promise<Int32Array [batch]> of each
+  //      row's most likely next token (engine/greedy.h; -1: NaN or no finite logit); with
+  //      'sample' the token drawn from each row with its params (kernels/sampling.h: 5 numbers a
+  //      row, napi/sample_params.h; -1: a NaN, -2: no finite logit)
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto m = live(env, "step");
@@ -213,23 +217,29 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) r.range_error("slots", "must be distinct");
     std::string output = "logits";
     if (info.Length() > 2 && !info[2].IsUndefined()) {
-      if (!info[2].IsString()) r.type_error("output", "must be 'logits' or 'greedy'");
+      if (!info[2].IsString()) r.type_error("output", "must be 'logits', 'greedy' or 'sample'");
       output = info[2].As<Napi::String>().Utf8Value();
-      if (output != "logits" && output != "greedy") r.type_error("output", "must be 'logits' or 'greedy'");
+      if (output != "logits" && output != "greedy" && output != "sample")
+        r.type_error("output", "must be 'logits', 'greedy' or 'sample'");
     }
-    if (output == "greedy") {
+    if (output != "logits") {
       // The logits stay in native memory (reused: no fresh pages, nothing
       // for V8 to collect); only the ids come back.
+      auto params = std::make_shared<std::vector<SampleParams>>();
+      if (output == "sample")
+        *params = read_sample_params(r, info.Length() > 3 ? info[3] : env.Undefined(), "params", (int64_t)slots->size());
       auto ids = std::make_shared<std::vector<int32_t>>(slots->size());
       auto logits = greedy_logits_;
       return PromiseWorker::run(env, "node-mamba:step",
-          [m, slots, tokens, ids, logits, V] {
+          [m, slots, tokens, ids, logits, params, V] {
             std::lock_guard<std::mutex> lk(m->compute_mutex());
             for (int32_t s : *slots) check_slot(*m, s);
-            const size_t n = slots->size() * (size_t)V;
+            const int64_t B = (int64_t)slots->size();
+            const size_t n = (size_t)B * (size_t)V;
             if (logits->size() < n) logits->resize(n);
-            engine::decode_step(*m, slots->data(), tokens->data(), (int64_t)slots->size(), logits->data());
-            engine::greedy_tokens(logits->data(), (int64_t)slots->size(), V, ids->data());
+            engine::decode_step(*m, slots->data(), tokens->data(), B, logits->data());
+            if (params->empty()) engine::greedy_tokens(logits->data(), B, V, ids->data());
+            else sample_tokens(logits->data(), B, V, V, params->data(), ids->data());
           },
           [ids](Napi::Env env) -> Napi::Value {
             Napi::Int32Array a = Napi::Int32Array::New(env, ids->size());

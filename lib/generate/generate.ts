@@ -70,10 +70,13 @@ export async function* generate(
   if (signal?.aborted) throw abortError(signal);
   if (maxTokens === 0) return;
 
-  // Greedy decoding without a repetition penalty needs only each step's argmax:
-  // the steps choose it in native code (Sequence.stepGreedy).
+  // Without a repetition penalty (which needs the history) the steps choose
+  // the next token in native code: the argmax (Sequence.stepGreedy), or the
+  // draw with the same rng numbers as sampleToken takes them
+  // (Sequence.stepSample), so that a seed gives the same tokens either way.
   const sampling = validateSamplingOptions(options);
-  const nativeGreedy = sampling.temperature === 0 && sampling.repetitionPenalty === 1;
+  const nativeChoice = sampling.repetitionPenalty === 1;
+  const nativeGreedy = nativeChoice && sampling.temperature === 0;
   const seq = await model.createSequence();
   try {
     let logits: Float32Array | undefined = await seq.prefill(ids);
@@ -106,6 +109,7 @@ export async function* generate(
       }
       yield { token: id, text: r.emit };
       if (nativeGreedy) next = await seq.stepGreedy(id);
+      else if (nativeChoice) next = await seq.stepSample(id, sampling, rng);
       else logits = await seq.step(id);
     }
   } finally {

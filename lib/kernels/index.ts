@@ -15,3 +15,4 @@ export * from './ssd';
 export * from './attention';
 export * from './hadamard';
 export * from './ssm_q8';
+export * from './sampling';

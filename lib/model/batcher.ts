@@ -2,13 +2,21 @@
 // while another step is running (or in the same turn of the event loop) joins
 // the next native step, so concurrent generations share one read of the
 // weights per token instead of one each.
+import { SAMPLE_NAN, SAMPLE_NO_FINITE, SAMPLE_PARAM_FIELDS, packSampleParams } from '../kernels/sampling';
+import { sampleToken, type ResolvedSamplingOptions } from '../generate/sampling';
 import type { NativeModel } from '../native/types';
 
-// A step that wants the logits (resolve gets them), or only the greedy next
-// token (resolve gets its id).
+// A step that wants the logits (resolve gets them), only the greedy next
+// token, or a token drawn with sampling options and a uniform draw u (resolve
+// gets its id: negative where the logits cannot be sampled, SAMPLE_NAN /
+// SAMPLE_NO_FINITE).
 type Pending =
-  | { slot: number; token: number; greedy: false; resolve(logits: Float32Array): void; reject(err: unknown): void }
-  | { slot: number; token: number; greedy: true; resolve(next: number): void; reject(err: unknown): void };
+  | { kind: 'logits'; slot: number; token: number; resolve(logits: Float32Array): void; reject(err: unknown): void }
+  | { kind: 'greedy'; slot: number; token: number; resolve(next: number): void; reject(err: unknown): void }
+  | {
+    kind: 'sample'; slot: number; token: number; options: ResolvedSamplingOptions; u: number;
+    resolve(next: number): void; reject(err: unknown): void;
+  };
 
 export class DecodeBatcher {
   private queue: Pending[] = [];
@@ -25,7 +33,7 @@ export class DecodeBatcher {
   /** Logits [vocab] of `token` appended to the sequence in `slot`. */
   step(slot: number, token: number): Promise<Float32Array> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ slot, token, greedy: false, resolve, reject });
+      this.queue.push({ kind: 'logits', slot, token, resolve, reject });
       this.schedule();
     });
   }
@@ -37,7 +45,20 @@ export class DecodeBatcher {
    */
   stepGreedy(slot: number, token: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ slot, token, greedy: true, resolve, reject });
+      this.queue.push({ kind: 'greedy', slot, token, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /**
+   * The token drawn after `token` is appended to the sequence in `slot`: sampleToken's choice with
+   * `options` (no repetition penalty) and the uniform draw `u`, made in native code when no step of
+   * the batch wants its logits (kernels/sampling.ts), else by sampleToken on the logits. Negative
+   * where the logits cannot be sampled (SAMPLE_NAN, SAMPLE_NO_FINITE).
+   */
+  stepSample(slot: number, token: number, options: ResolvedSamplingOptions, u: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ kind: 'sample', slot, token, options, u, resolve, reject });
       this.schedule();
     });
   }
@@ -70,15 +91,22 @@ export class DecodeBatcher {
     this.queue = rest;
     try {
       const slots = Int32Array.from(batch, (p) => p.slot), tokens = Int32Array.from(batch, (p) => p.token);
-      if (batch.every((p) => p.greedy)) {
+      if (batch.every((p) => p.kind === 'greedy')) {
         const next = await this.native().step(slots, tokens, 'greedy');
+        batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
+      } else if (batch.every((p) => p.kind !== 'logits')) {
+        // Greedy rows are temperature 0 (the sampler's argmax is the greedy choice).
+        const params = new Float64Array(batch.length * SAMPLE_PARAM_FIELDS);
+        batch.forEach((p, i) => packSampleParams(params, i, p.kind === 'sample' ? p.options : GREEDY, p.kind === 'sample' ? p.u : 0));
+        const next = await this.native().step(slots, tokens, 'sample', params);
         batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
       } else {
         const logits = await this.native().step(slots, tokens);
         batch.forEach((p, i) => {
           const row = logits.subarray(i * this.vocabSize, (i + 1) * this.vocabSize);
-          if (p.greedy) p.resolve(greedyToken(row));
-          else p.resolve(row);
+          if (p.kind === 'logits') p.resolve(row);
+          else if (p.kind === 'greedy') p.resolve(greedyToken(row));
+          else p.resolve(sampledToken(row, p.options, p.u));
         });
       }
     } catch (err) {
@@ -98,4 +126,13 @@ function greedyToken(x: Float32Array): number {
     if (x[i] > best) { best = x[i]; id = i; }
   }
   return id;
+}
+
+const GREEDY: ResolvedSamplingOptions = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1 };
+
+/** sampleToken's choice with the draw u, or SAMPLE_NAN / SAMPLE_NO_FINITE as the native sampler reports them. */
+function sampledToken(row: Float32Array, options: ResolvedSamplingOptions, u: number): number {
+  const g = greedyToken(row);
+  if (g < 0) return row.some((v) => Number.isNaN(v)) ? SAMPLE_NAN : SAMPLE_NO_FINITE;
+  return sampleToken(row, options, { next: () => u });
 }

@@ -3,6 +3,9 @@
 // with other sequences' steps); snapshot/restore copy the whole state, which
 // for a Mamba model is a few MB whatever the prompt length (prompt caching).
 import { DisposedError } from '../errors';
+import type { Rng } from '../generate/rng';
+import { validateSamplingOptions, type SamplingOptions } from '../generate/sampling';
+import { sampleErrorMessage } from '../kernels/sampling';
 import type { NativeModel } from '../native/types';
 import type { DecodeBatcher } from './batcher';
 import { decodeSnapshot, encodeSnapshot, type SnapshotLayer } from './snapshot';
@@ -112,6 +115,31 @@ export class Sequence {
     this.consumed += 1;
     this.last = undefined;
     if (next < 0) throw new RangeError('node-mamba: stepGreedy: the logits hold a NaN or nothing above -Infinity');
+    return next;
+  }
+
+  /**
+   * Appends one token; resolves to the next token drawn as sampleToken(logits, options, rng) draws
+   * it (temperature, topK, topP, minP; one rng.next() when temperature > 0), chosen in native code
+   * on the thread pool when no concurrent step of this model wants its logits
+   * (kernels.sampleTokens): the logits never reach JavaScript. The same seed gives the same tokens
+   * as step() followed by sampleToken, except where a draw falls within ~1e-15 of a boundary
+   * between two tokens (the native exp and sums round differently in the last bit). A repetition
+   * penalty needs the history: a RangeError here (use step() and sampleToken). Logits that hold a
+   * NaN, or nothing above -Infinity, are a RangeError. A later snapshot() carries no logits for
+   * this step.
+   */
+  async stepSample(token: number, options: SamplingOptions, rng: Rng): Promise<number> {
+    this.ensureLive();
+    const o = validateSamplingOptions(options);
+    if (o.repetitionPenalty !== 1) throw new RangeError('node-mamba: stepSample: repetitionPenalty needs the history: use step() and sampleToken');
+    const [id] = toTokenArray([token], this.host.vocabSize, 'token');
+    this.checkContext(1);
+    const u = o.temperature > 0 ? rng.next() : 0;
+    const next = await this.host.batcher.stepSample(this.slot, id, o, u);
+    this.consumed += 1;
+    this.last = undefined;
+    if (next < 0) throw new RangeError(`node-mamba: stepSample: ${sampleErrorMessage(next)}`);
     return next;
   }
 

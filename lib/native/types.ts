@@ -69,6 +69,12 @@ export interface NativeModel {
    * its logits hold a NaN or nothing above -Infinity): the logits stay in native memory.
    */
   step(slots: Int32Array, tokens: Int32Array, output: 'greedy'): Promise<Int32Array>;
+  /**
+   * The same step, returning the token drawn from each sequence's logits with its row of `params`
+   * (kernels/sampling.ts packSampleParams: temperature, topK, topP, minP, u); -1 where its logits
+   * hold a NaN, -2 where nothing is above -Infinity.
+   */
+  step(slots: Int32Array, tokens: Int32Array, output: 'sample', params: Float64Array): Promise<Int32Array>;
   /** The sequence's whole state (csrc/engine/model.h Model::snapshot) and its position. */
   snapshot(slot: number): Promise<{ state: Uint8Array; position: number }>;
   restore(slot: number, state: Uint8Array, position: number): Promise<void>;
@@ -136,6 +142,7 @@ export interface NativeModule {
   measureReadBandwidth(args: { bytes?: number; repeats?: number; threads?: number }): import('../kernels/runtime').ReadBandwidth;
   measureArithmeticPeak(args: { repeats?: number; threads?: number }): import('../kernels/runtime').ArithmeticPeak;
 
+  sampleTokens(args: NativeArgs): Int32Array;
   rmsNorm(args: NativeArgs): { out: Float32Array; residual: Float32Array };
   gatedRmsNorm(args: NativeArgs): Float32Array;
   causalConv1d(args: NativeArgs): { out: Float32Array; convState: Float32Array };

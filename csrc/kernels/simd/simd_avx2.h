@@ -131,6 +131,34 @@ static inline VF vfwht(VF a) {
 }
 #include "kernels/simd/simd_exp_poly.h"
 
+// Four-lane float64 VD (the samplers' softmax, kernels/sampling_impl.h).
+struct VD {
+  static constexpr int W = 4;
+  __m256d v;
+  static VD set1(double x) { return VD{_mm256_set1_pd(x)}; }
+  static VD load(const double* p) { return VD{_mm256_loadu_pd(p)}; }
+  void store(double* p) const { _mm256_storeu_pd(p, v); }
+};
+static inline VD operator+(VD a, VD b) { return VD{_mm256_add_pd(a.v, b.v)}; }
+static inline VD operator-(VD a, VD b) { return VD{_mm256_sub_pd(a.v, b.v)}; }
+static inline VD operator*(VD a, VD b) { return VD{_mm256_mul_pd(a.v, b.v)}; }
+static inline VD fmadd(VD a, VD b, VD c) { return VD{_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+static inline VD vmax(VD a, VD b) { return VD{_mm256_max_pd(a.v, b.v)}; }
+static inline VD vmin(VD a, VD b) { return VD{_mm256_min_pd(a.v, b.v)}; }
+static inline VD vfloor(VD a) { return VD{_mm256_floor_pd(a.v)}; }
+// 2^n for integral n in [-1022, 1023]: n + 1.5·2^52 holds n in its low
+// mantissa bits, so the integer difference of the two bit patterns is n.
+static inline VD vpow2i(VD n) {
+  const __m256d magic = _mm256_set1_pd(6755399441055744.0);
+  const __m256i k = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(n.v, magic)), _mm256_castpd_si256(magic));
+  return VD{_mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(k, _mm256_set1_epi64x(1023)), 52))};
+}
+static inline double reduce_sum(VD a) {
+  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a.v), _mm256_extractf128_pd(a.v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+#include "kernels/simd/simd_exp_f64.h"
+
 }  // namespace NM_ISA
 }  // namespace nm
 #endif

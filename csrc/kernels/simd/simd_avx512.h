@@ -104,6 +104,36 @@ static inline VF vfwht(VF a) {
 }
 #include "kernels/simd/simd_exp_poly.h"
 
+// Eight-lane float64 VD (the samplers' softmax, kernels/sampling_impl.h).
+struct VD {
+  static constexpr int W = 8;
+  __m512d v;
+  static VD set1(double x) { return VD{_mm512_set1_pd(x)}; }
+  static VD load(const double* p) { return VD{_mm512_loadu_pd(p)}; }
+  void store(double* p) const { _mm512_storeu_pd(p, v); }
+};
+static inline VD operator+(VD a, VD b) { return VD{_mm512_add_pd(a.v, b.v)}; }
+static inline VD operator-(VD a, VD b) { return VD{_mm512_sub_pd(a.v, b.v)}; }
+static inline VD operator*(VD a, VD b) { return VD{_mm512_mul_pd(a.v, b.v)}; }
+static inline VD fmadd(VD a, VD b, VD c) { return VD{_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+static inline VD vmax(VD a, VD b) { return VD{_mm512_max_pd(a.v, b.v)}; }
+static inline VD vmin(VD a, VD b) { return VD{_mm512_min_pd(a.v, b.v)}; }
+static inline VD vfloor(VD a) { return VD{_mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)}; }
+// 2^n for integral n in [-1022, 1023] (as the AVX2 form).
+static inline VD vpow2i(VD n) {
+  const __m512d magic = _mm512_set1_pd(6755399441055744.0);
+  const __m512i k = _mm512_sub_epi64(_mm512_castpd_si512(_mm512_add_pd(n.v, magic)), _mm512_castpd_si512(magic));
+  return VD{_mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(k, _mm512_set1_epi64(1023)), 52))};
+}
+// (Through memory: GCC 12 reports a false -Wuninitialized in the 512 -> 256
+// bit extracts.)
+static inline double reduce_sum(VD a) {
+  alignas(64) double t[8];
+  _mm512_store_pd(t, a.v);
+  return ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
+}
+#include "kernels/simd/simd_exp_f64.h"
+
 }  // namespace NM_ISA
 }  // namespace nm
 #endif

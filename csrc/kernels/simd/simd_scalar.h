@@ -60,5 +60,32 @@ static inline void vstore_i8(int8_t* q, VF v, int n) {
   *q = r != r ? 0 : (int8_t)(r < -127.0f ? -127.0f : r > 127.0f ? 127.0f : r);
 }
 
+// One-lane float64 VD (the samplers' softmax, kernels/sampling_impl.h): fma()
+// is libm's correctly rounded fused multiply-add, so every level computes
+// the same bits.
+struct VD {
+  static constexpr int W = 1;
+  double v;
+  static VD set1(double x) { return VD{x}; }
+  static VD load(const double* p) { return VD{*p}; }
+  void store(double* p) const { *p = v; }
+};
+static inline VD operator+(VD a, VD b) { return VD{a.v + b.v}; }
+static inline VD operator-(VD a, VD b) { return VD{a.v - b.v}; }
+static inline VD operator*(VD a, VD b) { return VD{a.v * b.v}; }
+static inline VD fmadd(VD a, VD b, VD c) { return VD{fma(a.v, b.v, c.v)}; }
+static inline VD vmax(VD a, VD b) { return VD{a.v > b.v ? a.v : b.v}; }
+static inline VD vmin(VD a, VD b) { return VD{a.v < b.v ? a.v : b.v}; }
+static inline VD vfloor(VD a) { return VD{floor(a.v)}; }
+// 2^n for an integral n in [-1022, 1023], from its exponent bits.
+static inline VD vpow2i(VD n) {
+  const uint64_t b = (uint64_t)((int64_t)n.v + 1023) << 52;
+  double d;
+  memcpy(&d, &b, 8);
+  return VD{d};
+}
+static inline double reduce_sum(VD a) { return a.v; }
+#include "kernels/simd/simd_exp_f64.h"
+
 }  // namespace NM_ISA
 }  // namespace nm

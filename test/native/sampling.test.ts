@@ -1,0 +1,155 @@
+// The native sampler (kernels.sampleTokens, csrc/kernels/sampling.h): the
+// same tokens as the sort-based reference sampler (test/helpers/
+// sampling_reference.ts, HF's order of filters) from the same uniform draws,
+// at every ISA level, on rows of awkward sizes, rows full of ties, infinite
+// logits, several rows per call with options of their own; its probabilities
+// to ~1e-12 relative (draws placed 1e-12 on either side of the reference's
+// cumulative boundaries); argument checks.
+//
+// Tolerance: the native sampler's exp (simd_exp_f64.h, ~1 ulp) and its sums
+// in vector lanes round differently from Math.exp and the reference's sums in
+// the last bits, so a draw could differ only within ~1e-15 of a boundary:
+// none of these draws lands there (the boundary test keeps 1e-12 away).
+import t from 'tap';
+import { kernels } from '../../lib';
+import { createRng } from '../../lib/generate/rng';
+import type { SamplingOptions } from '../../lib/generate/sampling';
+import { forEachIsa } from '../helpers/reference';
+import { referenceSampleToken, referenceTokenProbabilities } from '../helpers/sampling_reference';
+
+const randomLogits = (seed: number, n: number, scale = 4): Float32Array => {
+  const r = createRng(seed);
+  return Float32Array.from({ length: n }, () => scale * (r.next() - 0.5));
+};
+
+const OPTIONS: SamplingOptions[] = [
+  {}, { temperature: 0 }, { temperature: 0.7 }, { temperature: 3 }, { topK: 1 }, { topK: 5 }, { topK: 40, temperature: 1.3 },
+  { topP: 0.9 }, { topP: 0.5, temperature: 0.8 }, { topP: 0.999 }, { topP: 1e-6 }, { minP: 0.05 }, { minP: 0.3, temperature: 2 },
+  { topK: 50, topP: 0.95, minP: 0.02, temperature: 0.9 },
+];
+
+t.test('equals the reference sampler from the same draws: every level, awkward sizes, ties, every filter', (t) => {
+  // 12 draws of each row in one call (the row repeated); the reference's draws once.
+  const R = 12;
+  const cases: Array<{ what: string; n: number; logits: Float32Array; o: SamplingOptions; u: number[]; want: number[] }> = [];
+  for (const [n, seed, step] of [[1, 1, 0], [2, 2, 0], [7, 3, 0], [97, 4, 0], [1000, 5, 0], [4099, 6, 0], [97, 7, 0.5], [1000, 8, 0.25], [4099, 9, 1], [50280, 10, 0]]) {
+    let x = randomLogits(seed, n);
+    // Rounded logits: many exactly equal probabilities (ties at every filter's boundary).
+    if (step > 0) x = Float32Array.from(x, (v) => Math.round(v / step) * step);
+    const logits = new Float32Array(R * n);
+    for (let r = 0; r < R; r++) logits.set(x, r * n);
+    for (const o of OPTIONS) {
+      const rng = createRng(seed * 17 + cases.length);
+      const u = Array.from({ length: R }, () => rng.next());
+      const want = u.map((v) => referenceSampleToken(x, o, { next: () => v }));
+      cases.push({ what: `n=${n} step=${step} ${JSON.stringify(o)}`, n, logits, o, u, want });
+    }
+  }
+  forEachIsa((isa) => {
+    let failed = 0;
+    for (const c of cases) {
+      const got = kernels.sampleTokens({ logits: c.logits, rows: R, vocab: c.n, options: c.o, u: c.u });
+      for (let r = 0; r < R; r++) {
+        if (got[r] !== c.want[r] && failed++ < 5) t.fail(`${isa} ${c.what}: u=${c.u[r]}: ${got[r]} vs ${c.want[r]}`);
+      }
+    }
+    t.equal(failed, 0, `${isa}: ${cases.length} rows and ${cases.length * R} draws equal the reference`);
+  });
+  t.end();
+});
+
+t.test('rows of one call take options of their own; rows = 0 gives an empty result', (t) => {
+  const n = 300, x = randomLogits(21, 4 * n, 6), rng = createRng(22);
+  const opts: SamplingOptions[] = [{ temperature: 0 }, { topK: 3 }, { topP: 0.6, temperature: 0.5 }, { minP: 0.2 }];
+  forEachIsa((isa) => {
+    for (let k = 0; k < 10; k++) {
+      const u = opts.map(() => rng.next());
+      const got = kernels.sampleTokens({ logits: x, rows: 4, vocab: n, options: opts, u });
+      const want = opts.map((o, r) => referenceSampleToken(x.subarray(r * n, (r + 1) * n), o, { next: () => u[r] }));
+      t.same(Array.from(got), want, `${isa} draw ${k}`);
+    }
+  });
+  t.same(Array.from(kernels.sampleTokens({ logits: new Float32Array(0), rows: 0, vocab: 5, u: [] })), []);
+  t.end();
+});
+
+t.test('probabilities to 1e-12: draws just below and above the reference cumulative boundaries', (t) => {
+  // Each boundary b between token i and the next kept token j: u = b(1 - 1e-12)
+  // draws i, u = b(1 + 1e-12) draws j. Wide logits (probabilities from ~1 to
+  // ~1e-300) exercise the exp's range.
+  const cases: Array<[Float32Array, SamplingOptions]> = [
+    [randomLogits(31, 1000, 8), {}], [randomLogits(32, 1000, 8), { topP: 0.8, temperature: 0.9 }],
+    [randomLogits(33, 3001, 8), { topK: 200, minP: 1e-4 }], [randomLogits(34, 500, 1400), { temperature: 1 }],
+  ];
+  forEachIsa((isa) => {
+    let checked = 0, bad = 0;
+    for (const [x, o] of cases) {
+      const p = referenceTokenProbabilities(x, o);
+      const us: number[] = [], want: number[] = [];
+      let cum = 0, prev = -1;
+      for (let i = 0; i < p.length; i++) {
+        if (p[i] <= 0) continue;
+        // Boundaries where both neighbours hold at least 1e-9 (smaller ones are below the resolution asked).
+        if (prev >= 0 && p[prev] > 1e-9 && p[i] > 1e-9 && cum < 1 - 1e-9) {
+          us.push(cum * (1 - 1e-12), cum * (1 + 1e-12));
+          want.push(prev, i);
+        }
+        cum += p[i];
+        prev = i;
+      }
+      const n = x.length, R = us.length;
+      const logits = new Float32Array(R * n);
+      for (let r = 0; r < R; r++) logits.set(x, r * n);
+      const got = kernels.sampleTokens({ logits, rows: R, vocab: n, options: o, u: us });
+      for (let r = 0; r < R; r++, checked++) {
+        if (got[r] !== want[r] && bad++ < 5) t.fail(`${isa} ${JSON.stringify(o)}: u=${us[r]}: ${got[r]} vs ${want[r]}`);
+      }
+    }
+    t.ok(checked > 200, `${isa}: ${checked} boundary draws`);
+    t.equal(bad, 0, `${isa}: every boundary draw on its side`);
+  });
+  t.end();
+});
+
+t.test('infinite logits, as sampleToken: +Infinity shares the mass, -Infinity never drawn', (t) => {
+  const x = Float32Array.from([-Infinity, 1, Infinity, 0, Infinity, -Infinity]);
+  const y = Float32Array.from([-Infinity, 2, -Infinity, 1, -Infinity]);
+  forEachIsa((isa) => {
+    const us = [0, 0.25, 0.49, 0.5, 0.75, 0.999];
+    const got = kernels.sampleTokens({ logits: new Float32Array(us.length * 6).map((_, i) => x[i % 6]), rows: us.length, vocab: 6, u: us });
+    t.same(Array.from(got), [2, 2, 2, 4, 4, 4], `${isa}: +Infinity logits split the mass`);
+    const gy = kernels.sampleTokens({ logits: new Float32Array(us.length * 5).map((_, i) => y[i % 5]), rows: us.length, vocab: 5, options: { topP: 0.99 }, u: us });
+    t.ok(Array.from(gy).every((v, r) => v === referenceSampleToken(y, { topP: 0.99 }, { next: () => us[r] }) && (v === 1 || v === 3)), `${isa}: -Infinity never drawn (${Array.from(gy)})`);
+  });
+  t.end();
+});
+
+t.test('bad rows and bad arguments: typed errors naming the row or the field', (t) => {
+  const x = randomLogits(41, 20);
+  const nanRow = Float32Array.from(x);
+  nanRow[7] = NaN;
+  const two = new Float32Array(40);
+  two.set(x);
+  two.set(nanRow, 20);
+  t.throws(() => kernels.sampleTokens({ logits: two, rows: 2, vocab: 20, u: [0.5, 0.5] }), { name: 'RangeError', message: /row 1: the logits hold a NaN/ });
+  t.throws(() => kernels.sampleTokens({ logits: new Float32Array(4).fill(-Infinity), rows: 1, vocab: 4, u: [0.1] }), { name: 'RangeError', message: /row 0: logits are all -Infinity/ });
+  t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, u: [1] }), { name: 'RangeError', message: /u must be a number in \[0, 1\)/ });
+  t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, u: [NaN] }), { name: 'RangeError', message: /row 0: u/ });
+  t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, u: [] }), { name: 'RangeError', message: /'u'/ });
+  t.throws(() => kernels.sampleTokens({ logits: x, rows: 2, vocab: 20, u: [0, 0] }), { name: 'RangeError', message: /logits/ });
+  t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, options: { topP: 0 }, u: [0] }), { name: 'RangeError', message: /topP/ });
+  t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, options: { repetitionPenalty: 1.2 }, u: [0] }), { name: 'RangeError', message: /repetitionPenalty/ });
+  t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, options: [{}, {}], u: [0] }), { name: 'RangeError', message: /one entry per row/ });
+  // The native entry point checks each field itself (the model's sampled steps pass rows straight through).
+  const { native } = require('../../lib/native/binding') as { native: { sampleTokens(a: unknown): Int32Array } };
+  const call = (params: unknown) => native.sampleTokens({ logits: x, rows: 1, vocab: 20, params });
+  t.throws(() => call([1, 0, 1, 0, 0.5]), { name: 'TypeError', message: /params.*Float64Array/ });
+  t.throws(() => call(Float64Array.of(1, 0, 1, 0)), { name: 'RangeError', message: /5 numbers/ });
+  t.throws(() => call(Float64Array.of(-1, 0, 1, 0, 0.5)), { name: 'RangeError', message: /row 0: temperature/ });
+  t.throws(() => call(Float64Array.of(Infinity, 0, 1, 0, 0.5)), { name: 'RangeError', message: /temperature/ });
+  t.throws(() => call(Float64Array.of(1, 1.5, 1, 0, 0.5)), { name: 'RangeError', message: /topK must be an integer/ });
+  t.throws(() => call(Float64Array.of(1, 0, 1.5, 0, 0.5)), { name: 'RangeError', message: /topP/ });
+  t.throws(() => call(Float64Array.of(1, 0, 1, -0.1, 0.5)), { name: 'RangeError', message: /minP/ });
+  t.throws(() => call(Float64Array.of(1, 0, 1, 0, -0.5)), { name: 'RangeError', message: /u must be/ });
+  t.end();
+});
