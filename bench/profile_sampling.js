@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// The sampler's cost per token (lib/generate/sampling.ts, on the JavaScript
-// thread) against the decode step it follows: sampleToken alone on a
-// vocabulary-sized row of logits for the usual option sets, then
-// generate() at 1 and 8 concurrent sequences with those options against
-// greedy generation (whose argmax runs natively) on a checkpoint.
+// The sampler's cost per token against the decode step it follows:
+// sampleToken (lib/generate/sampling.ts, on the JavaScript thread) and the
+// native sampler (kernels.sampleTokens, one row and 8 rows on the pool) on
+// vocabulary-sized rows of logits for the usual option sets, then generate()
+// at 1 and 8 concurrent sequences with those options against greedy
+// generation on a checkpoint (without a repetition penalty generate() draws
+// natively in the step: Sequence.stepSample).
 //
 //   node bench/profile_sampling.js [checkpoint dir | .gguf] [--vocab 50280] [--tokens 64]
 'use strict';
@@ -35,6 +37,24 @@ function samplerAlone(V) {
       t.push((C.now() - t0) / 40);
     }
     console.log(`  ${JSON.stringify(o).padEnd(72)} ${(C.median(t) * 1e3).toFixed(3)}`);
+  }
+  const { kernels } = C.requireDist();
+  console.log(`kernels.sampleTokens on ${V} logits (ms per call of 1 row / of 8 rows, median of 5 x 40):`);
+  const rows8 = new Float32Array(8 * V);
+  for (let i = 0; i < 8; i++) rows8.set(logits, i * V);
+  for (const o of SETS.filter((x) => !x.repetitionPenalty)) {
+    const time = (rows, data) => {
+      const u = Array.from({ length: rows }, () => rng.next());
+      for (let i = 0; i < 10; i++) kernels.sampleTokens({ logits: data, rows, vocab: V, options: o, u });
+      const t = [];
+      for (let k = 0; k < 5; k++) {
+        const t0 = C.now();
+        for (let i = 0; i < 40; i++) kernels.sampleTokens({ logits: data, rows, vocab: V, options: o, u });
+        t.push((C.now() - t0) / 40);
+      }
+      return (C.median(t) * 1e3).toFixed(3);
+    };
+    console.log(`  ${JSON.stringify(o).padEnd(72)} ${time(1, logits)} / ${time(8, rows8)}`);
   }
 }
 

@@ -32,6 +32,18 @@ struct SampleParams {
 constexpr int32_t kSampleNaN = -1;       // a logit is NaN
 constexpr int32_t kSampleNoFinite = -2;  // every logit is -Infinity
 
+// Rows of a row's length that the sampler works in (kernels/sampling.cpp
+// keeps them per thread; hist: kSampleBuckets zeros between calls).
+struct SampleScratch {
+  double* x;
+  double* p;
+  double* e;
+  double* vals;
+  double* hist;
+};
+constexpr int64_t kSampleBucketShift = 16;  // top-p's buckets: a float64's high word >> this
+constexpr int64_t kSampleBuckets = int64_t(1) << (31 - kSampleBucketShift);
+
 // out[r] = the token drawn from logits[r · stride .. + vocab) with params[r]
 // (or kSampleNaN / kSampleNoFinite). Rows run on the global pool. The caller
 // has checked the parameters' ranges (the N-API bindings do).
