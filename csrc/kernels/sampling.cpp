@@ -13,18 +13,20 @@ NM_DECLARE_ISA_FN(int32_t sample_row(const float* logits, int64_t V, const Sampl
 
 namespace {
 
-// Rows reused from call to call, per thread. hist stays all zero between
-// calls (top-p clears what it touched).
+// Rows reused from call to call, per thread. hist and seen stay all zero
+// between calls (top-p and the penalty clear what they touched).
 SampleScratch scratch_for(int64_t V) {
   thread_local std::vector<double> x, p, e, vals, hist;
+  thread_local std::vector<uint8_t> seen;
   if ((int64_t)x.size() < V) {
     x.resize((size_t)V);
     p.resize((size_t)V);
     e.resize((size_t)V);
     vals.resize((size_t)V);
+    seen.resize((size_t)V, 0);
   }
   if (hist.empty()) hist.assign((size_t)kSampleBuckets, 0.0);
-  return SampleScratch{x.data(), p.data(), e.data(), vals.data(), hist.data()};
+  return SampleScratch{x.data(), p.data(), e.data(), vals.data(), hist.data(), seen.data()};
 }
 
 int32_t sample_one(const float* logits, int64_t V, const SampleParams& o) {

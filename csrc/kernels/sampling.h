@@ -13,19 +13,23 @@
 // The uniform draw u comes from the caller (lib/generate/rng.ts), one per
 // token as sampleToken takes it, so that a seed gives the same generation
 // either way.
-// No repetition penalty here: it needs the sequence's history (the caller
-// samples in JavaScript then).
+// The repetition penalty (HF's, as sampleToken applies it: each distinct id
+// of the row's history once, a logit > 0 divided by it and one <= 0
+// multiplied) comes first, on the float64 logits, before the temperature.
 #pragma once
 #include <cstdint>
 
 namespace nm {
 
 struct SampleParams {
-  double temperature = 1;  // >= 0; 0: the argmax
-  int64_t top_k = 0;       // >= 0; 0: off
-  double top_p = 1;        // (0, 1]; 1: off
-  double min_p = 0;        // [0, 1]; 0: off
-  double u = 0;            // the uniform draw, [0, 1)
+  double temperature = 1;          // >= 0; 0: the argmax
+  int64_t top_k = 0;               // >= 0; 0: off
+  double top_p = 1;                // (0, 1]; 1: off
+  double min_p = 0;                // [0, 1]; 0: off
+  double repetition_penalty = 1;   // > 0; 1: off
+  double u = 0;                    // the uniform draw, [0, 1)
+  const int32_t* history = nullptr;  // token ids in [0, vocab) (repeats allowed), for the penalty
+  int64_t history_len = 0;
 };
 
 // What sample_tokens writes for a row it cannot sample from.
@@ -40,6 +44,7 @@ struct SampleScratch {
   double* e;
   double* vals;
   double* hist;
+  uint8_t* seen;  // vocab bytes, all zero between calls (the penalty's distinct ids)
 };
 constexpr int64_t kSampleBucketShift = 16;  // top-p's buckets: a float64's high word >> this
 constexpr int64_t kSampleBuckets = int64_t(1) << (31 - kSampleBucketShift);

@@ -15,10 +15,10 @@ namespace NM_ISA {
 
 namespace {
 
-// x[i] = logits[i] as float64, divided by t unless t is 1; 1 if a logit is
-// NaN, 2 if every one is -Infinity, else 0. (The checks on the float bits:
-// integer max and and-reductions, which vectorize.)
-int load_row(const float* logits, int64_t V, double t, double* x) {
+// x[i] = logits[i] as float64; 1 if a logit is NaN, 2 if every one is
+// -Infinity, else 0. (The checks on the float bits: integer max and
+// and-reductions, which vectorize.)
+int load_row(const float* logits, int64_t V, double* x) {
   uint32_t amax = 0, all_neg_inf = 1;
   for (int64_t i = 0; i < V; ++i) {
     uint32_t b;
@@ -30,9 +30,19 @@ int load_row(const float* logits, int64_t V, double t, double* x) {
   }
   if (amax > 0x7f800000u) return 1;  // a NaN's magnitude bits are above infinity's
   if (all_neg_inf) return 2;
-  if (t != 1)
-    for (int64_t i = 0; i < V; ++i) x[i] /= t;
   return 0;
+}
+
+// The repetition penalty: each distinct id of the history once (marked in
+// seen, cleared after), x > 0 divided by rp, x <= 0 multiplied.
+void penalise(double* x, const int32_t* history, int64_t n, double rp, uint8_t* seen) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t id = history[i];
+    if (seen[id]) continue;
+    seen[id] = 1;
+    x[id] = x[id] > 0 ? x[id] / rp : x[id] * rp;
+  }
+  for (int64_t i = 0; i < n; ++i) seen[history[i]] = 0;
 }
 
 // Σ a[i] in VD lanes, then the lanes and the tail.
@@ -217,10 +227,14 @@ void keep_top_p(double* x, int64_t V, double top_p, const double* p, double* e, 
 
 int32_t sample_row(const float* logits, int64_t V, const SampleParams& o, const SampleScratch& s) {
   double* x = s.x;
-  // 1-2. the logits as float64, checked; temperature
-  const int bad = load_row(logits, V, o.temperature == 0 ? 1.0 : o.temperature, x);
+  // 1. the logits as float64, checked, with the repetition penalty applied
+  const int bad = load_row(logits, V, x);
   if (bad) return bad == 1 ? kSampleNaN : kSampleNoFinite;
+  if (o.repetition_penalty != 1 && o.history) penalise(x, o.history, o.history_len, o.repetition_penalty, s.seen);
   if (o.temperature == 0) return (int32_t)argmax_row(x, V);
+  // 2. temperature
+  if (o.temperature != 1)
+    for (int64_t i = 0; i < V; ++i) x[i] /= o.temperature;
   // 3. top-k: drop logits below the k-th largest (ties with it stay)
   if (o.top_k > 0 && o.top_k < V) {
     const double kth = kth_largest(x, V, o.top_k, s.p);

@@ -194,11 +194,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         });
   }
 
-  // step(slots: Int32Array, tokens: Int32Array, output?: 'logits' | 'greedy' | 'sample', params?: Float64Array)
+  // step(slots: Int32Array, tokens: Int32Array, output?: 'logits' | 'greedy' | 'sample', params?: Float64Array,
+  //      history?: Int32Array, historyOffsets?: Int32Array)
   //   -> Promise<Float32Array [batch, vocab]>; with 'greedy' Promise<Int32Array [batch]> of each
   //      row's most likely next token (engine/greedy.h; -1: NaN or no finite logit); with
-  //      'sample' the token drawn from each row with its params (kernels/sampling.h: 5 numbers a
-  //      row, napi/sample_params.h; -1: a NaN, -2: no finite logit)
+  //      'sample' the token drawn from each row with its params and history (kernels/sampling.h,
+  //      napi/sample_params.h; -1: a NaN, -2: no finite logit)
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto m = live(env, "step");
@@ -225,21 +226,21 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (output != "logits") {
       // The logits stay in native memory (reused: no fresh pages, nothing
       // for V8 to collect); only the ids come back.
-      auto params = std::make_shared<std::vector<SampleParams>>();
-      if (output == "sample")
-        *params = read_sample_params(r, info.Length() > 3 ? info[3] : env.Undefined(), "params", (int64_t)slots->size());
+      auto rows = std::make_shared<SampleRows>();
+      auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
+      if (output == "sample") *rows = read_sample_rows(r, arg(3), arg(4), arg(5), (int64_t)slots->size(), V);
       auto ids = std::make_shared<std::vector<int32_t>>(slots->size());
       auto logits = greedy_logits_;
       return PromiseWorker::run(env, "node-mamba:step",
-          [m, slots, tokens, ids, logits, params, V] {
+          [m, slots, tokens, ids, logits, rows, V] {
             std::lock_guard<std::mutex> lk(m->compute_mutex());
             for (int32_t s : *slots) check_slot(*m, s);
             const int64_t B = (int64_t)slots->size();
             const size_t n = (size_t)B * (size_t)V;
             if (logits->size() < n) logits->resize(n);
             engine::decode_step(*m, slots->data(), tokens->data(), B, logits->data());
-            if (params->empty()) engine::greedy_tokens(logits->data(), B, V, ids->data());
-            else sample_tokens(logits->data(), B, V, V, params->data(), ids->data());
+            if (rows->params.empty()) engine::greedy_tokens(logits->data(), B, V, ids->data());
+            else sample_tokens(logits->data(), B, V, V, rows->params.data(), ids->data());
           },
           [ids](Napi::Env env) -> Napi::Value {
             Napi::Int32Array a = Napi::Int32Array::New(env, ids->size());

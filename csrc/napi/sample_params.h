@@ -1,6 +1,10 @@
-// Reading the samplers' per-row parameters from JavaScript (a Float64Array
-// of rows x kSampleParamFields: temperature, topK, topP, minP, u), shared by
-// kernels.sampleTokens and the model's sampled decode steps.
+// Reading the samplers' per-row parameters from JavaScript, shared by
+// kernels.sampleTokens and the model's sampled decode steps:
+//   params: Float64Array [rows, kSampleParamFields]: temperature, topK, topP,
+//           minP, repetitionPenalty, u;
+//   history, historyOffsets (optional, together): Int32Array ids and
+//           Int32Array [rows + 1] offsets, row r's history (for the
+//           repetition penalty) at [offsets[r], offsets[r + 1]).
 #pragma once
 #include <napi.h>
 
@@ -11,10 +15,16 @@
 
 namespace nm::napi {
 
-constexpr int64_t kSampleParamFields = 5;
+constexpr int64_t kSampleParamFields = 6;
 
-// The rows' parameters, each field range-checked (TypeError / RangeError
-// naming `name`, the row and the field).
-std::vector<SampleParams> read_sample_params(const ArgReader& r, const Napi::Value& v, const char* name, int64_t rows);
+struct SampleRows {
+  std::vector<SampleParams> params;
+  std::vector<int32_t> history;  // copied; params[r].history points into it
+};
+
+// Every field and id range-checked (TypeError / RangeError naming the
+// argument, the row and the field or index).
+SampleRows read_sample_rows(const ArgReader& r, const Napi::Value& params, const Napi::Value& history,
+                            const Napi::Value& offsets, int64_t rows, int64_t vocab);
 
 }  // namespace nm::napi

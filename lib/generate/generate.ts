@@ -70,13 +70,13 @@ export async function* generate(
   if (signal?.aborted) throw abortError(signal);
   if (maxTokens === 0) return;
 
-  // Without a repetition penalty (which needs the history) the steps choose
-  // the next token in native code: the argmax (Sequence.stepGreedy), or the
-  // draw with the same rng numbers as sampleToken takes them
-  // (Sequence.stepSample), so that a seed gives the same tokens either way.
+  // The steps choose the next token in native code: the argmax
+  // (Sequence.stepGreedy, without a repetition penalty), or the draw with
+  // the same rng numbers as sampleToken takes them (Sequence.stepSample, the
+  // penalty with the history so far), so that a seed gives the same tokens
+  // as sampling the logits in JavaScript.
   const sampling = validateSamplingOptions(options);
-  const nativeChoice = sampling.repetitionPenalty === 1;
-  const nativeGreedy = nativeChoice && sampling.temperature === 0;
+  const nativeGreedy = sampling.temperature === 0 && sampling.repetitionPenalty === 1;
   const seq = await model.createSequence();
   try {
     let logits: Float32Array | undefined = await seq.prefill(ids);
@@ -109,8 +109,7 @@ export async function* generate(
       }
       yield { token: id, text: r.emit };
       if (nativeGreedy) next = await seq.stepGreedy(id);
-      else if (nativeChoice) next = await seq.stepSample(id, sampling, rng);
-      else logits = await seq.step(id);
+      else next = await seq.stepSample(id, { ...sampling, history }, rng);
     }
   } finally {
     await seq.dispose();

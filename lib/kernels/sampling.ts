@@ -3,8 +3,8 @@
 import { native } from '../native/binding';
 import { validateSamplingOptions, type ResolvedSamplingOptions, type SamplingOptions } from '../generate/sampling';
 
-/** Numbers per row of the native sampler's parameters: temperature, topK, topP, minP, u. */
-export const SAMPLE_PARAM_FIELDS = 5;
+/** Numbers per row of the native sampler's parameters: temperature, topK, topP, minP, repetitionPenalty, u. */
+export const SAMPLE_PARAM_FIELDS = 6;
 
 /** What the native sampler writes for a row whose logits hold a NaN. */
 export const SAMPLE_NAN = -1;
@@ -18,7 +18,21 @@ export function packSampleParams(out: Float64Array, row: number, o: ResolvedSamp
   out[at + 1] = o.topK;
   out[at + 2] = o.topP;
   out[at + 3] = o.minP;
-  out[at + 4] = u;
+  out[at + 4] = o.repetitionPenalty;
+  out[at + 5] = u;
+}
+
+/**
+ * The rows' histories (null: none) as the native sampler takes them: the ids concatenated and
+ * rows + 1 offsets; undefined when no row has one.
+ */
+export function packSampleHistories(histories: ReadonlyArray<ArrayLike<number> | null | undefined>): { history: Int32Array; historyOffsets: Int32Array } | undefined {
+  if (!histories.some((h) => h && h.length > 0)) return undefined;
+  const historyOffsets = new Int32Array(histories.length + 1);
+  histories.forEach((h, r) => (historyOffsets[r + 1] = historyOffsets[r] + (h ? h.length : 0)));
+  const history = new Int32Array(historyOffsets[histories.length]);
+  histories.forEach((h, r) => { if (h) history.set(h, historyOffsets[r]); });
+  return { history, historyOffsets };
 }
 
 /** The message for a row the native sampler could not sample from (as sampleToken words it). */
@@ -32,9 +46,8 @@ export interface SampleTokensOptions {
   rows: number;
   vocab: number;
   /**
-   * Sampling options (temperature, topK, topP, minP, as sampleToken takes them): one object for every
-   * row, or one per row. A repetition penalty needs each row's history: not here (RangeError); apply it
-   * to the logits first, or use sampleToken.
+   * Sampling options (temperature, topK, topP, minP, repetitionPenalty with its history of token ids,
+   * as sampleToken takes them): one object for every row, or one per row.
    */
   options?: SamplingOptions | SamplingOptions[];
   /** One uniform draw in [0, 1) per row (an Rng's next()); rows with temperature 0 do not read theirs. */
@@ -58,13 +71,16 @@ export function sampleTokens(opts: SampleTokensOptions): Int32Array {
     throw new RangeError(`node-mamba: sampleTokens: 'u' must hold one number per row (${rows})`);
   }
   const params = new Float64Array(rows * SAMPLE_PARAM_FIELDS);
-  const shared = list ? null : validateSamplingOptions((opts.options as SamplingOptions | undefined) ?? {});
+  const one = (opts.options as SamplingOptions | undefined) ?? {};
+  const shared = list ? null : validateSamplingOptions(one);
+  const histories: Array<ArrayLike<number> | undefined> = [];
   for (let r = 0; r < rows; r++) {
-    const o = shared ?? validateSamplingOptions(list![r]);
-    if (o.repetitionPenalty !== 1) throw new RangeError('node-mamba: sampleTokens: repetitionPenalty needs the history: apply it to the logits first, or use sampleToken');
+    const given = list ? list[r] : one;
+    const o = shared ?? validateSamplingOptions(given);
     packSampleParams(params, r, o, opts.u[r]);
+    histories.push(o.repetitionPenalty !== 1 ? given.history : undefined);
   }
-  const ids = native.sampleTokens({ logits: opts.logits, rows, vocab: opts.vocab, params });
+  const ids = native.sampleTokens({ logits: opts.logits, rows, vocab: opts.vocab, params, ...packSampleHistories(histories) });
   for (let r = 0; r < rows; r++) {
     if (ids[r] < 0) throw new RangeError(`node-mamba: sampleTokens: row ${r}: ${sampleErrorMessage(ids[r])}`);
   }

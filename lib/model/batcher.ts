@@ -2,7 +2,7 @@
 // while another step is running (or in the same turn of the event loop) joins
 // the next native step, so concurrent generations share one read of the
 // weights per token instead of one each.
-import { SAMPLE_NAN, SAMPLE_NO_FINITE, SAMPLE_PARAM_FIELDS, packSampleParams } from '../kernels/sampling';
+import { SAMPLE_NAN, SAMPLE_NO_FINITE, SAMPLE_PARAM_FIELDS, packSampleHistories, packSampleParams } from '../kernels/sampling';
 import { sampleToken, type ResolvedSamplingOptions } from '../generate/sampling';
 import type { NativeModel } from '../native/types';
 
@@ -14,7 +14,7 @@ type Pending =
   | { kind: 'logits'; slot: number; token: number; resolve(logits: Float32Array): void; reject(err: unknown): void }
   | { kind: 'greedy'; slot: number; token: number; resolve(next: number): void; reject(err: unknown): void }
   | {
-    kind: 'sample'; slot: number; token: number; options: ResolvedSamplingOptions; u: number;
+    kind: 'sample'; slot: number; token: number; options: ResolvedSamplingOptions; history: Int32Array | null; u: number;
     resolve(next: number): void; reject(err: unknown): void;
   };
 
@@ -52,13 +52,14 @@ export class DecodeBatcher {
 
   /**
    * The token drawn after `token` is appended to the sequence in `slot`: sampleToken's choice with
-   * `options` (no repetition penalty) and the uniform draw `u`, made in native code when no step of
-   * the batch wants its logits (kernels/sampling.ts), else by sampleToken on the logits. Negative
-   * where the logits cannot be sampled (SAMPLE_NAN, SAMPLE_NO_FINITE).
+   * `options`, the repetition penalty's `history` (ids in the vocabulary; null: none) and the uniform
+   * draw `u`, made in native code when no step of the batch wants its logits (kernels/sampling.ts),
+   * else by sampleToken on the logits. Negative where the logits cannot be sampled (SAMPLE_NAN,
+   * SAMPLE_NO_FINITE).
    */
-  stepSample(slot: number, token: number, options: ResolvedSamplingOptions, u: number): Promise<number> {
+  stepSample(slot: number, token: number, options: ResolvedSamplingOptions, history: Int32Array | null, u: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ kind: 'sample', slot, token, options, u, resolve, reject });
+      this.queue.push({ kind: 'sample', slot, token, options, history, u, resolve, reject });
       this.schedule();
     });
   }
@@ -98,7 +99,8 @@ export class DecodeBatcher {
         // Greedy rows are temperature 0 (the sampler's argmax is the greedy choice).
         const params = new Float64Array(batch.length * SAMPLE_PARAM_FIELDS);
         batch.forEach((p, i) => packSampleParams(params, i, p.kind === 'sample' ? p.options : GREEDY, p.kind === 'sample' ? p.u : 0));
-        const next = await this.native().step(slots, tokens, 'sample', params);
+        const h = packSampleHistories(batch.map((p) => (p.kind === 'sample' ? p.history : null)));
+        const next = await this.native().step(slots, tokens, 'sample', params, h?.history, h?.historyOffsets);
         batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
       } else {
         const logits = await this.native().step(slots, tokens);
@@ -106,7 +108,7 @@ export class DecodeBatcher {
           const row = logits.subarray(i * this.vocabSize, (i + 1) * this.vocabSize);
           if (p.kind === 'logits') p.resolve(row);
           else if (p.kind === 'greedy') p.resolve(greedyToken(row));
-          else p.resolve(sampledToken(row, p.options, p.u));
+          else p.resolve(sampledToken(row, p.options, p.history, p.u));
         });
       }
     } catch (err) {
@@ -131,8 +133,8 @@ function greedyToken(x: Float32Array): number {
 const GREEDY: ResolvedSamplingOptions = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1 };
 
 /** sampleToken's choice with the draw u, or SAMPLE_NAN / SAMPLE_NO_FINITE as the native sampler reports them. */
-function sampledToken(row: Float32Array, options: ResolvedSamplingOptions, u: number): number {
+function sampledToken(row: Float32Array, options: ResolvedSamplingOptions, history: Int32Array | null, u: number): number {
   const g = greedyToken(row);
   if (g < 0) return row.some((v) => Number.isNaN(v)) ? SAMPLE_NAN : SAMPLE_NO_FINITE;
-  return sampleToken(row, options, { next: () => u });
+  return sampleToken(row, { ...options, history: history ?? undefined }, { next: () => u });
 }

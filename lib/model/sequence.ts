@@ -120,23 +120,22 @@ export class Sequence {
 
   /**
    * Appends one token; resolves to the next token drawn as sampleToken(logits, options, rng) draws
-   * it (temperature, topK, topP, minP; one rng.next() when temperature > 0), chosen in native code
-   * on the thread pool when no concurrent step of this model wants its logits
-   * (kernels.sampleTokens): the logits never reach JavaScript. The same seed gives the same tokens
-   * as step() followed by sampleToken, except where a draw falls within ~1e-15 of a boundary
-   * between two tokens (the native exp and sums round differently in the last bit). A repetition
-   * penalty needs the history: a RangeError here (use step() and sampleToken). Logits that hold a
-   * NaN, or nothing above -Infinity, are a RangeError. A later snapshot() carries no logits for
-   * this step.
+   * it (repetitionPenalty with options.history, temperature, topK, topP, minP; one rng.next() when
+   * temperature > 0), chosen in native code on the thread pool when no concurrent step of this
+   * model wants its logits (kernels.sampleTokens): the logits never reach JavaScript. The same seed
+   * gives the same tokens as step() followed by sampleToken, except where a draw falls within
+   * ~1e-15 of a boundary between two tokens (the native exp and sums round differently in the last
+   * bit). History ids outside the vocabulary, and logits that hold a NaN or nothing above
+   * -Infinity, are a RangeError. A later snapshot() carries no logits for this step.
    */
   async stepSample(token: number, options: SamplingOptions, rng: Rng): Promise<number> {
     this.ensureLive();
     const o = validateSamplingOptions(options);
-    if (o.repetitionPenalty !== 1) throw new RangeError('node-mamba: stepSample: repetitionPenalty needs the history: use step() and sampleToken');
     const [id] = toTokenArray([token], this.host.vocabSize, 'token');
+    const history = o.repetitionPenalty !== 1 && options.history ? toTokenArray(options.history, this.host.vocabSize, 'history') : null;
     this.checkContext(1);
     const u = o.temperature > 0 ? rng.next() : 0;
-    const next = await this.host.batcher.stepSample(this.slot, id, o, u);
+    const next = await this.host.batcher.stepSample(this.slot, id, o, history, u);
     this.consumed += 1;
     this.last = undefined;
     if (next < 0) throw new RangeError(`node-mamba: stepSample: ${sampleErrorMessage(next)}`);

@@ -71,10 +71,11 @@ export interface NativeModel {
   step(slots: Int32Array, tokens: Int32Array, output: 'greedy'): Promise<Int32Array>;
   /**
    * The same step, returning the token drawn from each sequence's logits with its row of `params`
-   * (kernels/sampling.ts packSampleParams: temperature, topK, topP, minP, u); -1 where its logits
-   * hold a NaN, -2 where nothing is above -Infinity.
+   * (kernels/sampling.ts packSampleParams: temperature, topK, topP, minP, repetitionPenalty, u) and
+   * its history (packSampleHistories); -1 where its logits hold a NaN, -2 where nothing is above
+   * -Infinity.
    */
-  step(slots: Int32Array, tokens: Int32Array, output: 'sample', params: Float64Array): Promise<Int32Array>;
+  step(slots: Int32Array, tokens: Int32Array, output: 'sample', params: Float64Array, history?: Int32Array, historyOffsets?: Int32Array): Promise<Int32Array>;
   /** The sequence's whole state (csrc/engine/model.h Model::snapshot) and its position. */
   snapshot(slot: number): Promise<{ state: Uint8Array; position: number }>;
   restore(slot: number, state: Uint8Array, position: number): Promise<void>;

@@ -1,4 +1,4 @@
-// Sampled steps (Sequence.stepSample, generate() at a temperature without a
+// Sampled steps (Sequence.stepSample, generate() at a temperature or with a
 // repetition penalty): the next token drawn in native code equals
 // sampleToken's draw from the step's logits with the same rng; sampled,
 // greedy and logits steps batch together (a batch with a logits step samples
@@ -17,9 +17,10 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-sampled-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const V = 97;
-const prompts = [[1, 5, 9], [2, 7], [3, 3, 3, 4], [60, 11], [8], [40, 41, 42]];
+const prompts = [[1, 5, 9], [2, 7], [3, 3, 3, 4], [60, 11], [8], [40, 41, 42], [5, 5, 6], [70, 2]];
 const OPTIONS: SamplingOptions[] = [
   { temperature: 1 }, { temperature: 0.8, topP: 0.9 }, { topK: 5 }, { temperature: 0.7, minP: 0.05 }, { topK: 20, topP: 0.95, temperature: 1.2 }, { temperature: 2 },
+  { temperature: 0.9, topP: 0.95, repetitionPenalty: 1.3 }, { temperature: 0, repetitionPenalty: 1.5 },
 ];
 
 async function load(): Promise<MambaModel> {
@@ -28,12 +29,15 @@ async function load(): Promise<MambaModel> {
   return loadModel(dir);
 }
 
-/** n tokens after `prompt`, each drawn by sampleToken from the step's logits (the JavaScript loop). */
+/**
+ * n tokens after `prompt`, each drawn by sampleToken from the step's logits (the JavaScript loop
+ * generate() ran before: the history for the repetition penalty is the prompt and the tokens so far).
+ */
 async function viaLogits(m: MambaModel, prompt: number[], o: SamplingOptions, seed: number, n: number): Promise<number[]> {
   const rng = createRng(seed);
   const s = await m.createSequence();
-  const out = [sampleToken(await s.prefill(prompt), o, rng)];
-  while (out.length < n) out.push(sampleToken(await s.step(out[out.length - 1]), o, rng));
+  const out = [sampleToken(await s.prefill(prompt), { ...o, history: prompt }, rng)];
+  while (out.length < n) out.push(sampleToken(await s.step(out[out.length - 1]), { ...o, history: [...prompt, ...out] }, rng));
   await s.dispose();
   return out;
 }
@@ -46,11 +50,11 @@ t.test('stepSample draws what sampleToken draws from the logits, alone and batch
   for (let i = 0; i < prompts.length; i++) want.push(await viaLogits(m, prompts[i], OPTIONS[i], 100 + i, n));
   t.ok(new Set(want.flat()).size > 10, `the draws vary (${want.map((w) => w.join(' ')).join(' / ')})`);
   // Alone: one sequence at a time (native sampled steps).
-  for (let i = 0; i < 2; i++) {
+  for (const i of [0, 1, 6]) {
     const rng = createRng(100 + i);
     const s = await m.createSequence();
-    const out = [sampleToken(await s.prefill(prompts[i]), OPTIONS[i], rng)];
-    while (out.length < n) out.push(await s.stepSample(out[out.length - 1], OPTIONS[i], rng));
+    const out = [sampleToken(await s.prefill(prompts[i]), { ...OPTIONS[i], history: prompts[i] }, rng)];
+    while (out.length < n) out.push(await s.stepSample(out[out.length - 1], { ...OPTIONS[i], history: [...prompts[i], ...out] }, rng));
     await s.dispose();
     t.same(out, want[i], `sequence ${i} alone`);
   }
@@ -66,11 +70,11 @@ t.test('stepSample draws what sampleToken draws from the logits, alone and batch
   const runs = prompts.map(async (p, i) => {
     const rng = createRng(100 + i);
     const s = await m.createSequence();
-    const out = [sampleToken(await s.prefill(p), OPTIONS[i], rng)];
+    const out = [sampleToken(await s.prefill(p), { ...OPTIONS[i], history: p }, rng)];
     const steps = i === 4 ? 6 : n;
     while (out.length < steps) {
-      const last = out[out.length - 1];
-      out.push(i === 4 ? sampleToken(await s.step(last), OPTIONS[i], rng) : await s.stepSample(last, OPTIONS[i], rng));
+      const last = out[out.length - 1], o = { ...OPTIONS[i], history: [...p, ...out] };
+      out.push(i === 4 ? sampleToken(await s.step(last), o, rng) : await s.stepSample(last, o, rng));
     }
     await s.dispose();
     return out;
@@ -83,7 +87,7 @@ t.test('stepSample draws what sampleToken draws from the logits, alone and batch
     return out;
   })();
   const got = await Promise.all(runs);
-  got.forEach((g, i) => t.same(g, want[i].slice(0, g.length), `sequence ${i} (${i === 4 ? 'logits' : 'sampled'} steps): ${g.length} tokens`));
+  got.forEach((g, i) => t.same(g, want[i].slice(0, g.length), `sequence ${i} ${JSON.stringify(OPTIONS[i])} (${i === 4 ? 'logits' : 'sampled'} steps): ${g.length} tokens`));
   t.same(await greedy, greedyWant, 'the greedy sequence batched with them');
 });
 
@@ -118,15 +122,16 @@ t.test('stepSample and the native sampled step check their arguments', async (t)
   const s = await m.createSequence();
   await s.prefill([1, 2]);
   const rng = createRng(1);
-  await t.rejects(s.stepSample(3, { repetitionPenalty: 1.3 }, rng), { name: 'RangeError', message: /repetitionPenalty/ });
+  await t.rejects(s.stepSample(3, { repetitionPenalty: 1.3, history: [1, V] }, rng), { name: 'RangeError', message: /history\[1\]/ });
+  await t.rejects(s.stepSample(3, { repetitionPenalty: -1 }, rng), { name: 'RangeError', message: /repetitionPenalty/ });
   await t.rejects(s.stepSample(3, { topP: 2 }, rng), { name: 'RangeError', message: /topP/ });
   await t.rejects(s.stepSample(V, {}, rng), { name: 'RangeError' });
   const nm = m.nativeModel() as unknown as { step(a: Int32Array, b: Int32Array, o?: unknown, p?: unknown): Promise<Int32Array> };
   const slots = Int32Array.of(s.slot), toks = Int32Array.of(3);
   t.throws(() => nm.step(slots, toks, 'sample'), { name: 'TypeError', message: /params/ });
-  t.throws(() => nm.step(slots, toks, 'sample', Float64Array.of(1, 0, 1, 0)), { name: 'RangeError', message: /params/ });
-  t.throws(() => nm.step(slots, toks, 'sample', Float64Array.of(1, 0, 1, 0, 1)), { name: 'RangeError', message: /row 0: u/ });
-  const ids = await nm.step(slots, toks, 'sample', Float64Array.of(0, 0, 1, 0, 0));
+  t.throws(() => nm.step(slots, toks, 'sample', Float64Array.of(1, 0, 1, 0, 1)), { name: 'RangeError', message: /params/ });
+  t.throws(() => nm.step(slots, toks, 'sample', Float64Array.of(1, 0, 1, 0, 1, 1)), { name: 'RangeError', message: /row 0: u/ });
+  const ids = await nm.step(slots, toks, 'sample', Float64Array.of(0, 0, 1, 0, 1, 0));
   t.type(ids, Int32Array);
   t.ok(ids[0] >= 0 && ids[0] < V, `a token id (${ids[0]})`);
   await s.dispose();

@@ -26,6 +26,9 @@ const OPTIONS: SamplingOptions[] = [
   {}, { temperature: 0 }, { temperature: 0.7 }, { temperature: 3 }, { topK: 1 }, { topK: 5 }, { topK: 40, temperature: 1.3 },
   { topP: 0.9 }, { topP: 0.5, temperature: 0.8 }, { topP: 0.999 }, { topP: 1e-6 }, { minP: 0.05 }, { minP: 0.3, temperature: 2 },
   { topK: 50, topP: 0.95, minP: 0.02, temperature: 0.9 },
+  // The repetition penalty's history: repeats, ids at both ends (those past a short row are left out).
+  { topP: 0.9, repetitionPenalty: 1.3, history: [0, 3, 3, 1, 96, 4098, 3] }, { temperature: 0, repetitionPenalty: 1.2, history: [2, 0] },
+  { repetitionPenalty: 0.7, history: [5, 6, 5], topK: 8 },
 ];
 
 t.test('equals the reference sampler from the same draws: every level, awkward sizes, ties, every filter', (t) => {
@@ -38,7 +41,8 @@ t.test('equals the reference sampler from the same draws: every level, awkward s
     if (step > 0) x = Float32Array.from(x, (v) => Math.round(v / step) * step);
     const logits = new Float32Array(R * n);
     for (let r = 0; r < R; r++) logits.set(x, r * n);
-    for (const o of OPTIONS) {
+    for (const given of OPTIONS) {
+      const o = given.history ? { ...given, history: Array.from(given.history).filter((id) => id < n) } : given;
       const rng = createRng(seed * 17 + cases.length);
       const u = Array.from({ length: R }, () => rng.next());
       const want = u.map((v) => referenceSampleToken(x, o, { next: () => v }));
@@ -60,7 +64,7 @@ t.test('equals the reference sampler from the same draws: every level, awkward s
 
 t.test('rows of one call take options of their own; rows = 0 gives an empty result', (t) => {
   const n = 300, x = randomLogits(21, 4 * n, 6), rng = createRng(22);
-  const opts: SamplingOptions[] = [{ temperature: 0 }, { topK: 3 }, { topP: 0.6, temperature: 0.5 }, { minP: 0.2 }];
+  const opts: SamplingOptions[] = [{ temperature: 0 }, { topK: 3, repetitionPenalty: 1.5, history: [7, 9] }, { topP: 0.6, temperature: 0.5 }, { minP: 0.2, repetitionPenalty: 2, history: [1, 1, 299] }];
   forEachIsa((isa) => {
     for (let k = 0; k < 10; k++) {
       const u = opts.map(() => rng.next());
@@ -138,18 +142,26 @@ t.test('bad rows and bad arguments: typed errors naming the row or the field', (
   t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, u: [] }), { name: 'RangeError', message: /'u'/ });
   t.throws(() => kernels.sampleTokens({ logits: x, rows: 2, vocab: 20, u: [0, 0] }), { name: 'RangeError', message: /logits/ });
   t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, options: { topP: 0 }, u: [0] }), { name: 'RangeError', message: /topP/ });
-  t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, options: { repetitionPenalty: 1.2 }, u: [0] }), { name: 'RangeError', message: /repetitionPenalty/ });
+  t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, options: { repetitionPenalty: 0 }, u: [0] }), { name: 'RangeError', message: /repetitionPenalty/ });
+  t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, options: { repetitionPenalty: 1.2, history: [3, 20] }, u: [0] }), { name: 'RangeError', message: /history.*row 0: id 20 at index 1/ });
   t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, options: [{}, {}], u: [0] }), { name: 'RangeError', message: /one entry per row/ });
   // The native entry point checks each field itself (the model's sampled steps pass rows straight through).
   const { native } = require('../../lib/native/binding') as { native: { sampleTokens(a: unknown): Int32Array } };
-  const call = (params: unknown) => native.sampleTokens({ logits: x, rows: 1, vocab: 20, params });
-  t.throws(() => call([1, 0, 1, 0, 0.5]), { name: 'TypeError', message: /params.*Float64Array/ });
-  t.throws(() => call(Float64Array.of(1, 0, 1, 0)), { name: 'RangeError', message: /5 numbers/ });
-  t.throws(() => call(Float64Array.of(-1, 0, 1, 0, 0.5)), { name: 'RangeError', message: /row 0: temperature/ });
-  t.throws(() => call(Float64Array.of(Infinity, 0, 1, 0, 0.5)), { name: 'RangeError', message: /temperature/ });
-  t.throws(() => call(Float64Array.of(1, 1.5, 1, 0, 0.5)), { name: 'RangeError', message: /topK must be an integer/ });
-  t.throws(() => call(Float64Array.of(1, 0, 1.5, 0, 0.5)), { name: 'RangeError', message: /topP/ });
-  t.throws(() => call(Float64Array.of(1, 0, 1, -0.1, 0.5)), { name: 'RangeError', message: /minP/ });
-  t.throws(() => call(Float64Array.of(1, 0, 1, 0, -0.5)), { name: 'RangeError', message: /u must be/ });
+  const call = (params: unknown, more: object = {}) => native.sampleTokens({ logits: x, rows: 1, vocab: 20, params, ...more });
+  t.throws(() => call([1, 0, 1, 0, 1, 0.5]), { name: 'TypeError', message: /params.*Float64Array/ });
+  t.throws(() => call(Float64Array.of(1, 0, 1, 0, 1)), { name: 'RangeError', message: /6 numbers/ });
+  t.throws(() => call(Float64Array.of(-1, 0, 1, 0, 1, 0.5)), { name: 'RangeError', message: /row 0: temperature/ });
+  t.throws(() => call(Float64Array.of(Infinity, 0, 1, 0, 1, 0.5)), { name: 'RangeError', message: /temperature/ });
+  t.throws(() => call(Float64Array.of(1, 1.5, 1, 0, 1, 0.5)), { name: 'RangeError', message: /topK must be an integer/ });
+  t.throws(() => call(Float64Array.of(1, 0, 1.5, 0, 1, 0.5)), { name: 'RangeError', message: /topP/ });
+  t.throws(() => call(Float64Array.of(1, 0, 1, -0.1, 1, 0.5)), { name: 'RangeError', message: /minP/ });
+  t.throws(() => call(Float64Array.of(1, 0, 1, 0, NaN, 0.5)), { name: 'RangeError', message: /repetitionPenalty/ });
+  t.throws(() => call(Float64Array.of(1, 0, 1, 0, 1, -0.5)), { name: 'RangeError', message: /u must be/ });
+  const ok = Float64Array.of(1, 0, 1, 0, 1.5, 0.5);
+  t.throws(() => call(ok, { history: Int32Array.of(1) }), { name: 'TypeError', message: /historyOffsets/ });
+  t.throws(() => call(ok, { history: [1], historyOffsets: Int32Array.of(0, 1) }), { name: 'TypeError', message: /history.*Int32Array/ });
+  t.throws(() => call(ok, { history: Int32Array.of(1), historyOffsets: Int32Array.of(0) }), { name: 'RangeError', message: /rows \+ 1/ });
+  t.throws(() => call(ok, { history: Int32Array.of(1), historyOffsets: Int32Array.of(0, 2) }), { name: 'RangeError', message: /end at the history/ });
+  t.throws(() => call(ok, { history: Int32Array.of(-1), historyOffsets: Int32Array.of(0, 1) }), { name: 'RangeError', message: /id -1/ });
   t.end();
 });
