@@ -39,6 +39,7 @@ function samplerAlone(V) {
     console.log(`  ${JSON.stringify(o).padEnd(72)} ${(C.median(t) * 1e3).toFixed(3)}`);
   }
   const { kernels } = C.requireDist();
+  if (!kernels.sampleTokens) return;  // (a library from before the native sampler)
   console.log(`kernels.sampleTokens on ${V} logits (ms per call of 1 row / of 8 rows, median of 5 x 40):`);
   const rows8 = new Float32Array(8 * V);
   for (let i = 0; i < 8; i++) rows8.set(logits, i * V);
