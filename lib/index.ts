@@ -8,7 +8,8 @@ export type {
   MambaConfig, Architecture, ModelFamily, LayerKind, MixerKind, FfnKind, AttentionConfig, MoeConfig, MoeRouter, Multipliers,
 } from './model/config';
 export type { GenerateOptions, GenerationChunk } from './generate/generate';
-export type { SamplingOptions } from './generate/sampling';
+export { sampleToken, tokenProbabilities, type SamplingOptions } from './generate/sampling';
+export { createRng, Xoshiro128, type Rng } from './generate/rng';
 export { loadTokenizer, StreamingDetokenizer, type Tokenizer } from './tokenizer';
 export { exportGguf, type ExportGgufOptions, type ExportGgufResult, type GgufExportType } from './export/export_gguf';
 export {

@@ -8,9 +8,8 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadModel, type MambaModel } from '../../lib';
-import { createRng } from '../../lib/generate/rng';
-import { argmax, sampleToken, type SamplingOptions } from '../../lib/generate/sampling';
+import { createRng, loadModel, sampleToken, type MambaModel, type SamplingOptions } from '../../lib';
+import { argmax } from '../../lib/generate/sampling';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-sampled-'));
