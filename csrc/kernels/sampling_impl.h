@@ -154,6 +154,20 @@ inline int64_t bucket_of(double q) {
 // them (descending probability, among equals the lower id first) is <
 // topP - (1 - S); sets the others' x to -Infinity and e to 0.
 void keep_top_p(double* x, int64_t V, double top_p, const double* p, double* e, const SampleScratch& s) {
+  // When the most likely token alone reaches the target, every other one has
+  // at least that mass ranked above it: it stays alone (the first of equal
+  // maxima). Decided on the total summed in lanes, with a margin far above
+  // its rounding against the sum in id order (< V·2^-53), so that the
+  // result is the general path's; a confident model's rows take it.
+  const double pmax = max_row(p, V);
+  if (pmax >= top_p - (1 - sum_row(p, V)) + 1e-9) {
+    const int64_t keep = argmax_row(p, V);
+    for (int64_t i = 0; i < V; ++i) {
+      x[i] = i == keep ? x[i] : -INFINITY;
+      e[i] = i == keep ? e[i] : 0.0;
+    }
+    return;
+  }
   double* hist = s.hist;
   int64_t bmin = kSampleBuckets, bmax = -1;
   double total = 0;

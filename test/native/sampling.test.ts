@@ -62,6 +62,33 @@ t.test('equals the reference sampler from the same draws: every level, awkward s
   t.end();
 });
 
+t.test('confident rows: the most likely token alone reaching topP (ties at the maximum too), and just short of it', (t) => {
+  // One logit (or two equal ones) far above the rest: p_top ~0.93 (tied: ~0.47 each).
+  const rows: Array<[string, Float32Array]> = [];
+  const one = randomLogits(51, 1000, 2);
+  one[417] = 10;
+  const two = Float32Array.from(one);
+  two[12] = 10;
+  rows.push(['one', one], ['two tied', two]);
+  const opts: SamplingOptions[] = [{ topP: 0.9 }, { topP: 0.95 }, { topP: 0.99 }, { topP: 0.4 }, { topP: 0.5 }, { topP: 0.9, temperature: 1.5 }, { topP: 0.9, minP: 0.01 }];
+  forEachIsa((isa) => {
+    let n = 0, bad = 0;
+    for (const [what, x] of rows) for (const o of opts) {
+      const rng = createRng(52 + n);
+      const u = Array.from({ length: 16 }, () => rng.next());
+      const logits = new Float32Array(16 * x.length);
+      for (let r = 0; r < 16; r++) logits.set(x, r * x.length);
+      const got = kernels.sampleTokens({ logits, rows: 16, vocab: x.length, options: o, u });
+      for (let r = 0; r < 16; r++, n++) {
+        const want = referenceSampleToken(x, o, { next: () => u[r] });
+        if (got[r] !== want && bad++ < 5) t.fail(`${isa} ${what} ${JSON.stringify(o)}: u=${u[r]}: ${got[r]} vs ${want}`);
+      }
+    }
+    t.equal(bad, 0, `${isa}: ${n} draws from confident rows equal the reference`);
+  });
+  t.end();
+});
+
 t.test('rows of one call take options of their own; rows = 0 gives an empty result', (t) => {
   const n = 300, x = randomLogits(21, 4 * n, 6), rng = createRng(22);
   const opts: SamplingOptions[] = [{ temperature: 0 }, { topK: 3, repetitionPenalty: 1.5, history: [7, 9] }, { topP: 0.6, temperature: 0.5 }, { minP: 0.2, repetitionPenalty: 2, history: [1, 1, 299] }];
