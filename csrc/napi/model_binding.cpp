@@ -160,7 +160,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
-  // prefill(slot, tokens: Int32Array, logits: 'none' | 'last' | 'all') -> Promise<Float32Array | undefined>
+  // prefill(slot, tokens: Int32Array, logits: 'none' | 'last' | 'all') -> Promise<Float32Array | undefined>;
+  // prefill(slot, tokens, 'sample', params, history?, historyOffsets?) -> Promise<Int32Array [1]>: the
+  //   token drawn from the last token's logits, as step(..., 'sample') draws it (the logits stay native)
   Napi::Value Prefill(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int32_t slot = slot_arg(info, "prefill");
@@ -173,9 +175,29 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         r.range_error("tokens", "holds id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
                                     ", outside the vocabulary [0, " + std::to_string(V) + ")");
     std::string mode_s = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "last";
+    if (mode_s == "sample") {
+      if (tokens.empty()) r.range_error("tokens", "must not be empty when a token is sampled");
+      auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
+      auto rows = std::make_shared<SampleRows>(read_sample_rows(r, arg(3), arg(4), arg(5), 1, V));
+      auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
+      auto id = std::make_shared<int32_t>(0);
+      return PromiseWorker::run(env, "node-mamba:prefill",
+          [m, slot, toks, rows, id, V] {
+            std::lock_guard<std::mutex> lk(m->compute_mutex());
+            check_slot(*m, slot);
+            std::vector<float> logits((size_t)V);
+            engine::prefill(*m, slot, toks->data(), (int64_t)toks->size(), engine::LogitsMode::Last, logits.data());
+            sample_tokens(logits.data(), 1, V, V, rows->params.data(), id.get());
+          },
+          [id](Napi::Env env) -> Napi::Value {
+            Napi::Int32Array a = Napi::Int32Array::New(env, 1);
+            a[0] = *id;
+            return a;
+          });
+    }
     engine::LogitsMode mode = mode_s == "all" ? engine::LogitsMode::All
                               : mode_s == "none" ? engine::LogitsMode::None : engine::LogitsMode::Last;
-    if (mode_s != "all" && mode_s != "none" && mode_s != "last") r.type_error("logits", "must be 'none', 'last' or 'all'");
+    if (mode_s != "all" && mode_s != "none" && mode_s != "last") r.type_error("logits", "must be 'none', 'last', 'all' or 'sample'");
     if (mode == engine::LogitsMode::All) checked_product(r, "logits", {(int64_t)tokens.size(), V});
     if (tokens.empty() && mode != engine::LogitsMode::None) r.range_error("tokens", "must not be empty when logits are requested");
     auto out = std::make_shared<HostBuffer>();

@@ -4,7 +4,7 @@
 import type { Sequence } from '../model/sequence';
 import { StreamingDetokenizer, type Tokenizer } from '../tokenizer';
 import { createRng } from './rng';
-import { sampleToken, validateSamplingOptions, type SamplingOptions } from './sampling';
+import { validateSamplingOptions, type SamplingOptions } from './sampling';
 import { StopMatcher } from './stop';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -70,18 +70,18 @@ export async function* generate(
   if (signal?.aborted) throw abortError(signal);
   if (maxTokens === 0) return;
 
-  // The steps choose the next token in native code: the argmax
-  // (Sequence.stepGreedy, without a repetition penalty), or the draw with
-  // the same rng numbers as sampleToken takes them (Sequence.stepSample, the
-  // penalty with the history so far), so that a seed gives the same tokens
-  // as sampling the logits in JavaScript.
+  // The prefill and the steps choose the next token in native code: the
+  // argmax (Sequence.stepGreedy, without a repetition penalty), or the draw
+  // with the same rng numbers as sampleToken takes them
+  // (Sequence.prefillSample / stepSample, the penalty with the history so
+  // far), so that a seed gives the same tokens as sampling the logits in
+  // JavaScript.
   const sampling = validateSamplingOptions(options);
   const nativeGreedy = sampling.temperature === 0 && sampling.repetitionPenalty === 1;
   const seq = await model.createSequence();
   try {
-    let logits: Float32Array | undefined = await seq.prefill(ids);
-    let next: number | undefined;
     const history = ids.slice();
+    let next = await seq.prefillSample(ids, { ...sampling, history }, rng);
     const detok = new StreamingDetokenizer(model.tokenizer);
     const stopper = new StopMatcher(stop);
     // Text still held by the detokenizer or the stop matcher, at the end.
@@ -91,7 +91,7 @@ export async function* generate(
     };
     for (let i = 0; ; i++) {
       if (signal?.aborted) throw abortError(signal);
-      const id = next ?? sampleToken(logits as Float32Array, { ...options, history }, rng);
+      const id = next;
       history.push(id);
       if (stopAtEos && id === eos) {
         const tail = rest();

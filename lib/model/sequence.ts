@@ -5,7 +5,7 @@
 import { DisposedError } from '../errors';
 import type { Rng } from '../generate/rng';
 import { validateSamplingOptions, type SamplingOptions } from '../generate/sampling';
-import { sampleErrorMessage } from '../kernels/sampling';
+import { SAMPLE_PARAM_FIELDS, packSampleHistories, packSampleParams, sampleErrorMessage } from '../kernels/sampling';
 import type { NativeModel } from '../native/types';
 import type { DecodeBatcher } from './batcher';
 import { decodeSnapshot, encodeSnapshot, type SnapshotLayer } from './snapshot';
@@ -87,6 +87,28 @@ export class Sequence {
     this.consumed += ids.length;
     this.last = logits;
     return logits;
+  }
+
+  /**
+   * prefill(), resolving to the token drawn from the last token's logits as stepSample draws it
+   * (sampleToken's choice with `options` and `rng`, in native code: the logits never reach
+   * JavaScript). A later snapshot() carries no logits for this prefill.
+   */
+  async prefillSample(tokens: ArrayLike<number>, options: SamplingOptions, rng: Rng): Promise<number> {
+    this.ensureLive();
+    const o = validateSamplingOptions(options);
+    const ids = toTokenArray(tokens, this.host.vocabSize);
+    if (ids.length === 0) throw new RangeError("node-mamba: 'tokens' must not be empty");
+    const history = o.repetitionPenalty !== 1 && options.history ? toTokenArray(options.history, this.host.vocabSize, 'history') : null;
+    this.checkContext(ids.length);
+    const params = new Float64Array(SAMPLE_PARAM_FIELDS);
+    packSampleParams(params, 0, o, o.temperature > 0 ? rng.next() : 0);
+    const h = packSampleHistories([history]);
+    const [next] = await this.host.nativeModel().prefill(this.slot, ids, 'sample', params, h?.history, h?.historyOffsets);
+    this.consumed += ids.length;
+    this.last = undefined;
+    if (next < 0) throw new RangeError(`node-mamba: prefillSample: ${sampleErrorMessage(next)}`);
+    return next;
   }
 
   /** Appends one token; resolves to its logits ([vocabSize]). Concurrent steps of several sequences share one batched pass. */

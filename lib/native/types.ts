@@ -62,6 +62,8 @@ export interface NativeModel {
   resetSequence(slot: number): Promise<void>;
   /** Runs tokens through the sequence in `slot`; logits of the last token, of all tokens, or none. */
   prefill(slot: number, tokens: Int32Array, logits: 'none' | 'last' | 'all'): Promise<Float32Array | undefined>;
+  /** The same prefill, returning the token drawn from the last token's logits as step(..., 'sample') draws it (one row). */
+  prefill(slot: number, tokens: Int32Array, logits: 'sample', params: Float64Array, history?: Int32Array, historyOffsets?: Int32Array): Promise<Int32Array>;
   /** One decode step for several sequences: logits [slots.length, vocab]. */
   step(slots: Int32Array, tokens: Int32Array, output?: 'logits'): Promise<Float32Array>;
   /**

@@ -3,7 +3,8 @@
 // sampleToken's draw from the step's logits with the same rng; sampled,
 // greedy and logits steps batch together (a batch with a logits step samples
 // in JavaScript); generate() with a seed gives the tokens of the loop it
-// replaced (step() then sampleToken); the arguments are checked.
+// replaced (step() then sampleToken); prefillSample likewise for the prefill;
+// the arguments are checked.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -113,6 +114,31 @@ t.test('generate() with a seed: the tokens of step() + sampleToken with that see
     return out;
   }));
   t.same(conc, seq, '8 concurrent sampled generations equal 8 sequential ones');
+});
+
+t.test('prefillSample draws what sampleToken draws from the prefill logits', async (t) => {
+  const m = await load();
+  t.teardown(() => m.dispose());
+  for (const [i, o] of OPTIONS.entries()) {
+    const p = prompts[i];
+    const a = await m.createSequence(), b = await m.createSequence();
+    const ra = createRng(70 + i), rb = createRng(70 + i);
+    const want = [sampleToken(await a.prefill(p), { ...o, history: p }, ra), sampleToken(await a.prefill(p), { ...o, history: p }, ra)];
+    const got = [await b.prefillSample(p, { ...o, history: p }, rb), await b.prefillSample(p, { ...o, history: p }, rb)];
+    t.same(got, want, `prefillSample ${JSON.stringify(o)} (twice: the state and the rng continue alike)`);
+    t.equal(await b.stepSample(got[1], o, rb), sampleToken(await a.step(want[1]), o, ra), 'and the step after it');
+    await a.dispose();
+    await b.dispose();
+  }
+  const s = await m.createSequence();
+  await t.rejects(s.prefillSample([], {}, createRng(1)), { name: 'RangeError', message: /tokens/ });
+  await t.rejects(s.prefillSample([1], { topK: -1 }, createRng(1)), { name: 'RangeError', message: /topK/ });
+  await t.rejects(s.prefillSample([1, V], {}, createRng(1)), { name: 'RangeError', message: /outside the vocabulary/ });
+  const nm = m.nativeModel() as unknown as { prefill(slot: number, toks: Int32Array, o: string, p?: unknown): Promise<unknown> };
+  t.throws(() => nm.prefill(s.slot, Int32Array.of(1), 'sample'), { name: 'TypeError', message: /params/ });
+  t.throws(() => nm.prefill(s.slot, Int32Array.of(1), 'sample', Float64Array.of(1, 0, 1, 0, 1, 2)), { name: 'RangeError', message: /row 0: u/ });
+  t.throws(() => nm.prefill(s.slot, Int32Array.of(1), 'top'), { name: 'TypeError', message: /'sample'/ });
+  await s.dispose();
 });
 
 t.test('stepSample and the native sampled step check their arguments', async (t) => {
