@@ -103,6 +103,19 @@ async function checkBothBackends(t: Test, dir: string, exact: boolean, promptLen
     const a = await run(cpu), b = await run(emu);
     for (let i = 0; i < a.out.length; i++) compare(t, b.out[i], a.out[i], V, exact, `decode step ${Math.floor(i / 3)}, sequence ${i % 3} (batched)`);
 
+    // Sampled generation (the prefill's and the steps' tokens drawn natively from the backend's
+    // logits, three concurrent ones batched): with equal logits, the same tokens.
+    if (exact) {
+      const gen = (m: MambaModel) => Promise.all([
+        { temperature: 0.9, topP: 0.9, seed: 5 }, { topK: 7, repetitionPenalty: 1.3, seed: 6 }, { temperature: 1.5, minP: 0.02, seed: 7 },
+      ].map(async (o, i) => {
+        const out: number[] = [];
+        for await (const c of m.generate(prompt.slice(0, 4 + 5 * i), { ...o, maxTokens: 10, stopAtEos: false })) out.push(c.token);
+        return out;
+      }));
+      t.same(await gen(emu), await gen(cpu), 'sampled generations (native sampler), three concurrent: the same tokens');
+    }
+
     // A snapshot taken on one backend restores on the other and continues the same.
     for (const [from, to, name] of [[a, emu, 'cpu -> emulated'], [b, cpu, 'emulated -> cpu']] as const) {
       const s = await to.createSequence();
