@@ -9,7 +9,7 @@
 
 namespace nm {
 
-NM_DECLARE_ISA_FN(int32_t sample_row(const float* logits, int64_t V, const SampleParams& o, const SampleScratch& s))
+NM_DECLARE_ISA_FN(void sample_row(const float* logits, int64_t V, const SampleParams& o, const SampleScratch& s, int32_t* out))
 
 namespace {
 
@@ -30,13 +30,9 @@ SampleScratch scratch_for(int64_t V) {
 }
 
 int32_t sample_one(const float* logits, int64_t V, const SampleParams& o) {
-  const SampleScratch s = scratch_for(V);
-  switch (cpu::active_isa()) {
-    case cpu::Isa::Avx512Vnni:
-    case cpu::Isa::Avx512: return avx512::sample_row(logits, V, o, s);
-    case cpu::Isa::Avx2: return avx2::sample_row(logits, V, o, s);
-    default: return scalar::sample_row(logits, V, o, s);
-  }
+  int32_t id = 0;
+  NM_ISA_CALL(sample_row, logits, V, o, scratch_for(V), &id);
+  return id;
 }
 
 }  // namespace

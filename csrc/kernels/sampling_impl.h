@@ -237,9 +237,7 @@ void keep_top_p(double* x, int64_t V, double top_p, const double* p, double* e, 
   }
 }
 
-}  // namespace
-
-int32_t sample_row(const float* logits, int64_t V, const SampleParams& o, const SampleScratch& s) {
+int32_t sample_one_row(const float* logits, int64_t V, const SampleParams& o, const SampleScratch& s) {
   double* x = s.x;
   // 1. the logits as float64, checked, with the repetition penalty applied
   const int bad = load_row(logits, V, x);
@@ -294,6 +292,12 @@ int32_t sample_row(const float* logits, int64_t V, const SampleParams& o, const 
     if (o.u < cum) return (int32_t)i;
   }
   return (int32_t)last;  // u within rounding of 1
+}
+
+}  // namespace
+
+void sample_row(const float* logits, int64_t V, const SampleParams& o, const SampleScratch& s, int32_t* out) {
+  *out = sample_one_row(logits, V, o, s);
 }
 
 }  // namespace NM_ISA

@@ -55,7 +55,7 @@ export interface SampleTokensOptions {
 }
 
 /**
- * The next token of each row: sampleToken's semantics (temperature -> top-k -> top-p -> min-p ->
+ * The next token of each row: sampleToken's semantics (repetition penalty -> temperature -> top-k -> top-p -> min-p ->
  * the draw u; temperature 0 the argmax, ties to the lowest id), computed natively on the thread pool
  * (csrc/kernels/sampling.h). Its probabilities agree with sampleToken's to ~1e-15 relative (its own
  * exp, vector sums), so a row's token differs from sampleToken's with the same u only where u falls

@@ -4,7 +4,7 @@
 // for a Mamba model is a few MB whatever the prompt length (prompt caching).
 import { DisposedError } from '../errors';
 import type { Rng } from '../generate/rng';
-import { validateSamplingOptions, type SamplingOptions } from '../generate/sampling';
+import { validateSamplingOptions, type ResolvedSamplingOptions, type SamplingOptions } from '../generate/sampling';
 import { SAMPLE_PARAM_FIELDS, packSampleHistories, packSampleParams, sampleErrorMessage } from '../kernels/sampling';
 import type { NativeModel } from '../native/types';
 import type { DecodeBatcher } from './batcher';
@@ -96,13 +96,12 @@ export class Sequence {
    */
   async prefillSample(tokens: ArrayLike<number>, options: SamplingOptions, rng: Rng): Promise<number> {
     this.ensureLive();
-    const o = validateSamplingOptions(options);
+    const { o, history } = this.samplingArgs(options);
     const ids = toTokenArray(tokens, this.host.vocabSize);
     if (ids.length === 0) throw new RangeError("node-mamba: 'tokens' must not be empty");
-    const history = o.repetitionPenalty !== 1 && options.history ? toTokenArray(options.history, this.host.vocabSize, 'history') : null;
     this.checkContext(ids.length);
     const params = new Float64Array(SAMPLE_PARAM_FIELDS);
-    packSampleParams(params, 0, o, o.temperature > 0 ? rng.next() : 0);
+    packSampleParams(params, 0, o, drawU(o, rng));
     const h = packSampleHistories([history]);
     const [next] = await this.host.nativeModel().prefill(this.slot, ids, 'sample', params, h?.history, h?.historyOffsets);
     this.consumed += ids.length;
@@ -152,16 +151,21 @@ export class Sequence {
    */
   async stepSample(token: number, options: SamplingOptions, rng: Rng): Promise<number> {
     this.ensureLive();
-    const o = validateSamplingOptions(options);
+    const { o, history } = this.samplingArgs(options);
     const [id] = toTokenArray([token], this.host.vocabSize, 'token');
-    const history = o.repetitionPenalty !== 1 && options.history ? toTokenArray(options.history, this.host.vocabSize, 'history') : null;
     this.checkContext(1);
-    const u = o.temperature > 0 ? rng.next() : 0;
-    const next = await this.host.batcher.stepSample(this.slot, id, o, history, u);
+    const next = await this.host.batcher.stepSample(this.slot, id, o, history, drawU(o, rng));
     this.consumed += 1;
     this.last = undefined;
     if (next < 0) throw new RangeError(`node-mamba: stepSample: ${sampleErrorMessage(next)}`);
     return next;
+  }
+
+  /** The native sampler's options, checked, and the repetition penalty's history (null: none) as ids in the vocabulary. */
+  private samplingArgs(options: SamplingOptions): { o: ResolvedSamplingOptions; history: Int32Array | null } {
+    const o = validateSamplingOptions(options);
+    const history = o.repetitionPenalty !== 1 && options.history ? toTokenArray(options.history, this.host.vocabSize, 'history') : null;
+    return { o, history };
   }
 
   /**
@@ -211,4 +215,9 @@ export class Sequence {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.dispose();
   }
+}
+
+/** The uniform draw of one sampled token: one rng.next() when the temperature is above 0, as sampleToken takes it. */
+function drawU(o: ResolvedSamplingOptions, rng: Rng): number {
+  return o.temperature > 0 ? rng.next() : 0;
 }
