@@ -52,14 +52,16 @@ constexpr int64_t kStreamPrefetch = 4096;
 constexpr bool kOneStreamTiles = O::kOneStreamTiles;
 
 // The prefetch of a tile's vector p of its level panel j, `in.stream` only:
-// a one-stream tile (see packed_np) prefetches into L1 once per packed
-// vector (at its first level panel); others into L2. At VNNI non-temporal:
-// weights read once per step then leave the outer caches to the sequences'
-// states (8 sequences' Mamba states are larger than L2; bench/NOTES.md).
+// a one-stream tile (see packed_np) prefetches once per packed vector (at
+// its first level panel), other tiles of several input rows each vector.
+// Non-temporal wherever several input rows share the weights (and for the
+// one-stream tiles at VNNI): weights read once per step then leave the outer
+// caches to the sequences' states (8 sequences' Mamba states are larger
+// than L2; bench/NOTES.md). One input row at the other levels: into L1.
 template <int MB>
 inline void prefetch_packed(const QInput& in, const uint8_t* p, int j) {
   if (!in.stream) return;
-  if (MB > 1 && !kOneStreamTiles) O::prefetch(p + kPackedPrefetch);
+  if (MB > 1 && !kOneStreamTiles) O::prefetch_nta(p + kPackedPrefetch);
   else if (j % kSub == 0) {
     if constexpr (kOneStreamTiles) O::prefetch_nta(p + kStreamPrefetch);
     else O::prefetch_l1(p + kStreamPrefetch);

@@ -199,6 +199,36 @@ void selective_scan_q8_units(const SelectiveScanArgs& a, const Int8Operand& uq, 
 // State rows a decode step prefetches ahead of the row it updates.
 constexpr int64_t kStatePrefetchRows = 8;
 
+// Mamba-1 rows r.. r + 4/NV - 1 of batch row b (group g; P = 1, A per
+// state, NV vectors of states per row): s = s·exp(dt·A) + dt·x·B, acc =
+// Σ s·C in vector order from 0, as the one-row path in state_update_units
+// computes them; the rows' 4 exp chains interleave (more spill registers).
+template <int NV, class XAt>
+static inline void update_rows4(const SelectiveStateUpdateArgs& a, int64_t b, int64_t g, int64_t r, float* state, const float* dt,
+                         VF log2e, const XAt& xat, VF* acc) {
+  constexpr int64_t N = NV * VF::W;
+  const float* Bp = a.B + b * a.B_batch_stride + g * N;
+  const float* Cp = a.C + b * a.C_batch_stride + g * N;
+  float* s = state + r * N;
+  constexpr int kRows = 4 / NV;
+  for (int64_t i = 0; i < kRows * N; i += 16) __builtin_prefetch(s + kStatePrefetchRows * N + i, 1);
+  VF sv[kRows][NV];
+  for (int i = 0; i < kRows; ++i) {
+    const VF dtv = VF::set1(dt[i]), dtx = VF::set1(dt[i] * xat(r + i));
+    for (int v = 0; v < NV; ++v)
+      sv[i][v] = fmadd(VF::load(s + i * N + v * VF::W), vexp2(dtv * (VF::load(a.A + (r + i) * N + v * VF::W) * log2e)),
+                       dtx * VF::load(Bp + v * VF::W));
+  }
+  for (int i = 0; i < kRows; ++i) {
+    VF c = VF::zero();
+    for (int v = 0; v < NV; ++v) {
+      sv[i][v].store(s + i * N + v * VF::W);
+      c = fmadd(sv[i][v], VF::load(Cp + v * VF::W), c);
+    }
+    acc[i] = c;
+  }
+}
+
 // Work units [u0, u1): unit = b * blocks + k covers rows
 // [k*block, min((k+1)*block, nheads*headdim)) of batch row b; block <= 64.
 // Q8: x from the int8 operand xq (a.x unused), dequantized as the unit
@@ -256,31 +286,19 @@ static void state_update_units(const SelectiveStateUpdateArgs& a, const Int8Oper
     };
     const VF log2e = VF::set1(kLog2e);
     for (int64_t r = r0; r < r1;) {
-      // Mamba-1 (one channel per head, one vector of states per row): four
-      // rows at a time, so that their exp polynomials (a chain of dependent
-      // fmas each) overlap; each row's arithmetic is the one-row path's.
-      if (a.a_per_state && N == VF::W && P == 1 && r + 4 <= r1 && (r - r0) % VF::W <= VF::W - 4) {
+      // Mamba-1 (one channel per head; a row's states are one vector, or
+      // two at AVX2's 8 lanes for d_state 16): 4 vectors of states at a
+      // time, so that their exp polynomials (a chain of dependent fmas each)
+      // overlap; each row's arithmetic is the one-row path's, in its order.
+      const int nv = N == VF::W ? 1 : N == 2 * VF::W ? 2 : 0, rows = nv ? 4 / nv : 0;
+      if (nv && a.a_per_state && P == 1 && r + rows <= r1 && (r - r0) % VF::W <= VF::W - rows &&
+          (r + rows - 1) / heads_per_group == r / heads_per_group) {
         const int64_t g = r / heads_per_group;
-        if ((r + 3) / heads_per_group == g) {
-          const float* Bp = a.B + b * a.B_batch_stride + g * N;
-          const float* Cp = a.C + b * a.C_batch_stride + g * N;
-          const VF Bv = VF::load(Bp), Cv = VF::load(Cp);
-          float* s = state + r * N;
-          for (int i = 0; i < 4; ++i) __builtin_prefetch(s + (kStatePrefetchRows + i) * N, 1);
-          VF sv[4];
-          for (int i = 0; i < 4; ++i) {
-            const float dtv = dts[r + i - h0];
-            sv[i] = fmadd(VF::load(s + i * N), vexp2(VF::set1(dtv) * (VF::load(a.A + (r + i) * N) * log2e)),
-                          VF::set1(dtv * xat(r + i)) * Bv);
-          }
-          for (int i = 0; i < 4; ++i) {
-            sv[i].store(s + i * N);
-            accs[(r + i - r0) % VF::W] = fmadd(sv[i], Cv, VF::zero());
-          }
-          for (int i = 0; i < 4; ++i) row_done(r + i);
-          r += 4;
-          continue;
-        }
+        if (nv == 1) update_rows4<1>(a, b, g, r, state, dts + (r - h0), log2e, xat, accs + (r - r0) % VF::W);
+        else update_rows4<2>(a, b, g, r, state, dts + (r - h0), log2e, xat, accs + (r - r0) % VF::W);
+        for (int i = 0; i < rows; ++i) row_done(r + i);
+        r += rows;
+        continue;
       }
       const int64_t h = r / P, g = h / heads_per_group;
       const float dtv = dts[h - h0], xv = xat(r);

@@ -250,7 +250,7 @@ t.test('selectiveStateUpdate matches the float64 reference over several steps (M
   const cases: [boolean, number, number, number, number, number][] = [
     // mamba2, batch, nheads (= dim for Mamba-1), headdim, dstate, ngroups
     [false, 1, 1, 1, 1, 1], [false, 3, 67, 1, 17, 1], [false, 2, 24, 1, 3, 3], [false, 2, 130, 1, 16, 2],
-    [false, 1, 5, 1, 64, 5],
+    [false, 1, 5, 1, 64, 5], [false, 2, 70, 1, 8, 2],
     [true, 1, 1, 1, 1, 1], [true, 2, 5, 7, 17, 1], [true, 3, 6, 16, 64, 3], [true, 1, 3, 64, 128, 1],
     [true, 2, 40, 3, 16, 4], [true, 1, 2, 130, 33, 2], [true, 2, 4, 65, 256, 2],
   ];
