@@ -79,6 +79,10 @@ export async function* generate(
   const sampling = validateSamplingOptions(options);
   const nativeGreedy = sampling.temperature === 0 && sampling.repetitionPenalty === 1;
   const seq = await model.createSequence();
+  // The step that consumes the token just yielded runs while the consumer
+  // handles its chunk (writes it to a socket, say): it starts before the
+  // yield, once the token is known not to end the generation.
+  let pending: Promise<number> | undefined;
   try {
     const history = ids.slice();
     let next = await seq.prefillSample(ids, { ...sampling, history }, rng);
@@ -107,11 +111,19 @@ export async function* generate(
         yield { token: id, text: r.emit + rest() };
         return;
       }
+      // The draw's rng number is taken here, in token order, as before a yield.
+      pending = nativeGreedy ? seq.stepGreedy(id) : seq.stepSample(id, { ...sampling, history }, rng);
+      // Handled now, so that a failure while the consumer holds the chunk is
+      // not an unhandled rejection; the await below still throws it.
+      pending.catch(() => undefined);
       yield { token: id, text: r.emit };
-      if (nativeGreedy) next = await seq.stepGreedy(id);
-      else next = await seq.stepSample(id, { ...sampling, history }, rng);
+      next = await pending;
+      pending = undefined;
     }
   } finally {
+    // A consumer that stops early (break, return, throw) leaves a step in
+    // flight: it ends before the sequence is freed.
+    if (pending) await pending.catch(() => undefined);
     await seq.dispose();
   }
 }

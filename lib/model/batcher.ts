@@ -1,7 +1,10 @@
 // Continuous batching of decode steps: every sequence that asks for a step
 // while another step is running (or in the same turn of the event loop) joins
 // the next native step, so concurrent generations share one read of the
-// weights per token instead of one each.
+// weights per token instead of one each. Once every sequence of the last
+// step has asked again, the next step starts at once, without waiting for
+// the turn to end (a generation's step then overlaps the synchronous work of
+// its consumer, and no turn of the event loop separates two steps).
 import { SAMPLE_NAN, SAMPLE_NO_FINITE, SAMPLE_PARAM_FIELDS, packSampleHistories, packSampleParams } from '../kernels/sampling';
 import { sampleToken, type ResolvedSamplingOptions } from '../generate/sampling';
 import type { NativeModel } from '../native/types';
@@ -22,6 +25,8 @@ export class DecodeBatcher {
   private queue: Pending[] = [];
   private running = false;
   private scheduled = false;
+  // The slots of the step that ran last.
+  private lastSlots: number[] = [];
 
   constructor(
     private readonly native: () => NativeModel,
@@ -65,7 +70,12 @@ export class DecodeBatcher {
   }
 
   private schedule(): void {
-    if (this.running || this.scheduled) return;
+    if (this.running) return;
+    if (this.lastSlots.length > 0 && this.lastSlots.every((slot) => this.queue.some((p) => p.slot === slot))) {
+      void this.flush();
+      return;
+    }
+    if (this.scheduled) return;
     this.scheduled = true;
     // Let the other sequences of this turn queue their tokens first.
     setImmediate(() => {
@@ -90,6 +100,7 @@ export class DecodeBatcher {
       }
     }
     this.queue = rest;
+    this.lastSlots = batch.map((p) => p.slot);
     try {
       const slots = Int32Array.from(batch, (p) => p.slot), tokens = Int32Array.from(batch, (p) => p.token);
       if (batch.every((p) => p.kind === 'greedy')) {

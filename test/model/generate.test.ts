@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModel, type GenerateOptions, type MambaModel } from '../../lib';
+import { generate, type GenerationHost } from '../../lib/generate/generate';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-gen-'));
@@ -93,5 +94,60 @@ t.test('AbortSignal stops within one step and frees the sequence', async (t) => 
   await t.rejects(m.complete('x', { signal: pre.signal }), { name: 'AbortError' });
   // Breaking out of the loop also frees the sequence.
   for await (const c of m.generate([1], { maxTokens: 100, stopAtEos: false })) { void c; break; }
+  t.equal(m.sequenceCount, 0);
+});
+
+t.test('the next step runs while the consumer holds a chunk; a consumer that leaves early waits for it', async (t) => {
+  const m = await model('mamba');
+  t.teardown(() => m.dispose());
+  let started = 0, settled = 0;
+  // generate() on the model, its sequences' steps counted.
+  const host: GenerationHost = {
+    tokenizer: m.tokenizer, config: m.config,
+    createSequence: async () => {
+      const s = await m.createSequence();
+      for (const k of ['stepGreedy', 'stepSample'] as const) {
+        const f = (s[k] as (...a: unknown[]) => Promise<number>).bind(s);
+        (s as unknown as Record<string, unknown>)[k] = (...a: unknown[]) => { started++; return f(...a).finally(() => settled++); };
+      }
+      return s;
+    },
+  };
+  for (const opts of [{ temperature: 0 }, { temperature: 0.8, topP: 0.9, seed: 5 }]) {
+    started = settled = 0;
+    const startedAtChunk: number[] = [];
+    const tokens: number[] = [];
+    for await (const c of generate(host, [5, 17], { ...opts, maxTokens: 6, stopAtEos: false })) {
+      startedAtChunk.push(started);
+      tokens.push(c.token);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    // Chunk k arrives with the step that consumes its token started (k + 1 steps); the last
+    // chunk (maxTokens) starts none.
+    t.same(startedAtChunk, [1, 2, 3, 4, 5, 5], `${JSON.stringify(opts)}: steps started before each chunk`);
+    t.same(tokens, await tokensOf(m, [5, 17], { ...opts, maxTokens: 6, stopAtEos: false }), 'the same tokens as the model\'s generate()');
+    t.equal(settled, started);
+  }
+  started = settled = 0;
+  let n = 0;
+  for await (const c of generate(host, [5], { maxTokens: 100, stopAtEos: false })) { void c; if (++n === 3) break; }
+  t.equal(started, 3, 'the third chunk came with its step started');
+  t.equal(settled, 3, 'the loop ended after that step did');
+  t.equal(m.sequenceCount, 0, 'and the sequence was freed');
+});
+
+t.test('a model disposed while the consumer holds a chunk (its step in flight) rejects the generation', async (t) => {
+  const m = await loadModel(path.join(root, 'mamba'));
+  t.teardown(() => m.dispose());
+  const got: number[] = [];
+  await t.rejects((async () => {
+    for await (const c of m.generate([1, 2, 3], { maxTokens: 10, stopAtEos: false })) {
+      got.push(c.token);
+      if (got.length === 3) m.dispose();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })(), { name: 'DisposedError' });
+  // The step in flight at the dispose may still bring its token; none after it.
+  t.ok(got.length === 3 || got.length === 4, `${got.length} tokens`);
   t.equal(m.sequenceCount, 0);
 });
