@@ -3,6 +3,7 @@
 // feed-forward, engine/blocks/), and the per-sequence states. Forward passes
 // are in forward.cpp; the N-API wrapper is napi/model_binding.cpp.
 #pragma once
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -207,6 +208,9 @@ class Model {
   int64_t reserve_state(int64_t floats);
 
   std::mutex& compute_mutex() { return compute_mu_; }
+  // Jobs waiting for the compute mutex (ComputeLock): a chain of decode
+  // steps (napi/step_chain.h) lets them in between its steps.
+  int compute_waiters() const { return compute_waiters_.load(std::memory_order_relaxed); }
   // Activation blocks kept between forward calls (engine/ops.h).
   BufCache& buf_cache() { return buf_cache_; }
 
@@ -233,7 +237,26 @@ class Model {
   std::vector<int64_t> positions_;
   std::unique_ptr<KvCache> kv_;
   std::mutex compute_mu_;
+  std::atomic<int> compute_waiters_{0};
+  friend class ComputeLock;
   BufCache buf_cache_;
+};
+
+// Holds a model's compute mutex for a job's scope, counted in
+// compute_waiters() while it waits.
+class ComputeLock {
+ public:
+  explicit ComputeLock(Model& m) : m_(m) {
+    m_.compute_waiters_.fetch_add(1, std::memory_order_relaxed);
+    m_.compute_mu_.lock();
+    m_.compute_waiters_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  ~ComputeLock() { m_.compute_mu_.unlock(); }
+  ComputeLock(const ComputeLock&) = delete;
+  ComputeLock& operator=(const ComputeLock&) = delete;
+
+ private:
+  Model& m_;
 };
 
 }  // namespace nm::engine

@@ -24,6 +24,7 @@
 #include "napi/bindings.h"
 #include "napi/convert.h"
 #include "napi/promise_worker.h"
+#include "napi/step_chain.h"
 
 namespace nm::napi {
 
@@ -70,6 +71,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       InstanceMethod<&NativeModel::ResetSequence>("resetSequence"),
       InstanceMethod<&NativeModel::Prefill>("prefill"),
       InstanceMethod<&NativeModel::Step>("step"),
+      InstanceMethod<&NativeModel::StepChained>("stepChained"),
       InstanceMethod<&NativeModel::Snapshot>("snapshot"),
       InstanceMethod<&NativeModel::Restore>("restore"),
       InstanceMethod<&NativeModel::Calibrate>("calibrate"),
@@ -91,6 +93,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // Greedy and sampled steps' logits (step(..., 'greedy' | 'sample')): one buffer per model, reused
   // (steps hold the compute mutex); freed with the last in-flight step.
   std::shared_ptr<std::vector<float>> greedy_logits_ = std::make_shared<std::vector<float>>();
+  // Steps run ahead of JavaScript (stepChained); created with the first.
+  std::shared_ptr<StepChain> chain_;
+
+  // Refuses a call on a sequence that stepChained stepped ahead.
+  void check_unchained(const Napi::Env& env, int32_t slot, const char* method) {
+    if (chain_) chain_->check_unchained(env, slot, method);
+  }
+  // The sequence's state is being replaced or freed: the chain forgets it.
+  void release_chained(int32_t slot) {
+    if (chain_) chain_->release(slot);
+  }
 
   std::shared_ptr<Model> live(const Napi::Env& env, const char* method) {
     if (!model_) {
@@ -135,25 +148,27 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto m = live(info.Env(), "allocSequence");
     auto slot = std::make_shared<int32_t>(-1);
     return PromiseWorker::run(info.Env(), "node-mamba:allocSequence",
-        [m, slot] { std::lock_guard<std::mutex> lk(m->compute_mutex()); *slot = m->alloc_slot(); },
+        [m, slot] { engine::ComputeLock lk(*m); *slot = m->alloc_slot(); },
         [slot](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *slot); });
   }
 
   Napi::Value FreeSequence(const Napi::CallbackInfo& info) {
     int32_t slot = slot_arg(info, "freeSequence");
+    release_chained(slot);
     if (!model_) return info.Env().Undefined();  // freeing after dispose is a no-op
     auto m = model_;
     return PromiseWorker::run(info.Env(), "node-mamba:freeSequence",
-        [m, slot] { std::lock_guard<std::mutex> lk(m->compute_mutex()); m->free_slot(slot); },
+        [m, slot] { engine::ComputeLock lk(*m); m->free_slot(slot); },
         [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
   Napi::Value ResetSequence(const Napi::CallbackInfo& info) {
     int32_t slot = slot_arg(info, "resetSequence");
     auto m = live(info.Env(), "resetSequence");
+    release_chained(slot);
     return PromiseWorker::run(info.Env(), "node-mamba:resetSequence",
         [m, slot] {
-          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          engine::ComputeLock lk(*m);
           check_slot(*m, slot);
           m->reset_slot(slot);
         },
@@ -167,6 +182,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Env env = info.Env();
     int32_t slot = slot_arg(info, "prefill");
     auto m = live(env, "prefill");
+    check_unchained(env, slot, "prefill");
     ArgReader r{env, Napi::Object::New(env), "prefill"};
     std::vector<int32_t> tokens = copy_int32(r, info[1], "tokens");
     const int64_t V = m->config().vocab;
@@ -183,7 +199,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       auto id = std::make_shared<int32_t>(0);
       return PromiseWorker::run(env, "node-mamba:prefill",
           [m, slot, toks, rows, id, V] {
-            std::lock_guard<std::mutex> lk(m->compute_mutex());
+            engine::ComputeLock lk(*m);
             check_slot(*m, slot);
             std::vector<float> logits((size_t)V);
             engine::prefill(*m, slot, toks->data(), (int64_t)toks->size(), engine::LogitsMode::Last, logits.data());
@@ -204,7 +220,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
     return PromiseWorker::run(env, "node-mamba:prefill",
         [m, slot, toks, mode, out, V] {
-          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          engine::ComputeLock lk(*m);
           check_slot(*m, slot);
           int64_t n = (int64_t)toks->size();
           out->allocate(sizeof(float) * (mode == engine::LogitsMode::All ? (size_t)(n * V) : mode == engine::LogitsMode::Last ? (size_t)V : 0));
@@ -238,6 +254,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     std::vector<int32_t> sorted = *slots;
     std::sort(sorted.begin(), sorted.end());
     if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) r.range_error("slots", "must be distinct");
+    for (int32_t s : *slots) check_unchained(env, s, "step");
     std::string output = "logits";
     if (info.Length() > 2 && !info[2].IsUndefined()) {
       if (!info[2].IsString()) r.type_error("output", "must be 'logits', 'greedy' or 'sample'");
@@ -255,7 +272,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       auto logits = greedy_logits_;
       return PromiseWorker::run(env, "node-mamba:step",
           [m, slots, tokens, ids, logits, rows, V] {
-            std::lock_guard<std::mutex> lk(m->compute_mutex());
+            engine::ComputeLock lk(*m);
             for (int32_t s : *slots) check_slot(*m, s);
             const int64_t B = (int64_t)slots->size();
             const size_t n = (size_t)B * (size_t)V;
@@ -273,7 +290,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto out = std::make_shared<HostBuffer>();
     return PromiseWorker::run(env, "node-mamba:step",
         [m, slots, tokens, out, V] {
-          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          engine::ComputeLock lk(*m);
           for (int32_t s : *slots) check_slot(*m, s);
           out->allocate(sizeof(float) * slots->size() * (size_t)V);
           engine::decode_step(*m, slots->data(), tokens->data(), (int64_t)slots->size(), out->as<float>());
@@ -281,15 +298,54 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [out](Napi::Env env) -> Napi::Value { return adopt_f32(env, *out); });
   }
 
+  // stepChained(slots: Int32Array, tokens: Int32Array, params: Float64Array, history?, historyOffsets?,
+  //             nextU: Float64Array [batch]) -> Promise<Int32Array [batch]>
+  //   step(..., 'sample') whose next step runs ahead with the tokens it returns (napi/step_chain.h):
+  //   nextU[i] is row i's draw for that step (NaN: row i does not run ahead). Each sequence's next
+  //   call must be stepChained with the token returned, or freeing / resetting / restoring it.
+  Napi::Value StepChained(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env, "stepChained");
+    ArgReader r{env, Napi::Object::New(env), "stepChained"};
+    ChainRows step;
+    step.slots = copy_int32(r, info[0], "slots");
+    step.tokens = copy_int32(r, info[1], "tokens");
+    const size_t B = step.slots.size();
+    if (step.tokens.size() != B) r.range_error("tokens", "must have one token per slot");
+    if (B == 0) r.range_error("slots", "must not be empty");
+    const int64_t V = m->config().vocab;
+    for (size_t i = 0; i < B; ++i)
+      if (step.tokens[i] < 0 || step.tokens[i] >= V)
+        r.range_error("tokens", "holds id " + std::to_string(step.tokens[i]) + " at index " + std::to_string(i) +
+                                    ", outside the vocabulary [0, " + std::to_string(V) + ")");
+    std::vector<int32_t> sorted = step.slots;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) r.range_error("slots", "must be distinct");
+    auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
+    step.rows = read_sample_rows(r, arg(2), arg(3), arg(4), (int64_t)B, V);
+    Napi::Value nu = arg(5);
+    if (!nu.IsTypedArray() || nu.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      r.type_error("nextU", "must be a Float64Array");
+    Napi::Float64Array na = nu.As<Napi::Float64Array>();
+    if (na.ElementLength() != B) r.range_error("nextU", "must hold one draw per slot");
+    std::vector<double> next_u(na.Data(), na.Data() + B);
+    for (size_t i = 0; i < B; ++i)
+      if (!std::isnan(next_u[i]) && !(next_u[i] >= 0.0 && next_u[i] < 1.0))
+        r.range_error("nextU", "must hold draws in [0, 1) or NaN (at index " + std::to_string(i) + ")");
+    if (!chain_) chain_ = StepChain::create(env);
+    return chain_->request(env, m, std::move(step), std::move(next_u), greedy_logits_);
+  }
+
   // snapshot(slot) -> Promise<{ state: Uint8Array, position }> (engine/model.h Model::snapshot)
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {
     int32_t slot = slot_arg(info, "snapshot");
     auto m = live(info.Env(), "snapshot");
+    check_unchained(info.Env(), slot, "snapshot");
     auto out = std::make_shared<std::vector<uint8_t>>();
     auto pos = std::make_shared<int64_t>(0);
     return PromiseWorker::run(info.Env(), "node-mamba:snapshot",
         [m, slot, out, pos] {
-          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          engine::ComputeLock lk(*m);
           check_slot(*m, slot);
           *out = m->snapshot(slot);
           *pos = m->position(slot);
@@ -318,9 +374,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Uint8Array a = info[1].As<Napi::Uint8Array>();
     auto data = std::make_shared<std::vector<uint8_t>>(a.Data(), a.Data() + a.ElementLength());
     const int64_t position = (int64_t)pd;
+    release_chained(slot);
     return PromiseWorker::run(env, "node-mamba:restore",
         [m, slot, data, position] {
-          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          engine::ComputeLock lk(*m);
           check_slot(*m, slot);
           m->restore(slot, data->data(), data->size(), position);
         },
@@ -354,7 +411,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
     return PromiseWorker::run(env, "node-mamba:calibrate",
         [m, toks, obs, with_head, V] {
-          std::lock_guard<std::mutex> lk(m->compute_mutex());
+          engine::ComputeLock lk(*m);
           const int32_t slot = m->alloc_slot();
           try {
             engine::ObserverScope scope(obs.get());
@@ -415,6 +472,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     model_.reset();  // freed now, or when the last in-flight job ends
+    if (chain_) chain_->close(info.Env());
     greedy_logits_ = std::make_shared<std::vector<float>>();
     return info.Env().Undefined();
   }

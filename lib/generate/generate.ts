@@ -70,18 +70,17 @@ export async function* generate(
   if (signal?.aborted) throw abortError(signal);
   if (maxTokens === 0) return;
 
-  // The prefill and the steps choose the next token in native code: the
-  // argmax (Sequence.stepGreedy, without a repetition penalty), or the draw
-  // with the same rng numbers as sampleToken takes them
-  // (Sequence.prefillSample / stepSample, the penalty with the history so
-  // far), so that a seed gives the same tokens as sampling the logits in
-  // JavaScript.
+  // The prefill and the steps choose the next token in native code with the
+  // same rng numbers as sampleToken takes them (the argmax at temperature 0;
+  // the penalty with the history so far), so that a seed gives the same
+  // tokens as sampling the logits in JavaScript.
   const sampling = validateSamplingOptions(options);
-  const nativeGreedy = sampling.temperature === 0 && sampling.repetitionPenalty === 1;
   const seq = await model.createSequence();
   // The step that consumes the token just yielded runs while the consumer
   // handles its chunk (writes it to a socket, say): it starts before the
-  // yield, once the token is known not to end the generation.
+  // yield, once the token is known not to end the generation. And each step
+  // runs ahead natively with the token it chose (Sequence.stepChained), so
+  // that no round trip to JavaScript separates two steps.
   let pending: Promise<number> | undefined;
   try {
     const history = ids.slice();
@@ -111,8 +110,9 @@ export async function* generate(
         yield { token: id, text: r.emit + rest() };
         return;
       }
-      // The draw's rng number is taken here, in token order, as before a yield.
-      pending = nativeGreedy ? seq.stepGreedy(id) : seq.stepSample(id, { ...sampling, history }, rng);
+      // The draw's rng number is taken here, in token order, as before a yield. The step after
+      // this one runs ahead natively unless the token it returns is the last (maxTokens).
+      pending = seq.stepChained(id, { ...sampling, history }, rng, i + 2 >= maxTokens);
       // Handled now, so that a failure while the consumer holds the chunk is
       // not an unhandled rejection; the await below still throws it.
       pending.catch(() => undefined);

@@ -19,6 +19,11 @@ type Pending =
   | {
     kind: 'sample'; slot: number; token: number; options: ResolvedSamplingOptions; history: Int32Array | null; u: number;
     resolve(next: number): void; reject(err: unknown): void;
+  }
+  // A sampled step whose next step runs ahead natively (stepChained); uNext: its draw, NaN: none.
+  | {
+    kind: 'chained'; slot: number; token: number; options: ResolvedSamplingOptions; history: Int32Array | null; u: number;
+    uNext: number; resolve(next: number): void; reject(err: unknown): void;
   };
 
 export class DecodeBatcher {
@@ -69,6 +74,20 @@ export class DecodeBatcher {
     });
   }
 
+  /**
+   * stepSample whose next step runs ahead in native code with the token it returns (the draw
+   * `uNext`; NaN: no step follows), so that it is running or done when asked for. The sequence's
+   * next request must be stepChained with that token, or the sequence freed, reset or restored
+   * (generate(), which owns its sequences, keeps this).
+   */
+  stepChained(slot: number, token: number, options: ResolvedSamplingOptions, history: Int32Array | null, u: number,
+    uNext: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ kind: 'chained', slot, token, options, history, u, uNext, resolve, reject });
+      this.schedule();
+    });
+  }
+
   private schedule(): void {
     if (this.running) return;
     if (this.lastSlots.length > 0 && this.lastSlots.every((slot) => this.queue.some((p) => p.slot === slot))) {
@@ -101,35 +120,73 @@ export class DecodeBatcher {
     }
     this.queue = rest;
     this.lastSlots = batch.map((p) => p.slot);
+    // Chained requests take their own native call (their steps may be running ahead already);
+    // the others one call as before. The requests are settled once this step no longer counts as
+    // running, so that their next requests can start the next step at once.
+    const chained = batch.filter((p) => p.kind === 'chained');
+    const others = batch.filter((p) => p.kind !== 'chained');
+    let settles: Array<() => void> = [];
+    try {
+      settles = await Promise.all([
+        chained.length > 0 ? this.stepChainedRows(chained) : NOTHING,
+        others.length > 0 ? this.stepRows(others) : NOTHING,
+      ]);
+    } finally {
+      this.running = false;
+    }
+    for (const settle of settles) settle();
+    if (this.queue.length > 0) this.schedule();
+  }
+
+  /** The chained requests' native step; resolves to what settles them (never rejects). */
+  private async stepChainedRows(batch: Pending[]): Promise<() => void> {
+    try {
+      const slots = Int32Array.from(batch, (p) => p.slot), tokens = Int32Array.from(batch, (p) => p.token);
+      const params = new Float64Array(batch.length * SAMPLE_PARAM_FIELDS);
+      const nextU = new Float64Array(batch.length);
+      batch.forEach((p, i) => {
+        if (p.kind !== 'chained') throw new Error('node-mamba: internal: not a chained step');
+        packSampleParams(params, i, p.options, p.u);
+        nextU[i] = p.uNext;
+      });
+      const h = packSampleHistories(batch.map((p) => (p.kind === 'chained' ? p.history : null)));
+      const next = await this.native().stepChained(slots, tokens, params, h?.history, h?.historyOffsets, nextU);
+      return () => batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
+    } catch (err) {
+      return () => { for (const p of batch) p.reject(err); };
+    }
+  }
+
+  /** The other requests' native step; resolves to what settles them (never rejects). */
+  private async stepRows(batch: Pending[]): Promise<() => void> {
     try {
       const slots = Int32Array.from(batch, (p) => p.slot), tokens = Int32Array.from(batch, (p) => p.token);
       if (batch.every((p) => p.kind === 'greedy')) {
         const next = await this.native().step(slots, tokens, 'greedy');
-        batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
-      } else if (batch.every((p) => p.kind !== 'logits')) {
+        return () => batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
+      }
+      if (batch.every((p) => p.kind !== 'logits')) {
         // Greedy rows are temperature 0 (the sampler's argmax is the greedy choice).
         const params = new Float64Array(batch.length * SAMPLE_PARAM_FIELDS);
         batch.forEach((p, i) => packSampleParams(params, i, p.kind === 'sample' ? p.options : GREEDY, p.kind === 'sample' ? p.u : 0));
         const h = packSampleHistories(batch.map((p) => (p.kind === 'sample' ? p.history : null)));
         const next = await this.native().step(slots, tokens, 'sample', params, h?.history, h?.historyOffsets);
-        batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
-      } else {
-        const logits = await this.native().step(slots, tokens);
-        batch.forEach((p, i) => {
-          const row = logits.subarray(i * this.vocabSize, (i + 1) * this.vocabSize);
-          if (p.kind === 'logits') p.resolve(row);
-          else if (p.kind === 'greedy') p.resolve(greedyToken(row));
-          else p.resolve(sampledToken(row, p.options, p.history, p.u));
-        });
+        return () => batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
       }
+      const logits = await this.native().step(slots, tokens);
+      return () => batch.forEach((p, i) => {
+        const row = logits.subarray(i * this.vocabSize, (i + 1) * this.vocabSize);
+        if (p.kind === 'logits') p.resolve(row);
+        else if (p.kind === 'greedy') p.resolve(greedyToken(row));
+        else if (p.kind === 'sample') p.resolve(sampledToken(row, p.options, p.history, p.u));
+      });
     } catch (err) {
-      for (const p of batch) p.reject(err);
-    } finally {
-      this.running = false;
-      if (this.queue.length > 0) this.schedule();
+      return () => { for (const p of batch) p.reject(err); };
     }
   }
 }
+
+const NOTHING: () => void = () => undefined;
 
 /** The native greedy choice (engine/greedy.h) on logits already in JavaScript. */
 function greedyToken(x: Float32Array): number {

@@ -40,6 +40,8 @@ export interface SequenceHost {
 
 export class Sequence {
   private disposed = false;
+  // stepChained's draw for the step that runs ahead.
+  private chainU: number | undefined;
   private consumed = 0;
   private last: Float32Array | undefined;
 
@@ -161,6 +163,31 @@ export class Sequence {
     return next;
   }
 
+  /**
+   * @internal generate()'s step: stepSample, whose next step runs ahead in native code with the
+   * token it returns while the token travels to the caller and back (model batcher, stepChained).
+   * `last`: no step follows this one. The caller's next call on this sequence must be stepChained
+   * with the returned token (and the history grown by it), or dispose(), reset() or restore().
+   */
+  async stepChained(token: number, options: SamplingOptions, rng: Rng, last = false): Promise<number> {
+    this.ensureLive();
+    const { o, history } = this.samplingArgs(options);
+    const [id] = toTokenArray([token], this.host.vocabSize, 'token');
+    this.checkContext(1);
+    // The draw of this step was taken with the last call (the step ran ahead with it); the next
+    // one's now: the rng gives the same numbers in the same order as stepSample takes them.
+    // No step runs ahead past the context (it would fail the batch it runs in).
+    const ahead = !last && this.consumed + 2 <= this.host.contextSize;
+    const u = this.chainU ?? drawU(o, rng);
+    const uNext = ahead ? drawU(o, rng) : NaN;
+    this.chainU = ahead ? uNext : undefined;
+    const next = await this.host.batcher.stepChained(this.slot, id, o, history, u, uNext);
+    this.consumed += 1;
+    this.last = undefined;
+    if (next < 0) throw new RangeError(`node-mamba: stepSample: ${sampleErrorMessage(next)}`);
+    return next;
+  }
+
   /** The native sampler's options, checked, and the repetition penalty's history (null: none) as ids in the vocabulary. */
   private samplingArgs(options: SamplingOptions): { o: ResolvedSamplingOptions; history: Int32Array | null } {
     const o = validateSamplingOptions(options);
@@ -191,6 +218,7 @@ export class Sequence {
     this.ensureLive();
     const info = this.host.snapshotInfo();
     const s = decodeSnapshot(snapshot, { ...info, vocabSize: this.host.vocabSize });
+    this.chainU = undefined;
     await this.host.nativeModel().restore(this.slot, s.state, s.header.position);
     this.consumed = s.header.position;
     this.last = s.lastLogits;
@@ -199,6 +227,7 @@ export class Sequence {
   /** Back to the empty state. */
   async reset(): Promise<void> {
     this.ensureLive();
+    this.chainU = undefined;
     await this.host.nativeModel().resetSequence(this.slot);
     this.consumed = 0;
     this.last = undefined;

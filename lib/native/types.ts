@@ -78,6 +78,14 @@ export interface NativeModel {
    * -Infinity.
    */
   step(slots: Int32Array, tokens: Int32Array, output: 'sample', params: Float64Array, history?: Int32Array, historyOffsets?: Int32Array): Promise<Int32Array>;
+  /**
+   * step(..., 'sample') whose next step runs ahead with the tokens it returns (csrc/napi/step_chain.h):
+   * nextU[i] is row i's draw for that step, NaN where row i's generation ends with this token. Each
+   * sequence's next call must be stepChained with the token returned, or freeing, resetting or
+   * restoring it (any other call on it is an Error).
+   */
+  stepChained(slots: Int32Array, tokens: Int32Array, params: Float64Array, history: Int32Array | undefined,
+    historyOffsets: Int32Array | undefined, nextU: Float64Array): Promise<Int32Array>;
   /** The sequence's whole state (csrc/engine/model.h Model::snapshot) and its position. */
   snapshot(slot: number): Promise<{ state: Uint8Array; position: number }>;
   restore(slot: number, state: Uint8Array, position: number): Promise<void>;
