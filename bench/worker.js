@@ -211,12 +211,14 @@ async function runNodeMamba() {
     newSequences: async (n) => { const a = []; for (let i = 0; i < n; i++) a.push(await model.createSequence()); return a; },
     reset: (seq) => seq.reset(),
     prompt: async (seq, tokens) => C.argmax(await seq.prefill(tokens)),
-    // Sequence.stepGreedy per token (the greedy choice made natively, as
-    // generate() at temperature 0 does and as llama.cpp's adapter samples);
-    // concurrent sequences' steps are joined into one batched native step by
-    // the model's batcher (as concurrent generate() calls are).
+    // Greedy steps as generate() at temperature 0 takes them (and as
+    // llama.cpp's adapter samples): the choice made natively, each step run
+    // ahead natively with the token it chose (Sequence.stepChained), the last
+    // without one; concurrent sequences' steps are joined into one batched
+    // native step by the model's batcher (as concurrent generate() calls are).
     decode: async (seq, tok, steps) => {
-      for (let i = 0; i < steps; i++) tok = await seq.stepGreedy(tok);
+      const rng = lib.createRng(1);
+      for (let i = 0; i < steps; i++) tok = await seq.stepChained(tok, { temperature: 0 }, rng, i === steps - 1);
     },
     release: (seq) => seq.dispose(),
   });

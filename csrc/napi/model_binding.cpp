@@ -141,6 +141,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     graphs.Set("fallbacks", (double)g.fallbacks);
     graphs.Set("launchesPerStep", (double)g.launches_per_step);
     o.Set("decodeGraphs", graphs);
+    // stepChained's counts (napi/step_chain.h StepChain::Stats).
+    const StepChain::Stats cs = chain_ ? chain_->stats() : StepChain::Stats{};
+    Napi::Object chain = Napi::Object::New(info.Env());
+    chain.Set("hits", (double)cs.hits);
+    chain.Set("partial", (double)cs.partial);
+    chain.Set("rowsStepped", (double)cs.rows_stepped);
+    o.Set("chainedSteps", chain);
     return o;
   }
 

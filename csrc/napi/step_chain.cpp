@@ -132,6 +132,10 @@ class ChainWorker : public Napi::AsyncWorker {
         }
         c.ahead_.reset();
       }
+      size_t served = 0;
+      for (size_t i = 0; i < n; ++i) served += have[i] ? 1 : 0;
+      if (served > 0) ++c.stats_.partial;
+      c.stats_.rows_stepped += n - served;
       for (size_t i = 0; i < n && r.error.empty(); ++i)
         if (!have[i] && c.advanced_.count(step_.slots[i]))
           r.error = "node-mamba: stepChained: sequence slot " + std::to_string(step_.slots[i]) +
@@ -278,6 +282,7 @@ Napi::Promise StepChain::request(Napi::Env env, std::shared_ptr<engine::Model> m
   Napi::Promise p = d.Promise();
   std::unique_lock<std::mutex> lk(mu_);
   if (ahead_ && ahead_->released.empty() && !claim_ && same_rows(ahead_->step, step)) {
+    ++stats_.hits;
     if (ahead_->running) {
       claim_ = Claim{add_deferred(env, d), std::move(next_u)};
       return p;
@@ -316,6 +321,11 @@ void StepChain::check_unchained(const Napi::Env& env, int32_t slot, const char* 
   if (ahead || advanced_.count(slot))
     throw Napi::Error::New(env, std::string("node-mamba: ") + method + ": sequence slot " + std::to_string(slot) +
                                     " was stepped ahead by stepChained (generate()); free, reset or restore it first");
+}
+
+StepChain::Stats StepChain::stats() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return stats_;
 }
 
 void StepChain::release(int32_t slot) {

@@ -63,6 +63,14 @@ class StepChain : public std::enable_shared_from_this<StepChain> {
   // teardown: releasing it from a finalizer may race with that.)
   void close(Napi::Env env);
 
+  // Counts, for tests and profiles: requests whose every row came from a
+  // step run ahead (`hits`), requests served in part from one (`partial`),
+  // and rows stepped when asked (`rows_stepped`).
+  struct Stats {
+    uint64_t hits = 0, partial = 0, rows_stepped = 0;
+  };
+  Stats stats();
+
  private:
   explicit StepChain(Napi::Env env);
   friend class ChainWorker;
@@ -102,6 +110,7 @@ class StepChain : public std::enable_shared_from_this<StepChain> {
   std::optional<Claim> claim_;
   // Sequences stepped once past their requests (a dropped row of a step run ahead).
   std::set<int32_t> advanced_;
+  Stats stats_;
 
   // JS thread only.
   Napi::ThreadSafeFunction tsfn_;

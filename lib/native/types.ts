@@ -56,6 +56,8 @@ export interface NativeModel {
      * backend operations it held back), 0 before any capture.
      */
     decodeGraphs: { captures: number; replays: number; fallbacks: number; launchesPerStep: number };
+    /** stepChained: requests served wholly by a step run ahead, in part, and rows stepped when asked. */
+    chainedSteps: { hits: number; partial: number; rowsStepped: number };
   };
   allocSequence(): Promise<number>;
   freeSequence(slot: number): Promise<void> | undefined;

@@ -1,0 +1,153 @@
+// Decode steps chained ahead of JavaScript (csrc/napi/step_chain.h,
+// Sequence.stepChained, generate()): the tokens equal stepSample's with the
+// same rng (greedy, sampled, with a repetition penalty); concurrent
+// generations that end at different lengths and join at different times (the
+// step run ahead then matches a request only in part) equal each generation
+// alone, on Mamba and on an attention hybrid; a sequence stepped ahead refuses
+// other calls until freed, reset or restored; a sequence at its contextSize
+// does not run ahead (its neighbours in the batch are not failed by it); a
+// model disposed while a step runs ahead.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createRng, loadModel, type GenerateOptions, type MambaModel } from '../../lib';
+import { graniteTinyPreset, writeRandomHybridCheckpoint } from '../../lib/testing/random_hybrid_checkpoint';
+import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-chain-'));
+t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+
+const mambaDir = path.join(root, 'mamba');
+writeRandomCheckpoint(mambaDir, { arch: 'mamba', dModel: 64, nLayer: 2, vocabSize: 300, dtype: 'f32', tied: false, dialect: 'hf', seed: 31 });
+const graniteDir = path.join(root, 'granite');
+writeRandomHybridCheckpoint(graniteDir, graniteTinyPreset({ seed: 43 }));
+
+async function tokensOf(m: MambaModel, prompt: number[], opts: GenerateOptions): Promise<number[]> {
+  const out: number[] = [];
+  for await (const c of m.generate(prompt, opts)) out.push(c.token);
+  return out;
+}
+
+t.test('stepChained gives stepSample\'s tokens with the same rng', async (t) => {
+  const m = await loadModel(mambaDir);
+  t.teardown(() => m.dispose());
+  const cases = [
+    { temperature: 0 },
+    { temperature: 0.9, topP: 0.9 },
+    { temperature: 0.8, topK: 20, repetitionPenalty: 1.3 },
+    { temperature: 0, repetitionPenalty: 1.5 },
+  ];
+  for (const o of cases) {
+    const run = async (chained: boolean) => {
+      const s = await m.createSequence();
+      const rng = createRng(7);
+      const history = [3, 9, 27];
+      let tok = await s.prefillSample(history, { ...o, history }, rng);
+      const out: number[] = [];
+      for (let i = 0; i < 30; i++) {
+        history.push(tok);
+        out.push(tok);
+        tok = chained ? await s.stepChained(tok, { ...o, history }, rng, i === 29) : await s.stepSample(tok, { ...o, history }, rng);
+      }
+      out.push(tok);
+      await s.dispose();
+      return out;
+    };
+    t.same(await run(true), await run(false), JSON.stringify(o));
+  }
+});
+
+for (const [name, dir] of [['mamba', mambaDir], ['granite (attention, MoE)', graniteDir]] as const) {
+  t.test(`${name}: generations joining and ending at different steps equal each alone`, async (t) => {
+    const m = await loadModel(dir);
+    t.teardown(() => m.dispose());
+    const V = m.vocabSize;
+    const opts = (j: number): GenerateOptions => ({
+      ...(j % 2 ? { temperature: 0 } : { temperature: 0.9, topK: 30, repetitionPenalty: 1.2 }),
+      seed: 100 + j, maxTokens: 3 + 4 * j, stopAtEos: false,
+    });
+    const prompts = Array.from({ length: 6 }, (_, j) => [(5 + 11 * j) % V, (7 * j + 1) % V, 2]);
+    const alone: number[][] = [];
+    for (let j = 0; j < 6; j++) alone.push(await tokensOf(m, prompts[j], opts(j)));
+    // Generation j starts when generation 0 has yielded j tokens (it joins steps that run ahead),
+    // and each ends at its own length (the step run ahead then matches only in part).
+    const together: Array<Promise<number[]>> = [];
+    together.push((async () => {
+      const out: number[] = [];
+      for await (const c of m.generate(prompts[0], { ...opts(0), maxTokens: 24 })) {
+        out.push(c.token);
+        if (together.length < 6) together.push(tokensOf(m, prompts[together.length], opts(together.length)));
+      }
+      return out;
+    })());
+    const first = await together[0];
+    t.same(first, await tokensOf(m, prompts[0], { ...opts(0), maxTokens: 24 }), 'the first generation');
+    t.same(await Promise.all(together.slice(1)), alone.slice(1), 'the generations that joined it');
+    const cs = m.nativeModel().info().chainedSteps;
+    t.ok(cs.hits > 0 && cs.partial > 0, `steps run ahead served requests wholly (${cs.hits}) and in part (${cs.partial})`);
+    t.equal(m.sequenceCount, 0, 'every sequence was freed');
+  });
+}
+
+t.test('a sequence stepped ahead refuses other calls until it is reset', async (t) => {
+  const m = await loadModel(mambaDir);
+  t.teardown(() => m.dispose());
+  const s = await m.createSequence();
+  const rng = createRng(1);
+  await s.prefill([1, 2, 3]);
+  const next = await s.stepChained(4, { temperature: 0 }, rng);
+  await t.rejects(s.step(next), { message: /stepped ahead by stepChained/ }, 'step');
+  await t.rejects(s.prefill([next]), { message: /stepped ahead by stepChained/ }, 'prefill');
+  await t.rejects(s.snapshot(), { message: /stepped ahead by stepChained/ }, 'snapshot');
+  await s.reset();
+  const fresh = await m.createSequence();
+  await fresh.prefill([1, 2, 3]);
+  await s.prefill([1, 2, 3]);
+  t.same(Array.from(await s.step(4)), Array.from(await fresh.step(4)), 'after reset, as a fresh sequence');
+  // A second sequence that stopped asking (the step ahead went on without it) is refused too;
+  // freeing it is allowed, and its slot serves a new sequence.
+  const a = await m.createSequence();
+  await a.prefill([5]);
+  await a.stepChained(6, { temperature: 0 }, rng);
+  await a.dispose();
+  const b = await m.createSequence();
+  await b.prefill([5]);
+  const c = await m.createSequence();
+  await c.prefill([5]);
+  t.equal(await b.stepGreedy(6), await c.stepGreedy(6), 'a new sequence in the freed slot steps as any other');
+  for (const q of [s, fresh, b, c]) await q.dispose();
+});
+
+t.test('a sequence at its contextSize does not run ahead; the others in its batch go on', async (t) => {
+  const m = await loadModel(graniteDir, { contextSize: 12 });
+  t.teardown(() => m.dispose());
+  const opts = { temperature: 0, maxTokens: 20, stopAtEos: false };
+  const short = m.generate([1, 2, 3, 4, 5, 6, 7, 8], opts);  // 8 + 4 tokens reach 12
+  const got: number[] = [];
+  const roomy = await loadModel(graniteDir, { contextSize: 64 });
+  t.teardown(() => roomy.dispose());
+  const long = await tokensOf(roomy, [9, 10], { ...opts, maxTokens: 8 });
+  const other = tokensOf(m, [9, 10], { ...opts, maxTokens: 8 });
+  await t.rejects((async () => { for await (const c of short) got.push(c.token); })(), { name: 'RangeError', message: /contextSize/ });
+  t.equal(got.length, 5, 'the prompt and four steps fill the context; the fifth step is refused');
+  t.same(await other, long, 'the generation sharing its steps is unaffected');
+});
+
+t.test('a model disposed while a step runs ahead', async (t) => {
+  for (let k = 0; k < 3; k++) {
+    const m = await loadModel(mambaDir);
+    const s = await m.createSequence();
+    await s.prefill([1, 2]);
+    const first = await s.stepChained(3, { temperature: 0 }, createRng(k));
+    void first;
+    m.dispose();  // the step after runs ahead now
+    await t.rejects(s.stepChained(first, { temperature: 0 }, createRng(k)), { name: 'DisposedError' });
+  }
+  // The process is still sound: a new model steps.
+  const m = await loadModel(mambaDir);
+  const s = await m.createSequence();
+  await s.prefill([1, 2]);
+  t.ok((await s.stepGreedy(3)) >= 0);
+  m.dispose();
+});
