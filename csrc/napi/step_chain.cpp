@@ -76,12 +76,19 @@ class ChainWorker : public Napi::AsyncWorker {
     try {
       if (id_ == 0 || serve()) run_ahead();
     } catch (...) {
-      std::lock_guard<std::mutex> lk(c_->mu_);
-      if (c_->ahead_) {
-        for (int32_t s : c_->ahead_->step.slots) c_->advanced_.insert(s);
-        c_->ahead_.reset();
+      // Out of memory building a step: the step run ahead is dropped, and a
+      // request waiting for it fails.
+      std::optional<StepChain::Claim> claim;
+      {
+        std::lock_guard<std::mutex> lk(c_->mu_);
+        if (c_->ahead_) {
+          for (int32_t s : c_->ahead_->step.slots) c_->advanced_.insert(s);
+          c_->ahead_.reset();
+        }
+        claim.swap(c_->claim_);
+        c_->cv_.notify_all();
       }
-      c_->cv_.notify_all();
+      if (claim) c_->deliver(StepChain::Result{claim->id, {}, "node-mamba: stepChained: out of memory", true});
     }
   }
   void OnOK() override {}
