@@ -14,17 +14,36 @@ namespace nm::napi {
 
 namespace {
 
-bool same_rows(const ChainRows& a, const ChainRows& b) {
-  if (a.slots != b.slots || a.tokens != b.tokens || a.rows.params.size() != b.rows.params.size()) return false;
-  for (size_t i = 0; i < a.rows.params.size(); ++i) {
-    const SampleParams& x = a.rows.params[i];
-    const SampleParams& y = b.rows.params[i];
-    if (x.temperature != y.temperature || x.top_k != y.top_k || x.top_p != y.top_p || x.min_p != y.min_p ||
-        x.repetition_penalty != y.repetition_penalty || x.u != y.u || x.history_len != y.history_len)
-      return false;
-    if (x.history_len > 0 && !std::equal(x.history, x.history + x.history_len, y.history)) return false;
+bool same_row(const ChainRows& a, size_t j, const ChainRows& b, size_t i) {
+  if (a.slots[j] != b.slots[i] || a.tokens[j] != b.tokens[i]) return false;
+  const SampleParams& x = a.rows.params[j];
+  const SampleParams& y = b.rows.params[i];
+  if (x.temperature != y.temperature || x.top_k != y.top_k || x.top_p != y.top_p || x.min_p != y.min_p ||
+      x.repetition_penalty != y.repetition_penalty || x.u != y.u || x.history_len != y.history_len)
+    return false;
+  return x.history_len == 0 || std::equal(x.history, x.history + x.history_len, y.history);
+}
+
+// Whether `req` asks for exactly the rows of `ahead`, in any order: perm[i]
+// is the row of `ahead` that request row i is.
+bool match_rows(const ChainRows& ahead, const ChainRows& req, std::vector<size_t>& perm) {
+  const size_t n = req.slots.size();
+  if (ahead.slots.size() != n) return false;
+  perm.assign(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t j = (size_t)(std::find(ahead.slots.begin(), ahead.slots.end(), req.slots[i]) - ahead.slots.begin());
+    if (j == n || !same_row(ahead, j, req, i)) return false;
+    perm[i] = j;
   }
-  return true;
+  return true;  // slots are distinct in both, so perm is a permutation
+}
+
+// Per request row, the value of its row in the step run ahead.
+template <class T>
+std::vector<T> in_request_order(const std::vector<T>& v, const std::vector<size_t>& perm) {
+  std::vector<T> o(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) o[i] = v[perm[i]];
+  return o;
 }
 
 // The rows idx of s, in that order (their histories copied).
@@ -209,7 +228,7 @@ class ChainWorker : public Napi::AsyncWorker {
         if (c.claim_) {
           StepChain::Claim claim = std::move(*c.claim_);
           c.claim_.reset();
-          out = StepChain::Result{claim.id, a.ids, a.error, a.range_error};
+          out = StepChain::Result{claim.id, in_request_order(a.ids, claim.perm), a.error, a.range_error};
           if (a.error.empty()) {
             ChainRows next = StepChain::next_step(a.step, a.ids, claim.next_u);
             if (next.slots.empty()) {
@@ -288,10 +307,13 @@ Napi::Promise StepChain::request(Napi::Env env, std::shared_ptr<engine::Model> m
   Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
   Napi::Promise p = d.Promise();
   std::unique_lock<std::mutex> lk(mu_);
-  if (ahead_ && ahead_->released.empty() && !claim_ && same_rows(ahead_->step, step)) {
+  std::vector<size_t> perm;
+  if (ahead_ && ahead_->released.empty() && !claim_ && match_rows(ahead_->step, step, perm)) {
     ++stats_.hits;
+    std::vector<double> next_u_ahead(perm.size());
+    for (size_t i = 0; i < perm.size(); ++i) next_u_ahead[perm[i]] = next_u[i];
     if (ahead_->running) {
-      claim_ = Claim{add_deferred(env, d), std::move(next_u)};
+      claim_ = Claim{add_deferred(env, d), std::move(perm), std::move(next_u_ahead)};
       return p;
     }
     // Done, and waiting for this request.
@@ -303,14 +325,14 @@ Napi::Promise StepChain::request(Napi::Env env, std::shared_ptr<engine::Model> m
       settle_now(env, d, Result{0, {}, a.error, a.range_error});
       return p;
     }
-    ChainRows next = next_step(a.step, a.ids, next_u);
+    ChainRows next = next_step(a.step, a.ids, next_u_ahead);
     const bool run = !next.slots.empty();
     if (run) {
       ahead_.emplace();
       ahead_->step = std::move(next);
     }
     lk.unlock();
-    settle_now(env, d, Result{0, std::move(a.ids), "", false});
+    settle_now(env, d, Result{0, in_request_order(a.ids, perm), "", false});
     if (run) (new ChainWorker(env, shared_from_this(), std::move(m), std::move(logits), 0, {}, {}))->Queue();
     return p;
   }

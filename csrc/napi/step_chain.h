@@ -87,7 +87,8 @@ class StepChain : public std::enable_shared_from_this<StepChain> {
   // A request for exactly the running step, waiting for it.
   struct Claim {
     uint64_t id;
-    std::vector<double> next_u;
+    std::vector<size_t> perm;     // request row i is row perm[i] of the step run ahead
+    std::vector<double> next_u;   // in the order of the step run ahead
   };
   struct Result {
     uint64_t id;

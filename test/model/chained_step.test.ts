@@ -6,7 +6,8 @@
 // alone, on Mamba and on an attention hybrid; a sequence stepped ahead refuses
 // other calls until freed, reset or restored; a sequence at its contextSize
 // does not run ahead (its neighbours in the batch are not failed by it); a
-// model disposed while a step runs ahead.
+// model disposed while a step runs ahead; a request with its rows in another
+// order than the step run ahead.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -14,6 +15,7 @@ import * as path from 'node:path';
 import { createRng, loadModel, type GenerateOptions, type MambaModel } from '../../lib';
 import { graniteTinyPreset, writeRandomHybridCheckpoint } from '../../lib/testing/random_hybrid_checkpoint';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
+import { SAMPLE_PARAM_FIELDS, packSampleParams } from '../../lib/kernels/sampling';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-chain-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -150,4 +152,30 @@ t.test('a model disposed while a step runs ahead', async (t) => {
   await s.prefill([1, 2]);
   t.ok((await s.stepGreedy(3)) >= 0);
   m.dispose();
+});
+
+t.test('a request for the step run ahead with its rows in another order is served by it', async (t) => {
+  const m = await loadModel(mambaDir);
+  t.teardown(() => m.dispose());
+  const nm = m.nativeModel();
+  const greedy = new Float64Array(2 * SAMPLE_PARAM_FIELDS);
+  for (let i = 0; i < 2; i++) packSampleParams(greedy, i, { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1 }, 0);
+  const [a, b] = [await m.createSequence(), await m.createSequence()];
+  await a.prefill([1, 2]);
+  await b.prefill([3]);
+  const first = await nm.stepChained(Int32Array.of(a.slot, b.slot), Int32Array.of(4, 5), greedy, undefined, undefined, Float64Array.of(0, 0));
+  const hits = nm.info().chainedSteps.hits;
+  const second = await nm.stepChained(Int32Array.of(b.slot, a.slot), Int32Array.of(first[1], first[0]), greedy, undefined, undefined,
+    Float64Array.of(NaN, NaN));
+  t.equal(nm.info().chainedSteps.hits, hits + 1, 'served by the step run ahead');
+  // The same steps one by one on fresh sequences.
+  const [x, y] = [await m.createSequence(), await m.createSequence()];
+  await x.prefill([1, 2]);
+  await y.prefill([3]);
+  const wantA = [await x.stepGreedy(4)], wantB = [await y.stepGreedy(5)];
+  wantA.push(await x.stepGreedy(wantA[0]));
+  wantB.push(await y.stepGreedy(wantB[0]));
+  t.same([first[0], second[1]], wantA, 'sequence a');
+  t.same([first[1], second[0]], wantB, 'sequence b');
+  for (const s of [a, b, x, y]) await s.dispose();
 });
