@@ -122,9 +122,13 @@ export async function* generate(
     }
   } finally {
     // A consumer that stops early (break, return, throw) leaves a step in
-    // flight: it ends before the sequence is freed.
+    // flight: it ends before the sequence is freed (a step of a freed
+    // sequence would fail the batch it shares). The native free is not
+    // waited for: after an end of sequence, a stop string or an abort, the
+    // step run ahead (csrc/napi/step_chain.h) may still hold the model for
+    // up to one step, and the generation ends without it.
     if (pending) await pending.catch(() => undefined);
-    await seq.dispose();
+    void seq.dispose().catch(() => undefined);
   }
 }
 
