@@ -204,7 +204,7 @@ constexpr int64_t kStatePrefetchRows = 8;
 // Σ s·C in vector order from 0, as the one-row path in state_update_units
 // computes them; the rows' 4 exp chains interleave (more spill registers).
 template <int NV, class XAt>
-static inline void update_rows4(const SelectiveStateUpdateArgs& a, int64_t b, int64_t g, int64_t r, float* state, const float* dt,
+static inline void update_rows_interleaved(const SelectiveStateUpdateArgs& a, int64_t b, int64_t g, int64_t r, float* state, const float* dt,
                          VF log2e, const XAt& xat, VF* acc) {
   constexpr int64_t N = NV * VF::W;
   const float* Bp = a.B + b * a.B_batch_stride + g * N;
@@ -294,8 +294,8 @@ static void state_update_units(const SelectiveStateUpdateArgs& a, const Int8Oper
       if (nv && a.a_per_state && P == 1 && r + rows <= r1 && (r - r0) % VF::W <= VF::W - rows &&
           (r + rows - 1) / heads_per_group == r / heads_per_group) {
         const int64_t g = r / heads_per_group;
-        if (nv == 1) update_rows4<1>(a, b, g, r, state, dts + (r - h0), log2e, xat, accs + (r - r0) % VF::W);
-        else update_rows4<2>(a, b, g, r, state, dts + (r - h0), log2e, xat, accs + (r - r0) % VF::W);
+        if (nv == 1) update_rows_interleaved<1>(a, b, g, r, state, dts + (r - h0), log2e, xat, accs + (r - r0) % VF::W);
+        else update_rows_interleaved<2>(a, b, g, r, state, dts + (r - h0), log2e, xat, accs + (r - r0) % VF::W);
         for (int i = 0; i < rows; ++i) row_done(r + i);
         r += rows;
         continue;

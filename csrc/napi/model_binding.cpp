@@ -59,6 +59,23 @@ std::vector<int32_t> copy_int32(const ArgReader& r, const Napi::Value& v, const 
   return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
+// A decode step's slots (distinct, at least one) and one token per slot in
+// the vocabulary, from arguments 0 and 1 (step, stepChained).
+void read_step_rows(const ArgReader& r, const Napi::CallbackInfo& info, int64_t V, std::vector<int32_t>& slots,
+                    std::vector<int32_t>& tokens) {
+  slots = copy_int32(r, info[0], "slots");
+  tokens = copy_int32(r, info[1], "tokens");
+  if (slots.size() != tokens.size()) r.range_error("tokens", "must have one token per slot");
+  if (slots.empty()) r.range_error("slots", "must not be empty");
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= V)
+      r.range_error("tokens", "holds id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                                  ", outside the vocabulary [0, " + std::to_string(V) + ")");
+  std::vector<int32_t> sorted = slots;
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) r.range_error("slots", "must be distinct");
+}
+
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::FunctionReference* ctor;
@@ -249,18 +266,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Env env = info.Env();
     auto m = live(env, "step");
     ArgReader r{env, Napi::Object::New(env), "step"};
-    auto slots = std::make_shared<std::vector<int32_t>>(copy_int32(r, info[0], "slots"));
-    auto tokens = std::make_shared<std::vector<int32_t>>(copy_int32(r, info[1], "tokens"));
-    if (slots->size() != tokens->size()) r.range_error("tokens", "must have one token per slot");
-    if (slots->empty()) r.range_error("slots", "must not be empty");
     const int64_t V = m->config().vocab;
-    for (size_t i = 0; i < tokens->size(); ++i)
-      if ((*tokens)[i] < 0 || (*tokens)[i] >= V)
-        r.range_error("tokens", "holds id " + std::to_string((*tokens)[i]) + " at index " + std::to_string(i) +
-                                    ", outside the vocabulary [0, " + std::to_string(V) + ")");
-    std::vector<int32_t> sorted = *slots;
-    std::sort(sorted.begin(), sorted.end());
-    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) r.range_error("slots", "must be distinct");
+    auto slots = std::make_shared<std::vector<int32_t>>();
+    auto tokens = std::make_shared<std::vector<int32_t>>();
+    read_step_rows(r, info, V, *slots, *tokens);
     for (int32_t s : *slots) check_unchained(env, s, "step");
     std::string output = "logits";
     if (info.Length() > 2 && !info[2].IsUndefined()) {
@@ -314,20 +323,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     Napi::Env env = info.Env();
     auto m = live(env, "stepChained");
     ArgReader r{env, Napi::Object::New(env), "stepChained"};
-    ChainRows step;
-    step.slots = copy_int32(r, info[0], "slots");
-    step.tokens = copy_int32(r, info[1], "tokens");
-    const size_t B = step.slots.size();
-    if (step.tokens.size() != B) r.range_error("tokens", "must have one token per slot");
-    if (B == 0) r.range_error("slots", "must not be empty");
     const int64_t V = m->config().vocab;
-    for (size_t i = 0; i < B; ++i)
-      if (step.tokens[i] < 0 || step.tokens[i] >= V)
-        r.range_error("tokens", "holds id " + std::to_string(step.tokens[i]) + " at index " + std::to_string(i) +
-                                    ", outside the vocabulary [0, " + std::to_string(V) + ")");
-    std::vector<int32_t> sorted = step.slots;
-    std::sort(sorted.begin(), sorted.end());
-    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) r.range_error("slots", "must be distinct");
+    ChainRows step;
+    read_step_rows(r, info, V, step.slots, step.tokens);
+    const size_t B = step.slots.size();
     auto arg = [&](size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
     step.rows = read_sample_rows(r, arg(2), arg(3), arg(4), (int64_t)B, V);
     Napi::Value nu = arg(5);
