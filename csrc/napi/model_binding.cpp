@@ -15,15 +15,14 @@
 #include "cpu/threadpool.h"
 #include "engine/backend.h"
 #include "engine/forward.h"
-#include "engine/greedy.h"
-#include "kernels/sampling.h"
-#include "napi/sample_params.h"
 #include "engine/load_args.h"
 #include "engine/model.h"
+#include "engine/step_tokens.h"
 #include "kernels/moe.h"
 #include "napi/bindings.h"
 #include "napi/convert.h"
 #include "napi/promise_worker.h"
+#include "napi/sample_params.h"
 #include "napi/step_chain.h"
 
 namespace nm::napi {
@@ -139,9 +138,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return (int32_t)d;
   }
 
-  static void check_slot(Model& m, int32_t slot) {
-    if (!m.slot_live(slot)) throw std::out_of_range("node-mamba: sequence slot " + std::to_string(slot) + " is not live");
-  }
+  static void check_slot(Model& m, int32_t slot) { engine::check_live_slots(m, &slot, 1); }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     auto m = live(info.Env(), "info");
@@ -222,12 +219,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
       auto id = std::make_shared<int32_t>(0);
       return PromiseWorker::run(env, "node-mamba:prefill",
-          [m, slot, toks, rows, id, V] {
-            engine::ComputeLock lk(*m);
-            check_slot(*m, slot);
-            std::vector<float> logits((size_t)V);
-            engine::prefill(*m, slot, toks->data(), (int64_t)toks->size(), engine::LogitsMode::Last, logits.data());
-            sample_tokens(logits.data(), 1, V, V, rows->params.data(), id.get());
+          [m, slot, toks, rows, id] {
+            *id = engine::prefill_token(*m, slot, toks->data(), (int64_t)toks->size(), rows->params[0]);
           },
           [id](Napi::Env env) -> Napi::Value {
             Napi::Int32Array a = Napi::Int32Array::New(env, 1);
@@ -287,15 +280,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       auto ids = std::make_shared<std::vector<int32_t>>(slots->size());
       auto logits = greedy_logits_;
       return PromiseWorker::run(env, "node-mamba:step",
-          [m, slots, tokens, ids, logits, rows, V] {
-            engine::ComputeLock lk(*m);
-            for (int32_t s : *slots) check_slot(*m, s);
-            const int64_t B = (int64_t)slots->size();
-            const size_t n = (size_t)B * (size_t)V;
-            if (logits->size() < n) logits->resize(n);
-            engine::decode_step(*m, slots->data(), tokens->data(), B, logits->data());
-            if (rows->params.empty()) engine::greedy_tokens(logits->data(), B, V, ids->data());
-            else sample_tokens(logits->data(), B, V, V, rows->params.data(), ids->data());
+          [m, slots, tokens, ids, logits, rows] {
+            engine::step_tokens(*m, slots->data(), tokens->data(), (int64_t)slots->size(),
+                                rows->params.empty() ? nullptr : rows->params.data(), *logits, ids->data());
           },
           [ids](Napi::Env env) -> Napi::Value {
             Napi::Int32Array a = Napi::Int32Array::New(env, ids->size());

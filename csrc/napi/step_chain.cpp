@@ -7,8 +7,7 @@
 #include <thread>
 #include <utility>
 
-#include "engine/forward.h"
-#include "kernels/sampling.h"
+#include "engine/step_tokens.h"
 
 namespace nm::napi {
 
@@ -68,15 +67,8 @@ size_t find_slot(const std::vector<int32_t>& slots, int32_t slot) {
 
 // Steps the rows of s and samples each: ids, one per row.
 void run_rows(engine::Model& m, const ChainRows& s, std::vector<float>& logits, std::vector<int32_t>& ids) {
-  const int64_t B = (int64_t)s.slots.size(), V = m.config().vocab;
-  ids.assign((size_t)B, kSampleNaN);
-  if (B == 0) return;
-  engine::ComputeLock lk(m);
-  for (int32_t slot : s.slots)
-    if (!m.slot_live(slot)) throw std::out_of_range("node-mamba: sequence slot " + std::to_string(slot) + " is not live");
-  if (logits.size() < (size_t)(B * V)) logits.resize((size_t)(B * V));
-  engine::decode_step(m, s.slots.data(), s.tokens.data(), B, logits.data());
-  sample_tokens(logits.data(), B, V, V, s.rows.params.data(), ids.data());
+  ids.assign(s.slots.size(), kSampleNaN);
+  engine::step_tokens(m, s.slots.data(), s.tokens.data(), (int64_t)s.slots.size(), s.rows.params.data(), logits, ids.data());
 }
 
 }  // namespace
