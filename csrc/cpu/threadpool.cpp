@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <set>
+#include <thread>
 #include <string>
 #include <utility>
 
@@ -109,7 +111,57 @@ bool spin_until(const Done& done, const std::atomic<int64_t>* until = nullptr) {
     if (t > deadline && (!until || t > until->load(std::memory_order_relaxed))) return done();
   }
 }
+// run_recomputable: how long past the end of its own ranges the caller
+// waits for a range a worker holds before computing it again itself. A
+// worker that is merely late finishes well within it (a decode call's
+// ranges take microseconds); one the machine preempted (a kernel thread or
+// another process on its core: hundreds of microseconds to milliseconds in
+// the virtual machines of bench/NOTES.md) does not.
+constexpr int64_t kStealAfterNs = 30 * 1000;
+
+// A test hook (NODE_MAMBA_TEST_STALL_US="every,us"): in every `every`-th
+// run_recomputable call the caller leaves the first range to a worker
+// (waiting up to 200 ms for one to take it), and that worker sleeps `us`
+// microseconds holding it, as a preempted worker would; the caller then
+// takes it back. Unset: never.
+struct TestStall {
+  int64_t every = 0, us = 0;
+  TestStall() {
+    if (const char* env = std::getenv("NODE_MAMBA_TEST_STALL_US")) {
+      long long e = 0, u = 0;
+      if (std::sscanf(env, "%lld,%lld", &e, &u) == 2 && e > 0 && u > 0) every = e, us = std::min<long long>(u, 1000000);
+    }
+  }
+};
+const TestStall& test_stall() {
+  static const TestStall cfg;
+  return cfg;
+}
+
+// A run_recomputable range: not taken, or taken by a worker that has not
+// marked it yet (kOpen); the caller's; a worker's, then staged (kWorkerDone);
+// taken back by the caller (kStolen).
+enum RangeState : uint8_t { kOpen = 0, kCaller, kWorker, kWorkerDone, kStolen };
 }  // namespace
+
+// One run_ranges / run_recomputable call. Shared by the caller and the
+// workers that join it: a worker keeps it after the call has returned, so
+// that what it touches then (the range counter, a recomputable work) is
+// still there.
+struct ThreadPool::RangeCall {
+  std::vector<int64_t> ends;
+  std::atomic<int64_t> next{0};  // the next range to take
+  // run_ranges: workers that may call fn (counted before they take a
+  // range: the caller waits for them, and fn is the caller's)
+  std::atomic<int> inflight{0};
+  const std::function<void(int64_t, int64_t)>* fn = nullptr;
+  std::shared_ptr<RecomputableWork> work;          // run_recomputable
+  std::unique_ptr<std::atomic<uint8_t>[]> state;   // run_recomputable: RangeState per range
+  bool test_stall = false;  // the worker that takes range 0 stalls (TestStall)
+  std::mutex error_mu;
+  std::exception_ptr error;
+  int64_t begin(size_t k) const { return k == 0 ? 0 : ends[k - 1]; }
+};
 
 ThreadPool::ThreadPool(int threads) { start(threads); }
 ThreadPool::~ThreadPool() { stop(); }
@@ -181,9 +233,40 @@ void ThreadPool::worker_main(int ith, uint64_t seen) {
       g = generation_.load(std::memory_order_acquire);
     }
     if (quit_.load()) return;
-    seen = g;
-    const int nth = nth_;
-    const std::function<void(int, int)>* fn = fn_;
+    int nth;
+    const std::function<void(int, int)>* fn;
+    std::shared_ptr<RangeCall> rc;
+    {
+      std::lock_guard<std::mutex> lk(slot_mu_);
+      seen = generation_.load(std::memory_order_acquire);
+      nth = nth_;
+      fn = fn_;
+      rc = ranges_;
+      // (under the lock: quiesce() counts a worker that holds such a call
+      // from before the call could have returned)
+      if (rc && rc->work) late_workers_.fetch_add(1, std::memory_order_seq_cst);
+    }
+    if (rc) {
+      // Counted before taking a range, so that a caller that finds none
+      // left also finds this worker (seq_cst: next's and inflight's orders agree).
+      if (!rc->work) rc->inflight.fetch_add(1, std::memory_order_seq_cst);
+      t_in_pool_task = true;
+      try {
+        take_ranges(*rc, false);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(rc->error_mu);
+        if (!rc->error) rc->error = std::current_exception();
+      }
+      t_in_pool_task = false;
+      if (rc->work) {
+        rc.reset();
+        late_workers_.fetch_sub(1, std::memory_order_seq_cst);
+      } else if (rc->inflight.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (caller_waiting_) cv_done_.notify_one();
+      }
+      continue;
+    }
     if (ith < nth) {
       t_in_pool_task = true;
       try {
@@ -209,15 +292,9 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
   }
   std::lock_guard<std::mutex> run_lk(run_mu_);
   nth = std::max(1, std::min(max_tasks, size_));
-  fn_ = &fn;
-  nth_ = nth;
   error_ = nullptr;
   pending_.store(nth - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);  // publishes fn_, nth_, pending_
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (sleepers_ > 0) cv_work_.notify_all();
-  }
+  publish(&fn, nth, nullptr);
   std::exception_ptr local;
   t_in_pool_task = true;
   try {
@@ -232,7 +309,10 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
     cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
     caller_waiting_ = false;
   }
-  fn_ = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(slot_mu_);
+    fn_ = nullptr;
+  }
   if (!local) {
     std::lock_guard<std::mutex> lk(error_mu_);
     local = error_;
@@ -240,6 +320,147 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
   }
   if (local) std::rethrow_exception(local);
 }
+
+void ThreadPool::publish(const std::function<void(int, int)>* fn, int nth, std::shared_ptr<RangeCall> ranges) {
+  {
+    std::lock_guard<std::mutex> lk(slot_mu_);
+    fn_ = fn;
+    nth_ = nth;
+    ranges_ = std::move(ranges);  // the previous call's object lives on in the workers that hold it
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  if (sleepers_ > 0) cv_work_.notify_all();
+}
+
+// Takes ranges of c until none is left. A worker computes a recomputable
+// range into the work's staging and marks it done unless the caller took it
+// back meanwhile; an exception there leaves it to the caller.
+void ThreadPool::take_ranges(RangeCall& c, bool caller) {
+  const int64_t count = (int64_t)c.ends.size();
+  for (;;) {
+    const int64_t k = c.next.fetch_add(1, std::memory_order_seq_cst);
+    if (k >= count) return;
+    const int64_t b = c.begin((size_t)k), e = c.ends[(size_t)k];
+    if (!c.work) {
+      (*c.fn)(b, e);
+    } else if (caller) {
+      c.state[k].store(kCaller, std::memory_order_relaxed);
+      c.work->compute(b, e, true);
+    } else {
+      uint8_t open = kOpen;
+      if (!c.state[k].compare_exchange_strong(open, kWorker, std::memory_order_acq_rel)) continue;  // taken back
+      if (c.test_stall && k == 0) std::this_thread::sleep_for(std::chrono::microseconds(test_stall().us));
+      try {
+        c.work->compute(b, e, false);
+      } catch (...) {
+        continue;  // still kWorker: the caller computes it
+      }
+      uint8_t mine = kWorker;
+      c.state[k].compare_exchange_strong(mine, kWorkerDone, std::memory_order_acq_rel);
+    }
+  }
+}
+
+void ThreadPool::run_ranges(const std::vector<int64_t>& ends, const std::function<void(int64_t, int64_t)>& fn) {
+  if (ends.empty()) return;
+  if (ends.size() == 1 || size_ == 1 || t_in_pool_task) {
+    for (size_t k = 0; k < ends.size(); ++k) fn(k == 0 ? 0 : ends[k - 1], ends[k]);
+    return;
+  }
+  std::lock_guard<std::mutex> run_lk(run_mu_);
+  auto c = std::make_shared<RangeCall>();
+  c->ends = ends;
+  c->fn = &fn;
+  publish(nullptr, 0, c);
+  std::exception_ptr local;
+  t_in_pool_task = true;
+  try {
+    take_ranges(*c, true);
+  } catch (...) {
+    local = std::current_exception();
+    c->next.store((int64_t)ends.size(), std::memory_order_relaxed);  // no further ranges
+  }
+  t_in_pool_task = false;
+  // Workers that may still be in fn (a worker that joins later finds no range).
+  if (!spin_until([&] { return c->inflight.load(std::memory_order_seq_cst) == 0; })) {
+    std::unique_lock<std::mutex> lk(mu_);
+    caller_waiting_ = true;
+    cv_done_.wait(lk, [&] { return c->inflight.load(std::memory_order_seq_cst) == 0; });
+    caller_waiting_ = false;
+  }
+  if (!local) {
+    std::lock_guard<std::mutex> lk(c->error_mu);
+    local = c->error;
+  }
+  if (local) std::rethrow_exception(local);
+}
+
+void ThreadPool::run_recomputable(const std::vector<int64_t>& ends, const std::shared_ptr<RecomputableWork>& work) {
+  if (ends.empty()) return;
+  const size_t count = ends.size();
+  if (count == 1 || size_ == 1 || t_in_pool_task) {
+    for (size_t k = 0; k < count; ++k) work->compute(k == 0 ? 0 : ends[k - 1], ends[k], true);
+    return;
+  }
+  std::lock_guard<std::mutex> run_lk(run_mu_);
+  auto c = std::make_shared<RangeCall>();
+  c->ends = ends;
+  c->work = work;
+  c->state.reset(new std::atomic<uint8_t>[count]);
+  for (size_t k = 0; k < count; ++k) c->state[k].store(kOpen, std::memory_order_relaxed);
+  static std::atomic<int64_t> calls{0};
+  c->test_stall = test_stall().every > 0 && calls.fetch_add(1, std::memory_order_relaxed) % test_stall().every == 0;
+  publish(nullptr, 0, c);
+  if (c->test_stall) {
+    const int64_t until = now_ns() + 200 * 1000 * 1000;
+    while (c->next.load(std::memory_order_acquire) == 0 && now_ns() < until) std::this_thread::yield();
+  }
+  t_in_pool_task = true;
+  try {
+    take_ranges(*c, true);
+  } catch (...) {
+    t_in_pool_task = false;
+    throw;  // (workers' late results stay in the work's staging)
+  }
+  // Every range is taken now. Wait for the workers' ranges; past
+  // kStealAfterNs compute the ones still held again, here.
+  const int64_t t0 = now_ns();
+  bool steal = false;
+  for (int spins = 0;; ++spins) {
+    bool held = false;
+    for (size_t k = 0; k < count; ++k) {
+      uint8_t st = c->state[k].load(std::memory_order_acquire);
+      if (st != kOpen && st != kWorker) continue;
+      held = true;
+      if (steal && c->state[k].compare_exchange_strong(st, kStolen, std::memory_order_acq_rel)) {
+        recomputed_.fetch_add(1, std::memory_order_relaxed);
+        try {
+          c->work->compute(c->begin(k), c->ends[k], true);
+        } catch (...) {
+          t_in_pool_task = false;
+          throw;
+        }
+      }
+    }
+    if (!held) break;
+    cpu_relax();
+    if (!steal && (spins & 63) == 63) steal = now_ns() - t0 > kStealAfterNs;
+  }
+  t_in_pool_task = false;
+  for (size_t k = 0; k < count; ++k)
+    if (c->state[k].load(std::memory_order_acquire) == kWorkerDone) c->work->commit(c->begin(k), c->ends[k]);
+}
+
+void ThreadPool::quiesce() {
+  while (late_workers_.load(std::memory_order_seq_cst) > 0) std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
+
+namespace {
+thread_local bool t_recompute_allowed = false;
+}  // namespace
+bool recompute_allowed() { return t_recompute_allowed; }
+void set_recompute_allowed(bool on) { t_recompute_allowed = on; }
 
 ThreadPool& pool() {
   static ThreadPool* p = [] {
@@ -264,14 +485,19 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 }
 
 void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
-  if (n <= 0) return;
+  pool().run_ranges(dynamic_ranges(n, chunk), fn);
+}
+
+std::vector<int64_t> dynamic_ranges(int64_t n, int64_t chunk) {
+  std::vector<int64_t> ends;
+  if (n <= 0) return ends;
   chunk = std::max<int64_t>(1, chunk);
-  const int64_t chunks = (n + chunk - 1) / chunk;
-  std::atomic<int64_t> next{0};
-  pool().run((int)std::min<int64_t>(chunks, 1 << 20), [&](int, int) {
-    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;)
-      fn(c * chunk, std::min(n, (c + 1) * chunk));
-  });
+  ends.reserve((size_t)((n + chunk - 1) / chunk));
+  for (int64_t e = chunk; ; e += chunk) {
+    ends.push_back(std::min(n, e));
+    if (e >= n) break;
+  }
+  return ends;
 }
 
 int64_t balanced_chunk(int64_t n, int64_t grain) {
@@ -279,22 +505,24 @@ int64_t balanced_chunk(int64_t n, int64_t grain) {
 }
 
 void parallel_for_guided(int64_t n, int64_t min_chunk, int64_t align, const std::function<void(int64_t, int64_t)>& fn) {
-  if (n <= 0) return;
+  pool().run_ranges(guided_ranges(n, min_chunk, align), fn);
+}
+
+std::vector<int64_t> guided_ranges(int64_t n, int64_t min_chunk, int64_t align) {
+  std::vector<int64_t> ends;
+  if (n <= 0) return ends;
   align = std::max<int64_t>(1, align);
   min_chunk = std::max<int64_t>(1, (min_chunk + align - 1) / align * align);
-  std::atomic<int64_t> next{0};
-  pool().run((int)std::min<int64_t>((n + min_chunk - 1) / min_chunk, 1 << 20), [&](int, int nth) {
-    int64_t b = next.load(std::memory_order_relaxed);
-    while (b < n) {
-      int64_t take = std::max(min_chunk, (n - b) / (2 * (int64_t)nth));
-      take = (take + align - 1) / align * align;
-      const int64_t e = std::min(n, b + take);
-      if (next.compare_exchange_weak(b, e, std::memory_order_relaxed)) {
-        fn(b, e);
-        b = next.load(std::memory_order_relaxed);
-      }
-    }
-  });
+  // Each take a share of what is left, as when the threads took them in
+  // turn (the sizes depend only on where a take starts).
+  const int64_t nth = std::max<int64_t>(1, std::min<int64_t>(pool().size(), (n + min_chunk - 1) / min_chunk));
+  for (int64_t b = 0; b < n;) {
+    int64_t take = std::max(min_chunk, (n - b) / (2 * nth));
+    take = (take + align - 1) / align * align;
+    b = std::min(n, b + take);
+    ends.push_back(b);
+  }
+  return ends;
 }
 
 }  // namespace nm::cpu

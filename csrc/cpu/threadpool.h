@@ -14,11 +14,27 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace nm::cpu {
+
+// Work for ThreadPool::run_recomputable: items [0, n) whose ranges give the
+// same result whichever thread computes them, reading only memory that
+// outlives the call (the work object itself, which holds copies of its
+// inputs, and a model's weights), so that the caller can compute again a
+// range that a stalled worker holds instead of waiting for it.
+class RecomputableWork {
+ public:
+  virtual ~RecomputableWork() = default;
+  // Items [b, e): into the caller's outputs (caller: the calling thread) or
+  // into the work's own staging (a worker, which may finish after the call).
+  virtual void compute(int64_t b, int64_t e, bool caller) = 0;
+  // A worker's staged results of [b, e) into the caller's outputs.
+  virtual void commit(int64_t b, int64_t e) = 0;
+};
 
 // Physical cores available to this process (affinity and SMT siblings taken
 // into account); at least 1.
@@ -40,6 +56,28 @@ class ThreadPool {
   // several threads are serialised; a call from inside a task runs inline.
   void run(int max_tasks, const std::function<void(int, int)>& fn);
 
+  // fn(b, e) over [0, n) in ranges taken in turn by the pool's threads (the
+  // caller included): ends[k] is the end of range k (ascending, the last
+  // n). The call returns once every range is done; a worker that has not
+  // taken a range by then is not waited for (one that a busy machine
+  // preempted delays only the ranges it holds). A call from inside a task
+  // runs inline.
+  void run_ranges(const std::vector<int64_t>& ends, const std::function<void(int64_t, int64_t)>& fn);
+
+  // As run_ranges, for work whose ranges may be computed twice: a range a
+  // worker holds past kStealAfterNs (30 us) after the caller ran out of ranges is
+  // computed again by the caller (the worker's late result, staged in the
+  // work, is dropped). Never waits for a stalled worker.
+  void run_recomputable(const std::vector<int64_t>& ends, const std::shared_ptr<RecomputableWork>& work);
+
+  // Waits until no worker computes a range of a finished run_recomputable
+  // call (before the memory such work reads, a model's weights, is freed).
+  void quiesce();
+
+  // Ranges the callers of run_recomputable took back from stalled workers
+  // since the pool started.
+  uint64_t recomputed_ranges() const { return recomputed_.load(std::memory_order_relaxed); }
+
   // A hint, returning at once: idle workers bring [p, p + bytes) toward
   // their caches while they spin for the next run, chunk by chunk from the
   // start, until the range is done or a later hint replaces it. For weights
@@ -55,9 +93,12 @@ class ThreadPool {
   void linger();
 
  private:
+  struct RangeCall;  // one run_ranges / run_recomputable call (threadpool.cpp)
   void start(int threads);
   void stop();
   void worker_main(int ith, uint64_t seen);
+  void publish(const std::function<void(int, int)>* fn, int nth, std::shared_ptr<RangeCall> ranges);
+  static void take_ranges(RangeCall& c, bool caller);
 
   int size_ = 1;
   std::vector<std::thread> workers_;
@@ -73,11 +114,24 @@ class ThreadPool {
   void prefetch_some();
   int sleepers_ = 0;     // workers blocked on cv_work_ (under mu_)
   bool caller_waiting_ = false;  // run() blocked on cv_done_ (under mu_)
+  // The call a worker joins, published under slot_mu_ with generation_:
+  // run()'s fn_ / nth_, or a range call (whose object a late worker keeps).
+  std::mutex slot_mu_;
   int nth_ = 0;
   const std::function<void(int, int)>* fn_ = nullptr;
+  std::shared_ptr<RangeCall> ranges_;
+  std::atomic<int> late_workers_{0};  // workers inside a run_recomputable call's object
+  std::atomic<uint64_t> recomputed_{0};
   std::mutex error_mu_;
   std::exception_ptr error_;
 };
+
+// Whether kernels called on this thread may run their decode-sized matrix
+// products through ThreadPool::run_recomputable: set by the engine's CPU
+// backend for the span of a decode step, whose weights stay until the
+// model's Backend::quiesce (which waits for late workers).
+bool recompute_allowed();
+void set_recompute_allowed(bool on);
 
 // The process-wide pool, sized to physical_core_count() on first use
 // (or NODE_MAMBA_THREADS if set).
@@ -92,6 +146,12 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 // fewer (short calls, such as a decode step's matrix-vector products, where
 // a static split waits for the slowest thread).
 void parallel_for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
+
+// The ranges of parallel_for_dynamic (ends of [k · chunk, (k + 1) · chunk)
+// within n) and parallel_for_guided, for ThreadPool::run_ranges /
+// run_recomputable.
+std::vector<int64_t> dynamic_ranges(int64_t n, int64_t chunk);
+std::vector<int64_t> guided_ranges(int64_t n, int64_t min_chunk, int64_t align);
 
 // The chunk for parallel_for_dynamic over n items: about a quarter of a
 // thread's share, at least `grain`. Enough chunks that a thread the machine

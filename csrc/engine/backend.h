@@ -88,6 +88,11 @@ class Backend {
   // (cpu/threadpool.h); the next hint replaces it. Nothing on the device
   // backends.
   virtual void prefetch(const void* p, size_t bytes) { (void)p, (void)bytes; }
+  // Waits until no kernel work of a finished call still reads the model's
+  // weights (the CPU pool's workers that a decode step's matrix products
+  // no longer waited for: cpu/threadpool.h run_recomputable). Called before
+  // a model frees its weights.
+  virtual void quiesce() noexcept {}
 
   // Data movement and elementwise ops on the backend's memory.
   virtual void embedding(const EmbeddingArgs& a) = 0;

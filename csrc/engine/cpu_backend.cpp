@@ -31,8 +31,17 @@ class CpuBackend final : public Backend {
   bool packs_weights() const override { return true; }
 
   void prefetch(const void* p, size_t bytes) override { cpu::pool().prefetch(p, bytes); }
+  // A decode step's matrix products may take back the ranges of a worker
+  // the machine stalls (kernels/qlinear_rows.h): its weights stay until
+  // quiesce().
+  void step_begin(int64_t, uint64_t, bool) override { cpu::set_recompute_allowed(true); }
   // The next decode step follows once JavaScript has chosen a token.
-  void step_end() override { cpu::pool().linger(); }
+  void step_end() override {
+    cpu::set_recompute_allowed(false);
+    cpu::pool().linger();
+  }
+  void step_abort() noexcept override { cpu::set_recompute_allowed(false); }
+  void quiesce() noexcept override { cpu::pool().quiesce(); }
   void embedding(const EmbeddingArgs& a) override { nm::embedding(a); }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memmove(dst, src, bytes);

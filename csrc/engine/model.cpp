@@ -14,6 +14,7 @@ namespace nm::engine {
 
 Model::Model() = default;
 Model::~Model() {
+  if (backend_) backend_->quiesce();
   buf_cache_.release(*backend_);
   if (pool_) backend_->release(pool_);
 }

@@ -14,6 +14,7 @@
 #include "kernels/qlinear.h"
 #include "kernels/qlinear_input.h"
 #include "kernels/qlinear_levels.h"
+#include "kernels/qlinear_rows.h"
 
 namespace nm {
 
@@ -137,9 +138,7 @@ void linear_ggml_panels(const LinearArgs& a) {
   int64_t chunk = a.M <= 8 ? std::max(grain, units / std::max<int64_t>(1, 8 * nth))
                            : std::max(grain, (units + nth - 1) / nth);
   if (chunk > 1) chunk = std::min(units, (chunk + 3) / 4 * 4);
-  cpu::parallel_for_dynamic(units, chunk, [&](int64_t u0, int64_t u1) {
-    qlinear_rows_for_level(qa, in, u0 * unit, std::min(a.N, u1 * unit), nullptr);
-  });
+  run_qlinear_rows(qa, in, unit, cpu::dynamic_ranges(units, chunk), -1);
 }
 
 }  // namespace nm

@@ -15,6 +15,7 @@
 #include "kernels/ggml_panels.h"
 #include "kernels/qlinear_input.h"
 #include "kernels/qlinear_levels.h"
+#include "kernels/qlinear_rows.h"
 
 namespace nm {
 
@@ -280,16 +281,11 @@ void qlinear(const QLinearArgs& a) {
   // chunks (cpu::balanced_chunk): a share per thread waited for whichever
   // thread the machine slowed (bench/NOTES.md).
   const int64_t align = packed && units >= 4 ? 4 : 1;
-  auto rows = [&](int64_t u0, int64_t u1) {
-    thread_local std::vector<char> ubuf;
-    // (a valid pointer even for K = 0: the paths that take one may pass it to memset)
-    uint8_t* ub = need_scratch ? reinterpret_cast<uint8_t*>(scratch<float>(ubuf, scratch_bytes / 4 + 1)) : nullptr;
-    qlinear_rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), ub);
-  };
-  if (a.M <= 8) return cpu::parallel_for_guided(units, grain, align, rows);
+  const int64_t rows_scratch = need_scratch ? scratch_bytes : -1;
+  if (a.M <= 8) return run_qlinear_rows(a, in, unit, cpu::guided_ranges(units, grain, align), rows_scratch);
   int64_t chunk = cpu::balanced_chunk(units, grain);
   if (chunk > 1) chunk = std::min(units, (chunk + align - 1) / align * align);
-  cpu::parallel_for_dynamic(units, chunk, rows);
+  run_qlinear_rows(a, in, unit, cpu::dynamic_ranges(units, chunk), rows_scratch);
 }
 
 }  // namespace nm

@@ -18,6 +18,7 @@ Napi::Value runtime_info(const Napi::CallbackInfo& info) {
   o.Set("detectedIsa", cpu::isa_name(cpu::detected_isa()));
   o.Set("threads", cpu::pool().size());
   o.Set("physicalCores", cpu::physical_core_count());
+  o.Set("recomputedRanges", (double)cpu::pool().recomputed_ranges());
   const gpu::CudaStatus& cs = gpu::cuda_status();
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("compiled", cs.compiled);

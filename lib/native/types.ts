@@ -36,6 +36,11 @@ export interface NativeRuntimeInfo {
   detectedIsa: Isa;
   threads: number;
   physicalCores: number;
+  /**
+   * Ranges of decode steps' matrix products that the calling thread computed again because the pool's worker
+   * holding them had stalled (preempted by the machine) for more than 20 us, since the process started.
+   */
+  recomputedRanges: number;
   cuda: CudaRuntimeInfo;
 }
 
