@@ -1,5 +1,8 @@
 // Persistent worker threads. Kernels receive (ith, nth) and split their own
-// range; only this pool creates threads.
+// range (run), or take precomputed ranges in turn (run_ranges: dynamic and
+// guided loops), which a worker that a busy machine stalls cannot hold up
+// beyond the ranges it has started; a decode step's matrix products also
+// take those back (run_recomputable). Only this pool creates threads.
 //
 // A decode step makes a few hundred short parallel calls, so workers spin
 // on an atomic generation counter after each task (the next call usually
