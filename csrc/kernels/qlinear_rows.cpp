@@ -108,12 +108,17 @@ std::shared_ptr<QRowsWork> free_work() {
   return cache.back();
 }
 
+// The largest output a recomputable call stages (each calling thread keeps
+// a few work objects of the largest size it has seen): a batch-8 step's
+// lm_head at a large vocabulary takes the ordinary ranges instead.
+constexpr int64_t kMaxStagedBytes = 1 << 20;
+
 }  // namespace
 
 void run_qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t unit, const std::vector<int64_t>& unit_ends,
                       int64_t scratch_bytes) {
   if (cpu::recompute_allowed() && in.stream && QRowsWork::copyable(in) && unit_ends.size() > 1 &&
-      cpu::pool().size() > 1) {
+      a.M * a.N * (int64_t)sizeof(float) <= kMaxStagedBytes && cpu::pool().size() > 1) {
     std::shared_ptr<QRowsWork> w = free_work();
     w->set(a, in, unit, scratch_bytes);
     cpu::pool().run_recomputable(unit_ends, w);
