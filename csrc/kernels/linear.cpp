@@ -31,7 +31,9 @@ NM_DECLARE_ISA_FN(void linear_gemm_t(const LinearArgs& a, const float* xt, int64
 namespace {
 
 // Splits N over the pool in units of `unit` weight rows and calls
-// gemv(n0, n1) for each task's rows.
+// gemv(n0, n1) for each range of rows. Guided ranges (long ones first, as
+// qlinear's decode calls): a thread the machine stalls or slows holds up the
+// call by one short range at most, not by half of it (bench/NOTES.md).
 template <typename Gemv>
 void split_gemv(const LinearArgs& a, int64_t unit, Gemv&& gemv) {
   // A task should stream at least ~16K weights (or do ~64K FMAs) to be worth
@@ -40,7 +42,7 @@ void split_gemv(const LinearArgs& a, int64_t unit, Gemv&& gemv) {
   const int64_t units = (a.N + unit - 1) / unit;
   const int64_t per_unit = unit * std::max<int64_t>(a.K, 1) * std::max<int64_t>(a.M, 1);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / per_unit);
-  cpu::parallel_for(units, grain, [&](int64_t u0, int64_t u1) { gemv(u0 * unit, std::min(a.N, u1 * unit)); });
+  cpu::parallel_for_guided(units, grain, 1, [&](int64_t u0, int64_t u1) { gemv(u0 * unit, std::min(a.N, u1 * unit)); });
 }
 
 // Scratch of the calling thread, reused across calls (64-byte aligned).
