@@ -142,6 +142,15 @@ const TestStall& test_stall() {
 // marked it yet (kOpen); the caller's; a worker's, then staged (kWorkerDone);
 // taken back by the caller (kStolen).
 enum RangeState : uint8_t { kOpen = 0, kCaller, kWorker, kWorkerDone, kStolen };
+
+// Range k of `ends` (range k ends at ends[k]) starts where range k - 1 ends.
+int64_t range_begin(const std::vector<int64_t>& ends, size_t k) { return k == 0 ? 0 : ends[k - 1]; }
+
+// Every range of `ends` in order on the calling thread: f(b, e).
+template <class F>
+void each_range_inline(const std::vector<int64_t>& ends, F&& f) {
+  for (size_t k = 0; k < ends.size(); ++k) f(range_begin(ends, k), ends[k]);
+}
 }  // namespace
 
 // One run_ranges / run_recomputable call. Shared by the caller and the
@@ -160,7 +169,7 @@ struct ThreadPool::RangeCall {
   bool test_stall = false;  // the worker that takes range 0 stalls (TestStall)
   std::mutex error_mu;
   std::exception_ptr error;
-  int64_t begin(size_t k) const { return k == 0 ? 0 : ends[k - 1]; }
+  int64_t begin(size_t k) const { return range_begin(ends, k); }
 };
 
 ThreadPool::ThreadPool(int threads) { start(threads); }
@@ -362,15 +371,13 @@ void ThreadPool::take_ranges(RangeCall& c, bool caller) {
   }
 }
 
-void ThreadPool::run_ranges(const std::vector<int64_t>& ends, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::run_ranges(std::vector<int64_t> ends, const std::function<void(int64_t, int64_t)>& fn) {
   if (ends.empty()) return;
-  if (ends.size() == 1 || size_ == 1 || t_in_pool_task) {
-    for (size_t k = 0; k < ends.size(); ++k) fn(k == 0 ? 0 : ends[k - 1], ends[k]);
-    return;
-  }
+  if (ends.size() == 1 || size_ == 1 || t_in_pool_task) return each_range_inline(ends, fn);
+  const int64_t count = (int64_t)ends.size();
   std::lock_guard<std::mutex> run_lk(run_mu_);
   auto c = std::make_shared<RangeCall>();
-  c->ends = ends;
+  c->ends = std::move(ends);
   c->fn = &fn;
   publish(nullptr, 0, c);
   std::exception_ptr local;
@@ -379,7 +386,7 @@ void ThreadPool::run_ranges(const std::vector<int64_t>& ends, const std::functio
     take_ranges(*c, true);
   } catch (...) {
     local = std::current_exception();
-    c->next.store((int64_t)ends.size(), std::memory_order_relaxed);  // no further ranges
+    c->next.store(count, std::memory_order_relaxed);  // no further ranges
   }
   t_in_pool_task = false;
   // Workers that may still be in fn (a worker that joins later finds no range).
@@ -396,16 +403,14 @@ void ThreadPool::run_ranges(const std::vector<int64_t>& ends, const std::functio
   if (local) std::rethrow_exception(local);
 }
 
-void ThreadPool::run_recomputable(const std::vector<int64_t>& ends, const std::shared_ptr<RecomputableWork>& work) {
+void ThreadPool::run_recomputable(std::vector<int64_t> ends, const std::shared_ptr<RecomputableWork>& work) {
   if (ends.empty()) return;
   const size_t count = ends.size();
-  if (count == 1 || size_ == 1 || t_in_pool_task) {
-    for (size_t k = 0; k < count; ++k) work->compute(k == 0 ? 0 : ends[k - 1], ends[k], true);
-    return;
-  }
+  if (count == 1 || size_ == 1 || t_in_pool_task)
+    return each_range_inline(ends, [&](int64_t b, int64_t e) { work->compute(b, e, true); });
   std::lock_guard<std::mutex> run_lk(run_mu_);
   auto c = std::make_shared<RangeCall>();
-  c->ends = ends;
+  c->ends = std::move(ends);
   c->work = work;
   c->state.reset(new std::atomic<uint8_t>[count]);
   for (size_t k = 0; k < count; ++k) c->state[k].store(kOpen, std::memory_order_relaxed);

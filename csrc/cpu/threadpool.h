@@ -65,13 +65,13 @@ class ThreadPool {
   // taken a range by then is not waited for (one that a busy machine
   // preempted delays only the ranges it holds). A call from inside a task
   // runs inline.
-  void run_ranges(const std::vector<int64_t>& ends, const std::function<void(int64_t, int64_t)>& fn);
+  void run_ranges(std::vector<int64_t> ends, const std::function<void(int64_t, int64_t)>& fn);
 
   // As run_ranges, for work whose ranges may be computed twice: a range a
   // worker holds past kStealAfterNs (30 us) after the caller ran out of ranges is
   // computed again by the caller (the worker's late result, staged in the
   // work, is dropped). Never waits for a stalled worker.
-  void run_recomputable(const std::vector<int64_t>& ends, const std::shared_ptr<RecomputableWork>& work);
+  void run_recomputable(std::vector<int64_t> ends, const std::shared_ptr<RecomputableWork>& work);
 
   // Waits until no worker computes a range of a finished run_recomputable
   // call (before the memory such work reads, a model's weights, is freed).

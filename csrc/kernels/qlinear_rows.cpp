@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "cpu/threadpool.h"
 #include "kernels/qlinear_levels.h"
@@ -18,6 +19,11 @@ uint8_t* rows_scratch(int64_t bytes) {
   thread_local std::vector<char> buf;
   // (a valid pointer even for K = 0: the paths that take one may pass it to memset)
   return bytes >= 0 ? reinterpret_cast<uint8_t*>(scratch<float>(buf, bytes / 4 + 1)) : nullptr;
+}
+
+// The weight rows of units [u0, u1) of `unit` rows each, at the active level.
+void rows_of_units(const QLinearArgs& a, const QInput& in, int64_t unit, int64_t u0, int64_t u1, int64_t scratch_bytes) {
+  qlinear_rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), rows_scratch(scratch_bytes));
 }
 
 // A decode call as recomputable work (cpu::RecomputableWork): a copy of the
@@ -46,7 +52,7 @@ class QRowsWork final : public cpu::RecomputableWork {
       t.y = stage_.data();
       t.y_stride = a_.N;
     }
-    qlinear_rows_for_level(t, in_, b * unit_, std::min(a_.N, e * unit_), rows_scratch(scratch_bytes_));
+    rows_of_units(t, in_, unit_, b, e, scratch_bytes_);
   }
 
   void commit(int64_t b, int64_t e) override {
@@ -115,18 +121,17 @@ constexpr int64_t kMaxStagedBytes = 1 << 20;
 
 }  // namespace
 
-void run_qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t unit, const std::vector<int64_t>& unit_ends,
+void run_qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t unit, std::vector<int64_t> unit_ends,
                       int64_t scratch_bytes) {
   if (cpu::recompute_allowed() && in.stream && QRowsWork::copyable(in) && unit_ends.size() > 1 &&
       a.M * a.N * (int64_t)sizeof(float) <= kMaxStagedBytes && cpu::pool().size() > 1) {
     std::shared_ptr<QRowsWork> w = free_work();
     w->set(a, in, unit, scratch_bytes);
-    cpu::pool().run_recomputable(unit_ends, w);
+    cpu::pool().run_recomputable(std::move(unit_ends), w);
     return;
   }
-  cpu::pool().run_ranges(unit_ends, [&](int64_t u0, int64_t u1) {
-    qlinear_rows_for_level(a, in, u0 * unit, std::min(a.N, u1 * unit), rows_scratch(scratch_bytes));
-  });
+  cpu::pool().run_ranges(std::move(unit_ends),
+                         [&](int64_t u0, int64_t u1) { rows_of_units(a, in, unit, u0, u1, scratch_bytes); });
 }
 
 }  // namespace nm

@@ -19,7 +19,7 @@ namespace nm {
 // only the time to compute its range again on the calling thread
 // (bench/NOTES.md). Outputs of more than 1 MB (a batch-8 lm_head) are not
 // staged: those calls wait for their workers.
-void run_qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t unit, const std::vector<int64_t>& unit_ends,
+void run_qlinear_rows(const QLinearArgs& a, const QInput& in, int64_t unit, std::vector<int64_t> unit_ends,
                       int64_t scratch_bytes);
 
 }  // namespace nm
