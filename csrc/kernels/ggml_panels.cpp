@@ -129,14 +129,17 @@ void linear_ggml_panels(const LinearArgs& a) {
   qa.w = a.w; qa.w_dtype = a.w_dtype; qa.w_layout = WeightLayout::Panels;
   qa.bias = a.bias; qa.bias_dtype = a.bias_dtype;
   qa.y = a.y; qa.y_stride = a.y_stride;
-  // As qlinear's packed panels: units of one packed panel, decode-sized
-  // calls in dynamic chunks of about an eighth of a thread's share (whole
-  // micro-tiles of 4 panels), prefill one contiguous share per thread.
+  // As qlinear's packed panels: units of one packed panel; decode-sized
+  // calls guided (long ranges first, short ones at the end, in whole
+  // micro-tiles of 4 panels: the threads finish within a short range of each
+  // other, and a range still held when the caller runs out is one a stalled
+  // worker holds, not merely the last of equal shares; bench/NOTES.md),
+  // prefill one contiguous share per thread.
   const int64_t unit = kPanelRows, units = (a.N + unit - 1) / unit;
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / (unit * a.K * a.M));
+  if (a.M <= 8) return run_qlinear_rows(qa, in, unit, cpu::guided_ranges(units, grain, units >= 4 ? 4 : 1), -1);
   const int64_t nth = cpu::pool().size();
-  int64_t chunk = a.M <= 8 ? std::max(grain, units / std::max<int64_t>(1, 8 * nth))
-                           : std::max(grain, (units + nth - 1) / nth);
+  int64_t chunk = std::max(grain, (units + nth - 1) / nth);
   if (chunk > 1) chunk = std::min(units, (chunk + 3) / 4 * 4);
   run_qlinear_rows(qa, in, unit, cpu::dynamic_ranges(units, chunk), -1);
 }
