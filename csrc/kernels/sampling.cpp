@@ -2,6 +2,7 @@
 // rows; the row algorithm is per level (kernels/sampling_impl.h).
 #include "kernels/sampling.h"
 
+#include <limits>
 #include <vector>
 
 #include "cpu/threadpool.h"
@@ -10,6 +11,36 @@
 namespace nm {
 
 NM_DECLARE_ISA_FN(void sample_row(const float* logits, int64_t V, const SampleParams& o, const SampleScratch& s, int32_t* out))
+
+int32_t greedy_token(const float* x, int64_t vocab) {
+  constexpr int kLanes = 16;  // independent running maxima (vectorizable, no dependency chain)
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  // The maximum first (a plain reduction over kLanes running maxima), then
+  // its first index; a NaN makes the row invalid (every comparison with it
+  // is false).
+  float m[kLanes];
+  int nan[kLanes];
+  for (int j = 0; j < kLanes; ++j) m[j] = kNegInf, nan[j] = 0;
+  int64_t i = 0;
+  for (; i + kLanes <= vocab; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = x[i + j];
+      m[j] = v > m[j] ? v : m[j];
+      nan[j] |= v != v;
+    }
+  for (; i < vocab; ++i) {
+    m[0] = x[i] > m[0] ? x[i] : m[0];
+    nan[0] |= x[i] != x[i];
+  }
+  float best = kNegInf;
+  int any_nan = 0;
+  for (int j = 0; j < kLanes; ++j) best = m[j] > best ? m[j] : best, any_nan |= nan[j];
+  if (any_nan) return kSampleNaN;
+  if (!(best > kNegInf)) return kSampleNoFinite;
+  for (int64_t k = 0; k < vocab; ++k)
+    if (x[k] == best) return (int32_t)k;
+  return kSampleNaN;  // (unreachable: best is one of the values)
+}
 
 namespace {
 
@@ -30,6 +61,7 @@ SampleScratch scratch_for(int64_t V) {
 }
 
 int32_t sample_one(const float* logits, int64_t V, const SampleParams& o) {
+  if (o.temperature == 0 && (o.repetition_penalty == 1 || !o.history || o.history_len == 0)) return greedy_token(logits, V);
   int32_t id = 0;
   NM_ISA_CALL(sample_row, logits, V, o, scratch_for(V), &id);
   return id;

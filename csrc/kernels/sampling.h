@@ -49,8 +49,15 @@ struct SampleScratch {
 constexpr int64_t kSampleBucketShift = 16;  // top-p's buckets: a float64's high word >> this
 constexpr int64_t kSampleBuckets = int64_t(1) << (31 - kSampleBucketShift);
 
+// The first index of the maximum of logits[0 .. vocab) (ties to the lowest
+// id), or kSampleNaN / kSampleNoFinite: what sampling at temperature 0
+// without a repetition penalty draws, read in float32 (the float64 values
+// the sampler works in order as their floats do) in one vectorizable pass.
+int32_t greedy_token(const float* logits, int64_t vocab);
+
 // out[r] = the token drawn from logits[r · stride .. + vocab) with params[r]
-// (or kSampleNaN / kSampleNoFinite). Rows run on the global pool. The caller
+// (or kSampleNaN / kSampleNoFinite); greedy_token's where a row's
+// temperature is 0 and no repetition penalty applies. Rows run on the global pool. The caller
 // has checked the parameters' ranges (the N-API bindings do).
 void sample_tokens(const float* logits, int64_t rows, int64_t vocab, int64_t stride, const SampleParams* params,
                    int32_t* out);

@@ -151,6 +151,9 @@ t.test('infinite logits, as sampleToken: +Infinity shares the mass, -Infinity ne
     t.same(Array.from(got), [2, 2, 2, 4, 4, 4], `${isa}: +Infinity logits split the mass`);
     const gy = kernels.sampleTokens({ logits: new Float32Array(us.length * 5).map((_, i) => y[i % 5]), rows: us.length, vocab: 5, options: { topP: 0.99 }, u: us });
     t.ok(Array.from(gy).every((v, r) => v === referenceSampleToken(y, { topP: 0.99 }, { next: () => us[r] }) && (v === 1 || v === 3)), `${isa}: -Infinity never drawn (${Array.from(gy)})`);
+    // Temperature 0 (its own pass over the float32 row): the first of the maxima, +Infinity included.
+    const g0 = kernels.sampleTokens({ logits: Float32Array.of(...x, ...y, -Infinity), rows: 2, vocab: 6, options: { temperature: 0 }, u: [0.3, 0.3] });
+    t.same(Array.from(g0), [2, 1], `${isa}: temperature 0 takes the first maximum`);
   });
   t.end();
 });
@@ -164,6 +167,11 @@ t.test('bad rows and bad arguments: typed errors naming the row or the field', (
   two.set(nanRow, 20);
   t.throws(() => kernels.sampleTokens({ logits: two, rows: 2, vocab: 20, u: [0.5, 0.5] }), { name: 'RangeError', message: /row 1: the logits hold a NaN/ });
   t.throws(() => kernels.sampleTokens({ logits: new Float32Array(4).fill(-Infinity), rows: 1, vocab: 4, u: [0.1] }), { name: 'RangeError', message: /row 0: logits are all -Infinity/ });
+  // The same at temperature 0 (its own pass over the row: kernels/sampling.h greedy_token).
+  const greedy = { temperature: 0 };
+  t.throws(() => kernels.sampleTokens({ logits: two, rows: 2, vocab: 20, options: greedy, u: [0.5, 0.5] }), { name: 'RangeError', message: /row 1: the logits hold a NaN/ });
+  t.throws(() => kernels.sampleTokens({ logits: Float32Array.of(-Infinity, NaN, -Infinity), rows: 1, vocab: 3, options: greedy, u: [0.5] }), { name: 'RangeError', message: /row 0: the logits hold a NaN/ });
+  t.throws(() => kernels.sampleTokens({ logits: new Float32Array(37).fill(-Infinity), rows: 1, vocab: 37, options: greedy, u: [0.1] }), { name: 'RangeError', message: /row 0: logits are all -Infinity/ });
   t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, u: [1] }), { name: 'RangeError', message: /u must be a number in \[0, 1\)/ });
   t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, u: [NaN] }), { name: 'RangeError', message: /row 0: u/ });
   t.throws(() => kernels.sampleTokens({ logits: x, rows: 1, vocab: 20, u: [] }), { name: 'RangeError', message: /'u'/ });
