@@ -117,3 +117,33 @@ t.test('NODE_MAMBA_SPIN_US=0: pool threads woken from sleep for every call give 
   }
   t.end();
 });
+
+// bench/ab_trial.js's trial (csrc/cpu/ab_trial.h): with NODE_MAMBA_AB_TRIAL=<n> decode steps
+// alternate between variants A and B in blocks of n steps and each variant's step times are
+// recorded after a warm-up; without it nothing is recorded and runtimeInfo() has no abTrial.
+t.test('NODE_MAMBA_AB_TRIAL: decode steps alternate between two timed variants', (t) => {
+  t.equal(kernels.runtimeInfo().abTrial, undefined, 'off unless the environment asks');
+  const dist = require.resolve('../dist/index.js');
+  const model = require.resolve('../assets/models/tiny-shakespeare-mamba/config.json').replace(/\/config\.json$/, '');
+  const code = `(async () => {
+    const lib = require(${JSON.stringify(dist)});
+    const m = await lib.loadModel(${JSON.stringify(model)});
+    const seq = await m.createSequence();
+    await seq.prefill([1, 2, 3]);
+    const rng = lib.createRng(1);
+    let tok = 4;
+    for (let i = 0; i < 100; i++) tok = await seq.stepChained(tok, { temperature: 0 }, rng, i === 99);
+    await seq.step(tok);  // a logits step counts too
+    process.stdout.write(JSON.stringify(lib.kernels.runtimeInfo().abTrial));
+    m.dispose();
+  })().catch((e) => { console.error(e); process.exit(1); });`;
+  const r = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, NODE_MAMBA_AB_TRIAL: '3' }, encoding: 'utf8' });
+  t.equal(r.status, 0, `exits 0 ${r.stderr}`);
+  const ab = JSON.parse(r.stdout);
+  t.equal(ab.blockSteps, 3);
+  const recorded = 101 - ab.warmupSteps;
+  t.equal(ab.a.steps + ab.b.steps, recorded, `every step after the warm-up recorded once (${ab.a.steps} + ${ab.b.steps})`);
+  t.ok(Math.abs(ab.a.steps - ab.b.steps) <= 3, 'in alternating blocks of 3');
+  for (const v of [ab.a, ab.b]) t.ok(v.medianUs > 0 && v.meanUs > 0, 'with times');
+  t.end();
+});

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/ab_trial.h"
 #include "engine/blocks/block.h"
 #include "engine/ops.h"
 #include "kernels/hadamard.h"
@@ -147,6 +148,7 @@ void prefill(Model& m, int32_t slot, const int32_t* tokens, int64_t n, LogitsMod
 }
 
 void decode_step(Model& m, const int32_t* slots, const int32_t* tokens, int64_t batch, float* logits) {
+  cpu::AbTrialStep trial_step;
   // (no BufCache: a recorded step's allocations must come from the backend,
   // whose step recorder serves them from its arena: step_recorder.h)
   BufScope buffers(m.backend());

@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/ab_trial.h"
 #include "engine/forward.h"
 #include "engine/greedy.h"
 
@@ -21,6 +22,7 @@ void step_tokens(Model& m, const int32_t* slots, const int32_t* tokens, int64_t 
   check_live_slots(m, slots, batch);
   const int64_t V = m.config().vocab;
   if (logits.size() < (size_t)(batch * V)) logits.resize((size_t)(batch * V));
+  cpu::AbTrialStep trial_step;  // (the token choice counts in the step's time)
   decode_step(m, slots, tokens, batch, logits.data());
   if (params) sample_tokens(logits.data(), batch, V, V, params, ids);
   else greedy_tokens(logits.data(), batch, V, ids);

@@ -1,6 +1,10 @@
 // Runtime information and settings: ISA level, thread count, CUDA status.
 #include <napi.h>
 
+#include <algorithm>
+#include <vector>
+
+#include "cpu/ab_trial.h"
 #include "cpu/cpu_features.h"
 #include "cpu/threadpool.h"
 #include "gpu/cuda_status.h"
@@ -11,6 +15,23 @@ namespace nm::napi {
 
 namespace {
 
+// One variant's recorded step times (cpu/ab_trial.h): count, median and mean in microseconds.
+Napi::Object trial_variant(Napi::Env env, std::vector<int64_t> ns) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("steps", (double)ns.size());
+  double median = 0, mean = 0;
+  if (!ns.empty()) {
+    std::sort(ns.begin(), ns.end());
+    const size_t h = ns.size() / 2;
+    median = ns.size() % 2 ? (double)ns[h] : 0.5 * ((double)ns[h - 1] + (double)ns[h]);
+    for (int64_t v : ns) mean += (double)v;
+    mean /= (double)ns.size();
+  }
+  o.Set("medianUs", median / 1e3);
+  o.Set("meanUs", mean / 1e3);
+  return o;
+}
+
 Napi::Value runtime_info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -19,6 +40,15 @@ Napi::Value runtime_info(const Napi::CallbackInfo& info) {
   o.Set("threads", cpu::pool().size());
   o.Set("physicalCores", cpu::physical_core_count());
   o.Set("recomputedRanges", (double)cpu::pool().recomputed_ranges());
+  const cpu::AbTrialTimes trial = cpu::ab_trial_times();
+  if (trial.block_steps > 0) {
+    Napi::Object ab = Napi::Object::New(env);
+    ab.Set("blockSteps", (double)trial.block_steps);
+    ab.Set("warmupSteps", (double)trial.warmup_steps);
+    ab.Set("a", trial_variant(env, trial.a_ns));
+    ab.Set("b", trial_variant(env, trial.b_ns));
+    o.Set("abTrial", ab);
+  }
   const gpu::CudaStatus& cs = gpu::cuda_status();
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("compiled", cs.compiled);

@@ -31,6 +31,13 @@ export interface CudaRuntimeInfo {
   devices: CudaDeviceInfo[];
 }
 
+/** One variant's recorded decode steps in an A/B trial (NativeRuntimeInfo.abTrial). */
+export interface AbTrialVariant {
+  steps: number;
+  medianUs: number;
+  meanUs: number;
+}
+
 export interface NativeRuntimeInfo {
   isa: Isa;
   detectedIsa: Isa;
@@ -41,6 +48,12 @@ export interface NativeRuntimeInfo {
    * holding them had stalled (preempted by the machine) for more than 20 us, since the process started.
    */
   recomputedRanges: number;
+  /**
+   * Only with NODE_MAMBA_AB_TRIAL=<steps> in the environment (a developer's A/B trial, bench/ab_trial.js):
+   * decode steps alternate between variants A and B in blocks of that many steps, and these are each
+   * variant's step times (decode and token choice), after `warmupSteps`.
+   */
+  abTrial?: { blockSteps: number; warmupSteps: number; a: AbTrialVariant; b: AbTrialVariant };
   cuda: CudaRuntimeInfo;
 }
 
