@@ -57,8 +57,9 @@ int32_t greedy_token(const float* logits, int64_t vocab);
 
 // out[r] = the token drawn from logits[r · stride .. + vocab) with params[r]
 // (or kSampleNaN / kSampleNoFinite); greedy_token's where a row's
-// temperature is 0 and no repetition penalty applies. Rows run on the global pool. The caller
-// has checked the parameters' ranges (the N-API bindings do).
+// temperature is 0 and no repetition penalty applies. Rows run on the
+// global pool. The caller has checked the parameters' ranges (the N-API
+// bindings do).
 void sample_tokens(const float* logits, int64_t rows, int64_t vocab, int64_t stride, const SampleParams* params,
                    int32_t* out);
 
