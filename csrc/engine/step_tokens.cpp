@@ -19,6 +19,12 @@ void step_tokens(Model& m, const int32_t* slots, const int32_t* tokens, int64_t 
                  std::vector<float>& logits, int32_t* ids) {
   if (batch <= 0) return;
   ComputeLock lk(m);
+  step_tokens_locked(m, slots, tokens, batch, params, logits, ids);
+}
+
+void step_tokens_locked(Model& m, const int32_t* slots, const int32_t* tokens, int64_t batch,
+                        const SampleParams* params, std::vector<float>& logits, int32_t* ids) {
+  if (batch <= 0) return;
   check_live_slots(m, slots, batch);
   const int64_t V = m.config().vocab;
   if (logits.size() < (size_t)(batch * V)) logits.resize((size_t)(batch * V));

@@ -23,6 +23,9 @@ void check_live_slots(const Model& m, const int32_t* slots, int64_t n);
 // NaN, -2: no finite logit). logits is resized to batch x vocab as needed.
 void step_tokens(Model& m, const int32_t* slots, const int32_t* tokens, int64_t batch, const SampleParams* params,
                  std::vector<float>& logits, int32_t* ids);
+// The same, for a caller that holds the model's compute lock (ComputeLock).
+void step_tokens_locked(Model& m, const int32_t* slots, const int32_t* tokens, int64_t batch,
+                        const SampleParams* params, std::vector<float>& logits, int32_t* ids);
 
 // A prefill of n tokens into `slot` under the compute lock, then the token
 // drawn from the last token's logits with params (as step_tokens draws it).

@@ -71,6 +71,13 @@ void run_rows(engine::Model& m, const ChainRows& s, std::vector<float>& logits, 
   engine::step_tokens(m, s.slots.data(), s.tokens.data(), (int64_t)s.slots.size(), s.rows.params.data(), logits, ids.data());
 }
 
+// The same, under the compute lock the caller holds.
+void run_rows_locked(engine::Model& m, const ChainRows& s, std::vector<float>& logits, std::vector<int32_t>& ids) {
+  ids.assign(s.slots.size(), kSampleNaN);
+  engine::step_tokens_locked(m, s.slots.data(), s.tokens.data(), (int64_t)s.slots.size(), s.rows.params.data(),
+                             logits, ids.data());
+}
+
 }  // namespace
 
 // Serves a request that did not find its step running ahead (id != 0), then
@@ -93,7 +100,8 @@ class ChainWorker : public Napi::AsyncWorker {
       {
         std::lock_guard<std::mutex> lk(c_->mu_);
         if (c_->ahead_) {
-          for (int32_t s : c_->ahead_->step.slots) c_->advanced_.insert(s);
+          for (int32_t s : c_->ahead_->step.slots)
+            if (!c_->ahead_->released.count(s)) c_->advanced_.insert(s);
           c_->ahead_.reset();
         }
         claim.swap(c_->claim_);
@@ -189,59 +197,74 @@ class ChainWorker : public Napi::AsyncWorker {
   }
 
   void run_ahead() {
-    StepChain& c = *c_;
     for (;;) {
-      ChainRows s;
-      {
-        std::lock_guard<std::mutex> lk(c.mu_);
-        if (!c.ahead_ || !c.ahead_->running) return;
-        std::vector<size_t> keep;
-        for (size_t j = 0; j < c.ahead_->step.slots.size(); ++j)
-          if (!c.ahead_->released.count(c.ahead_->step.slots[j])) keep.push_back(j);
-        s = subset(c.ahead_->step, keep);
-      }
-      // Jobs waiting for the model (a prefill, a free) go first.
-      while (m_->compute_waiters() > 0) std::this_thread::yield();
-      StepChain::Result err{0, {}, "", false};
-      std::vector<int32_t> ids;
-      try {
-        run_rows(*m_, s, *logits_, ids);
-      } catch (...) {
-        failed(err, std::current_exception());
-      }
-      std::optional<StepChain::Result> out;
-      {
-        std::lock_guard<std::mutex> lk(c.mu_);
-        StepChain::Ahead& a = *c.ahead_;
-        a.ids.assign(a.step.slots.size(), kSampleNaN);
-        for (size_t k = 0; k < s.slots.size() && k < ids.size(); ++k) a.ids[find_slot(a.step.slots, s.slots[k])] = ids[k];
-        a.error = err.error;
-        a.range_error = err.range_error;
-        if (c.claim_) {
-          StepChain::Claim claim = std::move(*c.claim_);
-          c.claim_.reset();
-          out = StepChain::Result{claim.id, in_request_order(a.ids, claim.perm), a.error, a.range_error};
-          if (a.error.empty()) {
-            ChainRows next = StepChain::next_step(a.step, a.ids, claim.next_u);
-            if (next.slots.empty()) {
-              c.ahead_.reset();
-            } else {
-              a.step = std::move(next);
-              a.ids.clear();
-              a.released.clear();
-            }
-          } else {
-            for (int32_t slot : a.step.slots) c.advanced_.insert(slot);
-            c.ahead_.reset();
-          }
-        } else {
-          a.running = false;
-        }
-        c.cv_.notify_all();
-      }
+      std::optional<StepChain::Result> out = step_ahead();
       if (!out) return;
-      c.deliver(std::move(*out));
+      c_->deliver(std::move(*out));
     }
+  }
+
+  // Runs the step ahead once: the result for the request that claimed it
+  // while it ran, which then runs the next one ahead (nullopt: none did yet,
+  // or no step runs ahead).
+  std::optional<StepChain::Result> step_ahead() {
+    StepChain& c = *c_;
+    // Jobs waiting for the model (a prefill, a free) go first.
+    while (m_->compute_waiters() > 0) std::this_thread::yield();
+    // The rows are read under the compute lock: a sequence released after
+    // that is freed or replaced (jobs under the same lock) only once this
+    // step is done, so the step never runs on a slot another sequence took.
+    engine::ComputeLock compute(*m_);
+    ChainRows s;
+    {
+      std::lock_guard<std::mutex> lk(c.mu_);
+      if (!c.ahead_ || !c.ahead_->running) return std::nullopt;
+      std::vector<size_t> keep;
+      for (size_t j = 0; j < c.ahead_->step.slots.size(); ++j)
+        if (!c.ahead_->released.count(c.ahead_->step.slots[j])) keep.push_back(j);
+      s = subset(c.ahead_->step, keep);
+    }
+    StepChain::Result err{0, {}, "", false};
+    std::vector<int32_t> ids;
+    try {
+      run_rows_locked(*m_, s, *logits_, ids);
+    } catch (...) {
+      failed(err, std::current_exception());
+    }
+    std::lock_guard<std::mutex> lk(c.mu_);
+    StepChain::Ahead& a = *c.ahead_;
+    a.ids.assign(a.step.slots.size(), kSampleNaN);
+    for (size_t k = 0; k < s.slots.size() && k < ids.size(); ++k) a.ids[find_slot(a.step.slots, s.slots[k])] = ids[k];
+    a.error = err.error;
+    a.range_error = err.range_error;
+    c.cv_.notify_all();
+    if (!c.claim_) {
+      a.running = false;
+      return std::nullopt;
+    }
+    StepChain::Claim claim = std::move(*c.claim_);
+    c.claim_.reset();
+    StepChain::Result out{claim.id, in_request_order(a.ids, claim.perm), a.error, a.range_error};
+    if (!a.error.empty()) {
+      for (int32_t slot : a.step.slots)
+        if (!a.released.count(slot)) c.advanced_.insert(slot);
+      c.ahead_.reset();
+      return out;
+    }
+    // Rows released while the step ran (their results still go to the
+    // request that claimed them) do not run ahead.
+    std::vector<double> next_u = std::move(claim.next_u);
+    for (size_t j = 0; j < a.step.slots.size() && j < next_u.size(); ++j)
+      if (a.released.count(a.step.slots[j])) next_u[j] = std::nan("");
+    ChainRows next = StepChain::next_step(a.step, a.ids, next_u);
+    if (next.slots.empty()) {
+      c.ahead_.reset();
+    } else {
+      a.step = std::move(next);
+      a.ids.clear();
+      a.released.clear();
+    }
+    return out;
   }
 
   std::shared_ptr<StepChain> c_;

@@ -74,10 +74,10 @@ for (const [name, dir] of [['mamba', mambaDir], ['granite (attention, MoE)', gra
     for (let j = 0; j < 6; j++) alone.push(await tokensOf(m, prompts[j], opts(j)));
     // Generation j starts when generation 0 has yielded j tokens (it joins steps that run ahead),
     // and each ends at its own length (the step run ahead then matches only in part). Whether a
-    // join meets a step running ahead depends on the timing of the threads: up to three rounds,
+    // join meets a step running ahead depends on the timing of the threads: up to ten rounds,
     // until one has (each round's tokens checked).
     let cs = m.nativeModel().info().chainedSteps;
-    for (let round = 0; round < 3 && cs.partial === 0; round++) {
+    for (let round = 0; round < 10 && cs.partial === 0; round++) {
       const together: Array<Promise<number[]>> = [];
       together.push((async () => {
         const out: number[] = [];
@@ -96,6 +96,44 @@ for (const [name, dir] of [['mamba', mambaDir], ['granite (attention, MoE)', gra
     t.equal(m.sequenceCount, 0, 'every sequence was freed');
   });
 }
+
+// A consumer that breaks off frees its sequence while the step after runs ahead; generations
+// starting meanwhile queue jobs (alloc, prefill) that the chain lets in before its step, and one
+// of them may take the freed slot. The step run ahead must not then run on that slot (it did when
+// the chain read its rows before taking the compute lock: the new sequence lost its state or
+// failed on a NaN). Timing-dependent: many short rounds, each checked.
+t.test('granite: generations started as another breaks off equal each alone', async (t) => {
+  const m = await loadModel(graniteDir);
+  t.teardown(() => m.dispose());
+  const V = m.vocabSize;
+  const optsB: GenerateOptions = { temperature: 0, maxTokens: 6, stopAtEos: false };
+  const optsC: GenerateOptions = { temperature: 0.9, topK: 30, seed: 5, maxTokens: 5, stopAtEos: false };
+  const [promptB, promptC] = [[7, 8, 9, 10, 11, 12, 13], [3, 1]];
+  const wantB = await tokensOf(m, promptB, optsB), wantC = await tokensOf(m, promptC, optsC);
+  // A longer prefill queued first keeps the chain letting jobs in.
+  const promptA = Array.from({ length: 20 }, (_, i) => (7 * i) % V);
+  let bad = 0;
+  const rounds = 600;
+  for (let r = 0; r < rounds; r++) {
+    let got: Promise<[number[], number[], number[]]> | undefined;
+    let n = 0;
+    for await (const c of m.generate([r % V, 2], { temperature: 0, maxTokens: 1000, stopAtEos: false })) {
+      void c;
+      if (++n > r % 4) {
+        const a = tokensOf(m, promptA, { ...optsB, maxTokens: 1 });
+        got = Promise.all([tokensOf(m, promptB, optsB), tokensOf(m, promptC, optsC), a]);
+        break;
+      }
+    }
+    const [b, c] = await got!;
+    if (JSON.stringify(b) !== JSON.stringify(wantB) || JSON.stringify(c) !== JSON.stringify(wantC)) {
+      bad++;
+      if (bad <= 3) t.fail(`round ${r}: ${JSON.stringify([b, c])} for ${JSON.stringify([wantB, wantC])}`);
+    }
+  }
+  t.equal(bad, 0, `${rounds} rounds: every generation that started as one broke off equals it alone`);
+  t.equal(m.sequenceCount, 0, 'every sequence was freed');
+});
 
 t.test('a sequence stepped ahead refuses other calls until it is reset', async (t) => {
   const m = await loadModel(mambaDir);
