@@ -302,7 +302,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   // stepChained(slots: Int32Array, tokens: Int32Array, params: Float64Array, history?, historyOffsets?,
-  //             nextU: Float64Array [batch]) -> Promise<Int32Array [batch]>
+  //             nextU: Float64Array [batch]) -> Promise<number[] [batch]>
   //   step(..., 'sample') whose next step runs ahead with the tokens it returns (napi/step_chain.h):
   //   nextU[i] is row i's draw for that step (NaN: row i does not run ahead). Each sequence's next
   //   call must be stepChained with the token returned, or freeing / resetting / restoring it.

@@ -400,8 +400,9 @@ void StepChain::settle_now(Napi::Env env, Napi::Promise::Deferred& d, const Resu
     d.Reject((r.range_error ? Napi::RangeError::New(env, r.error) : Napi::Error::New(env, r.error)).Value());
     return;
   }
-  Napi::Int32Array a = Napi::Int32Array::New(env, r.ids.size());
-  std::copy(r.ids.begin(), r.ids.end(), a.Data());
+  // A plain array: a few rows, once per token (an Int32Array would allocate a backing store each time).
+  Napi::Array a = Napi::Array::New(env, r.ids.size());
+  for (size_t i = 0; i < r.ids.size(); ++i) a.Set((uint32_t)i, Napi::Number::New(env, r.ids[i]));
   d.Resolve(a);
 }
 

@@ -45,7 +45,7 @@ class StepChain : public std::enable_shared_from_this<StepChain> {
   static std::shared_ptr<StepChain> create(Napi::Env env);
   ~StepChain();
 
-  // The promise of the next tokens of `step` (Int32Array, one per row; <0 as
+  // The promise of the next tokens of `step` (an array of numbers, one per row; <0 as
   // the sampler reports a row it cannot sample). next_u: per row the draw of
   // the step after, which runs ahead with this step's tokens; NaN: that row
   // does not run ahead (its generation ends with this token). `logits`: the

@@ -123,14 +123,19 @@ export class DecodeBatcher {
     // Chained requests take their own native call (their steps may be running ahead already);
     // the others one call as before. The requests are settled once this step no longer counts as
     // running, so that their next requests can start the next step at once.
-    const chained = batch.filter((p) => p.kind === 'chained');
-    const others = batch.filter((p) => p.kind !== 'chained');
+    // (A batch of chained requests only, as generate() makes, is one native call: no Promise.all.)
+    let chained = 0;
+    for (const p of batch) chained += p.kind === 'chained' ? 1 : 0;
     let settles: Array<() => void> = [];
     try {
-      settles = await Promise.all([
-        chained.length > 0 ? this.stepChainedRows(chained) : NOTHING,
-        others.length > 0 ? this.stepRows(others) : NOTHING,
-      ]);
+      if (chained === batch.length) {
+        settles = [await this.stepChainedRows(batch)];
+      } else {
+        settles = await Promise.all([
+          chained > 0 ? this.stepChainedRows(batch.filter((p) => p.kind === 'chained')) : NOTHING,
+          this.stepRows(batch.filter((p) => p.kind !== 'chained')),
+        ]);
+      }
     } finally {
       this.running = false;
     }
@@ -141,17 +146,23 @@ export class DecodeBatcher {
   /** The chained requests' native step; resolves to what settles them (never rejects). */
   private async stepChainedRows(batch: Pending[]): Promise<() => void> {
     try {
-      const slots = Int32Array.from(batch, (p) => p.slot), tokens = Int32Array.from(batch, (p) => p.token);
-      const params = new Float64Array(batch.length * SAMPLE_PARAM_FIELDS);
-      const nextU = new Float64Array(batch.length);
-      batch.forEach((p, i) => {
+      const n = batch.length;
+      const slots = new Int32Array(n), tokens = new Int32Array(n);
+      const params = new Float64Array(n * SAMPLE_PARAM_FIELDS);
+      const nextU = new Float64Array(n);
+      const histories: Array<Int32Array | null> = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const p = batch[i];
         if (p.kind !== 'chained') throw new Error('node-mamba: internal: not a chained step');
+        slots[i] = p.slot;
+        tokens[i] = p.token;
         packSampleParams(params, i, p.options, p.u);
         nextU[i] = p.uNext;
-      });
-      const h = packSampleHistories(batch.map((p) => (p.kind === 'chained' ? p.history : null)));
+        histories[i] = p.history;
+      }
+      const h = packSampleHistories(histories);
       const next = await this.native().stepChained(slots, tokens, params, h?.history, h?.historyOffsets, nextU);
-      return () => batch.forEach((p, i) => (p.resolve as (n: number) => void)(next[i]));
+      return () => { for (let i = 0; i < n; i++) (batch[i].resolve as (t: number) => void)(next[i]); };
     } catch (err) {
       return () => { for (const p of batch) p.reject(err); };
     }

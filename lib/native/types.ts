@@ -105,7 +105,7 @@ export interface NativeModel {
    * restoring it (any other call on it is an Error).
    */
   stepChained(slots: Int32Array, tokens: Int32Array, params: Float64Array, history: Int32Array | undefined,
-    historyOffsets: Int32Array | undefined, nextU: Float64Array): Promise<Int32Array>;
+    historyOffsets: Int32Array | undefined, nextU: Float64Array): Promise<number[]>;
   /** The sequence's whole state (csrc/engine/model.h Model::snapshot) and its position. */
   snapshot(slot: number): Promise<{ state: Uint8Array; position: number }>;
   restore(slot: number, state: Uint8Array, position: number): Promise<void>;

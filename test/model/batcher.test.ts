@@ -6,6 +6,7 @@
 import t from 'tap';
 import { DecodeBatcher } from '../../lib/model/batcher';
 import type { NativeModel } from '../../lib/native/types';
+import { validateSamplingOptions } from '../../lib/generate/sampling';
 
 interface Call { slots: number[]; tokens: number[]; mode: string; finish(): void }
 
@@ -16,7 +17,12 @@ function fakeNative(): { native: NativeModel; calls: Call[] } {
       // The greedy "next token" of a row: its token + 1.
       calls.push({ slots: Array.from(slots), tokens: Array.from(tokens), mode, finish: () => resolve(Int32Array.from(tokens, (x) => x + 1)) });
     });
-  return { native: { step } as unknown as NativeModel, calls };
+  // stepChained: each row's next token is its token + 100 (the native model resolves a plain array).
+  const stepChained = (slots: Int32Array, tokens: Int32Array): Promise<number[]> =>
+    new Promise((resolve) => {
+      calls.push({ slots: Array.from(slots), tokens: Array.from(tokens), mode: 'chained', finish: () => resolve(Array.from(tokens, (x) => x + 100)) });
+    });
+  return { native: { step, stepChained } as unknown as NativeModel, calls };
 }
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -92,4 +98,26 @@ t.test('a batch holds at most maxBatch sequences', async (t) => {
   t.same(calls[1].slots, [2]);
   calls[1].finish();
   t.same(await Promise.all(p), [1, 2, 3]);
+});
+
+t.test('chained requests take their own native call beside the others of their batch', async (t) => {
+  const { native, calls } = fakeNative();
+  const b = new DecodeBatcher(() => native, 10);
+  const greedy = validateSamplingOptions({ temperature: 0 });
+  // Chained only (generate()): one native call.
+  const c0 = b.stepChained(0, 1, greedy, null, 0, 0.5);
+  const c1 = b.stepChained(1, 2, greedy, null, 0, NaN);
+  await turn();
+  t.same(calls.map((c) => [c.mode, c.slots]), [['chained', [0, 1]]]);
+  calls[0].finish();
+  t.same(await Promise.all([c0, c1]), [101, 102]);
+  // Chained and greedy requests in one turn: a call each, each request settled with its row.
+  const d0 = b.stepChained(0, 101, greedy, null, 0, 0.5);
+  const g2 = b.stepGreedy(2, 7);
+  await turns();
+  t.same(calls.slice(1).map((c) => [c.mode, c.slots]), [['chained', [0]], ['greedy', [2]]]);
+  calls[2].finish();
+  await turn();
+  calls[1].finish();
+  t.same(await Promise.all([d0, g2]), [201, 8]);
 });
