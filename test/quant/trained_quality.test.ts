@@ -19,6 +19,9 @@ const heldout = fs.readFileSync(path.join(fixtures, 'heldout.txt'), 'utf8').slic
 const calibration = fs.readFileSync(path.join(fixtures, 'calibration.txt'), 'utf8');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-quality-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+// Quantizes and evaluates 2 models x 10 recipes: 150-220 s on a 2-core machine beside another test
+// file, more when the machine is busy, so more than the suite's 300 s per file.
+t.setTimeout(900_000);
 
 type Case = { label: string; scheme: QuantScheme; recipe: QuantRecipe | 'naive'; maxIncrease?: number; maxSize?: number };
 const CASES: Case[] = [
