@@ -65,13 +65,8 @@ size_t find_slot(const std::vector<int32_t>& slots, int32_t slot) {
   return (size_t)(std::find(slots.begin(), slots.end(), slot) - slots.begin());
 }
 
-// Steps the rows of s and samples each: ids, one per row.
-void run_rows(engine::Model& m, const ChainRows& s, std::vector<float>& logits, std::vector<int32_t>& ids) {
-  ids.assign(s.slots.size(), kSampleNaN);
-  engine::step_tokens(m, s.slots.data(), s.tokens.data(), (int64_t)s.slots.size(), s.rows.params.data(), logits, ids.data());
-}
-
-// The same, under the compute lock the caller holds.
+// Steps the rows of s and samples each: ids, one per row; the caller holds
+// the model's compute lock.
 void run_rows_locked(engine::Model& m, const ChainRows& s, std::vector<float>& logits, std::vector<int32_t>& ids) {
   ids.assign(s.slots.size(), kSampleNaN);
   engine::step_tokens_locked(m, s.slots.data(), s.tokens.data(), (int64_t)s.slots.size(), s.rows.params.data(),
@@ -174,7 +169,9 @@ class ChainWorker : public Napi::AsyncWorker {
       if (!todo.empty()) {
         try {
           std::vector<int32_t> ids;
-          run_rows(*m_, subset(step_, todo), *logits_, ids);
+          const ChainRows rows = subset(step_, todo);
+          engine::ComputeLock compute(*m_);
+          run_rows_locked(*m_, rows, *logits_, ids);
           for (size_t k = 0; k < todo.size(); ++k) r.ids[todo[k]] = ids[k];
         } catch (...) {
           failed(r, std::current_exception());
