@@ -2,8 +2,11 @@
 #include <napi.h>
 
 #include <cmath>
+#include <algorithm>
 #include <string>
+#include <vector>
 
+#include "kernels/ggml_panels.h"
 #include "kernels/moe.h"
 #include "napi/bindings.h"
 #include "napi/convert.h"
@@ -139,12 +142,34 @@ MoeWeight expert_weight(const ArgReader& r, const std::string& name, int64_t E, 
   return w;
 }
 
+// The E expert matrices of w (R rows of K, q8_0 / q4_0 rows) packed into
+// the panel layout a loaded model reads them in (core/dtype.h), into buf;
+// w then reaches them through its expert pointer table (ptrs).
+void expert_panels(const ArgReader& r, const char* name, MoeWeight& w, int64_t E, int64_t R, int64_t K,
+                   std::vector<uint8_t>& buf, std::vector<const void*>& ptrs) {
+  if (w.dtype != DType::Q8_0 && w.dtype != DType::Q4_0)
+    r.type_error("weightLayout", std::string("'panels' needs q8_0 or q4_0 experts; ") + name + " is " + dtype_name(w.dtype));
+  const int64_t row_bytes = dtype_row_bytes(w.dtype, K), panel_bytes = dtype_panel_bytes(w.dtype, R, K);
+  buf.assign((size_t)std::max<int64_t>(E * panel_bytes, 1), 0);
+  ptrs.assign((size_t)E, nullptr);
+  for (int64_t e = 0; e < E; ++e) {
+    const void* src = static_cast<const char*>(w.w) + e * w.expert_stride;
+    if (!ggml_packable(w.dtype, src, row_bytes, R, K))
+      r.range_error(name, "expert " + std::to_string(e) + " holds a q8_0 quant of -128, which the panel layout cannot take");
+    ggml_pack_panels(w.dtype, src, row_bytes, R, K, buf.data() + e * panel_bytes);
+    ptrs[(size_t)e] = buf.data() + e * panel_bytes;
+  }
+  w.experts = ptrs.data();
+  w.layout = WeightLayout::Panels;
+}
+
 // { x: f32 [tokens, hidden], tokens, hidden, intermediate, experts, k,
 //   ids?: Int32Array [tokens, k], weights?: f32 [tokens, k]  |  logits + router options (moeRoute),
 //   gateUp (packed [experts, 2·intermediate, hidden])  |  gate + up ([experts, intermediate, hidden] each),
 //   down [experts, hidden, intermediate], shared?: f32 [tokens, hidden], algorithm?: 'auto'|'decode'|'batched',
 //   swigluEpilogue?: boolean,
-//   inputRounding?: 'none'|'bf16'|'q8' (of every float-kernel product's input, kernels/linear.h) }
+//   inputRounding?: 'none'|'bf16'|'q8' (of every float-kernel product's input, kernels/linear.h),
+//   weightLayout?: 'rows'|'panels' (q8_0 / q4_0 experts packed here as a loaded model packs them; 'q8' only) }
 //   -> f32 [tokens, hidden]
 Napi::Value moe_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "moe");
@@ -215,6 +240,17 @@ Napi::Value moe_js(const Napi::CallbackInfo& info) {
   const ActRounding rounding = read_choice(r, "inputRounding", kRoundings);
   for (MoeWeight* w : {&a.gate, &a.up, &a.down}) w->x_rounding = rounding;
   a.swiglu_epilogue = r.boolean_or("swigluEpilogue", true);
+  constexpr std::pair<const char*, WeightLayout> kLayouts[] = {{"rows", WeightLayout::Rows}, {"panels", WeightLayout::Panels}};
+  std::vector<uint8_t> panel_bufs[3];
+  std::vector<const void*> panel_ptrs[3];
+  if (read_choice(r, "weightLayout", kLayouts) == WeightLayout::Panels) {
+    if (rounding != ActRounding::Q8Block)
+      r.range_error("inputRounding", "must be 'q8' with weightLayout 'panels' (q8_0 / q4_0 experts in panels)");
+    const bool packed = r.has("gateUp");
+    expert_panels(r, packed ? "gateUp" : "gate", a.gate, E, I, d, panel_bufs[0], panel_ptrs[0]);
+    expert_panels(r, packed ? "gateUp" : "up", a.up, E, I, d, panel_bufs[1], panel_ptrs[1]);
+    expert_panels(r, "down", a.down, E, d, I, panel_bufs[2], panel_ptrs[2]);
+  }
 
   Napi::Float32Array out = new_f32(r.env, nx);
   a.out = out.Data();

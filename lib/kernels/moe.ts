@@ -122,6 +122,12 @@ interface MoeBaseOptions {
    * forces the separate pass; both give the same bits (for tests and benchmarks).
    */
   swigluEpilogue?: boolean;
+  /**
+   * 'panels': q8_0 / q4_0 experts (given in rows, as above) are packed for the call into the
+   * panel layout a loaded model reads them in, and read from it (inputRounding 'q8' only; a q8_0
+   * quant of -128 is a RangeError). Default 'rows'.
+   */
+  weightLayout?: 'rows' | 'panels';
 }
 
 /** Routing given: the output of moeRoute, or the caller's own. */

@@ -425,32 +425,43 @@ t.test('moe: decode-sized calls give bitwise the batched result of the same toke
 // weighted sum in float64: equal up to float32 summation of the k terms and
 // SiLU's float32 rounding (|err| <= 1e-5·mag + 1e-6). Without the rounding the
 // result moves by far more, so the test would see the option ignored.
+/**
+ * The q8-rounded result composed per token from kernels.linear calls (GEMV path, rows layout,
+ * inputRounding 'q8'), SiLU·mul and the weighted sum in float64, for q8_0 / q4_0 experts; mag
+ * scaled so that check() allows 1e-5·mag (RTOL 2e-6 x 5): float32 summation of the k terms,
+ * SiLU's float32 rounding, and the panel layout's block order.
+ */
+function q8Ref(p: ReturnType<typeof problem>, c: Case): Ref & { y: Float64Array; mag: Float64Array } {
+  const rows = (w: EW, e: number, R: number, K: number) => {
+    const a = w.arg as { data: Uint8Array; dtype: 'q8_0' | 'q4_0' };
+    const per = R * (K / 32) * BLOCK_BYTES[a.dtype];
+    return { data: a.data.subarray(e * per, (e + 1) * per), dtype: a.dtype };
+  };
+  const want = new Float64Array(c.T * c.d), mag = new Float64Array(c.T * c.d);
+  for (let tk = 0; tk < c.T; tk++) {
+    const x = p.x.slice(tk * c.d, (tk + 1) * c.d);
+    for (let j = 0; j < c.k; j++) {
+      const e = p.ids[tk * c.k + j], w = p.weights[tk * c.k + j];
+      const lin = (xx: Float32Array, weight: ReturnType<typeof rows>, K: number, N: number) =>
+        kernels.linear({ x: xx, weight, rows: 1, inFeatures: K, outFeatures: N, inputRounding: 'q8', algorithm: 'gemv' });
+      const g = lin(x, rows(p.gate, e, c.I, c.d), c.d, c.I), u = lin(x, rows(p.up, e, c.I, c.d), c.d, c.I);
+      const h = new Float32Array(c.I).map((_, i) => (g[i] / (1 + Math.exp(-g[i]))) * u[i]);
+      const y = lin(h, rows(p.down, e, c.d, c.I), c.I, c.d);
+      for (let i = 0; i < c.d; i++) {
+        want[tk * c.d + i] += w * y[i];
+        mag[tk * c.d + i] += Math.abs(w * y[i]);
+      }
+    }
+  }
+  return { y: want, mag: mag.map((m) => m * 5) };
+}
+
 t.test("moe: inputRounding 'q8' rounds every expert product's input as kernels.linear does", (t) => {
   const c: Case = { T: 5, d: 64, I: 96, E: 6, k: 2 };
   for (const dts of [['q8_0', 'q8_0'], ['q4_0', 'q8_0']] as Array<[Dt, Dt]>) {
     const p = problem(560, c, dts);
-    const rows = (w: EW, e: number, R: number, K: number) => {
-      const a = w.arg as { data: Uint8Array; dtype: 'q8_0' | 'q4_0' };
-      const per = R * (K / 32) * BLOCK_BYTES[a.dtype];
-      return { data: a.data.subarray(e * per, (e + 1) * per), dtype: a.dtype };
-    };
-    const want = new Float64Array(c.T * c.d), mag = new Float64Array(c.T * c.d);
-    for (let tk = 0; tk < c.T; tk++) {
-      const x = p.x.slice(tk * c.d, (tk + 1) * c.d);
-      for (let j = 0; j < c.k; j++) {
-        const e = p.ids[tk * c.k + j], w = p.weights[tk * c.k + j];
-        const lin = (xx: Float32Array, weight: ReturnType<typeof rows>, K: number, N: number) =>
-          kernels.linear({ x: xx, weight, rows: 1, inFeatures: K, outFeatures: N, inputRounding: 'q8', algorithm: 'gemv' });
-        const g = lin(x, rows(p.gate, e, c.I, c.d), c.d, c.I), u = lin(x, rows(p.up, e, c.I, c.d), c.d, c.I);
-        const h = new Float32Array(c.I).map((_, i) => (g[i] / (1 + Math.exp(-g[i]))) * u[i]);
-        const y = lin(h, rows(p.down, e, c.d, c.I), c.I, c.d);
-        for (let i = 0; i < c.d; i++) {
-          want[tk * c.d + i] += w * y[i];
-          mag[tk * c.d + i] += Math.abs(w * y[i]);
-        }
-      }
-    }
-    const ref = { y: want, mag: mag.map((m) => m * 5) };  // check(): RTOL·mag + ATOL, RTOL 2e-6 -> 1e-5·mag
+    const ref = q8Ref(p, c);
+    const want = ref.y, mag = ref.mag.map((m) => m / 5);
     forEachIsa((isa) => {
       for (const algorithm of ['decode', 'batched'] as const) {
         const args = { ...base(c), x: p.x, ids: p.ids, weights: p.weights, gate: p.gate.arg, up: p.up.arg, down: p.down.arg, algorithm };
@@ -461,6 +472,47 @@ t.test("moe: inputRounding 'q8' rounds every expert product's input as kernels.l
         t.ok(moved > 1, `${dts} without rounding the result differs (err/tol ${moved.toPrecision(3)}) ${algorithm} ${isa}`);
       }
     });
+  }
+  t.end();
+});
+
+t.test('moe: q8_0 / q4_0 experts in panels (as a loaded model reads them): every schedule and thread count alike', (t) => {
+  // The engine packs q8_0 / q4_0 experts into panels at load (ggml_panels.h); whole models test
+  // that path, this tests it alone: against the q8-rounded reference, bitwise across the
+  // schedules and thread counts, for separate and packed gate / up, and against the rows layout.
+  const before = kernels.runtimeInfo().threads;
+  let seed = 640;
+  try {
+    for (const [c, dts, packed] of [
+      [{ T: 1, d: 64, I: 96, E: 6, k: 3 }, ['q8_0', 'q8_0'], false],
+      [{ T: 1, d: 96, I: 160, E: 8, k: 2 }, ['q4_0', 'q8_0'], true],
+      [{ T: 3, d: 64, I: 64, E: 8, k: 2 }, ['q8_0', 'q4_0'], false],
+      [{ T: 12, d: 64, I: 96, E: 8, k: 2 }, ['q8_0', 'q8_0'], true],
+    ] as Array<[Case, [Dt, Dt], boolean]>) {
+      const p = problem(seed++, c, dts);
+      // (q8_0 quants of -128 made -127: the panels refuse -128, as ggml's quantizer never writes it)
+      for (const w of [p.gate, p.up, p.down]) {
+        const a = w.arg as { data: Uint8Array; dtype: string };
+        if (a.dtype === 'q8_0') for (let i = 0; i < a.data.length; i++) if (i % 34 >= 2 && a.data[i] === 0x80) a.data[i] = 0x81;
+      }
+      const ref = q8Ref(p, c);
+      const gu = packed ? { gateUp: pack(p.gate, p.up, c.E).arg } : { gate: p.gate.arg, up: p.up.arg };
+      const args = { ...base(c), x: p.x, ids: p.ids, weights: p.weights, ...gu, down: p.down.arg, inputRounding: 'q8' as const };
+      const name = `${JSON.stringify(c)} ${dts}${packed ? ' gateUp' : ''}`;
+      forEachIsa((isa) => {
+        const outs: Float32Array[] = [];
+        for (const threads of [1, 2]) {
+          kernels.setThreads(threads);
+          for (const algorithm of ['auto', 'decode', 'batched'] as const)
+            outs.push(kernels.moe({ ...args, weightLayout: 'panels', algorithm }));
+        }
+        check(t, outs[0], ref, `${name} panels ${isa}`);
+        for (let i = 1; i < outs.length; i++) bitEqual(t, outs[i], outs[0], `${name} panels run ${i} == run 0 ${isa}`);
+        check(t, kernels.moe(args), ref, `${name} rows layout ${isa}`);
+      });
+    }
+  } finally {
+    kernels.setThreads(before);
   }
   t.end();
 });
@@ -511,6 +563,23 @@ t.test('moeRoute / moe reject bad arguments, naming them', (t) => {
   bad('gateUp with gate', () => kernels.moe({ ...ok, gateUp: p.gate.arg }), TypeError, /argument 'gateUp'/);
   bad('gateUp shape', () => kernels.moe({ ...ok, gate: undefined, up: undefined, gateUp: p.gate.arg }), RangeError, /argument 'gateUp'/);
   bad('q8_0 rows not a multiple of 32', () => kernels.moe({ ...ok, down: { data: new Uint8Array(4 * 40 * BLOCK_BYTES.q8_0), dtype: 'q8_0' } }), RangeError, /argument 'down'.*multiple of 32/);
+  {
+    // weightLayout 'panels': q8_0 / q4_0 experts with 'q8' inputs only; a -128 quant cannot be packed.
+    const q: Case = { T: 1, d: 64, I: 32, E: 2, k: 1 };
+    const qp = problem(701, q, ['q8_0', 'q8_0']);
+    const qok = { ...base(q), x: qp.x, ids: qp.ids, weights: qp.weights, gate: qp.gate.arg, up: qp.up.arg, down: qp.down.arg };
+    for (const w of [qp.gate, qp.up, qp.down]) {
+      const a = w.arg as { data: Uint8Array };
+      for (let i = 0; i < a.data.length; i++) if (i % 34 >= 2 && a.data[i] === 0x80) a.data[i] = 0x81;
+    }
+    t.doesNotThrow(() => kernels.moe({ ...qok, inputRounding: 'q8', weightLayout: 'panels' }), 'q8_0 experts in panels');
+    bad('panels without q8 rounding', () => kernels.moe({ ...qok, weightLayout: 'panels' }), RangeError, /argument 'inputRounding'.*'q8'/);
+    bad('panels of f32 experts', () => kernels.moe({ ...ok, inputRounding: 'q8', weightLayout: 'panels' }), TypeError, /argument 'weightLayout'.*q8_0 or q4_0/);
+    bad('unknown weightLayout', () => kernels.moe({ ...qok, inputRounding: 'q8', weightLayout: 'tiles' as 'rows' }), TypeError, /argument 'weightLayout'/);
+    const down = (qp.down.arg as { data: Uint8Array }).data;
+    down[40] = 0x80;
+    bad('q8_0 quant of -128 in panels', () => kernels.moe({ ...qok, inputRounding: 'q8', weightLayout: 'panels' }), RangeError, /argument 'down'.*expert 0.*-128/);
+  }
   bad('q8_0 byte length', () => kernels.moe({ ...ok, hidden: 64, x: new Float32Array(128), gate: { data: new Uint8Array(5), dtype: 'q8_0' } }), RangeError, /argument 'gate'.*bytes/);
   bad('unknown dtype', () => kernels.moe({ ...ok, gate: { data: new Uint8Array(5), dtype: 'q5_0' } as unknown as kernels.QuantData }), TypeError, /argument 'gateDtype'/);
   const q8 = quantizeI8(randn(rng(1), 4 * 24 * 40), 4 * 24, 40);
