@@ -1,8 +1,8 @@
 // JS entry points of the mixture-of-experts kernels (layouts in lib/kernels/moe.ts).
 #include <napi.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 

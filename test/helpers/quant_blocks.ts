@@ -40,6 +40,12 @@ export function dequant(bytes: Uint8Array, rows: number, K: number, dt: QDt): Fl
   return out;
 }
 
+/** q8_0 quants of -128 made -127, in place (ggml's quantizer writes -127..127; the panel layouts refuse -128). */
+export function withoutMinus128(data: Uint8Array): Uint8Array {
+  for (let i = 0; i < data.length; i++) if (i % BLOCK_BYTES.q8_0 >= 2 && data[i] === 0x80) data[i] = 0x81;
+  return data;
+}
+
 /**
  * Random raw blocks: every int8 / nibble value, scales of both signs around
  * `scale`, and a few special scales (0, fp16 subnormals, exact powers of two).

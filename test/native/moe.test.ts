@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { kernels } from '../../lib';
 import { dequantize, quantizeI4, quantizeI8, roundHalfEven } from '../../lib/quant/formats';
 import { forEachIsa, fromBf16, fromF16, randn, rng, toBf16, toF16 } from '../helpers/reference';
-import { BLOCK_BYTES, bitEqual, dequant, randomBlocks } from '../helpers/quant_blocks';
+import { BLOCK_BYTES, bitEqual, dequant, randomBlocks, withoutMinus128 } from '../helpers/quant_blocks';
 
 type Router = kernels.MoeRouter;
 type Dt = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'i8' | 'i4' | 'i4a16';
@@ -418,13 +418,6 @@ t.test('moe: decode-sized calls give bitwise the batched result of the same toke
   t.end();
 });
 
-// inputRounding 'q8' (the engine's rounding for q8_0 / q4_0 files): every
-// product's input is quantized to int8 per 32 values, as kernels.linear does.
-// Reference: the per-token composition of kernels.linear calls with the same
-// rounding (GEMV path, as each unit here has <= 16 rows), SiLU·mul and the
-// weighted sum in float64: equal up to float32 summation of the k terms and
-// SiLU's float32 rounding (|err| <= 1e-5·mag + 1e-6). Without the rounding the
-// result moves by far more, so the test would see the option ignored.
 /**
  * The q8-rounded result composed per token from kernels.linear calls (GEMV path, rows layout,
  * inputRounding 'q8'), SiLU·mul and the weighted sum in float64, for q8_0 / q4_0 experts; mag
@@ -456,6 +449,13 @@ function q8Ref(p: ReturnType<typeof problem>, c: Case): Ref & { y: Float64Array;
   return { y: want, mag: mag.map((m) => m * 5) };
 }
 
+// inputRounding 'q8' (the engine's rounding for q8_0 / q4_0 files): every
+// product's input is quantized to int8 per 32 values, as kernels.linear does.
+// Reference: the per-token composition of kernels.linear calls with the same
+// rounding (GEMV path, as each unit here has <= 16 rows), SiLU·mul and the
+// weighted sum in float64: equal up to float32 summation of the k terms and
+// SiLU's float32 rounding (|err| <= 1e-5·mag + 1e-6). Without the rounding the
+// result moves by far more, so the test would see the option ignored.
 t.test("moe: inputRounding 'q8' rounds every expert product's input as kernels.linear does", (t) => {
   const c: Case = { T: 5, d: 64, I: 96, E: 6, k: 2 };
   for (const dts of [['q8_0', 'q8_0'], ['q4_0', 'q8_0']] as Array<[Dt, Dt]>) {
@@ -490,10 +490,9 @@ t.test('moe: q8_0 / q4_0 experts in panels (as a loaded model reads them): every
       [{ T: 12, d: 64, I: 96, E: 8, k: 2 }, ['q8_0', 'q8_0'], true],
     ] as Array<[Case, [Dt, Dt], boolean]>) {
       const p = problem(seed++, c, dts);
-      // (q8_0 quants of -128 made -127: the panels refuse -128, as ggml's quantizer never writes it)
       for (const w of [p.gate, p.up, p.down]) {
         const a = w.arg as { data: Uint8Array; dtype: string };
-        if (a.dtype === 'q8_0') for (let i = 0; i < a.data.length; i++) if (i % 34 >= 2 && a.data[i] === 0x80) a.data[i] = 0x81;
+        if (a.dtype === 'q8_0') withoutMinus128(a.data);
       }
       const ref = q8Ref(p, c);
       const gu = packed ? { gateUp: pack(p.gate, p.up, c.E).arg } : { gate: p.gate.arg, up: p.up.arg };
@@ -568,10 +567,7 @@ t.test('moeRoute / moe reject bad arguments, naming them', (t) => {
     const q: Case = { T: 1, d: 64, I: 32, E: 2, k: 1 };
     const qp = problem(701, q, ['q8_0', 'q8_0']);
     const qok = { ...base(q), x: qp.x, ids: qp.ids, weights: qp.weights, gate: qp.gate.arg, up: qp.up.arg, down: qp.down.arg };
-    for (const w of [qp.gate, qp.up, qp.down]) {
-      const a = w.arg as { data: Uint8Array };
-      for (let i = 0; i < a.data.length; i++) if (i % 34 >= 2 && a.data[i] === 0x80) a.data[i] = 0x81;
-    }
+    for (const w of [qp.gate, qp.up, qp.down]) withoutMinus128((w.arg as { data: Uint8Array }).data);
     t.doesNotThrow(() => kernels.moe({ ...qok, inputRounding: 'q8', weightLayout: 'panels' }), 'q8_0 experts in panels');
     bad('panels without q8 rounding', () => kernels.moe({ ...qok, weightLayout: 'panels' }), RangeError, /argument 'inputRounding'.*'q8'/);
     bad('panels of f32 experts', () => kernels.moe({ ...ok, inputRounding: 'q8', weightLayout: 'panels' }), TypeError, /argument 'weightLayout'.*q8_0 or q4_0/);
