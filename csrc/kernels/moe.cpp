@@ -137,6 +137,11 @@ const void* expert_matrix(const MoeWeight& w, int64_t e) {
   return w.experts ? w.experts[e] : static_cast<const char*>(w.w) + e * w.expert_stride;
 }
 
+// Expert e's scales (I8 / I4).
+const float* expert_scales(const MoeWeight& w, int64_t e) {
+  return w.expert_scales ? w.expert_scales[e] : w.scales + e * w.scales_expert_stride;
+}
+
 // Scale floats per row of an I8 / I4 matrix with K columns.
 int64_t scales_per_row(DType t, int64_t K) { return dtype_scale_count(t, 1, K); }
 
@@ -162,8 +167,8 @@ void project(const MoeWeight& w, int64_t e, const float* x, int64_t xs, const in
     q.M = M; q.N = N; q.K = K;
     q.x = x; q.x_stride = xs; q.x_rows = x_rows;
     q.x_scale = w.x_scale ? w.x_scale[e] : 0.0f;
-    q.w = expert_matrix(w, e); q.w_stride = w.row_stride; q.w_dtype = w.dtype;
-    q.w_scales = w.scales + e * w.scales_expert_stride;
+    q.w = expert_matrix(w, e); q.w_stride = w.row_stride; q.w_dtype = w.dtype; q.w_layout = w.layout;
+    q.w_scales = expert_scales(w, e);
     q.y = y; q.y_stride = ys;
     qlinear(q);
   } else {
@@ -182,8 +187,8 @@ bool gate_up_adjacent(const MoeArgs& a) {
   for (int64_t e = 0; e < (g.experts ? a.E : 1); ++e)
     if (static_cast<const char*>(expert_matrix(g, e)) + rows_bytes(g, a.I) != expert_matrix(u, e)) return false;
   if (!is_quamba(g.dtype)) return true;
-  if (g.scales_expert_stride != u.scales_expert_stride || g.scales + a.I * scales_per_row(g.dtype, a.d) != u.scales)
-    return false;
+  for (int64_t e = 0; e < a.E; ++e)
+    if (expert_scales(g, e) + a.I * scales_per_row(g.dtype, a.d) != expert_scales(u, e)) return false;
   if ((g.x_scale == nullptr) != (u.x_scale == nullptr)) return false;
   if (g.x_scale)
     for (int64_t e = 0; e < a.E; ++e)

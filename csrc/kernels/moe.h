@@ -109,13 +109,18 @@ struct MoeWeight {
   const void* const* experts = nullptr;
   const float* scales = nullptr;         // I8 / I4: expert e's scales at scales + e * scales_expert_stride
   int64_t scales_expert_stride = 0;
+  // Optional [E] table of each expert's scales (I8 / I4; experts whose
+  // scales are stored apart, as a loaded model's are). When set, scales and
+  // scales_expert_stride are ignored.
+  const float* const* expert_scales = nullptr;
   const float* x_scale = nullptr;        // I8 / I4: [E] static input scales, or nullptr (W4A16)
   // F32..Q4_0: rounding of this projection's input (kernels/linear.h
   // LinearArgs::x_rounding; e.g. Q8Block for Q8_0 / Q4_0 experts, as the
   // engine rounds its other linear layers' inputs). I8 / I4 ignore it.
   ActRounding x_rounding = ActRounding::None;
-  // Rows, or Panels for Q8_0 / Q4_0 experts with x_rounding Q8Block (every
-  // expert of the projection alike; kernels/ggml_panels.h).
+  // Rows, or Panels (every expert of the projection alike): Q8_0 / Q4_0
+  // experts with x_rounding Q8Block (kernels/ggml_panels.h), I8 / I4 experts
+  // packed by qweight_pack_panels with their scales in panel order.
   WeightLayout layout = WeightLayout::Rows;
 };
 

@@ -129,7 +129,12 @@ export function resolveCheckpoint(dir: string): Checkpoint {
   if (head) config.tieEmbeddings = false;
 
   const tensors = new Map<string, CheckpointTensor>();
-  for (const spec of expectedTensors(config)) {
+  // A quantized checkpoint (node-mamba's own format) stores every tensor
+  // under its canonical name, whole, whatever the family (a hybrid's packed
+  // expert tensors as one tensor per expert and projection).
+  const canonicalNames = config.quantization !== undefined;
+  for (const declared of expectedTensors(config)) {
+    const spec: TensorSpec = canonicalNames ? { ...declared, stored: declared.name, slice: undefined } : declared;
     const loc = located.get(canonicalTensorName(spec.stored));
     if (!loc) {
       throw new ModelLoadError(`tensor is missing from the checkpoint (${files.length > 1 ? 'in no shard' : 'not in the file'})`, {
@@ -220,7 +225,7 @@ function addScaleTensors(spec: TensorSpec, dtype: 'i8' | 'i4', located: Map<stri
 /**
  * The static activation scales of int8 SSM paths (quantization_config
  * ssm_activations "int8", lib/quant/config.ts): per layer
- * "mixer.conv1d.input_scale" ([] or [conv_dim]), and Mamba-2
+ * Mamba layer "mixer.conv1d.input_scale" ([] or [conv_dim]), and Mamba-2
  * "mixer.conv1d.output_scale" ([] or [conv_dim]) or Mamba-1 "mixer.B_scale"
  * and "mixer.C_scale" ([] or [d_state]); all F32.
  */
@@ -228,6 +233,7 @@ function addSsmScaleTensors(config: MambaConfig, located: Map<string, Located>, 
   tensors: Map<string, CheckpointTensor>): void {
   const convDim = config.arch === 'mamba2' ? config.dInner + 2 * config.ngroups * config.dState : config.dInner;
   for (let i = 0; i < config.nLayer; i++) {
+    if (config.layers[i].mixer === 'attention') continue;
     const mx = `backbone.layers.${i}.mixer.`;
     const names: Array<[string, number]> = config.arch === 'mamba2'
       ? [['conv1d.input_scale', convDim], ['conv1d.output_scale', convDim]]

@@ -86,11 +86,6 @@ export function normalizeConfig(raw: unknown, file: string): MambaConfig {
   if (!isPlainObject(raw)) throw new ModelLoadError('config is not a JSON object', { file });
   const withQuant = (c: MambaConfig): MambaConfig => {
     if (raw.quantization_config !== undefined && raw.quantization_config !== null) {
-      if (c.family !== 'mamba' && c.family !== 'mamba2') {
-        throw new ModelLoadError(`quantized ${c.family} checkpoints are not yet supported (node-mamba reads float ${c.family} weights)`, {
-          file, field: 'quantization_config',
-        });
-      }
       c.quantization = parseQuantizationConfig(raw.quantization_config, file);
     }
     return c;

@@ -38,7 +38,7 @@ import * as path from 'node:path';
 import { MambaError, QuantizeError } from '../errors';
 import { resolveCheckpoint, type Checkpoint } from '../loaders/checkpoint';
 import { loadGgufCheckpoint } from '../loaders/gguf_model';
-import { isHybrid, type MambaConfig } from '../model/config';
+import type { MambaConfig } from '../model/config';
 import { loadModel } from '../model/model';
 import { DEFAULT_TOKENIZER_FILE, loadTokenizer, type Tokenizer } from '../tokenizer';
 import { ggufHasTokenizer, ggufTokenizer, ggufTokenizerJson } from '../tokenizer/gguf_tokenizer';
@@ -48,7 +48,7 @@ import { QUANT_FORMAT_VERSION, QUANT_SCHEMES, quantizationConfigJson, type Quant
 import { quantizeI4, quantizeI8, type QuantizedWeight } from './formats';
 import { gptqQuantizeI4 } from './gptq';
 import { isHadamardSize } from './hadamard';
-import { hfConfigJson } from './hf_config';
+import { hfConfigJson, UnexpressibleConfigError } from './hf_config';
 import { rotateModel, type FloatTensor } from './rotate';
 import { blockMaxima, permuteMamba2Layer, sortAndCluster, type SortAndClusterLayout } from './sort_cluster';
 import { readFloatTensor } from '../loaders/tensor_data';
@@ -321,22 +321,53 @@ function layerPlan(c: MambaConfig, scheme: QuantScheme, recipe: ResolvedRecipe, 
   const plan = new Map<string, LayerPlan>();
   const w4 = scheme !== 'w8a8';
   const a8 = scheme !== 'w4a16';
+  const main: LayerPlan = { dtype: w4 ? 'i4' : 'i8', int8Input: a8 };
   for (let i = 0; i < c.nLayer; i++) {
-    const m = `backbone.layers.${i}.mixer.`;
-    plan.set(`${m}in_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
-    plan.set(`${m}out_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
-    if (c.arch === 'mamba') {
+    const { mixer, ffn } = c.layers[i];
+    const m = `backbone.layers.${i}.mixer.`, f = `backbone.layers.${i}.ffn.`;
+    if (mixer === 'attention') {
+      for (const p of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) plan.set(`${m}${p}`, main);
+    } else {
+      plan.set(`${m}in_proj`, main);
+      plan.set(`${m}out_proj`, main);
+    }
+    if (mixer === 'mamba1') {
       // x_proj follows the scheme; dt_proj (K = dt_rank, small) is W8A8 in the
       // int8 schemes (Quamba2's W4A8 keeps it 8-bit) and float in w4a16.
-      plan.set(`${m}x_proj`, { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
+      plan.set(`${m}x_proj`, main);
       if (a8) plan.set(`${m}dt_proj`, { dtype: 'i8', int8Input: true });
     }
+    // Feed-forwards: every projection in the scheme's format; a MoE router
+    // stays float32 (its logits choose the experts; llama.cpp keeps it F32 too).
+    const swiglu = (prefix: string) => { for (const p of ['gate_proj', 'up_proj', 'down_proj']) plan.set(`${prefix}${p}`, main); };
+    if (ffn === 'mlp') swiglu(f);
+    if (ffn === 'moe') {
+      const moe = c.moe!;
+      for (let e = 0; e < moe.experts; e++) swiglu(`${f}experts.${e}.`);
+      if (moe.sharedDim > 0) swiglu(`${f}shared.`);
+    }
   }
-  if (recipe.quantizeLmHead && !tiedHead) plan.set('lm_head', { dtype: w4 ? 'i4' : 'i8', int8Input: a8 });
+  if (recipe.quantizeLmHead && !tiedHead) plan.set('lm_head', main);
   if (recipe.quantizeEmbedding) {
     plan.set('backbone.embeddings', { dtype: w4 ? 'i4' : 'i8', int8Input: a8 && tiedHead, tap: 'lm_head', lookup: true });
   }
   return plan;
+}
+
+/**
+ * The calibration tap that stands in for a mixture-of-experts expert's
+ * projection that no calibration token was routed to: gate / up read the
+ * layer's feed-forward input, which the router saw for every token; down
+ * reads the expert's own SwiGLU output, for which the largest of the layer's
+ * other experts' is taken. Undefined for any other layer.
+ */
+function unroutedExpertInput(base: string, seen: Map<string, number>): number | undefined {
+  const m = /^(backbone\.layers\.\d+\.ffn\.)experts\.\d+\.(gate_proj|up_proj|down_proj)$/.exec(base);
+  if (!m) return undefined;
+  if (m[2] !== 'down_proj') return seen.get(`${m[1]}router`);
+  let v: number | undefined;
+  for (const [name, a] of seen) if (name.startsWith(`${m[1]}experts.`) && name.endsWith('.down_proj')) v = Math.max(v ?? 0, a);
+  return v;
 }
 
 interface TensorOut { name: string; tensor: StTensor }
@@ -360,6 +391,8 @@ function floatTensor(name: string, t: FloatTensor, dtype: 'f32' | 'f16' | 'bf16'
  */
 function keptDtype(name: string, source: string | undefined): 'f32' | 'f16' | 'bf16' {
   if (name === 'backbone.embeddings.weight' || name === 'lm_head.weight') return source === 'f16' || source === 'bf16' ? source : 'f32';
+  // A MoE router's logits pick the experts: kept as read (f32), never rounded further.
+  if (name.endsWith('.ffn.router.weight')) return 'f32';
   return 'f16';
 }
 
@@ -441,7 +474,7 @@ function actScale(absmax: number): number {
  * input x uses the percentile-clipped value where calibration made one.
  */
 function ssmScaleTensors(c: MambaConfig, recipe: ResolvedRecipe, channels: Map<string, Float32Array>,
-  linearInput: (base: string) => number | undefined, layouts?: SortAndClusterLayout[]): TensorOut[] {
+  linearInput: (base: string) => number | undefined, layouts?: Array<SortAndClusterLayout | undefined>): TensorOut[] {
   const out: TensorOut[] = [];
   const tap = (name: string) => {
     const v = channels.get(name);
@@ -451,6 +484,7 @@ function ssmScaleTensors(c: MambaConfig, recipe: ResolvedRecipe, channels: Map<s
   const maxOf = (v: Float32Array, a: number, b: number) => { let m = 0; for (let i = a; i < b; i++) m = Math.max(m, v[i]); return m; };
   const di = c.dInner, N = c.dState;
   for (let i = 0; i < c.nLayer; i++) {
+    if (c.layers[i].mixer === 'attention') continue;
     const mx = `backbone.layers.${i}.mixer.`;
     const convIn = tap(`${mx}conv1d:input`);
     if (c.arch === 'mamba') {
@@ -480,7 +514,8 @@ function ssmScaleTensors(c: MambaConfig, recipe: ResolvedRecipe, channels: Map<s
     const clippedX = linearInput(`${mx}conv1d:output`);
     const outScale = vector(convOut, clippedX ?? maxOf(convOut, 0, di));
     // sort-and-cluster: x scales per (SSD group, head group, channel range)
-    if (layouts) blockMaxima(convOut.subarray(0, di), layouts[i]).forEach((v, k) => { outScale[k] = actScale(v); });
+    const layout = layouts?.[i];
+    if (layout) blockMaxima(convOut.subarray(0, di), layout).forEach((v, k) => { outScale[k] = actScale(v); });
     out.push(f32Tensor(`${mx}conv1d.output_scale`, { data: outScale, shape: [di + 2 * G * N] }));
   }
   return out;
@@ -545,11 +580,6 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
 
   const { ck, tokenizerText, tokenizer } = openCheckpoint(options.model);
   const c0 = ck.config;
-  if (isHybrid(c0)) {
-    throw new QuantizeError(`quantization is not yet supported for hybrid models (${c0.family}: attention or feed-forward layers); quantize Mamba / Mamba-2 checkpoints`, {
-      field: 'model', file: ck.configFile,
-    });
-  }
   if (c0.quantization) {
     throw new QuantizeError('the model is already quantized (its config.json has a quantization_config); quantize its float original', {
       field: 'model', file: ck.configFile,
@@ -559,6 +589,14 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
       throw new QuantizeError(`the model must have float weights (f32, f16, bf16); ${name} is ${t.dtype}`, { field: 'model', file: t.fileName });
     }
+  }
+  // The output's config.json states the model in its family's keys; a schedule
+  // those keys cannot state (from a GGUF file) is refused before any work.
+  try {
+    hfConfigJson(c0);
+  } catch (err) {
+    if (!(err instanceof UnexpressibleConfigError)) throw err;
+    throw new QuantizeError(`the quantized ${c0.family} checkpoint's config.json could not state this model: ${err.message}`, { field: 'model', file: ck.configFile, cause: err });
   }
   if (recipe.hadamard) {
     for (const [n, what] of [[c0.dModel, 'd_model'], [c0.dInner, 'd_inner']] as const) {
@@ -604,18 +642,25 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
 
     // sort-and-cluster (Mamba-2 with int8 SSM activations): a first calibration pass over the
     // unrotated float model measures x per channel; the weights are permuted before the rotation.
-    let layouts: SortAndClusterLayout[] | undefined;
+    // (attention layers: undefined)
+    let layouts: Array<SortAndClusterLayout | undefined> | undefined;
     if (sortCluster) {
       layouts = await timed('reorder', async () => {
-        const st = await calibrateFloat(path.join(work, 'float-reorder'), hfConfigJson(c0), weights, calib, {
+        // The float model as read, under canonical names: a quantization_config of no rotation
+        // and float activations says so (lib/loaders/checkpoint.ts).
+        const asRead: QuantizationConfig = {
+          quantMethod: 'quamba', formatVersion: QUANT_FORMAT_VERSION, scheme, hadamard: false, residualRotation: 'none', ssmActivations: 'float', recipe: {},
+        };
+        const st = await calibrateFloat(path.join(work, 'float-reorder'), { ...hfConfigJson(c0), quantization_config: quantizationConfigJson(asRead) }, weights, calib, {
           clipTaps: new Set(), percentile: 0, withHead: false, threads: options.threads, checkAbort, onSample: (s) => progress('reorder', s, calib.length + 1),
         });
         const ls = Array.from({ length: c0.nLayer }, (_, i) => {
+          if (c0.layers[i].mixer === 'attention') return undefined;
           const x = st.channels.get(`backbone.layers.${i}.mixer.conv1d:output`);
           if (!x) throw new MambaError(`node-mamba: quantize: calibration saw no conv output of layer ${i}`);
           return sortAndCluster(x.subarray(0, c0.dInner), c0.nheads, c0.headdim, c0.ngroups);
         });
-        ls.forEach((l, i) => permuteMamba2Layer(weights, `backbone.layers.${i}.mixer.`, c0, l));
+        ls.forEach((l, i) => { if (l) permuteMamba2Layer(weights, `backbone.layers.${i}.mixer.`, c0, l); });
         progress('reorder', calib.length + 1, calib.length + 1);
         return ls;
       });
@@ -655,11 +700,12 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     // Percentile clipping of the SSM input x: Mamba-1's x_proj input, Mamba-2's conv output x
     // channels (not with sort-and-cluster, whose grouped x scales are absmax, as Quamba2's).
     const clipTaps = new Set<string>();
+    const mambaLayers = config.layers.flatMap((l, i) => (l.mixer === 'attention' ? [] : [i]));
     if (a8 && recipe.percentile !== false && config.arch === 'mamba') {
-      for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.x_proj`);
+      for (const i of mambaLayers) clipTaps.add(`backbone.layers.${i}.mixer.x_proj`);
     }
     if (recipe.percentile !== false && config.arch === 'mamba2' && ssmInt8 && !layouts) {
-      for (let i = 0; i < config.nLayer; i++) clipTaps.add(`backbone.layers.${i}.mixer.conv1d:output`);
+      for (const i of mambaLayers) clipTaps.add(`backbone.layers.${i}.mixer.conv1d:output`);
     }
     const stats: CalibrationStats = a8 || recipe.gptq
       ? await timed('calibrate', () => calibrateFloat(path.join(work, 'float'), { ...hfConfigJson(config), quantization_config: quantizationConfigJson({ ...qc, ssmActivations: 'float' }) },
@@ -694,7 +740,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
             for (const v of t.data) amax = Math.max(amax, Math.abs(v));
             qw = quantizeI8(t.data, rows, cols, { scales: new Float32Array(rows).fill(Math.fround(amax / 127)) });
           }
-        } else if (recipe.gptq && !p.lookup) {
+        } else if (recipe.gptq && !p.lookup && (hessians.has(base) || unroutedExpertInput(base, inputAbsmax) === undefined)) {
           qw = gptqLayer(base, t.data, rows, cols, hessians, calib);
         } else {
           qw = quantizeI4(t.data, rows, cols);
@@ -703,7 +749,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
         tensorsOut.push(f32Tensor(`${base}.weight_scale`, { data: qw.scales, shape: p.dtype === 'i8' ? [rows] : [rows, qw.scales.length / rows] }));
         if (p.int8Input) {
           const tap = p.tap ?? base;
-          const v = clipped.get(tap) ?? inputAbsmax.get(tap);
+          const v = clipped.get(tap) ?? inputAbsmax.get(tap) ?? unroutedExpertInput(tap, inputAbsmax);
           if (v === undefined) throw new MambaError(`node-mamba: quantize: calibration saw no input of ${tap}`);
           tensorsOut.push(scalarF32(`${base}.input_scale`, actScale(v)));
         }
@@ -712,7 +758,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeSummar
     });
 
     if (ssmInt8) tensorsOut.push(...ssmScaleTensors(config, recipe, channels, (base) => clipped.get(base) ?? inputAbsmax.get(base), layouts));
-    layouts?.forEach((l, i) => tensorsOut.push(...layoutTensors(`backbone.layers.${i}.mixer.`, l)));
+    layouts?.forEach((l, i) => { if (l) tensorsOut.push(...layoutTensors(`backbone.layers.${i}.mixer.`, l)); });
 
     // write
     await timed('write', () => {

@@ -11,7 +11,9 @@
 //     final norm into lm_head, which becomes untied: W_lm <- W_lm·diag(γ_f)·Q_dᵀ;
 //   - out_proj reads y rotated online (the engine applies T to its input,
 //     hadamard_out): W_out <- Q_d·W_out·Q_diᵀ (T on each row, then T on each
-//     column), bias b <- T(b).
+//     column), bias b <- T(b);
+//   - hybrids (rotateBlocks): attention and feed-forward projections fold
+//     their pre-norm and rotate their input or output the same way.
 // The float model computes the same function (up to rounding); quantization
 // then sees rotated activations and weights, whose outlier channels are
 // spread over all channels.
@@ -70,21 +72,59 @@ export function rotateModel(c: MambaConfig, w: Map<string, FloatTensor>, residua
   return { ...c, tieEmbeddings: false };
 }
 
-/** in_proj (norm folded) and out_proj of every block. */
+/** W <- W·diag(γ)·Q_dᵀ: a projection reading the normed residual stream, its norm weight γ folded in. */
+function readsResidual(t: FloatTensor, d: number, norm: FloatTensor): void {
+  const rows = t.shape[0];
+  scaleColumns(t.data, rows, d, norm.data);
+  rotateRows(t.data, rows, d);
+}
+
+/** W <- Q_d·W: a projection writing to the residual stream ([d, cols]). */
+function writesResidual(t: FloatTensor, d: number): void {
+  rotateColumns(t.data, d, t.data.length / d);
+}
+
+/**
+ * Every layer: the mixer's projections that read the normed residual stream
+ * (Mamba in_proj; attention q / k / v) get its pre-norm folded in and their
+ * input rotated; those that write to it (out_proj, o_proj) their output;
+ * Mamba's out_proj also its input (rotated online by the engine). A
+ * feed-forward likewise: gate / up of the MLP, of every expert and of the
+ * shared expert, and the float router, read the feed-forward's pre-norm
+ * (folded into each); every down projection writes to the stream. The
+ * attention's o_proj input and the experts' inner activations are not rotated.
+ */
 function rotateBlocks(c: MambaConfig, w: Map<string, FloatTensor>, get: (name: string) => FloatTensor): void {
   const d = c.dModel, di = c.dInner;
   for (let i = 0; i < c.nLayer; i++) {
-    const p = `backbone.layers.${i}.`, m = `${p}mixer.`;
+    const p = `backbone.layers.${i}.`, m = `${p}mixer.`, f = `${p}ffn.`;
+    const { mixer, ffn } = c.layers[i];
     const norm = get(`${p}norm.weight`);
-    const inProj = get(`${m}in_proj.weight`);
-    const rows = inProj.shape[0];
-    scaleColumns(inProj.data, rows, d, norm.data);
-    rotateRows(inProj.data, rows, d);
+    if (mixer === 'attention') {
+      for (const q of ['q_proj', 'k_proj', 'v_proj']) readsResidual(get(`${m}${q}.weight`), d, norm);
+      writesResidual(get(`${m}o_proj.weight`), d);
+    } else {
+      readsResidual(get(`${m}in_proj.weight`), d, norm);
+      const outProj = get(`${m}out_proj.weight`);
+      rotateRows(outProj.data, d, di);
+      writesResidual(outProj, d);
+      const bias = w.get(`${m}out_proj.bias`);
+      if (bias) rotateRows(bias.data, 1, d);
+    }
     norm.data.fill(1);
-    const outProj = get(`${m}out_proj.weight`);
-    rotateRows(outProj.data, d, di);
-    rotateColumns(outProj.data, d, di);
-    const bias = w.get(`${m}out_proj.bias`);
-    if (bias) rotateRows(bias.data, 1, d);
+    if (ffn === 'none') continue;
+    const ffnNorm = get(`${p}ffn_norm.weight`);
+    const swiglu = (prefix: string) => {
+      readsResidual(get(`${prefix}gate_proj.weight`), d, ffnNorm);
+      readsResidual(get(`${prefix}up_proj.weight`), d, ffnNorm);
+      writesResidual(get(`${prefix}down_proj.weight`), d);
+    };
+    if (ffn === 'mlp') swiglu(f);
+    else {
+      readsResidual(get(`${f}router.weight`), d, ffnNorm);
+      for (let e = 0; e < c.moe!.experts; e++) swiglu(`${f}experts.${e}.`);
+      if (c.moe!.sharedDim > 0) swiglu(`${f}shared.`);
+    }
+    ffnNorm.data.fill(1);
   }
 }

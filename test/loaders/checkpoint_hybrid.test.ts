@@ -298,7 +298,7 @@ t.test('broken hybrid checkpoints name the stored tensor or the config key', asy
     fs.writeFileSync(cfg, JSON.stringify(jambaConfig({ num_experts_per_tok: 5 })));
     throwsLoad(t, dir, cfg, 'num_experts_per_tok', /5 experts per token but num_experts is 4/);
     fs.writeFileSync(cfg, JSON.stringify(jambaConfig({ quantization_config: { quant_method: 'bitsandbytes', load_in_8bit: true } })));
-    throwsLoad(t, dir, cfg, 'quantization_config', /quantized jamba checkpoints are not yet supported/);
+    throwsLoad(t, dir, cfg, 'quantization_config.quant_method', /unsupported quantization method "bitsandbytes"/);
   }
   {
     const { dir, cfg } = fresh(graniteConfig());

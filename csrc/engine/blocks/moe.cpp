@@ -4,7 +4,12 @@
 // dropless dispatch of each token to its k SwiGLU experts (kernels/moe.h),
 // and Granite's shared expert added to every token. Experts are separate
 // 2-D tensors per expert (the loader slices packed ones), reached through
-// the kernel's expert pointer table.
+// the kernel's expert pointer table; in any linear format (float, GGUF
+// Q8_0 / Q4_0, and a quantized checkpoint's I8 / I4 with each expert's own
+// weight and input scales). While calibrating, the experts run one by one
+// through run_linear so that each expert's inputs are observed (its taps).
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -45,10 +50,15 @@ class MoeFfn final : public FeedForward {
       bool pack = true;
       for (int64_t e = 0; e < E_; ++e) {
         const std::string name = prefix_ + "experts." + std::to_string(e) + "." + proj[p] + ".weight";
-        host[(size_t)e] = tt.get_host(name, {shape}, true, Q::Ggml);
+        host[(size_t)e] = tt.get_host(name, {shape}, true, Q::Any);
         if (e > 0 && host[(size_t)e].dtype != host[0].dtype)
           throw LoadError("tensor " + name + " has dtype " + dtype_name(host[(size_t)e].dtype) + ", expert 0's has " +
                               dtype_name(host[0].dtype) + ": a projection's experts share one format",
+                          tt.path_of(name), name);
+        if (e > 0 && (host[(size_t)e].act_scale > 0.0f) != (host[0].act_scale > 0.0f))
+          throw LoadError("tensor " + name + (host[(size_t)e].act_scale > 0.0f ? " has" : " has no") +
+                              " input scale, expert 0's " + (host[0].act_scale > 0.0f ? "has one" : "has none") +
+                              ": a projection's experts take int8 inputs all or none",
                           tt.path_of(name), name);
         pack = pack && tt.packs(host[(size_t)e]);
       }
@@ -56,12 +66,15 @@ class MoeFfn final : public FeedForward {
         const Weight w = tt.place(pack ? tt.pack(host[(size_t)e]) : host[(size_t)e]);
         experts_[p][(size_t)e] = w;
         ptrs_[p][(size_t)e] = w.data;
+        if (w.scales) scale_ptrs_[p].push_back(w.scales);
+        if (w.act_scale > 0.0f) x_scales_[p].push_back(w.act_scale);
       }
     }
     if (c.moe_shared_dim > 0) shared_.load(ctx, prefix_ + "shared.", c.moe_shared_dim);
   }
 
   void forward(const Model& m, const float* x, int64_t n, float* out) override {
+    if (observer()) return forward_observed(m, x, n, out);
     const ModelConfig& c = m.config();
     const int64_t d = c.d_model;
     Buf logits((size_t)(n * E_)), weights((size_t)(n * k_));
@@ -92,6 +105,50 @@ class MoeFfn final : public FeedForward {
     m.backend().moe(a);
   }
 
+  // Calibration: the same function, each expert's tokens gathered and run
+  // through run_linear (which records the expert's input statistics), the
+  // outputs combined in slot order as the kernel does.
+  void forward_observed(const Model& m, const float* x, int64_t n, float* out) {
+    const int64_t d = m.config().d_model, I = I_;
+    Buf logits((size_t)(n * E_)), weights((size_t)(n * k_));
+    I32Buf ids((size_t)(n * k_));
+    run_linear(m, router_, nullptr, x, d, n, logits.data());
+    MoeRouteArgs r;
+    r.T = n; r.E = E_; r.k = k_;
+    r.logits = logits.data(); r.logits_stride = E_;
+    r.router = (MoeRouter)m.config().moe_router;
+    r.ids = ids.data(); r.weights = weights.data();
+    m.backend().moe_route(r);
+    std::vector<float> y((size_t)(n * k_ * d), 0.0f);  // slot t·k + j: weighted output of token t's j-th expert
+    for (int64_t e = 0; e < E_; ++e) {
+      std::vector<int64_t> slots;
+      for (int64_t i = 0; i < n * k_; ++i)
+        if (ids.data()[i] == e) slots.push_back(i);
+      if (slots.empty()) continue;
+      const int64_t ne = (int64_t)slots.size();
+      std::vector<float> xe((size_t)(ne * d)), g((size_t)(ne * I)), u((size_t)(ne * I)), ye((size_t)(ne * d));
+      for (int64_t r0 = 0; r0 < ne; ++r0)
+        std::copy(x + slots[(size_t)r0] / k_ * d, x + (slots[(size_t)r0] / k_ + 1) * d, xe.begin() + r0 * d);
+      run_linear(m, experts_[0][(size_t)e], nullptr, xe.data(), d, ne, g.data());
+      run_linear(m, experts_[1][(size_t)e], nullptr, xe.data(), d, ne, u.data());
+      for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];  // silu(gate) · up
+      run_linear(m, experts_[2][(size_t)e], nullptr, g.data(), I, ne, ye.data());
+      for (int64_t r0 = 0; r0 < ne; ++r0) {
+        const int64_t i = slots[(size_t)r0];
+        const float w = weights.data()[i];
+        for (int64_t c = 0; c < d; ++c) y[(size_t)(i * d + c)] = w * ye[(size_t)(r0 * d + c)];
+      }
+    }
+    Buf shared((size_t)(shared_.dim > 0 ? n * d : 0));
+    if (shared_.dim > 0) shared_.forward(m, x, n, shared.data());
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t c = 0; c < d; ++c) {
+        float acc = y[(size_t)(t * k_ * d + c)];
+        for (int64_t j = 1; j < k_; ++j) acc += y[(size_t)((t * k_ + j) * d + c)];
+        out[t * d + c] = shared_.dim > 0 ? acc + shared.data()[t * d + c] : acc;
+      }
+  }
+
   void linear_layers(LinearList& out) const override {
     out.emplace_back(prefix_ + "router", &router_);
     const char* proj[3] = {"gate_proj", "up_proj", "down_proj"};
@@ -116,6 +173,13 @@ class MoeFfn final : public FeedForward {
     w.row_stride = cols;
     w.experts = ptrs_[p].data();
     w.layout = experts_[p][0].layout;
+    if (dtype_info(w.dtype).linear == LinearKernel::Quamba) {
+      // I8 / I4: row stride in bytes, each expert's scales, and its static
+      // input scale (none: float inputs, W4A16).
+      w.row_stride = dtype_row_bytes(w.dtype, cols);
+      w.expert_scales = scale_ptrs_[p].data();
+      w.x_scale = x_scales_[p].empty() ? nullptr : x_scales_[p].data();
+    }
     return w;
   }
 
@@ -124,6 +188,8 @@ class MoeFfn final : public FeedForward {
   Weight router_;
   std::vector<Weight> experts_[3];       // gate, up, down per expert
   std::vector<const void*> ptrs_[3];
+  std::vector<const float*> scale_ptrs_[3];  // I8 / I4: each expert's weight scales
+  std::vector<float> x_scales_[3];           // I8 / I4 with int8 inputs: each expert's input scale
   SwiGlu shared_;
 };
 
