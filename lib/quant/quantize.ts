@@ -17,10 +17,15 @@
 //              directory renamed into place, so a failure or an abort leaves
 //              nothing behind and an existing output is replaced whole.
 //
-// Mamba and Mamba-2 models only: hybrids (Jamba, Granite 4.0-H) are refused
-// with a QuantizeError for now.
+// Hybrids (Jamba, Granite 4.0-H): their Mamba layers as below; attention
+// q / k / v / o and every MLP, expert and shared-expert projection in the
+// scheme's format with int8 inputs where the scheme has them (each expert its
+// own input scale, from the tokens routed to it: unroutedExpertInput covers an
+// expert that calibration never reached); routers float32. The output stores
+// every tensor under its canonical name (lib/loaders/checkpoint.ts) with a
+// config.json in the family's keys (hf_config.ts).
 //
-// Which layers (Quamba2's choices): w8a8 in_proj, x_proj, dt_proj, out_proj
+// Which Mamba layers (Quamba2's choices): w8a8 in_proj, x_proj, dt_proj, out_proj
 // (i8, int8 inputs); w4a8 in_proj, x_proj, out_proj i4 with int8 inputs and
 // dt_proj i8 (W8A8); w4a16 in_proj, x_proj and out_proj i4 with float inputs,
 // dt_proj float. The embedding and lm_head keep the source's precision (lm_head
