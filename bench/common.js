@@ -24,9 +24,8 @@ const MODELS = {
   // Jamba one attention layer in 8 (period 8, offset 4), MoE every other
   // layer, 16 experts top-2; Granite one attention layer in 8, 64 small experts
   // top-6 plus a shared expert, Mamba-2 heads of 64, d_state 128, no RoPE.
-  // No Quamba schemes for hybrids yet.
   'jamba-tiny-dev-like': {
-    arch: 'jamba', dModel: 1024, nLayer: 8, precisions: ['f32', 'f16', 'q8_0'],
+    arch: 'jamba', dModel: 1024, nLayer: 8, precisions: ['f32', 'f16', 'q8_0', 'q4_0', 'w8a8', 'w4a8', 'w4a16'],
     hybrid: {
       family: 'jamba', hiddenSize: 1024, nLayer: 8, nHeads: 16, nKvHeads: 8, experts: 16, topK: 2, expertDim: 1024,
       attnLayerPeriod: 8, attnLayerOffset: 4, expertLayerPeriod: 2, expertLayerOffset: 1,
@@ -34,7 +33,7 @@ const MODELS = {
     },
   },
   'granite-4.0-h-tiny-like': {
-    arch: 'granitehybrid', dModel: 768, nLayer: 8, precisions: ['f32', 'f16', 'q8_0'],
+    arch: 'granitehybrid', dModel: 768, nLayer: 8, precisions: ['f32', 'f16', 'q8_0', 'q4_0', 'w8a8', 'w4a8', 'w4a16'],
     hybrid: {
       family: 'granitemoehybrid', hiddenSize: 768, nLayer: 8, nHeads: 12, nKvHeads: 4,
       layerTypes: ['mamba', 'mamba', 'mamba', 'attention', 'mamba', 'mamba', 'mamba', 'mamba'],

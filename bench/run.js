@@ -416,7 +416,7 @@ async function main() {
   for (const name of o.models) {
     const m = { cells: {}, limits: {}, memoryReference: {}, fileBytes: {}, errors: {} };
     results.models[name] = m;
-    // A model may support only some precisions (hybrids: no Quamba schemes yet).
+    // A model may support only some precisions (bench/common.js MODELS[name].precisions).
     const precisions = o.precisions.filter((p) => !C.MODELS[name].precisions || C.MODELS[name].precisions.includes(p));
     const { dirs, ggufs, quants } = await prepare(o, name, precisions, m.errors);
     for (const p of precisions) {

@@ -72,18 +72,18 @@ SPEC = dict(
 # Attention (GraniteMoeHybridAttention, no RoPE)
 # ---------------------------------------------------------------------------
 
-def causal_attention(q, k, v, scale, block=1024):
+def causal_attention(q, k, v, scale, block=256):
     """softmax(q k^T * scale, causal) v, per head; q, k, v (b, h, L, hd) with
-    k, v already repeated to the query heads. Queries in blocks of `block` so
-    that a long window never holds an (L, L) score matrix."""
+    k, v already repeated to the query heads. Queries in blocks of `block`:
+    a block reads only the keys up to its end, the mask touches only its
+    diagonal square, and a long window never holds an (L, L) score matrix."""
     L = q.shape[2]
     outs = []
     for s in range(0, L, block):
         e = min(L, s + block)
         sc = torch.matmul(q[:, :, s:e], k[:, :, :e].transpose(-1, -2)) * scale       # (b, h, e-s, e)
-        i = torch.arange(s, e, device=q.device).unsqueeze(1)
-        j = torch.arange(e, device=q.device).unsqueeze(0)
-        sc = sc.masked_fill(j > i, float('-inf'))
+        future = torch.ones(e - s, e - s, dtype=torch.bool, device=q.device).triu(1)
+        sc[..., s:e] = sc[..., s:e].masked_fill(future, float('-inf'))
         outs.append(torch.matmul(torch.softmax(sc, dim=-1), v[:, :, :e]))
     return torch.cat(outs, dim=2)
 
