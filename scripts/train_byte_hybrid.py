@@ -46,10 +46,15 @@ import os
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+# One thread for real: Debian's PyTorch calls a pthreads OpenBLAS, which
+# ignores torch.set_num_threads and would otherwise use every core.
+for _var in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+    os.environ.setdefault(_var, '1')
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_byte_mamba as tbm  # noqa: E402
@@ -248,6 +253,24 @@ class ByteGranite(nn.Module):
         return {k: v.detach().to(torch.float32).cpu().numpy() for k, v in out.items()}
 
 
+    def load_hf_state(self, tensors):
+        """The inverse of hf_state (for --eval-only)."""
+        names = list(self.hf_state())
+        assert set(tensors) == set(names), 'tensor names differ'
+        own = dict(self.named_parameters())
+        with torch.no_grad():
+            for name in names:
+                own[self._own_name(name)].copy_(torch.from_numpy(np.array(tensors[name])))
+
+    @staticmethod
+    def _own_name(hf):
+        n = hf.replace('model.', '', 1) if hf.startswith('model.') else hf
+        n = n.replace('.mamba.', '.mixer.').replace('.self_attn.', '.mixer.').replace('block_sparse_moe.', 'moe.')
+        n = n.replace('moe.router.layer.weight', 'moe.router.weight')
+        n = n.replace('moe.input_linear.weight', 'moe.input_linear').replace('moe.output_linear.weight', 'moe.output_linear')
+        return n
+
+
 def hf_config(s):
     """config.json as transformers writes it for GraniteMoeHybridConfig (the
     keys of lib/testing/random_hybrid_checkpoint.ts). No special tokens: the
@@ -419,9 +442,19 @@ def main():
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--eval-every', type=int, default=250)
     ap.add_argument('--no-save', action='store_true', help='train and report only (timing runs)')
+    ap.add_argument('--eval-only', metavar='DIR', help='print the float64 window perplexity of a saved checkpoint and exit')
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(args.threads)
+    if args.eval_only:
+        model = ByteGranite(SPEC)
+        model.load_hf_state(tbm.read_safetensors(os.path.join(args.eval_only, 'model.safetensors')))
+        model.eval()
+        heldout = open(os.path.join(args.out, 'heldout.txt'), 'rb').read()
+        nll = window_nll(model, np.frombuffer(heldout, dtype=np.uint8)[:WINDOW], torch.float64)
+        print(f'{args.eval_only}: window ppl float64 {math.exp(nll):.10f} (nll {nll:.12f})')
+        return 0
     self_test()
 
     raw = open(args.corpus, 'rb').read()

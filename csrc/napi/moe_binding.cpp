@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/ggml_panels.h"
+#include "kernels/qlinear.h"
 #include "kernels/moe.h"
 #include "napi/bindings.h"
 #include "napi/convert.h"
@@ -142,24 +143,45 @@ MoeWeight expert_weight(const ArgReader& r, const std::string& name, int64_t E, 
   return w;
 }
 
-// The E expert matrices of w (R rows of K, q8_0 / q4_0 rows) packed into
-// the panel layout a loaded model reads them in (core/dtype.h), into buf;
-// w then reaches them through its expert pointer table (ptrs).
-void expert_panels(const ArgReader& r, const char* name, MoeWeight& w, int64_t E, int64_t R, int64_t K,
-                   std::vector<uint8_t>& buf, std::vector<const void*>& ptrs) {
-  if (w.dtype != DType::Q8_0 && w.dtype != DType::Q4_0)
-    r.type_error("weightLayout", std::string("'panels' needs q8_0 or q4_0 experts; ") + name + " is " + dtype_name(w.dtype));
-  const int64_t row_bytes = dtype_row_bytes(w.dtype, K), panel_bytes = dtype_panel_bytes(w.dtype, R, K);
+// The E expert matrices of w (R rows of K) packed into the panel layout a
+// loaded model reads them in (core/dtype.h), into buf (I8 / I4: their
+// scales in panel order into sbuf); w then reaches them through its expert
+// pointer tables (ptrs, sptrs). q8_0 / q4_0 experts need inputRounding 'q8',
+// i8 / i4 experts int8 inputs (inputScales), as the engine packs them.
+void expert_panels(const ArgReader& r, const char* name, ActRounding rounding, MoeWeight& w, int64_t E, int64_t R,
+                   int64_t K, std::vector<uint8_t>& buf, std::vector<const void*>& ptrs, std::vector<float>& sbuf,
+                   std::vector<const float*>& sptrs) {
+  const bool ggml = w.dtype == DType::Q8_0 || w.dtype == DType::Q4_0;
+  const bool quamba = w.dtype == DType::I8 || w.dtype == DType::I4;
+  if (!ggml && !quamba)
+    r.type_error("weightLayout", std::string("'panels' needs q8_0, q4_0, i8 or i4 experts; ") + name + " is " + dtype_name(w.dtype));
+  if (ggml && rounding != ActRounding::Q8Block)
+    r.range_error("inputRounding", "must be 'q8' with weightLayout 'panels' (q8_0 / q4_0 experts in panels)");
+  if (quamba && !w.x_scale)
+    r.type_error("weightLayout", std::string("'panels' needs int8 inputs (input scales) for i4 experts; ") + name + " has none");
+  const int64_t row_bytes = ggml ? dtype_row_bytes(w.dtype, K) : w.row_stride;
+  const int64_t panel_bytes = dtype_panel_bytes(w.dtype, R, K);
+  const int64_t panel_scales = quamba ? dtype_panel_scale_count(w.dtype, R, K) : 0;
   buf.assign((size_t)std::max<int64_t>(E * panel_bytes, 1), 0);
   ptrs.assign((size_t)E, nullptr);
+  sbuf.assign((size_t)std::max<int64_t>(E * panel_scales, 1), 0.0f);
+  sptrs.assign((size_t)E, nullptr);
   for (int64_t e = 0; e < E; ++e) {
     const void* src = static_cast<const char*>(w.w) + e * w.expert_stride;
-    if (!ggml_packable(w.dtype, src, row_bytes, R, K))
-      r.range_error(name, "expert " + std::to_string(e) + " holds a q8_0 quant of -128, which the panel layout cannot take");
-    ggml_pack_panels(w.dtype, src, row_bytes, R, K, buf.data() + e * panel_bytes);
-    ptrs[(size_t)e] = buf.data() + e * panel_bytes;
+    uint8_t* dst = buf.data() + e * panel_bytes;
+    if (ggml) {
+      if (!ggml_packable(w.dtype, src, row_bytes, R, K))
+        r.range_error(name, "expert " + std::to_string(e) + " holds a q8_0 quant of -128, which the panel layout cannot take");
+      ggml_pack_panels(w.dtype, src, row_bytes, R, K, dst);
+    } else {
+      qweight_pack_panels(src, w.dtype, row_bytes, w.scales + e * w.scales_expert_stride, R, K, dst,
+                          sbuf.data() + e * panel_scales);
+      sptrs[(size_t)e] = sbuf.data() + e * panel_scales;
+    }
+    ptrs[(size_t)e] = dst;
   }
   w.experts = ptrs.data();
+  if (quamba) w.expert_scales = sptrs.data();
   w.layout = WeightLayout::Panels;
 }
 
@@ -169,7 +191,8 @@ void expert_panels(const ArgReader& r, const char* name, MoeWeight& w, int64_t E
 //   down [experts, hidden, intermediate], shared?: f32 [tokens, hidden], algorithm?: 'auto'|'decode'|'batched',
 //   swigluEpilogue?: boolean,
 //   inputRounding?: 'none'|'bf16'|'q8' (of every float-kernel product's input, kernels/linear.h),
-//   weightLayout?: 'rows'|'panels' (q8_0 / q4_0 experts packed here as a loaded model packs them; 'q8' only) }
+//   weightLayout?: 'rows'|'panels' (q8_0 / q4_0 experts with 'q8', or i8 / i4 experts with input
+//   scales, packed here as a loaded model packs them) }
 //   -> f32 [tokens, hidden]
 Napi::Value moe_js(const Napi::CallbackInfo& info) {
   ArgReader r = reader(info, "moe");
@@ -243,13 +266,15 @@ Napi::Value moe_js(const Napi::CallbackInfo& info) {
   constexpr std::pair<const char*, WeightLayout> kLayouts[] = {{"rows", WeightLayout::Rows}, {"panels", WeightLayout::Panels}};
   std::vector<uint8_t> panel_bufs[3];
   std::vector<const void*> panel_ptrs[3];
+  std::vector<float> panel_scales[3];
+  std::vector<const float*> panel_scale_ptrs[3];
   if (read_choice(r, "weightLayout", kLayouts) == WeightLayout::Panels) {
-    if (rounding != ActRounding::Q8Block)
-      r.range_error("inputRounding", "must be 'q8' with weightLayout 'panels' (q8_0 / q4_0 experts in panels)");
     const bool packed = r.has("gateUp");
-    expert_panels(r, packed ? "gateUp" : "gate", a.gate, E, I, d, panel_bufs[0], panel_ptrs[0]);
-    expert_panels(r, packed ? "gateUp" : "up", a.up, E, I, d, panel_bufs[1], panel_ptrs[1]);
-    expert_panels(r, "down", a.down, E, d, I, panel_bufs[2], panel_ptrs[2]);
+    expert_panels(r, packed ? "gateUp" : "gate", rounding, a.gate, E, I, d, panel_bufs[0], panel_ptrs[0], panel_scales[0],
+                  panel_scale_ptrs[0]);
+    expert_panels(r, packed ? "gateUp" : "up", rounding, a.up, E, I, d, panel_bufs[1], panel_ptrs[1], panel_scales[1],
+                  panel_scale_ptrs[1]);
+    expert_panels(r, "down", rounding, a.down, E, d, I, panel_bufs[2], panel_ptrs[2], panel_scales[2], panel_scale_ptrs[2]);
   }
 
   Napi::Float32Array out = new_f32(r.env, nx);

@@ -123,9 +123,10 @@ interface MoeBaseOptions {
    */
   swigluEpilogue?: boolean;
   /**
-   * 'panels': q8_0 / q4_0 experts (given in rows, as above) are packed for the call into the
-   * panel layout a loaded model reads them in, and read from it (inputRounding 'q8' only; a q8_0
-   * quant of -128 is a RangeError). Default 'rows'.
+   * 'panels': q8_0 / q4_0 / i8 / i4 experts (given in rows, as above) are packed for the call
+   * into the panel layout a loaded model reads them in, and read from it: q8_0 / q4_0 with
+   * inputRounding 'q8' only (a q8_0 quant of -128 is a RangeError), i8 / i4 with int8 inputs
+   * (input scales) only, their scales reordered per panel. Default 'rows'.
    */
   weightLayout?: 'rows' | 'panels';
 }

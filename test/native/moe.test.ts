@@ -516,6 +516,43 @@ t.test('moe: q8_0 / q4_0 experts in panels (as a loaded model reads them): every
   t.end();
 });
 
+t.test('moe: i8 / i4 experts with int8 inputs in panels (as a loaded quantized model reads them): every schedule and thread count alike', (t) => {
+  // A quantized hybrid's experts are packed into panels at load (qweight_pack_panels), each
+  // expert's scales reordered apart from the others' (the kernel's expert_scales table).
+  const before = kernels.runtimeInfo().threads;
+  let seed = 660;
+  try {
+    for (const [c, dts, packed] of [
+      [{ T: 1, d: 40, I: 130, E: 5, k: 2 }, ['i8', 'i8'], false],
+      [{ T: 1, d: 96, I: 24, E: 8, k: 3 }, ['i4', 'i4'], true],
+      [{ T: 3, d: 40, I: 130, E: 6, k: 2 }, ['i4', 'i8'], false],
+      [{ T: 33, d: 96, I: 24, E: 8, k: 2 }, ['i8', 'i4'], true],
+    ] as Array<[Case, [Dt, Dt], boolean]>) {
+      const p = problem(seed++, c, dts);
+      const ref = moeRef(p.x, c.T, c.d, c.I, c.k, p.ids, p.weights, p.gate, p.up, p.down);
+      const packedW = packed ? pack(p.gate, p.up, c.E) : undefined;
+      const refP = packedW ? moeRef(p.x, c.T, c.d, c.I, c.k, p.ids, p.weights, ...unpackEff(packedW, c.E, c.I, c.d), p.down) : ref;
+      const gu = packedW ? { gateUp: packedW.arg } : { gate: p.gate.arg, up: p.up.arg };
+      const args = { ...base(c), x: p.x, ids: p.ids, weights: p.weights, ...gu, down: p.down.arg };
+      const name = `${JSON.stringify(c)} ${dts}${packed ? ' gateUp' : ''}`;
+      forEachIsa((isa) => {
+        const outs: Float32Array[] = [];
+        for (const threads of [1, 2]) {
+          kernels.setThreads(threads);
+          for (const algorithm of ['auto', 'decode', 'batched'] as const)
+            outs.push(kernels.moe({ ...args, weightLayout: 'panels', algorithm }));
+        }
+        check(t, outs[0], refP, `${name} panels ${isa}`);
+        for (let i = 1; i < outs.length; i++) bitEqual(t, outs[i], outs[0], `${name} panels run ${i} == run 0 ${isa}`);
+        check(t, kernels.moe(args), refP, `${name} rows layout ${isa}`);
+      });
+    }
+  } finally {
+    kernels.setThreads(before);
+  }
+  t.end();
+});
+
 t.test('moe: edge sizes (0 tokens, k = E, one expert takes every token)', (t) => {
   const c: Case = { T: 0, d: 40, I: 24, E: 5, k: 2 };
   const p = problem(600, { ...c, T: 300 }, ['f32', 'f32']);
@@ -563,14 +600,19 @@ t.test('moeRoute / moe reject bad arguments, naming them', (t) => {
   bad('gateUp shape', () => kernels.moe({ ...ok, gate: undefined, up: undefined, gateUp: p.gate.arg }), RangeError, /argument 'gateUp'/);
   bad('q8_0 rows not a multiple of 32', () => kernels.moe({ ...ok, down: { data: new Uint8Array(4 * 40 * BLOCK_BYTES.q8_0), dtype: 'q8_0' } }), RangeError, /argument 'down'.*multiple of 32/);
   {
-    // weightLayout 'panels': q8_0 / q4_0 experts with 'q8' inputs only; a -128 quant cannot be packed.
+    // weightLayout 'panels': q8_0 / q4_0 experts with 'q8' inputs only (a -128 quant cannot be
+    // packed), i8 / i4 experts with int8 inputs only.
     const q: Case = { T: 1, d: 64, I: 32, E: 2, k: 1 };
     const qp = problem(701, q, ['q8_0', 'q8_0']);
     const qok = { ...base(q), x: qp.x, ids: qp.ids, weights: qp.weights, gate: qp.gate.arg, up: qp.up.arg, down: qp.down.arg };
     for (const w of [qp.gate, qp.up, qp.down]) withoutMinus128((w.arg as { data: Uint8Array }).data);
     t.doesNotThrow(() => kernels.moe({ ...qok, inputRounding: 'q8', weightLayout: 'panels' }), 'q8_0 experts in panels');
     bad('panels without q8 rounding', () => kernels.moe({ ...qok, weightLayout: 'panels' }), RangeError, /argument 'inputRounding'.*'q8'/);
-    bad('panels of f32 experts', () => kernels.moe({ ...ok, inputRounding: 'q8', weightLayout: 'panels' }), TypeError, /argument 'weightLayout'.*q8_0 or q4_0/);
+    bad('panels of f32 experts', () => kernels.moe({ ...ok, inputRounding: 'q8', weightLayout: 'panels' }), TypeError, /argument 'weightLayout'.*q8_0, q4_0, i8 or i4/);
+    const w16: Case = { T: 1, d: 40, I: 24, E: 3, k: 1 };
+    const wp = problem(702, w16, ['i4a16', 'i4a16']);
+    bad('panels of i4 experts with float inputs', () => kernels.moe({ ...base(w16), x: wp.x, ids: wp.ids, weights: wp.weights, gate: wp.gate.arg, up: wp.up.arg, down: wp.down.arg, weightLayout: 'panels' }),
+      TypeError, /argument 'weightLayout'.*int8 inputs/);
     bad('unknown weightLayout', () => kernels.moe({ ...qok, inputRounding: 'q8', weightLayout: 'tiles' as 'rows' }), TypeError, /argument 'weightLayout'/);
     const down = (qp.down.arg as { data: Uint8Array }).data;
     down[40] = 0x80;
