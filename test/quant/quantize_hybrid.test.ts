@@ -7,12 +7,14 @@
 // what the format says (canonical names, I8 / U8 projections with their
 // scales, float32 routers, the family's config.json); decode steps equal one
 // prefill on the quantized model; an expert that no calibration token reached
-// gets its input scales from its layer; bad inputs are typed errors.
+// gets its input scales from its layer; a GGUF export quantizes to the same
+// bytes as its directory; bad inputs are typed errors.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadModel, quantize, ModelLoadError, type QuantScheme } from '../../lib';
+import { exportGguf, loadModel, quantize, ModelLoadError, type QuantScheme } from '../../lib';
+import { writeTinyTokenizer } from '../../lib/testing/tiny_tokenizer';
 import { normalizeConfig } from '../../lib/loaders/config';
 import { resolveCheckpoint } from '../../lib/loaders/checkpoint';
 import { readSafetensorsHeader } from '../../lib/loaders/safetensors';
@@ -142,6 +144,24 @@ t.test('hybrid configs: the quantizer writes the family keys that read back into
     const c = resolveCheckpoint(dir).config;
     const again = normalizeConfig(hfConfigJson(c), 'config.json');
     t.same(again, c, `${name}: normalizeConfig(hfConfigJson(c)) equals c`);
+  }
+});
+
+t.test('from a GGUF export (granitehybrid, jamba) the quantized weights are bitwise those from the directory', async (t) => {
+  for (const [name, opts] of CASES) {
+    const dir = path.join(root, `gguf-${name}`);
+    writeRandomHybridCheckpoint(dir, opts);
+    writeTinyTokenizer(dir);  // exportGguf writes the tokenizer (the shipped default has more tokens than these models)
+    const file = path.join(root, `gguf-${name}.gguf`);
+    await exportGguf(dir, file, { type: 'f32' });
+    const calib = calibrationFor(opts.vocabSize);
+    const fromDir = path.join(root, `gguf-${name}-dir-w8a8`), fromGguf = path.join(root, `gguf-${name}-gguf-w8a8`);
+    await quantize({ model: dir, output: fromDir, scheme: 'w8a8', calibration: calib });
+    await quantize({ model: file, output: fromGguf, scheme: 'w8a8', calibration: calib });
+    t.ok(fs.readFileSync(path.join(fromDir, 'model.safetensors')).equals(fs.readFileSync(path.join(fromGguf, 'model.safetensors'))), `${name}: the same safetensors bytes`);
+    const a = resolveCheckpoint(fromDir).config, b = resolveCheckpoint(fromGguf).config;
+    t.same(b.layers, a.layers, `${name}: the same layer schedule`);
+    t.same(b.moe, a.moe, `${name}: the same experts`);
   }
 });
 
