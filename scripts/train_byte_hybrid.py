@@ -58,7 +58,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_byte_mamba as tbm  # noqa: E402
-from train_byte_mamba import RMSNorm, Mamba2Mixer, WINDOW, lr_at, window_nll  # noqa: E402
+from train_byte_mamba import RMSNorm, Mamba2Mixer, WINDOW, window_nll  # noqa: E402
 
 DIR = 'granite-bytes'
 
@@ -343,47 +343,18 @@ def train(args, train_bytes, heldout, out_dir):
     n_params = sum(p.numel() for p in model.parameters())
     print(f'[granite] {n_params} parameters', flush=True)
 
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        # matrices decay (embedding, projections, router, packed experts);
-        # norms, biases, conv taps, A_log, D, dt_bias do not
-        is_matrix = (p.dim() >= 2 and 'conv1d' not in name and
-                     (name.endswith('weight') or name.endswith('input_linear') or name.endswith('output_linear')))
-        (decay if is_matrix else no_decay).append(p)
-    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': args.weight_decay},
-                             {'params': no_decay, 'weight_decay': 0.0}],
-                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+    # matrices decay (embedding, projections, router, packed experts);
+    # norms, biases, conv taps, A_log, D, dt_bias do not
+    def decays(name, p):
+        return (p.dim() >= 2 and 'conv1d' not in name and
+                (name.endswith('weight') or name.endswith('input_linear') or name.endswith('output_linear')))
 
+    def report():
+        return ' | expert load ' + ' '.join('[' + ','.join(f'{x:.2f}' for x in l) + ']' for l in expert_load(model))
+
+    train_seconds, hist = tbm.train_steps(model, decays, args, train_bytes, heldout, np_rng, 'granite', report)
     steps, B, L = args.steps, args.batch, args.seq_len
     eval_bytes = heldout[:WINDOW]
-    t0 = time.time()
-    hist = []
-    for step in range(steps):
-        lr = lr_at(step, steps, args.lr, args.warmup)
-        for gparam in opt.param_groups:
-            gparam['lr'] = lr
-        offs = np_rng.integers(0, len(train_bytes) - L - 1, size=B)
-        batch = np.stack([train_bytes[o:o + L + 1] for o in offs]).astype(np.int64)
-        xb, yb = torch.from_numpy(batch[:, :-1]), torch.from_numpy(batch[:, 1:])
-        logits = model(xb)
-        loss = F.cross_entropy(logits.reshape(-1, 256), yb.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
-        opt.step()
-        hist.append(loss.item())
-        if step % 25 == 0 or step == steps - 1:
-            el = time.time() - t0
-            msg = (f'[granite] step {step:5d}/{steps} loss {np.mean(hist[-25:]):.4f} lr {lr:.2e} '
-                   f'|g| {gn:.2f} {el:6.0f}s ({el / (step + 1):.2f} s/step)')
-            if args.eval_every and step > 0 and (step % args.eval_every == 0 or step == steps - 1):
-                model.eval()
-                nll = window_nll(model, eval_bytes, torch.float32)
-                model.train()
-                msg += f' | held-out window ppl {math.exp(nll):.3f}'
-                msg += ' | expert load ' + ' '.join('[' + ','.join(f'{x:.2f}' for x in l) + ']' for l in expert_load(model))
-            print(msg, flush=True)
-    train_seconds = time.time() - t0
     model.eval()
 
     d = os.path.join(out_dir, DIR)

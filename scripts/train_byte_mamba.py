@@ -493,19 +493,16 @@ def lr_at(step, steps, peak, warmup, floor_frac=0.1):
     return peak * (floor_frac + (1 - floor_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def train_one(key, args, train, heldout, out_dir):
-    spec = SPECS[key]
-    torch.manual_seed(args.seed)
-    np_rng = np.random.default_rng(args.seed)
-    model = ByteMamba(spec['arch'], spec['d_model'], spec['n_layer'], 256, spec['mixer'])
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f'[{key}] {n_params} parameters', flush=True)
-
+def train_steps(model, decays, args, train, heldout, np_rng, label, report=None):
+    """AdamW (weight decay on the parameters `decays(name, p)` picks) over
+    args.steps batches of args.batch random windows of args.seq_len + 1 bytes
+    of `train`, the learning rate of lr_at, gradients clipped at 1.0; a line
+    every 25 steps, with the held-out window's perplexity (and `report()`'s
+    text) every args.eval_every. Returns the training time in seconds and
+    every step's loss."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        # matrices (embedding, in/x/dt/out projections) decay; norms, biases,
-        # conv, A_log, D, dt_bias do not (state-spaces: _no_weight_decay on A_log, D, dt_bias)
-        (decay if p.dim() == 2 and name.endswith('weight') else no_decay).append(p)
+        (decay if decays(name, p) else no_decay).append(p)
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': args.weight_decay},
                              {'params': no_decay, 'weight_decay': 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
@@ -530,15 +527,33 @@ def train_one(key, args, train, heldout, out_dir):
         hist.append(loss.item())
         if step % 25 == 0 or step == steps - 1:
             el = time.time() - t0
-            msg = (f'[{key}] step {step:5d}/{steps} loss {np.mean(hist[-25:]):.4f} lr {lr:.2e} '
+            msg = (f'[{label}] step {step:5d}/{steps} loss {np.mean(hist[-25:]):.4f} lr {lr:.2e} '
                    f'|g| {gn:.2f} {el:6.0f}s ({el / (step + 1):.2f} s/step)')
             if args.eval_every and step > 0 and (step % args.eval_every == 0 or step == steps - 1):
                 model.eval()
                 nll = window_nll(model, eval_bytes, torch.float32)
                 model.train()
                 msg += f' | held-out window ppl {math.exp(nll):.3f}'
+                if report:
+                    msg += report()
             print(msg, flush=True)
-    train_seconds = time.time() - t0
+    return time.time() - t0, hist
+
+
+def train_one(key, args, train, heldout, out_dir):
+    spec = SPECS[key]
+    torch.manual_seed(args.seed)
+    np_rng = np.random.default_rng(args.seed)
+    model = ByteMamba(spec['arch'], spec['d_model'], spec['n_layer'], 256, spec['mixer'])
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f'[{key}] {n_params} parameters', flush=True)
+
+    # matrices (embedding, in/x/dt/out projections) decay; norms, biases,
+    # conv, A_log, D, dt_bias do not (state-spaces: _no_weight_decay on A_log, D, dt_bias)
+    train_seconds, hist = train_steps(model, lambda name, p: p.dim() == 2 and name.endswith('weight'),
+                                      args, train, heldout, np_rng, key)
+    steps, B, L = args.steps, args.batch, args.seq_len
+    eval_bytes = heldout[:WINDOW]
     model.eval()
 
     # Save: config.json, model.safetensors (float32), tokenizer.json.

@@ -476,6 +476,25 @@ t.test("moe: inputRounding 'q8' rounds every expert product's input as kernels.l
   t.end();
 });
 
+/**
+ * Experts in panels (weightLayout 'panels') at every level: against `ref` and bitwise
+ * alike across 1 / 2 threads and the three schedules; the rows layout against `ref` too.
+ * Callers restore the thread count.
+ */
+function panelsEverywhere(t: Test, args: Parameters<typeof kernels.moe>[0], ref: Ref, name: string): void {
+  forEachIsa((isa) => {
+    const outs: Float32Array[] = [];
+    for (const threads of [1, 2]) {
+      kernels.setThreads(threads);
+      for (const algorithm of ['auto', 'decode', 'batched'] as const)
+        outs.push(kernels.moe({ ...args, weightLayout: 'panels', algorithm }));
+    }
+    check(t, outs[0], ref, `${name} panels ${isa}`);
+    for (let i = 1; i < outs.length; i++) bitEqual(t, outs[i], outs[0], `${name} panels run ${i} == run 0 ${isa}`);
+    check(t, kernels.moe(args), ref, `${name} rows layout ${isa}`);
+  });
+}
+
 t.test('moe: q8_0 / q4_0 experts in panels (as a loaded model reads them): every schedule and thread count alike', (t) => {
   // The engine packs q8_0 / q4_0 experts into panels at load (ggml_panels.h); whole models test
   // that path, this tests it alone: against the q8-rounded reference, bitwise across the
@@ -498,17 +517,7 @@ t.test('moe: q8_0 / q4_0 experts in panels (as a loaded model reads them): every
       const gu = packed ? { gateUp: pack(p.gate, p.up, c.E).arg } : { gate: p.gate.arg, up: p.up.arg };
       const args = { ...base(c), x: p.x, ids: p.ids, weights: p.weights, ...gu, down: p.down.arg, inputRounding: 'q8' as const };
       const name = `${JSON.stringify(c)} ${dts}${packed ? ' gateUp' : ''}`;
-      forEachIsa((isa) => {
-        const outs: Float32Array[] = [];
-        for (const threads of [1, 2]) {
-          kernels.setThreads(threads);
-          for (const algorithm of ['auto', 'decode', 'batched'] as const)
-            outs.push(kernels.moe({ ...args, weightLayout: 'panels', algorithm }));
-        }
-        check(t, outs[0], ref, `${name} panels ${isa}`);
-        for (let i = 1; i < outs.length; i++) bitEqual(t, outs[i], outs[0], `${name} panels run ${i} == run 0 ${isa}`);
-        check(t, kernels.moe(args), ref, `${name} rows layout ${isa}`);
-      });
+      panelsEverywhere(t, args, ref, name);
     }
   } finally {
     kernels.setThreads(before);
@@ -535,17 +544,7 @@ t.test('moe: i8 / i4 experts with int8 inputs in panels (as a loaded quantized m
       const gu = packedW ? { gateUp: packedW.arg } : { gate: p.gate.arg, up: p.up.arg };
       const args = { ...base(c), x: p.x, ids: p.ids, weights: p.weights, ...gu, down: p.down.arg };
       const name = `${JSON.stringify(c)} ${dts}${packed ? ' gateUp' : ''}`;
-      forEachIsa((isa) => {
-        const outs: Float32Array[] = [];
-        for (const threads of [1, 2]) {
-          kernels.setThreads(threads);
-          for (const algorithm of ['auto', 'decode', 'batched'] as const)
-            outs.push(kernels.moe({ ...args, weightLayout: 'panels', algorithm }));
-        }
-        check(t, outs[0], refP, `${name} panels ${isa}`);
-        for (let i = 1; i < outs.length; i++) bitEqual(t, outs[i], outs[0], `${name} panels run ${i} == run 0 ${isa}`);
-        check(t, kernels.moe(args), refP, `${name} rows layout ${isa}`);
-      });
+      panelsEverywhere(t, args, refP, name);
     }
   } finally {
     kernels.setThreads(before);

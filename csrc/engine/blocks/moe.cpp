@@ -75,17 +75,10 @@ class MoeFfn final : public FeedForward {
 
   void forward(const Model& m, const float* x, int64_t n, float* out) override {
     if (observer()) return forward_observed(m, x, n, out);
-    const ModelConfig& c = m.config();
-    const int64_t d = c.d_model;
-    Buf logits((size_t)(n * E_)), weights((size_t)(n * k_));
+    const int64_t d = m.config().d_model;
+    Buf weights((size_t)(n * k_));
     I32Buf ids((size_t)(n * k_));
-    run_linear(m, router_, nullptr, x, d, n, logits.data());
-    MoeRouteArgs r;
-    r.T = n; r.E = E_; r.k = k_;
-    r.logits = logits.data(); r.logits_stride = E_;
-    r.router = (MoeRouter)c.moe_router;
-    r.ids = ids.data(); r.weights = weights.data();
-    m.backend().moe_route(r);
+    route(m, x, n, ids.data(), weights.data());
     Buf shared((size_t)(shared_.dim > 0 ? n * d : 0));
     if (shared_.dim > 0) shared_.forward(m, x, n, shared.data());
     MoeArgs a;
@@ -110,15 +103,9 @@ class MoeFfn final : public FeedForward {
   // outputs combined in slot order as the kernel does.
   void forward_observed(const Model& m, const float* x, int64_t n, float* out) {
     const int64_t d = m.config().d_model, I = I_;
-    Buf logits((size_t)(n * E_)), weights((size_t)(n * k_));
+    Buf weights((size_t)(n * k_));
     I32Buf ids((size_t)(n * k_));
-    run_linear(m, router_, nullptr, x, d, n, logits.data());
-    MoeRouteArgs r;
-    r.T = n; r.E = E_; r.k = k_;
-    r.logits = logits.data(); r.logits_stride = E_;
-    r.router = (MoeRouter)m.config().moe_router;
-    r.ids = ids.data(); r.weights = weights.data();
-    m.backend().moe_route(r);
+    route(m, x, n, ids.data(), weights.data());
     std::vector<float> y((size_t)(n * k_ * d), 0.0f);  // slot t·k + j: weighted output of token t's j-th expert
     for (int64_t e = 0; e < E_; ++e) {
       std::vector<int64_t> slots;
@@ -166,6 +153,18 @@ class MoeFfn final : public FeedForward {
   }
 
  private:
+  // Each token's k experts (ids) and their weights, [n, k], from the float32 router logits.
+  void route(const Model& m, const float* x, int64_t n, int32_t* ids, float* weights) const {
+    Buf logits((size_t)(n * E_));
+    run_linear(m, router_, nullptr, x, m.config().d_model, n, logits.data());
+    MoeRouteArgs r;
+    r.T = n; r.E = E_; r.k = k_;
+    r.logits = logits.data(); r.logits_stride = E_;
+    r.router = (MoeRouter)m.config().moe_router;
+    r.ids = ids; r.weights = weights;
+    m.backend().moe_route(r);
+  }
+
   MoeWeight expert_weight(const Model& m, int p, int64_t cols) const {
     MoeWeight w;
     w.dtype = experts_[p][0].dtype;
