@@ -74,7 +74,29 @@ int64_t spin_env_ns() {
   }();
   return ns;
 }
-int64_t spin_ns() { return spin_env_ns() >= 0 ? spin_env_ns() : 1000 * 1000; }
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Until when (now_ns() time) the CPUs count as oversubscribed: a spinning
+// thread found that it had lost its CPU mid-spin (kPreemptedGapNs between
+// two looks at the clock, which are a few microseconds apart when it runs).
+// Then spinning only takes time from whatever else wants the CPUs (another
+// process, another model's pool), and the threads of parallel regions wait
+// for each other behind it (bench/NOTES.md: two processes of two threads
+// each on two CPUs). For the next kOversubscribedHoldNs every thread sleeps
+// at once, as with NODE_MAMBA_SPIN_US=0 (a shorter hold spins again too
+// soon, while the other process still runs); an explicit NODE_MAMBA_SPIN_US
+// is kept as it is.
+std::atomic<int64_t> g_oversubscribed_until{0};
+constexpr int64_t kPreemptedGapNs = 300 * 1000;
+constexpr int64_t kOversubscribedHoldNs = 1000 * 1000 * 1000;
+bool oversubscribed(int64_t t) { return t < g_oversubscribed_until.load(std::memory_order_relaxed); }
+
+int64_t spin_ns() {
+  if (spin_env_ns() >= 0) return spin_env_ns();
+  return oversubscribed(now_ns()) ? 0 : 1000 * 1000;
+}
 // After a decode step (ThreadPool::linger) the next usually follows once
 // JavaScript has chosen a token: ~1 ms with a sampled one at a 50K
 // vocabulary, and in a virtual machine waking a worker whose idle vCPU halted
@@ -82,10 +104,6 @@ int64_t spin_ns() { return spin_env_ns() >= 0 ? spin_env_ns() : 1000 * 1000; }
 // JavaScript, kernel calls between long stretches of other work keep the
 // short spin. NODE_MAMBA_SPIN_US sets this too.
 int64_t linger_ns() { return spin_env_ns() >= 0 ? spin_env_ns() : 5 * 1000 * 1000; }
-
-inline int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -101,14 +119,22 @@ inline void cpu_relax() {
 template <class Done>
 bool spin_until(const Done& done, const std::atomic<int64_t>* until = nullptr) {
   if (done()) return true;
-  const int64_t deadline = now_ns() + spin_ns();
+  const int64_t spin = spin_ns();
+  if (spin == 0) return false;
+  int64_t last = now_ns();
+  const int64_t deadline = last + spin;
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       cpu_relax();
       if (done()) return true;
     }
     const int64_t t = now_ns();
-    if (t > deadline && (!until || t > until->load(std::memory_order_relaxed))) return done();
+    if (t - last > kPreemptedGapNs && spin_env_ns() < 0) {
+      g_oversubscribed_until.store(t + kOversubscribedHoldNs, std::memory_order_relaxed);
+      return done();
+    }
+    last = t;
+    if (t > deadline && (!until || (t > until->load(std::memory_order_relaxed) || oversubscribed(t)))) return done();
   }
 }
 // run_recomputable: how long past the end of its own ranges the caller

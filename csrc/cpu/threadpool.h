@@ -10,7 +10,9 @@
 // two) for up to 1 ms, 5 ms after a decode step (linger; NODE_MAMBA_SPIN_US
 // sets both), and only then sleep on a condition
 // variable; the caller likewise spins before sleeping while it waits for the
-// workers.
+// workers. A spinning thread that finds it lost its CPU mid-spin (the CPUs
+// are oversubscribed: another process, another pool) stops every thread of
+// the pool spinning for a second.
 #pragma once
 #include <atomic>
 #include <condition_variable>
