@@ -9,7 +9,6 @@
 // weight and input scales). While calibrating, the experts run one by one
 // through run_linear so that each expert's inputs are observed (its taps).
 #include <algorithm>
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -113,13 +112,14 @@ class MoeFfn final : public FeedForward {
         if (ids.data()[i] == e) slots.push_back(i);
       if (slots.empty()) continue;
       const int64_t ne = (int64_t)slots.size();
-      std::vector<float> xe((size_t)(ne * d)), g((size_t)(ne * I)), u((size_t)(ne * I)), ye((size_t)(ne * d));
+      // gu: [ne, I] gate rows, then [ne, I] up rows; h = silu(gate) · up
+      std::vector<float> xe((size_t)(ne * d)), gu((size_t)(ne * 2 * I)), h((size_t)(ne * I)), ye((size_t)(ne * d));
       for (int64_t r0 = 0; r0 < ne; ++r0)
         std::copy(x + slots[(size_t)r0] / k_ * d, x + (slots[(size_t)r0] / k_ + 1) * d, xe.begin() + r0 * d);
-      run_linear(m, experts_[0][(size_t)e], nullptr, xe.data(), d, ne, g.data());
-      run_linear(m, experts_[1][(size_t)e], nullptr, xe.data(), d, ne, u.data());
-      for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];  // silu(gate) · up
-      run_linear(m, experts_[2][(size_t)e], nullptr, g.data(), I, ne, ye.data());
+      run_linear(m, experts_[0][(size_t)e], nullptr, xe.data(), d, ne, gu.data());
+      run_linear(m, experts_[1][(size_t)e], nullptr, xe.data(), d, ne, gu.data() + ne * I);
+      m.backend().swiglu_rows(gu.data(), I, ne * I, h.data(), I, ne, I);
+      run_linear(m, experts_[2][(size_t)e], nullptr, h.data(), I, ne, ye.data());
       for (int64_t r0 = 0; r0 < ne; ++r0) {
         const int64_t i = slots[(size_t)r0];
         const float w = weights.data()[i];
