@@ -353,50 +353,13 @@ def train(args, train_bytes, heldout, out_dir):
         return ' | expert load ' + ' '.join('[' + ','.join(f'{x:.2f}' for x in l) + ']' for l in expert_load(model))
 
     train_seconds, hist = tbm.train_steps(model, decays, args, train_bytes, heldout, np_rng, 'granite', report)
-    steps, B, L = args.steps, args.batch, args.seq_len
-    eval_bytes = heldout[:WINDOW]
-    model.eval()
 
-    d = os.path.join(out_dir, DIR)
-    os.makedirs(d, exist_ok=True)
-    state = model.hf_state()
-    tbm.write_safetensors(os.path.join(d, 'model.safetensors'), state)
-    back = tbm.read_safetensors(os.path.join(d, 'model.safetensors'))
-    assert list(back) == list(state) and all(np.array_equal(back[k], state[k]) for k in state)
-    tbm.write_json(os.path.join(d, 'config.json'), hf_config(s))
-    tbm.write_json(os.path.join(d, 'tokenizer.json'), tbm.byte_tokenizer_json())
+    def load_report():
+        return 'expert load on the window (float64): ' + ' '.join(
+            '[' + ','.join(f'{x:.3f}' for x in l) + ']' for l in expert_load(model))
 
-    # Metrics from exactly the saved float32 weights (widened exactly to float64).
-    t1 = time.time()
-    nll64 = window_nll(model, eval_bytes, torch.float64)
-    load_window = expert_load(model)
-    nll32 = window_nll(model, eval_bytes, torch.float32)
-    full32 = window_nll(model, heldout, torch.float32)
-    print(f'[granite] window ({WINDOW} bytes) ppl float64 {math.exp(nll64):.6f} float32 {math.exp(nll32):.6f}; '
-          f'whole held-out ({len(heldout)} bytes, one window, float32) ppl {math.exp(full32):.4f} '
-          f'[{time.time() - t1:.0f}s]', flush=True)
-    print('[granite] expert load on the window (float64): '
-          + ' '.join('[' + ','.join(f'{x:.3f}' for x in l) + ']' for l in load_window), flush=True)
-    return {
-        'dir': DIR,
-        'model_type': 'granitemoehybrid',
-        'parameters': n_params,
-        'window_bytes': WINDOW,
-        'window_predictions': WINDOW - 1,
-        'pytorch_window_nll': nll64,
-        'pytorch_window_ppl': math.exp(nll64),
-        'pytorch_window_ppl_float32': math.exp(nll32),
-        'pytorch_heldout_ppl': math.exp(full32),
-        'heldout_bytes': int(len(heldout)),
-        'train': {
-            'seed': args.seed, 'steps': steps, 'batch': B, 'seq_len': L, 'lr': args.lr,
-            'warmup': args.warmup, 'schedule': 'linear warmup, cosine to 0.1 x peak',
-            'optimizer': 'AdamW betas (0.9, 0.95), weight decay %g on matrices' % args.weight_decay,
-            'grad_clip': 1.0, 'threads': torch.get_num_threads(),
-            'wall_seconds': round(train_seconds, 1),
-            'final_train_loss_mean_last_100': float(np.mean(hist[-100:])),
-        },
-    }
+    return tbm.save_and_measure(model, out_dir, DIR, 'granitemoehybrid', hf_config(s), 'granite', n_params, heldout,
+                                args, train_seconds, hist, load_report)
 
 
 def main():

@@ -552,31 +552,41 @@ def train_one(key, args, train, heldout, out_dir):
     # conv, A_log, D, dt_bias do not (state-spaces: _no_weight_decay on A_log, D, dt_bias)
     train_seconds, hist = train_steps(model, lambda name, p: p.dim() == 2 and name.endswith('weight'),
                                       args, train, heldout, np_rng, key)
-    steps, B, L = args.steps, args.batch, args.seq_len
-    eval_bytes = heldout[:WINDOW]
-    model.eval()
+    return save_and_measure(model, out_dir, spec['dir'], spec['arch'], hf_config(spec, 256), key, n_params, heldout,
+                            args, train_seconds, hist)
 
-    # Save: config.json, model.safetensors (float32), tokenizer.json.
-    d = os.path.join(out_dir, spec['dir'])
+
+def save_and_measure(model, out_dir, dir_name, model_type, config, label, n_params, heldout, args, train_seconds,
+                     hist, extra_report=None):
+    """Saves a trained fixture (config.json, model.safetensors in float32, read back and compared,
+    tokenizer.json) in out_dir / dir_name and returns its metrics: the float64 window perplexity
+    the node-mamba test compares against, float32 ones, and the training run's settings.
+    extra_report(): more lines to print after the metrics (evaluated in float64 mode)."""
+    model.eval()
+    eval_bytes = heldout[:WINDOW]
+    d = os.path.join(out_dir, dir_name)
     os.makedirs(d, exist_ok=True)
     state = model.hf_state()
     write_safetensors(os.path.join(d, 'model.safetensors'), state)
     back = read_safetensors(os.path.join(d, 'model.safetensors'))
     assert list(back) == list(state) and all(np.array_equal(back[k], state[k]) for k in state)
-    write_json(os.path.join(d, 'config.json'), hf_config(spec, 256))
+    write_json(os.path.join(d, 'config.json'), config)
     write_json(os.path.join(d, 'tokenizer.json'), byte_tokenizer_json())
 
     # Metrics from exactly the saved float32 weights (widened exactly to float64).
     t1 = time.time()
     nll64 = window_nll(model, eval_bytes, torch.float64)
+    extra = extra_report() if extra_report else None
     nll32 = window_nll(model, eval_bytes, torch.float32)
     full32 = window_nll(model, heldout, torch.float32)
-    print(f'[{key}] window ({WINDOW} bytes) ppl float64 {math.exp(nll64):.6f} float32 {math.exp(nll32):.6f}; '
+    print(f'[{label}] window ({WINDOW} bytes) ppl float64 {math.exp(nll64):.6f} float32 {math.exp(nll32):.6f}; '
           f'whole held-out ({len(heldout)} bytes, one window, float32) ppl {math.exp(full32):.4f} '
           f'[{time.time() - t1:.0f}s]', flush=True)
+    if extra:
+        print(f'[{label}] {extra}', flush=True)
     return {
-        'dir': spec['dir'],
-        'model_type': spec['arch'],
+        'dir': dir_name,
+        'model_type': model_type,
         'parameters': n_params,
         'window_bytes': WINDOW,
         'window_predictions': WINDOW - 1,
@@ -586,7 +596,7 @@ def train_one(key, args, train, heldout, out_dir):
         'pytorch_heldout_ppl': math.exp(full32),
         'heldout_bytes': int(len(heldout)),
         'train': {
-            'seed': args.seed, 'steps': steps, 'batch': B, 'seq_len': L, 'lr': args.lr,
+            'seed': args.seed, 'steps': args.steps, 'batch': args.batch, 'seq_len': args.seq_len, 'lr': args.lr,
             'warmup': args.warmup, 'schedule': 'linear warmup, cosine to 0.1 x peak',
             'optimizer': 'AdamW betas (0.9, 0.95), weight decay %g on matrices' % args.weight_decay,
             'grad_clip': 1.0, 'threads': torch.get_num_threads(),
