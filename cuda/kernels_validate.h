@@ -250,7 +250,16 @@ inline Check check_args(const MoeArgs& a) {
     const MoeWeight& w = *ws[p];
     const int64_t K = p < 2 ? a.d : a.I;
     const LinearKernel lk = kDTypeTable[(int32_t)w.dtype].linear;
-    if (lk == LinearKernel::Quamba) return Check::kUnsupported;
+    if (lk == LinearKernel::Quamba) {
+      // I8 / I4 (a quantized checkpoint's experts): rows of row_stride
+      // bytes, each expert's scales, I8 with int8 inputs (x_scale).
+      if (w.layout != WeightLayout::Rows) return Check::kUnsupported;
+      if (!w.experts && !w.w) return Check::kInvalid;
+      if (!w.expert_scales && !w.scales) return Check::kInvalid;
+      if (w.row_stride < dtype_row_bytes(w.dtype, K) || (!w.experts && w.expert_stride < 0)) return Check::kInvalid;
+      if (w.dtype == DType::I8 && !w.x_scale) return Check::kInvalid;
+      continue;
+    }
     if (lk != LinearKernel::Float) return Check::kInvalid;
     if (!w.experts && !w.w) return Check::kInvalid;
     if (w.row_stride < K || (!w.experts && w.expert_stride < 0)) return Check::kInvalid;

@@ -195,6 +195,96 @@ __global__ void __launch_bounds__(kMoeGemmThreads) moe_down_kernel(const MoeArgs
   }
 }
 
+// I8 / I4 experts (moe_math.cuh): the float tiles' blocks. Threads 0..15
+// stage the rows' inputs as the (first) product takes them, 16..79 its
+// weight rows as integers; with GU also 80..143 up's weight rows and
+// 144..159 the inputs as up takes them (its own input scale). Thread (ty,
+// tx) keeps row ty, columns tx + 16j: I8 sums in acc, I4 per group in part,
+// folded into acc at each group's end (moe_q_fold), as moe_qdot does.
+template <bool GU, bool I4>
+__global__ void __launch_bounds__(kMoeGemmThreads) moe_q_kernel(const MoeArgs a, const MoeLayout L,
+                                                                int64_t block_base) {
+  constexpr int kM = GU ? 2 : 1;  // products: gate and up, or down
+  __shared__ float xs[kM][kMoeRows][kMoeTileK + 1];
+  __shared__ float ws[kM][kMoeTileN][kMoeTileK + 1];
+  const int64_t blk = block_base + blockIdx.y;
+  if (blk >= L.offsets[a.E] / kMoeRows) return;
+  const int64_t e = L.block_expert[blk], p0 = blk * kMoeRows, n0 = (int64_t)blockIdx.x * kMoeTileN;
+  const int64_t N = GU ? a.I : a.d, K = GU ? a.d : a.I;
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  QLinearArgs q[kM];
+  q[0] = GU ? moe_qweight(a.gate, e, a.I, a.d) : moe_qweight(a.down, e, a.d, a.I);
+  if constexpr (GU) q[kM - 1] = moe_qweight(a.up, e, a.I, a.d);
+  // The staging roles: input rows of product xm (row xr), or weight row wr of product wm.
+  const int x_first = kMoeRows + kM * kMoeTileN;
+  const bool stages_x = tid < kMoeRows || (GU && tid >= x_first && tid < x_first + kMoeRows);
+  const int xm = tid < kMoeRows ? 0 : kM - 1, xr = tid < kMoeRows ? tid : tid - x_first;
+  const bool stages_w = tid >= kMoeRows && tid < x_first;
+  const int wm = (tid - kMoeRows) / kMoeTileN, wr = (tid - kMoeRows) % kMoeTileN;
+  // (copies chosen once: indexing q by a thread's role would put it in local memory)
+  const QLinearArgs qx = xm == 0 ? q[0] : q[kM - 1], qw = wm == 0 ? q[0] : q[kM - 1];
+  const float* xrow = nullptr;
+  if (stages_x) {
+    const int32_t pair = L.sorted[p0 + xr];
+    if (pair >= 0) xrow = GU ? a.x + (pair / a.k) * a.x_stride : L.h + (p0 + xr) * a.I;
+  }
+  float acc[kM][4], part[kM][4];
+#pragma unroll
+  for (int m = 0; m < kM; ++m)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[m][j] = part[m][j] = 0.0f;
+  for (int64_t k0 = 0; k0 < K; k0 += kMoeTileK) {
+    const int len = K - k0 < kMoeTileK ? (int)(K - k0) : kMoeTileK;
+    float v[kMoeTileK];
+    if (stages_x) {
+      if (xrow) moe_q_load_x(qx, xrow, k0, len, v);
+      else
+#pragma unroll
+        for (int j = 0; j < kMoeTileK; ++j) v[j] = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kMoeTileK; ++j) xs[xm][xr][j] = v[j];
+    } else if (stages_w) {
+      const int64_t n = n0 + wr;
+      if (n < N) moe_q_load_w(qw, n, k0, len, v);
+      else
+#pragma unroll
+        for (int j = 0; j < kMoeTileK; ++j) v[j] = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kMoeTileK; ++j) ws[wm][wr][j] = v[j];
+    }
+    __syncthreads();
+#pragma unroll 4
+    for (int kk = 0; kk < kMoeTileK; ++kk) {
+#pragma unroll
+      for (int m = 0; m < kM; ++m) {
+        const float xv = xs[m][ty][kk];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          if constexpr (I4) part[m][j] = fmaf(xv, ws[m][tx + 16 * j][kk], part[m][j]);
+          else acc[m][j] = fmaf(xv, ws[m][tx + 16 * j][kk], acc[m][j]);
+        }
+      }
+    }
+    __syncthreads();
+    if constexpr (I4) {
+#pragma unroll
+      for (int m = 0; m < kM; ++m)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (n0 + tx + 16 * j < N) moe_q_fold(q[m], n0 + tx + 16 * j, k0 + len, part[m][j], acc[m][j]);
+    }
+  }
+  const int32_t pair = L.sorted[p0 + ty];
+  if (pair < 0) return;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t n = n0 + tx + 16 * j;
+    if (n >= N) continue;
+    if constexpr (GU) L.h[(p0 + ty) * a.I + n] = silu(moe_q_out(q[0], n, acc[0][j])) * moe_q_out(q[kM - 1], n, acc[kM - 1][j]);
+    else L.y[(p0 + ty) * a.d + n] = moe_q_out(q[0], n, acc[0][j]) * a.weights[pair];
+  }
+}
+
 __global__ void __launch_bounds__(kMoeCombineThreads) moe_combine_kernel(const MoeArgs a, const MoeLayout L) {
   const int64_t total = a.T * a.d;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
@@ -393,6 +483,17 @@ cudaError_t for_format(DType t, const MoeArgs& a, const MoeLayout& L, int64_t n_
   });
 }
 
+// The I8 / I4 experts' kernel over every row block, `n_cols` outputs each.
+template <bool GU>
+cudaError_t moe_q(const MoeArgs& a, const MoeLayout& L, int64_t n_cols, cudaStream_t stream) {
+  const bool i4 = (GU ? a.gate.dtype : a.down.dtype) == DType::I4;
+  return for_grid_rows((n_cols + kMoeTileN - 1) / kMoeTileN, L.blocks, [&](dim3 grid, int64_t base) {
+    if (i4) moe_q_kernel<GU, true><<<grid, kMoeGemmThreads, 0, stream>>>(a, L, base);
+    else moe_q_kernel<GU, false><<<grid, kMoeGemmThreads, 0, stream>>>(a, L, base);
+    return cudaGetLastError();
+  });
+}
+
 template <DType WT>
 struct GateUp {
   static void run(dim3 g, const MoeArgs& a, const MoeLayout& L, int64_t base, cudaStream_t s) {
@@ -437,7 +538,8 @@ cudaError_t moe_cuda(const MoeArgs& a, cudaStream_t stream, void* workspace) {
   moe_align_kernel<<<1, kMoeAlignThreads, shared, stream>>>(a.ids, P, a.E, L);
   cudaError_t e = cudaGetLastError();
   // On sm_80+ the tensor cores: bf16 experts with bf16 inputs, Q8_0 / Q4_0
-  // ones with Q8Block inputs; every other format on the CUDA cores.
+  // ones with Q8Block inputs; every other format (I8 / I4 included) on the
+  // CUDA cores.
   const bool mma = require_sm80() == cudaSuccess;
   const bool q4 = a.gate.dtype == DType::Q4_0;
   if (e == cudaSuccess) {
@@ -445,6 +547,8 @@ cudaError_t moe_cuda(const MoeArgs& a, cudaStream_t stream, void* workspace) {
       e = moe_mma(moe_bf16_mma_kernel<true>, a, L, a.I, stream);
     else if (mma && moe_mma_q8_format(a.gate) && a.up.dtype == a.gate.dtype && moe_mma_q8_format(a.up))
       e = moe_mma(q4 ? moe_q8_mma_kernel<DType::Q4_0, true> : moe_q8_mma_kernel<DType::Q8_0, true>, a, L, a.I, stream);
+    else if (moe_quamba(a.gate.dtype))
+      e = moe_q<true>(a, L, a.I, stream);
     else
       e = for_format<GateUp>(a.gate.dtype, a, L, a.I, stream);
   }
@@ -455,6 +559,8 @@ cudaError_t moe_cuda(const MoeArgs& a, cudaStream_t stream, void* workspace) {
       e = moe_mma(a.down.dtype == DType::Q4_0 ? moe_q8_mma_kernel<DType::Q4_0, false>
                                               : moe_q8_mma_kernel<DType::Q8_0, false>,
                   a, L, a.d, stream);
+    else if (moe_quamba(a.down.dtype))
+      e = moe_q<false>(a, L, a.d, stream);
     else
       e = for_format<Down>(a.down.dtype, a, L, a.d, stream);
   }

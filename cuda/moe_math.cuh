@@ -31,6 +31,7 @@
 #include "linear_math.cuh"
 #include "linear_mma_math.cuh"
 #include "mma_tile_math.cuh"
+#include "qlinear_math.cuh"
 
 namespace nm::cuda {
 
@@ -236,6 +237,100 @@ NM_HD float moe_dot(const LinearArgs& xa, int64_t m, const LinearArgs& wa, int64
     for (int j = 0; j < kMoeTileK; ++j) acc = fmaf(x[j], w[j], acc);
   }
   return acc;
+}
+
+// ------------------------------------------------------------------ I8 / I4 experts (a quantized checkpoint's)
+//
+// The experts of a checkpoint quantized by node-mamba (kernels/qlinear.h's
+// formats, stored as rows: I8 with a scale per output row, I4 with one per
+// row and group of 128) on the CUDA cores, in the float tiles' blocks: the
+// inputs staged as what the products take (W8A8 / W4A8: q_x = clamp(rint(x ·
+// 1 / s_x[e]), ±127) as floats, a NaN input kept as NaN so that its row's
+// outputs are NaN as on the CPU; W4A16: x itself), the weights as their
+// integers (q or nibble - 8). Each output is one fmaf chain over k
+// ascending: I8 over the whole row, then times s_x[e] · s_w[n]; I4 per
+// group of 128 (four k tiles), folded as acc = fmaf(part, s_w[n, g], acc)
+// in group order, then (int8 inputs) times s_x[e]. The int8 products and
+// their sums are integers far below 2^24, so exact, as the CPU's int32
+// sums; against the CPU up to the order of float32 operations.
+
+NM_HD bool moe_quamba(DType t) { return t == DType::I8 || t == DType::I4; }
+
+// Expert e's weight scales (I8: [N]; I4: [N, ceil(K / 128)]).
+NM_HD const float* moe_expert_scales(const MoeWeight& w, int64_t e) {
+  return w.expert_scales ? w.expert_scales[e] : w.scales + e * w.scales_expert_stride;
+}
+
+// qlinear's view of expert e's matrix of w: N rows of K, its scales and
+// input scale (0: float inputs).
+NM_HD QLinearArgs moe_qweight(const MoeWeight& w, int64_t e, int64_t N, int64_t K) {
+  QLinearArgs q;
+  q.N = N, q.K = K;
+  q.w = moe_expert_matrix(w, e);
+  q.w_stride = w.row_stride;
+  q.w_dtype = w.dtype;
+  q.w_scales = moe_expert_scales(w, e);
+  q.x_scale = w.x_scale ? w.x_scale[e] : 0.0f;
+  return q;
+}
+
+// k tile [k0, k0 + len) of input row `x` as the products take it (zeros past len).
+NM_HD void moe_q_load_x(const QLinearArgs& q, const float* x, int64_t k0, int len, float (&v)[kMoeTileK]) {
+  const float inv = q.x_scale > 0.0f ? 1.0f / q.x_scale : 0.0f;
+  for (int j = 0; j < kMoeTileK; ++j) {
+    if (j >= len) {
+      v[j] = 0.0f;
+      continue;
+    }
+    const float xv = x[k0 + j];
+    if (q.x_scale <= 0.0f) {
+      v[j] = xv;
+      continue;
+    }
+    bool nan = false;
+    const int32_t qv = quantize_x(xv, inv, nan);
+    v[j] = nan ? bits_to_float(0x7fc00000u) : (float)qv;
+  }
+}
+
+// k tile [k0, k0 + len) of weight row n as integers (zeros past len).
+NM_HD void moe_q_load_w(const QLinearArgs& q, int64_t n, int64_t k0, int len, float (&v)[kMoeTileK]) {
+  for (int j = 0; j < kMoeTileK; ++j) v[j] = j < len ? (float)qweight_value(q, n, k0 + j) : 0.0f;
+}
+
+// After the k tile that ends at k_end (of K): I4 folds the group's partial
+// sum into acc where a group of 128 (or K) ends. I8 accumulates in acc alone.
+NM_HD void moe_q_fold(const QLinearArgs& q, int64_t n, int64_t k_end, float& part, float& acc) {
+  if (q.w_dtype != DType::I4 || (k_end % kI4Group != 0 && k_end < q.K)) return;
+  const int64_t G = (q.K + kI4Group - 1) / kI4Group, g = (k_end - 1) / kI4Group;
+  acc = fmaf(part, q.w_scales[n * G + g], acc);
+  part = 0.0f;
+}
+
+// Output n from its sums: I8 acc · (s_x · s_w[n]); I4 acc · s_x (int8
+// inputs) or acc (W4A16).
+NM_HD float moe_q_out(const QLinearArgs& q, int64_t n, float acc) {
+  if (q.w_dtype == DType::I8) return acc * (q.x_scale * q.w_scales[n]);
+  return q.x_scale > 0.0f ? acc * q.x_scale : acc;
+}
+
+// Output n of input row x (K values) as the kernels compute it (the host
+// emulation's form): I8 sums into acc, I4 into the group's part.
+NM_HD float moe_qdot(const QLinearArgs& q, const float* x, int64_t n) {
+  float acc = 0.0f, part = 0.0f;
+  const bool i4 = q.w_dtype == DType::I4;
+  for (int64_t k0 = 0; k0 < q.K; k0 += kMoeTileK) {
+    const int len = q.K - k0 < kMoeTileK ? (int)(q.K - k0) : kMoeTileK;
+    float xv[kMoeTileK], wv[kMoeTileK];
+    moe_q_load_x(q, x, k0, len, xv);
+    moe_q_load_w(q, n, k0, len, wv);
+    for (int j = 0; j < kMoeTileK; ++j) {
+      if (i4) part = fmaf(xv[j], wv[j], part);
+      else acc = fmaf(xv[j], wv[j], acc);
+    }
+    moe_q_fold(q, n, k0 + len, part, acc);
+  }
+  return moe_q_out(q, n, acc);
 }
 
 // ------------------------------------------------------------------ bf16 experts on the tensor cores

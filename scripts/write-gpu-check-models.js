@@ -161,6 +161,14 @@ async function writeCase(name, source, tolerance) {
       await quantize({ model: src, output: q, scheme, recipe, calibration });
       await writeCase(name, q, scheme === 'w4a16' ? 2e-4 : 3e-2);
     }
+    // Quantized hybrids (the I8 / I4 experts of the CUDA dispatch, attention
+    // and the shared expert quantized too).
+    for (const [src, V, scheme, name] of [[graniteMoe, moeVocab, 'w8a8', 'granite-moe-w8a8'], [jambaMoe, 128, 'w4a8', 'jamba-moe-w4a8'],
+      [graniteMoe, moeVocab, 'w4a16', 'granite-moe-w4a16']]) {
+      const q = path.join(work, name);
+      await quantize({ model: src, output: q, scheme, recipe, calibration: [tokensFor(96, V, 3), tokensFor(96, V, 4)] });
+      await writeCase(name, q, scheme === 'w4a16' ? 2e-4 : 3e-2);
+    }
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }

@@ -255,14 +255,19 @@ class CudaBackend final : public Backend, private RecorderDevice {
   void moe_route(const MoeRouteArgs& a) override {
     op(kMoeRoute, [=] { check(cuda::moe_route_cuda(a, stream_), "moe_route"); });
   }
-  // The experts tables are host arrays of device pointers: staged as the
-  // index arrays are.
+  // The experts and expert-scales tables are host arrays of device
+  // pointers, the input scales host floats: staged as the index arrays are.
   void moe(const MoeArgs& a) override {
     enter();
     MoeArgs d = a;
-    for (MoeWeight* w : {&d.gate, &d.up, &d.down})
+    for (MoeWeight* w : {&d.gate, &d.up, &d.down}) {
       if (w->experts)
         w->experts = static_cast<const void* const*>(stage_bytes(w->experts, (size_t)a.E * sizeof(void*)));
+      if (w->expert_scales)
+        w->expert_scales =
+            static_cast<const float* const*>(stage_bytes(w->expert_scales, (size_t)a.E * sizeof(float*)));
+      if (w->x_scale) w->x_scale = static_cast<const float*>(stage_bytes(w->x_scale, (size_t)a.E * sizeof(float)));
+    }
     op(kMoe, [=] { check(cuda::moe_cuda(d, stream_), "moe"); });
   }
   void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride, int64_t rows,

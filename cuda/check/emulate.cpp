@@ -1117,6 +1117,27 @@ void moe_down(const MoeArgs& a, const MoeLayout& L) {
   }
 }
 
+// I8 / I4 experts (cuda/moe.cu moe_q_kernel): each output's fmaf chains as moe_qdot.
+void moe_q_gate_up(const MoeArgs& a, const MoeLayout& L) {
+  for (int64_t p = 0; p < L.offsets[a.E]; ++p) {
+    const int32_t pair = L.sorted[p];
+    if (pair < 0) continue;
+    const int64_t e = L.block_expert[p / kMoeRows];
+    const QLinearArgs g = moe_qweight(a.gate, e, a.I, a.d), u = moe_qweight(a.up, e, a.I, a.d);
+    const float* x = a.x + (pair / a.k) * a.x_stride;
+    for (int64_t n = 0; n < a.I; ++n) L.h[p * a.I + n] = silu(moe_qdot(g, x, n)) * moe_qdot(u, x, n);
+  }
+}
+
+void moe_q_down(const MoeArgs& a, const MoeLayout& L) {
+  for (int64_t p = 0; p < L.offsets[a.E]; ++p) {
+    const int32_t pair = L.sorted[p];
+    if (pair < 0) continue;
+    const QLinearArgs dn = moe_qweight(a.down, L.block_expert[p / kMoeRows], a.d, a.I);
+    for (int64_t n = 0; n < a.d; ++n) L.y[p * a.d + n] = moe_qdot(dn, L.h + p * a.I, n) * a.weights[pair];
+  }
+}
+
 // The bf16 tensor-core GEMMs (cuda/moe.cu moe_bf16_mma_kernel), lane by lane: per row block and 128 columns, each k
 // tile's staged rows, then each warp's ldmatrix and mma steps. `gate_up`:
 // h = silu(g) · u; else y = acc · the routed weight.
@@ -1295,9 +1316,11 @@ cudaError_t moe(const MoeArgs& a) {
   };
   if (moe_mma_format(a.gate) && moe_mma_format(a.up)) moe_mma(a, L, true);
   else if (moe_mma_q8_format(a.gate) && a.up.dtype == a.gate.dtype && moe_mma_q8_format(a.up)) q8(a.gate, true);
+  else if (moe_quamba(a.gate.dtype)) moe_q_gate_up(a, L);
   else if (!moe_for_format<GateUp>(a.gate.dtype, a, L)) return cudaErrorNotSupported;
   if (moe_mma_format(a.down)) moe_mma(a, L, false);
   else if (moe_mma_q8_format(a.down)) q8(a.down, false);
+  else if (moe_quamba(a.down.dtype)) moe_q_down(a, L);
   else if (!moe_for_format<Down>(a.down.dtype, a, L)) return cudaErrorNotSupported;
   for (int64_t t = 0; t < a.T; ++t)
     for (int64_t c2 = 0; c2 < a.d; ++c2) a.out[t * a.out_stride + c2] = moe_combine_value(a, L, t, c2);

@@ -1457,8 +1457,14 @@ void case_moe_route(Rng& r, int64_t T, int64_t E, int64_t k, MoeRouter router, i
 
 // E experts of a projection, R rows of K each, in `t`, one buffer: weights of
 // about the size trained experts have (|w| < ~0.25).
+// I8 / I4: the quants alone (I8 in [-127, 127]; their scales: moe_scales).
 std::vector<uint8_t> moe_experts(Rng& r, DType t, int64_t E, int64_t R, int64_t K) {
   if (t == DType::F32 || t == DType::F16 || t == DType::BF16) return rand_typed(r, E * R * K, t, -0.1f, 0.1f);
+  if (t == DType::I8 || t == DType::I4) {
+    std::vector<uint8_t> v((size_t)(E * R * dtype_row_bytes(t, K)));
+    for (auto& x : v) x = t == DType::I8 ? (uint8_t)(int8_t)((int)r.below(255) - 127) : (uint8_t)r.below(256);
+    return v;
+  }
   const int64_t bb = t == DType::Q8_0 ? 34 : 18, blocks = E * R * K / 32;
   std::vector<uint8_t> v((size_t)(blocks * bb));
   for (auto& x : v) x = (uint8_t)r.below(256);
@@ -1469,11 +1475,19 @@ std::vector<uint8_t> moe_experts(Rng& r, DType t, int64_t E, int64_t R, int64_t 
   return v;
 }
 
+// I8 / I4 scales of E experts of R rows of K (|w| as moe_experts' Q8_0 / Q4_0).
+std::vector<float> moe_scales(Rng& r, DType t, int64_t E, int64_t R, int64_t K) {
+  if (t != DType::I8 && t != DType::I4) return {};
+  return rand_vec(r, E * R * dtype_scale_count(t, 1, K), t == DType::I8 ? 0.0005f : 0.005f, t == DType::I8 ? 0.002f : 0.02f);
+}
+
 // The dispatch against moe() on the CPU's routing. packed: gate and up as one
 // [E, 2I, d] tensor (Granite), experts evenly spaced; else each projection
-// reached through an experts table, in reverse order (experts anywhere).
+// reached through an experts table, in reverse order (experts anywhere), and
+// I8 / I4 scales likewise through tables. I8 / I4: int8_in, each expert's
+// own input scale per projection (W8A8 / W4A8); else float inputs (W4A16).
 void case_moe(Rng& r, int64_t T, int64_t d, int64_t I, int64_t E, int64_t k, DType wt, ActRounding xr, bool packed,
-              bool shared, MoeRouter router, bool skew, double tol) {
+              bool shared, MoeRouter router, bool skew, double tol, bool int8_in = true) {
   const int64_t xs = d + 3, os = d + 1;
   auto x = rand_vec(r, T * xs);
   auto logits = moe_logits(r, T, E, skew);
@@ -1485,13 +1499,40 @@ void case_moe(Rng& r, int64_t T, int64_t d, int64_t I, int64_t E, int64_t k, DTy
   nm::moe_route(ra);
   auto gu = moe_experts(r, wt, E, 2 * I, d), g = moe_experts(r, wt, E, I, d), u = moe_experts(r, wt, E, I, d);
   auto dn = moe_experts(r, wt, E, d, I);
+  const bool quamba = wt == DType::I8 || wt == DType::I4;
+  auto sgu = moe_scales(r, wt, E, 2 * I, d), sg = moe_scales(r, wt, E, I, d), su = moe_scales(r, wt, E, I, d);
+  auto sdn = moe_scales(r, wt, E, d, I);
+  const bool xq = quamba && int8_in;
+  auto xsg = xq ? rand_vec(r, E, 0.005f, 0.02f) : std::vector<float>{};
+  auto xsu = xq ? rand_vec(r, E, 0.005f, 0.02f) : std::vector<float>{};
+  auto xsd = xq ? rand_vec(r, E, 0.005f, 0.02f) : std::vector<float>{};
   auto sh = rand_vec(r, T * d);
   auto out = rand_vec(r, T * os), cout = out;
   const int64_t gu_rows = dtype_row_bytes(wt, d), dn_rows = dtype_row_bytes(wt, I);
+  const int64_t gu_spr = quamba ? dtype_scale_count(wt, 1, d) : 0, dn_spr = quamba ? dtype_scale_count(wt, 1, I) : 0;
   MoeArgs a;
   a.T = T, a.d = d, a.I = I, a.E = E, a.k = k, a.x_stride = xs, a.out_stride = os, a.shared_stride = d;
   for (MoeWeight* m : {&a.gate, &a.up, &a.down}) m->dtype = wt, m->x_rounding = xr;
-  a.gate.row_stride = a.up.row_stride = d, a.down.row_stride = I;
+  a.gate.row_stride = a.up.row_stride = quamba ? gu_rows : d, a.down.row_stride = quamba ? dn_rows : I;
+  // I8 / I4: the scales (as the quants: packed, or through tables in `stabs`)
+  // and input scales, host or device.
+  std::vector<const float*> stabs[3];
+  auto wire_scales = [&](MoeArgs& m, const float* fgu, const float* fg, const float* fu, const float* fdn,
+                         const float* xg, const float* xu, const float* xd) {
+    if (!quamba) return;
+    m.gate.x_scale = xg, m.up.x_scale = xu, m.down.x_scale = xd;
+    if (packed) {
+      m.gate.scales = fgu, m.up.scales = fgu + I * gu_spr, m.gate.scales_expert_stride = m.up.scales_expert_stride = 2 * I * gu_spr;
+      m.down.scales = fdn, m.down.scales_expert_stride = d * dn_spr;
+      return;
+    }
+    const float* base[3] = {fg, fu, fdn};
+    const int64_t count[3] = {I * gu_spr, I * gu_spr, d * dn_spr};
+    for (int p = 0; p < 3; ++p) {
+      stabs[p].resize((size_t)E);
+      for (int64_t e = 0; e < E; ++e) stabs[p][(size_t)e] = base[p] + (E - 1 - e) * count[p];
+    }
+  };
   // Points the projections at their buffers (host or device), the tables in `tabs`.
   std::vector<const void*> tabs[3];
   auto wire = [&](MoeArgs& m, const uint8_t* bgu, const uint8_t* bg, const uint8_t* bu, const uint8_t* bdn) {
@@ -1511,17 +1552,27 @@ void case_moe(Rng& r, int64_t T, int64_t d, int64_t I, int64_t E, int64_t k, DTy
   c.x = x.data(), c.ids = ids.data(), c.weights = w.data(), c.shared = shared ? sh.data() : nullptr, c.out = cout.data();
   // The CPU reads the same bytes: in the reversed-table layout expert e is block E-1-e.
   wire(c, gu.data(), g.data(), u.data(), dn.data());
+  wire_scales(c, sgu.data(), sg.data(), su.data(), sdn.data(), xq ? xsg.data() : nullptr, xq ? xsu.data() : nullptr,
+              xq ? xsd.data() : nullptr);
   std::vector<const void*> ctabs[3] = {tabs[0], tabs[1], tabs[2]};
+  std::vector<const float*> cstabs[3] = {stabs[0], stabs[1], stabs[2]};
   if (!packed) c.gate.experts = ctabs[0].data(), c.up.experts = ctabs[1].data(), c.down.experts = ctabs[2].data();
+  if (!packed && quamba)
+    c.gate.expert_scales = cstabs[0].data(), c.up.expert_scales = cstabs[1].data(), c.down.expert_scales = cstabs[2].data();
   nm::moe(c);
   Side s(g_gpu);
   MoeArgs t = a;
   t.x = s.put(x), t.ids = s.put(ids), t.weights = s.put(w), t.shared = shared ? s.put(sh) : nullptr, t.out = s.put(out);
   wire(t, packed ? s.put(gu) : nullptr, packed ? nullptr : s.put(g), packed ? nullptr : s.put(u), s.put(dn));
+  wire_scales(t, packed ? s.put(sgu) : nullptr, packed ? nullptr : s.put(sg), packed ? nullptr : s.put(su), s.put(sdn),
+              s.put(xsg), s.put(xsu), s.put(xsd));
   if (!packed) t.gate.experts = s.put(tabs[0]), t.up.experts = s.put(tabs[1]), t.down.experts = s.put(tabs[2]);
+  if (!packed && quamba)
+    t.gate.expert_scales = s.put(stabs[0]), t.up.expert_scales = s.put(stabs[1]), t.down.expert_scales = s.put(stabs[2]);
   const cudaError_t e = s.finish(launch(t));
   report("moe", fmt("%s%s T=%ld d=%ld I=%ld E=%ld k=%ld %s %s%s%s", dtype_name(wt),
-                    xr == ActRounding::Q8Block ? "/q8-inputs" : xr == ActRounding::BF16 ? "/bf16-inputs" : "",
+                    quamba ? (int8_in ? "/int8-inputs" : "/float-inputs")
+                    : xr == ActRounding::Q8Block ? "/q8-inputs" : xr == ActRounding::BF16 ? "/bf16-inputs" : "",
                     (long)T, (long)d, (long)I, (long)E, (long)k, router_name(router),
                     packed ? "packed gate|up" : "experts table", shared ? " +shared" : "", skew ? " skewed" : ""),
          e, {{"out", &cout, &out, tol}});
@@ -1565,6 +1616,18 @@ void moe_cases(Rng& r) {
   case_moe(r, 23, 128, 64, 4, 2, DType::Q4_0, ActRounding::Q8Block, false, true, MoeRouter::SoftmaxTopk, false,
            kTolQ8Moe);
   case_moe(r, 130, 64, 32, 64, 6, DType::F16, ActRounding::None, true, true, MoeRouter::TopkSoftmax, true, kTolMoe);
+  // I8 / I4 experts of a quantized checkpoint (W8A8, W4A8, W4A16) on the
+  // CUDA cores: int8 sums exact on both sides; an h element that differs
+  // by the float32 order (or SiLU's rounding) may land on the neighbouring
+  // int8 step of the down product's input (kTolQ8Moe). d and I not
+  // multiples of 128 (I4's last group partial) or of the 32-wide k tile.
+  case_moe(r, 37, 96, 130, 8, 2, DType::I8, ActRounding::None, true, true, MoeRouter::TopkSoftmax, true, kTolQ8Moe);
+  case_moe(r, 9, 200, 75, 6, 3, DType::I8, ActRounding::None, false, false, MoeRouter::SoftmaxTopk, false, kTolQ8Moe);
+  case_moe(r, 23, 160, 300, 5, 2, DType::I4, ActRounding::None, false, true, MoeRouter::TopkSoftmax, false, kTolQ8Moe);
+  case_moe(r, 1, 256, 64, 16, 4, DType::I4, ActRounding::None, true, false, MoeRouter::SoftmaxTopk, false, kTolQ8Moe);
+  case_moe(r, 19, 130, 200, 6, 2, DType::I4, ActRounding::None, false, true, MoeRouter::TopkSoftmax, true, kTolMoe,
+           false);
+  case_moe(r, 1, 64, 96, 4, 2, DType::I4, ActRounding::None, true, false, MoeRouter::SoftmaxTopk, false, kTolMoe, false);
 
   Side s(g_gpu);
   std::vector<float> buf(64 * 64, 0.5f);
@@ -1578,7 +1641,15 @@ void moe_cases(Rng& r) {
   b.k = 5;
   report_reject("moe", "k above E", launch(b), cudaErrorInvalidValue);
   b = a, b.gate.dtype = b.up.dtype = b.down.dtype = DType::I8;
-  report_reject("moe", "i8 experts", launch(b), cudaErrorNotSupported);
+  for (MoeWeight* m : {&b.gate, &b.up, &b.down}) m->scales = a.x, m->x_scale = a.x;
+  b.gate.x_scale = nullptr;
+  report_reject("moe", "i8 experts without input scales", launch(b), cudaErrorInvalidValue);
+  b.gate.x_scale = a.x, b.down.scales = nullptr;
+  report_reject("moe", "i8 experts without weight scales", launch(b), cudaErrorInvalidValue);
+  b.down.scales = a.x, b.up.row_stride = 31;
+  report_reject("moe", "i8 rows shorter than d", launch(b), cudaErrorInvalidValue);
+  b.up.row_stride = 32, b.gate.layout = b.up.layout = WeightLayout::Panels;
+  report_reject("moe", "i8 experts in panels", launch(b), cudaErrorNotSupported);
   b = a, b.up.dtype = DType::F16;
   report_reject("moe", "gate f32, up f16", launch(b), cudaErrorNotSupported);
   b = a, b.d = 48, b.x_stride = 48, b.out_stride = 48, b.gate.dtype = b.up.dtype = DType::Q8_0, b.gate.row_stride = 48;
