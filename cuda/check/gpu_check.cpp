@@ -20,6 +20,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <string>
 
@@ -1475,6 +1476,17 @@ std::vector<uint8_t> moe_experts(Rng& r, DType t, int64_t E, int64_t R, int64_t 
   return v;
 }
 
+// Tables of E experts of each of three projections, expert e at block E - 1 - e
+// of base[p] (blocks step[p] elements apart): experts stored anywhere.
+template <class T>
+void reversed_tables(std::vector<const T*> (&tab)[3], std::initializer_list<const T*> base,
+                     std::initializer_list<int64_t> step, int64_t E) {
+  for (int p = 0; p < 3; ++p) {
+    tab[p].resize((size_t)E);
+    for (int64_t e = 0; e < E; ++e) tab[p][(size_t)e] = base.begin()[p] + (E - 1 - e) * step.begin()[p];
+  }
+}
+
 // I8 / I4 scales of E experts of R rows of K (|w| as moe_experts' Q8_0 / Q4_0).
 std::vector<float> moe_scales(Rng& r, DType t, int64_t E, int64_t R, int64_t K) {
   if (t != DType::I8 && t != DType::I4) return {};
@@ -1526,12 +1538,7 @@ void case_moe(Rng& r, int64_t T, int64_t d, int64_t I, int64_t E, int64_t k, DTy
       m.down.scales = fdn, m.down.scales_expert_stride = d * dn_spr;
       return;
     }
-    const float* base[3] = {fg, fu, fdn};
-    const int64_t count[3] = {I * gu_spr, I * gu_spr, d * dn_spr};
-    for (int p = 0; p < 3; ++p) {
-      stabs[p].resize((size_t)E);
-      for (int64_t e = 0; e < E; ++e) stabs[p][(size_t)e] = base[p] + (E - 1 - e) * count[p];
-    }
+    reversed_tables(stabs, {fg, fu, fdn}, {I * gu_spr, I * gu_spr, d * dn_spr}, E);
   };
   // Points the projections at their buffers (host or device), the tables in `tabs`.
   std::vector<const void*> tabs[3];
@@ -1541,12 +1548,9 @@ void case_moe(Rng& r, int64_t T, int64_t d, int64_t I, int64_t E, int64_t k, DTy
       m.down.w = bdn, m.down.expert_stride = d * dn_rows;
       return;
     }
-    const uint8_t* base[3] = {bg, bu, bdn};
-    const int64_t bytes[3] = {I * gu_rows, I * gu_rows, d * dn_rows};
-    for (int p = 0; p < 3; ++p) {
-      tabs[p].resize((size_t)E);
-      for (int64_t e = 0; e < E; ++e) tabs[p][(size_t)e] = base[p] + (E - 1 - e) * bytes[p];
-    }
+    std::vector<const uint8_t*> bt[3];
+    reversed_tables(bt, {bg, bu, bdn}, {I * gu_rows, I * gu_rows, d * dn_rows}, E);
+    for (int p = 0; p < 3; ++p) tabs[p].assign(bt[p].begin(), bt[p].end());
   };
   MoeArgs c = a;
   c.x = x.data(), c.ids = ids.data(), c.weights = w.data(), c.shared = shared ? sh.data() : nullptr, c.out = cout.data();
