@@ -17,12 +17,17 @@ constexpr unsigned kFull = 0xffffffffu;
 // once into shared memory (qx_value per element, as the lanes would; rows
 // kXqPad-aligned), and its warps read them as xq. Returns the view to read
 // and the rows holding a NaN (bit m). Every thread of the block calls it.
+//
+// Staged or not is a template parameter, not a run-time flag: where one
+// kernel body let xq be either the parameter's pointer or the shared
+// buffer, nvcc (CUDA 13, sm_90) read it with global loads in both cases,
+// and the staged launch faulted (cudaErrorInvalidAddressSpace) on an H200.
 constexpr int64_t kXqPad = 16;
-constexpr int kQStageX = 2;  // launch flag: stage the inputs (qlinear_math.cuh's flags are bit 0)
 
-__device__ QLinearArgs stage_xq(const QLinearArgs& a, float inv, int flags, int8_t* sx, uint32_t* snan,
-                                uint32_t& nan) {
-  if (a.xq || !(flags & kQStageX)) {  // int8 inputs given, or too many to stage
+template <bool kStaged>
+__device__ QLinearArgs stage_xq(const QLinearArgs& a, float inv, int8_t* sx, uint32_t* snan, uint32_t& nan) {
+  if constexpr (!kStaged) {  // int8 inputs given, or too many to stage
+    (void)inv, (void)sx, (void)snan;
     nan = 0;
     return a;
   }
@@ -81,12 +86,12 @@ size_t xq_smem_bytes(const QLinearArgs& a) {
   return a.xq ? 0 : (size_t)(a.M * ((a.K + kXqPad - 1) / kXqPad * kXqPad)) + 16;
 }
 
-template <int MB>
+template <int MB, bool kStaged>
 __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w8a8_kernel(const QLinearArgs args, float inv, int flags) {
   extern __shared__ __align__(16) int8_t smem[];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   uint32_t staged_nan;
-  const QLinearArgs a = stage_xq(args, inv, flags, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
+  const QLinearArgs a = stage_xq<kStaged>(args, inv, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
   for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
     int32_t acc[MB];
     uint32_t nan;
@@ -108,15 +113,14 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w8a8_kernel(const QLi
 
 // Rounds of 32 groups: lane l sums group 32 r + l and leaves the sums and
 // the group's scale in shared memory; then lane m runs input row m's chain
-// over the round's groups in order (the rows' chains in parallel).
+// over the round's groups in order (the rows' chains in parallel). Float
+// inputs too many to stage, quantized where they are read.
 template <int MB>
-__global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLinearArgs args, float inv, int flags) {
-  extern __shared__ __align__(16) int8_t smem[];
+__global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLinearArgs a, float inv, int flags) {
   __shared__ int32_t s_isum[kQGemvWarps][kWarpSize][MB];
   __shared__ float s_scale[kQGemvWarps][kWarpSize];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
-  uint32_t staged_nan;
-  const QLinearArgs a = stage_xq(args, inv, flags, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
+  const uint32_t staged_nan = 0;
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
   const bool chain = lane < MB && lane < a.M;
   for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
@@ -164,7 +168,7 @@ __device__ __forceinline__ void load_next_quarter(const QLinearArgs& a, const ui
 // inputs. The four lanes of a group add their exact int32 partial sums
 // (shuffles: integer sums, any order is exact); then, as w4a8_kernel, lane m
 // runs input row m's chain over the groups in order.
-template <int MB>
+template <int MB, bool kStaged>
 __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
     w4a8_coalesced_kernel(const QLinearArgs args, float inv, int flags) {
   extern __shared__ __align__(16) int8_t smem[];
@@ -172,7 +176,7 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
   __shared__ float s_scale[kQGemvWarps][kW4A8StepGroups];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize, q = lane % 4;
   uint32_t staged_nan;
-  const QLinearArgs a = stage_xq(args, inv, flags, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
+  const QLinearArgs a = stage_xq<kStaged>(args, inv, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
   const bool chain = lane < MB && lane < a.M;
   const int64_t n0 = (int64_t)blockIdx.x * kQGemvWarps + warp, stride = (int64_t)gridDim.x * kQGemvWarps;
@@ -266,10 +270,16 @@ cudaError_t launch(const QLinearArgs& a, float inv, int flags, cudaStream_t s) {
     const bool stage = !a.xq && smem <= 48 * 1024;
     const size_t bytes = stage ? smem : 0;
     const unsigned grid = stage ? staged_blocks(a, blocks) : blocks;
-    const int f = stage ? flags | kQStageX : flags;
-    if (a.w_dtype == DType::I8) w8a8_kernel<MB><<<grid, threads, bytes, s>>>(a, inv, f);
-    else if (stage || a.xq) w4a8_coalesced_kernel<MB><<<grid, threads, bytes, s>>>(a, inv, f);
-    else w4a8_kernel<MB><<<grid, threads, bytes, s>>>(a, inv, f);
+    if (a.w_dtype == DType::I8) {
+      if (stage) w8a8_kernel<MB, true><<<grid, threads, bytes, s>>>(a, inv, flags);
+      else w8a8_kernel<MB, false><<<grid, threads, 0, s>>>(a, inv, flags);
+    } else if (stage) {
+      w4a8_coalesced_kernel<MB, true><<<grid, threads, bytes, s>>>(a, inv, flags);
+    } else if (a.xq) {
+      w4a8_coalesced_kernel<MB, false><<<grid, threads, 0, s>>>(a, inv, flags);
+    } else {
+      w4a8_kernel<MB><<<grid, threads, 0, s>>>(a, inv, flags);
+    }
   } else {
     w4a16_kernel<MB><<<blocks, threads, 0, s>>>(a, flags);
   }

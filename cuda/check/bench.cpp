@@ -137,6 +137,7 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
   std::vector<Row> rows;
   bool ok = true;
   auto add = [&](const std::string& kernel, const std::string& shape, double bytes, const std::function<cudaError_t()>& f) {
+    if (skipped(kernel)) return;
     double us = 0;
     if (!time_launch(f, &us)) {
       const cudaError_t e = cudaGetLastError();

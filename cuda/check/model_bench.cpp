@@ -217,6 +217,7 @@ bool model_bench_smoke() {
 }
 
 bool run_model_benchmarks(double copy_gbs) {
+  if (skipped("model-bench")) return true;
   struct Run {
     Shape shape;
     Format fmt;
