@@ -353,6 +353,12 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
       if (p.error() != cudaSuccess) return false;
       add(scheme == 0 ? "qlinear w8a8" : scheme == 1 ? "qlinear w4a8" : "qlinear w4a16", shape,
           wbytes + F * (K + N), [&] { return cuda::qlinear_cuda(a, 0); });
+      if (scheme < 2) {  // int8 inputs given (as the Hadamard-quantize before out_proj leaves them): no staging
+        a.xq = reinterpret_cast<const int8_t*>(p.floats(K / 4 + 1)), a.xq_stride = K;
+        if (p.error() != cudaSuccess) return false;
+        add(scheme == 0 ? "qlinear w8a8 int8-in" : "qlinear w4a8 int8-in", shape, wbytes + K + F * N,
+            [&] { return cuda::qlinear_cuda(a, 0); });
+      }
     }
   }
 

@@ -17,9 +17,11 @@ export interface LoadModelOptions {
    * Where the model runs: 'cpu' (default); 'cuda' (an NVIDIA GPU: rejects
    * with a DeviceUnavailableError saying why when it cannot); 'auto' (the GPU
    * when the model can run there, else the CPU). `model.device` says which
-   * was chosen and `model.deviceReason` why. This version runs whole models
-   * on the CPU only: its CUDA backend is built but has not yet passed its
-   * whole-model check on a GPU.
+   * was chosen and `model.deviceReason` why. 'cuda' needs the addon built
+   * with CUDA (the optional @node-mamba/<platform>-<arch>-cuda package, or a
+   * local build with -DNODE_MAMBA_CUDA=ON), a driver, and a GPU of compute
+   * capability 7.5 or newer: `kernels.runtimeInfo().cuda` says which is
+   * missing.
    */
   device?: Device | 'auto';
   /**

@@ -52,7 +52,7 @@ export class MambaModel implements SequenceHost {
   }
 
   /** Rows of the logits (the padded vocabulary of the checkpoint). */
-  /** The device the model runs on ('cpu' in this version; see loadModel's `device` option). */
+  /** The device the model runs on ('cpu' or 'cuda'; see loadModel's `device` option). */
   get device(): Device {
     return this.placement.device;
   }

@@ -130,8 +130,8 @@ export interface NativeModel {
  * stored tensor.
  */
 export interface NativeLoadArgs {
-  /** The engine backend (engine/backend.h): 'cpu', or 'cpu-device-emulation' for the tests' check of the device seam. */
-  backend?: 'cpu' | 'cpu-device-emulation';
+  /** The engine backend (engine/backend.h): 'cpu', 'cuda', or 'cpu-device-emulation' for the tests' check of the device seam. */
+  backend?: 'cpu' | 'cpu-device-emulation' | 'cuda';
   /** The SSM flavour of the Mamba layers. */
   arch: 'mamba' | 'mamba2';
   dModel: number; nLayer: number; vocabSize: number; dState: number; dConv: number; dInner: number;
