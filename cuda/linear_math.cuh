@@ -1,12 +1,16 @@
 // Per-thread math of the CUDA decode GEMV (cuda/linear.cu), shared with the
 // host emulation (cuda/check). Semantics: kernels/linear.h.
 //
-// One warp per output row n (kGemvWarps rows per block, grid-strided over n).
-// The row's K elements are cut into chunks of C consecutive elements
+// One warp per output row n (kGemvWarps rows per block, grid-strided over n),
+// or, for few rows with long K (gemv_row_warps), the block's kGemvWarps warps
+// per row (split K: warp w takes chunks w * 32 + l, stepping 128; the warps'
+// sums combined by gemv_warps_sum). The row's K elements are cut into chunks of C consecutive elements
 // (gemv_chunk: a whole 32-element block for Q8_0 / Q4_0 weights and for
 // Q8Block rounding, whose rounding blocks then coincide with the chunks; else
 // 8, one 16-byte load of f16 / bf16 weights); lane l takes chunks l, l + 32,
-// ... Per chunk the lane loads (and dequantises) the C weights once and
+// ... Per chunk the lane loads (and dequantises) the C weights once (the
+// loads of U chunks issued before their products: U = 1 by default, larger
+// ones for the bench's variants) and
 // accumulates them into every input row m < M:
 //   acc[m] = fmaf(round(x[m, k]), w[n, k], acc[m])   for k in chunk order,
 // where round() is linear.h's activation rounding (computed per chunk: the
@@ -164,25 +168,54 @@ NM_UNROLL
   (void)flags;
 }
 
-// Lane `lane`'s partial sums of row n for the input rows m < min(M, MB).
-template <DType WT, int C, int MB>
-NM_HD void gemv_lane_partial(const LinearArgs& a, int64_t n, int lane, int flags, float (&acc)[MB]) {
+// Warps per output row (split K), where K is long enough to split (>= 1024;
+// plain chunks, C == 8, only): 4 for up to 1024 rows (a Mamba x_proj, 160
+// rows of 4096), 2 for up to 4096 (an out_proj), else 1, so that every
+// multiprocessor has warps enough to keep its loads in flight. On an H200
+// (bench/NOTES.md, thirty-second session): x_proj 10.1 -> 5.1 us, out_proj
+// (K 4096, N 2048) 10.9 -> 7.4 us.
+constexpr int64_t kGemvSplitMinK = 1024;
+NM_HD int gemv_row_warps(const LinearArgs& a, int C) {
+  if (C != 8 || a.K < kGemvSplitMinK) return 1;
+  return a.N <= 1024 ? 4 : a.N <= 4096 ? 2 : 1;
+}
+
+// A split row's sum from its S warps' sums (S = 1, 2 or 4), in
+// tree_sum_host's order.
+NM_HD float gemv_warps_sum(const float* p, int S) {
+  return S == 4 ? (p[0] + p[2]) + (p[1] + p[3]) : S == 2 ? p[0] + p[1] : p[0];
+}
+
+// The partial sums of row n for the input rows m < min(M, MB) over the
+// chunks first, first + step, ... (a lane of a warp per row: first = lane,
+// step = 32; of a split row: first = warp * 32 + lane, step = 128), each
+// row's fmaf chain in chunk order.
+template <DType WT, int C, int MB, int U = 1>
+NM_HD void gemv_lane_partial(const LinearArgs& a, int64_t n, int64_t first, int64_t step, int flags, float (&acc)[MB]) {
 NM_UNROLL
   for (int m = 0; m < MB; ++m) acc[m] = 0.0f;
   const int64_t chunks = (a.K + C - 1) / C;
-  for (int64_t c = lane; c < chunks; c += kWarpSize) {
-    const int64_t k0 = c * C;
-    const int len = a.K - k0 < C ? (int)(a.K - k0) : C;
-    float w[C];
-    gemv_load_w<WT, C>(a, n, k0, len, flags, w);
+  for (int64_t c0 = first; c0 < chunks; c0 += step * U) {
+    float w[U][C];
 NM_UNROLL
-    for (int m = 0; m < MB; ++m) {
-      if (m >= a.M) break;
-      float x[C];
-      gemv_load_x<C>(a, m, k0, len, flags, x);
+    for (int u = 0; u < U; ++u) {
+      const int64_t k0 = (c0 + u * step) * C;
+      if (k0 < a.K) gemv_load_w<WT, C>(a, n, k0, a.K - k0 < C ? (int)(a.K - k0) : C, flags, w[u]);
+    }
 NM_UNROLL
-      for (int j = 0; j < C; ++j)
-        if (j < len) acc[m] = fmaf(x[j], w[j], acc[m]);
+    for (int u = 0; u < U; ++u) {
+      const int64_t k0 = (c0 + u * step) * C;
+      if (k0 >= a.K) break;
+      const int len = a.K - k0 < C ? (int)(a.K - k0) : C;
+NM_UNROLL
+      for (int m = 0; m < MB; ++m) {
+        if (m >= a.M) break;
+        float x[C];
+        gemv_load_x<C>(a, m, k0, len, flags, x);
+NM_UNROLL
+        for (int j = 0; j < C; ++j)
+          if (j < len) acc[m] = fmaf(x[j], w[u][j], acc[m]);
+      }
     }
   }
 }

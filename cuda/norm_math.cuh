@@ -19,38 +19,78 @@ namespace nm::cuda {
 
 constexpr int kNormThreads = 256;
 
-// Step 1 of rms_norm for thread t of row r.
-NM_HD float rms_norm_partial(const RmsNormArgs& a, int64_t r, int t) {
+// Elements a thread loads before it uses them (its elements t, t + 256,
+// ...: kNormBatch of them at a time), so that a thread waits one load
+// latency per batch, not per element. Each element is still read and written
+// by its own thread only, so the aliasing above holds.
+constexpr int kNormBatch = 4;
+
+// rms_norm's threads per row: kNormThreads, or for a few rows (a decode
+// step's) kNormRowThreads, each thread then holding its at most kNormBatch
+// elements in registers from load to store (norm.cu rms_norm_row_kernel):
+// one load latency per row instead of one per batch and phase.
+constexpr int kNormRowThreads = 1024;
+constexpr int64_t kNormFewRows = 16;
+NM_HD int rms_norm_threads(const RmsNormArgs& a) {
+  return a.rows <= kNormFewRows && a.dim <= (int64_t)kNormRowThreads * kNormBatch ? kNormRowThreads : kNormThreads;
+}
+
+// Step 1 of rms_norm for thread t of `threads` (rms_norm_threads) of row r.
+NM_HD float rms_norm_partial(const RmsNormArgs& a, int64_t r, int t, int threads) {
   const float* x = a.x + r * a.x_stride;
   const float* res = a.residual_in ? a.residual_in + r * a.residual_in_stride : nullptr;
   float* res_out = a.residual_out ? a.residual_out + r * a.residual_out_stride : nullptr;
   float acc = 0.0f;
-  for (int64_t i = t; i < a.dim; i += kNormThreads) {
-    float v = x[i];
-    if (res) v = v + res[i];
-    if (res_out) res_out[i] = v;
-    acc = fmaf(v, v, acc);
+  for (int64_t i0 = t; i0 < a.dim; i0 += (int64_t)threads * kNormBatch) {
+    float v[kNormBatch];
+NM_UNROLL
+    for (int u = 0; u < kNormBatch; ++u) {
+      const int64_t i = i0 + (int64_t)u * threads;
+      if (i < a.dim) {
+        v[u] = x[i];
+        if (res) v[u] = v[u] + res[i];
+      }
+    }
+NM_UNROLL
+    for (int u = 0; u < kNormBatch; ++u) {
+      const int64_t i = i0 + (int64_t)u * threads;
+      if (i >= a.dim) break;
+      if (res_out) res_out[i] = v[u];
+      acc = fmaf(v[u], v[u], acc);
+    }
   }
   return acc;
 }
 
 NM_HD float norm_scale(float sum, int64_t n, float eps) { return 1.0f / sqrtf(sum / (float)n + eps); }
 
-// Step 3 of rms_norm for thread t of row r.
-NM_HD void rms_norm_store(const RmsNormArgs& a, int64_t r, int t, float scale) {
+// Step 3 of rms_norm for thread t of `threads` of row r.
+NM_HD void rms_norm_store(const RmsNormArgs& a, int64_t r, int t, int threads, float scale) {
   const float* x = a.x + r * a.x_stride;
   const float* res = a.residual_in ? a.residual_in + r * a.residual_in_stride : nullptr;
   const float* res_out = a.residual_out ? a.residual_out + r * a.residual_out_stride : nullptr;
   float* out = a.out + r * a.out_stride;
-  for (int64_t i = t; i < a.dim; i += kNormThreads) {
-    float v;
-    if (res_out) {
-      v = res_out[i];
-    } else {
-      v = x[i];
-      if (res) v = v + res[i];
+  for (int64_t i0 = t; i0 < a.dim; i0 += (int64_t)threads * kNormBatch) {
+    float v[kNormBatch], w[kNormBatch];
+NM_UNROLL
+    for (int u = 0; u < kNormBatch; ++u) {
+      const int64_t i = i0 + (int64_t)u * threads;
+      if (i < a.dim) {
+        if (res_out) {
+          v[u] = res_out[i];
+        } else {
+          v[u] = x[i];
+          if (res) v[u] = v[u] + res[i];
+        }
+        w[u] = load_float(a.weight, a.weight_dtype, i);
+      }
     }
-    out[i] = v * scale * load_float(a.weight, a.weight_dtype, i);
+NM_UNROLL
+    for (int u = 0; u < kNormBatch; ++u) {
+      const int64_t i = i0 + (int64_t)u * threads;
+      if (i >= a.dim) break;
+      out[i] = v[u] * scale * w[u];
+    }
   }
 }
 

@@ -362,6 +362,37 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     }
   }
 
+  // The other decode GEMVs of a 1.4B Mamba-1 step (f16 weights, float
+  // inputs): x_proj (K 4096 -> dt_rank 128 + 2 x 16), dt_proj (128 -> 4096),
+  // out_proj (4096 -> 2048) and the head (2048 -> 50280).
+  struct Gemv {
+    const char* name;
+    int64_t K, N;
+  };
+  for (const Gemv& g : {Gemv{"x_proj", 4096, 160}, Gemv{"dt_proj", 128, 4096}, Gemv{"out_proj", 4096, 2048},
+                        Gemv{"head", 2048, 50280}}) {
+    DevPool p;
+    LinearArgs a;
+    a.M = 1, a.N = g.N, a.K = g.K, a.x_stride = a.w_stride = g.K, a.y_stride = g.N, a.w_dtype = DType::F16;
+    a.x = p.floats(g.K), a.y = p.floats(g.N), a.w = p.floats(g.K * g.N / 2 + 1);
+    if (p.error() != cudaSuccess) return false;
+    add(std::string("linear f16 ") + g.name, "M 1 x K " + std::to_string(g.K) + " x N " + std::to_string(g.N),
+        2.0 * g.K * g.N + F * (g.K + g.N), [&] { return cuda::linear_cuda(a, 0); });
+  }
+  // The f16 GEMV's variants (linear_gemv_variant_cuda: warps per row S,
+  // chunk loads issued together U) at the 1.4B in_proj, out_proj and x_proj.
+  for (const Gemv& g : {Gemv{"in_proj", 2048, 8192}, Gemv{"out_proj", 4096, 2048}, Gemv{"x_proj", 4096, 160}}) {
+    DevPool p;
+    LinearArgs a;
+    a.M = 1, a.N = g.N, a.K = g.K, a.x_stride = a.w_stride = g.K, a.y_stride = g.N, a.w_dtype = DType::F16;
+    a.x = p.floats(g.K), a.y = p.floats(g.N), a.w = p.floats(g.K * g.N / 2 + 1);
+    if (p.error() != cudaSuccess) return false;
+    for (const auto& v : {std::pair<int, int>{1, 1}, {1, 2}, {1, 4}, {2, 1}, {2, 2}, {4, 1}, {4, 2}})
+      add(std::string("gemv f16 ") + g.name + " S" + std::to_string(v.first) + " U" + std::to_string(v.second),
+          "M 1 x K " + std::to_string(g.K) + " x N " + std::to_string(g.N), 2.0 * g.K * g.N + F * (g.K + g.N),
+          [&] { return cuda::linear_gemv_variant_cuda(a, v.first, v.second, 0); });
+  }
+
   // Prefill GEMMs (tensor cores, bf16 weights, bf16-rounded inputs) at 2048
   // tokens: the mamba-130m in_proj, the 1.4B in_proj and out_proj.
   // The same on the CUDA cores (f32 weights: the SIMT GEMM) at the 1.4B in_proj.

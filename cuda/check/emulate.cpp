@@ -73,11 +73,12 @@ cudaError_t swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, floa
 cudaError_t rms_norm(const RmsNormArgs& a) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
-  float sh[kNormThreads];
+  float sh[kNormRowThreads];
+  const int T = rms_norm_threads(a);
   for (int64_t r = 0; r < a.rows; ++r) {  // block r
-    for (int t = 0; t < kNormThreads; ++t) sh[t] = rms_norm_partial(a, r, t);
-    const float scale = norm_scale(tree_sum_host(sh, kNormThreads), a.dim, a.eps);
-    for (int t = 0; t < kNormThreads; ++t) rms_norm_store(a, r, t, scale);
+    for (int t = 0; t < T; ++t) sh[t] = rms_norm_partial(a, r, t, T);
+    const float scale = norm_scale(tree_sum_host(sh, T), a.dim, a.eps);
+    for (int t = 0; t < T; ++t) rms_norm_store(a, r, t, T, scale);
   }
   return cudaSuccess;
 }
@@ -508,17 +509,22 @@ cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a) {
 
 namespace {
 
-// Every warp (row n) of the GEMV: the lanes' partials, the tree, the store.
+// Every row n of the GEMV: its warp's (or, split, its warps') lane
+// partials, each warp's tree, the warps' sum, the store.
 template <DType WT, int C>
 void gemv_rows(const LinearArgs& a) {
   constexpr int MB = (int)kGemvMaxRows;
-  float acc[MB], p[MB][kWarpSize];
+  const int W = gemv_row_warps(a, C);
+  float acc[MB], p[MB][kWarpSize], ws[MB][kGemvWarps];
   for (int64_t n = 0; n < a.N; ++n) {
-    for (int l = 0; l < kWarpSize; ++l) {
-      gemv_lane_partial<WT, C, MB>(a, n, l, 0, acc);
-      for (int m = 0; m < MB; ++m) p[m][l] = acc[m];
+    for (int w = 0; w < W; ++w) {
+      for (int l = 0; l < kWarpSize; ++l) {
+        gemv_lane_partial<WT, C, MB>(a, n, (int64_t)w * kWarpSize + l, (int64_t)W * kWarpSize, 0, acc);
+        for (int m = 0; m < MB; ++m) p[m][l] = acc[m];
+      }
+      for (int m = 0; m < MB; ++m) ws[m][w] = tree_sum_host(p[m], kWarpSize);
     }
-    for (int64_t m = 0; m < a.M; ++m) gemv_store(a, m, n, tree_sum_host(p[m], kWarpSize));
+    for (int64_t m = 0; m < a.M; ++m) gemv_store(a, m, n, gemv_warps_sum(ws[m], W));
   }
 }
 

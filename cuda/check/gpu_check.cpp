@@ -334,7 +334,10 @@ void case_gated_rms_norm(Rng& r, int64_t rows, int64_t dim, int64_t group, bool 
 }
 
 void norm_cases(Rng& r) {
-  const int64_t shapes[][2] = {{1, 1}, {1, 7}, {7, 129}, {3, 600}, {2, 768}, {129, 33}, {2, 2049}};
+  // Up to 16 rows of up to 4096: a block of 1024 threads per row, the row in
+  // registers; more rows, or longer ones: 256 threads.
+  const int64_t shapes[][2] = {{1, 1}, {1, 7}, {7, 129}, {3, 600}, {2, 768}, {129, 33}, {2, 2049},
+                               {1, 4096}, {16, 2048}, {17, 768}, {1, 4097}};
   const DType types[] = {DType::F32, DType::F16, DType::BF16};
   int i = 0;
   for (auto& sh : shapes)
@@ -1281,6 +1284,11 @@ void linear_cases(Rng& r) {
         case_linear(r, Ms[i % 5], K, N, wt, mode, i % 2 == 0, bts[i % 3], i % 4 == 1 ? 3 : 0);
       }
   case_linear(r, 16, 2048, 33, DType::BF16, ActRounding::BF16, true, DType::BF16, 0);
+  // Split K (N <= 1024, K >= 1024: four warps per row): a Mamba x_proj's
+  // shape, K not a multiple of the chunk, one row, gathered rows.
+  case_linear(r, 1, 4096, 160, DType::F16, ActRounding::None, false, DType::F32, 0);
+  case_linear(r, 3, 1030, 9, DType::F32, ActRounding::None, true, DType::F32, 3);
+  case_linear(r, 5, 1024, 1, DType::BF16, ActRounding::BF16, true, DType::F16, 0, true);
   case_linear(r, 4, 0, 7, DType::F32, ActRounding::None, true, DType::F32, 0);  // K = 0: y = bias
   // More than 16 rows: the tensor-core GEMM (bf16 weights, bf16 rounding):
   // edges in M, N and K, strided rows, every bias type.
