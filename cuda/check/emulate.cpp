@@ -18,6 +18,7 @@
 #include "moe_math.cuh"
 #include "norm_math.cuh"
 #include "qlinear_math.cuh"
+#include "qlinear_row_math.cuh"
 #include "selective_scan_math.cuh"
 #include "selective_scan_tiles_math.cuh"
 #include "attention_tiles_math.cuh"
@@ -980,6 +981,44 @@ void qgemm_w4a16_mma(const QLinearArgs& a) {
       });
 }
 
+// qlinear.cu's w4a8_row_kernel, block by block and warp-step by warp-step:
+// the staged row and its group sums, the lanes' unsigned-nibble sums, the
+// quads' group sums, then each row's chain.
+void w4a8_row(const QLinearArgs& a, float inv, const W4A8RowLayout& L) {
+  std::vector<int8_t> xs((size_t)L.Kpad);
+  std::vector<int32_t> xsum((size_t)L.G, 0), gsum((size_t)(L.R * L.gstride), 0);
+  uint32_t nan = 0;
+  for (int64_t k = 0; k < L.Kpad; ++k) {
+    xs[(size_t)k] = (int8_t)w4a8_row_staged(a, k, inv, nan);
+    xsum[(size_t)(k / kI4Group)] += xs[(size_t)k];
+  }
+  const uint8_t* w0 = static_cast<const uint8_t*>(a.w);
+  for (int64_t n0 = 0; n0 < a.N; n0 += L.R) {  // block
+    for (int64_t i = 0; i < kW4A8RowSteps; ++i) {  // warp-step
+      int64_t r, s;
+      w4a8_row_item(L, i, r, s);
+      if (r >= L.R || n0 + r >= a.N) continue;
+      int32_t lanes[kWarpSize];
+      for (int l = 0; l < kWarpSize; ++l) {
+        uint32_t w[4];
+        w4a8_quarter_load(a, w0 + (n0 + r) * a.w_stride, s * kW4A8StepGroups, l, 0, w);
+        lanes[l] = w4a8_row_lane_sum(L, w, xs.data(), s * kW4A8StepGroups, l);
+      }
+      for (int j = 0; j < kW4A8StepGroups; ++j) {
+        const int64_t g = s * kW4A8StepGroups + j;
+        if (g < L.G)
+          gsum[(size_t)(r * L.gstride + g)] =
+              w4a8_row_group_sum(lanes[4 * j] + lanes[4 * j + 1] + lanes[4 * j + 2] + lanes[4 * j + 3], xsum[(size_t)g]);
+      }
+    }
+    for (int64_t r = 0; r < L.R && n0 + r < a.N; ++r) {  // thread r
+      float f = 0.0f;
+      for (int64_t g = 0; g < L.G; ++g) f = w4a8_step(f, gsum[(size_t)(r * L.gstride + g)], a.w_scales[(n0 + r) * L.G + g]);
+      w4a8_store(a, 0, n0 + r, f, nan != 0);
+    }
+  }
+}
+
 }  // namespace
 
 cudaError_t qlinear_gemm_simt(const QLinearArgs& args) {
@@ -1003,6 +1042,13 @@ cudaError_t qlinear(const QLinearArgs& args) {
     if (a.w_dtype == DType::I8 || a.x_scale > 0.0f) qgemm_int8_mma(a, inv);
     else qgemm_w4a16_mma(a);
     return cudaSuccess;
+  }
+  if (a.M == 1 && a.w_dtype != DType::I8 && a.x_scale > 0.0f) {  // qlinear.cu: launch_w4a8_row
+    const W4A8RowLayout L = w4a8_row_layout(a.K);
+    if (L.R > 0 && L.bytes <= 48 * 1024) {
+      w4a8_row(a, inv, L);
+      return cudaSuccess;
+    }
   }
   // W4A8 float inputs small enough to stage are quantized first, as the
   // device block stages them (qlinear.cu: stage_xq), with their NaN rows.

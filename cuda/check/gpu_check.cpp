@@ -1223,7 +1223,7 @@ void case_qlinear(Rng& r, int64_t M, int64_t K, int64_t N, DType wt, bool int8_i
   const float xscale = int8_in ? 0.0157f : 0.0f;
   auto xr = gather_rows(M, gather && !pre);  // x_rows gathers float inputs only
   auto x = rand_vec(r, (xr.empty() ? M : M + 3) * xs, -2, 2), y = rand_vec(r, M * ys);
-  if (nan_row && M > 1 && K > 3) x[(size_t)(xs + 3)] = NAN;
+  if (nan_row && K > 3) x[(size_t)((M > 1 ? xs : 0) + 3)] = NAN;  // row 1, or the only row
   if (M > 0 && K > 0) x[0] = 100.0f;  // clamps to 127
   std::vector<int8_t> xq;
   if (pre) {
@@ -1392,6 +1392,18 @@ void linear_cases(Rng& r) {
   case_qlinear(r, 129, 300, 40, DType::I4, false, false, false, DType::F32, 3, false);
   case_qlinear(r, 33, 1000, 64, DType::I4, false, false, true, DType::BF16, 0, false, true);
   g_force_simt = false;
+  // W4A8 at one input row (the block-of-rows kernel, qlinear_row_math.cuh):
+  // a partial chunk and group, rows the blocks do not divide, unaligned float
+  // rows, one to nine rows per block, given int8 inputs, NaN inputs, gathered
+  // rows, and K past the kernel's reach (the general kernel).
+  case_qlinear(r, 1, 100, 45, DType::I4, true, true, true, DType::F32, 3, false);
+  case_qlinear(r, 1, 129, 70, DType::I4, true, false, true, DType::F16, 0, true);
+  case_qlinear(r, 1, 4096, 70, DType::I4, true, false, false, DType::F32, 5, false);
+  case_qlinear(r, 1, 2048, 40, DType::I4, true, false, true, DType::BF16, 0, false);
+  case_qlinear(r, 1, 8256, 9, DType::I4, true, true, false, DType::F32, 0, false);
+  case_qlinear(r, 1, 20000, 5, DType::I4, true, false, true, DType::F32, 0, true);
+  case_qlinear(r, 1, 768, 33, DType::I4, true, false, false, DType::F32, 0, false, true);
+  case_qlinear(r, 1, 33000, 3, DType::I4, true, false, false, DType::F32, 0, false);
   // Float inputs too many to stage in shared memory (M x K over 48 KiB):
   // quantized where they are read.
   case_qlinear(r, 16, 3100, 9, DType::I4, true, false, true, DType::F32, 0, true);
