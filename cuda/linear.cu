@@ -4,60 +4,13 @@
 #include "kernels.h"
 #include "launch_util.cuh"
 #include "linear_gemm.h"
+#include "gemv_kernel.cuh"
 #include "linear_math.cuh"
 #include "gemv_q8_math.cuh"
 
 namespace nm::cuda {
 
 namespace {
-
-// S warps per output row n (S = 1, 2 or 4; kGemvWarps / S rows per block,
-// grid-strided over the row groups); warp w of a row takes chunks
-// w * 32 + l, stepping 32 S, issuing U chunks' loads together. Each warp's
-// 32 lane partials are summed by a butterfly that gives every lane
-// tree_sum_host's result (linear_math.cuh); with S > 1 thread m of the row's
-// first warp then sums the warps' results for input row m (gemv_warps_sum).
-template <DType WT, int C, int MB, int S, int U>
-__global__ void __launch_bounds__(kGemvWarps * kWarpSize) gemv_kernel(const LinearArgs a, int flags) {
-  constexpr int R = kGemvWarps / S;  // rows per block
-  constexpr int UU = MB == 1 && C == 8 ? U : 1;  // more inputs rows: the registers go to the accumulators
-  __shared__ float part[S > 1 ? kGemvWarps : 1][MB];
-  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize, w = warp % S;
-  for (int64_t r0 = (int64_t)blockIdx.x * R; r0 < a.N; r0 += (int64_t)gridDim.x * R) {
-    const int64_t n = r0 + warp / S;
-    float acc[MB];
-    if (n < a.N) {
-      gemv_lane_partial<WT, C, MB, UU>(a, n, (int64_t)w * kWarpSize + lane, (int64_t)S * kWarpSize, flags, acc);
-    } else {
-#pragma unroll
-      for (int m = 0; m < MB; ++m) acc[m] = 0.0f;
-    }
-#pragma unroll
-    for (int m = 0; m < MB; ++m)
-#pragma unroll
-      for (int off = kWarpSize / 2; off > 0; off >>= 1) acc[m] = acc[m] + __shfl_xor_sync(0xffffffffu, acc[m], off);
-    if constexpr (S == 1) {
-      if (lane == 0 && n < a.N) {
-#pragma unroll
-        for (int m = 0; m < MB; ++m)
-          if (m < a.M) gemv_store(a, m, n, acc[m]);
-      }
-    } else {
-      if (lane == 0) {
-#pragma unroll
-        for (int m = 0; m < MB; ++m) part[warp][m] = acc[m];
-      }
-      __syncthreads();
-      if (w == 0 && lane < MB && lane < a.M && n < a.N) {
-        float p[S];
-#pragma unroll
-        for (int i = 0; i < S; ++i) p[i] = part[warp + i][lane];
-        gemv_store(a, lane, n, gemv_warps_sum(p, S));
-      }
-      __syncthreads();  // the next rows overwrite part
-    }
-  }
-}
 
 // Q8_0 / Q4_0 weights with K a multiple of 256 and 16-byte aligned rows (so
 // every run of up to 32 blocks that the warp reads at once is a whole number
@@ -199,44 +152,7 @@ void launch_blocks(const LinearArgs& a, int flags, cudaStream_t s) {
   else launch_block_rows<DType::Q4_0>(a, flags, s);
 }
 
-// One input row, f16 weights: the bench's variants (linear_gemv_variant_cuda).
-template <int S, int U>
-void launch_f16_m1(const LinearArgs& a, int flags, cudaStream_t s) {
-  const unsigned blocks = grid_for(a.N * S * kWarpSize, kGemvWarps * kWarpSize);
-  gemv_kernel<DType::F16, 8, 1, S, U><<<blocks, kGemvWarps * kWarpSize, 0, s>>>(a, flags);
-}
-
-cudaError_t launch_variant(const LinearArgs& a, int S, int U, int flags, cudaStream_t s) {
-  if (S == 1 && U == 1) launch_f16_m1<1, 1>(a, flags, s);
-  else if (S == 1 && U == 2) launch_f16_m1<1, 2>(a, flags, s);
-  else if (S == 1 && U == 4) launch_f16_m1<1, 4>(a, flags, s);
-  else if (S == 2 && U == 1) launch_f16_m1<2, 1>(a, flags, s);
-  else if (S == 2 && U == 2) launch_f16_m1<2, 2>(a, flags, s);
-  else if (S == 4 && U == 1) launch_f16_m1<4, 1>(a, flags, s);
-  else if (S == 4 && U == 2) launch_f16_m1<4, 2>(a, flags, s);
-  else return cudaErrorNotSupported;
-  return cudaGetLastError();
-}
-
-// The launch flags of the decode GEMV: 16-byte loads of W and x where
-// aligned, 2-byte loads of W.
-int gemv_flags(const LinearArgs& a) {
-  int flags = 0;
-  const int64_t es = a.w_dtype == DType::F32 ? 4 : 2;
-  if (aligned16(a.w) && (a.w_stride * es) % 16 == 0) flags |= kGemvVecW;
-  if (aligned16(a.x) && a.x_stride % 4 == 0) flags |= kGemvVecX;
-  if (((uintptr_t)a.w & 1u) == 0) flags |= kGemvAlign2W;
-  return flags;
-}
-
 }  // namespace
-
-cudaError_t linear_gemv_variant_cuda(const LinearArgs& a, int warps_per_row, int batch, cudaStream_t stream) {
-  const Check c = check_args(a);
-  if (c != Check::kValid) return check_status(c);
-  if (a.M != 1 || a.w_dtype != DType::F16 || a.x_rounding != ActRounding::None) return cudaErrorNotSupported;
-  return launch_variant(a, warps_per_row, batch, gemv_flags(a), stream);
-}
 
 cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
   const Check c = check_args(a);

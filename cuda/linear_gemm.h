@@ -7,13 +7,6 @@
 
 namespace nm::cuda {
 
-// The decode GEMV of f16 weights at one input row (float inputs) with
-// `warps_per_row` warps per output row (1, 2 or 4) and `batch` chunks' loads
-// issued together per lane (1, 2 or 4; not 4 with 2 or 4 warps), whatever
-// linear_cuda would choose: for the bench's comparison of the variants.
-// cudaErrorNotSupported for anything else.
-cudaError_t linear_gemv_variant_cuda(const LinearArgs& a, int warps_per_row, int batch, cudaStream_t stream);
-
 // y = round_bf16(x) W^T (+ b) for BF16 weights with ActRounding::BF16 (the
 // CPU's bf16 path: the products are exact, so the result equals linear()'s
 // up to float32 summation order). Arguments validated by the caller.

@@ -2,15 +2,14 @@
 // host emulation (cuda/check). Semantics: kernels/linear.h.
 //
 // One warp per output row n (kGemvWarps rows per block, grid-strided over n),
-// or, for few rows with long K (gemv_row_warps), the block's kGemvWarps warps
-// per row (split K: warp w takes chunks w * 32 + l, stepping 128; the warps'
-// sums combined by gemv_warps_sum). The row's K elements are cut into chunks of C consecutive elements
-// (gemv_chunk: a whole 32-element block for Q8_0 / Q4_0 weights and for
-// Q8Block rounding, whose rounding blocks then coincide with the chunks; else
-// 8, one 16-byte load of f16 / bf16 weights); lane l takes chunks l, l + 32,
-// ... Per chunk the lane loads (and dequantises) the C weights once (the
-// loads of U chunks issued before their products: U = 1 by default, larger
-// ones for the bench's variants) and
+// or, for long rows (gemv_row_warps), S = 2 or 4 warps per row (split K: warp
+// w takes chunks w * 32 + l, stepping 32 S; the warps' sums combined by
+// gemv_warps_sum). The row's K elements are cut into chunks of C consecutive
+// elements (gemv_chunk: a whole 32-element block for Q8_0 / Q4_0 weights and
+// for Q8Block rounding, whose rounding blocks then coincide with the chunks;
+// else 8, one 16-byte load of f16 / bf16 weights); lane l takes chunks l,
+// l + 32, ... Per chunk the lane loads (and dequantises) the C weights once
+// (the loads of U chunks issued before their products) and
 // accumulates them into every input row m < M:
 //   acc[m] = fmaf(round(x[m, k]), w[n, k], acc[m])   for k in chunk order,
 // where round() is linear.h's activation rounding (computed per chunk: the

@@ -19,43 +19,18 @@ __global__ void __launch_bounds__(kNormThreads) rms_norm_kernel(const RmsNormArg
 
 // A few rows (rms_norm_threads: dim <= kNormRowThreads * kNormBatch): block
 // per row, thread t's elements t, t + 1024, ... and their weights loaded
-// once into registers, then rms_norm_partial's chain, the tree, and
-// rms_norm_store's products from the registers (the same values and
-// operations: residual_out holds what was loaded).
+// once into registers, then step 1, the tree, and step 3 from the registers
+// (norm_math.cuh's batch steps: the same values and operations).
 __global__ void __launch_bounds__(kNormRowThreads) rms_norm_row_kernel(const RmsNormArgs a) {
   __shared__ float sh[kNormRowThreads];
   const int t = threadIdx.x;
   for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
-    const float* x = a.x + r * a.x_stride;
-    const float* res = a.residual_in ? a.residual_in + r * a.residual_in_stride : nullptr;
-    float* res_out = a.residual_out ? a.residual_out + r * a.residual_out_stride : nullptr;
     float v[kNormBatch], w[kNormBatch];
-#pragma unroll
-    for (int u = 0; u < kNormBatch; ++u) {
-      const int64_t i = t + (int64_t)u * kNormRowThreads;
-      if (i < a.dim) {
-        v[u] = x[i];
-        if (res) v[u] = v[u] + res[i];
-        w[u] = load_float(a.weight, a.weight_dtype, i);
-      }
-    }
-    float acc = 0.0f;
-#pragma unroll
-    for (int u = 0; u < kNormBatch; ++u) {
-      const int64_t i = t + (int64_t)u * kNormRowThreads;
-      if (i >= a.dim) break;
-      if (res_out) res_out[i] = v[u];
-      acc = fmaf(v[u], v[u], acc);
-    }
-    sh[t] = acc;
+    rms_norm_load_values(a, r, t, kNormRowThreads, v);
+    rms_norm_load_weights(a, t, kNormRowThreads, w);
+    sh[t] = rms_norm_accumulate(a, r, t, kNormRowThreads, v, 0.0f);
     const float scale = norm_scale(block_tree_sum(sh), a.dim, a.eps);
-    float* out = a.out + r * a.out_stride;
-#pragma unroll
-    for (int u = 0; u < kNormBatch; ++u) {
-      const int64_t i = t + (int64_t)u * kNormRowThreads;
-      if (i >= a.dim) break;
-      out[i] = v[u] * scale * w[u];
-    }
+    rms_norm_write(a, r, t, kNormRowThreads, v, w, scale);
   }
 }
 

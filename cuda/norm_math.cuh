@@ -35,62 +35,85 @@ NM_HD int rms_norm_threads(const RmsNormArgs& a) {
   return a.rows <= kNormFewRows && a.dim <= (int64_t)kNormRowThreads * kNormBatch ? kNormRowThreads : kNormThreads;
 }
 
-// Step 1 of rms_norm for thread t of `threads` (rms_norm_threads) of row r.
-NM_HD float rms_norm_partial(const RmsNormArgs& a, int64_t r, int t, int threads) {
+// A batch of thread t's elements of row r: i = i0 + u * threads for u <
+// kNormBatch (those inside dim), loaded before any is used.
+NM_HD void rms_norm_load_values(const RmsNormArgs& a, int64_t r, int64_t i0, int threads, float (&v)[kNormBatch]) {
   const float* x = a.x + r * a.x_stride;
   const float* res = a.residual_in ? a.residual_in + r * a.residual_in_stride : nullptr;
+NM_UNROLL
+  for (int u = 0; u < kNormBatch; ++u) {
+    const int64_t i = i0 + (int64_t)u * threads;
+    if (i < a.dim) {
+      v[u] = x[i];
+      if (res) v[u] = v[u] + res[i];
+    }
+  }
+}
+
+NM_HD void rms_norm_load_weights(const RmsNormArgs& a, int64_t i0, int threads, float (&w)[kNormBatch]) {
+NM_UNROLL
+  for (int u = 0; u < kNormBatch; ++u) {
+    const int64_t i = i0 + (int64_t)u * threads;
+    if (i < a.dim) w[u] = load_float(a.weight, a.weight_dtype, i);
+  }
+}
+
+// Step 1 on a batch: residual_out, and the chain acc = fmaf(v, v, acc).
+NM_HD float rms_norm_accumulate(const RmsNormArgs& a, int64_t r, int64_t i0, int threads, const float (&v)[kNormBatch],
+                                float acc) {
   float* res_out = a.residual_out ? a.residual_out + r * a.residual_out_stride : nullptr;
+NM_UNROLL
+  for (int u = 0; u < kNormBatch; ++u) {
+    const int64_t i = i0 + (int64_t)u * threads;
+    if (i >= a.dim) break;
+    if (res_out) res_out[i] = v[u];
+    acc = fmaf(v[u], v[u], acc);
+  }
+  return acc;
+}
+
+// Step 3 on a batch: out = v * scale * w.
+NM_HD void rms_norm_write(const RmsNormArgs& a, int64_t r, int64_t i0, int threads, const float (&v)[kNormBatch],
+                          const float (&w)[kNormBatch], float scale) {
+  float* out = a.out + r * a.out_stride;
+NM_UNROLL
+  for (int u = 0; u < kNormBatch; ++u) {
+    const int64_t i = i0 + (int64_t)u * threads;
+    if (i >= a.dim) break;
+    out[i] = v[u] * scale * w[u];
+  }
+}
+
+// Step 1 of rms_norm for thread t of `threads` (rms_norm_threads) of row r.
+NM_HD float rms_norm_partial(const RmsNormArgs& a, int64_t r, int t, int threads) {
   float acc = 0.0f;
   for (int64_t i0 = t; i0 < a.dim; i0 += (int64_t)threads * kNormBatch) {
     float v[kNormBatch];
-NM_UNROLL
-    for (int u = 0; u < kNormBatch; ++u) {
-      const int64_t i = i0 + (int64_t)u * threads;
-      if (i < a.dim) {
-        v[u] = x[i];
-        if (res) v[u] = v[u] + res[i];
-      }
-    }
-NM_UNROLL
-    for (int u = 0; u < kNormBatch; ++u) {
-      const int64_t i = i0 + (int64_t)u * threads;
-      if (i >= a.dim) break;
-      if (res_out) res_out[i] = v[u];
-      acc = fmaf(v[u], v[u], acc);
-    }
+    rms_norm_load_values(a, r, i0, threads, v);
+    acc = rms_norm_accumulate(a, r, i0, threads, v, acc);
   }
   return acc;
 }
 
 NM_HD float norm_scale(float sum, int64_t n, float eps) { return 1.0f / sqrtf(sum / (float)n + eps); }
 
-// Step 3 of rms_norm for thread t of `threads` of row r.
+// Step 3 of rms_norm for thread t of `threads` of row r (the values again:
+// residual_out where it was written, else x + residual_in as in step 1).
 NM_HD void rms_norm_store(const RmsNormArgs& a, int64_t r, int t, int threads, float scale) {
-  const float* x = a.x + r * a.x_stride;
-  const float* res = a.residual_in ? a.residual_in + r * a.residual_in_stride : nullptr;
   const float* res_out = a.residual_out ? a.residual_out + r * a.residual_out_stride : nullptr;
-  float* out = a.out + r * a.out_stride;
   for (int64_t i0 = t; i0 < a.dim; i0 += (int64_t)threads * kNormBatch) {
     float v[kNormBatch], w[kNormBatch];
+    if (res_out) {
 NM_UNROLL
-    for (int u = 0; u < kNormBatch; ++u) {
-      const int64_t i = i0 + (int64_t)u * threads;
-      if (i < a.dim) {
-        if (res_out) {
-          v[u] = res_out[i];
-        } else {
-          v[u] = x[i];
-          if (res) v[u] = v[u] + res[i];
-        }
-        w[u] = load_float(a.weight, a.weight_dtype, i);
+      for (int u = 0; u < kNormBatch; ++u) {
+        const int64_t i = i0 + (int64_t)u * threads;
+        if (i < a.dim) v[u] = res_out[i];
       }
+    } else {
+      rms_norm_load_values(a, r, i0, threads, v);
     }
-NM_UNROLL
-    for (int u = 0; u < kNormBatch; ++u) {
-      const int64_t i = i0 + (int64_t)u * threads;
-      if (i >= a.dim) break;
-      out[i] = v[u] * scale * w[u];
-    }
+    rms_norm_load_weights(a, i0, threads, w);
+    rms_norm_write(a, r, i0, threads, v, w, scale);
   }
 }
 

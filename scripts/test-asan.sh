@@ -25,8 +25,12 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 
 echo "test-asan: $addon"
+# Node's own allocations go through the preloaded runtime too: a shorter
+# allocation stack (8 frames, not 30) and a 32 MB quarantine of freed blocks
+# (not 256) took a small test file from ~13 s to ~9 s here; use-after-free
+# of a block freed more than 32 MB of frees ago goes unseen.
 LD_PRELOAD="$asan_rt:$ubsan_rt" \
-ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1" \
+ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:malloc_context_size=8:quarantine_size_mb=32" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
 NODE_MAMBA_ADDON="$addon" \
   npx tap --disable-coverage --timeout=600 "${files[@]}"

@@ -19,6 +19,7 @@
 
 #include "check_util.h"
 #include "kernels.h"
+#include "gemv_variants.h"
 #include "linear_gemm.h"
 #include "qlinear_gemm.h"
 #include "model_bench.h"
