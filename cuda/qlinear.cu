@@ -224,96 +224,114 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
   }
 }
 
-// W4A8 at one input row (qlinear_row_math.cuh): the block's R rows as R x S
-// warp-steps, each warp's weight words loaded before the block stages its
-// input (their latencies overlap), the groups' exact sums in shared memory,
-// then one thread per row runs the row's chain. kFloatIn: float inputs
-// quantized while staged (a NaN makes every output NaN); else the given
-// int8 row is copied.
-template <bool kFloatIn>
+// W4A8 for up to MB input rows (qlinear_row_math.cuh): the block's R weight
+// rows as R x S warp-steps, each warp's weight words loaded before the block
+// stages its inputs (their latencies overlap), the groups' exact sums in
+// shared memory, then one thread per (weight row, input row) runs its chain.
+// kFloatIn: float inputs quantized while staged (a NaN makes its input row's
+// outputs NaN); else the given int8 rows are copied.
+template <int MB, bool kFloatIn>
 __global__ void __launch_bounds__(kW4A8RowWarps * kWarpSize) w4a8_row_kernel(const QLinearArgs a, float inv, int flags) {
   extern __shared__ __align__(16) int8_t smem[];
-  const W4A8RowLayout L = w4a8_row_layout(a.K);
+  const W4A8RowLayout L = w4a8_row_layout(a.K, MB);
+  // In int: a block that runs stages at most 48 KiB.
+  const int G = (int)L.G, S = (int)L.S, R = (int)L.R, Kpad = (int)L.Kpad, gs = (int)L.gstride;
   int8_t* xs = smem;
   int32_t* xsum = reinterpret_cast<int32_t*>(smem + L.xsum_off);
   int32_t* gsum = reinterpret_cast<int32_t*>(smem + L.gsum_off);
   float* sscale = reinterpret_cast<float*>(smem + L.scale_off);
+  uint32_t* snan = reinterpret_cast<uint32_t*>(smem + L.nan_off);
   const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
-  const int64_t n0 = (int64_t)blockIdx.x * L.R;
+  const int64_t n0 = (int64_t)blockIdx.x * R;
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w);
 
   uint32_t w[kW4A8RowItems][4];
 #pragma unroll
   for (int u = 0; u < kW4A8RowItems; ++u) {
-    int64_t r, s;
-    w4a8_row_item(L, warp + (int64_t)u * kW4A8RowWarps, r, s);
-    if (r < L.R && n0 + r < a.N) {
+    int r, s;
+    w4a8_row_item(S, warp + u * kW4A8RowWarps, r, s);
+    if (r < R && n0 + r < a.N) {
       w4a8_quarter_load(a, w0 + (n0 + r) * a.w_stride, s * kW4A8StepGroups, lane, flags, w[u]);
     } else {
       w[u][0] = w[u][1] = w[u][2] = w[u][3] = 0;
     }
   }
   // The block's scales: R x G <= kW4A8RowSteps * 8 = the block's threads.
-  const int64_t sr = tid / L.G, sg = tid % L.G;
-  const float sc = sr < L.R && n0 + sr < a.N ? a.w_scales[(n0 + sr) * L.G + sg] : 0.0f;
+  const int sr = tid / G, sg = tid % G;
+  const float sc = sr < R && n0 + sr < a.N ? a.w_scales[(n0 + sr) * G + sg] : 0.0f;
 
-  // The input: 4 elements per thread and round (a warp covers one group:
-  // its lanes' sums reduce to X_g), kRounds rounds' loads issued together.
+  // The inputs, row by row: 4 elements per thread and round (a warp covers
+  // one group: its lanes' sums reduce to X_g), kRounds rounds' loads issued
+  // together.
   constexpr int kRounds = 4, kPerRound = kW4A8RowWarps * kWarpSize * 4;
   uint32_t nan = 0;
-  for (int64_t base0 = 0; base0 < L.Kpad; base0 += (int64_t)kRounds * kPerRound) {
-    int32_t v[kRounds][4];
+  for (int m = 0; m < MB && m < a.M; ++m) {
+    for (int base0 = 0; base0 < Kpad; base0 += kRounds * kPerRound) {
+      int32_t v[kRounds][4];
 #pragma unroll
-    for (int u = 0; u < kRounds; ++u) {
-      const int64_t k = base0 + (int64_t)u * kPerRound + 4 * tid;
-      v[u][0] = v[u][1] = v[u][2] = v[u][3] = 0;
-      if (k >= L.Kpad) continue;
-      if (kFloatIn) {
-        const float* xr = x_row(a, 0) + k;
-        if (k + 4 <= a.K && ((uintptr_t)xr & 15u) == 0) {
-          const float4 f = *reinterpret_cast<const float4*>(xr);
-          bool b0 = false, b1 = false, b2 = false, b3 = false;
-          v[u][0] = quantize_x(f.x, inv, b0), v[u][1] = quantize_x(f.y, inv, b1);
-          v[u][2] = quantize_x(f.z, inv, b2), v[u][3] = quantize_x(f.w, inv, b3);
-          if (b0 || b1 || b2 || b3) nan = 1;
-          continue;
+      for (int u = 0; u < kRounds; ++u) {
+        const int k = base0 + u * kPerRound + 4 * tid;
+        v[u][0] = v[u][1] = v[u][2] = v[u][3] = 0;
+        if (k >= Kpad) continue;
+        if (kFloatIn) {
+          const float* xr = x_row(a, m) + k;
+          if (k + 4 <= a.K && ((uintptr_t)xr & 15u) == 0) {
+            const float4 f = *reinterpret_cast<const float4*>(xr);
+            bool b0 = false, b1 = false, b2 = false, b3 = false;
+            v[u][0] = quantize_x(f.x, inv, b0), v[u][1] = quantize_x(f.y, inv, b1);
+            v[u][2] = quantize_x(f.z, inv, b2), v[u][3] = quantize_x(f.w, inv, b3);
+            if (b0 || b1 || b2 || b3) nan |= 1u << m;
+            continue;
+          }
         }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[u][i] = qx_value(a, m, k + i, inv, nan);
       }
 #pragma unroll
-      for (int e = 0; e < 4; ++e) v[u][e] = w4a8_row_staged(a, k + e, inv, nan);
-    }
+      for (int u = 0; u < kRounds; ++u) {
+        const int k = base0 + u * kPerRound + 4 * tid;
+        if (k >= Kpad) break;  // warp-uniform: Kpad is whole groups, a warp one group
+        *reinterpret_cast<uint32_t*>(xs + m * Kpad + k) = (uint32_t)(v[u][0] & 0xff) | (uint32_t)(v[u][1] & 0xff) << 8 |
+                                                          (uint32_t)(v[u][2] & 0xff) << 16 | (uint32_t)(v[u][3] & 0xff) << 24;
+        int32_t t = v[u][0] + v[u][1] + v[u][2] + v[u][3];
 #pragma unroll
-    for (int u = 0; u < kRounds; ++u) {
-      const int64_t k = base0 + (int64_t)u * kPerRound + 4 * tid;
-      if (k >= L.Kpad) break;  // warp-uniform: Kpad is whole groups, a warp one group
-      *reinterpret_cast<uint32_t*>(xs + k) = (uint32_t)(v[u][0] & 0xff) | (uint32_t)(v[u][1] & 0xff) << 8 |
-                                             (uint32_t)(v[u][2] & 0xff) << 16 | (uint32_t)(v[u][3] & 0xff) << 24;
-      int32_t t = v[u][0] + v[u][1] + v[u][2] + v[u][3];
-#pragma unroll
-      for (int off = kWarpSize / 2; off > 0; off >>= 1) t += __shfl_xor_sync(kFull, t, off);
-      if (lane == 0) xsum[k / kI4Group] = t;
+        for (int off = kWarpSize / 2; off > 0; off >>= 1) t += __shfl_xor_sync(kFull, t, off);
+        if (lane == 0) xsum[m * G + k / kI4Group] = t;
+      }
     }
   }
-  if (sr < L.R) sscale[sr * L.gstride + sg] = sc;
-  const bool any_nan = __syncthreads_or(nan != 0) != 0;
+#pragma unroll
+  for (int off = kWarpSize / 2; off > 0; off >>= 1) nan |= __shfl_xor_sync(kFull, nan, off);
+  if (lane == 0) snan[warp] = nan;
+  if (sr < R) sscale[sr * gs + sg] = sc;
+  __syncthreads();
 
 #pragma unroll
   for (int u = 0; u < kW4A8RowItems; ++u) {
-    int64_t r, s;
-    w4a8_row_item(L, warp + (int64_t)u * kW4A8RowWarps, r, s);
-    if (r >= L.R || n0 + r >= a.N) break;  // warp-uniform; later items are further on
-    int32_t t = w4a8_row_lane_sum(L, w[u], xs, s * kW4A8StepGroups, lane);
-    t += __shfl_xor_sync(kFull, t, 1);
-    t += __shfl_xor_sync(kFull, t, 2);
-    const int64_t g = s * kW4A8StepGroups + lane / 4;
-    if (lane % 4 == 0 && g < L.G) gsum[r * L.gstride + g] = w4a8_row_group_sum(t, xsum[g]);
+    int r, s;
+    w4a8_row_item(S, warp + u * kW4A8RowWarps, r, s);
+    if (r >= R || n0 + r >= a.N) break;  // warp-uniform; later items are further on
+    int32_t t[MB];
+    w4a8_row_lane_sums<MB>(L, w[u], xs, a.M, s * kW4A8StepGroups, lane, t);
+    const int g = s * kW4A8StepGroups + lane / 4;
+#pragma unroll
+    for (int m = 0; m < MB; ++m) {
+      if (m >= a.M) break;
+      t[m] += __shfl_xor_sync(kFull, t[m], 1);
+      t[m] += __shfl_xor_sync(kFull, t[m], 2);
+      if (lane % 4 == 0 && g < G) gsum[(r * MB + m) * gs + g] = w4a8_row_group_sum(t[m], xsum[m * G + g]);
+    }
   }
   __syncthreads();
 
-  if (tid < L.R && n0 + tid < a.N) {
+  const int r = tid / MB, m = tid % MB;
+  if (r < R && m < a.M && n0 + r < a.N) {
+    uint32_t any = 0;
+#pragma unroll
+    for (int i = 0; i < kW4A8RowWarps; ++i) any |= snan[i];
     float f = 0.0f;
-    for (int64_t g = 0; g < L.G; ++g) f = w4a8_step(f, gsum[tid * L.gstride + g], sscale[tid * L.gstride + g]);
-    w4a8_store(a, 0, n0 + tid, f, any_nan);
+    for (int g = 0; g < G; ++g) f = w4a8_step(f, gsum[(r * MB + m) * gs + g], sscale[r * gs + g]);
+    w4a8_store(a, m, n0 + r, f, (any >> m) & 1u);
   }
 }
 
@@ -353,16 +371,25 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a16_kernel(const QL
 // inputs once, so at most a few blocks per multiprocessor, looping over rows.
 unsigned staged_blocks(const QLinearArgs& a, unsigned blocks) { return a.xq ? blocks : blocks_per_sm_cap(blocks, 8); }
 
-// The one-row W4A8 kernel where its block fits (w4a8_row_layout); false
-// where it does not apply.
-bool launch_w4a8_row(const QLinearArgs& a, float inv, int flags, cudaStream_t s, cudaError_t& err) {
-  if (a.M != 1 || a.w_dtype == DType::I8 || !(a.x_scale > 0.0f)) return false;
-  const W4A8RowLayout L = w4a8_row_layout(a.K);
-  if (L.R <= 0 || L.bytes > 48 * 1024) return false;
+// The W4A8 kernel for up to 8 input rows where its block fits
+// (w4a8_row_layout); false where it does not apply.
+template <int MB>
+void launch_w4a8_rows(const QLinearArgs& a, float inv, int flags, const W4A8RowLayout& L, cudaStream_t s) {
   const unsigned grid = (unsigned)((a.N + L.R - 1) / L.R);
   const int threads = kW4A8RowWarps * kWarpSize;
-  if (a.xq) w4a8_row_kernel<false><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
-  else w4a8_row_kernel<true><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
+  if (a.xq) w4a8_row_kernel<MB, false><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
+  else w4a8_row_kernel<MB, true><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
+}
+
+bool launch_w4a8_row(const QLinearArgs& a, float inv, int flags, cudaStream_t s, cudaError_t& err) {
+  const int MB = w4a8_row_mb(a.M);
+  if (MB == 0 || a.w_dtype == DType::I8 || !(a.x_scale > 0.0f)) return false;
+  const W4A8RowLayout L = w4a8_row_layout(a.K, MB);
+  if (L.R <= 0 || L.bytes > 48 * 1024) return false;
+  if (MB == 1) launch_w4a8_rows<1>(a, inv, flags, L, s);
+  else if (MB == 2) launch_w4a8_rows<2>(a, inv, flags, L, s);
+  else if (MB == 4) launch_w4a8_rows<4>(a, inv, flags, L, s);
+  else launch_w4a8_rows<8>(a, inv, flags, L, s);
   err = cudaGetLastError();
   return true;
 }

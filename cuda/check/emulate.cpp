@@ -982,40 +982,44 @@ void qgemm_w4a16_mma(const QLinearArgs& a) {
 }
 
 // qlinear.cu's w4a8_row_kernel, block by block and warp-step by warp-step:
-// the staged row and its group sums, the lanes' unsigned-nibble sums, the
-// quads' group sums, then each row's chain.
-void w4a8_row(const QLinearArgs& a, float inv, const W4A8RowLayout& L) {
-  std::vector<int8_t> xs((size_t)L.Kpad);
-  std::vector<int32_t> xsum((size_t)L.G, 0), gsum((size_t)(L.R * L.gstride), 0);
+// the staged rows and their group sums, the lanes' unsigned-nibble sums,
+// the quads' group sums, then each (weight row, input row)'s chain.
+template <int MB>
+void w4a8_rows(const QLinearArgs& a, float inv, const W4A8RowLayout& L) {
+  std::vector<int8_t> xs((size_t)(MB * L.Kpad), 0);
+  std::vector<int32_t> xsum((size_t)(MB * L.G), 0), gsum((size_t)(L.R * MB * L.gstride), 0);
   uint32_t nan = 0;
-  for (int64_t k = 0; k < L.Kpad; ++k) {
-    xs[(size_t)k] = (int8_t)w4a8_row_staged(a, k, inv, nan);
-    xsum[(size_t)(k / kI4Group)] += xs[(size_t)k];
-  }
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int64_t k = 0; k < L.Kpad; ++k) {
+      xs[(size_t)(m * L.Kpad + k)] = (int8_t)qx_value(a, m, k, inv, nan);
+      xsum[(size_t)(m * L.G + k / kI4Group)] += xs[(size_t)(m * L.Kpad + k)];
+    }
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w);
   for (int64_t n0 = 0; n0 < a.N; n0 += L.R) {  // block
     for (int64_t i = 0; i < kW4A8RowSteps; ++i) {  // warp-step
-      int64_t r, s;
-      w4a8_row_item(L, i, r, s);
+      int r, s;
+      w4a8_row_item((int)L.S, (int)i, r, s);
       if (r >= L.R || n0 + r >= a.N) continue;
-      int32_t lanes[kWarpSize];
+      int32_t lanes[kWarpSize][MB];
       for (int l = 0; l < kWarpSize; ++l) {
         uint32_t w[4];
         w4a8_quarter_load(a, w0 + (n0 + r) * a.w_stride, s * kW4A8StepGroups, l, 0, w);
-        lanes[l] = w4a8_row_lane_sum(L, w, xs.data(), s * kW4A8StepGroups, l);
+        w4a8_row_lane_sums<MB>(L, w, xs.data(), a.M, s * kW4A8StepGroups, l, lanes[l]);
       }
       for (int j = 0; j < kW4A8StepGroups; ++j) {
         const int64_t g = s * kW4A8StepGroups + j;
-        if (g < L.G)
-          gsum[(size_t)(r * L.gstride + g)] =
-              w4a8_row_group_sum(lanes[4 * j] + lanes[4 * j + 1] + lanes[4 * j + 2] + lanes[4 * j + 3], xsum[(size_t)g]);
+        for (int64_t m = 0; m < a.M && g < L.G; ++m)
+          gsum[(size_t)((r * MB + m) * L.gstride + g)] = w4a8_row_group_sum(
+              lanes[4 * j][m] + lanes[4 * j + 1][m] + lanes[4 * j + 2][m] + lanes[4 * j + 3][m], xsum[(size_t)(m * L.G + g)]);
       }
     }
-    for (int64_t r = 0; r < L.R && n0 + r < a.N; ++r) {  // thread r
-      float f = 0.0f;
-      for (int64_t g = 0; g < L.G; ++g) f = w4a8_step(f, gsum[(size_t)(r * L.gstride + g)], a.w_scales[(n0 + r) * L.G + g]);
-      w4a8_store(a, 0, n0 + r, f, nan != 0);
-    }
+    for (int64_t r = 0; r < L.R && n0 + r < a.N; ++r)  // thread (r, m)
+      for (int64_t m = 0; m < a.M; ++m) {
+        float f = 0.0f;
+        for (int64_t g = 0; g < L.G; ++g)
+          f = w4a8_step(f, gsum[(size_t)((r * MB + m) * L.gstride + g)], a.w_scales[(n0 + r) * L.G + g]);
+        w4a8_store(a, m, n0 + r, f, (nan >> m) & 1u);
+      }
   }
 }
 
@@ -1043,10 +1047,14 @@ cudaError_t qlinear(const QLinearArgs& args) {
     else qgemm_w4a16_mma(a);
     return cudaSuccess;
   }
-  if (a.M == 1 && a.w_dtype != DType::I8 && a.x_scale > 0.0f) {  // qlinear.cu: launch_w4a8_row
-    const W4A8RowLayout L = w4a8_row_layout(a.K);
+  if (w4a8_row_mb(a.M) > 0 && a.w_dtype != DType::I8 && a.x_scale > 0.0f) {  // qlinear.cu: launch_w4a8_row
+    const int MB = w4a8_row_mb(a.M);
+    const W4A8RowLayout L = w4a8_row_layout(a.K, MB);
     if (L.R > 0 && L.bytes <= 48 * 1024) {
-      w4a8_row(a, inv, L);
+      if (MB == 1) w4a8_rows<1>(a, inv, L);
+      else if (MB == 2) w4a8_rows<2>(a, inv, L);
+      else if (MB == 4) w4a8_rows<4>(a, inv, L);
+      else w4a8_rows<8>(a, inv, L);
       return cudaSuccess;
     }
   }

@@ -1392,10 +1392,10 @@ void linear_cases(Rng& r) {
   case_qlinear(r, 129, 300, 40, DType::I4, false, false, false, DType::F32, 3, false);
   case_qlinear(r, 33, 1000, 64, DType::I4, false, false, true, DType::BF16, 0, false, true);
   g_force_simt = false;
-  // W4A8 at one input row (the block-of-rows kernel, qlinear_row_math.cuh):
+  // W4A8 at up to 8 input rows (the block-of-rows kernel, qlinear_row_math.cuh):
   // a partial chunk and group, rows the blocks do not divide, unaligned float
   // rows, one to nine rows per block, given int8 inputs, NaN inputs, gathered
-  // rows, and K past the kernel's reach (the general kernel).
+  // rows, and K or M x K past the kernel's reach (the general kernels).
   case_qlinear(r, 1, 100, 45, DType::I4, true, true, true, DType::F32, 3, false);
   case_qlinear(r, 1, 129, 70, DType::I4, true, false, true, DType::F16, 0, true);
   case_qlinear(r, 1, 4096, 70, DType::I4, true, false, false, DType::F32, 5, false);
@@ -1404,6 +1404,12 @@ void linear_cases(Rng& r) {
   case_qlinear(r, 1, 20000, 5, DType::I4, true, false, true, DType::F32, 0, true);
   case_qlinear(r, 1, 768, 33, DType::I4, true, false, false, DType::F32, 0, false, true);
   case_qlinear(r, 1, 33000, 3, DType::I4, true, false, false, DType::F32, 0, false);
+  case_qlinear(r, 2, 4096, 70, DType::I4, true, true, true, DType::F32, 0, false);
+  case_qlinear(r, 5, 4096, 17, DType::I4, true, false, false, DType::F16, 3, true);
+  case_qlinear(r, 3, 129, 40, DType::I4, true, true, false, DType::F32, 5, false);
+  case_qlinear(r, 7, 200, 70, DType::I4, true, false, true, DType::F32, 0, true, true);
+  case_qlinear(r, 4, 2048, 33, DType::I4, true, false, false, DType::BF16, 0, false);
+  case_qlinear(r, 8, 8192, 9, DType::I4, true, false, true, DType::F32, 0, true);
   // Float inputs too many to stage in shared memory (M x K over 48 KiB):
   // quantized where they are read.
   case_qlinear(r, 16, 3100, 9, DType::I4, true, false, true, DType::F32, 0, true);
