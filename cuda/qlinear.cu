@@ -224,46 +224,48 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
   }
 }
 
-// W4A8 for up to MB input rows (qlinear_row_math.cuh): the block's R weight
-// rows as R x S warp-steps, each warp's weight words loaded before the block
-// stages its inputs (their latencies overlap), the groups' exact sums in
-// shared memory, then one thread per (weight row, input row) runs its chain.
-// kFloatIn: float inputs quantized while staged (a NaN makes its input row's
-// outputs NaN); else the given int8 rows are copied.
-template <int MB, bool kFloatIn>
-__global__ void __launch_bounds__(kW4A8RowWarps * kWarpSize) w4a8_row_kernel(const QLinearArgs a, float inv, int flags) {
+// W8A8 / W4A8 for up to MB input rows (qlinear_row_math.cuh): the block's R
+// weight rows as R x S warp-steps, each warp's weight words loaded before
+// the block stages its inputs (their latencies overlap), the steps' (I8) or
+// groups' (I4) exact sums in shared memory, then one thread per (weight row,
+// input row) adds the steps or runs the group chain. kFloatIn: float inputs
+// quantized while staged (a NaN makes its input row's outputs NaN); else the
+// given int8 rows are copied.
+template <DType WT, int MB, bool kFloatIn>
+__global__ void __launch_bounds__(kQRowWarps * kWarpSize) qrows_kernel(const QLinearArgs a, float inv, int flags) {
+  constexpr bool kI4 = WT == DType::I4;
   extern __shared__ __align__(16) int8_t smem[];
-  const W4A8RowLayout L = w4a8_row_layout(a.K, MB);
+  const QRowLayout L = qrow_layout(a.K, MB, WT);
   // In int: a block that runs stages at most 48 KiB.
-  const int G = (int)L.G, S = (int)L.S, R = (int)L.R, Kpad = (int)L.Kpad, gs = (int)L.gstride;
+  const int G = (int)L.G, S = (int)L.S, R = (int)L.R, Kpad = (int)L.Kpad, st = (int)L.stride;
   int8_t* xs = smem;
   int32_t* xsum = reinterpret_cast<int32_t*>(smem + L.xsum_off);
-  int32_t* gsum = reinterpret_cast<int32_t*>(smem + L.gsum_off);
+  int32_t* sums = reinterpret_cast<int32_t*>(smem + L.sum_off);
   float* sscale = reinterpret_cast<float*>(smem + L.scale_off);
   uint32_t* snan = reinterpret_cast<uint32_t*>(smem + L.nan_off);
   const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
   const int64_t n0 = (int64_t)blockIdx.x * R;
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w);
 
-  uint32_t w[kW4A8RowItems][4];
+  uint32_t w[kQRowItems][4];
 #pragma unroll
-  for (int u = 0; u < kW4A8RowItems; ++u) {
+  for (int u = 0; u < kQRowItems; ++u) {
     int r, s;
-    w4a8_row_item(S, warp + u * kW4A8RowWarps, r, s);
+    qrow_item(S, warp + u * kQRowWarps, r, s);
     if (r < R && n0 + r < a.N) {
-      w4a8_quarter_load(a, w0 + (n0 + r) * a.w_stride, s * kW4A8StepGroups, lane, flags, w[u]);
+      qrow_load(a, w0 + (n0 + r) * a.w_stride, s, lane, flags, w[u]);
     } else {
       w[u][0] = w[u][1] = w[u][2] = w[u][3] = 0;
     }
   }
-  // The block's scales: R x G <= kW4A8RowSteps * 8 = the block's threads.
-  const int sr = tid / G, sg = tid % G;
-  const float sc = sr < R && n0 + sr < a.N ? a.w_scales[(n0 + sr) * G + sg] : 0.0f;
+  // I4: the block's scales (R x G <= kQRowSteps * 8 = the block's threads).
+  const int sr = kI4 ? tid / G : 0, sg = kI4 ? tid % G : 0;
+  const float sc = kI4 && sr < R && n0 + sr < a.N ? a.w_scales[(n0 + sr) * G + sg] : 0.0f;
 
   // The inputs, row by row: 4 elements per thread and round (a warp covers
-  // one group: its lanes' sums reduce to X_g), kRounds rounds' loads issued
-  // together.
-  constexpr int kRounds = 4, kPerRound = kW4A8RowWarps * kWarpSize * 4;
+  // 128 elements: for I4 one group, whose lanes' sums reduce to X_g),
+  // kRounds rounds' loads issued together.
+  constexpr int kRounds = 4, kPerRound = kQRowWarps * kWarpSize * 4;
   uint32_t nan = 0;
   for (int m = 0; m < MB && m < a.M; ++m) {
     for (int base0 = 0; base0 < Kpad; base0 += kRounds * kPerRound) {
@@ -290,36 +292,49 @@ __global__ void __launch_bounds__(kW4A8RowWarps * kWarpSize) w4a8_row_kernel(con
 #pragma unroll
       for (int u = 0; u < kRounds; ++u) {
         const int k = base0 + u * kPerRound + 4 * tid;
-        if (k >= Kpad) break;  // warp-uniform: Kpad is whole groups, a warp one group
+        if (k >= Kpad) break;  // warp-uniform: Kpad is a multiple of a warp's 128
         *reinterpret_cast<uint32_t*>(xs + m * Kpad + k) = (uint32_t)(v[u][0] & 0xff) | (uint32_t)(v[u][1] & 0xff) << 8 |
                                                           (uint32_t)(v[u][2] & 0xff) << 16 | (uint32_t)(v[u][3] & 0xff) << 24;
-        int32_t t = v[u][0] + v[u][1] + v[u][2] + v[u][3];
+        if constexpr (kI4) {
+          int32_t t = v[u][0] + v[u][1] + v[u][2] + v[u][3];
 #pragma unroll
-        for (int off = kWarpSize / 2; off > 0; off >>= 1) t += __shfl_xor_sync(kFull, t, off);
-        if (lane == 0) xsum[m * G + k / kI4Group] = t;
+          for (int off = kWarpSize / 2; off > 0; off >>= 1) t += __shfl_xor_sync(kFull, t, off);
+          if (lane == 0) xsum[m * G + k / kI4Group] = t;
+        }
       }
     }
   }
 #pragma unroll
   for (int off = kWarpSize / 2; off > 0; off >>= 1) nan |= __shfl_xor_sync(kFull, nan, off);
   if (lane == 0) snan[warp] = nan;
-  if (sr < R) sscale[sr * gs + sg] = sc;
+  if (kI4 && sr < R) sscale[sr * st + sg] = sc;
   __syncthreads();
 
 #pragma unroll
-  for (int u = 0; u < kW4A8RowItems; ++u) {
+  for (int u = 0; u < kQRowItems; ++u) {
     int r, s;
-    w4a8_row_item(S, warp + u * kW4A8RowWarps, r, s);
+    qrow_item(S, warp + u * kQRowWarps, r, s);
     if (r >= R || n0 + r >= a.N) break;  // warp-uniform; later items are further on
     int32_t t[MB];
-    w4a8_row_lane_sums<MB>(L, w[u], xs, a.M, s * kW4A8StepGroups, lane, t);
-    const int g = s * kW4A8StepGroups + lane / 4;
+    if constexpr (kI4) {
+      qrow_i4_lane_sums<MB>(L, w[u], xs, a.M, s, lane, t);
+      const int g = s * kW4A8StepGroups + lane / 4;
 #pragma unroll
-    for (int m = 0; m < MB; ++m) {
-      if (m >= a.M) break;
-      t[m] += __shfl_xor_sync(kFull, t[m], 1);
-      t[m] += __shfl_xor_sync(kFull, t[m], 2);
-      if (lane % 4 == 0 && g < G) gsum[(r * MB + m) * gs + g] = w4a8_row_group_sum(t[m], xsum[m * G + g]);
+      for (int m = 0; m < MB; ++m) {
+        if (m >= a.M) break;
+        t[m] += __shfl_xor_sync(kFull, t[m], 1);
+        t[m] += __shfl_xor_sync(kFull, t[m], 2);
+        if (lane % 4 == 0 && g < G) sums[(r * MB + m) * st + g] = qrow_i4_group_sum(t[m], xsum[m * G + g]);
+      }
+    } else {
+      qrow_i8_lane_sums<MB>(L, w[u], xs, a.M, s, lane, t);
+#pragma unroll
+      for (int m = 0; m < MB; ++m) {
+        if (m >= a.M) break;
+#pragma unroll
+        for (int off = kWarpSize / 2; off > 0; off >>= 1) t[m] += __shfl_xor_sync(kFull, t[m], off);
+        if (lane == 0) sums[(r * MB + m) * st + s] = t[m];
+      }
     }
   }
   __syncthreads();
@@ -328,10 +343,17 @@ __global__ void __launch_bounds__(kW4A8RowWarps * kWarpSize) w4a8_row_kernel(con
   if (r < R && m < a.M && n0 + r < a.N) {
     uint32_t any = 0;
 #pragma unroll
-    for (int i = 0; i < kW4A8RowWarps; ++i) any |= snan[i];
-    float f = 0.0f;
-    for (int g = 0; g < G; ++g) f = w4a8_step(f, gsum[(r * MB + m) * gs + g], sscale[r * gs + g]);
-    w4a8_store(a, m, n0 + r, f, (any >> m) & 1u);
+    for (int i = 0; i < kQRowWarps; ++i) any |= snan[i];
+    const int32_t* row = sums + (r * MB + m) * st;
+    if constexpr (kI4) {
+      float f = 0.0f;
+      for (int g = 0; g < G; ++g) f = w4a8_step(f, row[g], sscale[r * st + g]);
+      w4a8_store(a, m, n0 + r, f, (any >> m) & 1u);
+    } else {
+      int32_t sum = 0;
+      for (int s = 0; s < S; ++s) sum += row[s];
+      w8a8_store(a, m, n0 + r, sum, (any >> m) & 1u);
+    }
   }
 }
 
@@ -371,25 +393,31 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a16_kernel(const QL
 // inputs once, so at most a few blocks per multiprocessor, looping over rows.
 unsigned staged_blocks(const QLinearArgs& a, unsigned blocks) { return a.xq ? blocks : blocks_per_sm_cap(blocks, 8); }
 
-// The W4A8 kernel for up to 8 input rows where its block fits
-// (w4a8_row_layout); false where it does not apply.
-template <int MB>
-void launch_w4a8_rows(const QLinearArgs& a, float inv, int flags, const W4A8RowLayout& L, cudaStream_t s) {
+// The W8A8 / W4A8 kernel for up to 8 input rows where its block fits
+// (qrow_layout); false where it does not apply.
+template <DType WT, int MB>
+void launch_qrows(const QLinearArgs& a, float inv, int flags, const QRowLayout& L, cudaStream_t s) {
   const unsigned grid = (unsigned)((a.N + L.R - 1) / L.R);
-  const int threads = kW4A8RowWarps * kWarpSize;
-  if (a.xq) w4a8_row_kernel<MB, false><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
-  else w4a8_row_kernel<MB, true><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
+  const int threads = kQRowWarps * kWarpSize;
+  if (a.xq) qrows_kernel<WT, MB, false><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
+  else qrows_kernel<WT, MB, true><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
 }
 
-bool launch_w4a8_row(const QLinearArgs& a, float inv, int flags, cudaStream_t s, cudaError_t& err) {
-  const int MB = w4a8_row_mb(a.M);
-  if (MB == 0 || a.w_dtype == DType::I8 || !(a.x_scale > 0.0f)) return false;
-  const W4A8RowLayout L = w4a8_row_layout(a.K, MB);
+template <DType WT>
+void launch_qrows(const QLinearArgs& a, float inv, int flags, int MB, const QRowLayout& L, cudaStream_t s) {
+  if (MB == 1) launch_qrows<WT, 1>(a, inv, flags, L, s);
+  else if (MB == 2) launch_qrows<WT, 2>(a, inv, flags, L, s);
+  else if (MB == 4) launch_qrows<WT, 4>(a, inv, flags, L, s);
+  else launch_qrows<WT, 8>(a, inv, flags, L, s);
+}
+
+bool launch_qrow(const QLinearArgs& a, float inv, int flags, cudaStream_t s, cudaError_t& err) {
+  const int MB = qrow_mb(a.M);
+  if (MB == 0 || !(a.x_scale > 0.0f)) return false;
+  const QRowLayout L = qrow_layout(a.K, MB, a.w_dtype);
   if (L.R <= 0 || L.bytes > 48 * 1024) return false;
-  if (MB == 1) launch_w4a8_rows<1>(a, inv, flags, L, s);
-  else if (MB == 2) launch_w4a8_rows<2>(a, inv, flags, L, s);
-  else if (MB == 4) launch_w4a8_rows<4>(a, inv, flags, L, s);
-  else launch_w4a8_rows<8>(a, inv, flags, L, s);
+  if (a.w_dtype == DType::I8) launch_qrows<DType::I8>(a, inv, flags, MB, L, s);
+  else launch_qrows<DType::I4>(a, inv, flags, MB, L, s);
   err = cudaGetLastError();
   return true;
 }
@@ -432,7 +460,7 @@ cudaError_t qlinear_cuda(const QLinearArgs& a, cudaStream_t stream) {
   const int flags = (((uintptr_t)b.w & 15u) == 0 && b.w_stride % 16 == 0) ? kQGemvVecW : 0;
   if (b.M > kGemvMaxRows) return qlinear_gemm(b, inv, stream);
   cudaError_t err = cudaSuccess;
-  if (launch_w4a8_row(b, inv, flags, stream, err)) return err;
+  if (launch_qrow(b, inv, flags, stream, err)) return err;
   if (b.M <= 1) return launch<1>(b, inv, flags, stream);
   if (b.M <= 4) return launch<4>(b, inv, flags, stream);
   return launch<16>(b, inv, flags, stream);

@@ -981,44 +981,61 @@ void qgemm_w4a16_mma(const QLinearArgs& a) {
       });
 }
 
-// qlinear.cu's w4a8_row_kernel, block by block and warp-step by warp-step:
-// the staged rows and their group sums, the lanes' unsigned-nibble sums,
-// the quads' group sums, then each (weight row, input row)'s chain.
+// qlinear.cu's qrows_kernel, block by block and warp-step by warp-step: the
+// staged rows (and for I4 their group sums), the lanes' sums, the steps' (I8)
+// or quads' (I4) sums, then each (weight row, input row)'s sum or chain.
 template <int MB>
-void w4a8_rows(const QLinearArgs& a, float inv, const W4A8RowLayout& L) {
+void qrows(const QLinearArgs& a, float inv, const QRowLayout& L) {
+  const bool i4 = a.w_dtype != DType::I8;
   std::vector<int8_t> xs((size_t)(MB * L.Kpad), 0);
-  std::vector<int32_t> xsum((size_t)(MB * L.G), 0), gsum((size_t)(L.R * MB * L.gstride), 0);
+  std::vector<int32_t> xsum((size_t)(MB * L.G), 0), sums((size_t)(L.R * MB * L.stride), 0);
   uint32_t nan = 0;
   for (int64_t m = 0; m < a.M; ++m)
     for (int64_t k = 0; k < L.Kpad; ++k) {
       xs[(size_t)(m * L.Kpad + k)] = (int8_t)qx_value(a, m, k, inv, nan);
-      xsum[(size_t)(m * L.G + k / kI4Group)] += xs[(size_t)(m * L.Kpad + k)];
+      if (i4) xsum[(size_t)(m * L.G + k / kI4Group)] += xs[(size_t)(m * L.Kpad + k)];
     }
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w);
   for (int64_t n0 = 0; n0 < a.N; n0 += L.R) {  // block
-    for (int64_t i = 0; i < kW4A8RowSteps; ++i) {  // warp-step
+    for (int i = 0; i < kQRowSteps; ++i) {  // warp-step
       int r, s;
-      w4a8_row_item((int)L.S, (int)i, r, s);
+      qrow_item((int)L.S, i, r, s);
       if (r >= L.R || n0 + r >= a.N) continue;
       int32_t lanes[kWarpSize][MB];
       for (int l = 0; l < kWarpSize; ++l) {
         uint32_t w[4];
-        w4a8_quarter_load(a, w0 + (n0 + r) * a.w_stride, s * kW4A8StepGroups, l, 0, w);
-        w4a8_row_lane_sums<MB>(L, w, xs.data(), a.M, s * kW4A8StepGroups, l, lanes[l]);
+        qrow_load(a, w0 + (n0 + r) * a.w_stride, s, l, 0, w);
+        if (i4) qrow_i4_lane_sums<MB>(L, w, xs.data(), a.M, s, l, lanes[l]);
+        else qrow_i8_lane_sums<MB>(L, w, xs.data(), a.M, s, l, lanes[l]);
       }
-      for (int j = 0; j < kW4A8StepGroups; ++j) {
-        const int64_t g = s * kW4A8StepGroups + j;
-        for (int64_t m = 0; m < a.M && g < L.G; ++m)
-          gsum[(size_t)((r * MB + m) * L.gstride + g)] = w4a8_row_group_sum(
-              lanes[4 * j][m] + lanes[4 * j + 1][m] + lanes[4 * j + 2][m] + lanes[4 * j + 3][m], xsum[(size_t)(m * L.G + g)]);
+      for (int64_t m = 0; m < a.M; ++m) {
+        int32_t* row = &sums[(size_t)((r * MB + m) * L.stride)];
+        if (!i4) {
+          int32_t t = 0;
+          for (int l = 0; l < kWarpSize; ++l) t += lanes[l][m];
+          row[s] = t;
+          continue;
+        }
+        for (int j = 0; j < kW4A8StepGroups; ++j) {
+          const int64_t g = (int64_t)s * kW4A8StepGroups + j;
+          if (g < L.G)
+            row[g] = qrow_i4_group_sum(lanes[4 * j][m] + lanes[4 * j + 1][m] + lanes[4 * j + 2][m] + lanes[4 * j + 3][m],
+                                       xsum[(size_t)(m * L.G + g)]);
+        }
       }
     }
     for (int64_t r = 0; r < L.R && n0 + r < a.N; ++r)  // thread (r, m)
       for (int64_t m = 0; m < a.M; ++m) {
-        float f = 0.0f;
-        for (int64_t g = 0; g < L.G; ++g)
-          f = w4a8_step(f, gsum[(size_t)((r * MB + m) * L.gstride + g)], a.w_scales[(n0 + r) * L.G + g]);
-        w4a8_store(a, m, n0 + r, f, (nan >> m) & 1u);
+        const int32_t* row = &sums[(size_t)((r * MB + m) * L.stride)];
+        if (i4) {
+          float f = 0.0f;
+          for (int64_t g = 0; g < L.G; ++g) f = w4a8_step(f, row[g], a.w_scales[(n0 + r) * L.G + g]);
+          w4a8_store(a, m, n0 + r, f, (nan >> m) & 1u);
+        } else {
+          int32_t sum = 0;
+          for (int64_t s = 0; s < L.S; ++s) sum += row[s];
+          w8a8_store(a, m, n0 + r, sum, (nan >> m) & 1u);
+        }
       }
   }
 }
@@ -1047,14 +1064,14 @@ cudaError_t qlinear(const QLinearArgs& args) {
     else qgemm_w4a16_mma(a);
     return cudaSuccess;
   }
-  if (w4a8_row_mb(a.M) > 0 && a.w_dtype != DType::I8 && a.x_scale > 0.0f) {  // qlinear.cu: launch_w4a8_row
-    const int MB = w4a8_row_mb(a.M);
-    const W4A8RowLayout L = w4a8_row_layout(a.K, MB);
+  if (qrow_mb(a.M) > 0 && a.x_scale > 0.0f) {  // qlinear.cu: launch_qrow
+    const int MB = qrow_mb(a.M);
+    const QRowLayout L = qrow_layout(a.K, MB, a.w_dtype);
     if (L.R > 0 && L.bytes <= 48 * 1024) {
-      if (MB == 1) w4a8_rows<1>(a, inv, L);
-      else if (MB == 2) w4a8_rows<2>(a, inv, L);
-      else if (MB == 4) w4a8_rows<4>(a, inv, L);
-      else w4a8_rows<8>(a, inv, L);
+      if (MB == 1) qrows<1>(a, inv, L);
+      else if (MB == 2) qrows<2>(a, inv, L);
+      else if (MB == 4) qrows<4>(a, inv, L);
+      else qrows<8>(a, inv, L);
       return cudaSuccess;
     }
   }

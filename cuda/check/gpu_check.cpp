@@ -1410,6 +1410,17 @@ void linear_cases(Rng& r) {
   case_qlinear(r, 7, 200, 70, DType::I4, true, false, true, DType::F32, 0, true, true);
   case_qlinear(r, 4, 2048, 33, DType::I4, true, false, false, DType::BF16, 0, false);
   case_qlinear(r, 8, 8192, 9, DType::I4, true, false, true, DType::F32, 0, true);
+  // W8A8 on the same kernel: a partial 16-byte piece and step, one to 32
+  // steps per row, K past the kernel's reach, given int8 inputs, NaN inputs,
+  // gathered rows, strides.
+  case_qlinear(r, 1, 100, 45, DType::I8, true, true, true, DType::F32, 3, false);
+  case_qlinear(r, 1, 2048, 70, DType::I8, true, false, false, DType::F32, 0, true);
+  case_qlinear(r, 1, 16384, 9, DType::I8, true, false, true, DType::F16, 0, true);
+  case_qlinear(r, 1, 16385, 5, DType::I8, true, false, false, DType::F32, 0, false);
+  case_qlinear(r, 3, 1000, 40, DType::I8, true, true, false, DType::F32, 5, false);
+  case_qlinear(r, 8, 4096, 17, DType::I8, true, false, false, DType::F32, 0, true);
+  case_qlinear(r, 5, 777, 70, DType::I8, true, false, true, DType::F32, 0, true, true);
+  case_qlinear(r, 2, 5000, 33, DType::I8, true, false, true, DType::BF16, 1, false);
   // Float inputs too many to stage in shared memory (M x K over 48 KiB):
   // quantized where they are read.
   case_qlinear(r, 16, 3100, 9, DType::I4, true, false, true, DType::F32, 0, true);
