@@ -10,7 +10,7 @@
 # device-emulation backend; then packs the optional CUDA package from the
 # addon and checks that an installed copy is what node-mamba loads.
 #
-# NODE_MAMBA_CUDA_ARCHS (e.g. "75-real;90-virtual" in CI, where every
+# NODE_MAMBA_CUDA_ARCHS (e.g. "80-virtual" in CI, where every
 # architecture's machine code costs compile time) is passed to the build;
 # default: CMakeLists.txt's list.
 set -euo pipefail
