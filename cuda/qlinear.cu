@@ -412,10 +412,9 @@ void launch_qrows(const QLinearArgs& a, float inv, int flags, int MB, const QRow
 }
 
 bool launch_qrow(const QLinearArgs& a, float inv, int flags, cudaStream_t s, cudaError_t& err) {
+  QRowLayout L;
+  if (!qrow_applies(a, L)) return false;
   const int MB = qrow_mb(a.M);
-  if (MB == 0 || !(a.x_scale > 0.0f)) return false;
-  const QRowLayout L = qrow_layout(a.K, MB, a.w_dtype);
-  if (L.R <= 0 || L.bytes > 48 * 1024) return false;
   if (a.w_dtype == DType::I8) launch_qrows<DType::I8>(a, inv, flags, MB, L, s);
   else launch_qrows<DType::I4>(a, inv, flags, MB, L, s);
   err = cudaGetLastError();

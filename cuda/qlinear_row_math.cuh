@@ -64,6 +64,16 @@ NM_HD QRowLayout qrow_layout(int64_t K, int MB, DType wt) {
 // (the general kernels run them).
 NM_HD int qrow_mb(int64_t M) { return M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : M <= 8 ? 8 : 0; }
 
+// Whether the kernel takes the call, with its layout in L: int8 inputs
+// (W8A8 / W4A8), at most 8 rows, a row of at most kQRowSteps steps, and
+// shared memory within the default 48 KiB.
+NM_HD bool qrow_applies(const QLinearArgs& a, QRowLayout& L) {
+  const int MB = qrow_mb(a.M);
+  if (MB == 0 || !(a.x_scale > 0.0f)) return false;
+  L = qrow_layout(a.K, MB, a.w_dtype);
+  return L.R > 0 && L.bytes <= 48 * 1024;
+}
+
 // Warp-step i of a block: row r = i / S, step s = i % S (consecutive warps
 // take consecutive steps: their loads cover consecutive bytes). In int: a
 // block that runs has few steps.

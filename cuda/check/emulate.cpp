@@ -1064,16 +1064,14 @@ cudaError_t qlinear(const QLinearArgs& args) {
     else qgemm_w4a16_mma(a);
     return cudaSuccess;
   }
-  if (qrow_mb(a.M) > 0 && a.x_scale > 0.0f) {  // qlinear.cu: launch_qrow
+  QRowLayout L;
+  if (qrow_applies(a, L)) {  // qlinear.cu: launch_qrow
     const int MB = qrow_mb(a.M);
-    const QRowLayout L = qrow_layout(a.K, MB, a.w_dtype);
-    if (L.R > 0 && L.bytes <= 48 * 1024) {
-      if (MB == 1) qrows<1>(a, inv, L);
-      else if (MB == 2) qrows<2>(a, inv, L);
-      else if (MB == 4) qrows<4>(a, inv, L);
-      else qrows<8>(a, inv, L);
-      return cudaSuccess;
-    }
+    if (MB == 1) qrows<1>(a, inv, L);
+    else if (MB == 2) qrows<2>(a, inv, L);
+    else if (MB == 4) qrows<4>(a, inv, L);
+    else qrows<8>(a, inv, L);
+    return cudaSuccess;
   }
   // W4A8 float inputs small enough to stage are quantized first, as the
   // device block stages them (qlinear.cu: stage_xq), with their NaN rows.
