@@ -58,13 +58,22 @@ struct ScanTuning {
 size_t selective_scan_cuda_workspace_bytes(const SelectiveScanArgs& a, const ScanTuning& t = {});
 cudaError_t selective_scan_cuda(const SelectiveScanArgs& a, cudaStream_t stream, void* workspace = nullptr,
                                 const ScanTuning& t = {});
-// The Mamba-2 prefill (kernels/ssd.h), parallel over chunks of the packed
-// token axis of `chunk_len` tokens (0: chosen from the shape; the CPU's
-// a.chunk_size is its own matrix-form tile and does not apply), channels and
-// parts of the state (cuda/ssd_math.cuh). Workspace as selective_scan_cuda.
-size_t ssd_chunk_scan_cuda_workspace_bytes(const SsdChunkScanArgs& a, int64_t chunk_len = 0);
+// The Mamba-2 prefill (kernels/ssd.h). Method 2, "chunks": chunked matrix
+// form on the tensor cores in 3xTF32 (cuda/ssd_chunks_math.cuh; sm_80 and
+// newer, headdim <= 128, the shared memory the device opts in to). Method 1,
+// the recurrence: parallel over chunks of the packed token axis of
+// `chunk_len` tokens (0: chosen from the shape), channels and parts of the
+// state (cuda/ssd_math.cuh). Method 0 takes the chunks where they apply. The
+// CPU's a.chunk_size is its own tile and applies to neither. Workspace as
+// selective_scan_cuda; a method the device or shape does not allow:
+// cudaErrorNotSupported.
+struct SsdTuning {
+  int method = 0;
+  int64_t chunk_len = 0;  // method 1 only
+};
+size_t ssd_chunk_scan_cuda_workspace_bytes(const SsdChunkScanArgs& a, const SsdTuning& t = {});
 cudaError_t ssd_chunk_scan_cuda(const SsdChunkScanArgs& a, cudaStream_t stream, void* workspace = nullptr,
-                                int64_t chunk_len = 0);
+                                const SsdTuning& t = {});
 
 // Attention over the paged KV cache (kernels/attention.h): the cache
 // append, paged attention (a warp per query and head, one key per step,

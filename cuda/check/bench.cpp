@@ -251,11 +251,16 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
       const int32_t cuv[2] = {0, (int32_t)L};
       if (p.error() != cudaSuccess || cudaMemcpy(cu, cuv, sizeof cuv, cudaMemcpyHostToDevice) != cudaSuccess) return false;
       a.cu_seqlens = reinterpret_cast<const int32_t*>(cu);
-      const size_t wb = cuda::ssd_chunk_scan_cuda_workspace_bytes(a);
+      cuda::SsdTuning rec, mma;
+      rec.method = 1, mma.method = 2;
+      const size_t wb = std::max(cuda::ssd_chunk_scan_cuda_workspace_bytes(a, rec),
+                                 cuda::ssd_chunk_scan_cuda_workspace_bytes(a, mma));
       float* ws = wb ? p.floats((int64_t)(wb / 4)) : nullptr;
       if (p.error() != cudaSuccess) return false;
-      add("ssd_chunk_scan", "L " + std::to_string(L) + " x " + std::to_string(H) + "x64 N128",
-          F * (3.0 * L * dim + L * H + 2.0 * L * N + dim * N), [&] { return cuda::ssd_chunk_scan_cuda(a, 0, ws); });
+      const std::string shape = "L " + std::to_string(L) + " x " + std::to_string(H) + "x64 N128";
+      const double bytes = F * (3.0 * L * dim + L * H + 2.0 * L * N + dim * N);
+      add("ssd_chunk_scan (mma)", shape, bytes, [&] { return cuda::ssd_chunk_scan_cuda(a, 0, ws, mma); });
+      add("ssd_chunk_scan (rec)", shape, bytes, [&] { return cuda::ssd_chunk_scan_cuda(a, 0, ws, rec); });
     }
   struct Upd {
     const char* name;

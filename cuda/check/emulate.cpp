@@ -24,6 +24,7 @@
 #include "attention_tiles_math.cuh"
 #include "gemv_q8_math.cuh"
 #include "ssm_q8_math.cuh"
+#include "ssd_chunks_math.cuh"
 #include "ssd_math.cuh"
 
 namespace nm::cuda::emulate {
@@ -264,10 +265,23 @@ cudaError_t selective_scan(const SelectiveScanArgs& a, const ScanTuning& t) {
   return cudaSuccess;
 }
 
-cudaError_t ssd_chunk_scan(const SsdChunkScanArgs& a, int64_t chunk_len) {
+namespace {
+void ssd_mma_chunks(const SsdChunkScanArgs& a);  // below, beside the mma emulation
+}  // namespace
+
+// Method as ssd.cu's ssd_method, for a device with sm_90's shared memory.
+cudaError_t ssd_chunk_scan(const SsdChunkScanArgs& a, const SsdTuning& t) {
   const Check c = check_args(a);
   if (c != Check::kValid) return status(c);
-  if (chunk_len < 0) return cudaErrorInvalidValue;
+  if (t.chunk_len < 0) return cudaErrorInvalidValue;
+  const bool fits = ssd_chunks_apply(a, kSsdEmulatedSmem);
+  if (t.method < 0 || t.method > 2) return cudaErrorInvalidValue;
+  if (t.method == 2 && !fits) return cudaErrorNotSupported;
+  if (t.method != 1 && fits) {
+    ssd_mma_chunks(a);
+    return cudaSuccess;
+  }
+  const int64_t chunk_len = t.chunk_len;
   const int parts = ssd_parts(a.dstate);
   const int64_t dim = a.nheads * a.headdim;
   for (int64_t s = 0; s < a.nseq; ++s)
@@ -632,6 +646,133 @@ void emulate_mma_16816(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], co
 void emulate_mma_16832_s8(const uint32_t (&af)[32][4], const uint32_t (&b0)[32], const uint32_t (&b1)[32],
                           int32_t (&d)[32][4]) {
   emulate_mma<32>(af, b0, b1, d, s8_elem);
+}
+
+// m16n8k8 tf32 (f32 accumulators): a register holds one element.
+float tf32_elem(uint32_t reg, int) { return bits_to_float(reg); }
+
+// ssd.cu's warp_mma_tf32x3, lane by lane: acc[j] += A B over `ksteps` k
+// steps of 8, for the n8 tiles j < tiles, each product in three tf32 terms
+// (the small ones first).
+template <int kMaxTiles>
+void warp_mma_tf32x3(float (&acc)[kMaxTiles][32][4], const SmemMat& A, const SmemMat& B, int m0, int ksteps,
+                     int tiles) {
+  for (int ks = 0; ks < ksteps; ++ks) {
+    uint32_t ah[32][4], al[32][4];
+    for (int l = 0; l < 32; ++l) tf32_frag_a(A, m0, ks * 8, l, ah[l], al[l]);
+    for (int j = 0; j < kMaxTiles && j < tiles; ++j) {
+      uint32_t bh0[32], bh1[32], bl0[32], bl1[32];
+      for (int l = 0; l < 32; ++l) {
+        uint32_t hi[2], lo[2];
+        tf32_frag_b(B, ks * 8, j * 8, l, hi, lo);
+        bh0[l] = hi[0], bh1[l] = hi[1], bl0[l] = lo[0], bl1[l] = lo[1];
+      }
+      emulate_mma<8>(al, bh0, bh1, acc[j], tf32_elem);
+      emulate_mma<8>(ah, bl0, bl1, acc[j], tf32_elem);
+      emulate_mma<8>(ah, bh0, bh1, acc[j], tf32_elem);
+    }
+  }
+}
+
+// The chunks (cuda/ssd.cu ssd_chunks_launch): the table, every (chunk,
+// head) block of the state kernel, the passing, every block of the output
+// kernel, warp by warp between the barriers. Shared memory starts each
+// block as NaN, so that a read of anything the block did not stage shows.
+void ssd_mma_chunks(const SsdChunkScanArgs& a) {
+  const SsdChunkLayout L = ssd_chunk_layout(a);
+  std::vector<float> buf((size_t)(ssd_chunks_workspace_bytes(a) + 3) / 4);
+  const SsdChunkWs ws = ssd_chunk_ws(a, buf.data());
+  ssd_chunk_table(a, ws.table);
+  const int64_t chunks = ssd_chunks_max(a), ratio = a.nheads / a.ngroups;
+  std::vector<float> smem((size_t)std::max(L.out_floats, L.state_floats));
+  float* sm = smem.data();
+  auto fresh = [&] { std::fill(smem.begin(), smem.end(), NAN); };
+  SsdChunk c;
+  if (a.tokens > 0)
+    for (int64_t j = 0; j < chunks; ++j)
+      for (int64_t h = 0; h < a.nheads; ++h) {
+        if (!ssd_chunk_at(a, ws.table, j, c)) continue;
+        fresh();
+        float *dt = sm + L.sdt, *cum = sm + L.scum;
+        for (int i = 0; i < kSsdQ; ++i) ssd_chunk_dt(a, c, h, i, dt);
+        ssd_chunk_cumsum(a, h, dt, cum);
+        for (int i = 0; i < kSsdQ; ++i) dt[i] = ssd_chunk_weight(dt, cum, i);
+        for (int64_t i = 0; i < kSsdQ * L.np; ++i)
+          ssd_stage(sm + L.sb, L.ldb, L.np, a.B + (h / ratio) * a.dstate, a.B_stride, c, a.dstate, nullptr, i);
+        for (int64_t i = 0; i < kSsdQ * L.pp; ++i)
+          ssd_stage(sm + L.sw, L.ldw, L.pp, a.x + h * a.headdim, a.x_stride, c, a.headdim, dt, i);
+        const SmemMat Bt{sm + L.sb, 1, L.ldb}, WX{sm + L.sw, L.ldw, 1};
+        const int ksteps = (int)((c.len + 7) / 8), ptiles = (int)(L.pp / 8);
+        float* S = ws.h + (j * a.nheads + h) * a.headdim * a.dstate;
+        for (int mt = 0; mt < L.np / 16; ++mt) {
+          float acc[kSsdChunkMaxPTiles][32][4] = {};
+          warp_mma_tf32x3(acc, Bt, WX, mt * 16, ksteps, ptiles);
+          for (int jt = 0; jt < ptiles; ++jt)
+            for (int l = 0; l < 32; ++l)
+              for (int q = 0; q < 4; ++q) {
+                const int64_t n = mt * 16 + tf32_c_row(l, q), p = jt * 8 + tf32_c_col(l, q);
+                if (n < a.dstate && p < a.headdim) S[p * a.dstate + n] = acc[jt][l][q];
+              }
+        }
+        ws.decay[j * a.nheads + h] = scan_exp2(cum[kSsdQ - 1]);
+      }
+  for (int64_t i = 0; i < a.nseq * a.nheads * a.headdim * a.dstate; ++i) ssd_chunk_pass(a, ws, i);
+  if (a.tokens == 0) return;
+  const int ntiles = (int)(L.np / 8), ptiles = (int)(L.pp / 8);
+  for (int64_t j = 0; j < chunks; ++j)
+    for (int64_t h = 0; h < a.nheads; ++h) {
+      if (!ssd_chunk_at(a, ws.table, j, c)) continue;
+      fresh();
+      const int64_t g = h / ratio;
+      float *dt = sm + L.dt, *cum = sm + L.cum;
+      for (int i = 0; i < kSsdQ; ++i) ssd_chunk_dt(a, c, h, i, dt);
+      ssd_chunk_cumsum(a, h, dt, cum);
+      for (int64_t i = 0; i < kSsdQ * L.np; ++i) {
+        ssd_stage(sm + L.c, L.ldn, L.np, a.C + g * a.dstate, a.C_stride, c, a.dstate, nullptr, i);
+        ssd_stage(sm + L.bh, L.ldn, L.np, a.B + g * a.dstate, a.B_stride, c, a.dstate, nullptr, i);
+      }
+      for (int64_t i = 0; i < kSsdQ * L.pp; ++i)
+        ssd_stage(sm + L.x, L.ldx, L.pp, a.x + h * a.headdim, a.x_stride, c, a.headdim, nullptr, i);
+      const SmemMat Cm{sm + L.c, L.ldn, 1}, Bm{sm + L.bh, 1, L.ldn};
+      for (int w = 0; w < kSsdChunkWarps; ++w) {
+        const int m0 = 16 * w, stiles = 2 * w + 2;
+        if (m0 >= c.len) continue;
+        float acc[kSsdQTiles][32][4] = {};
+        warp_mma_tf32x3(acc, Cm, Bm, m0, ntiles, stiles);
+        for (int jt = 0; jt < stiles; ++jt)
+          for (int l = 0; l < 32; ++l)
+            for (int q = 0; q < 4; ++q) {
+              const int t = m0 + tf32_c_row(l, q), s = jt * 8 + tf32_c_col(l, q);
+              sm[L.g + t * L.ldq + s] = ssd_chunk_score(acc[jt][l][q], dt, cum, t, s);
+            }
+      }
+      const bool carry = !c.first || a.initial_states;
+      if (carry)
+        for (int64_t i = 0; i < L.pp * L.np; ++i)
+          ssd_stage_h(a, L, sm + L.bh, ws.h + (j * a.nheads + h) * a.headdim * a.dstate, i);
+      const SmemMat Hm{sm + L.bh, 1, L.ldn}, Gm{sm + L.g, L.ldq, 1}, Xm{sm + L.x, L.ldx, 1};
+      for (int w = 0; w < kSsdChunkWarps; ++w) {
+        const int m0 = 16 * w, stiles = 2 * w + 2;
+        if (m0 >= c.len) continue;
+        float y[kSsdChunkMaxPTiles][32][4] = {};
+        if (carry) {
+          warp_mma_tf32x3(y, Cm, Hm, m0, ntiles, ptiles);
+          for (int l = 0; l < 32; ++l) {
+            const float e0 = scan_exp2(cum[m0 + tf32_c_row(l, 0)]), e1 = scan_exp2(cum[m0 + tf32_c_row(l, 2)]);
+            for (int jt = 0; jt < kSsdChunkMaxPTiles; ++jt)
+              y[jt][l][0] *= e0, y[jt][l][1] *= e0, y[jt][l][2] *= e1, y[jt][l][3] *= e1;
+          }
+        }
+        warp_mma_tf32x3(y, Gm, Xm, m0, stiles, ptiles);
+        for (int jt = 0; jt < ptiles; ++jt)
+          for (int l = 0; l < 32; ++l)
+            for (int q = 0; q < 4; ++q) {
+              const int t = m0 + tf32_c_row(l, q);
+              const int64_t p = jt * 8 + tf32_c_col(l, q);
+              if (t < c.len && p < a.headdim) ssd_chunk_write(a, c, h, t, p, y[jt][l][q]);
+            }
+      }
+    }
 }
 
 // The accumulators of a block tile: [warp][m16 tile i][n8 tile j][lane][register q].

@@ -19,7 +19,7 @@ cudaError_t gated_rms_norm(const GatedRmsNormArgs& a);
 cudaError_t causal_conv1d(const CausalConv1dArgs& a);
 cudaError_t causal_conv1d_update(const CausalConv1dUpdateArgs& a);
 cudaError_t selective_scan(const SelectiveScanArgs& a, const ScanTuning& t = {});
-cudaError_t ssd_chunk_scan(const SsdChunkScanArgs& a, int64_t chunk_len = 0);
+cudaError_t ssd_chunk_scan(const SsdChunkScanArgs& a, const SsdTuning& t = {});
 cudaError_t selective_state_update(const SelectiveStateUpdateArgs& a);
 cudaError_t kv_cache_append(const KvCacheAppendArgs& a);
 cudaError_t paged_attention(const PagedAttentionArgs& a, int method = 0);

@@ -117,8 +117,8 @@ cudaError_t launch(const CausalConv1dUpdateArgs& a) {
 cudaError_t launch(const SelectiveScanArgs& a, cuda::ScanTuning t = {}) {
   return g_gpu ? cuda::selective_scan_cuda(a, 0, nullptr, t) : cuda::emulate::selective_scan(a, t);
 }
-cudaError_t launch(const SsdChunkScanArgs& a, int64_t chunk_len = 0) {
-  return g_gpu ? cuda::ssd_chunk_scan_cuda(a, 0, nullptr, chunk_len) : cuda::emulate::ssd_chunk_scan(a, chunk_len);
+cudaError_t launch(const SsdChunkScanArgs& a, cuda::SsdTuning t = {}) {
+  return g_gpu ? cuda::ssd_chunk_scan_cuda(a, 0, nullptr, t) : cuda::emulate::ssd_chunk_scan(a, t);
 }
 cudaError_t launch(const KvCacheAppendArgs& a) {
   return g_gpu ? cuda::kv_cache_append_cuda(a, 0) : cuda::emulate::kv_cache_append(a);
@@ -581,7 +581,9 @@ void case_update(Rng& r, int64_t batch, int64_t H, int64_t P, int64_t N, int64_t
 }
 
 // Mamba-2 prefill: packed sequences of the given lengths (empty ones too),
-// every option; chunk: the CUDA kernel's tokens per chunk (0: its choice).
+// every option; chunk: the recurrence's tokens per chunk (0: its choice), or
+// kSsdChunks for the tensor-core chunks.
+constexpr int64_t kSsdChunks = -1;
 void case_ssd(Rng& r, const std::vector<int32_t>& lens, int64_t H, int64_t P, int64_t G, int64_t N, bool D, bool z,
               bool bias, bool softplus, bool clamp, bool init, int64_t chunk) {
   std::vector<int32_t> cu(1, 0);
@@ -614,12 +616,16 @@ void case_ssd(Rng& r, const std::vector<int32_t>& lens, int64_t H, int64_t P, in
   t.x = s.put(x), t.dt = s.put(dt), t.A = s.put(A), t.B = s.put(Bv), t.C = s.put(Cv), t.D = s.put(Dv), t.z = s.put(zv);
   t.dt_bias = s.put(bv), t.cu_seqlens = s.put(cu), t.initial_states = s.put(is), t.out = s.put(out);
   t.final_states = s.put(fs);
-  const cudaError_t e = s.finish(launch(t, chunk));
+  cuda::SsdTuning tune;
+  if (chunk == kSsdChunks) tune.method = 2;
+  else tune.method = 1, tune.chunk_len = chunk;
+  const cudaError_t e = s.finish(launch(t, tune));
   std::string ls;
   for (int32_t l : lens) ls += (ls.empty() ? "" : ",") + std::to_string(l);
+  const std::string how = chunk == kSsdChunks ? "mma chunks" : "chunk=" + std::to_string(chunk);
   report("ssd_chunk_scan",
-         fmt("seqs=[%s] H=%ld P=%ld G=%ld N=%ld D=%d z=%d bias=%d softplus=%d clamp=%d init=%d chunk=%ld", ls.c_str(),
-             (long)H, (long)P, (long)G, (long)N, D, z, bias, softplus, clamp, init, (long)chunk),
+         fmt("seqs=[%s] H=%ld P=%ld G=%ld N=%ld D=%d z=%d bias=%d softplus=%d clamp=%d init=%d %s", ls.c_str(),
+             (long)H, (long)P, (long)G, (long)N, D, z, bias, softplus, clamp, init, how.c_str()),
          e, {{"out", &cout, &out, kTolScan}, {"final_states", &cfs, &fs, kTolScan}});
 }
 
@@ -634,6 +640,19 @@ void ssd_cases(Rng& r) {
   case_ssd(r, {64, 64}, 2, 16, 1, 200, true, true, false, true, true, true, 64);
   case_ssd(r, {130, 7, 0}, 6, 16, 2, 64, true, true, true, true, false, true, 0);
   case_ssd(r, {300}, 24, 8, 1, 128, true, true, true, true, false, false, 32);
+  // The tensor-core chunks (64 tokens, restarting per sequence): sequences
+  // of one to several chunks with partial last ones, empty ones, 64 and 65
+  // tokens; headdim 5 to 128, dstate 5 to 200, several groups.
+  case_ssd(r, {37}, 2, 8, 1, 16, true, true, true, true, false, true, kSsdChunks);
+  case_ssd(r, {5, 0, 19, 1, 40}, 4, 6, 2, 128, true, true, true, true, true, true, kSsdChunks);
+  case_ssd(r, {5, 0, 19, 1, 40}, 4, 6, 2, 128, false, false, false, false, false, false, kSsdChunks);
+  case_ssd(r, {0, 0, 3}, 3, 4, 3, 5, true, false, true, true, false, true, kSsdChunks);
+  case_ssd(r, {64, 65}, 2, 16, 1, 200, true, true, false, true, true, true, kSsdChunks);
+  case_ssd(r, {130, 7, 0, 200}, 6, 16, 2, 64, true, true, true, true, false, true, kSsdChunks);
+  case_ssd(r, {300}, 24, 8, 1, 128, true, true, true, true, false, false, kSsdChunks);
+  case_ssd(r, {200, 70}, 2, 64, 1, 128, true, true, true, true, false, true, kSsdChunks);
+  case_ssd(r, {129}, 2, 128, 1, 64, true, false, true, true, false, false, kSsdChunks);
+  case_ssd(r, {100}, 2, 5, 1, 7, false, true, false, false, false, true, kSsdChunks);
   Side s(g_gpu);
   std::vector<float> buf(64, 1.0f);
   std::vector<int32_t> cu = {0, 4};
@@ -646,6 +665,12 @@ void ssd_cases(Rng& r) {
   report_reject("ssd_chunk_scan", "dstate 257", launch(a), cudaErrorInvalidValue);
   a.dstate = 4, a.B_stride = a.C_stride = 4, a.cu_seqlens = nullptr;
   report_reject("ssd_chunk_scan", "no cu_seqlens", launch(a), cudaErrorInvalidValue);
+  a.cu_seqlens = s.put(cu), a.headdim = 129;
+  std::vector<float> big(4 * 2 * 129, 1.0f), fin(2 * 129 * 4, 0.0f);
+  a.x = a.out = s.put(big), a.final_states = s.put(fin), a.x_stride = a.out_stride = 2 * 129;
+  cuda::SsdTuning chunks;
+  chunks.method = 2;
+  report_reject("ssd_chunk_scan", "mma chunks at headdim 129", launch(a, chunks), cudaErrorNotSupported);
 }
 
 // ---------------------------------------------------------------- attention
