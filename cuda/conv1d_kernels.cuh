@@ -4,6 +4,7 @@
 #pragma once
 #include "conv1d_math.cuh"
 #include "launch_util.cuh"
+#include "pdl.cuh"
 
 namespace nm::cuda {
 
@@ -32,6 +33,7 @@ __global__ void __launch_bounds__(kThreads) conv_final_state_kernel(const Causal
 template <class Io>
 __global__ void __launch_bounds__(kThreads) conv_update_kernel(const CausalConv1dUpdateArgs a, const Io io) {
   const int64_t n = a.batch * a.channels;
+  pdl_trigger();  // a programmatic GEMV may follow (cuda/pdl.cuh)
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     conv_update_point(a, io, i / a.channels, i % a.channels);
 }

@@ -6,8 +6,34 @@
 
 #include "kernels/linear.h"
 #include "linear_math.cuh"
+#include "pdl.cuh"
 
 namespace nm::cuda {
+
+// Bytes of weight row n's start and of a row of K elements.
+template <DType WT>
+__device__ __forceinline__ const uint8_t* gemv_row_bytes(const LinearArgs& a, int64_t n, int64_t& bytes) {
+  constexpr int64_t num = WT == DType::F32 ? 4 : WT == DType::Q8_0 ? 34 : WT == DType::Q4_0 ? 18 : 2;
+  constexpr int64_t den = WT == DType::Q8_0 || WT == DType::Q4_0 ? 32 : 1;
+  bytes = (a.K + den - 1) / den * num;
+  return static_cast<const uint8_t*>(a.w) + n * a.w_stride / den * num;
+}
+
+// The GEMV kernels' start (cuda/pdl.cuh): let the next kernel be scheduled;
+// under a programmatic launch, the block's rows [n0, n0 + rows) into L2,
+// then wait for the predecessor.
+template <DType WT>
+__device__ __forceinline__ void gemv_begin(const LinearArgs& a, int64_t n0, int64_t rows, int flags) {
+  pdl_trigger();
+  if (flags & kGemvPdl) {
+    for (int64_t r = 0; r < rows && n0 + r < a.N; ++r) {
+      int64_t bytes = 0;
+      const uint8_t* p = gemv_row_bytes<WT>(a, n0 + r, bytes);
+      prefetch_l2_span(p, bytes, threadIdx.x, blockDim.x);
+    }
+  }
+  pdl_wait();
+}
 
 // S warps per output row n (S = 1, 2 or 4; kGemvWarps / S rows per block,
 // grid-strided over the row groups); warp w of a row takes chunks
@@ -21,6 +47,7 @@ __global__ void __launch_bounds__(kGemvWarps * kWarpSize) gemv_kernel(const Line
   constexpr int UU = MB == 1 && C == 8 ? U : 1;  // more inputs rows: the registers go to the accumulators
   __shared__ float part[S > 1 ? kGemvWarps : 1][MB];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize, w = warp % S;
+  gemv_begin<WT>(a, (int64_t)blockIdx.x * R, R, flags);
   for (int64_t r0 = (int64_t)blockIdx.x * R; r0 < a.N; r0 += (int64_t)gridDim.x * R) {
     const int64_t n = r0 + warp / S;
     float acc[MB];

@@ -5,6 +5,7 @@
 #include "hadamard_math.cuh"
 #include "kernels.h"
 #include "launch_util.cuh"
+#include "pdl.cuh"
 
 namespace nm::cuda {
 
@@ -19,6 +20,7 @@ __global__ void __launch_bounds__(kThreads)
                     float scale, float qmul, float* out, int8_t* qout, int64_t out_stride) {
   extern __shared__ float y[];
   const int64_t cols = m == 1 ? n : p;
+  pdl_trigger();  // a programmatic GEMV may follow (cuda/pdl.cuh)
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) y[i] = x[r * x_stride + i];
     __syncthreads();

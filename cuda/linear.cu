@@ -26,6 +26,7 @@ __global__ void __launch_bounds__(kGemvWarps * kWarpSize) gemv_block_kernel(cons
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   uint32_t* sw = sbuf[warp];
   const int64_t chunks = a.K / 32;
+  gemv_begin<WT>(a, (int64_t)blockIdx.x * kGemvWarps, kGemvWarps, flags);
   for (int64_t n = (int64_t)blockIdx.x * kGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kGemvWarps) {
     const uint8_t* row = static_cast<const uint8_t*>(a.w) + n * (a.w_stride / 32) * BB;
     float acc[MB];
@@ -78,6 +79,7 @@ __global__ void __launch_bounds__(kGemvWarps * kWarpSize) gemv_q8_kernel(const L
   const int64_t nb = a.K / kQ8Block;
   uint32_t* sx = reinterpret_cast<uint32_t*>(smem);
   float* sd = reinterpret_cast<float*>(smem + gemv_q8_x_bytes(a));
+  gemv_begin<WT>(a, (int64_t)blockIdx.x * kGemvWarps, kGemvWarps, flags);
   for (int64_t i = threadIdx.x; i < a.M * nb; i += blockDim.x) gemv_q8_stage(a, i / nb, i % nb, sx, sd);
   __syncthreads();
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
@@ -103,18 +105,18 @@ void launch_q8(const LinearArgs& a, int flags, cudaStream_t s) {
   const unsigned blocks = blocks_per_sm_cap(grid_for(a.N * kWarpSize, kGemvWarps * kWarpSize), 8);
   const int threads = kGemvWarps * kWarpSize;
   const size_t bytes = (size_t)gemv_q8_smem_bytes(a);
-  if (a.M <= 1) gemv_q8_kernel<WT, 1><<<blocks, threads, bytes, s>>>(a, flags);
-  else if (a.M <= 4) gemv_q8_kernel<WT, 4><<<blocks, threads, bytes, s>>>(a, flags);
-  else gemv_q8_kernel<WT, 16><<<blocks, threads, bytes, s>>>(a, flags);
+  if (a.M <= 1) launch_gemv(gemv_q8_kernel<WT, 1>, blocks, threads, bytes, s, a, flags);
+  else if (a.M <= 4) launch_gemv(gemv_q8_kernel<WT, 4>, blocks, threads, bytes, s, a, flags);
+  else launch_gemv(gemv_q8_kernel<WT, 16>, blocks, threads, bytes, s, a, flags);
 }
 
 template <DType WT, int C, int S, int U>
 void launch_rows(const LinearArgs& a, int flags, cudaStream_t s) {
   const unsigned blocks = grid_for(a.N * S * kWarpSize, kGemvWarps * kWarpSize);
   const int threads = kGemvWarps * kWarpSize;
-  if (a.M <= 1) gemv_kernel<WT, C, 1, S, U><<<blocks, threads, 0, s>>>(a, flags);
-  else if (a.M <= 4) gemv_kernel<WT, C, 4, S, U><<<blocks, threads, 0, s>>>(a, flags);
-  else gemv_kernel<WT, C, 16, S, U><<<blocks, threads, 0, s>>>(a, flags);
+  if (a.M <= 1) launch_gemv(gemv_kernel<WT, C, 1, S, U>, blocks, threads, 0, s, a, flags);
+  else if (a.M <= 4) launch_gemv(gemv_kernel<WT, C, 4, S, U>, blocks, threads, 0, s, a, flags);
+  else launch_gemv(gemv_kernel<WT, C, 16, S, U>, blocks, threads, 0, s, a, flags);
 }
 
 // Warps per row from gemv_row_warps; one input row issues two chunks' loads
@@ -142,9 +144,9 @@ template <DType WT>
 void launch_block_rows(const LinearArgs& a, int flags, cudaStream_t s) {
   const unsigned blocks = grid_for(a.N * kWarpSize, kGemvWarps * kWarpSize);
   const int threads = kGemvWarps * kWarpSize;
-  if (a.M <= 1) gemv_block_kernel<WT, 1><<<blocks, threads, 0, s>>>(a, flags);
-  else if (a.M <= 4) gemv_block_kernel<WT, 4><<<blocks, threads, 0, s>>>(a, flags);
-  else gemv_block_kernel<WT, 16><<<blocks, threads, 0, s>>>(a, flags);
+  if (a.M <= 1) launch_gemv(gemv_block_kernel<WT, 1>, blocks, threads, 0, s, a, flags);
+  else if (a.M <= 4) launch_gemv(gemv_block_kernel<WT, 4>, blocks, threads, 0, s, a, flags);
+  else launch_gemv(gemv_block_kernel<WT, 16>, blocks, threads, 0, s, a, flags);
 }
 
 void launch_blocks(const LinearArgs& a, int flags, cudaStream_t s) {
@@ -176,7 +178,7 @@ cudaError_t linear_cuda(const LinearArgs& a, cudaStream_t stream) {
     }
     return linear_gemm_simt(a, stream);
   }
-  const int flags = gemv_flags(a);
+  const int flags = gemv_flags(a) | (pdl_enabled() ? kGemvPdl : 0);
   if (gemv_q8_usable(a)) {
     if (a.w_dtype == DType::Q8_0) launch_q8<DType::Q8_0>(a, flags, stream);
     else launch_q8<DType::Q4_0>(a, flags, stream);

@@ -31,6 +31,9 @@ constexpr int kWarpSize = 32;
 // Flags of the launch: the weight rows / the x rows allow 16-byte loads
 // (device only; the emulation reads element by element, the same values).
 constexpr int kGemvVecW = 1, kGemvVecX = 2, kGemvAlign2W = 4;
+// The launch is programmatic (cuda/pdl.cuh): prefetch the block's first
+// weight rows into L2 before waiting for the predecessor.
+constexpr int kGemvPdl = 8;
 
 // The little-endian 16-bit word at p (one load on the device when the
 // weight is 2-byte aligned: kGemvAlign2W).

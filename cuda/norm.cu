@@ -2,6 +2,7 @@
 #include "kernels.h"
 #include "launch_util.cuh"
 #include "norm_math.cuh"
+#include "pdl.cuh"
 
 namespace nm::cuda {
 
@@ -10,6 +11,7 @@ namespace {
 // Block per row; grid-strided over rows.
 __global__ void __launch_bounds__(kNormThreads) rms_norm_kernel(const RmsNormArgs a) {
   __shared__ float sh[kNormThreads];
+  pdl_trigger();  // a programmatic GEMV may follow (cuda/pdl.cuh)
   for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
     sh[threadIdx.x] = rms_norm_partial(a, r, threadIdx.x, kNormThreads);
     const float scale = norm_scale(block_tree_sum(sh), a.dim, a.eps);
@@ -24,6 +26,7 @@ __global__ void __launch_bounds__(kNormThreads) rms_norm_kernel(const RmsNormArg
 __global__ void __launch_bounds__(kNormRowThreads) rms_norm_row_kernel(const RmsNormArgs a) {
   __shared__ float sh[kNormRowThreads];
   const int t = threadIdx.x;
+  pdl_trigger();
   for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
     float v[kNormBatch], w[kNormBatch];
     rms_norm_load_values(a, r, t, kNormRowThreads, v);
@@ -38,6 +41,7 @@ __global__ void __launch_bounds__(kNormRowThreads) rms_norm_row_kernel(const Rms
 __global__ void __launch_bounds__(kNormThreads) gated_rms_norm_kernel(const GatedRmsNormArgs a) {
   __shared__ float sh[kNormThreads];
   const int64_t groups = a.dim / a.group_size;
+  pdl_trigger();
   for (int64_t i = blockIdx.x; i < a.rows * groups; i += gridDim.x) {
     const int64_t r = i / groups, g = i % groups;
     sh[threadIdx.x] = gated_rms_norm_partial(a, r, g, threadIdx.x);

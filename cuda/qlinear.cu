@@ -7,6 +7,7 @@
 #include "qlinear_gemm.h"
 #include "qlinear_math.cuh"
 #include "qlinear_row_math.cuh"
+#include "pdl.cuh"
 
 namespace nm::cuda {
 
@@ -87,10 +88,24 @@ size_t xq_smem_bytes(const QLinearArgs& a) {
   return a.xq ? 0 : (size_t)(a.M * ((a.K + kXqPad - 1) / kXqPad * kXqPad)) + 16;
 }
 
+// The quantized GEMVs' start (cuda/pdl.cuh): let the next kernel be
+// scheduled; under a programmatic launch, the first weight row of each of the
+// block's warps into L2, then wait for the predecessor.
+__device__ __forceinline__ void qgemv_begin(const QLinearArgs& a, int flags) {
+  pdl_trigger();
+  const int64_t n = (int64_t)blockIdx.x * kQGemvWarps + threadIdx.x / kWarpSize;
+  if ((flags & kQGemvPdl) && n < a.N) {
+    const int64_t bytes = a.w_dtype == DType::I4 ? (a.K + 1) / 2 : a.K;
+    prefetch_l2_span(static_cast<const uint8_t*>(a.w) + n * a.w_stride, bytes, threadIdx.x % kWarpSize, kWarpSize);
+  }
+  pdl_wait();
+}
+
 template <int MB, bool kStaged>
 __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w8a8_kernel(const QLinearArgs args, float inv, int flags) {
   extern __shared__ __align__(16) int8_t smem[];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  qgemv_begin(args, flags);
   uint32_t staged_nan;
   const QLinearArgs a = stage_xq<kStaged>(args, inv, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
   for (int64_t n = (int64_t)blockIdx.x * kQGemvWarps + warp; n < a.N; n += (int64_t)gridDim.x * kQGemvWarps) {
@@ -121,6 +136,7 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a8_kernel(const QLi
   __shared__ int32_t s_isum[kQGemvWarps][kWarpSize][MB];
   __shared__ float s_scale[kQGemvWarps][kWarpSize];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  qgemv_begin(a, flags);
   const uint32_t staged_nan = 0;
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
   const bool chain = lane < MB && lane < a.M;
@@ -176,6 +192,7 @@ __global__ void __launch_bounds__(kQGemvWarps * kWarpSize)
   __shared__ int32_t s_isum[kQGemvWarps][kW4A8StepGroups][MB];
   __shared__ float s_scale[kQGemvWarps][kW4A8StepGroups];
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize, q = lane % 4;
+  qgemv_begin(args, flags);
   uint32_t staged_nan;
   const QLinearArgs a = stage_xq<kStaged>(args, inv, smem + 16, reinterpret_cast<uint32_t*>(smem), staged_nan);
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
@@ -246,6 +263,7 @@ __global__ void __launch_bounds__(kQRowWarps * kWarpSize) qrows_kernel(const QLi
   const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
   const int64_t n0 = (int64_t)blockIdx.x * R;
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w);
+  pdl_trigger();
 
   uint32_t w[kQRowItems][4];
 #pragma unroll
@@ -261,6 +279,7 @@ __global__ void __launch_bounds__(kQRowWarps * kWarpSize) qrows_kernel(const QLi
   // I4: the block's scales (R x G <= kQRowSteps * 8 = the block's threads).
   const int sr = kI4 ? tid / G : 0, sg = kI4 ? tid % G : 0;
   const float sc = kI4 && sr < R && n0 + sr < a.N ? a.w_scales[(n0 + sr) * G + sg] : 0.0f;
+  pdl_wait();  // under a programmatic launch: only weights were read so far (cuda/pdl.cuh)
 
   // The inputs, row by row: 4 elements per thread and round (a warp covers
   // 128 elements: for I4 one group, whose lanes' sums reduce to X_g),
@@ -362,6 +381,7 @@ __global__ void __launch_bounds__(kQRowWarps * kWarpSize) qrows_kernel(const QLi
 template <int MB>
 __global__ void __launch_bounds__(kQGemvWarps * kWarpSize) w4a16_kernel(const QLinearArgs a, int flags) {
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  qgemv_begin(a, flags);
   const int64_t G = (a.K + kI4Group - 1) / kI4Group;
   const int64_t n0 = (int64_t)blockIdx.x * kQGemvWarps + warp, stride = (int64_t)gridDim.x * kQGemvWarps;
   const uint8_t* w0 = static_cast<const uint8_t*>(a.w);
@@ -399,8 +419,8 @@ template <DType WT, int MB>
 void launch_qrows(const QLinearArgs& a, float inv, int flags, const QRowLayout& L, cudaStream_t s) {
   const unsigned grid = (unsigned)((a.N + L.R - 1) / L.R);
   const int threads = kQRowWarps * kWarpSize;
-  if (a.xq) qrows_kernel<WT, MB, false><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
-  else qrows_kernel<WT, MB, true><<<grid, threads, (size_t)L.bytes, s>>>(a, inv, flags);
+  if (a.xq) launch_gemv(qrows_kernel<WT, MB, false>, grid, threads, (size_t)L.bytes, s, a, inv, flags);
+  else launch_gemv(qrows_kernel<WT, MB, true>, grid, threads, (size_t)L.bytes, s, a, inv, flags);
 }
 
 template <DType WT>
@@ -433,17 +453,17 @@ cudaError_t launch(const QLinearArgs& a, float inv, int flags, cudaStream_t s) {
     const size_t bytes = stage ? smem : 0;
     const unsigned grid = stage ? staged_blocks(a, blocks) : blocks;
     if (a.w_dtype == DType::I8) {
-      if (stage) w8a8_kernel<MB, true><<<grid, threads, bytes, s>>>(a, inv, flags);
-      else w8a8_kernel<MB, false><<<grid, threads, 0, s>>>(a, inv, flags);
+      if (stage) launch_gemv(w8a8_kernel<MB, true>, grid, threads, bytes, s, a, inv, flags);
+      else launch_gemv(w8a8_kernel<MB, false>, grid, threads, 0, s, a, inv, flags);
     } else if (stage) {
-      w4a8_coalesced_kernel<MB, true><<<grid, threads, bytes, s>>>(a, inv, flags);
+      launch_gemv(w4a8_coalesced_kernel<MB, true>, grid, threads, bytes, s, a, inv, flags);
     } else if (a.xq) {
-      w4a8_coalesced_kernel<MB, false><<<grid, threads, 0, s>>>(a, inv, flags);
+      launch_gemv(w4a8_coalesced_kernel<MB, false>, grid, threads, 0, s, a, inv, flags);
     } else {
-      w4a8_kernel<MB><<<grid, threads, 0, s>>>(a, inv, flags);
+      launch_gemv(w4a8_kernel<MB>, grid, threads, 0, s, a, inv, flags);
     }
   } else {
-    w4a16_kernel<MB><<<blocks, threads, 0, s>>>(a, flags);
+    launch_gemv(w4a16_kernel<MB>, blocks, threads, 0, s, a, flags);
   }
   return cudaGetLastError();
 }
@@ -456,7 +476,8 @@ cudaError_t qlinear_cuda(const QLinearArgs& a, cudaStream_t stream) {
   QLinearArgs b = a;
   if (!(b.x_scale > 0.0f)) b.xq = nullptr;  // W4A16 reads x
   const float inv = b.x_scale > 0.0f ? 1.0f / b.x_scale : 0.0f;
-  const int flags = (((uintptr_t)b.w & 15u) == 0 && b.w_stride % 16 == 0) ? kQGemvVecW : 0;
+  const int flags = ((((uintptr_t)b.w & 15u) == 0 && b.w_stride % 16 == 0) ? kQGemvVecW : 0) |
+                    (pdl_enabled() ? kQGemvPdl : 0);
   if (b.M > kGemvMaxRows) return qlinear_gemm(b, inv, stream);
   cudaError_t err = cudaSuccess;
   if (launch_qrow(b, inv, flags, stream, err)) return err;

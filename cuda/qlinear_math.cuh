@@ -30,6 +30,7 @@ namespace nm::cuda {
 
 constexpr int kQGemvWarps = 4;
 constexpr int kQGemvVecW = 1;  // weight rows allow 16-byte loads (device only)
+constexpr int kQGemvPdl = 2;   // programmatic launch (cuda/pdl.cuh): prefetch, then wait
 
 
 // acc + the dot product of the four signed bytes of w and x.

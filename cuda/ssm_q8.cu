@@ -5,6 +5,7 @@
 #include "conv1d_kernels.cuh"
 #include "kernels.h"
 #include "launch_util.cuh"
+#include "pdl.cuh"
 #include "ssm_q8_math.cuh"
 #include "state_update_kernel.cuh"
 
@@ -17,6 +18,7 @@ constexpr int kThreads = 256;
 __global__ void __launch_bounds__(kThreads) quantize_kernel(int64_t rows, int64_t C, const float* x, int64_t xs,
                                                             const float* scale, int8_t* q, int64_t qs) {
   const int64_t n = rows * C;
+  pdl_trigger();  // a programmatic GEMV may follow (cuda/pdl.cuh)
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t r = i / C, c = i % C;
     q[r * qs + c] = quantize_channel(x[r * xs + c], scale[c]);

@@ -3,6 +3,7 @@
 // operands, ssm_q8.cu on int8 ones. Arguments are checked by the callers.
 #pragma once
 #include "launch_util.cuh"
+#include "pdl.cuh"
 #include "selective_scan_math.cuh"
 
 namespace nm::cuda {
@@ -19,6 +20,7 @@ __global__ void __launch_bounds__(kUpdateThreads) selective_state_update_kernel(
                                                                                   const Ops o, int tpr) {
   const int64_t R = a.nheads * a.headdim, total = a.batch * R, rpb = kUpdateThreads / tpr;
   const int t = threadIdx.x, lane = t % tpr;
+  pdl_trigger();  // a programmatic GEMV may follow (cuda/pdl.cuh)
   for (int64_t blk = blockIdx.x; blk * rpb < total; blk += gridDim.x) {
     const int64_t row = blk * rpb + t / tpr;
     float v = row < total ? selective_state_update_partial(a, o, row / R, row % R, lane, tpr) : 0.0f;

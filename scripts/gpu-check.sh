@@ -6,6 +6,8 @@
 #                           against the CPU kernels, and the whole models of
 #                           cuda/check/models on the device-emulation
 #                           backend (as CI does)
+#   NODE_MAMBA_CUDA_PDL=1 nm_gpu_check --no-bench  the GEMV cases and the
+#                           whole models with programmatic launches
 #   nm_gpu_check            the real CUDA kernels against the CPU kernels
 #                           at awkward sizes, the whole models of
 #                           cuda/check/models on the CUDA backend against
@@ -49,6 +51,16 @@ if ! "$build/nm_gpu_check" --emulate >"$build/emulate.log"; then
   exit 1
 fi
 tail -n 1 "$build/emulate.log"
+# The decode GEMVs launched programmatically (NODE_MAMBA_CUDA_PDL=1,
+# cuda/pdl.cuh; off by default until timed): their cases and the whole
+# models again, summary only (log: $build/gpu-check-pdl.log).
+if ! NODE_MAMBA_CUDA_PDL=1 "$build/nm_gpu_check" --no-bench \
+  --skip elementwise,norm,conv,scan,ssd,attention,hadamard,q8,moe,shapes,recorder >"$build/gpu-check-pdl.log"; then
+  grep -v '^ok ' "$build/gpu-check-pdl.log"
+  echo "gpu-check: the programmatic-launch pass FAILED (log: $build/gpu-check-pdl.log)"
+  exit 1
+fi
+echo "programmatic launches (NODE_MAMBA_CUDA_PDL=1): $(tail -n 1 "$build/gpu-check-pdl.log" | cut -c1-60)"
 # The device run: every case line, then the timing table last (also in
 # $build/gpu-check.log).
 "$build/nm_gpu_check" | tee "$build/gpu-check.log"

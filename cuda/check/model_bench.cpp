@@ -156,9 +156,18 @@ struct Timing {
   int64_t launches = 0;  // per decode step, of its graph (0: eager)
 };
 
+// pdl: the GEMVs launched programmatically (cuda/pdl.cuh), on for the
+// whole run (load, prefill, the graphs' capture and the steps).
 Timing time_model(const engine::ModelConfig& cfg, const std::string& file,
                   const std::vector<engine::TensorSource>& tensors, bool graphs,
-                  engine::BackendKind kind = engine::BackendKind::Cuda) {
+                  engine::BackendKind kind = engine::BackendKind::Cuda, bool pdl = false) {
+  struct PdlScope {
+    explicit PdlScope(bool on) {
+      if (on) setenv("NODE_MAMBA_CUDA_PDL", "1", 1);
+      else unsetenv("NODE_MAMBA_CUDA_PDL");
+    }
+    ~PdlScope() { unsetenv("NODE_MAMBA_CUDA_PDL"); }
+  } pdl_scope(pdl);
   if (graphs) unsetenv("NODE_MAMBA_DECODE_GRAPHS");
   else setenv("NODE_MAMBA_DECODE_GRAPHS", "0", 1);
   auto model = engine::Model::load(cfg, {file}, tensors, kind);
@@ -249,16 +258,23 @@ bool run_model_benchmarks(double copy_gbs) {
       uint64_t decode_bytes = 0;
       const auto tensors = write_model(file, s, run.fmt, &decode_bytes);
       const engine::ModelConfig cfg = config_for(s, run.fmt);
+      // g: 2 graphs with programmatic GEMV launches (cuda/pdl.cuh), 1 graphs, 0 eager.
       const bool eager = s.eager_too && run.fmt == Format::BF16;
-      for (int g = 1; g >= (eager ? 0 : 1); --g) {
-        const Timing t = time_model(cfg, file, tensors, g == 1);
+      double plain_tok_s = 0;
+      std::vector<int> variants = {1};
+      if (eager) variants.push_back(0);
+      variants.push_back(2);
+      for (int g : variants) {
+        const Timing t = time_model(cfg, file, tensors, g >= 1, engine::BackendKind::Cuda, g == 2);
         const double gbs = t.decode_tok_s * (double)decode_bytes / 1e9;
         std::printf("%-32s %-6s %-22s %9.1f ms %12.1f %10.1f %7.1f%% %8lld", s.name, format_name(run.fmt),
-                    g ? "decode b1, graphs" : "decode b1, eager", t.prefill_ms, t.decode_tok_s, gbs,
-                    copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0, (long long)t.launches);
-        if (g && run.fmt == Format::F16) f16_tok_s[s.name] = t.decode_tok_s;
-        if (g && run.fmt == Format::W4A8 && f16_tok_s.count(s.name))
+                    g == 2 ? "decode b1, graphs, PDL" : g ? "decode b1, graphs" : "decode b1, eager", t.prefill_ms,
+                    t.decode_tok_s, gbs, copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0, (long long)t.launches);
+        if (g == 1) plain_tok_s = t.decode_tok_s;
+        if (g == 1 && run.fmt == Format::F16) f16_tok_s[s.name] = t.decode_tok_s;
+        if (g == 1 && run.fmt == Format::W4A8 && f16_tok_s.count(s.name))
           std::printf("  decode %.2fx f16", t.decode_tok_s / f16_tok_s[s.name]);
+        if (g == 2 && plain_tok_s > 0) std::printf("  %.2fx without PDL", t.decode_tok_s / plain_tok_s);
         std::printf("\n");
       }
     } catch (const std::exception& e) {
