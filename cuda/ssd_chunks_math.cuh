@@ -125,12 +125,12 @@ NM_HD SsdChunkLayout ssd_chunk_layout(const SsdChunkScanArgs& a) {
   return L;
 }
 
-// Whether the chunks take this shape with `smem_limit` bytes of shared
-// memory per block (the device's opt-in limit; the emulation assumes
-// sm_90's, kSsdEmulatedSmem).
+// Whether the chunks take this shape (headdim, heads) with `smem_limit`
+// bytes of shared memory per block (the device's opt-in limit; the
+// emulation assumes sm_90's, kSsdEmulatedSmem).
 constexpr int64_t kSsdEmulatedSmem = 232448;
 NM_HD bool ssd_chunks_apply(const SsdChunkScanArgs& a, int64_t smem_limit) {
-  if (a.headdim > kSsdChunkMaxP) return false;
+  if (a.headdim > kSsdChunkMaxP || a.nheads > 65535) return false;  // heads are gridDim.y
   const SsdChunkLayout L = ssd_chunk_layout(a);
   return 4 * (L.out_floats > L.state_floats ? L.out_floats : L.state_floats) <= smem_limit;
 }
