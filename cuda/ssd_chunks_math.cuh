@@ -248,16 +248,30 @@ NM_HD void ssd_chunk_write(const SsdChunkScanArgs& a, const SsdChunk& c, int64_t
 }
 
 // Passing, element e = p dstate + n of head h of sequence s (i over nseq x
-// nheads x headdim x dstate).
+// nheads x headdim x dstate). The chunks' S and decays are read
+// kSsdPassBatch at a time before any H is written (the writes could alias
+// them as far as the compiler knows: one by one, each read would wait for
+// the previous write).
+constexpr int kSsdPassBatch = 8;
 NM_HD void ssd_chunk_pass(const SsdChunkScanArgs& a, const SsdChunkWs& ws, int64_t i) {
   const int64_t per_h = a.headdim * a.dstate, per_s = a.nheads * per_h;
   const int64_t s = i / per_s, h = (i % per_s) / per_h, e = i % per_h;
   float hv = a.initial_states ? a.initial_states[i] : 0.0f;
-  for (int64_t j = ws.table[s]; j < (int64_t)ws.table[s + 1]; ++j) {
-    float* slot = ws.h + (j * a.nheads + h) * per_h + e;
-    const float sv = *slot;
-    *slot = hv;
-    hv = fmaf(ws.decay[j * a.nheads + h], hv, sv);
+  const int64_t j1 = ws.table[s + 1];
+  for (int64_t j0 = ws.table[s]; j0 < j1; j0 += kSsdPassBatch) {
+    float sv[kSsdPassBatch], dv[kSsdPassBatch];
+NM_UNROLL
+    for (int u = 0; u < kSsdPassBatch; ++u) {
+      const int64_t j = j0 + u < j1 ? j0 + u : j1 - 1;
+      sv[u] = ws.h[(j * a.nheads + h) * per_h + e];
+      dv[u] = ws.decay[j * a.nheads + h];
+    }
+NM_UNROLL
+    for (int u = 0; u < kSsdPassBatch; ++u) {
+      if (j0 + u >= j1) break;
+      ws.h[((j0 + u) * a.nheads + h) * per_h + e] = hv;
+      hv = fmaf(dv[u], hv, sv[u]);
+    }
   }
   a.final_states[i] = hv;
 }
