@@ -84,14 +84,32 @@ inline int64_t now_ns() {
 // Then spinning only takes time from whatever else wants the CPUs (another
 // process, another model's pool), and the threads of parallel regions wait
 // for each other behind it (bench/NOTES.md: two processes of two threads
-// each on two CPUs). For the next kOversubscribedHoldNs every thread sleeps
-// at once, as with NODE_MAMBA_SPIN_US=0 (a shorter hold spins again too
-// soon, while the other process still runs); an explicit NODE_MAMBA_SPIN_US
-// is kept as it is.
+// each on two CPUs). Every thread then sleeps at once, as with
+// NODE_MAMBA_SPIN_US=0, for a hold that starts at kFirstHoldNs and doubles
+// (up to kOversubscribedHoldNs) while each gap follows the last hold's end
+// within kRepeatNs: contention keeps costing spinning threads their CPU,
+// and a hold shorter than a second spins again too soon while the other
+// process still runs. An idle virtual machine also pauses its vCPUs for
+// 0.3-4 ms every second or so (bench/NOTES.md); such a lone gap now costs
+// kFirstHoldNs of sleeping pool threads, not a second of them. An explicit
+// NODE_MAMBA_SPIN_US is kept as it is.
 std::atomic<int64_t> g_oversubscribed_until{0};
+std::atomic<int64_t> g_hold_ns{0};  // the last hold (0: none yet)
 constexpr int64_t kPreemptedGapNs = 300 * 1000;
+constexpr int64_t kFirstHoldNs = 50 * 1000 * 1000;
 constexpr int64_t kOversubscribedHoldNs = 1000 * 1000 * 1000;
+constexpr int64_t kRepeatNs = 200 * 1000 * 1000;
 bool oversubscribed(int64_t t) { return t < g_oversubscribed_until.load(std::memory_order_relaxed); }
+
+// A gap at time t: the CPUs count as oversubscribed for the next hold.
+// Relaxed atomics: two threads that detect at once may set either's hold.
+void hold_after_gap(int64_t t) {
+  const int64_t last_end = g_oversubscribed_until.load(std::memory_order_relaxed);
+  const int64_t last = g_hold_ns.load(std::memory_order_relaxed);
+  const int64_t hold = last > 0 && t - last_end < kRepeatNs ? std::min(2 * last, kOversubscribedHoldNs) : kFirstHoldNs;
+  g_hold_ns.store(hold, std::memory_order_relaxed);
+  g_oversubscribed_until.store(t + hold, std::memory_order_relaxed);
+}
 
 int64_t spin_ns() {
   if (spin_env_ns() >= 0) return spin_env_ns();
@@ -130,7 +148,7 @@ bool spin_until(const Done& done, const std::atomic<int64_t>* until = nullptr) {
     }
     const int64_t t = now_ns();
     if (t - last > kPreemptedGapNs && spin_env_ns() < 0) {
-      g_oversubscribed_until.store(t + kOversubscribedHoldNs, std::memory_order_relaxed);
+      hold_after_gap(t);
       return done();
     }
     last = t;
