@@ -20,6 +20,10 @@ namespace nm::cpu {
 
 namespace {
 thread_local bool t_in_pool_task = false;
+thread_local int t_inline_depth = 0;  // begin_inline() calls not yet ended on this thread
+// Whether a call from this thread runs its work here, inline: from inside a
+// task (no nested parallelism), or within begin_inline / end_inline.
+inline bool run_inline_here() { return t_in_pool_task || t_inline_depth > 0; }
 
 int read_int_file(const std::string& path, int fallback) {
   std::ifstream f(path);
@@ -290,7 +294,12 @@ void ThreadPool::worker_main(int ith, uint64_t seen) {
     const std::function<void(int, int)>* fn;
     std::shared_ptr<RangeCall> rc;
     {
-      std::lock_guard<std::mutex> lk(slot_mu_);
+      // The caller holds slot_mu_ for a few stores while it publishes (this
+      // worker saw the new generation inside them): blocking on it would put
+      // the worker to sleep on a futex for the caller's unlock to wake, some
+      // microseconds in a virtual machine for a call that may take fewer.
+      while (!slot_mu_.try_lock()) cpu_relax();
+      std::lock_guard<std::mutex> lk(slot_mu_, std::adopt_lock);
       seen = generation_.load(std::memory_order_acquire);
       nth = nth_;
       fn = fn_;
@@ -314,9 +323,8 @@ void ThreadPool::worker_main(int ith, uint64_t seen) {
       if (rc->work) {
         rc.reset();
         late_workers_.fetch_sub(1, std::memory_order_seq_cst);
-      } else if (rc->inflight.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (caller_waiting_) cv_done_.notify_one();
+      } else if (rc->inflight.fetch_sub(1, std::memory_order_seq_cst) == 1) {
+        wake_caller();
       }
       continue;
     }
@@ -329,17 +337,23 @@ void ThreadPool::worker_main(int ith, uint64_t seen) {
         if (!error_) error_ = std::current_exception();
       }
       t_in_pool_task = false;
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (caller_waiting_) cv_done_.notify_one();
-      }
+      if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1) wake_caller();
     }
   }
 }
 
+// A worker that finished a call's last task: wakes its caller if it sleeps
+// (caller_waiting_ in threadpool.h: the store and this load are ordered
+// against the done counts' decrement and the caller's last look at them).
+void ThreadPool::wake_caller() {
+  if (!caller_waiting_.load(std::memory_order_seq_cst)) return;
+  std::lock_guard<std::mutex> lk(mu_);
+  cv_done_.notify_one();
+}
+
 void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
   int nth = std::max(1, std::min(max_tasks, size_));
-  if (nth == 1 || t_in_pool_task) {
+  if (nth == 1 || run_inline_here()) {
     for (int i = 0; i < nth; ++i) fn(i, nth);
     return;
   }
@@ -358,14 +372,12 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
   t_in_pool_task = false;
   if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
     std::unique_lock<std::mutex> lk(mu_);
-    caller_waiting_ = true;
-    cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
-    caller_waiting_ = false;
+    caller_waiting_.store(true, std::memory_order_seq_cst);
+    cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_seq_cst) == 0; });
+    caller_waiting_.store(false, std::memory_order_relaxed);
   }
-  {
-    std::lock_guard<std::mutex> lk(slot_mu_);
-    fn_ = nullptr;
-  }
+  // (fn_ is left as it is: a worker past nth that picks this call up late
+  // reads it but never calls it, and the next publish replaces it)
   if (!local) {
     std::lock_guard<std::mutex> lk(error_mu_);
     local = error_;
@@ -417,7 +429,7 @@ void ThreadPool::take_ranges(RangeCall& c, bool caller) {
 
 void ThreadPool::run_ranges(std::vector<int64_t> ends, const std::function<void(int64_t, int64_t)>& fn) {
   if (ends.empty()) return;
-  if (ends.size() == 1 || size_ == 1 || t_in_pool_task) return each_range_inline(ends, fn);
+  if (ends.size() == 1 || size_ == 1 || run_inline_here()) return each_range_inline(ends, fn);
   const int64_t count = (int64_t)ends.size();
   std::lock_guard<std::mutex> run_lk(run_mu_);
   auto c = std::make_shared<RangeCall>();
@@ -436,9 +448,9 @@ void ThreadPool::run_ranges(std::vector<int64_t> ends, const std::function<void(
   // Workers that may still be in fn (a worker that joins later finds no range).
   if (!spin_until([&] { return c->inflight.load(std::memory_order_seq_cst) == 0; })) {
     std::unique_lock<std::mutex> lk(mu_);
-    caller_waiting_ = true;
+    caller_waiting_.store(true, std::memory_order_seq_cst);
     cv_done_.wait(lk, [&] { return c->inflight.load(std::memory_order_seq_cst) == 0; });
-    caller_waiting_ = false;
+    caller_waiting_.store(false, std::memory_order_relaxed);
   }
   if (!local) {
     std::lock_guard<std::mutex> lk(c->error_mu);
@@ -450,7 +462,7 @@ void ThreadPool::run_ranges(std::vector<int64_t> ends, const std::function<void(
 void ThreadPool::run_recomputable(std::vector<int64_t> ends, const std::shared_ptr<RecomputableWork>& work) {
   if (ends.empty()) return;
   const size_t count = ends.size();
-  if (count == 1 || size_ == 1 || t_in_pool_task)
+  if (count == 1 || size_ == 1 || run_inline_here())
     return each_range_inline(ends, [&](int64_t b, int64_t e) { work->compute(b, e, true); });
   std::lock_guard<std::mutex> run_lk(run_mu_);
   auto c = std::make_shared<RangeCall>();
@@ -509,6 +521,8 @@ namespace {
 thread_local bool t_recompute_allowed = false;
 }  // namespace
 bool recompute_allowed() { return t_recompute_allowed; }
+void begin_inline() { ++t_inline_depth; }
+void end_inline() { if (t_inline_depth > 0) --t_inline_depth; }
 void set_recompute_allowed(bool on) { t_recompute_allowed = on; }
 
 ThreadPool& pool() {

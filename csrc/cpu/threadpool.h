@@ -105,28 +105,40 @@ class ThreadPool {
   void worker_main(int ith, uint64_t seen);
   void publish(const std::function<void(int, int)>* fn, int nth, std::shared_ptr<RangeCall> ranges);
   static void take_ranges(RangeCall& c, bool caller);
+  void wake_caller();
 
   int size_ = 1;
   std::vector<std::thread> workers_;
   std::mutex run_mu_;  // one run() at a time
-  std::mutex mu_;      // guards sleeping and waking
-  std::condition_variable cv_work_, cv_done_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
-  std::atomic<bool> quit_{false};
-  // The prefetch hint: addresses [pf_next_, pf_end_), taken in chunks.
-  std::atomic<uintptr_t> pf_next_{0}, pf_end_{0};
-  std::atomic<int64_t> linger_until_{0};  // idle workers spin at least until then (steady-clock ns)
-  void prefetch_some();
-  int sleepers_ = 0;     // workers blocked on cv_work_ (under mu_)
-  bool caller_waiting_ = false;  // run() blocked on cv_done_ (under mu_)
-  // The call a worker joins, published under slot_mu_ with generation_:
-  // run()'s fn_ / nth_, or a range call (whose object a late worker keeps).
+  // A call's hand-offs cross cores; each group below sits on its own cache
+  // lines, so that a write to one (a worker's prefetch counter, its done
+  // count) does not take the line another thread spins on.
+  //
+  // The call a worker joins, published under slot_mu_ with generation_
+  // (written by the caller, read by spinning workers): run()'s fn_ / nth_,
+  // or a range call (whose object a late worker keeps).
+  alignas(64) std::atomic<uint64_t> generation_{0};
   std::mutex slot_mu_;
   int nth_ = 0;
   const std::function<void(int, int)>* fn_ = nullptr;
   std::shared_ptr<RangeCall> ranges_;
-  std::atomic<int> late_workers_{0};  // workers inside a run_recomputable call's object
+  // run(): workers that have not finished their task (the caller spins on it).
+  alignas(64) std::atomic<int> pending_{0};
+  // The prefetch hint: addresses [pf_next_, pf_end_), taken in chunks.
+  alignas(64) std::atomic<uintptr_t> pf_next_{0}, pf_end_{0};
+  void prefetch_some();
+  alignas(64) std::atomic<int64_t> linger_until_{0};  // idle workers spin at least until then (steady-clock ns)
+  std::atomic<bool> quit_{false};
+  // Sleeping and waking: workers blocked on cv_work_, a caller on cv_done_.
+  // caller_waiting_ is set under mu_ before the caller's last look at its
+  // done count; a worker that finishes a call's last task looks at it after
+  // its own decrement (both sequentially consistent), so one of the two
+  // sees the other and the fast path takes no lock.
+  alignas(64) std::mutex mu_;
+  std::condition_variable cv_work_, cv_done_;
+  int sleepers_ = 0;  // (under mu_)
+  std::atomic<bool> caller_waiting_{false};
+  alignas(64) std::atomic<int> late_workers_{0};  // workers inside a run_recomputable call's object
   std::atomic<uint64_t> recomputed_{0};
   std::mutex error_mu_;
   std::exception_ptr error_;
@@ -137,6 +149,14 @@ class ThreadPool {
 // backend for the span of a decode step, whose weights stay until the
 // model's Backend::quiesce (which waits for late workers).
 bool recompute_allowed();
+
+// Between begin_inline() and its end_inline() (they nest), the pool's calls
+// from this thread run here, inline, as calls from inside a task do: for a
+// stretch of small, latency-bound kernels (a decode step's conv and state
+// update at batch 1) whose hand-offs to a worker cost about as much as their
+// work, while the idle workers prefetch the hinted weights instead.
+void begin_inline();
+void end_inline();
 void set_recompute_allowed(bool on);
 
 // The process-wide pool, sized to physical_core_count() on first use

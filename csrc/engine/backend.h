@@ -88,6 +88,13 @@ class Backend {
   // (cpu/threadpool.h); the next hint replaces it. Nothing on the device
   // backends.
   virtual void prefetch(const void* p, size_t bytes) { (void)p, (void)bytes; }
+  // A stretch of small, latency-bound calls until serial_end (they nest; use
+  // SerialSection): a decode step's conv and state update at batch 1. The
+  // CPU backend runs them on the calling thread while its idle threads
+  // prefetch the hinted weights (bench/NOTES.md); nothing on the device
+  // backends.
+  virtual void serial_begin() {}
+  virtual void serial_end() noexcept {}
   // Waits until no kernel work of a finished call still reads the model's
   // weights (the CPU pool's workers that a decode step's matrix products
   // no longer waited for: cpu/threadpool.h run_recomputable). Called before
@@ -136,6 +143,29 @@ class Backend {
   virtual void moe(const MoeArgs& a) = 0;
   virtual void swiglu_rows(const float* gu, int64_t gu_stride, int64_t up_off, float* h, int64_t h_stride,
                            int64_t rows, int64_t I) = 0;
+};
+
+// Backend::serial_begin / serial_end for a scope: begun by begin(true) (or
+// the constructor's `on`), ended by end() or the destructor.
+class SerialSection {
+ public:
+  explicit SerialSection(Backend& b, bool on = false) : b_(b) { begin(on); }
+  ~SerialSection() { end(); }
+  SerialSection(const SerialSection&) = delete;
+  SerialSection& operator=(const SerialSection&) = delete;
+  void begin(bool on) {
+    if (!on || open_) return;
+    b_.serial_begin();
+    open_ = true;
+  }
+  void end() noexcept {
+    if (open_) b_.serial_end();
+    open_ = false;
+  }
+
+ private:
+  Backend& b_;
+  bool open_ = false;
 };
 
 // The backend of `kind` (a std::invalid_argument for one this build lacks).

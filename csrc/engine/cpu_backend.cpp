@@ -31,6 +31,8 @@ class CpuBackend final : public Backend {
   bool packs_weights() const override { return true; }
 
   void prefetch(const void* p, size_t bytes) override { cpu::pool().prefetch(p, bytes); }
+  void serial_begin() override { cpu::begin_inline(); }
+  void serial_end() noexcept override { cpu::end_inline(); }
   // A decode step's matrix products may take back the ranges of a worker
   // the machine stalls (kernels/qlinear_rows.h): its weights stay until
   // quiesce().

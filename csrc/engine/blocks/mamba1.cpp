@@ -43,11 +43,14 @@ struct Mamba1Front {
 };
 
 void mamba1_front(Model& m, const MambaWeights& L, int64_t layer, const float* hn, int64_t M, const Mamba1Front& f,
-                  bool q8, const std::function<void(const ConvInt8&)>& conv) {
+                  bool q8, const std::function<void(const ConvInt8&)>& conv, SerialSection& serial) {
   const ModelConfig& c = m.config();
   const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
   run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz);
   if (M <= 8) m.backend().prefetch(L.out_proj.data, packed_weight_bytes(L.out_proj));  // read after the conv and state update (decode)
+  // At one row the calls until out_proj are small: on one thread, while
+  // the others prefetch out_proj (the caller ends the section).
+  serial.begin(M == 1);
   if (observer()) observe_channels(mixer_name(layer) + "conv1d:input", f.xz, 2 * di, M, di);
   if (q8) {
     m.backend().quantize_channels_int8(M, di, f.xz, 2 * di, L.conv_in_scale.data(), f.xq, di);
@@ -81,9 +84,10 @@ void prefill_impl(Model& m, const MambaWeights& L, int64_t layer, int32_t slot, 
       y((size_t)(n * di));
   I8Buf xq((size_t)(q8 ? n * di : 0)), uq((size_t)(q8 ? n * di : 0)), bcq((size_t)(q8 ? n * 2 * N : 0));
   const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bcq.data()};
+  SerialSection serial(m.backend());
   mamba1_front(m, L, layer, hn, n, f, q8, [&](const ConvInt8& q) {
     conv_prefill(m, L, slot, xz.data(), 2 * di, di, n, xc.data(), q);  // x = first half of in_proj
-  });
+  }, serial);
 
   SelectiveScanArgs s;
   s.batch = 1; s.seqlen = n; s.dim = di; s.dstate = N; s.ngroups = 1;
@@ -107,6 +111,7 @@ void prefill_impl(Model& m, const MambaWeights& L, int64_t layer, int32_t slot, 
     m.backend().selective_scan(s);
   }
 
+  serial.end();
   run_out_proj(m, L, y.data(), n, out);
 }
 
@@ -118,9 +123,10 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
       y((size_t)(B * di));
   I8Buf xq((size_t)(q8 ? B * di : 0)), uq((size_t)(q8 ? B * di : 0)), bcq((size_t)(q8 ? B * 2 * N : 0));
   const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bcq.data()};
+  SerialSection serial(m.backend());
   mamba1_front(m, L, layer, hn, B, f, q8, [&](const ConvInt8& q) {
     conv_step(m, L, slots, xz.data(), 2 * di, di, B, xc.data(), q);
-  });
+  }, serial);
 
   SelectiveStateUpdateArgs s;
   s.batch = B; s.nheads = di; s.headdim = 1; s.dstate = N; s.ngroups = 1; s.a_per_state = true;
@@ -143,6 +149,7 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
     m.backend().selective_state_update(s);
   }
 
+  serial.end();
   run_out_proj(m, L, y.data(), B, out);
 }
 

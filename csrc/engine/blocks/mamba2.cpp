@@ -104,6 +104,10 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   I8Buf xbc_in((size_t)(q8 ? B * C : 0)), xbc_q((size_t)(q8 ? B * C : 0));
   run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
   m.backend().prefetch(L.out_proj.data, packed_weight_bytes(L.out_proj));  // read after the conv and state update
+  // At one sequence the conv's calls are small: on one thread, while the
+  // others prefetch out_proj (the state update, 128 states per channel
+  // against Mamba-1's 16, keeps them all: bench/NOTES.md).
+  SerialSection serial(m.backend(), B == 1);
 
   if (q8) {
     m.backend().quantize_channels_int8(B, C, zxbcdt.data() + di, P, L.conv_in_scale.data(), xbc_in.data(), C);
@@ -112,6 +116,7 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
     conv_step(m, L, slots, zxbcdt.data() + di, P, C, B, xbc.data());
   }
 
+  serial.end();
   SelectiveStateUpdateArgs s;
   s.batch = B; s.nheads = H; s.headdim = Pd; s.dstate = N; s.ngroups = G; s.a_per_state = false;
   s.state = m.pool_base() + L.ssm_off; s.state_batch_stride = m.state_floats(); s.state_indices = slots;
