@@ -285,7 +285,37 @@ static void state_update_units(const SelectiveStateUpdateArgs& a, const Int8Oper
       }
     };
     const VF log2e = VF::set1(kLog2e);
-    for (int64_t r = r0; r < r1;) {
+    int64_t r = r0;
+    // Mamba-1 in whole spans of VF::W rows of one group: update_rows_interleaved's
+    // rows, their sums reduced together and y = Σ + D·x written as one
+    // vector, with no per-row bookkeeping (the loop below tests each row's
+    // group with two divisions and hands it to row_done: 1.7x the time of
+    // this, bench/NOTES.md). A span across a group boundary and the rows
+    // after the last whole span take the loop below.
+    const int nv1 = VF::W < 4 ? 0 : N == VF::W ? 1 : N == 2 * VF::W ? 2 : 0;  // (a span holds whole interleaved groups)
+    if (nv1 && a.a_per_state && P == 1) {
+      for (; r + VF::W <= r1; r += VF::W) {
+        const int64_t g = r / heads_per_group;
+        if ((r + VF::W - 1) / heads_per_group != g) break;
+        VF span[VF::W];
+        for (int i = 0; i < VF::W; i += 4 / nv1) {
+          const float* dti = dts + (r + i - h0);
+          if (nv1 == 1) update_rows_interleaved<1>(a, b, g, r + i, state, dti, log2e, xat, span + i);
+          else update_rows_interleaved<2>(a, b, g, r + i, state, dti, log2e, xat, span + i);
+        }
+        // y = Σ + D·x, fused: one rounding whichever x the level reads
+        // (the int8 and float forms must agree bit for bit)
+        VF y = reduce_sum_rows(span);
+        if (a.D) {
+          VF xv;
+          if constexpr (Q8) xv = VF::load(xl + (r - r0));
+          else xv = VF::load(xrow + r);
+          y = fmadd(xv, VF::load(a.D + r), y);
+        }
+        y.store(ys + (r - r0));
+      }
+    }
+    while (r < r1) {
       // Mamba-1 (one channel per head; a row's states are one vector, or
       // two at AVX2's 8 lanes for d_state 16): 4 vectors of states at a
       // time, so that their exp polynomials (a chain of dependent fmas each)
