@@ -13,7 +13,9 @@
 #include <utility>
 
 #if defined(__linux__)
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
 #endif
 
 namespace nm::cpu {
@@ -82,28 +84,113 @@ inline int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Until when (now_ns() time) the CPUs count as oversubscribed: a spinning
-// thread found that it had lost its CPU mid-spin (kPreemptedGapNs between
-// two looks at the clock, which are a few microseconds apart when it runs).
-// Then spinning only takes time from whatever else wants the CPUs (another
-// process, another model's pool), and the threads of parallel regions wait
-// for each other behind it (bench/NOTES.md: two processes of two threads
-// each on two CPUs). Every thread then sleeps at once, as with
-// NODE_MAMBA_SPIN_US=0, for a hold that starts at kFirstHoldNs and doubles
-// (up to kOversubscribedHoldNs) while each gap follows the last hold's end
-// within kRepeatNs: contention keeps costing spinning threads their CPU,
-// and a hold shorter than a second spins again too soon while the other
-// process still runs. An idle virtual machine also pauses its vCPUs for
-// 0.3-4 ms every second or so (bench/NOTES.md); such a lone gap now costs
-// kFirstHoldNs of sleeping pool threads, not a second of them. An explicit
-// NODE_MAMBA_SPIN_US is kept as it is.
+// Until when (now_ns() time) the CPUs count as oversubscribed. Then spinning
+// only takes time from whatever else wants the CPUs (another process,
+// another model's pool), and the threads of parallel regions wait for each
+// other behind it (bench/NOTES.md: two processes of two threads each on two
+// CPUs): every thread sleeps at once instead, as with NODE_MAMBA_SPIN_US=0.
+// An explicit NODE_MAMBA_SPIN_US is kept as it is.
+//
+// The signal is the kernel's own account (/proc/thread-self/schedstat): how
+// long each thread that runs pool work was runnable but kept off a CPU (its
+// run-queue wait). A thread looks at it at most every kWaitWindowNs, while
+// it spins or as it starts a call. When two of its windows in a row, neither
+// overlapping a hold, had waits past kWaitFraction of their length, the CPUs
+// count as oversubscribed for a hold of kWaitHoldNs, doubled (up to
+// kMaxWaitHoldNs) when it starts within kWaitRepeatNs of the last hold's end,
+// as under lasting contention. A spinning thread's lost-time gaps (the rule
+// below, kept where schedstat cannot be read) could not tell contention
+// from a virtual machine's vCPU pauses (no run-queue wait in the guest) or
+// the process's own bursts (a garbage collection, JavaScript choosing the
+// next token, the pool's own wake-ups), which cost single windows: on the
+// 2-vCPU guest of bench/NOTES.md those held the pool asleep through most of
+// 8-sequence decode.
 std::atomic<int64_t> g_oversubscribed_until{0};
 std::atomic<int64_t> g_hold_ns{0};  // the last hold (0: none yet)
+bool oversubscribed(int64_t t) { return t < g_oversubscribed_until.load(std::memory_order_relaxed); }
+constexpr int64_t kWaitWindowNs = 20 * 1000 * 1000;
+constexpr double kWaitFraction = 0.25;
+constexpr int64_t kWaitHoldNs = 100 * 1000 * 1000, kMaxWaitHoldNs = 800 * 1000 * 1000;
+constexpr int64_t kWaitRepeatNs = 100 * 1000 * 1000;
+
+// The calling thread's run-queue wait in ns (the second field of
+// /proc/thread-self/schedstat), or -1 where it cannot be read.
+class RunQueueWait {
+ public:
+  ~RunQueueWait() {
+#if defined(__linux__)
+    if (fd_ >= 0) ::close(fd_);
+#endif
+  }
+  int64_t read_ns() {
+#if defined(__linux__)
+    if (fd_ == -2) fd_ = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return -1;
+    char buf[96];
+    const ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    unsigned long long run = 0, wait = 0;
+    if (std::sscanf(buf, "%llu %llu", &run, &wait) != 2) return -1;
+    return (int64_t)wait;
+#else
+    return -1;
+#endif
+  }
+
+ private:
+  int fd_ = -2;  // -2: not opened yet
+};
+
+struct WaitWindow {
+  RunQueueWait source;
+  int64_t t0 = -1, wait0 = 0;  // the last look (-1: none yet)
+  bool unreadable = false;
+  bool last_high = false;  // the last window's wait was past kWaitFraction
+};
+thread_local WaitWindow t_wait;
+
+// The calling thread's look at its run-queue wait, at most every
+// kWaitWindowNs (t: now_ns()). False where schedstat cannot be read (the
+// caller falls back to the gap rule).
+bool note_run_queue_wait(int64_t t) {
+  WaitWindow& w = t_wait;
+  if (w.unreadable) return false;
+  if (w.t0 >= 0 && t - w.t0 < kWaitWindowNs) return true;
+  const int64_t wait = w.source.read_ns();
+  if (wait < 0) {
+    w.unreadable = true;
+    return false;
+  }
+  const int64_t until = g_oversubscribed_until.load(std::memory_order_relaxed);
+  if (w.t0 >= 0 && w.t0 >= until) {
+    // (a window that overlaps a hold does not count: sleeping threads wait
+    // for a CPU each time they are woken)
+    const bool high = (double)(wait - w.wait0) > kWaitFraction * (double)(t - w.t0);
+    if (high && w.last_high) {
+      const int64_t last = g_hold_ns.load(std::memory_order_relaxed);
+      const int64_t hold = last > 0 && t - until < kWaitRepeatNs ? std::min(2 * last, kMaxWaitHoldNs) : kWaitHoldNs;
+      g_hold_ns.store(hold, std::memory_order_relaxed);
+      g_oversubscribed_until.store(t + hold, std::memory_order_relaxed);
+    }
+    w.last_high = high;
+  } else {
+    w.last_high = false;
+  }
+  w.t0 = t;
+  w.wait0 = wait;
+  return true;
+}
+
+// The fallback (no schedstat): a spinning thread that found it had lost its
+// CPU mid-spin (kPreemptedGapNs between two looks at the clock, which are a
+// few microseconds apart when it runs) holds every thread asleep for a hold
+// that starts at kFirstHoldNs and doubles (up to kOversubscribedHoldNs)
+// while each gap follows the last hold's end within kRepeatNs.
 constexpr int64_t kPreemptedGapNs = 300 * 1000;
 constexpr int64_t kFirstHoldNs = 50 * 1000 * 1000;
 constexpr int64_t kOversubscribedHoldNs = 1000 * 1000 * 1000;
 constexpr int64_t kRepeatNs = 200 * 1000 * 1000;
-bool oversubscribed(int64_t t) { return t < g_oversubscribed_until.load(std::memory_order_relaxed); }
 
 // A gap at time t: the CPUs count as oversubscribed for the next hold.
 // Relaxed atomics: two threads that detect at once may set either's hold.
@@ -113,6 +200,12 @@ void hold_after_gap(int64_t t) {
   const int64_t hold = last > 0 && t - last_end < kRepeatNs ? std::min(2 * last, kOversubscribedHoldNs) : kFirstHoldNs;
   g_hold_ns.store(hold, std::memory_order_relaxed);
   g_oversubscribed_until.store(t + hold, std::memory_order_relaxed);
+}
+
+// A caller's look as it hands a call to the workers (a thread that computes
+// rarely spins long enough to look there).
+void note_waits_at_call() {
+  if (spin_env_ns() < 0) note_run_queue_wait(now_ns());
 }
 
 int64_t spin_ns() {
@@ -151,7 +244,7 @@ bool spin_until(const Done& done, const std::atomic<int64_t>* until = nullptr) {
       if (done()) return true;
     }
     const int64_t t = now_ns();
-    if (t - last > kPreemptedGapNs && spin_env_ns() < 0) {
+    if (spin_env_ns() < 0 && !note_run_queue_wait(t) && t - last > kPreemptedGapNs) {
       hold_after_gap(t);
       return done();
     }
@@ -358,6 +451,7 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> run_lk(run_mu_);
+  note_waits_at_call();
   nth = std::max(1, std::min(max_tasks, size_));
   error_ = nullptr;
   pending_.store(nth - 1, std::memory_order_relaxed);
@@ -432,6 +526,7 @@ void ThreadPool::run_ranges(std::vector<int64_t> ends, const std::function<void(
   if (ends.size() == 1 || size_ == 1 || run_inline_here()) return each_range_inline(ends, fn);
   const int64_t count = (int64_t)ends.size();
   std::lock_guard<std::mutex> run_lk(run_mu_);
+  note_waits_at_call();
   auto c = std::make_shared<RangeCall>();
   c->ends = std::move(ends);
   c->fn = &fn;
@@ -465,6 +560,7 @@ void ThreadPool::run_recomputable(std::vector<int64_t> ends, const std::shared_p
   if (count == 1 || size_ == 1 || run_inline_here())
     return each_range_inline(ends, [&](int64_t b, int64_t e) { work->compute(b, e, true); });
   std::lock_guard<std::mutex> run_lk(run_mu_);
+  note_waits_at_call();
   auto c = std::make_shared<RangeCall>();
   c->ends = std::move(ends);
   c->work = work;

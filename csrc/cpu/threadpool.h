@@ -10,10 +10,10 @@
 // two) for up to 1 ms, 5 ms after a decode step (linger; NODE_MAMBA_SPIN_US
 // sets both), and only then sleep on a condition
 // variable; the caller likewise spins before sleeping while it waits for the
-// workers. A spinning thread that finds it lost its CPU mid-spin (the CPUs
-// are oversubscribed: another process, another pool; or a virtual machine's
-// pause) stops every thread of the pool spinning for 50 ms, twice as long
-// at each gap that follows a hold's end within 200 ms, up to a second.
+// workers. When the kernel keeps the pool's threads waiting for a CPU (the
+// CPUs are oversubscribed: another process, another pool), every thread of
+// the pool stops spinning for 100 ms, twice as long when contention returns
+// right after a hold, up to 800 ms (threadpool.cpp).
 #pragma once
 #include <atomic>
 #include <condition_variable>
