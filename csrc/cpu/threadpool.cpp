@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -13,8 +14,8 @@
 #include <utility>
 
 #if defined(__linux__)
-#include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #endif
 
@@ -85,104 +86,108 @@ inline int64_t now_ns() {
 }
 
 // Until when (now_ns() time) the CPUs count as oversubscribed. Then spinning
-// only takes time from whatever else wants the CPUs (another process,
-// another model's pool), and the threads of parallel regions wait for each
-// other behind it (bench/NOTES.md: two processes of two threads each on two
+// only takes time from whatever else wants the CPUs (other processes), and
+// the threads of parallel regions wait for each other behind it (bench/NOTES.md: two processes of two threads each on two
 // CPUs): every thread sleeps at once instead, as with NODE_MAMBA_SPIN_US=0.
 // An explicit NODE_MAMBA_SPIN_US is kept as it is.
 //
-// The signal is the kernel's own account (/proc/thread-self/schedstat): how
-// long each thread that runs pool work was runnable but kept off a CPU (its
-// run-queue wait). A thread looks at it at most every kWaitWindowNs, while
-// it spins or as it starts a call. When two of its windows in a row, neither
-// overlapping a hold, had waits past kWaitFraction of their length, the CPUs
-// count as oversubscribed for a hold of kWaitHoldNs, doubled (up to
-// kMaxWaitHoldNs) when it starts within kWaitRepeatNs of the last hold's end,
-// as under lasting contention. A spinning thread's lost-time gaps (the rule
-// below, kept where schedstat cannot be read) could not tell contention
-// from a virtual machine's vCPU pauses (no run-queue wait in the guest) or
-// the process's own bursts (a garbage collection, JavaScript choosing the
-// next token, the pool's own wake-ups), which cost single windows: on the
-// 2-vCPU guest of bench/NOTES.md those held the pool asleep through most of
-// 8-sequence decode.
+// The signal is the CPU time of other processes on the CPUs this process
+// may run on: the kernel's busy time on those CPUs (/proc/stat: user, nice,
+// system, irq and softirq; not idle, I/O wait or a hypervisor's steal) less
+// this process's own (getrusage), over windows of kWindowNs that one thread
+// at a time measures, while it spins or as it starts a call. Past
+// kOthersFraction of the window's CPU time, the CPUs count as oversubscribed
+// until two windows from then, renewed while it lasts. Neither this
+// process's own threads (JavaScript choosing the next token, the thread that
+// runs a step, V8's collector: on two vCPUs they keep the pool's threads
+// waiting for a CPU a fifth of the time) nor a virtual machine's vCPU pauses
+// count: holding the pool asleep through them cost 8-sequence decode a third
+// of its speed on the guest of bench/NOTES.md, and batch 1 a fifth.
 std::atomic<int64_t> g_oversubscribed_until{0};
-std::atomic<int64_t> g_hold_ns{0};  // the last hold (0: none yet)
+std::atomic<int64_t> g_hold_ns{0};  // the gap rule's last hold (0: none yet)
 bool oversubscribed(int64_t t) { return t < g_oversubscribed_until.load(std::memory_order_relaxed); }
-constexpr int64_t kWaitWindowNs = 20 * 1000 * 1000;
-constexpr double kWaitFraction = 0.25;
-constexpr int64_t kWaitHoldNs = 100 * 1000 * 1000, kMaxWaitHoldNs = 800 * 1000 * 1000;
-constexpr int64_t kWaitRepeatNs = 100 * 1000 * 1000;
+constexpr int64_t kWindowNs = 200 * 1000 * 1000;
+constexpr double kOthersFraction = 0.25;
 
-// The calling thread's run-queue wait in ns (the second field of
-// /proc/thread-self/schedstat), or -1 where it cannot be read.
-class RunQueueWait {
- public:
-  ~RunQueueWait() {
+// Busy time (ns) of the CPUs in this process's affinity mask, from
+// /proc/stat's cpuN lines; -1 where it cannot be read.
+int64_t allowed_cpus_busy_ns(int* ncpus) {
 #if defined(__linux__)
-    if (fd_ >= 0) ::close(fd_);
-#endif
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+  FILE* f = std::fopen("/proc/stat", "re");
+  if (!f) return -1;
+  static const long tick = [] { const long t = ::sysconf(_SC_CLK_TCK); return t > 0 ? t : 100; }();
+  char line[512];
+  unsigned long long busy = 0;
+  int n = 0;
+  while (std::fgets(line, sizeof(line), f)) {
+    int cpu = -1;
+    unsigned long long user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+    if (std::strncmp(line, "cpu", 3) != 0) break;  // the cpu lines come first
+    if (std::sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu", &cpu, &user, &nice, &sys, &idle, &iowait, &irq,
+                    &softirq) != 8 || cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &set))
+      continue;  // (the first line, "cpu  ...", is the total)
+    busy += user + nice + sys + irq + softirq;
+    ++n;
   }
-  int64_t read_ns() {
-#if defined(__linux__)
-    if (fd_ == -2) fd_ = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) return -1;
-    char buf[96];
-    const ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    unsigned long long run = 0, wait = 0;
-    if (std::sscanf(buf, "%llu %llu", &run, &wait) != 2) return -1;
-    return (int64_t)wait;
+  std::fclose(f);
+  if (n == 0) return -1;
+  *ncpus = n;
+  return (int64_t)(busy * (1000000000ull / (unsigned long long)tick));
 #else
-    return -1;
+  (void)ncpus;
+  return -1;
 #endif
-  }
-
- private:
-  int fd_ = -2;  // -2: not opened yet
-};
-
-struct WaitWindow {
-  RunQueueWait source;
-  int64_t t0 = -1, wait0 = 0;  // the last look (-1: none yet)
-  bool unreadable = false;
-  bool last_high = false;  // the last window's wait was past kWaitFraction
-};
-thread_local WaitWindow t_wait;
-
-// The calling thread's look at its run-queue wait, at most every
-// kWaitWindowNs (t: now_ns()). False where schedstat cannot be read (the
-// caller falls back to the gap rule).
-bool note_run_queue_wait(int64_t t) {
-  WaitWindow& w = t_wait;
-  if (w.unreadable) return false;
-  if (w.t0 >= 0 && t - w.t0 < kWaitWindowNs) return true;
-  const int64_t wait = w.source.read_ns();
-  if (wait < 0) {
-    w.unreadable = true;
-    return false;
-  }
-  const int64_t until = g_oversubscribed_until.load(std::memory_order_relaxed);
-  if (w.t0 >= 0 && w.t0 >= until) {
-    // (a window that overlaps a hold does not count: sleeping threads wait
-    // for a CPU each time they are woken)
-    const bool high = (double)(wait - w.wait0) > kWaitFraction * (double)(t - w.t0);
-    if (high && w.last_high) {
-      const int64_t last = g_hold_ns.load(std::memory_order_relaxed);
-      const int64_t hold = last > 0 && t - until < kWaitRepeatNs ? std::min(2 * last, kMaxWaitHoldNs) : kWaitHoldNs;
-      g_hold_ns.store(hold, std::memory_order_relaxed);
-      g_oversubscribed_until.store(t + hold, std::memory_order_relaxed);
-    }
-    w.last_high = high;
-  } else {
-    w.last_high = false;
-  }
-  w.t0 = t;
-  w.wait0 = wait;
-  return true;
 }
 
-// The fallback (no schedstat): a spinning thread that found it had lost its
+// This process's CPU time (all threads), ns; -1 where unknown.
+int64_t process_cpu_ns() {
+#if defined(__linux__)
+  struct rusage u;
+  if (::getrusage(RUSAGE_SELF, &u) != 0) return -1;
+  return ((int64_t)u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000000000 + ((int64_t)u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1000;
+#else
+  return -1;
+#endif
+}
+
+// The window being measured: its start (now_ns() time; -1: none yet, -2: the
+// counters cannot be read) and the counters then. One thread at a time
+// closes a window (g_window_busy).
+std::atomic<int64_t> g_window_t0{-1};
+std::atomic<bool> g_window_busy{false};
+int64_t g_window_cpu_busy = 0, g_window_self = 0;  // (under g_window_busy)
+
+// A look at the window at time t (now_ns()), closing it once kWindowNs have
+// passed. False where the counters cannot be read (the caller falls back
+// to the gap rule).
+bool note_other_processes(int64_t t) {
+  const int64_t t0 = g_window_t0.load(std::memory_order_relaxed);
+  if (t0 == -2) return false;
+  if (t0 >= 0 && t - t0 < kWindowNs) return true;
+  if (g_window_busy.exchange(true, std::memory_order_acquire)) return true;  // another thread closes it
+  int ncpus = 0;
+  const int64_t busy = allowed_cpus_busy_ns(&ncpus), self = process_cpu_ns();
+  if (busy < 0 || self < 0) {
+    g_window_t0.store(-2, std::memory_order_relaxed);
+  } else {
+    const int64_t start = g_window_t0.load(std::memory_order_relaxed);
+    if (start >= 0) {
+      const double others = (double)(busy - g_window_cpu_busy) - (double)(self - g_window_self);
+      if (others > kOthersFraction * (double)ncpus * (double)(t - start))
+        g_oversubscribed_until.store(t + 2 * kWindowNs, std::memory_order_relaxed);
+    }
+    g_window_cpu_busy = busy;
+    g_window_self = self;
+    g_window_t0.store(t, std::memory_order_relaxed);
+  }
+  g_window_busy.store(false, std::memory_order_release);
+  return g_window_t0.load(std::memory_order_relaxed) != -2;
+}
+
+// The fallback (no /proc/stat): a spinning thread that found it had lost its
 // CPU mid-spin (kPreemptedGapNs between two looks at the clock, which are a
 // few microseconds apart when it runs) holds every thread asleep for a hold
 // that starts at kFirstHoldNs and doubles (up to kOversubscribedHoldNs)
@@ -205,7 +210,7 @@ void hold_after_gap(int64_t t) {
 // A caller's look as it hands a call to the workers (a thread that computes
 // rarely spins long enough to look there).
 void note_waits_at_call() {
-  if (spin_env_ns() < 0) note_run_queue_wait(now_ns());
+  if (spin_env_ns() < 0) note_other_processes(now_ns());
 }
 
 int64_t spin_ns() {
@@ -244,7 +249,7 @@ bool spin_until(const Done& done, const std::atomic<int64_t>* until = nullptr) {
       if (done()) return true;
     }
     const int64_t t = now_ns();
-    if (spin_env_ns() < 0 && !note_run_queue_wait(t) && t - last > kPreemptedGapNs) {
+    if (spin_env_ns() < 0 && !note_other_processes(t) && t - last > kPreemptedGapNs) {
       hold_after_gap(t);
       return done();
     }

@@ -10,10 +10,9 @@
 // two) for up to 1 ms, 5 ms after a decode step (linger; NODE_MAMBA_SPIN_US
 // sets both), and only then sleep on a condition
 // variable; the caller likewise spins before sleeping while it waits for the
-// workers. When the kernel keeps the pool's threads waiting for a CPU (the
-// CPUs are oversubscribed: another process, another pool), every thread of
-// the pool stops spinning for 100 ms, twice as long when contention returns
-// right after a hold, up to 800 ms (threadpool.cpp).
+// workers. While other processes take over a quarter of the CPU time of the
+// CPUs this process may run on (measured over 200 ms windows), every thread
+// of the pool sleeps at once instead of spinning (threadpool.cpp).
 #pragma once
 #include <atomic>
 #include <condition_variable>
