@@ -681,7 +681,7 @@ std::vector<int64_t> guided_ranges(int64_t n, int64_t min_chunk, int64_t align) 
   // turn (the sizes depend only on where a take starts).
   const int64_t nth = std::max<int64_t>(1, std::min<int64_t>(pool().size(), (n + min_chunk - 1) / min_chunk));
   for (int64_t b = 0; b < n;) {
-    int64_t take = std::max(min_chunk, (n - b) / (2 * nth));
+    int64_t take = std::max(min_chunk, (n - b) / nth);
     take = (take + align - 1) / align * align;
     b = std::min(n, b + take);
     ends.push_back(b);

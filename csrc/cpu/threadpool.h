@@ -184,12 +184,14 @@ std::vector<int64_t> guided_ranges(int64_t n, int64_t min_chunk, int64_t align);
 int64_t balanced_chunk(int64_t n, int64_t grain);
 
 // Like parallel_for_dynamic, but each take is a share of what is left
-// (remaining / (2 · threads) items, rounded up to a multiple of `align`, at
-// least `min_chunk`): long ranges first, short ones at the end, so that the
+// (remaining / threads items, rounded up to a multiple of `align`, at least
+// `min_chunk`): long ranges first, short ones at the end, so that the
 // threads finish within about one short range of each other (guided
 // scheduling). For calls of a few tens of microseconds, such as a decode
 // step's matrix-vector products, where the wait for the last fixed-size
-// chunk was a tenth of the step.
+// chunk was a tenth of the step; each range starts new memory streams, so
+// few (a share of remaining / (2 · threads) was 1.3-3.4% slower a step:
+// bench/NOTES.md).
 void parallel_for_guided(int64_t n, int64_t min_chunk, int64_t align, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace nm::cpu
