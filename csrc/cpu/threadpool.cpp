@@ -87,8 +87,9 @@ inline int64_t now_ns() {
 
 // Until when (now_ns() time) the CPUs count as oversubscribed. Then spinning
 // only takes time from whatever else wants the CPUs (other processes), and
-// the threads of parallel regions wait for each other behind it (bench/NOTES.md: two processes of two threads each on two
-// CPUs): every thread sleeps at once instead, as with NODE_MAMBA_SPIN_US=0.
+// the threads of parallel regions wait for each other behind it
+// (bench/NOTES.md: two processes of two threads each on two CPUs): every
+// thread sleeps at once instead, as with NODE_MAMBA_SPIN_US=0.
 // An explicit NODE_MAMBA_SPIN_US is kept as it is.
 //
 // The signal is the CPU time of other processes on the CPUs this process
@@ -209,7 +210,7 @@ void hold_after_gap(int64_t t) {
 
 // A caller's look as it hands a call to the workers (a thread that computes
 // rarely spins long enough to look there).
-void note_waits_at_call() {
+void note_other_processes_at_call() {
   if (spin_env_ns() < 0) note_other_processes(now_ns());
 }
 
@@ -456,7 +457,7 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> run_lk(run_mu_);
-  note_waits_at_call();
+  note_other_processes_at_call();
   nth = std::max(1, std::min(max_tasks, size_));
   error_ = nullptr;
   pending_.store(nth - 1, std::memory_order_relaxed);
@@ -531,7 +532,7 @@ void ThreadPool::run_ranges(std::vector<int64_t> ends, const std::function<void(
   if (ends.size() == 1 || size_ == 1 || run_inline_here()) return each_range_inline(ends, fn);
   const int64_t count = (int64_t)ends.size();
   std::lock_guard<std::mutex> run_lk(run_mu_);
-  note_waits_at_call();
+  note_other_processes_at_call();
   auto c = std::make_shared<RangeCall>();
   c->ends = std::move(ends);
   c->fn = &fn;
@@ -565,7 +566,7 @@ void ThreadPool::run_recomputable(std::vector<int64_t> ends, const std::shared_p
   if (count == 1 || size_ == 1 || run_inline_here())
     return each_range_inline(ends, [&](int64_t b, int64_t e) { work->compute(b, e, true); });
   std::lock_guard<std::mutex> run_lk(run_mu_);
-  note_waits_at_call();
+  note_other_processes_at_call();
   auto c = std::make_shared<RangeCall>();
   c->ends = std::move(ends);
   c->work = work;
@@ -622,9 +623,9 @@ namespace {
 thread_local bool t_recompute_allowed = false;
 }  // namespace
 bool recompute_allowed() { return t_recompute_allowed; }
+void set_recompute_allowed(bool on) { t_recompute_allowed = on; }
 void begin_inline() { ++t_inline_depth; }
 void end_inline() { if (t_inline_depth > 0) --t_inline_depth; }
-void set_recompute_allowed(bool on) { t_recompute_allowed = on; }
 
 ThreadPool& pool() {
   static ThreadPool* p = [] {

@@ -148,6 +148,7 @@ class ThreadPool {
 // backend for the span of a decode step, whose weights stay until the
 // model's Backend::quiesce (which waits for late workers).
 bool recompute_allowed();
+void set_recompute_allowed(bool on);
 
 // Between begin_inline() and its end_inline() (they nest), the pool's calls
 // from this thread run here, inline, as calls from inside a task do: for a
@@ -156,7 +157,6 @@ bool recompute_allowed();
 // work, while the idle workers prefetch the hinted weights instead.
 void begin_inline();
 void end_inline();
-void set_recompute_allowed(bool on);
 
 // The process-wide pool, sized to physical_core_count() on first use
 // (or NODE_MAMBA_THREADS if set).
