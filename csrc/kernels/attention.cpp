@@ -14,16 +14,22 @@ namespace nm {
 
 NM_DECLARE_ISA_FN(void paged_attention_task(const PagedAttentionArgs& a, int64_t s, int64_t g, int64_t i0,
                                             int64_t i1, const AttnScratch& w))
+NM_DECLARE_ISA_FN(void paged_attention_decode_task(const PagedAttentionArgs& a, const AttnDecodeItem& it,
+                                                   const AttnScratch& w))
 NM_DECLARE_ISA_FN(void rope_rows(const RopeArgs& a, const float* inv_freq, int64_t t0, int64_t t1, float* cs))
 
 namespace {
 int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Key positions per block and the target rows (queries × heads of a kv head)
-// per work item.
-constexpr int64_t kKeyBlock = 64;
+// The target rows (queries × heads of a kv head) per general work item.
 constexpr int64_t kTargetRows = 32;
+// A decode query's keys, in ranges of this many positions merged after
+// (flash-decoding): more items than kv heads for long contexts, and each
+// reads its positions' cache slots whole. The boundaries are fixed
+// multiples, so a sequence's output never depends on the batch, the thread
+// count or the other sequences; up to this many keys it is the unsplit sum.
+constexpr int64_t kDecodeKeyRange = 512;
 }  // namespace
 
 void kv_cache_append(const KvCacheAppendArgs& a) {
@@ -61,49 +67,104 @@ void kv_cache_append(const KvCacheAppendArgs& a) {
 
 void paged_attention(const PagedAttentionArgs& a) {
   if (a.nseq <= 0 || a.tokens <= 0) return;
-  const int64_t Hk = a.cache.n_kv_heads, hpg = a.n_heads / Hk, D = a.cache.head_dim;
-  // Queries per item: about kTargetRows rows (queries × group heads).
+  const int64_t Hk = a.cache.n_kv_heads, hpg = a.n_heads / Hk, D = a.cache.head_dim, H = a.n_heads;
+  const int64_t nthreads = cpu::pool().size();
+  // Queries per general item: about kTargetRows rows (queries × group heads).
   const int64_t bq = std::max<int64_t>(1, kTargetRows / hpg);
 
+  // General items (several queries of a sequence, one kv head), and decode
+  // items (a sequence with one query: attention.h AttnDecodeItem).
   struct Item {
     int64_t s, g, i0, i1;
     double cost;
+    int64_t decode;  // index in ditems, or -1
   };
   std::vector<Item> items;
-  double total = 0.0;
+  std::vector<AttnDecodeItem> ditems;
+  std::vector<int64_t> prow;  // per decode item: its first partial row, or -1
+  double work = 0.0;  // multiply-adds
+  int64_t ranges = 0;
+  for (int64_t s = 0; s < a.nseq; ++s)
+    if (a.cu_seqlens_q[s + 1] - a.cu_seqlens_q[s] == 1) ranges += ceil_div(a.kv_lens[s], kDecodeKeyRange);
+  // Few key ranges: an item per kv head, so that every thread has one.
+  const int64_t heads_per_item = ranges >= 2 * nthreads ? Hk : 1;
+  struct Merge {
+    int64_t s, ranges;
+    size_t first;  // partial row of its range 0, head 0
+  };
+  std::vector<Merge> merges;
+  size_t partial_rows = 0;
   for (int64_t s = 0; s < a.nseq; ++s) {
     const int64_t qlen = (int64_t)a.cu_seqlens_q[s + 1] - a.cu_seqlens_q[s];
     const int64_t pos0 = (int64_t)a.kv_lens[s] - qlen;
+    if (qlen == 1) {
+      const int64_t L = a.kv_lens[s], nr = ceil_div(L, kDecodeKeyRange);
+      if (nr > 1) merges.push_back({s, nr, partial_rows});
+      for (int64_t r = 0; r < nr; ++r)
+        for (int64_t g0 = 0; g0 < Hk; g0 += heads_per_item) {
+          AttnDecodeItem d;
+          d.s = s; d.i0 = 0;
+          d.k0 = r * kDecodeKeyRange; d.k1 = std::min(L, d.k0 + kDecodeKeyRange);
+          d.g0 = g0; d.g1 = std::min(Hk, g0 + heads_per_item);
+          prow.push_back(nr > 1 ? (int64_t)partial_rows + r * H + g0 * hpg : -1);  // d.partial once allocated
+          const double cost = (double)(d.k1 - d.k0) * (double)((d.g1 - d.g0) * hpg);
+          items.push_back({s, d.g0, 0, 1, cost, (int64_t)ditems.size()});
+          ditems.push_back(d);
+          work += cost * (double)D * 2.0;
+        }
+      if (nr > 1) partial_rows += (size_t)(nr * H);
+      continue;
+    }
     for (int64_t i0 = 0; i0 < qlen; i0 += bq) {
       const int64_t i1 = std::min(qlen, i0 + bq);
       const double cost = (double)(i1 - i0) * (double)(pos0 + i1);  // queries × keys (upper bound)
-      for (int64_t g = 0; g < Hk; ++g) items.push_back({s, g, i0, i1, cost});
-      total += cost * (double)Hk;
+      for (int64_t g = 0; g < Hk; ++g) {
+        if (i1 - i0 == 1) {  // one query (hpg >= kTargetRows): the decode body over its whole causal range
+          AttnDecodeItem d;
+          d.s = s; d.i0 = i0; d.k0 = 0; d.k1 = pos0 + i1; d.g0 = g; d.g1 = g + 1;
+          items.push_back({s, g, i0, i1, cost * (double)hpg, (int64_t)ditems.size()});
+          ditems.push_back(d);
+          prow.push_back(-1);
+        } else {
+          items.push_back({s, g, i0, i1, cost * (double)hpg, -1});
+        }
+      }
+      work += cost * (double)(Hk * hpg) * (double)D * 2.0;
     }
   }
   if (items.empty()) return;
   // Costliest first, so the long items start early.
   std::stable_sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost > y.cost; });
+  std::vector<float> partial(partial_rows * (size_t)(D + 2));
+  for (size_t i = 0; i < ditems.size(); ++i)
+    if (prow[i] >= 0) ditems[i].partial = partial.data() + (size_t)prow[i] * (size_t)(D + 2);
 
   // Tiny calls (~< 64k multiply-adds) stay on the calling thread.
-  const double work = total * (double)hpg * (double)D * 2.0;
-  const int64_t threads = work < 65536.0 ? 1 : cpu::pool().size();
+  const int64_t threads = work < 65536.0 ? 1 : nthreads;
   const int64_t ntasks = (int64_t)items.size();
   const int nalloc = (int)std::max<int64_t>(1, std::min<int64_t>(threads, ntasks));
 
+  bool general = false;
+  int64_t rows = 4;
+  for (const Item& it : items) {
+    if (it.decode >= 0) rows = std::max(rows, (ditems[(size_t)it.decode].g1 - ditems[(size_t)it.decode].g0) * hpg);
+    else general = true, rows = std::max(rows, (it.i1 - it.i0) * hpg);
+  }
   AttnScratch proto;
   proto.ldd = round16(D);
-  proto.bk = kKeyBlock;
-  proto.rows_pad = ceil_div(bq * hpg, 4) * 4;
+  proto.bk = kAttnKeyBlock;
+  proto.rows_pad = ceil_div(rows, 4) * 4;
   const int64_t R = proto.rows_pad, ldd = proto.ldd, bk = proto.bk;
-  const int64_t per_thread = round16(2 * R * ldd + R * bk + 3 * R + 2 * bk * ldd);
-  // Zero-filled: padding lanes are never written and must stay finite. The
-  // calling thread's buffer, reused across calls (a fresh one of this size
-  // came from new pages every call).
+  // (the key and value blocks only for general items, which copy them)
+  const int64_t per_thread = round16(2 * R * ldd + R * bk + 3 * R + (general ? 2 * bk * ldd : 0));
+  // The calling thread's buffer, reused across calls (a fresh one of this
+  // size came from new pages every call). Zero-filled for general items:
+  // their padding lanes are never written and must stay finite (the decode
+  // body writes every lane it reads).
   thread_local std::vector<float> buf;
   const size_t need = (size_t)(per_thread * nalloc + 16);
   if (buf.size() < need) buf.resize(need);
-  std::fill(buf.begin(), buf.begin() + (std::ptrdiff_t)need, 0.0f);
+  if (general) std::fill(buf.begin(), buf.begin() + (std::ptrdiff_t)need, 0.0f);
   float* base = buf.data();
   while (reinterpret_cast<uintptr_t>(base) % 64 != 0) ++base;
 
@@ -117,13 +178,42 @@ void paged_attention(const PagedAttentionArgs& a) {
     w.m = p; p += R;
     w.l = p; p += R;
     w.corr = p; p += R;
-    w.kbuf = p; p += bk * ldd;
-    w.vbuf = p;
+    if (general) {
+      w.kbuf = p; p += bk * ldd;
+      w.vbuf = p;
+    }
     for (;;) {
       const int64_t k = next.fetch_add(1);
       if (k >= ntasks) break;
       const Item& it = items[(size_t)k];
-      NM_ISA_CALL(paged_attention_task, a, it.s, it.g, it.i0, it.i1, w);
+      if (it.decode >= 0) NM_ISA_CALL(paged_attention_decode_task, a, ditems[(size_t)it.decode], w);
+      else NM_ISA_CALL(paged_attention_task, a, it.s, it.g, it.i0, it.i1, w);
+    }
+  });
+
+  // Key ranges merged in order (flash-decoding): m = max_r m_r,
+  // l = Σ_r l_r e^(m_r - m), out = Σ_r o_r e^(m_r - m) / l.
+  const int64_t ps = D + 2;
+  cpu::parallel_for((int64_t)merges.size() * H, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, D)), [&](int64_t b, int64_t e) {
+    std::vector<float> acc((size_t)D);
+    for (int64_t i = b; i < e; ++i) {
+      const Merge& mg = merges[(size_t)(i / H)];
+      const int64_t h = i % H;
+      const float* row0 = partial.data() + (mg.first + (size_t)h) * (size_t)ps;
+      float m = -INFINITY;
+      for (int64_t r = 0; r < mg.ranges; ++r) m = std::max(m, row0[r * H * ps]);
+      float l = 0.0f;
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t r = 0; r < mg.ranges; ++r) {
+        const float* pr = row0 + r * H * ps;
+        const float f = expf(pr[0] - m);
+        l += pr[1] * f;
+        for (int64_t d = 0; d < D; ++d) acc[(size_t)d] += pr[2 + d] * f;
+      }
+      const int64_t tq = a.cu_seqlens_q[mg.s];
+      float* dst = a.out + tq * a.out_stride_tok + h * a.out_stride_head;
+      const float inv = 1.0f / l;
+      for (int64_t d = 0; d < D; ++d) dst[d] = acc[(size_t)d] * inv;
     }
   });
 }

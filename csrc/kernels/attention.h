@@ -114,6 +114,20 @@ void rope(const RopeArgs& a);
 // allocates and the per-ISA bodies (attention_impl.h) use. Row buffers have
 // a leading dimension ldd = round_up(head_dim, 16) and rows_pad (a multiple
 // of 4) rows; padding stays zero.
+// Key positions per block of the online softmax.
+constexpr int64_t kAttnKeyBlock = 64;
+
+// Internal: a decode work item (attention.cpp): query i0 of sequence s (one
+// position), the query heads of kv heads [g0, g1), keys [k0, k1) of the
+// query's causal range. partial == nullptr: the range is the whole causal
+// range and the item writes the output rows; else one of several ranges,
+// whose rows (kv head g0's first) go to partial [rows, head_dim + 2]:
+// running max, running sum, then the unnormalised output.
+struct AttnDecodeItem {
+  int64_t s = 0, i0 = 0, k0 = 0, k1 = 0, g0 = 0, g1 = 0;
+  float* partial = nullptr;
+};
+
 struct AttnScratch {
   int64_t ldd = 0, bk = 0, rows_pad = 0;
   float* qs = nullptr;    // [rows_pad, ldd]  scale * q

@@ -254,6 +254,63 @@ t.test('prefill in chunks (append + attend per chunk) equals one prefill, bit fo
   t.end();
 });
 
+t.test('decode over long contexts: key ranges of 512 merged (flash-decoding) match the float64 reference', (t) => {
+  // One query per sequence splits its keys in ranges of 512 positions, each
+  // computed apart (running max, sum, unnormalised output) and merged: one
+  // range per item when there are many, one kv head per item when few. A
+  // prefill sequence shares the call (the general path). Row groups of 4
+  // (hpg 5, 8 and 32; at 32 a prefill item is one query, on the decode body
+  // over its causal range), a head dim that is not whole vectors (40), f32
+  // and f16.
+  // Tolerance as above: the float32 sums over up to 2100 keys add ~1e-7.
+  let seed = 500;
+  for (const [D, H, Hk] of [[64, 12, 4], [40, 10, 2], [128, 8, 1], [64, 4, 4], [64, 32, 1]]) {
+    for (const dtype of ['f32', 'f16'] as CacheDtype[]) {
+      for (const seqs of [
+        [{ kvLen: 1300, qLen: 1 }, { kvLen: 513, qLen: 1 }, { kvLen: 40, qLen: 40 }, { kvLen: 512, qLen: 1 }, { kvLen: 70, qLen: 1 }],
+        [{ kvLen: 1100, qLen: 1 }],  // 3 ranges: an item per kv head
+        [{ kvLen: 2100, qLen: 1 }],  // 5 ranges: every kv head in each item
+      ] as SeqSpec[][]) {
+        const s = makeSetup(seed++, D, H, Hk, 16, dtype, seqs);
+        const kvLens = seqs.map((x) => x.kvLen), qLens = seqs.map((x) => x.qLen);
+        const f = append(s, emptyCache(s), emptyCache(s), seqs.map(() => 0), kvLens);
+        const q = randn(rng(seed), qLens.reduce((a, b) => a + b, 0) * H * D);
+        const scale = 1 / Math.sqrt(D);
+        const ref = attentionRef(s, q, scale, qLens, kvLens);
+        const tag = `D${D} H${H}/${Hk} ${dtype} kv ${kvLens.join(',')}`;
+        forEachIsa((isa) => {
+          assertClose(t, attend(s, f.kCache, f.vCache, q, qLens, kvLens, scale), ref, ATOL, RTOL, `${tag} ${isa}`);
+        });
+      }
+    }
+  }
+  t.end();
+});
+
+t.test('a decode query up to 512 keys equals the same query in a prefill, bit for bit', (t) => {
+  // The decode body reads the cache in place and sums W keys' scores across
+  // lanes together; the general path copies key blocks and sums each alone:
+  // the same float32 operations in the same order.
+  for (const [D, H, Hk, dtype] of [[64, 12, 4, 'f16'], [40, 10, 2, 'f32'], [80, 6, 6, 'f16']] as [number, number, number, CacheDtype][]) {
+    for (const L of [1, 17, 64, 65, 300, 512]) {
+      const s = makeSetup(700 + L, D, H, Hk, 16, dtype, [{ kvLen: L, qLen: Math.min(L, 2) }]);
+      const w = H * D;
+      const f = append(s, emptyCache(s), emptyCache(s), [0], [L]);
+      const q = randn(rng(701 + L), Math.min(L, 2) * w);
+      forEachIsa((isa) => {
+        const decode = attend(s, f.kCache, f.vCache, q.subarray(q.length - w), [1], [L]);
+        if (L === 1) {
+          assertClose(t, decode, attentionRef(s, q, 1 / Math.sqrt(D), [1], [1]), ATOL, RTOL, `L 1 ${isa}`);
+          return;
+        }
+        const prefill = attend(s, f.kCache, f.vCache, q, [2], [L]);
+        t.same(Array.from(decode), Array.from(prefill.subarray(w)), `D${D} H${H}/${Hk} ${dtype} L ${L} ${isa}`);
+      });
+    }
+  }
+  t.end();
+});
+
 t.test('kvCacheAppend returns copies; f16 rounds to nearest even; untouched slots keep their values', (t) => {
   const s = makeSetup(5, 8, 2, 1, 4, 'f16', [{ kvLen: 3, qLen: 0 }]);
   s.K[0] = Float32Array.from({ length: 24 }, (_, i) => 1 + (i % 3) * 2 ** -11 + (i === 0 ? 65504 : 0));

@@ -49,6 +49,13 @@ static inline VF fmadd(VF a, VF b, VF c) { return VF{_mm512_fmadd_ps(a.v, b.v, c
 static inline VF vmax(VF a, VF b) { return VF{_mm512_max_ps(a.v, b.v)}; }
 static inline VF vmin(VF a, VF b) { return VF{_mm512_min_ps(a.v, b.v)}; }
 static inline float reduce_sum(VF a) { return _mm512_reduce_add_ps(a.v); }
+// (GCC 12 warns of the "undefined" pass-through inside the unmasked
+// shuffle intrinsics once inlined here: a false positive)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // Lane i = reduce_sum(v[i]) for i < 16, bit for bit: the same pairing
 // (j + j+8, then j + j+4, j + j+2, j + j+1), applied to 16 vectors at once
 // (46 shuffles and adds instead of 16 separate sums).
@@ -67,6 +74,9 @@ static inline VF reduce_sum_rows(const VF* v) {
   const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], 0x88), _mm512_shuffle_ps(w[0], w[1], 0xdd));
   return VF{_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), t)};
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 static inline VF vround(VF a) { return VF{_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 static inline VF vpow2i(VF n) {
   __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
