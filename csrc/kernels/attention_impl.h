@@ -13,6 +13,11 @@
 // Causality: row r (position pos_r) uses only the keys j <= pos_r, a prefix
 // of the block, so no mask is applied: entries past the prefix are zeroed.
 // Finally out_r = o_r / l.
+//
+// paged_attention_decode_task: one query position (attention.h
+// AttnDecodeItem), its rows read K and V in place. Both bodies share the
+// block steps (at_scores_rows, at_softmax_row, at_pv_rows), so a query
+// computes the same float32 operations in the same order on either.
 #include <math.h>
 
 #include <type_traits>
@@ -134,14 +139,14 @@ inline VF at_row_partial(const void* row, int64_t d, int n) {
   else return VF::load_partial(static_cast<const float*>(row) + d, n);
 }
 
-// One query position (decode): rows r0 .. r0 + NR - 1 against the nk keys
-// whose cache rows are krow[j]: p[r, j] = q_r · k_j. Each key row is read
-// once for the NR rows, in place (no copy), and W keys' dot products are
+// Rows r0 .. r0 + NR - 1 against the nk keys whose rows (cache rows in
+// place, or a general item's scratch copies) are krow[j]: p[r, j] = q_r · k_j.
+// Each key row is read once for the NR rows, and W keys' dot products are
 // summed across lanes together (reduce_sum_rows: the sums reduce_sum gives).
 // CH > 0: the head dimension is CH whole vectors (the loop unrolled, the
 // queries held in registers where they fit); 0: any head dimension.
 template <bool F16, int NR, int CH>
-void at_one_query_scores(const float* qs, int64_t ldd, int64_t D, const void* const* krow, int64_t nk, float* p,
+void at_scores_rows(const float* qs, int64_t ldd, int64_t D, const void* const* krow, int64_t nk, float* p,
                          int64_t bk) {
   const int W = VF::W;
   const int64_t dfull = CH > 0 ? (int64_t)CH * W : D / W * W;
@@ -183,14 +188,14 @@ void at_one_query_scores(const float* qs, int64_t ldd, int64_t D, const void* co
   }
 }
 
-// at_one_query_scores on the chunk count of the head dimension.
+// at_scores_rows on the chunk count of the head dimension.
 template <bool F16, int NR>
 void at_scores(const float* qs, int64_t ldd, int64_t D, const void* const* krow, int64_t nk, float* p, int64_t bk) {
   const int64_t W = VF::W;
-  if (D == 2 * W) at_one_query_scores<F16, NR, 2>(qs, ldd, D, krow, nk, p, bk);
-  else if (D == 4 * W) at_one_query_scores<F16, NR, 4>(qs, ldd, D, krow, nk, p, bk);
-  else if (D == 8 * W) at_one_query_scores<F16, NR, 8>(qs, ldd, D, krow, nk, p, bk);
-  else at_one_query_scores<F16, NR, 0>(qs, ldd, D, krow, nk, p, bk);
+  if (D == 2 * W) at_scores_rows<F16, NR, 2>(qs, ldd, D, krow, nk, p, bk);
+  else if (D == 4 * W) at_scores_rows<F16, NR, 4>(qs, ldd, D, krow, nk, p, bk);
+  else if (D == 8 * W) at_scores_rows<F16, NR, 8>(qs, ldd, D, krow, nk, p, bk);
+  else at_scores_rows<F16, NR, 0>(qs, ldd, D, krow, nk, p, bk);
 }
 
 // o_r[d0 + c·W ...] = o_r · corr_r + Σ_j p[r, j] v_j[...] for NR rows and C
@@ -222,7 +227,7 @@ void at_pv_chunks(float* o, int64_t ldd, int64_t d0, int tail, const void* const
 // o_r = o_r · corr_r + Σ_j p[r, j] v_j for rows r0 .. r0 + NR - 1: the head
 // dimension in passes of up to kPvAccumulators / NR chunks.
 template <bool F16, int NR>
-void at_one_query_pv(float* o, int64_t ldd, int64_t D, const void* const* vrow, int64_t nk, const float* p,
+void at_pv_rows(float* o, int64_t ldd, int64_t D, const void* const* vrow, int64_t nk, const float* p,
                      int64_t bk, const float* corr) {
   const int W = VF::W;
   constexpr int kPvAccumulators = VF::W >= 16 ? 16 : 8;  // of 32 / 16 vector registers
@@ -323,7 +328,7 @@ void paged_attention_decode(const PagedAttentionArgs& a, const AttnDecodeItem& i
       for (int64_t r = 0; r < hpg; ++r) at_softmax_row(v.p + r * bk, nk, nk, v, r);
       for (int64_t r0 = 0; r0 < hpg; r0 += 4)
         at_rows_of<F16>(at_min(4, hpg - r0), [&](auto nr) {
-          at_one_query_pv<F16, decltype(nr)::value>(v.o + r0 * ldd, ldd, D, vrow, nk, v.p + r0 * bk, bk, v.corr + r0);
+          at_pv_rows<F16, decltype(nr)::value>(v.o + r0 * ldd, ldd, D, vrow, nk, v.p + r0 * bk, bk, v.corr + r0);
         });
     }
   }
@@ -413,64 +418,22 @@ void paged_attention_task(const PagedAttentionArgs& a, int64_t s, int64_t g, int
     // Valid keys of row r in this block: [0, nv(r)).
     auto nv = [&](int64_t r) { return r < M ? at_max(0, at_min(nk, row_pos(r) + 1 - k0)) : int64_t(0); };
 
-    // Scores, four rows at a time (rows past M are zero queries).
-    for (int64_t r0 = 0; r0 < Mp; r0 += 4) {
-      const int64_t nj = nv(at_min(r0 + 3, M - 1));  // positions grow with r
-      const float *qa = w.qs + r0 * ldd, *qb = qa + ldd, *qc = qb + ldd, *qd = qc + ldd;
-      float* p = w.p + r0 * bk;
-      for (int64_t j = 0; j < nj; ++j) {
-        const float* kr = w.kbuf + j * ldd;
-        VF s0 = VF::zero(), s1 = VF::zero(), s2 = VF::zero(), s3 = VF::zero();
-        int64_t d = 0;
-        for (; d < dfull; d += W) {
-          const VF kv = VF::load(kr + d);
-          s0 = fmadd(VF::load(qa + d), kv, s0);
-          s1 = fmadd(VF::load(qb + d), kv, s1);
-          s2 = fmadd(VF::load(qc + d), kv, s2);
-          s3 = fmadd(VF::load(qd + d), kv, s3);
-        }
-        if (tail) {
-          const VF kv = VF::load_partial(kr + d, tail);
-          s0 = fmadd(VF::load(qa + d), kv, s0);
-          s1 = fmadd(VF::load(qb + d), kv, s1);
-          s2 = fmadd(VF::load(qc + d), kv, s2);
-          s3 = fmadd(VF::load(qd + d), kv, s3);
-        }
-        p[j] = reduce_sum(s0);
-        p[bk + j] = reduce_sum(s1);
-        p[2 * bk + j] = reduce_sum(s2);
-        p[3 * bk + j] = reduce_sum(s3);
-      }
-    }
+    // Scores, four rows at a time (rows past M are zero queries), W keys'
+    // sums across lanes together (at_scores).
+    const void* krow[kAttnKeyBlock];
+    for (int64_t j = 0; j < nk; ++j) krow[j] = w.kbuf + j * ldd;
+    for (int64_t r0 = 0; r0 < Mp; r0 += 4)
+      at_scores<false, 4>(w.qs + r0 * ldd, ldd, D, krow, nv(at_min(r0 + 3, M - 1)), w.p + r0 * bk, bk);  // positions grow with r
 
     // Online softmax per row.
     for (int64_t r = 0; r < Mp; ++r) at_softmax_row(w.p + r * bk, nv(r), nk, w, r);
 
-    // o = o * corr + P · V, four rows at a time, VF over head_dim.
-    for (int64_t r0 = 0; r0 < Mp; r0 += 4) {
-      const int64_t nj = nv(at_min(r0 + 3, M - 1));
-      const float *pa = w.p + r0 * bk, *pb = pa + bk, *pc = pb + bk, *pd = pc + bk;
-      float *oa = w.o + r0 * ldd, *ob = oa + ldd, *oc = ob + ldd, *od = oc + ldd;
-      const VF ca = VF::set1(w.corr[r0]), cb = VF::set1(w.corr[r0 + 1]), cc = VF::set1(w.corr[r0 + 2]),
-               cd = VF::set1(w.corr[r0 + 3]);
-      for (int64_t d = 0; d < D; d += W) {
-        const bool full = d < dfull;
-        VF a0 = VF::load(oa + d) * ca, a1 = VF::load(ob + d) * cb, a2 = VF::load(oc + d) * cc,
-           a3 = VF::load(od + d) * cd;
-        for (int64_t j = 0; j < nj; ++j) {
-          const float* vr = w.vbuf + j * ldd;
-          const VF vv = full ? VF::load(vr + d) : VF::load_partial(vr + d, tail);
-          a0 = fmadd(VF::set1(pa[j]), vv, a0);
-          a1 = fmadd(VF::set1(pb[j]), vv, a1);
-          a2 = fmadd(VF::set1(pc[j]), vv, a2);
-          a3 = fmadd(VF::set1(pd[j]), vv, a3);
-        }
-        a0.store(oa + d);
-        a1.store(ob + d);
-        a2.store(oc + d);
-        a3.store(od + d);
-      }
-    }
+    // o = o * corr + P · V, four rows at a time (at_pv_rows: the rows'
+    // accumulators over several vectors of head_dim at once).
+    const void* vrow[kAttnKeyBlock];
+    for (int64_t j = 0; j < nk; ++j) vrow[j] = w.vbuf + j * ldd;
+    for (int64_t r0 = 0; r0 < Mp; r0 += 4)
+      at_pv_rows<false, 4>(w.o + r0 * ldd, ldd, D, vrow, nv(at_min(r0 + 3, M - 1)), w.p + r0 * bk, bk, w.corr + r0);
   }
 
   // out = o / l.
