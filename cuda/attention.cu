@@ -9,7 +9,7 @@ namespace nm::cuda {
 
 namespace {
 
-constexpr int kThreads = 256, kAttnWarps = 4;
+constexpr int kThreads = 256;
 
 __global__ void __launch_bounds__(kThreads) kv_append_kernel(const KvCacheAppendArgs a) {
   const int64_t hd = a.cache.n_kv_heads * a.cache.head_dim, n = a.tokens * hd;
@@ -19,20 +19,27 @@ __global__ void __launch_bounds__(kThreads) kv_append_kernel(const KvCacheAppend
   }
 }
 
-// Warp per (token, head), heads fastest.
-__global__ void __launch_bounds__(kAttnWarps * kAttnLanes) attention_kernel(const PagedAttentionArgs a) {
+// Block per (token, head), heads fastest: kAttnSplitWarps warps over
+// contiguous key ranges, merged in shared memory (attention_math.cuh).
+__global__ void __launch_bounds__(kAttnSplitWarps * kAttnLanes) attention_kernel(const PagedAttentionArgs a) {
+  __shared__ AttnSplitSmem sm;
   const int lane = threadIdx.x % kAttnLanes, warp = threadIdx.x / kAttnLanes;
   const int64_t n = a.tokens * a.n_heads;
-  for (int64_t i = (int64_t)blockIdx.x * kAttnWarps + warp; i < n; i += (int64_t)gridDim.x * kAttnWarps) {
+  for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
     const int64_t t = i / a.n_heads, h = i % a.n_heads;
     AttnLane w;
     attn_lane_begin(a, t, h, lane, w);
-    for (int64_t pos = 0; pos < w.npos; ++pos) {
+    int64_t p0, p1;
+    attn_split_range(w.npos, warp, p0, p1);
+    for (int64_t pos = p0; pos < p1; ++pos) {
       float s = attn_lane_score(a, w, pos, lane);
       for (int off = kAttnLanes / 2; off > 0; off >>= 1) s = s + __shfl_xor_sync(0xffffffffu, s, off);
       attn_lane_update(a, w, pos, lane, s);
     }
-    attn_lane_finish(a, w, t, h, lane);
+    attn_split_stage(w, warp, lane, sm);
+    __syncthreads();
+    if (warp == 0) attn_split_finish(a, sm, t, h, lane);
+    __syncthreads();
   }
 }
 
@@ -115,8 +122,8 @@ cudaError_t paged_attention_cuda(const PagedAttentionArgs& a, cudaStream_t strea
     attention_tiles_kernel<<<dim3((unsigned)blocks, (unsigned)a.n_heads), kAttnTileWarps * 32, bytes, stream>>>(a);
     return cudaGetLastError();
   }
-  attention_kernel<<<grid_for(a.tokens * a.n_heads * kAttnLanes, kAttnWarps * kAttnLanes), kAttnWarps * kAttnLanes, 0,
-                     stream>>>(a);
+  attention_kernel<<<grid_for(a.tokens * a.n_heads * kAttnSplitWarps * kAttnLanes, kAttnSplitWarps * kAttnLanes),
+                     kAttnSplitWarps * kAttnLanes, 0, stream>>>(a);
   return cudaGetLastError();
 }
 

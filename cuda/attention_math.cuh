@@ -2,7 +2,7 @@
 // with the host emulation (cuda/check). Semantics: kernels/attention.h.
 //
 // kv_cache_append: thread per (token, kv head, element).
-// paged_attention: a warp per (query token, head); lane l holds the head's
+// paged_attention: a warp per (query token, head, key range); lane l holds the head's
 // elements d = l, l + 32, ... (head_dim <= 32 * kAttnMaxPerLane) of the
 // scaled query (scale * q, as the CPU) and of the running output. Keys are
 // visited one at a time in position order: the lanes' partial dot products
@@ -11,6 +11,11 @@
 // corr = exp(m - m') (0 while m = -inf), p = exp(s - m'), l = l corr + p,
 // o = o corr + p v; out = o / l. The CPU kernel takes the keys in blocks
 // (one max per block): equal up to float32 rounding.
+// The method-1 kernel runs a block of kAttnSplitWarps warps per (query
+// token, head): warp w takes the contiguous keys [npos·w/W, npos·(w+1)/W)
+// with the lane math above, then the warps' states meet in shared memory
+// (attn_split_finish: m = max_w m_w, f_w = exp(m_w - m), out = Σ f_w o_w /
+// Σ f_w l_w): long contexts at few queries (decode) keep the GPU busy.
 // rope: thread per (token, head, rotation pair), the CPU's float32 angle and
 // double cos / sin, products and sums rounded one by one (no contraction).
 // A first version for correctness: one key per step (a flash-style tiled
@@ -105,12 +110,45 @@ NM_UNROLL
   }
 }
 
-NM_HD void attn_lane_finish(const PagedAttentionArgs& a, const AttnLane& w, int64_t t, int64_t h, int lane) {
+constexpr int kAttnSplitWarps = 8;
+
+// Keys [p0, p1) of warp w of kAttnSplitWarps over keys [0, npos).
+NM_HD void attn_split_range(int64_t npos, int w, int64_t& p0, int64_t& p1) {
+  p0 = npos * w / kAttnSplitWarps;
+  p1 = npos * (w + 1) / kAttnSplitWarps;
+}
+
+// The split warps' states (shared memory on the device).
+struct AttnSplitSmem {
+  float m[kAttnSplitWarps], l[kAttnSplitWarps];
+  float o[kAttnSplitWarps][kAttnLanes * kAttnMaxPerLane];  // [warp][j * 32 + lane]
+};
+
+// Lane `lane` of warp w stages its state (the warp's lanes share m and l).
+NM_HD void attn_split_stage(const AttnLane& w, int warp, int lane, AttnSplitSmem& sm) {
+  if (lane == 0) sm.m[warp] = w.m, sm.l[warp] = w.l;
+NM_UNROLL
+  for (int j = 0; j < kAttnMaxPerLane; ++j) sm.o[warp][j * kAttnLanes + lane] = w.o[j];
+}
+
+// Lane `lane`'s elements of out[t, h] from the staged states, warps in order
+// (a warp with no keys: m = -inf, weight 0).
+NM_HD void attn_split_finish(const PagedAttentionArgs& a, const AttnSplitSmem& sm, int64_t t, int64_t h, int lane) {
+  float m = -INFINITY;
+  for (int w = 0; w < kAttnSplitWarps; ++w) m = sm.m[w] > m ? sm.m[w] : m;
+  float f[kAttnSplitWarps], l = 0.0f;
+  for (int w = 0; w < kAttnSplitWarps; ++w) {
+    f[w] = sm.m[w] == -INFINITY ? 0.0f : expf(sm.m[w] - m);
+    l = fmaf(sm.l[w], f[w], l);
+  }
   float* out = a.out + t * a.out_stride_tok + h * a.out_stride_head;
 NM_UNROLL
   for (int j = 0; j < kAttnMaxPerLane; ++j) {
     const int64_t d = lane + kAttnLanes * j;
-    if (d < a.cache.head_dim) out[d] = w.l > 0.0f ? w.o[j] / w.l : 0.0f;
+    if (d >= a.cache.head_dim) continue;
+    float o = 0.0f;
+    for (int w = 0; w < kAttnSplitWarps; ++w) o = fmaf(sm.o[w][j * kAttnLanes + lane], f[w], o);
+    out[d] = l > 0.0f ? o / l : 0.0f;
   }
 }
 

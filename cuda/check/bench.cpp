@@ -319,6 +319,32 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
     }
   }
 
+  // Decode attention: one query over 8192 cached positions, 32 heads on 8 kv
+  // heads of 128 (f32 cache, 16-token pages in order); bytes = the cache read.
+  {
+    const int64_t L = 8192, Hq = 32, Hkv = 8, D = 128, page = 16, pages = L / page;
+    DevPool p;
+    PagedAttentionArgs a;
+    a.cache.dtype = DType::F32, a.cache.num_pages = pages, a.cache.page_size = page, a.cache.n_kv_heads = Hkv;
+    a.cache.head_dim = D, a.cache.head_stride = D, a.cache.slot_stride = Hkv * D, a.cache.page_stride = page * Hkv * D;
+    a.cache.k = p.floats(pages * page * Hkv * D), a.cache.v = p.floats(pages * page * Hkv * D);
+    a.nseq = 1, a.tokens = 1, a.n_heads = Hq, a.scale = 0.0884f;
+    a.q = p.floats(Hq * D), a.out = p.floats(Hq * D);
+    a.q_stride_tok = a.out_stride_tok = Hq * D, a.q_stride_head = a.out_stride_head = D;
+    std::vector<int32_t> ints(2 + 1 + pages);
+    ints[0] = 0, ints[1] = 1, ints[2] = (int32_t)L;  // cu_seqlens, kv_lens
+    for (int64_t j = 0; j < pages; ++j) ints[(size_t)(3 + j)] = (int32_t)j;
+    float* iv = p.floats((int64_t)ints.size());
+    if (p.error() != cudaSuccess ||
+        cudaMemcpy(iv, ints.data(), ints.size() * sizeof(int32_t), cudaMemcpyHostToDevice) != cudaSuccess)
+      return false;
+    const int32_t* ip = reinterpret_cast<const int32_t*>(iv);
+    a.cu_seqlens_q = ip, a.kv_lens = ip + 2, a.block_table = ip + 3;
+    a.block_table_stride = a.max_pages_per_seq = pages;
+    add("paged_attention (warp/q)", "decode kv 8192 x 32/8 heads x 128", F * 2.0 * L * Hkv * D,
+        [&] { return cuda::paged_attention_cuda(a, 0, 0); });
+  }
+
   // Decode GEMV at M = 1: the mamba-130m in_proj (K 768, N 3072) and the 1.4B
   // one (K 2048, N 8192), each weight format; bytes = the weights (and their
   // scales) + x + y. Weight contents are random bytes (the timing does not

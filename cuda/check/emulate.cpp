@@ -493,15 +493,21 @@ cudaError_t paged_attention(const PagedAttentionArgs& a, int method) {
   }
   std::vector<AttnLane> w(kAttnLanes);
   float part[kAttnLanes];
+  AttnSplitSmem sm;
   for (int64_t t = 0; t < a.tokens; ++t)
-    for (int64_t h = 0; h < a.n_heads; ++h) {  // warp (t, h)
-      for (int l = 0; l < kAttnLanes; ++l) attn_lane_begin(a, t, h, l, w[(size_t)l]);
-      for (int64_t pos = 0; pos < w[0].npos; ++pos) {
-        for (int l = 0; l < kAttnLanes; ++l) part[l] = attn_lane_score(a, w[(size_t)l], pos, l);
-        const float sc = tree_sum_host(part, kAttnLanes);
-        for (int l = 0; l < kAttnLanes; ++l) attn_lane_update(a, w[(size_t)l], pos, l, sc);
+    for (int64_t h = 0; h < a.n_heads; ++h) {  // block (t, h)
+      for (int warp = 0; warp < kAttnSplitWarps; ++warp) {
+        for (int l = 0; l < kAttnLanes; ++l) attn_lane_begin(a, t, h, l, w[(size_t)l]);
+        int64_t p0, p1;
+        attn_split_range(w[0].npos, warp, p0, p1);
+        for (int64_t pos = p0; pos < p1; ++pos) {
+          for (int l = 0; l < kAttnLanes; ++l) part[l] = attn_lane_score(a, w[(size_t)l], pos, l);
+          const float sc = tree_sum_host(part, kAttnLanes);
+          for (int l = 0; l < kAttnLanes; ++l) attn_lane_update(a, w[(size_t)l], pos, l, sc);
+        }
+        for (int l = 0; l < kAttnLanes; ++l) attn_split_stage(w[(size_t)l], warp, l, sm);
       }
-      for (int l = 0; l < kAttnLanes; ++l) attn_lane_finish(a, w[(size_t)l], t, h, l);
+      for (int l = 0; l < kAttnLanes; ++l) attn_split_finish(a, sm, t, h, l);
     }
   return cudaSuccess;
 }

@@ -1059,6 +1059,9 @@ void attention_cases(Rng& r) {
   case_attention(r, {17, 1}, {17, 70}, 6, 3, 100, 7, DType::F32, 0.1f);
   case_attention(r, {1, 1, 1, 1}, {33, 1, 64, 257}, 8, 8, 128, 16, DType::F16, 0.0884f);
   case_attention(r, {40}, {100}, 3, 1, 256, 32, DType::F32, 0.0625f);
+  // Decode over long contexts: each (query, head) over 8 warps' key ranges (fewer keys than warps too).
+  case_attention(r, {1, 1, 1}, {3001, 700, 5}, 8, 2, 128, 16, DType::F16, 0.0884f);
+  case_attention(r, {1}, {2048}, 12, 4, 64, 64, DType::F32, 0.125f, 1);
   // Both kernels where both apply; the tiles at prefill shapes: several
   // tiles of keys and of queries, a block's queries from three sequences
   // (one without queries), head_dim not a multiple of 4, head_dim 1.
