@@ -296,11 +296,9 @@ void paged_attention_decode(const PagedAttentionArgs& a, const AttnDecodeItem& i
   for (int64_t k0 = it.k0; k0 < it.k1; k0 += bk) {
     const int64_t nk = at_min(bk, it.k1 - k0);
     for (int64_t j = 0; j < nk; ++j) slot[j] = slot_of(k0 + j);
-    // The next block's slots, prefetched: its pages need not follow this
-    // block's in memory (a block table in any order), where the hardware
-    // prefetchers start over at each page.
-    // (a share of them before each head's pass, not all at once: the
-    // prefetches of a burst wait for miss buffers and stall the loads)
+    // The next block's slots, prefetched (its pages need not follow this
+    // block's in memory: a block table in any order), a share before each
+    // head's pass rather than all at once.
     const int64_t next0 = k0 + nk, next_n = at_min(it.k1, next0 + bk) - next0;
     auto prefetch_next = [&](int64_t part, int64_t parts) {
       for (int64_t pos = next0 + next_n * part / parts; pos < next0 + next_n * (part + 1) / parts; ++pos) {
