@@ -82,7 +82,7 @@ void paged_attention(const PagedAttentionArgs& a) {
   std::vector<Item> items;
   std::vector<AttnDecodeItem> ditems;
   std::vector<int64_t> prow;  // per decode item: its first partial row, or -1
-  double work = 0.0;  // multiply-adds
+  double work = 0.0;  // score and output products, 2 per key, row and element
   int64_t ranges = 0;
   for (int64_t s = 0; s < a.nseq; ++s)
     if (a.cu_seqlens_q[s + 1] - a.cu_seqlens_q[s] == 1) ranges += ceil_div(a.kv_lens[s], kDecodeKeyRange);

@@ -245,8 +245,8 @@ void at_pv_rows(float* o, int64_t ldd, int64_t D, const void* const* vrow, int64
   if (tail) at_pv_chunks<F16, NR, 1, true>(o, ldd, full * W, tail, vrow, nk, p, bk, corr);
 }
 
-// Rows [r0, r0 + nr) of a one-query item, nr <= 4, on the template of that count.
-template <bool F16, class F>
+// f(std::integral_constant<int, nr>) for a row count 1 <= nr <= 4.
+template <class F>
 void at_rows_of(int64_t nr, F&& f) {
   switch (nr) {
     case 1: f(std::integral_constant<int, 1>{}); break;
@@ -320,12 +320,12 @@ void paged_attention_decode(const PagedAttentionArgs& a, const AttnDecodeItem& i
         vrow[j] = static_cast<const char*>(c.v) + slot[j] + head;
       }
       for (int64_t r0 = 0; r0 < hpg; r0 += 4)
-        at_rows_of<F16>(at_min(4, hpg - r0), [&](auto nr) {
+        at_rows_of(at_min(4, hpg - r0), [&](auto nr) {
           at_scores<F16, decltype(nr)::value>(v.qs + r0 * ldd, ldd, D, krow, nk, v.p + r0 * bk, bk);
         });
       for (int64_t r = 0; r < hpg; ++r) at_softmax_row(v.p + r * bk, nk, nk, v, r);
       for (int64_t r0 = 0; r0 < hpg; r0 += 4)
-        at_rows_of<F16>(at_min(4, hpg - r0), [&](auto nr) {
+        at_rows_of(at_min(4, hpg - r0), [&](auto nr) {
           at_pv_rows<F16, decltype(nr)::value>(v.o + r0 * ldd, ldd, D, vrow, nk, v.p + r0 * bk, bk, v.corr + r0);
         });
     }
