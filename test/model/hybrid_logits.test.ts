@@ -104,6 +104,26 @@ t.test('prefill then decode equals one prefill; a later prefill chunk sees the e
   }
 });
 
+t.test('decode past 512 cached positions (key ranges merged) equals one prefill', async (t) => {
+  // A decode query splits its keys in ranges of 512 positions merged after
+  // (csrc/kernels/attention.cpp): steps at 601..606 positions take two ranges.
+  const { dir } = write('long decode granite', graniteTinyPreset({ experts: 0, seed: 14 }));
+  const model = await loadModel(dir, { inputRounding: 'none', kvCacheType: 'f32' });
+  const V = model.vocabSize;
+  const tokens = tokensFor(606, V, 6);
+  const all = await model.forward(tokens);
+  const seq = await model.createSequence();
+  await seq.prefill(tokens.slice(0, 600));
+  let worst = 0;
+  for (let i = 600; i < 606; i++) {
+    const got = await seq.step(tokens[i]);
+    worst = Math.max(worst, worstError(got, all.subarray(i * V, (i + 1) * V), 1e-5, 1e-5).ratio);
+  }
+  t.ok(worst <= 1, `6 steps after 600 positions equal the prefill's logits (worst err/tol ${worst.toPrecision(3)})`);
+  await seq.dispose();
+  model.dispose();
+});
+
 t.test('8 concurrent generations equal 8 sequential ones (batched decode over attention and experts)', async (t) => {
   const { dir } = write('concurrent', graniteTinyPreset({ seed: 21, positionEmbeddingType: 'rope' }));
   const model = await loadModel(dir, { inputRounding: 'none' });
