@@ -147,7 +147,7 @@ inline VF at_row_partial(const void* row, int64_t d, int n) {
 // queries held in registers where they fit); 0: any head dimension.
 template <bool F16, int NR, int CH>
 void at_scores_rows(const float* qs, int64_t ldd, int64_t D, const void* const* krow, int64_t nk, float* p,
-                         int64_t bk) {
+                    int64_t bk) {
   const int W = VF::W;
   const int64_t dfull = CH > 0 ? (int64_t)CH * W : D / W * W;
   const int tail = CH > 0 ? 0 : (int)(D - dfull);
@@ -227,20 +227,25 @@ void at_pv_chunks(float* o, int64_t ldd, int64_t d0, int tail, const void* const
 // o_r = o_r · corr_r + Σ_j p[r, j] v_j for rows r0 .. r0 + NR - 1: the head
 // dimension in passes of up to kPvAccumulators / NR chunks.
 template <bool F16, int NR>
-void at_pv_rows(float* o, int64_t ldd, int64_t D, const void* const* vrow, int64_t nk, const float* p,
-                     int64_t bk, const float* corr) {
+void at_pv_rows(float* o, int64_t ldd, int64_t D, const void* const* vrow, int64_t nk, const float* p, int64_t bk,
+                const float* corr) {
   const int W = VF::W;
   constexpr int kPvAccumulators = VF::W >= 16 ? 16 : 8;  // of 32 / 16 vector registers
   constexpr int kMax = kPvAccumulators / NR;
   const int64_t full = D / W;
   const int tail = (int)(D - full * W);
-  int64_t c = 0;
-  while (c < full) {
+  // Chunks per pass: the largest of 8, 4, 2, 1 that fits kMax and what is left.
+  auto pass = [&](auto chunks, int64_t& c) {
+    constexpr int C = decltype(chunks)::value;
+    at_pv_chunks<F16, NR, C, false>(o, ldd, c * W, 0, vrow, nk, p, bk, corr);
+    c += C;
+  };
+  for (int64_t c = 0; c < full;) {
     const int64_t left = full - c;
-    if (kMax >= 8 && left >= 8) at_pv_chunks<F16, NR, (kMax >= 8 ? 8 : 1), false>(o, ldd, c * W, 0, vrow, nk, p, bk, corr), c += (kMax >= 8 ? 8 : 1);
-    else if (kMax >= 4 && left >= 4) at_pv_chunks<F16, NR, (kMax >= 4 ? 4 : 1), false>(o, ldd, c * W, 0, vrow, nk, p, bk, corr), c += (kMax >= 4 ? 4 : 1);
-    else if (kMax >= 2 && left >= 2) at_pv_chunks<F16, NR, (kMax >= 2 ? 2 : 1), false>(o, ldd, c * W, 0, vrow, nk, p, bk, corr), c += (kMax >= 2 ? 2 : 1);
-    else at_pv_chunks<F16, NR, 1, false>(o, ldd, c * W, 0, vrow, nk, p, bk, corr), c += 1;
+    if (kMax >= 8 && left >= 8) pass(std::integral_constant<int, (kMax >= 8 ? 8 : 1)>{}, c);
+    else if (kMax >= 4 && left >= 4) pass(std::integral_constant<int, (kMax >= 4 ? 4 : 1)>{}, c);
+    else if (kMax >= 2 && left >= 2) pass(std::integral_constant<int, (kMax >= 2 ? 2 : 1)>{}, c);
+    else pass(std::integral_constant<int, 1>{}, c);
   }
   if (tail) at_pv_chunks<F16, NR, 1, true>(o, ldd, full * W, tail, vrow, nk, p, bk, corr);
 }
@@ -284,27 +289,33 @@ void paged_attention_decode(const PagedAttentionArgs& a, const AttnDecodeItem& i
   const int64_t esz = F16 ? 2 : 4;
   for (int64_t g = it.g0; g < it.g1; ++g) at_load_queries(a, it.s, g, it.i0, hpg, hpg, at_rows_from(w, (g - it.g0) * hpg));
 
-  // Slot offsets (bytes, head 0) of key block [k0, k0 + n).
-  int64_t slot[kAttnKeyBlock];
+  // Slot offsets (bytes, head 0) of this key block and of the next one.
+  int64_t slots[2][kAttnKeyBlock];
   const void* krow[kAttnKeyBlock];
   const void* vrow[kAttnKeyBlock];
   // The item's heads of a slot: bytes [head0, head0 + span).
   const int64_t head0 = it.g0 * c.head_stride * esz, span = ((it.g1 - it.g0 - 1) * c.head_stride + D) * esz;
-  auto slot_of = [&](int64_t pos) {
-    return ((int64_t)bt[pos / c.page_size] * c.page_stride + (pos % c.page_size) * c.slot_stride) * esz;
+  auto block_slots = [&](int64_t k0, int64_t n, int64_t* slot) {
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t pos = k0 + j;
+      slot[j] = ((int64_t)bt[pos / c.page_size] * c.page_stride + (pos % c.page_size) * c.slot_stride) * esz;
+    }
   };
-  for (int64_t k0 = it.k0; k0 < it.k1; k0 += bk) {
+  int cur = 0;
+  block_slots(it.k0, at_min(bk, it.k1 - it.k0), slots[cur]);
+  for (int64_t k0 = it.k0; k0 < it.k1; k0 += bk, cur ^= 1) {
     const int64_t nk = at_min(bk, it.k1 - k0);
-    for (int64_t j = 0; j < nk; ++j) slot[j] = slot_of(k0 + j);
+    const int64_t* slot = slots[cur];
     // The next block's slots, prefetched (its pages need not follow this
     // block's in memory: a block table in any order), a share before each
     // head's pass rather than all at once.
-    const int64_t next0 = k0 + nk, next_n = at_min(it.k1, next0 + bk) - next0;
+    const int64_t next_n = at_min(it.k1, k0 + nk + bk) - (k0 + nk);
+    const int64_t* next = slots[cur ^ 1];
+    if (next_n > 0) block_slots(k0 + nk, next_n, slots[cur ^ 1]);
     auto prefetch_next = [&](int64_t part, int64_t parts) {
-      for (int64_t pos = next0 + next_n * part / parts; pos < next0 + next_n * (part + 1) / parts; ++pos) {
-        const int64_t o = slot_of(pos) + head0;
-        const char* kp = static_cast<const char*>(c.k) + o;
-        const char* vp = static_cast<const char*>(c.v) + o;
+      for (int64_t j = next_n * part / parts; j < next_n * (part + 1) / parts; ++j) {
+        const char* kp = static_cast<const char*>(c.k) + next[j] + head0;
+        const char* vp = static_cast<const char*>(c.v) + next[j] + head0;
         for (int64_t b = 0; b < span; b += 64) {
           __builtin_prefetch(kp + b, 0, 3);
           __builtin_prefetch(vp + b, 0, 3);

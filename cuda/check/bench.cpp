@@ -124,6 +124,30 @@ double copy_bandwidth() {
   return best;
 }
 
+// One sequence of `tokens` queries, the last of `L` cached positions: 32
+// query and 8 kv heads of 128, an f32 cache in 16-token pages in order, on
+// p's device memory (contents as they come). False if the memory failed.
+bool attention_bench_args(DevPool& p, int64_t tokens, int64_t L, PagedAttentionArgs& a) {
+  const int64_t Hq = 32, Hkv = 8, D = 128, page = 16, pages = L / page;
+  a.cache.dtype = DType::F32, a.cache.num_pages = pages, a.cache.page_size = page, a.cache.n_kv_heads = Hkv;
+  a.cache.head_dim = D, a.cache.head_stride = D, a.cache.slot_stride = Hkv * D, a.cache.page_stride = page * Hkv * D;
+  a.cache.k = p.floats(pages * page * Hkv * D), a.cache.v = p.floats(pages * page * Hkv * D);
+  a.nseq = 1, a.tokens = tokens, a.n_heads = Hq, a.scale = 0.0884f;
+  a.q = p.floats(tokens * Hq * D), a.out = p.floats(tokens * Hq * D);
+  a.q_stride_tok = a.out_stride_tok = Hq * D, a.q_stride_head = a.out_stride_head = D;
+  std::vector<int32_t> ints(2 + 1 + pages);
+  ints[0] = 0, ints[1] = (int32_t)tokens, ints[2] = (int32_t)L;  // cu_seqlens, kv_lens
+  for (int64_t j = 0; j < pages; ++j) ints[(size_t)(3 + j)] = (int32_t)j;
+  float* iv = p.floats((int64_t)ints.size());
+  if (p.error() != cudaSuccess ||
+      cudaMemcpy(iv, ints.data(), ints.size() * sizeof(int32_t), cudaMemcpyHostToDevice) != cudaSuccess)
+    return false;
+  const int32_t* ip = reinterpret_cast<const int32_t*>(iv);
+  a.cu_seqlens_q = ip, a.kv_lens = ip + 2, a.block_table = ip + 3;
+  a.block_table_stride = a.max_pages_per_seq = pages;
+  return true;
+}
+
 }  // namespace
 
 bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
@@ -291,25 +315,10 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
   // kernels. TFLOP/s counts the score and value products of the causal half
   // (2 x 2 x T^2 / 2 x heads x head_dim); bytes = q, out and the cache once.
   {
-    const int64_t T = 2048, Hq = 32, Hkv = 8, D = 128, page = 16, pages = T / page;
+    const int64_t T = 2048, Hq = 32, Hkv = 8, D = 128;
     DevPool p;
     PagedAttentionArgs a;
-    a.cache.dtype = DType::F32, a.cache.num_pages = pages, a.cache.page_size = page, a.cache.n_kv_heads = Hkv;
-    a.cache.head_dim = D, a.cache.head_stride = D, a.cache.slot_stride = Hkv * D, a.cache.page_stride = page * Hkv * D;
-    a.cache.k = p.floats(pages * page * Hkv * D), a.cache.v = p.floats(pages * page * Hkv * D);
-    a.nseq = 1, a.tokens = T, a.n_heads = Hq, a.scale = 0.0884f;
-    a.q = p.floats(T * Hq * D), a.out = p.floats(T * Hq * D);
-    a.q_stride_tok = a.out_stride_tok = Hq * D, a.q_stride_head = a.out_stride_head = D;
-    std::vector<int32_t> ints(2 + 1 + pages);
-    ints[0] = 0, ints[1] = (int32_t)T, ints[2] = (int32_t)T;  // cu_seqlens, kv_lens
-    for (int64_t j = 0; j < pages; ++j) ints[(size_t)(3 + j)] = (int32_t)j;
-    float* iv = p.floats((int64_t)ints.size());
-    if (p.error() != cudaSuccess ||
-        cudaMemcpy(iv, ints.data(), ints.size() * sizeof(int32_t), cudaMemcpyHostToDevice) != cudaSuccess)
-      return false;
-    const int32_t* ip = reinterpret_cast<const int32_t*>(iv);
-    a.cu_seqlens_q = ip, a.kv_lens = ip + 2, a.block_table = ip + 3;
-    a.block_table_stride = a.max_pages_per_seq = pages;
+    if (!attention_bench_args(p, T, T, a)) return false;
     const double bytes = F * (2.0 * T * Hq * D + 2.0 * T * Hkv * D), flops = 2.0 * T * T * Hq * D;
     for (int method : {2, 1}) {
       const size_t before = rows.size();
@@ -322,25 +331,10 @@ bool run_benchmarks(const nm::cuda::RuntimeStatus& rt) {
   // Decode attention: one query over 8192 cached positions, 32 heads on 8 kv
   // heads of 128 (f32 cache, 16-token pages in order); bytes = the cache read.
   {
-    const int64_t L = 8192, Hq = 32, Hkv = 8, D = 128, page = 16, pages = L / page;
+    const int64_t L = 8192, Hkv = 8, D = 128;
     DevPool p;
     PagedAttentionArgs a;
-    a.cache.dtype = DType::F32, a.cache.num_pages = pages, a.cache.page_size = page, a.cache.n_kv_heads = Hkv;
-    a.cache.head_dim = D, a.cache.head_stride = D, a.cache.slot_stride = Hkv * D, a.cache.page_stride = page * Hkv * D;
-    a.cache.k = p.floats(pages * page * Hkv * D), a.cache.v = p.floats(pages * page * Hkv * D);
-    a.nseq = 1, a.tokens = 1, a.n_heads = Hq, a.scale = 0.0884f;
-    a.q = p.floats(Hq * D), a.out = p.floats(Hq * D);
-    a.q_stride_tok = a.out_stride_tok = Hq * D, a.q_stride_head = a.out_stride_head = D;
-    std::vector<int32_t> ints(2 + 1 + pages);
-    ints[0] = 0, ints[1] = 1, ints[2] = (int32_t)L;  // cu_seqlens, kv_lens
-    for (int64_t j = 0; j < pages; ++j) ints[(size_t)(3 + j)] = (int32_t)j;
-    float* iv = p.floats((int64_t)ints.size());
-    if (p.error() != cudaSuccess ||
-        cudaMemcpy(iv, ints.data(), ints.size() * sizeof(int32_t), cudaMemcpyHostToDevice) != cudaSuccess)
-      return false;
-    const int32_t* ip = reinterpret_cast<const int32_t*>(iv);
-    a.cu_seqlens_q = ip, a.kv_lens = ip + 2, a.block_table = ip + 3;
-    a.block_table_stride = a.max_pages_per_seq = pages;
+    if (!attention_bench_args(p, 1, L, a)) return false;
     add("paged_attention (warp/q)", "decode kv 8192 x 32/8 heads x 128", F * 2.0 * L * Hkv * D,
         [&] { return cuda::paged_attention_cuda(a, 0, 0); });
   }
