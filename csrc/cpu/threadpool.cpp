@@ -24,6 +24,8 @@ namespace nm::cpu {
 namespace {
 thread_local bool t_in_pool_task = false;
 thread_local int t_inline_depth = 0;  // begin_inline() calls not yet ended on this thread
+thread_local bool t_detach_allowed = false;  // set_detach_allowed
+thread_local bool t_owns_detached = false;   // this thread's call is the pool's detached_
 // Whether a call from this thread runs its work here, inline: from inside a
 // task (no nested parallelism), or within begin_inline / end_inline.
 inline bool run_inline_here() { return t_in_pool_task || t_inline_depth > 0; }
@@ -456,6 +458,7 @@ void ThreadPool::run(int max_tasks, const std::function<void(int, int)>& fn) {
     for (int i = 0; i < nth; ++i) fn(i, nth);
     return;
   }
+  finish_detached();
   std::lock_guard<std::mutex> run_lk(run_mu_);
   note_other_processes_at_call();
   nth = std::max(1, std::min(max_tasks, size_));
@@ -531,6 +534,7 @@ void ThreadPool::run_ranges(std::vector<int64_t> ends, const std::function<void(
   if (ends.empty()) return;
   if (ends.size() == 1 || size_ == 1 || run_inline_here()) return each_range_inline(ends, fn);
   const int64_t count = (int64_t)ends.size();
+  finish_detached();
   std::lock_guard<std::mutex> run_lk(run_mu_);
   note_other_processes_at_call();
   auto c = std::make_shared<RangeCall>();
@@ -565,7 +569,9 @@ void ThreadPool::run_recomputable(std::vector<int64_t> ends, const std::shared_p
   const size_t count = ends.size();
   if (count == 1 || size_ == 1 || run_inline_here())
     return each_range_inline(ends, [&](int64_t b, int64_t e) { work->compute(b, e, true); });
-  std::lock_guard<std::mutex> run_lk(run_mu_);
+  const bool detach = t_detach_allowed;
+  finish_detached();
+  std::unique_lock<std::mutex> run_lk(run_mu_);
   note_other_processes_at_call();
   auto c = std::make_shared<RangeCall>();
   c->ends = std::move(ends);
@@ -575,6 +581,33 @@ void ThreadPool::run_recomputable(std::vector<int64_t> ends, const std::shared_p
   static std::atomic<int64_t> calls{0};
   c->test_stall = test_stall().every > 0 && calls.fetch_add(1, std::memory_order_relaxed) % test_stall().every == 0;
   publish(nullptr, 0, c);
+  if (detach) {
+    // The workers take the ranges while this thread goes on; it keeps the
+    // pool (run_mu_) until finish_detached.
+    detached_ = c;
+    detached_lock_ = std::move(run_lk);
+    detached_calls_.fetch_add(1, std::memory_order_relaxed);
+    t_owns_detached = true;
+    return;
+  }
+  finish_recomputable(*c);
+}
+
+void ThreadPool::finish_detached() {
+  if (!t_owns_detached) return;
+  t_owns_detached = false;
+  std::shared_ptr<RangeCall> c = std::move(detached_);
+  detached_.reset();
+  std::unique_lock<std::mutex> run_lk = std::move(detached_lock_);
+  finish_recomputable(*c);
+}
+
+// The caller's part of a run_recomputable call from the publish on: the
+// ranges left, the wait for the workers' (taking back stalled ones) and the
+// commit of their staged results.
+void ThreadPool::finish_recomputable(RangeCall& call) {
+  RangeCall* c = &call;
+  const size_t count = c->ends.size();
   if (c->test_stall) {
     const int64_t until = now_ns() + 200 * 1000 * 1000;
     while (c->next.load(std::memory_order_acquire) == 0 && now_ns() < until) std::this_thread::yield();
@@ -626,6 +659,8 @@ bool recompute_allowed() { return t_recompute_allowed; }
 void set_recompute_allowed(bool on) { t_recompute_allowed = on; }
 void begin_inline() { ++t_inline_depth; }
 void end_inline() { if (t_inline_depth > 0) --t_inline_depth; }
+void set_detach_allowed(bool on) { t_detach_allowed = on; }
+bool owns_detached() { return t_owns_detached; }
 
 ThreadPool& pool() {
   static ThreadPool* p = [] {

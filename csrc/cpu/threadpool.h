@@ -75,6 +75,13 @@ class ThreadPool {
   // work, is dropped). Never waits for a stalled worker.
   void run_recomputable(std::vector<int64_t> ends, const std::shared_ptr<RecomputableWork>& work);
 
+  // Ends the calling thread's detached run_recomputable call, if any (see
+  // set_detach_allowed): takes the ranges no worker has taken, waits for
+  // the workers' (taking back stalled ones, as run_recomputable does) and
+  // commits their results. The thread's next non-inline call to the pool
+  // ends it first; calls from other threads wait for it.
+  void finish_detached();
+
   // Waits until no worker computes a range of a finished run_recomputable
   // call (before the memory such work reads, a model's weights, is freed).
   void quiesce();
@@ -82,6 +89,8 @@ class ThreadPool {
   // Ranges the callers of run_recomputable took back from stalled workers
   // since the pool started.
   uint64_t recomputed_ranges() const { return recomputed_.load(std::memory_order_relaxed); }
+  // run_recomputable calls detached (set_detach_allowed) since the pool started.
+  uint64_t detached_calls() const { return detached_calls_.load(std::memory_order_relaxed); }
 
   // A hint, returning at once: idle workers bring [p, p + bytes) toward
   // their caches while they spin for the next run, chunk by chunk from the
@@ -104,6 +113,7 @@ class ThreadPool {
   void worker_main(int ith, uint64_t seen);
   void publish(const std::function<void(int, int)>* fn, int nth, std::shared_ptr<RangeCall> ranges);
   static void take_ranges(RangeCall& c, bool caller);
+  void finish_recomputable(RangeCall& c);
   void wake_caller();
 
   int size_ = 1;
@@ -139,6 +149,11 @@ class ThreadPool {
   std::atomic<bool> caller_waiting_{false};
   alignas(64) std::atomic<int> late_workers_{0};  // workers inside a run_recomputable call's object
   std::atomic<uint64_t> recomputed_{0};
+  std::atomic<uint64_t> detached_calls_{0};
+  // A detached run_recomputable call and its hold on run_mu_ (touched only
+  // by the thread that detached it, which holds run_mu_ meanwhile).
+  std::shared_ptr<RangeCall> detached_;
+  std::unique_lock<std::mutex> detached_lock_;
   std::mutex error_mu_;
   std::exception_ptr error_;
 };
@@ -157,6 +172,17 @@ void set_recompute_allowed(bool on);
 // work, while the idle workers prefetch the hinted weights instead.
 void begin_inline();
 void end_inline();
+
+// While set on this thread, a run_recomputable call (a decode step's matrix
+// product, cpu::recompute_allowed) is detached: its ranges start on the
+// idle workers and the call returns at once, the caller taking none, so
+// that the caller can go on with other work (a stretch of inline calls:
+// begin_inline) while the workers compute; ThreadPool::finish_detached
+// ends it. Its output is not ready before then. A call that is not
+// recomputable (or runs inline) is unaffected, and runs to its end.
+void set_detach_allowed(bool on);
+// Whether this thread has a detached call not yet finished.
+bool owns_detached();
 
 // The process-wide pool, sized to physical_core_count() on first use
 // (or NODE_MAMBA_THREADS if set).

@@ -95,6 +95,18 @@ class Backend {
   // backends.
   virtual void serial_begin() {}
   virtual void serial_end() noexcept {}
+  // While set, a decode step's matrix product (linear / qlinear) may start
+  // on the idle threads and return before its output is ready, so that the
+  // caller goes on with a stretch of serial calls that do not read it;
+  // join_background() waits for it (use BackgroundProduct). The CPU backend
+  // detaches the products a decode step may recompute (cpu/threadpool.h
+  // set_detach_allowed: weights in panels, int8 inputs); the device
+  // backends run them in order. can_background: whether a product on
+  // weights of this layout may run so (worth splitting a product for).
+  virtual bool can_background(WeightLayout layout) const { (void)layout; return false; }
+  virtual void set_background(bool on) { (void)on; }
+  virtual bool background_running() const { return false; }  // a product started and not joined
+  virtual void join_background() {}
   // Waits until no kernel work of a finished call still reads the model's
   // weights (the CPU pool's workers that a decode step's matrix products
   // no longer waited for: cpu/threadpool.h run_recomputable). Called before
@@ -161,6 +173,50 @@ class SerialSection {
   void end() noexcept {
     if (open_) b_.serial_end();
     open_ = false;
+  }
+
+ private:
+  Backend& b_;
+  bool open_ = false;
+};
+
+// One matrix product that may run in the background (Backend::set_background):
+// start(call) makes it (true: it runs in the background; false: it ran to
+// its end), join() waits for its output; the destructor joins one still
+// running (during unwinding: the call's buffers outlive it).
+class BackgroundProduct {
+ public:
+  explicit BackgroundProduct(Backend& b) : b_(b) {}
+  // Whether the backend may run one on weights of `layout` (Backend::can_background).
+  bool available(WeightLayout layout) const { return b_.can_background(layout); }
+  ~BackgroundProduct() {
+    if (!open_) return;
+    try {
+      b_.join_background();
+    } catch (...) {
+    }
+  }
+  BackgroundProduct(const BackgroundProduct&) = delete;
+  BackgroundProduct& operator=(const BackgroundProduct&) = delete;
+  template <class Call>
+  bool start(Call&& call) {
+    join();
+    b_.set_background(true);
+    open_ = true;
+    try {
+      call();
+    } catch (...) {
+      b_.set_background(false);
+      throw;
+    }
+    b_.set_background(false);
+    open_ = b_.background_running();
+    return open_;
+  }
+  void join() {
+    if (!open_) return;
+    open_ = false;
+    b_.join_background();
   }
 
  private:

@@ -33,6 +33,14 @@ class CpuBackend final : public Backend {
   void prefetch(const void* p, size_t bytes) override { cpu::pool().prefetch(p, bytes); }
   void serial_begin() override { cpu::begin_inline(); }
   void serial_end() noexcept override { cpu::end_inline(); }
+  // Panels take int8 inputs (I8 / I4 with input scales, Q8_0 / Q4_0 with
+  // rounded ones): the products the pool can detach (kernels/qlinear_rows.h).
+  bool can_background(WeightLayout layout) const override {
+    return layout == WeightLayout::Panels && cpu::pool().size() > 1;
+  }
+  void set_background(bool on) override { cpu::set_detach_allowed(on); }
+  bool background_running() const override { return cpu::owns_detached(); }
+  void join_background() override { cpu::pool().finish_detached(); }
   // A decode step's matrix products may take back the ranges of a worker
   // the machine stalls (kernels/qlinear_rows.h): its weights stay until
   // quiesce().

@@ -152,12 +152,14 @@ QLinearArgs qlinear_args(const Weight& w, const Weight* bias, int64_t M, float* 
   return q;
 }
 
-// y[M, w.rows] = x[M, w.cols] (row stride xs) · wᵀ + bias
-void run_linear(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y) {
-  if (t_observer) observe(w, x, xs, M, w.cols);
+namespace {
+// y[M, w.rows] (row stride ys) = x · wᵀ + bias.
+void linear_into(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y,
+                 int64_t ys) {
   if (dtype_info(w.dtype).linear == LinearKernel::Quamba) {
     QLinearArgs q = qlinear_args(w, bias, M, y);
     q.x = x; q.x_stride = xs;
+    q.y_stride = ys;
     m.backend().qlinear(q);
     return;
   }
@@ -167,8 +169,43 @@ void run_linear(const Model& m, const Weight& w, const Weight* bias, const float
   a.x = x; a.x_stride = xs;
   a.w = w.data; a.w_stride = w.cols; a.w_dtype = w.dtype; a.w_layout = w.layout;
   if (bias && bias->data) { a.bias = bias->data; a.bias_dtype = bias->dtype; }
-  a.y = y; a.y_stride = w.rows;
+  a.y = y; a.y_stride = ys;
   m.backend().linear(a);
+}
+}  // namespace
+
+// y[M, w.rows] = x[M, w.cols] (row stride xs) · wᵀ + bias
+void run_linear(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y) {
+  if (t_observer) observe(w, x, xs, M, w.cols);
+  linear_into(m, w, bias, x, xs, M, y, w.rows);
+}
+
+bool weight_rows(const Weight& w, int64_t r0, int64_t r1, Weight* out) {
+  if (!w.data || r0 < 0 || r1 > w.rows || r0 >= r1) return false;
+  if (w.layout == WeightLayout::Panels && r0 % kPanelRows != 0) return false;
+  Weight s = w;
+  s.rows = r1 - r0;
+  s.data = static_cast<const char*>(w.data) + dtype_layout_bytes(w.dtype, w.layout, r0, w.cols);
+  if (w.scales)
+    s.scales = w.scales + (w.layout == WeightLayout::Panels ? dtype_panel_scale_count(w.dtype, r0, w.cols)
+                                                            : dtype_scale_count(w.dtype, r0, w.cols));
+  *out = s;
+  return true;
+}
+
+bool run_linear_rows(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M,
+                     float* y, int64_t r0, int64_t r1) {
+  Weight part, part_bias;
+  if (t_observer || !weight_rows(w, r0, r1, &part)) return false;
+  const bool has_bias = bias && bias->data;
+  if (has_bias) {
+    if (dtype_size(bias->dtype) == 0) return false;
+    part_bias = *bias;
+    part_bias.cols = r1 - r0;
+    part_bias.data = static_cast<const char*>(bias->data) + r0 * dtype_size(bias->dtype);
+  }
+  linear_into(m, part, has_bias ? &part_bias : nullptr, x, xs, M, y + r0, w.rows);
+  return true;
 }
 
 // residual = h + residual (or h for the first layer); out = RMSNorm(residual) * w.

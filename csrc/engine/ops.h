@@ -42,6 +42,18 @@ QLinearArgs qlinear_args(const Weight& w, const Weight* bias, int64_t M, float* 
 // while calibrating.
 void run_linear(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M, float* y);
 
+// Rows [r0, r1) of w as a weight of their own (data and scales offset),
+// or false where its layout cannot start there (panels start every
+// kPanelRows rows) or the range is empty or out of bounds.
+bool weight_rows(const Weight& w, int64_t r0, int64_t r1, Weight* out);
+
+// Columns [r0, r1) of run_linear's y [M, w.rows] (the others untouched):
+// the products of w's rows [r0, r1). False, running nothing, where w or its
+// bias cannot be split there (weight_rows), or while calibrating (the
+// observer sees whole products: use run_linear).
+bool run_linear_rows(const Model& m, const Weight& w, const Weight* bias, const float* x, int64_t xs, int64_t M,
+                     float* y, int64_t r0, int64_t r1);
+
 // residual = h + residual (or h for the first norm of the stream);
 // out = RMSNorm(residual) * w.
 void add_norm(const Model& m, const Weight& w, float eps, const float* h, float* residual, bool first, int64_t n,

@@ -40,6 +40,7 @@ Napi::Value runtime_info(const Napi::CallbackInfo& info) {
   o.Set("threads", cpu::pool().size());
   o.Set("physicalCores", cpu::physical_core_count());
   o.Set("recomputedRanges", (double)cpu::pool().recomputed_ranges());
+  o.Set("backgroundProducts", (double)cpu::pool().detached_calls());
   const cpu::AbTrialTimes trial = cpu::ab_trial_times();
   if (trial.block_steps > 0) {
     Napi::Object ab = Napi::Object::New(env);

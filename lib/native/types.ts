@@ -49,6 +49,11 @@ export interface NativeRuntimeInfo {
    */
   recomputedRanges: number;
   /**
+   * Matrix products that ran on the pool's workers while the calling thread went on with other calls (at
+   * batch 1, in_proj's gate rows behind a Mamba layer's conv and state update), since the process started.
+   */
+  backgroundProducts: number;
+  /**
    * Only with NODE_MAMBA_AB_TRIAL=<steps> in the environment (a developer's A/B trial, bench/ab_trial.js):
    * decode steps alternate between variants A and B in blocks of that many steps, and these are each
    * variant's step times (decode and token choice), after `warmupSteps`.

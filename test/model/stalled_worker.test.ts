@@ -29,6 +29,13 @@ const V = 2048;
 const floatDir = path.join(root, 'float');
 writeRandomCheckpoint(floatDir, { arch: 'mamba', dModel: 256, nLayer: 2, vocabSize: V, dtype: 'f32', tied: true, dialect: 'hf', seed: 5 });
 writeTinyTokenizer(floatDir); // (byte-level BPE, 263 tokens: exportGguf writes it)
+// Mamba-2: at batch 1 in_proj's z rows run behind the conv and the state
+// update (a detached call: engine/backend.h BackgroundProduct), as Mamba-1's
+// z half does behind its conv and x_proj.
+const float2Dir = path.join(root, 'float2');
+writeRandomCheckpoint(float2Dir, {
+  arch: 'mamba2', dModel: 256, nLayer: 2, vocabSize: V, dtype: 'f32', tied: true, dialect: 'hf', headdim: 32, dState: 32, seed: 6,
+});
 
 function tokensFor(n: number, seed: number): number[] {
   const out: number[] = [];
@@ -43,6 +50,7 @@ function tokensFor(n: number, seed: number): number[] {
 interface ChildOut {
   digest: string;
   recomputed: number;
+  background: number;
   threads: number;
 }
 
@@ -77,7 +85,7 @@ function decodeInChild(model: string, batch: number, steps: number, stall?: stri
     for (const s of seqs) await s.dispose();
     m.dispose();
     const info = kernels.runtimeInfo();
-    process.stdout.write(JSON.stringify({ digest: h.digest('hex'), recomputed: info.recomputedRanges, threads: info.threads }));
+    process.stdout.write(JSON.stringify({ digest: h.digest('hex'), recomputed: info.recomputedRanges, background: info.backgroundProducts, threads: info.threads }));
   })().catch((e) => { console.error(e); process.exit(1); });`;
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_MAMBA_THREADS: '2' };
   delete env.NODE_MAMBA_TEST_STALL_US;
@@ -92,7 +100,9 @@ t.test('stalled workers: the caller computes their ranges again, and the logits 
   await quantize({ model: floatDir, output: w8a8, scheme: 'w8a8', calibration: [tokensFor(64, 1), tokensFor(64, 2)] });
   const q8 = path.join(root, 'q8_0.gguf');
   await exportGguf(floatDir, q8, { type: 'q8_0' });
-  for (const [name, model] of [['W8A8', w8a8], ['Q8_0 GGUF', q8]] as const) {
+  const w8a8m2 = path.join(root, 'w8a8_mamba2');
+  await quantize({ model: float2Dir, output: w8a8m2, scheme: 'w8a8', calibration: [tokensFor(64, 3), tokensFor(64, 4)] });
+  for (const [name, model] of [['W8A8', w8a8], ['Q8_0 GGUF', q8], ['Mamba-2 W8A8', w8a8m2]] as const) {
     for (const batch of [1, 3]) {
       const calm = decodeInChild(model, batch, 12);
       // Every call's first range stalls 2 ms in a worker (past the 30 us
@@ -101,6 +111,10 @@ t.test('stalled workers: the caller computes their ranges again, and the logits 
       t.equal(stalled.threads, 2, `${name} batch ${batch}: two threads`);
       t.ok(stalled.recomputed >= 12, `${name} batch ${batch}: the caller took back ${stalled.recomputed} stalled ranges (at least one a step)`);
       t.equal(stalled.digest, calm.digest, `${name} batch ${batch}: the logits of every step are those of the calm run`);
+      // 2 layers x 12 steps at batch 1 (in_proj's z rows); none at batch 3
+      const want = batch === 1 ? 24 : 0;
+      t.equal(calm.background, want, `${name} batch ${batch}: ${want} products ran in the background`);
+      t.equal(stalled.background, want, `${name} batch ${batch}: ${want} in the stalled run too`);
     }
   }
 });

@@ -42,11 +42,20 @@ struct Mamba1Front {
   int8_t *xq, *uq, *bcq;  // int8 path: [M, di], [M, di], [M, 2N]
 };
 
+// At one row, in_proj's z half (read only by the scan's gate) goes to
+// `z_half`: it runs on the idle threads while this thread goes through the
+// conv, x_proj and dt_proj (the caller joins it before the scan).
 void mamba1_front(Model& m, const MambaWeights& L, int64_t layer, const float* hn, int64_t M, const Mamba1Front& f,
-                  bool q8, const std::function<void(const ConvInt8&)>& conv, SerialSection& serial) {
+                  bool q8, const std::function<void(const ConvInt8&)>& conv, SerialSection& serial,
+                  BackgroundProduct& z_half) {
   const ModelConfig& c = m.config();
   const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
-  run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz);
+  if (M == 1 && z_half.available(L.in_proj.layout) &&
+      run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz, 0, di)) {
+    z_half.start([&] { run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz, di, 2 * di); });
+  } else {
+    run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz);
+  }
   if (M <= 8) m.backend().prefetch(L.out_proj.data, packed_weight_bytes(L.out_proj));  // read after the conv and state update (decode)
   // At one row the calls until out_proj are small: on one thread, while
   // the others prefetch out_proj (the caller ends the section).
@@ -85,9 +94,11 @@ void prefill_impl(Model& m, const MambaWeights& L, int64_t layer, int32_t slot, 
   I8Buf xq((size_t)(q8 ? n * di : 0)), uq((size_t)(q8 ? n * di : 0)), bcq((size_t)(q8 ? n * 2 * N : 0));
   const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bcq.data()};
   SerialSection serial(m.backend());
+  BackgroundProduct z_half(m.backend());
   mamba1_front(m, L, layer, hn, n, f, q8, [&](const ConvInt8& q) {
     conv_prefill(m, L, slot, xz.data(), 2 * di, di, n, xc.data(), q);  // x = first half of in_proj
-  }, serial);
+  }, serial, z_half);
+  z_half.join();
 
   SelectiveScanArgs s;
   s.batch = 1; s.seqlen = n; s.dim = di; s.dstate = N; s.ngroups = 1;
@@ -124,9 +135,11 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   I8Buf xq((size_t)(q8 ? B * di : 0)), uq((size_t)(q8 ? B * di : 0)), bcq((size_t)(q8 ? B * 2 * N : 0));
   const Mamba1Front f{xz.data(), xc.data(), xdbl.data(), delta.data(), xq.data(), uq.data(), bcq.data()};
   SerialSection serial(m.backend());
+  BackgroundProduct z_half(m.backend());
   mamba1_front(m, L, layer, hn, B, f, q8, [&](const ConvInt8& q) {
     conv_step(m, L, slots, xz.data(), 2 * di, di, B, xc.data(), q);
-  }, serial);
+  }, serial, z_half);
+  z_half.join();
 
   SelectiveStateUpdateArgs s;
   s.batch = B; s.nheads = di; s.headdim = 1; s.dstate = N; s.ngroups = 1; s.a_per_state = true;

@@ -102,11 +102,21 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   const bool q8 = ssm_int8(m);
   Buf zxbcdt((size_t)(B * P)), xbc((size_t)(q8 ? 0 : B * C)), y((size_t)(B * di));
   I8Buf xbc_in((size_t)(q8 ? B * C : 0)), xbc_q((size_t)(q8 ? B * C : 0));
-  run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
+  // At one sequence, in_proj's z rows (read only by the gated norm) come
+  // last, and where the backend runs them in the background
+  // (Backend::set_background) the conv and the state update run on this
+  // thread meanwhile. Otherwise only the conv's calls do (they are small),
+  // while the other threads prefetch out_proj, and the state update (128
+  // states per channel against Mamba-1's 16) takes them all (bench/NOTES.md).
+  BackgroundProduct z_rows(m.backend());
+  bool z_behind = false;
+  if (B == 1 && z_rows.available(L.in_proj.layout) &&
+      run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data(), di, P)) {
+    z_behind = z_rows.start([&] { run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data(), 0, di); });
+  } else {
+    run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
+  }
   m.backend().prefetch(L.out_proj.data, packed_weight_bytes(L.out_proj));  // read after the conv and state update
-  // At one sequence the conv's calls are small: on one thread, while the
-  // others prefetch out_proj (the state update, 128 states per channel
-  // against Mamba-1's 16, keeps them all: bench/NOTES.md).
   SerialSection serial(m.backend(), B == 1);
 
   if (q8) {
@@ -116,7 +126,7 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
     conv_step(m, L, slots, zxbcdt.data() + di, P, C, B, xbc.data());
   }
 
-  serial.end();
+  if (!z_behind) serial.end();
   SelectiveStateUpdateArgs s;
   s.batch = B; s.nheads = H; s.headdim = Pd; s.dstate = N; s.ngroups = G; s.a_per_state = false;
   s.state = m.pool_base() + L.ssm_off; s.state_batch_stride = m.state_floats(); s.state_indices = slots;
@@ -134,6 +144,8 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   } else {
     m.backend().selective_state_update(s);
   }
+  serial.end();
+  z_rows.join();
 
   gated_norm_out_proj(m, L, y.data(), zxbcdt.data(), P, B, out);
 }
