@@ -16,6 +16,7 @@ NM_DECLARE_ISA_FN(void paged_attention_task(const PagedAttentionArgs& a, int64_t
                                             int64_t i1, const AttnScratch& w))
 NM_DECLARE_ISA_FN(void paged_attention_decode_task(const PagedAttentionArgs& a, const AttnDecodeItem& it,
                                                    const AttnScratch& w))
+NM_DECLARE_ISA_FN(void f32_row_to_f16(const float* src, int64_t n, uint16_t* dst))
 NM_DECLARE_ISA_FN(void rope_rows(const RopeArgs& a, const float* inv_freq, int64_t t0, int64_t t1, float* cs))
 
 namespace {
@@ -50,12 +51,8 @@ void kv_cache_append(const KvCacheAppendArgs& a) {
         const float* vr = a.v + t * a.v_stride_tok + h * a.v_stride_head;
         const int64_t off = base + h * c.head_stride;
         if (c.dtype == DType::F16) {
-          uint16_t* kd = static_cast<uint16_t*>(c.k) + off;
-          uint16_t* vd = static_cast<uint16_t*>(c.v) + off;
-          for (int64_t d = 0; d < D; ++d) {
-            kd[d] = f32_to_f16(kr[d]);
-            vd[d] = f32_to_f16(vr[d]);
-          }
+          NM_ISA_CALL(f32_row_to_f16, kr, D, static_cast<uint16_t*>(c.k) + off);
+          NM_ISA_CALL(f32_row_to_f16, vr, D, static_cast<uint16_t*>(c.v) + off);
         } else {
           std::memcpy(static_cast<float*>(c.k) + off, kr, (size_t)D * sizeof(float));
           std::memcpy(static_cast<float*>(c.v) + off, vr, (size_t)D * sizeof(float));

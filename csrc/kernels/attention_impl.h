@@ -449,6 +449,14 @@ void paged_attention_task(const PagedAttentionArgs& a, int64_t s, int64_t g, int
   at_store_out(a, s, g, i0, M, w);
 }
 
+// dst[0, n) = src[0, n) as binary16, rounded to nearest even (a K or V row
+// into an f16 cache: kv_cache_append).
+void f32_row_to_f16(const float* src, int64_t n, uint16_t* dst) {
+  int64_t d = 0;
+  for (; d + VF::W <= n; d += VF::W) VF::load(src + d).store_f16(dst + d);
+  if (d < n) VF::load_partial(src + d, (int)(n - d)).store_f16_partial(dst + d, (int)(n - d));
+}
+
 // RoPE on tokens [t0, t1); cs is scratch of rotary_dim floats (cos, then sin),
 // inv_freq [rotary_dim / 2].
 void rope_rows(const RopeArgs& a, const float* inv_freq, int64_t t0, int64_t t1, float* cs) {

@@ -298,7 +298,7 @@ static void state_update_units(const SelectiveStateUpdateArgs& a, const Int8Oper
         const int64_t g = r / heads_per_group;
         if ((r + VF::W - 1) / heads_per_group != g) break;
         VF span[VF::W];
-        for (int i = 0; i < VF::W; i += 4 / nv1) {
+        for (int i = 0; i < VF::W; i += 4 / (nv1 ? nv1 : 1)) {  // (nv1 > 0 here)
           const float* dti = dts + (r + i - h0);
           if (nv1 == 1) update_rows_interleaved<1>(a, b, g, r + i, state, dti, log2e, xat, span + i);
           else update_rows_interleaved<2>(a, b, g, r + i, state, dti, log2e, xat, span + i);

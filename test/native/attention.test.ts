@@ -329,6 +329,33 @@ t.test('kvCacheAppend returns copies; f16 rounds to nearest even; untouched slot
   t.end();
 });
 
+t.test('kvCacheAppend to f16: every ISA level rounds as the reference (ties, subnormals, overflow, signed zeros, NaN)', (t) => {
+  // head_dim 37: whole vectors and a partial tail at every level.
+  const D = 37, rows = 3;
+  const s = makeSetup(11, D, 2, 1, 4, 'f16', [{ kvLen: rows, qLen: 0 }]);
+  const r = rng(77);
+  const special = [0, -0, 2 ** -24, 2 ** -25, 3 * 2 ** -25, -(2 ** -20) * 1.5, 6.1e-5, 65504, 65519.99, 65520, -70000, 1 + 2 ** -11,
+    1 + 3 * 2 ** -11, Infinity, -Infinity, NaN, 1e-30, -1e-8];
+  s.K[0] = Float32Array.from({ length: rows * D }, (_, i) => (i < special.length ? special[i] : randn(r, 1)[0] * 10 ** ((i % 9) - 4)));
+  s.V[0] = Float32Array.from(s.K[0], (x) => -x);
+  const want = [toF16(s.K[0]), toF16(s.V[0])];
+  const isNan16 = (h: number) => (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
+  forEachIsa((isa) => {
+    const out = append(s, emptyCache(s), emptyCache(s), [0], [rows]);
+    const page = s.blockTable[0];
+    [out.kCache, out.vCache].forEach((c, which) => {
+      const got = (c as { data: Uint16Array }).data.subarray(page * 4 * D, (page * 4 + rows) * D);
+      let bad = 0;
+      for (let i = 0; i < rows * D; i++) {
+        const w = want[which][i];
+        if (isNan16(w) ? !isNan16(got[i]) : got[i] !== w) bad++;
+      }
+      t.equal(bad, 0, `${which ? 'V' : 'K'} rows as binary16, round to nearest even (${isa})`);
+    });
+  });
+  t.end();
+});
+
 // RoPE reference (HF LlamaRotaryEmbedding default + apply_rotary_pos_emb):
 // inv_freq = 1 / theta^(2i/rd) as float32, angle = fround(inv_freq · pos) (HF
 // multiplies in float32), then the rotation in float64 with exact cos/sin of

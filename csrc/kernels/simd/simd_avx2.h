@@ -52,6 +52,13 @@ struct VF {
     if (n >= 8) _mm256_storeu_ps(p, v);
     else _mm256_maskstore_ps(p, tail_mask(n), v);
   }
+  // As binary16, rounded to nearest even (F16C).
+  void store_f16(uint16_t* p) const { _mm_storeu_si128((__m128i*)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+  void store_f16_partial(uint16_t* p, int n) const {
+    uint16_t tmp[8];
+    store_f16(tmp);
+    memcpy(p, tmp, (size_t)(n < 8 ? n : 8) * 2);
+  }
 };
 
 static inline VF operator+(VF a, VF b) { return VF{_mm256_add_ps(a.v, b.v)}; }

@@ -40,6 +40,11 @@ struct VF {
   }
   void store(float* p) const { _mm512_storeu_ps(p, v); }
   void store_partial(float* p, int n) const { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+  // As binary16, rounded to nearest even.
+  void store_f16(uint16_t* p) const { _mm256_storeu_si256((__m256i*)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+  void store_f16_partial(uint16_t* p, int n) const {
+    _mm256_mask_storeu_epi16(p, tail_mask(n), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  }
 };
 
 static inline VF operator+(VF a, VF b) { return VF{_mm512_add_ps(a.v, b.v)}; }

@@ -24,6 +24,8 @@ struct VF {
   static VF load_bf16_partial(const uint16_t* p, int n) { return VF{n > 0 ? b2f(*p) : 0.0f}; }
   void store(float* p) const { *p = v; }
   void store_partial(float* p, int n) const { if (n > 0) *p = v; }
+  void store_f16(uint16_t* p) const { *p = ::nm::f32_to_f16(v); }
+  void store_f16_partial(uint16_t* p, int n) const { if (n > 0) *p = ::nm::f32_to_f16(v); }
 
   // dtype.h's conversions are static inline (internal linkage), so using them
   // from an ISA translation unit is safe.
