@@ -2,7 +2,9 @@
 // run_recomputable, kernels/qlinear_rows.h): the calling thread computes a
 // range the worker holds again instead of waiting for it, and the logits are
 // those of a run without stalls, bit for bit (W8A8 rows with int8 inputs,
-// Q8_0 GGUF panels, at batch 1 and 3). A model disposed while a stalled
+// Q8_0 GGUF panels, at batch 1 and 3; Mamba-1, Mamba-2 and Granite, whose
+// batch-1 steps also run products in the background: runtimeInfo's
+// backgroundProducts). A model disposed while a stalled
 // worker still computes a range of its weights waits for it (under the
 // sanitizer run, a read of freed weights fails the child).
 //
@@ -16,6 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { exportGguf, quantize } from '../../lib';
+import { graniteTinyPreset, writeRandomHybridCheckpoint } from '../../lib/testing/random_hybrid_checkpoint';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
 import { writeTinyTokenizer } from '../helpers/gguf_fixtures';
 
@@ -25,7 +28,7 @@ const dist = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
 
 // Wide enough that every product splits into several ranges (a product of
 // one range runs on the calling thread alone): d_inner 512, in_proj 1024 rows.
-const V = 2048;
+const V = 2048;  // (also graniteTinyPreset's at scale 4)
 const floatDir = path.join(root, 'float');
 writeRandomCheckpoint(floatDir, { arch: 'mamba', dModel: 256, nLayer: 2, vocabSize: V, dtype: 'f32', tied: true, dialect: 'hf', seed: 5 });
 writeTinyTokenizer(floatDir); // (byte-level BPE, 263 tokens: exportGguf writes it)
@@ -36,6 +39,11 @@ const float2Dir = path.join(root, 'float2');
 writeRandomCheckpoint(float2Dir, {
   arch: 'mamba2', dModel: 256, nLayer: 2, vocabSize: V, dtype: 'f32', tied: true, dialect: 'hf', headdim: 32, dState: 32, seed: 6,
 });
+// Granite 4.0-H (4 Mamba-2 layers, 2 attention, a MoE with a shared MLP in
+// each of the 6): at batch 1 the shared MLP's gate product also runs behind
+// the router.
+const graniteDir = path.join(root, 'granite');
+writeRandomHybridCheckpoint(graniteDir, graniteTinyPreset({ scale: 4, seed: 7 }));
 
 function tokensFor(n: number, seed: number): number[] {
   const out: number[] = [];
@@ -102,7 +110,12 @@ t.test('stalled workers: the caller computes their ranges again, and the logits 
   await exportGguf(floatDir, q8, { type: 'q8_0' });
   const w8a8m2 = path.join(root, 'w8a8_mamba2');
   await quantize({ model: float2Dir, output: w8a8m2, scheme: 'w8a8', calibration: [tokensFor(64, 3), tokensFor(64, 4)] });
-  for (const [name, model] of [['W8A8', w8a8], ['Q8_0 GGUF', q8], ['Mamba-2 W8A8', w8a8m2]] as const) {
+  const w8a8g = path.join(root, 'w8a8_granite');
+  await quantize({ model: graniteDir, output: w8a8g, scheme: 'w8a8', calibration: [tokensFor(64, 5), tokensFor(64, 6)] });
+  // Products behind other work per batch-1 step: in_proj's z rows per Mamba
+  // layer, and (Granite) the shared MLP's gate per MoE layer.
+  const models = [['W8A8', w8a8, 2], ['Q8_0 GGUF', q8, 2], ['Mamba-2 W8A8', w8a8m2, 2], ['Granite W8A8', w8a8g, 4 + 6]] as const;
+  for (const [name, model, perStep] of models) {
     for (const batch of [1, 3]) {
       const calm = decodeInChild(model, batch, 12);
       // Every call's first range stalls 2 ms in a worker (past the 30 us
@@ -111,8 +124,7 @@ t.test('stalled workers: the caller computes their ranges again, and the logits 
       t.equal(stalled.threads, 2, `${name} batch ${batch}: two threads`);
       t.ok(stalled.recomputed >= 12, `${name} batch ${batch}: the caller took back ${stalled.recomputed} stalled ranges (at least one a step)`);
       t.equal(stalled.digest, calm.digest, `${name} batch ${batch}: the logits of every step are those of the calm run`);
-      // 2 layers x 12 steps at batch 1 (in_proj's z rows); none at batch 3
-      const want = batch === 1 ? 24 : 0;
+      const want = batch === 1 ? 12 * perStep : 0;
       t.equal(calm.background, want, `${name} batch ${batch}: ${want} products ran in the background`);
       t.equal(stalled.background, want, `${name} batch ${batch}: ${want} in the stalled run too`);
     }

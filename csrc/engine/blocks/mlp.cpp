@@ -1,7 +1,5 @@
 #include "engine/backend.h"
 #include "engine/blocks/mlp.h"
-
-
 #include "engine/ops.h"
 #include "engine/tensor_table.h"
 #include "kernels/moe.h"
@@ -17,7 +15,7 @@ void SwiGlu::load(const BlockContext& ctx, const std::string& prefix, int64_t I)
   down = ctx.tensors.get(prefix + "down_proj.weight", {{d, I}}, true, Q::Any);
 }
 
-void SwiGlu::forward(const Model& m, const float* x, int64_t n, float* out) const {
+void SwiGlu::forward(const Model& m, const float* x, int64_t n, float* out, const std::function<void()>& beside) const {
   const int64_t d = m.config().d_model, I = dim;
   Buf gu((size_t)(n * 2 * I)), h((size_t)(n * I));
   // Gate and up stored as one [2I, d] matrix (Granite's packed input_linear,
@@ -26,13 +24,26 @@ void SwiGlu::forward(const Model& m, const float* x, int64_t n, float* out) cons
   // products into the two halves of gu: [n, I] gate rows, then [n, I] up rows.
   const bool packed = !observer() && gate.dtype == up.dtype && dtype_info(gate.dtype).linear == LinearKernel::Float &&
                       static_cast<const char*>(gate.data) + dtype_row_bytes(gate.dtype, I * d) == up.data;
+  BackgroundProduct gate_behind(m.backend());
   if (packed) {
+    if (beside) beside();
     Weight both = gate;
     both.rows = 2 * I;
     run_linear(m, both, nullptr, x, d, n, gu.data());
     m.backend().swiglu_rows(gu.data(), 2 * I, I, h.data(), I, n, I);
   } else {
-    run_linear(m, gate, nullptr, x, d, n, gu.data());
+    if (beside && n == 1 && gate_behind.available(gate.layout)) {
+      // At one row the gate product runs in the background while `beside`
+      // runs here (its calls inline, on this thread).
+      const bool behind = gate_behind.start([&] { run_linear(m, gate, nullptr, x, d, n, gu.data()); });
+      SerialSection serial(m.backend(), behind);
+      beside();
+      serial.end();
+      gate_behind.join();
+    } else {
+      if (beside) beside();
+      run_linear(m, gate, nullptr, x, d, n, gu.data());
+    }
     run_linear(m, up, nullptr, x, d, n, gu.data() + n * I);
     m.backend().swiglu_rows(gu.data(), I, n * I, h.data(), I, n, I);
   }

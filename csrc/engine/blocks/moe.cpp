@@ -77,9 +77,10 @@ class MoeFfn final : public FeedForward {
     const int64_t d = m.config().d_model;
     Buf weights((size_t)(n * k_));
     I32Buf ids((size_t)(n * k_));
-    route(m, x, n, ids.data(), weights.data());
     Buf shared((size_t)(shared_.dim > 0 ? n * d : 0));
-    if (shared_.dim > 0) shared_.forward(m, x, n, shared.data());
+    const auto route_all = [&] { route(m, x, n, ids.data(), weights.data()); };
+    if (shared_.dim > 0) shared_.forward(m, x, n, shared.data(), route_all);  // the router beside the shared MLP
+    else route_all();
     MoeArgs a;
     a.T = n; a.d = d; a.I = I_; a.E = E_; a.k = k_;
     a.x = x; a.x_stride = d;
