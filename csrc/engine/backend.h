@@ -63,6 +63,25 @@ class Backend {
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void zero(void* dst, size_t bytes) = 0;
+  // Memory that grows (the KV cache's page stores): alloc_growable, then
+  // grow (its first old_bytes kept, the pointer may move; throws
+  // std::bad_alloc), then release_growable with its last size. By default
+  // an allocation, a copy and a release; the CPU backend remaps the pages
+  // instead (no copy: a long context's cache doubles without a pause).
+  virtual void* alloc_growable(size_t bytes) { return alloc(bytes); }
+  virtual void* grow(void* p, size_t old_bytes, size_t new_bytes) {
+    void* q = alloc(new_bytes);
+    if (!p) return q;
+    try {
+      copy(q, p, old_bytes);
+    } catch (...) {
+      release(q);
+      throw;
+    }
+    release(p);
+    return q;
+  }
+  virtual void release_growable(void* p, size_t bytes) noexcept { (void)bytes, release(p); }
   // Load time: the backend's copy of host bytes that live as long as the
   // model (mapped weights, converted parameters); the CPU uses them in place.
   virtual const void* place(const void* host, size_t bytes) = 0;

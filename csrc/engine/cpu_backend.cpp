@@ -1,13 +1,30 @@
 #include "engine/cpu_backend.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 #include "cpu/threadpool.h"
 
 namespace nm::engine {
 
 namespace {
+
+#if defined(__linux__)
+// Bytes of the mapping that holds `bytes` (whole pages, at least one).
+size_t mapped_size(size_t bytes) {
+  static const size_t page = [] {
+    const long p = ::sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : (size_t)4096;
+  }();
+  return (std::max<size_t>(bytes, 1) + page - 1) / page * page;
+}
+#endif
 
 // Each entry forwards to the CPU kernel of the same name.
 class CpuBackend final : public Backend {
@@ -28,6 +45,25 @@ class CpuBackend final : public Backend {
     if (bytes) std::memset(dst, 0, bytes);
   }
   const void* place(const void* host, size_t) override { return host; }
+#if defined(__linux__) && !defined(__SANITIZE_ADDRESS__)
+  // Growable memory as anonymous mappings that mremap moves or extends
+  // without copying (the sanitizer build keeps the heap's, whose bounds it
+  // checks).
+  void* alloc_growable(size_t bytes) override {
+    void* p = ::mmap(nullptr, mapped_size(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return p;
+  }
+  void* grow(void* p, size_t old_bytes, size_t new_bytes) override {
+    if (!p) return alloc_growable(new_bytes);
+    void* q = ::mremap(p, mapped_size(old_bytes), mapped_size(new_bytes), MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) throw std::bad_alloc();
+    return q;
+  }
+  void release_growable(void* p, size_t bytes) noexcept override {
+    if (p) ::munmap(p, mapped_size(bytes));
+  }
+#endif
   bool packs_weights() const override { return true; }
 
   void prefetch(const void* p, size_t bytes) override { cpu::pool().prefetch(p, bytes); }

@@ -10,8 +10,8 @@ namespace nm::engine {
 
 KvCache::~KvCache() {
   for (LayerStore& l : layers_) {
-    backend_.release(l.k);
-    backend_.release(l.v);
+    if (l.k) backend_.release_growable(l.k, (size_t)(l.k_pages * page_bytes(l)));
+    if (l.v) backend_.release_growable(l.v, (size_t)(l.v_pages * page_bytes(l)));
   }
 }
 
@@ -25,15 +25,15 @@ int32_t KvCache::add_layer(int64_t n_kv_heads, int64_t head_dim) {
 }
 
 void KvCache::resize(LayerStore& l, int64_t pages) {
-  const size_t keep = (size_t)(num_pages_ * page_bytes(l)), bytes = (size_t)(pages * page_bytes(l));
-  for (uint8_t** store : {&l.k, &l.v}) {
-    uint8_t* grown = static_cast<uint8_t*>(backend_.alloc(bytes));
-    if (*store) {
-      backend_.copy(grown, *store, keep);
-      backend_.release(*store);
-    }
-    *store = grown;
-  }
+  const int64_t pb = page_bytes(l);
+  auto grow_store = [&](uint8_t*& store, int64_t& have) {
+    if (store && have >= pages) return;
+    store = static_cast<uint8_t*>(store ? backend_.grow(store, (size_t)(have * pb), (size_t)(pages * pb))
+                                        : backend_.alloc_growable((size_t)(pages * pb)));
+    have = pages;
+  };
+  grow_store(l.k, l.k_pages);
+  grow_store(l.v, l.v_pages);
 }
 
 int64_t KvCache::row_bytes(int32_t layer) const {

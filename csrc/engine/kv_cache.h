@@ -2,8 +2,9 @@
 // token slots (kernels/attention.h PagedKvCache). One page allocator serves
 // every attention layer: a sequence's page list is the same for all of them,
 // each layer keeping its own storage of num_pages pages. Storage grows by
-// doubling when the free list runs out (the kernels take the pointers anew
-// on every call), and a sequence's pages go back to the free list when it is
+// doubling when the free list runs out (Backend::grow: on the CPU the pages
+// are remapped, not copied; the kernels take the pointers anew on every
+// call), and a sequence's pages go back to the free list when it is
 // freed or reset. The pages are the backend's memory (backend.h); the page
 // lists are host bookkeeping. Callers hold the model's compute mutex.
 #pragma once
@@ -54,10 +55,12 @@ class KvCache {
     int64_t n_kv_heads = 0, head_dim = 0;
     uint8_t* k = nullptr;  // [num_pages, kKvPageTokens, n_kv_heads, head_dim]
     uint8_t* v = nullptr;
+    int64_t k_pages = 0, v_pages = 0;  // the pages k and v hold (Backend::alloc_growable / grow)
   };
   int64_t page_bytes(const LayerStore& l) const;
   uint8_t* row(uint8_t* store, const LayerStore& l, int32_t page, int64_t slot_in_page) const;
-  // The layer's K / V storage resized to `pages` pages, keeping the first num_pages_.
+  // The layer's K / V storage grown to `pages` pages, keeping what they hold
+  // (a store that already has them is left as it is).
   void resize(LayerStore& l, int64_t pages);
   void grow();
   uint32_t generation_ = 0;
