@@ -16,7 +16,7 @@ Model::Model() = default;
 Model::~Model() {
   if (backend_) backend_->quiesce();
   buf_cache_.release(*backend_);
-  if (pool_) backend_->release(pool_);
+  if (pool_) backend_->release_growable(pool_, pool_bytes_);
 }
 
 std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std::string>& files,
@@ -140,14 +140,11 @@ int32_t Model::alloc_slot() {
   }
   size_t old = slot_used_.size(), grown = std::max<size_t>(4, old * 2);
   if (grown > (size_t)INT32_MAX) throw std::runtime_error("too many sequences");
-  // A larger pool holding the existing slots' states (new slots are zeroed by reset_slot).
-  const size_t row = (size_t)state_floats_ * sizeof(float);
-  float* grown_pool = static_cast<float*>(backend_->alloc(std::max<size_t>(grown * row, 1)));
-  if (pool_) {
-    backend_->copy(grown_pool, pool_, old * row);
-    backend_->release(pool_);
-  }
-  pool_ = grown_pool;
+  // A larger pool holding the existing slots' states (new slots are zeroed
+  // by reset_slot): Backend::grow (on the CPU remapped, not copied).
+  const size_t bytes = std::max<size_t>(grown * (size_t)state_floats_ * sizeof(float), 1);
+  pool_ = static_cast<float*>(pool_ ? backend_->grow(pool_, pool_bytes_, bytes) : backend_->alloc_growable(bytes));
+  pool_bytes_ = bytes;
   ++pool_moves_;
   slot_used_.resize(grown, 0);
   positions_.resize(grown, 0);

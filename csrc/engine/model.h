@@ -231,7 +231,8 @@ class Model {
   std::vector<AlignedBytes> packed_store_;        // Weight::data of Panels weights points here
 
   int64_t state_floats_ = 0;
-  float* pool_ = nullptr;  // [slots, state_floats_] in the backend's memory
+  float* pool_ = nullptr;  // [slots, state_floats_] in the backend's memory (Backend::alloc_growable)
+  size_t pool_bytes_ = 0;
   uint64_t pool_moves_ = 0;  // times pool_ was reallocated
   std::vector<uint8_t> slot_used_;
   std::vector<int64_t> positions_;
