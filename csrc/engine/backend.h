@@ -237,6 +237,7 @@ class BackgroundProduct {
     open_ = false;
     b_.join_background();
   }
+  bool running() const { return open_; }  // started in the background, not joined
 
  private:
   Backend& b_;

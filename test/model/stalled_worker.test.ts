@@ -57,6 +57,7 @@ function tokensFor(n: number, seed: number): number[] {
 
 interface ChildOut {
   digest: string;
+  first: string;  // sequence 0's rows only
   recomputed: number;
   background: number;
   threads: number;
@@ -80,10 +81,11 @@ function decodeInChild(model: string, batch: number, steps: number, stall?: stri
     }
     const nm = m.nativeModel();
     const slots = Int32Array.from(seqs.map((s) => s.slot));
-    const h = crypto.createHash('sha256');
+    const h = crypto.createHash('sha256'), h0 = crypto.createHash('sha256');
     for (let i = 0; i < ${steps}; i++) {
       const l = await nm.step(slots, toks);
       h.update(Buffer.from(l.buffer, l.byteOffset, l.byteLength));
+      h0.update(Buffer.from(l.buffer, l.byteOffset, ${V} * 4));
       for (let b = 0; b < ${batch}; b++) {
         let best = 0;
         for (let j = 1; j < ${V}; j++) if (l[b * ${V} + j] > l[b * ${V} + best]) best = j;
@@ -93,7 +95,7 @@ function decodeInChild(model: string, batch: number, steps: number, stall?: stri
     for (const s of seqs) await s.dispose();
     m.dispose();
     const info = kernels.runtimeInfo();
-    process.stdout.write(JSON.stringify({ digest: h.digest('hex'), recomputed: info.recomputedRanges, background: info.backgroundProducts, threads: info.threads }));
+    process.stdout.write(JSON.stringify({ digest: h.digest('hex'), first: h0.digest('hex'), recomputed: info.recomputedRanges, background: info.backgroundProducts, threads: info.threads }));
   })().catch((e) => { console.error(e); process.exit(1); });`;
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_MAMBA_THREADS: '2' };
   delete env.NODE_MAMBA_TEST_STALL_US;
@@ -116,6 +118,7 @@ t.test('stalled workers: the caller computes their ranges again, and the logits 
   // layer, and (Granite) the shared MLP's gate per MoE layer.
   const models = [['W8A8', w8a8, 2], ['Q8_0 GGUF', q8, 2], ['Mamba-2 W8A8', w8a8m2, 2], ['Granite W8A8', w8a8g, 4 + 6]] as const;
   for (const [name, model, perStep] of models) {
+    let alone = '';
     for (const batch of [1, 3]) {
       const calm = decodeInChild(model, batch, 12);
       // Every call's first range stalls 2 ms in a worker (past the 30 us
@@ -127,6 +130,10 @@ t.test('stalled workers: the caller computes their ranges again, and the logits 
       const want = batch === 1 ? 12 * perStep : 0;
       t.equal(calm.background, want, `${name} batch ${batch}: ${want} products ran in the background`);
       t.equal(stalled.background, want, `${name} batch ${batch}: ${want} in the stalled run too`);
+      // Sequence 0 has the same prompt and tokens at both batch sizes: its
+      // logits at batch 3 (no background products) equal batch 1's.
+      if (batch === 1) alone = calm.first;
+      else t.equal(calm.first, alone, `${name}: sequence 0's logits at batch 3 equal those it had alone, bit for bit`);
     }
   }
 });

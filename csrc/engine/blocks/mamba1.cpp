@@ -44,7 +44,8 @@ struct Mamba1Front {
 
 // At one row, in_proj's z half (read only by the scan's gate) goes to
 // `z_half`: it runs on the idle threads while this thread goes through the
-// conv, x_proj and dt_proj (the caller joins it before the scan).
+// conv, x_proj and dt_proj (the caller joins it before the scan, or, at a
+// decode step, after the state update).
 void mamba1_front(Model& m, const MambaWeights& L, int64_t layer, const float* hn, int64_t M, const Mamba1Front& f,
                   bool q8, const std::function<void(const ConvInt8&)>& conv, SerialSection& serial,
                   BackgroundProduct& z_half) {
@@ -139,7 +140,11 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   mamba1_front(m, L, layer, hn, B, f, q8, [&](const ConvInt8& q) {
     conv_step(m, L, slots, xz.data(), 2 * di, di, B, xc.data(), q);
   }, serial, z_half);
-  z_half.join();
+  // With z still running in the background the update runs ungated, into
+  // xz's x half (dead once the conv has read it), and the gate follows the
+  // join: silu(z) · y, the product the update takes when given z (the same
+  // float32 result).
+  const bool z_behind = z_half.running();
 
   SelectiveStateUpdateArgs s;
   s.batch = B; s.nheads = di; s.headdim = 1; s.dstate = N; s.ngroups = 1; s.a_per_state = true;
@@ -148,8 +153,8 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   s.dt = delta.data(); s.dt_batch_stride = di;
   s.B = xdbl.data() + R; s.B_batch_stride = xdim;
   s.C = xdbl.data() + R + N; s.C_batch_stride = xdim;
-  s.z = xz.data() + di; s.z_batch_stride = 2 * di;
-  s.out = y.data(); s.out_batch_stride = di;
+  if (!z_behind) { s.z = xz.data() + di; s.z_batch_stride = 2 * di; }
+  s.out = z_behind ? xz.data() : y.data(); s.out_batch_stride = z_behind ? 2 * di : di;
   s.A = L.A.data(); s.D = L.D.data(); s.dt_bias = L.dt_bias.data(); s.dt_softplus = true;
   if (q8) {
     SelectiveStateUpdateQ8Args q;
@@ -160,6 +165,10 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
     m.backend().selective_state_update_q8(q);
   } else {
     m.backend().selective_state_update(s);
+  }
+  if (z_behind) {
+    z_half.join();
+    m.backend().swiglu_rows(xz.data() + di, 2 * di, -di, y.data(), di, B, di);  // silu(z) · (the x half's y)
   }
 
   serial.end();
