@@ -23,9 +23,9 @@ namespace nm::cpu {
 
 namespace {
 thread_local bool t_in_pool_task = false;
+thread_local ThreadPool* t_detached_pool = nullptr;  // the pool whose detached_ call this thread made
 thread_local int t_inline_depth = 0;  // begin_inline() calls not yet ended on this thread
 thread_local bool t_detach_allowed = false;  // set_detach_allowed
-thread_local bool t_owns_detached = false;   // this thread's call is the pool's detached_
 // Whether a call from this thread runs its work here, inline: from inside a
 // task (no nested parallelism), or within begin_inline / end_inline.
 inline bool run_inline_here() { return t_in_pool_task || t_inline_depth > 0; }
@@ -587,15 +587,15 @@ void ThreadPool::run_recomputable(std::vector<int64_t> ends, const std::shared_p
     detached_ = c;
     detached_lock_ = std::move(run_lk);
     detached_calls_.fetch_add(1, std::memory_order_relaxed);
-    t_owns_detached = true;
+    t_detached_pool = this;
     return;
   }
   finish_recomputable(*c);
 }
 
 void ThreadPool::finish_detached() {
-  if (!t_owns_detached) return;
-  t_owns_detached = false;
+  if (t_detached_pool != this) return;
+  t_detached_pool = nullptr;
   std::shared_ptr<RangeCall> c = std::move(detached_);
   detached_.reset();
   std::unique_lock<std::mutex> run_lk = std::move(detached_lock_);
@@ -660,7 +660,7 @@ void set_recompute_allowed(bool on) { t_recompute_allowed = on; }
 void begin_inline() { ++t_inline_depth; }
 void end_inline() { if (t_inline_depth > 0) --t_inline_depth; }
 void set_detach_allowed(bool on) { t_detach_allowed = on; }
-bool owns_detached() { return t_owns_detached; }
+bool owns_detached() { return t_detached_pool != nullptr; }
 
 ThreadPool& pool() {
   static ThreadPool* p = [] {

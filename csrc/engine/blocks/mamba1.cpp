@@ -53,7 +53,9 @@ void mamba1_front(Model& m, const MambaWeights& L, int64_t layer, const float* h
   const int64_t di = c.d_inner, N = c.d_state, R = c.dt_rank, xdim = R + 2 * N;
   if (M == 1 && z_half.available(L.in_proj.layout) &&
       run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz, 0, di)) {
-    z_half.start([&] { run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz, di, 2 * di); });
+    z_half.start([&] {
+      run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz, di, 2 * di);
+    });
   } else {
     run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, M, f.xz);
   }

@@ -112,7 +112,9 @@ void step_impl(Model& m, const MambaWeights& L, int64_t layer, const int32_t* sl
   bool z_behind = false;
   if (B == 1 && z_rows.available(L.in_proj.layout) &&
       run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data(), di, P)) {
-    z_behind = z_rows.start([&] { run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data(), 0, di); });
+    z_behind = z_rows.start([&] {
+      run_linear_rows(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data(), 0, di);
+    });
   } else {
     run_linear(m, L.in_proj, &L.in_proj_bias, hn, c.d_model, B, zxbcdt.data());
   }
