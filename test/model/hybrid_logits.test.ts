@@ -80,14 +80,20 @@ t.test('every ISA level gives the reference logits (Jamba and Granite)', async (
   }
 });
 
+/** The model in `dir` (exact inputs, f32 cache), `n` tokens, their one-forward logits and a new sequence. */
+async function withReference(dir: string, n: number, seed: number) {
+  const model = await loadModel(dir, { inputRounding: 'none', kvCacheType: 'f32' });
+  const V = model.vocabSize;
+  const tokens = tokensFor(n, V, seed);
+  const all = await model.forward(tokens);
+  const seq = await model.createSequence();
+  return { model, V, tokens, all, seq };
+}
+
 t.test('prefill then decode equals one prefill; a later prefill chunk sees the earlier ones', async (t) => {
   for (const [name, opts] of [cases[0], cases[3]] as const) {
     const { dir } = write(`pd ${name}`, opts);
-    const model = await loadModel(dir, { inputRounding: 'none', kvCacheType: 'f32' });
-    const V = model.vocabSize;
-    const tokens = tokensFor(30, V, 4);
-    const all = await model.forward(tokens);
-    const seq = await model.createSequence();
+    const { model, V, tokens, all, seq } = await withReference(dir, 30, 4);
     await seq.prefill(tokens.slice(0, 11));
     const b = await seq.prefill(tokens.slice(11, 20));
     let w = worstError(b, all.subarray(19 * V, 20 * V), 1e-5, 1e-5);
@@ -108,11 +114,7 @@ t.test('decode past 512 cached positions (key ranges merged) equals one prefill'
   // A decode query splits its keys in ranges of 512 positions merged after
   // (csrc/kernels/attention.cpp): steps at 601..606 positions take two ranges.
   const { dir } = write('long decode granite', graniteTinyPreset({ experts: 0, seed: 14 }));
-  const model = await loadModel(dir, { inputRounding: 'none', kvCacheType: 'f32' });
-  const V = model.vocabSize;
-  const tokens = tokensFor(606, V, 6);
-  const all = await model.forward(tokens);
-  const seq = await model.createSequence();
+  const { model, V, tokens, all, seq } = await withReference(dir, 606, 6);
   await seq.prefill(tokens.slice(0, 600));
   let worst = 0;
   for (let i = 600; i < 606; i++) {

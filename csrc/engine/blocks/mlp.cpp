@@ -24,26 +24,25 @@ void SwiGlu::forward(const Model& m, const float* x, int64_t n, float* out, cons
   // products into the two halves of gu: [n, I] gate rows, then [n, I] up rows.
   const bool packed = !observer() && gate.dtype == up.dtype && dtype_info(gate.dtype).linear == LinearKernel::Float &&
                       static_cast<const char*>(gate.data) + dtype_row_bytes(gate.dtype, I * d) == up.data;
+  // At one row the gate product runs in the background while `beside` runs
+  // here (its calls inline, on this thread); else `beside` runs first.
   BackgroundProduct gate_behind(m.backend());
+  const bool gate_first = !packed && beside && n == 1 && gate_behind.available(gate.layout);
+  if (gate_first) {
+    SerialSection serial(m.backend(), gate_behind.start([&] { run_linear(m, gate, nullptr, x, d, n, gu.data()); }));
+    beside();
+    serial.end();
+    gate_behind.join();
+  } else if (beside) {
+    beside();
+  }
   if (packed) {
-    if (beside) beside();
     Weight both = gate;
     both.rows = 2 * I;
     run_linear(m, both, nullptr, x, d, n, gu.data());
     m.backend().swiglu_rows(gu.data(), 2 * I, I, h.data(), I, n, I);
   } else {
-    if (beside && n == 1 && gate_behind.available(gate.layout)) {
-      // At one row the gate product runs in the background while `beside`
-      // runs here (its calls inline, on this thread).
-      const bool behind = gate_behind.start([&] { run_linear(m, gate, nullptr, x, d, n, gu.data()); });
-      SerialSection serial(m.backend(), behind);
-      beside();
-      serial.end();
-      gate_behind.join();
-    } else {
-      if (beside) beside();
-      run_linear(m, gate, nullptr, x, d, n, gu.data());
-    }
+    if (!gate_first) run_linear(m, gate, nullptr, x, d, n, gu.data());
     run_linear(m, up, nullptr, x, d, n, gu.data() + n * I);
     m.backend().swiglu_rows(gu.data(), I, n * I, h.data(), I, n, I);
   }
