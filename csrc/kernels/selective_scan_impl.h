@@ -196,8 +196,15 @@ void selective_scan_q8_units(const SelectiveScanArgs& a, const Int8Operand& uq, 
   scan_units<true>(a, &uq, u0, u1);
 }
 
-// State rows a decode step prefetches ahead of the row it updates.
-constexpr int64_t kStatePrefetchRows = 8;
+// How far ahead of the row it updates a decode step prefetches the states:
+// at least 2 KB and 8 rows (Mamba-1's d_state 16: 32 rows; Mamba-2's 128: 8
+// rows, 4 KB). Eight rows of 64 bytes arrived too late at several sequences,
+// whose states the weight streams evict between steps (bench/NOTES.md).
+constexpr int64_t kStatePrefetchBytes = 2048;
+inline int64_t state_prefetch_rows(int64_t dstate) {
+  const int64_t rows = kStatePrefetchBytes / (dstate * (int64_t)sizeof(float));
+  return rows > 8 ? rows : 8;
+}
 
 // Mamba-1 rows r.. r + 4/NV - 1 of batch row b (group g; P = 1, A per
 // state, NV vectors of states per row): s = s·exp(dt·A) + dt·x·B, acc =
@@ -205,13 +212,13 @@ constexpr int64_t kStatePrefetchRows = 8;
 // computes them; the rows' 4 exp chains interleave (more spill registers).
 template <int NV, class XAt>
 static inline void update_rows_interleaved(const SelectiveStateUpdateArgs& a, int64_t b, int64_t g, int64_t r, float* state, const float* dt,
-                         VF log2e, const XAt& xat, VF* acc) {
+                         VF log2e, const XAt& xat, VF* acc, int64_t pf_rows) {
   constexpr int64_t N = NV * VF::W;
   const float* Bp = a.B + b * a.B_batch_stride + g * N;
   const float* Cp = a.C + b * a.C_batch_stride + g * N;
   float* s = state + r * N;
   constexpr int kRows = 4 / NV;
-  for (int64_t i = 0; i < kRows * N; i += 16) __builtin_prefetch(s + kStatePrefetchRows * N + i, 1);
+  for (int64_t i = 0; i < kRows * N; i += 16) __builtin_prefetch(s + pf_rows * N + i, 1);
   VF sv[kRows][NV];
   for (int i = 0; i < kRows; ++i) {
     const VF dtv = VF::set1(dt[i]), dtx = VF::set1(dt[i] * xat(r + i));
@@ -239,6 +246,7 @@ static void state_update_units(const SelectiveStateUpdateArgs& a, const Int8Oper
   const int64_t P = a.headdim, R = a.nheads * P, N = a.dstate;
   const int64_t nblk = (R + block - 1) / block, heads_per_group = a.nheads / a.ngroups;
   float dts[64 + 1 + VF::W], dAs[64 + 1 + VF::W], ys[64 + VF::W];
+  const int64_t pf_rows = state_prefetch_rows(N);
   const bool clamp = a.dt_min > -INFINITY || a.dt_max < INFINITY;
   const VF dt_lo = VF::set1(a.dt_min), dt_hi = VF::set1(a.dt_max);
   for (int64_t unit = u0; unit < u1; ++unit) {
@@ -300,8 +308,8 @@ static void state_update_units(const SelectiveStateUpdateArgs& a, const Int8Oper
         VF span[VF::W];
         for (int i = 0; i < VF::W; i += 4 / (nv1 ? nv1 : 1)) {  // (nv1 > 0 here)
           const float* dti = dts + (r + i - h0);
-          if (nv1 == 1) update_rows_interleaved<1>(a, b, g, r + i, state, dti, log2e, xat, span + i);
-          else update_rows_interleaved<2>(a, b, g, r + i, state, dti, log2e, xat, span + i);
+          if (nv1 == 1) update_rows_interleaved<1>(a, b, g, r + i, state, dti, log2e, xat, span + i, pf_rows);
+          else update_rows_interleaved<2>(a, b, g, r + i, state, dti, log2e, xat, span + i, pf_rows);
         }
         // y = Σ + D·x, fused: one rounding whichever x the level reads
         // (the int8 and float forms must agree bit for bit)
@@ -324,8 +332,9 @@ static void state_update_units(const SelectiveStateUpdateArgs& a, const Int8Oper
       if (nv && a.a_per_state && P == 1 && r + rows <= r1 && (r - r0) % VF::W <= VF::W - rows &&
           (r + rows - 1) / heads_per_group == r / heads_per_group) {
         const int64_t g = r / heads_per_group;
-        if (nv == 1) update_rows_interleaved<1>(a, b, g, r, state, dts + (r - h0), log2e, xat, accs + (r - r0) % VF::W);
-        else update_rows_interleaved<2>(a, b, g, r, state, dts + (r - h0), log2e, xat, accs + (r - r0) % VF::W);
+        VF* acc = accs + (r - r0) % VF::W;
+        if (nv == 1) update_rows_interleaved<1>(a, b, g, r, state, dts + (r - h0), log2e, xat, acc, pf_rows);
+        else update_rows_interleaved<2>(a, b, g, r, state, dts + (r - h0), log2e, xat, acc, pf_rows);
         for (int i = 0; i < rows; ++i) row_done(r + i);
         r += rows;
         continue;
@@ -336,8 +345,8 @@ static void state_update_units(const SelectiveStateUpdateArgs& a, const Int8Oper
       const float* Cp = a.C + b * a.C_batch_stride + g * N;
       float* s = state + r * N;
       // The states were evicted by the weight streams since the last token:
-      // ask for the row kStatePrefetchRows ahead (a hint: never faults).
-      for (int64_t n = 0; n < N; n += 16) __builtin_prefetch(s + kStatePrefetchRows * N + n, 1);
+      // ask for the row pf_rows ahead (a hint: never faults).
+      for (int64_t n = 0; n < N; n += 16) __builtin_prefetch(s + pf_rows * N + n, 1);
       const VF dtx = VF::set1(dtv * xv);
       VF acc = VF::zero();
       if (a.a_per_state) {
