@@ -85,6 +85,14 @@ class Backend {
   // Load time: the backend's copy of host bytes that live as long as the
   // model (mapped weights, converted parameters); the CPU uses them in place.
   virtual const void* place(const void* host, size_t bytes) = 0;
+  // Memory about to be used is mapped into the process now, in one call,
+  // instead of a page fault at each page's first touch inside a decode step
+  // (10-20 us a page on the VMs of bench/NOTES.md): placed weights read at
+  // random (a token embedding table, whose file pages a token's first lookup
+  // would fault in, or read from disk if the page cache lost them), or
+  // (`writable`) KV-cache pages a sequence is given. A hint: the CPU backend
+  // asks the kernel to populate the range; nothing elsewhere.
+  virtual void make_resident(const void* p, size_t bytes, bool writable) { (void)p, (void)bytes, (void)writable; }
   // Whether I8 / I4 weights with int8 inputs are packed in panels for its
   // qlinear kernels (TensorTable::pack); else they stay in rows.
   virtual bool packs_weights() const = 0;

@@ -1,6 +1,7 @@
 #include "engine/cpu_backend.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <new>
 
@@ -16,6 +17,14 @@ namespace nm::engine {
 namespace {
 
 #if defined(__linux__)
+// madvise's MADV_POPULATE_READ / _WRITE (Linux 5.14), where the headers
+// predate them.
+#if defined(MADV_POPULATE_READ) && defined(MADV_POPULATE_WRITE)
+constexpr int kPopulateRead = MADV_POPULATE_READ, kPopulateWrite = MADV_POPULATE_WRITE;
+#else
+constexpr int kPopulateRead = 22, kPopulateWrite = 23;
+#endif
+
 // Bytes of the mapping that holds `bytes` (whole pages, at least one).
 size_t mapped_size(size_t bytes) {
   static const size_t page = [] {
@@ -45,6 +54,17 @@ class CpuBackend final : public Backend {
     if (bytes) std::memset(dst, 0, bytes);
   }
   const void* place(const void* host, size_t) override { return host; }
+#if defined(__linux__)
+  void make_resident(const void* p, size_t bytes, bool writable) override {
+    if (!p || bytes == 0) return;
+    const uintptr_t page = (uintptr_t)mapped_size(1);
+    const uintptr_t b = reinterpret_cast<uintptr_t>(p) / page * page;
+    const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes + page - 1) / page * page;
+    // advice only: a kernel without it (before Linux 5.14) leaves the
+    // pages to fault in on first use, as before
+    (void)::madvise(reinterpret_cast<void*>(b), e - b, writable ? kPopulateWrite : kPopulateRead);
+  }
+#endif
 #if defined(__linux__) && !defined(__SANITIZE_ADDRESS__)
   // Growable memory as anonymous mappings that mremap moves or extends
   // without copying (the sanitizer build keeps the heap's, whose bounds it

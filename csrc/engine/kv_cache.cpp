@@ -61,8 +61,20 @@ void KvCache::reserve(int32_t slot, int64_t tokens) {
   const int64_t need = (tokens + kKvPageTokens - 1) / kKvPageTokens;
   while ((int64_t)pages.size() < need) {
     if (free_.empty()) grow();
-    pages.push_back(free_.back());
+    const int32_t page = free_.back();
+    pages.push_back(page);
     free_.pop_back();
+    // A page handed out for the first time since the storage grew: its
+    // memory mapped now, in one call per store, not faulted in token by
+    // token by the decode steps that append to it.
+    if (page >= resident_pages_) {
+      for (LayerStore& l : layers_) {
+        const int64_t pb = page_bytes(l);
+        backend_.make_resident(l.k + page * pb, (size_t)pb, true);
+        backend_.make_resident(l.v + page * pb, (size_t)pb, true);
+      }
+      resident_pages_ = page + 1;
+    }
   }
 }
 

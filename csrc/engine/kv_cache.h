@@ -69,6 +69,9 @@ class KvCache {
   DType dtype_;
   std::vector<LayerStore> layers_;
   int64_t num_pages_ = 0;
+  // Pages [0, resident_pages_) have been handed out (and made resident) since
+  // the storage was created; the free list hands out pages in index order.
+  int64_t resident_pages_ = 0;
   std::vector<int32_t> free_;
   std::vector<std::vector<int32_t>> slot_pages_;
 };

@@ -92,6 +92,12 @@ std::shared_ptr<Model> Model::load(const ModelConfig& cfg, const std::vector<std
     m->lm_head_ = m->embedding_;
   }
 
+  // The lookup reads a row per token, at random: its pages mapped now.
+  {
+    const Weight& e = m->embedding_;
+    m->backend_->make_resident(e.data, (size_t)dtype_layout_bytes(e.dtype, e.layout, e.rows, e.cols), false);
+  }
+
   m->layers_.resize((size_t)c.n_layer);
   uint64_t unread = 0;
   for (int64_t i = 0; i < c.n_layer; ++i) {
