@@ -121,6 +121,9 @@ function peakStatus() {
 //   (each: one token in, greedy next token out); decodeMany(hs, firstTokens, steps)
 //   runs the sequences concurrently; release(h).
 
+/** Decode steps of the uncounted first run (see measure). */
+const kWarmSteps = 64;
+
 async function measure(result, eng) {
   const d = spec.decode;
   if (d) {
@@ -137,7 +140,12 @@ async function measure(result, eng) {
         const rate = steps / (C.now() - t0);
         return { rate, promptSeconds, bandwidthGBps: r >= 0 ? sampleBandwidth() : NaN };
       };
-      const warm = await once(-1, Math.min(4, d.steps));  // page faults, first-call allocations: not counted
+      // Not counted: a first run of kWarmSteps steps. The first ~50 steps of a
+      // process fault in fresh pages (heap growth, staging buffers, KV pages:
+      // 10-17 us each on the VMs of bench/NOTES.md) and V8 compiles the loop
+      // on the same cores: after a 4-step warm-up, node-mamba's first
+      // measured runs took up to 14 faults a step.
+      const warm = await once(-1, Math.max(kWarmSteps, d.steps));
       const runs = await repeat(d, (r) => once(r, d.steps));
       await eng.release(h);
       return {
@@ -180,7 +188,7 @@ async function measure(result, eng) {
         await Promise.all(hs.map((h, i) => eng.decode(h, first[i], steps)));
         return (b.n * steps) / (C.now() - t0);
       };
-      await once(-1, Math.min(2, b.steps));
+      await once(-1, Math.max(kWarmSteps / 4, b.steps));  // (not counted, as decode's)
       const runs = await repeat(b, (r) => once(r, b.steps));
       for (const h of hs) await eng.release(h);
       return { ...C.summary(runs), sequences: b.n, stepsPerSequence: b.steps };
