@@ -260,7 +260,7 @@ const mb = (b) => (Number.isFinite(b) ? (b / 1e6).toFixed(1) : '—');
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
 
 const BUSY = 0.1;
-/** Decode as a fraction of the limit: median over runs of rate x weight bytes / bandwidth sampled after the run. */
+/** Decode as a fraction of the limit: median over runs of rate x bytes read per token / bandwidth sampled around the run. */
 function frac(cell) {
   const f = cell && !cell.error && cell.decode && cell.decode.fractionOfLimit;
   return Number.isFinite(f) ? `${(100 * f).toFixed(0)}%` : '';
@@ -458,8 +458,9 @@ async function main() {
         } catch { /* unknown */ }
       }
       if (Number.isFinite(weightBytes)) {
-        // Each decode run is compared with the bandwidth sampled right after it
-        // (same process); fractionOfLimit is the median over runs. The limit
+        // Each decode run is compared with the bandwidth sampled around it (the
+        // larger of the samples before its prompt and right after it, same process);
+        // fractionOfLimit is the median over runs. The limit
         // shown is at the median bandwidth sampled in node-mamba's cell (else
         // the run's start).
         const readBytes = weightBytes + stateBytes;
@@ -486,7 +487,7 @@ async function main() {
   results.bandwidth.end = bwEnd;
   results.loadAverageEnd = os.loadavg();
   results.seconds = (Date.now() - t0) / 1000;
-  log(`read bandwidth at the end ${bwEnd.bestGBps.toFixed(1)} GB/s (best; median ${bwEnd.medianGBps.toFixed(1)}); the limits use the bandwidth sampled after each decode run`);
+  log(`read bandwidth at the end ${bwEnd.bestGBps.toFixed(1)} GB/s (best; median ${bwEnd.medianGBps.toFixed(1)}); the limits use the bandwidth sampled around each decode run (the larger of the samples before its prompt and after it)`);
 
   const { text, failures } = buildTable(results);
   results.table = text;
