@@ -132,9 +132,17 @@ void paged_attention(const PagedAttentionArgs& a) {
   if (items.empty()) return;
   // Costliest first, so the long items start early.
   std::stable_sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost > y.cost; });
-  std::vector<float> partial(partial_rows * (size_t)(D + 2));
+  // The split ranges' partial rows: the calling thread's buffer, reused
+  // across calls and not zeroed (every row is written by its item before the
+  // merge reads it); a fresh one per call cost an allocation, a zero fill and
+  // page faults (1 MB a call at 8 sequences of 16K keys).
+  // (Tasks on other threads reach it through this pointer: a thread_local
+  // named in a task would be that thread's own.)
+  thread_local std::vector<float> partial_buf;
+  if (partial_buf.size() < partial_rows * (size_t)(D + 2)) partial_buf.resize(partial_rows * (size_t)(D + 2));
+  float* const partial = partial_buf.data();
   for (size_t i = 0; i < ditems.size(); ++i)
-    if (prow[i] >= 0) ditems[i].partial = partial.data() + (size_t)prow[i] * (size_t)(D + 2);
+    if (prow[i] >= 0) ditems[i].partial = partial + (size_t)prow[i] * (size_t)(D + 2);
 
   // Tiny calls (~< 64k multiply-adds) stay on the calling thread.
   const int64_t threads = work < 65536.0 ? 1 : nthreads;
@@ -196,7 +204,7 @@ void paged_attention(const PagedAttentionArgs& a) {
     for (int64_t i = b; i < e; ++i) {
       const Merge& mg = merges[(size_t)(i / H)];
       const int64_t h = i % H;
-      const float* row0 = partial.data() + (mg.first + (size_t)h) * (size_t)ps;
+      const float* row0 = partial + (mg.first + (size_t)h) * (size_t)ps;
       float m = -INFINITY;
       for (int64_t r = 0; r < mg.ranges; ++r) m = std::max(m, row0[r * H * ps]);
       float l = 0.0f;
