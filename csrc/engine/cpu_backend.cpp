@@ -25,12 +25,17 @@ constexpr int kPopulateRead = MADV_POPULATE_READ, kPopulateWrite = MADV_POPULATE
 constexpr int kPopulateRead = 22, kPopulateWrite = 23;
 #endif
 
-// Bytes of the mapping that holds `bytes` (whole pages, at least one).
-size_t mapped_size(size_t bytes) {
+size_t page_size() {
   static const size_t page = [] {
     const long p = ::sysconf(_SC_PAGESIZE);
     return p > 0 ? (size_t)p : (size_t)4096;
   }();
+  return page;
+}
+
+// Bytes of the mapping that holds `bytes` (whole pages, at least one).
+size_t mapped_size(size_t bytes) {
+  const size_t page = page_size();
   return (std::max<size_t>(bytes, 1) + page - 1) / page * page;
 }
 #endif
@@ -57,7 +62,7 @@ class CpuBackend final : public Backend {
 #if defined(__linux__)
   void make_resident(const void* p, size_t bytes, bool writable) override {
     if (!p || bytes == 0) return;
-    const uintptr_t page = (uintptr_t)mapped_size(1);
+    const uintptr_t page = (uintptr_t)page_size();
     const uintptr_t b = reinterpret_cast<uintptr_t>(p) / page * page;
     const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes + page - 1) / page * page;
     // advice only: a kernel without it (before Linux 5.14) leaves the

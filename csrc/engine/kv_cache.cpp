@@ -59,22 +59,24 @@ void KvCache::reserve(int32_t slot, int64_t tokens) {
   if ((size_t)slot >= slot_pages_.size()) slot_pages_.resize((size_t)slot + 1);
   std::vector<int32_t>& pages = slot_pages_[(size_t)slot];
   const int64_t need = (tokens + kKvPageTokens - 1) / kKvPageTokens;
+  int64_t hi = -1;  // the highest page handed out here
   while ((int64_t)pages.size() < need) {
     if (free_.empty()) grow();
-    const int32_t page = free_.back();
-    pages.push_back(page);
+    hi = std::max<int64_t>(hi, free_.back());
+    pages.push_back(free_.back());
     free_.pop_back();
-    // A page handed out for the first time since the storage grew: its
-    // memory mapped now, in one call per store, not faulted in token by
-    // token by the decode steps that append to it.
-    if (page >= resident_pages_) {
-      for (LayerStore& l : layers_) {
-        const int64_t pb = page_bytes(l);
-        backend_.make_resident(l.k + page * pb, (size_t)pb, true);
-        backend_.make_resident(l.v + page * pb, (size_t)pb, true);
-      }
-      resident_pages_ = page + 1;
+  }
+  // Pages handed out for the first time since the storage was created (they
+  // come in index order: [resident_pages_, hi]): their memory mapped now, in
+  // one call per store, not faulted in token by token by the decode steps
+  // that append to them.
+  if (hi >= resident_pages_) {
+    for (LayerStore& l : layers_) {
+      const int64_t pb = page_bytes(l), n = hi + 1 - resident_pages_;
+      backend_.make_resident(l.k + resident_pages_ * pb, (size_t)(n * pb), true);
+      backend_.make_resident(l.v + resident_pages_ * pb, (size_t)(n * pb), true);
     }
+    resident_pages_ = hi + 1;
   }
 }
 
