@@ -275,12 +275,13 @@ void qlinear(const QLinearArgs& a) {
   // starts new streams for the hardware prefetcher, so not shorter), and the
   // threads finish within one short range of each other. At one input row a
   // packed micro-tile is one packed panel (qlinear_packed.h); at 2-8 rows,
-  // packed panels go in whole micro-tiles of 4 where there are that many (a
+  // packed panels go in whole micro-tiles of 4 where there are at least 8 (a
   // range of 3 left a third of out_proj's panels to one-panel tiles, each of
-  // which reloads every input broadcast). Prefill-sized calls take dynamic
+  // which reloads every input broadcast; with fewer, ranges of 4 left one
+  // thread 4 of x_proj's 5 panels and the other 1). Prefill-sized calls take dynamic
   // chunks (cpu::balanced_chunk): a share per thread waited for whichever
   // thread the machine slowed (bench/NOTES.md).
-  const int64_t align = packed && units >= 4 ? 4 : 1;
+  const int64_t align = packed && units >= 8 ? 4 : 1;
   const int64_t rows_scratch = need_scratch ? scratch_bytes : -1;
   if (a.M <= 8) return run_qlinear_rows(a, in, unit, cpu::guided_ranges(units, grain, align), rows_scratch);
   int64_t chunk = cpu::balanced_chunk(units, grain);
