@@ -24,22 +24,23 @@ namespace nm {
 namespace NM_QLINEAR_NS {
 namespace {
 
-// The tiles' prefetch hints, as asm: GCC 12 at -O3 dropped _mm_prefetch from
-// some tiles' loops (at AVX2 the one-row W4A8, Q8_0 and Q4_0 panel tiles,
-// found in their disassembly; bench/NOTES.md). The address goes in a
-// register: a memory operand made GCC store a tile's accumulators to the
-// stack before each prefetch.
-#if defined(__GNUC__)
-inline void prefetch_t0_asm(const void* p) { __asm__ volatile("prefetcht0 (%0)" : : "r"(p)); }
-inline void prefetch_nta_asm(const void* p) { __asm__ volatile("prefetchnta (%0)" : : "r"(p)); }
-#else
-inline void prefetch_t0_asm(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
-inline void prefetch_nta_asm(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_NTA); }
-#endif
-
 // Ops shared by both widths: quads of int32 / float32 lanes (the W4A8 row
-// tiles' exact group sums and their float accumulation).
+// tiles' exact group sums and their float accumulation), and the tiles'
+// prefetch hints.
 struct OpsQuad {
+  // The hints as asm: GCC 12 at -O3 dropped _mm_prefetch from some tiles'
+  // loops (at AVX2 the one-row W4A8, Q8_0 and Q4_0 panel tiles, found in
+  // their disassembly; bench/NOTES.md). The address goes in a register: a
+  // memory operand made GCC store a tile's accumulators to the stack before
+  // each prefetch. prefetch_l1: into L1; prefetch_nta: into L1, marked for
+  // early eviction (not kept in the outer caches).
+#if defined(__GNUC__)
+  static void prefetch_l1(const void* p) { __asm__ volatile("prefetcht0 (%0)" : : "r"(p)); }
+  static void prefetch_nta(const void* p) { __asm__ volatile("prefetchnta (%0)" : : "r"(p)); }
+#else
+  static void prefetch_l1(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+  static void prefetch_nta(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_NTA); }
+#endif
   using Q = __m128i;
   using F4 = __m128;
   static Q qsetr(int32_t a, int32_t b, int32_t c, int32_t d) { return _mm_setr_epi32(a, b, c, d); }
@@ -119,9 +120,6 @@ struct Ops512 : OpsQuad {
   // Weight rows per tile at one input row; rows x input rows per tile at more;
   // rows per tile in passes of 8 input rows (each weight widened once for 8).
   static constexpr int kLanesRowsM1 = 8, kLanesRows = 4, kLanesInRows = 4, kLanesRows8 = 2;
-  static void prefetch_l1(const void* p) { prefetch_t0_asm(p); }
-  // Into L1, marked for early eviction (not kept in the outer caches).
-  static void prefetch_nta(const void* p) { prefetch_nta_asm(p); }
   // The group at p; `half`: only its first chunk exists (32 bytes; lanes
   // 8..15 read as 0, whose inputs are 0 in lane order).
   static L load_lanes(const uint8_t* p, bool half) {
@@ -344,9 +342,6 @@ struct O : OpsQuad {
   using LT = float;
   static LT u4_lane_table(float s) { return s; }
   static constexpr int kLanesRowsM1 = 4, kLanesRows = 2, kLanesInRows = 4, kLanesRows8 = 0;  // no 8-row passes
-  static void prefetch_l1(const void* p) { prefetch_t0_asm(p); }
-  // Into L1, marked for early eviction (not kept in the outer caches).
-  static void prefetch_nta(const void* p) { prefetch_nta_asm(p); }
   // The group at p; `half`: only its first chunk exists (lanes 8..15 read as
   // 0, whose inputs are 0 in lane order).
   static L load_lanes(const uint8_t* p, bool half) {
