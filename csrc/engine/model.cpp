@@ -175,10 +175,6 @@ bool Model::slot_live(int32_t slot) const {
   return slot >= 0 && (size_t)slot < slot_used_.size() && slot_used_[(size_t)slot];
 }
 
-int64_t Model::live_slots() const {
-  return std::count(slot_used_.begin(), slot_used_.end(), (uint8_t)1);
-}
-
 void Model::check_context(int32_t slot, int64_t tokens) const {
   if (kv_->layer_count() == 0) return;
   const int64_t pos = position(slot);

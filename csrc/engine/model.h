@@ -177,7 +177,6 @@ class Model {
   int32_t alloc_slot();
   void free_slot(int32_t slot);
   bool slot_live(int32_t slot) const;
-  int64_t live_slots() const;
   // Back to the empty state (zeros, no KV pages, position 0).
   void reset_slot(int32_t slot);
   float* slot_state(int32_t slot) { return pool_ + (int64_t)slot * state_floats_; }
