@@ -1,7 +1,9 @@
 // JS surface of the engine: loadModel() and the NativeModel object
 // (lib/model/ wraps it). Arguments are checked here, on the JS thread; the
 // work runs in PromiseWorkers holding a shared_ptr to the model, so
-// dispose() frees the model as soon as no job is in flight.
+// dispose() frees the model as soon as no job is in flight. A model's jobs
+// go through its JobLane: one at a time on libuv's pool, the rest waiting
+// without a thread (napi/promise_worker.h).
 #include <napi.h>
 
 #include <algorithm>
@@ -106,6 +108,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
  private:
   std::shared_ptr<Model> model_;
+  // This model's jobs, one at a time on libuv's pool (napi/promise_worker.h).
+  std::shared_ptr<JobLane> lane_ = std::make_shared<JobLane>();
   // Greedy and sampled steps' logits (step(..., 'greedy' | 'sample')): one buffer per model, reused
   // (steps hold the compute mutex); freed with the last in-flight step.
   std::shared_ptr<std::vector<float>> greedy_logits_ = std::make_shared<std::vector<float>>();
@@ -170,7 +174,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto slot = std::make_shared<int32_t>(-1);
     return PromiseWorker::run(info.Env(), "node-mamba:allocSequence",
         [m, slot] { engine::ComputeLock lk(*m); *slot = m->alloc_slot(); },
-        [slot](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *slot); });
+        [slot](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *slot); }, lane_);
   }
 
   Napi::Value FreeSequence(const Napi::CallbackInfo& info) {
@@ -180,7 +184,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto m = model_;
     return PromiseWorker::run(info.Env(), "node-mamba:freeSequence",
         [m, slot] { engine::ComputeLock lk(*m); m->free_slot(slot); },
-        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, lane_);
   }
 
   Napi::Value ResetSequence(const Napi::CallbackInfo& info) {
@@ -193,7 +197,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           check_slot(*m, slot);
           m->reset_slot(slot);
         },
-        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, lane_);
   }
 
   // prefill(slot, tokens: Int32Array, logits: 'none' | 'last' | 'all') -> Promise<Float32Array | undefined>;
@@ -226,7 +230,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             Napi::Int32Array a = Napi::Int32Array::New(env, 1);
             a[0] = *id;
             return a;
-          });
+          }, lane_);
     }
     engine::LogitsMode mode = mode_s == "all" ? engine::LogitsMode::All
                               : mode_s == "none" ? engine::LogitsMode::None : engine::LogitsMode::Last;
@@ -246,7 +250,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [out, mode](Napi::Env env) -> Napi::Value {
           if (mode == engine::LogitsMode::None) return env.Undefined();
           return adopt_f32(env, *out);
-        });
+        }, lane_);
   }
 
   // step(slots: Int32Array, tokens: Int32Array, output?: 'logits' | 'greedy' | 'sample', params?: Float64Array,
@@ -288,7 +292,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             Napi::Int32Array a = Napi::Int32Array::New(env, ids->size());
             std::memcpy(a.Data(), ids->data(), ids->size() * sizeof(int32_t));
             return a;
-          });
+          }, lane_);
     }
     auto out = std::make_shared<HostBuffer>();
     return PromiseWorker::run(env, "node-mamba:step",
@@ -298,7 +302,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           out->allocate(sizeof(float) * slots->size() * (size_t)V);
           engine::decode_step(*m, slots->data(), tokens->data(), (int64_t)slots->size(), out->as<float>());
         },
-        [out](Napi::Env env) -> Napi::Value { return adopt_f32(env, *out); });
+        [out](Napi::Env env) -> Napi::Value { return adopt_f32(env, *out); }, lane_);
   }
 
   // stepChained(slots: Int32Array, tokens: Int32Array, params: Float64Array, history?, historyOffsets?,
@@ -350,7 +354,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           o.Set("state", a);
           o.Set("position", (double)*pos);
           return o;
-        });
+        }, lane_);
   }
 
   // restore(slot, state: Uint8Array, position) -> Promise<void>
@@ -374,7 +378,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           check_slot(*m, slot);
           m->restore(slot, data->data(), data->size(), position);
         },
-        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, lane_);
   }
 
   // calibrate(tokens: Int32Array, percentile: number in [0, 1], withHead: boolean, gram?: boolean)
@@ -460,7 +464,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           o.Set("channels", channels);
           if (obs->gram) o.Set("grams", grams);
           return o;
-        });
+        }, lane_);
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {

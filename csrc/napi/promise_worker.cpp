@@ -13,11 +13,44 @@ PromiseWorker::PromiseWorker(Napi::Env env, const char* name, Job execute, Resol
       execute_(std::move(execute)),
       resolve_(std::move(resolve)) {}
 
-Napi::Promise PromiseWorker::run(Napi::Env env, const char* name, Job execute, Resolver resolve) {
+void JobLane::submit(PromiseWorker* w) {
+  if (busy_) {
+    waiting_.push_back(w);
+    return;
+  }
+  w->Queue();
+  busy_ = true;
+}
+
+void JobLane::done() {
+  if (waiting_.empty()) {
+    busy_ = false;
+    return;
+  }
+  PromiseWorker* w = waiting_.front();
+  waiting_.pop_front();
+  w->Queue();
+}
+
+Napi::Promise PromiseWorker::run(Napi::Env env, const char* name, Job execute, Resolver resolve,
+                                 std::shared_ptr<JobLane> lane) {
   auto* w = new PromiseWorker(env, name, std::move(execute), std::move(resolve));
   Napi::Promise p = w->deferred_.Promise();
-  w->Queue();  // deletes itself after OnOK / OnError
+  w->lane_ = std::move(lane);
+  // (the worker deletes itself after OnOK / OnError)
+  if (w->lane_) w->lane_->submit(w);
+  else w->Queue();
   return p;
+}
+
+void PromiseWorker::settled() noexcept {
+  std::shared_ptr<JobLane> lane = std::move(lane_);
+  if (!lane) return;
+  try {
+    lane->done();
+  } catch (...) {
+    // (napi_queue_async_work failed: nothing to do but leave the rest waiting)
+  }
 }
 
 void PromiseWorker::Execute() {
@@ -44,7 +77,14 @@ void PromiseWorker::Execute() {
   }
 }
 
+// Whatever OnOK / OnError do, the lane's next job goes to the pool after them.
+struct PromiseWorker::SettleGuard {
+  PromiseWorker& w;
+  ~SettleGuard() { w.settled(); }
+};
+
 void PromiseWorker::OnOK() {
+  SettleGuard guard{*this};
   Napi::Env env = Env();
   try {
     deferred_.Resolve(resolve_(env));
@@ -57,6 +97,7 @@ void PromiseWorker::OnOK() {
 }
 
 void PromiseWorker::OnError(const Napi::Error&) {
+  SettleGuard guard{*this};
   Napi::Env env = Env();
   Napi::Error err;
   switch (kind_) {
