@@ -12,6 +12,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/threadpool.h"
@@ -110,6 +111,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   std::shared_ptr<Model> model_;
   // This model's jobs, one at a time on libuv's pool (napi/promise_worker.h).
   std::shared_ptr<JobLane> lane_ = std::make_shared<JobLane>();
+
+  // A job of this model: every one goes through its lane.
+  Napi::Promise job(Napi::Env env, const char* name, PromiseWorker::Job execute, PromiseWorker::Resolver resolve) {
+    return PromiseWorker::run(env, name, std::move(execute), std::move(resolve), lane_);
+  }
   // Greedy and sampled steps' logits (step(..., 'greedy' | 'sample')): one buffer per model, reused
   // (steps hold the compute mutex); freed with the last in-flight step.
   std::shared_ptr<std::vector<float>> greedy_logits_ = std::make_shared<std::vector<float>>();
@@ -172,9 +178,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value AllocSequence(const Napi::CallbackInfo& info) {
     auto m = live(info.Env(), "allocSequence");
     auto slot = std::make_shared<int32_t>(-1);
-    return PromiseWorker::run(info.Env(), "node-mamba:allocSequence",
+    return job(info.Env(), "node-mamba:allocSequence",
         [m, slot] { engine::ComputeLock lk(*m); *slot = m->alloc_slot(); },
-        [slot](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *slot); }, lane_);
+        [slot](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *slot); });
   }
 
   Napi::Value FreeSequence(const Napi::CallbackInfo& info) {
@@ -182,22 +188,22 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     release_chained(slot);
     if (!model_) return info.Env().Undefined();  // freeing after dispose is a no-op
     auto m = model_;
-    return PromiseWorker::run(info.Env(), "node-mamba:freeSequence",
+    return job(info.Env(), "node-mamba:freeSequence",
         [m, slot] { engine::ComputeLock lk(*m); m->free_slot(slot); },
-        [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, lane_);
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
   Napi::Value ResetSequence(const Napi::CallbackInfo& info) {
     int32_t slot = slot_arg(info, "resetSequence");
     auto m = live(info.Env(), "resetSequence");
     release_chained(slot);
-    return PromiseWorker::run(info.Env(), "node-mamba:resetSequence",
+    return job(info.Env(), "node-mamba:resetSequence",
         [m, slot] {
           engine::ComputeLock lk(*m);
           check_slot(*m, slot);
           m->reset_slot(slot);
         },
-        [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, lane_);
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
   // prefill(slot, tokens: Int32Array, logits: 'none' | 'last' | 'all') -> Promise<Float32Array | undefined>;
@@ -222,7 +228,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       auto rows = std::make_shared<SampleRows>(read_sample_rows(r, arg(3), arg(4), arg(5), 1, V));
       auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
       auto id = std::make_shared<int32_t>(0);
-      return PromiseWorker::run(env, "node-mamba:prefill",
+      return job(env, "node-mamba:prefill",
           [m, slot, toks, rows, id] {
             *id = engine::prefill_token(*m, slot, toks->data(), (int64_t)toks->size(), rows->params[0]);
           },
@@ -230,7 +236,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             Napi::Int32Array a = Napi::Int32Array::New(env, 1);
             a[0] = *id;
             return a;
-          }, lane_);
+          });
     }
     engine::LogitsMode mode = mode_s == "all" ? engine::LogitsMode::All
                               : mode_s == "none" ? engine::LogitsMode::None : engine::LogitsMode::Last;
@@ -239,7 +245,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (tokens.empty() && mode != engine::LogitsMode::None) r.range_error("tokens", "must not be empty when logits are requested");
     auto out = std::make_shared<HostBuffer>();
     auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
-    return PromiseWorker::run(env, "node-mamba:prefill",
+    return job(env, "node-mamba:prefill",
         [m, slot, toks, mode, out, V] {
           engine::ComputeLock lk(*m);
           check_slot(*m, slot);
@@ -250,7 +256,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         [out, mode](Napi::Env env) -> Napi::Value {
           if (mode == engine::LogitsMode::None) return env.Undefined();
           return adopt_f32(env, *out);
-        }, lane_);
+        });
   }
 
   // step(slots: Int32Array, tokens: Int32Array, output?: 'logits' | 'greedy' | 'sample', params?: Float64Array,
@@ -283,7 +289,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       if (output == "sample") *rows = read_sample_rows(r, arg(3), arg(4), arg(5), (int64_t)slots->size(), V);
       auto ids = std::make_shared<std::vector<int32_t>>(slots->size());
       auto logits = greedy_logits_;
-      return PromiseWorker::run(env, "node-mamba:step",
+      return job(env, "node-mamba:step",
           [m, slots, tokens, ids, logits, rows] {
             engine::step_tokens(*m, slots->data(), tokens->data(), (int64_t)slots->size(),
                                 rows->params.empty() ? nullptr : rows->params.data(), *logits, ids->data());
@@ -292,17 +298,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             Napi::Int32Array a = Napi::Int32Array::New(env, ids->size());
             std::memcpy(a.Data(), ids->data(), ids->size() * sizeof(int32_t));
             return a;
-          }, lane_);
+          });
     }
     auto out = std::make_shared<HostBuffer>();
-    return PromiseWorker::run(env, "node-mamba:step",
+    return job(env, "node-mamba:step",
         [m, slots, tokens, out, V] {
           engine::ComputeLock lk(*m);
           for (int32_t s : *slots) check_slot(*m, s);
           out->allocate(sizeof(float) * slots->size() * (size_t)V);
           engine::decode_step(*m, slots->data(), tokens->data(), (int64_t)slots->size(), out->as<float>());
         },
-        [out](Napi::Env env) -> Napi::Value { return adopt_f32(env, *out); }, lane_);
+        [out](Napi::Env env) -> Napi::Value { return adopt_f32(env, *out); });
   }
 
   // stepChained(slots: Int32Array, tokens: Int32Array, params: Float64Array, history?, historyOffsets?,
@@ -340,7 +346,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     check_unchained(info.Env(), slot, "snapshot");
     auto out = std::make_shared<std::vector<uint8_t>>();
     auto pos = std::make_shared<int64_t>(0);
-    return PromiseWorker::run(info.Env(), "node-mamba:snapshot",
+    return job(info.Env(), "node-mamba:snapshot",
         [m, slot, out, pos] {
           engine::ComputeLock lk(*m);
           check_slot(*m, slot);
@@ -354,7 +360,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           o.Set("state", a);
           o.Set("position", (double)*pos);
           return o;
-        }, lane_);
+        });
   }
 
   // restore(slot, state: Uint8Array, position) -> Promise<void>
@@ -372,13 +378,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto data = std::make_shared<std::vector<uint8_t>>(a.Data(), a.Data() + a.ElementLength());
     const int64_t position = (int64_t)pd;
     release_chained(slot);
-    return PromiseWorker::run(env, "node-mamba:restore",
+    return job(env, "node-mamba:restore",
         [m, slot, data, position] {
           engine::ComputeLock lk(*m);
           check_slot(*m, slot);
           m->restore(slot, data->data(), data->size(), position);
         },
-        [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, lane_);
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
   }
 
   // calibrate(tokens: Int32Array, percentile: number in [0, 1], withHead: boolean, gram?: boolean)
@@ -406,7 +412,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     obs->percentile = pct;
     obs->gram = gram;
     auto toks = std::make_shared<std::vector<int32_t>>(std::move(tokens));
-    return PromiseWorker::run(env, "node-mamba:calibrate",
+    return job(env, "node-mamba:calibrate",
         [m, toks, obs, with_head, V] {
           engine::ComputeLock lk(*m);
           const int32_t slot = m->alloc_slot();
@@ -464,7 +470,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           o.Set("channels", channels);
           if (obs->gram) o.Set("grams", grams);
           return o;
-        }, lane_);
+        });
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {

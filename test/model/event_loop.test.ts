@@ -1,6 +1,6 @@
 // The event loop keeps turning while a long prefill runs: the forward pass is
 // on worker threads, so timers fire on time meanwhile.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,12 +8,18 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadModel } from '../../lib';
 import { writeRandomCheckpoint } from '../helpers/checkpoint_writer';
 
-t.test('a long prefill does not block the event loop', async (t) => {
+// A small random Mamba model in a temporary directory, both removed at the test's end.
+async function smallModel(t: Test, seed: number) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-loop-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  writeRandomCheckpoint(dir, { arch: 'mamba', dModel: 256, nLayer: 4, vocabSize: 500, dtype: 'f32', tied: true, dialect: 'hf', seed: 3 });
+  writeRandomCheckpoint(dir, { arch: 'mamba', dModel: 256, nLayer: 4, vocabSize: 500, dtype: 'f32', tied: true, dialect: 'hf', seed });
   const model = await loadModel(dir);
   t.teardown(() => model.dispose());
+  return model;
+}
+
+t.test('a long prefill does not block the event loop', async (t) => {
+  const model = await smallModel(t, 3);
   const seq = await model.createSequence();
   const tokens = Array.from({ length: 6000 }, (_, i) => (i * 7) % model.vocabSize);
 
@@ -39,11 +45,7 @@ t.test('a long prefill does not block the event loop', async (t) => {
 // pool (napi/promise_worker.h JobLane): with more prefills queued than the
 // pool has threads, the process's own file system work still goes through.
 t.test('prefills queued together leave libuv\'s thread pool to the process', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mamba-lane-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  writeRandomCheckpoint(dir, { arch: 'mamba', dModel: 256, nLayer: 4, vocabSize: 500, dtype: 'f32', tied: true, dialect: 'hf', seed: 4 });
-  const model = await loadModel(dir);
-  t.teardown(() => model.dispose());
+  const model = await smallModel(t, 4);
   const poolThreads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
   const n = poolThreads + 2;
   const seqs = [];
